@@ -1,0 +1,69 @@
+// Package config owns the Istio configuration model of meshlab: the resource
+// kinds it accepts, parsing YAML and JSON into istio.io/api types with errors
+// that name the file, document and field, and turning resources back into
+// Kubernetes-shaped documents.
+package config
+
+import (
+	"google.golang.org/protobuf/proto"
+	networking "istio.io/api/networking/v1alpha3"
+	security "istio.io/api/security/v1beta1"
+)
+
+// Kind is an Istio resource kind as spelled in YAML, e.g. "VirtualService".
+type Kind string
+
+// The kinds meshlab stores.
+const (
+	VirtualService        Kind = "VirtualService"
+	DestinationRule       Kind = "DestinationRule"
+	Gateway               Kind = "Gateway"
+	ServiceEntry          Kind = "ServiceEntry"
+	Sidecar               Kind = "Sidecar"
+	PeerAuthentication    Kind = "PeerAuthentication"
+	AuthorizationPolicy   Kind = "AuthorizationPolicy"
+	RequestAuthentication Kind = "RequestAuthentication"
+)
+
+// KindInfo describes a kind: its API group, the versions accepted in
+// apiVersion, its plural (the name `get` takes) and how to make an empty spec.
+type KindInfo struct {
+	Kind     Kind
+	Group    string
+	Versions []string
+	Plural   string
+	Short    []string // kubectl short names, e.g. "vs"
+	NewSpec  func() proto.Message
+}
+
+// Kinds lists every kind meshlab accepts, in the order `get all` prints them.
+var Kinds = []KindInfo{
+	{VirtualService, "networking.istio.io", []string{"v1", "v1beta1", "v1alpha3"}, "virtualservices", []string{"vs"}, func() proto.Message { return &networking.VirtualService{} }},
+	{DestinationRule, "networking.istio.io", []string{"v1", "v1beta1", "v1alpha3"}, "destinationrules", []string{"dr"}, func() proto.Message { return &networking.DestinationRule{} }},
+	{Gateway, "networking.istio.io", []string{"v1", "v1beta1", "v1alpha3"}, "gateways", []string{"gw"}, func() proto.Message { return &networking.Gateway{} }},
+	{ServiceEntry, "networking.istio.io", []string{"v1", "v1beta1", "v1alpha3"}, "serviceentries", []string{"se"}, func() proto.Message { return &networking.ServiceEntry{} }},
+	{Sidecar, "networking.istio.io", []string{"v1", "v1beta1", "v1alpha3"}, "sidecars", nil, func() proto.Message { return &networking.Sidecar{} }},
+	{PeerAuthentication, "security.istio.io", []string{"v1", "v1beta1"}, "peerauthentications", []string{"pa"}, func() proto.Message { return &security.PeerAuthentication{} }},
+	{AuthorizationPolicy, "security.istio.io", []string{"v1", "v1beta1"}, "authorizationpolicies", []string{"ap"}, func() proto.Message { return &security.AuthorizationPolicy{} }},
+	{RequestAuthentication, "security.istio.io", []string{"v1", "v1beta1"}, "requestauthentications", []string{"ra"}, func() proto.Message { return &security.RequestAuthentication{} }},
+}
+
+// Resource is one Istio resource: its identity and its typed spec.
+// Spec is always the v1alpha3 (networking) or v1beta1 (security) Go type;
+// the v1 and v1beta1 packages of istio.io/api alias them.
+type Resource struct {
+	APIVersion  string            // as written, e.g. networking.istio.io/v1
+	Kind        Kind              // e.g. VirtualService
+	Namespace   string            // "default" when the document names none
+	Name        string            // metadata.name
+	Labels      map[string]string // metadata.labels
+	Annotations map[string]string // metadata.annotations
+	Spec        proto.Message     // e.g. *networking.VirtualService
+
+	// Revision is the store revision that last wrote this resource; zero
+	// for a resource that has not been stored.
+	Revision uint64
+}
+
+// Key identifies a resource: kind/namespace/name.
+func (r Resource) Key() string { return string(r.Kind) + "/" + r.Namespace + "/" + r.Name }
