@@ -1,0 +1,57 @@
+package controlplane
+
+import (
+	"log/slog"
+	"net/netip"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/urfave/cli/v2"
+)
+
+// Command is `meshlab controlplane`, the istiod analogue. The lab runs it in
+// the istiod pod; a developer can run it by hand too.
+func Command(version string) *cli.Command {
+	return &cli.Command{
+		Name:  "controlplane",
+		Usage: "run the control plane (the istiod analogue): store, registry, xDS, API",
+		Description: `Serves Envoy v3 xDS over ADS to sidecars and gateways, and the HTTP API
+that apply, get, delete, proxy-status and proxy-config use. Only this process
+opens the store (a bbolt file in --state-dir).
+
+Examples:
+   # what the lab runs in the istiod pod
+   meshlab controlplane --state-dir /var/lib/meshlab/controlplane
+
+   # a control plane on loopback for development
+   meshlab controlplane --state-dir /tmp/cp --xds-addr 127.0.0.1:15010 --http-addr 127.0.0.1:15014`,
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "state-dir", Usage: "directory of the store (meshlab.db)", Required: true, EnvVars: []string{"MESHLAB_CONTROLPLANE_STATE"}},
+			&cli.StringFlag{Name: "xds-addr", Value: ":15010", Usage: "address for xDS (plaintext gRPC, ADS)"},
+			&cli.StringFlag{Name: "http-addr", Value: ":15014", Usage: "address for the API, /metrics and /ready (port name http-monitoring)"},
+			&cli.StringFlag{Name: "vip-pool", Value: DefaultVIPPool.String(), Usage: "prefix that service VIPs are allocated from"},
+			&cli.BoolFlag{Name: "debug", Usage: "log at debug level"},
+		},
+		Action: func(c *cli.Context) error {
+			pool, err := netip.ParsePrefix(c.String("vip-pool"))
+			if err != nil {
+				return cli.Exit("--vip-pool: want a prefix like 198.19.0.0/16: "+err.Error(), 2)
+			}
+			level := slog.LevelInfo
+			if c.Bool("debug") {
+				level = slog.LevelDebug
+			}
+			ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			return Run(ctx, Options{
+				StateDir: c.String("state-dir"),
+				XDSAddr:  c.String("xds-addr"),
+				HTTPAddr: c.String("http-addr"),
+				VIPPool:  pool,
+				Version:  version,
+				Logger:   slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level})),
+			})
+		},
+	}
+}

@@ -1,0 +1,186 @@
+// Package controlplane is meshlab's istiod: it owns the process that opens the
+// store, keeps the service registry, translates configuration and registry
+// into Envoy xDS for every connected proxy, and serves the HTTP API the CLI
+// and the runtimes use. The parts live in its subpackages (config, store,
+// registry, xds, api); this package wires them and runs them.
+package controlplane
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/meshlab/meshlab/controlplane/config"
+	"github.com/meshlab/meshlab/controlplane/registry"
+	"github.com/meshlab/meshlab/controlplane/store"
+	"github.com/meshlab/meshlab/controlplane/xds"
+)
+
+// Options configure a control plane.
+type Options struct {
+	// StateDir holds the store file (meshlab.db).
+	StateDir string
+	// XDSAddr is where proxies connect over ADS (plaintext gRPC), :15010.
+	XDSAddr string
+	// HTTPAddr serves the API, /metrics and /ready, :15014.
+	HTTPAddr string
+	// VIPPool is where service VIPs are allocated from.
+	VIPPool netip.Prefix
+	// Version is reported by /version.
+	Version string
+	Logger  *slog.Logger
+}
+
+// DefaultVIPPool is the local runtime's service range (RFC 2544 benchmarking
+// space, chosen to collide with no home or office network).
+var DefaultVIPPool = netip.MustParsePrefix("198.19.0.0/16")
+
+// Server is a running control plane.
+type Server struct {
+	opts  Options
+	log   *slog.Logger
+	store *store.Store
+	reg   *registry.Registry
+	xds   *xds.Server
+
+	started time.Time
+	regGen  atomic.Uint64 // bumped on every registry change
+
+	mu      sync.Mutex
+	version string // the last version pushed, "<rev>.<gen>"
+	pushed  chan struct{}
+}
+
+// Run opens the store, starts serving xDS and HTTP, and blocks until ctx ends;
+// then it stops both within a bound and closes the store.
+func Run(ctx context.Context, opts Options) error {
+	s, err := New(opts)
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	return s.Serve(ctx)
+}
+
+// New opens the store and loads the persisted registry.
+func New(opts Options) (*Server, error) {
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	if !opts.VIPPool.IsValid() {
+		opts.VIPPool = DefaultVIPPool
+	}
+	if err := os.MkdirAll(opts.StateDir, 0o755); err != nil {
+		return nil, fmt.Errorf("create control plane state dir: %w", err)
+	}
+	st, err := store.Open(filepath.Join(opts.StateDir, "meshlab.db"))
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{
+		opts:    opts,
+		log:     opts.Logger,
+		store:   st,
+		reg:     registry.New(),
+		xds:     xds.NewServer(opts.Logger),
+		started: time.Now(),
+		pushed:  make(chan struct{}),
+	}
+	if err := s.loadRegistry(); err != nil {
+		st.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// Close closes the store.
+func (s *Server) Close() error { return s.store.Close() }
+
+// Serve runs the xDS server, the HTTP API and the push loop until ctx ends.
+func (s *Server) Serve(ctx context.Context) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+
+	xlis, err := net.Listen("tcp", s.opts.XDSAddr)
+	if err != nil {
+		return fmt.Errorf("listen for xDS on %s: %w", s.opts.XDSAddr, err)
+	}
+	hlis, err := net.Listen("tcp", s.opts.HTTPAddr)
+	if err != nil {
+		xlis.Close()
+		return fmt.Errorf("listen for the API on %s: %w", s.opts.HTTPAddr, err)
+	}
+	s.log.Info("control plane serving", "xds", xlis.Addr().String(), "api", hlis.Addr().String())
+
+	s.push(ctx) // proxies that connect at once get the stored config
+	hs := &http.Server{Handler: s.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	var wg sync.WaitGroup
+	errc := make(chan error, 2)
+	wg.Add(3)
+	go func() { defer wg.Done(); errc <- s.xds.Serve(ctx, xlis) }()
+	go func() {
+		defer wg.Done()
+		if err := hs.Serve(hlis); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			errc <- fmt.Errorf("serve API: %w", err)
+		}
+	}()
+	go func() { defer wg.Done(); s.pushLoop(ctx) }()
+
+	var runErr error
+	select {
+	case <-ctx.Done():
+	case runErr = <-errc:
+		cancel()
+	}
+	shutCtx, done := context.WithTimeout(context.Background(), 5*time.Second)
+	defer done()
+	_ = hs.Shutdown(shutCtx)
+	wg.Wait()
+	return runErr
+}
+
+// pushLoop rebuilds every proxy's snapshot after each store commit or
+// registry change. Changes that arrive while a push is running coalesce into
+// the next one, so a burst of applies costs one rebuild, not one per apply.
+func (s *Server) pushLoop(ctx context.Context) {
+	revs := s.store.Watch(ctx)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-revs:
+		case <-s.reg.Changed():
+		}
+		s.push(ctx)
+	}
+}
+
+func (s *Server) push(ctx context.Context) {
+	var cfg []config.Resource
+	for _, k := range config.Kinds {
+		rs, err := s.store.List(k.Kind, "")
+		if err != nil {
+			s.log.Error("list config for push", "kind", k.Kind, "err", err)
+			return
+		}
+		cfg = append(cfg, rs...)
+	}
+	version := fmt.Sprintf("%d.%d", s.store.Revision(), s.regGen.Load())
+	start := time.Now()
+	s.xds.Update(ctx, xds.Input{Config: cfg, Registry: s.reg.Snapshot()}, version)
+	s.log.Debug("pushed", "version", version, "took", time.Since(start))
+	s.mu.Lock()
+	s.version = version
+	close(s.pushed)
+	s.pushed = make(chan struct{})
+	s.mu.Unlock()
+}

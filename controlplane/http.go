@@ -1,0 +1,416 @@
+package controlplane
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"google.golang.org/protobuf/encoding/protojson"
+
+	"github.com/meshlab/meshlab/controlplane/api"
+	"github.com/meshlab/meshlab/controlplane/config"
+	"github.com/meshlab/meshlab/controlplane/registry"
+)
+
+// Handler serves the API, /metrics and /ready.
+func (s *Server) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST "+api.PathApply, s.handleApply)
+	mux.HandleFunc("POST "+api.PathDelete, s.handleDelete)
+	mux.HandleFunc("GET "+api.PathResources, s.handleResources)
+	mux.HandleFunc("GET "+api.PathProxies, s.handleProxies)
+	mux.HandleFunc("GET "+api.PathConfigDump, s.handleConfigDump)
+	mux.HandleFunc("PUT "+api.PathServices, s.handlePutService)
+	mux.HandleFunc("PUT "+api.PathWorkloads, s.handlePutWorkload)
+	mux.HandleFunc("DELETE "+api.PathWorkloads, s.handleDeleteWorkload)
+	mux.HandleFunc("GET "+api.PathRegistry, s.handleRegistry)
+	mux.HandleFunc("GET "+api.PathWaitSync, s.handleWait)
+	mux.HandleFunc("GET "+api.PathVersion, func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, api.Version{Version: s.opts.Version, Revision: s.store.Revision(), StartedAt: s.started})
+	})
+	mux.HandleFunc("GET "+api.PathReady, func(w http.ResponseWriter, r *http.Request) {
+		w.Write([]byte("ready\n"))
+	})
+	mux.Handle("GET /metrics", promhttp.HandlerFor(s.metrics(), promhttp.HandlerOpts{}))
+	return mux
+}
+
+func (s *Server) metrics() *prometheus.Registry {
+	r := prometheus.NewRegistry()
+	r.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	r.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "pilot_xds", Help: "Number of proxies connected to this control plane.",
+	}, func() float64 {
+		n := 0
+		for _, p := range s.xds.Status() {
+			if p.Connected {
+				n++
+			}
+		}
+		return float64(n)
+	}))
+	r.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "meshlab_store_revision", Help: "The store's current revision.",
+	}, func() float64 { return float64(s.store.Revision()) }))
+	return r
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(v)
+}
+
+func writeError(w http.ResponseWriter, code int, msg string, details ...string) {
+	writeJSON(w, code, api.Error{Message: msg, Details: details})
+}
+
+func decode(w http.ResponseWriter, r *http.Request, v any) bool {
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 64<<20))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		writeError(w, http.StatusBadRequest, "decode request body: "+err.Error())
+		return false
+	}
+	return true
+}
+
+// resources turns documents into validated resources; every bad document is
+// reported, and none is stored if any is bad.
+func resources(docs []api.Document) ([]config.Resource, []string) {
+	var out []config.Resource
+	var errs []string
+	for _, d := range docs {
+		r, err := config.Unmarshal(d.Object)
+		if err == nil {
+			err = config.Validate(r)
+		}
+		if err != nil {
+			errs = append(errs, fmt.Sprintf("%s: document %d: %v", d.Source, d.Index, err))
+			continue
+		}
+		out = append(out, r)
+	}
+	return out, errs
+}
+
+func (s *Server) handleApply(w http.ResponseWriter, r *http.Request) {
+	var req api.ApplyRequest
+	if !decode(w, r, &req) {
+		return
+	}
+	rs, errs := resources(req.Documents)
+	if len(errs) > 0 {
+		writeError(w, http.StatusUnprocessableEntity, "nothing was applied: the batch has invalid documents", errs...)
+		return
+	}
+	if req.DryRun {
+		res := api.Result{Revision: s.store.Revision()}
+		for _, x := range rs {
+			res.Changes = append(res.Changes, api.Change{Key: x.Key(), Op: "validated"})
+		}
+		writeJSON(w, http.StatusOK, res)
+		return
+	}
+	res, err := s.store.Apply(r.Context(), rs)
+	if err != nil {
+		writeError(w, http.StatusInternalServerError, "nothing was applied: "+err.Error())
+		return
+	}
+	writeJSON(w, http.StatusOK, apiResult(res.Rev, res.Changes))
+}
+
+func (s *Server) handleDelete(w http.ResponseWriter, r *http.Request) {
+	var req api.DeleteRequest
+	if !decode(w, r, &req) {
+		return
+	}
+	res, err := s.store.Delete(r.Context(), req.Keys)
+	if err != nil {
+		writeError(w, http.StatusNotFound, "nothing was deleted: "+err.Error())
+		return
+	}
+	writeJSON(w, http.StatusOK, apiResult(res.Rev, res.Changes))
+}
+
+func (s *Server) handleResources(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	kinds := config.Kinds
+	if k := q.Get("kind"); k != "" && k != "all" {
+		info, ok := config.LookupKind(k)
+		if !ok {
+			writeError(w, http.StatusBadRequest, fmt.Sprintf("unknown resource kind %q; meshlab knows %s", k, kindNames()))
+			return
+		}
+		kinds = []config.KindInfo{info}
+	}
+	list := api.ResourceList{Revision: s.store.Revision(), Items: []json.RawMessage{}}
+	for _, k := range kinds {
+		rs, err := s.store.List(k.Kind, q.Get("namespace"))
+		if err != nil {
+			writeError(w, http.StatusInternalServerError, "list "+string(k.Kind)+": "+err.Error())
+			return
+		}
+		for _, x := range rs {
+			if n := q.Get("name"); n != "" && x.Name != n {
+				continue
+			}
+			doc, err := config.Marshal(x)
+			if err != nil {
+				writeError(w, http.StatusInternalServerError, "encode "+x.Key()+": "+err.Error())
+				return
+			}
+			b, _ := json.Marshal(doc)
+			list.Items = append(list.Items, b)
+		}
+	}
+	if n := q.Get("name"); n != "" && len(list.Items) == 0 {
+		writeError(w, http.StatusNotFound, fmt.Sprintf("%s %q not found in namespace %q", q.Get("kind"), n, q.Get("namespace")))
+		return
+	}
+	writeJSON(w, http.StatusOK, list)
+}
+
+func kindNames() string {
+	var n []string
+	for _, k := range config.Kinds {
+		n = append(n, k.Plural)
+	}
+	return strings.Join(n, ", ")
+}
+
+func (s *Server) proxies() []api.ProxyStatus {
+	var out []api.ProxyStatus
+	for _, p := range s.xds.Status() {
+		ps := api.ProxyStatus{ID: p.ID, Type: p.Type, Pod: p.Pod, Namespace: p.Namespace, IP: p.IP,
+			Connected: p.Connected, Types: map[string]api.TypeStatus{}}
+		for url, t := range p.PerType {
+			ps.Types[shortType(url)] = api.TypeStatus{Sent: t.Sent, Acked: t.Acked, Nacked: t.Nacked, State: t.State}
+		}
+		out = append(out, ps)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out
+}
+
+func shortType(url string) string {
+	switch {
+	case strings.HasSuffix(url, ".Cluster"):
+		return "CDS"
+	case strings.HasSuffix(url, ".Listener"):
+		return "LDS"
+	case strings.HasSuffix(url, ".RouteConfiguration"):
+		return "RDS"
+	case strings.HasSuffix(url, ".ClusterLoadAssignment"):
+		return "EDS"
+	case strings.HasSuffix(url, ".Secret"):
+		return "SDS"
+	}
+	return url
+}
+
+func (s *Server) handleProxies(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, s.proxies())
+}
+
+func (s *Server) handleConfigDump(w http.ResponseWriter, r *http.Request) {
+	id := r.URL.Query().Get("proxy")
+	for _, p := range s.proxies() {
+		if p.ID == id || p.Pod+"."+p.Namespace == id {
+			id = p.ID
+			break
+		}
+	}
+	dump, err := s.xds.ConfigDump(id)
+	if err != nil {
+		writeError(w, http.StatusNotFound, err.Error())
+		return
+	}
+	b, err := protojson.MarshalOptions{Indent: "  "}.Marshal(dump)
+	if err != nil {
+		writeError(w, http.StatusInternalServerError, "encode config dump: "+err.Error())
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Write(b)
+}
+
+func (s *Server) handlePutService(w http.ResponseWriter, r *http.Request) {
+	var svc registry.Service
+	if !decode(w, r, &svc) {
+		return
+	}
+	if svc.Name == "" || svc.Namespace == "" {
+		writeError(w, http.StatusBadRequest, "service needs a name and a namespace")
+		return
+	}
+	if !svc.VIP.IsValid() {
+		vip, err := s.store.AllocateVIP(svc.Key(), s.opts.VIPPool)
+		if err != nil {
+			writeError(w, http.StatusInternalServerError, "allocate a VIP for "+svc.Key()+": "+err.Error())
+			return
+		}
+		svc.VIP = vip
+	}
+	if err := s.persist(bucketServices, svc.Key(), svc); err != nil {
+		writeError(w, http.StatusInternalServerError, err.Error())
+		return
+	}
+	s.regGen.Add(1)
+	s.reg.PutService(svc)
+	writeJSON(w, http.StatusOK, svc)
+}
+
+func (s *Server) handlePutWorkload(w http.ResponseWriter, r *http.Request) {
+	var wl registry.Workload
+	if !decode(w, r, &wl) {
+		return
+	}
+	if wl.Name == "" || wl.Namespace == "" || !wl.IP.IsValid() {
+		writeError(w, http.StatusBadRequest, "workload needs a name, a namespace and an IP")
+		return
+	}
+	if err := s.persist(bucketWorkloads, wl.Key(), wl); err != nil {
+		writeError(w, http.StatusInternalServerError, err.Error())
+		return
+	}
+	s.regGen.Add(1)
+	s.reg.PutWorkload(wl)
+	writeJSON(w, http.StatusOK, wl)
+}
+
+func (s *Server) handleDeleteWorkload(w http.ResponseWriter, r *http.Request) {
+	ns, name := r.URL.Query().Get("namespace"), r.URL.Query().Get("name")
+	if err := s.persist(bucketWorkloads, ns+"/"+name, nil); err != nil {
+		writeError(w, http.StatusInternalServerError, err.Error())
+		return
+	}
+	s.regGen.Add(1)
+	s.reg.DeleteWorkload(ns, name)
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func (s *Server) handleRegistry(w http.ResponseWriter, r *http.Request) {
+	snap := s.reg.Snapshot()
+	writeJSON(w, http.StatusOK, api.Registry{Services: snap.Services, Workloads: snap.Workloads})
+}
+
+// handleWait answers once every connected proxy has ACKed, for every type it
+// was sent, a version at or past the asked store revision.
+func (s *Server) handleWait(w http.ResponseWriter, r *http.Request) {
+	want, err := strconv.ParseUint(r.URL.Query().Get("revision"), 10, 64)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, "revision: want a number: "+err.Error())
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), 25*time.Second)
+	defer cancel()
+	for {
+		s.mu.Lock()
+		pushed := s.pushed
+		s.mu.Unlock()
+		if s.synced(want) {
+			w.WriteHeader(http.StatusNoContent)
+			return
+		}
+		select {
+		case <-ctx.Done():
+			writeError(w, http.StatusGatewayTimeout, fmt.Sprintf("proxies did not all ACK revision %d in time", want))
+			return
+		case <-pushed:
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+}
+
+func (s *Server) synced(want uint64) bool {
+	for _, p := range s.xds.Status() {
+		if !p.Connected {
+			continue
+		}
+		for _, t := range p.PerType {
+			if t.Sent == "" {
+				continue
+			}
+			if revOf(t.Acked) < want {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// revOf reads the store revision out of a snapshot version "<rev>.<gen>".
+func revOf(version string) uint64 {
+	head, _, _ := strings.Cut(version, ".")
+	n, _ := strconv.ParseUint(head, 10, 64)
+	return n
+}
+
+const (
+	bucketServices  = "registry.services"
+	bucketWorkloads = "registry.workloads"
+)
+
+// persist keeps the registry in the store so a restarted control plane
+// serves the same services and endpoints before the runtime says anything.
+// A nil value deletes the key.
+func (s *Server) persist(bucket, key string, v any) error {
+	var b []byte
+	if v != nil {
+		var err error
+		if b, err = json.Marshal(v); err != nil {
+			return fmt.Errorf("encode %s %s: %w", bucket, key, err)
+		}
+	}
+	if err := s.store.PutMeta(bucket, key, b); err != nil {
+		return fmt.Errorf("persist %s %s: %w", bucket, key, err)
+	}
+	return nil
+}
+
+func (s *Server) loadRegistry() error {
+	svcs, err := s.store.ListMeta(bucketServices)
+	if err != nil {
+		return fmt.Errorf("load registry: %w", err)
+	}
+	for k, b := range svcs {
+		var svc registry.Service
+		if err := json.Unmarshal(b, &svc); err != nil {
+			return fmt.Errorf("load registry service %s: %w", k, err)
+		}
+		s.reg.PutService(svc)
+	}
+	wls, err := s.store.ListMeta(bucketWorkloads)
+	if err != nil {
+		return fmt.Errorf("load registry: %w", err)
+	}
+	for k, b := range wls {
+		var wl registry.Workload
+		if err := json.Unmarshal(b, &wl); err != nil {
+			return fmt.Errorf("load registry workload %s: %w", k, err)
+		}
+		s.reg.PutWorkload(wl)
+	}
+	return nil
+}
+
+func apiResult(rev uint64, changes any) api.Result {
+	res := api.Result{Revision: rev}
+	b, _ := json.Marshal(changes)
+	_ = json.Unmarshal(b, &res.Changes)
+	return res
+}
+
+var _ = errors.New

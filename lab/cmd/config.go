@@ -1,0 +1,337 @@
+package cmd
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/urfave/cli/v2"
+	"sigs.k8s.io/yaml"
+
+	"github.com/meshlab/meshlab/controlplane/api"
+	"github.com/meshlab/meshlab/controlplane/config"
+)
+
+var filesFlag = &cli.StringSliceFlag{Name: "filename", Aliases: []string{"f"}, Usage: "file, directory (its .yaml/.yml/.json files) or - for stdin; repeatable", Required: true}
+
+// readDocuments reads every -f argument into API documents. Every error of
+// every file is reported; nothing is returned if any is bad.
+func readDocuments(c *cli.Context) ([]api.Document, error) {
+	var files []string
+	for _, f := range c.StringSlice("filename") {
+		if f == "-" {
+			files = append(files, f)
+			continue
+		}
+		fi, err := os.Stat(f)
+		if err != nil {
+			return nil, fmt.Errorf("read %s: %w", f, err)
+		}
+		if !fi.IsDir() {
+			files = append(files, f)
+			continue
+		}
+		entries, err := os.ReadDir(f)
+		if err != nil {
+			return nil, fmt.Errorf("read directory %s: %w", f, err)
+		}
+		for _, e := range entries {
+			switch filepath.Ext(e.Name()) {
+			case ".yaml", ".yml", ".json":
+				if !e.IsDir() {
+					files = append(files, filepath.Join(f, e.Name()))
+				}
+			}
+		}
+	}
+	var docs []api.Document
+	var errs []error
+	for _, f := range files {
+		var data []byte
+		var err error
+		if f == "-" {
+			data, err = io.ReadAll(os.Stdin)
+		} else {
+			data, err = os.ReadFile(f)
+		}
+		if err != nil {
+			errs = append(errs, fmt.Errorf("read %s: %w", f, err))
+			continue
+		}
+		d, err := api.Documents(f, data, c.String("namespace"))
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		docs = append(docs, d...)
+	}
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	return docs, nil
+}
+
+func printResult(c *cli.Context, res api.Result, dry bool) {
+	for _, ch := range res.Changes {
+		kind, rest, _ := strings.Cut(ch.Key, "/")
+		ns, name, _ := strings.Cut(rest, "/")
+		suffix := ""
+		if dry {
+			suffix = " (dry run)"
+		}
+		info, _ := config.LookupKind(kind)
+		fmt.Fprintf(c.App.Writer, "%s.%s/%s %s%s (namespace %s)\n", strings.ToLower(kind), info.Group, name, ch.Op, suffix, ns)
+	}
+}
+
+// Apply is `meshlab apply`.
+func Apply() *cli.Command {
+	return &cli.Command{
+		Name:  "apply",
+		Usage: "validate Istio resources and store them, all or nothing, then push them to the proxies",
+		Description: `Takes the same YAML as kubectl apply with Istio's CRDs: VirtualService,
+DestinationRule, Gateway, ServiceEntry, Sidecar, PeerAuthentication,
+AuthorizationPolicy, RequestAuthentication, in networking.istio.io and
+security.istio.io v1, v1beta1 and v1alpha3. If any document is invalid, nothing
+is stored and every error names its file, document and field.
+
+Examples:
+   meshlab apply -f samples/bookinfo/networking/virtual-service-all-v1.yaml
+   meshlab apply -f samples/bookinfo/networking/ -n book-demo
+   cat vs.yaml | meshlab apply -f -
+   meshlab apply -f vs.yaml --wait     # return once every proxy has ACKed it`,
+		Flags: []cli.Flag{filesFlag, namespaceFlag, stateDirFlag, cpFlag,
+			&cli.BoolFlag{Name: "dry-run", Usage: "validate on the control plane, store nothing"},
+			&cli.BoolFlag{Name: "wait", Usage: "wait until every connected proxy has ACKed the new configuration"}},
+		Action: func(c *cli.Context) error {
+			docs, err := readDocuments(c)
+			if err != nil {
+				return cli.Exit(err.Error(), 1)
+			}
+			cl, err := client(c)
+			if err != nil {
+				return err
+			}
+			res, err := cl.Apply(c.Context, api.ApplyRequest{Documents: docs, DryRun: c.Bool("dry-run")})
+			if err != nil {
+				return explain(err)
+			}
+			printResult(c, res, c.Bool("dry-run"))
+			if c.Bool("wait") && !c.Bool("dry-run") {
+				return explain(cl.WaitSynced(c.Context, res.Revision))
+			}
+			return nil
+		},
+	}
+}
+
+// Delete is `meshlab delete`.
+func Delete() *cli.Command {
+	return &cli.Command{
+		Name:      "delete",
+		Usage:     "delete Istio resources by file or by kind and name, all or nothing",
+		ArgsUsage: "[KIND NAME...]",
+		Description: `Examples:
+   meshlab delete -f samples/bookinfo/networking/virtual-service-all-v1.yaml
+   meshlab delete virtualservice reviews -n default
+   meshlab delete vs reviews ratings`,
+		Flags: []cli.Flag{&cli.StringSliceFlag{Name: "filename", Aliases: []string{"f"}, Usage: "file, directory or -"}, namespaceFlag, stateDirFlag, cpFlag},
+		Action: func(c *cli.Context) error {
+			var keys []string
+			if len(c.StringSlice("filename")) > 0 {
+				docs, err := readDocuments(c)
+				if err != nil {
+					return cli.Exit(err.Error(), 1)
+				}
+				for _, d := range docs {
+					r, err := config.Unmarshal(d.Object)
+					if err != nil {
+						return err
+					}
+					keys = append(keys, r.Key())
+				}
+			} else {
+				if c.NArg() < 2 {
+					return cli.Exit("usage: meshlab delete -f FILE, or meshlab delete KIND NAME... [-n NAMESPACE]", 2)
+				}
+				info, ok := config.LookupKind(c.Args().First())
+				if !ok {
+					return cli.Exit(fmt.Sprintf("unknown kind %q", c.Args().First()), 2)
+				}
+				for _, n := range c.Args().Slice()[1:] {
+					keys = append(keys, string(info.Kind)+"/"+c.String("namespace")+"/"+n)
+				}
+			}
+			cl, err := client(c)
+			if err != nil {
+				return err
+			}
+			res, err := cl.Delete(c.Context, keys)
+			if err != nil {
+				return explain(err)
+			}
+			printResult(c, res, false)
+			return nil
+		},
+	}
+}
+
+// Get is `meshlab get`.
+func Get() *cli.Command {
+	return &cli.Command{
+		Name:      "get",
+		Usage:     "list stored Istio resources",
+		ArgsUsage: "KIND [NAME]",
+		Description: `KIND is a kind, its plural or short name (virtualservices, vs, dr, gw, se,
+pa, ap, ...) or all.
+
+Examples:
+   meshlab get virtualservices -n default
+   meshlab get vs reviews -o yaml
+   meshlab get destinationrules -A -o json`,
+		Flags: []cli.Flag{namespaceFlag, outputFlag, stateDirFlag, cpFlag,
+			&cli.BoolFlag{Name: "all-namespaces", Aliases: []string{"A"}, Usage: "every namespace"}},
+		Action: func(c *cli.Context) error {
+			o, err := checkOutput(c, "table", "json", "yaml")
+			if err != nil {
+				return err
+			}
+			if c.NArg() < 1 {
+				return cli.Exit("usage: meshlab get KIND [NAME] [-n NAMESPACE] [-o table|json|yaml]", 2)
+			}
+			kind := c.Args().Get(0)
+			if kind != "all" {
+				if _, ok := config.LookupKind(kind); !ok {
+					return cli.Exit(fmt.Sprintf("unknown kind %q; meshlab stores virtualservices (vs), destinationrules (dr), gateways (gw), serviceentries (se), sidecars, peerauthentications (pa), authorizationpolicies (ap), requestauthentications (ra)", kind), 2)
+				}
+			}
+			ns := c.String("namespace")
+			if c.Bool("all-namespaces") {
+				ns = ""
+			}
+			cl, err := client(c)
+			if err != nil {
+				return err
+			}
+			list, err := cl.List(c.Context, kind, ns, c.Args().Get(1))
+			if err != nil {
+				return explain(err)
+			}
+			return printResources(c, o, list, ns == "")
+		},
+	}
+}
+
+func printResources(c *cli.Context, o string, list api.ResourceList, allNS bool) error {
+	w := c.App.Writer
+	single := c.Args().Get(1) != "" && len(list.Items) == 1
+	switch o {
+	case "json":
+		if single {
+			_, err := w.Write(append(indentJSON(list.Items[0]), '\n'))
+			return err
+		}
+		return writeJSON(w, map[string]any{"apiVersion": "v1", "kind": "List", "items": list.Items})
+	case "yaml":
+		for i, it := range list.Items {
+			if i > 0 {
+				fmt.Fprintln(w, "---")
+			}
+			b, err := yaml.JSONToYAML(it)
+			if err != nil {
+				return err
+			}
+			w.Write(b)
+		}
+		return nil
+	}
+	if len(list.Items) == 0 {
+		fmt.Fprintln(c.App.ErrWriter, "No resources found.")
+		return nil
+	}
+	type row struct{ kind, ns, name, detail string }
+	var rows []row
+	for _, it := range list.Items {
+		var obj struct {
+			Kind     string `json:"kind"`
+			Metadata struct {
+				Name, Namespace string
+			} `json:"metadata"`
+			Spec struct {
+				Hosts    []string `json:"hosts"`
+				Gateways []string `json:"gateways"`
+				Host     string   `json:"host"`
+			} `json:"spec"`
+		}
+		json.Unmarshal(it, &obj)
+		var d []string
+		if len(obj.Spec.Gateways) > 0 {
+			d = append(d, `["`+strings.Join(obj.Spec.Gateways, `","`)+`"]`)
+		}
+		if len(obj.Spec.Hosts) > 0 {
+			d = append(d, `["`+strings.Join(obj.Spec.Hosts, `","`)+`"]`)
+		}
+		if obj.Spec.Host != "" {
+			d = append(d, obj.Spec.Host)
+		}
+		rows = append(rows, row{obj.Kind, obj.Metadata.Namespace, obj.Metadata.Name, strings.Join(d, "   ")})
+	}
+	sort.SliceStable(rows, func(i, j int) bool { return rows[i].kind < rows[j].kind })
+	tw := tabwriter.NewWriter(w, 0, 4, 3, ' ', 0)
+	last := ""
+	for _, r := range rows {
+		if r.kind != last {
+			if last != "" {
+				fmt.Fprintln(tw)
+			}
+			if allNS {
+				fmt.Fprint(tw, "NAMESPACE\t")
+			}
+			fmt.Fprintln(tw, "NAME\tKIND\tGATEWAYS / HOSTS")
+			last = r.kind
+		}
+		if allNS {
+			fmt.Fprint(tw, r.ns+"\t")
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\n", r.name, r.kind, r.detail)
+	}
+	return tw.Flush()
+}
+
+func indentJSON(b []byte) []byte {
+	var v any
+	if json.Unmarshal(b, &v) != nil {
+		return b
+	}
+	out, _ := json.MarshalIndent(v, "", "  ")
+	return out
+}
+
+// Analyze is `meshlab analyze`.
+func Analyze() *cli.Command {
+	return &cli.Command{
+		Name:  "analyze",
+		Usage: "validate Istio resource files without storing them",
+		Description: `Parses and validates files the way apply does, offline, and reports every
+problem with its file, document and field.
+
+Examples:
+   meshlab analyze -f samples/bookinfo/networking/
+   meshlab analyze -f my-virtualservice.yaml`,
+		Flags: []cli.Flag{filesFlag, namespaceFlag},
+		Action: func(c *cli.Context) error {
+			docs, err := readDocuments(c)
+			if err != nil {
+				return cli.Exit("Error [analyze]:\n"+err.Error(), 1)
+			}
+			fmt.Fprintf(c.App.Writer, "✔ No validation issues found when analyzing %d document(s).\n", len(docs))
+			return nil
+		},
+	}
+}

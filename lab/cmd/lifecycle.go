@@ -1,0 +1,241 @@
+package cmd
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"text/tabwriter"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/meshlab/meshlab/lab"
+	"github.com/meshlab/meshlab/lab/local"
+)
+
+// Down is `meshlab down`.
+func Down() *cli.Command {
+	return &cli.Command{
+		Name:  "down",
+		Usage: "stop the lab and remove everything it put on the machine (the store is kept)",
+		Description: `Stops every pod of the lab and removes its network namespaces, veths, bridge
+and nftables rules. The control plane's store (your applied config) is kept
+for the next up, unless --purge.
+
+Examples:
+   sudo meshlab down
+   sudo meshlab down --purge     # forget the applied config too`,
+		Flags: []cli.Flag{stateDirFlag, &cli.BoolFlag{Name: "purge", Usage: "also delete the state directory and its store"}},
+		Action: func(c *cli.Context) error {
+			dir, err := lab.StateDir(c.String("state-dir"))
+			if err != nil {
+				return err
+			}
+			out := c.App.Writer
+			start := time.Now()
+			if pid := readPID(dir); lab.Alive(pid) {
+				syscall.Kill(pid, syscall.SIGTERM)
+				deadline := time.Now().Add(40 * time.Second)
+				for lab.Alive(pid) && time.Now().Before(deadline) {
+					time.Sleep(20 * time.Millisecond)
+				}
+				if lab.Alive(pid) {
+					syscall.Kill(pid, syscall.SIGKILL)
+				}
+			}
+			ctx, cancel := context.WithTimeout(c.Context, 30*time.Second)
+			defer cancel()
+			if err := local.Cleanup(ctx); err != nil {
+				return fmt.Errorf("clean up the lab: %w", err)
+			}
+			left, err := local.Network.Leftovers()
+			if err != nil {
+				return err
+			}
+			if len(left) > 0 {
+				return fmt.Errorf("the lab left these behind: %s", strings.Join(left, ", "))
+			}
+			os.Remove(filepath.Join(dir, lab.StatusFile))
+			os.Remove(filepath.Join(dir, lab.PIDFile))
+			if c.Bool("purge") {
+				if err := os.RemoveAll(dir); err != nil {
+					return fmt.Errorf("purge %s: %w", dir, err)
+				}
+				fmt.Fprintf(out, "✓ lab down in %.1fs; %s removed\n", time.Since(start).Seconds(), dir)
+				return nil
+			}
+			fmt.Fprintf(out, "✓ lab down in %.1fs; config kept in %s\n", time.Since(start).Seconds(), filepath.Join(dir, lab.ControlPlaneDir))
+			return nil
+		},
+	}
+}
+
+func readPID(dir string) int {
+	b, err := os.ReadFile(filepath.Join(dir, lab.PIDFile))
+	if err != nil {
+		return 0
+	}
+	pid, _ := strconv.Atoi(strings.TrimSpace(string(b)))
+	return pid
+}
+
+// Status is `meshlab status`.
+func Status() *cli.Command {
+	return &cli.Command{
+		Name:  "status",
+		Usage: "show the lab's pods, their phase, IPs and restarts, and its URLs",
+		Description: `Examples:
+   meshlab status
+   meshlab status -o json | jq '.pods[] | {name, ready}'`,
+		Flags: []cli.Flag{stateDirFlag, outputFlag},
+		Action: func(c *cli.Context) error {
+			o, err := checkOutput(c, "table", "json")
+			if err != nil {
+				return err
+			}
+			dir, err := lab.StateDir(c.String("state-dir"))
+			if err != nil {
+				return err
+			}
+			st, err := lab.ReadStatus(dir)
+			if errors.Is(err, lab.ErrNotUp) {
+				if o == "json" {
+					return writeJSON(c.App.Writer, map[string]string{"phase": "NotRunning"})
+				}
+				fmt.Fprintln(c.App.Writer, "No lab is running (start one with `meshlab up`).")
+				return nil
+			}
+			if err != nil {
+				return err
+			}
+			if o == "json" {
+				return writeJSON(c.App.Writer, st)
+			}
+			w := tabwriter.NewWriter(c.App.Writer, 0, 4, 3, ' ', 0)
+			fmt.Fprintf(w, "Lab: %s (runtime %s, pid %d, up %s)\n\n", st.Phase, st.Runtime, st.PID, time.Since(st.StartedAt).Round(time.Second))
+			fmt.Fprintln(w, "NAMESPACE\tNAME\tREADY\tSTATUS\tRESTARTS\tIP")
+			for _, p := range st.Pods {
+				running, restarts := 0, 0
+				for _, ct := range p.Containers {
+					if ct.Running {
+						running++
+					}
+					restarts += ct.Restarts
+				}
+				ready := fmt.Sprintf("%d/%d", running, len(p.Containers))
+				if !p.Ready {
+					ready = fmt.Sprintf("0/%d", len(p.Containers))
+				}
+				fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%d\t%s\n", p.Namespace, p.Name, ready, p.Phase, restarts, p.IP)
+			}
+			w.Flush()
+			fmt.Fprintln(c.App.Writer)
+			printURLs(c.App.Writer, st)
+			return nil
+		},
+	}
+}
+
+// Exec is `meshlab exec`.
+func Exec() *cli.Command {
+	return &cli.Command{
+		Name:      "exec",
+		Usage:     "run a command inside a pod's network (the kubectl exec analogue)",
+		ArgsUsage: "POD -- COMMAND [ARGS...]",
+		Description: `POD is a pod's name, or a Deployment's or app's name meaning its first ready
+pod. The command runs on the host's filesystem inside the pod's network
+namespace, so its traffic goes through the pod's sidecar.
+
+Examples:
+   meshlab exec -n default ratings -- curl -sS productpage:9080/productpage
+   meshlab exec -n istio-system istiod -- ss -ltn`,
+		Flags: []cli.Flag{stateDirFlag, namespaceFlag},
+		Action: func(c *cli.Context) error {
+			args := c.Args().Slice()
+			if len(args) < 2 {
+				return cli.Exit("usage: meshlab exec -n NAMESPACE POD -- COMMAND [ARGS...]", 2)
+			}
+			p, err := findPod(c, args[0])
+			if err != nil {
+				return err
+			}
+			self, err := os.Executable()
+			if err != nil {
+				return err
+			}
+			cmd := exec.CommandContext(c.Context, self, append([]string{"ns-exec", "--net", p.Netns, "--"}, args[1:]...)...)
+			cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, c.App.Writer, c.App.ErrWriter
+			// A container's environment, not the caller's: like kubectl exec,
+			// and so no http_proxy of the host sends pod traffic elsewhere.
+			cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=/root", "TERM=" + os.Getenv("TERM"),
+				"POD_NAME=" + p.Name, "POD_NAMESPACE=" + p.Namespace, "HOSTNAME=" + p.Name}
+			err = cmd.Run()
+			var ee *exec.ExitError
+			if errors.As(err, &ee) {
+				return cli.Exit("", ee.ExitCode())
+			}
+			return err
+		},
+	}
+}
+
+func findPod(c *cli.Context, name string) (lab.Pod, error) {
+	dir, err := lab.StateDir(c.String("state-dir"))
+	if err != nil {
+		return lab.Pod{}, err
+	}
+	st, err := lab.ReadStatus(dir)
+	if err != nil {
+		return lab.Pod{}, err
+	}
+	return st.FindPod(c.String("namespace"), name)
+}
+
+// Logs is `meshlab logs`.
+func Logs() *cli.Command {
+	return &cli.Command{
+		Name:      "logs",
+		Usage:     "print a container's log",
+		ArgsUsage: "POD",
+		Description: `Without -c, prints the app's container (or the only container).
+
+Examples:
+   meshlab logs -n default productpage
+   meshlab logs -n default reviews-v2 -c istio-proxy
+   meshlab logs -n istio-system istio-ingressgateway`,
+		Flags: []cli.Flag{stateDirFlag, namespaceFlag, &cli.StringFlag{Name: "container", Aliases: []string{"c"}, Usage: "container name"}},
+		Action: func(c *cli.Context) error {
+			if c.NArg() != 1 {
+				return cli.Exit("usage: meshlab logs -n NAMESPACE POD [-c CONTAINER]", 2)
+			}
+			p, err := findPod(c, c.Args().First())
+			if err != nil {
+				return err
+			}
+			want := c.String("container")
+			var pick *lab.Container
+			var names []string
+			for i, ct := range p.Containers {
+				names = append(names, ct.Name)
+				if ct.Name == want || (want == "" && (pick == nil || pick.Name == "istio-proxy")) {
+					pick = &p.Containers[i]
+				}
+			}
+			if pick == nil {
+				return cli.Exit(fmt.Sprintf("pod %s/%s has no container %q; it has %s", p.Namespace, p.Name, want, strings.Join(names, ", ")), 1)
+			}
+			b, err := os.ReadFile(pick.Log)
+			if err != nil {
+				return fmt.Errorf("read log of %s/%s/%s: %w", p.Namespace, p.Name, pick.Name, err)
+			}
+			_, err = c.App.Writer.Write(b)
+			return err
+		},
+	}
+}

@@ -1,0 +1,319 @@
+package cmd
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"sort"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	adminv3 "github.com/envoyproxy/go-control-plane/envoy/admin/v3"
+	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
+	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
+	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/router/v3"
+	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	tcpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/tcp_proxy/v3"
+	"github.com/urfave/cli/v2"
+	"google.golang.org/protobuf/encoding/protojson"
+
+	"github.com/meshlab/meshlab/lab/podnet"
+)
+
+// ProxyStatus is `meshlab proxy-status`.
+func ProxyStatus() *cli.Command {
+	return &cli.Command{
+		Name:  "proxy-status",
+		Usage: "show every connected proxy and whether it has ACKed the latest config (as istioctl)",
+		Description: `SYNCED: the proxy ACKed the last version sent. STALE: it was sent a newer
+version and has not ACKed it (or NACKed it). NOT SENT: nothing of that type
+was sent.
+
+Examples:
+   meshlab proxy-status
+   meshlab proxy-status -o json`,
+		Flags: []cli.Flag{outputFlag, stateDirFlag, cpFlag},
+		Action: func(c *cli.Context) error {
+			o, err := checkOutput(c, "table", "json")
+			if err != nil {
+				return err
+			}
+			cl, err := client(c)
+			if err != nil {
+				return err
+			}
+			ps, err := cl.Proxies(c.Context)
+			if err != nil {
+				return explain(err)
+			}
+			if o == "json" {
+				return writeJSON(c.App.Writer, ps)
+			}
+			w := tabwriter.NewWriter(c.App.Writer, 0, 4, 3, ' ', 0)
+			fmt.Fprintln(w, "NAME\tCDS\tLDS\tEDS\tRDS\tISTIOD\tVERSION")
+			for _, p := range ps {
+				if !p.Connected {
+					continue
+				}
+				state := func(t string) string {
+					s, ok := p.Types[t]
+					if !ok || s.State == "" {
+						return "NOT SENT"
+					}
+					if s.Nacked != "" {
+						return s.State + " (NACK)"
+					}
+					return s.State
+				}
+				fmt.Fprintf(w, "%s.%s\t%s\t%s\t%s\t%s\t%s\t%s\n", p.Pod, p.Namespace, state("CDS"), state("LDS"),
+					state("EDS"), state("RDS"), "istiod", p.Types["LDS"].Acked)
+			}
+			return w.Flush()
+		},
+	}
+}
+
+// ProxyConfig is `meshlab proxy-config`.
+func ProxyConfig() *cli.Command {
+	return &cli.Command{
+		Name:      "proxy-config",
+		Usage:     "print what a proxy holds: listeners, routes, clusters or endpoints",
+		ArgsUsage: "listeners|routes|clusters|endpoints|all POD",
+		Description: `Reads the proxy's own /config_dump (its admin port 15000, inside the pod),
+like istioctl proxy-config.
+
+Examples:
+   meshlab proxy-config clusters -n default productpage
+   meshlab proxy-config routes -n istio-system istio-ingressgateway
+   meshlab proxy-config listeners -n default reviews-v1 -o json`,
+		Flags: []cli.Flag{namespaceFlag, outputFlag, stateDirFlag},
+		Action: func(c *cli.Context) error {
+			o, err := checkOutput(c, "table", "json")
+			if err != nil {
+				return err
+			}
+			if c.NArg() != 2 {
+				return cli.Exit("usage: meshlab proxy-config listeners|routes|clusters|endpoints|all -n NAMESPACE POD", 2)
+			}
+			what := c.Args().Get(0)
+			switch what {
+			case "listeners", "listener", "routes", "route", "clusters", "cluster", "endpoints", "endpoint", "all":
+			default:
+				return cli.Exit(fmt.Sprintf("proxy-config %q: want listeners, routes, clusters, endpoints or all", what), 2)
+			}
+			p, err := findPod(c, c.Args().Get(1))
+			if err != nil {
+				return err
+			}
+			raw, err := adminGet(p.Netns, "/config_dump")
+			if err != nil {
+				return fmt.Errorf("read the config dump of %s/%s: %w", p.Namespace, p.Name, err)
+			}
+			var dump adminv3.ConfigDump
+			if err := (protojson.UnmarshalOptions{DiscardUnknown: true}).Unmarshal(raw, &dump); err != nil {
+				return fmt.Errorf("decode the config dump of %s/%s: %w", p.Namespace, p.Name, err)
+			}
+			if o == "json" {
+				_, err := c.App.Writer.Write(append(indentJSON(raw), '\n'))
+				return err
+			}
+			return printConfig(c.App.Writer, strings.TrimSuffix(what, "s"), &dump)
+		},
+	}
+}
+
+// adminGet fetches path from the proxy's admin port on the pod's loopback.
+func adminGet(netnsPath, path string) ([]byte, error) {
+	var body []byte
+	err := podnet.Do(netnsPath, func() error {
+		conn, err := net.DialTimeout("tcp", "127.0.0.1:15000", 2*time.Second)
+		if err != nil {
+			return err
+		}
+		defer conn.Close()
+		conn.SetDeadline(time.Now().Add(10 * time.Second))
+		fmt.Fprintf(conn, "GET %s HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n", path)
+		resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+		if err != nil {
+			return err
+		}
+		defer resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return fmt.Errorf("admin %s: %s", path, resp.Status)
+		}
+		body, err = io.ReadAll(resp.Body)
+		return err
+	})
+	return body, err
+}
+
+func printConfig(out io.Writer, what string, dump *adminv3.ConfigDump) error {
+	w := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+	defer w.Flush()
+	for _, cfg := range dump.Configs {
+		m, err := cfg.UnmarshalNew()
+		if err != nil {
+			continue
+		}
+		switch d := m.(type) {
+		case *adminv3.ClustersConfigDump:
+			if what != "cluster" && what != "all" {
+				continue
+			}
+			fmt.Fprintln(w, "SERVICE FQDN\tPORT\tSUBSET\tDIRECTION\tTYPE")
+			var rows []string
+			for _, dc := range append(d.GetStaticClusters(), staticOf(d.GetDynamicActiveClusters())...) {
+				var cl clusterv3.Cluster
+				if dc.UnmarshalTo(&cl) != nil {
+					continue
+				}
+				dir, port, subset, host := splitCluster(cl.GetName())
+				rows = append(rows, fmt.Sprintf("%s\t%s\t%s\t%s\t%s", host, port, subset, dir, clusterType(&cl)))
+			}
+			sort.Strings(rows)
+			fmt.Fprintln(w, strings.Join(rows, "\n"))
+		case *adminv3.ListenersConfigDump:
+			if what != "listener" && what != "all" {
+				continue
+			}
+			fmt.Fprintln(w, "NAME\tADDRESS\tPORT\tMATCH\tDESTINATION")
+			for _, dl := range d.GetDynamicListeners() {
+				var l listenerv3.Listener
+				if dl.GetActiveState().GetListener().UnmarshalTo(&l) != nil {
+					continue
+				}
+				addr := l.GetAddress().GetSocketAddress()
+				for _, fc := range l.GetFilterChains() {
+					match := "ALL"
+					if p := fc.GetFilterChainMatch().GetDestinationPort(); p != nil {
+						match = fmt.Sprintf("port %d", p.GetValue())
+					}
+					fmt.Fprintf(w, "%s\t%s\t%d\t%s\t%s\n", l.GetName(), addr.GetAddress(), addr.GetPortValue(), match, destination(fc))
+				}
+			}
+		case *adminv3.RoutesConfigDump:
+			if what != "route" && what != "all" {
+				continue
+			}
+			fmt.Fprintln(w, "NAME\tVHOST NAME\tDOMAINS\tMATCH\tROUTE")
+			for _, dr := range d.GetDynamicRouteConfigs() {
+				var rc routev3.RouteConfiguration
+				if dr.GetRouteConfig().UnmarshalTo(&rc) != nil {
+					continue
+				}
+				for _, vh := range rc.GetVirtualHosts() {
+					domains := vh.GetDomains()
+					shown := strings.Join(domains, ", ")
+					if len(domains) > 2 {
+						shown = fmt.Sprintf("%s + %d more", domains[0], len(domains)-1)
+					}
+					for _, r := range vh.GetRoutes() {
+						fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\n", rc.GetName(), vh.GetName(), shown, routeMatch(r), routeDest(r))
+					}
+				}
+			}
+		case *adminv3.EndpointsConfigDump:
+			if what != "endpoint" && what != "all" {
+				continue
+			}
+			fmt.Fprintln(w, "ENDPOINT\tSTATUS\tCLUSTER")
+			for _, de := range d.GetDynamicEndpointConfigs() {
+				var cla endpointv3.ClusterLoadAssignment
+				if de.GetEndpointConfig().UnmarshalTo(&cla) != nil {
+					continue
+				}
+				for _, le := range cla.GetEndpoints() {
+					for _, e := range le.GetLbEndpoints() {
+						sa := e.GetEndpoint().GetAddress().GetSocketAddress()
+						fmt.Fprintf(w, "%s:%d\t%s\t%s\n", sa.GetAddress(), sa.GetPortValue(), strings.TrimPrefix(e.GetHealthStatus().String(), "UNKNOWN"), cla.GetClusterName())
+					}
+				}
+			}
+		}
+	}
+	return nil
+}
+
+func staticOf(dyn []*adminv3.ClustersConfigDump_DynamicCluster) []*adminv3.ClustersConfigDump_StaticCluster {
+	var out []*adminv3.ClustersConfigDump_StaticCluster
+	for _, d := range dyn {
+		out = append(out, &adminv3.ClustersConfigDump_StaticCluster{Cluster: d.GetCluster()})
+	}
+	return out
+}
+
+// splitCluster reads Istio's cluster name direction|port|subset|host.
+func splitCluster(name string) (dir, port, subset, host string) {
+	parts := strings.Split(name, "|")
+	if len(parts) != 4 {
+		return "-", "-", "-", name
+	}
+	return strings.ToUpper(parts[0]), parts[1], parts[2], parts[3]
+}
+
+func clusterType(c *clusterv3.Cluster) string {
+	if t, ok := c.GetClusterDiscoveryType().(*clusterv3.Cluster_Type); ok {
+		return t.Type.String()
+	}
+	return "-"
+}
+
+func destination(fc *listenerv3.FilterChain) string {
+	for _, f := range fc.GetFilters() {
+		switch {
+		case f.GetTypedConfig().MessageIs(&hcmv3.HttpConnectionManager{}):
+			var h hcmv3.HttpConnectionManager
+			if f.GetTypedConfig().UnmarshalTo(&h) == nil {
+				if r := h.GetRds(); r != nil {
+					return "Route: " + r.GetRouteConfigName()
+				}
+				return "Inline Route: " + h.GetRouteConfig().GetName()
+			}
+		case f.GetTypedConfig().MessageIs(&tcpv3.TcpProxy{}):
+			var t tcpv3.TcpProxy
+			if f.GetTypedConfig().UnmarshalTo(&t) == nil {
+				return "Cluster: " + t.GetCluster()
+			}
+		}
+	}
+	return "-"
+}
+
+func routeMatch(r *routev3.Route) string {
+	m := r.GetMatch()
+	var s string
+	switch {
+	case m.GetPath() != "":
+		s = m.GetPath()
+	case m.GetPrefix() != "":
+		s = m.GetPrefix() + "*"
+	case m.GetSafeRegex() != nil:
+		s = "regex " + m.GetSafeRegex().GetRegex()
+	default:
+		s = "/*"
+	}
+	for _, h := range m.GetHeaders() {
+		s += " [" + h.GetName() + "]"
+	}
+	return s
+}
+
+func routeDest(r *routev3.Route) string {
+	a := r.GetRoute()
+	if a == nil {
+		return "-"
+	}
+	if c := a.GetCluster(); c != "" {
+		return c
+	}
+	var parts []string
+	for _, wc := range a.GetWeightedClusters().GetClusters() {
+		parts = append(parts, fmt.Sprintf("%s %d", wc.GetName(), wc.GetWeight().GetValue()))
+	}
+	return strings.Join(parts, ", ")
+}

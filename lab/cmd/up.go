@@ -1,0 +1,276 @@
+package cmd
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/meshlab/meshlab/lab"
+	"github.com/meshlab/meshlab/lab/local"
+	"github.com/meshlab/meshlab/samples"
+)
+
+var upFlags = []cli.Flag{
+	stateDirFlag,
+	&cli.StringFlag{Name: "runtime", Value: "auto", Usage: "auto, local or kind"},
+	&cli.StringFlag{Name: "bookinfo-namespace", Value: "default", Usage: "namespace bookinfo runs in"},
+	&cli.StringFlag{Name: "host-addr", Value: "127.0.0.1", Usage: "host address the gateway and API are published on"},
+	&cli.IntFlag{Name: "http-port", Value: 8080, Usage: "host port of the gateway's HTTP listener (8080)"},
+	&cli.IntFlag{Name: "https-port", Value: 8443, Usage: "host port of the gateway's HTTPS listener (8443)"},
+	&cli.IntFlag{Name: "api-port", Value: 15014, Usage: "host port of the control plane API (15014)"},
+}
+
+// Up is `meshlab up`.
+func Up() *cli.Command {
+	return &cli.Command{
+		Name:  "up",
+		Usage: "start a lab: control plane, ingress gateway and bookinfo with sidecars",
+		Description: `Brings up istiod, istio-ingressgateway and the bookinfo sample, each
+bookinfo pod with an istio-proxy sidecar, and publishes the gateway on
+127.0.0.1:8080. Shows each step with its elapsed time. The lab keeps running
+after up returns; stop it with meshlab down.
+
+--runtime auto picks kind when a container engine answers, else local. The
+local runtime needs root (it creates network namespaces).
+
+Examples:
+   sudo meshlab up
+   curl -s http://127.0.0.1:8080/productpage | grep -o '<title>.*</title>'
+
+   # bookinfo where the Istio walkthrough has it
+   sudo meshlab up --bookinfo-namespace book-demo
+
+   # a second lab directory, other ports
+   sudo meshlab up --state-dir /tmp/lab2 --http-port 18080 --api-port 25014`,
+		Flags: upFlags,
+		Action: func(c *cli.Context) error {
+			dir, err := lab.StateDir(c.String("state-dir"))
+			if err != nil {
+				return err
+			}
+			out := c.App.Writer
+			if st, err := lab.ReadStatus(dir); err == nil {
+				fmt.Fprintf(out, "The lab is already up (runtime %s, %s, pid %d).\n", st.Runtime, st.Phase, st.PID)
+				printURLs(out, st)
+				fmt.Fprintln(out, "`meshlab status` shows it; `meshlab down` stops it.")
+				return nil
+			}
+			rt, why, err := pickRuntime(c.String("runtime"))
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(out, "Runtime: %s (%s)\n", rt, why)
+			if err := preflightLocal(); err != nil {
+				return err
+			}
+			return startDaemon(c, dir)
+		},
+	}
+}
+
+// pickRuntime chooses the runtime and says why.
+func pickRuntime(flag string) (string, string, error) {
+	engine := containerEngine()
+	switch flag {
+	case "local":
+		return "local", "asked for with --runtime local", nil
+	case "kind":
+		if engine == "" {
+			return "", "", cli.Exit("--runtime kind needs a Docker or Podman engine, and none answers at /var/run/docker.sock or $DOCKER_HOST; start one, or use --runtime local", 1)
+		}
+		return "", "", cli.Exit("--runtime kind is not in this build of meshlab yet; use --runtime local", 1)
+	case "auto", "":
+		if engine != "" {
+			return "local", "a container engine answers at " + engine + ", but the kind runtime is not in this build yet", nil
+		}
+		return "local", "no container engine answers", nil
+	}
+	return "", "", cli.Exit(fmt.Sprintf("--runtime %q: want auto, local or kind", flag), 2)
+}
+
+func containerEngine() string {
+	sock := "/var/run/docker.sock"
+	if h := os.Getenv("DOCKER_HOST"); strings.HasPrefix(h, "unix://") {
+		sock = strings.TrimPrefix(h, "unix://")
+	}
+	c, err := net.DialTimeout("unix", sock, 300*time.Millisecond)
+	if err != nil {
+		return ""
+	}
+	c.Close()
+	return sock
+}
+
+// preflightLocal fails at once, with what is missing, where the local runtime
+// cannot run.
+func preflightLocal() error {
+	if os.Geteuid() != 0 {
+		return cli.Exit("the local runtime needs root to create network namespaces, a bridge and nftables rules: run `sudo meshlab up` (or use --runtime kind with Docker)", 1)
+	}
+	if _, err := os.Stat("/proc/self/ns/net"); err != nil {
+		return cli.Exit("this kernel has no network namespaces (/proc/self/ns/net is missing); the local runtime needs them", 1)
+	}
+	return nil
+}
+
+// startDaemon starts the lab's runtime process, detached, and follows its
+// progress until the lab is ready or failed.
+func startDaemon(c *cli.Context, dir string) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("create state directory: %w", err)
+	}
+	self, err := os.Executable()
+	if err != nil {
+		return fmt.Errorf("find the meshlab binary: %w", err)
+	}
+	logPath := filepath.Join(dir, lab.DaemonLog)
+	logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o644)
+	if err != nil {
+		return fmt.Errorf("open runtime log: %w", err)
+	}
+	defer logf.Close()
+	os.Remove(filepath.Join(dir, lab.StatusFile))
+	args := []string{"lab-daemon", "--state-dir", dir}
+	for _, f := range []string{"bookinfo-namespace", "host-addr"} {
+		args = append(args, "--"+f, c.String(f))
+	}
+	for _, f := range []string{"http-port", "https-port", "api-port"} {
+		args = append(args, "--"+f, strconv.Itoa(c.Int(f)))
+	}
+	cmd := exec.Command(self, args...)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("start the lab runtime: %w", err)
+	}
+	pid := cmd.Process.Pid
+	os.WriteFile(filepath.Join(dir, lab.PIDFile), []byte(strconv.Itoa(pid)+"\n"), 0o644)
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+
+	out := c.App.Writer
+	start := time.Now()
+	printed := 0
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case <-c.Context.Done():
+			return c.Context.Err()
+		case err := <-exited:
+			st, _ := readStatusAnyway(dir)
+			printSteps(out, st, &printed)
+			return fmt.Errorf("the lab runtime exited (%v): %s\nits log: %s\n%s", err, st.Error, logPath, tail(logPath, 15))
+		case <-tick.C:
+		}
+		st, err := readStatusAnyway(dir)
+		if err != nil {
+			continue
+		}
+		printSteps(out, st, &printed)
+		switch st.Phase {
+		case lab.PhaseRunning:
+			fmt.Fprintf(out, "Lab is up in %.1fs.\n", time.Since(start).Seconds())
+			printURLs(out, st)
+			return nil
+		case lab.PhaseFailed:
+			<-exited
+			return fmt.Errorf("the lab did not come up: %s\nits log: %s\n%s", st.Error, logPath, tail(logPath, 15))
+		}
+	}
+}
+
+func readStatusAnyway(dir string) (lab.Status, error) {
+	var st lab.Status
+	b, err := os.ReadFile(filepath.Join(dir, lab.StatusFile))
+	if err != nil {
+		return st, err
+	}
+	return st, json.Unmarshal(b, &st)
+}
+
+func printSteps(w io.Writer, st lab.Status, printed *int) {
+	for ; *printed < len(st.Steps); *printed++ {
+		s := st.Steps[*printed]
+		if !s.Done && s.Error == "" {
+			return
+		}
+		mark := "✓"
+		if s.Error != "" {
+			mark = "✗"
+		}
+		fmt.Fprintf(w, "%s %-22s %-44s %6.1fs\n", mark, s.Name, s.Detail, s.Elapsed.Seconds())
+	}
+}
+
+func printURLs(w io.Writer, st lab.Status) {
+	fmt.Fprintf(w, "productpage:   %s\n", st.URLs.ProductPage)
+	fmt.Fprintf(w, "control plane: %s\n", st.URLs.ControlPlane)
+}
+
+func tail(path string, n int) string {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return ""
+	}
+	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return "  " + strings.Join(lines, "\n  ")
+}
+
+// LabDaemon is the hidden `meshlab lab-daemon`: the lab's runtime process,
+// started detached by up.
+func LabDaemon() *cli.Command {
+	return &cli.Command{
+		Name:   "lab-daemon",
+		Usage:  "run the local runtime in the foreground (started by up)",
+		Hidden: true,
+		Flags:  upFlags,
+		Action: func(c *cli.Context) error {
+			dir, err := lab.StateDir(c.String("state-dir"))
+			if err != nil {
+				return err
+			}
+			self, err := os.Executable()
+			if err != nil {
+				return err
+			}
+			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			log := slog.New(slog.NewTextHandler(os.Stderr, nil))
+			err = local.Run(ctx, local.Options{
+				StateDir:          dir,
+				Self:              self,
+				BookinfoNamespace: c.String("bookinfo-namespace"),
+				Bookinfo:          samples.BookinfoManifest(),
+				BookinfoGateway:   samples.BookinfoGateway(),
+				HostAddr:          c.String("host-addr"),
+				HTTPPort:          c.Int("http-port"),
+				HTTPSPort:         c.Int("https-port"),
+				APIPort:           c.Int("api-port"),
+				Logger:            log,
+			})
+			if err != nil && !errors.Is(err, context.Canceled) {
+				log.Error("lab runtime failed", "err", err)
+				return err
+			}
+			return nil
+		},
+	}
+}

@@ -1,0 +1,189 @@
+// Package lab owns the lab's lifecycle as a user sees it: where its state
+// lives, what `up`, `down` and `status` report, and the record of pods and
+// steps that the runtime keeps while it runs. The runtimes themselves live in
+// subpackages (local); the commands in lab/cmd.
+package lab
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+)
+
+// StateDir resolves the lab's state directory: the flag, then
+// MESHLAB_STATE_DIR, then $XDG_STATE_HOME/meshlab, then ~/.local/state/meshlab.
+func StateDir(flag string) (string, error) {
+	if flag != "" {
+		return filepath.Abs(flag)
+	}
+	if d := os.Getenv("MESHLAB_STATE_DIR"); d != "" {
+		return filepath.Abs(d)
+	}
+	if d := os.Getenv("XDG_STATE_HOME"); d != "" {
+		return filepath.Join(d, "meshlab"), nil
+	}
+	home, err := os.UserHomeDir()
+	if err != nil {
+		return "", fmt.Errorf("find the lab's state directory: no --state-dir, MESHLAB_STATE_DIR or home directory: %w", err)
+	}
+	return filepath.Join(home, ".local", "state", "meshlab"), nil
+}
+
+// Files of the state directory.
+const (
+	StatusFile      = "lab.json"
+	PIDFile         = "daemon.pid"
+	DaemonLog       = "daemon.log"
+	ControlPlaneDir = "controlplane" // the store lives here and survives down
+	LogsDir         = "logs"
+)
+
+// Phases of the lab.
+const (
+	PhaseStarting = "Starting"
+	PhaseRunning  = "Running"
+	PhaseFailed   = "Failed"
+	PhaseStopping = "Stopping"
+)
+
+// Status is what the runtime records about a running lab; `status` prints it
+// and `exec` and `logs` find pods in it.
+type Status struct {
+	Runtime   string        `json:"runtime"`
+	Phase     string        `json:"phase"`
+	Error     string        `json:"error,omitempty"`
+	PID       int           `json:"pid"`
+	StartedAt time.Time     `json:"startedAt"`
+	Steps     []Step        `json:"steps"`
+	URLs      URLs          `json:"urls"`
+	Pods      []Pod         `json:"pods"`
+	Services  []ServiceInfo `json:"services"`
+}
+
+// URLs a person uses.
+type URLs struct {
+	ProductPage  string `json:"productpage,omitempty"`
+	Gateway      string `json:"gateway,omitempty"`
+	GatewayTLS   string `json:"gatewayTLS,omitempty"`
+	ControlPlane string `json:"controlplane,omitempty"`
+}
+
+// Step is one step of bringing the lab up.
+type Step struct {
+	Name    string        `json:"name"`
+	Detail  string        `json:"detail,omitempty"`
+	Done    bool          `json:"done"`
+	Error   string        `json:"error,omitempty"`
+	Elapsed time.Duration `json:"elapsed"`
+}
+
+// Pod is one pod of the lab.
+type Pod struct {
+	Namespace  string            `json:"namespace"`
+	Name       string            `json:"name"`
+	Deployment string            `json:"deployment,omitempty"`
+	Labels     map[string]string `json:"labels,omitempty"`
+	IP         string            `json:"ip"`
+	Netns      string            `json:"netns"`
+	Phase      string            `json:"phase"` // Pending, Running, Failed
+	Ready      bool              `json:"ready"`
+	Containers []Container       `json:"containers"`
+}
+
+// Container is one process of a pod.
+type Container struct {
+	Name     string `json:"name"`
+	Running  bool   `json:"running"`
+	PID      int    `json:"pid,omitempty"`
+	Restarts int    `json:"restarts"`
+	LastExit string `json:"lastExit,omitempty"`
+	Log      string `json:"log"`
+}
+
+// ServiceInfo is one Service of the lab.
+type ServiceInfo struct {
+	Namespace string   `json:"namespace"`
+	Name      string   `json:"name"`
+	VIP       string   `json:"vip"`
+	Ports     []uint32 `json:"ports"`
+}
+
+// ErrNotUp is returned when there is no lab in the state directory.
+var ErrNotUp = errors.New("the lab is not up (start it with `meshlab up`)")
+
+// ReadStatus reads the lab's status record; ErrNotUp when there is none or its
+// runtime process is gone.
+func ReadStatus(stateDir string) (Status, error) {
+	var st Status
+	b, err := os.ReadFile(filepath.Join(stateDir, StatusFile))
+	if errors.Is(err, os.ErrNotExist) {
+		return st, ErrNotUp
+	}
+	if err != nil {
+		return st, fmt.Errorf("read lab status: %w", err)
+	}
+	if err := json.Unmarshal(b, &st); err != nil {
+		return st, fmt.Errorf("read lab status %s: %w", filepath.Join(stateDir, StatusFile), err)
+	}
+	if !Alive(st.PID) {
+		return st, ErrNotUp
+	}
+	return st, nil
+}
+
+// WriteStatus replaces the status record atomically, so a reader never sees
+// half of it.
+func WriteStatus(stateDir string, st Status) error {
+	b, err := json.MarshalIndent(st, "", "  ")
+	if err != nil {
+		return fmt.Errorf("encode lab status: %w", err)
+	}
+	tmp := filepath.Join(stateDir, StatusFile+".tmp")
+	if err := os.WriteFile(tmp, b, 0o644); err != nil {
+		return fmt.Errorf("write lab status: %w", err)
+	}
+	return os.Rename(tmp, filepath.Join(stateDir, StatusFile))
+}
+
+// Alive reports whether pid names a live process.
+func Alive(pid int) bool {
+	if pid <= 0 {
+		return false
+	}
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return false
+	}
+	// A zombie is not alive: field 3 of /proc/PID/stat is its state.
+	for i := len(b) - 1; i >= 0; i-- {
+		if b[i] == ')' {
+			return i+2 < len(b) && b[i+2] != 'Z'
+		}
+	}
+	return true
+}
+
+// FindPod finds a pod by name, or by Deployment name (its first ready pod),
+// in a namespace.
+func (st Status) FindPod(namespace, name string) (Pod, error) {
+	var byDeploy *Pod
+	for i, p := range st.Pods {
+		if p.Namespace != namespace {
+			continue
+		}
+		if p.Name == name {
+			return p, nil
+		}
+		app := p.Labels["app"]
+		if byDeploy == nil && (p.Deployment == name || (app == name && p.Ready)) {
+			byDeploy = &st.Pods[i]
+		}
+	}
+	if byDeploy != nil {
+		return *byDeploy, nil
+	}
+	return Pod{}, fmt.Errorf("pod %q not found in namespace %q (see `meshlab status`)", name, namespace)
+}

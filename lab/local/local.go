@@ -1,0 +1,360 @@
+// Package local owns the local runtime: a small pod runtime for this binary's
+// own pods. A pod is a network namespace with an address on the host bridge;
+// its containers are supervised processes started inside it. It does for the
+// lab what kubelet, a CNI bridge plugin and kube-proxy do for a cluster, and
+// it publishes the gateway and the control plane API on the host's loopback.
+//
+// Run is the lab's runtime process (the daemon `up` starts): it brings the
+// lab up, records its state for `status`, keeps it running, and takes it all
+// down again when its context ends.
+package local
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"log/slog"
+	"math/rand/v2"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"sort"
+
+	"sync"
+	"time"
+
+	"github.com/meshlab/meshlab/controlplane/api"
+	"github.com/meshlab/meshlab/controlplane/registry"
+	"github.com/meshlab/meshlab/lab"
+	"github.com/meshlab/meshlab/lab/podnet"
+	"github.com/meshlab/meshlab/lab/process"
+)
+
+// Options configure the local runtime.
+type Options struct {
+	StateDir string
+	// Self is the meshlab binary every container runs.
+	Self string
+	// BookinfoNamespace is where bookinfo goes ("default").
+	BookinfoNamespace string
+	// Bookinfo and BookinfoGateway are the manifests to run and the Istio
+	// config applied with them.
+	Bookinfo, BookinfoGateway []byte
+	// HostAddr is the host address ports are published on (127.0.0.1).
+	HostAddr string
+	// HTTPPort and HTTPSPort publish the gateway's 8080 and 8443; APIPort the
+	// control plane's 15014.
+	HTTPPort, HTTPSPort, APIPort int
+	Logger                       *slog.Logger
+}
+
+// Network is the local runtime's pod network.
+var Network = podnet.Network{
+	Bridge:      "mlab0",
+	Prefix:      netip.MustParsePrefix("198.18.0.0/16"),
+	Gateway:     netip.MustParseAddr("198.18.0.1"),
+	NetnsPrefix: "mlab-",
+}
+
+// Ports of the mesh, as Istio numbers them.
+const (
+	ProxyUID     = 1337
+	XDSPort      = 15010
+	MonitorPort  = 15014
+	ReadyPort    = 15021
+	GatewayHTTP  = 8080
+	GatewayHTTPS = 8443
+)
+
+// Runtime is the running lab.
+type Runtime struct {
+	opts Options
+	log  *slog.Logger
+	cp   *api.Client
+
+	mu       sync.Mutex
+	status   lab.Status
+	pods     []*pod
+	nextIP   netip.Addr
+	istiodIP netip.Addr
+
+	wg sync.WaitGroup // every goroutine the runtime starts
+}
+
+type pod struct {
+	lab.Pod
+	serviceAccount string
+	containers     []*process.Supervisor
+	names          []string
+	logs           []string
+	probe          *probe
+}
+
+type probe struct {
+	port uint16
+	path string
+}
+
+// Run brings the lab up and keeps it up until ctx ends, then takes it down.
+// The error is the first step that failed; the lab is torn down either way.
+func Run(ctx context.Context, opts Options) (err error) {
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	r := &Runtime{
+		opts:   opts,
+		log:    opts.Logger,
+		cp:     api.NewClient(fmt.Sprintf("%s:%d", opts.HostAddr, opts.APIPort)),
+		nextIP: Network.Gateway.Next(),
+		status: lab.Status{
+			Runtime:   "local",
+			Phase:     lab.PhaseStarting,
+			PID:       os.Getpid(),
+			StartedAt: time.Now(),
+			URLs: lab.URLs{
+				ProductPage:  fmt.Sprintf("http://%s:%d/productpage", opts.HostAddr, opts.HTTPPort),
+				Gateway:      fmt.Sprintf("http://%s:%d/", opts.HostAddr, opts.HTTPPort),
+				GatewayTLS:   fmt.Sprintf("https://%s:%d/", opts.HostAddr, opts.HTTPSPort),
+				ControlPlane: fmt.Sprintf("http://%s:%d/", opts.HostAddr, opts.APIPort),
+			},
+		},
+	}
+	runCtx, cancel := context.WithCancel(ctx)
+	defer func() {
+		cancel()
+		r.teardown()
+		r.wg.Wait()
+	}()
+	if err := r.up(runCtx); err != nil {
+		r.mu.Lock()
+		r.status.Phase = lab.PhaseFailed
+		r.status.Error = err.Error()
+		r.mu.Unlock()
+		r.writeStatus()
+		return err
+	}
+	r.mu.Lock()
+	r.status.Phase = lab.PhaseRunning
+	r.mu.Unlock()
+	r.writeStatus()
+
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			r.mu.Lock()
+			r.status.Phase = lab.PhaseStopping
+			r.mu.Unlock()
+			r.writeStatus()
+			return nil
+		case <-tick.C:
+			r.writeStatus()
+		}
+	}
+}
+
+func (r *Runtime) up(ctx context.Context) error {
+	if err := r.step(ctx, "network", fmt.Sprintf("bridge %s, pods in %s", Network.Bridge, Network.Prefix), func() error {
+		if err := Cleanup(ctx); err != nil {
+			return err
+		}
+		return Network.EnsureBridge(ctx)
+	}); err != nil {
+		return err
+	}
+	if err := r.step(ctx, "istiod", "", func() error { return r.startControlPlane(ctx) }); err != nil {
+		return err
+	}
+	objs, err := r.bookinfoObjects()
+	if err != nil {
+		return err
+	}
+	if err := r.step(ctx, "istio-ingressgateway", fmt.Sprintf("%s:%d", r.opts.HostAddr, r.opts.HTTPPort), func() error {
+		return r.startGateway(ctx)
+	}); err != nil {
+		return err
+	}
+	ns := r.opts.BookinfoNamespace
+	if err := r.step(ctx, "bookinfo", "namespace "+ns, func() error { return r.startBookinfo(ctx, objs) }); err != nil {
+		return err
+	}
+	return r.step(ctx, "ready", r.status.URLs.ProductPage, func() error { return r.waitReady(ctx) })
+}
+
+// step runs fn as a named step of `up`, recording it for the progress display.
+func (r *Runtime) step(ctx context.Context, name, detail string, fn func() error) error {
+	start := time.Now()
+	r.mu.Lock()
+	r.status.Steps = append(r.status.Steps, lab.Step{Name: name, Detail: detail})
+	i := len(r.status.Steps) - 1
+	r.mu.Unlock()
+	r.writeStatus()
+	err := fn()
+	r.mu.Lock()
+	r.status.Steps[i].Elapsed = time.Since(start)
+	if err != nil {
+		r.status.Steps[i].Error = err.Error()
+	} else {
+		r.status.Steps[i].Done = true
+	}
+	r.mu.Unlock()
+	r.writeStatus()
+	if err != nil {
+		return fmt.Errorf("%s: %w", name, err)
+	}
+	return nil
+}
+
+func (r *Runtime) allocIP() netip.Addr {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	ip := r.nextIP
+	r.nextIP = ip.Next()
+	return ip
+}
+
+// podName names a Deployment's pod the way a ReplicaSet does:
+// <deployment>-<template hash>-<random suffix>.
+func podName(deployment string) string {
+	h := fnv.New32a()
+	h.Write([]byte(deployment))
+	const alnum = "bcdfghjklmnpqrstvwxz2456789"
+	suffix := make([]byte, 5)
+	for i := range suffix {
+		suffix[i] = alnum[rand.IntN(len(alnum))]
+	}
+	return fmt.Sprintf("%s-%08x-%s", deployment, h.Sum32(), suffix)
+}
+
+// addPod creates a pod's network namespace and records it.
+func (r *Runtime) addPod(ctx context.Context, namespace, name, deployment string, labels map[string]string) (*pod, error) {
+	ip := r.allocIP()
+	np, err := Network.AddPod(ctx, namespace+"-"+name, ip)
+	if err != nil {
+		return nil, fmt.Errorf("create pod %s/%s: %w", namespace, name, err)
+	}
+	p := &pod{Pod: lab.Pod{Namespace: namespace, Name: name, Deployment: deployment, Labels: labels,
+		IP: ip.String(), Netns: np.NetnsPath, Phase: "Pending"}}
+	r.mu.Lock()
+	r.pods = append(r.pods, p)
+	r.mu.Unlock()
+	return p, nil
+}
+
+// startContainer starts one supervised process in a pod.
+func (r *Runtime) startContainer(ctx context.Context, p *pod, name string, argv, env []string, uid uint32) error {
+	if len(argv) > 0 && (argv[0] == "/meshlab" || argv[0] == "meshlab") {
+		argv = append([]string{r.opts.Self}, argv[1:]...)
+	}
+	logPath := filepath.Join(r.opts.StateDir, lab.LogsDir, p.Namespace, p.Name, name+".log")
+	if err := os.MkdirAll(filepath.Dir(logPath), 0o755); err != nil {
+		return fmt.Errorf("create log dir of %s/%s: %w", p.Namespace, p.Name, err)
+	}
+	env = append([]string{
+		"PATH=" + os.Getenv("PATH"),
+		"HOSTNAME=" + p.Name,
+		"POD_NAME=" + p.Name,
+		"POD_NAMESPACE=" + p.Namespace,
+		"INSTANCE_IP=" + p.IP,
+		"SERVICE_ACCOUNT=" + p.serviceAccount,
+	}, env...)
+	sup := process.NewSupervisor(process.Spec{
+		Name:      p.Namespace + "/" + p.Name + "/" + name,
+		Argv:      argv,
+		Env:       env,
+		NetnsPath: p.Netns,
+		UID:       uid,
+		GID:       uid,
+		LogPath:   logPath,
+		Self:      r.opts.Self,
+	}, r.log)
+	if err := sup.Start(ctx); err != nil {
+		return fmt.Errorf("start container %s of %s/%s: %w", name, p.Namespace, p.Name, err)
+	}
+	r.mu.Lock()
+	p.containers = append(p.containers, sup)
+	p.names = append(p.names, name)
+	p.logs = append(p.logs, logPath)
+	r.mu.Unlock()
+	return nil
+}
+
+// writeStatus records the lab's state for `status`, `exec` and `logs`.
+func (r *Runtime) writeStatus() {
+	r.mu.Lock()
+	st := r.status
+	st.Steps = append([]lab.Step(nil), r.status.Steps...)
+	st.Pods = nil
+	for _, p := range r.pods {
+		lp := p.Pod
+		lp.Containers = nil
+		running := len(p.containers) > 0
+		for i, c := range p.containers {
+			cs := c.State()
+			lp.Containers = append(lp.Containers, lab.Container{Name: p.names[i], Running: cs.Running, PID: cs.PID,
+				Restarts: cs.Restarts, LastExit: cs.LastExit, Log: p.logs[i]})
+			running = running && cs.Running
+		}
+		if running {
+			lp.Phase = "Running"
+		}
+		st.Pods = append(st.Pods, lp)
+	}
+	r.mu.Unlock()
+	sort.Slice(st.Pods, func(i, j int) bool {
+		if st.Pods[i].Namespace != st.Pods[j].Namespace {
+			return st.Pods[i].Namespace < st.Pods[j].Namespace
+		}
+		return st.Pods[i].Name < st.Pods[j].Name
+	})
+	if err := lab.WriteStatus(r.opts.StateDir, st); err != nil {
+		r.log.Error("write status", "err", err)
+	}
+}
+
+// teardown stops every container, then removes every pod network and the
+// bridge. It is bounded: containers get a grace period, then SIGKILL.
+func (r *Runtime) teardown() {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	r.mu.Lock()
+	pods := r.pods
+	r.mu.Unlock()
+	var wg sync.WaitGroup
+	for _, p := range pods {
+		for _, c := range p.containers {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				if err := c.Stop(ctx); err != nil {
+					r.log.Warn("stop container", "err", err)
+				}
+			}()
+		}
+	}
+	wg.Wait()
+	if err := Cleanup(ctx); err != nil {
+		r.log.Error("clean up the lab's network", "err", err)
+	}
+}
+
+// Cleanup removes whatever a lab left on this machine: processes still in a
+// lab network namespace (after a crash of the runtime), the namespaces, veths
+// and the bridge. It is what `down` runs when the runtime is gone.
+func Cleanup(ctx context.Context) error {
+	var errs []error
+	if err := killNetnsProcesses(Network.NetnsPrefix); err != nil {
+		errs = append(errs, err)
+	}
+	if err := Network.Teardown(ctx); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+func (r *Runtime) workload(p *pod, ready bool) registry.Workload {
+	return registry.Workload{Name: p.Name, Namespace: p.Namespace, IP: netip.MustParseAddr(p.IP),
+		Labels: p.Labels, ServiceAccount: p.serviceAccount, Ready: ready}
+}

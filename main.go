@@ -1,0 +1,58 @@
+// Command meshlab is a service-mesh lab in one binary: an Istio-compatible
+// control plane, sidecar proxy, ingress gateway and the bookinfo sample, on a
+// local pod runtime or a kind cluster.
+package main
+
+import (
+	"fmt"
+	"os"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/meshlab/meshlab/controlplane"
+	"github.com/meshlab/meshlab/dataplane"
+	"github.com/meshlab/meshlab/dataplane/capture"
+	"github.com/meshlab/meshlab/lab/cmd"
+	"github.com/meshlab/meshlab/lab/process"
+	"github.com/meshlab/meshlab/samples"
+)
+
+func main() {
+	app := &cli.App{
+		Name:    "meshlab",
+		Usage:   "a service-mesh lab in one binary: Istio's control plane, sidecars, gateway and bookinfo",
+		Version: cmd.Version,
+		Description: `Start a lab, then follow the usual Istio exercises with the same YAML:
+
+   sudo meshlab up
+   curl -s http://127.0.0.1:8080/productpage | grep -o '<title>.*</title>'
+   meshlab apply -f samples/bookinfo/networking/virtual-service-all-v1.yaml
+   meshlab exec -n default ratings -- curl -sS productpage:9080/productpage
+   sudo meshlab down`,
+		Commands: []*cli.Command{
+			cmd.Up(),
+			cmd.Down(),
+			cmd.Status(),
+			cmd.Exec(),
+			cmd.Logs(),
+			cmd.Apply(),
+			cmd.Get(),
+			cmd.Delete(),
+			cmd.Analyze(),
+			cmd.ProxyStatus(),
+			cmd.ProxyConfig(),
+			controlplane.Command(cmd.Version),
+			dataplane.Command(),
+			dataplane.GatewayCommand(),
+			capture.Command(),
+			samples.Command(),
+			cmd.VersionCommand(),
+			cmd.LabDaemon(),
+			process.NSExecCommand(),
+		},
+	}
+	if err := app.Run(os.Args); err != nil {
+		fmt.Fprintln(os.Stderr, "meshlab:", err)
+		os.Exit(1)
+	}
+}
