@@ -10,8 +10,9 @@ import (
 )
 
 // OriginalDst returns the address a redirected connection was first sent
-// to, read from conntrack with SO_ORIGINAL_DST. For a connection that was not
-// redirected it returns the connection's own local address.
+// to, read from conntrack with SO_ORIGINAL_DST. It fails (ENOENT) for a
+// connection that conntrack does not track, e.g. in a namespace without NAT
+// rules.
 func OriginalDst(c *net.TCPConn) (netip.AddrPort, error) {
 	raw, err := c.SyscallConn()
 	if err != nil {
