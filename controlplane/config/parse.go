@@ -1,0 +1,431 @@
+package config
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"regexp"
+	"strconv"
+	"strings"
+
+	"google.golang.org/protobuf/encoding/protojson"
+	"sigs.k8s.io/yaml"
+)
+
+// Parse reads every document of one input (YAML with --- separators, a JSON
+// object or a stream or array of them, or a kind: List) into resources. It
+// reports every problem of every document as an ErrorList and returns no
+// resources when any document is bad, so an apply is all or nothing.
+// Documents that are empty or only comments are skipped and not counted.
+func Parse(file string, data []byte) ([]Resource, error) {
+	return ParseInNamespace(file, data, "")
+}
+
+// ParseInNamespace is Parse with documents that name no namespace put in
+// namespace (as kubectl apply -n does); "" means "default".
+func ParseInNamespace(file string, data []byte, namespace string) ([]Resource, error) {
+	if namespace == "" {
+		namespace = "default"
+	}
+	docs, err := documents(data)
+	if err != nil {
+		return nil, ErrorList{{File: file, Msg: err.Error()}}
+	}
+	var out []Resource
+	var errs ErrorList
+	for i, d := range docs {
+		if d.err != nil {
+			errs = append(errs, &Error{File: file, Doc: i, Msg: d.err.Error()})
+			continue
+		}
+		r, derrs := decode(d.obj, namespace, false)
+		if len(derrs) == 0 {
+			derrs = validate(r)
+		}
+		if len(derrs) > 0 {
+			derrs.at(file, i)
+			errs = append(errs, derrs...)
+			continue
+		}
+		out = append(out, r)
+	}
+	if len(errs) > 0 {
+		return nil, errs
+	}
+	return out, nil
+}
+
+// Document is one object of an input as JSON, for callers that split a
+// file and send its documents elsewhere (the CLI sends Istio documents to the
+// control plane and Kubernetes ones to the runtime). Index counts documents
+// the same way Parse's errors do.
+type Document struct {
+	Index      int
+	APIVersion string
+	Kind       string
+	JSON       []byte
+}
+
+// Split breaks an input into its documents, expanding kind: List, without
+// checking them against any schema.
+func Split(data []byte) ([]Document, error) {
+	docs, err := documents(data)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]Document, 0, len(docs))
+	for i, d := range docs {
+		if d.err != nil {
+			return nil, fmt.Errorf("document %d: %w", i+1, d.err)
+		}
+		b, err := json.Marshal(d.obj)
+		if err != nil {
+			return nil, fmt.Errorf("document %d: %w", i+1, err)
+		}
+		av, _ := d.obj["apiVersion"].(string)
+		k, _ := d.obj["kind"].(string)
+		out = append(out, Document{Index: i, APIVersion: av, Kind: k, JSON: b})
+	}
+	return out, nil
+}
+
+// Unmarshal is the inverse of Marshal: one Kubernetes-shaped JSON document to
+// a resource, checked against the schema exactly as Parse checks it (but not
+// validated; call Validate). metadata.resourceVersion becomes Revision.
+func Unmarshal(doc []byte) (Resource, error) {
+	v, err := decodeJSON(doc)
+	if err != nil {
+		return Resource{}, ErrorList{{Msg: "invalid JSON: " + err.Error()}}
+	}
+	obj, ok := v.(map[string]any)
+	if !ok {
+		return Resource{}, ErrorList{{Msg: "expected an object, got " + describe(v)}}
+	}
+	r, errs := decode(obj, "default", true)
+	return r, errs.err()
+}
+
+// IsIstioKind reports whether a document with this apiVersion and kind is
+// Istio configuration (any *.istio.io API group), which is meshlab's to
+// parse, as opposed to a Kubernetes object for the runtime. Istio kinds
+// meshlab does not support are still Istio's: Parse rejects them with a
+// message that says so.
+func IsIstioKind(apiVersion, kind string) bool {
+	group, _, ok := strings.Cut(apiVersion, "/")
+	return ok && kind != "" && (group == "istio.io" || strings.HasSuffix(group, ".istio.io"))
+}
+
+// LookupKind finds a kind by any name kubectl would take for it: the kind,
+// its plural, its lowercase singular, a short name, or any of those
+// qualified by the group ("virtualservices.networking.istio.io"); case is
+// ignored.
+func LookupKind(name string) (KindInfo, bool) {
+	n := strings.ToLower(strings.TrimSpace(name))
+	for _, k := range Kinds {
+		if g := "." + k.Group; strings.HasSuffix(n, g) {
+			if m := strings.TrimSuffix(n, g); m == strings.ToLower(string(k.Kind)) || m == k.Plural {
+				return k, true
+			}
+		}
+		if n == strings.ToLower(string(k.Kind)) || n == k.Plural {
+			return k, true
+		}
+		for _, s := range k.Short {
+			if n == s {
+				return k, true
+			}
+		}
+	}
+	return KindInfo{}, false
+}
+
+type document struct {
+	obj map[string]any
+	err error
+}
+
+// documents splits an input into objects, expanding lists. A document that
+// is not an object is kept as an error so that numbering stays stable.
+func documents(data []byte) ([]document, error) {
+	var raw []any
+	trimmed := bytes.TrimSpace(data)
+	if len(trimmed) > 0 && (trimmed[0] == '{' || trimmed[0] == '[') {
+		dec := json.NewDecoder(bytes.NewReader(trimmed))
+		dec.UseNumber()
+		for {
+			var v any
+			if err := dec.Decode(&v); err == io.EOF {
+				break
+			} else if err != nil {
+				return nil, fmt.Errorf("invalid JSON: %w", err)
+			}
+			if list, ok := v.([]any); ok {
+				raw = append(raw, list...)
+			} else {
+				raw = append(raw, v)
+			}
+		}
+	} else {
+		for _, chunk := range splitYAML(data) {
+			j, err := yaml.YAMLToJSON(chunk)
+			if err != nil {
+				raw = append(raw, fmt.Errorf("invalid YAML: %w", err))
+				continue
+			}
+			v, err := decodeJSON(j)
+			if err != nil {
+				raw = append(raw, fmt.Errorf("invalid YAML: %w", err))
+				continue
+			}
+			if v == nil {
+				continue // empty or only comments
+			}
+			raw = append(raw, v)
+		}
+	}
+	var out []document
+	for _, v := range raw {
+		out = append(out, expand(v)...)
+	}
+	return out, nil
+}
+
+func expand(v any) []document {
+	switch x := v.(type) {
+	case error:
+		return []document{{err: x}}
+	case map[string]any:
+		if k, _ := x["kind"].(string); k == "List" || strings.HasSuffix(k, "List") && x["items"] != nil {
+			items, ok := x["items"].([]any)
+			if !ok {
+				return []document{{err: fmt.Errorf("kind %s: items: expected a list, got %s", k, describe(x["items"]))}}
+			}
+			var out []document
+			for _, it := range items {
+				out = append(out, expand(it)...)
+			}
+			return out
+		}
+		return []document{{obj: x}}
+	default:
+		return []document{{err: fmt.Errorf("expected an object with apiVersion, kind, metadata and spec, got %s", describe(v))}}
+	}
+}
+
+var docSeparator = regexp.MustCompile(`^---(\s.*)?$`)
+
+// splitYAML splits a YAML stream at "---" lines.
+func splitYAML(data []byte) [][]byte {
+	var out [][]byte
+	var cur bytes.Buffer
+	for _, line := range bytes.SplitAfter(data, []byte("\n")) {
+		if docSeparator.Match(bytes.TrimRight(line, "\r\n")) {
+			out = append(out, bytes.Clone(cur.Bytes()))
+			cur.Reset()
+			continue
+		}
+		cur.Write(line)
+	}
+	return append(out, cur.Bytes())
+}
+
+func decodeJSON(b []byte) (any, error) {
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.UseNumber()
+	var v any
+	if err := dec.Decode(&v); err != nil {
+		return nil, err
+	}
+	if dec.More() {
+		return nil, errors.New("unexpected data after the object")
+	}
+	return v, nil
+}
+
+var (
+	topLevelFields = []string{"apiVersion", "kind", "metadata", "spec", "status"}
+	metadataFields = []string{"name", "namespace", "labels", "annotations", "resourceVersion",
+		"uid", "generation", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds",
+		"managedFields", "ownerReferences", "finalizers", "generateName", "selfLink"}
+	dns1123Subdomain = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$`)
+	dns1123Label     = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`)
+)
+
+// decode turns one object into a resource, checking it against the kind's
+// schema, in defaultNamespace when it names none. stored says the object came from the store, whose
+// resourceVersion is kept as Revision; in user input it is ignored.
+func decode(obj map[string]any, defaultNamespace string, stored bool) (Resource, ErrorList) {
+	var r Resource
+	var errs ErrorList
+	fail := func(field, format string, args ...any) {
+		errs = append(errs, &Error{Field: field, Msg: fmt.Sprintf(format, args...)})
+	}
+	str := func(field string, v any) string {
+		if v == nil {
+			return ""
+		}
+		s, ok := v.(string)
+		if !ok {
+			fail(field, "expected a string, got %s", describe(v))
+		}
+		return s
+	}
+
+	r.APIVersion = str("apiVersion", obj["apiVersion"])
+	r.Kind = Kind(str("kind", obj["kind"]))
+	meta, _ := obj["metadata"].(map[string]any)
+	if meta != nil {
+		r.Name = str("metadata.name", meta["name"])
+		r.Namespace = str("metadata.namespace", meta["namespace"])
+	}
+	if r.Namespace == "" {
+		r.Namespace = defaultNamespace
+	}
+	// Every later error names the resource, as far as it is known.
+	defer func() { errs.about(string(r.Kind), r.Namespace, r.Name) }()
+	if len(errs) > 0 {
+		return r, errs
+	}
+	switch {
+	case r.APIVersion == "":
+		fail("apiVersion", "required")
+		return r, errs
+	case r.Kind == "":
+		fail("kind", "required")
+		return r, errs
+	case !IsIstioKind(r.APIVersion, string(r.Kind)):
+		fail("", "kind %s (%s) is not an Istio resource meshlab accepts; apply Kubernetes objects with kubectl, they are handled by the runtime", r.Kind, r.APIVersion)
+		return r, errs
+	}
+	info, ok := kindInfo(r.Kind)
+	group, version, _ := strings.Cut(r.APIVersion, "/")
+	if !ok || info.Group != group {
+		fail("", "kind %s of %s is not supported by meshlab; it accepts %s", r.Kind, group, supportedKinds())
+		return r, errs
+	}
+	if !contains(info.Versions, version) {
+		fail("apiVersion", "%s does not serve %s; use %s", r.APIVersion, r.Kind, apiVersions(info))
+		return r, errs
+	}
+
+	for _, k := range sortedKeys(obj) {
+		if !contains(topLevelFields, k) {
+			fail(k, "%s", unknownField(k, topLevelFields))
+		}
+	}
+	switch m := obj["metadata"].(type) {
+	case map[string]any:
+		for _, k := range sortedKeys(m) {
+			if !contains(metadataFields, k) {
+				fail("metadata."+k, "%s", unknownField(k, []string{"name", "namespace", "labels", "annotations"}))
+			}
+		}
+		r.Labels = stringMap(m["labels"], "metadata.labels", fail)
+		r.Annotations = stringMap(m["annotations"], "metadata.annotations", fail)
+		if stored && m["resourceVersion"] != nil {
+			s := str("metadata.resourceVersion", m["resourceVersion"])
+			n, err := strconv.ParseUint(s, 10, 64)
+			if s != "" && err != nil {
+				fail("metadata.resourceVersion", "expected a decimal revision, got %q", s)
+			}
+			r.Revision = n
+		}
+	case nil:
+		fail("metadata", "required: a resource needs metadata.name")
+	default:
+		fail("metadata", "expected an object, got %s", describe(obj["metadata"]))
+	}
+	switch {
+	case meta == nil:
+	case r.Name == "":
+		fail("metadata.name", "required")
+	case len(r.Name) > 253 || !dns1123Subdomain.MatchString(r.Name):
+		fail("metadata.name", "invalid name %q: must be lowercase letters, digits, '-' and '.', starting and ending with a letter or digit (RFC 1123)", r.Name)
+	}
+	if len(r.Namespace) > 63 || !dns1123Label.MatchString(r.Namespace) {
+		fail("metadata.namespace", "invalid namespace %q: must be lowercase letters, digits and '-', starting and ending with a letter or digit (RFC 1123)", r.Namespace)
+	}
+
+	spec := info.NewSpec()
+	w := walker{}
+	norm := w.message("spec", orEmpty(obj["spec"]), spec.ProtoReflect().Descriptor())
+	errs = append(errs, w.errs...)
+	if len(errs) > 0 {
+		return r, errs
+	}
+	b, err := json.Marshal(norm)
+	if err == nil {
+		err = protojson.Unmarshal(b, spec)
+	}
+	if err != nil {
+		// The walker should have caught it; say what protojson said rather than lose it.
+		fail("spec", "%v", err)
+		return r, errs
+	}
+	r.Spec = spec
+	return r, nil
+}
+
+func orEmpty(v any) any {
+	if v == nil {
+		return map[string]any{}
+	}
+	return v
+}
+
+func stringMap(v any, field string, fail func(field, format string, args ...any)) map[string]string {
+	if v == nil {
+		return nil
+	}
+	m, ok := v.(map[string]any)
+	if !ok {
+		fail(field, "expected an object (map of string to string), got %s", describe(v))
+		return nil
+	}
+	out := make(map[string]string, len(m))
+	for _, k := range sortedKeys(m) {
+		s, ok := m[k].(string)
+		if !ok {
+			fail(field+"["+k+"]", "expected a string, got %s; quote it", describe(m[k]))
+			continue
+		}
+		out[k] = s
+	}
+	return out
+}
+
+func kindInfo(k Kind) (KindInfo, bool) {
+	for _, i := range Kinds {
+		if i.Kind == k {
+			return i, true
+		}
+	}
+	return KindInfo{}, false
+}
+
+func supportedKinds() string {
+	n := make([]string, len(Kinds))
+	for i, k := range Kinds {
+		n[i] = string(k.Kind)
+	}
+	return strings.Join(n, ", ")
+}
+
+func apiVersions(k KindInfo) string {
+	v := make([]string, len(k.Versions))
+	for i, x := range k.Versions {
+		v[i] = k.Group + "/" + x
+	}
+	return strings.Join(v, ", ")
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}

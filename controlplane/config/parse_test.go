@@ -1,0 +1,527 @@
+package config
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"reflect"
+	"slices"
+	"strings"
+	"testing"
+
+	"google.golang.org/protobuf/proto"
+	networking "istio.io/api/networking/v1alpha3"
+	"sigs.k8s.io/yaml"
+)
+
+func TestParseFixtures(t *testing.T) {
+	files, err := filepath.Glob("testdata/*/*")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]int{ // documents in each file that must parse clean
+		"golden/destinationrule.yaml":              1,
+		"valid/authorization-policy.yaml":          2,
+		"valid/destination-rule.yaml":              3,
+		"valid/gateway.yaml":                       3,
+		"valid/list.yaml":                          2,
+		"valid/peer-authentication.yaml":           2,
+		"valid/request-authentication.yaml":        2,
+		"valid/service-entry.yaml":                 3,
+		"valid/sidecar.yaml":                       3,
+		"valid/stream.json":                        2,
+		"valid/virtual-service.yaml":               3,
+		"walkthrough/authorization-policy.yaml":    1,
+		"walkthrough/calc-circuit-breaker.yaml":    2,
+		"walkthrough/http-book-gateway.yaml":       1,
+		"walkthrough/kiali-reviews.yaml":           2,
+		"walkthrough/peer-authentication.yaml":     1,
+		"walkthrough/productpage.yaml":             2,
+		"walkthrough/reviews-destinationrule.yaml": 1,
+		"walkthrough/service-entry.yaml":           2,
+	}
+	seen := 0
+	for _, f := range files {
+		rel := strings.TrimPrefix(filepath.ToSlash(f), "testdata/")
+		if strings.HasPrefix(rel, "invalid/") {
+			continue
+		}
+		seen++
+		t.Run(rel, func(t *testing.T) {
+			data, err := os.ReadFile(f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			rs, err := Parse(filepath.Base(f), data)
+			if err != nil {
+				t.Fatalf("Parse: %v", err)
+			}
+			n, ok := want[rel]
+			if !ok {
+				t.Fatalf("fixture %s has no expected document count in this test", rel)
+			}
+			if len(rs) != n {
+				t.Fatalf("Parse returned %d resources, want %d", len(rs), n)
+			}
+			for _, r := range rs {
+				roundTrip(t, r)
+			}
+		})
+	}
+	if seen != len(want) {
+		t.Errorf("found %d valid fixtures, want %d", seen, len(want))
+	}
+}
+
+// roundTrip checks that Marshal then Unmarshal, and Marshal to YAML then
+// Parse, give back the same resource.
+func roundTrip(t *testing.T, r Resource) {
+	t.Helper()
+	r.Revision = 7
+	doc, err := Marshal(r)
+	if err != nil {
+		t.Fatalf("Marshal %s: %v", r.Key(), err)
+	}
+	b, err := json.Marshal(doc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	back, err := Unmarshal(b)
+	if err != nil {
+		t.Fatalf("Unmarshal %s: %v\n%s", r.Key(), err, b)
+	}
+	sameResource(t, back, r)
+
+	y, err := yaml.Marshal(doc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rs, err := Parse("roundtrip.yaml", y)
+	if err != nil || len(rs) != 1 {
+		t.Fatalf("Parse of marshalled %s: %d resources, %v\n%s", r.Key(), len(rs), err, y)
+	}
+	r.Revision = 0 // user input does not carry revisions
+	sameResource(t, rs[0], r)
+}
+
+func sameResource(t *testing.T, got, want Resource) {
+	t.Helper()
+	if !proto.Equal(got.Spec, want.Spec) {
+		t.Errorf("%s: spec changed:\n got %v\nwant %v", want.Key(), got.Spec, want.Spec)
+	}
+	got.Spec, want.Spec = nil, nil
+	if len(got.Labels) == 0 && len(want.Labels) == 0 {
+		got.Labels, want.Labels = nil, nil
+	}
+	if len(got.Annotations) == 0 && len(want.Annotations) == 0 {
+		got.Annotations, want.Annotations = nil, nil
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("%s: metadata changed:\n got %+v\nwant %+v", want.Key(), got, want)
+	}
+}
+
+func TestParseEveryKindInEveryVersion(t *testing.T) {
+	for _, k := range Kinds {
+		var got []string
+		files, _ := filepath.Glob("testdata/valid/*.yaml")
+		for _, f := range files {
+			data, _ := os.ReadFile(f)
+			rs, err := Parse(f, data)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, r := range rs {
+				if r.Kind == k.Kind {
+					got = append(got, strings.TrimPrefix(r.APIVersion, k.Group+"/"))
+				}
+			}
+		}
+		for _, v := range k.Versions {
+			if !slices.Contains(got, v) {
+				t.Errorf("no valid fixture for %s in %s/%s", k.Kind, k.Group, v)
+			}
+		}
+	}
+}
+
+// TestParseValues checks that values are read as Istio means them, not
+// just accepted.
+func TestParseValues(t *testing.T) {
+	data, err := os.ReadFile("testdata/walkthrough/calc-circuit-breaker.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rs, err := Parse("calc-circuit-breaker.yaml", data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dr := rs[0].Spec.(*networking.DestinationRule)
+	od := dr.GetTrafficPolicy().GetOutlierDetection()
+	if got := od.GetBaseEjectionTime().AsDuration().String(); got != "1m0s" {
+		t.Errorf("baseEjectionTime = %s, want 1m0s", got)
+	}
+	if got := od.GetConsecutive_5XxErrors().GetValue(); got != 1 {
+		t.Errorf("consecutive5xxErrors = %d, want 1", got)
+	}
+	if rs[0].Namespace != "spring" || rs[0].Name != "calc-destination-rule" {
+		t.Errorf("identity = %s", rs[0].Key())
+	}
+
+	data, err = os.ReadFile("testdata/walkthrough/service-entry.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rs, err = Parse("service-entry.yaml", data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rs[0].Namespace != "default" {
+		t.Errorf("namespace = %q, want the default", rs[0].Namespace)
+	}
+	if got := rs[0].Spec.(*networking.ServiceEntry).GetLocation(); got != networking.ServiceEntry_MESH_EXTERNAL {
+		t.Errorf("location = %v", got)
+	}
+}
+
+func TestParseErrors(t *testing.T) {
+	const vsHead = "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata:\n  name: reviews\n"
+	const route = "  http:\n  - route:\n    - destination:\n        host: reviews\n"
+	tests := []struct {
+		name    string
+		file    string // a fixture under testdata/, or
+		input   string // inline input, named in.yaml
+		wantErr string
+	}{{
+		name:    "walkthrough: unknown field header",
+		file:    "invalid/reviews-vs-header.yaml",
+		wantErr: `reviews-vs-header.yaml: document 1 (VirtualService book-demo/reviews-vs): spec.http[0].match[1].header: unknown field "header"; did you mean "headers"?`,
+	}, {
+		name:    "walkthrough: headers given as a list",
+		file:    "invalid/reviews-vs-headers-list.yaml",
+		wantErr: `reviews-vs-headers-list.yaml: document 1 (VirtualService book-demo/reviews-vs): spec.http[0].match[0].headers: expected an object (map of header name to StringMatch), got a list`,
+	}, {
+		name:    "walkthrough: Kubernetes Service",
+		file:    "invalid/reviews-nodeport-service.yaml",
+		wantErr: `reviews-nodeport-service.yaml: document 1 (Service book-demo/reviews-nodeport): kind Service (v1) is not an Istio resource meshlab accepts; apply Kubernetes objects with kubectl, they are handled by the runtime`,
+	}, {
+		name:    "bad enum value",
+		input:   "apiVersion: security.istio.io/v1\nkind: PeerAuthentication\nmetadata: {name: default}\nspec:\n  mtls:\n    mode: STRIKT\n",
+		wantErr: `in.yaml: document 1 (PeerAuthentication default/default): spec.mtls.mode: invalid value "STRIKT"; expected one of "UNSET", "DISABLE", "PERMISSIVE", "STRICT"; did you mean "STRICT"?`,
+	}, {
+		name:    "bad duration",
+		input:   vsHead + "spec:\n  hosts: [reviews]\n" + route + "    timeout: 10 seconds\n",
+		wantErr: `in.yaml: document 1 (VirtualService default/reviews): spec.http[0].timeout: invalid duration "10 seconds"; expected a number with a unit, e.g. "5s", "100ms", "1m"`,
+	}, {
+		name:    "duration as a number",
+		input:   vsHead + "spec:\n  hosts: [reviews]\n" + route + "    timeout: 10\n",
+		wantErr: `in.yaml: document 1 (VirtualService default/reviews): spec.http[0].timeout: expected a duration string such as "5s" or "100ms", got a number (10)`,
+	}, {
+		name:    "string where a list belongs",
+		input:   vsHead + "spec:\n  hosts: reviews\n" + route,
+		wantErr: `in.yaml: document 1 (VirtualService default/reviews): spec.hosts: expected a list of strings, got a string ("reviews")`,
+	}, {
+		name:    "object where a list of objects belongs",
+		input:   vsHead + "spec:\n  hosts: [reviews]\n  http:\n    route:\n      destination: {host: reviews}\n",
+		wantErr: `in.yaml: document 1 (VirtualService default/reviews): spec.http: expected a list of HTTPRoute objects, got an object`,
+	}, {
+		name:    "wrapper given a negative number",
+		input:   "apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: r}\nspec:\n  host: r\n  trafficPolicy:\n    outlierDetection:\n      consecutive5xxErrors: -1\n",
+		wantErr: `in.yaml: document 1 (DestinationRule default/r): spec.trafficPolicy.outlierDetection.consecutive5xxErrors: expected a non-negative integer, got -1`,
+	}, {
+		name:    "boolean wrapper given a string",
+		input:   vsHead + "spec:\n  hosts: [reviews]\n" + route + "    retries:\n      attempts: 2\n      retryRemoteLocalities: \"yes\"\n",
+		wantErr: `in.yaml: document 1 (VirtualService default/reviews): spec.http[0].retries.retryRemoteLocalities: expected a boolean (true or false), got a string ("yes")`,
+	}, {
+		name:    "two members of a oneof",
+		input:   vsHead + "spec:\n  hosts: [reviews]\n  http:\n  - match:\n    - uri: {exact: /a, prefix: /b}\n    route:\n    - destination: {host: reviews}\n",
+		wantErr: `in.yaml: document 1 (VirtualService default/reviews): spec.http[0].match[0].uri: only one of "exact", "prefix", "regex" may be set, got "exact" and "prefix"`,
+	}, {
+		name:    "unknown top-level field",
+		input:   vsHead + "specs:\n  hosts: [reviews]\n",
+		wantErr: `in.yaml: document 1 (VirtualService default/reviews): specs: unknown field "specs"; did you mean "spec"?`,
+	}, {
+		name:    "missing name",
+		input:   "apiVersion: networking.istio.io/v1\nkind: Gateway\nmetadata:\n  namespace: istio-system\nspec: {}\n",
+		wantErr: `in.yaml: document 1 (Gateway): metadata.name: required`,
+	}, {
+		name:    "name is not DNS-1123",
+		input:   "apiVersion: networking.istio.io/v1\nkind: Gateway\nmetadata:\n  name: My_Gateway\nspec: {}\n",
+		wantErr: `in.yaml: document 1 (Gateway default/My_Gateway): metadata.name: invalid name "My_Gateway": must be lowercase letters, digits, '-' and '.', starting and ending with a letter or digit (RFC 1123)`,
+	}, {
+		name:    "version not served",
+		input:   "apiVersion: security.istio.io/v1alpha3\nkind: PeerAuthentication\nmetadata: {name: default}\nspec: {}\n",
+		wantErr: `in.yaml: document 1 (PeerAuthentication default/default): apiVersion: security.istio.io/v1alpha3 does not serve PeerAuthentication; use security.istio.io/v1, security.istio.io/v1beta1`,
+	}, {
+		name:    "Istio kind meshlab does not support",
+		input:   "apiVersion: networking.istio.io/v1alpha3\nkind: EnvoyFilter\nmetadata: {name: f}\nspec: {}\n",
+		wantErr: `in.yaml: document 1 (EnvoyFilter default/f): kind EnvoyFilter of networking.istio.io is not supported by meshlab; it accepts VirtualService, DestinationRule, Gateway, ServiceEntry, Sidecar, PeerAuthentication, AuthorizationPolicy, RequestAuthentication`,
+	}, {
+		name:    "label value that YAML reads as a number",
+		input:   "apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata:\n  name: r\n  labels: {version: 2}\nspec: {host: r}\n",
+		wantErr: `in.yaml: document 1 (DestinationRule default/r): metadata.labels[version]: expected a string, got a number (2); quote it`,
+	}, {
+		name:  "VirtualService without hosts and a destination without host",
+		input: vsHead + "spec:\n  http:\n  - route:\n    - destination: {subset: v1}\n      weight: -5\n",
+		wantErr: "in.yaml: document 1 (VirtualService default/reviews): spec.hosts: required: a VirtualService needs at least one host\n" +
+			"in.yaml: document 1 (VirtualService default/reviews): spec.http[0].route[0].destination.host: required: a route destination needs a host\n" +
+			"in.yaml: document 1 (VirtualService default/reviews): spec.http[0].route[0].weight: must not be negative, got -5",
+	}, {
+		name:    "Gateway server without port or hosts",
+		input:   "apiVersion: networking.istio.io/v1\nkind: Gateway\nmetadata: {name: gw}\nspec:\n  servers:\n  - hosts: []\n",
+		wantErr: "in.yaml: document 1 (Gateway default/gw): spec.servers[0].port: required\nin.yaml: document 1 (Gateway default/gw): spec.servers[0].hosts: required: a server needs at least one host (\"*\" for any)",
+	}, {
+		name:    "Gateway without servers",
+		input:   "apiVersion: networking.istio.io/v1\nkind: Gateway\nmetadata: {name: gw}\nspec:\n  selector: {istio: ingressgateway}\n",
+		wantErr: `in.yaml: document 1 (Gateway default/gw): spec.servers: required: a Gateway needs at least one server`,
+	}, {
+		name:  "DestinationRule without host, with duplicate and empty subsets",
+		input: "apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: r}\nspec:\n  subsets:\n  - name: v1\n  - name: v1\n  - labels: {a: b}\n",
+		wantErr: "in.yaml: document 1 (DestinationRule default/r): spec.host: required: a DestinationRule needs a host\n" +
+			"in.yaml: document 1 (DestinationRule default/r): spec.subsets[1].name: duplicate subset name \"v1\" (also spec.subsets[0])\n" +
+			"in.yaml: document 1 (DestinationRule default/r): spec.subsets[2].name: required: a subset needs a name",
+	}, {
+		name: "every bad document is reported, counting from 1",
+		input: vsHead + "spec:\n  hosts: [reviews]\n" + route +
+			"---\n# a comment-only document is not counted\n---\n" +
+			"apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: r}\nspec: {host: r, subset: []}\n" +
+			"---\napiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\n",
+		wantErr: "in.yaml: document 2 (DestinationRule default/r): spec.subset: unknown field \"subset\"; did you mean \"subsets\"?\n" +
+			"in.yaml: document 3 (ConfigMap default/c): kind ConfigMap (v1) is not an Istio resource meshlab accepts; apply Kubernetes objects with kubectl, they are handled by the runtime",
+	}, {
+		name:    "YAML syntax error",
+		input:   vsHead + "spec:\n  hosts: [reviews\n",
+		wantErr: "in.yaml: document 1: invalid YAML: yaml: line 6: did not find expected ',' or ']'",
+	}, {
+		name:    "a scalar document",
+		input:   "just a string\n",
+		wantErr: `in.yaml: document 1: expected an object with apiVersion, kind, metadata and spec, got a string ("just a string")`,
+	}}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			name, data := "in.yaml", []byte(tt.input)
+			if tt.file != "" {
+				var err error
+				name = filepath.Base(tt.file)
+				if data, err = os.ReadFile(filepath.Join("testdata", tt.file)); err != nil {
+					t.Fatal(err)
+				}
+			}
+			rs, err := Parse(name, data)
+			if err == nil {
+				t.Fatalf("Parse succeeded with %d resources, want error %q", len(rs), tt.wantErr)
+			}
+			if rs != nil {
+				t.Errorf("Parse returned %d resources with an error, want none", len(rs))
+			}
+			if got := err.Error(); got != tt.wantErr {
+				t.Errorf("error:\n got %s\nwant %s", got, tt.wantErr)
+			}
+			var list ErrorList
+			if !asErrorList(err, &list) || len(list) == 0 || list[0].File != name {
+				t.Errorf("error is %T, want an ErrorList naming %s", err, name)
+			}
+		})
+	}
+}
+
+func asErrorList(err error, out *ErrorList) bool {
+	l, ok := err.(ErrorList)
+	*out = l
+	return ok
+}
+
+func TestErrorFields(t *testing.T) {
+	data, err := os.ReadFile("testdata/invalid/reviews-vs-header.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = Parse("reviews-vs-header.yaml", append([]byte("apiVersion: networking.istio.io/v1\nkind: Gateway\nmetadata: {name: gw}\nspec:\n  servers: [{port: {number: 80, name: http, protocol: HTTP}, hosts: ['*']}]\n---\n"), data...))
+	list, ok := err.(ErrorList)
+	if !ok || len(list) != 1 {
+		t.Fatalf("got %v, want one error", err)
+	}
+	want := Error{File: "reviews-vs-header.yaml", Doc: 1, Kind: "VirtualService", Namespace: "book-demo", Name: "reviews-vs",
+		Field: "spec.http[0].match[1].header", Msg: `unknown field "header"; did you mean "headers"?`}
+	if *list[0] != want {
+		t.Errorf("got %+v\nwant %+v", *list[0], want)
+	}
+}
+
+func TestParseInNamespace(t *testing.T) {
+	in := "apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: a}\nspec: {host: a}\n" +
+		"---\napiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: b, namespace: other}\nspec: {host: b}\n"
+	tests := []struct{ namespace, wantA, wantB string }{
+		{"", "default", "other"},
+		{"bookinfo", "bookinfo", "other"},
+	}
+	for _, tt := range tests {
+		rs, err := ParseInNamespace("in.yaml", []byte(in), tt.namespace)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if rs[0].Namespace != tt.wantA || rs[1].Namespace != tt.wantB {
+			t.Errorf("ParseInNamespace(%q): namespaces %s, %s; want %s, %s", tt.namespace, rs[0].Namespace, rs[1].Namespace, tt.wantA, tt.wantB)
+		}
+	}
+}
+
+func TestProtoNamesAccepted(t *testing.T) {
+	in := "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: r}\nspec:\n  hosts: [r]\n  http:\n  - route:\n    - destination: {host: r}\n    retries: {attempts: 2, per_try_timeout: 250ms}\n"
+	rs, err := Parse("in.yaml", []byte(in))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := rs[0].Spec.(*networking.VirtualService).GetHttp()[0].GetRetries().GetPerTryTimeout().AsDuration().String()
+	if got != "250ms" {
+		t.Errorf("perTryTimeout = %s, want 250ms", got)
+	}
+}
+
+func TestUnmarshal(t *testing.T) {
+	tests := []struct {
+		name    string
+		doc     string
+		wantRev uint64
+		wantErr string
+	}{
+		{"stored document", `{"apiVersion":"networking.istio.io/v1","kind":"DestinationRule","metadata":{"name":"r","namespace":"ns","resourceVersion":"12"},"spec":{"host":"r"}}`, 12, ""},
+		{"64-bit integers as strings", `{"apiVersion":"networking.istio.io/v1","kind":"DestinationRule","metadata":{"name":"r"},"spec":{"host":"r","trafficPolicy":{"loadBalancer":{"consistentHash":{"httpHeaderName":"x","minimumRingSize":"1024"}}}}}`, 0, ""},
+		{"not JSON", `{"apiVersion":`, 0, "invalid JSON: unexpected EOF"},
+		{"bad field", `{"apiVersion":"networking.istio.io/v1","kind":"DestinationRule","metadata":{"name":"r"},"spec":{"hots":"r"}}`, 0,
+			`DestinationRule default/r: spec.hots: unknown field "hots"; did you mean "host"?`},
+		{"bad resourceVersion", `{"apiVersion":"networking.istio.io/v1","kind":"DestinationRule","metadata":{"name":"r","resourceVersion":"x"},"spec":{"host":"r"}}`, 0,
+			`DestinationRule default/r: metadata.resourceVersion: expected a decimal revision, got "x"`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r, err := Unmarshal([]byte(tt.doc))
+			if tt.wantErr != "" {
+				if err == nil || err.Error() != tt.wantErr {
+					t.Fatalf("error = %v, want %s", err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if r.Revision != tt.wantRev {
+				t.Errorf("Revision = %d, want %d", r.Revision, tt.wantRev)
+			}
+		})
+	}
+}
+
+func TestMarshal(t *testing.T) {
+	r := Resource{
+		APIVersion: "networking.istio.io/v1", Kind: DestinationRule, Namespace: "default", Name: "reviews",
+		Labels: map[string]string{"app": "reviews"}, Revision: 3,
+		Spec: &networking.DestinationRule{Host: "reviews", Subsets: []*networking.Subset{{Name: "v1", Labels: map[string]string{"version": "v1"}}}},
+	}
+	doc, err := Marshal(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := yaml.Marshal(doc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, err := os.ReadFile("testdata/golden/destinationrule.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(got) != string(want) {
+		t.Errorf("Marshal:\n%s\nwant (testdata/golden/destinationrule.yaml):\n%s", got, want)
+	}
+	if _, err := Marshal(Resource{Kind: Gateway, Name: "x", Namespace: "y"}); err == nil {
+		t.Error("Marshal without a spec succeeded")
+	}
+}
+
+func TestIsIstioKind(t *testing.T) {
+	tests := []struct {
+		apiVersion, kind string
+		want             bool
+	}{
+		{"networking.istio.io/v1", "VirtualService", true},
+		{"security.istio.io/v1beta1", "AuthorizationPolicy", true},
+		{"networking.istio.io/v1alpha3", "EnvoyFilter", true},
+		{"telemetry.istio.io/v1", "Telemetry", true},
+		{"v1", "Service", false},
+		{"apps/v1", "Deployment", false},
+		{"gateway.networking.k8s.io/v1", "HTTPRoute", false},
+		{"networking.istio.io/v1", "", false},
+		{"", "VirtualService", false},
+	}
+	for _, tt := range tests {
+		if got := IsIstioKind(tt.apiVersion, tt.kind); got != tt.want {
+			t.Errorf("IsIstioKind(%q, %q) = %v, want %v", tt.apiVersion, tt.kind, got, tt.want)
+		}
+	}
+}
+
+func TestLookupKind(t *testing.T) {
+	tests := []struct {
+		name string
+		want Kind // "" = not found
+	}{
+		{"VirtualService", VirtualService},
+		{"virtualservice", VirtualService},
+		{"VirtualServices", VirtualService},
+		{"vs", VirtualService},
+		{"VS", VirtualService},
+		{"virtualservices.networking.istio.io", VirtualService},
+		{"dr", DestinationRule},
+		{"gw", Gateway},
+		{"gateways", Gateway},
+		{"se", ServiceEntry},
+		{"sidecar", Sidecar},
+		{"pa", PeerAuthentication},
+		{"authorizationpolicies", AuthorizationPolicy},
+		{"RequestAuthentication", RequestAuthentication},
+		{"service", ""},
+		{"pods", ""},
+		{"", ""},
+		{"virtualservices.security.istio.io", ""},
+	}
+	for _, tt := range tests {
+		info, ok := LookupKind(tt.name)
+		if ok != (tt.want != "") || info.Kind != tt.want {
+			t.Errorf("LookupKind(%q) = %q, %v; want %q", tt.name, info.Kind, ok, tt.want)
+		}
+	}
+}
+
+func TestSplit(t *testing.T) {
+	data, err := os.ReadFile("testdata/valid/list.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	data = append(data, []byte("---\napiVersion: v1\nkind: Service\nmetadata: {name: ratings}\n")...)
+	docs, err := Split(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, d := range docs {
+		got = append(got, d.Kind)
+		if _, err := Unmarshal(d.JSON); IsIstioKind(d.APIVersion, d.Kind) && err != nil {
+			t.Errorf("document %d does not unmarshal: %v", d.Index, err)
+		}
+	}
+	if want := []string{"VirtualService", "DestinationRule", "Service"}; !slices.Equal(got, want) {
+		t.Errorf("kinds = %v, want %v", got, want)
+	}
+}
+
+func TestEditDistance(t *testing.T) {
+	tests := []struct {
+		a, b string
+		want int
+	}{{"header", "headers", 1}, {"", "abc", 3}, {"kitten", "sitting", 3}, {"same", "same", 0}}
+	for _, tt := range tests {
+		if got := editDistance(tt.a, tt.b); got != tt.want {
+			t.Errorf("editDistance(%q, %q) = %d, want %d", tt.a, tt.b, got, tt.want)
+		}
+	}
+}

@@ -1,0 +1,128 @@
+package config
+
+import (
+	"fmt"
+
+	networking "istio.io/api/networking/v1alpha3"
+)
+
+// Validate checks what Istio's admission webhook rejects and the schema
+// alone does not: a VirtualService needs hosts and its destinations a host,
+// weights are not negative, a Gateway needs servers with a port and hosts, a
+// DestinationRule needs a host and uniquely named subsets, a ServiceEntry
+// needs hosts. It returns an ErrorList naming the resource and field paths.
+func Validate(r Resource) error {
+	return validate(r).err()
+}
+
+func validate(r Resource) ErrorList {
+	v := validator{}
+	if r.Spec == nil {
+		v.fail("spec", "required")
+	}
+	switch s := r.Spec.(type) {
+	case *networking.VirtualService:
+		v.virtualService(s)
+	case *networking.Gateway:
+		v.gateway(s)
+	case *networking.DestinationRule:
+		v.destinationRule(s)
+	case *networking.ServiceEntry:
+		if len(s.GetHosts()) == 0 {
+			v.fail("spec.hosts", "required: a ServiceEntry needs at least one host")
+		}
+		v.hosts("spec.hosts", s.GetHosts())
+		for i, p := range s.GetPorts() {
+			if p.GetNumber() == 0 || p.GetNumber() > 65535 {
+				v.fail(fmt.Sprintf("spec.ports[%d].number", i), "must be a port between 1 and 65535, got %d", p.GetNumber())
+			}
+		}
+	}
+	v.errs.about(string(r.Kind), r.Namespace, r.Name)
+	return v.errs
+}
+
+type validator struct{ errs ErrorList }
+
+func (v *validator) fail(field, format string, args ...any) {
+	v.errs = append(v.errs, &Error{Field: field, Msg: fmt.Sprintf(format, args...)})
+}
+
+func (v *validator) hosts(field string, hosts []string) {
+	for i, h := range hosts {
+		if h == "" {
+			v.fail(fmt.Sprintf("%s[%d]", field, i), "must not be empty")
+		}
+	}
+}
+
+func (v *validator) virtualService(s *networking.VirtualService) {
+	if len(s.GetHosts()) == 0 {
+		v.fail("spec.hosts", "required: a VirtualService needs at least one host")
+	}
+	v.hosts("spec.hosts", s.GetHosts())
+	for i, h := range s.GetHttp() {
+		for j, d := range h.GetRoute() {
+			v.destination(fmt.Sprintf("spec.http[%d].route[%d]", i, j), d.GetDestination(), d.GetWeight())
+		}
+		if m := h.GetMirror(); m != nil && m.GetHost() == "" {
+			v.fail(fmt.Sprintf("spec.http[%d].mirror.host", i), "required")
+		}
+	}
+	for i, t := range s.GetTcp() {
+		for j, d := range t.GetRoute() {
+			v.destination(fmt.Sprintf("spec.tcp[%d].route[%d]", i, j), d.GetDestination(), d.GetWeight())
+		}
+	}
+	for i, t := range s.GetTls() {
+		for j, d := range t.GetRoute() {
+			v.destination(fmt.Sprintf("spec.tls[%d].route[%d]", i, j), d.GetDestination(), d.GetWeight())
+		}
+	}
+}
+
+func (v *validator) destination(path string, d *networking.Destination, weight int32) {
+	if d.GetHost() == "" {
+		v.fail(path+".destination.host", "required: a route destination needs a host")
+	}
+	if weight < 0 {
+		v.fail(path+".weight", "must not be negative, got %d", weight)
+	}
+}
+
+func (v *validator) gateway(s *networking.Gateway) {
+	if len(s.GetServers()) == 0 {
+		v.fail("spec.servers", "required: a Gateway needs at least one server")
+	}
+	for i, srv := range s.GetServers() {
+		p := fmt.Sprintf("spec.servers[%d]", i)
+		switch {
+		case srv.GetPort() == nil:
+			v.fail(p+".port", "required")
+		case srv.GetPort().GetNumber() == 0 || srv.GetPort().GetNumber() > 65535:
+			v.fail(p+".port.number", "must be a port between 1 and 65535, got %d", srv.GetPort().GetNumber())
+		}
+		if len(srv.GetHosts()) == 0 {
+			v.fail(p+".hosts", "required: a server needs at least one host (\"*\" for any)")
+		}
+		v.hosts(p+".hosts", srv.GetHosts())
+	}
+}
+
+func (v *validator) destinationRule(s *networking.DestinationRule) {
+	if s.GetHost() == "" {
+		v.fail("spec.host", "required: a DestinationRule needs a host")
+	}
+	seen := map[string]int{}
+	for i, ss := range s.GetSubsets() {
+		p := fmt.Sprintf("spec.subsets[%d].name", i)
+		switch prev, dup := seen[ss.GetName()]; {
+		case ss.GetName() == "":
+			v.fail(p, "required: a subset needs a name")
+		case dup:
+			v.fail(p, "duplicate subset name %q (also spec.subsets[%d])", ss.GetName(), prev)
+		default:
+			seen[ss.GetName()] = i
+		}
+	}
+}
