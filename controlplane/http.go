@@ -97,7 +97,7 @@ func resources(docs []api.Document) ([]config.Resource, []string) {
 			err = config.Validate(r)
 		}
 		if err != nil {
-			errs = append(errs, fmt.Sprintf("%s: document %d: %v", d.Source, d.Index, err))
+			errs = append(errs, fmt.Sprintf("%s: document %d: %v", d.Source, d.Index+1, err))
 			continue
 		}
 		out = append(out, r)
