@@ -176,7 +176,12 @@ func (s *Server) push(ctx context.Context) {
 	}
 	version := fmt.Sprintf("%d.%d", s.store.Revision(), s.regGen.Load())
 	start := time.Now()
-	s.xds.Update(ctx, xds.Input{Config: cfg, Registry: s.reg.Snapshot()}, version)
+	if err := s.xds.Update(ctx, xds.Input{Config: cfg, Registry: s.reg.Snapshot()}, version); err != nil {
+		// The proxies keep their last good configuration; the next change
+		// triggers another push.
+		s.log.Error("push", "version", version, "err", err)
+		return
+	}
 	s.log.Debug("pushed", "version", version, "took", time.Since(start))
 	s.mu.Lock()
 	s.version = version

@@ -1,0 +1,412 @@
+package xds
+
+import (
+	"fmt"
+	"net/netip"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+
+	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
+	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
+	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+	"google.golang.org/protobuf/types/known/wrapperspb"
+
+	"github.com/meshlab/meshlab/controlplane/registry"
+)
+
+func (x *index) build(p Proxy) (Resources, error) {
+	w := x.workload(p)
+	switch p.Type {
+	case SidecarProxy:
+		return x.buildSidecar(w), nil
+	case RouterProxy:
+		return x.buildRouter(w), nil
+	}
+	return nil, fmt.Errorf("build %s: unknown proxy type %q", p.ID, p.Type)
+}
+
+// workload is the proxy's pod as the registry knows it (by IP, and name
+// when the node ID names one), else as the node metadata describes it.
+func (x *index) workload(p Proxy) registry.Workload {
+	if w, ok := x.byIP[p.IP]; ok && (p.Name == "" || w.Name == p.Name) {
+		return *w
+	}
+	return registry.Workload{Name: p.Name, Namespace: p.Namespace, IP: p.IP, Labels: p.Labels, Ready: true}
+}
+
+// outbound is the clusters and endpoints every sidecar in one namespace
+// gets (subsets depend on which DestinationRule the namespace sees).
+type outbound struct {
+	clusters  []types.Resource // sorted by name
+	endpoints []types.Resource // sorted by cluster name
+}
+
+func (x *index) buildSidecar(w registry.Workload) Resources {
+	ob := x.outbound(w.Namespace)
+
+	// Everything below concatenates already-sorted groups whose names sort
+	// in this order ("B" < "I" < "P" < "inbound|" < "outbound|", digits <
+	// "virtual"), so the result is sorted without sorting it again.
+	clusters := []types.Resource{
+		staticCluster(blackHoleCluster),
+		originalDstCluster(inboundPassthroughCluster),
+		originalDstCluster(passthroughCluster),
+	}
+	inbound := x.inboundPorts(w)
+	for _, ip := range inbound {
+		clusters = append(clusters, staticCluster(inboundClusterName(ip.target), netip.AddrPortFrom(netip.AddrFrom4([4]byte{127, 0, 0, 1}), uint16(ip.target))))
+	}
+	clusters = append(clusters, ob.clusters...)
+
+	listeners := append(slices.Clone(x.outboundListeners()), x.virtualInbound(inbound), virtualOutbound())
+
+	return Resources{
+		resource.ListenerType: listeners,
+		resource.RouteType:    x.outboundRoutes(w.Namespace),
+		resource.ClusterType:  clusters,
+		resource.EndpointType: ob.endpoints,
+	}
+}
+
+func virtualOutbound() *listenerv3.Listener {
+	return &listenerv3.Listener{
+		Name:           virtualOutboundListener,
+		Address:        socketAddress("0.0.0.0", outboundCapturePort),
+		UseOriginalDst: wrapperspb.Bool(true),
+		FilterChains: []*listenerv3.FilterChain{{
+			Name:    virtualOutboundListener + "-catchall-tcp",
+			Filters: []*listenerv3.Filter{tcpProxyFilter(passthroughCluster, []weighted{{cluster: passthroughCluster}})},
+		}},
+	}
+}
+
+type inboundPort struct {
+	target uint32
+	http   bool
+}
+
+// inboundPorts are the target ports of the services selecting w, by port;
+// the first service (by hostname) to name a target port decides its protocol.
+func (x *index) inboundPorts(w registry.Workload) []inboundPort {
+	var out []inboundPort
+	seen := map[uint32]bool{}
+	for _, s := range x.services {
+		if !s.Selects(w) {
+			continue
+		}
+		for _, p := range s.Ports {
+			if t := p.Target(); !seen[t] {
+				seen[t] = true
+				out = append(out, inboundPort{target: t, http: isHTTP(p)})
+			}
+		}
+	}
+	// By name, not number: the clusters named after them must sort as strings.
+	sort.Slice(out, func(i, j int) bool { return portString(out[i].target) < portString(out[j].target) })
+	return out
+}
+
+func (x *index) virtualInbound(ports []inboundPort) *listenerv3.Listener {
+	l := &listenerv3.Listener{
+		Name:           virtualInboundListener,
+		Address:        socketAddress("0.0.0.0", inboundCapturePort),
+		UseOriginalDst: wrapperspb.Bool(true),
+	}
+	for _, p := range ports {
+		name := inboundClusterName(p.target)
+		statPrefix := "inbound_0.0.0.0_" + strconv.FormatUint(uint64(p.target), 10)
+		var f *listenerv3.Filter
+		if p.http {
+			f = hcmFilter(&hcmv3.HttpConnectionManager{
+				StatPrefix: statPrefix,
+				RouteSpecifier: &hcmv3.HttpConnectionManager_RouteConfig{RouteConfig: &routev3.RouteConfiguration{
+					Name: name,
+					VirtualHosts: []*routev3.VirtualHost{{
+						Name:    "inbound|http|" + strconv.FormatUint(uint64(p.target), 10),
+						Domains: []string{"*"},
+						Routes:  []*routev3.Route{catchAllRoute("default", name)},
+					}},
+				}},
+			})
+		} else {
+			f = tcpProxyFilter(name, []weighted{{cluster: name}})
+		}
+		l.FilterChains = append(l.FilterChains, &listenerv3.FilterChain{
+			Name:             statPrefix,
+			FilterChainMatch: &listenerv3.FilterChainMatch{DestinationPort: wrapperspb.UInt32(p.target)},
+			Filters:          []*listenerv3.Filter{f},
+		})
+	}
+	l.FilterChains = append(l.FilterChains, &listenerv3.FilterChain{
+		Name:    virtualInboundListener + "-catchall-tcp",
+		Filters: []*listenerv3.Filter{tcpProxyFilter(inboundPassthroughCluster, []weighted{{cluster: inboundPassthroughCluster}})},
+	})
+	return l
+}
+
+// outboundListeners are the sidecar listeners shared by every sidecar:
+// 0.0.0.0_<port> per HTTP port and <vip>_<port> per TCP service port.
+func (x *index) outboundListeners() []types.Resource {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	if x.listenerMemo != nil {
+		return x.listenerMemo
+	}
+	out := []types.Resource{}
+	for _, port := range x.ports {
+		ps := strconv.FormatUint(uint64(port), 10)
+		httpPort := false
+		for _, s := range x.byPort[port] {
+			p, _ := s.port(port)
+			if isHTTP(p) {
+				httpPort = true
+				continue
+			}
+			if !s.VIP.IsValid() {
+				continue // headless: nothing to match on
+			}
+			out = append(out, &listenerv3.Listener{
+				Name:         s.VIP.String() + "_" + ps,
+				Address:      socketAddress(s.VIP.String(), port),
+				BindToPort:   wrapperspb.Bool(false),
+				FilterChains: []*listenerv3.FilterChain{{Filters: []*listenerv3.Filter{tcpProxyFilter(outboundClusterName(port, "", s.host), x.tcpDestinations(s, port))}}},
+			})
+		}
+		if httpPort {
+			out = append(out, &listenerv3.Listener{
+				Name:         "0.0.0.0_" + ps,
+				Address:      socketAddress("0.0.0.0", port),
+				BindToPort:   wrapperspb.Bool(false),
+				FilterChains: []*listenerv3.FilterChain{{Filters: []*listenerv3.Filter{rdsFilter("outbound_0.0.0.0_"+ps, ps)}}},
+			})
+		}
+	}
+	sortByName(out)
+	x.listenerMemo = out
+	return out
+}
+
+func (s *service) port(n uint32) (registry.Port, bool) {
+	for _, p := range s.Ports {
+		if p.Port == n {
+			return p, true
+		}
+	}
+	return registry.Port{}, false
+}
+
+// tcpDestinations applies the first matching tcp route of the mesh
+// VirtualService for the service, else the service's own cluster.
+func (x *index) tcpDestinations(s *service, port uint32) []weighted {
+	if vs := x.virtualServiceFor(s.host, "mesh"); vs != nil {
+		for _, r := range vs.spec.GetTcp() {
+			if !l4Matches(r.GetMatch(), port) {
+				continue
+			}
+			var dests []weighted
+			for _, d := range r.GetRoute() {
+				dests = append(dests, weighted{cluster: x.destinationCluster(d.GetDestination(), vs.res.Namespace, port, nil), weight: uint32(d.GetWeight())})
+			}
+			if dests = normalizeWeights(dests); len(dests) > 0 {
+				return dests
+			}
+		}
+	}
+	return []weighted{{cluster: outboundClusterName(port, "", s.host), weight: 100}}
+}
+
+// outboundRoutes are the route configurations, one per HTTP port, for
+// sidecars in namespace ns (short domains depend on it).
+func (x *index) outboundRoutes(ns string) []types.Resource {
+	x.mu.Lock()
+	if r, ok := x.routesMemo[ns]; ok {
+		x.mu.Unlock()
+		return r
+	}
+	x.mu.Unlock()
+
+	out := []types.Resource{}
+	for _, port := range x.ports {
+		ps := strconv.FormatUint(uint64(port), 10)
+		rc := &routev3.RouteConfiguration{Name: ps, ValidateClusters: wrapperspb.Bool(false)}
+		for _, s := range x.byPort[port] {
+			if p, _ := s.port(port); !isHTTP(p) {
+				continue
+			}
+			rc.VirtualHosts = append(rc.VirtualHosts, x.virtualHost(s, port, s.Namespace == ns))
+		}
+		if len(rc.VirtualHosts) == 0 {
+			continue
+		}
+		// As Istio's outbound traffic policy ALLOW_ANY: a host no service
+		// claims (a pod IP, an external name) passes through.
+		rc.VirtualHosts = append(rc.VirtualHosts, &routev3.VirtualHost{
+			Name:    "allow_any",
+			Domains: []string{"*"},
+			Routes:  []*routev3.Route{catchAllRoute("allow_any", passthroughCluster)},
+		})
+		out = append(out, rc)
+	}
+	sortByName(out)
+
+	x.mu.Lock()
+	x.routesMemo[ns] = out
+	x.mu.Unlock()
+	return out
+}
+
+// virtualHost is the outbound virtual host of s on port, as seen from its
+// own namespace or from another; memoized since only that changes it.
+func (x *index) virtualHost(s *service, port uint32, sameNS bool) *routev3.VirtualHost {
+	key := vhostKey{s, port, sameNS}
+	x.mu.Lock()
+	vh, ok := x.vhostMemo[key]
+	x.mu.Unlock()
+	if ok {
+		return vh
+	}
+	vh = &routev3.VirtualHost{
+		Name:    s.host + ":" + portString(port),
+		Domains: serviceDomains(s, port, sameNS),
+		Routes:  x.serviceRoutes(s, port),
+	}
+	x.mu.Lock()
+	x.vhostMemo[key] = vh
+	x.mu.Unlock()
+	return vh
+}
+
+// serviceDomains follows Istio: the FQDN everywhere, `name.ns` and
+// `name.ns.svc` everywhere in the cluster, `name` only in the service's
+// own namespace, the VIP; each also with `:port`.
+func serviceDomains(s *service, port uint32, sameNS bool) []string {
+	ps := ":" + strconv.FormatUint(uint64(port), 10)
+	names := []string{s.host}
+	if sameNS {
+		names = append(names, s.Name)
+	}
+	names = append(names, s.Name+"."+s.Namespace, s.Name+"."+s.Namespace+".svc")
+	if s.VIP.IsValid() {
+		names = append(names, s.VIP.String())
+	}
+	out := make([]string, 0, 2*len(names))
+	for _, n := range names {
+		out = append(out, n, n+ps)
+	}
+	return out
+}
+
+// serviceRoutes are the routes of the virtual host of s on port: the mesh
+// VirtualService's http routes, else a default route to the service.
+func (x *index) serviceRoutes(s *service, port uint32) []*routev3.Route {
+	key := s.host + "|" + strconv.FormatUint(uint64(port), 10)
+	x.mu.Lock()
+	r, ok := x.vhRoutesMemo[key]
+	x.mu.Unlock()
+	if ok {
+		return r
+	}
+	if vs := x.virtualServiceFor(s.host, "mesh"); vs != nil {
+		r = x.httpRoutes(vs, "mesh", port, nil)
+	}
+	if len(r) == 0 {
+		r = []*routev3.Route{catchAllRoute("default", outboundClusterName(port, "", s.host))}
+	}
+	x.mu.Lock()
+	x.vhRoutesMemo[key] = r
+	x.mu.Unlock()
+	return r
+}
+
+// outbound builds (once per namespace) every outbound cluster and its
+// endpoints: one per service port and one per DestinationRule subset. A
+// service's clusters depend only on which DestinationRule applies, so
+// namespaces share them.
+func (x *index) outbound(ns string) *outbound {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	if o, ok := x.outboundMemo[ns]; ok {
+		return o
+	}
+	o := &outbound{}
+	for _, s := range x.services {
+		so := x.serviceClusters(s, x.destinationRuleFor(s.host, ns, s.Namespace))
+		o.clusters = append(o.clusters, so.clusters...)
+		o.endpoints = append(o.endpoints, so.endpoints...)
+	}
+	sortByName(o.clusters)
+	sortByName(o.endpoints)
+	x.outboundMemo[ns] = o
+	return o
+}
+
+// serviceClusters are one service's clusters and endpoints; x.mu held.
+func (x *index) serviceClusters(s *service, dr *destinationRule) *outbound {
+	key := clusterKey{s, dr}
+	if o, ok := x.clusterMemo[key]; ok {
+		return o
+	}
+	o := &outbound{}
+	for _, p := range s.Ports {
+		name := outboundClusterName(p.Port, "", s.host)
+		o.clusters = append(o.clusters, edsCluster(name))
+		o.endpoints = append(o.endpoints, loadAssignment(name, endpointAddrs(s.endpoints, p.Target())))
+		for _, ss := range dr.subsets() {
+			name := outboundClusterName(p.Port, ss.GetName(), s.host)
+			o.clusters = append(o.clusters, edsCluster(name))
+			o.endpoints = append(o.endpoints, loadAssignment(name, endpointAddrs(subsetEndpoints(s.endpoints, ss.GetLabels()), p.Target())))
+		}
+	}
+	x.clusterMemo[key] = o
+	return o
+}
+
+func sortByName(rs []types.Resource) {
+	sort.Slice(rs, func(i, j int) bool { return resourceName(rs[i]) < resourceName(rs[j]) })
+}
+
+func resourceName(r types.Resource) string {
+	switch r := r.(type) {
+	case *clusterv3.Cluster:
+		return r.GetName()
+	case *listenerv3.Listener:
+		return r.GetName()
+	case *routev3.RouteConfiguration:
+		return r.GetName()
+	case interface{ GetClusterName() string }:
+		return r.GetClusterName()
+	}
+	return ""
+}
+
+// selectorMatches is Istio's workload selector: every label must match; an
+// empty selector matches every workload.
+func selectorMatches(sel, labels map[string]string) bool {
+	for k, v := range sel {
+		if labels[k] != v {
+			return false
+		}
+	}
+	return true
+}
+
+// hostsOnServer strips the `ns/` prefix of a Gateway server host, keeping
+// only hosts a VirtualService in vsNS may use (`*/` and `./` as Istio).
+func hostOnServer(h, gwNS, vsNS string) (string, bool) {
+	ns, host, ok := strings.Cut(h, "/")
+	if !ok {
+		return h, true
+	}
+	switch ns {
+	case "*":
+		return host, true
+	case ".":
+		return host, vsNS == gwNS
+	}
+	return host, ns == vsNS
+}

@@ -1,0 +1,218 @@
+package xds
+
+import (
+	"fmt"
+	"net/netip"
+	"strconv"
+	"time"
+
+	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
+	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
+	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	routerv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/router/v3"
+	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	tcpproxyv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/tcp_proxy/v3"
+	"github.com/envoyproxy/go-control-plane/pkg/wellknown"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/anypb"
+	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/wrapperspb"
+
+	"github.com/meshlab/meshlab/controlplane/registry"
+)
+
+// Istio's well-known names.
+const (
+	passthroughCluster        = "PassthroughCluster"
+	inboundPassthroughCluster = "InboundPassthroughClusterIpv4"
+	blackHoleCluster          = "BlackHoleCluster"
+	virtualOutboundListener   = "virtualOutbound"
+	virtualInboundListener    = "virtualInbound"
+	outboundCapturePort       = 15001
+	inboundCapturePort        = 15006
+	rootNamespace             = "istio-system"
+)
+
+var connectTimeout = durationpb.New(10 * time.Second)
+
+func outboundClusterName(port uint32, subset, host string) string {
+	return "outbound|" + strconv.FormatUint(uint64(port), 10) + "|" + subset + "|" + host
+}
+
+func inboundClusterName(port uint32) string {
+	return "inbound|" + strconv.FormatUint(uint64(port), 10) + "||"
+}
+
+// isHTTP is Istio's protocol rule: the port name's prefix up to the first
+// dash, or appProtocol; no sniffing.
+func isHTTP(p registry.Port) bool {
+	switch p.AppProtocol {
+	case "http", "http2", "grpc", "grpc-web", "h2c", "kubernetes.io/h2c":
+		return true
+	case "":
+	default:
+		return false
+	}
+	proto := p.Name
+	for i := 0; i < len(proto); i++ {
+		if proto[i] == '-' {
+			proto = proto[:i]
+			break
+		}
+	}
+	switch proto {
+	case "http", "http2", "grpc":
+		return true
+	}
+	return false
+}
+
+func mustAny(m proto.Message) *anypb.Any {
+	a, err := anypb.New(m)
+	if err != nil {
+		// Only marshalling a message we just built can fail here, which
+		// would be a bug in this package.
+		panic(fmt.Sprintf("marshal %T: %v", m, err))
+	}
+	return a
+}
+
+func socketAddress(ip string, port uint32) *corev3.Address {
+	return &corev3.Address{Address: &corev3.Address_SocketAddress{SocketAddress: &corev3.SocketAddress{
+		Protocol:      corev3.SocketAddress_TCP,
+		Address:       ip,
+		PortSpecifier: &corev3.SocketAddress_PortValue{PortValue: port},
+	}}}
+}
+
+func adsConfigSource() *corev3.ConfigSource {
+	return &corev3.ConfigSource{
+		ResourceApiVersion:    corev3.ApiVersion_V3,
+		ConfigSourceSpecifier: &corev3.ConfigSource_Ads{Ads: &corev3.AggregatedConfigSource{}},
+	}
+}
+
+func edsCluster(name string) *clusterv3.Cluster {
+	return &clusterv3.Cluster{
+		Name:                 name,
+		ClusterDiscoveryType: &clusterv3.Cluster_Type{Type: clusterv3.Cluster_EDS},
+		EdsClusterConfig:     &clusterv3.Cluster_EdsClusterConfig{EdsConfig: adsConfigSource(), ServiceName: name},
+		ConnectTimeout:       connectTimeout,
+		LbPolicy:             clusterv3.Cluster_ROUND_ROBIN,
+	}
+}
+
+func staticCluster(name string, endpoints ...netip.AddrPort) *clusterv3.Cluster {
+	c := &clusterv3.Cluster{
+		Name:                 name,
+		ClusterDiscoveryType: &clusterv3.Cluster_Type{Type: clusterv3.Cluster_STATIC},
+		ConnectTimeout:       connectTimeout,
+		LbPolicy:             clusterv3.Cluster_ROUND_ROBIN,
+	}
+	if len(endpoints) > 0 {
+		c.LoadAssignment = loadAssignment(name, endpoints)
+	}
+	return c
+}
+
+func originalDstCluster(name string) *clusterv3.Cluster {
+	return &clusterv3.Cluster{
+		Name:                 name,
+		ClusterDiscoveryType: &clusterv3.Cluster_Type{Type: clusterv3.Cluster_ORIGINAL_DST},
+		ConnectTimeout:       connectTimeout,
+		LbPolicy:             clusterv3.Cluster_CLUSTER_PROVIDED,
+	}
+}
+
+// loadAssignment puts every endpoint in one (unnamed) locality.
+func loadAssignment(cluster string, endpoints []netip.AddrPort) *endpointv3.ClusterLoadAssignment {
+	lbs := make([]*endpointv3.LbEndpoint, 0, len(endpoints))
+	for _, ep := range endpoints {
+		lbs = append(lbs, &endpointv3.LbEndpoint{
+			HostIdentifier: &endpointv3.LbEndpoint_Endpoint{Endpoint: &endpointv3.Endpoint{
+				Address: socketAddress(ep.Addr().String(), uint32(ep.Port())),
+			}},
+			HealthStatus: corev3.HealthStatus_HEALTHY,
+		})
+	}
+	return &endpointv3.ClusterLoadAssignment{
+		ClusterName: cluster,
+		Endpoints:   []*endpointv3.LocalityLbEndpoints{{Locality: &corev3.Locality{}, LbEndpoints: lbs}},
+	}
+}
+
+var routerFilter = &hcmv3.HttpFilter{
+	Name:       wellknown.Router,
+	ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: mustAny(&routerv3.Router{})},
+}
+
+func hcmFilter(h *hcmv3.HttpConnectionManager) *listenerv3.Filter {
+	h.HttpFilters = []*hcmv3.HttpFilter{routerFilter}
+	return &listenerv3.Filter{
+		Name:       wellknown.HTTPConnectionManager,
+		ConfigType: &listenerv3.Filter_TypedConfig{TypedConfig: mustAny(h)},
+	}
+}
+
+// rdsFilter is an http_connection_manager fetching route config `routes` over ADS.
+func rdsFilter(statPrefix, routes string) *listenerv3.Filter {
+	return hcmFilter(&hcmv3.HttpConnectionManager{
+		StatPrefix: statPrefix,
+		RouteSpecifier: &hcmv3.HttpConnectionManager_Rds{Rds: &hcmv3.Rds{
+			ConfigSource:    adsConfigSource(),
+			RouteConfigName: routes,
+		}},
+	})
+}
+
+func tcpProxyFilter(statPrefix string, clusters []weighted) *listenerv3.Filter {
+	tp := &tcpproxyv3.TcpProxy{StatPrefix: statPrefix}
+	if len(clusters) == 1 {
+		tp.ClusterSpecifier = &tcpproxyv3.TcpProxy_Cluster{Cluster: clusters[0].cluster}
+	} else {
+		wc := &tcpproxyv3.TcpProxy_WeightedCluster{}
+		for _, c := range clusters {
+			wc.Clusters = append(wc.Clusters, &tcpproxyv3.TcpProxy_WeightedCluster_ClusterWeight{Name: c.cluster, Weight: c.weight})
+		}
+		tp.ClusterSpecifier = &tcpproxyv3.TcpProxy_WeightedClusters{WeightedClusters: wc}
+	}
+	return &listenerv3.Filter{
+		Name:       wellknown.TCPProxy,
+		ConfigType: &listenerv3.Filter_TypedConfig{TypedConfig: mustAny(tp)},
+	}
+}
+
+// weighted is one destination of a route: a cluster and its weight.
+type weighted struct {
+	cluster string
+	weight  uint32
+}
+
+func routeAction(dests []weighted) *routev3.RouteAction {
+	// Istio disables Envoy's default 15s route timeout unless the
+	// VirtualService sets one.
+	a := &routev3.RouteAction{Timeout: durationpb.New(0)}
+	if len(dests) == 1 {
+		a.ClusterSpecifier = &routev3.RouteAction_Cluster{Cluster: dests[0].cluster}
+		return a
+	}
+	wc := &routev3.WeightedCluster{}
+	var total uint32
+	for _, d := range dests {
+		wc.Clusters = append(wc.Clusters, &routev3.WeightedCluster_ClusterWeight{Name: d.cluster, Weight: wrapperspb.UInt32(d.weight)})
+		total += d.weight
+	}
+	wc.TotalWeight = wrapperspb.UInt32(total)
+	a.ClusterSpecifier = &routev3.RouteAction_WeightedClusters{WeightedClusters: wc}
+	return a
+}
+
+func catchAllRoute(name, cluster string) *routev3.Route {
+	return &routev3.Route{
+		Name:   name,
+		Match:  &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: "/"}},
+		Action: &routev3.Route_Route{Route: routeAction([]weighted{{cluster: cluster, weight: 100}})},
+	}
+}
