@@ -3,7 +3,6 @@ package controlplane
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net/http"
 	"sort"
@@ -19,6 +18,7 @@ import (
 	"github.com/meshlab/meshlab/controlplane/api"
 	"github.com/meshlab/meshlab/controlplane/config"
 	"github.com/meshlab/meshlab/controlplane/registry"
+	"github.com/meshlab/meshlab/controlplane/store"
 )
 
 // Handler serves the API, /metrics and /ready.
@@ -128,7 +128,7 @@ func (s *Server) handleApply(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusInternalServerError, "nothing was applied: "+err.Error())
 		return
 	}
-	writeJSON(w, http.StatusOK, apiResult(res.Rev, res.Changes))
+	writeJSON(w, http.StatusOK, apiResult(res))
 }
 
 func (s *Server) handleDelete(w http.ResponseWriter, r *http.Request) {
@@ -141,7 +141,7 @@ func (s *Server) handleDelete(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "nothing was deleted: "+err.Error())
 		return
 	}
-	writeJSON(w, http.StatusOK, apiResult(res.Rev, res.Changes))
+	writeJSON(w, http.StatusOK, apiResult(res))
 }
 
 func (s *Server) handleResources(w http.ResponseWriter, r *http.Request) {
@@ -406,11 +406,10 @@ func (s *Server) loadRegistry() error {
 	return nil
 }
 
-func apiResult(rev uint64, changes any) api.Result {
-	res := api.Result{Revision: rev}
-	b, _ := json.Marshal(changes)
-	_ = json.Unmarshal(b, &res.Changes)
+func apiResult(r store.ApplyResult) api.Result {
+	res := api.Result{Revision: r.Rev}
+	for _, c := range r.Changes {
+		res.Changes = append(res.Changes, api.Change{Key: c.Key, Op: string(c.Op)})
+	}
 	return res
 }
-
-var _ = errors.New
