@@ -269,7 +269,7 @@ func (r *Runtime) startContainer(ctx context.Context, p *pod, name string, argv,
 		GID:       uid,
 		LogPath:   logPath,
 		Self:      r.opts.Self,
-	}, r.log)
+	}, process.WithLogger(r.log))
 	if err := sup.Start(ctx); err != nil {
 		return fmt.Errorf("start container %s of %s/%s: %w", name, p.Namespace, p.Name, err)
 	}
