@@ -1,0 +1,135 @@
+// Package bookinfo owns the Bookinfo sample application: productpage, details,
+// reviews and ratings, re-implemented in Go with the HTTP API, JSON shapes,
+// timeouts and header propagation of Istio's images, so every Istio exercise
+// (traffic shifting, fault injection, request routing by end-user) behaves as
+// it does with Istio's own containers.
+package bookinfo
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+)
+
+// Services lists the Bookinfo services Run accepts.
+var Services = []string{"productpage", "details", "reviews", "ratings"}
+
+// Ratings fault variants, selected by Options.RatingsFault (env RATINGS_FAULT).
+const (
+	FaultNone      = ""
+	FaultAlways503 = "always-503"
+	FaultHalf500   = "half-500"
+	FaultDelay7s   = "delay-7s"
+)
+
+// Options configures one Bookinfo service. The zero value is completed by
+// defaults matching Istio's images (see withDefaults).
+type Options struct {
+	// Addr is the listen address; default ":9080".
+	Addr string
+	// Listener, when set, is served instead of listening on Addr.
+	Listener net.Listener
+	// Version is SERVICE_VERSION: reviews v1 (no stars), v2 (black), v3 (red).
+	Version string
+	// PodName is reported by reviews as "podname" (env POD_NAME or HOSTNAME).
+	PodName string
+	// ClusterName is reported by reviews as "clustername" (env CLUSTER_NAME).
+	ClusterName string
+	// Upstream hosts; a host may carry ":port", else port 9080 is used.
+	DetailsHost, ReviewsHost, RatingsHost string
+	// ServicesDomain, when set, is appended to upstream host names as
+	// ".<domain>", as SERVICES_DOMAIN does in Istio's images.
+	ServicesDomain string
+	// RatingsFault selects a failure mode of ratings: always-503, half-500, delay-7s.
+	RatingsFault string
+	// Logger defaults to slog.Default().
+	Logger *slog.Logger
+}
+
+func (o Options) withDefaults() Options {
+	if o.Addr == "" {
+		o.Addr = ":9080"
+	}
+	if o.ClusterName == "" {
+		o.ClusterName = "Kubernetes"
+	}
+	if o.DetailsHost == "" {
+		o.DetailsHost = "details"
+	}
+	if o.ReviewsHost == "" {
+		o.ReviewsHost = "reviews"
+	}
+	if o.RatingsHost == "" {
+		o.RatingsHost = "ratings"
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	return o
+}
+
+// Handler returns the HTTP handler of service with opts, without serving it.
+func Handler(service string, opts Options) (http.Handler, error) {
+	opts = opts.withDefaults()
+	switch service {
+	case "productpage":
+		return newProductPage(opts), nil
+	case "details":
+		return newDetails(), nil
+	case "reviews":
+		return newReviews(opts)
+	case "ratings":
+		return newRatings(opts)
+	}
+	return nil, fmt.Errorf("unknown bookinfo service %q (want one of %v)", service, Services)
+}
+
+// Run serves service until ctx is done, then shuts down gracefully.
+// In-flight requests see their context cancelled when ctx is done, so a
+// delayed ratings response does not hold shutdown for seven seconds.
+func Run(ctx context.Context, service string, opts Options) error {
+	opts = opts.withDefaults()
+	h, err := Handler(service, opts)
+	if err != nil {
+		return err
+	}
+	return serve(ctx, opts.Listener, opts.Addr, h, opts.Logger.With("service", service, "version", opts.Version))
+}
+
+func serve(ctx context.Context, ln net.Listener, addr string, h http.Handler, log *slog.Logger) error {
+	if ln == nil {
+		var err error
+		ln, err = new(net.ListenConfig).Listen(ctx, "tcp", addr)
+		if err != nil {
+			return fmt.Errorf("listen on %s: %w", addr, err)
+		}
+	}
+	srv := &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: 10 * time.Second,
+		BaseContext:       func(net.Listener) context.Context { return ctx },
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	log.Info("serving", "addr", ln.Addr().String())
+
+	select {
+	case err := <-errc:
+		return fmt.Errorf("serve on %s: %w", ln.Addr(), err)
+	case <-ctx.Done():
+	}
+	shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(shutdownCtx); err != nil {
+		srv.Close()
+		return fmt.Errorf("shut down server on %s: %w", ln.Addr(), err)
+	}
+	if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return fmt.Errorf("serve on %s: %w", ln.Addr(), err)
+	}
+	return nil
+}
