@@ -1,0 +1,179 @@
+// Package dataplane runs the meshlab proxy (the istio-proxy analogue): the
+// xDS client, the proxy runtime, its admin and readiness endpoints and its
+// DNS server, as a sidecar or as the ingress gateway.
+package dataplane
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	"google.golang.org/protobuf/types/known/structpb"
+
+	"github.com/meshlab/meshlab/dataplane/dns"
+	"github.com/meshlab/meshlab/dataplane/proxy"
+	"github.com/meshlab/meshlab/dataplane/xdsclient"
+)
+
+// Modes of the proxy, as the first field of Istio's node id.
+const (
+	ModeSidecar = "sidecar"
+	ModeRouter  = "router"
+)
+
+// Options configures Run.
+type Options struct {
+	// Mode is ModeSidecar or ModeRouter (the gateway).
+	Mode string
+	// NodeID is the xDS node id, `<mode>~<ip>~<pod>.<ns>~<ns>.svc.cluster.local`.
+	NodeID string
+	// Metadata are node metadata fields (NAMESPACE, SERVICE_ACCOUNT,
+	// WORKLOAD_NAME, ...); Labels go in the LABELS struct.
+	Metadata map[string]string
+	Labels   map[string]string
+	// DiscoveryAddress is the control plane's xDS address (host:port).
+	DiscoveryAddress string
+	// AdminAddr (default 127.0.0.1:15000), ReadyAddr (default
+	// 0.0.0.0:15021), StatsAddr (default 0.0.0.0:15090) and DNSAddr
+	// (default 127.0.0.1:15053; sidecar only). "-" disables one.
+	AdminAddr, ReadyAddr, StatsAddr, DNSAddr string
+	// AccessLog receives the access log; nil disables it.
+	AccessLog io.Writer
+	// Logger defaults to slog.Default().
+	Logger *slog.Logger
+	// DrainTimeout bounds the shutdown (5s by default).
+	DrainTimeout time.Duration
+}
+
+// Node builds the xDS node from o.
+func (o Options) Node() (*corev3.Node, error) {
+	fields := map[string]any{}
+	for k, v := range o.Metadata {
+		fields[k] = v
+	}
+	labels := map[string]any{}
+	for k, v := range o.Labels {
+		labels[k] = v
+	}
+	fields["LABELS"] = labels
+	md, err := structpb.NewStruct(fields)
+	if err != nil {
+		return nil, fmt.Errorf("build node metadata: %w", err)
+	}
+	return &corev3.Node{
+		Id:            o.NodeID,
+		Cluster:       o.Metadata["WORKLOAD_NAME"],
+		Metadata:      md,
+		UserAgentName: "meshlab",
+	}, nil
+}
+
+func orDefault(v, d string) string {
+	if v == "" {
+		return d
+	}
+	return v
+}
+
+// Run runs the proxy until ctx ends, then shuts it down, draining
+// requests in flight within the drain timeout.
+func Run(ctx context.Context, o Options) error {
+	log := o.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	if o.DiscoveryAddress == "" {
+		return errors.New("run proxy: no discovery address")
+	}
+	node, err := o.Node()
+	if err != nil {
+		return err
+	}
+	p := proxy.New(proxy.Config{Node: node, AccessLog: o.AccessLog, Logger: log, DrainTimeout: o.DrainTimeout})
+	var dnsSrv *dns.Server
+	if o.Mode != ModeRouter && o.DNSAddr != "-" {
+		dnsSrv = dns.NewServer(log)
+	}
+	client := xdsclient.New(xdsclient.Config{
+		Address: o.DiscoveryAddress,
+		Node:    node,
+		Check:   p.Check,
+		OnUpdate: func(s *xdsclient.Snapshot) {
+			p.Apply(s)
+			if dnsSrv != nil {
+				dnsSrv.Update(dns.BuildTable(s.Routes, s.Listeners))
+			}
+		},
+		Logger: log,
+	})
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	errc := make(chan error, 8)
+	run := func(name string, f func(context.Context) error) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := f(ctx); err != nil && !errors.Is(err, context.Canceled) {
+				errc <- fmt.Errorf("%s: %w", name, err)
+				cancel()
+			}
+		}()
+	}
+	serve := func(name, addr string, h http.Handler) error {
+		if addr == "-" {
+			return nil
+		}
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			return fmt.Errorf("listen %s on %s: %w", name, addr, err)
+		}
+		srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+		run(name, func(ctx context.Context) error {
+			stop := context.AfterFunc(ctx, func() { srv.Close() })
+			defer stop()
+			if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				return err
+			}
+			return nil
+		})
+		return nil
+	}
+	if err := serve("admin", orDefault(o.AdminAddr, "127.0.0.1:15000"), p.AdminHandler()); err != nil {
+		cancel()
+		wg.Wait()
+		return err
+	}
+	if err := serve("readiness", orDefault(o.ReadyAddr, "0.0.0.0:15021"), p.ReadyHandler()); err != nil {
+		cancel()
+		wg.Wait()
+		return err
+	}
+	if err := serve("stats", orDefault(o.StatsAddr, "0.0.0.0:15090"), p.StatsHandler()); err != nil {
+		cancel()
+		wg.Wait()
+		return err
+	}
+	if dnsSrv != nil {
+		addr := orDefault(o.DNSAddr, "127.0.0.1:15053")
+		run("dns", func(ctx context.Context) error { return dnsSrv.ListenAndServe(ctx, addr) })
+	}
+	run("xds", client.Run)
+	run("proxy", p.Run)
+	log.Info("proxy started", "mode", o.Mode, "node", o.NodeID, "discovery", o.DiscoveryAddress)
+	wg.Wait()
+	select {
+	case err := <-errc:
+		return err
+	default:
+		return nil
+	}
+}

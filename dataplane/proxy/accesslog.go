@@ -1,0 +1,144 @@
+package proxy
+
+import (
+	"bufio"
+	"io"
+	"net/http"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/meshlab/meshlab/dataplane/upstream"
+)
+
+// logWriter buffers access log lines; Run flushes it every second.
+type logWriter struct {
+	mu  sync.Mutex
+	w   *bufio.Writer
+	buf []byte
+}
+
+func newLogWriter(w io.Writer) *logWriter {
+	return &logWriter{w: bufio.NewWriterSize(w, 64<<10)}
+}
+
+func (l *logWriter) Flush() {
+	l.mu.Lock()
+	l.w.Flush()
+	l.mu.Unlock()
+}
+
+// http writes Istio's default access log line (Envoy's format plus the
+// upstream cluster and addresses):
+//
+//	[%START_TIME%] "%REQ(:METHOD)% %REQ(X-ENVOY-ORIGINAL-PATH?:PATH)% %PROTOCOL%" %RESPONSE_CODE% %RESPONSE_FLAGS%
+//	%RESPONSE_CODE_DETAILS% %CONNECTION_TERMINATION_DETAILS% "%UPSTREAM_TRANSPORT_FAILURE_REASON%" %BYTES_RECEIVED%
+//	%BYTES_SENT% %DURATION% %RESP(X-ENVOY-UPSTREAM-SERVICE-TIME)% "%REQ(X-FORWARDED-FOR)%" "%REQ(USER-AGENT)%"
+//	"%REQ(X-REQUEST-ID)%" "%REQ(:AUTHORITY)%" "%UPSTREAM_HOST%" %UPSTREAM_CLUSTER% %UPSTREAM_LOCAL_ADDRESS%
+//	%DOWNSTREAM_LOCAL_ADDRESS% %DOWNSTREAM_REMOTE_ADDRESS% %REQUESTED_SERVER_NAME% %ROUTE_NAME%
+func (l *logWriter) http(start time.Time, r *http.Request, ex *exchange) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	b := l.buf[:0]
+	b = append(b, '[')
+	b = start.UTC().AppendFormat(b, "2006-01-02T15:04:05.000Z")
+	b = append(b, "] \""...)
+	b = append(b, r.Method...)
+	b = append(b, ' ')
+	b = append(b, r.RequestURI...)
+	b = append(b, ' ')
+	b = append(b, r.Proto...)
+	b = append(b, "\" "...)
+	b = strconv.AppendInt(b, int64(ex.status), 10)
+	b = append(b, ' ')
+	b = dash(b, ex.flags)
+	b = append(b, ' ')
+	d := ex.details
+	if d == "" && ex.status != 0 {
+		d = "via_upstream"
+	}
+	b = dash(b, d)
+	b = append(b, " - \"-\" "...)
+	b = strconv.AppendInt(b, max(r.ContentLength, 0), 10)
+	b = append(b, ' ')
+	b = strconv.AppendInt(b, ex.bytes, 10)
+	b = append(b, ' ')
+	b = strconv.AppendInt(b, time.Since(start).Milliseconds(), 10)
+	b = append(b, ' ')
+	if ex.endpoint != nil && ex.upstreamDur > 0 {
+		b = strconv.AppendInt(b, ex.upstreamDur.Milliseconds(), 10)
+	} else {
+		b = append(b, '-')
+	}
+	b = append(b, " \""...)
+	b = dash(b, r.Header.Get("X-Forwarded-For"))
+	b = append(b, "\" \""...)
+	b = dash(b, r.Header.Get("User-Agent"))
+	b = append(b, "\" \""...)
+	b = dash(b, r.Header.Get("X-Request-Id"))
+	b = append(b, "\" \""...)
+	b = dash(b, r.Host)
+	b = append(b, "\" \""...)
+	b = upstreamHost(b, ex.endpoint)
+	b = append(b, "\" "...)
+	if ex.cluster != nil {
+		b = append(b, ex.cluster.Name...)
+	} else {
+		b = append(b, '-')
+	}
+	b = append(b, " - "...)
+	b = ex.conn.local.AppendTo(b)
+	b = append(b, ' ')
+	b = ex.conn.remote.AppendTo(b)
+	b = append(b, " - "...)
+	if ex.route != nil {
+		b = dash(b, ex.route.Name)
+	} else {
+		b = append(b, '-')
+	}
+	b = append(b, '\n')
+	l.w.Write(b)
+	l.buf = b
+}
+
+// tcp writes the line of a proxied TCP connection in the same format.
+func (l *logWriter) tcp(start time.Time, ci *connInfo, cluster string, ep *upstream.Endpoint, flags string, received, sent int64) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	b := l.buf[:0]
+	b = append(b, '[')
+	b = start.UTC().AppendFormat(b, "2006-01-02T15:04:05.000Z")
+	b = append(b, "] \"- - -\" 0 "...)
+	b = dash(b, flags)
+	b = append(b, " - - \"-\" "...)
+	b = strconv.AppendInt(b, received, 10)
+	b = append(b, ' ')
+	b = strconv.AppendInt(b, sent, 10)
+	b = append(b, ' ')
+	b = strconv.AppendInt(b, time.Since(start).Milliseconds(), 10)
+	b = append(b, " - \"-\" \"-\" \"-\" \"-\" \""...)
+	b = upstreamHost(b, ep)
+	b = append(b, "\" "...)
+	b = dash(b, cluster)
+	b = append(b, " - "...)
+	b = ci.orig.AppendTo(b)
+	b = append(b, ' ')
+	b = ci.remote.AppendTo(b)
+	b = append(b, " - -\n"...)
+	l.w.Write(b)
+	l.buf = b
+}
+
+func dash(b []byte, s string) []byte {
+	if s == "" {
+		return append(b, '-')
+	}
+	return append(b, s...)
+}
+
+func upstreamHost(b []byte, ep *upstream.Endpoint) []byte {
+	if ep == nil {
+		return append(b, '-')
+	}
+	return append(b, ep.Addr...)
+}

@@ -1,0 +1,40 @@
+package proxy
+
+import (
+	"io"
+	"net/http"
+	"testing"
+
+	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+
+	"github.com/meshlab/meshlab/dataplane/xdsclient"
+)
+
+// BenchmarkRequest is one keep-alive HTTP/1.1 request through the gateway
+// to a loopback backend, client and backend included.
+func BenchmarkRequest(b *testing.B) {
+	_, a := backend(b, "127.0.0.2", "a")
+	tcp := newBenchControlPlane(b)
+	tcp.set("1", gatewayListener("0.0.0.0_8080", "http.8080"),
+		&routev3.RouteConfiguration{Name: "http.8080", VirtualHosts: []*routev3.VirtualHost{
+			{Name: "any", Domains: []string{"*"}, Routes: []*routev3.Route{{Match: prefix("/"), Action: toCluster("a")}}}}},
+		edsCluster("a"), cla("a", a))
+	p := startProxy(b, tcp.addr, nil)
+	addr := p.addr(b, "0.0.0.0_8080")
+	p.waitVersion(b, xdsclient.EndpointType, "1")
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 4}}
+	url := "http://" + addr + "/productpage"
+	b.ReportAllocs()
+	b.ResetTimer()
+	for b.Loop() {
+		resp, err := client.Get(url)
+		if err != nil {
+			b.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			b.Fatalf("status %d", resp.StatusCode)
+		}
+	}
+}

@@ -1,0 +1,473 @@
+// Package proxy owns the proxy's runtime: it turns an accepted xDS
+// snapshot into bound listeners, filter chains, route tables and clusters,
+// swaps that runtime atomically so that reconfiguration never disturbs
+// requests in flight, and serves HTTP and TCP traffic through it.
+package proxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/netip"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+
+	"github.com/meshlab/meshlab/dataplane/capture"
+	"github.com/meshlab/meshlab/dataplane/router"
+	"github.com/meshlab/meshlab/dataplane/upstream"
+	"github.com/meshlab/meshlab/dataplane/xdsclient"
+)
+
+// Config configures a Proxy.
+type Config struct {
+	// Node is reported by /server_info and /config_dump.
+	Node *corev3.Node
+	// OriginalDst reads a redirected connection's original destination;
+	// capture.OriginalDst by default. Tests inject their own.
+	OriginalDst func(*net.TCPConn) (netip.AddrPort, error)
+	// AccessLog receives one line per request and TCP connection in
+	// Envoy's default format; nil disables it. Writes are buffered.
+	AccessLog io.Writer
+	// Logger defaults to slog.Default().
+	Logger *slog.Logger
+	// WarmTimeout bounds how long a snapshot waits for the routes and
+	// endpoints its listeners and clusters name (5s by default).
+	WarmTimeout time.Duration
+	// DrainTimeout bounds how long Run waits for requests in flight
+	// when ctx ends (5s by default).
+	DrainTimeout time.Duration
+}
+
+// Proxy is the data plane runtime. Create it with New, feed it snapshots
+// with Check and Apply (the xdsclient hooks), and run it with Run.
+type Proxy struct {
+	cfg   Config
+	log   *slog.Logger
+	start time.Time
+
+	rt atomic.Pointer[runtime]
+
+	// mu serializes Check/Apply and guards the fields below.
+	mu      sync.Mutex
+	pending *runtime
+	// waiting is the newest snapshot still warming; warmTimer applies it
+	// anyway when warming takes too long.
+	waiting   *xdsclient.Snapshot
+	warmTimer *time.Timer
+	bound     map[string]*boundListener
+	closed    bool
+	ready     atomic.Bool
+
+	ctx    context.Context // Run's; stops accept loops and TCP copies
+	cancel context.CancelFunc
+	wg     sync.WaitGroup // accept loops and TCP connections
+	conns  connSet
+
+	httpSrv   *http.Server
+	httpLn    *chanListener
+	rp        *httputil.ReverseProxy
+	accessLog *logWriter
+	stats     stats
+}
+
+// New returns a proxy that serves nothing until it is given a snapshot.
+func New(cfg Config) *Proxy {
+	if cfg.OriginalDst == nil {
+		cfg.OriginalDst = capture.OriginalDst
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.WarmTimeout <= 0 {
+		cfg.WarmTimeout = 5 * time.Second
+	}
+	if cfg.DrainTimeout <= 0 {
+		cfg.DrainTimeout = 5 * time.Second
+	}
+	p := &Proxy{cfg: cfg, log: cfg.Logger, start: time.Now(), bound: map[string]*boundListener{}}
+	p.ctx, p.cancel = context.WithCancel(context.Background())
+	p.rt.Store(&runtime{snap: emptySnapshot(), listeners: map[string]*listener{}, routes: map[string]*router.Table{}, clusters: map[string]*upstream.Cluster{}})
+	if cfg.AccessLog != nil {
+		p.accessLog = newLogWriter(cfg.AccessLog)
+	}
+	p.httpLn = newChanListener()
+	p.rp = &httputil.ReverseProxy{
+		Rewrite:        rewrite,
+		Transport:      roundTripper{p},
+		ErrorHandler:   p.proxyError,
+		ModifyResponse: modifyResponse,
+		BufferPool:     bufferPool{},
+		ErrorLog:       log.New(io.Discard, "", 0),
+	}
+	p.httpSrv = &http.Server{
+		Handler:     p,
+		IdleTimeout: time.Hour, // Envoy's connection manager default
+		ConnContext: connContext,
+		Protocols:   new(http.Protocols),
+		ErrorLog:    slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelDebug),
+	}
+	p.httpSrv.Protocols.SetHTTP1(true)
+	p.httpSrv.Protocols.SetUnencryptedHTTP2(true)
+	return p
+}
+
+func emptySnapshot() *xdsclient.Snapshot {
+	return xdsclient.New(xdsclient.Config{}).Snapshot()
+}
+
+// Ready reports whether the first listeners and clusters have been applied.
+func (p *Proxy) Ready() bool { return p.ready.Load() }
+
+// Snapshot returns the configuration being served.
+func (p *Proxy) Snapshot() *xdsclient.Snapshot { return p.rt.Load().snap }
+
+// Check builds the runtime for s, failing on what the proxy cannot serve;
+// the built runtime is kept for the Apply of the same snapshot. It is the
+// xdsclient.Config.Check hook.
+func (p *Proxy) Check(s *xdsclient.Snapshot, typeURL string) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	rt, err := build(s, p.rt.Load())
+	if err != nil {
+		return err
+	}
+	p.pending = rt
+	return nil
+}
+
+// Apply makes s the configuration being served: listeners are bound or
+// closed, and new connections and requests use the new runtime while those
+// in flight finish on what they started with. It is the
+// xdsclient.Config.OnUpdate hook.
+func (p *Proxy) Apply(s *xdsclient.Snapshot) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	rt := p.pending
+	p.pending = nil
+	if !warm(s) {
+		// As Envoy warms listeners and clusters, keep serving the previous
+		// configuration until the routes and endpoints they name arrive,
+		// or the warming timeout passes.
+		p.waiting = s
+		if p.warmTimer == nil {
+			p.warmTimer = time.AfterFunc(p.cfg.WarmTimeout, p.applyWaiting)
+		}
+		return
+	}
+	p.apply(s, rt)
+}
+
+func (p *Proxy) applyWaiting() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.warmTimer = nil
+	if s := p.waiting; s != nil {
+		p.log.Warn("applying configuration before its routes or endpoints arrived")
+		p.apply(s, nil)
+	}
+}
+
+// apply swaps in s, built as rt unless rt was built for another snapshot.
+// Requires p.mu.
+func (p *Proxy) apply(s *xdsclient.Snapshot, rt *runtime) {
+	p.waiting = nil
+	if p.warmTimer != nil {
+		p.warmTimer.Stop()
+		p.warmTimer = nil
+	}
+	if rt == nil || rt.snap != s {
+		var err error
+		if rt, err = build(s, p.rt.Load()); err != nil {
+			p.log.Error("apply xds snapshot", "err", err)
+			return
+		}
+	}
+	rt.commit()
+	old := p.rt.Swap(rt)
+	for name, c := range old.clusters {
+		if rt.clusters[name] != c {
+			c.Close()
+		}
+	}
+	p.reconcileListeners(rt)
+	if s.Has(xdsclient.ListenerType) && s.Has(xdsclient.ClusterType) {
+		p.ready.Store(true)
+	}
+}
+
+// warm reports whether every route configuration the listeners fetch and
+// every EDS cluster's endpoints are present.
+func warm(s *xdsclient.Snapshot) bool {
+	for _, name := range xdsclient.RouteNames(s.Listeners) {
+		if _, ok := s.Routes[name]; !ok {
+			return false
+		}
+	}
+	for _, name := range xdsclient.EndpointNames(s.Clusters) {
+		if _, ok := s.Endpoints[name]; !ok {
+			return false
+		}
+	}
+	return true
+}
+
+// ListenerAddr returns the address a bound listener listens on.
+func (p *Proxy) ListenerAddr(name string) (net.Addr, bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	b, ok := p.bound[name]
+	if !ok {
+		return nil, false
+	}
+	return b.ln.Addr(), true
+}
+
+type boundListener struct {
+	name string
+	addr string
+	ln   net.Listener
+}
+
+// reconcileListeners binds the runtime's bound listeners that are not
+// yet bound and closes those that are gone or moved. Requires p.mu.
+func (p *Proxy) reconcileListeners(rt *runtime) {
+	if p.closed {
+		return
+	}
+	for name, b := range p.bound {
+		if l, ok := rt.listeners[name]; !ok || !l.bind || l.addr != b.addr {
+			b.ln.Close()
+			delete(p.bound, name)
+		}
+	}
+	for name, l := range rt.listeners {
+		if !l.bind || p.bound[name] != nil {
+			continue
+		}
+		ln, err := net.Listen("tcp", l.addr)
+		if err != nil {
+			p.log.Error("bind listener", "listener", name, "address", l.addr, "err", err)
+			continue
+		}
+		b := &boundListener{name: name, addr: l.addr, ln: ln}
+		p.bound[name] = b
+		p.wg.Add(1)
+		go func() {
+			defer p.wg.Done()
+			p.accept(b)
+		}()
+		p.log.Debug("listening", "listener", name, "address", ln.Addr())
+	}
+}
+
+func (p *Proxy) accept(b *boundListener) {
+	var delay time.Duration
+	for {
+		c, err := b.ln.Accept()
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return
+			}
+			// Out of file descriptors and the like: back off as net/http does.
+			delay = min(max(delay*2, 5*time.Millisecond), time.Second)
+			p.log.Warn("accept", "listener", b.name, "err", err)
+			time.Sleep(delay)
+			continue
+		}
+		delay = 0
+		p.dispatch(b.name, c.(*net.TCPConn))
+	}
+}
+
+// dispatch hands an accepted connection to the filter chain it belongs to,
+// as Envoy does: a use_original_dst listener passes the connection to the
+// listener of its original destination (<ip>_<port>, else 0.0.0.0_<port>),
+// and the filter chain is picked by destination port.
+func (p *Proxy) dispatch(name string, c *net.TCPConn) {
+	rt := p.rt.Load()
+	l := rt.listeners[name]
+	if l == nil {
+		c.Close()
+		return
+	}
+	local, _ := netip.ParseAddrPort(c.LocalAddr().String())
+	local = netip.AddrPortFrom(local.Addr().Unmap(), local.Port())
+	dst := local
+	target := l
+	if l.origDst {
+		orig, err := p.cfg.OriginalDst(c)
+		if err != nil || orig == local {
+			// Without an original destination the connection was sent to
+			// the capture port itself; passing it on would loop.
+			p.log.Debug("no original destination", "listener", name, "remote", c.RemoteAddr(), "err", err)
+			c.Close()
+			return
+		}
+		dst = orig
+		if l.name != virtualInbound {
+			port := strconv.Itoa(int(orig.Port()))
+			if t := rt.listeners[orig.Addr().String()+"_"+port]; t != nil {
+				target = t
+			} else if t := rt.listeners["0.0.0.0_"+port]; t != nil {
+				target = t
+			}
+		}
+	}
+	fc := target.chain(dst)
+	if fc == nil {
+		c.Close()
+		return
+	}
+	ci := &connInfo{listener: target.name, chain: fc, orig: dst, local: local}
+	ci.remote, _ = netip.ParseAddrPort(c.RemoteAddr().String())
+	if fc.http != nil {
+		if !p.httpLn.deliver(&httpConn{Conn: c, info: ci}) {
+			c.Close()
+		}
+		return
+	}
+	p.wg.Add(1)
+	go func() {
+		defer p.wg.Done()
+		p.serveTCP(c, ci)
+	}()
+}
+
+const (
+	virtualInbound  = "virtualInbound"
+	virtualOutbound = "virtualOutbound"
+)
+
+// Run serves until ctx ends, then closes the listeners, lets requests in
+// flight finish within the drain timeout and closes what is left.
+func (p *Proxy) Run(ctx context.Context) error {
+	errc := make(chan error, 1)
+	go func() { errc <- p.httpSrv.Serve(p.httpLn) }()
+	var flush <-chan time.Time
+	if p.accessLog != nil {
+		t := time.NewTicker(time.Second)
+		defer t.Stop()
+		flush = t.C
+	}
+	for done := false; !done; {
+		select {
+		case <-ctx.Done():
+			done = true
+		case err := <-errc:
+			return fmt.Errorf("serve http: %w", err)
+		case <-flush:
+			p.accessLog.Flush()
+		}
+	}
+	p.mu.Lock()
+	p.closed = true
+	if p.warmTimer != nil {
+		p.warmTimer.Stop()
+	}
+	for name, b := range p.bound {
+		b.ln.Close()
+		delete(p.bound, name)
+	}
+	p.mu.Unlock()
+
+	drain, cancel := context.WithTimeout(context.Background(), p.cfg.DrainTimeout)
+	defer cancel()
+	if err := p.httpSrv.Shutdown(drain); err != nil {
+		p.httpSrv.Close()
+	}
+	<-errc
+	// TCP connections get the rest of the drain period.
+	done := make(chan struct{})
+	go func() { p.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-drain.Done():
+		p.cancel()
+		p.conns.closeAll()
+		<-done
+	}
+	p.cancel()
+	for _, c := range p.rt.Load().clusters {
+		c.Close()
+	}
+	if p.accessLog != nil {
+		p.accessLog.Flush()
+	}
+	return nil
+}
+
+// connSet tracks TCP-proxied connections so that shutdown can close them.
+type connSet struct {
+	mu sync.Mutex
+	m  map[net.Conn]struct{}
+}
+
+func (s *connSet) add(c net.Conn) {
+	s.mu.Lock()
+	if s.m == nil {
+		s.m = map[net.Conn]struct{}{}
+	}
+	s.m[c] = struct{}{}
+	s.mu.Unlock()
+}
+
+func (s *connSet) remove(c net.Conn) {
+	s.mu.Lock()
+	delete(s.m, c)
+	s.mu.Unlock()
+}
+
+func (s *connSet) closeAll() {
+	s.mu.Lock()
+	for c := range s.m {
+		c.Close()
+	}
+	s.mu.Unlock()
+}
+
+// chanListener is a net.Listener fed by dispatch, so that one http.Server
+// serves the connections of every HTTP filter chain.
+type chanListener struct {
+	ch     chan net.Conn
+	done   chan struct{}
+	closed sync.Once
+}
+
+func newChanListener() *chanListener {
+	return &chanListener{ch: make(chan net.Conn), done: make(chan struct{})}
+}
+
+func (l *chanListener) deliver(c net.Conn) bool {
+	select {
+	case l.ch <- c:
+		return true
+	case <-l.done:
+		return false
+	}
+}
+
+func (l *chanListener) Accept() (net.Conn, error) {
+	select {
+	case c := <-l.ch:
+		return c, nil
+	case <-l.done:
+		return nil, net.ErrClosed
+	}
+}
+
+func (l *chanListener) Close() error {
+	l.closed.Do(func() { close(l.done) })
+	return nil
+}
+
+func (l *chanListener) Addr() net.Addr { return &net.TCPAddr{} }

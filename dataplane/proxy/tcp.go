@@ -1,0 +1,92 @@
+package proxy
+
+import (
+	"io"
+	"math/rand/v2"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/meshlab/meshlab/dataplane/upstream"
+)
+
+// serveTCP proxies one connection of a tcp_proxy filter chain to an
+// endpoint of its cluster, copying both ways and passing half-closes on.
+func (p *Proxy) serveTCP(c *net.TCPConn, ci *connInfo) {
+	start := time.Now()
+	p.conns.add(c)
+	defer p.conns.remove(c)
+	defer c.Close()
+	tp := ci.chain.tcp
+	name := tp.pick()
+	rt := p.rt.Load()
+	cl := rt.clusters[name]
+	var ep *upstream.Endpoint
+	if cl != nil {
+		ep = cl.Pick(ci.orig)
+	}
+	var sent, received int64
+	flags := "-"
+	defer func() {
+		if p.accessLog != nil {
+			p.accessLog.tcp(start, ci, name, ep, flags, received, sent)
+		}
+	}()
+	p.stats.tcpConns.Add(1)
+	if ep == nil {
+		if cl != nil {
+			cl.NoHealthy.Add(1)
+		}
+		flags = "UH"
+		return
+	}
+	up, err := cl.Dial(p.ctx, ep)
+	if err != nil {
+		flags = "UF"
+		p.log.Debug("tcp proxy connect", "cluster", name, "endpoint", ep.Addr, "err", err)
+		return
+	}
+	cl.RequestsTotal.Add(1)
+	ep.Active.Add(1)
+	ep.Total.Add(1)
+	defer ep.Active.Add(-1)
+	p.conns.add(up)
+	defer p.conns.remove(up)
+	defer up.Close()
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		sent = pipe(up, c)
+	}()
+	received = pipe(c, up)
+	wg.Wait()
+}
+
+// pipe copies src to dst until src ends, then half-closes dst so the
+// other side sees the end of the stream while its replies keep flowing.
+func pipe(dst, src net.Conn) int64 {
+	n, err := io.Copy(dst, src)
+	if cw, ok := dst.(interface{ CloseWrite() error }); ok && err == nil {
+		cw.CloseWrite()
+	} else {
+		// An error on one direction ends both, as Envoy resets.
+		dst.Close()
+		src.Close()
+	}
+	return n
+}
+
+func (t *tcpProxy) pick() string {
+	if t.weighted == nil {
+		return t.cluster
+	}
+	n := rand.Uint32N(t.total)
+	for _, w := range t.weighted {
+		if n < w.Weight {
+			return w.Name
+		}
+		n -= w.Weight
+	}
+	return t.weighted[len(t.weighted)-1].Name
+}

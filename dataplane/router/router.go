@@ -1,0 +1,448 @@
+// Package router owns HTTP route matching: it compiles an Envoy
+// RouteConfiguration into a table that picks, for a request, the virtual
+// host (by Host, with Envoy's domain rules) and the first route whose match
+// fits, and resolves the route's cluster.
+package router
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"net/http"
+	"regexp"
+	"sort"
+	"strings"
+	"time"
+
+	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
+)
+
+// DefaultTimeout is Envoy's route timeout when a route sets none.
+const DefaultTimeout = 15 * time.Second
+
+// Table is a compiled RouteConfiguration. It is immutable.
+type Table struct {
+	Name  string
+	exact map[string]*VirtualHost
+	// suffix and prefix wildcards, longest first as Envoy prefers them.
+	suffix []wild
+	prefix []wild
+	any    *VirtualHost
+}
+
+type wild struct {
+	part string
+	vh   *VirtualHost
+}
+
+// VirtualHost is a compiled virtual host.
+type VirtualHost struct {
+	Name   string
+	Routes []*Route
+}
+
+// Route is a compiled route.
+type Route struct {
+	Name string
+
+	prefix, path  string
+	regex         *regexp.Regexp
+	caseSensitive bool
+	headers       []headerMatcher
+
+	// Cluster, or Weighted when the route splits traffic.
+	Cluster  string
+	Weighted []WeightedCluster
+	total    uint32
+	// Timeout is the route timeout; zero means none.
+	Timeout time.Duration
+	Retry   *RetryPolicy
+	// PrefixRewrite replaces the matched prefix when set.
+	PrefixRewrite string
+	HostRewrite   string
+	// Direct is a direct response, when the route has one.
+	Direct *DirectResponse
+}
+
+// WeightedCluster is one destination of a split.
+type WeightedCluster struct {
+	Name   string
+	Weight uint32
+}
+
+// RetryPolicy is the subset of Envoy's retry policy the proxy applies.
+type RetryPolicy struct {
+	RetryOn    string
+	NumRetries int
+	PerTry     time.Duration
+}
+
+// DirectResponse is a route answering by itself.
+type DirectResponse struct {
+	Status int
+	Body   string
+}
+
+type headerMatcher struct {
+	name    string // canonical, or a pseudo-header
+	invert  bool
+	present *bool
+	str     *stringMatcher
+}
+
+type stringMatcher struct {
+	kind       int
+	value      string
+	ignoreCase bool
+	re         *regexp.Regexp
+}
+
+const (
+	smExact = iota
+	smPrefix
+	smSuffix
+	smContains
+	smRegex
+)
+
+// Compile builds a Table from rc. It fails on what the proxy cannot honour
+// (an unsupported match or action, a regex that does not compile).
+func Compile(rc *routev3.RouteConfiguration) (*Table, error) {
+	t := &Table{Name: rc.GetName(), exact: map[string]*VirtualHost{}}
+	for _, v := range rc.GetVirtualHosts() {
+		vh := &VirtualHost{Name: v.GetName()}
+		for i, r := range v.GetRoutes() {
+			cr, err := compileRoute(r)
+			if err != nil {
+				return nil, fmt.Errorf("route config %q: virtual host %q: route %d (%q): %w", rc.GetName(), v.GetName(), i, r.GetName(), err)
+			}
+			vh.Routes = append(vh.Routes, cr)
+		}
+		for _, d := range v.GetDomains() {
+			d = strings.ToLower(d)
+			switch {
+			case d == "*":
+				if t.any != nil {
+					return nil, fmt.Errorf("route config %q: domain %q in two virtual hosts", rc.GetName(), d)
+				}
+				t.any = vh
+			case strings.HasPrefix(d, "*"):
+				t.suffix = append(t.suffix, wild{part: d[1:], vh: vh})
+			case strings.HasSuffix(d, "*"):
+				t.prefix = append(t.prefix, wild{part: d[:len(d)-1], vh: vh})
+			default:
+				if _, dup := t.exact[d]; dup {
+					return nil, fmt.Errorf("route config %q: domain %q in two virtual hosts", rc.GetName(), d)
+				}
+				t.exact[d] = vh
+			}
+		}
+	}
+	byLen := func(w []wild) {
+		sort.SliceStable(w, func(i, j int) bool { return len(w[i].part) > len(w[j].part) })
+	}
+	byLen(t.suffix)
+	byLen(t.prefix)
+	return t, nil
+}
+
+func compileRoute(r *routev3.Route) (*Route, error) {
+	m := r.GetMatch()
+	cr := &Route{Name: r.GetName(), caseSensitive: true}
+	if cs := m.GetCaseSensitive(); cs != nil {
+		cr.caseSensitive = cs.GetValue()
+	}
+	switch p := m.GetPathSpecifier().(type) {
+	case *routev3.RouteMatch_Prefix:
+		cr.prefix = p.Prefix
+	case *routev3.RouteMatch_Path:
+		cr.path = p.Path
+	case *routev3.RouteMatch_SafeRegex:
+		re, err := regexp.Compile("^(?:" + p.SafeRegex.GetRegex() + ")$")
+		if err != nil {
+			return nil, fmt.Errorf("compile regex %q: %w", p.SafeRegex.GetRegex(), err)
+		}
+		cr.regex = re
+	case *routev3.RouteMatch_PathSeparatedPrefix:
+		cr.prefix = p.PathSeparatedPrefix
+	default:
+		return nil, fmt.Errorf("unsupported path match %T", p)
+	}
+	if !cr.caseSensitive {
+		cr.prefix, cr.path = strings.ToLower(cr.prefix), strings.ToLower(cr.path)
+	}
+	for _, h := range m.GetHeaders() {
+		hm, err := compileHeader(h)
+		if err != nil {
+			return nil, err
+		}
+		cr.headers = append(cr.headers, hm)
+	}
+	if len(m.GetQueryParameters()) > 0 {
+		return nil, fmt.Errorf("query parameter matches are not supported")
+	}
+	switch a := r.GetAction().(type) {
+	case *routev3.Route_Route:
+		ra := a.Route
+		switch cs := ra.GetClusterSpecifier().(type) {
+		case *routev3.RouteAction_Cluster:
+			cr.Cluster = cs.Cluster
+		case *routev3.RouteAction_WeightedClusters:
+			for _, c := range cs.WeightedClusters.GetClusters() {
+				cr.Weighted = append(cr.Weighted, WeightedCluster{Name: c.GetName(), Weight: c.GetWeight().GetValue()})
+				cr.total += c.GetWeight().GetValue()
+			}
+			if tw := cs.WeightedClusters.GetTotalWeight(); tw != nil && tw.GetValue() > 0 {
+				cr.total = tw.GetValue()
+			}
+			if cr.total == 0 {
+				return nil, fmt.Errorf("weighted clusters with total weight 0")
+			}
+		default:
+			return nil, fmt.Errorf("unsupported cluster specifier %T", cs)
+		}
+		cr.Timeout = DefaultTimeout
+		if to := ra.GetTimeout(); to != nil {
+			cr.Timeout = to.AsDuration()
+		}
+		if rp := ra.GetRetryPolicy(); rp != nil {
+			n := 1
+			if rp.GetNumRetries() != nil {
+				n = int(rp.GetNumRetries().GetValue())
+			}
+			cr.Retry = &RetryPolicy{RetryOn: rp.GetRetryOn(), NumRetries: n, PerTry: rp.GetPerTryTimeout().AsDuration()}
+		}
+		cr.PrefixRewrite = ra.GetPrefixRewrite()
+		cr.HostRewrite = ra.GetHostRewriteLiteral()
+	case *routev3.Route_DirectResponse:
+		cr.Direct = &DirectResponse{Status: int(a.DirectResponse.GetStatus()), Body: a.DirectResponse.GetBody().GetInlineString()}
+	default:
+		return nil, fmt.Errorf("unsupported route action %T", a)
+	}
+	return cr, nil
+}
+
+func compileHeader(h *routev3.HeaderMatcher) (headerMatcher, error) {
+	hm := headerMatcher{name: h.GetName(), invert: h.GetInvertMatch()}
+	if !strings.HasPrefix(hm.name, ":") {
+		hm.name = http.CanonicalHeaderKey(hm.name)
+	}
+	var err error
+	switch s := h.GetHeaderMatchSpecifier().(type) {
+	case *routev3.HeaderMatcher_PresentMatch:
+		hm.present = &s.PresentMatch
+	case *routev3.HeaderMatcher_StringMatch:
+		hm.str, err = compileString(s.StringMatch)
+	case *routev3.HeaderMatcher_ExactMatch:
+		hm.str = &stringMatcher{kind: smExact, value: s.ExactMatch}
+	case *routev3.HeaderMatcher_PrefixMatch:
+		hm.str = &stringMatcher{kind: smPrefix, value: s.PrefixMatch}
+	case *routev3.HeaderMatcher_SuffixMatch:
+		hm.str = &stringMatcher{kind: smSuffix, value: s.SuffixMatch}
+	case *routev3.HeaderMatcher_ContainsMatch:
+		hm.str = &stringMatcher{kind: smContains, value: s.ContainsMatch}
+	case *routev3.HeaderMatcher_SafeRegexMatch:
+		hm.str, err = compileString(&matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_SafeRegex{SafeRegex: s.SafeRegexMatch}})
+	case nil:
+		t := true
+		hm.present = &t
+	default:
+		return hm, fmt.Errorf("header %q: unsupported header match %T", h.GetName(), s)
+	}
+	if err != nil {
+		return hm, fmt.Errorf("header %q: %w", h.GetName(), err)
+	}
+	return hm, nil
+}
+
+func compileString(m *matcherv3.StringMatcher) (*stringMatcher, error) {
+	sm := &stringMatcher{ignoreCase: m.GetIgnoreCase()}
+	switch p := m.GetMatchPattern().(type) {
+	case *matcherv3.StringMatcher_Exact:
+		sm.kind, sm.value = smExact, p.Exact
+	case *matcherv3.StringMatcher_Prefix:
+		sm.kind, sm.value = smPrefix, p.Prefix
+	case *matcherv3.StringMatcher_Suffix:
+		sm.kind, sm.value = smSuffix, p.Suffix
+	case *matcherv3.StringMatcher_Contains:
+		sm.kind, sm.value = smContains, p.Contains
+	case *matcherv3.StringMatcher_SafeRegex:
+		re, err := regexp.Compile("^(?:" + p.SafeRegex.GetRegex() + ")$")
+		if err != nil {
+			return nil, fmt.Errorf("compile regex %q: %w", p.SafeRegex.GetRegex(), err)
+		}
+		sm.kind, sm.re = smRegex, re
+	default:
+		return nil, fmt.Errorf("unsupported string match %T", p)
+	}
+	if sm.ignoreCase {
+		sm.value = strings.ToLower(sm.value)
+	}
+	return sm, nil
+}
+
+func (s *stringMatcher) match(v string) bool {
+	if s.ignoreCase && s.kind != smRegex {
+		v = strings.ToLower(v)
+	}
+	switch s.kind {
+	case smExact:
+		return v == s.value
+	case smPrefix:
+		return strings.HasPrefix(v, s.value)
+	case smSuffix:
+		return strings.HasSuffix(v, s.value)
+	case smContains:
+		return strings.Contains(v, s.value)
+	default:
+		return s.re.MatchString(v)
+	}
+}
+
+// VirtualHost picks the virtual host for host (the Host header or
+// :authority) as Envoy does: exact domain, then the longest suffix
+// wildcard, then the longest prefix wildcard, then `*`.
+func (t *Table) VirtualHost(host string) *VirtualHost {
+	if t == nil {
+		return nil
+	}
+	host = lower(host)
+	if vh, ok := t.exact[host]; ok {
+		return vh
+	}
+	for _, w := range t.suffix {
+		// The wildcard stands for at least one character.
+		if len(host) > len(w.part) && strings.HasSuffix(host, w.part) {
+			return w.vh
+		}
+	}
+	for _, w := range t.prefix {
+		if len(host) > len(w.part) && strings.HasPrefix(host, w.part) {
+			return w.vh
+		}
+	}
+	return t.any
+}
+
+// lower avoids allocating for hosts that are already lower case, the
+// common case.
+func lower(s string) string {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; 'A' <= c && c <= 'Z' {
+			return strings.ToLower(s)
+		}
+	}
+	return s
+}
+
+// Match finds the route for r: the virtual host by r.Host, then the first
+// route that fits. It returns nil when nothing matches.
+func (t *Table) Match(r *http.Request) *Route {
+	vh := t.VirtualHost(r.Host)
+	if vh == nil {
+		return nil
+	}
+	return vh.Match(r)
+}
+
+// Match returns the first route of vh that fits r, or nil.
+func (vh *VirtualHost) Match(r *http.Request) *Route {
+	path := r.URL.Path
+	if r.URL.RawPath != "" {
+		path = r.URL.RawPath
+	}
+	for _, rt := range vh.Routes {
+		if rt.matches(path, r) {
+			return rt
+		}
+	}
+	return nil
+}
+
+func (rt *Route) matches(path string, r *http.Request) bool {
+	switch {
+	case rt.regex != nil:
+		if !rt.regex.MatchString(path) {
+			return false
+		}
+	case rt.path != "":
+		if rt.caseSensitive && path != rt.path || !rt.caseSensitive && !strings.EqualFold(path, rt.path) {
+			return false
+		}
+	default:
+		if rt.caseSensitive && !strings.HasPrefix(path, rt.prefix) ||
+			!rt.caseSensitive && !(len(path) >= len(rt.prefix) && strings.EqualFold(path[:len(rt.prefix)], rt.prefix)) {
+			return false
+		}
+	}
+	for i := range rt.headers {
+		if !rt.headers[i].matches(r) {
+			return false
+		}
+	}
+	return true
+}
+
+func (h *headerMatcher) matches(r *http.Request) bool {
+	v, ok := headerValue(r, h.name)
+	if !ok {
+		// Envoy: a missing header matches only an inverted matcher
+		// (other than present) or present_match: false.
+		if h.invert {
+			return h.present == nil
+		}
+		return h.present != nil && !*h.present
+	}
+	var m bool
+	if h.present != nil {
+		m = *h.present
+	} else {
+		m = h.str.match(v)
+	}
+	return m != h.invert
+}
+
+func headerValue(r *http.Request, name string) (string, bool) {
+	switch name {
+	case ":authority":
+		return r.Host, true
+	case ":method":
+		return r.Method, true
+	case ":path":
+		return r.URL.RequestURI(), true
+	case ":scheme":
+		return "http", true
+	}
+	vs, ok := r.Header[name]
+	if !ok {
+		return "", false
+	}
+	if len(vs) == 1 {
+		return vs[0], true
+	}
+	return strings.Join(vs, ","), true
+}
+
+// PickCluster returns the route's cluster, choosing among weighted
+// clusters at random by weight.
+func (rt *Route) PickCluster() string {
+	if rt.Weighted == nil {
+		return rt.Cluster
+	}
+	n := rand.Uint32N(rt.total)
+	for _, w := range rt.Weighted {
+		if n < w.Weight {
+			return w.Name
+		}
+		n -= w.Weight
+	}
+	return rt.Weighted[len(rt.Weighted)-1].Name
+}
+
+// MatchedPrefix is the route's prefix match, if it matches by prefix.
+func (rt *Route) MatchedPrefix() string {
+	if rt.regex != nil || rt.path != "" {
+		return ""
+	}
+	return rt.prefix
+}
