@@ -51,7 +51,7 @@ func main() {
 			process.NSExecCommand(),
 		},
 	}
-	if err := app.Run(os.Args); err != nil {
+	if err := app.Run(cmd.Intersperse(app, os.Args)); err != nil {
 		fmt.Fprintln(os.Stderr, "meshlab:", err)
 		os.Exit(1)
 	}

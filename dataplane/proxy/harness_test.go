@@ -332,4 +332,3 @@ func get(t testing.TB, c *http.Client, addr, host, path string, hdr ...string) (
 }
 
 func port(a netip.AddrPort) string { return strconv.Itoa(int(a.Port())) }
-

@@ -169,7 +169,14 @@ Examples:
 			if err != nil {
 				return err
 			}
-			cmd := exec.CommandContext(c.Context, self, append([]string{"ns-exec", "--net", p.Netns, "--"}, args[1:]...)...)
+			argv := args[1:]
+			if argv[0] == "--" {
+				argv = argv[1:]
+			}
+			if len(argv) == 0 {
+				return cli.Exit("usage: meshlab exec -n NAMESPACE POD -- COMMAND [ARGS...]", 2)
+			}
+			cmd := exec.CommandContext(c.Context, self, append([]string{"ns-exec", "--net", p.Netns, "--"}, argv...)...)
 			cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, c.App.Writer, c.App.ErrWriter
 			// A container's environment, not the caller's: like kubectl exec,
 			// and so no http_proxy of the host sends pod traffic elsewhere.

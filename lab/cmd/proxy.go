@@ -169,7 +169,7 @@ func printConfig(out io.Writer, what string, dump *adminv3.ConfigDump) error {
 			var rows []string
 			for _, dc := range append(d.GetStaticClusters(), staticOf(d.GetDynamicActiveClusters())...) {
 				var cl clusterv3.Cluster
-				if dc.UnmarshalTo(&cl) != nil {
+				if dc.GetCluster().UnmarshalTo(&cl) != nil {
 					continue
 				}
 				dir, port, subset, host := splitCluster(cl.GetName())
