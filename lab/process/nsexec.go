@@ -5,6 +5,7 @@
 package process
 
 import (
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -12,6 +13,7 @@ import (
 	"os/exec"
 	"runtime"
 	"syscall"
+	"unsafe"
 
 	"github.com/urfave/cli/v2"
 	"golang.org/x/sys/unix"
@@ -55,6 +57,14 @@ func NSExecMain(args []string) error {
 		return fmt.Errorf("%s: %w", NSExecName, err)
 	}
 
+	// Held open across the uid switch: the binary may sit in a directory the
+	// new user cannot search (go run builds in a 0700 temp dir; /root is
+	// 0700), and execveat on this descriptor needs no path walk.
+	bin, err := unix.Open(path, unix.O_PATH|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("%s: open %s: %w", NSExecName, path, err)
+	}
+
 	// The namespace is per thread: enter it on the thread that will exec.
 	runtime.LockOSThread()
 	if *netPath != "" {
@@ -87,5 +97,27 @@ func NSExecMain(args []string) error {
 		}
 	}
 	err = syscall.Exec(path, argv, os.Environ())
+	if errors.Is(err, syscall.EACCES) {
+		err = execveat(bin, argv, os.Environ())
+	}
 	return fmt.Errorf("%s: exec %s: %w", NSExecName, path, err)
+}
+
+// execveat executes the file open at fd (execveat(2) with AT_EMPTY_PATH).
+func execveat(fd int, argv, env []string) error {
+	argvp, err := syscall.SlicePtrFromStrings(argv)
+	if err != nil {
+		return err
+	}
+	envp, err := syscall.SlicePtrFromStrings(env)
+	if err != nil {
+		return err
+	}
+	empty, err := unix.BytePtrFromString("")
+	if err != nil {
+		return err
+	}
+	_, _, errno := unix.Syscall6(unix.SYS_EXECVEAT, uintptr(fd), uintptr(unsafe.Pointer(empty)),
+		uintptr(unsafe.Pointer(&argvp[0])), uintptr(unsafe.Pointer(&envp[0])), unix.AT_EMPTY_PATH, 0)
+	return errno
 }

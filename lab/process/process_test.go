@@ -218,18 +218,31 @@ func TestProcessInPodNetns(t *testing.T) {
 	}
 	workDir := filepath.Dir(self) // readable by the uid too
 
+	// A binary the proxy's uid cannot reach by path, as with `go run` (a 0700
+	// build directory) or a binary under /root.
+	private := filepath.Join(t.TempDir(), "private")
+	if err := os.Mkdir(private, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	privateSelf := filepath.Join(private, "process.test")
+	if err := copyFile(self, privateSelf); err != nil {
+		t.Fatal(err)
+	}
+
 	tests := []struct {
 		name     string
+		self     string
 		uid, gid uint32
 		want     string
 	}{
-		{"as root", 0, 0, "ifaces=lo,eth0 addrs=127.0.0.1,198.18.253.7 uid=0 gid=0 dir=" + workDir},
-		{"as the proxy uid", 1337, 1337, "ifaces=lo,eth0 addrs=127.0.0.1,198.18.253.7 uid=1337 gid=1337 dir=" + workDir},
+		{"as root", self, 0, 0, "ifaces=lo,eth0 addrs=127.0.0.1,198.18.253.7 uid=0 gid=0 dir=" + workDir},
+		{"as the proxy uid", self, 1337, 1337, "ifaces=lo,eth0 addrs=127.0.0.1,198.18.253.7 uid=1337 gid=1337 dir=" + workDir},
+		{"as the proxy uid from a private directory", privateSelf, 1337, 1337, "ifaces=lo,eth0 addrs=127.0.0.1,198.18.253.7 uid=1337 gid=1337 dir=" + workDir},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			logPath := filepath.Join(t.TempDir(), "ifaces.log")
-			s := NewSupervisor(Spec{Name: "details", Argv: []string{"/meshlab"}, Self: self, Env: []string{helperEnv + "=ifaces"},
+			s := NewSupervisor(Spec{Name: "details", Argv: []string{"/meshlab"}, Self: tt.self, Env: []string{helperEnv + "=ifaces"},
 				NetnsPath: pod.NetnsPath, UID: tt.uid, GID: tt.gid, Dir: workDir, LogPath: logPath},
 				WithBackoff(Backoff{Initial: time.Hour, Max: time.Hour, ResetAfter: time.Hour}))
 			if err := s.Start(ctx); err != nil {
