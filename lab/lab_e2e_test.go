@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"os"
@@ -11,6 +12,8 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -27,32 +30,10 @@ func TestLab(t *testing.T) {
 	if testing.Short() {
 		t.Skip("end-to-end lab test skipped in -short mode")
 	}
-	bin := filepath.Join(t.TempDir(), "meshlab")
-	build := exec.Command("go", "build", "-o", bin, "..")
-	build.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("build meshlab: %v\n%s", err, out)
-	}
+	bin := buildMeshlab(t)
 	state := t.TempDir()
 	const httpPort, apiPort = "18080", "25014"
-	run := func(args ...string) (string, error) {
-		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-		defer cancel()
-		cmd := exec.CommandContext(ctx, bin, args...)
-		cmd.Env = append(os.Environ(), "MESHLAB_STATE_DIR="+state)
-		var out bytes.Buffer
-		cmd.Stdout, cmd.Stderr = &out, &out
-		err := cmd.Run()
-		return out.String(), err
-	}
-	mustRun := func(args ...string) string {
-		t.Helper()
-		out, err := run(args...)
-		if err != nil {
-			t.Fatalf("meshlab %s: %v\n%s", strings.Join(args, " "), err, out)
-		}
-		return out
-	}
+	run, mustRun := runner(t, bin, state)
 	t.Cleanup(func() {
 		if out, err := run("down"); err != nil {
 			t.Errorf("cleanup down: %v\n%s", err, out)
@@ -112,6 +93,41 @@ func TestLab(t *testing.T) {
 		}
 	}
 
+	// A crashed container is restarted, with its restart counted, and the
+	// pod serves again.
+	ratings, err := st.FindPod("default", "ratings")
+	if err != nil {
+		t.Fatal(err)
+	}
+	app := ratings.Containers[len(ratings.Containers)-1]
+	if err := syscall.Kill(app.PID, syscall.SIGKILL); err != nil {
+		t.Fatalf("kill ratings: %v", err)
+	}
+	eventually(t, "ratings to restart and be ready", func() bool {
+		json.Unmarshal([]byte(mustRun("status", "-o", "json")), &st)
+		p, err := st.FindPod("default", ratings.Name)
+		return err == nil && p.Ready && p.Containers[len(p.Containers)-1].Restarts >= 1 && p.Containers[len(p.Containers)-1].Running
+	})
+
+	// With the control plane gone the proxies keep their last config; when
+	// it is back they resync.
+	istiod, err := st.FindPod("istio-system", "istiod")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Kill(istiod.Containers[0].PID, syscall.SIGKILL); err != nil {
+		t.Fatalf("kill istiod: %v", err)
+	}
+	for i := 0; i < 10; i++ {
+		if v := reviewsVersion(get(t, page)); v != "v1" {
+			t.Fatalf("with istiod down, request %d reached reviews %s; want the last config (all v1)", i, v)
+		}
+	}
+	eventually(t, "every proxy to resync with the restarted control plane", func() bool {
+		out, err := run("proxy-status", "--controlplane", "127.0.0.1:"+apiPort)
+		return err == nil && strings.Count(out, "SYNCED   SYNCED   SYNCED   SYNCED") == 7
+	})
+
 	mustRun("down")
 	left, err := local.Network.Leftovers()
 	if err != nil {
@@ -126,6 +142,124 @@ func TestLab(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(state, lab.ControlPlaneDir, "meshlab.db")); err != nil {
 		t.Errorf("down should keep the store: %v", err)
 	}
+}
+
+// TestLabElsewhereAndCrashCleanup puts bookinfo in another namespace, then
+// kills the lab's runtime with SIGKILL: down must still leave nothing behind.
+func TestLabElsewhereAndCrashCleanup(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("the local runtime needs root")
+	}
+	if testing.Short() {
+		t.Skip("end-to-end lab test skipped in -short mode")
+	}
+	bin := buildMeshlab(t)
+	state := t.TempDir()
+	run, mustRun := runner(t, bin, state)
+	t.Cleanup(func() { run("down") })
+
+	mustRun("up", "--bookinfo-namespace", "book-demo", "--http-port", "18081", "--https-port", "18444", "--api-port", "25015")
+	if out := mustRun("exec", "-n", "book-demo", "ratings", "--", "curl", "-sS", "productpage.book-demo.svc.cluster.local:9080/productpage"); !strings.Contains(out, "Simple Bookstore App") {
+		t.Errorf("productpage in book-demo, from ratings:\n%s", out)
+	}
+	if body := get(t, "http://127.0.0.1:18081/productpage"); reviewsVersion(body) == "none" {
+		t.Errorf("productpage in book-demo through the gateway shows no reviews:\n%s", body)
+	}
+
+	var st lab.Status
+	if err := json.Unmarshal([]byte(mustRun("status", "-o", "json")), &st); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Kill(st.PID, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	mustRun("down")
+	if left, err := local.Network.Leftovers(); err != nil || len(left) > 0 {
+		t.Errorf("down after a crashed runtime left behind: %v %v", left, err)
+	}
+	if pids := processesOf(bin); len(pids) > 0 {
+		t.Errorf("down after a crashed runtime left processes running: %v", pids)
+	}
+}
+
+// TestUpWithoutRoot: without root, up fails at once and says what is missing.
+func TestUpWithoutRoot(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to switch to an unprivileged user")
+	}
+	bin := buildMeshlab(t)
+	cmd := exec.Command(bin, "up", "--runtime", "local", "--state-dir", t.TempDir())
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+	out, err := cmd.CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "needs root") {
+		t.Fatalf("up as nobody: %v\n%s\nwant a failure that says it needs root", err, out)
+	}
+}
+
+var (
+	buildOnce sync.Once
+	builtBin  string
+	buildErr  error
+)
+
+// buildMeshlab builds the binary once per test run into a directory every
+// user can read, so tests may run it as another user too.
+func buildMeshlab(t *testing.T) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "meshlab-e2e")
+		if err == nil {
+			err = os.Chmod(dir, 0o755)
+		}
+		if err != nil {
+			buildErr = err
+			return
+		}
+		builtBin = filepath.Join(dir, "meshlab")
+		build := exec.Command("go", "build", "-o", builtBin, "..")
+		build.Env = append(os.Environ(), "CGO_ENABLED=0")
+		if out, err := build.CombinedOutput(); err != nil {
+			buildErr = fmt.Errorf("build meshlab: %v\n%s", err, out)
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return builtBin
+}
+
+func runner(t *testing.T, bin, state string) (run func(...string) (string, error), mustRun func(...string) string) {
+	run = func(args ...string) (string, error) {
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+		defer cancel()
+		cmd := exec.CommandContext(ctx, bin, args...)
+		cmd.Env = append(os.Environ(), "MESHLAB_STATE_DIR="+state)
+		var out bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &out, &out
+		err := cmd.Run()
+		return out.String(), err
+	}
+	mustRun = func(args ...string) string {
+		t.Helper()
+		out, err := run(args...)
+		if err != nil {
+			t.Fatalf("meshlab %s: %v\n%s", strings.Join(args, " "), err, out)
+		}
+		return out
+	}
+	return run, mustRun
+}
+
+// eventually polls cond for up to 30 seconds: long enough for a restart
+// backoff, and a bound so a broken lab fails the test instead of hanging it.
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		if cond() {
+			return
+		}
+	}
+	t.Fatalf("timed out waiting for %s", what)
 }
 
 var servedBy = regexp.MustCompile(`reviews-(v[0-9])-`)

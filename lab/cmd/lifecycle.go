@@ -39,6 +39,9 @@ Examples:
 			}
 			out := c.App.Writer
 			start := time.Now()
+			if err := local.CheckOwner(dir); err != nil {
+				return cli.Exit(err.Error()+"; this down is for "+dir+", which has no lab running", 1)
+			}
 			if pid := readPID(dir); lab.Alive(pid) {
 				syscall.Kill(pid, syscall.SIGTERM)
 				deadline := time.Now().Add(40 * time.Second)

@@ -77,6 +77,9 @@ Examples:
 			if err := preflightLocal(); err != nil {
 				return err
 			}
+			if err := local.CheckOwner(dir); err != nil {
+				return cli.Exit(err.Error(), 1)
+			}
 			return startDaemon(c, dir)
 		},
 	}

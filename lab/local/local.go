@@ -120,11 +120,15 @@ func Run(ctx context.Context, opts Options) (err error) {
 			},
 		},
 	}
+	if err := claim(opts.StateDir); err != nil {
+		return err
+	}
 	runCtx, cancel := context.WithCancel(ctx)
 	defer func() {
 		cancel()
 		r.teardown()
 		r.wg.Wait()
+		release(opts.StateDir)
 	}()
 	if err := r.up(runCtx); err != nil {
 		r.mu.Lock()
