@@ -165,3 +165,29 @@ func TestServeStopsWithContext(t *testing.T) {
 		t.Fatalf("Serve after cancel: %v", err)
 	}
 }
+
+func TestDeleteAllWorkloads(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	s, cl := newTestServer(t, dir)
+	for _, name := range []string{"a", "b"} {
+		if err := cl.PutWorkload(ctx, registry.Workload{Name: name, Namespace: "default", IP: netip.MustParseAddr("198.18.0.9")}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := cl.DeleteAllWorkloads(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(s.reg.Snapshot().Workloads); n != 0 {
+		t.Fatalf("%d workloads left after deleting all", n)
+	}
+	s.Close()
+	s2, err := New(Options{StateDir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s2.Close()
+	if n := len(s2.reg.Snapshot().Workloads); n != 0 {
+		t.Fatalf("%d workloads came back after a restart", n)
+	}
+}

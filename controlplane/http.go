@@ -290,14 +290,25 @@ func (s *Server) handlePutWorkload(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, wl)
 }
 
+// handleDeleteWorkload deletes one workload, or with no name every one: a
+// runtime starting afresh says so, and the pods of an earlier lab (kept in
+// the store across a control plane restart) stop being endpoints.
 func (s *Server) handleDeleteWorkload(w http.ResponseWriter, r *http.Request) {
 	ns, name := r.URL.Query().Get("namespace"), r.URL.Query().Get("name")
-	if err := s.persist(bucketWorkloads, ns+"/"+name, nil); err != nil {
-		writeError(w, http.StatusInternalServerError, err.Error())
-		return
+	var gone []registry.Workload
+	if name == "" {
+		gone = s.reg.Snapshot().Workloads
+	} else {
+		gone = []registry.Workload{{Namespace: ns, Name: name}}
+	}
+	for _, wl := range gone {
+		if err := s.persist(bucketWorkloads, wl.Key(), nil); err != nil {
+			writeError(w, http.StatusInternalServerError, err.Error())
+			return
+		}
+		s.reg.DeleteWorkload(wl.Namespace, wl.Name)
 	}
 	s.regGen.Add(1)
-	s.reg.DeleteWorkload(ns, name)
 	w.WriteHeader(http.StatusNoContent)
 }
 

@@ -142,6 +142,15 @@ func TestLab(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(state, lab.ControlPlaneDir, "meshlab.db")); err != nil {
 		t.Errorf("down should keep the store: %v", err)
 	}
+
+	// The next up starts from the kept config: all-v1 still holds, and no
+	// pod of the last lab is an endpoint.
+	mustRun("up", "--http-port", httpPort, "--https-port", "18443", "--api-port", apiPort)
+	for i := 0; i < 10; i++ {
+		if v := reviewsVersion(get(t, page)); v != "v1" {
+			t.Fatalf("after a second up with the kept config, request %d reached reviews %s", i, v)
+		}
+	}
 }
 
 // TestLabElsewhereAndCrashCleanup puts bookinfo in another namespace, then

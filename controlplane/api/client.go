@@ -150,6 +150,12 @@ func (c *Client) DeleteWorkload(ctx context.Context, namespace, name string) err
 	return c.do(ctx, http.MethodDelete, PathWorkloads, url.Values{"namespace": {namespace}, "name": {name}}, nil, nil)
 }
 
+// DeleteAllWorkloads removes every workload: what a runtime does when it
+// starts, so that no pod of an earlier run stays an endpoint.
+func (c *Client) DeleteAllWorkloads(ctx context.Context) error {
+	return c.do(ctx, http.MethodDelete, PathWorkloads, nil, nil, nil)
+}
+
 // Registry returns every service and workload the control plane knows.
 func (c *Client) Registry(ctx context.Context) (Registry, error) {
 	var r Registry

@@ -21,9 +21,27 @@ import (
 	"github.com/meshlab/meshlab/lab"
 	"github.com/meshlab/meshlab/lab/manifest"
 	"github.com/meshlab/meshlab/lab/podnet"
+	"github.com/meshlab/meshlab/lab/process"
 )
 
 const systemNamespace = "istio-system"
+
+// InjectAnnotation on a pod template set to "false" keeps the sidecar out of
+// its pods, as it does in Istio.
+const InjectAnnotation = "sidecar.istio.io/inject"
+
+// running reports whether every container of p runs.
+func (r *Runtime) running(p *pod) bool {
+	r.mu.Lock()
+	cs := append([]*process.Supervisor(nil), p.containers...)
+	r.mu.Unlock()
+	for _, c := range cs {
+		if !c.State().Running {
+			return false
+		}
+	}
+	return len(cs) > 0
+}
 
 func (r *Runtime) startControlPlane(ctx context.Context) error {
 	labels := map[string]string{"app": "istiod", "istio": "pilot"}
@@ -48,6 +66,10 @@ func (r *Runtime) startControlPlane(ctx context.Context) error {
 		return fmt.Errorf("control plane did not become ready (see %s): %w", p.logs[0], err)
 	}
 	p.Ready = true
+	// The store outlives labs; the pods of the last one are gone.
+	if err := r.cp.DeleteAllWorkloads(ctx); err != nil {
+		return fmt.Errorf("forget the pods of an earlier lab: %w", err)
+	}
 	// The control plane's own Service, so pods can name istiod as they do in Istio.
 	_, err = r.cp.PutService(ctx, registry.Service{Name: "istiod", Namespace: systemNamespace,
 		Selector: map[string]string{"app": "istiod"},
@@ -101,6 +123,31 @@ func (r *Runtime) bookinfoObjects() (manifest.Objects, error) {
 
 func (r *Runtime) startBookinfo(ctx context.Context, objs manifest.Objects) error {
 	ns := r.opts.BookinfoNamespace
+	if err := r.registerServices(ctx, objs); err != nil {
+		return err
+	}
+	docs, err := api.Documents("samples/bookinfo/networking/bookinfo-gateway.yaml", r.opts.BookinfoGateway, ns)
+	if err != nil {
+		return err
+	}
+	if _, err := r.cp.Apply(ctx, api.ApplyRequest{Documents: docs}); err != nil {
+		return fmt.Errorf("apply the bookinfo gateway: %w", err)
+	}
+	return r.startDeployments(ctx, objs)
+}
+
+// startObjects runs the Services and Deployments of an extra manifest the
+// way bookinfo's run; its other kinds are left to `meshlab apply`.
+func (r *Runtime) startObjects(ctx context.Context, objs manifest.Objects) error {
+	if err := r.registerServices(ctx, objs); err != nil {
+		return err
+	}
+	return r.startDeployments(ctx, objs)
+}
+
+// registerServices puts a manifest's Services in the registry, which gives
+// each its VIP, and records them for `status`.
+func (r *Runtime) registerServices(ctx context.Context, objs manifest.Objects) error {
 	for _, svc := range objs.Services {
 		s := registry.Service{Name: svc.Name, Namespace: svc.Namespace, Selector: svc.Spec.Selector, Labels: svc.Labels}
 		for _, sp := range svc.Spec.Ports {
@@ -125,13 +172,10 @@ func (r *Runtime) startBookinfo(ctx context.Context, objs manifest.Objects) erro
 		r.status.Services = append(r.status.Services, info)
 		r.mu.Unlock()
 	}
-	docs, err := api.Documents("samples/bookinfo/networking/bookinfo-gateway.yaml", r.opts.BookinfoGateway, ns)
-	if err != nil {
-		return err
-	}
-	if _, err := r.cp.Apply(ctx, api.ApplyRequest{Documents: docs}); err != nil {
-		return fmt.Errorf("apply the bookinfo gateway: %w", err)
-	}
+	return nil
+}
+
+func (r *Runtime) startDeployments(ctx context.Context, objs manifest.Objects) error {
 	for _, d := range objs.Deployments {
 		replicas := 1
 		if d.Spec.Replicas != nil {
@@ -159,14 +203,19 @@ func (r *Runtime) startDeploymentPod(ctx context.Context, d appsv1.Deployment) e
 	if p.serviceAccount == "" {
 		p.serviceAccount = "default"
 	}
-	// istio-init: the capture rules go in before any container starts, so no
-	// connection of the app escapes the sidecar.
-	opts := capture.DefaultOptions()
-	if err := podnet.Do(p.Netns, func() error { return capture.Install(opts) }); err != nil {
-		return fmt.Errorf("istio-init of %s/%s: %w", p.Namespace, p.Name, err)
-	}
-	if err := r.startContainer(ctx, p, "istio-proxy", r.proxyArgv("proxy", p), nil, ProxyUID); err != nil {
-		return err
+	// As Istio's injector, the pod template's annotation opts a pod out:
+	// no capture rules, no istio-proxy.
+	p.noSidecar = d.Spec.Template.Annotations[InjectAnnotation] == "false"
+	if !p.noSidecar {
+		// istio-init: the capture rules go in before any container starts, so no
+		// connection of the app escapes the sidecar.
+		opts := capture.DefaultOptions()
+		if err := podnet.Do(p.Netns, func() error { return capture.Install(opts) }); err != nil {
+			return fmt.Errorf("istio-init of %s/%s: %w", p.Namespace, p.Name, err)
+		}
+		if err := r.startContainer(ctx, p, "istio-proxy", r.proxyArgv("proxy", p), nil, ProxyUID); err != nil {
+			return err
+		}
 	}
 	for _, c := range d.Spec.Template.Spec.Containers {
 		argv := append(append([]string{}, c.Command...), c.Args...)
@@ -237,11 +286,14 @@ func (r *Runtime) watchReadiness(ctx context.Context, p *pod) {
 func (r *Runtime) probe(ctx context.Context, p *pod) bool {
 	ctx, cancel := context.WithTimeout(ctx, time.Second)
 	defer cancel()
-	if err := getOK(ctx, fmt.Sprintf("http://%s:%d/healthz/ready", p.IP, ReadyPort)); err != nil {
-		return false
+	if !p.noSidecar {
+		if err := getOK(ctx, fmt.Sprintf("http://%s:%d/healthz/ready", p.IP, ReadyPort)); err != nil {
+			return false
+		}
 	}
 	if p.probe == nil || p.probe.port == ReadyPort {
-		return true
+		// No probe of its own: ready once its containers run, as kubelet has it.
+		return !p.noSidecar || r.running(p)
 	}
 	err := podnet.Do(p.Netns, func() error {
 		// The dial happens on this locked thread, so in the pod's namespace.
@@ -279,7 +331,7 @@ func (r *Runtime) waitReady(ctx context.Context) error {
 			}
 		}
 		r.mu.Unlock()
-		if len(pending) == 0 && getOK(ctx, r.status.URLs.ProductPage) == nil {
+		if len(pending) == 0 && (r.opts.NoBookinfo || getOK(ctx, r.status.URLs.ProductPage) == nil) {
 			return nil
 		}
 		select {
