@@ -32,6 +32,8 @@ var upFlags = []cli.Flag{
 	&cli.IntFlag{Name: "http-port", Value: 8080, Usage: "host port of the gateway's HTTP listener (8080)"},
 	&cli.IntFlag{Name: "https-port", Value: 8443, Usage: "host port of the gateway's HTTPS listener (8443)"},
 	&cli.IntFlag{Name: "api-port", Value: 15014, Usage: "host port of the control plane API (15014)"},
+	&cli.StringSliceFlag{Name: "manifest", Usage: "also run the Services and Deployments of this Kubernetes manifest `FILE` (repeatable)"},
+	&cli.BoolFlag{Name: "no-bookinfo", Usage: "leave bookinfo out (the control plane and gateway only, plus --manifest)"},
 }
 
 // Up is `meshlab up`.
@@ -55,7 +57,11 @@ Examples:
    sudo meshlab up --bookinfo-namespace book-demo
 
    # a second lab directory, other ports
-   sudo meshlab up --state-dir /tmp/lab2 --http-port 18080 --api-port 25014`,
+   sudo meshlab up --state-dir /tmp/lab2 --http-port 18080 --api-port 25014
+
+   # your own workloads instead of bookinfo (pods whose template says
+   # sidecar.istio.io/inject: "false" get no sidecar)
+   sudo meshlab up --no-bookinfo --manifest my-app.yaml`,
 		Flags: upFlags,
 		Action: func(c *cli.Context) error {
 			dir, err := lab.StateDir(c.String("state-dir"))
@@ -153,6 +159,21 @@ func startDaemon(c *cli.Context, dir string) error {
 	}
 	for _, f := range []string{"http-port", "https-port", "api-port"} {
 		args = append(args, "--"+f, strconv.Itoa(c.Int(f)))
+	}
+	for _, m := range c.StringSlice("manifest") {
+		// The daemon may resolve paths elsewhere; and a missing file should
+		// fail here, where the person reads the error.
+		abs, err := filepath.Abs(m)
+		if err != nil {
+			return fmt.Errorf("manifest %s: %w", m, err)
+		}
+		if _, err := os.Stat(abs); err != nil {
+			return fmt.Errorf("manifest: %w", err)
+		}
+		args = append(args, "--manifest", abs)
+	}
+	if c.Bool("no-bookinfo") {
+		args = append(args, "--no-bookinfo")
 	}
 	cmd := exec.Command(self, args...)
 	cmd.Stdout, cmd.Stderr = logf, logf
@@ -257,12 +278,22 @@ func LabDaemon() *cli.Command {
 			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
 			log := slog.New(slog.NewTextHandler(os.Stderr, nil))
+			var manifests []local.Manifest
+			for _, m := range c.StringSlice("manifest") {
+				b, err := os.ReadFile(m)
+				if err != nil {
+					return fmt.Errorf("read manifest: %w", err)
+				}
+				manifests = append(manifests, local.Manifest{Source: m, Data: b})
+			}
 			err = local.Run(ctx, local.Options{
 				StateDir:          dir,
 				Self:              self,
 				BookinfoNamespace: c.String("bookinfo-namespace"),
 				Bookinfo:          samples.BookinfoManifest(),
 				BookinfoGateway:   samples.BookinfoGateway(),
+				NoBookinfo:        c.Bool("no-bookinfo"),
+				Manifests:         manifests,
 				HostAddr:          c.String("host-addr"),
 				HTTPPort:          c.Int("http-port"),
 				HTTPSPort:         c.Int("https-port"),

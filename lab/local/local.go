@@ -27,6 +27,7 @@ import (
 	"github.com/meshlab/meshlab/controlplane/api"
 	"github.com/meshlab/meshlab/controlplane/registry"
 	"github.com/meshlab/meshlab/lab"
+	"github.com/meshlab/meshlab/lab/manifest"
 	"github.com/meshlab/meshlab/lab/podnet"
 	"github.com/meshlab/meshlab/lab/process"
 )
@@ -41,12 +42,23 @@ type Options struct {
 	// Bookinfo and BookinfoGateway are the manifests to run and the Istio
 	// config applied with them.
 	Bookinfo, BookinfoGateway []byte
+	// NoBookinfo leaves bookinfo out: the lab is ready once its pods are.
+	NoBookinfo bool
+	// Manifests are more Kubernetes manifests whose Services and
+	// Deployments are started after bookinfo, as bookinfo's are.
+	Manifests []Manifest
 	// HostAddr is the host address ports are published on (127.0.0.1).
 	HostAddr string
 	// HTTPPort and HTTPSPort publish the gateway's 8080 and 8443; APIPort the
 	// control plane's 15014.
 	HTTPPort, HTTPSPort, APIPort int
 	Logger                       *slog.Logger
+}
+
+// Manifest is one extra manifest and where it came from (for errors).
+type Manifest struct {
+	Source string
+	Data   []byte
 }
 
 // Network is the local runtime's pod network.
@@ -85,6 +97,7 @@ type Runtime struct {
 type pod struct {
 	lab.Pod
 	serviceAccount string
+	noSidecar      bool // sidecar.istio.io/inject: "false"
 	containers     []*process.Supervisor
 	names          []string
 	logs           []string
@@ -171,18 +184,36 @@ func (r *Runtime) up(ctx context.Context) error {
 	if err := r.step(ctx, "istiod", "", func() error { return r.startControlPlane(ctx) }); err != nil {
 		return err
 	}
-	objs, err := r.bookinfoObjects()
-	if err != nil {
-		return err
+	var objs manifest.Objects
+	if !r.opts.NoBookinfo {
+		var err error
+		if objs, err = r.bookinfoObjects(); err != nil {
+			return err
+		}
+	}
+	var extra []manifest.Objects
+	for _, m := range r.opts.Manifests {
+		o, err := manifest.Parse(m.Source, m.Data, "default")
+		if err != nil {
+			return err
+		}
+		extra = append(extra, o)
 	}
 	if err := r.step(ctx, "istio-ingressgateway", fmt.Sprintf("%s:%d", r.opts.HostAddr, r.opts.HTTPPort), func() error {
 		return r.startGateway(ctx)
 	}); err != nil {
 		return err
 	}
-	ns := r.opts.BookinfoNamespace
-	if err := r.step(ctx, "bookinfo", "namespace "+ns, func() error { return r.startBookinfo(ctx, objs) }); err != nil {
-		return err
+	if !r.opts.NoBookinfo {
+		ns := r.opts.BookinfoNamespace
+		if err := r.step(ctx, "bookinfo", "namespace "+ns, func() error { return r.startBookinfo(ctx, objs) }); err != nil {
+			return err
+		}
+	}
+	for i, o := range extra {
+		if err := r.step(ctx, "manifest", r.opts.Manifests[i].Source, func() error { return r.startObjects(ctx, o) }); err != nil {
+			return err
+		}
 	}
 	return r.step(ctx, "ready", r.status.URLs.ProductPage, func() error { return r.waitReady(ctx) })
 }
