@@ -6,6 +6,7 @@ package cmd
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 
@@ -52,7 +53,7 @@ func explain(err error) error {
 	if err == nil {
 		return nil
 	}
-	if strings.Contains(err.Error(), api.ErrUnreachable.Error()) {
+	if errors.Is(err, api.ErrUnreachable) {
 		return fmt.Errorf("%w\nis the lab up? start it with `meshlab up`, or point --controlplane at a running control plane", err)
 	}
 	return err
