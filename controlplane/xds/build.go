@@ -67,7 +67,7 @@ func (x *index) buildSidecar(w registry.Workload) Resources {
 
 	return Resources{
 		resource.ListenerType: listeners,
-		resource.RouteType:    x.outboundRoutes(w.Namespace),
+		resource.RouteType:    x.outboundRoutes(workloadSource(w)),
 		resource.ClusterType:  clusters,
 		resource.EndpointType: ob.endpoints,
 	}
@@ -221,10 +221,13 @@ func (x *index) tcpDestinations(s *service, port uint32) []weighted {
 }
 
 // outboundRoutes are the route configurations, one per HTTP port, for
-// sidecars in namespace ns (short domains depend on it).
-func (x *index) outboundRoutes(ns string) []types.Resource {
+// sidecars in src's namespace (short domains depend on it), and with its
+// labels when a VirtualService matches on source labels.
+func (x *index) outboundRoutes(src source) []types.Resource {
+	ns, srcKey := src.namespace, x.sourceKey(src)
+	key := ns + "|" + srcKey
 	x.mu.Lock()
-	if r, ok := x.routesMemo[ns]; ok {
+	if r, ok := x.routesMemo[key]; ok {
 		x.mu.Unlock()
 		return r
 	}
@@ -238,7 +241,7 @@ func (x *index) outboundRoutes(ns string) []types.Resource {
 			if p, _ := s.port(port); !isHTTP(p) {
 				continue
 			}
-			rc.VirtualHosts = append(rc.VirtualHosts, x.virtualHost(s, port, s.Namespace == ns))
+			rc.VirtualHosts = append(rc.VirtualHosts, x.virtualHost(s, port, s.Namespace == ns, src, srcKey))
 		}
 		if len(rc.VirtualHosts) == 0 {
 			continue
@@ -255,15 +258,15 @@ func (x *index) outboundRoutes(ns string) []types.Resource {
 	sortByName(out)
 
 	x.mu.Lock()
-	x.routesMemo[ns] = out
+	x.routesMemo[key] = out
 	x.mu.Unlock()
 	return out
 }
 
 // virtualHost is the outbound virtual host of s on port, as seen from its
 // own namespace or from another; memoized since only that changes it.
-func (x *index) virtualHost(s *service, port uint32, sameNS bool) *routev3.VirtualHost {
-	key := vhostKey{s, port, sameNS}
+func (x *index) virtualHost(s *service, port uint32, sameNS bool, src source, srcKey string) *routev3.VirtualHost {
+	key := vhostKey{s, port, sameNS, srcKey}
 	x.mu.Lock()
 	vh, ok := x.vhostMemo[key]
 	x.mu.Unlock()
@@ -273,7 +276,7 @@ func (x *index) virtualHost(s *service, port uint32, sameNS bool) *routev3.Virtu
 	vh = &routev3.VirtualHost{
 		Name:    s.host + ":" + portString(port),
 		Domains: serviceDomains(s, port, sameNS),
-		Routes:  x.serviceRoutes(s, port),
+		Routes:  x.serviceRoutes(s, port, src, srcKey),
 	}
 	x.mu.Lock()
 	x.vhostMemo[key] = vh
@@ -303,8 +306,8 @@ func serviceDomains(s *service, port uint32, sameNS bool) []string {
 
 // serviceRoutes are the routes of the virtual host of s on port: the mesh
 // VirtualService's http routes, else a default route to the service.
-func (x *index) serviceRoutes(s *service, port uint32) []*routev3.Route {
-	key := s.host + "|" + strconv.FormatUint(uint64(port), 10)
+func (x *index) serviceRoutes(s *service, port uint32, src source, srcKey string) []*routev3.Route {
+	key := s.host + "|" + strconv.FormatUint(uint64(port), 10) + "|" + srcKey
 	x.mu.Lock()
 	r, ok := x.vhRoutesMemo[key]
 	x.mu.Unlock()
@@ -312,58 +315,16 @@ func (x *index) serviceRoutes(s *service, port uint32) []*routev3.Route {
 		return r
 	}
 	if vs := x.virtualServiceFor(s.host, "mesh"); vs != nil {
-		r = x.httpRoutes(vs, "mesh", port, nil)
+		r = x.httpRoutes(vs, "mesh", port, src, nil)
 	}
 	if len(r) == 0 {
-		r = []*routev3.Route{catchAllRoute("default", outboundClusterName(port, "", s.host))}
+		r = []*routev3.Route{defaultOutboundRoute(outboundClusterName(port, "", s.host))}
+		r[0].GetRoute().HashPolicy = x.serviceHashPolicies(s, port)
 	}
 	x.mu.Lock()
 	x.vhRoutesMemo[key] = r
 	x.mu.Unlock()
 	return r
-}
-
-// outbound builds (once per namespace) every outbound cluster and its
-// endpoints: one per service port and one per DestinationRule subset. A
-// service's clusters depend only on which DestinationRule applies, so
-// namespaces share them.
-func (x *index) outbound(ns string) *outbound {
-	x.mu.Lock()
-	defer x.mu.Unlock()
-	if o, ok := x.outboundMemo[ns]; ok {
-		return o
-	}
-	o := &outbound{}
-	for _, s := range x.services {
-		so := x.serviceClusters(s, x.destinationRuleFor(s.host, ns, s.Namespace))
-		o.clusters = append(o.clusters, so.clusters...)
-		o.endpoints = append(o.endpoints, so.endpoints...)
-	}
-	sortByName(o.clusters)
-	sortByName(o.endpoints)
-	x.outboundMemo[ns] = o
-	return o
-}
-
-// serviceClusters are one service's clusters and endpoints; x.mu held.
-func (x *index) serviceClusters(s *service, dr *destinationRule) *outbound {
-	key := clusterKey{s, dr}
-	if o, ok := x.clusterMemo[key]; ok {
-		return o
-	}
-	o := &outbound{}
-	for _, p := range s.Ports {
-		name := outboundClusterName(p.Port, "", s.host)
-		o.clusters = append(o.clusters, edsCluster(name))
-		o.endpoints = append(o.endpoints, loadAssignment(name, endpointAddrs(s.endpoints, p.Target())))
-		for _, ss := range dr.subsets() {
-			name := outboundClusterName(p.Port, ss.GetName(), s.host)
-			o.clusters = append(o.clusters, edsCluster(name))
-			o.endpoints = append(o.endpoints, loadAssignment(name, endpointAddrs(subsetEndpoints(s.endpoints, ss.GetLabels()), p.Target())))
-		}
-	}
-	x.clusterMemo[key] = o
-	return o
 }
 
 func sortByName(rs []types.Resource) {

@@ -11,6 +11,8 @@ import (
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	corsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/cors/v3"
+	faultv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/fault/v3"
 	routerv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/router/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	tcpproxyv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/tcp_proxy/v3"
@@ -19,6 +21,7 @@ import (
 	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
+	networking "istio.io/api/networking/v1alpha3"
 
 	"github.com/meshlab/meshlab/controlplane/registry"
 )
@@ -112,7 +115,9 @@ func staticCluster(name string, endpoints ...netip.AddrPort) *clusterv3.Cluster 
 		LbPolicy:             clusterv3.Cluster_ROUND_ROBIN,
 	}
 	if len(endpoints) > 0 {
+		// Inbound clusters: Istio applies its (unlimited) default pool.
 		c.LoadAssignment = loadAssignment(name, endpoints)
+		c.CircuitBreakers = &clusterv3.CircuitBreakers{Thresholds: []*clusterv3.CircuitBreakers_Thresholds{defaultThresholds()}}
 	}
 	return c
 }
@@ -123,6 +128,7 @@ func originalDstCluster(name string) *clusterv3.Cluster {
 		ClusterDiscoveryType: &clusterv3.Cluster_Type{Type: clusterv3.Cluster_ORIGINAL_DST},
 		ConnectTimeout:       connectTimeout,
 		LbPolicy:             clusterv3.Cluster_CLUSTER_PROVIDED,
+		CircuitBreakers:      &clusterv3.CircuitBreakers{Thresholds: []*clusterv3.CircuitBreakers_Thresholds{defaultThresholds()}},
 	}
 }
 
@@ -143,13 +149,17 @@ func loadAssignment(cluster string, endpoints []netip.AddrPort) *endpointv3.Clus
 	}
 }
 
-var routerFilter = &hcmv3.HttpFilter{
-	Name:       wellknown.Router,
-	ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: mustAny(&routerv3.Router{})},
+// httpFilters are Istio's: the fault and CORS filters, which routes
+// configure through typed_per_filter_config (empty here, so they do
+// nothing unless a route says so), then the router.
+var httpFilters = []*hcmv3.HttpFilter{
+	{Name: wellknown.Fault, ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: mustAny(&faultv3.HTTPFault{})}},
+	{Name: wellknown.CORS, ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: mustAny(&corsv3.Cors{})}},
+	{Name: wellknown.Router, ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: mustAny(&routerv3.Router{})}},
 }
 
 func hcmFilter(h *hcmv3.HttpConnectionManager) *listenerv3.Filter {
-	h.HttpFilters = []*hcmv3.HttpFilter{routerFilter}
+	h.HttpFilters = httpFilters
 	return &listenerv3.Filter{
 		Name:       wellknown.HTTPConnectionManager,
 		ConfigType: &listenerv3.Filter_TypedConfig{TypedConfig: mustAny(h)},
@@ -184,10 +194,12 @@ func tcpProxyFilter(statPrefix string, clusters []weighted) *listenerv3.Filter {
 	}
 }
 
-// weighted is one destination of a route: a cluster and its weight.
+// weighted is one destination of a route: a cluster and its weight, and
+// for HTTP the destination's header operations.
 type weighted struct {
 	cluster string
 	weight  uint32
+	headers *networking.Headers
 }
 
 func routeAction(dests []weighted) *routev3.RouteAction {
@@ -198,13 +210,20 @@ func routeAction(dests []weighted) *routev3.RouteAction {
 		a.ClusterSpecifier = &routev3.RouteAction_Cluster{Cluster: dests[0].cluster}
 		return a
 	}
+	// As Istio, no total_weight: Envoy then takes the sum of the weights.
 	wc := &routev3.WeightedCluster{}
-	var total uint32
 	for _, d := range dests {
-		wc.Clusters = append(wc.Clusters, &routev3.WeightedCluster_ClusterWeight{Name: d.cluster, Weight: wrapperspb.UInt32(d.weight)})
-		total += d.weight
+		cw := &routev3.WeightedCluster_ClusterWeight{Name: d.cluster, Weight: wrapperspb.UInt32(d.weight)}
+		if d.headers != nil {
+			ops := headerOps(d.headers)
+			cw.RequestHeadersToAdd, cw.RequestHeadersToRemove = ops.reqAdd, ops.reqRemove
+			cw.ResponseHeadersToAdd, cw.ResponseHeadersToRemove = ops.respAdd, ops.respRemove
+			if ops.authority != "" {
+				cw.HostRewriteSpecifier = &routev3.WeightedCluster_ClusterWeight_HostRewriteLiteral{HostRewriteLiteral: ops.authority}
+			}
+		}
+		wc.Clusters = append(wc.Clusters, cw)
 	}
-	wc.TotalWeight = wrapperspb.UInt32(total)
 	a.ClusterSpecifier = &routev3.RouteAction_WeightedClusters{WeightedClusters: wc}
 	return a
 }

@@ -80,7 +80,7 @@ func (x *index) buildRouter(w registry.Workload) Resources {
 							v = &routev3.VirtualHost{Name: host + ":" + ps, Domains: []string{host, host + ":" + ps}}
 							vhosts[host] = v
 						}
-						v.Routes = append(v.Routes, x.httpRoutes(vs, gwKey, port, need)...)
+						v.Routes = append(v.Routes, x.httpRoutes(vs, gwKey, port, workloadSource(w), need)...)
 					}
 				}
 			}
@@ -104,16 +104,14 @@ func (x *index) buildRouter(w registry.Workload) Resources {
 		if !ok {
 			continue
 		}
-		eps := s.endpoints
-		if d.subset != "" {
-			i := slices.IndexFunc(x.destinationRuleFor(s.host, w.Namespace, s.Namespace).subsets(), func(ss *networking.Subset) bool { return ss.GetName() == d.subset })
-			if i < 0 {
-				continue
-			}
-			eps = subsetEndpoints(eps, x.destinationRuleFor(s.host, w.Namespace, s.Namespace).subsets()[i].GetLabels())
+		c, la, ok := x.destinationClusterFor(name, s, p, d.subset, w.Namespace)
+		if !ok {
+			continue
 		}
-		clusters = append(clusters, edsCluster(name))
-		endpoints = append(endpoints, loadAssignment(name, endpointAddrs(eps, p.Target())))
+		clusters = append(clusters, c)
+		if la != nil {
+			endpoints = append(endpoints, la)
+		}
 	}
 	sortByName(listeners)
 	sortByName(routes)

@@ -36,10 +36,10 @@ type index struct {
 	gateways        []*gateway
 
 	mu           sync.Mutex
-	outboundMemo map[string]*outbound // by proxy namespace
-	routesMemo   map[string][]types.Resource
+	outboundMemo map[string]*outbound        // by proxy namespace
+	routesMemo   map[string][]types.Resource // by namespace|sourceKey
 	listenerMemo []types.Resource
-	vhRoutesMemo map[string][]*routev3.Route // by host|port
+	vhRoutesMemo map[string][]*routev3.Route // by host|port|sourceKey
 	clusterMemo  map[clusterKey]*outbound    // one service's clusters under one DestinationRule
 	vhostMemo    map[vhostKey]*routev3.VirtualHost
 }
@@ -53,6 +53,7 @@ type vhostKey struct {
 	svc    *service
 	port   uint32
 	sameNS bool
+	src    string // sourceKey
 }
 
 type service struct {

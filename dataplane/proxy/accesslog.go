@@ -51,7 +51,7 @@ func (l *logWriter) http(start time.Time, r *http.Request, ex *exchange) {
 	b = append(b, "\" "...)
 	b = strconv.AppendInt(b, int64(ex.status), 10)
 	b = append(b, ' ')
-	b = dash(b, ex.flags)
+	b = ex.flags.appendTo(b)
 	b = append(b, ' ')
 	d := ex.details
 	if d == "" && ex.status != 0 {
@@ -142,3 +142,43 @@ func upstreamHost(b []byte, ep *upstream.Endpoint) []byte {
 	}
 	return append(b, ep.Addr...)
 }
+
+// responseFlags are Envoy's %RESPONSE_FLAGS% of an HTTP request.
+type responseFlags uint32
+
+// The flags the proxy sets, in the order Envoy prints them.
+const (
+	flagUH  responseFlags = 1 << iota // no healthy upstream
+	flagUT                            // upstream request timeout
+	flagUF                            // upstream connection failure
+	flagUC                            // upstream connection termination
+	flagNR                            // no route
+	flagDI                            // delay injected
+	flagFI                            // fault (abort) injected
+	flagDC                            // downstream connection termination
+	flagURX                           // upstream retry limit exceeded
+	flagUO                            // upstream overflow (circuit breaking)
+)
+
+var flagNames = [...]string{"UH", "UT", "UF", "UC", "NR", "DI", "FI", "DC", "URX", "UO"}
+
+// appendTo writes the flags comma-separated, as Envoy does, or "-".
+func (f responseFlags) appendTo(b []byte) []byte {
+	if f == 0 {
+		return append(b, '-')
+	}
+	first := true
+	for i, n := range flagNames {
+		if f&(1<<i) == 0 {
+			continue
+		}
+		if !first {
+			b = append(b, ',')
+		}
+		first = false
+		b = append(b, n...)
+	}
+	return b
+}
+
+func (f responseFlags) String() string { return string(f.appendTo(nil)) }

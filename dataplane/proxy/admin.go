@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"fmt"
 	"net/http"
+	"net/http/pprof"
 	"sort"
 	"strconv"
 	"sync/atomic"
@@ -29,7 +30,8 @@ type stats struct {
 }
 
 // AdminHandler serves Envoy's admin endpoints the mesh tools read:
-// /config_dump, /clusters, /server_info, /ready, /stats/prometheus.
+// /config_dump, /clusters, /server_info, /ready, /stats/prometheus, and
+// Go's /debug/pprof/.
 func (p *Proxy) AdminHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/config_dump", p.serveConfigDump)
@@ -38,6 +40,13 @@ func (p *Proxy) AdminHandler() http.Handler {
 	mux.HandleFunc("/ready", p.serveReady)
 	mux.HandleFunc("/healthz/ready", p.serveReady)
 	mux.HandleFunc("/stats/prometheus", p.serveStats)
+	// Go's profiles, as Envoy's admin has /cpuprofiler and /heapprofiler;
+	// the admin server listens on the pod's loopback only.
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
 	return mux
 }
 

@@ -1,15 +1,18 @@
 package proxy
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"net/http/httputil"
 	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -22,9 +25,11 @@ import (
 // Envoy's local reply bodies.
 const (
 	bodyNoHealthy      = "no healthy upstream"
+	bodyOverflow       = "upstream connect error or disconnect/reset before headers. reset reason: overflow"
 	bodyConnectFailure = "upstream connect error or disconnect/reset before headers. reset reason: connection failure"
 	bodyReset          = "upstream connect error or disconnect/reset before headers. reset reason: connection termination"
 	bodyTimeout        = "upstream request timeout"
+	bodyFaultAbort     = "fault filter abort"
 )
 
 // connInfo is what dispatch learned about a connection.
@@ -58,13 +63,17 @@ type exchange struct {
 	http.ResponseWriter
 	status      int
 	bytes       int64
-	flags       string
+	flags       responseFlags
 	details     string
 	conn        *connInfo
+	rt          *runtime
 	route       *router.Route
+	weighted    *router.WeightedCluster
 	cluster     *upstream.Cluster
 	endpoint    *upstream.Endpoint
 	upstreamDur time.Duration
+	// failure is how the last attempt failed without a response.
+	failure router.Failure
 }
 
 func (e *exchange) WriteHeader(code int) {
@@ -106,8 +115,17 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
+// maxBufferedBody is Envoy's default per-connection buffer limit: a
+// request body up to this size is buffered so that it can be retried and
+// mirrored; a larger or chunked one is sent once and never mirrored.
+const maxBufferedBody = 1 << 20
+
+// route runs the request through what Envoy's filter chain does: route
+// lookup, the fault filter, then the router (direct responses,
+// redirects, upstream with retries, mirrors).
 func (p *Proxy) route(ex *exchange, r *http.Request) {
 	rt := p.rt.Load()
+	ex.rt = rt
 	h := ex.conn.chain.http
 	table := h.inline
 	if table == nil {
@@ -115,31 +133,57 @@ func (p *Proxy) route(ex *exchange, r *http.Request) {
 	}
 	route := table.Match(r)
 	if route == nil {
-		ex.flags, ex.details = "NR", "route_not_found"
+		ex.flags, ex.details = flagNR, "route_not_found"
 		ex.WriteHeader(http.StatusNotFound)
 		return
 	}
 	ex.route = route
+	if f := route.Fault; f != nil && h.fault {
+		if !p.fault(ex, r, f) {
+			return
+		}
+	}
 	if d := route.Direct; d != nil {
 		ex.details = "direct_response"
+		route.Response.Apply(ex.Header())
 		ex.Header().Set("Content-Type", "text/plain")
 		ex.WriteHeader(d.Status)
 		io.WriteString(ex, d.Body)
 		return
 	}
-	name := route.PickCluster()
+	if rd := route.Redirect; rd != nil {
+		ex.details = "direct_response"
+		scheme := "http"
+		if r.TLS != nil {
+			scheme = "https"
+		}
+		path := r.URL.EscapedPath()
+		route.Response.Apply(ex.Header())
+		ex.Header()["Location"] = []string{rd.Location(route, scheme, r.Host, path, r.URL.RawQuery)}
+		ex.WriteHeader(rd.Code)
+		return
+	}
+	name, wc := route.Pick()
+	ex.weighted = wc
 	cl := rt.clusters[name]
 	if cl != nil {
 		ex.cluster = cl
-		ex.endpoint = cl.Pick(ex.conn.orig)
+		h, hashed := upstream.RequestHash(route.HashPolicy, r, ex.conn.remote, ex.Header())
+		ex.endpoint = cl.PickHash(ex.conn.orig, h, hashed)
 	}
 	if ex.endpoint == nil {
 		if cl != nil {
 			cl.NoHealthy.Add(1)
 		}
-		ex.flags, ex.details = "UH", "no_healthy_upstream"
+		ex.flags, ex.details = ex.flags|flagUH, "no_healthy_upstream"
 		localReply(ex, http.StatusServiceUnavailable, bodyNoHealthy)
 		return
+	}
+	if (route.Retry != nil || route.Mirrors != nil) && r.GetBody == nil && r.ContentLength > 0 && r.ContentLength <= maxBufferedBody {
+		if err := bufferBody(r); err != nil {
+			ex.flags, ex.details = ex.flags|flagDC, "downstream_remote_disconnect"
+			return
+		}
 	}
 	cl.RequestsTotal.Add(1)
 	ctx := context.WithValue(r.Context(), stateKey{}, ex)
@@ -151,6 +195,43 @@ func (p *Proxy) route(ex *exchange, r *http.Request) {
 	p.rp.ServeHTTP(ex, r.WithContext(ctx))
 }
 
+// fault is Envoy's fault filter: a sampled delay (DI), then a sampled
+// abort (FI) answered locally. It reports whether the request goes on.
+func (p *Proxy) fault(ex *exchange, r *http.Request, f *router.Fault) bool {
+	if f.HasDelay && router.Sample(f.DelayPercent) {
+		ex.flags |= flagDI
+		if f.Delay > 0 {
+			t := time.NewTimer(f.Delay)
+			select {
+			case <-t.C:
+			case <-r.Context().Done():
+				t.Stop()
+				ex.flags, ex.details = ex.flags|flagDC, "downstream_remote_disconnect"
+				return false
+			}
+		}
+	}
+	if f.AbortStatus != 0 && router.Sample(f.AbortPercent) {
+		ex.flags, ex.details = ex.flags|flagFI, "fault_filter_abort"
+		localReply(ex, f.AbortStatus, bodyFaultAbort)
+		return false
+	}
+	return true
+}
+
+// bufferBody reads r's body into memory so that attempts and mirrors can
+// each send it.
+func bufferBody(r *http.Request) error {
+	b := make([]byte, r.ContentLength)
+	if _, err := io.ReadFull(r.Body, b); err != nil {
+		return fmt.Errorf("buffer request body: %w", err)
+	}
+	r.Body.Close()
+	r.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(b)), nil }
+	r.Body, _ = r.GetBody()
+	return nil
+}
+
 func localReply(w http.ResponseWriter, code int, body string) {
 	h := w.Header()
 	h["Content-Type"] = []string{"text/plain"}
@@ -160,7 +241,8 @@ func localReply(w http.ResponseWriter, code int, body string) {
 }
 
 // rewrite shapes the upstream request as Envoy does: the Host is kept,
-// x-forwarded-proto set, the route's rewrites applied. The endpoint is
+// x-forwarded-proto set, the route's rewrites and header mutations (the
+// route's, then the chosen weighted cluster's) applied. The endpoint is
 // filled in per attempt by the round tripper.
 func rewrite(pr *httputil.ProxyRequest) {
 	ex := pr.In.Context().Value(stateKey{}).(*exchange)
@@ -175,61 +257,111 @@ func rewrite(pr *httputil.ProxyRequest) {
 	} else {
 		pr.Out.Header["X-Forwarded-Proto"] = []string{"http"}
 	}
-	if rt := ex.route; rt.PrefixRewrite != "" || rt.HostRewrite != "" {
-		if rt.HostRewrite != "" {
-			pr.Out.Host = rt.HostRewrite
-		}
-		if pfx := rt.PrefixRewrite; pfx != "" {
+	rt := ex.route
+	if rt.HostRewrite != "" {
+		pr.Out.Host = rt.HostRewrite
+	} else if wc := ex.weighted; wc != nil && wc.HostRewrite != "" {
+		pr.Out.Host = wc.HostRewrite
+	}
+	if pfx := rt.PrefixRewrite; pfx != "" || rt.RegexRewrite != nil {
+		path := pr.Out.URL.Path
+		if rt.RegexRewrite != nil {
+			path = rt.RegexRewrite.Rewrite(path)
+		} else if m := rt.MatchedPrefix(); m != "" && strings.HasPrefix(path, m) {
 			// The matched prefix is replaced; with a non-prefix match the
 			// whole path is.
-			path := pr.Out.URL.Path
-			if m := rt.MatchedPrefix(); m != "" && strings.HasPrefix(path, m) {
-				path = pfx + path[len(m):]
-			} else {
-				path = pfx
-			}
-			pr.Out.Header["X-Envoy-Original-Path"] = []string{pr.In.URL.RequestURI()}
-			pr.Out.URL.Path, pr.Out.URL.RawPath = path, ""
+			path = pfx + path[len(m):]
+		} else {
+			path = pfx
 		}
+		pr.Out.Header["X-Envoy-Original-Path"] = []string{pr.In.URL.RequestURI()}
+		pr.Out.URL.Path, pr.Out.URL.RawPath = path, ""
+	}
+	rt.Request.Apply(pr.Out.Header)
+	if wc := ex.weighted; wc != nil {
+		wc.Request.Apply(pr.Out.Header)
 	}
 }
 
 func modifyResponse(resp *http.Response) error {
 	if ex, ok := resp.Request.Context().Value(stateKey{}).(*exchange); ok {
 		resp.Header["X-Envoy-Upstream-Service-Time"] = []string{strconv.FormatInt(ex.upstreamDur.Milliseconds(), 10)}
+		ex.route.Response.Apply(resp.Header)
+		if wc := ex.weighted; wc != nil {
+			wc.Response.Apply(resp.Header)
+		}
 	}
 	return nil
 }
 
 // roundTripper sends a request to the endpoint the handler picked, on the
-// cluster's pooled transport, retrying as the route's retry policy says.
+// cluster's pooled transport, retrying as the route's retry policy says
+// and mirroring as its mirror policies say.
 type roundTripper struct{ p *Proxy }
 
 func (rt roundTripper) RoundTrip(req *http.Request) (*http.Response, error) {
 	ex := req.Context().Value(stateKey{}).(*exchange)
 	cl := ex.cluster
+	if ex.route.Mirrors != nil {
+		rt.p.mirror(ex, req)
+	}
 	retries := 0
 	var policy *router.RetryPolicy
 	if ex.route.Retry != nil && ex.route.Retry.NumRetries > 0 && (req.Body == nil || req.Body == http.NoBody || req.GetBody != nil) {
 		policy = ex.route.Retry
 		retries = policy.NumRetries
 	}
+	// tried holds the endpoints attempted, for the previous_hosts
+	// predicate; a small array keeps it off the heap.
+	var triedBuf [4]*upstream.Endpoint
+	tried := triedBuf[:0]
 	for attempt := 0; ; attempt++ {
 		ep := ex.endpoint
+		tried = append(tried, ep)
 		ep.Active.Add(1)
 		ep.Total.Add(1)
 		start := time.Now()
 		areq := req
 		var cancel context.CancelFunc
+		var actx context.Context
 		if policy != nil && policy.PerTry > 0 {
-			var ctx context.Context
-			ctx, cancel = context.WithTimeout(req.Context(), policy.PerTry)
-			areq = req.WithContext(ctx)
+			actx, cancel = context.WithTimeout(req.Context(), policy.PerTry)
+			areq = req.WithContext(actx)
 		}
 		resp, err := cl.Transport.RoundTrip(areq)
 		ep.Active.Add(-1)
+		if attempt > 0 {
+			cl.ReleaseRetry() // max_retries counts retries in flight
+		}
 		ex.upstreamDur = time.Since(start)
-		if attempt >= retries || !retryable(policy, resp, err) || req.Context().Err() != nil {
+		ex.failure = router.NoFailure
+		status, grpcStatus := 0, ""
+		switch {
+		case err == nil:
+			status = resp.StatusCode
+			if v, ok := resp.Header["Grpc-Status"]; ok && len(v) > 0 {
+				grpcStatus = v[0]
+			}
+		case errors.Is(err, upstream.ErrOverflow):
+			// A tripped circuit breaker is not retried, as in Envoy.
+		case actx != nil && actx.Err() == context.DeadlineExceeded && req.Context().Err() == nil:
+			ex.failure = router.PerTryTimeout
+		case isConnectFailure(err):
+			ex.failure = router.ConnectFailure
+		default:
+			ex.failure = router.ResetFailure
+		}
+		retry := req.Context().Err() == nil && policy.Retryable(status, grpcStatus, ex.failure)
+		if retry && attempt >= retries {
+			ex.flags |= flagURX
+			retry = false
+		}
+		if retry && !cl.AcquireRetry() {
+			// The retry circuit breaker tripped: no retry, flag UO.
+			ex.flags |= flagUO
+			retry = false
+		}
+		if !retry {
 			if cancel != nil {
 				if err != nil {
 					cancel()
@@ -246,6 +378,15 @@ func (rt roundTripper) RoundTrip(req *http.Request) (*http.Response, error) {
 			io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
 			resp.Body.Close()
 		}
+		if d := policy.BackOff(attempt + 1); d > 0 {
+			t := time.NewTimer(d)
+			select {
+			case <-t.C:
+			case <-req.Context().Done():
+				t.Stop()
+				return nil, req.Context().Err()
+			}
+		}
 		if req.GetBody != nil {
 			b, gerr := req.GetBody()
 			if gerr != nil {
@@ -254,10 +395,73 @@ func (rt roundTripper) RoundTrip(req *http.Request) (*http.Response, error) {
 			req = req.Clone(req.Context())
 			req.Body = b
 		}
-		if next := cl.Pick(ex.conn.orig); next != nil {
+		if next := pickRetryHost(cl, ex.conn.orig, policy, tried); next != nil {
 			ex.endpoint = next
 			req.URL.Host = next.Addr
 		}
+	}
+}
+
+// pickRetryHost picks the endpoint of a retry; with the previous_hosts
+// predicate it re-picks, up to the policy's host selection attempts, an
+// endpoint already tried.
+func pickRetryHost(cl *upstream.Cluster, orig netip.AddrPort, p *router.RetryPolicy, tried []*upstream.Endpoint) *upstream.Endpoint {
+	var ep *upstream.Endpoint
+	for i := 0; i < max(p.HostSelectionAttempts, 1); i++ {
+		if ep = cl.Pick(orig); ep == nil || !p.AvoidPrevious || !slices.Contains(tried, ep) {
+			return ep
+		}
+	}
+	return ep
+}
+
+// mirror sends fire-and-forget copies of the outgoing request to each
+// mirror cluster its sample selects, with the authority suffixed
+// "-shadow", as Envoy's shadow writer does; responses are discarded. A
+// body that was not buffered is not mirrored. The copies belong to the
+// proxy, which cancels them when it stops.
+func (p *Proxy) mirror(ex *exchange, req *http.Request) {
+	for _, m := range ex.route.Mirrors {
+		if !router.Sample(m.Percent) {
+			continue
+		}
+		cl := ex.rt.clusters[m.Cluster]
+		if cl == nil {
+			continue
+		}
+		ep := cl.Pick(ex.conn.orig)
+		if ep == nil {
+			continue
+		}
+		var body io.ReadCloser = http.NoBody
+		if req.Body != nil && req.Body != http.NoBody {
+			if req.GetBody == nil {
+				continue
+			}
+			b, err := req.GetBody()
+			if err != nil {
+				continue
+			}
+			body = b
+		}
+		ctx, cancel := p.ctx, context.CancelFunc(func() {})
+		if ex.route.Timeout > 0 {
+			ctx, cancel = context.WithTimeout(ctx, ex.route.Timeout)
+		}
+		mreq := req.Clone(ctx)
+		mreq.Host = router.ShadowHost(req.Host)
+		mreq.URL.Host = ep.Addr
+		mreq.Body = body
+		p.wg.Add(1)
+		go func() {
+			defer p.wg.Done()
+			defer cancel()
+			resp, err := cl.Transport.RoundTrip(mreq)
+			if err == nil {
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+			}
+		}()
 	}
 }
 
@@ -270,38 +474,6 @@ func (b *cancelBody) Close() error {
 	err := b.ReadCloser.Close()
 	b.cancel()
 	return err
-}
-
-// retryable applies Envoy's retry_on conditions that make sense here.
-func retryable(p *router.RetryPolicy, resp *http.Response, err error) bool {
-	if p == nil {
-		return false
-	}
-	for _, on := range strings.Split(p.RetryOn, ",") {
-		switch strings.TrimSpace(on) {
-		case "5xx":
-			if err != nil || resp.StatusCode >= 500 {
-				return true
-			}
-		case "gateway-error":
-			if err != nil || resp.StatusCode == 502 || resp.StatusCode == 503 || resp.StatusCode == 504 {
-				return true
-			}
-		case "connect-failure":
-			if isConnectFailure(err) {
-				return true
-			}
-		case "reset":
-			if err != nil {
-				return true
-			}
-		case "retriable-status-codes", "unavailable":
-			if err == nil && resp.StatusCode == 503 {
-				return true
-			}
-		}
-	}
-	return false
 }
 
 func isConnectFailure(err error) bool {
@@ -318,21 +490,27 @@ func (p *Proxy) proxyError(w http.ResponseWriter, r *http.Request, err error) {
 		return
 	}
 	switch {
-	case errors.Is(r.Context().Err(), context.DeadlineExceeded):
-		ex.flags, ex.details = "UT", "response_timeout"
+	case errors.Is(err, upstream.ErrOverflow):
+		// A circuit breaker tripped (upstream.Transport).
+		ex.flags, ex.details = ex.flags|flagUO, "upstream_reset_before_response_started{overflow}"
+		if ex.status == 0 {
+			localReply(w, http.StatusServiceUnavailable, bodyOverflow)
+		}
+	case errors.Is(r.Context().Err(), context.DeadlineExceeded) || ex.failure == router.PerTryTimeout:
+		ex.flags, ex.details = ex.flags|flagUT, "response_timeout"
 		if ex.status == 0 {
 			localReply(w, http.StatusGatewayTimeout, bodyTimeout)
 		}
 	case r.Context().Err() != nil:
 		// The client went away.
-		ex.flags, ex.details = "DC", "downstream_remote_disconnect"
-	case isConnectFailure(err):
-		ex.flags, ex.details = "UF", "upstream_reset_before_response_started{connection_failure}"
+		ex.flags, ex.details = ex.flags|flagDC, "downstream_remote_disconnect"
+	case ex.failure == router.ConnectFailure:
+		ex.flags, ex.details = ex.flags|flagUF, "upstream_reset_before_response_started{connection_failure}"
 		if ex.status == 0 {
 			localReply(w, http.StatusServiceUnavailable, bodyConnectFailure)
 		}
 	default:
-		ex.flags, ex.details = "UC", "upstream_reset_before_response_started{connection_termination}"
+		ex.flags, ex.details = ex.flags|flagUC, "upstream_reset_before_response_started{connection_termination}"
 		if ex.status == 0 {
 			localReply(w, http.StatusServiceUnavailable, bodyReset)
 		}

@@ -12,6 +12,7 @@ import (
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	tcpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/tcp_proxy/v3"
+	"github.com/envoyproxy/go-control-plane/pkg/wellknown"
 
 	"github.com/meshlab/meshlab/dataplane/router"
 	"github.com/meshlab/meshlab/dataplane/upstream"
@@ -54,6 +55,10 @@ type hcm struct {
 	statPrefix string
 	rds        string
 	inline     *router.Table
+	// fault: the connection manager has envoy.filters.http.fault, so
+	// routes' fault configurations apply (as in Envoy, a per-route
+	// configuration does nothing without the filter).
+	fault bool
 }
 
 type tcpProxy struct {
@@ -234,6 +239,11 @@ func compileChain(fc *listenerv3.FilterChain) (*chain, bool, error) {
 	last := fs[len(fs)-1]
 	if h, ok := xdsclient.HCM(last); ok {
 		c.http = &hcm{statPrefix: h.GetStatPrefix()}
+		for _, f := range h.GetHttpFilters() {
+			if f.GetName() == wellknown.Fault {
+				c.http.fault = true
+			}
+		}
 		switch {
 		case h.GetRds() != nil:
 			c.http.rds = h.GetRds().GetRouteConfigName()

@@ -40,6 +40,12 @@ func (p *Proxy) serveTCP(c *net.TCPConn, ci *connInfo) {
 		flags = "UH"
 		return
 	}
+	if !cl.AcquireConn() {
+		// max_connections reached: Envoy's tcp_proxy closes the connection.
+		flags = "UO"
+		return
+	}
+	defer cl.ReleaseConn()
 	up, err := cl.Dial(p.ctx, ep)
 	if err != nil {
 		flags = "UF"

@@ -49,6 +49,7 @@ type Route struct {
 	regex         *regexp.Regexp
 	caseSensitive bool
 	headers       []headerMatcher
+	query         []queryMatcher
 
 	// Cluster, or Weighted when the route splits traffic.
 	Cluster  string
@@ -59,22 +60,30 @@ type Route struct {
 	Retry   *RetryPolicy
 	// PrefixRewrite replaces the matched prefix when set.
 	PrefixRewrite string
+	RegexRewrite  *RegexRewrite
 	HostRewrite   string
-	// Direct is a direct response, when the route has one.
-	Direct *DirectResponse
+	Mirrors       []Mirror
+	// Direct is a direct response, Redirect a redirect, when the route
+	// has one.
+	Direct   *DirectResponse
+	Redirect *Redirect
+	// Fault is the route's fault filter configuration; the proxy applies
+	// it only where the connection manager has the fault filter.
+	Fault *Fault
+	// Request and Response are the route's header mutations.
+	Request, Response HeaderOps
+	// HashPolicy is the route's hash policy, for hashing load balancers
+	// (see upstream.RequestHash).
+	HashPolicy []*routev3.RouteAction_HashPolicy
 }
 
-// WeightedCluster is one destination of a split.
+// WeightedCluster is one destination of a split, with its own header
+// mutations and host rewrite.
 type WeightedCluster struct {
-	Name   string
-	Weight uint32
-}
-
-// RetryPolicy is the subset of Envoy's retry policy the proxy applies.
-type RetryPolicy struct {
-	RetryOn    string
-	NumRetries int
-	PerTry     time.Duration
+	Name              string
+	Weight            uint32
+	Request, Response HeaderOps
+	HostRewrite       string
 }
 
 // DirectResponse is a route answering by itself.
@@ -84,9 +93,16 @@ type DirectResponse struct {
 }
 
 type headerMatcher struct {
-	name    string // canonical, or a pseudo-header
-	invert  bool
-	present *bool
+	name         string // canonical, or a pseudo-header
+	invert       bool
+	missingEmpty bool // treat_missing_header_as_empty
+	present      *bool
+	str          *stringMatcher
+}
+
+type queryMatcher struct {
+	name    string
+	present bool
 	str     *stringMatcher
 }
 
@@ -178,9 +194,32 @@ func compileRoute(r *routev3.Route) (*Route, error) {
 		}
 		cr.headers = append(cr.headers, hm)
 	}
-	if len(m.GetQueryParameters()) > 0 {
-		return nil, fmt.Errorf("query parameter matches are not supported")
+	for _, q := range m.GetQueryParameters() {
+		qm := queryMatcher{name: q.GetName()}
+		switch s := q.GetQueryParameterMatchSpecifier().(type) {
+		case *routev3.QueryParameterMatcher_PresentMatch:
+			qm.present = s.PresentMatch
+		case *routev3.QueryParameterMatcher_StringMatch:
+			sm, err := compileString(s.StringMatch)
+			if err != nil {
+				return nil, fmt.Errorf("query parameter %q: %w", q.GetName(), err)
+			}
+			qm.str = sm
+		case nil:
+			// Envoy: no specifier means the parameter must be present.
+			qm.present = true
+		default:
+			return nil, fmt.Errorf("query parameter %q: unsupported match %T", q.GetName(), s)
+		}
+		cr.query = append(cr.query, qm)
 	}
+	cr.Request = compileHeaderOps(r.GetRequestHeadersToAdd(), r.GetRequestHeadersToRemove())
+	cr.Response = compileHeaderOps(r.GetResponseHeadersToAdd(), r.GetResponseHeadersToRemove())
+	f, err := compileFault(r.GetTypedPerFilterConfig())
+	if err != nil {
+		return nil, err
+	}
+	cr.Fault = f
 	switch a := r.GetAction().(type) {
 	case *routev3.Route_Route:
 		ra := a.Route
@@ -189,7 +228,12 @@ func compileRoute(r *routev3.Route) (*Route, error) {
 			cr.Cluster = cs.Cluster
 		case *routev3.RouteAction_WeightedClusters:
 			for _, c := range cs.WeightedClusters.GetClusters() {
-				cr.Weighted = append(cr.Weighted, WeightedCluster{Name: c.GetName(), Weight: c.GetWeight().GetValue()})
+				cr.Weighted = append(cr.Weighted, WeightedCluster{
+					Name: c.GetName(), Weight: c.GetWeight().GetValue(),
+					Request:     compileHeaderOps(c.GetRequestHeadersToAdd(), c.GetRequestHeadersToRemove()),
+					Response:    compileHeaderOps(c.GetResponseHeadersToAdd(), c.GetResponseHeadersToRemove()),
+					HostRewrite: c.GetHostRewriteLiteral(),
+				})
 				cr.total += c.GetWeight().GetValue()
 			}
 			if tw := cs.WeightedClusters.GetTotalWeight(); tw != nil && tw.GetValue() > 0 {
@@ -206,16 +250,25 @@ func compileRoute(r *routev3.Route) (*Route, error) {
 			cr.Timeout = to.AsDuration()
 		}
 		if rp := ra.GetRetryPolicy(); rp != nil {
-			n := 1
-			if rp.GetNumRetries() != nil {
-				n = int(rp.GetNumRetries().GetValue())
+			if cr.Retry, err = compileRetry(rp); err != nil {
+				return nil, err
 			}
-			cr.Retry = &RetryPolicy{RetryOn: rp.GetRetryOn(), NumRetries: n, PerTry: rp.GetPerTryTimeout().AsDuration()}
 		}
 		cr.PrefixRewrite = ra.GetPrefixRewrite()
+		if cr.RegexRewrite, err = compileRegexRewrite(ra); err != nil {
+			return nil, err
+		}
 		cr.HostRewrite = ra.GetHostRewriteLiteral()
+		cr.Mirrors = compileMirrors(ra.GetRequestMirrorPolicies())
+		cr.HashPolicy = ra.GetHashPolicy()
 	case *routev3.Route_DirectResponse:
-		cr.Direct = &DirectResponse{Status: int(a.DirectResponse.GetStatus()), Body: a.DirectResponse.GetBody().GetInlineString()}
+		body := a.DirectResponse.GetBody()
+		cr.Direct = &DirectResponse{Status: int(a.DirectResponse.GetStatus()), Body: body.GetInlineString()}
+		if b := body.GetInlineBytes(); b != nil {
+			cr.Direct.Body = string(b)
+		}
+	case *routev3.Route_Redirect:
+		cr.Redirect = compileRedirect(a.Redirect)
 	default:
 		return nil, fmt.Errorf("unsupported route action %T", a)
 	}
@@ -223,7 +276,7 @@ func compileRoute(r *routev3.Route) (*Route, error) {
 }
 
 func compileHeader(h *routev3.HeaderMatcher) (headerMatcher, error) {
-	hm := headerMatcher{name: h.GetName(), invert: h.GetInvertMatch()}
+	hm := headerMatcher{name: h.GetName(), invert: h.GetInvertMatch(), missingEmpty: h.GetTreatMissingHeaderAsEmpty()}
 	if !strings.HasPrefix(hm.name, ":") {
 		hm.name = http.CanonicalHeaderKey(hm.name)
 	}
@@ -380,16 +433,43 @@ func (rt *Route) matches(path string, r *http.Request) bool {
 			return false
 		}
 	}
+	for i := range rt.query {
+		if !rt.query[i].matches(r.URL.RawQuery) {
+			return false
+		}
+	}
 	return true
+}
+
+// matches looks the parameter up in the raw query, undecoded, as Envoy
+// does; the first occurrence counts.
+func (q *queryMatcher) matches(raw string) bool {
+	for raw != "" {
+		var kv string
+		kv, raw, _ = strings.Cut(raw, "&")
+		k, v, _ := strings.Cut(kv, "=")
+		if k != q.name {
+			continue
+		}
+		if q.str == nil {
+			return q.present
+		}
+		return q.str.match(v)
+	}
+	return false
 }
 
 func (h *headerMatcher) matches(r *http.Request) bool {
 	v, ok := headerValue(r, h.name)
+	if !ok && h.missingEmpty {
+		v, ok = "", true
+	}
 	if !ok {
-		// Envoy: a missing header matches only an inverted matcher
-		// (other than present) or present_match: false.
+		// Envoy (HeaderUtility::matchHeaders): a missing header matches
+		// only a present_match that it negates; an inverted string match
+		// needs treat_missing_header_as_empty to match a missing header.
 		if h.invert {
-			return h.present == nil
+			return h.present != nil && *h.present
 		}
 		return h.present != nil && !*h.present
 	}
@@ -411,6 +491,9 @@ func headerValue(r *http.Request, name string) (string, bool) {
 	case ":path":
 		return r.URL.RequestURI(), true
 	case ":scheme":
+		if r.TLS != nil {
+			return "https", true
+		}
 		return "http", true
 	}
 	vs, ok := r.Header[name]
@@ -426,17 +509,26 @@ func headerValue(r *http.Request, name string) (string, bool) {
 // PickCluster returns the route's cluster, choosing among weighted
 // clusters at random by weight.
 func (rt *Route) PickCluster() string {
+	name, _ := rt.Pick()
+	return name
+}
+
+// Pick returns the route's cluster and, for a split, the weighted
+// cluster chosen at random by weight.
+func (rt *Route) Pick() (string, *WeightedCluster) {
 	if rt.Weighted == nil {
-		return rt.Cluster
+		return rt.Cluster, nil
 	}
 	n := rand.Uint32N(rt.total)
-	for _, w := range rt.Weighted {
+	for i := range rt.Weighted {
+		w := &rt.Weighted[i]
 		if n < w.Weight {
-			return w.Name
+			return w.Name, w
 		}
 		n -= w.Weight
 	}
-	return rt.Weighted[len(rt.Weighted)-1].Name
+	w := &rt.Weighted[len(rt.Weighted)-1]
+	return w.Name, w
 }
 
 // MatchedPrefix is the route's prefix match, if it matches by prefix.

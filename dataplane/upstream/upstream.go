@@ -1,16 +1,19 @@
 // Package upstream owns the proxy's clusters: their endpoints, load
-// balancing, connect timeouts and the pooled HTTP transports that carry
-// requests to them.
+// balancing (round robin, least request, random, ring hash, maglev,
+// original destination), circuit breaking, outlier detection, connect
+// timeouts and the pooled HTTP transports that carry requests to them, all
+// with Envoy's semantics.
 package upstream
 
 import (
 	"context"
 	"fmt"
-	"math/rand/v2"
+	"math"
 	"net"
 	"net/http"
 	"net/netip"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -27,6 +30,14 @@ const InboundPassthrough = "InboundPassthroughClusterIpv4"
 
 const defaultConnectTimeout = 5 * time.Second
 
+// Envoy's defaults for a cluster without a common_lb_config.
+const (
+	defaultPanicThreshold = 50.0
+	defaultMinRingSize    = 1024
+	defaultMaxRingSize    = 8 << 20
+	defaultMaglevSize     = 65537
+)
+
 // Endpoint is one upstream host.
 type Endpoint struct {
 	// Addr is host:port, ready to dial.
@@ -37,10 +48,28 @@ type Endpoint struct {
 	Total atomic.Uint64
 	// Fails counts connect failures.
 	Fails atomic.Uint64
+
+	// Outlier detection: the counters are touched per response; the rest
+	// only under the cluster's mutex.
+	consecutive5xx     atomic.Uint32
+	consecutiveGateway atomic.Uint32
+	ejected            atomic.Bool
+	ejectedAt          time.Time
+	backoff            uint32 // ejection time multiplier
+	Ejections          atomic.Uint64
+}
+
+// Ejected reports whether outlier detection has ejected the endpoint.
+func (e *Endpoint) Ejected() bool { return e.ejected.Load() }
+
+// Options tune a cluster beyond its configuration; tests inject a clock.
+type Options struct {
+	// Now is the clock outlier detection reads; time.Now by default.
+	Now func() time.Time
 }
 
 // Cluster is a runtime cluster. Its configuration is fixed; its endpoints
-// change with EDS.
+// change with EDS and its healthy set with outlier detection.
 type Cluster struct {
 	Name           string
 	Config         *clusterv3.Cluster
@@ -49,11 +78,28 @@ type Cluster struct {
 	OriginalDst bool
 	HTTP2       bool
 	policy      clusterv3.Cluster_LbPolicy
+	// panicThreshold is the healthy percentage below which the cluster
+	// balances over every host, ejected or not (0 disables it).
+	panicThreshold float64
+	minRing        uint64
+	maxRing        uint64
+	maglevSize     uint64
+	choices        int // least request choice count
 
+	mu        sync.Mutex // serializes endpoint and health changes
 	endpoints atomic.Pointer[[]*Endpoint]
+	lb        atomic.Pointer[lbSet]
 	rr        atomic.Uint64
-	// Transport pools HTTP connections to the cluster's endpoints.
-	Transport *http.Transport
+
+	// Limits are the circuit breaker thresholds of the default priority.
+	Limits Thresholds
+	cb     breaker
+	od     *detector // nil without outlier detection
+	now    func() time.Time
+
+	// Transport pools HTTP connections to the cluster's endpoints, under
+	// the cluster's circuit breakers, reporting to outlier detection.
+	Transport *Transport
 	dialer    net.Dialer
 
 	// Stats.
@@ -63,12 +109,24 @@ type Cluster struct {
 }
 
 // New builds a cluster from c (endpoints come from SetEndpoints).
-func New(c *clusterv3.Cluster) (*Cluster, error) {
+func New(c *clusterv3.Cluster) (*Cluster, error) { return NewWithOptions(c, Options{}) }
+
+// NewWithOptions is New with options.
+func NewWithOptions(c *clusterv3.Cluster, o Options) (*Cluster, error) {
 	cl := &Cluster{
 		Name:           c.GetName(),
 		Config:         c,
 		ConnectTimeout: defaultConnectTimeout,
 		policy:         c.GetLbPolicy(),
+		panicThreshold: defaultPanicThreshold,
+		minRing:        defaultMinRingSize,
+		maxRing:        defaultMaxRingSize,
+		maglevSize:     defaultMaglevSize,
+		choices:        2,
+		now:            o.Now,
+	}
+	if cl.now == nil {
+		cl.now = time.Now
 	}
 	if ct := c.GetConnectTimeout(); ct != nil {
 		cl.ConnectTimeout = ct.AsDuration()
@@ -83,63 +141,98 @@ func New(c *clusterv3.Cluster) (*Cluster, error) {
 	if c.GetClusterType() != nil {
 		return nil, fmt.Errorf("cluster %q: custom cluster types are not supported", c.GetName())
 	}
-	switch cl.policy {
-	case clusterv3.Cluster_ROUND_ROBIN, clusterv3.Cluster_RANDOM, clusterv3.Cluster_LEAST_REQUEST, clusterv3.Cluster_CLUSTER_PROVIDED:
-	default:
-		// Other policies (ring hash, maglev) degrade to round robin.
-		cl.policy = clusterv3.Cluster_ROUND_ROBIN
+	if err := cl.lbConfig(c); err != nil {
+		return nil, fmt.Errorf("cluster %q: %w", c.GetName(), err)
 	}
 	if c.GetTransportSocket() != nil {
 		return nil, fmt.Errorf("cluster %q: transport sockets (TLS) are not supported", c.GetName())
 	}
-	h2, err := wantsHTTP2(c)
+	hpo, err := httpOptions(c)
 	if err != nil {
 		return nil, fmt.Errorf("cluster %q: %w", c.GetName(), err)
 	}
-	cl.HTTP2 = h2
+	cl.HTTP2 = c.GetHttp2ProtocolOptions() != nil || hpo.GetExplicitHttpConfig().GetHttp2ProtocolOptions() != nil
+	cl.Limits = thresholds(c.GetCircuitBreakers())
+	cl.cb.init(cl.Limits, !cl.HTTP2)
+	if od := c.GetOutlierDetection(); od != nil {
+		cl.od = newDetector(od, cl.now())
+	}
+	cl.dialer = net.Dialer{Timeout: cl.ConnectTimeout, KeepAlive: 30 * time.Second}
+	if ka := c.GetUpstreamConnectionOptions().GetTcpKeepalive(); ka != nil {
+		// An empty tcp_keepalive means SO_KEEPALIVE with the OS defaults.
+		kc := net.KeepAliveConfig{Enable: true, Idle: -1, Interval: -1, Count: -1}
+		if v := ka.GetKeepaliveTime(); v != nil {
+			kc.Idle = time.Duration(v.GetValue()) * time.Second
+		}
+		if v := ka.GetKeepaliveInterval(); v != nil {
+			kc.Interval = time.Duration(v.GetValue()) * time.Second
+		}
+		if v := ka.GetKeepaliveProbes(); v != nil {
+			kc.Count = int(v.GetValue())
+		}
+		cl.dialer.KeepAlive = 0
+		cl.dialer.KeepAliveConfig = kc
+	}
+	cl.Transport = newTransport(cl, hpo.GetCommonHttpProtocolOptions())
 	if la := c.GetLoadAssignment(); la != nil {
 		cl.SetEndpoints(la)
 	} else {
 		cl.endpoints.Store(new([]*Endpoint))
-	}
-	cl.dialer = net.Dialer{Timeout: cl.ConnectTimeout, KeepAlive: 30 * time.Second}
-	cl.Transport = &http.Transport{
-		DialContext:           cl.dialHTTP,
-		MaxIdleConns:          0,
-		MaxIdleConnsPerHost:   256,
-		IdleConnTimeout:       time.Hour,
-		ResponseHeaderTimeout: 0,
-		ExpectContinueTimeout: time.Second,
-		DisableCompression:    true,
-		Protocols:             new(http.Protocols),
-	}
-	if h2 {
-		cl.Transport.Protocols.SetUnencryptedHTTP2(true)
-	} else {
-		cl.Transport.Protocols.SetHTTP1(true)
+		cl.lb.Store(&lbSet{})
 	}
 	return cl, nil
 }
 
-// wantsHTTP2 reads the cluster's upstream protocol, from the deprecated
-// http2_protocol_options or the envoy.extensions.upstreams.http.v3 options.
-func wantsHTTP2(c *clusterv3.Cluster) (bool, error) {
-	if c.GetHttp2ProtocolOptions() != nil {
-		return true, nil
+// lbConfig reads the load balancing policy and its settings.
+func (cl *Cluster) lbConfig(c *clusterv3.Cluster) error {
+	switch cl.policy {
+	case clusterv3.Cluster_ROUND_ROBIN, clusterv3.Cluster_RANDOM, clusterv3.Cluster_CLUSTER_PROVIDED:
+	case clusterv3.Cluster_LEAST_REQUEST:
+		if n := c.GetLeastRequestLbConfig().GetChoiceCount(); n != nil && n.GetValue() >= 2 {
+			cl.choices = int(n.GetValue())
+		}
+	case clusterv3.Cluster_RING_HASH:
+		rh := c.GetRingHashLbConfig()
+		if v := rh.GetMinimumRingSize(); v != nil {
+			cl.minRing = v.GetValue()
+		}
+		if v := rh.GetMaximumRingSize(); v != nil {
+			cl.maxRing = v.GetValue()
+		}
+		if cl.minRing == 0 || cl.minRing > cl.maxRing {
+			return fmt.Errorf("ring hash: minimum ring size %d not within 1..%d", cl.minRing, cl.maxRing)
+		}
+	case clusterv3.Cluster_MAGLEV:
+		if v := c.GetMaglevLbConfig().GetTableSize(); v != nil {
+			cl.maglevSize = v.GetValue()
+		}
+		if !isPrime(cl.maglevSize) || cl.maglevSize > 5000011 {
+			return fmt.Errorf("maglev: table size %d must be a prime up to 5000011", cl.maglevSize)
+		}
+	default:
+		return fmt.Errorf("unsupported lb_policy %s", cl.policy)
 	}
+	if cl.OriginalDst && cl.policy != clusterv3.Cluster_CLUSTER_PROVIDED {
+		return fmt.Errorf("ORIGINAL_DST needs lb_policy CLUSTER_PROVIDED, not %s", cl.policy)
+	}
+	if p := c.GetCommonLbConfig().GetHealthyPanicThreshold(); p != nil {
+		cl.panicThreshold = p.GetValue()
+	}
+	return nil
+}
+
+// httpOptions decodes the envoy.extensions.upstreams.http.v3 options, if any.
+func httpOptions(c *clusterv3.Cluster) (*httpv3.HttpProtocolOptions, error) {
 	a, ok := c.GetTypedExtensionProtocolOptions()["envoy.extensions.upstreams.http.v3.HttpProtocolOptions"]
 	if !ok {
-		return false, nil
+		return nil, nil
 	}
 	var o httpv3.HttpProtocolOptions
 	if err := a.UnmarshalTo(&o); err != nil {
-		return false, fmt.Errorf("decode http protocol options: %w", err)
-	}
-	if e := o.GetExplicitHttpConfig(); e != nil {
-		return e.GetHttp2ProtocolOptions() != nil, nil
+		return nil, fmt.Errorf("decode http protocol options: %w", err)
 	}
 	// use_downstream_protocol and auto fall back to HTTP/1.1 here.
-	return false, nil
+	return &o, nil
 }
 
 // Same reports whether c would build the same cluster as cl.
@@ -148,8 +241,11 @@ func (cl *Cluster) Same(c *clusterv3.Cluster) bool {
 }
 
 // SetEndpoints replaces the endpoints from a load assignment, skipping
-// hosts marked unhealthy, draining or timed out.
+// hosts marked unhealthy, draining or timed out. Hosts that stay keep
+// their statistics and outlier state, as Envoy's do.
 func (cl *Cluster) SetEndpoints(la *endpointv3.ClusterLoadAssignment) {
+	cl.mu.Lock()
+	defer cl.mu.Unlock()
 	old := cl.endpoints.Load()
 	byAddr := map[string]*Endpoint{}
 	if old != nil {
@@ -172,11 +268,13 @@ func (cl *Cluster) SetEndpoints(la *endpointv3.ClusterLoadAssignment) {
 			e := byAddr[addr]
 			if e == nil {
 				e = &Endpoint{Addr: addr}
+				byAddr[addr] = e
 			}
 			eps = append(eps, e)
 		}
 	}
 	cl.endpoints.Store(&eps)
+	cl.rebuild()
 }
 
 // Endpoints returns the current endpoints.
@@ -184,10 +282,28 @@ func (cl *Cluster) Endpoints() []*Endpoint {
 	return *cl.endpoints.Load()
 }
 
-// Pick chooses an endpoint by the cluster's policy. For original
+// Healthy returns how many endpoints are not ejected.
+func (cl *Cluster) Healthy() int {
+	n := 0
+	for _, e := range cl.Endpoints() {
+		if !e.Ejected() {
+			n++
+		}
+	}
+	return n
+}
+
+// Pick chooses an endpoint by the cluster's policy, without a request
+// hash (hashing policies then pick at random, as Envoy does). For original
 // destination clusters it returns the original destination (orig), which
 // must then be valid. It returns nil when there is no healthy upstream.
 func (cl *Cluster) Pick(orig netip.AddrPort) *Endpoint {
+	return cl.PickHash(orig, 0, false)
+}
+
+// PickHash is Pick with the request's hash (when hashed) for the ring hash
+// and maglev policies; other policies ignore it.
+func (cl *Cluster) PickHash(orig netip.AddrPort, hash uint64, hashed bool) *Endpoint {
 	if cl.OriginalDst {
 		if !orig.IsValid() {
 			return nil
@@ -197,44 +313,24 @@ func (cl *Cluster) Pick(orig netip.AddrPort) *Endpoint {
 		}
 		return &Endpoint{Addr: orig.String()}
 	}
-	eps := *cl.endpoints.Load()
-	switch len(eps) {
-	case 0:
-		return nil
-	case 1:
-		return eps[0]
+	if cl.od != nil {
+		cl.sweep()
 	}
-	switch cl.policy {
-	case clusterv3.Cluster_RANDOM:
-		return eps[rand.IntN(len(eps))]
-	case clusterv3.Cluster_LEAST_REQUEST:
-		// Envoy's default: the better of two random choices.
-		a, b := eps[rand.IntN(len(eps))], eps[rand.IntN(len(eps))]
-		if b.Active.Load() < a.Active.Load() {
-			return b
-		}
-		return a
-	default:
-		return eps[(cl.rr.Add(1)-1)%uint64(len(eps))]
-	}
+	return cl.lb.Load().pick(cl, hash, hashed)
 }
 
-// Dial connects to e within the cluster's connect timeout.
+// Dial connects to e within the cluster's connect timeout. A failure
+// counts against e's outlier detection as a gateway error, as Envoy
+// counts locally originated failures when it does not split them.
 func (cl *Cluster) Dial(ctx context.Context, e *Endpoint) (net.Conn, error) {
 	c, err := cl.dialer.DialContext(ctx, "tcp", e.Addr)
 	if err != nil {
 		cl.ConnectFails.Add(1)
 		e.Fails.Add(1)
+		cl.Observe(e, http.StatusServiceUnavailable)
+		return nil, err
 	}
-	return c, err
-}
-
-func (cl *Cluster) dialHTTP(ctx context.Context, network, addr string) (net.Conn, error) {
-	c, err := cl.dialer.DialContext(ctx, network, addr)
-	if err != nil {
-		cl.ConnectFails.Add(1)
-	}
-	return c, err
+	return c, nil
 }
 
 // Close drops the cluster's idle pooled connections; requests in flight
@@ -242,3 +338,18 @@ func (cl *Cluster) dialHTTP(ctx context.Context, network, addr string) (net.Conn
 func (cl *Cluster) Close() {
 	cl.Transport.CloseIdleConnections()
 }
+
+func isPrime(n uint64) bool {
+	if n < 2 {
+		return false
+	}
+	for d := uint64(2); d*d <= n; d++ {
+		if n%d == 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// unlimited is how Istio spells "no limit" in circuit breakers.
+const unlimited = math.MaxUint32

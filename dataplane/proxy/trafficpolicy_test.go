@@ -1,0 +1,265 @@
+package proxy
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"log/slog"
+	"math"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/netip"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
+	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/wrapperspb"
+
+	"github.com/meshlab/meshlab/dataplane/xdsclient"
+)
+
+// policyLog is an access log sink tests can read while the proxy writes.
+type policyLog struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *policyLog) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+func (s *policyLog) String() string { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
+
+// startPolicyProxy is startProxy with an access log.
+func startPolicyProxy(t testing.TB, cpAddr string) (*testProxy, *policyLog) {
+	t.Helper()
+	log := &policyLog{}
+	p := New(Config{Node: &corev3.Node{Id: testNode}, Logger: slog.New(slog.DiscardHandler), DrainTimeout: 2 * time.Second, AccessLog: log})
+	c := xdsclient.New(xdsclient.Config{
+		Address: cpAddr, Node: &corev3.Node{Id: testNode},
+		Check: p.Check, OnUpdate: p.Apply,
+		Logger:     slog.New(slog.DiscardHandler),
+		MinBackoff: 20 * time.Millisecond, MaxBackoff: 200 * time.Millisecond,
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() { defer wg.Done(); c.Run(ctx) }()
+	go func() { defer wg.Done(); p.Run(ctx) }()
+	t.Cleanup(func() { cancel(); wg.Wait() })
+	return &testProxy{Proxy: p, client: c}, log
+}
+
+// handlerBackend serves h on a loopback address.
+func handlerBackend(t testing.TB, ip string, h http.HandlerFunc) netip.AddrPort {
+	t.Helper()
+	ln, err := net.Listen("tcp", ip+":0")
+	if err != nil {
+		t.Fatalf("listen backend: %v", err)
+	}
+	s := httptest.NewUnstartedServer(h)
+	s.Listener.Close()
+	s.Listener = ln
+	s.Start()
+	t.Cleanup(s.Close)
+	return netip.MustParseAddrPort(ln.Addr().String())
+}
+
+// istioCluster is an EDS cluster as the control plane emits it for a
+// DestinationRule: least request, Istio's unlimited default thresholds
+// unless set, outlier detection and panic threshold when given.
+func istioCluster(name string, th *clusterv3.CircuitBreakers_Thresholds, od *clusterv3.OutlierDetection) *clusterv3.Cluster {
+	c := edsCluster(name)
+	c.LbPolicy = clusterv3.Cluster_LEAST_REQUEST
+	if th == nil {
+		th = &clusterv3.CircuitBreakers_Thresholds{MaxConnections: wrapperspb.UInt32(math.MaxUint32), MaxPendingRequests: wrapperspb.UInt32(math.MaxUint32),
+			MaxRequests: wrapperspb.UInt32(math.MaxUint32), MaxRetries: wrapperspb.UInt32(math.MaxUint32)}
+	}
+	c.CircuitBreakers = &clusterv3.CircuitBreakers{Thresholds: []*clusterv3.CircuitBreakers_Thresholds{th}}
+	if od != nil {
+		c.OutlierDetection = od
+		c.CommonLbConfig = &clusterv3.Cluster_CommonLbConfig{HealthyPanicThreshold: &typev3.Percent{Value: 0}}
+	}
+	return c
+}
+
+func getBody(t testing.TB, c *http.Client, url string) (int, string) {
+	t.Helper()
+	resp, err := c.Get(url)
+	if err != nil {
+		t.Errorf("GET %s: %v", url, err)
+		return 0, ""
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+// TestCircuitBreakingOverflow follows Istio's circuit breaking task:
+// connectionPool tcp.maxConnections 1 and http.http1MaxPendingRequests 1,
+// under concurrent load, answer some requests 503 with flag UO.
+func TestCircuitBreakingOverflow(t *testing.T) {
+	hold := make(chan struct{})
+	arrived := make(chan struct{}, 16)
+	be := handlerBackend(t, "127.0.0.2", func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/hold" {
+			arrived <- struct{}{}
+			<-hold
+		} else {
+			time.Sleep(2 * time.Millisecond)
+		}
+		io.WriteString(w, "ok")
+	})
+	cp := newControlPlane(t, "127.0.0.1:0")
+	th := &clusterv3.CircuitBreakers_Thresholds{MaxConnections: wrapperspb.UInt32(1), MaxPendingRequests: wrapperspb.UInt32(1),
+		MaxRequests: wrapperspb.UInt32(math.MaxUint32), MaxRetries: wrapperspb.UInt32(math.MaxUint32)}
+	rc := &routev3.RouteConfiguration{Name: "http.8080", VirtualHosts: []*routev3.VirtualHost{{Name: "httpbin", Domains: []string{"*"},
+		Routes: []*routev3.Route{{Match: prefix("/"), Action: toCluster("httpbin")}}}}}
+	cp.set("1", gatewayListener("0.0.0.0_8080", "http.8080"), rc, istioCluster("httpbin", th, nil), cla("httpbin", be))
+	p, log := startPolicyProxy(t, cp.addr)
+	url := "http://" + p.addr(t, "0.0.0.0_8080")
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
+	defer client.CloseIdleConnections()
+
+	// One request holds the connection, one waits for it, the third
+	// overflows the pending queue.
+	var wg sync.WaitGroup
+	codes := make(chan int, 2)
+	wg.Add(1)
+	go func() { defer wg.Done(); c, _ := getBody(t, client, url+"/hold"); codes <- c }()
+	<-arrived
+	wg.Add(1)
+	go func() { defer wg.Done(); c, _ := getBody(t, client, url+"/hold"); codes <- c }()
+	waitFor(t, "a pending request", func() bool { return p.rt.Load().clusters["httpbin"].PendingRequests() == 1 })
+	code, body := getBody(t, client, url+"/")
+	if code != http.StatusServiceUnavailable || body != bodyOverflow {
+		t.Errorf("third request: %d %q, want 503 %q", code, body, bodyOverflow)
+	}
+	close(hold)
+	wg.Wait()
+	for range 2 {
+		if c := <-codes; c != http.StatusOK {
+			t.Errorf("held request answered %d, want 200", c)
+		}
+	}
+
+	// fortio-like: 8 connections, 10 requests each.
+	var mu sync.Mutex
+	got := map[int]int{}
+	for range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range 10 {
+				c, _ := getBody(t, client, url+"/get")
+				mu.Lock()
+				got[c]++
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	if got[200] == 0 || got[503] == 0 || got[200]+got[503] != 80 {
+		t.Errorf("codes %v: want some 200 and some 503, nothing else", got)
+	}
+	if n := p.rt.Load().clusters["httpbin"].Overflows(); n != uint64(got[503]+1) {
+		t.Errorf("cluster counted %d overflows, want %d", n, got[503]+1)
+	}
+	p.accessLog.Flush()
+	if n := strings.Count(log.String(), " 503 UO upstream_reset_before_response_started{overflow} "); n != got[503]+1 {
+		t.Errorf("access log has %d 503 UO lines, want %d:\n%s", n, got[503]+1, log.String())
+	}
+}
+
+// TestOutlierDetection follows the walkthrough's circuit breaker: a
+// DestinationRule with outlierDetection consecutive5xxErrors 1,
+// baseEjectionTime 1m, maxEjectionPercent 100 over a service with a
+// normal and a poison (500) version. Routed to the service, the first
+// error ejects the poison pod and every answer after it is "3"; routed
+// 50/50 to the two subsets, the poison subset's only host is ejected and
+// its half answers 503 "no healthy upstream" (flag UH), while the normal
+// subset keeps answering.
+func TestOutlierDetection(t *testing.T) {
+	normal := handlerBackend(t, "127.0.0.2", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "3") })
+	poison := handlerBackend(t, "127.0.0.3", func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusInternalServerError)
+		io.WriteString(w, `{"status":500,"error":"Internal Server Error"}`)
+	})
+	od := &clusterv3.OutlierDetection{
+		Consecutive_5Xx: wrapperspb.UInt32(1), EnforcingConsecutive_5Xx: wrapperspb.UInt32(100), EnforcingSuccessRate: wrapperspb.UInt32(0),
+		Interval: durationpb.New(10 * time.Second), BaseEjectionTime: durationpb.New(time.Minute), MaxEjectionPercent: wrapperspb.UInt32(100),
+	}
+	const (
+		all    = "outbound|8080||calc-service.spring.svc.cluster.local"
+		normC  = "outbound|8080|normal|calc-service.spring.svc.cluster.local"
+		poisoC = "outbound|8080|poison|calc-service.spring.svc.cluster.local"
+	)
+	tests := []struct {
+		name   string
+		action *routev3.Route_Route
+		// want maps each body seen to whether it may be seen after the
+		// first error.
+		after map[string]bool
+	}{
+		{"service", toCluster(all), map[string]bool{"3": true}},
+		{"subsets 50/50", &routev3.Route_Route{Route: &routev3.RouteAction{Timeout: durationpb.New(0), ClusterSpecifier: &routev3.RouteAction_WeightedClusters{
+			WeightedClusters: &routev3.WeightedCluster{TotalWeight: wrapperspb.UInt32(100), Clusters: []*routev3.WeightedCluster_ClusterWeight{
+				{Name: normC, Weight: wrapperspb.UInt32(50)}, {Name: poisoC, Weight: wrapperspb.UInt32(50)}}}}}},
+			map[string]bool{"3": true, bodyNoHealthy: true}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			cp := newControlPlane(t, "127.0.0.1:0")
+			rc := &routev3.RouteConfiguration{Name: "http.8080", VirtualHosts: []*routev3.VirtualHost{{Name: "calc", Domains: []string{"*"},
+				Routes: []*routev3.Route{{Match: prefix("/"), Action: tc.action}}}}}
+			cp.set("1", gatewayListener("0.0.0.0_8080", "http.8080"), rc,
+				istioCluster(all, nil, od), istioCluster(normC, nil, od), istioCluster(poisoC, nil, od),
+				cla(all, normal, poison), cla(normC, normal), cla(poisoC, poison))
+			p, log := startPolicyProxy(t, cp.addr)
+			url := "http://" + p.addr(t, "0.0.0.0_8080") + "/calculating/1/2"
+			client := &http.Client{}
+			defer client.CloseIdleConnections()
+
+			errors, seen := 0, map[string]int{}
+			for range 60 {
+				code, body := getBody(t, client, url)
+				switch {
+				case code == http.StatusInternalServerError:
+					errors++
+					if errors > 1 {
+						t.Fatalf("second 500 after the poison host was ejected (seen %v)", seen)
+					}
+				case errors == 0 && code == http.StatusOK:
+					// before the first error
+				case !tc.after[body]:
+					t.Fatalf("after the first error: %d %q", code, body)
+				case body == bodyNoHealthy && code != http.StatusServiceUnavailable:
+					t.Fatalf("no healthy upstream with code %d", code)
+				}
+				if errors > 0 {
+					seen[body]++
+				}
+			}
+			if errors != 1 {
+				t.Fatalf("%d errors, want exactly 1 (the poison host is ejected by it)", errors)
+			}
+			for body := range tc.after {
+				if seen[body] == 0 {
+					t.Errorf("never saw %q after the error (saw %v)", body, seen)
+				}
+			}
+			p.accessLog.Flush()
+			if n, want := strings.Count(log.String(), " 503 UH no_healthy_upstream "), seen[bodyNoHealthy]; n != want {
+				t.Errorf("access log has %d 503 UH lines, want %d", n, want)
+			}
+		})
+	}
+}
