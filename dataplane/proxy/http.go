@@ -330,9 +330,6 @@ func (rt roundTripper) RoundTrip(req *http.Request) (*http.Response, error) {
 		}
 		resp, err := cl.Transport.RoundTrip(areq)
 		ep.Active.Add(-1)
-		if attempt > 0 {
-			cl.ReleaseRetry() // max_retries counts retries in flight
-		}
 		ex.upstreamDur = time.Since(start)
 		ex.failure = router.NoFailure
 		status, grpcStatus := 0, ""
@@ -356,10 +353,15 @@ func (rt roundTripper) RoundTrip(req *http.Request) (*http.Response, error) {
 			ex.flags |= flagURX
 			retry = false
 		}
-		if retry && !cl.AcquireRetry() {
-			// The retry circuit breaker tripped: no retry, flag UO.
-			ex.flags |= flagUO
-			retry = false
+		if retry {
+			// max_retries bounds the retries in flight: a tripped retry
+			// circuit breaker means no retry, flag UO.
+			if !cl.AcquireRetry() {
+				ex.flags |= flagUO
+				retry = false
+			} else {
+				defer cl.ReleaseRetry()
+			}
 		}
 		if !retry {
 			if cancel != nil {

@@ -263,3 +263,62 @@ func TestOutlierDetection(t *testing.T) {
 		})
 	}
 }
+
+// TestConsistentHash: a DestinationRule's consistentHash, as a RING_HASH
+// cluster and hash policies on the route, keeps a user on one host; a
+// cookie policy with a ttl hands out the cookie, which then sticks.
+func TestConsistentHash(t *testing.T) {
+	var eps []netip.AddrPort
+	for _, ip := range []string{"127.0.0.2", "127.0.0.3", "127.0.0.4"} {
+		_, a := backend(t, ip, ip)
+		eps = append(eps, a)
+	}
+	c := istioCluster("reviews", nil, nil)
+	c.LbPolicy = clusterv3.Cluster_RING_HASH
+	c.LbConfig = &clusterv3.Cluster_RingHashLbConfig_{RingHashLbConfig: &clusterv3.Cluster_RingHashLbConfig{MinimumRingSize: wrapperspb.UInt64(1024)}}
+	route := func(domain string, hp *routev3.RouteAction_HashPolicy) *routev3.VirtualHost {
+		a := toCluster("reviews")
+		a.Route.HashPolicy = []*routev3.RouteAction_HashPolicy{hp}
+		return &routev3.VirtualHost{Name: domain, Domains: []string{domain}, Routes: []*routev3.Route{{Match: prefix("/"), Action: a}}}
+	}
+	rc := &routev3.RouteConfiguration{Name: "http.8080", VirtualHosts: []*routev3.VirtualHost{
+		route("header.example.com", &routev3.RouteAction_HashPolicy{PolicySpecifier: &routev3.RouteAction_HashPolicy_Header_{Header: &routev3.RouteAction_HashPolicy_Header{HeaderName: "x-user"}}}),
+		route("cookie.example.com", &routev3.RouteAction_HashPolicy{PolicySpecifier: &routev3.RouteAction_HashPolicy_Cookie_{Cookie: &routev3.RouteAction_HashPolicy_Cookie{Name: "user", Ttl: durationpb.New(time.Hour), Path: "/"}}}),
+	}}
+	cp := newControlPlane(t, "127.0.0.1:0")
+	cp.set("1", gatewayListener("0.0.0.0_8080", "http.8080"), rc, c, cla("reviews", eps...))
+	p := startProxy(t, cp.addr, nil)
+	addr := p.addr(t, "0.0.0.0_8080")
+	client := &http.Client{}
+	defer client.CloseIdleConnections()
+
+	hosts := map[string]bool{}
+	for _, user := range []string{"jason", "bob", "alice", "carol", "dave", "erin", "frank", "grace"} {
+		_, first, _ := get(t, client, addr, "header.example.com", "/", "x-user", user)
+		hosts[first] = true
+		for range 5 {
+			if _, got, _ := get(t, client, addr, "header.example.com", "/", "x-user", user); got != first {
+				t.Fatalf("user %s: served by %s, then %s", user, first, got)
+			}
+		}
+	}
+	if len(hosts) < 2 {
+		t.Errorf("8 users all on %v: the hash does not spread", hosts)
+	}
+
+	_, first, h := get(t, client, addr, "cookie.example.com", "/")
+	sc := h.Get("Set-Cookie")
+	if !strings.HasPrefix(sc, `user="`) || !strings.HasSuffix(sc, "; Max-Age=3600; Path=/; HttpOnly") {
+		t.Fatalf("Set-Cookie %q, want Envoy's generated cookie", sc)
+	}
+	cookie := strings.SplitN(sc, ";", 2)[0]
+	for range 5 {
+		_, got, h := get(t, client, addr, "cookie.example.com", "/", "Cookie", cookie)
+		if got != first {
+			t.Fatalf("with cookie %s: served by %s, first by %s", cookie, got, first)
+		}
+		if h.Get("Set-Cookie") != "" {
+			t.Fatalf("cookie sent, yet another set: %q", h.Get("Set-Cookie"))
+		}
+	}
+}
