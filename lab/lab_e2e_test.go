@@ -1,44 +1,28 @@
 package lab_test
 
 import (
-	"bytes"
-	"context"
 	"encoding/json"
-	"fmt"
-	"io"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/meshlab/meshlab/lab"
+	"github.com/meshlab/meshlab/lab/labtest"
 	"github.com/meshlab/meshlab/lab/local"
 )
 
 // TestLab brings the local lab up from the built binary as a person would,
 // uses it, and takes it down, checking that nothing is left.
 func TestLab(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("the local runtime needs root")
-	}
-	if testing.Short() {
-		t.Skip("end-to-end lab test skipped in -short mode")
-	}
-	bin := buildMeshlab(t)
-	state := t.TempDir()
+	labtest.Skip(t)
+	l := labtest.New(t, "..")
+	bin, state, run, mustRun := l.Bin, l.State, l.Run, l.MustRun
 	const httpPort, apiPort = "18080", "25014"
-	run, mustRun := runner(t, bin, state)
-	t.Cleanup(func() {
-		if out, err := run("down"); err != nil {
-			t.Errorf("cleanup down: %v\n%s", err, out)
-		}
-	})
 
 	out := mustRun("up", "--http-port", httpPort, "--https-port", "18443", "--api-port", apiPort)
 	t.Logf("up:\n%s", out)
@@ -52,7 +36,7 @@ func TestLab(t *testing.T) {
 	page := "http://127.0.0.1:" + httpPort + "/productpage"
 	versions := map[string]int{}
 	for i := 0; i < 60; i++ {
-		body := get(t, page)
+		body := labtest.Get(t, page)
 		if !strings.Contains(body, "<title>Simple Bookstore App</title>") {
 			t.Fatalf("productpage through the gateway has no bookstore title:\n%s", body)
 		}
@@ -69,7 +53,7 @@ func TestLab(t *testing.T) {
 	mustRun("apply", "-f", "../samples/bookinfo/networking/virtual-service-all-v1.yaml", "--wait", "--controlplane", "127.0.0.1:"+apiPort)
 	t.Logf("apply all-v1 to every proxy ACKed: %v", time.Since(start))
 	for i := 0; i < 30; i++ {
-		if v := reviewsVersion(get(t, page)); v != "v1" {
+		if v := reviewsVersion(labtest.Get(t, page)); v != "v1" {
 			t.Fatalf("after all-v1 was applied and ACKed, request %d reached reviews %s", i, v)
 		}
 	}
@@ -103,7 +87,7 @@ func TestLab(t *testing.T) {
 	if err := syscall.Kill(app.PID, syscall.SIGKILL); err != nil {
 		t.Fatalf("kill ratings: %v", err)
 	}
-	eventually(t, "ratings to restart and be ready", func() bool {
+	labtest.Eventually(t, "ratings to restart and be ready", func() bool {
 		json.Unmarshal([]byte(mustRun("status", "-o", "json")), &st)
 		p, err := st.FindPod("default", ratings.Name)
 		return err == nil && p.Ready && p.Containers[len(p.Containers)-1].Restarts >= 1 && p.Containers[len(p.Containers)-1].Running
@@ -119,11 +103,11 @@ func TestLab(t *testing.T) {
 		t.Fatalf("kill istiod: %v", err)
 	}
 	for i := 0; i < 10; i++ {
-		if v := reviewsVersion(get(t, page)); v != "v1" {
+		if v := reviewsVersion(labtest.Get(t, page)); v != "v1" {
 			t.Fatalf("with istiod down, request %d reached reviews %s; want the last config (all v1)", i, v)
 		}
 	}
-	eventually(t, "every proxy to resync with the restarted control plane", func() bool {
+	labtest.Eventually(t, "every proxy to resync with the restarted control plane", func() bool {
 		out, err := run("proxy-status", "--controlplane", "127.0.0.1:"+apiPort)
 		return err == nil && strings.Count(out, "SYNCED   SYNCED   SYNCED   SYNCED") == 7
 	})
@@ -136,7 +120,7 @@ func TestLab(t *testing.T) {
 	if len(left) > 0 {
 		t.Errorf("down left behind: %v", left)
 	}
-	if pids := processesOf(bin); len(pids) > 0 {
+	if pids := labtest.Processes(bin); len(pids) > 0 {
 		t.Errorf("down left processes of the lab running: %v", pids)
 	}
 	if _, err := os.Stat(filepath.Join(state, lab.ControlPlaneDir, "meshlab.db")); err != nil {
@@ -147,7 +131,7 @@ func TestLab(t *testing.T) {
 	// pod of the last lab is an endpoint.
 	mustRun("up", "--http-port", httpPort, "--https-port", "18443", "--api-port", apiPort)
 	for i := 0; i < 10; i++ {
-		if v := reviewsVersion(get(t, page)); v != "v1" {
+		if v := reviewsVersion(labtest.Get(t, page)); v != "v1" {
 			t.Fatalf("after a second up with the kept config, request %d reached reviews %s", i, v)
 		}
 	}
@@ -156,22 +140,15 @@ func TestLab(t *testing.T) {
 // TestLabElsewhereAndCrashCleanup puts bookinfo in another namespace, then
 // kills the lab's runtime with SIGKILL: down must still leave nothing behind.
 func TestLabElsewhereAndCrashCleanup(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("the local runtime needs root")
-	}
-	if testing.Short() {
-		t.Skip("end-to-end lab test skipped in -short mode")
-	}
-	bin := buildMeshlab(t)
-	state := t.TempDir()
-	run, mustRun := runner(t, bin, state)
-	t.Cleanup(func() { run("down") })
+	labtest.Skip(t)
+	l := labtest.New(t, "..")
+	bin, mustRun := l.Bin, l.MustRun
 
 	mustRun("up", "--bookinfo-namespace", "book-demo", "--http-port", "18081", "--https-port", "18444", "--api-port", "25015")
 	if out := mustRun("exec", "-n", "book-demo", "ratings", "--", "curl", "-sS", "productpage.book-demo.svc.cluster.local:9080/productpage"); !strings.Contains(out, "Simple Bookstore App") {
 		t.Errorf("productpage in book-demo, from ratings:\n%s", out)
 	}
-	if body := get(t, "http://127.0.0.1:18081/productpage"); reviewsVersion(body) == "none" {
+	if body := labtest.Get(t, "http://127.0.0.1:18081/productpage"); reviewsVersion(body) == "none" {
 		t.Errorf("productpage in book-demo through the gateway shows no reviews:\n%s", body)
 	}
 
@@ -186,7 +163,7 @@ func TestLabElsewhereAndCrashCleanup(t *testing.T) {
 	if left, err := local.Network.Leftovers(); err != nil || len(left) > 0 {
 		t.Errorf("down after a crashed runtime left behind: %v %v", left, err)
 	}
-	if pids := processesOf(bin); len(pids) > 0 {
+	if pids := labtest.Processes(bin); len(pids) > 0 {
 		t.Errorf("down after a crashed runtime left processes running: %v", pids)
 	}
 }
@@ -196,79 +173,13 @@ func TestUpWithoutRoot(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("needs root to switch to an unprivileged user")
 	}
-	bin := buildMeshlab(t)
+	bin := labtest.Binary(t, "..")
 	cmd := exec.Command(bin, "up", "--runtime", "local", "--state-dir", t.TempDir())
 	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
 	out, err := cmd.CombinedOutput()
 	if err == nil || !strings.Contains(string(out), "needs root") {
 		t.Fatalf("up as nobody: %v\n%s\nwant a failure that says it needs root", err, out)
 	}
-}
-
-var (
-	buildOnce sync.Once
-	builtBin  string
-	buildErr  error
-)
-
-// buildMeshlab builds the binary once per test run into a directory every
-// user can read, so tests may run it as another user too.
-func buildMeshlab(t *testing.T) string {
-	t.Helper()
-	buildOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "meshlab-e2e")
-		if err == nil {
-			err = os.Chmod(dir, 0o755)
-		}
-		if err != nil {
-			buildErr = err
-			return
-		}
-		builtBin = filepath.Join(dir, "meshlab")
-		build := exec.Command("go", "build", "-o", builtBin, "..")
-		build.Env = append(os.Environ(), "CGO_ENABLED=0")
-		if out, err := build.CombinedOutput(); err != nil {
-			buildErr = fmt.Errorf("build meshlab: %v\n%s", err, out)
-		}
-	})
-	if buildErr != nil {
-		t.Fatal(buildErr)
-	}
-	return builtBin
-}
-
-func runner(t *testing.T, bin, state string) (run func(...string) (string, error), mustRun func(...string) string) {
-	run = func(args ...string) (string, error) {
-		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-		defer cancel()
-		cmd := exec.CommandContext(ctx, bin, args...)
-		cmd.Env = append(os.Environ(), "MESHLAB_STATE_DIR="+state)
-		var out bytes.Buffer
-		cmd.Stdout, cmd.Stderr = &out, &out
-		err := cmd.Run()
-		return out.String(), err
-	}
-	mustRun = func(args ...string) string {
-		t.Helper()
-		out, err := run(args...)
-		if err != nil {
-			t.Fatalf("meshlab %s: %v\n%s", strings.Join(args, " "), err, out)
-		}
-		return out
-	}
-	return run, mustRun
-}
-
-// eventually polls cond for up to 30 seconds: long enough for a restart
-// backoff, and a bound so a broken lab fails the test instead of hanging it.
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
-		if cond() {
-			return
-		}
-	}
-	t.Fatalf("timed out waiting for %s", what)
 }
 
 var servedBy = regexp.MustCompile(`reviews-(v[0-9])-`)
@@ -279,31 +190,4 @@ func reviewsVersion(body string) string {
 		return "none"
 	}
 	return m[1]
-}
-
-func get(t *testing.T, url string) string {
-	t.Helper()
-	resp, err := http.Get(url)
-	if err != nil {
-		t.Fatalf("GET %s: %v", url, err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("GET %s: %s\n%s", url, resp.Status, b)
-	}
-	return string(b)
-}
-
-// processesOf lists the pids whose executable is bin.
-func processesOf(bin string) []string {
-	var pids []string
-	entries, _ := os.ReadDir("/proc")
-	for _, e := range entries {
-		exe, err := os.Readlink(filepath.Join("/proc", e.Name(), "exe"))
-		if err == nil && strings.TrimSuffix(exe, " (deleted)") == bin {
-			pids = append(pids, e.Name())
-		}
-	}
-	return pids
 }
