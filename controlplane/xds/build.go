@@ -63,7 +63,7 @@ func (x *index) buildSidecar(w registry.Workload) Resources {
 	}
 	clusters = append(clusters, ob.clusters...)
 
-	listeners := append(slices.Clone(x.outboundListeners()), x.virtualInbound(inbound), virtualOutbound())
+	listeners := append(slices.Clone(x.outboundListeners(workloadSource(w))), x.virtualInbound(inbound), virtualOutbound())
 
 	return Resources{
 		resource.ListenerType: listeners,
@@ -150,12 +150,15 @@ func (x *index) virtualInbound(ports []inboundPort) *listenerv3.Listener {
 }
 
 // outboundListeners are the sidecar listeners shared by every sidecar:
-// 0.0.0.0_<port> per HTTP port and <vip>_<port> per TCP service port.
-func (x *index) outboundListeners() []types.Resource {
+// 0.0.0.0_<port> per HTTP port and <vip>_<port> per TCP service port,
+// with filter chains for the mesh VirtualService's tls and tcp routes
+// (tcproute.go). Shared unless a tcp or tls match names source labels.
+func (x *index) outboundListeners(src source) []types.Resource {
+	key := x.sourceKey(src)
 	x.mu.Lock()
 	defer x.mu.Unlock()
-	if x.listenerMemo != nil {
-		return x.listenerMemo
+	if l, ok := x.listenerMemo[key]; ok {
+		return l
 	}
 	out := []types.Resource{}
 	for _, port := range x.ports {
@@ -170,12 +173,18 @@ func (x *index) outboundListeners() []types.Resource {
 			if !s.VIP.IsValid() {
 				continue // headless: nothing to match on
 			}
-			out = append(out, &listenerv3.Listener{
+			def := outboundClusterName(port, "", s.host)
+			chains := x.l4Chains(x.virtualServiceFor(s.host, "mesh"), "mesh", port, src, def, []weighted{{cluster: def, weight: 100}}, nil, nil)
+			l := &listenerv3.Listener{
 				Name:         s.VIP.String() + "_" + ps,
 				Address:      socketAddress(s.VIP.String(), port),
 				BindToPort:   wrapperspb.Bool(false),
-				FilterChains: []*listenerv3.FilterChain{{Filters: []*listenerv3.Filter{tcpProxyFilter(outboundClusterName(port, "", s.host), x.tcpDestinations(s, port))}}},
-			})
+				FilterChains: chains,
+			}
+			if needsInspector(chains) {
+				l.ListenerFilters = []*listenerv3.ListenerFilter{tlsInspector}
+			}
+			out = append(out, l)
 		}
 		if httpPort {
 			out = append(out, &listenerv3.Listener{
@@ -187,7 +196,7 @@ func (x *index) outboundListeners() []types.Resource {
 		}
 	}
 	sortByName(out)
-	x.listenerMemo = out
+	x.listenerMemo[key] = out
 	return out
 }
 
@@ -198,26 +207,6 @@ func (s *service) port(n uint32) (registry.Port, bool) {
 		}
 	}
 	return registry.Port{}, false
-}
-
-// tcpDestinations applies the first matching tcp route of the mesh
-// VirtualService for the service, else the service's own cluster.
-func (x *index) tcpDestinations(s *service, port uint32) []weighted {
-	if vs := x.virtualServiceFor(s.host, "mesh"); vs != nil {
-		for _, r := range vs.spec.GetTcp() {
-			if !l4Matches(r.GetMatch(), port) {
-				continue
-			}
-			var dests []weighted
-			for _, d := range r.GetRoute() {
-				dests = append(dests, weighted{cluster: x.destinationCluster(d.GetDestination(), vs.res.Namespace, port, nil), weight: uint32(d.GetWeight())})
-			}
-			if dests = normalizeWeights(dests); len(dests) > 0 {
-				return dests
-			}
-		}
-	}
-	return []weighted{{cluster: outboundClusterName(port, "", s.host), weight: 100}}
 }
 
 // outboundRoutes are the route configurations, one per HTTP port, for
@@ -290,10 +279,13 @@ func (x *index) virtualHost(s *service, port uint32, sameNS bool, src source, sr
 func serviceDomains(s *service, port uint32, sameNS bool) []string {
 	ps := ":" + strconv.FormatUint(uint64(port), 10)
 	names := []string{s.host}
-	if sameNS {
-		names = append(names, s.Name)
+	// A ServiceEntry host has no short forms.
+	if s.se == nil {
+		if sameNS {
+			names = append(names, s.Name)
+		}
+		names = append(names, s.Name+"."+s.Namespace, s.Name+"."+s.Namespace+".svc")
 	}
-	names = append(names, s.Name+"."+s.Namespace, s.Name+"."+s.Namespace+".svc")
 	if s.VIP.IsValid() {
 		names = append(names, s.VIP.String())
 	}

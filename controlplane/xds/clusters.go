@@ -56,7 +56,15 @@ func (x *index) serviceClusters(s *service, dr *destinationRule) *outbound {
 	if dr != nil {
 		top = dr.spec.GetTrafficPolicy()
 	}
-	add := func(name string, p registry.Port, policy *networking.TrafficPolicy, eps []registry.Workload) {
+	add := func(name string, p registry.Port, policy *networking.TrafficPolicy, eps []registry.Workload, subset map[string]string) {
+		if s.se != nil {
+			c, la := entryCluster(s, name, p, policy, subset)
+			o.clusters = append(o.clusters, c)
+			if la != nil {
+				o.endpoints = append(o.endpoints, la)
+			}
+			return
+		}
 		c := edsCluster(name)
 		applyTrafficPolicy(c, policy)
 		o.clusters = append(o.clusters, c)
@@ -66,11 +74,11 @@ func (x *index) serviceClusters(s *service, dr *destinationRule) *outbound {
 		}
 	}
 	for _, p := range s.Ports {
-		add(outboundClusterName(p.Port, "", s.host), p, portTrafficPolicy(top, p.Port), s.endpoints)
+		add(outboundClusterName(p.Port, "", s.host), p, portTrafficPolicy(top, p.Port), s.endpoints, nil)
 		for _, ss := range dr.subsets() {
 			add(outboundClusterName(p.Port, ss.GetName(), s.host), p,
 				mergeSubsetTrafficPolicy(top, ss.GetTrafficPolicy(), p.Port),
-				subsetEndpoints(s.endpoints, ss.GetLabels()))
+				subsetEndpoints(s.endpoints, ss.GetLabels()), ss.GetLabels())
 		}
 	}
 	x.clusterMemo[key] = o
@@ -445,6 +453,7 @@ func (x *index) destinationClusterFor(name string, s *service, p registry.Port, 
 		top = dr.spec.GetTrafficPolicy()
 	}
 	eps, policy := s.endpoints, portTrafficPolicy(top, p.Port)
+	var labels map[string]string
 	if subset != "" {
 		i := slices.IndexFunc(dr.subsets(), func(ss *networking.Subset) bool { return ss.GetName() == subset })
 		if i < 0 {
@@ -452,6 +461,11 @@ func (x *index) destinationClusterFor(name string, s *service, p registry.Port, 
 		}
 		ss := dr.subsets()[i]
 		eps, policy = subsetEndpoints(eps, ss.GetLabels()), mergeSubsetTrafficPolicy(top, ss.GetTrafficPolicy(), p.Port)
+		labels = ss.GetLabels()
+	}
+	if s.se != nil {
+		c, la := entryCluster(s, name, p, policy, labels)
+		return c, la, true
 	}
 	c := edsCluster(name)
 	applyTrafficPolicy(c, policy)

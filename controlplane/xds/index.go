@@ -38,7 +38,7 @@ type index struct {
 	mu           sync.Mutex
 	outboundMemo map[string]*outbound        // by proxy namespace
 	routesMemo   map[string][]types.Resource // by namespace|sourceKey
-	listenerMemo []types.Resource
+	listenerMemo map[string][]types.Resource // by sourceKey
 	vhRoutesMemo map[string][]*routev3.Route // by host|port|sourceKey
 	clusterMemo  map[clusterKey]*outbound    // one service's clusters under one DestinationRule
 	vhostMemo    map[vhostKey]*routev3.VirtualHost
@@ -60,6 +60,7 @@ type service struct {
 	registry.Service
 	host      string
 	endpoints []registry.Workload // ready, selected, sorted by name
+	se        *serviceEntry       // nil for a Kubernetes Service (serviceentry.go)
 }
 
 type virtualService struct {
@@ -100,6 +101,7 @@ func newIndex(in Input) *index {
 		clusterMemo:  map[clusterKey]*outbound{},
 		vhostMemo:    map[vhostKey]*routev3.VirtualHost{},
 		routesMemo:   map[string][]types.Resource{},
+		listenerMemo: map[string][]types.Resource{},
 		vhRoutesMemo: map[string][]*routev3.Route{},
 	}
 
@@ -135,6 +137,7 @@ func newIndex(in Input) *index {
 		x.services = append(x.services, s)
 		x.byHost[s.host] = s
 	}
+	x.addServiceEntries(in.Config, in.Registry.Workloads)
 	sort.Slice(x.services, func(i, j int) bool { return x.services[i].host < x.services[j].host })
 	for _, s := range x.services {
 		for _, p := range s.Ports {

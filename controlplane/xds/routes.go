@@ -84,18 +84,6 @@ func normalizeWeights(ds []weighted) []weighted {
 	return out
 }
 
-func l4Matches(ms []*networking.L4MatchAttributes, port uint32) bool {
-	if len(ms) == 0 {
-		return true
-	}
-	for _, m := range ms {
-		if m.GetPort() == 0 || m.GetPort() == port {
-			return true
-		}
-	}
-	return false
-}
-
 // source is the proxy routes are built for, as sourceLabels and
 // sourceNamespace see it: Istio evaluates those at translation time, so a
 // route guarded by them exists only in the configuration of the proxies
@@ -115,8 +103,27 @@ func workloadSource(w registry.Workload) source {
 // in the common case.
 func (x *index) sourceKey(src source) string {
 	for _, vs := range x.virtualServices {
+		var ms []interface {
+			GetSourceLabels() map[string]string
+			GetSourceNamespace() string
+		}
 		for _, hr := range vs.spec.GetHttp() {
 			for _, m := range hr.GetMatch() {
+				ms = append(ms, m)
+			}
+		}
+		for _, r := range vs.spec.GetTcp() {
+			for _, m := range r.GetMatch() {
+				ms = append(ms, m)
+			}
+		}
+		for _, r := range vs.spec.GetTls() {
+			for _, m := range r.GetMatch() {
+				ms = append(ms, m)
+			}
+		}
+		{
+			for _, m := range ms {
 				if len(m.GetSourceLabels()) > 0 || m.GetSourceNamespace() != "" {
 					var b strings.Builder
 					b.WriteString(src.namespace)

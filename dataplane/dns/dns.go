@@ -33,7 +33,10 @@ type Table map[string]netip.Addr
 // BuildTable reads the mesh's names from route configurations (every
 // non-IP domain of a virtual host maps to the virtual host's IP domain) and
 // from TCP listeners named <vip>_<port> (the host of their
-// outbound|port||host cluster, and its short forms, map to <vip>).
+// outbound|port||host stat prefix or cluster, and its short forms, map to
+// <vip>). ServiceEntry hosts come the same way, with their addresses or
+// the 240.240.0.0/16 ones the control plane allocates, as Istio's DNS
+// proxy answers with auto-allocated addresses.
 func BuildTable(routes map[string]*routev3.RouteConfiguration, listeners map[string]*listenerv3.Listener) Table {
 	t := Table{}
 	for _, rc := range routes {
@@ -75,8 +78,15 @@ func BuildTable(routes map[string]*routev3.RouteConfiguration, listeners map[str
 				if f.GetTypedConfig() == nil || f.GetTypedConfig().UnmarshalTo(&tp) != nil {
 					continue
 				}
-				parts := strings.Split(tp.GetCluster(), "|")
-				if len(parts) != 4 || parts[3] == "" {
+				// The stat prefix names the service's own cluster even when
+				// tcp routes send elsewhere or split by weight (and for
+				// ServiceEntry hosts); older configurations only name the
+				// cluster.
+				parts := strings.Split(tp.GetStatPrefix(), "|")
+				if len(parts) != 4 || parts[0] != "outbound" || parts[3] == "" {
+					parts = strings.Split(tp.GetCluster(), "|")
+				}
+				if len(parts) != 4 || parts[3] == "" || strings.Contains(parts[3], "*") {
 					continue
 				}
 				for _, n := range shortForms(strings.ToLower(parts[3])) {

@@ -6,6 +6,7 @@ package proxy
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -15,6 +16,7 @@ import (
 	"net/http"
 	"net/http/httputil"
 	"net/netip"
+	"os"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -46,6 +48,14 @@ type Config struct {
 	// DrainTimeout bounds how long Run waits for requests in flight
 	// when ctx ends (5s by default).
 	DrainTimeout time.Duration
+	// CredentialDir holds the certificates that SDS secrets name
+	// (`kubernetes://<name>` reads <dir>/<name>/tls.crt and tls.key; see
+	// tls.go); $MESHLAB_CREDENTIAL_DIR by default.
+	CredentialDir string
+	// Resolver resolves the host names of STRICT_DNS and LOGICAL_DNS
+	// clusters; the system resolver by default. Tests map names to
+	// loopback with their own.
+	Resolver upstream.Resolver
 }
 
 // Proxy is the data plane runtime. Create it with New, feed it snapshots
@@ -78,6 +88,7 @@ type Proxy struct {
 	rp        *httputil.ReverseProxy
 	accessLog *logWriter
 	stats     stats
+	creds     *credentials
 }
 
 // New returns a proxy that serves nothing until it is given a snapshot.
@@ -94,7 +105,10 @@ func New(cfg Config) *Proxy {
 	if cfg.DrainTimeout <= 0 {
 		cfg.DrainTimeout = 5 * time.Second
 	}
-	p := &Proxy{cfg: cfg, log: cfg.Logger, start: time.Now(), bound: map[string]*boundListener{}}
+	if cfg.CredentialDir == "" {
+		cfg.CredentialDir = os.Getenv("MESHLAB_CREDENTIAL_DIR")
+	}
+	p := &Proxy{cfg: cfg, log: cfg.Logger, start: time.Now(), bound: map[string]*boundListener{}, creds: newCredentials(cfg.CredentialDir)}
 	p.ctx, p.cancel = context.WithCancel(context.Background())
 	p.rt.Store(&runtime{snap: emptySnapshot(), listeners: map[string]*listener{}, routes: map[string]*router.Table{}, clusters: map[string]*upstream.Cluster{}})
 	if cfg.AccessLog != nil {
@@ -121,6 +135,10 @@ func New(cfg Config) *Proxy {
 	return p
 }
 
+func (p *Proxy) buildOptions() buildOptions {
+	return buildOptions{creds: p.creds, resolver: p.cfg.Resolver}
+}
+
 func emptySnapshot() *xdsclient.Snapshot {
 	return xdsclient.New(xdsclient.Config{}).Snapshot()
 }
@@ -137,7 +155,7 @@ func (p *Proxy) Snapshot() *xdsclient.Snapshot { return p.rt.Load().snap }
 func (p *Proxy) Check(s *xdsclient.Snapshot, typeURL string) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	rt, err := build(s, p.rt.Load())
+	rt, err := build(s, p.rt.Load(), p.buildOptions())
 	if err != nil {
 		return err
 	}
@@ -187,7 +205,7 @@ func (p *Proxy) apply(s *xdsclient.Snapshot, rt *runtime) {
 	}
 	if rt == nil || rt.snap != s {
 		var err error
-		if rt, err = build(s, p.rt.Load()); err != nil {
+		if rt, err = build(s, p.rt.Load(), p.buildOptions()); err != nil {
 			p.log.Error("apply xds snapshot", "err", err)
 			return
 		}
@@ -323,13 +341,35 @@ func (p *Proxy) dispatch(name string, c *net.TCPConn) {
 			}
 		}
 	}
-	fc := target.chain(dst)
+	if target.inspect {
+		// Reading the first bytes may take a while: not on the accept loop.
+		p.wg.Add(1)
+		go func() {
+			defer p.wg.Done()
+			sni, isTLS, replay, err := inspect(c)
+			if err != nil {
+				c.Close()
+				return
+			}
+			p.serve(target, target.chain(dst, sni, isTLS), replay, dst, local)
+		}()
+		return
+	}
+	p.serve(target, target.chain(dst, "", false), c, dst, local)
+}
+
+// serve hands a connection to its filter chain, terminating TLS first
+// when the chain says so.
+func (p *Proxy) serve(l *listener, fc *chain, c net.Conn, dst, local netip.AddrPort) {
 	if fc == nil {
 		c.Close()
 		return
 	}
-	ci := &connInfo{listener: target.name, chain: fc, orig: dst, local: local}
+	ci := &connInfo{listener: l.name, chain: fc, orig: dst, local: local}
 	ci.remote, _ = netip.ParseAddrPort(c.RemoteAddr().String())
+	if fc.tls != nil {
+		c = tls.Server(c, fc.tls)
+	}
 	if fc.http != nil {
 		if !p.httpLn.deliver(&httpConn{Conn: c, info: ci}) {
 			c.Close()

@@ -1,18 +1,22 @@
 package proxy
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
 	"net/netip"
 	"strconv"
+	"strings"
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	tcpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/tcp_proxy/v3"
+	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/wellknown"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/meshlab/meshlab/dataplane/router"
 	"github.com/meshlab/meshlab/dataplane/upstream"
@@ -40,6 +44,9 @@ type listener struct {
 	bind    bool
 	origDst bool
 	chains  []*chain
+	// inspect: some chain matches on SNI or transport protocol, or
+	// terminates TLS, so the first bytes are read before picking one.
+	inspect bool
 }
 
 type chain struct {
@@ -49,6 +56,11 @@ type chain struct {
 	prefixes []netip.Prefix
 	http     *hcm
 	tcp      *tcpProxy
+	// serverNames (exact or `*.suffix`) and transport ("tls",
+	// "raw_buffer" or any) are the SNI match; tls terminates TLS.
+	serverNames []string
+	transport   string
+	tls         *tls.Config
 }
 
 type hcm struct {
@@ -68,26 +80,84 @@ type tcpProxy struct {
 	total      uint32
 }
 
-// chain picks the filter chain for a destination: the first chain whose
-// match names the port (and address range, if any), else the first chain
-// without a port match.
-func (l *listener) chain(dst netip.AddrPort) *chain {
-	var fallback *chain
+// chain picks the filter chain for a destination as Envoy narrows its
+// candidates, each step keeping the most specific match and falling back
+// to chains that do not match on that criterion: destination port, (the
+// address range must contain the destination), server name (exact, then
+// the longest wildcard), transport protocol. The first remaining chain wins.
+func (l *listener) chain(dst netip.AddrPort, sni string, isTLS bool) *chain {
+	var byPort, anyPort []*chain
 	for _, c := range l.chains {
 		if !c.matchesAddr(dst.Addr()) {
 			continue
 		}
-		if c.port == 0 {
-			if fallback == nil {
-				fallback = c
-			}
+		switch c.port {
+		case uint32(dst.Port()):
+			byPort = append(byPort, c)
+		case 0:
+			anyPort = append(anyPort, c)
+		}
+	}
+	cands := byPort
+	if len(cands) == 0 {
+		cands = anyPort
+	}
+	if !l.inspect {
+		if len(cands) == 0 {
+			return nil
+		}
+		return cands[0]
+	}
+	// Server names.
+	var best []*chain
+	bestLen := -1
+	var noNames []*chain
+	for _, c := range cands {
+		if len(c.serverNames) == 0 {
+			noNames = append(noNames, c)
 			continue
 		}
-		if c.port == uint32(dst.Port()) {
+		if n := matchServerName(c.serverNames, sni); n > bestLen {
+			best, bestLen = []*chain{c}, n
+		} else if n >= 0 && n == bestLen {
+			best = append(best, c)
+		}
+	}
+	if bestLen < 0 {
+		best = noNames
+	}
+	want := "raw_buffer"
+	if isTLS {
+		want = "tls"
+	}
+	var fallback *chain
+	for _, c := range best {
+		if c.transport == want {
 			return c
+		}
+		if c.transport == "" && fallback == nil {
+			fallback = c
 		}
 	}
 	return fallback
+}
+
+// matchServerName is how well names match sni: the length of the
+// matching name (an exact match beats any wildcard), or -1.
+func matchServerName(names []string, sni string) int {
+	best := -1
+	if sni == "" {
+		return best
+	}
+	for _, n := range names {
+		if strings.EqualFold(n, sni) {
+			return 1 << 20
+		}
+		if suffix, ok := strings.CutPrefix(n, "*"); ok && len(sni) > len(suffix) && strings.HasSuffix(strings.ToLower(sni), strings.ToLower(suffix)) && len(n) > best {
+			best = len(n)
+		}
+	}
+	return best
 }
 
 func (c *chain) matchesAddr(a netip.Addr) bool {
@@ -104,7 +174,13 @@ func (c *chain) matchesAddr(a netip.Addr) bool {
 
 // build compiles s, reusing from prev the listeners, route tables and
 // clusters whose configuration is unchanged. It has no effect on prev.
-func build(s *xdsclient.Snapshot, prev *runtime) (*runtime, error) {
+// buildOptions are what building a runtime needs from the proxy.
+type buildOptions struct {
+	creds    *credentials
+	resolver upstream.Resolver
+}
+
+func build(s *xdsclient.Snapshot, prev *runtime, o buildOptions) (*runtime, error) {
 	rt := &runtime{
 		snap:        s,
 		listeners:   make(map[string]*listener, len(s.Listeners)),
@@ -120,7 +196,7 @@ func build(s *xdsclient.Snapshot, prev *runtime) (*runtime, error) {
 			rt.routes[name] = prev.routes[name]
 			continue
 		}
-		t, err := router.Compile(rc)
+		t, err := router.Compile(redirectToTLS(rc))
 		if err != nil {
 			errs = append(errs, err)
 			continue
@@ -132,7 +208,7 @@ func build(s *xdsclient.Snapshot, prev *runtime) (*runtime, error) {
 			rt.listeners[name] = prev.listeners[name]
 			continue
 		}
-		cl, err := compileListener(l)
+		cl, err := compileListener(l, o.creds)
 		if err != nil {
 			errs = append(errs, err)
 			continue
@@ -148,7 +224,7 @@ func build(s *xdsclient.Snapshot, prev *runtime) (*runtime, error) {
 		}
 		if cl == nil {
 			var err error
-			if cl, err = upstream.New(c); err != nil {
+			if cl, err = upstream.NewWithOptions(c, upstream.Options{Resolver: o.resolver}); err != nil {
 				errs = append(errs, err)
 				continue
 			}
@@ -172,6 +248,33 @@ func build(s *xdsclient.Snapshot, prev *runtime) (*runtime, error) {
 	return rt, nil
 }
 
+// redirectToTLS applies virtual hosts' require_tls: the proxy only
+// serves RDS route configurations on plaintext chains (a TLS server's
+// routes have their own configuration, as Istio names them), so a virtual
+// host requiring TLS answers every request with Envoy's 301 to https.
+func redirectToTLS(rc *routev3.RouteConfiguration) *routev3.RouteConfiguration {
+	var out *routev3.RouteConfiguration
+	for i, vh := range rc.GetVirtualHosts() {
+		if vh.GetRequireTls() == routev3.VirtualHost_NONE {
+			continue
+		}
+		if out == nil {
+			out = proto.Clone(rc).(*routev3.RouteConfiguration)
+		}
+		out.VirtualHosts[i].Routes = []*routev3.Route{{
+			Name:  "require_tls",
+			Match: &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: "/"}},
+			Action: &routev3.Route_Redirect{Redirect: &routev3.RedirectAction{
+				SchemeRewriteSpecifier: &routev3.RedirectAction_HttpsRedirect{HttpsRedirect: true},
+			}},
+		}}
+	}
+	if out == nil {
+		return rc
+	}
+	return out
+}
+
 // commit sets the EDS endpoints of the runtime's clusters.
 func (rt *runtime) commit() {
 	for cl, la := range rt.assign {
@@ -180,7 +283,7 @@ func (rt *runtime) commit() {
 	rt.assign = nil
 }
 
-func compileListener(l *listenerv3.Listener) (*listener, error) {
+func compileListener(l *listenerv3.Listener, creds *credentials) (*listener, error) {
 	out := &listener{
 		name:    l.GetName(),
 		bind:    l.GetBindToPort() == nil || l.GetBindToPort().GetValue(),
@@ -196,25 +299,39 @@ func compileListener(l *listenerv3.Listener) (*listener, error) {
 		chains = append(chains[:len(chains):len(chains)], d)
 	}
 	for i, fc := range chains {
-		c, ok, err := compileChain(fc)
+		c, ok, err := compileChain(fc, creds)
 		if err != nil {
 			return nil, fmt.Errorf("listener %q: filter chain %d (%q): %w", l.GetName(), i, fc.GetName(), err)
 		}
 		if ok {
 			out.chains = append(out.chains, c)
+			out.inspect = out.inspect || len(c.serverNames) > 0 || c.transport != "" || c.tls != nil
 		}
 	}
 	return out, nil
 }
 
-// compileChain builds a filter chain; ok is false for chains that can never
-// match plaintext traffic (TLS, SNI), which are skipped.
-func compileChain(fc *listenerv3.FilterChain) (*chain, bool, error) {
+// compileChain builds a filter chain; ok is false for chains that can
+// never match (an unknown transport protocol), which are skipped.
+func compileChain(fc *listenerv3.FilterChain, creds *credentials) (*chain, bool, error) {
 	m := fc.GetFilterChainMatch()
-	if m.GetTransportProtocol() == "tls" || len(m.GetServerNames()) > 0 || fc.GetTransportSocket() != nil {
+	c := &chain{name: fc.GetName(), port: m.GetDestinationPort().GetValue(), serverNames: m.GetServerNames(), transport: m.GetTransportProtocol()}
+	switch c.transport {
+	case "", "tls", "raw_buffer":
+	default:
 		return nil, false, nil
 	}
-	c := &chain{name: fc.GetName(), port: m.GetDestinationPort().GetValue()}
+	if ts := fc.GetTransportSocket(); ts != nil {
+		var dtc tlsv3.DownstreamTlsContext
+		if ts.GetTypedConfig() == nil || ts.GetTypedConfig().UnmarshalTo(&dtc) != nil {
+			return nil, false, fmt.Errorf("transport socket %q: only a DownstreamTlsContext is supported", ts.GetName())
+		}
+		cfg, err := serverTLS(&dtc, creds)
+		if err != nil {
+			return nil, false, fmt.Errorf("transport socket %q: %w", ts.GetName(), err)
+		}
+		c.tls = cfg
+	}
 	for _, r := range m.GetPrefixRanges() {
 		a, err := netip.ParseAddr(r.GetAddressPrefix())
 		if err != nil {

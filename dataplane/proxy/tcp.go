@@ -12,7 +12,7 @@ import (
 
 // serveTCP proxies one connection of a tcp_proxy filter chain to an
 // endpoint of its cluster, copying both ways and passing half-closes on.
-func (p *Proxy) serveTCP(c *net.TCPConn, ci *connInfo) {
+func (p *Proxy) serveTCP(c net.Conn, ci *connInfo) {
 	start := time.Now()
 	p.conns.add(c)
 	defer p.conns.remove(c)

@@ -253,7 +253,7 @@ func (r *releaseBody) Close() error {
 }
 
 func (cl *Cluster) dialHTTP(ctx context.Context, network, addr string) (net.Conn, error) {
-	c, err := cl.dialer.DialContext(ctx, network, addr)
+	c, err := cl.dial(ctx, network, addr)
 	if err != nil {
 		cl.ConnectFails.Add(1)
 		return nil, err

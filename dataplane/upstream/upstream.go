@@ -66,6 +66,9 @@ func (e *Endpoint) Ejected() bool { return e.ejected.Load() }
 type Options struct {
 	// Now is the clock outlier detection reads; time.Now by default.
 	Now func() time.Time
+	// Resolver resolves the endpoint names of DNS clusters;
+	// net.DefaultResolver by default.
+	Resolver Resolver
 }
 
 // Cluster is a runtime cluster. Its configuration is fixed; its endpoints
@@ -101,6 +104,7 @@ type Cluster struct {
 	// the cluster's circuit breakers, reporting to outlier detection.
 	Transport *Transport
 	dialer    net.Dialer
+	dns       *dnsCache // STRICT_DNS and LOGICAL_DNS clusters only
 
 	// Stats.
 	RequestsTotal atomic.Uint64
@@ -132,7 +136,9 @@ func NewWithOptions(c *clusterv3.Cluster, o Options) (*Cluster, error) {
 		cl.ConnectTimeout = ct.AsDuration()
 	}
 	switch c.GetType() {
-	case clusterv3.Cluster_STATIC, clusterv3.Cluster_EDS, clusterv3.Cluster_STRICT_DNS, clusterv3.Cluster_LOGICAL_DNS:
+	case clusterv3.Cluster_STATIC, clusterv3.Cluster_EDS:
+	case clusterv3.Cluster_STRICT_DNS, clusterv3.Cluster_LOGICAL_DNS:
+		cl.dns = newDNSCache(c, o.Resolver)
 	case clusterv3.Cluster_ORIGINAL_DST:
 		cl.OriginalDst = true
 	default:
@@ -323,7 +329,7 @@ func (cl *Cluster) PickHash(orig netip.AddrPort, hash uint64, hashed bool) *Endp
 // counts against e's outlier detection as a gateway error, as Envoy
 // counts locally originated failures when it does not split them.
 func (cl *Cluster) Dial(ctx context.Context, e *Endpoint) (net.Conn, error) {
-	c, err := cl.dialer.DialContext(ctx, "tcp", e.Addr)
+	c, err := cl.dial(ctx, "tcp", e.Addr)
 	if err != nil {
 		cl.ConnectFails.Add(1)
 		e.Fails.Add(1)
@@ -331,6 +337,20 @@ func (cl *Cluster) Dial(ctx context.Context, e *Endpoint) (net.Conn, error) {
 		return nil, err
 	}
 	return c, nil
+}
+
+// dial connects to addr, resolving its host first in a DNS cluster.
+func (cl *Cluster) dial(ctx context.Context, network, addr string) (net.Conn, error) {
+	if cl.dns != nil {
+		ctx, cancel := context.WithTimeout(ctx, cl.ConnectTimeout)
+		defer cancel()
+		a, err := cl.dns.addr(ctx, addr)
+		if err != nil {
+			return nil, err
+		}
+		addr = a
+	}
+	return cl.dialer.DialContext(ctx, network, addr)
 }
 
 // Close drops the cluster's idle pooled connections; requests in flight
