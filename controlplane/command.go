@@ -8,6 +8,10 @@ import (
 	"syscall"
 
 	"github.com/urfave/cli/v2"
+	"k8s.io/client-go/rest"
+
+	"github.com/meshlab/meshlab/controlplane/inject"
+	"github.com/meshlab/meshlab/controlplane/kube"
 )
 
 // Command is `meshlab controlplane`, the istiod analogue. The lab runs it in
@@ -25,12 +29,23 @@ Examples:
    meshlab controlplane --state-dir /var/lib/meshlab/controlplane
 
    # a control plane on loopback for development
-   meshlab controlplane --state-dir /tmp/cp --xds-addr 127.0.0.1:15010 --http-addr 127.0.0.1:15014`,
+   meshlab controlplane --state-dir /tmp/cp --xds-addr 127.0.0.1:15010 --http-addr 127.0.0.1:15014
+
+   # istiod in a cluster: watch it, serve the injection and validation webhooks
+   meshlab controlplane --state-dir /var/lib/meshlab/controlplane --in-cluster
+
+   # the same from a laptop against a kubeconfig (webhooks registered by URL)
+   meshlab controlplane --state-dir /tmp/cp --kubeconfig ~/.kube/config --webhook-addr 127.0.0.1:15017
+   curl -s http://127.0.0.1:15014/api/v1/ca/root   # the caBundle of the webhooks`,
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "state-dir", Usage: "directory of the store (meshlab.db)", Required: true, EnvVars: []string{"MESHLAB_CONTROLPLANE_STATE"}},
 			&cli.StringFlag{Name: "xds-addr", Value: ":15010", Usage: "address for xDS (plaintext gRPC, ADS)"},
 			&cli.StringFlag{Name: "http-addr", Value: ":15014", Usage: "address for the API, /metrics and /ready (port name http-monitoring)"},
 			&cli.StringFlag{Name: "vip-pool", Value: DefaultVIPPool.String(), Usage: "prefix that service VIPs are allocated from"},
+			&cli.StringFlag{Name: "webhook-addr", Value: ":15017", Usage: "address for the admission webhooks /inject and /validate (TLS, certificate from the mesh CA); empty serves none"},
+			&cli.StringFlag{Name: "kubeconfig", Usage: "watch this Kubernetes cluster for Services, endpoints, pods and Istio resources"},
+			&cli.BoolFlag{Name: "in-cluster", Usage: "watch the Kubernetes cluster this pod runs in (its service account)"},
+			&cli.StringFlag{Name: "proxy-image", Value: "meshlab.local/meshlab:" + version, Usage: "image the injection webhook gives istio-init and istio-proxy"},
 			&cli.BoolFlag{Name: "debug", Usage: "log at debug level"},
 		},
 		Action: func(c *cli.Context) error {
@@ -42,15 +57,24 @@ Examples:
 			if c.Bool("debug") {
 				level = slog.LevelDebug
 			}
+			var kcfg *rest.Config
+			if c.Bool("in-cluster") || c.String("kubeconfig") != "" {
+				if kcfg, err = kube.RESTConfig(c.String("kubeconfig")); err != nil {
+					return cli.Exit(err.Error(), 2)
+				}
+			}
 			ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
 			defer stop()
 			return Run(ctx, Options{
-				StateDir: c.String("state-dir"),
-				XDSAddr:  c.String("xds-addr"),
-				HTTPAddr: c.String("http-addr"),
-				VIPPool:  pool,
-				Version:  version,
-				Logger:   slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level})),
+				WebhookAddr: c.String("webhook-addr"),
+				Kube:        kcfg,
+				Inject:      inject.Params{Image: c.String("proxy-image")},
+				StateDir:    c.String("state-dir"),
+				XDSAddr:     c.String("xds-addr"),
+				HTTPAddr:    c.String("http-addr"),
+				VIPPool:     pool,
+				Version:     version,
+				Logger:      slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level})),
 			})
 		},
 	}

@@ -7,6 +7,7 @@ package controlplane
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -19,9 +20,15 @@ import (
 	"sync/atomic"
 	"time"
 
+	"k8s.io/client-go/rest"
+
+	"github.com/meshlab/meshlab/controlplane/ca"
 	"github.com/meshlab/meshlab/controlplane/config"
+	"github.com/meshlab/meshlab/controlplane/inject"
+	"github.com/meshlab/meshlab/controlplane/kube"
 	"github.com/meshlab/meshlab/controlplane/registry"
 	"github.com/meshlab/meshlab/controlplane/store"
+	"github.com/meshlab/meshlab/controlplane/webhook"
 	"github.com/meshlab/meshlab/controlplane/xds"
 )
 
@@ -38,7 +45,24 @@ type Options struct {
 	// Version is reported by /version.
 	Version string
 	Logger  *slog.Logger
+
+	// WebhookAddr serves the admission webhooks (/inject, /validate) over
+	// TLS with a certificate from the mesh CA, :15017; empty serves none.
+	WebhookAddr string
+	// Kube, when set, makes a Kubernetes cluster the source of the registry
+	// and of the Istio configuration (see package kube).
+	Kube *rest.Config
+	// Inject says what the injection webhook adds to pods.
+	Inject inject.Params
 }
+
+// WebhookDNSNames and WebhookIPs are what the webhook certificate is for:
+// the istiod Service in the cluster, and loopback for a control plane run
+// out of the cluster that the API server calls by URL.
+var (
+	WebhookDNSNames = []string{"istiod.istio-system.svc", "istiod.istio-system.svc.cluster.local", "localhost"}
+	WebhookIPs      = []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback}
+)
 
 // DefaultVIPPool is the local runtime's service range (RFC 2544 benchmarking
 // space, chosen to collide with no home or office network).
@@ -51,6 +75,8 @@ type Server struct {
 	store *store.Store
 	reg   *registry.Registry
 	xds   *xds.Server
+	ca    *ca.CA
+	kube  *kube.Controller // nil unless Options.Kube
 
 	started time.Time
 	regGen  atomic.Uint64 // bumped on every registry change
@@ -95,11 +121,56 @@ func New(opts Options) (*Server, error) {
 		started: time.Now(),
 		pushed:  make(chan struct{}),
 	}
+	if s.ca, err = ca.Load(st); err != nil {
+		st.Close()
+		return nil, err
+	}
+	if opts.Kube != nil {
+		// The cluster is the registry's only source: nothing is loaded
+		// from the store, and the controller bumps the push version.
+		s.kube, err = kube.New(kube.Options{Config: opts.Kube, Store: st, Registry: s.reg,
+			Changed: func() { s.regGen.Add(1) }, Logger: opts.Logger})
+		if err != nil {
+			st.Close()
+			return nil, err
+		}
+		return s, nil
+	}
 	if err := s.loadRegistry(); err != nil {
 		st.Close()
 		return nil, err
 	}
 	return s, nil
+}
+
+// CA is the mesh's certificate authority.
+func (s *Server) CA() *ca.CA { return s.ca }
+
+// Registry is the control plane's registry, for tests and tools in process.
+func (s *Server) Registry() *registry.Registry { return s.reg }
+
+// Store is the control plane's store, for tests and tools in process.
+func (s *Server) Store() *store.Store { return s.store }
+
+// KubeSynced is closed once the registry and store first match the cluster;
+// nil when the control plane does not watch one.
+func (s *Server) KubeSynced() <-chan struct{} {
+	if s.kube == nil {
+		return nil
+	}
+	return s.kube.Synced()
+}
+
+// WebhookHandler serves the admission webhooks.
+func (s *Server) WebhookHandler() http.Handler {
+	var namespaces inject.Namespaces
+	if s.kube != nil {
+		namespaces = s.kube.Namespace
+	}
+	mux := http.NewServeMux()
+	mux.Handle("POST "+webhook.PathInject, webhook.Serve(inject.Webhook(s.opts.Inject, namespaces)))
+	mux.Handle("POST "+webhook.PathValidate, webhook.Serve(webhook.Validate))
+	return mux
 }
 
 // Close closes the store.
@@ -119,12 +190,48 @@ func (s *Server) Serve(ctx context.Context) error {
 		xlis.Close()
 		return fmt.Errorf("listen for the API on %s: %w", s.opts.HTTPAddr, err)
 	}
+	var wlis net.Listener
+	if s.opts.WebhookAddr != "" {
+		cert, err := s.ca.ServingCert(WebhookDNSNames, WebhookIPs)
+		if err != nil {
+			xlis.Close()
+			hlis.Close()
+			return fmt.Errorf("webhook certificate: %w", err)
+		}
+		l, err := net.Listen("tcp", s.opts.WebhookAddr)
+		if err != nil {
+			xlis.Close()
+			hlis.Close()
+			return fmt.Errorf("listen for the webhooks on %s: %w", s.opts.WebhookAddr, err)
+		}
+		wlis = tls.NewListener(l, &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12})
+		s.log.Info("webhooks serving", "addr", l.Addr().String())
+	}
 	s.log.Info("control plane serving", "xds", xlis.Addr().String(), "api", hlis.Addr().String())
 
 	s.push(ctx) // proxies that connect at once get the stored config
 	hs := &http.Server{Handler: s.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	ws := &http.Server{Handler: s.WebhookHandler(), ReadHeaderTimeout: 10 * time.Second}
 	var wg sync.WaitGroup
-	errc := make(chan error, 2)
+	errc := make(chan error, 4)
+	if wlis != nil {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := ws.Serve(wlis); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				errc <- fmt.Errorf("serve webhooks: %w", err)
+			}
+		}()
+	}
+	if s.kube != nil {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := s.kube.Run(ctx); err != nil {
+				errc <- fmt.Errorf("watch Kubernetes: %w", err)
+			}
+		}()
+	}
 	wg.Add(3)
 	go func() { defer wg.Done(); errc <- s.xds.Serve(ctx, xlis) }()
 	go func() {
@@ -144,6 +251,7 @@ func (s *Server) Serve(ctx context.Context) error {
 	shutCtx, done := context.WithTimeout(context.Background(), 5*time.Second)
 	defer done()
 	_ = hs.Shutdown(shutCtx)
+	_ = ws.Shutdown(shutCtx)
 	wg.Wait()
 	return runErr
 }

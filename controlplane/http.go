@@ -21,6 +21,10 @@ import (
 	"github.com/meshlab/meshlab/controlplane/store"
 )
 
+// PathCARoot serves the mesh CA's root certificate in PEM, the caBundle
+// of the webhook configurations.
+const PathCARoot = "/api/v1/ca/root"
+
 // Handler serves the API, /metrics and /ready.
 func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
@@ -36,6 +40,10 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET "+api.PathWaitSync, s.handleWait)
 	mux.HandleFunc("GET "+api.PathVersion, func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, api.Version{Version: s.opts.Version, Revision: s.store.Revision(), StartedAt: s.started})
+	})
+	mux.HandleFunc("GET "+PathCARoot, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/x-pem-file")
+		w.Write(s.ca.RootPEM())
 	})
 	mux.HandleFunc("GET "+api.PathReady, func(w http.ResponseWriter, r *http.Request) {
 		w.Write([]byte("ready\n"))
