@@ -37,6 +37,9 @@ Examples:
 			if err != nil {
 				return err
 			}
+			if done, err := downKind(c, dir); done {
+				return err
+			}
 			out := c.App.Writer
 			start := time.Now()
 			if err := local.CheckOwner(dir); err != nil {

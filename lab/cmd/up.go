@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -20,6 +19,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/meshlab/meshlab/lab"
+	"github.com/meshlab/meshlab/lab/kind"
 	"github.com/meshlab/meshlab/lab/local"
 	"github.com/meshlab/meshlab/samples"
 )
@@ -34,6 +34,8 @@ var upFlags = []cli.Flag{
 	&cli.IntFlag{Name: "api-port", Value: 15014, Usage: "host port of the control plane API (15014)"},
 	&cli.StringSliceFlag{Name: "manifest", Usage: "also run the Services and Deployments of this Kubernetes manifest `FILE` (repeatable)"},
 	&cli.BoolFlag{Name: "no-bookinfo", Usage: "leave bookinfo out (the control plane and gateway only, plus --manifest)"},
+	&cli.IntFlag{Name: "kind-workers", Usage: "kind runtime: worker nodes besides the control plane"},
+	&cli.StringFlag{Name: "allow-shared-ip", Usage: "kind runtime: MetalLB sharing `KEY` for the gateway Service (metallb.universe.tf/allow-shared-ip)"},
 }
 
 // Up is `meshlab up`.
@@ -80,6 +82,9 @@ Examples:
 				return err
 			}
 			fmt.Fprintf(out, "Runtime: %s (%s)\n", rt, why)
+			if rt == "kind" {
+				return upKind(c, dir)
+			}
 			if err := preflightLocal(); err != nil {
 				return err
 			}
@@ -91,37 +96,30 @@ Examples:
 	}
 }
 
-// pickRuntime chooses the runtime and says why.
+// pickRuntime chooses the runtime and says why. auto picks kind only when an
+// engine answers and kind's library can drive it, so a machine with just a
+// docker client keeps the local runtime.
 func pickRuntime(flag string) (string, string, error) {
-	engine := containerEngine()
 	switch flag {
 	case "local":
 		return "local", "asked for with --runtime local", nil
 	case "kind":
-		if engine == "" {
-			return "", "", cli.Exit("--runtime kind needs a Docker or Podman engine, and none answers at /var/run/docker.sock or $DOCKER_HOST; start one, or use --runtime local", 1)
+		e, err := kind.Usable()
+		if err != nil {
+			return "", "", cli.Exit("--runtime kind: "+err.Error(), 1)
 		}
-		return "", "", cli.Exit("--runtime kind is not in this build of meshlab yet; use --runtime local", 1)
+		return "kind", "asked for with --runtime kind; engine at " + e.Socket, nil
 	case "auto", "":
-		if engine != "" {
-			return "local", "a container engine answers at " + engine + ", but the kind runtime is not in this build yet", nil
+		e, err := kind.Usable()
+		if err == nil {
+			return "kind", "a container engine answers at " + e.Socket, nil
 		}
-		return "local", "no container engine answers", nil
+		if errors.Is(err, kind.ErrNoEngine) {
+			return "local", "no container engine answers", nil
+		}
+		return "local", err.Error(), nil
 	}
 	return "", "", cli.Exit(fmt.Sprintf("--runtime %q: want auto, local or kind", flag), 2)
-}
-
-func containerEngine() string {
-	sock := "/var/run/docker.sock"
-	if h := os.Getenv("DOCKER_HOST"); strings.HasPrefix(h, "unix://") {
-		sock = strings.TrimPrefix(h, "unix://")
-	}
-	c, err := net.DialTimeout("unix", sock, 300*time.Millisecond)
-	if err != nil {
-		return ""
-	}
-	c.Close()
-	return sock
 }
 
 // preflightLocal fails at once, with what is missing, where the local runtime
