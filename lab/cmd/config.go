@@ -1,6 +1,7 @@
 package cmd
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -10,19 +11,21 @@ import (
 	"sort"
 	"strings"
 	"text/tabwriter"
+	"time"
 
 	"github.com/urfave/cli/v2"
 	"sigs.k8s.io/yaml"
 
+	"github.com/meshlab/meshlab/controlplane/analyze"
 	"github.com/meshlab/meshlab/controlplane/api"
 	"github.com/meshlab/meshlab/controlplane/config"
 )
 
 var filesFlag = &cli.StringSliceFlag{Name: "filename", Aliases: []string{"f"}, Usage: "file, directory (its .yaml/.yml/.json files) or - for stdin; repeatable", Required: true}
 
-// readDocuments reads every -f argument into API documents. Every error of
-// every file is reported; nothing is returned if any is bad.
-func readDocuments(c *cli.Context) ([]api.Document, error) {
+// inputFiles expands the -f arguments: files, the .yaml/.yml/.json files of
+// directories, and - for stdin.
+func inputFiles(c *cli.Context) ([]string, error) {
 	var files []string
 	for _, f := range c.StringSlice("filename") {
 		if f == "-" {
@@ -49,6 +52,16 @@ func readDocuments(c *cli.Context) ([]api.Document, error) {
 				}
 			}
 		}
+	}
+	return files, nil
+}
+
+// readDocuments reads every -f argument into API documents. Every error of
+// every file is reported; nothing is returned if any is bad.
+func readDocuments(c *cli.Context) ([]api.Document, error) {
+	files, err := inputFiles(c)
+	if err != nil {
+		return nil, err
 	}
 	var docs []api.Document
 	var errs []error
@@ -317,21 +330,137 @@ func indentJSON(b []byte) []byte {
 func Analyze() *cli.Command {
 	return &cli.Command{
 		Name:  "analyze",
-		Usage: "validate Istio resource files without storing them",
-		Description: `Parses and validates files the way apply does, offline, and reports every
-problem with its file, document and field.
+		Usage: "find problems in Istio configuration, as istioctl analyze does, without storing it",
+		Description: `Checks files the way apply does (schema: every error names its file, document
+and field) and then across resources, with Istio's message codes:
+
+   IST0101 ReferencedResourceNotFound   a route to a subset no DestinationRule defines,
+                                        a destination host no Service or ServiceEntry has,
+                                        a gateway that does not exist
+   IST0106 SchemaValidationError        schema errors; route weights that do not add up to 100
+   IST0109 ConflictingMeshGatewayVirtualServiceHosts  two mesh VirtualServices for one host
+   IST0112 VirtualServiceDestinationPortSelectorRequired
+   IST0132 VirtualServiceHostNotFoundInGateway
+   IST0173 DestinationRuleSubsetNotSelectPods
+   MLB0001 two VirtualServices for one host on one gateway (warning)
+   MLB0002 a mesh VirtualService for a host nothing serves (warning)
+
+When a lab's control plane answers, the files are analyzed together with its
+registry (Services, pods) and its stored configuration, a file's resource
+replacing the stored one of the same kind, namespace and name; otherwise the
+files alone are analyzed, Kubernetes Services and Deployments in them standing
+in for the registry. Exits 1 when there is an error, 0 when there are only
+warnings or info.
 
 Examples:
    meshlab analyze -f samples/bookinfo/networking/
-   meshlab analyze -f my-virtualservice.yaml`,
-		Flags: []cli.Flag{filesFlag, namespaceFlag},
+   meshlab analyze -f my-virtualservice.yaml -o json
+   meshlab analyze -f samples/bookinfo/bookinfo.yaml -f vs.yaml --offline`,
+		Flags: []cli.Flag{filesFlag, namespaceFlag, stateDirFlag, cpFlag,
+			&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Value: "text", Usage: "output format: text or json"},
+			&cli.BoolFlag{Name: "offline", Usage: "analyze the files alone, even when a lab is running"}},
 		Action: func(c *cli.Context) error {
-			docs, err := readDocuments(c)
+			o, err := checkOutput(c, "text", "json")
 			if err != nil {
-				return cli.Exit("Error [analyze]:\n"+err.Error(), 1)
+				return err
 			}
-			fmt.Fprintf(c.App.Writer, "✔ No validation issues found when analyzing %d document(s).\n", len(docs))
+			names, err := inputFiles(c)
+			if err != nil {
+				return cli.Exit(err.Error(), 1)
+			}
+			var files analyze.Files
+			for _, f := range names {
+				var data []byte
+				if f == "-" {
+					data, err = io.ReadAll(os.Stdin)
+				} else {
+					data, err = os.ReadFile(f)
+				}
+				if err != nil {
+					return cli.Exit(fmt.Sprintf("read %s: %v", f, err), 1)
+				}
+				files.Add(f, data, c.String("namespace"))
+			}
+			in := analyze.Input{Resources: files.Resources, Services: files.Services, Workloads: files.Workloads,
+				Origins: files.Origins, Lines: files.Lines}
+			what := fmt.Sprintf("%d document(s)", files.Documents)
+			if !c.Bool("offline") {
+				live, err := liveInput(c, files)
+				switch {
+				case errors.Is(err, api.ErrUnreachable):
+					// No lab: the files are all there is, as with istioctl analyze --use-kube=false.
+				case err != nil:
+					return explain(err)
+				default:
+					in = live
+					what += " with the running lab's configuration"
+				}
+			}
+			msgs := append(files.Schema, analyze.Run(in)...)
+			if o == "json" {
+				if msgs == nil {
+					msgs = []analyze.Message{}
+				}
+				if err := writeJSON(c.App.Writer, msgs); err != nil {
+					return err
+				}
+			} else {
+				if len(msgs) == 0 {
+					fmt.Fprintf(c.App.Writer, "✔ No validation issues found when analyzing %s.\n", what)
+				}
+				for _, m := range msgs {
+					fmt.Fprintln(c.App.Writer, m)
+				}
+			}
+			if lvl, ok := analyze.Worst(msgs); ok && lvl == analyze.Error {
+				return cli.Exit(fmt.Sprintf("Error: Analyzers found issues when analyzing %s.\nSee https://istio.io/latest/docs/reference/config/analysis for more information about causing any of these issues.", what), 1)
+			}
 			return nil
 		},
 	}
+}
+
+// liveInput puts the files over the running lab's stored configuration and
+// registry. It fails with api.ErrUnreachable when no control plane answers.
+func liveInput(c *cli.Context, files analyze.Files) (analyze.Input, error) {
+	cl, err := client(c)
+	if err != nil {
+		return analyze.Input{}, err
+	}
+	ctx, cancel := context.WithTimeout(c.Context, 5*time.Second)
+	defer cancel()
+	reg, err := cl.Registry(ctx)
+	if err != nil {
+		return analyze.Input{}, err
+	}
+	list, err := cl.List(ctx, "", "", "")
+	if err != nil {
+		return analyze.Input{}, err
+	}
+	stored := make([]config.Resource, 0, len(list.Items))
+	for _, it := range list.Items {
+		r, err := config.Unmarshal(it)
+		if err != nil {
+			return analyze.Input{}, fmt.Errorf("read stored resource: %w", err)
+		}
+		stored = append(stored, r)
+	}
+	services := reg.Services
+	known := map[string]bool{}
+	for _, s := range services {
+		known[s.Key()] = true
+	}
+	for _, s := range files.Services {
+		if !known[s.Key()] {
+			services = append(services, s)
+		}
+	}
+	return analyze.Input{
+		Resources: analyze.Overlay(stored, files.Resources),
+		Services:  services,
+		Workloads: append(reg.Workloads, files.Workloads...),
+		Complete:  true,
+		Origins:   files.Origins,
+		Lines:     files.Lines,
+	}, nil
 }
