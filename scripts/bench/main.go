@@ -1,0 +1,273 @@
+// Command bench is meshlab's benchmark harness (`task bench`). It measures,
+// in one run on the local runtime: request paths through real veths between
+// pod network namespaces with fortio (direct, one sidecar, two sidecars, the
+// gateway, nginx and haproxy), the proxies' CPU and memory, the control
+// plane's apply→ACK time with simulated ADS clients and its cost on a big
+// mesh, the lab's up and down, and the Go micro-benchmarks. It writes the
+// raw results as JSON under docs/bench/ and regenerates docs/BENCHMARKS.md.
+//
+// Traffic goes only to the lab's own pods and to loopback.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// harness is one run: its settings, tools and results.
+type harness struct {
+	quick       bool
+	profile     bool
+	qps         float64
+	conns       int
+	size        int
+	requests    int
+	chunks      int
+	warmup      int
+	maxDuration time.Duration
+	labRounds   int
+	cpRounds    int
+	profileSecs int
+
+	root, out, doc, cache, work string
+	fortio, meshlab             string
+	ports                       [3]int
+	lab                         *labCtl
+	res                         Results
+}
+
+func main() {
+	if len(os.Args) > 1 && os.Args[1] == cpChildArg {
+		if err := cpChild(os.Args[2:]); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		return
+	}
+	h := &harness{}
+	var sections, waitLab string
+	flag.BoolVar(&h.quick, "quick", false, "a short run to try the harness (3,000 requests per path, one lab round)")
+	flag.BoolVar(&h.profile, "profile", false, "instead of the figures: CPU and allocation profiles of the sidecars under load (task bench:profile)")
+	flag.Float64Var(&h.qps, "qps", 1000, "fixed request rate of the latency runs")
+	flag.IntVar(&h.conns, "c", 16, "connections")
+	flag.IntVar(&h.size, "size", 1024, "response payload in bytes")
+	flag.IntVar(&h.requests, "n", 0, "requests per path at the fixed rate (default 30,000; 3,000 with -quick)")
+	flag.IntVar(&h.chunks, "chunks", 0, "interleaved chunks the requests of each path are split into (default 3; 1 with -quick)")
+	flag.DurationVar(&h.maxDuration, "max-duration", 0, "length of each open-throttle run, 0 for the default (10s; 3s with -quick); negative skips them")
+	flag.IntVar(&h.labRounds, "lab-rounds", 0, "rounds of up and down (default 3; 1 with -quick)")
+	flag.IntVar(&h.cpRounds, "cp-rounds", 0, "applies per control-plane scenario (default 20; 5 with -quick)")
+	flag.StringVar(&sections, "sections", "lab,dataplane,controlplane,gobench", "sections to run, comma-separated")
+	flag.StringVar(&h.out, "out", "docs/bench", "directory of the raw results")
+	flag.StringVar(&h.doc, "doc", "docs/BENCHMARKS.md", "the document to regenerate (empty: none)")
+	flag.StringVar(&h.cache, "cache", "", "where fortio and the meshlab build go (default $XDG_CACHE_HOME/meshlab/bench)")
+	flag.StringVar(&waitLab, "wait-lab", "10m", "wait at most this long for lab tests or another lab to free the pod network")
+	flag.StringVar(&h.res.Machine.ExternalNote, "note", "", "a note on the machine's conditions for the document")
+	rerender := flag.String("render", "", "only regenerate the document from this results JSON")
+	flag.Parse()
+	if *rerender != "" {
+		if err := renderFile(*rerender, h.doc); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		return
+	}
+	h.defaults()
+	slog.SetDefault(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo})))
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	wait, err := time.ParseDuration(waitLab)
+	if err == nil {
+		err = h.run(ctx, strings.Split(sections, ","), wait)
+	}
+	if err != nil {
+		slog.Error("bench", "err", err)
+		os.Exit(1)
+	}
+}
+
+func (h *harness) defaults() {
+	def := func(v *int, full, quick int) {
+		if *v == 0 {
+			*v = full
+			if h.quick {
+				*v = quick
+			}
+		}
+	}
+	def(&h.requests, 30000, 3000)
+	def(&h.chunks, 3, 1)
+	def(&h.labRounds, 3, 1)
+	def(&h.cpRounds, 20, 5)
+	def(&h.profileSecs, 30, 10)
+	h.warmup = max(h.requests/10, 500)
+	if h.maxDuration == 0 {
+		h.maxDuration = 10 * time.Second
+		if h.quick {
+			h.maxDuration = 3 * time.Second
+		}
+	}
+	if h.maxDuration < 0 {
+		h.maxDuration = 0
+	}
+	h.ports = [3]int{18180, 18543, 25114}
+	h.res.Mode = "full"
+	if h.quick {
+		h.res.Mode = "quick"
+	}
+}
+
+func (h *harness) run(ctx context.Context, sections []string, wait time.Duration) error {
+	if os.Geteuid() != 0 {
+		return fmt.Errorf("the benchmarks run on the local runtime, which needs root")
+	}
+	var err error
+	if h.root, err = os.Getwd(); err != nil {
+		return err
+	}
+	if _, err := os.Stat(filepath.Join(h.root, "go.mod")); err != nil {
+		return fmt.Errorf("run the harness from the repository's root (go run ./scripts/bench)")
+	}
+	if h.cache == "" {
+		base, err := os.UserCacheDir()
+		if err != nil {
+			return err
+		}
+		h.cache = filepath.Join(base, "meshlab", "bench")
+	}
+	if h.work, err = os.MkdirTemp("", "meshlab-bench-"); err != nil {
+		return err
+	}
+	defer os.RemoveAll(h.work)
+	if err := os.MkdirAll(h.out, 0o755); err != nil {
+		return err
+	}
+
+	h.res.Started = time.Now().UTC()
+	h.res.Settings = Settings{QPS: h.qps, Connections: h.conns, PayloadSize: h.size, Requests: h.requests, Chunks: h.chunks,
+		Warmup: h.warmup, MaxDuration: h.maxDuration, LabRounds: h.labRounds, CPRounds: h.cpRounds}
+	h.res.Machine.CPU, h.res.Machine.Cores, h.res.Machine.Kernel, h.res.Machine.Go = cpuModel(), runtime.NumCPU(), kernel(), runtime.Version()
+	h.res.Machine.LoadStart = loadAvg()
+	h.res.Machine.OtherProcs = busyProcesses(map[int]bool{os.Getpid(): true})
+	h.observeLoad()
+	h.cmd("go", "run", "./scripts/bench", strings.Join(os.Args[1:], " "))
+
+	h.meshlab = filepath.Join(h.cache, "meshlab")
+	if err := buildMeshlab(ctx, h.root, h.meshlab); err != nil {
+		return err
+	}
+	if h.fortio, err = ensureFortio(ctx, h.cache); err != nil {
+		return err
+	}
+	h.res.Machine.Fortio = "fortio " + FortioVersion
+	h.lab = h.newLab()
+
+	if h.profile {
+		return h.runProfile(ctx, wait)
+	}
+	for _, s := range sections {
+		var err error
+		switch strings.TrimSpace(s) {
+		case "lab":
+			err = withLab(ctx, wait, h.labBench)
+		case "dataplane":
+			err = withLab(ctx, wait, h.dataplaneBench)
+		case "controlplane":
+			err = h.controlPlaneBench(ctx)
+		case "gobench":
+			err = h.goBench(ctx)
+		case "":
+			continue
+		default:
+			err = fmt.Errorf("unknown section %q (want lab, dataplane, controlplane, gobench)", s)
+		}
+		h.observeLoad()
+		if err != nil {
+			if ctx.Err() != nil {
+				return err
+			}
+			slog.Error("section failed", "section", s, "err", err)
+			h.res.Errors = append(h.res.Errors, SectionError{Section: s, Error: err.Error()})
+		}
+	}
+	h.res.Machine.LoadEnd = loadAvg()
+	h.res.Finished = time.Now().UTC()
+	return h.write()
+}
+
+// observeLoad records the machine's load; figures from a machine whose
+// 1-minute load reached half its cores are marked as from a loaded machine.
+func (h *harness) observeLoad() {
+	l := loadAvg()[0]
+	if l > h.res.Machine.LoadMax {
+		h.res.Machine.LoadMax = l
+	}
+	if l >= 0.5*float64(runtime.NumCPU()) {
+		h.res.Machine.Loaded = true
+	}
+}
+
+// withLab runs fn holding the pod network.
+func withLab(ctx context.Context, wait time.Duration, fn func(context.Context) error) error {
+	release, err := acquireLab(ctx, wait)
+	if err != nil {
+		return err
+	}
+	defer release()
+	return fn(ctx)
+}
+
+func (h *harness) cmd(argv ...string) {
+	h.res.Commands = append(h.res.Commands, strings.TrimSpace(strings.Join(argv, " ")))
+}
+
+func (h *harness) newLab() *labCtl {
+	return &labCtl{bin: h.meshlab, state: filepath.Join(h.work, "state"), ports: h.ports}
+}
+
+// write saves the JSON (a dated copy and latest.json) and the document.
+func (h *harness) write() error {
+	b, err := json.MarshalIndent(h.res, "", "  ")
+	if err != nil {
+		return err
+	}
+	name := fmt.Sprintf("%s-%s.json", h.res.Started.Format("20060102T150405Z"), h.res.Mode)
+	for _, n := range []string{name, "latest.json"} {
+		if err := os.WriteFile(filepath.Join(h.out, n), append(b, '\n'), 0o644); err != nil {
+			return fmt.Errorf("write results: %w", err)
+		}
+	}
+	slog.Info("results written", "json", filepath.Join(h.out, name))
+	if h.doc == "" {
+		return nil
+	}
+	if err := os.WriteFile(h.doc, []byte(render(h.res, filepath.ToSlash(filepath.Join(h.out, name)))), 0o644); err != nil {
+		return fmt.Errorf("write %s: %w", h.doc, err)
+	}
+	slog.Info("document written", "doc", h.doc)
+	return nil
+}
+
+// renderFile regenerates the document from saved results, for when only
+// the document's shape changed.
+func renderFile(results, doc string) error {
+	b, err := os.ReadFile(results)
+	if err != nil {
+		return err
+	}
+	var r Results
+	if err := json.Unmarshal(b, &r); err != nil {
+		return fmt.Errorf("read %s: %w", results, err)
+	}
+	return os.WriteFile(doc, []byte(render(r, filepath.ToSlash(results))), 0o644)
+}

@@ -1,0 +1,181 @@
+package main
+
+import (
+	"bufio"
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+	"sort"
+	"strconv"
+	"strings"
+
+	"golang.org/x/sys/unix"
+)
+
+// clockTicks is USER_HZ, the unit of utime and stime in /proc/<pid>/stat;
+// 100 on every Linux architecture Go supports.
+const clockTicks = 100
+
+// cpuSeconds is a process's user+system CPU time, every thread included.
+func cpuSeconds(pid int) (float64, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, fmt.Errorf("read CPU time of pid %d: %w", pid, err)
+	}
+	return parseStatCPU(string(b))
+}
+
+// parseStatCPU reads utime (field 14) and stime (15) of a /proc/<pid>/stat
+// line. The command (field 2) may hold spaces and parentheses, so fields are
+// counted from the last ')'.
+func parseStatCPU(line string) (float64, error) {
+	i := strings.LastIndexByte(line, ')')
+	if i < 0 {
+		return 0, fmt.Errorf("stat line without a command: %q", line)
+	}
+	f := strings.Fields(line[i+1:])
+	// f[0] is field 3 (state): utime is field 14, f[11].
+	if len(f) < 13 {
+		return 0, fmt.Errorf("stat line too short: %q", line)
+	}
+	ut, err1 := strconv.ParseUint(f[11], 10, 64)
+	st, err2 := strconv.ParseUint(f[12], 10, 64)
+	if err1 != nil || err2 != nil {
+		return 0, fmt.Errorf("stat line with bad times: %q", line)
+	}
+	return float64(ut+st) / clockTicks, nil
+}
+
+// memMB returns VmRSS and VmHWM of a process in MB (10^6 bytes).
+func memMB(pid int) (rss, hwm float64, err error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0, 0, fmt.Errorf("read memory of pid %d: %w", pid, err)
+	}
+	m := parseStatus(string(b))
+	return m["VmRSS"], m["VmHWM"], nil
+}
+
+// parseStatus reads the kB fields of /proc/<pid>/status, in MB.
+func parseStatus(s string) map[string]float64 {
+	out := map[string]float64{}
+	sc := bufio.NewScanner(strings.NewReader(s))
+	for sc.Scan() {
+		k, v, ok := strings.Cut(sc.Text(), ":")
+		if !ok {
+			continue
+		}
+		f := strings.Fields(v)
+		if len(f) == 2 && f[1] == "kB" {
+			if n, err := strconv.ParseFloat(f[0], 64); err == nil {
+				out[k] = n * 1024 / 1e6
+			}
+		}
+	}
+	return out
+}
+
+// pin sets the CPU affinity of every thread of pid (taskset -a -p); cpu -1
+// gives back every CPU.
+func pin(pid, cpu int) error {
+	var set unix.CPUSet
+	if cpu < 0 {
+		for i := 0; i < runtime.NumCPU(); i++ {
+			set.Set(i)
+		}
+	} else {
+		set.Set(cpu)
+	}
+	tasks, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
+	if err != nil {
+		return fmt.Errorf("list threads of pid %d: %w", pid, err)
+	}
+	for _, t := range tasks {
+		tid, err := strconv.Atoi(t.Name())
+		if err != nil {
+			continue
+		}
+		// A thread may exit between the listing and here; that is fine.
+		if err := unix.SchedSetaffinity(tid, &set); err != nil && err != unix.ESRCH {
+			return fmt.Errorf("pin thread %d of pid %d: %w", tid, pid, err)
+		}
+	}
+	return nil
+}
+
+// loadAvg reads /proc/loadavg.
+func loadAvg() [3]float64 {
+	var l [3]float64
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return l
+	}
+	f := strings.Fields(string(b))
+	for i := 0; i < 3 && i < len(f); i++ {
+		l[i], _ = strconv.ParseFloat(f[i], 64)
+	}
+	return l
+}
+
+// busyProcesses names the processes, other than ours, that used the most
+// CPU recently enough to matter: compilers and tests of other people.
+func busyProcesses(exclude map[int]bool) []string {
+	type proc struct {
+		name string
+		cpu  float64
+	}
+	var ps []proc
+	dirs, _ := filepath.Glob("/proc/[0-9]*")
+	for _, d := range dirs {
+		pid, _ := strconv.Atoi(filepath.Base(d))
+		if exclude[pid] {
+			continue
+		}
+		b, err := os.ReadFile(d + "/stat")
+		if err != nil {
+			continue
+		}
+		s := string(b)
+		i, j := strings.IndexByte(s, '('), strings.LastIndexByte(s, ')')
+		if i < 0 || j < i {
+			continue
+		}
+		f := strings.Fields(s[j+1:])
+		if len(f) < 13 || f[0] != "R" {
+			continue // only what runs right now
+		}
+		c, _ := parseStatCPU(s)
+		ps = append(ps, proc{name: s[i+1 : j], cpu: c})
+	}
+	sort.Slice(ps, func(i, j int) bool { return ps[i].cpu > ps[j].cpu })
+	var out []string
+	for i, p := range ps {
+		if i == 8 {
+			break
+		}
+		out = append(out, p.name)
+	}
+	return out
+}
+
+func cpuModel() string {
+	b, err := os.ReadFile("/proc/cpuinfo")
+	if err != nil {
+		return "unknown"
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if k, v, ok := strings.Cut(l, ":"); ok && strings.TrimSpace(k) == "model name" {
+			return strings.TrimSpace(v)
+		}
+	}
+	return "unknown"
+}
+
+func kernel() string {
+	var u unix.Utsname
+	if err := unix.Uname(&u); err != nil {
+		return "unknown"
+	}
+	return unix.ByteSliceToString(u.Sysname[:]) + " " + unix.ByteSliceToString(u.Release[:])
+}
