@@ -7,12 +7,12 @@ package bookinfo
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
-	"time"
+
+	"github.com/meshlab/meshlab/samples/serve"
 )
 
 // Services lists the Bookinfo services Run accepts.
@@ -97,39 +97,5 @@ func Run(ctx context.Context, service string, opts Options) error {
 	if err != nil {
 		return err
 	}
-	return serve(ctx, opts.Listener, opts.Addr, h, opts.Logger.With("service", service, "version", opts.Version))
-}
-
-func serve(ctx context.Context, ln net.Listener, addr string, h http.Handler, log *slog.Logger) error {
-	if ln == nil {
-		var err error
-		ln, err = new(net.ListenConfig).Listen(ctx, "tcp", addr)
-		if err != nil {
-			return fmt.Errorf("listen on %s: %w", addr, err)
-		}
-	}
-	srv := &http.Server{
-		Handler:           h,
-		ReadHeaderTimeout: 10 * time.Second,
-		BaseContext:       func(net.Listener) context.Context { return ctx },
-	}
-	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
-	log.Info("serving", "addr", ln.Addr().String())
-
-	select {
-	case err := <-errc:
-		return fmt.Errorf("serve on %s: %w", ln.Addr(), err)
-	case <-ctx.Done():
-	}
-	shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-	defer cancel()
-	if err := srv.Shutdown(shutdownCtx); err != nil {
-		srv.Close()
-		return fmt.Errorf("shut down server on %s: %w", ln.Addr(), err)
-	}
-	if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) {
-		return fmt.Errorf("serve on %s: %w", ln.Addr(), err)
-	}
-	return nil
+	return serve.Run(ctx, opts.Listener, opts.Addr, h, opts.Logger.With("service", service, "version", opts.Version))
 }

@@ -7,7 +7,6 @@ package httpbin
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
@@ -16,6 +15,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/meshlab/meshlab/samples/serve"
 )
 
 // MaxDelay caps /delay/{s}, as httpbin does.
@@ -39,37 +40,7 @@ func Run(ctx context.Context, opts Options) error {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	ln := opts.Listener
-	if ln == nil {
-		var err error
-		if ln, err = new(net.ListenConfig).Listen(ctx, "tcp", opts.Addr); err != nil {
-			return fmt.Errorf("listen on %s: %w", opts.Addr, err)
-		}
-	}
-	srv := &http.Server{
-		Handler:           Handler(),
-		ReadHeaderTimeout: 10 * time.Second,
-		// Requests inherit ctx so a pending /delay ends at shutdown.
-		BaseContext: func(net.Listener) context.Context { return ctx },
-	}
-	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
-	opts.Logger.Info("serving", "service", "httpbin", "addr", ln.Addr().String())
-	select {
-	case err := <-errc:
-		return fmt.Errorf("serve on %s: %w", ln.Addr(), err)
-	case <-ctx.Done():
-	}
-	shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-	defer cancel()
-	if err := srv.Shutdown(shutdownCtx); err != nil {
-		srv.Close()
-		return fmt.Errorf("shut down server on %s: %w", ln.Addr(), err)
-	}
-	if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) {
-		return fmt.Errorf("serve on %s: %w", ln.Addr(), err)
-	}
-	return nil
+	return serve.Run(ctx, opts.Listener, opts.Addr, Handler(), opts.Logger.With("service", "httpbin"))
 }
 
 // Handler returns httpbin's HTTP handler.
