@@ -32,7 +32,7 @@ Examples:
    meshlab controlplane --state-dir /tmp/cp --xds-addr 127.0.0.1:15010 --http-addr 127.0.0.1:15014
 
    # istiod in a cluster: watch it, serve the injection and validation webhooks
-   meshlab controlplane --state-dir /var/lib/meshlab/controlplane --in-cluster
+   meshlab controlplane --state-dir /var/lib/meshlab/controlplane --in-cluster --ca-dir /etc/cacerts
 
    # the same from a laptop against a kubeconfig (webhooks registered by URL)
    meshlab controlplane --state-dir /tmp/cp --kubeconfig ~/.kube/config --webhook-addr 127.0.0.1:15017
@@ -45,6 +45,7 @@ Examples:
 			&cli.StringFlag{Name: "webhook-addr", Value: ":15017", Usage: "address for the admission webhooks /inject and /validate (TLS, certificate from the mesh CA); empty serves none"},
 			&cli.StringFlag{Name: "kubeconfig", Usage: "watch this Kubernetes cluster for Services, endpoints, pods and Istio resources"},
 			&cli.BoolFlag{Name: "in-cluster", Usage: "watch the Kubernetes cluster this pod runs in (its service account)"},
+			&cli.StringFlag{Name: "ca-dir", Usage: "plugged-in mesh CA (Istio's cacerts: ca-cert.pem, ca-key.pem, root-cert.pem, cert-chain.pem) when the directory holds one; else the store keeps a root of its own"},
 			&cli.StringFlag{Name: "proxy-image", Value: "meshlab.local/meshlab:" + version, Usage: "image the injection webhook gives istio-init and istio-proxy"},
 			&cli.BoolFlag{Name: "debug", Usage: "log at debug level"},
 		},
@@ -69,6 +70,7 @@ Examples:
 				WebhookAddr: c.String("webhook-addr"),
 				Kube:        kcfg,
 				Inject:      inject.Params{Image: c.String("proxy-image")},
+				CADir:       c.String("ca-dir"),
 				StateDir:    c.String("state-dir"),
 				XDSAddr:     c.String("xds-addr"),
 				HTTPAddr:    c.String("http-addr"),

@@ -6,6 +6,7 @@ package ca
 
 import (
 	"bytes"
+	"crypto"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -49,9 +50,14 @@ const (
 // after Load it is read only.
 type CA struct {
 	root    *x509.Certificate
-	key     *ecdsa.PrivateKey
 	rootPEM []byte
-	now     func() time.Time
+	// signer and key sign what the CA issues: the root itself, or a
+	// plugged-in intermediate (LoadDir) whose chain up to the root, root
+	// excluded, follows every leaf.
+	signer *x509.Certificate
+	key    crypto.Signer
+	chain  [][]byte
+	now    func() time.Time
 }
 
 // Load returns the CA kept in st, creating and persisting a new root the
@@ -76,7 +82,7 @@ func Load(st Store) (*CA, error) {
 	if err != nil {
 		return nil, err
 	}
-	der, err := x509.MarshalECPrivateKey(c.key)
+	der, err := x509.MarshalECPrivateKey(c.key.(*ecdsa.PrivateKey))
 	if err != nil {
 		return nil, fmt.Errorf("encode the CA key: %w", err)
 	}
@@ -116,7 +122,7 @@ func New() (*CA, error) {
 	if err != nil {
 		return nil, fmt.Errorf("parse the new CA root: %w", err)
 	}
-	return &CA{root: root, key: key, rootPEM: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), now: time.Now}, nil
+	return &CA{root: root, signer: root, key: key, rootPEM: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), now: time.Now}, nil
 }
 
 func parse(certPEM, keyPEM []byte) (*CA, error) {
@@ -139,7 +145,7 @@ func parse(certPEM, keyPEM []byte) (*CA, error) {
 	if !key.PublicKey.Equal(root.PublicKey) {
 		return nil, errors.New("root key does not match the root certificate")
 	}
-	return &CA{root: root, key: key, rootPEM: bytes.Clone(certPEM), now: time.Now}, nil
+	return &CA{root: root, signer: root, key: key, rootPEM: bytes.Clone(certPEM), now: time.Now}, nil
 }
 
 // Root is the root certificate; callers must not modify it.
@@ -157,8 +163,8 @@ func (c *CA) Pool() *x509.CertPool {
 }
 
 // ServingCert issues a TLS server certificate for the names and addresses
-// with a new P-256 key, valid for a year; the chain holds the leaf only,
-// since clients trust the root itself.
+// with a new P-256 key, valid for a year; the chain holds the leaf and any
+// plugged-in intermediates, not the root, which clients trust themselves.
 func (c *CA) ServingCert(dnsNames []string, ips []net.IP) (tls.Certificate, error) {
 	if len(dnsNames) == 0 && len(ips) == 0 {
 		return tls.Certificate{}, errors.New("issue a serving certificate: no DNS names or IP addresses")
@@ -191,11 +197,11 @@ func (c *CA) issue(tmpl *x509.Certificate, lifetime time.Duration) (tls.Certific
 	tmpl.SerialNumber = serial()
 	tmpl.NotBefore = now.Add(-backdate)
 	tmpl.NotAfter = now.Add(lifetime)
-	if tmpl.NotAfter.After(c.root.NotAfter) {
-		tmpl.NotAfter = c.root.NotAfter
+	if tmpl.NotAfter.After(c.signer.NotAfter) {
+		tmpl.NotAfter = c.signer.NotAfter
 	}
-	tmpl.AuthorityKeyId = c.root.SubjectKeyId
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, c.root, &key.PublicKey, c.key)
+	tmpl.AuthorityKeyId = c.signer.SubjectKeyId
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, c.signer, &key.PublicKey, c.key)
 	if err != nil {
 		return tls.Certificate{}, fmt.Errorf("sign a certificate for %s: %w", tmpl.Subject.CommonName, err)
 	}
@@ -203,7 +209,7 @@ func (c *CA) issue(tmpl *x509.Certificate, lifetime time.Duration) (tls.Certific
 	if err != nil {
 		return tls.Certificate{}, fmt.Errorf("parse the certificate for %s: %w", tmpl.Subject.CommonName, err)
 	}
-	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: leaf}, nil
+	return tls.Certificate{Certificate: append([][]byte{der}, c.chain...), PrivateKey: key, Leaf: leaf}, nil
 }
 
 func serial() *big.Int {

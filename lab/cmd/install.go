@@ -21,7 +21,7 @@ func installFlags() []cli.Flag {
 		&cli.StringFlag{Name: "image", Value: "meshlab.local/meshlab:" + Version, Usage: "image every meshlab container runs"},
 		&cli.StringFlag{Name: "bookinfo-namespace", Value: "default", Usage: "namespace for bookinfo, labelled istio-injection=enabled (\"\" for no bookinfo)"},
 		&cli.StringFlag{Name: "webhook-url-base", Usage: "register the webhooks by URL (`https://127.0.0.1:15017`) for a control plane outside the cluster"},
-		&cli.StringFlag{Name: "ca-bundle", Usage: "PEM `FILE` of the CA that signs the control plane's webhook certificate"},
+		&cli.StringFlag{Name: "ca-bundle", Usage: "PEM `FILE` of the CA that signs the control plane's webhook certificate (default: the root of the cacerts Secret in istio-system, made on first install)"},
 		&cli.DurationFlag{Name: "timeout", Value: 3 * time.Minute, Usage: "how long to wait for each step"},
 		&cli.BoolFlag{Name: "dry-run", Usage: "send every request with dryRun=All: validated by the cluster, nothing stored"},
 	}
@@ -37,6 +37,12 @@ istiod (meshlab controlplane) with its webhooks, istio-ingressgateway behind a
 LoadBalancer Service (8080, 8443) and bookinfo with its gateway and routes,
 then waits for every Deployment to roll out. Safe to run again.
 
+The mesh CA is Istio's plugged-in cacerts Secret in istio-system (ca-cert.pem,
+ca-key.pem, root-cert.pem, cert-chain.pem), mounted into istiod at
+/etc/cacerts; its root is the webhooks' caBundle. The first install makes a
+new root; later installs keep the Secret as they find it, never rotating it.
+To plug in your own CA, create the Secret before installing.
+
 Examples:
    meshlab install --kubeconfig ~/.kube/config
    meshlab install --context kind-meshlab --bookinfo-namespace book-demo
@@ -44,8 +50,12 @@ Examples:
    # see what would be applied, without a cluster
    meshlab install --render > meshlab.yaml
 
-   # a control plane running on this host serves the webhooks
-   meshlab install --webhook-url-base https://127.0.0.1:15017 --ca-bundle root.pem`,
+   # a control plane running on this host serves the webhooks, with the
+   # cluster's mesh CA (the cacerts Secret, written to a directory)
+   meshlab install --webhook-url-base https://127.0.0.1:15017
+   mkdir -p cacerts && for f in ca-cert ca-key root-cert cert-chain; do
+     kubectl -n istio-system get secret cacerts -o jsonpath="{.data.$f\.pem}" | base64 -d > cacerts/$f.pem; done
+   meshlab controlplane --state-dir /tmp/cp --kubeconfig ~/.kube/config --webhook-addr 127.0.0.1:15017 --ca-dir cacerts`,
 		Flags: append(installFlags(),
 			&cli.BoolFlag{Name: "render", Usage: "print the objects as YAML instead of applying them"},
 			&cli.BoolFlag{Name: "no-wait", Usage: "return once the objects are accepted, without waiting for rollouts"},
@@ -56,6 +66,11 @@ Examples:
 				return err
 			}
 			if c.Bool("render") {
+				if o.CABundle == nil {
+					if o, err = install.NewMeshCA(o); err != nil {
+						return err
+					}
+				}
 				objs, err := install.Objects(o)
 				if err != nil {
 					return err
@@ -67,6 +82,11 @@ Examples:
 				return err
 			}
 			in.Wait = !c.Bool("no-wait")
+			if o.CABundle == nil {
+				if o, err = in.MeshCA(c.Context, o); err != nil {
+					return err
+				}
+			}
 			return in.Install(c.Context, o)
 		},
 	}

@@ -16,6 +16,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/meshlab/meshlab/lab"
+	"github.com/meshlab/meshlab/lab/kube"
 	"github.com/meshlab/meshlab/lab/local"
 )
 
@@ -96,10 +97,14 @@ func Status() *cli.Command {
 	return &cli.Command{
 		Name:  "status",
 		Usage: "show the lab's pods, their phase, IPs and restarts, and its URLs",
-		Description: `Examples:
+		Description: `For a kind lab (up --runtime kind) it asks the cluster: the gateway's
+external IP and the pods of istio-system and bookinfo, as kubectl shows them.
+
+Examples:
    meshlab status
    meshlab status -o json | jq '.pods[] | {name, ready}'`,
-		Flags: []cli.Flag{stateDirFlag, outputFlag},
+		Flags: []cli.Flag{stateDirFlag, outputFlag,
+			&cli.StringFlag{Name: "kubeconfig", Usage: "kubeconfig `PATH` of a kind lab's cluster (default $KUBECONFIG, else ~/.kube/config)", EnvVars: []string{"KUBECONFIG"}}},
 		Action: func(c *cli.Context) error {
 			o, err := checkOutput(c, "table", "json")
 			if err != nil {
@@ -108,6 +113,16 @@ func Status() *cli.Command {
 			dir, err := lab.StateDir(c.String("state-dir"))
 			if err != nil {
 				return err
+			}
+			if rec, err := kube.ReadRecord(dir); err == nil {
+				ks := readKindStatus(c.Context, rec, c.String("kubeconfig"))
+				if o == "json" {
+					return writeJSON(c.App.Writer, ks)
+				}
+				printKindStatus(c.App.Writer, ks)
+				return nil
+			} else if !errors.Is(err, os.ErrNotExist) {
+				return fmt.Errorf("read the kind lab's record: %w", err)
 			}
 			st, err := lab.ReadStatus(dir)
 			if errors.Is(err, lab.ErrNotUp) {

@@ -90,15 +90,19 @@ func buildImage(ctx context.Context, dir string) (kind.Image, error) {
 	return kind.Image{Archive: archive, Ref: ref, ID: id}, nil
 }
 
-// installMesh is lab/kube/install for the kind lab. The webhooks' CA bundle
-// is the installer's to settle (engineer A / B): none is passed here.
+// installMesh is lab/kube/install for the kind lab, with the cluster's
+// mesh CA (the cacerts Secret, made on the first up and kept after).
 func installMesh(ctx context.Context, cfg *rest.Config, ref, bookinfoNamespace string) error {
 	in, err := install.New(cfg)
 	if err != nil {
 		return err
 	}
 	in.Wait = true
-	return in.Install(ctx, install.Options{Image: ref, BookinfoNamespace: bookinfoNamespace})
+	o, err := in.MeshCA(ctx, install.Options{Image: ref, BookinfoNamespace: bookinfoNamespace})
+	if err != nil {
+		return err
+	}
+	return in.Install(ctx, o)
 }
 
 // downKind is down for a kind lab: it deletes the cluster when the state

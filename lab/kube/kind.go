@@ -69,14 +69,16 @@ type Options struct {
 // Record is what a kind lab leaves in its state directory, for status and
 // down.
 type Record struct {
-	Runtime    string    `json:"runtime"` // "kind"
-	Cluster    string    `json:"cluster"`
-	Context    string    `json:"context"`
-	Image      string    `json:"image"`
-	Pool       string    `json:"pool"`
-	ExternalIP string    `json:"externalIP"`
-	URL        string    `json:"url"`
-	CreatedAt  time.Time `json:"createdAt"`
+	Runtime    string `json:"runtime"` // "kind"
+	Cluster    string `json:"cluster"`
+	Context    string `json:"context"`
+	Image      string `json:"image"`
+	Pool       string `json:"pool"`
+	ExternalIP string `json:"externalIP"`
+	URL        string `json:"url"`
+	// BookinfoNamespace is where bookinfo runs; "" when it was left out.
+	BookinfoNamespace string    `json:"bookinfoNamespace,omitempty"`
+	CreatedAt         time.Time `json:"createdAt"`
 }
 
 // RecordFile is the record's name in the state directory.
@@ -255,7 +257,7 @@ func Up(ctx context.Context, o Options, p kind.Provider) (err error) {
 	url := fmt.Sprintf("http://%s:%d/productpage", o.Cluster.HostAddr, o.Cluster.HTTPPort)
 	rec := Record{
 		Runtime: "kind", Cluster: name, Context: kind.Context(name), Image: img.Ref,
-		Pool: pool.String(), ExternalIP: ip, URL: url, CreatedAt: time.Now().UTC(),
+		Pool: pool.String(), ExternalIP: ip, URL: url, BookinfoNamespace: o.BookinfoNamespace, CreatedAt: time.Now().UTC(),
 	}
 	if err := writeRecord(o.StateDir, rec); err != nil {
 		return err

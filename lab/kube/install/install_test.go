@@ -52,7 +52,8 @@ func TestRender(t *testing.T) {
 		golden string
 		opts   Options
 	}{
-		{"in-cluster.yaml", Options{Image: "meshlab.local/meshlab:v1.2.3", CABundle: []byte(testCA), BookinfoNamespace: "default"}},
+		{"in-cluster.yaml", Options{Image: "meshlab.local/meshlab:v1.2.3", CABundle: []byte(testCA), BookinfoNamespace: "default",
+			CACerts: map[string][]byte{"ca-cert.pem": []byte(testCA), "ca-key.pem": []byte("key"), "root-cert.pem": []byte(testCA), "cert-chain.pem": []byte(testCA)}}},
 		{"out-of-cluster.yaml", Options{Image: "meshlab.local/meshlab:dev", CABundle: []byte(testCA),
 			WebhookURLBase: "https://127.0.0.1:15017", BookinfoNamespace: "book-demo"}},
 		{"no-bookinfo.yaml", Options{Image: "meshlab.local/meshlab:dev", CABundle: []byte(testCA)}},

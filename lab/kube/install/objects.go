@@ -43,6 +43,8 @@ const (
 	InjectionLabel   = "istio-injection"
 	InjectPodLabel   = "sidecar.istio.io/inject"
 	WebhookPort      = 15017
+	CACertsSecret    = "cacerts"      // Istio's plugged-in CA Secret
+	CACertsMountPath = "/etc/cacerts" // where istiod reads it, as Istio
 	storeMountPath   = "/var/lib/meshlab"
 	binary           = "/meshlab" // where the meshlab image keeps the binary
 )
@@ -59,6 +61,10 @@ type Options struct {
 	// webhooks by URL for a control plane running outside the cluster,
 	// instead of by the istiod Service.
 	WebhookURLBase string
+	// CACerts, when set, is the data of the cacerts Secret to create: the
+	// mesh CA istiod signs with (controlplane/ca Files). Unset, the Secret
+	// is left as the cluster has it (MeshCA).
+	CACerts map[string][]byte
 	// BookinfoNamespace, when set, installs Bookinfo there, labelled
 	// istio-injection=enabled, with its gateway and routes.
 	BookinfoNamespace string
@@ -127,10 +133,15 @@ func plan(o Options) ([]step, error) {
 	steps := []step{
 		{"namespace " + Namespace, []runtime.Object{namespace(Namespace, nil)}},
 		{"Istio CRDs", crds()},
+	}
+	if o.CACerts != nil {
+		steps = append(steps, step{"mesh CA", []runtime.Object{caSecret(o.CACerts)}})
+	}
+	steps = append(steps, []step{
 		{"istiod", istiod(o)},
 		{"webhooks", []runtime.Object{injector(o), validator(o)}},
 		{"ingress gateway", ingressGateway(o)},
-	}
+	}...)
 	if ns := o.BookinfoNamespace; ns != "" {
 		app, err := bookinfo(o)
 		if err != nil {
@@ -163,6 +174,17 @@ func namespace(name string, labels map[string]string) *corev1.Namespace {
 	}
 }
 
+// caSecret is Istio's cacerts: the mesh CA that istiod mounts and signs
+// with, and whose root is the webhooks' caBundle.
+func caSecret(files map[string][]byte) *corev1.Secret {
+	return &corev1.Secret{
+		TypeMeta:   metav1.TypeMeta{APIVersion: "v1", Kind: "Secret"},
+		ObjectMeta: objectMeta(CACertsSecret, Namespace, nil),
+		Type:       corev1.SecretTypeOpaque,
+		Data:       files,
+	}
+}
+
 func crds() []runtime.Object {
 	var out []runtime.Object
 	for _, c := range crd.CRDs() {
@@ -184,7 +206,9 @@ func istiod(o Options) []runtime.Object {
 			groups = append(groups, k.Group)
 		}
 	}
-	read := []string{"get", "list", "watch"}
+	// What its informers need, nothing more: it writes nothing to the
+	// cluster, and reads its CA from the mounted cacerts Secret.
+	read := []string{"list", "watch"}
 	role := &rbacv1.ClusterRole{
 		TypeMeta:   metav1.TypeMeta{APIVersion: "rbac.authorization.k8s.io/v1", Kind: "ClusterRole"},
 		ObjectMeta: objectMeta("istiod-"+Namespace, "", labels),
@@ -221,6 +245,10 @@ func istiod(o Options) []runtime.Object {
 		"--state-dir=" + storeMountPath + "/controlplane",
 		"--xds-addr=:15010",
 		"--http-addr=:15014",
+		"--in-cluster",
+		fmt.Sprintf("--webhook-addr=:%d", WebhookPort),
+		"--proxy-image=" + o.Image,
+		"--ca-dir=" + CACertsMountPath,
 	}, o.ControlPlaneArgs...)
 	podLabels := map[string]string{"app": Istiod, "istio": "pilot", InjectPodLabel: "false"}
 	deploy := &appsv1.Deployment{
@@ -251,9 +279,18 @@ func istiod(o Options) []runtime.Object {
 							ProbeHandler:  corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: "/ready", Port: intstr.FromInt32(15014)}},
 							PeriodSeconds: 3,
 						},
-						VolumeMounts: []corev1.VolumeMount{{Name: "store", MountPath: storeMountPath}},
+						VolumeMounts: []corev1.VolumeMount{
+							{Name: "store", MountPath: storeMountPath},
+							{Name: CACertsSecret, MountPath: CACertsMountPath, ReadOnly: true},
+						},
 					}},
-					Volumes: []corev1.Volume{{Name: "store", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}}},
+					Volumes: []corev1.Volume{
+						{Name: "store", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}},
+						// Optional, as in Istio: without it istiod keeps a
+						// root of its own in its store.
+						{Name: CACertsSecret, VolumeSource: corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{
+							SecretName: CACertsSecret, Optional: ptr(true)}}},
+					},
 				},
 			},
 		},
@@ -273,12 +310,14 @@ func clientConfig(o Options, path string) admissionv1.WebhookClientConfig {
 	return cc
 }
 
+// injector is istio-sidecar-injector with Istio's two webhooks: one for
+// the pods of namespaces labelled istio-injection=enabled (unless the pod
+// opts out), one for pods labelled sidecar.istio.io/inject=true in
+// namespaces without the label. The webhook decides again on the same labels.
 func injector(o Options) *admissionv1.MutatingWebhookConfiguration {
-	return &admissionv1.MutatingWebhookConfiguration{
-		TypeMeta:   metav1.TypeMeta{APIVersion: "admissionregistration.k8s.io/v1", Kind: "MutatingWebhookConfiguration"},
-		ObjectMeta: objectMeta(InjectorWebhook, "", map[string]string{"app": "sidecar-injector"}),
-		Webhooks: []admissionv1.MutatingWebhook{{
-			Name:                    "namespace.sidecar-injector.istio.io",
+	hook := func(name string, namespaces, objects *metav1.LabelSelector) admissionv1.MutatingWebhook {
+		return admissionv1.MutatingWebhook{
+			Name:                    name,
 			ClientConfig:            clientConfig(o, "/inject"),
 			AdmissionReviewVersions: []string{"v1"},
 			SideEffects:             ptr(admissionv1.SideEffectClassNone),
@@ -289,11 +328,27 @@ func injector(o Options) *admissionv1.MutatingWebhookConfiguration {
 				Operations: []admissionv1.OperationType{admissionv1.Create},
 				Rule:       admissionv1.Rule{APIGroups: []string{""}, APIVersions: []string{"v1"}, Resources: []string{"pods"}},
 			}},
-			NamespaceSelector: &metav1.LabelSelector{MatchLabels: map[string]string{InjectionLabel: "enabled"}},
-			ObjectSelector: &metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{
-				{Key: InjectPodLabel, Operator: metav1.LabelSelectorOpNotIn, Values: []string{"false"}},
-			}},
-		}},
+			NamespaceSelector: namespaces,
+			ObjectSelector:    objects,
+		}
+	}
+	return &admissionv1.MutatingWebhookConfiguration{
+		TypeMeta:   metav1.TypeMeta{APIVersion: "admissionregistration.k8s.io/v1", Kind: "MutatingWebhookConfiguration"},
+		ObjectMeta: objectMeta(InjectorWebhook, "", map[string]string{"app": "sidecar-injector"}),
+		Webhooks: []admissionv1.MutatingWebhook{
+			hook("namespace.sidecar-injector.istio.io",
+				&metav1.LabelSelector{MatchLabels: map[string]string{InjectionLabel: "enabled"}},
+				&metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{
+					{Key: InjectPodLabel, Operator: metav1.LabelSelectorOpNotIn, Values: []string{"false"}},
+				}}),
+			hook("object.sidecar-injector.istio.io",
+				&metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{
+					{Key: InjectionLabel, Operator: metav1.LabelSelectorOpDoesNotExist},
+				}},
+				&metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{
+					{Key: InjectPodLabel, Operator: metav1.LabelSelectorOpIn, Values: []string{"true"}},
+				}}),
+		},
 	}
 }
 
