@@ -38,6 +38,7 @@ func main() {
 			cmd.Apply(),
 			cmd.Get(),
 			cmd.Delete(),
+			cmd.Create(),
 			cmd.Analyze(),
 			cmd.ProxyStatus(),
 			cmd.ProxyConfig(),

@@ -54,6 +54,9 @@ type Options struct {
 	Kube *rest.Config
 	// Inject says what the injection webhook adds to pods.
 	Inject inject.Params
+	// CADir, when it holds a plugged-in CA (Istio's cacerts Secret mounted
+	// at /etc/cacerts), is the mesh CA; otherwise the store keeps one.
+	CADir string
 }
 
 // WebhookDNSNames and WebhookIPs are what the webhook certificate is for:
@@ -79,11 +82,16 @@ type Server struct {
 	kube  *kube.Controller // nil unless Options.Kube
 
 	started time.Time
-	regGen  atomic.Uint64 // bumped on every registry change
+	regGen  atomic.Uint64 // bumped on every registry or secret change
+	// secretWake wakes the push loop after a secret changed (secret.go).
+	secretWake chan struct{}
 
 	mu      sync.Mutex
 	version string // the last version pushed, "<rev>.<gen>"
 	pushed  chan struct{}
+
+	listening chan struct{} // closed once Serve's listeners are open
+	webhook   net.Addr      // set before listening closes; nil without webhooks
 }
 
 // Run opens the store, starts serving xDS and HTTP, and blocks until ctx ends;
@@ -113,15 +121,24 @@ func New(opts Options) (*Server, error) {
 		return nil, err
 	}
 	s := &Server{
-		opts:    opts,
-		log:     opts.Logger,
-		store:   st,
-		reg:     registry.New(),
-		xds:     xds.NewServer(opts.Logger),
-		started: time.Now(),
-		pushed:  make(chan struct{}),
+		opts:       opts,
+		log:        opts.Logger,
+		store:      st,
+		reg:        registry.New(),
+		xds:        xds.NewServer(opts.Logger),
+		started:    time.Now(),
+		pushed:     make(chan struct{}),
+		listening:  make(chan struct{}),
+		secretWake: make(chan struct{}, 1),
 	}
-	if s.ca, err = ca.Load(st); err != nil {
+	if opts.CADir != "" && ca.InDir(opts.CADir) {
+		if s.ca, err = ca.LoadDir(opts.CADir); err == nil {
+			s.log.Info("mesh CA plugged in", "dir", opts.CADir)
+		}
+	} else {
+		s.ca, err = ca.Load(st)
+	}
+	if err != nil {
 		st.Close()
 		return nil, err
 	}
@@ -145,6 +162,18 @@ func New(opts Options) (*Server, error) {
 
 // CA is the mesh's certificate authority.
 func (s *Server) CA() *ca.CA { return s.ca }
+
+// WebhookAddr is the address the webhooks listen on, once Serve has opened
+// it (for an Options.WebhookAddr with port 0); nil when ctx ends first or
+// there are no webhooks.
+func (s *Server) WebhookAddr(ctx context.Context) net.Addr {
+	select {
+	case <-s.listening:
+		return s.webhook
+	case <-ctx.Done():
+		return nil
+	}
+}
 
 // Registry is the control plane's registry, for tests and tools in process.
 func (s *Server) Registry() *registry.Registry { return s.reg }
@@ -205,8 +234,10 @@ func (s *Server) Serve(ctx context.Context) error {
 			return fmt.Errorf("listen for the webhooks on %s: %w", s.opts.WebhookAddr, err)
 		}
 		wlis = tls.NewListener(l, &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12})
+		s.webhook = l.Addr()
 		s.log.Info("webhooks serving", "addr", l.Addr().String())
 	}
+	close(s.listening)
 	s.log.Info("control plane serving", "xds", xlis.Addr().String(), "api", hlis.Addr().String())
 
 	s.push(ctx) // proxies that connect at once get the stored config
@@ -267,6 +298,7 @@ func (s *Server) pushLoop(ctx context.Context) {
 			return
 		case <-revs:
 		case <-s.reg.Changed():
+		case <-s.secretWake:
 		}
 		s.push(ctx)
 	}
@@ -282,9 +314,17 @@ func (s *Server) push(ctx context.Context) {
 		}
 		cfg = append(cfg, rs...)
 	}
-	version := fmt.Sprintf("%d.%d", s.store.Revision(), s.regGen.Load())
+	// The generation is read before what it versions, so that a change
+	// racing this push gets a later version in the next one.
+	gen := s.regGen.Load()
+	secrets, err := s.xdsSecrets()
+	if err != nil {
+		s.log.Error("list secrets for push", "err", err)
+		return
+	}
+	version := fmt.Sprintf("%d.%d", s.store.Revision(), gen)
 	start := time.Now()
-	if err := s.xds.Update(ctx, xds.Input{Config: cfg, Registry: s.reg.Snapshot()}, version); err != nil {
+	if err := s.xds.Update(ctx, xds.Input{Config: cfg, Registry: s.reg.Snapshot(), Secrets: secrets}, version); err != nil {
 		// The proxies keep their last good configuration; the next change
 		// triggers another push.
 		s.log.Error("push", "version", version, "err", err)

@@ -38,6 +38,9 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("DELETE "+api.PathWorkloads, s.handleDeleteWorkload)
 	mux.HandleFunc("GET "+api.PathRegistry, s.handleRegistry)
 	mux.HandleFunc("GET "+api.PathWaitSync, s.handleWait)
+	mux.HandleFunc("PUT "+api.PathSecrets, s.handlePutSecret)
+	mux.HandleFunc("DELETE "+api.PathSecrets, s.handleDeleteSecret)
+	mux.HandleFunc("GET "+api.PathSecrets, s.handleSecrets)
 	mux.HandleFunc("GET "+api.PathVersion, func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, api.Version{Version: s.opts.Version, Revision: s.store.Revision(), StartedAt: s.started})
 	})

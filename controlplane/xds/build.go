@@ -25,7 +25,11 @@ func (x *index) build(p Proxy) (Resources, error) {
 	case SidecarProxy:
 		return x.buildSidecar(w), nil
 	case RouterProxy:
-		return x.buildRouter(w), nil
+		res := x.buildRouter(w)
+		if sec := x.gatewaySecrets(w.Namespace, res[resource.ListenerType]); len(sec) > 0 {
+			res[resource.SecretType] = sec
+		}
+		return res, nil
 	}
 	return nil, fmt.Errorf("build %s: unknown proxy type %q", p.ID, p.Type)
 }
@@ -333,6 +337,8 @@ func resourceName(r types.Resource) string {
 		return r.GetName()
 	case interface{ GetClusterName() string }:
 		return r.GetClusterName()
+	case interface{ GetName() string }:
+		return r.GetName()
 	}
 	return ""
 }

@@ -36,6 +36,14 @@ type fixture struct {
 		Spec      json.RawMessage `json:"spec"`
 	} `json:"config"`
 	Proxies map[string]string `json:"proxies"`
+	// Secrets are TLS credentials, PEM as strings.
+	Secrets []struct {
+		Namespace string `json:"namespace"`
+		Name      string `json:"name"`
+		Cert      string `json:"cert"`
+		Key       string `json:"key"`
+		CA        string `json:"ca"`
+	} `json:"secrets"`
 }
 
 func loadFixture(t testing.TB, path string) (Input, map[string]string) {
@@ -66,6 +74,9 @@ func loadFixture(t testing.TB, path string) (Input, map[string]string) {
 		}
 		in.Config = append(in.Config, config.Resource{Kind: c.Kind, Namespace: c.Namespace, Name: c.Name, Spec: spec, APIVersion: info.Group + "/v1"})
 	}
+	for _, s := range f.Secrets {
+		in.Secrets = append(in.Secrets, Secret{Namespace: s.Namespace, Name: s.Name, Cert: []byte(s.Cert), Key: []byte(s.Key), CA: []byte(s.CA)})
+	}
 	return in, f.Proxies
 }
 
@@ -85,6 +96,7 @@ var typeKeys = []struct{ url, key string }{
 	{resource.RouteType, "routes"},
 	{resource.ClusterType, "clusters"},
 	{resource.EndpointType, "endpoints"},
+	{resource.SecretType, "secrets"}, // rendered only when there are some
 }
 
 // render is the golden form: per type, the resources as protojson,
@@ -94,6 +106,9 @@ func render(t *testing.T, res Resources) []byte {
 	var buf bytes.Buffer
 	buf.WriteString("{")
 	for i, tk := range typeKeys {
+		if tk.url == resource.SecretType && len(res[tk.url]) == 0 {
+			continue
+		}
 		if i > 0 {
 			buf.WriteString(",")
 		}

@@ -246,6 +246,12 @@ func (x *index) translateRoute(vs *virtualService, hr *networking.HTTPRoute, m *
 	if f := faultConfig(hr.GetFault()); f != nil {
 		r.TypedPerFilterConfig = map[string]*anypb.Any{wellknown.Fault: mustAny(f)}
 	}
+	if c := corsPolicy(hr.GetCorsPolicy()); c != nil {
+		if r.TypedPerFilterConfig == nil {
+			r.TypedPerFilterConfig = map[string]*anypb.Any{}
+		}
+		r.TypedPerFilterConfig[wellknown.CORS] = mustAny(c)
+	}
 	return r
 }
 

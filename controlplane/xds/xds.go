@@ -69,6 +69,8 @@ func ParseNodeID(id string) (Proxy, error) {
 type Input struct {
 	Config   []config.Resource
 	Registry registry.Snapshot
+	// Secrets are the TLS credentials gateways' credentialName can name.
+	Secrets []Secret
 }
 
 // Resources are one proxy's resources per type URL, as cache.NewSnapshot

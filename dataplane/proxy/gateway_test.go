@@ -36,10 +36,10 @@ import (
 	"github.com/meshlab/meshlab/dataplane/xdsclient"
 )
 
-// startGateway is startProxy with a credential directory and a resolver.
-func startGateway(t testing.TB, cpAddr, credDir string, r *loopbackResolver) *testProxy {
+// startGateway is startProxy with a resolver.
+func startGateway(t testing.TB, cpAddr string, r *loopbackResolver) *testProxy {
 	t.Helper()
-	cfg := Config{Node: &corev3.Node{Id: testNode}, Logger: slog.New(slog.DiscardHandler), DrainTimeout: 2 * time.Second, CredentialDir: credDir}
+	cfg := Config{Node: &corev3.Node{Id: testNode}, Logger: slog.New(slog.DiscardHandler), DrainTimeout: 2 * time.Second}
 	if r != nil {
 		cfg.Resolver = r
 	}
@@ -174,9 +174,8 @@ func httpsGet(t testing.TB, addr, sni string, pool *x509.CertPool, path string) 
 // whose virtual host requires TLS (httpsRedirect).
 func TestGatewayTLS(t *testing.T) {
 	dir := t.TempDir()
-	credDir := filepath.Join(dir, "credentials")
 	_, filePool := selfSigned(t, filepath.Join(dir, "files"), "secure.example.com")
-	_, credPool := selfSigned(t, filepath.Join(credDir, "cred-cert"), "api.cred.example.com")
+	_, credPool := selfSigned(t, filepath.Join(dir, "cred-cert"), "api.cred.example.com")
 	backCert, backPool := selfSigned(t, filepath.Join(dir, "backend"), "a.pass.example.com", "b.pass.example.com")
 
 	_, plain := backend(t, "127.0.0.1", "plain")
@@ -209,8 +208,9 @@ func TestGatewayTLS(t *testing.T) {
 			vh("open", "open.example.com", "plain"),
 		}},
 		staticCluster("plain", plain), staticCluster("a", aAddr), staticCluster("b", bAddr),
+		sdsSecret(t, "kubernetes://cred-cert", filepath.Join(dir, "cred-cert")),
 	)
-	tp := startGateway(t, cp.addr, credDir, nil)
+	tp := startGateway(t, cp.addr, nil)
 	httpsAddr := tp.addr(t, "0.0.0.0_8443")
 	httpAddr := tp.addr(t, "0.0.0.0_8080")
 
@@ -286,7 +286,7 @@ func TestServiceEntryClusters(t *testing.T) {
 		dnsCluster("outbound|80||unknown.test.internal", "unknown.test.internal", dnsBackend.Port()),
 		edsCluster("outbound|80||static.test.internal"), cla("outbound|80||static.test.internal", staticBackend),
 	)
-	tp := startGateway(t, cp.addr, "", r)
+	tp := startGateway(t, cp.addr, r)
 	addr := tp.addr(t, "0.0.0.0_80")
 	c := &http.Client{Timeout: 10 * time.Second}
 	for i := 0; i < 3; i++ {
@@ -335,7 +335,7 @@ func TestTCPWeightedSplit(t *testing.T) {
 			&tcpv3.TcpProxy_WeightedCluster_ClusterWeight{Name: "v1", Weight: 80},
 			&tcpv3.TcpProxy_WeightedCluster_ClusterWeight{Name: "v2", Weight: 20})}}}},
 		staticCluster("v1", v1), staticCluster("v2", v2))
-	tp := startGateway(t, cp.addr, "", nil)
+	tp := startGateway(t, cp.addr, nil)
 	addr := tp.addr(t, "0.0.0.0_9000")
 	const n = 400
 	counts := map[string]int{}
@@ -356,4 +356,22 @@ func TestTCPWeightedSplit(t *testing.T) {
 	if counts["v1"] < 280 || counts["v1"] > 360 || counts["v1"]+counts["v2"] != n {
 		t.Errorf("split %v, want v1 within 320±40 of %d", counts, n)
 	}
+}
+
+// sdsSecret is the SDS secret istiod makes of a TLS credential: dir's
+// tls.crt and tls.key, inline.
+func sdsSecret(t testing.TB, name, dir string) *tlsv3.Secret {
+	t.Helper()
+	crt, err := os.ReadFile(filepath.Join(dir, "tls.crt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, err := os.ReadFile(filepath.Join(dir, "tls.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &tlsv3.Secret{Name: name, Type: &tlsv3.Secret_TlsCertificate{TlsCertificate: &tlsv3.TlsCertificate{
+		CertificateChain: &corev3.DataSource{Specifier: &corev3.DataSource_InlineBytes{InlineBytes: crt}},
+		PrivateKey:       &corev3.DataSource{Specifier: &corev3.DataSource_InlineBytes{InlineBytes: key}},
+	}}}
 }

@@ -21,6 +21,7 @@ import (
 	routerv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/router/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	tcpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/tcp_proxy/v3"
+	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
 	cachev3 "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
@@ -96,6 +97,8 @@ func (cp *controlPlane) set(version string, res ...types.Resource) {
 			typ = resourcev3.RouteType
 		case *endpointv3.ClusterLoadAssignment:
 			typ = resourcev3.EndpointType
+		case *tlsv3.Secret:
+			typ = resourcev3.SecretType
 		}
 		m[typ] = append(m[typ], r)
 	}

@@ -16,7 +16,6 @@ import (
 	"net/http"
 	"net/http/httputil"
 	"net/netip"
-	"os"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -48,10 +47,6 @@ type Config struct {
 	// DrainTimeout bounds how long Run waits for requests in flight
 	// when ctx ends (5s by default).
 	DrainTimeout time.Duration
-	// CredentialDir holds the certificates that SDS secrets name
-	// (`kubernetes://<name>` reads <dir>/<name>/tls.crt and tls.key; see
-	// tls.go); $MESHLAB_CREDENTIAL_DIR by default.
-	CredentialDir string
 	// Resolver resolves the host names of STRICT_DNS and LOGICAL_DNS
 	// clusters; the system resolver by default. Tests map names to
 	// loopback with their own.
@@ -105,10 +100,8 @@ func New(cfg Config) *Proxy {
 	if cfg.DrainTimeout <= 0 {
 		cfg.DrainTimeout = 5 * time.Second
 	}
-	if cfg.CredentialDir == "" {
-		cfg.CredentialDir = os.Getenv("MESHLAB_CREDENTIAL_DIR")
-	}
-	p := &Proxy{cfg: cfg, log: cfg.Logger, start: time.Now(), bound: map[string]*boundListener{}, creds: newCredentials(cfg.CredentialDir)}
+	p := &Proxy{cfg: cfg, log: cfg.Logger, start: time.Now(), bound: map[string]*boundListener{}}
+	p.creds = &credentials{rt: &p.rt}
 	p.ctx, p.cancel = context.WithCancel(context.Background())
 	p.rt.Store(&runtime{snap: emptySnapshot(), listeners: map[string]*listener{}, routes: map[string]*router.Table{}, clusters: map[string]*upstream.Cluster{}})
 	if cfg.AccessLog != nil {
@@ -131,6 +124,7 @@ func New(cfg Config) *Proxy {
 		ErrorLog:    slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelDebug),
 	}
 	p.httpSrv.Protocols.SetHTTP1(true)
+	p.httpSrv.Protocols.SetHTTP2(true) // over TLS, when ALPN picks h2
 	p.httpSrv.Protocols.SetUnencryptedHTTP2(true)
 	return p
 }
@@ -172,7 +166,7 @@ func (p *Proxy) Apply(s *xdsclient.Snapshot) {
 	defer p.mu.Unlock()
 	rt := p.pending
 	p.pending = nil
-	if !warm(s) {
+	if !warm(s, p.rt.Load().snap) {
 		// As Envoy warms listeners and clusters, keep serving the previous
 		// configuration until the routes and endpoints they name arrive,
 		// or the warming timeout passes.
@@ -225,7 +219,25 @@ func (p *Proxy) apply(s *xdsclient.Snapshot, rt *runtime) {
 
 // warm reports whether every route configuration the listeners fetch and
 // every EDS cluster's endpoints are present.
-func warm(s *xdsclient.Snapshot) bool {
+func warm(s, served *xdsclient.Snapshot) bool {
+	// Envoy warms a listener until the SDS secrets it names arrive. Only
+	// names the served configuration did not have are waited for, so a
+	// credential that does not exist delays one update, not every one.
+	var had map[string]bool
+	for _, name := range xdsclient.SecretNames(s.Listeners) {
+		if _, ok := s.Secrets[name]; ok {
+			continue
+		}
+		if had == nil {
+			had = map[string]bool{}
+			for _, n := range xdsclient.SecretNames(served.Listeners) {
+				had[n] = true
+			}
+		}
+		if !had[name] {
+			return false
+		}
+	}
 	for _, name := range xdsclient.RouteNames(s.Listeners) {
 		if _, ok := s.Routes[name]; !ok {
 			return false
@@ -367,14 +379,20 @@ func (p *Proxy) serve(l *listener, fc *chain, c net.Conn, dst, local netip.AddrP
 	}
 	ci := &connInfo{listener: l.name, chain: fc, orig: dst, local: local}
 	ci.remote, _ = netip.ParseAddrPort(c.RemoteAddr().String())
-	if fc.tls != nil {
-		c = tls.Server(c, fc.tls)
-	}
 	if fc.http != nil {
-		if !p.httpLn.deliver(&httpConn{Conn: c, info: ci}) {
+		var hc net.Conn = &httpConn{Conn: c, info: ci}
+		if fc.tls != nil {
+			// Handed a *tls.Conn, net/http terminates TLS itself: requests
+			// get r.TLS, and ALPN h2 gets HTTP/2.
+			hc = tls.Server(hc, fc.tls)
+		}
+		if !p.httpLn.deliver(hc) {
 			c.Close()
 		}
 		return
+	}
+	if fc.tls != nil {
+		c = tls.Server(c, fc.tls)
 	}
 	p.wg.Add(1)
 	go func() {

@@ -30,6 +30,8 @@ type runtime struct {
 	listeners map[string]*listener
 	routes    map[string]*router.Table
 	clusters  map[string]*upstream.Cluster
+	// secrets are the SDS secrets, decoded (tls.go).
+	secrets map[string]*secret
 
 	// Sources, so that the next build reuses what did not change.
 	listenerSrc map[string]*listenerv3.Listener
@@ -71,6 +73,8 @@ type hcm struct {
 	// routes' fault configurations apply (as in Envoy, a per-route
 	// configuration does nothing without the filter).
 	fault bool
+	// cors: the connection manager has envoy.filters.http.cors.
+	cors bool
 }
 
 type tcpProxy struct {
@@ -191,6 +195,15 @@ func build(s *xdsclient.Snapshot, prev *runtime, o buildOptions) (*runtime, erro
 		assign:      map[*upstream.Cluster]*endpointv3.ClusterLoadAssignment{},
 	}
 	var errs []error
+	var prevSecrets map[string]*secret
+	if prev != nil {
+		prevSecrets = prev.secrets
+	}
+	secrets, err := compileSecrets(s.Secrets, prevSecrets)
+	if err != nil {
+		errs = append(errs, err)
+	}
+	rt.secrets = secrets
 	for name, rc := range s.Routes {
 		if prev != nil && prev.routeSrc[name] == rc && prev.routes[name] != nil {
 			rt.routes[name] = prev.routes[name]
@@ -357,8 +370,11 @@ func compileChain(fc *listenerv3.FilterChain, creds *credentials) (*chain, bool,
 	if h, ok := xdsclient.HCM(last); ok {
 		c.http = &hcm{statPrefix: h.GetStatPrefix()}
 		for _, f := range h.GetHttpFilters() {
-			if f.GetName() == wellknown.Fault {
+			switch f.GetName() {
+			case wellknown.Fault:
 				c.http.fault = true
+			case wellknown.CORS:
+				c.http.cors = true
 			}
 		}
 		switch {

@@ -9,9 +9,8 @@ import (
 	"io"
 	"net"
 	"os"
-	"path/filepath"
 	"strings"
-	"sync"
+	"sync/atomic"
 	"time"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
@@ -22,65 +21,106 @@ import (
 // transport socket do: reading a connection's SNI (and whether it speaks
 // TLS at all) before picking its filter chain, and terminating TLS with
 // the chain's certificate. Certificates come from files, inline data, or
-// SDS secrets named by Istio's `kubernetes://<credentialName>`, which the
-// proxy reads from its credential directory (Config.CredentialDir):
-// `<dir>/<credentialName>/tls.crt` and `tls.key`, and `ca.crt` for the
-// `<credentialName>-cacert` validation secret — the keys of a Kubernetes
-// TLS Secret.
+// SDS secrets (Istio's `kubernetes://<credentialName>`) that arrive over
+// ADS with the rest of the configuration (xdsclient.Snapshot.Secrets).
+// A handshake takes the secret of the runtime being served, so a new
+// secret rotates the certificate without touching the listener.
 
 // inspectTimeout bounds how long a client may take to send its first
 // bytes on a listener that inspects them (Envoy's listener filter
 // timeout, 15s).
 const inspectTimeout = 15 * time.Second
 
-// credentials loads the certificates SDS names, caching what loaded.
+// credentials resolves SDS secret names against the runtime being
+// served.
 type credentials struct {
-	dir   string
-	mu    sync.Mutex
-	certs map[string]*tls.Certificate
+	rt *atomic.Pointer[runtime]
 }
 
-func newCredentials(dir string) *credentials {
-	return &credentials{dir: dir, certs: map[string]*tls.Certificate{}}
+// secret is an SDS secret, decoded: a certificate, or a validation
+// context's trusted CAs.
+type secret struct {
+	src  *tlsv3.Secret
+	cert *tls.Certificate
+	pool *x509.CertPool
+}
+
+// compileSecrets decodes the snapshot's secrets, reusing prev's for the
+// resources that did not change. A secret that does not decode is an
+// error: the update is rejected, as Envoy rejects it.
+func compileSecrets(in map[string]*tlsv3.Secret, prev map[string]*secret) (map[string]*secret, error) {
+	out := make(map[string]*secret, len(in))
+	var errs []error
+	for name, src := range in {
+		if old, ok := prev[name]; ok && old.src == src {
+			out[name] = old
+			continue
+		}
+		s := &secret{src: src}
+		switch {
+		case src.GetTlsCertificate() != nil:
+			cert, err := loadCertificate(src.GetTlsCertificate())
+			if err != nil {
+				errs = append(errs, fmt.Errorf("secret %q: %w", name, err))
+				continue
+			}
+			s.cert = &cert
+		case src.GetValidationContext() != nil:
+			pool, err := loadPool(src.GetValidationContext().GetTrustedCa())
+			if err != nil {
+				errs = append(errs, fmt.Errorf("secret %q: trusted CA: %w", name, err))
+				continue
+			}
+			s.pool = pool
+		default:
+			errs = append(errs, fmt.Errorf("secret %q: neither a tls_certificate nor a validation_context", name))
+			continue
+		}
+		out[name] = s
+	}
+	return out, errors.Join(errs...)
 }
 
 // certificate resolves an SDS secret name; Istio's `file-cert:<cert>~<key>`
 // names files directly.
 func (c *credentials) certificate(name string) (*tls.Certificate, error) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if cert, ok := c.certs[name]; ok {
-		return cert, nil
-	}
-	var certFile, keyFile string
 	if files, ok := strings.CutPrefix(name, "file-cert:"); ok {
-		certFile, keyFile, _ = strings.Cut(files, "~")
-	} else {
-		if c.dir == "" {
-			return nil, fmt.Errorf("secret %q: no credential directory configured", name)
+		certFile, keyFile, _ := strings.Cut(files, "~")
+		cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+		if err != nil {
+			return nil, fmt.Errorf("secret %q: %w", name, err)
 		}
-		base := strings.TrimPrefix(name, "kubernetes://")
-		if strings.ContainsAny(base, "/\\") || base == "" || base == "." || base == ".." {
-			return nil, fmt.Errorf("secret %q: not a credential name", name)
-		}
-		certFile, keyFile = filepath.Join(c.dir, base, "tls.crt"), filepath.Join(c.dir, base, "tls.key")
+		return &cert, nil
 	}
-	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
-	if err != nil {
-		return nil, fmt.Errorf("secret %q: %w", name, err)
+	if s := c.rt.Load().secrets[name]; s != nil && s.cert != nil {
+		return s.cert, nil
 	}
-	c.certs[name] = &cert
-	return &cert, nil
+	return nil, fmt.Errorf("secret %q: not received (yet)", name)
 }
 
-// caPool resolves a validation context secret (`<credentialName>-cacert`
-// reads `ca.crt` of the credential).
+// caPool resolves a validation context secret (Istio's
+// `kubernetes://<credentialName>-cacert`).
 func (c *credentials) caPool(name string) (*x509.CertPool, error) {
-	base := strings.TrimSuffix(strings.TrimPrefix(name, "kubernetes://"), "-cacert")
-	if c.dir == "" || strings.ContainsAny(base, "/\\") || base == "" || base == "." || base == ".." {
-		return nil, fmt.Errorf("validation secret %q: no credential directory or bad name", name)
+	if s := c.rt.Load().secrets[name]; s != nil && s.pool != nil {
+		return s.pool, nil
 	}
-	return loadPool(&corev3.DataSource{Specifier: &corev3.DataSource_Filename{Filename: filepath.Join(c.dir, base, "ca.crt")}})
+	return nil, fmt.Errorf("validation secret %q: not received (yet)", name)
+}
+
+func loadCertificate(tc *tlsv3.TlsCertificate) (tls.Certificate, error) {
+	chain, err := readSource(tc.GetCertificateChain())
+	if err != nil {
+		return tls.Certificate{}, fmt.Errorf("certificate chain: %w", err)
+	}
+	key, err := readSource(tc.GetPrivateKey())
+	if err != nil {
+		return tls.Certificate{}, fmt.Errorf("private key: %w", err)
+	}
+	cert, err := tls.X509KeyPair(chain, key)
+	if err != nil {
+		return tls.Certificate{}, fmt.Errorf("certificate: %w", err)
+	}
+	return cert, nil
 }
 
 func readSource(ds *corev3.DataSource) ([]byte, error) {
@@ -107,11 +147,11 @@ func loadPool(ds *corev3.DataSource) (*x509.CertPool, error) {
 	return pool, nil
 }
 
-// serverTLS builds the tls.Config of a DownstreamTlsContext. Certificates
-// are loaded at the first handshake (an SDS secret may arrive after the
-// listener, as with Envoy's warming), so a missing one fails handshakes,
-// not the configuration. Only HTTP/1.1 is offered by ALPN: the proxy
-// serves HTTP/2 in cleartext only.
+// serverTLS builds the tls.Config of a DownstreamTlsContext. SDS
+// secrets are looked up at each handshake (a secret may arrive after the
+// listener, as with Envoy's warming, and may be rotated), so a missing one
+// fails handshakes, not the configuration. ALPN offers what the context
+// lists of h2 and http/1.1.
 func serverTLS(ctc *tlsv3.DownstreamTlsContext, creds *credentials) (*tls.Config, error) {
 	ctx := ctc.GetCommonTlsContext()
 	cfg := &tls.Config{MinVersion: tls.VersionTLS12}
@@ -122,23 +162,15 @@ func serverTLS(ctc *tlsv3.DownstreamTlsContext, creds *credentials) (*tls.Config
 		cfg.MaxVersion = v
 	}
 	for _, p := range ctx.GetAlpnProtocols() {
-		if p == "http/1.1" {
-			cfg.NextProtos = []string{"http/1.1"}
+		if p == "h2" || p == "http/1.1" {
+			cfg.NextProtos = append(cfg.NextProtos, p)
 		}
 	}
 	var static []tls.Certificate
 	for _, tc := range ctx.GetTlsCertificates() {
-		chain, err := readSource(tc.GetCertificateChain())
+		cert, err := loadCertificate(tc)
 		if err != nil {
-			return nil, fmt.Errorf("certificate chain: %w", err)
-		}
-		key, err := readSource(tc.GetPrivateKey())
-		if err != nil {
-			return nil, fmt.Errorf("private key: %w", err)
-		}
-		cert, err := tls.X509KeyPair(chain, key)
-		if err != nil {
-			return nil, fmt.Errorf("certificate: %w", err)
+			return nil, err
 		}
 		static = append(static, cert)
 	}
@@ -157,22 +189,33 @@ func serverTLS(ctc *tlsv3.DownstreamTlsContext, creds *credentials) (*tls.Config
 	}
 	if ctc.GetRequireClientCertificate().GetValue() {
 		cfg.ClientAuth = tls.RequireAndVerifyClientCert
-		var pool *x509.CertPool
-		var err error
 		switch {
 		case ctx.GetValidationContext() != nil:
-			pool, err = loadPool(ctx.GetValidationContext().GetTrustedCa())
+			pool, err := loadPool(ctx.GetValidationContext().GetTrustedCa())
+			if err != nil {
+				// Verification cannot succeed: every handshake fails, which
+				// is what Envoy's unwarmed listener amounts to for clients.
+				pool = x509.NewCertPool()
+			}
+			cfg.ClientCAs = pool
 		case ctx.GetValidationContextSdsSecretConfig() != nil:
-			pool, err = creds.caPool(ctx.GetValidationContextSdsSecretConfig().GetName())
+			// The trusted CAs may rotate too: each handshake takes the
+			// current ones.
+			name := ctx.GetValidationContextSdsSecretConfig().GetName()
+			base := cfg
+			cfg = cfg.Clone()
+			cfg.GetConfigForClient = func(*tls.ClientHelloInfo) (*tls.Config, error) {
+				pool, err := creds.caPool(name)
+				if err != nil {
+					return nil, err
+				}
+				c := base.Clone()
+				c.ClientCAs = pool
+				return c, nil
+			}
 		default:
-			err = errors.New("client certificates required without a validation context")
+			cfg.ClientCAs = x509.NewCertPool()
 		}
-		if err != nil {
-			// Verification cannot succeed: every handshake fails, which is
-			// what Envoy's unwarmed listener amounts to for clients.
-			pool = x509.NewCertPool()
-		}
-		cfg.ClientCAs = pool
 	}
 	return cfg, nil
 }

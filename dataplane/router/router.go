@@ -70,6 +70,9 @@ type Route struct {
 	// Fault is the route's fault filter configuration; the proxy applies
 	// it only where the connection manager has the fault filter.
 	Fault *Fault
+	// Cors is the route's CORS policy (cors.go); applied only where the
+	// connection manager has the CORS filter.
+	Cors *Cors
 	// Request and Response are the route's header mutations.
 	Request, Response HeaderOps
 	// HashPolicy is the route's hash policy, for hashing load balancers
@@ -220,6 +223,9 @@ func compileRoute(r *routev3.Route) (*Route, error) {
 		return nil, err
 	}
 	cr.Fault = f
+	if cr.Cors, err = compileCors(r.GetTypedPerFilterConfig()); err != nil {
+		return nil, err
+	}
 	switch a := r.GetAction().(type) {
 	case *routev3.Route_Route:
 		ra := a.Route

@@ -1,6 +1,7 @@
 // Package xdsclient owns the proxy's side of the aggregated discovery
-// stream: it subscribes to listeners, clusters, routes and endpoints over
-// one state-of-the-world ADS stream, ACKs what it accepts, NACKs what it
+// stream: it subscribes to listeners, clusters, routes, endpoints and the
+// secrets (SDS) its listeners' TLS contexts name over one state-of-the-world
+// ADS stream, ACKs what it accepts, NACKs what it
 // cannot use, keeps the last good configuration while the control plane is
 // away, and hands complete snapshots to its owner.
 package xdsclient
@@ -22,6 +23,7 @@ import (
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	statuspb "google.golang.org/genproto/googleapis/rpc/status"
 	"google.golang.org/grpc"
@@ -36,8 +38,9 @@ import (
 	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/upstreams/http/v3"
 )
 
-// Envoy v3 type URLs of the four resource types the proxy subscribes to.
+// Envoy v3 type URLs of the resource types the proxy subscribes to.
 const (
+	SecretType   = "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret"
 	ListenerType = "type.googleapis.com/envoy.config.listener.v3.Listener"
 	ClusterType  = "type.googleapis.com/envoy.config.cluster.v3.Cluster"
 	RouteType    = "type.googleapis.com/envoy.config.route.v3.RouteConfiguration"
@@ -52,6 +55,8 @@ type Snapshot struct {
 	Clusters  map[string]*clusterv3.Cluster
 	Routes    map[string]*routev3.RouteConfiguration
 	Endpoints map[string]*endpointv3.ClusterLoadAssignment
+	// Secrets are the SDS secrets the listeners name, by name.
+	Secrets map[string]*tlsv3.Secret
 	// Versions holds the last accepted version_info by type URL.
 	Versions map[string]string
 	// Updated holds when each type was last accepted, by type URL.
@@ -66,7 +71,7 @@ func (s *Snapshot) Has(typeURL string) bool {
 
 func (s *Snapshot) clone() *Snapshot {
 	return &Snapshot{
-		Listeners: s.Listeners, Clusters: s.Clusters, Routes: s.Routes, Endpoints: s.Endpoints,
+		Listeners: s.Listeners, Clusters: s.Clusters, Routes: s.Routes, Endpoints: s.Endpoints, Secrets: s.Secrets,
 		Versions: maps.Clone(s.Versions), Updated: maps.Clone(s.Updated),
 	}
 }
@@ -129,6 +134,7 @@ func New(cfg Config) *Client {
 			Clusters:  map[string]*clusterv3.Cluster{},
 			Routes:    map[string]*routev3.RouteConfiguration{},
 			Endpoints: map[string]*endpointv3.ClusterLoadAssignment{},
+			Secrets:   map[string]*tlsv3.Secret{},
 			Versions:  map[string]string{},
 			Updated:   map[string]time.Time{},
 		},
@@ -183,8 +189,8 @@ func (c *Client) stream(ctx context.Context, ads discoveryv3.AggregatedDiscovery
 		return false, fmt.Errorf("open ADS stream: %w", err)
 	}
 	s := &session{c: c, st: st, sent: map[string][]string{}}
-	// Envoy's order: clusters and listeners first; endpoints and routes
-	// follow from what those name.
+	// Envoy's order: clusters and listeners first; endpoints, routes and
+	// secrets follow from what those name.
 	c.mu.Lock()
 	acks := maps.Clone(c.acks)
 	c.mu.Unlock()
@@ -193,7 +199,7 @@ func (c *Client) stream(ctx context.Context, ads discoveryv3.AggregatedDiscovery
 			return false, err
 		}
 	}
-	for _, t := range []string{EndpointType, RouteType} {
+	for _, t := range []string{EndpointType, RouteType, SecretType} {
 		if a, ok := acks[t]; ok && len(a.names) > 0 {
 			if err := s.send(t, a.version, "", a.names, nil); err != nil {
 				return false, err
@@ -215,7 +221,8 @@ func (c *Client) stream(ctx context.Context, ads discoveryv3.AggregatedDiscovery
 type session struct {
 	c  *Client
 	st discoveryv3.AggregatedDiscoveryService_StreamAggregatedResourcesClient
-	// sent is the resource names last subscribed to, by type (EDS, RDS).
+	// sent is the resource names last subscribed to, by type (EDS, RDS,
+	// SDS).
 	sent map[string][]string
 	// nonce is the last nonce received, by type.
 	nonce map[string]string
@@ -232,7 +239,7 @@ func (s *session) send(typeURL, version, nonce string, names []string, detail er
 	if detail != nil {
 		req.ErrorDetail = &statuspb.Status{Code: int32(codes.InvalidArgument), Message: detail.Error()}
 	}
-	if typeURL == EndpointType || typeURL == RouteType {
+	if typeURL == EndpointType || typeURL == RouteType || typeURL == SecretType {
 		s.sent[typeURL] = names
 	}
 	if err := s.st.Send(req); err != nil {
@@ -272,6 +279,9 @@ func (s *session) handle(resp *discoveryv3.DiscoveryResponse) error {
 		}
 	case ListenerType:
 		if err := s.resubscribe(RouteType, rdsNames(next.Listeners)); err != nil {
+			return err
+		}
+		if err := s.resubscribe(SecretType, sdsNames(next.Listeners)); err != nil {
 			return err
 		}
 	}
@@ -335,11 +345,20 @@ func (c *Client) accept(cur *Snapshot, resp *discoveryv3.DiscoveryResponse) (*Sn
 		merged := keep(cur.Endpoints, edsNames(cur.Clusters))
 		maps.Copy(merged, m)
 		next.Endpoints = merged
+	case SecretType:
+		m, err := decodeAll[*tlsv3.Secret](resp.GetResources(), t, func(s *tlsv3.Secret) string { return s.GetName() })
+		if err != nil {
+			return nil, err
+		}
+		merged := keep(cur.Secrets, sdsNames(cur.Listeners))
+		maps.Copy(merged, m)
+		next.Secrets = merged
 	default:
 		return nil, fmt.Errorf("unexpected resource type %q", t)
 	}
 	if t == ListenerType {
 		next.Routes = keep(next.Routes, rdsNames(next.Listeners))
+		next.Secrets = keep(next.Secrets, sdsNames(next.Listeners))
 	}
 	next.Versions[t] = resp.GetVersionInfo()
 	next.Updated[t] = time.Now()
@@ -435,6 +454,46 @@ func rdsNames(ls map[string]*listenerv3.Listener) []string {
 	return slices.Sorted(maps.Keys(seen))
 }
 
+// SecretNames are the SDS secrets the listeners' TLS contexts name.
+func SecretNames(ls map[string]*listenerv3.Listener) []string { return sdsNames(ls) }
+
+// sdsNames are the secrets the listeners' downstream TLS contexts fetch
+// over SDS (certificates and validation contexts), sorted, as Envoy
+// subscribes to them when it loads the listeners.
+func sdsNames(ls map[string]*listenerv3.Listener) []string {
+	seen := map[string]bool{}
+	for _, l := range ls {
+		chains := l.GetFilterChains()
+		if d := l.GetDefaultFilterChain(); d != nil {
+			chains = append(slices.Clip(chains), d)
+		}
+		for _, fc := range chains {
+			tc := fc.GetTransportSocket().GetTypedConfig()
+			if tc == nil || !tc.MessageIs((*tlsv3.DownstreamTlsContext)(nil)) {
+				continue
+			}
+			var dtc tlsv3.DownstreamTlsContext
+			if err := tc.UnmarshalTo(&dtc); err != nil {
+				continue
+			}
+			ctx := dtc.GetCommonTlsContext()
+			for _, sc := range ctx.GetTlsCertificateSdsSecretConfigs() {
+				if sc.GetSdsConfig().GetAds() != nil && sc.GetName() != "" {
+					seen[sc.GetName()] = true
+				}
+			}
+			vc := ctx.GetValidationContextSdsSecretConfig()
+			if cv := ctx.GetCombinedValidationContext(); cv != nil {
+				vc = cv.GetValidationContextSdsSecretConfig()
+			}
+			if vc.GetSdsConfig().GetAds() != nil && vc.GetName() != "" {
+				seen[vc.GetName()] = true
+			}
+		}
+	}
+	return slices.Sorted(maps.Keys(seen))
+}
+
 // HCM decodes f's http_connection_manager config, if it is one.
 func HCM(f *listenerv3.Filter) (*hcmv3.HttpConnectionManager, bool) {
 	tc := f.GetTypedConfig()
@@ -458,6 +517,8 @@ func shortType(t string) string {
 		return "RDS"
 	case EndpointType:
 		return "EDS"
+	case SecretType:
+		return "SDS"
 	}
 	return t
 }

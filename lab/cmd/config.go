@@ -170,6 +170,9 @@ func Delete() *cli.Command {
 					keys = append(keys, r.Key())
 				}
 			} else {
+				if isSecretKind(c.Args().First()) {
+					return deleteSecrets(c) // secret.go
+				}
 				if c.NArg() < 2 {
 					return cli.Exit("usage: meshlab delete -f FILE, or meshlab delete KIND NAME... [-n NAMESPACE]", 2)
 				}
@@ -219,6 +222,13 @@ Examples:
 				return cli.Exit("usage: meshlab get KIND [NAME] [-n NAMESPACE] [-o table|json|yaml]", 2)
 			}
 			kind := c.Args().Get(0)
+			if isSecretKind(kind) {
+				ns := secretsNamespace(c)
+				if c.Bool("all-namespaces") {
+					ns = ""
+				}
+				return getSecrets(c, o, ns) // secret.go
+			}
 			if kind != "all" {
 				if _, ok := config.LookupKind(kind); !ok {
 					return cli.Exit(fmt.Sprintf("unknown kind %q; meshlab stores virtualservices (vs), destinationrules (dr), gateways (gw), serviceentries (se), sidecars, peerauthentications (pa), authorizationpolicies (ap), requestauthentications (ra)", kind), 2)
