@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -51,6 +52,9 @@ type connKey struct{}
 type stateKey struct{}
 
 func connContext(ctx context.Context, c net.Conn) context.Context {
+	if tc, ok := c.(*tls.Conn); ok {
+		c = tc.NetConn()
+	}
 	if hc, ok := c.(*httpConn); ok {
 		return context.WithValue(ctx, connKey{}, hc.info)
 	}
@@ -74,6 +78,10 @@ type exchange struct {
 	upstreamDur time.Duration
 	// failure is how the last attempt failed without a response.
 	failure router.Failure
+	// state is the context that carries the exchange to the proxy's hooks.
+	state stateCtx
+	// corsOrigin is set when the CORS filter added headers for it.
+	corsOrigin string
 }
 
 func (e *exchange) WriteHeader(code int) {
@@ -143,6 +151,11 @@ func (p *Proxy) route(ex *exchange, r *http.Request) {
 			return
 		}
 	}
+	if c := route.Cors; c != nil && h.cors {
+		if !p.cors(ex, r, c) {
+			return
+		}
+	}
 	if d := route.Direct; d != nil {
 		ex.details = "direct_response"
 		route.Response.Apply(ex.Header())
@@ -186,7 +199,7 @@ func (p *Proxy) route(ex *exchange, r *http.Request) {
 		}
 	}
 	cl.RequestsTotal.Add(1)
-	ctx := context.WithValue(r.Context(), stateKey{}, ex)
+	ctx := ex.withState(r.Context())
 	if route.Timeout > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, route.Timeout)
@@ -254,8 +267,10 @@ func rewrite(pr *httputil.ProxyRequest) {
 	}
 	if v, ok := pr.In.Header["X-Forwarded-Proto"]; ok {
 		pr.Out.Header["X-Forwarded-Proto"] = v
+	} else if pr.In.TLS != nil {
+		pr.Out.Header["X-Forwarded-Proto"] = protoHTTPS
 	} else {
-		pr.Out.Header["X-Forwarded-Proto"] = []string{"http"}
+		pr.Out.Header["X-Forwarded-Proto"] = protoHTTP
 	}
 	rt := ex.route
 	if rt.HostRewrite != "" {
@@ -285,10 +300,16 @@ func rewrite(pr *httputil.ProxyRequest) {
 
 func modifyResponse(resp *http.Response) error {
 	if ex, ok := resp.Request.Context().Value(stateKey{}).(*exchange); ok {
-		resp.Header["X-Envoy-Upstream-Service-Time"] = []string{strconv.FormatInt(ex.upstreamDur.Milliseconds(), 10)}
+		resp.Header["X-Envoy-Upstream-Service-Time"] = serviceTime(ex.upstreamDur)
 		ex.route.Response.Apply(resp.Header)
 		if wc := ex.weighted; wc != nil {
 			wc.Response.Apply(resp.Header)
+		}
+		if ex.corsOrigin != "" {
+			moveCorsHeaders(ex, resp.Header)
+		}
+		if resp.StatusCode != http.StatusSwitchingProtocols {
+			moveResponseHeaders(ex.Header(), resp.Header)
 		}
 	}
 	return nil

@@ -243,6 +243,11 @@ func (h *harness) measure(ctx context.Context, ps []*path) error {
 			if err != nil {
 				return err
 			}
+			// The peak counts from here: what starting the process touched
+			// (the init of every package the one binary links) is not load.
+			if err := resetPeakRSS(pr.pid); err != nil {
+				return err
+			}
 			p.res.Proxies = append(p.res.Proxies, ProxyResult{Name: pr.name, PID: pr.pid, IdleRSSMB: round1(rss)})
 		}
 	}

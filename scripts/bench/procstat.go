@@ -57,6 +57,15 @@ func memMB(pid int) (rss, hwm float64, err error) {
 	return m["VmRSS"], m["VmHWM"], nil
 }
 
+// resetPeakRSS sets a process's VmHWM back to its VmRSS (clear_refs 5,
+// Linux 4.0 and later), so that the next VmHWM is the peak from now on.
+func resetPeakRSS(pid int) error {
+	if err := os.WriteFile(fmt.Sprintf("/proc/%d/clear_refs", pid), []byte("5"), 0); err != nil {
+		return fmt.Errorf("reset peak memory of pid %d: %w", pid, err)
+	}
+	return nil
+}
+
 // parseStatus reads the kB fields of /proc/<pid>/status, in MB.
 func parseStatus(s string) map[string]float64 {
 	out := map[string]float64{}

@@ -60,7 +60,7 @@ func render(r Results, jsonPath string) string {
 	if r.Settings.MaxDuration > 0 {
 		w("Open throttle: %s per path, the path's proxies pinned to one core (sched_setaffinity on every thread), fortio on another.\n", r.Settings.MaxDuration)
 	}
-	w("CPU is utime+stime of each proxy process from `/proc/<pid>/stat` over the fixed-rate runs; memory is VmRSS (idle, before any request) and VmHWM (after the fixed-rate runs) from `/proc/<pid>/status`.\n")
+	w("CPU is utime+stime of each proxy process from `/proc/<pid>/stat` over the fixed-rate runs; memory is VmRSS (idle, before any request) and VmHWM (after the fixed-rate runs, reset after the idle reading so that it is the peak of warm-up and runs, not of process start) from `/proc/<pid>/status`.\n")
 	w("The sidecars run as the lab runs them (access log on, buffered). nginx (`master_process off`, 1 worker) and haproxy (`nbthread 1`) are plain reverse proxies with keep-alive upstreams, in pods of their own without sidecar.\n\n")
 	w("Reproduce with `task bench` (as root; `go run ./scripts/bench -quick` for a short try, `task bench:profile` for pprof CPU and allocation profiles of the proxies under load). Compare Go micro-benchmarks across runs with `benchstat docs/bench/gobench-<old>.txt docs/bench/gobench-<new>.txt`. This run's commands:\n\n")
 	w("```\n")
@@ -168,6 +168,8 @@ func render(r Results, jsonPath string) string {
 			w("| %s | %s | %d | %.0f | %.0f | %.0f |\n", strings.TrimPrefix(g.Package, "github.com/meshlab/meshlab/"), g.Name, g.Iterations, g.NsPerOp, g.BytesPerOp, g.AllocsPerOp)
 		}
 	}
+
+	w("%s", profileFixes)
 
 	w("\n## Published figures (not measured here)\n\n")
 	w("These come from other projects' publications, on other machines and meshes; they are context for ours, not a same-run comparison.\n\n")

@@ -1,0 +1,52 @@
+package proxy
+
+import (
+	"net/http"
+	"strconv"
+	"time"
+)
+
+// Header values the proxy sets on every request and response, built once.
+// Each slice has cap 1, so an append by a later header mutation copies
+// rather than writing into the shared array; nothing in the proxy or
+// net/http writes a header value in place.
+var (
+	protoHTTP  = []string{"http"}
+	protoHTTPS = []string{"https"}
+	// serviceTimes are x-envoy-upstream-service-time values up to a
+	// second, where nearly every upstream answers.
+	serviceTimes = func() [][]string {
+		v := make([][]string, 1000)
+		for i := range v {
+			v[i] = []string{strconv.Itoa(i)}
+		}
+		return v
+	}()
+)
+
+// serviceTime is the x-envoy-upstream-service-time value of d.
+func serviceTime(d time.Duration) []string {
+	if ms := d.Milliseconds(); ms >= 0 && ms < int64(len(serviceTimes)) {
+		return serviceTimes[ms]
+	}
+	return []string{strconv.FormatInt(d.Milliseconds(), 10)}
+}
+
+// moveResponseHeaders hands the upstream response's header values to the
+// downstream response, so that ReverseProxy's copy (one allocation per
+// key) has nothing left to do. Content-Type stays: ReverseProxy reads it
+// afterwards to flush server-sent events at once (and copies it itself).
+// A key the downstream header already has is left to that copy, which
+// appends.
+func moveResponseHeaders(down, resp http.Header) {
+	for k, v := range resp {
+		if k == "Content-Type" {
+			continue
+		}
+		if _, ok := down[k]; ok {
+			continue
+		}
+		down[k] = v
+		delete(resp, k)
+	}
+}
