@@ -34,7 +34,7 @@ var upFlags = []cli.Flag{
 	&cli.IntFlag{Name: "api-port", Value: 15014, Usage: "host port of the control plane API (15014)"},
 	&cli.StringSliceFlag{Name: "manifest", Usage: "also run the Services and Deployments of this Kubernetes manifest `FILE` (repeatable)"},
 	&cli.BoolFlag{Name: "no-bookinfo", Usage: "leave bookinfo out (the control plane and gateway only, plus --manifest)"},
-	&cli.IntFlag{Name: "kind-workers", Usage: "kind runtime: worker nodes besides the control plane"},
+	&cli.IntFlag{Name: "nodes", Aliases: []string{"kind-workers"}, Usage: "kind runtime: `N` worker nodes besides the control plane"},
 	&cli.StringFlag{Name: "allow-shared-ip", Usage: "kind runtime: MetalLB sharing `KEY` for the gateway Service (metallb.universe.tf/allow-shared-ip)"},
 }
 

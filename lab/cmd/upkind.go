@@ -43,7 +43,7 @@ func upKind(c *cli.Context, dir string) error {
 	return kube.Up(ctx, kube.Options{
 		Cluster: kind.Cluster{
 			Name:      kind.DefaultName,
-			Workers:   c.Int("kind-workers"),
+			Workers:   c.Int("nodes"),
 			HostAddr:  c.String("host-addr"),
 			HTTPPort:  c.Int("http-port"),
 			HTTPSPort: c.Int("https-port"),
