@@ -61,6 +61,16 @@ func TestLab(t *testing.T) {
 	if out := mustRun("get", "virtualservices", "-n", "default"); !strings.Contains(out, "reviews") {
 		t.Errorf("get virtualservices does not list reviews:\n%s", out)
 	}
+	// The gateway's access log, Envoy's format, through logs.
+	if out := mustRun("logs", "-n", "istio-system", "istio-ingressgateway", "-c", "istio-proxy"); !strings.Contains(out, `"GET /productpage HTTP/1.1" 200`) {
+		t.Errorf("the gateway's log has no access log line for productpage:\n%s", out)
+	}
+	if out := mustRun("logs", "-n", "default", "ratings"); !strings.Contains(out, "serving") {
+		t.Errorf("logs of ratings (its app container by default):\n%s", out)
+	}
+	if out := mustRun("proxy-config", "endpoints", "-n", "default", "productpage"); !strings.Contains(out, "outbound|9080|v1|reviews.default.svc.cluster.local") {
+		t.Errorf("proxy-config endpoints of productpage has no reviews v1 endpoint:\n%s", out)
+	}
 	if out := mustRun("exec", "-n", "default", "ratings", "--", "curl", "-sS", "productpage:9080/productpage"); !strings.Contains(out, "<title>Simple Bookstore App</title>") {
 		t.Errorf("exec curl productpage from ratings:\n%s", out)
 	}
