@@ -90,6 +90,15 @@ func New(t testing.TB, moduleRoot string) *Lab {
 	return l
 }
 
+// Lock takes the machine-wide lab lock until t ends, for tests that build
+// pods of their own (on a bridge of their own) rather than a full lab but
+// still must not run beside one. Take it before registering the cleanups
+// it should outlive.
+func Lock(t testing.TB) {
+	t.Helper()
+	lock(t)
+}
+
 func lock(t testing.TB) {
 	if err := os.MkdirAll(filepath.Dir(LockFile), 0o755); err != nil {
 		t.Fatal(err)

@@ -24,6 +24,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
@@ -206,15 +207,27 @@ func start(t testing.TB, name, bin, dir string, args ...string) *proc {
 	// Its own process group, so that a test's ^C does not reach it first and
 	// Cleanup stays the one that stops it.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		out.Close()
-		t.Fatalf("kubetest: starting %s: %v", name, err)
-	}
+	// Pdeathsig fires when the thread that forked the child exits, not the
+	// process, and code that switches network namespaces ends its locked
+	// threads on purpose. So the child is started, and waited for, on a
+	// thread held for its whole life.
+	started := make(chan error, 1)
 	go func() {
+		runtime.LockOSThread()
+		defer runtime.UnlockOSThread()
+		if err := cmd.Start(); err != nil {
+			started <- err
+			return
+		}
+		started <- nil
 		p.err = cmd.Wait()
 		out.Close()
 		close(p.exited)
 	}()
+	if err := <-started; err != nil {
+		out.Close()
+		t.Fatalf("kubetest: starting %s: %v", name, err)
+	}
 	t.Cleanup(func() {
 		select {
 		case <-p.exited:
