@@ -215,15 +215,42 @@ func applyConnectionPool(c *clusterv3.Cluster, cp *networking.ConnectionPoolSett
 		}
 	}
 	c.CircuitBreakers = &clusterv3.CircuitBreakers{Thresholds: []*clusterv3.CircuitBreakers_Thresholds{th}}
+	var hpo *httpv3.HttpProtocolOptions
 	if haveCommon {
-		// Envoy requires the upstream protocol be chosen alongside;
-		// HTTP/1.1 is what these clusters speak.
-		c.TypedExtensionProtocolOptions = map[string]*anypb.Any{httpProtocolOptionsKey: mustAny(&httpv3.HttpProtocolOptions{
-			CommonHttpProtocolOptions: &common,
-			UpstreamProtocolOptions: &httpv3.HttpProtocolOptions_ExplicitHttpConfig_{ExplicitHttpConfig: &httpv3.HttpProtocolOptions_ExplicitHttpConfig{
+		hpo = &httpv3.HttpProtocolOptions{CommonHttpProtocolOptions: &common}
+	}
+	if cp.GetHttp().GetUseClientProtocol() {
+		// Istio's setUseDownstreamProtocol: HTTP/2 upstream for HTTP/2
+		// downstream requests, HTTP/1.1 otherwise.
+		if hpo == nil {
+			hpo = &httpv3.HttpProtocolOptions{}
+		}
+		hpo.UpstreamProtocolOptions = &httpv3.HttpProtocolOptions_UseDownstreamProtocolConfig{UseDownstreamProtocolConfig: &httpv3.HttpProtocolOptions_UseDownstreamHttpConfig{
+			HttpProtocolOptions:  &corev3.Http1ProtocolOptions{},
+			Http2ProtocolOptions: &corev3.Http2ProtocolOptions{},
+		}}
+	}
+	if cp.GetHttp().GetH2UpgradePolicy() == networking.ConnectionPoolSettings_HTTPSettings_UPGRADE {
+		// Istio's applyH2Upgrade (outbound clusters only, as here): with
+		// the mesh's default DO_NOT_UPGRADE only the rule's UPGRADE
+		// upgrades, whatever the port's protocol, and it wins over
+		// useClientProtocol.
+		if hpo == nil {
+			hpo = &httpv3.HttpProtocolOptions{}
+		}
+		hpo.UpstreamProtocolOptions = &httpv3.HttpProtocolOptions_ExplicitHttpConfig_{ExplicitHttpConfig: &httpv3.HttpProtocolOptions_ExplicitHttpConfig{
+			ProtocolConfig: &httpv3.HttpProtocolOptions_ExplicitHttpConfig_Http2ProtocolOptions{Http2ProtocolOptions: &corev3.Http2ProtocolOptions{}},
+		}}
+	}
+	if hpo != nil {
+		if hpo.UpstreamProtocolOptions == nil {
+			// Envoy requires the upstream protocol be chosen alongside;
+			// HTTP/1.1 is what these clusters speak.
+			hpo.UpstreamProtocolOptions = &httpv3.HttpProtocolOptions_ExplicitHttpConfig_{ExplicitHttpConfig: &httpv3.HttpProtocolOptions_ExplicitHttpConfig{
 				ProtocolConfig: &httpv3.HttpProtocolOptions_ExplicitHttpConfig_HttpProtocolOptions{HttpProtocolOptions: &corev3.Http1ProtocolOptions{}},
-			}},
-		})}
+			}}
+		}
+		c.TypedExtensionProtocolOptions = map[string]*anypb.Any{httpProtocolOptionsKey: mustAny(hpo)}
 	}
 }
 

@@ -94,6 +94,42 @@ func TestApplyTrafficPolicy(t *testing.T) {
 					t.Errorf("common options %v", o.GetCommonHttpProtocolOptions())
 				}
 			}},
+		{"max connection duration, tcp idle timeout", `{"connectionPool": {"tcp": {"maxConnectionDuration": "30s", "idleTimeout": "7s"}}}`,
+			func(t *testing.T, c *clusterv3.Cluster) {
+				o := protocolOptions(t, c)
+				if o.GetCommonHttpProtocolOptions().GetMaxConnectionDuration().AsDuration().Seconds() != 30 || o.GetCommonHttpProtocolOptions().GetIdleTimeout().AsDuration().Seconds() != 7 {
+					t.Errorf("common options %v", o.GetCommonHttpProtocolOptions())
+				}
+				if o.GetExplicitHttpConfig().GetHttpProtocolOptions() == nil {
+					t.Errorf("want explicit HTTP/1.1, got %v", o.GetUpstreamProtocolOptions())
+				}
+			}},
+		{"h2 upgrade", `{"connectionPool": {"http": {"h2UpgradePolicy": "UPGRADE"}}}`,
+			func(t *testing.T, c *clusterv3.Cluster) {
+				if o := protocolOptions(t, c); o.GetExplicitHttpConfig().GetHttp2ProtocolOptions() == nil || o.GetCommonHttpProtocolOptions() != nil {
+					t.Errorf("want explicit HTTP/2 alone, got %v", o)
+				}
+			}},
+		{"h2 do not upgrade", `{"connectionPool": {"http": {"h2UpgradePolicy": "DO_NOT_UPGRADE"}}}`,
+			func(t *testing.T, c *clusterv3.Cluster) {
+				if c.GetTypedExtensionProtocolOptions() != nil {
+					t.Errorf("want no protocol options, got %v", c.GetTypedExtensionProtocolOptions())
+				}
+			}},
+		{"use client protocol", `{"connectionPool": {"http": {"useClientProtocol": true, "idleTimeout": "5s"}}}`,
+			func(t *testing.T, c *clusterv3.Cluster) {
+				o := protocolOptions(t, c)
+				d := o.GetUseDownstreamProtocolConfig()
+				if d.GetHttpProtocolOptions() == nil || d.GetHttp2ProtocolOptions() == nil || o.GetCommonHttpProtocolOptions().GetIdleTimeout().AsDuration().Seconds() != 5 {
+					t.Errorf("want use_downstream_protocol_config with idle timeout, got %v", o)
+				}
+			}},
+		{"h2 upgrade wins over client protocol", `{"connectionPool": {"http": {"useClientProtocol": true, "h2UpgradePolicy": "UPGRADE"}}}`,
+			func(t *testing.T, c *clusterv3.Cluster) {
+				if o := protocolOptions(t, c); o.GetExplicitHttpConfig().GetHttp2ProtocolOptions() == nil {
+					t.Errorf("want explicit HTTP/2, got %v", o)
+				}
+			}},
 		{"outlier detection", `{"outlierDetection": {"consecutive5xxErrors": 1, "interval": "10s", "baseEjectionTime": "60s", "maxEjectionPercent": 100}}`,
 			func(t *testing.T, c *clusterv3.Cluster) {
 				od := c.GetOutlierDetection()
@@ -131,4 +167,22 @@ func TestApplyTrafficPolicy(t *testing.T) {
 			tc.check(t, c)
 		})
 	}
+}
+
+// protocolOptions decodes the cluster's upstream HTTP options, which Envoy
+// validates when it loads them.
+func protocolOptions(t *testing.T, c *clusterv3.Cluster) *httpv3.HttpProtocolOptions {
+	t.Helper()
+	a := c.GetTypedExtensionProtocolOptions()[httpProtocolOptionsKey]
+	if a == nil {
+		t.Fatal("no http protocol options")
+	}
+	var o httpv3.HttpProtocolOptions
+	if err := a.UnmarshalTo(&o); err != nil {
+		t.Fatal(err)
+	}
+	if err := o.Validate(); err != nil {
+		t.Errorf("http protocol options invalid: %v", err)
+	}
+	return &o
 }

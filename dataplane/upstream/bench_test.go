@@ -1,11 +1,14 @@
 package upstream
 
 import (
+	"io"
+	"net/http"
 	"net/http/httptest"
 	"net/netip"
 	"testing"
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 )
@@ -68,6 +71,36 @@ func BenchmarkRequestHash(b *testing.B) {
 				if _, ok := RequestHash(ps, r, remote, nil); !ok {
 					b.Fatal("no hash")
 				}
+			}
+		})
+	}
+}
+
+// BenchmarkRoundTrip is one keep-alive request to a loopback server,
+// plain and with the connection retirement max_requests_per_connection
+// needs.
+func BenchmarkRoundTrip(b *testing.B) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") }))
+	defer srv.Close()
+	for _, bc := range []struct {
+		name   string
+		common *corev3.HttpProtocolOptions
+	}{
+		{"plain", &corev3.HttpProtocolOptions{}},
+		{"max_requests_per_connection=100", &corev3.HttpProtocolOptions{MaxRequestsPerConnection: wrapperspb.UInt32(100)}},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			cl := testCluster(b, clusterv3.Cluster_ROUND_ROBIN, 1, nil, withCommon(bc.common))
+			defer cl.Close()
+			req, _ := http.NewRequest(http.MethodGet, srv.URL, nil)
+			b.ReportAllocs()
+			for b.Loop() {
+				resp, err := cl.Transport.RoundTrip(req)
+				if err != nil {
+					b.Fatal(err)
+				}
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
 			}
 		})
 	}

@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"io"
+	"math"
 	"net"
 	"net/http"
+	"net/http/httptrace"
 	"sync/atomic"
 	"time"
 
@@ -168,9 +170,19 @@ func (cl *Cluster) ReleaseConn() { cl.cb.conns.Add(-1) }
 type Transport struct {
 	cl   *Cluster
 	base *http.Transport
+	// h2 carries the HTTP/2 requests of a use_downstream_protocol
+	// cluster, whose base speaks HTTP/1.1; nil in other clusters.
+	h2 *http.Transport
+	// Envoy's max_requests_per_connection (above 1) and
+	// max_connection_duration on HTTP/1.1 connections; 0 when unset. Go's
+	// pool cannot retire a connection itself, so requests to a cluster
+	// with either set learn their connection (httptrace.GotConn) and
+	// retire it when it is due.
+	maxRequests uint32
+	maxDuration time.Duration
 }
 
-func newTransport(cl *Cluster, common *corev3.HttpProtocolOptions) *Transport {
+func newTransport(cl *Cluster, common *corev3.HttpProtocolOptions, downstream bool) *Transport {
 	t := &Transport{cl: cl, base: &http.Transport{
 		DialContext:           cl.dialHTTP,
 		MaxIdleConns:          0,
@@ -199,11 +211,67 @@ func newTransport(cl *Cluster, common *corev3.HttpProtocolOptions) *Transport {
 		}
 	}
 	if v := common.GetMaxRequestsPerConnection(); v != nil && v.GetValue() == 1 {
-		// One request per connection: no keep-alive. Larger limits are not
-		// enforced (Go's pool cannot retire a connection after N requests).
+		// One request per connection: no keep-alive.
 		t.base.DisableKeepAlives = true
+	} else if v != nil && v.GetValue() > 1 && !cl.HTTP2 {
+		t.maxRequests = v.GetValue()
+	}
+	if d := common.GetMaxConnectionDuration(); d != nil && d.AsDuration() > 0 && !cl.HTTP2 {
+		t.maxDuration = d.AsDuration()
+	}
+	if downstream && !cl.HTTP2 {
+		t.h2 = t.base.Clone()
+		t.h2.DialContext = cl.dialH2
+		t.h2.Protocols = new(http.Protocols)
+		t.h2.Protocols.SetUnencryptedHTTP2(true)
+		t.h2.MaxConnsPerHost = 0
+		t.h2.DisableKeepAlives = false
 	}
 	return t
+}
+
+// connUse follows one request on the connection it gets, for connection
+// retirement; nil for clusters that retire none.
+type connUse struct {
+	t      *Transport
+	header http.Header // the request's own copy, sent after GotConn
+	conn   *countedConn
+	last   bool // the connection's last request
+}
+
+func (u *connUse) gotConn(info httptrace.GotConnInfo) {
+	c, ok := info.Conn.(*countedConn)
+	if !ok {
+		return
+	}
+	u.conn = c
+	c.inflight.Add(1)
+	if n := c.served.Add(1); u.t.maxRequests != 0 && n >= u.t.maxRequests {
+		c.retire.Store(true)
+	}
+	if c.retire.Load() {
+		// The upstream closes after answering, so the pool never hands
+		// the connection out again.
+		u.last = true
+		u.header["Connection"] = []string{"close"}
+	}
+}
+
+// done ends the request's use of its connection, closing it if retired:
+// the last request's (in case the upstream kept it open), or one that
+// max_connection_duration retired while busy, once idle. Go's pool takes
+// a connection back as the response body ends, a moment before done, so
+// a request picking it up just then may find it closed, as when an
+// upstream closes an idle connection (Go retries the replayable ones).
+func (u *connUse) done() {
+	c := u.conn
+	if c == nil {
+		return
+	}
+	u.conn = nil
+	if c.inflight.Add(-1) == 0 && c.retire.Load() || u.last {
+		c.Close()
+	}
 }
 
 // RoundTrip sends req to the endpoint its URL names, under the cluster's
@@ -213,65 +281,139 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if err := cl.cb.acquire(req.Context()); err != nil {
 		return nil, err
 	}
-	resp, err := t.base.RoundTrip(req)
+	base := t.base
+	if t.h2 != nil && req.ProtoMajor == 2 {
+		base = t.h2
+	}
+	var use *connUse
+	if (t.maxRequests != 0 || t.maxDuration != 0) && base == t.base {
+		use = &connUse{t: t, header: req.Header.Clone()}
+		if use.header == nil {
+			use.header = http.Header{}
+		}
+		req = req.WithContext(httptrace.WithClientTrace(req.Context(), &httptrace.ClientTrace{GotConn: use.gotConn}))
+		req.Header = use.header
+	}
+	resp, err := base.RoundTrip(req)
 	if cl.od != nil {
 		if ep := cl.endpointByAddr(req.URL.Host); ep != nil {
 			cl.observeResult(ep, resp, err)
 		}
 	}
 	if err != nil {
+		if use != nil {
+			use.done()
+		}
 		cl.cb.release()
 		return nil, err
 	}
 	if resp.StatusCode == http.StatusSwitchingProtocols {
 		// The reverse proxy needs the upgraded body as it is; the
-		// connection leaves the pool.
+		// connection leaves the pool, and retirement.
+		if use != nil && use.conn != nil {
+			use.conn.upgraded.Store(true)
+		}
 		cl.cb.release()
 		return resp, nil
 	}
-	resp.Body = &releaseBody{ReadCloser: resp.Body, b: &cl.cb}
+	resp.Body = &releaseBody{ReadCloser: resp.Body, b: &cl.cb, use: use}
 	return resp, nil
 }
 
 // CloseIdleConnections closes pooled connections not in use.
-func (t *Transport) CloseIdleConnections() { t.base.CloseIdleConnections() }
+func (t *Transport) CloseIdleConnections() {
+	t.base.CloseIdleConnections()
+	if t.h2 != nil {
+		t.h2.CloseIdleConnections()
+	}
+}
 
 // releaseBody frees the request's circuit breaker slot when the response
 // is done with, as Envoy's active request ends with its stream.
 type releaseBody struct {
 	io.ReadCloser
 	b    *breaker
+	use  *connUse
 	done atomic.Bool
 }
 
 func (r *releaseBody) Close() error {
 	err := r.ReadCloser.Close()
 	if r.done.CompareAndSwap(false, true) {
+		if r.use != nil {
+			r.use.done()
+		}
 		r.b.release()
 	}
 	return err
 }
 
 func (cl *Cluster) dialHTTP(ctx context.Context, network, addr string) (net.Conn, error) {
+	return cl.dialCounted(ctx, network, addr, cl.Transport.maxDuration)
+}
+
+// dialH2 dials for the HTTP/2 requests of a use_downstream_protocol
+// cluster, whose connections retirement leaves alone.
+func (cl *Cluster) dialH2(ctx context.Context, network, addr string) (net.Conn, error) {
+	return cl.dialCounted(ctx, network, addr, 0)
+}
+
+// dialCounted dials a connection the cluster counts, closed at maxAge
+// unless 0.
+func (cl *Cluster) dialCounted(ctx context.Context, network, addr string, maxAge time.Duration) (net.Conn, error) {
 	c, err := cl.dial(ctx, network, addr)
 	if err != nil {
 		cl.ConnectFails.Add(1)
 		return nil, err
 	}
 	cl.cb.conns.Add(1)
-	return &countedConn{Conn: c, b: &cl.cb}, nil
+	cc := &countedConn{Conn: c, b: &cl.cb}
+	if maxAge > 0 {
+		// Armed once assigned: expire reads cc.timer.
+		cc.timer = time.AfterFunc(math.MaxInt64, cc.expire)
+		cc.timer.Reset(maxAge)
+	}
+	return cc, nil
 }
 
-// countedConn keeps the cluster's open connection count.
+// countedConn keeps the cluster's open connection count and, for
+// retirement, how many requests it served and has in flight.
 type countedConn struct {
 	net.Conn
-	b      *breaker
-	closed atomic.Bool
+	b        *breaker
+	closed   atomic.Bool
+	served   atomic.Uint32
+	inflight atomic.Int32
+	retire   atomic.Bool
+	upgraded atomic.Bool // left the pool with a 101 response
+	timer    *time.Timer // max_connection_duration; nil without
+}
+
+// expireRecheck is how often a connection past max_connection_duration
+// with a request in flight is looked at again.
+const expireRecheck = 100 * time.Millisecond
+
+// expire retires the connection at max_connection_duration, as Envoy
+// drains it: the next request on it is its last, and it is closed as
+// soon as it has none in flight.
+func (c *countedConn) expire() {
+	if c.upgraded.Load() || c.closed.Load() {
+		return
+	}
+	c.retire.Store(true)
+	if c.inflight.Load() == 0 {
+		c.Close()
+		return
+	}
+	c.timer.Reset(expireRecheck)
 }
 
 func (c *countedConn) Close() error {
 	if c.closed.CompareAndSwap(false, true) {
 		c.b.conns.Add(-1)
+		if c.timer != nil {
+			c.timer.Stop()
+		}
 	}
 	return c.Conn.Close()
 }

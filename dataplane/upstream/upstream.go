@@ -179,7 +179,7 @@ func NewWithOptions(c *clusterv3.Cluster, o Options) (*Cluster, error) {
 		cl.dialer.KeepAlive = 0
 		cl.dialer.KeepAliveConfig = kc
 	}
-	cl.Transport = newTransport(cl, hpo.GetCommonHttpProtocolOptions())
+	cl.Transport = newTransport(cl, hpo.GetCommonHttpProtocolOptions(), hpo.GetUseDownstreamProtocolConfig() != nil)
 	if la := c.GetLoadAssignment(); la != nil {
 		cl.SetEndpoints(la)
 	} else {
@@ -237,7 +237,7 @@ func httpOptions(c *clusterv3.Cluster) (*httpv3.HttpProtocolOptions, error) {
 	if err := a.UnmarshalTo(&o); err != nil {
 		return nil, fmt.Errorf("decode http protocol options: %w", err)
 	}
-	// use_downstream_protocol and auto fall back to HTTP/1.1 here.
+	// auto falls back to HTTP/1.1 here.
 	return &o, nil
 }
 
