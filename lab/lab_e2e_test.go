@@ -2,6 +2,7 @@ package lab_test
 
 import (
 	"encoding/json"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -160,6 +161,28 @@ func TestLabElsewhereAndCrashCleanup(t *testing.T) {
 	}
 	if body := labtest.Get(t, "http://127.0.0.1:18081/productpage"); reviewsVersion(body) == "none" {
 		t.Errorf("productpage in book-demo through the gateway shows no reviews:\n%s", body)
+	}
+
+	// The walkthrough's gateway for *.book.example.com and its VirtualService
+	// for product.book.example.com: that host reaches productpage at any path,
+	// while other hosts keep the bookinfo routes only.
+	mustRun("apply", "--wait", "--controlplane", "127.0.0.1:25015",
+		"-f", "../controlplane/config/testdata/walkthrough/http-book-gateway.yaml",
+		"-f", "../controlplane/config/testdata/walkthrough/productpage.yaml")
+	for _, tt := range []struct {
+		host string
+		want int
+	}{{"product.book.example.com", http.StatusOK}, {"other.example.com", http.StatusNotFound}} {
+		req, _ := http.NewRequest(http.MethodGet, "http://127.0.0.1:18081/", nil)
+		req.Host = tt.host
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != tt.want {
+			t.Errorf("GET / with Host %s through the gateway: %s, want %d", tt.host, resp.Status, tt.want)
+		}
 	}
 
 	var st lab.Status
