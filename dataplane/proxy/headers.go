@@ -3,6 +3,7 @@ package proxy
 import (
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -34,13 +35,14 @@ func serviceTime(d time.Duration) []string {
 
 // moveResponseHeaders hands the upstream response's header values to the
 // downstream response, so that ReverseProxy's copy (one allocation per
-// key) has nothing left to do. Content-Type stays: ReverseProxy reads it
-// afterwards to flush server-sent events at once (and copies it itself).
-// A key the downstream header already has is left to that copy, which
-// appends.
+// key) has nothing left to do. A Content-Type that may name server-sent
+// events stays: ReverseProxy reads it afterwards to flush those at once
+// (and copies it itself); any other moves too, which spares ReverseProxy
+// parsing it (mime.ParseMediaType, a map per response). A key the
+// downstream header already has is left to that copy, which appends.
 func moveResponseHeaders(down, resp http.Header) {
 	for k, v := range resp {
-		if k == "Content-Type" {
+		if k == "Content-Type" && mayBeEventStream(v) {
 			continue
 		}
 		if _, ok := down[k]; ok {
@@ -49,4 +51,10 @@ func moveResponseHeaders(down, resp http.Header) {
 		down[k] = v
 		delete(resp, k)
 	}
+}
+
+// mayBeEventStream reports whether a Content-Type could parse to
+// text/event-stream; it errs towards yes.
+func mayBeEventStream(v []string) bool {
+	return len(v) > 0 && strings.Contains(strings.ToLower(v[0]), "event-stream")
 }

@@ -13,11 +13,18 @@ func TestMoveResponseHeaders(t *testing.T) {
 		wantDown, wantResp http.Header
 	}{
 		{
-			name:     "moved, content type left for ReverseProxy",
+			name:     "moved, content type too",
 			down:     http.Header{},
 			resp:     http.Header{"Content-Type": {"text/html"}, "X-Backend": {"a"}, "Set-Cookie": {"a=1", "b=2"}},
-			wantDown: http.Header{"X-Backend": {"a"}, "Set-Cookie": {"a=1", "b=2"}},
-			wantResp: http.Header{"Content-Type": {"text/html"}},
+			wantDown: http.Header{"Content-Type": {"text/html"}, "X-Backend": {"a"}, "Set-Cookie": {"a=1", "b=2"}},
+			wantResp: http.Header{},
+		},
+		{
+			name:     "server-sent events content type left for ReverseProxy to flush",
+			down:     http.Header{},
+			resp:     http.Header{"Content-Type": {"Text/Event-Stream; charset=utf-8"}, "X-Backend": {"a"}},
+			wantDown: http.Header{"X-Backend": {"a"}},
+			wantResp: http.Header{"Content-Type": {"Text/Event-Stream; charset=utf-8"}},
 		},
 		{
 			name:     "a key downstream already has is left to append",
