@@ -305,6 +305,13 @@ func (s *Server) pushLoop(ctx context.Context) {
 }
 
 func (s *Server) push(ctx context.Context) {
+	// The versions are read before what they version: a commit or change
+	// racing this push then gets a later version in the next push. Read
+	// after, a racing commit would label the old config with the new
+	// revision, and the next push, with the same version, would not reach
+	// the proxies.
+	rev := s.store.Revision()
+	gen := s.regGen.Load()
 	var cfg []config.Resource
 	for _, k := range config.Kinds {
 		rs, err := s.store.List(k.Kind, "")
@@ -314,15 +321,12 @@ func (s *Server) push(ctx context.Context) {
 		}
 		cfg = append(cfg, rs...)
 	}
-	// The generation is read before what it versions, so that a change
-	// racing this push gets a later version in the next one.
-	gen := s.regGen.Load()
 	secrets, err := s.xdsSecrets()
 	if err != nil {
 		s.log.Error("list secrets for push", "err", err)
 		return
 	}
-	version := fmt.Sprintf("%d.%d", s.store.Revision(), gen)
+	version := fmt.Sprintf("%d.%d", rev, gen)
 	start := time.Now()
 	if err := s.xds.Update(ctx, xds.Input{Config: cfg, Registry: s.reg.Snapshot(), Secrets: secrets}, version); err != nil {
 		// The proxies keep their last good configuration; the next change
