@@ -82,7 +82,7 @@ type Server struct {
 	kube  *kube.Controller // nil unless Options.Kube
 
 	started time.Time
-	regGen  atomic.Uint64 // bumped on every registry or secret change
+	regGen  atomic.Uint64 // bumped after every secret change or cluster sync; the registry versions itself
 	// secretWake wakes the push loop after a secret changed (secret.go).
 	secretWake chan struct{}
 
@@ -326,9 +326,12 @@ func (s *Server) push(ctx context.Context) {
 		s.log.Error("list secrets for push", "err", err)
 		return
 	}
-	version := fmt.Sprintf("%d.%d", rev, gen)
+	reg := s.reg.Snapshot()
+	// The registry's generation comes with its content; gen counts the
+	// other changes (secrets, the cluster's) and is read before them.
+	version := fmt.Sprintf("%d.%d", rev, reg.Generation+gen)
 	start := time.Now()
-	if err := s.xds.Update(ctx, xds.Input{Config: cfg, Registry: s.reg.Snapshot(), Secrets: secrets}, version); err != nil {
+	if err := s.xds.Update(ctx, xds.Input{Config: cfg, Registry: reg, Secrets: secrets}, version); err != nil {
 		// The proxies keep their last good configuration; the next change
 		// triggers another push.
 		s.log.Error("push", "version", version, "err", err)

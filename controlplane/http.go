@@ -278,7 +278,6 @@ func (s *Server) handlePutService(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusInternalServerError, err.Error())
 		return
 	}
-	s.regGen.Add(1)
 	s.reg.PutService(svc)
 	writeJSON(w, http.StatusOK, svc)
 }
@@ -296,7 +295,6 @@ func (s *Server) handlePutWorkload(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusInternalServerError, err.Error())
 		return
 	}
-	s.regGen.Add(1)
 	s.reg.PutWorkload(wl)
 	writeJSON(w, http.StatusOK, wl)
 }
@@ -319,7 +317,6 @@ func (s *Server) handleDeleteWorkload(w http.ResponseWriter, r *http.Request) {
 		}
 		s.reg.DeleteWorkload(wl.Namespace, wl.Name)
 	}
-	s.regGen.Add(1)
 	w.WriteHeader(http.StatusNoContent)
 }
 

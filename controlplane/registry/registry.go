@@ -84,6 +84,10 @@ func (s Service) Selects(w Workload) bool {
 type Snapshot struct {
 	Services  []Service
 	Workloads []Workload
+	// Generation counts the changes the snapshot includes; it moves with
+	// every change, under the same lock, so it always versions exactly
+	// this content.
+	Generation uint64
 }
 
 // Endpoints returns the ready workloads selected by the service, sorted by name.
@@ -113,6 +117,7 @@ type Registry struct {
 	mu        sync.Mutex
 	services  map[string]Service
 	workloads map[string]Workload
+	gen       uint64
 	changed   chan struct{}
 }
 
@@ -139,6 +144,7 @@ func (r *Registry) notify() {
 func (r *Registry) PutService(s Service) {
 	r.mu.Lock()
 	r.services[s.Key()] = s
+	r.gen++
 	r.mu.Unlock()
 	r.notify()
 }
@@ -147,6 +153,7 @@ func (r *Registry) PutService(s Service) {
 func (r *Registry) DeleteService(namespace, name string) {
 	r.mu.Lock()
 	delete(r.services, namespace+"/"+name)
+	r.gen++
 	r.mu.Unlock()
 	r.notify()
 }
@@ -155,6 +162,7 @@ func (r *Registry) DeleteService(namespace, name string) {
 func (r *Registry) PutWorkload(w Workload) {
 	r.mu.Lock()
 	r.workloads[w.Key()] = w
+	r.gen++
 	r.mu.Unlock()
 	r.notify()
 }
@@ -163,6 +171,7 @@ func (r *Registry) PutWorkload(w Workload) {
 func (r *Registry) DeleteWorkload(namespace, name string) {
 	r.mu.Lock()
 	delete(r.workloads, namespace+"/"+name)
+	r.gen++
 	r.mu.Unlock()
 	r.notify()
 }
@@ -171,7 +180,7 @@ func (r *Registry) DeleteWorkload(namespace, name string) {
 func (r *Registry) Snapshot() Snapshot {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	var s Snapshot
+	s := Snapshot{Generation: r.gen}
 	for _, v := range r.services {
 		s.Services = append(s.Services, v)
 	}
