@@ -62,10 +62,11 @@ func TestLab(t *testing.T) {
 	if out := mustRun("get", "virtualservices", "-n", "default"); !strings.Contains(out, "reviews") {
 		t.Errorf("get virtualservices does not list reviews:\n%s", out)
 	}
-	// The gateway's access log, Envoy's format, through logs.
-	if out := mustRun("logs", "-n", "istio-system", "istio-ingressgateway", "-c", "istio-proxy"); !strings.Contains(out, `"GET /productpage HTTP/1.1" 200`) {
-		t.Errorf("the gateway's log has no access log line for productpage:\n%s", out)
-	}
+	// The gateway's access log, Envoy's format, through logs. The proxy
+	// flushes its access log every second, as Envoy does every ten.
+	labtest.Eventually(t, "the gateway's access log line for productpage in its logs", func() bool {
+		return strings.Contains(mustRun("logs", "-n", "istio-system", "istio-ingressgateway", "-c", "istio-proxy"), `"GET /productpage HTTP/1.1" 200`)
+	})
 	if out := mustRun("logs", "-n", "default", "ratings"); !strings.Contains(out, "serving") {
 		t.Errorf("logs of ratings (its app container by default):\n%s", out)
 	}
