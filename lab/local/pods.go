@@ -30,6 +30,15 @@ const systemNamespace = "istio-system"
 // its pods, as it does in Istio.
 const InjectAnnotation = "sidecar.istio.io/inject"
 
+// optedOut applies Istio's rule for sidecar.istio.io/inject: a label set
+// decides, else the annotation; everything else in the lab gets a sidecar.
+func optedOut(labels, annotations map[string]string) bool {
+	if v, ok := labels[InjectAnnotation]; ok {
+		return v == "false"
+	}
+	return annotations[InjectAnnotation] == "false"
+}
+
 // running reports whether every container of p runs.
 func (r *Runtime) running(p *pod) bool {
 	r.mu.Lock()
@@ -203,9 +212,9 @@ func (r *Runtime) startDeploymentPod(ctx context.Context, d appsv1.Deployment) e
 	if p.serviceAccount == "" {
 		p.serviceAccount = "default"
 	}
-	// As Istio's injector, the pod template's annotation opts a pod out:
-	// no capture rules, no istio-proxy.
-	p.noSidecar = d.Spec.Template.Annotations[InjectAnnotation] == "false"
+	// As Istio's injector, the pod template's label or annotation opts a pod
+	// out (the label wins): no capture rules, no istio-proxy.
+	p.noSidecar = optedOut(d.Spec.Template.Labels, d.Spec.Template.Annotations)
 	if !p.noSidecar {
 		// istio-init: the capture rules go in before any container starts, so no
 		// connection of the app escapes the sidecar.
