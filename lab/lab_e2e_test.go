@@ -197,6 +197,9 @@ func TestLabElsewhereAndCrashCleanup(t *testing.T) {
 	if left, err := local.Network.Leftovers(); err != nil || len(left) > 0 {
 		t.Errorf("down after a crashed runtime left behind: %v %v", left, err)
 	}
+	if _, err := os.Stat(local.OwnerFile); !os.IsNotExist(err) {
+		t.Errorf("down after a crashed runtime left the pod network's owner record: %v", err)
+	}
 	if pids := labtest.Processes(bin); len(pids) > 0 {
 		t.Errorf("down after a crashed runtime left processes running: %v", pids)
 	}

@@ -70,6 +70,7 @@ Examples:
 			}
 			os.Remove(filepath.Join(dir, lab.StatusFile))
 			os.Remove(filepath.Join(dir, lab.PIDFile))
+			local.Release(dir)
 			if c.Bool("purge") {
 				if err := os.RemoveAll(dir); err != nil {
 					return fmt.Errorf("purge %s: %w", dir, err)

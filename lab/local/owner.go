@@ -35,11 +35,22 @@ func ReadOwner() (Owner, bool) {
 	}
 	o := Owner{StateDir: dir}
 	o.PID, _ = strconv.Atoi(pid)
-	if !lab.Alive(o.PID) {
+	if !lab.Alive(o.PID) || !isRuntime(o.PID) {
 		return Owner{}, false
 	}
 	return o, true
 }
+
+// isRuntime reports whether pid is a lab runtime, so that a recycled pid of
+// a runtime that was killed does not hold the network forever.
+func isRuntime(pid int) bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+	return err == nil && strings.Contains(string(b), "lab-daemon")
+}
+
+// Release gives up the pod network for stateDir's lab, or for a lab whose
+// runtime is gone: what `down` does after it has cleaned up.
+func Release(stateDir string) { release(stateDir) }
 
 // ErrOtherLab is returned when another lab holds the pod network.
 var ErrOtherLab = errors.New("another lab is running on this machine")
