@@ -12,7 +12,6 @@ import (
 	"encoding/pem"
 	"fmt"
 	"io"
-	"log/slog"
 	"math/big"
 	"net"
 	"net/http"
@@ -32,31 +31,16 @@ import (
 	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/wellknown"
 	"google.golang.org/protobuf/types/known/durationpb"
-
-	"github.com/meshlab/meshlab/dataplane/xdsclient"
 )
 
 // startGateway is startProxy with a resolver.
 func startGateway(t testing.TB, cpAddr string, r *loopbackResolver) *testProxy {
 	t.Helper()
-	cfg := Config{Node: &corev3.Node{Id: testNode}, Logger: slog.New(slog.DiscardHandler), DrainTimeout: 2 * time.Second}
+	var cfg Config
 	if r != nil {
 		cfg.Resolver = r
 	}
-	p := New(cfg)
-	c := xdsclient.New(xdsclient.Config{
-		Address: cpAddr, Node: &corev3.Node{Id: testNode},
-		Check: p.Check, OnUpdate: p.Apply,
-		Logger:     slog.New(slog.DiscardHandler),
-		MinBackoff: 20 * time.Millisecond, MaxBackoff: 200 * time.Millisecond,
-	})
-	ctx, cancel := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	wg.Add(2)
-	go func() { defer wg.Done(); c.Run(ctx) }()
-	go func() { defer wg.Done(); p.Run(ctx) }()
-	t.Cleanup(func() { cancel(); wg.Wait() })
-	return &testProxy{Proxy: p, client: c}
+	return runProxy(t, cpAddr, cfg)
 }
 
 // loopbackResolver answers only the names it was given, all on loopback:

@@ -143,7 +143,17 @@ type testProxy struct {
 // startProxy runs a proxy fed by cp until the test ends.
 func startProxy(t testing.TB, cpAddr string, origDst func(*net.TCPConn) (netip.AddrPort, error)) *testProxy {
 	t.Helper()
-	p := New(Config{Node: &corev3.Node{Id: testNode}, OriginalDst: origDst, Logger: slog.New(slog.DiscardHandler), DrainTimeout: 2 * time.Second})
+	return runProxy(t, cpAddr, Config{OriginalDst: origDst})
+}
+
+// runProxy runs a proxy with cfg (its node, logger and drain timeout filled
+// in) and an xDS client fed by cp, until the test ends.
+func runProxy(t testing.TB, cpAddr string, cfg Config) *testProxy {
+	t.Helper()
+	cfg.Node = &corev3.Node{Id: testNode}
+	cfg.Logger = slog.New(slog.DiscardHandler)
+	cfg.DrainTimeout = 2 * time.Second
+	p := New(cfg)
 	c := xdsclient.New(xdsclient.Config{
 		Address: cpAddr, Node: &corev3.Node{Id: testNode},
 		Check: p.Check, OnUpdate: p.Apply,

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"io"
-	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -55,20 +54,7 @@ func (s *syncBuffer) String() string {
 func startLoggingProxy(t testing.TB, cpAddr string) (*testProxy, *syncBuffer) {
 	t.Helper()
 	log := &syncBuffer{}
-	p := New(Config{Node: &corev3.Node{Id: testNode}, AccessLog: log, Logger: slog.New(slog.DiscardHandler), DrainTimeout: 2 * time.Second})
-	c := xdsclient.New(xdsclient.Config{
-		Address: cpAddr, Node: &corev3.Node{Id: testNode},
-		Check: p.Check, OnUpdate: p.Apply,
-		Logger:     slog.New(slog.DiscardHandler),
-		MinBackoff: 20 * time.Millisecond, MaxBackoff: 200 * time.Millisecond,
-	})
-	ctx, cancel := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	wg.Add(2)
-	go func() { defer wg.Done(); c.Run(ctx) }()
-	go func() { defer wg.Done(); p.Run(ctx) }()
-	t.Cleanup(func() { cancel(); wg.Wait() })
-	return &testProxy{Proxy: p, client: c}, log
+	return runProxy(t, cpAddr, Config{AccessLog: log}), log
 }
 
 // lastLog flushes the access log and returns its last line.

@@ -1,10 +1,7 @@
 package proxy
 
 import (
-	"bytes"
-	"context"
 	"io"
-	"log/slog"
 	"math"
 	"net"
 	"net/http"
@@ -16,47 +13,11 @@ import (
 	"time"
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
-	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
-
-	"github.com/meshlab/meshlab/dataplane/xdsclient"
 )
-
-// policyLog is an access log sink tests can read while the proxy writes.
-type policyLog struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *policyLog) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-func (s *policyLog) String() string { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
-
-// startPolicyProxy is startProxy with an access log.
-func startPolicyProxy(t testing.TB, cpAddr string) (*testProxy, *policyLog) {
-	t.Helper()
-	log := &policyLog{}
-	p := New(Config{Node: &corev3.Node{Id: testNode}, Logger: slog.New(slog.DiscardHandler), DrainTimeout: 2 * time.Second, AccessLog: log})
-	c := xdsclient.New(xdsclient.Config{
-		Address: cpAddr, Node: &corev3.Node{Id: testNode},
-		Check: p.Check, OnUpdate: p.Apply,
-		Logger:     slog.New(slog.DiscardHandler),
-		MinBackoff: 20 * time.Millisecond, MaxBackoff: 200 * time.Millisecond,
-	})
-	ctx, cancel := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	wg.Add(2)
-	go func() { defer wg.Done(); c.Run(ctx) }()
-	go func() { defer wg.Done(); p.Run(ctx) }()
-	t.Cleanup(func() { cancel(); wg.Wait() })
-	return &testProxy{Proxy: p, client: c}, log
-}
 
 // handlerBackend serves h on a loopback address.
 func handlerBackend(t testing.TB, ip string, h http.HandlerFunc) netip.AddrPort {
@@ -124,7 +85,7 @@ func TestCircuitBreakingOverflow(t *testing.T) {
 	rc := &routev3.RouteConfiguration{Name: "http.8080", VirtualHosts: []*routev3.VirtualHost{{Name: "httpbin", Domains: []string{"*"},
 		Routes: []*routev3.Route{{Match: prefix("/"), Action: toCluster("httpbin")}}}}}
 	cp.set("1", gatewayListener("0.0.0.0_8080", "http.8080"), rc, istioCluster("httpbin", th, nil), cla("httpbin", be))
-	p, log := startPolicyProxy(t, cp.addr)
+	p, log := startLoggingProxy(t, cp.addr)
 	url := "http://" + p.addr(t, "0.0.0.0_8080")
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
 	defer client.CloseIdleConnections()
@@ -223,7 +184,7 @@ func TestOutlierDetection(t *testing.T) {
 			cp.set("1", gatewayListener("0.0.0.0_8080", "http.8080"), rc,
 				istioCluster(all, nil, od), istioCluster(normC, nil, od), istioCluster(poisoC, nil, od),
 				cla(all, normal, poison), cla(normC, normal), cla(poisoC, poison))
-			p, log := startPolicyProxy(t, cp.addr)
+			p, log := startLoggingProxy(t, cp.addr)
 			url := "http://" + p.addr(t, "0.0.0.0_8080") + "/calculating/1/2"
 			client := &http.Client{}
 			defer client.CloseIdleConnections()
