@@ -329,30 +329,25 @@ func (c *Client) accept(cur *Snapshot, resp *discoveryv3.DiscoveryResponse) (*Sn
 		// Endpoints of clusters gone are gone too.
 		next.Endpoints = keep(cur.Endpoints, edsNames(m))
 	case RouteType:
-		m, err := decodeAll[*routev3.RouteConfiguration](resp.GetResources(), t, func(r *routev3.RouteConfiguration) string { return r.GetName() })
+		// For routes, endpoints and secrets Envoy keeps what a response
+		// omits, as long as something still names it.
+		m, err := decodeMerged(resp, cur.Routes, rdsNames(cur.Listeners), func(r *routev3.RouteConfiguration) string { return r.GetName() })
 		if err != nil {
 			return nil, err
 		}
-		// For routes and endpoints Envoy keeps what the response omits.
-		merged := keep(cur.Routes, rdsNames(cur.Listeners))
-		maps.Copy(merged, m)
-		next.Routes = merged
+		next.Routes = m
 	case EndpointType:
-		m, err := decodeAll[*endpointv3.ClusterLoadAssignment](resp.GetResources(), t, func(e *endpointv3.ClusterLoadAssignment) string { return e.GetClusterName() })
+		m, err := decodeMerged(resp, cur.Endpoints, edsNames(cur.Clusters), func(e *endpointv3.ClusterLoadAssignment) string { return e.GetClusterName() })
 		if err != nil {
 			return nil, err
 		}
-		merged := keep(cur.Endpoints, edsNames(cur.Clusters))
-		maps.Copy(merged, m)
-		next.Endpoints = merged
+		next.Endpoints = m
 	case SecretType:
-		m, err := decodeAll[*tlsv3.Secret](resp.GetResources(), t, func(s *tlsv3.Secret) string { return s.GetName() })
+		m, err := decodeMerged(resp, cur.Secrets, sdsNames(cur.Listeners), func(s *tlsv3.Secret) string { return s.GetName() })
 		if err != nil {
 			return nil, err
 		}
-		merged := keep(cur.Secrets, sdsNames(cur.Listeners))
-		maps.Copy(merged, m)
-		next.Secrets = merged
+		next.Secrets = m
 	default:
 		return nil, fmt.Errorf("unexpected resource type %q", t)
 	}
@@ -400,6 +395,19 @@ func decodeAll[T validator](rs []*anypb.Any, typeURL string, name func(T) string
 		out[name(r)] = r
 	}
 	return out, errors.Join(errs...)
+}
+
+// decodeMerged decodes a response of a type whose responses may name only
+// some resources: what it carries replaces, and what it omits is kept while
+// still referenced.
+func decodeMerged[T validator](resp *discoveryv3.DiscoveryResponse, cur map[string]T, referenced []string, name func(T) string) (map[string]T, error) {
+	m, err := decodeAll[T](resp.GetResources(), resp.GetTypeUrl(), name)
+	if err != nil {
+		return nil, err
+	}
+	merged := keep(cur, referenced)
+	maps.Copy(merged, m)
+	return merged, nil
 }
 
 func keep[T any](m map[string]T, names []string) map[string]T {
