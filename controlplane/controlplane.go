@@ -86,10 +86,6 @@ type Server struct {
 	// secretWake wakes the push loop after a secret changed (secret.go).
 	secretWake chan struct{}
 
-	mu      sync.Mutex
-	version string // the last version pushed, "<rev>.<gen>"
-	pushed  chan struct{}
-
 	listening chan struct{} // closed once Serve's listeners are open
 	webhook   net.Addr      // set before listening closes; nil without webhooks
 }
@@ -127,7 +123,6 @@ func New(opts Options) (*Server, error) {
 		reg:        registry.New(),
 		xds:        xds.NewServer(opts.Logger),
 		started:    time.Now(),
-		pushed:     make(chan struct{}),
 		listening:  make(chan struct{}),
 		secretWake: make(chan struct{}, 1),
 	}
@@ -338,9 +333,4 @@ func (s *Server) push(ctx context.Context) {
 		return
 	}
 	s.log.Debug("pushed", "version", version, "took", time.Since(start))
-	s.mu.Lock()
-	s.version = version
-	close(s.pushed)
-	s.pushed = make(chan struct{})
-	s.mu.Unlock()
 }

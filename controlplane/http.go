@@ -325,8 +325,8 @@ func (s *Server) handleRegistry(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, api.Registry{Services: snap.Services, Workloads: snap.Workloads})
 }
 
-// handleWait answers once every connected proxy has ACKed, for every type it
-// was sent, a version at or past the asked store revision.
+// handleWait answers once every connected proxy has ACKed, for every type
+// it was sent, a version at or past the asked store revision.
 func (s *Server) handleWait(w http.ResponseWriter, r *http.Request) {
 	want, err := strconv.ParseUint(r.URL.Query().Get("revision"), 10, 64)
 	if err != nil {
@@ -335,39 +335,15 @@ func (s *Server) handleWait(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), 25*time.Second)
 	defer cancel()
-	for {
-		s.mu.Lock()
-		pushed := s.pushed
-		s.mu.Unlock()
-		if s.synced(want) {
-			w.WriteHeader(http.StatusNoContent)
-			return
-		}
-		select {
-		case <-ctx.Done():
-			writeError(w, http.StatusGatewayTimeout, fmt.Sprintf("proxies did not all ACK revision %d in time", want))
-			return
-		case <-pushed:
-		case <-time.After(5 * time.Millisecond):
-		}
+	err = s.xds.WaitAcked(ctx, func(v string) bool { return v != "" && revOf(v) >= want })
+	switch {
+	case err == nil:
+		w.WriteHeader(http.StatusNoContent)
+	case ctx.Err() != nil:
+		writeError(w, http.StatusGatewayTimeout, fmt.Sprintf("proxies did not all ACK revision %d in time: %v", want, err))
+	default:
+		writeError(w, http.StatusConflict, fmt.Sprintf("revision %d was rejected: %v", want, err))
 	}
-}
-
-func (s *Server) synced(want uint64) bool {
-	for _, p := range s.xds.Status() {
-		if !p.Connected {
-			continue
-		}
-		for _, t := range p.PerType {
-			if t.Sent == "" {
-				continue
-			}
-			if revOf(t.Acked) < want {
-				return false
-			}
-		}
-	}
-	return true
 }
 
 // revOf reads the store revision out of a snapshot version "<rev>.<gen>".

@@ -370,9 +370,18 @@ func (s *Server) Status() []ProxyStatus {
 // for every type it subscribed to, or with an error when one rejected it
 // or ctx ends first.
 func (s *Server) WaitSynced(ctx context.Context, version string) error {
+	return s.WaitAcked(ctx, func(v string) bool { return v == version })
+}
+
+// WaitAcked returns when every connected proxy has acknowledged, for every
+// type it subscribed to, a version that reached satisfies, or with an error
+// when one rejected such a version or ctx ends first. A predicate rather
+// than one version: a later push may supersede the version a caller waits
+// for before every proxy acknowledged it.
+func (s *Server) WaitAcked(ctx context.Context, reached func(version string) bool) error {
 	for {
 		s.mu.Lock()
-		pending, err := s.pending(version)
+		pending, err := s.pending(reached)
 		ch := s.changed
 		s.mu.Unlock()
 		if err != nil || pending == "" {
@@ -380,14 +389,15 @@ func (s *Server) WaitSynced(ctx context.Context, version string) error {
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("wait for proxies to ack %s: %s has not: %w", version, pending, ctx.Err())
+			return fmt.Errorf("wait for proxies to ack: %s has not: %w", pending, ctx.Err())
 		case <-ch:
 		}
 	}
 }
 
-// pending names a connected proxy that has not acked version; s.mu held.
-func (s *Server) pending(version string) (string, error) {
+// pending names a connected proxy that has not acked a version that reached
+// accepts; s.mu held.
+func (s *Server) pending(reached func(string) bool) (string, error) {
 	waiting := ""
 	for id, n := range s.nodes {
 		if n.streams == 0 {
@@ -397,10 +407,10 @@ func (s *Server) pending(version string) (string, error) {
 			if ts.sent == "" && url != resource.ListenerType && url != resource.ClusterType {
 				continue // subscribed to something this server never sends
 			}
-			if ts.nacked == version {
-				return "", fmt.Errorf("proxy %s rejected %s version %s: %s", id, url, version, ts.nackError)
+			if ts.nacked != "" && reached(ts.nacked) && !reached(ts.acked) {
+				return "", fmt.Errorf("proxy %s rejected %s version %s: %s", id, url, ts.nacked, ts.nackError)
 			}
-			if ts.acked != version {
+			if !reached(ts.acked) {
 				waiting = id
 			}
 		}
