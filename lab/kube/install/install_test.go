@@ -102,7 +102,7 @@ func TestOptionsInvalid(t *testing.T) {
 // nothing runs and the rollouts are not waited for.
 func TestInstall(t *testing.T) {
 	env := kubetest.Start(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
 	defer cancel()
 	o := Options{Image: "meshlab.local/meshlab:test", CABundle: []byte(testCA), BookinfoNamespace: "book-demo"}
 	in, err := New(env.Config)
@@ -111,7 +111,10 @@ func TestInstall(t *testing.T) {
 	}
 	var progress bytes.Buffer
 	in.Progress = &progress
-	in.Timeout = time.Minute
+	// The installer's default bound: under CI's load (several test
+	// apiservers at once) the apiserver's CRD finalizer, which requeues with
+	// backoff, once took over a minute to let a CRD go.
+	in.Timeout = 3 * time.Minute
 
 	for i := 0; i < 2; i++ {
 		if err := in.Install(ctx, o); err != nil {
