@@ -18,6 +18,7 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
@@ -247,14 +248,50 @@ func (in *Installer) waitEstablished(ctx context.Context, name string) error {
 	}, func(context.Context) string { return "" })
 }
 
-// waitGone waits until the CRD is deleted.
+// nudgeAfter is how long a CRD may stay terminating before waitGone touches
+// it. The apiserver's CRD finalizer can miss its own retry: when listing the
+// instances fails (the CRD's storage is still being rebuilt after an
+// install), the retry may conflict with the finalizer's own status write and
+// give up waiting for an update event that the finalizer then ignores,
+// because only the Terminating condition changed. Nothing requeues the CRD
+// until the informer's resync, minutes later. Any other change to the CRD
+// requeues it at once.
+const nudgeAfter = 3 * time.Second
+
+// NudgeAnnotation is set on a terminating CRD to requeue its finalizer.
+const NudgeAnnotation = "meshlab.io/finalizer-nudge"
+
+// waitGone waits until the CRD is deleted, nudging the apiserver's CRD
+// finalizer when it seems to have stopped trying (see nudgeAfter).
 func (in *Installer) waitGone(ctx context.Context, name string) error {
+	crds := in.dyn.Resource(apiextensionsv1.SchemeGroupVersion.WithResource("customresourcedefinitions"))
+	start, nudged := time.Now(), time.Time{}
 	return in.poll(ctx, "deletion of CRD "+name, func(ctx context.Context) (bool, string, error) {
-		_, err := in.dyn.Resource(apiextensionsv1.SchemeGroupVersion.WithResource("customresourcedefinitions")).Get(ctx, name, metav1.GetOptions{})
+		c, err := crds.Get(ctx, name, metav1.GetOptions{})
 		if apierrors.IsNotFound(err) {
 			return true, "", nil
 		}
-		return false, "terminating", err
+		if err != nil {
+			return false, "", err
+		}
+		state := "terminating"
+		var crd apiextensionsv1.CustomResourceDefinition
+		if runtime.DefaultUnstructuredConverter.FromUnstructured(c.Object, &crd) == nil {
+			for _, cond := range crd.Status.Conditions {
+				if cond.Type == apiextensionsv1.Terminating && cond.Reason != "" {
+					state = "terminating: " + cond.Reason
+				}
+			}
+		}
+		if time.Since(start) >= nudgeAfter && time.Since(nudged) >= nudgeAfter {
+			patch := fmt.Sprintf(`{"metadata":{"annotations":{%q:%q}}}`, NudgeAnnotation, time.Now().UTC().Format(time.RFC3339Nano))
+			_, err := crds.Patch(ctx, name, types.MergePatchType, []byte(patch), metav1.PatchOptions{FieldManager: FieldManager})
+			if err != nil && !apierrors.IsNotFound(err) {
+				return false, "", fmt.Errorf("requeueing the finalizer of CRD %s: %w", name, err)
+			}
+			nudged = time.Now()
+		}
+		return false, state, nil
 	}, func(context.Context) string { return "" })
 }
 

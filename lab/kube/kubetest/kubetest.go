@@ -229,6 +229,9 @@ func start(t testing.TB, name, bin, dir string, args ...string) *proc {
 		t.Fatalf("kubetest: starting %s: %v", name, err)
 	}
 	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("kubetest: %s's log ends:\n%s", name, p.tail())
+		}
 		select {
 		case <-p.exited:
 			return
