@@ -180,6 +180,8 @@ type Transport struct {
 	// retire it when it is due.
 	maxRequests uint32
 	maxDuration time.Duration
+	// h1 is the synchronous HTTP/1.1 path (h1.go); nil in HTTP/2 clusters.
+	h1 *h1Pool
 }
 
 func newTransport(cl *Cluster, common *corev3.HttpProtocolOptions, downstream bool) *Transport {
@@ -213,11 +215,17 @@ func newTransport(cl *Cluster, common *corev3.HttpProtocolOptions, downstream bo
 	if v := common.GetMaxRequestsPerConnection(); v != nil && v.GetValue() == 1 {
 		// One request per connection: no keep-alive.
 		t.base.DisableKeepAlives = true
+		if !cl.HTTP2 {
+			t.maxRequests = 1 // how the synchronous path learns it
+		}
 	} else if v != nil && v.GetValue() > 1 && !cl.HTTP2 {
 		t.maxRequests = v.GetValue()
 	}
 	if d := common.GetMaxConnectionDuration(); d != nil && d.AsDuration() > 0 && !cl.HTTP2 {
 		t.maxDuration = d.AsDuration()
+	}
+	if !cl.HTTP2 {
+		t.h1 = &h1Pool{t: t, idle: map[string][]*h1Conn{}}
 	}
 	if downstream && !cl.HTTP2 {
 		t.h2 = t.base.Clone()
@@ -284,6 +292,8 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	base := t.base
 	if t.h2 != nil && req.ProtoMajor == 2 {
 		base = t.h2
+	} else if t.h1 != nil && h1Eligible(req) {
+		return t.roundTripH1(req)
 	}
 	var use *connUse
 	if (t.maxRequests != 0 || t.maxDuration != 0) && base == t.base {
@@ -321,7 +331,28 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 }
 
 // CloseIdleConnections closes pooled connections not in use.
+// roundTripH1 is RoundTrip on the synchronous HTTP/1.1 path (h1.go), with
+// the same outlier detection and circuit-breaker accounting.
+func (t *Transport) roundTripH1(req *http.Request) (*http.Response, error) {
+	cl := t.cl
+	resp, err := t.h1.roundTrip(req)
+	if cl.od != nil {
+		if ep := cl.endpointByAddr(req.URL.Host); ep != nil {
+			cl.observeResult(ep, resp, err)
+		}
+	}
+	if err != nil {
+		cl.cb.release()
+		return nil, err
+	}
+	resp.Body = &releaseBody{ReadCloser: resp.Body, b: &cl.cb}
+	return resp, nil
+}
+
 func (t *Transport) CloseIdleConnections() {
+	if t.h1 != nil {
+		t.h1.close()
+	}
 	t.base.CloseIdleConnections()
 	if t.h2 != nil {
 		t.h2.CloseIdleConnections()

@@ -1,0 +1,305 @@
+package upstream
+
+import (
+	"bufio"
+	"context"
+	"io"
+	"net"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// The HTTP/1.1 path writes a request and reads its response on the
+// caller's goroutine, over connections pooled per endpoint. net/http's
+// Transport hands every request to a connection's write goroutine and
+// takes the response back from its read goroutine: two goroutine wake-ups
+// each way, which profiles put at a large share of a sidecar's added
+// latency and CPU. Requests the synchronous path cannot serve as well
+// (upgrades, Expect: 100-continue, large or unknown-length bodies, which
+// the server may answer before reading) go to net/http's Transport.
+
+// h1MaxBody is the largest request body written before the response is
+// read: it fits in the sockets' buffers, so a server that answers early
+// cannot leave the write blocked.
+const h1MaxBody = 64 << 10
+
+// h1MaxIdle bounds the idle connections kept per endpoint, as the
+// Transport's MaxIdleConnsPerHost does.
+const h1MaxIdle = 256
+
+// h1Eligible reports whether req can take the synchronous path.
+func h1Eligible(req *http.Request) bool {
+	if req.Body != nil && req.Body != http.NoBody && (req.ContentLength <= 0 || req.ContentLength > h1MaxBody) {
+		return false
+	}
+	if _, ok := req.Header["Upgrade"]; ok {
+		return false
+	}
+	if _, ok := req.Header["Expect"]; ok {
+		return false
+	}
+	return req.URL.Scheme == "http"
+}
+
+// h1Pool holds a cluster's idle HTTP/1.1 connections, most recently used
+// last, so that a burst's spare connections age out at the front.
+type h1Pool struct {
+	t      *Transport
+	mu     sync.Mutex
+	idle   map[string][]*h1Conn
+	closed bool
+}
+
+type h1Conn struct {
+	cc     *countedConn
+	addr   string
+	r      countingReader
+	br     *bufio.Reader
+	bw     *bufio.Writer
+	idleAt time.Time
+}
+
+// countingReader counts what the server sent, so that a failure on a
+// reused connection that got nothing back can be told from one that did.
+type countingReader struct {
+	c net.Conn
+	n int64
+}
+
+func (r *countingReader) Read(b []byte) (int, error) {
+	n, err := r.c.Read(b)
+	r.n += int64(n)
+	return n, err
+}
+
+func newH1Conn(cc *countedConn, addr string) *h1Conn {
+	c := &h1Conn{cc: cc, addr: addr}
+	c.r.c = cc
+	c.br = bufio.NewReaderSize(&c.r, 4<<10)
+	c.bw = bufio.NewWriterSize(cc, 4<<10)
+	return c
+}
+
+// get takes the most recently used idle connection to addr that is still
+// usable; the ones found closed, retired or idle too long are closed.
+func (p *h1Pool) get(addr string) *h1Conn {
+	var stale []*h1Conn
+	var found *h1Conn
+	p.mu.Lock()
+	list := p.idle[addr]
+	for len(list) > 0 {
+		c := list[len(list)-1]
+		list[len(list)-1] = nil
+		list = list[:len(list)-1]
+		if c.cc.closed.Load() || c.cc.retire.Load() || p.expired(c, time.Now()) {
+			stale = append(stale, c)
+			continue
+		}
+		found = c
+		break
+	}
+	p.idle[addr] = list
+	p.mu.Unlock()
+	for _, c := range stale {
+		c.cc.Close()
+	}
+	return found
+}
+
+func (p *h1Pool) expired(c *h1Conn, now time.Time) bool {
+	return p.t.base.IdleConnTimeout > 0 && now.Sub(c.idleAt) > p.t.base.IdleConnTimeout
+}
+
+// put returns c to the pool, dropping the connections to its endpoint
+// that have been idle too long; it closes c if the pool is full or closed.
+func (p *h1Pool) put(c *h1Conn) {
+	now := time.Now()
+	c.idleAt = now
+	var drop []*h1Conn
+	p.mu.Lock()
+	list := p.idle[c.addr]
+	n := 0
+	for n < len(list) && p.expired(list[n], now) {
+		n++
+	}
+	if n > 0 {
+		drop = append(drop, list[:n]...)
+		list = append(list[:0], list[n:]...)
+	}
+	if p.closed || len(list) >= h1MaxIdle {
+		drop = append(drop, c)
+	} else {
+		list = append(list, c)
+	}
+	p.idle[c.addr] = list
+	p.mu.Unlock()
+	for _, d := range drop {
+		d.cc.Close()
+	}
+}
+
+// close closes every idle connection, and each connection in use once its
+// response is read: the cluster is gone.
+func (p *h1Pool) close() {
+	p.mu.Lock()
+	idle := p.idle
+	p.idle = map[string][]*h1Conn{}
+	p.closed = true
+	p.mu.Unlock()
+	for _, list := range idle {
+		for _, c := range list {
+			c.cc.Close()
+		}
+	}
+}
+
+// roundTrip sends req on a pooled or new connection to req.URL.Host. A
+// reused connection that fails before the server sent anything was most
+// likely closed by the server while idle; the request is sent again on a
+// new connection if its body can be sent again, as net/http does.
+func (p *h1Pool) roundTrip(req *http.Request) (*http.Response, error) {
+	ctx := req.Context()
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	addr := req.URL.Host
+	for {
+		c := p.get(addr)
+		reused := c != nil
+		if c == nil {
+			nc, err := p.t.cl.dialCounted(ctx, "tcp", addr, p.t.maxDuration)
+			if err != nil {
+				return nil, err
+			}
+			c = newH1Conn(nc.(*countedConn), addr)
+		}
+		read := c.r.n
+		resp, err := p.exchange(c, req)
+		if err == nil {
+			return resp, nil
+		}
+		if cerr := ctx.Err(); cerr != nil {
+			return nil, cerr
+		}
+		if !reused || c.r.n != read {
+			return nil, err
+		}
+		if req.Body != nil && req.Body != http.NoBody {
+			if req.GetBody == nil {
+				return nil, err
+			}
+			b, gerr := req.GetBody()
+			if gerr != nil {
+				return nil, err
+			}
+			req.Body = b
+		}
+	}
+}
+
+// aLongTimeAgo is a deadline in the past: setting it unblocks a
+// connection's pending reads and writes.
+var aLongTimeAgo = time.Unix(1, 0)
+
+// exchange writes req on c and reads the response head. The response's
+// body owns c from then on: reading it to the end returns c to the pool,
+// closing it early closes c.
+func (p *h1Pool) exchange(c *h1Conn, req *http.Request) (*http.Response, error) {
+	cc := c.cc
+	cc.inflight.Add(1)
+	if n := cc.served.Add(1); p.t.maxRequests != 0 && n >= p.t.maxRequests {
+		cc.retire.Store(true)
+	}
+	last := cc.retire.Load()
+	stop := context.AfterFunc(req.Context(), func() { cc.SetDeadline(aLongTimeAgo) })
+	fail := func(err error) (*http.Response, error) {
+		stop()
+		cc.inflight.Add(-1)
+		cc.Close()
+		return nil, err
+	}
+	// The connection's last request says so (Connection: close), as
+	// Envoy does when it drains a connection.
+	wasClose := req.Close
+	req.Close = wasClose || last
+	err := req.Write(c.bw)
+	req.Close = wasClose
+	if err == nil {
+		err = c.bw.Flush()
+	}
+	if err != nil {
+		return fail(err)
+	}
+	var resp *http.Response
+	for {
+		resp, err = http.ReadResponse(c.br, req)
+		if err != nil {
+			return fail(err)
+		}
+		// Interim responses (100 Continue, 103 Early Hints) are not
+		// forwarded; 101 ends HTTP on the connection and never comes here
+		// (upgrades take net/http's path).
+		if resp.StatusCode >= 200 || resp.StatusCode == http.StatusSwitchingProtocols {
+			break
+		}
+		resp.Body.Close()
+	}
+	keep := !resp.Close && !req.Close && !last
+	b := &h1Body{p: p, c: c, body: resp.Body, stop: stop, keep: keep}
+	if resp.Body == http.NoBody {
+		b.finish(true)
+		return resp, nil
+	}
+	resp.Body = b
+	return resp, nil
+}
+
+// h1Body is a response body read straight off its connection.
+type h1Body struct {
+	p    *h1Pool
+	c    *h1Conn
+	body io.ReadCloser
+	stop func() bool
+	keep bool
+	done atomic.Bool
+	eof  bool
+}
+
+func (b *h1Body) Read(buf []byte) (int, error) {
+	n, err := b.body.Read(buf)
+	if err == io.EOF {
+		b.eof = true
+		b.finish(true)
+	} else if err != nil {
+		b.finish(false)
+	}
+	return n, err
+}
+
+// Close before the end closes the connection rather than reading the
+// rest, which may never end.
+func (b *h1Body) Close() error {
+	if !b.eof {
+		b.finish(false)
+	}
+	b.body.Close()
+	return nil
+}
+
+// finish gives the connection back (whole response read, keep-alive) or
+// closes it; only the first call counts.
+func (b *h1Body) finish(whole bool) {
+	if !b.done.CompareAndSwap(false, true) {
+		return
+	}
+	cc := b.c.cc
+	live := b.stop() // false: the request's context ended and set a deadline
+	cc.inflight.Add(-1)
+	if whole && live && b.keep && !cc.retire.Load() && b.c.br.Buffered() == 0 {
+		b.p.put(b.c)
+		return
+	}
+	cc.Close()
+}
