@@ -36,7 +36,7 @@ func renderManifest(fortio string) ([]byte, error) {
 		return nil, err
 	}
 	var b bytes.Buffer
-	err = t.Execute(&b, map[string]any{"Fortio": fortio, "Sleep": sleep, "Bare": []string{"client-direct", "nginx", "haproxy"}})
+	err = t.Execute(&b, map[string]any{"Fortio": fortio, "Sleep": sleep, "Bare": []string{"client-direct", "nginx", "nginx-front", "haproxy"}})
 	return b.Bytes(), err
 }
 
@@ -155,7 +155,7 @@ func (h *harness) paths(ctx context.Context, l *labCtl, st lab.Status) ([]*path,
 	}
 	client, direct := pod("client"), pod("client-direct")
 	server, serverDirect := pod("server"), pod("server-direct")
-	nginxPod, haproxyPod := pod("nginx"), pod("haproxy")
+	nginxPod, frontPod, haproxyPod := pod("nginx"), pod("nginx-front"), pod("haproxy")
 	serverProxy := proxyRef{"server sidecar", pid("server", "istio-proxy")}
 	clientProxy := proxyRef{"client sidecar", pid("client", "istio-proxy")}
 	var vip string
@@ -181,6 +181,16 @@ func (h *harness) paths(ctx context.Context, l *labCtl, st lab.Status) ([]*path,
 	if err := os.WriteFile(filepath.Join(ndir, "nginx.conf"), []byte(nginxConf(ndir, upstream)), 0o644); err != nil {
 		return nil, nil, err
 	}
+	// A second nginx in front of the first: two proxies of the kind the
+	// mesh path's goal is measured against, each hop a veth like the
+	// mesh's.
+	fdir := filepath.Join(h.work, "nginx-front")
+	if err := os.MkdirAll(fdir, 0o755); err != nil {
+		return nil, nil, err
+	}
+	if err := os.WriteFile(filepath.Join(fdir, "nginx.conf"), []byte(nginxConf(fdir, nginxPod.IP+":8080")), 0o644); err != nil {
+		return nil, nil, err
+	}
 	hconf := filepath.Join(h.work, "haproxy.cfg")
 	if err := os.WriteFile(hconf, []byte(haproxyConf(upstream)), 0o644); err != nil {
 		return nil, nil, err
@@ -190,6 +200,11 @@ func (h *harness) paths(ctx context.Context, l *labCtl, st lab.Status) ([]*path,
 		return nil, procs, err
 	}
 	procs = append(procs, np)
+	fp, err := l.startProxy(ctx, frontPod.Netns, filepath.Join(h.work, "nginx-front.log"), "nginx", "-p", fdir, "-c", filepath.Join(fdir, "nginx.conf"))
+	if err != nil {
+		return nil, procs, err
+	}
+	procs = append(procs, fp)
 	hp, err := l.startProxy(ctx, haproxyPod.Netns, filepath.Join(h.work, "haproxy.log"), "haproxy", "-db", "-f", hconf)
 	if err != nil {
 		return nil, procs, err
@@ -211,6 +226,8 @@ func (h *harness) paths(ctx context.Context, l *labCtl, st lab.Status) ([]*path,
 			proxies: []proxyRef{{"gateway", gwPID}, serverProxy}},
 		{name: "nginx", title: "client → nginx → server", netns: direct.Netns, spec: spec(nginxPod.IP, ""),
 			proxies: []proxyRef{{"nginx", np.pid()}}},
+		{name: "nginx-2", title: "client → nginx → nginx → server (two plain proxies: a reference for the mesh path)", netns: direct.Netns, spec: spec(frontPod.IP, ""),
+			proxies: []proxyRef{{"front nginx", fp.pid()}, {"nginx", np.pid()}}},
 		{name: "haproxy", title: "client → haproxy → server", netns: direct.Netns, spec: spec(haproxyPod.IP, ""),
 			proxies: []proxyRef{{"haproxy", hp.pid()}}},
 	}
@@ -243,12 +260,17 @@ func (h *harness) measure(ctx context.Context, ps []*path) error {
 			if err != nil {
 				return err
 			}
+			pss, anon, err := sharedMB(pr.pid)
+			if err != nil {
+				return err
+			}
 			// The peak counts from here: what starting the process touched
 			// (the init of every package the one binary links) is not load.
 			if err := resetPeakRSS(pr.pid); err != nil {
 				return err
 			}
-			p.res.Proxies = append(p.res.Proxies, ProxyResult{Name: pr.name, PID: pr.pid, IdleRSSMB: round1(rss)})
+			p.res.Proxies = append(p.res.Proxies, ProxyResult{Name: pr.name, PID: pr.pid, IdleRSSMB: round1(rss),
+				IdlePssMB: round1(pss), IdleAnonMB: round1(anon)})
 		}
 	}
 	// Warm-up, discarded: connections, pools and the Go runtime of every
@@ -311,6 +333,11 @@ func (h *harness) measure(ctx context.Context, ps []*path) error {
 				return err
 			}
 			pr.PeakRSSMB = round1(hwm)
+			pss, _, err := sharedMB(pr.PID)
+			if err != nil {
+				return err
+			}
+			pr.LoadedPssMB = round1(pss)
 		}
 	}
 	if floor != nil {

@@ -57,6 +57,19 @@ func memMB(pid int) (rss, hwm float64, err error) {
 	return m["VmRSS"], m["VmHWM"], nil
 }
 
+// sharedMB returns a process's Pss (from smaps_rollup) and RssAnon, in MB.
+func sharedMB(pid int) (pss, anon float64, err error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/smaps_rollup", pid))
+	if err != nil {
+		return 0, 0, fmt.Errorf("read memory of pid %d: %w", pid, err)
+	}
+	st, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0, 0, fmt.Errorf("read memory of pid %d: %w", pid, err)
+	}
+	return parseStatus(string(b))["Pss"], parseStatus(string(st))["RssAnon"], nil
+}
+
 // resetPeakRSS sets a process's VmHWM back to its VmRSS (clear_refs 5,
 // Linux 4.0 and later), so that the next VmHWM is the peak from now on.
 func resetPeakRSS(pid int) error {

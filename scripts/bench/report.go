@@ -101,13 +101,14 @@ func render(r Results, jsonPath string) string {
 		}
 
 		w("\n## Data plane: proxy cost\n\n")
-		w("| path | proxy | CPU s per 1,000 requests (= vCPU at 1,000 rps) | idle RSS MB | peak RSS MB (VmHWM) | CPU ÷ nginx | CPU ÷ haproxy |\n|---|---|---:|---:|---:|---:|---:|\n")
+		w("| path | proxy | CPU s per 1,000 requests (= vCPU at 1,000 rps) | idle RSS MB | idle Pss MB | idle private MB | peak RSS MB (VmHWM) | Pss after load MB | CPU ÷ nginx | CPU ÷ haproxy |\n|---|---|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 		ng, hp := firstCPU(paths["nginx"]), firstCPU(paths["haproxy"])
 		for _, p := range r.Paths {
 			for _, pr := range p.Proxies {
-				w("| %s | %s | %.3f | %.1f | %.1f | %s | %s |\n", p.Name, pr.Name, pr.CPUPer1k, pr.IdleRSSMB, pr.PeakRSSMB, ratio(pr.CPUPer1k, ng), ratio(pr.CPUPer1k, hp))
+				w("| %s | %s | %.3f | %.1f | %s | %s | %.1f | %s | %s | %s |\n", p.Name, pr.Name, pr.CPUPer1k, pr.IdleRSSMB, mb(pr.IdlePssMB), mb(pr.IdleAnonMB), pr.PeakRSSMB, mb(pr.LoadedPssMB), ratio(pr.CPUPer1k, ng), ratio(pr.CPUPer1k, hp))
 			}
 		}
+		w("\nRSS counts every page of the process's mappings, among them the pages of the one meshlab binary that every sidecar, the gateway and the control plane map (and share); Pss divides each shared page by the number of processes mapping it, and private is RssAnon (heap, stacks). The goals are stated in RSS and judged on it.\n")
 		w("\nCPU time is counted in 10 ms ticks; at %d requests a tick is %.4f s per 1,000 requests.\n", r.Settings.Requests, 10.0/float64(max(r.Settings.Requests, 1)))
 
 		var anyMax bool
@@ -203,6 +204,9 @@ func goals(r Results, paths map[string]PathResult) [][3]string {
 	if p, ok := paths["mesh"]; ok && p.Pending == "" {
 		out = append(out, [3]string{"mesh path adds ≤ 0.5 ms p90 over direct at 1,000 rps", fmt.Sprintf("%+.3f ms%s", p.AddedP90, mark), verdict(p.AddedP90 <= 0.5)})
 		out = append(out, [3]string{"mesh path adds ≤ 1.5 ms p99 over direct at 1,000 rps", fmt.Sprintf("%+.3f ms%s", p.AddedP99, mark), verdict(p.AddedP99 <= 1.5)})
+		if n2, ok := paths["nginx-2"]; ok && n2.Pending == "" {
+			out = append(out, [3]string{"for reference: two nginx hops in the same run add", fmt.Sprintf("%+.3f ms p90, %+.3f ms p99", n2.AddedP90, n2.AddedP99), "—"})
+		}
 		for _, pr := range p.Proxies {
 			out = append(out, [3]string{pr.Name + " ≤ 0.1 vCPU per 1,000 rps", fmt.Sprintf("%.3f vCPU%s", pr.CPUPer1k, mark), verdict(pr.CPUPer1k <= 0.1)})
 			out = append(out, [3]string{pr.Name + " < 30 MB RSS under load", fmt.Sprintf("%.1f MB", pr.PeakRSSMB), verdict(pr.PeakRSSMB < 30)})
@@ -234,6 +238,14 @@ func goals(r Results, paths map[string]PathResult) [][3]string {
 		out = append(out, [3]string{"local `up` to productpage < 5 s", fmt.Sprintf("p50 %.2f s, max %.2f s%s", l.UpP50, l.UpMax, mark), verdict(l.UpP50 < 5)})
 	}
 	return out
+}
+
+// mb formats a memory figure that older results lack.
+func mb(v float64) string {
+	if v == 0 {
+		return "—"
+	}
+	return fmt.Sprintf("%.1f", v)
 }
 
 func firstCPU(p PathResult) float64 {

@@ -86,6 +86,12 @@ type ProxyResult struct {
 	CPUPer1k  float64 `json:"cpuSecondsPer1kRequests"` // = vCPU at 1,000 rps
 	IdleRSSMB float64 `json:"idleRSSMB"`
 	PeakRSSMB float64 `json:"peakRSSMB"` // VmHWM after the fixed-rate runs
+	// Pss counts each page shared with other processes (the one binary's
+	// pages, mapped by every sidecar and the control plane) divided by
+	// how many map it: the proxy's fair share of the machine's memory.
+	IdlePssMB   float64 `json:"idlePssMB,omitempty"`
+	IdleAnonMB  float64 `json:"idleAnonMB,omitempty"`  // RssAnon: private memory (heap, stacks)
+	LoadedPssMB float64 `json:"loadedPssMB,omitempty"` // Pss right after the fixed-rate runs
 }
 
 // MaxResult is the open-throttle run with the path's proxies pinned to one core.
