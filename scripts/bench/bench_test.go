@@ -3,8 +3,10 @@ package main
 import (
 	"math"
 	"os"
+	"os/exec"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/meshlab/meshlab/lab/local"
 	"github.com/meshlab/meshlab/lab/manifest"
@@ -87,6 +89,76 @@ func TestParseStatCPU(t *testing.T) {
 		if !tc.bad && math.Abs(got-tc.want) > 1e-9 {
 			t.Errorf("%q: %v, want %v", tc.line, got, tc.want)
 		}
+	}
+}
+
+func TestParseStatTree(t *testing.T) {
+	for _, tc := range []struct {
+		line string
+		ppid int
+		cpu  float64
+		ok   bool
+	}{
+		{"1234 (meshlab) S 7 1234 1234 0 -1 4194560 100 0 0 0 250 50 30 20 20 0 9 0 100 0 0", 7, 3.5, true},
+		{"99 (a (b) c) R 1 99 99 0 -1 0 0 0 0 0 7 3 0 0 20 0 1 0 1 0 0", 1, 0.1, true},
+		{"99 (short) R 1", 0, 0, false},
+		{"99 (x) R one 99 99 0 -1 0 0 0 0 0 7 3 0 0 20 0 1 0 1 0 0", 0, 0, false},
+	} {
+		ppid, cpu, ok := parseStatTree(tc.line)
+		if ok != tc.ok || ppid != tc.ppid || math.Abs(cpu-tc.cpu) > 1e-9 {
+			t.Errorf("%q: %d, %v, %v; want %d, %v, %v", tc.line, ppid, cpu, ok, tc.ppid, tc.cpu, tc.ok)
+		}
+	}
+}
+
+// TestCPUAccount: a busy child of this process counts as the
+// benchmark's; a busy process that is not our descendant (started with
+// setsid, adopted by init) counts as other work.
+func TestCPUAccount(t *testing.T) {
+	if _, err := os.Stat("/proc/stat"); err != nil {
+		t.Skip("no /proc")
+	}
+	spin := "end=$(($(date +%s)+2)); while [ $(date +%s) -lt $end ]; do :; done"
+	measure := func(cmd *exec.Cmd, wait time.Duration) (other, own float64) {
+		t.Helper()
+		a := newCPUAccount(os.Getpid(), "")
+		if err := a.sample(); err != nil {
+			t.Fatal(err)
+		}
+		busy0 := a.busy
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		done := make(chan error, 1)
+		go func() { done <- cmd.Wait() }()
+		deadline := time.After(wait)
+		tick := time.NewTicker(300 * time.Millisecond)
+		defer tick.Stop()
+		for waiting := true; waiting; {
+			select {
+			case <-tick.C:
+			case <-deadline:
+				waiting = false
+			}
+			if err := a.sample(); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+		if err := a.sample(); err != nil {
+			t.Fatal(err)
+		}
+		return (a.busy - busy0) - a.own, a.own
+	}
+	other, own := measure(exec.Command("sh", "-c", spin), 2500*time.Millisecond)
+	if own < 1 || other > 0.8 {
+		t.Errorf("a child spinning 2 s: own %.2f s, other %.2f s; want own ≥ 1, other < 0.8", own, other)
+	}
+	other, _ = measure(exec.Command("setsid", "-f", "sh", "-c", spin), 2500*time.Millisecond)
+	if other < 1 {
+		t.Errorf("a detached process spinning 2 s: other %.2f s, want ≥ 1", other)
 	}
 }
 

@@ -20,6 +20,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 )
@@ -38,6 +39,13 @@ type harness struct {
 	labRounds   int
 	cpRounds    int
 	profileSecs int
+
+	// The CPU account (watchCPU) and the last observeLoad: when, the
+	// machine's CPU seconds, the benchmark's.
+	cpuMu             sync.Mutex
+	cpu               *cpuAccount
+	lastObserve       time.Time
+	lastBusy, lastOwn float64
 
 	root, out, doc, cache, work string
 	fortio, meshlab             string
@@ -159,10 +167,16 @@ func (h *harness) run(ctx context.Context, sections []string, wait time.Duration
 	h.res.Machine.CPU, h.res.Machine.Cores, h.res.Machine.Kernel, h.res.Machine.Go = cpuModel(), runtime.NumCPU(), kernel(), runtime.Version()
 	h.res.Machine.LoadStart = loadAvg()
 	h.res.Machine.OtherProcs = busyProcesses(map[int]bool{os.Getpid(): true})
+	h.meshlab = filepath.Join(h.cache, "meshlab")
+	h.cpu = newCPUAccount(os.Getpid(), h.meshlab)
 	h.observeLoad()
+	watchCtx, stopWatch := context.WithCancel(ctx)
+	var watching sync.WaitGroup
+	watching.Add(1)
+	go func() { defer watching.Done(); h.watchCPU(watchCtx) }()
+	defer func() { stopWatch(); watching.Wait() }()
 	h.cmd("go", "run", "./scripts/bench", strings.Join(os.Args[1:], " "))
 
-	h.meshlab = filepath.Join(h.cache, "meshlab")
 	if err := buildMeshlab(ctx, h.root, h.meshlab); err != nil {
 		return err
 	}
@@ -205,15 +219,61 @@ func (h *harness) run(ctx context.Context, sections []string, wait time.Duration
 	return h.write()
 }
 
-// observeLoad records the machine's load; figures from a machine whose
-// 1-minute load reached half its cores are marked as from a loaded machine.
+// observeLoad records the machine's load since the last call: the
+// 1-minute load average, and the CPU time of processes that are not the
+// benchmark's (cpuAccount, sampled every second by watchCPU). The load
+// average counts the benchmark's own load too (the open-throttle runs keep
+// both cores busy), so it cannot tell a quiet machine from a shared one;
+// other work above a tenth of a core over a section (and a CPU-second)
+// marks the figures as from a loaded machine.
 func (h *harness) observeLoad() {
 	l := loadAvg()[0]
 	if l > h.res.Machine.LoadMax {
 		h.res.Machine.LoadMax = l
 	}
-	if l >= 0.5*float64(runtime.NumCPU()) {
-		h.res.Machine.Loaded = true
+	h.cpuMu.Lock()
+	err := h.cpu.sample()
+	busy, own := h.cpu.busy, h.cpu.own
+	h.cpuMu.Unlock()
+	if err != nil {
+		slog.Warn("cannot account other work's CPU", "err", err)
+		return
+	}
+	now := time.Now()
+	if !h.lastObserve.IsZero() {
+		other := max((busy-h.lastBusy)-(own-h.lastOwn), 0)
+		secs := now.Sub(h.lastObserve).Seconds()
+		h.res.Machine.OtherCPUSeconds = round1(h.res.Machine.OtherCPUSeconds + other)
+		// A share over a few seconds is noise (a process's last moments
+		// before it is reaped by init are lost, see cpuAccount).
+		if share := other / secs; secs >= 10 && share > h.res.Machine.OtherCPUShareMax {
+			h.res.Machine.OtherCPUShareMax = round3(share)
+		}
+		if other > max(1, 0.1*secs) {
+			h.res.Machine.Loaded = true
+		}
+	}
+	h.lastObserve, h.lastBusy, h.lastOwn = now, busy, own
+}
+
+// watchCPU samples the CPU account every second until ctx ends, so that
+// processes that come and go between sections are seen.
+func (h *harness) watchCPU(ctx context.Context) {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			h.cpuMu.Lock()
+			err := h.cpu.sample()
+			h.cpuMu.Unlock()
+			if err != nil {
+				slog.Warn("cannot account other work's CPU", "err", err)
+				return
+			}
+		}
 	}
 }
 

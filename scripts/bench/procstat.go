@@ -201,3 +201,128 @@ func kernel() string {
 	}
 	return unix.ByteSliceToString(u.Sysname[:]) + " " + unix.ByteSliceToString(u.Release[:])
 }
+
+// cpuAccount splits the machine's CPU time (user and system, from
+// /proc/stat) into the benchmark's own and other work's. Own processes are
+// this one and its descendants (fortio, the lab's CLI), every process
+// running the benchmark's meshlab binary (the lab daemon, control plane,
+// sidecars, gateway) with their descendants (the pods' programs, nginx,
+// haproxy), and kernel threads (the lab's veth traffic is processed there
+// too). It samples every process's utime+stime+cutime+cstime: a child
+// reaped by an own parent moves its whole time into the parent's cutime,
+// so what was already counted for it is taken back; an own process reaped
+// by init (the detached lab daemon, at down) loses only its last
+// interval. Interrupt time is charged to no process and left out.
+type cpuAccount struct {
+	self    int
+	bin     string
+	started bool
+	last    map[int]ownSample
+	busy    float64 // machine CPU seconds at the last sample
+	own     float64 // own CPU seconds accumulated since the first sample
+}
+
+type ownSample struct {
+	ppid  int
+	total float64
+}
+
+func newCPUAccount(self int, bin string) *cpuAccount {
+	return &cpuAccount{self: self, bin: bin, last: map[int]ownSample{}}
+}
+
+// sample reads the machine and its processes once.
+func (a *cpuAccount) sample() error {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return fmt.Errorf("read machine CPU time: %w", err)
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	f := strings.Fields(line)
+	if len(f) < 4 || f[0] != "cpu" {
+		return fmt.Errorf("unexpected /proc/stat line %q", line)
+	}
+	busy := 0.0
+	for _, v := range f[1:4] { // user, nice, system
+		n, err := strconv.ParseFloat(v, 64)
+		if err != nil {
+			return fmt.Errorf("unexpected /proc/stat line %q", line)
+		}
+		busy += n / clockTicks
+	}
+
+	type proc struct {
+		ownSample
+		root bool // own by itself, not by ancestry
+	}
+	procs := map[int]proc{}
+	dirs, _ := filepath.Glob("/proc/[0-9]*")
+	for _, d := range dirs {
+		pid, _ := strconv.Atoi(filepath.Base(d))
+		st, err := os.ReadFile(d + "/stat")
+		if err != nil {
+			continue // gone meanwhile
+		}
+		ppid, total, ok := parseStatTree(string(st))
+		if !ok {
+			continue
+		}
+		exe, _ := os.Readlink(d + "/exe")
+		root := pid == a.self || pid == 2 || ppid == 2 || (a.bin != "" && exe == a.bin)
+		procs[pid] = proc{ownSample{ppid, total}, root}
+	}
+	var own func(pid, depth int) bool
+	own = func(pid, depth int) bool {
+		p, ok := procs[pid]
+		if !ok || depth > 64 {
+			return false
+		}
+		return p.root || own(p.ppid, depth+1)
+	}
+	now := map[int]ownSample{}
+	for pid, p := range procs {
+		if own(pid, 0) {
+			now[pid] = p.ownSample
+		}
+	}
+	if a.started {
+		for pid, p := range now {
+			a.own += p.total - a.last[pid].total // a new process: its whole time
+		}
+		for pid, p := range a.last {
+			if _, alive := now[pid]; alive {
+				continue
+			}
+			if _, parentOwn := now[p.ppid]; parentOwn {
+				a.own -= p.total // now in the parent's cutime, counted above
+			}
+		}
+	}
+	a.started, a.last, a.busy = true, now, busy
+	return nil
+}
+
+// parseStatTree reads ppid (field 4) and utime+stime+cutime+cstime (14-17)
+// of a /proc/<pid>/stat line, in seconds.
+func parseStatTree(line string) (ppid int, cpu float64, ok bool) {
+	i := strings.LastIndexByte(line, ')')
+	if i < 0 {
+		return 0, 0, false
+	}
+	f := strings.Fields(line[i+1:])
+	if len(f) < 15 {
+		return 0, 0, false
+	}
+	ppid, err := strconv.Atoi(f[1])
+	if err != nil {
+		return 0, 0, false
+	}
+	for _, v := range f[11:15] {
+		n, err := strconv.ParseFloat(v, 64)
+		if err != nil {
+			return 0, 0, false
+		}
+		cpu += n / clockTicks
+	}
+	return ppid, cpu, true
+}

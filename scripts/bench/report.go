@@ -47,9 +47,10 @@ func render(r Results, jsonPath string) string {
 	if m.ExternalNote != "" {
 		w("| note | %s |\n", m.ExternalNote)
 	}
+	w("| CPU used by other processes than the benchmark's | %.1f s over the run, at most %.0f %% of a core over a section |\n", m.OtherCPUSeconds, 100*m.OtherCPUShareMax)
 	if m.Loaded {
-		w("\n> **Loaded machine.** Other work ran on this machine during the run (1-minute load reached %.2f on %d cores).\n"+
-			"> Latency tails and CPU figures are inflated by it; treat them as upper bounds and rerun on an idle machine.\n", m.LoadMax, m.Cores)
+		w("\n> **Loaded machine.** Other work ran on this machine during the run (up to %.0f %% of a core over a section, %.1f CPU-s in all).\n"+
+			"> Latency tails and CPU figures are inflated by it; treat them as upper bounds and rerun on an idle machine.\n", 100*m.OtherCPUShareMax, m.OtherCPUSeconds)
 	}
 
 	w("\n## How it was run\n\n")

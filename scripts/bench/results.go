@@ -29,19 +29,23 @@ type SectionError struct {
 
 // Machine is where the figures come from, and how busy it was.
 type Machine struct {
-	CPU          string     `json:"cpu"`
-	Cores        int        `json:"cores"`
-	Kernel       string     `json:"kernel"`
-	Go           string     `json:"go"`
-	Fortio       string     `json:"fortio"`
-	Nginx        string     `json:"nginx,omitempty"`
-	HAProxy      string     `json:"haproxy,omitempty"`
-	LoadStart    [3]float64 `json:"loadAvgStart"`
-	LoadEnd      [3]float64 `json:"loadAvgEnd"`
-	LoadMax      float64    `json:"loadAvgMax"` // highest 1-minute load seen between sections
-	Loaded       bool       `json:"loaded"`     // the 1-minute load reached 0.5 × cores
-	OtherProcs   []string   `json:"otherBusyProcesses,omitempty"`
-	ExternalNote string     `json:"note,omitempty"`
+	CPU       string     `json:"cpu"`
+	Cores     int        `json:"cores"`
+	Kernel    string     `json:"kernel"`
+	Go        string     `json:"go"`
+	Fortio    string     `json:"fortio"`
+	Nginx     string     `json:"nginx,omitempty"`
+	HAProxy   string     `json:"haproxy,omitempty"`
+	LoadStart [3]float64 `json:"loadAvgStart"`
+	LoadEnd   [3]float64 `json:"loadAvgEnd"`
+	LoadMax   float64    `json:"loadAvgMax"` // highest 1-minute load seen between sections
+	Loaded    bool       `json:"loaded"`     // other work used over a tenth of a core in some section
+	// CPU time of processes other than the benchmark's, over the run, and
+	// its highest share of one core over a section.
+	OtherCPUSeconds  float64  `json:"otherCPUSeconds"`
+	OtherCPUShareMax float64  `json:"otherCPUShareMax"`
+	OtherProcs       []string `json:"otherBusyProcesses,omitempty"`
+	ExternalNote     string   `json:"note,omitempty"`
 }
 
 // Settings are the load parameters of the run.
