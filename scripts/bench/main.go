@@ -224,8 +224,8 @@ func (h *harness) run(ctx context.Context, sections []string, wait time.Duration
 // benchmark's (cpuAccount, sampled every second by watchCPU). The load
 // average counts the benchmark's own load too (the open-throttle runs keep
 // both cores busy), so it cannot tell a quiet machine from a shared one;
-// other work above a tenth of a core over a section (and a CPU-second)
-// marks the figures as from a loaded machine.
+// other work above a tenth of a core over a section of 10 s or more marks
+// the figures as from a loaded machine.
 func (h *harness) observeLoad() {
 	l := loadAvg()[0]
 	if l > h.res.Machine.LoadMax {
@@ -243,13 +243,15 @@ func (h *harness) observeLoad() {
 	if !h.lastObserve.IsZero() {
 		other := max((busy-h.lastBusy)-(own-h.lastOwn), 0)
 		secs := now.Sub(h.lastObserve).Seconds()
+		slog.Info("other work", "seconds", round1(secs), "otherCPUSeconds", round3(other), "ownCPUSeconds", round3(own-h.lastOwn))
 		h.res.Machine.OtherCPUSeconds = round1(h.res.Machine.OtherCPUSeconds + other)
-		// A share over a few seconds is noise (a process's last moments
-		// before it is reaped by init are lost, see cpuAccount).
+		// A section of a few seconds cannot be judged: the last moments of
+		// an own process that init reaps (the lab daemon at each down) are
+		// lost to the account (see cpuAccount) and weigh too much there.
 		if share := other / secs; secs >= 10 && share > h.res.Machine.OtherCPUShareMax {
 			h.res.Machine.OtherCPUShareMax = round3(share)
 		}
-		if other > max(1, 0.1*secs) {
+		if secs >= 10 && other > 0.1*secs {
 			h.res.Machine.Loaded = true
 		}
 	}
