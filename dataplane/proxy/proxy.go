@@ -79,6 +79,7 @@ type Proxy struct {
 	conns  connSet
 
 	httpSrv   *http.Server
+	h1        *h1Server // plaintext HTTP/1.x connections (h1server.go)
 	httpLn    *chanListener
 	rp        *httputil.ReverseProxy
 	accessLog *logWriter
@@ -126,6 +127,7 @@ func New(cfg Config) *Proxy {
 	p.httpSrv.Protocols.SetHTTP1(true)
 	p.httpSrv.Protocols.SetHTTP2(true) // over TLS, when ALPN picks h2
 	p.httpSrv.Protocols.SetUnencryptedHTTP2(true)
+	p.h1 = &h1Server{p: p, conns: map[*h1Conn]struct{}{}}
 	return p
 }
 
@@ -380,6 +382,10 @@ func (p *Proxy) serve(l *listener, fc *chain, c net.Conn, dst, local netip.AddrP
 	ci := &connInfo{listener: l.name, chain: fc, orig: dst, local: local}
 	ci.remote, _ = netip.ParseAddrPort(c.RemoteAddr().String())
 	if fc.http != nil {
+		if fc.tls == nil {
+			go p.h1.serve(&httpConn{Conn: c, info: ci})
+			return
+		}
 		var hc net.Conn = &httpConn{Conn: c, info: ci}
 		if fc.tls != nil {
 			// Handed a *tls.Conn, net/http terminates TLS itself: requests
@@ -440,10 +446,19 @@ func (p *Proxy) Run(ctx context.Context) error {
 
 	drain, cancel := context.WithTimeout(context.Background(), p.cfg.DrainTimeout)
 	defer cancel()
+	p.h1.shutdown()
 	if err := p.httpSrv.Shutdown(drain); err != nil {
 		p.httpSrv.Close()
 	}
 	<-errc
+	h1done := make(chan struct{})
+	go func() { p.h1.wg.Wait(); close(h1done) }()
+	select {
+	case <-h1done:
+	case <-drain.Done():
+		p.h1.closeAll()
+		<-h1done
+	}
 	// TCP connections get the rest of the drain period.
 	done := make(chan struct{})
 	go func() { p.wg.Wait(); close(done) }()
