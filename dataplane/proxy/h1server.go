@@ -119,7 +119,12 @@ func (s *h1Server) serve(hc *httpConn) {
 		return
 	}
 
-	base := connContext(context.Background(), hc)
+	// Requests share their connection's context: ended when the
+	// connection is, which a request in flight does not notice (see above).
+	// A context per request would cost a cancelable context and the
+	// registrations on it of every request.
+	base, cancel := context.WithCancel(connContext(context.Background(), hc))
+	defer cancel()
 	for {
 		c.idle.Store(true)
 		if s.draining.Load() {
@@ -172,15 +177,13 @@ func (s *h1Server) badRequest(c *h1Conn, err error) {
 // exchange runs one request and writes its response; it reports whether
 // the connection takes another request.
 func (s *h1Server) exchange(base context.Context, c *h1Conn, req *http.Request) bool {
-	ctx, cancel := context.WithCancel(base)
-	defer cancel()
-	req = req.WithContext(ctx)
+	req = req.WithContext(base)
 	req.RemoteAddr = c.RemoteAddr().String()
-	w := &h1Response{c: c, req: req, header: make(http.Header, 8), contentLength: -1}
+	w := &h1Response{c: c, req: req, contentLength: -1}
 	if e := req.Header.Get("Expect"); e != "" && req.ProtoAtLeast(1, 1) {
 		if !strings.EqualFold(e, "100-continue") {
 			// As net/http answers an expectation it does not know.
-			w.header["Connection"] = []string{"close"}
+			w.Header()["Connection"] = []string{"close"}
 			localReply(w, http.StatusExpectationFailed, "")
 			w.finish()
 			return false
@@ -288,7 +291,36 @@ type h1Response struct {
 	err           error
 }
 
-func (w *h1Response) Header() http.Header { return w.header }
+// Header is allocated when first asked for: a proxied response adopts the
+// upstream's instead (adoptHeader).
+func (w *h1Response) Header() http.Header {
+	if w.header == nil {
+		w.header = make(http.Header, 8)
+	}
+	return w.header
+}
+
+// headerAdopter is a ResponseWriter that can take an upstream response's
+// header map whole rather than copy it key by key.
+type headerAdopter interface {
+	adoptHeader(resp *http.Response) bool
+}
+
+// adoptHeader takes resp's header map as the response's, if nothing was
+// set on the response yet. A Content-Type that may be text/event-stream
+// stays on resp too, where ReverseProxy looks for it to flush at once.
+func (w *h1Response) adoptHeader(resp *http.Response) bool {
+	if len(w.header) != 0 || w.status != 0 {
+		return false
+	}
+	w.header = resp.Header
+	resp.Header = http.Header{}
+	if ct, ok := w.header["Content-Type"]; ok && mayBeEventStream(ct) {
+		resp.Header["Content-Type"] = ct
+		delete(w.header, "Content-Type")
+	}
+	return true
+}
 
 func (w *h1Response) WriteHeader(code int) {
 	if w.status != 0 || w.hijacked {
@@ -374,7 +406,7 @@ func (w *h1Response) commit(final bool) {
 		return
 	}
 	w.committed = true
-	h := w.header
+	h := w.Header()
 	switch {
 	case w.noBody || w.status == http.StatusSwitchingProtocols:
 	case w.contentLength >= 0:

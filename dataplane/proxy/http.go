@@ -310,7 +310,9 @@ func modifyResponse(resp *http.Response) error {
 			moveCorsHeaders(ex, resp.Header)
 		}
 		if resp.StatusCode != http.StatusSwitchingProtocols {
-			moveResponseHeaders(ex.Header(), resp.Header)
+			if a, ok := ex.ResponseWriter.(headerAdopter); !ok || !a.adoptHeader(resp) {
+				moveResponseHeaders(ex.Header(), resp.Header)
+			}
 		}
 	}
 	return nil
