@@ -50,7 +50,14 @@ type h1Pool struct {
 	mu     sync.Mutex
 	idle   map[string][]*h1Conn
 	closed bool
+	// swept is when put last dropped the expired connections of every
+	// endpoint, not only its own: endpoints that are gone, or original
+	// destinations not used again, would otherwise keep theirs.
+	swept time.Time
 }
+
+// h1SweepEvery is how often put looks at every endpoint's idle list.
+const h1SweepEvery = time.Minute
 
 type h1Conn struct {
 	cc     *countedConn
@@ -134,9 +141,38 @@ func (p *h1Pool) put(c *h1Conn) {
 		list = append(list, c)
 	}
 	p.idle[c.addr] = list
+	if now.Sub(p.swept) >= h1SweepEvery {
+		p.swept = now
+		for addr, l := range p.idle {
+			kept := l[:0]
+			for _, ic := range l {
+				if p.expired(ic, now) {
+					drop = append(drop, ic)
+				} else {
+					kept = append(kept, ic)
+				}
+			}
+			if len(kept) == 0 {
+				delete(p.idle, addr)
+			} else {
+				p.idle[addr] = kept
+			}
+		}
+	}
 	p.mu.Unlock()
 	for _, d := range drop {
 		d.cc.Close()
+	}
+}
+
+// forget closes the idle connections to an endpoint that left the cluster.
+func (p *h1Pool) forget(addr string) {
+	p.mu.Lock()
+	list := p.idle[addr]
+	delete(p.idle, addr)
+	p.mu.Unlock()
+	for _, c := range list {
+		c.cc.Close()
 	}
 }
 

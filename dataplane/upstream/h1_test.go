@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/netip"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -14,6 +15,8 @@ import (
 	"time"
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
 )
 
 // rawServer accepts loopback connections and lets answer write whatever it
@@ -179,6 +182,28 @@ func TestH1Cancel(t *testing.T) {
 	}
 }
 
+// TestH1Forget: the idle connections to an endpoint that leaves the
+// cluster are closed with the update.
+func TestH1Forget(t *testing.T) {
+	url, _ := rawServer(t, func(w *bufio.Writer, _ *http.Request, _ int) bool {
+		w.WriteString(okResponse)
+		return true
+	})
+	cl := testCluster(t, clusterv3.Cluster_ROUND_ROBIN, 0, nil)
+	defer cl.Close()
+	host := strings.TrimSuffix(strings.TrimPrefix(url, "http://"), "/")
+	ap := netip.MustParseAddrPort(host)
+	cl.SetEndpoints(claOf(ap))
+	get(t, cl, http.MethodGet, url)
+	if n := cl.cb.conns.Load(); n != 1 {
+		t.Fatalf("%d connections open after a request, want 1 (pooled)", n)
+	}
+	cl.SetEndpoints(claOf())
+	if n := cl.cb.conns.Load(); n != 0 {
+		t.Errorf("%d connections open after the endpoint left, want 0", n)
+	}
+}
+
 func TestH1Eligible(t *testing.T) {
 	small := func() io.Reader { return strings.NewReader("payload") }
 	for _, tc := range []struct {
@@ -211,4 +236,17 @@ func TestH1Eligible(t *testing.T) {
 			}
 		})
 	}
+}
+
+// claOf is an assignment of the given endpoints.
+func claOf(eps ...netip.AddrPort) *endpointv3.ClusterLoadAssignment {
+	la := &endpointv3.ClusterLoadAssignment{ClusterName: "c", Endpoints: []*endpointv3.LocalityLbEndpoints{{}}}
+	for _, ep := range eps {
+		la.Endpoints[0].LbEndpoints = append(la.Endpoints[0].LbEndpoints, &endpointv3.LbEndpoint{
+			HostIdentifier: &endpointv3.LbEndpoint_Endpoint{Endpoint: &endpointv3.Endpoint{Address: &corev3.Address{
+				Address: &corev3.Address_SocketAddress{SocketAddress: &corev3.SocketAddress{
+					Address: ep.Addr().String(), PortSpecifier: &corev3.SocketAddress_PortValue{PortValue: uint32(ep.Port())}}}}}},
+		})
+	}
+	return la
 }

@@ -281,6 +281,17 @@ func (cl *Cluster) SetEndpoints(la *endpointv3.ClusterLoadAssignment) {
 	}
 	cl.endpoints.Store(&eps)
 	cl.rebuild()
+	if old != nil && cl.Transport != nil && cl.Transport.h1 != nil {
+		kept := make(map[string]bool, len(eps))
+		for _, e := range eps {
+			kept[e.Addr] = true
+		}
+		for _, e := range *old {
+			if !kept[e.Addr] {
+				cl.Transport.h1.forget(e.Addr)
+			}
+		}
+	}
 }
 
 // Endpoints returns the current endpoints.
