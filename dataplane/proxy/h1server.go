@@ -50,11 +50,12 @@ type h1Server struct {
 
 type h1Conn struct {
 	net.Conn
-	lr    limitReader
-	br    *bufio.Reader
-	bw    *bufio.Writer
-	idle  atomic.Bool
-	owned bool // handed to net/http or hijacked: not ours to close
+	remote string // RemoteAddr().String(), once for every request
+	lr     limitReader
+	br     *bufio.Reader
+	bw     *bufio.Writer
+	idle   atomic.Bool
+	owned  bool // handed to net/http or hijacked: not ours to close
 }
 
 // limitReader bounds what a request's head may read.
@@ -80,7 +81,7 @@ var errHeadTooLarge = errors.New("request head too large")
 // serve runs c until the client closes it, a response closes it, or the
 // server drains. hc carries the connection's filter chain to the handler.
 func (s *h1Server) serve(hc *httpConn) {
-	c := &h1Conn{Conn: hc}
+	c := &h1Conn{Conn: hc, remote: hc.RemoteAddr().String()}
 	c.lr.r, c.lr.left = hc, h1MaxHeaderBytes
 	c.br = bufio.NewReaderSize(&c.lr, 4<<10)
 	c.bw = bufio.NewWriterSize(hc, 4<<10)
@@ -178,7 +179,7 @@ func (s *h1Server) badRequest(c *h1Conn, err error) {
 // the connection takes another request.
 func (s *h1Server) exchange(base context.Context, c *h1Conn, req *http.Request) bool {
 	req = req.WithContext(base)
-	req.RemoteAddr = c.RemoteAddr().String()
+	req.RemoteAddr = c.remote
 	w := &h1Response{c: c, req: req, contentLength: -1}
 	if e := req.Header.Get("Expect"); e != "" && req.ProtoAtLeast(1, 1) {
 		if !strings.EqualFold(e, "100-continue") {
@@ -204,6 +205,9 @@ func (s *h1Server) exchange(base context.Context, c *h1Conn, req *http.Request) 
 	// What the handler left of the body is read and dropped, if short.
 	if cr, ok := req.Body.(*continueReader); ok && !cr.sent.Load() {
 		return false // the client waits for a 100 that will not come
+	}
+	if req.Body == http.NoBody {
+		return true
 	}
 	n, err := io.CopyN(io.Discard, req.Body, h1MaxDrain+1)
 	req.Body.Close()
