@@ -307,11 +307,7 @@ func compileListener(l *listenerv3.Listener, creds *credentials) (*listener, err
 		return nil, fmt.Errorf("listener %q: only socket addresses are supported", l.GetName())
 	}
 	out.addr = net.JoinHostPort(sa.GetAddress(), strconv.FormatUint(uint64(sa.GetPortValue()), 10))
-	chains := l.GetFilterChains()
-	if d := l.GetDefaultFilterChain(); d != nil {
-		chains = append(chains[:len(chains):len(chains)], d)
-	}
-	for i, fc := range chains {
+	for i, fc := range xdsclient.FilterChains(l) {
 		c, ok, err := compileChain(fc, creds)
 		if err != nil {
 			return nil, fmt.Errorf("listener %q: filter chain %d (%q): %w", l.GetName(), i, fc.GetName(), err)

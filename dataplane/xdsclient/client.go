@@ -274,14 +274,14 @@ func (s *session) handle(resp *discoveryv3.DiscoveryResponse) error {
 	// endpoints or routes.
 	switch t {
 	case ClusterType:
-		if err := s.resubscribe(EndpointType, edsNames(next.Clusters)); err != nil {
+		if err := s.resubscribe(EndpointType, EndpointNames(next.Clusters)); err != nil {
 			return err
 		}
 	case ListenerType:
-		if err := s.resubscribe(RouteType, rdsNames(next.Listeners)); err != nil {
+		if err := s.resubscribe(RouteType, RouteNames(next.Listeners)); err != nil {
 			return err
 		}
-		if err := s.resubscribe(SecretType, sdsNames(next.Listeners)); err != nil {
+		if err := s.resubscribe(SecretType, SecretNames(next.Listeners)); err != nil {
 			return err
 		}
 	}
@@ -327,23 +327,23 @@ func (c *Client) accept(cur *Snapshot, resp *discoveryv3.DiscoveryResponse) (*Sn
 		}
 		next.Clusters = m
 		// Endpoints of clusters gone are gone too.
-		next.Endpoints = keep(cur.Endpoints, edsNames(m))
+		next.Endpoints = keep(cur.Endpoints, EndpointNames(m))
 	case RouteType:
 		// For routes, endpoints and secrets Envoy keeps what a response
 		// omits, as long as something still names it.
-		m, err := decodeMerged(resp, cur.Routes, rdsNames(cur.Listeners), func(r *routev3.RouteConfiguration) string { return r.GetName() })
+		m, err := decodeMerged(resp, cur.Routes, RouteNames(cur.Listeners), func(r *routev3.RouteConfiguration) string { return r.GetName() })
 		if err != nil {
 			return nil, err
 		}
 		next.Routes = m
 	case EndpointType:
-		m, err := decodeMerged(resp, cur.Endpoints, edsNames(cur.Clusters), func(e *endpointv3.ClusterLoadAssignment) string { return e.GetClusterName() })
+		m, err := decodeMerged(resp, cur.Endpoints, EndpointNames(cur.Clusters), func(e *endpointv3.ClusterLoadAssignment) string { return e.GetClusterName() })
 		if err != nil {
 			return nil, err
 		}
 		next.Endpoints = m
 	case SecretType:
-		m, err := decodeMerged(resp, cur.Secrets, sdsNames(cur.Listeners), func(s *tlsv3.Secret) string { return s.GetName() })
+		m, err := decodeMerged(resp, cur.Secrets, SecretNames(cur.Listeners), func(s *tlsv3.Secret) string { return s.GetName() })
 		if err != nil {
 			return nil, err
 		}
@@ -352,8 +352,8 @@ func (c *Client) accept(cur *Snapshot, resp *discoveryv3.DiscoveryResponse) (*Sn
 		return nil, fmt.Errorf("unexpected resource type %q", t)
 	}
 	if t == ListenerType {
-		next.Routes = keep(next.Routes, rdsNames(next.Listeners))
-		next.Secrets = keep(next.Secrets, sdsNames(next.Listeners))
+		next.Routes = keep(next.Routes, RouteNames(next.Listeners))
+		next.Secrets = keep(next.Secrets, SecretNames(next.Listeners))
 	}
 	next.Versions[t] = resp.GetVersionInfo()
 	next.Updated[t] = time.Now()
@@ -420,14 +420,8 @@ func keep[T any](m map[string]T, names []string) map[string]T {
 	return out
 }
 
-// EndpointNames are the EDS service names of the EDS clusters in cs.
-func EndpointNames(cs map[string]*clusterv3.Cluster) []string { return edsNames(cs) }
-
-// RouteNames are the route configurations the listeners in ls fetch over RDS.
-func RouteNames(ls map[string]*listenerv3.Listener) []string { return rdsNames(ls) }
-
-// edsNames are the EDS service names of the EDS clusters, sorted.
-func edsNames(cs map[string]*clusterv3.Cluster) []string {
+// EndpointNames are the EDS service names of the EDS clusters, sorted.
+func EndpointNames(cs map[string]*clusterv3.Cluster) []string {
 	var out []string
 	for name, c := range cs {
 		if c.GetType() == clusterv3.Cluster_EDS {
@@ -441,16 +435,22 @@ func edsNames(cs map[string]*clusterv3.Cluster) []string {
 	return out
 }
 
-// rdsNames are the route configurations the listeners' connection
+// FilterChains are a listener's filter chains followed by its default
+// chain, if it has one.
+func FilterChains(l *listenerv3.Listener) []*listenerv3.FilterChain {
+	chains := l.GetFilterChains()
+	if d := l.GetDefaultFilterChain(); d != nil {
+		chains = append(slices.Clip(chains), d)
+	}
+	return chains
+}
+
+// RouteNames are the route configurations the listeners' connection
 // managers fetch over RDS, sorted.
-func rdsNames(ls map[string]*listenerv3.Listener) []string {
+func RouteNames(ls map[string]*listenerv3.Listener) []string {
 	seen := map[string]bool{}
 	for _, l := range ls {
-		chains := l.GetFilterChains()
-		if d := l.GetDefaultFilterChain(); d != nil {
-			chains = append(slices.Clip(chains), d)
-		}
-		for _, fc := range chains {
+		for _, fc := range FilterChains(l) {
 			for _, f := range fc.GetFilters() {
 				h, ok := HCM(f)
 				if ok && h.GetRds() != nil {
@@ -462,20 +462,13 @@ func rdsNames(ls map[string]*listenerv3.Listener) []string {
 	return slices.Sorted(maps.Keys(seen))
 }
 
-// SecretNames are the SDS secrets the listeners' TLS contexts name.
-func SecretNames(ls map[string]*listenerv3.Listener) []string { return sdsNames(ls) }
-
-// sdsNames are the secrets the listeners' downstream TLS contexts fetch
+// SecretNames are the secrets the listeners' downstream TLS contexts fetch
 // over SDS (certificates and validation contexts), sorted, as Envoy
 // subscribes to them when it loads the listeners.
-func sdsNames(ls map[string]*listenerv3.Listener) []string {
+func SecretNames(ls map[string]*listenerv3.Listener) []string {
 	seen := map[string]bool{}
 	for _, l := range ls {
-		chains := l.GetFilterChains()
-		if d := l.GetDefaultFilterChain(); d != nil {
-			chains = append(slices.Clip(chains), d)
-		}
-		for _, fc := range chains {
+		for _, fc := range FilterChains(l) {
 			tc := fc.GetTransportSocket().GetTypedConfig()
 			if tc == nil || !tc.MessageIs((*tlsv3.DownstreamTlsContext)(nil)) {
 				continue
