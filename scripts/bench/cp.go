@@ -497,7 +497,7 @@ func (e *cpEnv) scale(ctx context.Context, services, endpoints, rounds int) (Sca
 }
 
 func selfMem() (rss, hwm float64) {
-	rss, hwm, _ = memMB(os.Getpid())
+	rss, hwm, _, _ = memMB(os.Getpid())
 	return rss, hwm
 }
 

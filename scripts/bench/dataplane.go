@@ -256,11 +256,11 @@ func (h *harness) measure(ctx context.Context, ps []*path) error {
 	// Idle memory, before any request.
 	for _, p := range live {
 		for _, pr := range p.proxies {
-			rss, _, err := memMB(pr.pid)
+			rss, _, anon, err := memMB(pr.pid)
 			if err != nil {
 				return err
 			}
-			pss, anon, err := sharedMB(pr.pid)
+			pss, err := pssMB(pr.pid)
 			if err != nil {
 				return err
 			}
@@ -328,12 +328,12 @@ func (h *harness) measure(ctx context.Context, ps []*path) error {
 		for i := range p.res.Proxies {
 			pr := &p.res.Proxies[i]
 			pr.CPUPer1k = round3(p.cpu[pr.Name] / float64(p.hist.Count) * 1000)
-			_, hwm, err := memMB(pr.PID)
+			_, hwm, _, err := memMB(pr.PID)
 			if err != nil {
 				return err
 			}
 			pr.PeakRSSMB = round1(hwm)
-			pss, _, err := sharedMB(pr.PID)
+			pss, err := pssMB(pr.PID)
 			if err != nil {
 				return err
 			}

@@ -47,27 +47,24 @@ func parseStatCPU(line string) (float64, error) {
 	return float64(ut+st) / clockTicks, nil
 }
 
-// memMB returns VmRSS and VmHWM of a process in MB (10^6 bytes).
-func memMB(pid int) (rss, hwm float64, err error) {
+// memMB returns VmRSS, VmHWM and RssAnon (private memory) of a process in
+// MB (10^6 bytes).
+func memMB(pid int) (rss, hwm, anon float64, err error) {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
-		return 0, 0, fmt.Errorf("read memory of pid %d: %w", pid, err)
+		return 0, 0, 0, fmt.Errorf("read memory of pid %d: %w", pid, err)
 	}
 	m := parseStatus(string(b))
-	return m["VmRSS"], m["VmHWM"], nil
+	return m["VmRSS"], m["VmHWM"], m["RssAnon"], nil
 }
 
-// sharedMB returns a process's Pss (from smaps_rollup) and RssAnon, in MB.
-func sharedMB(pid int) (pss, anon float64, err error) {
+// pssMB returns a process's Pss (from smaps_rollup), in MB.
+func pssMB(pid int) (float64, error) {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/smaps_rollup", pid))
 	if err != nil {
-		return 0, 0, fmt.Errorf("read memory of pid %d: %w", pid, err)
+		return 0, fmt.Errorf("read memory of pid %d: %w", pid, err)
 	}
-	st, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return 0, 0, fmt.Errorf("read memory of pid %d: %w", pid, err)
-	}
-	return parseStatus(string(b))["Pss"], parseStatus(string(st))["RssAnon"], nil
+	return parseStatus(string(b))["Pss"], nil
 }
 
 // resetPeakRSS sets a process's VmHWM back to its VmRSS (clear_refs 5,
