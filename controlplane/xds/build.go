@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
@@ -63,7 +64,9 @@ func (x *index) buildSidecar(w registry.Workload) Resources {
 	}
 	inbound := x.inboundPorts(w)
 	for _, ip := range inbound {
-		clusters = append(clusters, staticCluster(inboundClusterName(ip.target), netip.AddrPortFrom(netip.AddrFrom4([4]byte{127, 0, 0, 1}), uint16(ip.target))))
+		c := staticCluster(inboundClusterName(ip.target), netip.AddrPortFrom(netip.AddrFrom4([4]byte{127, 0, 0, 1}), uint16(ip.target)))
+		c.Metadata = servicesMetadata(ip.services)
+		clusters = append(clusters, c)
 	}
 	clusters = append(clusters, ob.clusters...)
 
@@ -79,9 +82,10 @@ func (x *index) buildSidecar(w registry.Workload) Resources {
 
 func virtualOutbound() *listenerv3.Listener {
 	return &listenerv3.Listener{
-		Name:           virtualOutboundListener,
-		Address:        socketAddress("0.0.0.0", outboundCapturePort),
-		UseOriginalDst: wrapperspb.Bool(true),
+		Name:             virtualOutboundListener,
+		Address:          socketAddress("0.0.0.0", outboundCapturePort),
+		UseOriginalDst:   wrapperspb.Bool(true),
+		TrafficDirection: corev3.TrafficDirection_OUTBOUND,
 		FilterChains: []*listenerv3.FilterChain{{
 			Name:    virtualOutboundListener + "-catchall-tcp",
 			Filters: []*listenerv3.Filter{tcpProxyFilter(passthroughCluster, []weighted{{cluster: passthroughCluster}})},
@@ -92,22 +96,29 @@ func virtualOutbound() *listenerv3.Listener {
 type inboundPort struct {
 	target uint32
 	http   bool
+	// services select the workload on this target port, by hostname.
+	services []*service
 }
 
 // inboundPorts are the target ports of the services selecting w, by port;
 // the first service (by hostname) to name a target port decides its protocol.
 func (x *index) inboundPorts(w registry.Workload) []inboundPort {
 	var out []inboundPort
-	seen := map[uint32]bool{}
+	seen := map[uint32]int{} // index in out
 	for _, s := range x.services {
 		if !s.Selects(w) {
 			continue
 		}
 		for _, p := range s.Ports {
-			if t := p.Target(); !seen[t] {
-				seen[t] = true
-				out = append(out, inboundPort{target: t, http: isHTTP(p)})
+			t := p.Target()
+			if i, ok := seen[t]; ok {
+				if last := out[i].services; last[len(last)-1] != s {
+					out[i].services = append(out[i].services, s)
+				}
+				continue
 			}
+			seen[t] = len(out)
+			out = append(out, inboundPort{target: t, http: isHTTP(p), services: []*service{s}})
 		}
 	}
 	// By name, not number: the clusters named after them must sort as strings.
@@ -117,9 +128,10 @@ func (x *index) inboundPorts(w registry.Workload) []inboundPort {
 
 func (x *index) virtualInbound(ports []inboundPort) *listenerv3.Listener {
 	l := &listenerv3.Listener{
-		Name:           virtualInboundListener,
-		Address:        socketAddress("0.0.0.0", inboundCapturePort),
-		UseOriginalDst: wrapperspb.Bool(true),
+		Name:             virtualInboundListener,
+		Address:          socketAddress("0.0.0.0", inboundCapturePort),
+		UseOriginalDst:   wrapperspb.Bool(true),
+		TrafficDirection: corev3.TrafficDirection_INBOUND,
 	}
 	for _, p := range ports {
 		name := inboundClusterName(p.target)
@@ -180,10 +192,11 @@ func (x *index) outboundListeners(src source) []types.Resource {
 			def := outboundClusterName(port, "", s.host)
 			chains := x.l4Chains(x.virtualServiceFor(s.host, "mesh"), "mesh", port, src, def, []weighted{{cluster: def, weight: 100}}, nil, nil)
 			l := &listenerv3.Listener{
-				Name:         s.VIP.String() + "_" + ps,
-				Address:      socketAddress(s.VIP.String(), port),
-				BindToPort:   wrapperspb.Bool(false),
-				FilterChains: chains,
+				Name:             s.VIP.String() + "_" + ps,
+				Address:          socketAddress(s.VIP.String(), port),
+				BindToPort:       wrapperspb.Bool(false),
+				FilterChains:     chains,
+				TrafficDirection: corev3.TrafficDirection_OUTBOUND,
 			}
 			if needsInspector(chains) {
 				l.ListenerFilters = []*listenerv3.ListenerFilter{tlsInspector}
@@ -192,10 +205,11 @@ func (x *index) outboundListeners(src source) []types.Resource {
 		}
 		if httpPort {
 			out = append(out, &listenerv3.Listener{
-				Name:         "0.0.0.0_" + ps,
-				Address:      socketAddress("0.0.0.0", port),
-				BindToPort:   wrapperspb.Bool(false),
-				FilterChains: []*listenerv3.FilterChain{{Filters: []*listenerv3.Filter{rdsFilter("outbound_0.0.0.0_"+ps, ps)}}},
+				Name:             "0.0.0.0_" + ps,
+				Address:          socketAddress("0.0.0.0", port),
+				BindToPort:       wrapperspb.Bool(false),
+				FilterChains:     []*listenerv3.FilterChain{{Filters: []*listenerv3.Filter{rdsFilter("outbound_0.0.0.0_"+ps, ps)}}},
+				TrafficDirection: corev3.TrafficDirection_OUTBOUND,
 			})
 		}
 	}

@@ -20,6 +20,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/structpb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 	networking "istio.io/api/networking/v1alpha3"
 
@@ -234,4 +235,21 @@ func catchAllRoute(name, cluster string) *routev3.Route {
 		Match:  &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: "/"}},
 		Action: &routev3.Route_Route{Route: routeAction([]weighted{{cluster: cluster, weight: 100}})},
 	}
+}
+
+// servicesMetadata is the "istio" metadata istiod puts on a cluster: the
+// services behind it, which the proxy's metrics name as the destination
+// service.
+func servicesMetadata(svcs []*service) *corev3.Metadata {
+	list := make([]*structpb.Value, 0, len(svcs))
+	for _, s := range svcs {
+		list = append(list, structpb.NewStructValue(&structpb.Struct{Fields: map[string]*structpb.Value{
+			"host":      structpb.NewStringValue(s.host),
+			"name":      structpb.NewStringValue(s.Name),
+			"namespace": structpb.NewStringValue(s.Namespace),
+		}}))
+	}
+	return &corev3.Metadata{FilterMetadata: map[string]*structpb.Struct{"istio": {Fields: map[string]*structpb.Value{
+		"services": structpb.NewListValue(&structpb.ListValue{Values: list}),
+	}}}}
 }

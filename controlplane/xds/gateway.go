@@ -100,7 +100,8 @@ func (x *index) buildRouter(w registry.Workload) Resources {
 	listeners, routes := []types.Resource{}, []types.Resource{}
 	for _, port := range ports {
 		ps := portString(port)
-		l := &listenerv3.Listener{Name: "0.0.0.0_" + ps, Address: socketAddress("0.0.0.0", port)}
+		l := &listenerv3.Listener{Name: "0.0.0.0_" + ps, Address: socketAddress("0.0.0.0", port),
+			TrafficDirection: corev3.TrafficDirection_OUTBOUND}
 		var plainHTTP, tcp []boundServer
 		for _, bs := range byPort[port] {
 			switch kindOf(bs.server) {
