@@ -49,6 +49,35 @@ func TestLab(t *testing.T) {
 		}
 	}
 
+	// Istio's metrics on 15090, as Prometheus scrapes them: each sidecar
+	// knows the other side of its calls from the metadata exchange.
+	var st0 lab.Status
+	if err := json.Unmarshal([]byte(mustRun("status", "-o", "json")), &st0); err != nil {
+		t.Fatalf("status -o json: %v", err)
+	}
+	metricChecks := []struct {
+		pod    string
+		labels []string
+	}{
+		{"istio-system/istio-ingressgateway", []string{`reporter="source"`, `source_workload="istio-ingressgateway"`,
+			`destination_workload="productpage-v1"`, `destination_service_name="productpage"`, `response_code="200"`}},
+		{"default/productpage-v1", []string{`reporter="source"`, `source_workload="productpage-v1"`,
+			`destination_workload="reviews-v2"`, `destination_service="reviews.default.svc.cluster.local"`, `destination_version="v2"`}},
+		{"default/reviews-v2", []string{`reporter="destination"`, `source_workload="productpage-v1"`, `source_app="productpage"`,
+			`destination_workload="reviews-v2"`, `destination_service_name="reviews"`, `connection_security_policy="none"`}},
+		{"default/ratings-v1", []string{`reporter="destination"`, `source_workload="reviews-v2"`, `destination_workload="ratings-v1"`}},
+	}
+	for _, c := range metricChecks {
+		ns, name, _ := strings.Cut(c.pod, "/")
+		p, err := st0.FindPod(ns, name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		labtest.Eventually(t, "istio_requests_total of "+c.pod+" with "+strings.Join(c.labels, ","), func() bool {
+			return hasSeries(labtest.Get(t, "http://"+p.IP+":15090/stats/prometheus"), "istio_requests_total{", c.labels)
+		})
+	}
+
 	mustRun("apply", "-f", "../samples/bookinfo/networking/destination-rule-all.yaml", "--controlplane", "127.0.0.1:"+apiPort)
 	start := time.Now()
 	mustRun("apply", "-f", "../samples/bookinfo/networking/virtual-service-all-v1.yaml", "--wait", "--controlplane", "127.0.0.1:"+apiPort)
@@ -220,6 +249,24 @@ func TestUpWithoutRoot(t *testing.T) {
 }
 
 var servedBy = regexp.MustCompile(`reviews-(v[0-9])-`)
+
+// hasSeries reports whether a Prometheus text exposition has a sample of
+// the metric (prefix up to its "{") with all of the labels.
+func hasSeries(text, metric string, labels []string) bool {
+next:
+	for _, line := range strings.Split(text, "\n") {
+		if !strings.HasPrefix(line, metric) {
+			continue
+		}
+		for _, l := range labels {
+			if !strings.Contains(line, l) {
+				continue next
+			}
+		}
+		return true
+	}
+	return false
+}
 
 func reviewsVersion(body string) string {
 	m := servedBy.FindStringSubmatch(body)

@@ -12,6 +12,7 @@ import (
 
 	adminv3 "github.com/envoyproxy/go-control-plane/envoy/admin/v3"
 	bootstrapv3 "github.com/envoyproxy/go-control-plane/envoy/config/bootstrap/v3"
+	"github.com/prometheus/common/expfmt"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
@@ -199,7 +200,8 @@ func (p *Proxy) serveServerInfo(w http.ResponseWriter, r *http.Request) {
 	w.Write(b)
 }
 
-// serveStats writes Envoy-named counters in Prometheus text format.
+// serveStats writes Envoy-named counters and the Istio standard metrics
+// in Prometheus text format.
 func (p *Proxy) serveStats(w http.ResponseWriter, r *http.Request) {
 	rt := p.rt.Load()
 	w.Header().Set("Content-Type", "text/plain; version=0.0.4")
@@ -224,4 +226,14 @@ func (p *Proxy) serveStats(w http.ResponseWriter, r *http.Request) {
 	metric("envoy_cluster_upstream_cx_connect_fail", "counter", func(n string) uint64 { return rt.clusters[n].ConnectFails.Load() })
 	metric("envoy_cluster_upstream_cx_none_healthy", "counter", func(n string) uint64 { return rt.clusters[n].NoHealthy.Load() })
 	metric("envoy_cluster_membership_healthy", "gauge", func(n string) uint64 { return uint64(len(rt.clusters[n].Endpoints())) })
+	families, err := p.metrics.Gatherer().Gather()
+	if err != nil {
+		p.log.Warn("gather istio metrics", "err", err)
+	}
+	enc := expfmt.NewEncoder(bw, expfmt.NewFormat(expfmt.TypeTextPlain))
+	for _, f := range families {
+		if err := enc.Encode(f); err != nil {
+			return
+		}
+	}
 }

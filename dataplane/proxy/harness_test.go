@@ -146,11 +146,13 @@ func startProxy(t testing.TB, cpAddr string, origDst func(*net.TCPConn) (netip.A
 	return runProxy(t, cpAddr, Config{OriginalDst: origDst})
 }
 
-// runProxy runs a proxy with cfg (its node, logger and drain timeout filled
-// in) and an xDS client fed by cp, until the test ends.
+// runProxy runs a proxy with cfg (its logger, drain timeout and, unless
+// set, node filled in) and an xDS client fed by cp, until the test ends.
 func runProxy(t testing.TB, cpAddr string, cfg Config) *testProxy {
 	t.Helper()
-	cfg.Node = &corev3.Node{Id: testNode}
+	if cfg.Node == nil {
+		cfg.Node = &corev3.Node{Id: testNode}
+	}
 	cfg.Logger = slog.New(slog.DiscardHandler)
 	cfg.DrainTimeout = 2 * time.Second
 	p := New(cfg)

@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/meshlab/meshlab/dataplane/router"
+	"github.com/meshlab/meshlab/dataplane/telemetry"
 	"github.com/meshlab/meshlab/dataplane/upstream"
 )
 
@@ -41,6 +42,8 @@ type connInfo struct {
 	orig     netip.AddrPort
 	local    netip.AddrPort
 	remote   netip.AddrPort
+	// inbound: the listener's traffic is for this proxy's own workload.
+	inbound bool
 }
 
 type httpConn struct {
@@ -66,16 +69,20 @@ func connContext(ctx context.Context, c net.Conn) context.Context {
 // tripper and the error handler; it also records the response.
 type exchange struct {
 	http.ResponseWriter
-	status      int
-	bytes       int64
-	flags       responseFlags
-	details     string
-	conn        *connInfo
-	rt          *runtime
-	route       *router.Route
-	weighted    *router.WeightedCluster
-	cluster     *upstream.Cluster
-	endpoint    *upstream.Endpoint
+	status   int
+	bytes    int64
+	flags    responseFlags
+	details  string
+	conn     *connInfo
+	rt       *runtime
+	route    *router.Route
+	weighted *router.WeightedCluster
+	cluster  *upstream.Cluster
+	endpoint *upstream.Endpoint
+	// service is the cluster's destination service, peer the other side
+	// of the call as the metadata exchange told it (nil: unknown).
+	service     *telemetry.Service
+	peer        *telemetry.Peer
 	upstreamDur time.Duration
 	// failure is how the last attempt failed without a response.
 	failure router.Failure
@@ -117,8 +124,12 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		r.Header["X-Request-Id"] = []string{newRequestID()}
 	}
 	ex := &exchange{ResponseWriter: w, conn: ci}
+	if ci.inbound {
+		ex.peer = p.metrics.TakePeer(r.Header)
+	}
 	p.route(ex, r)
 	p.stats.requests.Add(1)
+	p.record(ex, r, time.Since(start))
 	if p.accessLog != nil {
 		p.accessLog.http(start, r, ex)
 	}
@@ -180,6 +191,7 @@ func (p *Proxy) route(ex *exchange, r *http.Request) {
 	name, wc := route.Pick()
 	ex.weighted = wc
 	cl := rt.clusters[name]
+	ex.service = rt.services[name]
 	if cl != nil {
 		ex.cluster = cl
 		h, hashed := upstream.RequestHash(route.HashPolicy, r, ex.conn.remote, ex.Header())
@@ -258,8 +270,11 @@ func localReply(w http.ResponseWriter, code int, body string) {
 // x-forwarded-proto set, the route's rewrites and header mutations (the
 // route's, then the chosen weighted cluster's) applied. The endpoint is
 // filled in per attempt by the round tripper.
-func rewrite(pr *httputil.ProxyRequest) {
+func (p *Proxy) rewrite(pr *httputil.ProxyRequest) {
 	ex := pr.In.Context().Value(stateKey{}).(*exchange)
+	if !ex.conn.inbound && inMesh(ex.service) {
+		p.node.AddMetadata(pr.Out.Header)
+	}
 	pr.Out.URL.Scheme = "http"
 	pr.Out.URL.Host = ex.endpoint.Addr
 	pr.Out.Host = pr.In.Host
@@ -299,8 +314,16 @@ func rewrite(pr *httputil.ProxyRequest) {
 	}
 }
 
-func modifyResponse(resp *http.Response) error {
+// modifyResponse shapes the upstream response for the downstream: the
+// metadata exchange, upstream service time, the route's header
+// mutations, CORS, and the move of the headers to the downstream writer.
+func (p *Proxy) modifyResponse(resp *http.Response) error {
 	if ex, ok := resp.Request.Context().Value(stateKey{}).(*exchange); ok {
+		if ex.conn.inbound {
+			p.node.AddMetadata(resp.Header)
+		} else {
+			ex.peer = p.metrics.TakePeer(resp.Header)
+		}
 		resp.Header["X-Envoy-Upstream-Service-Time"] = serviceTime(ex.upstreamDur)
 		ex.route.Response.Apply(resp.Header)
 		if wc := ex.weighted; wc != nil {

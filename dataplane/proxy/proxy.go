@@ -25,6 +25,7 @@ import (
 
 	"github.com/meshlab/meshlab/dataplane/capture"
 	"github.com/meshlab/meshlab/dataplane/router"
+	"github.com/meshlab/meshlab/dataplane/telemetry"
 	"github.com/meshlab/meshlab/dataplane/upstream"
 	"github.com/meshlab/meshlab/dataplane/xdsclient"
 )
@@ -85,6 +86,10 @@ type Proxy struct {
 	accessLog *logWriter
 	stats     stats
 	creds     *credentials
+	// node is what the proxy tells its peers of itself; metrics are its
+	// Istio metrics.
+	node    *telemetry.Node
+	metrics *telemetry.Metrics
 }
 
 // New returns a proxy that serves nothing until it is given a snapshot.
@@ -103,6 +108,14 @@ func New(cfg Config) *Proxy {
 	}
 	p := &Proxy{cfg: cfg, log: cfg.Logger, start: time.Now(), bound: map[string]*boundListener{}}
 	p.creds = &credentials{rt: &p.rt}
+	node, err := telemetry.NewNode(cfg.Node)
+	if err != nil {
+		// Only a node whose metadata cannot be serialized gets here; the
+		// proxy then reports itself as unknown rather than not start.
+		p.log.Warn("node metadata for the metadata exchange", "err", err)
+		node = &telemetry.Node{Peer: telemetry.UnknownPeer}
+	}
+	p.node, p.metrics = node, telemetry.New(node.Peer)
 	p.ctx, p.cancel = context.WithCancel(context.Background())
 	p.rt.Store(&runtime{snap: emptySnapshot(), listeners: map[string]*listener{}, routes: map[string]*router.Table{}, clusters: map[string]*upstream.Cluster{}})
 	if cfg.AccessLog != nil {
@@ -110,10 +123,10 @@ func New(cfg Config) *Proxy {
 	}
 	p.httpLn = newChanListener()
 	p.rp = &httputil.ReverseProxy{
-		Rewrite:        rewrite,
+		Rewrite:        p.rewrite,
 		Transport:      roundTripper{p},
 		ErrorHandler:   p.proxyError,
-		ModifyResponse: modifyResponse,
+		ModifyResponse: p.modifyResponse,
 		BufferPool:     bufferPool{},
 		ErrorLog:       log.New(io.Discard, "", 0),
 	}
@@ -132,7 +145,7 @@ func New(cfg Config) *Proxy {
 }
 
 func (p *Proxy) buildOptions() buildOptions {
-	return buildOptions{creds: p.creds, resolver: p.cfg.Resolver}
+	return buildOptions{creds: p.creds, resolver: p.cfg.Resolver, metrics: p.metrics}
 }
 
 func emptySnapshot() *xdsclient.Snapshot {
@@ -379,7 +392,7 @@ func (p *Proxy) serve(l *listener, fc *chain, c net.Conn, dst, local netip.AddrP
 		c.Close()
 		return
 	}
-	ci := &connInfo{listener: l.name, chain: fc, orig: dst, local: local}
+	ci := &connInfo{listener: l.name, chain: fc, orig: dst, local: local, inbound: l.inbound}
 	ci.remote, _ = netip.ParseAddrPort(c.RemoteAddr().String())
 	if fc.http != nil {
 		if fc.tls == nil {

@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
@@ -19,6 +20,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/meshlab/meshlab/dataplane/router"
+	"github.com/meshlab/meshlab/dataplane/telemetry"
 	"github.com/meshlab/meshlab/dataplane/upstream"
 	"github.com/meshlab/meshlab/dataplane/xdsclient"
 )
@@ -32,6 +34,9 @@ type runtime struct {
 	clusters  map[string]*upstream.Cluster
 	// secrets are the SDS secrets, decoded (tls.go).
 	secrets map[string]*secret
+	// services are the destination services of the clusters, by cluster
+	// name, for the metrics' labels.
+	services map[string]*telemetry.Service
 
 	// Sources, so that the next build reuses what did not change.
 	listenerSrc map[string]*listenerv3.Listener
@@ -45,6 +50,9 @@ type listener struct {
 	addr    string
 	bind    bool
 	origDst bool
+	// inbound: the listener takes traffic to its own workload, so its
+	// requests are reported by the destination.
+	inbound bool
 	chains  []*chain
 	// inspect: some chain matches on SNI or transport protocol, or
 	// terminates TLS, so the first bytes are read before picking one.
@@ -182,6 +190,7 @@ func (c *chain) matchesAddr(a netip.Addr) bool {
 type buildOptions struct {
 	creds    *credentials
 	resolver upstream.Resolver
+	metrics  *telemetry.Metrics
 }
 
 func build(s *xdsclient.Snapshot, prev *runtime, o buildOptions) (*runtime, error) {
@@ -190,6 +199,7 @@ func build(s *xdsclient.Snapshot, prev *runtime, o buildOptions) (*runtime, erro
 		listeners:   make(map[string]*listener, len(s.Listeners)),
 		routes:      make(map[string]*router.Table, len(s.Routes)),
 		clusters:    make(map[string]*upstream.Cluster, len(s.Clusters)),
+		services:    make(map[string]*telemetry.Service, len(s.Clusters)),
 		listenerSrc: s.Listeners,
 		routeSrc:    s.Routes,
 		assign:      map[*upstream.Cluster]*endpointv3.ClusterLoadAssignment{},
@@ -243,6 +253,9 @@ func build(s *xdsclient.Snapshot, prev *runtime, o buildOptions) (*runtime, erro
 			}
 		}
 		rt.clusters[name] = cl
+		if o.metrics != nil {
+			rt.services[name] = clusterService(o.metrics, name, c)
+		}
 		if c.GetType() == clusterv3.Cluster_EDS {
 			svc := c.GetEdsClusterConfig().GetServiceName()
 			if svc == "" {
@@ -301,6 +314,7 @@ func compileListener(l *listenerv3.Listener, creds *credentials) (*listener, err
 		name:    l.GetName(),
 		bind:    l.GetBindToPort() == nil || l.GetBindToPort().GetValue(),
 		origDst: l.GetUseOriginalDst().GetValue(),
+		inbound: l.GetTrafficDirection() == corev3.TrafficDirection_INBOUND || l.GetName() == virtualInbound,
 	}
 	sa := l.GetAddress().GetSocketAddress()
 	if sa == nil {

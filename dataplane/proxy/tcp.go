@@ -7,6 +7,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/meshlab/meshlab/dataplane/telemetry"
 	"github.com/meshlab/meshlab/dataplane/upstream"
 )
 
@@ -27,7 +28,17 @@ func (p *Proxy) serveTCP(c net.Conn, ci *connInfo) {
 	}
 	var sent, received int64
 	flags := "-"
+	var series *telemetry.ConnSeries
 	defer func() {
+		if series == nil {
+			// Never connected upstream: opened and closed at once, with
+			// the flag that says why.
+			series = p.openTCP(ci, rt.services[name], flags)
+		}
+		// sent went upstream: it is what the downstream sent us.
+		series.Received.Add(float64(sent))
+		series.Sent.Add(float64(received))
+		series.Closed.Inc()
 		if p.accessLog != nil {
 			p.accessLog.tcp(start, ci, name, ep, flags, received, sent)
 		}
@@ -53,6 +64,7 @@ func (p *Proxy) serveTCP(c net.Conn, ci *connInfo) {
 		return
 	}
 	cl.RequestsTotal.Add(1)
+	series = p.openTCP(ci, rt.services[name], flags)
 	ep.Active.Add(1)
 	ep.Total.Add(1)
 	defer ep.Active.Add(-1)
@@ -67,6 +79,19 @@ func (p *Proxy) serveTCP(c net.Conn, ci *connInfo) {
 	}()
 	received = pipe(c, up)
 	wg.Wait()
+}
+
+// openTCP counts a connection in the Istio TCP metrics and returns the
+// series its bytes and close go to. Without mTLS there is no TCP metadata
+// exchange, so the other side is unknown. The bytes are added when the
+// connection ends (Istio also reports long connections periodically).
+func (p *Proxy) openTCP(ci *connInfo, svc *telemetry.Service, flags string) *telemetry.ConnSeries {
+	k := telemetry.Conn{Service: svc, Flags: flags, Source: p.node.Peer, Destination: telemetry.UnknownPeer}
+	if ci.inbound {
+		k.Reporter, k.Source, k.Destination = telemetry.Destination, telemetry.UnknownPeer, p.node.Peer
+		k.Security = telemetry.SecurityNone
+	}
+	return p.metrics.OpenConn(k)
 }
 
 // pipe copies src to dst until src ends, then half-closes dst so the

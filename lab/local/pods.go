@@ -4,10 +4,12 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"maps"
 	"net"
 	"net/http"
 	"net/netip"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -120,10 +122,24 @@ func (r *Runtime) startGateway(ctx context.Context) error {
 	return nil
 }
 
+// proxyArgv starts a sidecar or gateway with what Istio's injector gives
+// istio-proxy through the downward API: the pod's identity, its
+// deployment as the workload and its labels, which the proxy's metrics
+// and metadata exchange report.
 func (r *Runtime) proxyArgv(mode string, p *pod) []string {
-	return []string{r.opts.Self, mode,
+	argv := []string{r.opts.Self, mode,
 		"--discovery-address", fmt.Sprintf("%s:%d", r.istiodIP, XDSPort),
 		"--pod", p.Name, "--namespace", p.Namespace, "--ip", p.IP}
+	if p.serviceAccount != "" {
+		argv = append(argv, "--service-account", p.serviceAccount)
+	}
+	if p.Deployment != "" {
+		argv = append(argv, "--workload", p.Deployment)
+	}
+	for _, k := range slices.Sorted(maps.Keys(p.Labels)) {
+		argv = append(argv, "--label", k+"="+p.Labels[k])
+	}
+	return argv
 }
 
 func (r *Runtime) bookinfoObjects() (manifest.Objects, error) {

@@ -1,0 +1,105 @@
+package proxy
+
+import (
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+
+	"github.com/meshlab/meshlab/dataplane/telemetry"
+)
+
+// clusterService is the destination service of a cluster as Istio's
+// stats filter names it: the first of the services istiod lists in the
+// cluster's "istio" metadata, else what the outbound cluster's name
+// (outbound|port|subset|host) says, else the cluster's own name
+// (PassthroughCluster, BlackHoleCluster).
+func clusterService(m *telemetry.Metrics, name string, c *clusterv3.Cluster) *telemetry.Service {
+	if svcs := c.GetMetadata().GetFilterMetadata()["istio"].GetFields()["services"].GetListValue().GetValues(); len(svcs) > 0 {
+		f := svcs[0].GetStructValue().GetFields()
+		return m.Service(f["host"].GetStringValue(), f["name"].GetStringValue(), f["namespace"].GetStringValue())
+	}
+	parts := strings.Split(name, "|")
+	if len(parts) == 4 && parts[0] == "inbound" {
+		return m.Service("", "", "")
+	}
+	if len(parts) != 4 || parts[0] != "outbound" {
+		return m.Service("", name, "")
+	}
+	host := parts[3]
+	// <name>.<namespace>.svc.<domain> is a Kubernetes service; any other
+	// host (a ServiceEntry's) is its own name.
+	if n, rest, ok := strings.Cut(host, "."); ok {
+		if ns, rest, ok := strings.Cut(rest, "."); ok && strings.HasPrefix(rest, "svc.") {
+			return m.Service(host, n, ns)
+		}
+	}
+	return m.Service(host, host, "")
+}
+
+// inMesh reports whether requests to svc carry the metadata exchange:
+// only to Kubernetes services, so that a workload's name and labels are
+// not sent to hosts outside the mesh.
+func inMesh(svc *telemetry.Service) bool {
+	return svc != nil && svc.Namespace != telemetry.Unknown
+}
+
+// record adds a finished request to the proxy's Istio metrics: reported
+// by the destination on an inbound listener, else by the source (a
+// client sidecar or a gateway).
+func (p *Proxy) record(ex *exchange, r *http.Request, d time.Duration) {
+	peer := ex.peer
+	if peer == nil {
+		peer = telemetry.UnknownPeer
+	}
+	k := telemetry.Request{Service: ex.service, Code: ex.status, GRPCStatus: -1, Flags: "-"}
+	if ex.conn.inbound {
+		k.Reporter, k.Source, k.Destination = telemetry.Destination, peer, p.node.Peer
+		k.Security = telemetry.SecurityNone
+		if r.TLS != nil && len(r.TLS.PeerCertificates) > 0 {
+			k.Security = telemetry.SecurityMutualTLS
+		}
+	} else {
+		k.Reporter, k.Source, k.Destination = telemetry.Source, p.node.Peer, peer
+	}
+	if ex.flags != 0 {
+		k.Flags = ex.flags.String()
+	}
+	if ct := r.Header["Content-Type"]; len(ct) > 0 && strings.HasPrefix(ct[0], "application/grpc") {
+		k.GRPC = true
+		if v := ex.Header()["Grpc-Status"]; len(v) > 0 {
+			if n, err := strconv.Atoi(v[0]); err == nil {
+				k.GRPCStatus = n
+			}
+		}
+	}
+	p.metrics.RecordRequest(k, d, requestSize(r), responseSize(ex))
+}
+
+// requestSize is the request's size as HTTP/1.1 puts it on the wire:
+// request line, headers and body (Envoy's request.total_size).
+func requestSize(r *http.Request) int64 {
+	n := int64(len(r.Method) + len(r.RequestURI) + len(" HTTP/1.1\r\n") + len("Host: \r\n") + len(r.Host) + 2)
+	n += headerSize(r.Header)
+	if r.ContentLength > 0 {
+		n += r.ContentLength
+	}
+	return n
+}
+
+// responseSize is the response's status line, headers and body.
+func responseSize(ex *exchange) int64 {
+	return int64(len("HTTP/1.1 200 OK\r\n")+2) + headerSize(ex.Header()) + ex.bytes
+}
+
+func headerSize(h http.Header) int64 {
+	var n int
+	for k, vs := range h {
+		for _, v := range vs {
+			n += len(k) + len(v) + 4
+		}
+	}
+	return int64(n)
+}

@@ -1,0 +1,152 @@
+package telemetry
+
+import (
+	"encoding/base64"
+	"net/http"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/structpb"
+)
+
+// The headers of Istio's HTTP metadata exchange: a client sidecar sends
+// its node metadata (a google.protobuf.Struct, serialized and base64
+// encoded) with each request, the server's sidecar answers with its own
+// on the response, and each removes the other's before the application
+// sees it.
+const (
+	HeaderMetadata   = "X-Envoy-Peer-Metadata"
+	HeaderMetadataID = "X-Envoy-Peer-Metadata-Id"
+)
+
+// defaultCluster is the cluster_id of a lab: Istio's default for a
+// single-cluster mesh.
+const defaultCluster = "Kubernetes"
+
+// Node is what a proxy says of itself: its node's metadata, the peer its
+// labels describe, and the exchange header values built once from them.
+type Node struct {
+	Peer *Peer
+	// metadata and id are the exchange header values, shared by every
+	// request (nothing appends to them).
+	metadata []string
+	id       []string
+}
+
+// NewNode describes the proxy whose xDS node is n.
+func NewNode(n *corev3.Node) (*Node, error) {
+	md := n.GetMetadata()
+	if md == nil {
+		md = &structpb.Struct{}
+	}
+	if _, ok := md.Fields["CLUSTER_ID"]; !ok {
+		md = proto.Clone(md).(*structpb.Struct)
+		if md.Fields == nil {
+			md.Fields = map[string]*structpb.Value{}
+		}
+		md.Fields["CLUSTER_ID"] = structpb.NewStringValue(defaultCluster)
+	}
+	b, err := proto.MarshalOptions{Deterministic: true}.Marshal(exchanged(md))
+	if err != nil {
+		return nil, err
+	}
+	return &Node{
+		Peer:     peerOf(md),
+		metadata: []string{base64.StdEncoding.EncodeToString(b)},
+		id:       []string{n.GetId()},
+	}, nil
+}
+
+// exchanged keeps the metadata fields a peer reads (Istio's exchange
+// sends a similar subset, not the whole node).
+func exchanged(md *structpb.Struct) *structpb.Struct {
+	out := &structpb.Struct{Fields: map[string]*structpb.Value{}}
+	for _, k := range []string{"NAME", "POD_NAME", "NAMESPACE", "WORKLOAD_NAME", "LABELS", "CLUSTER_ID", "SERVICE_ACCOUNT", "MESH_ID"} {
+		if v, ok := md.Fields[k]; ok {
+			out.Fields[k] = v
+		}
+	}
+	return out
+}
+
+// AddMetadata sets the exchange headers on h (a request to a mesh
+// service, or an inbound request's response).
+func (n *Node) AddMetadata(h http.Header) {
+	h[HeaderMetadata] = n.metadata
+	h[HeaderMetadataID] = n.id
+}
+
+// TakePeer removes the exchange headers from h and returns the peer they
+// describe, UnknownPeer when there are none or they do not decode.
+func (m *Metrics) TakePeer(h http.Header) *Peer {
+	v, ok := h[HeaderMetadata]
+	if !ok {
+		return UnknownPeer
+	}
+	delete(h, HeaderMetadata)
+	delete(h, HeaderMetadataID)
+	if len(v) == 0 {
+		return UnknownPeer
+	}
+	return m.peer(v[0])
+}
+
+// peer decodes an exchange header value; a value seen before is a map
+// lookup, so the same peer costs nothing after its first request.
+func (m *Metrics) peer(value string) *Peer {
+	m.mu.RLock()
+	p := m.peers[value]
+	m.mu.RUnlock()
+	if p != nil {
+		return p
+	}
+	p = UnknownPeer
+	if b, err := base64.StdEncoding.DecodeString(value); err == nil {
+		md := &structpb.Struct{}
+		if proto.Unmarshal(b, md) == nil && (md.Fields["WORKLOAD_NAME"] != nil || md.Fields["NAMESPACE"] != nil) {
+			p = peerOf(md)
+		}
+	}
+	m.mu.Lock()
+	if len(m.peers) >= maxPeers {
+		clear(m.peers)
+	}
+	m.peers[value] = p
+	m.mu.Unlock()
+	return p
+}
+
+// peerOf reads a peer from node metadata as Istio's stats filter does:
+// workload and namespace from the node, app and version from its labels,
+// the canonical service and revision from Istio's canonical labels with
+// the same fallbacks as the injector.
+func peerOf(md *structpb.Struct) *Peer {
+	str := func(k string) string { return md.GetFields()[k].GetStringValue() }
+	labels := md.GetFields()["LABELS"].GetStructValue().GetFields()
+	label := func(keys ...string) string {
+		for _, k := range keys {
+			if v := labels[k].GetStringValue(); v != "" {
+				return v
+			}
+		}
+		return ""
+	}
+	workload := orUnknown(str("WORKLOAD_NAME"))
+	p := &Peer{
+		Workload:          workload,
+		Namespace:         orUnknown(str("NAMESPACE")),
+		Principal:         Unknown,
+		App:               orUnknown(label("app")),
+		Version:           orUnknown(label("version")),
+		CanonicalService:  label("service.istio.io/canonical-name", "app.kubernetes.io/name", "app"),
+		CanonicalRevision: label("service.istio.io/canonical-revision", "app.kubernetes.io/version", "version"),
+		Cluster:           orUnknown(str("CLUSTER_ID")),
+	}
+	if p.CanonicalService == "" {
+		p.CanonicalService = workload
+	}
+	if p.CanonicalRevision == "" {
+		p.CanonicalRevision = "latest"
+	}
+	return p
+}

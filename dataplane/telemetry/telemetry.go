@@ -1,0 +1,337 @@
+// Package telemetry owns the proxy's Istio standard metrics: the request
+// and TCP series istio-proxy exports on 15090 (istio_requests_total,
+// istio_request_duration_milliseconds, istio_request_bytes,
+// istio_response_bytes and the istio_tcp_* counters) with Istio's labels,
+// and the peer metadata exchange that tells each side of a call who the
+// other one is.
+//
+// Recording is on every request's path, so it allocates nothing once a
+// series exists: a request is keyed by interned peers and services and
+// small values, and the key finds the series' counters and histograms.
+package telemetry
+
+import (
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Unknown is the value Istio gives a label it cannot tell.
+const Unknown = "unknown"
+
+// Reporter says which side of a call recorded it.
+type Reporter uint8
+
+const (
+	// Source is a client sidecar or a gateway.
+	Source Reporter = iota
+	// Destination is the server's sidecar.
+	Destination
+)
+
+func (r Reporter) String() string {
+	if r == Destination {
+		return "destination"
+	}
+	return "source"
+}
+
+// Security is the connection_security_policy label.
+type Security uint8
+
+const (
+	// SecurityUnknown is what a client reports (Istio: "unknown").
+	SecurityUnknown Security = iota
+	// SecurityNone is a plaintext inbound connection.
+	SecurityNone
+	// SecurityMutualTLS is an inbound connection with a verified client certificate.
+	SecurityMutualTLS
+)
+
+func (s Security) String() string {
+	switch s {
+	case SecurityNone:
+		return "none"
+	case SecurityMutualTLS:
+		return "mutual_tls"
+	}
+	return Unknown
+}
+
+// Peer is one end of a call as the labels describe it. Peers are
+// compared by pointer: get them from Metrics.Local, Metrics.Peer and
+// UnknownPeer, never build one per request.
+type Peer struct {
+	Workload          string
+	Namespace         string
+	Principal         string
+	App               string
+	Version           string
+	CanonicalService  string
+	CanonicalRevision string
+	Cluster           string
+}
+
+// UnknownPeer is a peer that did not say who it is (no metadata exchange:
+// a client outside the mesh, a server without a sidecar).
+var UnknownPeer = &Peer{Workload: Unknown, Namespace: Unknown, Principal: Unknown, App: Unknown,
+	Version: Unknown, CanonicalService: Unknown, CanonicalRevision: Unknown, Cluster: Unknown}
+
+// Service is the destination service of a call. Services are compared by
+// pointer: get them from Metrics.Service.
+type Service struct {
+	Host      string
+	Name      string
+	Namespace string
+}
+
+// Request identifies a request series. Every field is comparable and
+// cheap to hash, so a lookup allocates nothing.
+type Request struct {
+	Reporter    Reporter
+	Source      *Peer
+	Destination *Peer
+	Service     *Service
+	// GRPC marks request_protocol="grpc" (else "http").
+	GRPC bool
+	Code int
+	// GRPCStatus is the grpc-status of a gRPC response, -1 when none.
+	GRPCStatus int
+	// Flags are Envoy's response flags, "-" for none.
+	Flags    string
+	Security Security
+}
+
+// Conn identifies a TCP connection series.
+type Conn struct {
+	Reporter    Reporter
+	Source      *Peer
+	Destination *Peer
+	Service     *Service
+	Flags       string
+	Security    Security
+}
+
+// Buckets are Envoy's default histogram bounds, which Istio's request
+// duration and size histograms use.
+var Buckets = []float64{0.5, 1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000,
+	10000, 30000, 60000, 300000, 600000, 1800000, 3600000}
+
+// labels are Istio's standard metric labels, plus the canonical service
+// and cluster labels Kiali's graph groups by.
+var labels = []string{
+	"reporter",
+	"source_workload", "source_workload_namespace", "source_principal", "source_app", "source_version",
+	"source_canonical_service", "source_canonical_revision", "source_cluster",
+	"destination_workload", "destination_workload_namespace", "destination_principal",
+	"destination_app", "destination_version", "destination_service", "destination_service_name",
+	"destination_service_namespace", "destination_canonical_service", "destination_canonical_revision",
+	"destination_cluster",
+	"request_protocol", "response_code", "grpc_response_status", "response_flags",
+	"connection_security_policy",
+}
+
+// tcpLabels are labels without the request-only ones.
+var tcpLabels = append(append([]string{}, labels[:len(labels)-5]...), "request_protocol", "response_flags", "connection_security_policy")
+
+type requestSeries struct {
+	requests      prometheus.Counter
+	duration      prometheus.Observer
+	requestBytes  prometheus.Observer
+	responseBytes prometheus.Observer
+}
+
+// ConnSeries are the counters of one TCP series; add to them as the
+// connection goes (Opened is done by Metrics.OpenConn).
+type ConnSeries struct {
+	Sent     prometheus.Counter
+	Received prometheus.Counter
+	Closed   prometheus.Counter
+	opened   prometheus.Counter
+}
+
+// Metrics is one proxy's Istio metrics. The zero value is not usable;
+// call New.
+type Metrics struct {
+	reg *prometheus.Registry
+
+	requests      *prometheus.CounterVec
+	duration      *prometheus.HistogramVec
+	requestBytes  *prometheus.HistogramVec
+	responseBytes *prometheus.HistogramVec
+	tcpSent       *prometheus.CounterVec
+	tcpReceived   *prometheus.CounterVec
+	tcpOpened     *prometheus.CounterVec
+	tcpClosed     *prometheus.CounterVec
+
+	local *Peer
+
+	mu       sync.RWMutex
+	reqs     map[Request]*requestSeries
+	conns    map[Conn]*ConnSeries
+	services map[string]*Service
+	peers    map[string]*Peer
+}
+
+// maxPeers bounds the decoded-metadata cache: the header comes from the
+// network, so a client could otherwise grow it without end.
+const maxPeers = 1024
+
+// New returns the metrics of a proxy whose own workload is local.
+func New(local *Peer) *Metrics {
+	m := &Metrics{
+		reg:      prometheus.NewRegistry(),
+		local:    local,
+		reqs:     map[Request]*requestSeries{},
+		conns:    map[Conn]*ConnSeries{},
+		services: map[string]*Service{},
+		peers:    map[string]*Peer{},
+	}
+	hist := func(name, help string) *prometheus.HistogramVec {
+		return prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: name, Help: help, Buckets: Buckets}, labels)
+	}
+	m.requests = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "istio_requests_total", Help: "Requests handled by the proxy."}, labels)
+	m.duration = hist("istio_request_duration_milliseconds", "Request duration in milliseconds.")
+	m.requestBytes = hist("istio_request_bytes", "Request sizes in bytes (headers and body).")
+	m.responseBytes = hist("istio_response_bytes", "Response sizes in bytes (headers and body).")
+	counter := func(name, help string) *prometheus.CounterVec {
+		return prometheus.NewCounterVec(prometheus.CounterOpts{Name: name, Help: help}, tcpLabels)
+	}
+	m.tcpSent = counter("istio_tcp_sent_bytes_total", "Bytes sent to the downstream of TCP connections.")
+	m.tcpReceived = counter("istio_tcp_received_bytes_total", "Bytes received from the downstream of TCP connections.")
+	m.tcpOpened = counter("istio_tcp_connections_opened_total", "TCP connections opened.")
+	m.tcpClosed = counter("istio_tcp_connections_closed_total", "TCP connections closed.")
+	m.reg.MustRegister(m.requests, m.duration, m.requestBytes, m.responseBytes, m.tcpSent, m.tcpReceived, m.tcpOpened, m.tcpClosed)
+	return m
+}
+
+// Gatherer is what /stats/prometheus encodes.
+func (m *Metrics) Gatherer() prometheus.Gatherer { return m.reg }
+
+// Local is the proxy's own workload.
+func (m *Metrics) Local() *Peer { return m.local }
+
+// Service interns the service named by host (a hostname); name and
+// namespace are its Kubernetes name and namespace when known.
+func (m *Metrics) Service(host, name, namespace string) *Service {
+	key := host + "\x00" + name + "\x00" + namespace
+	m.mu.RLock()
+	s := m.services[key]
+	m.mu.RUnlock()
+	if s != nil {
+		return s
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if s = m.services[key]; s == nil {
+		s = &Service{Host: orUnknown(host), Name: orUnknown(name), Namespace: orUnknown(namespace)}
+		m.services[key] = s
+	}
+	return s
+}
+
+// RecordRequest counts one finished request and observes its duration
+// and sizes.
+func (m *Metrics) RecordRequest(r Request, d time.Duration, requestBytes, responseBytes int64) {
+	m.mu.RLock()
+	s := m.reqs[r]
+	m.mu.RUnlock()
+	if s == nil {
+		s = m.newRequestSeries(r)
+	}
+	s.requests.Inc()
+	s.duration.Observe(float64(d) / float64(time.Millisecond))
+	s.requestBytes.Observe(float64(requestBytes))
+	s.responseBytes.Observe(float64(responseBytes))
+}
+
+func (m *Metrics) newRequestSeries(r Request) *requestSeries {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if s := m.reqs[r]; s != nil {
+		return s
+	}
+	proto := "http"
+	if r.GRPC {
+		proto = "grpc"
+	}
+	grpc := ""
+	if r.GRPCStatus >= 0 && r.GRPC {
+		grpc = strconv.Itoa(r.GRPCStatus)
+	}
+	lv := append(peerValues(r.Reporter, r.Source, r.Destination, r.Service),
+		proto, strconv.Itoa(r.Code), grpc, flagsOr(r.Flags), r.Security.String())
+	s := &requestSeries{
+		requests:      m.requests.WithLabelValues(lv...),
+		duration:      m.duration.WithLabelValues(lv...),
+		requestBytes:  m.requestBytes.WithLabelValues(lv...),
+		responseBytes: m.responseBytes.WithLabelValues(lv...),
+	}
+	m.reqs[r] = s
+	return s
+}
+
+// OpenConn counts an opened TCP connection and returns the series to add
+// its bytes and its close to.
+func (m *Metrics) OpenConn(c Conn) *ConnSeries {
+	m.mu.RLock()
+	s := m.conns[c]
+	m.mu.RUnlock()
+	if s == nil {
+		s = m.newConnSeries(c)
+	}
+	s.opened.Inc()
+	return s
+}
+
+func (m *Metrics) newConnSeries(c Conn) *ConnSeries {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if s := m.conns[c]; s != nil {
+		return s
+	}
+	lv := append(peerValues(c.Reporter, c.Source, c.Destination, c.Service), "tcp", flagsOr(c.Flags), c.Security.String())
+	s := &ConnSeries{
+		Sent:     m.tcpSent.WithLabelValues(lv...),
+		Received: m.tcpReceived.WithLabelValues(lv...),
+		Closed:   m.tcpClosed.WithLabelValues(lv...),
+		opened:   m.tcpOpened.WithLabelValues(lv...),
+	}
+	m.conns[c] = s
+	return s
+}
+
+func peerValues(rep Reporter, src, dst *Peer, svc *Service) []string {
+	if src == nil {
+		src = UnknownPeer
+	}
+	if dst == nil {
+		dst = UnknownPeer
+	}
+	if svc == nil {
+		svc = &Service{Host: Unknown, Name: Unknown, Namespace: Unknown}
+	}
+	return []string{
+		rep.String(),
+		src.Workload, src.Namespace, src.Principal, src.App, src.Version,
+		src.CanonicalService, src.CanonicalRevision, src.Cluster,
+		dst.Workload, dst.Namespace, dst.Principal, dst.App, dst.Version,
+		svc.Host, svc.Name, svc.Namespace, dst.CanonicalService, dst.CanonicalRevision, dst.Cluster,
+	}
+}
+
+func flagsOr(f string) string {
+	if f == "" {
+		return "-"
+	}
+	return f
+}
+
+func orUnknown(s string) string {
+	if s == "" {
+		return Unknown
+	}
+	return s
+}
