@@ -298,6 +298,10 @@ type HeaderOps struct {
 type HeaderAdd struct {
 	Key, Value string
 	Action     corev3.HeaderValueOption_HeaderAppendAction
+	// values is []string{Value}, built once and shared by every request
+	// the header is set on. Its capacity is 1, so a later append copies
+	// it instead of writing into it.
+	values []string
 }
 
 func compileHeaderOps(add []*corev3.HeaderValueOption, remove []string) HeaderOps {
@@ -314,9 +318,19 @@ func compileHeaderOps(add []*corev3.HeaderValueOption, remove []string) HeaderOp
 		if a.GetHeader().GetValue() == "" && !a.GetKeepEmptyValue() {
 			continue
 		}
-		o.Add = append(o.Add, HeaderAdd{Key: http.CanonicalHeaderKey(a.GetHeader().GetKey()), Value: a.GetHeader().GetValue(), Action: action})
+		v := a.GetHeader().GetValue()
+		o.Add = append(o.Add, HeaderAdd{Key: http.CanonicalHeaderKey(a.GetHeader().GetKey()), Value: v, Action: action, values: []string{v}[:1:1]})
 	}
 	return o
+}
+
+// shared is the header's value slice; a HeaderAdd built by hand (tests)
+// has none and gets a new one.
+func (a *HeaderAdd) shared() []string {
+	if a.values == nil {
+		return []string{a.Value}
+	}
+	return a.values
 }
 
 // Empty reports whether o changes nothing.
@@ -331,16 +345,20 @@ func (o *HeaderOps) Apply(h http.Header) {
 		_, present := h[a.Key]
 		switch a.Action {
 		case corev3.HeaderValueOption_APPEND_IF_EXISTS_OR_ADD:
-			h[a.Key] = append(h[a.Key], a.Value)
+			if present {
+				h[a.Key] = append(h[a.Key], a.Value)
+			} else {
+				h[a.Key] = a.shared()
+			}
 		case corev3.HeaderValueOption_ADD_IF_ABSENT:
 			if !present {
-				h[a.Key] = []string{a.Value}
+				h[a.Key] = a.shared()
 			}
 		case corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD:
-			h[a.Key] = []string{a.Value}
+			h[a.Key] = a.shared()
 		case corev3.HeaderValueOption_OVERWRITE_IF_EXISTS:
 			if present {
-				h[a.Key] = []string{a.Value}
+				h[a.Key] = a.shared()
 			}
 		}
 	}
