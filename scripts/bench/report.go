@@ -165,9 +165,9 @@ func render(r Results, jsonPath string) string {
 
 	if len(r.GoBench) > 0 {
 		w("\n## Go micro-benchmarks\n\nRaw output, for `benchstat`: [`docs/bench/%s`](bench/%s).\n\n", r.GoBenchRaw, r.GoBenchRaw)
-		w("| package | benchmark | runs | ns/op (median) | B/op | allocs/op |\n|---|---|---:|---:|---:|---:|\n")
+		w("| package | benchmark | what it measures | runs | ns/op (median) | B/op | allocs/op |\n|---|---|---|---:|---:|---:|---:|\n")
 		for _, g := range medianBench(r.GoBench) {
-			w("| %s | %s | %d | %.0f | %.0f | %.0f |\n", strings.TrimPrefix(g.Package, "github.com/meshlab/meshlab/"), g.Name, g.Iterations, g.NsPerOp, g.BytesPerOp, g.AllocsPerOp)
+			w("| %s | %s | %s | %d | %.0f | %.0f | %.0f |\n", strings.TrimPrefix(g.Package, "github.com/meshlab/meshlab/"), g.Name, benchPurpose(g.Name), g.Iterations, g.NsPerOp, g.BytesPerOp, g.AllocsPerOp)
 		}
 	}
 
@@ -314,4 +314,32 @@ func medianBench(bs []GoBenchmark) []GoBenchmark {
 			AllocsPerOp: med(rs, func(b GoBenchmark) float64 { return b.AllocsPerOp })})
 	}
 	return out
+}
+
+// benchPurposes say which part of the per-request path (or of the control
+// plane) each micro-benchmark measures, by its name without the
+// "Benchmark" prefix, sub-benchmark and GOMAXPROCS suffix.
+var benchPurposes = map[string]string{
+	"Match":             "route matching",
+	"Pick":              "load-balancer pick",
+	"RequestHash":       "consistent-hash key of a request",
+	"HeaderOps":         "header propagation: a route's header mutations",
+	"RecordRequest":     "metrics recording: one request into Istio's metrics",
+	"TakePeer":          "metrics: the peer of a metadata exchange header",
+	"AccessLog":         "access log line",
+	"RequestID":         "x-request-id",
+	"RoundTrip":         "upstream round trip (backend in process)",
+	"Request":           "whole request through the proxy (client and backend in process)",
+	"Route":             "the same, plain route and one with matches, weights and retries",
+	"BuildBookinfo":     "xDS translation for one bookinfo sidecar",
+	"Build1000Services": "xDS translation, 1,000 services",
+	"Update100Proxies":  "push of one change to 100 proxies",
+}
+
+func benchPurpose(name string) string {
+	name = strings.TrimPrefix(name, "Benchmark")
+	if i := strings.IndexAny(name, "/-"); i >= 0 {
+		name = name[:i]
+	}
+	return benchPurposes[name]
 }
