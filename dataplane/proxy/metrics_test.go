@@ -14,6 +14,7 @@ import (
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
@@ -22,7 +23,7 @@ import (
 	"github.com/meshlab/meshlab/dataplane/telemetry"
 )
 
-func sidecarNode(t *testing.T, workload string, labels map[string]any) *corev3.Node {
+func sidecarNode(t testing.TB, workload string, labels map[string]any) *corev3.Node {
 	t.Helper()
 	md, err := structpb.NewStruct(map[string]any{"WORKLOAD_NAME": workload, "NAMESPACE": "default", "LABELS": labels})
 	if err != nil {
@@ -37,62 +38,20 @@ func sidecarNode(t *testing.T, workload string, labels map[string]any) *corev3.N
 // application sees.
 func TestIstioMetrics(t *testing.T) {
 	var leaked atomic.Bool
-	ln, err := net.Listen("tcp", "127.0.0.3:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	app := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	const dbName = "outbound|9080||db.example.com"
+	const mongoName = "outbound|27017||mongodb.default.svc.cluster.local"
+	mp := newMeshPath(t, func(w http.ResponseWriter, r *http.Request) {
 		if r.Header.Get(telemetry.HeaderMetadata) != "" || r.Header.Get(telemetry.HeaderMetadataID) != "" {
 			leaked.Store(true)
 		}
 		io.WriteString(w, strings.Repeat("r", 1000))
-	}))
-	app.Listener.Close()
-	app.Listener = ln
-	app.Start()
-	t.Cleanup(app.Close)
-	appAddr := netip.MustParseAddrPort(ln.Addr().String())
-
-	// The server's sidecar: an inbound listener to the app, whose cluster
-	// carries the service as istiod's metadata names it.
-	cpS := newControlPlane(t, "127.0.0.1:0")
-	server := runProxy(t, cpS.addr, Config{Node: sidecarNode(t, "reviews-v2", map[string]any{"app": "reviews", "version": "v2"})})
-	const inName = "inbound|9080||"
-	inCluster := staticCluster(inName, appAddr)
-	svc, err := structpb.NewStruct(map[string]any{"services": []any{map[string]any{
-		"host": "reviews.default.svc.cluster.local", "name": "reviews", "namespace": "default"}}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	inCluster.Metadata = &corev3.Metadata{FilterMetadata: map[string]*structpb.Struct{"istio": svc}}
-	cpS.set("1", &listenerv3.Listener{Name: "virtualInbound", Address: sockAddr("127.0.0.1", 0),
-		TrafficDirection: corev3.TrafficDirection_INBOUND,
-		FilterChains: []*listenerv3.FilterChain{{Filters: []*listenerv3.Filter{hcmFilter(&hcmv3.HttpConnectionManager{
-			StatPrefix: "inbound_0.0.0.0_9080",
-			RouteSpecifier: &hcmv3.HttpConnectionManager_RouteConfig{RouteConfig: &routev3.RouteConfiguration{Name: inName,
-				VirtualHosts: []*routev3.VirtualHost{{Name: "inbound|http|9080", Domains: []string{"*"},
-					Routes: []*routev3.Route{{Match: prefix("/"), Action: toCluster(inName)}}}}}}})}}}},
-		inCluster)
-	inAddr := netip.MustParseAddrPort(server.addr(t, "virtualInbound"))
-
-	// The client's sidecar: an outbound listener routing to the server's.
-	cpC := newControlPlane(t, "127.0.0.1:0")
-	client := runProxy(t, cpC.addr, Config{Node: sidecarNode(t, "productpage-v1", map[string]any{"app": "productpage", "version": "v1"})})
-	const outName = "outbound|9080||reviews.default.svc.cluster.local"
-	out := gatewayListener("0.0.0.0_9080", "9080")
-	out.TrafficDirection = corev3.TrafficDirection_OUTBOUND
-	const dbName = "outbound|9080||db.example.com"
-	const mongoName = "outbound|27017||mongodb.default.svc.cluster.local"
-	cpC.set("1", out, &routev3.RouteConfiguration{Name: "9080", VirtualHosts: []*routev3.VirtualHost{
-		{Name: "db.example.com:9080", Domains: []string{"db.example.com"},
-			Routes: []*routev3.Route{{Match: prefix("/"), Action: toCluster(dbName)}}},
-		{Name: "reviews.default.svc.cluster.local:9080", Domains: []string{"*"},
-			Routes: []*routev3.Route{{Match: prefix("/"), Action: toCluster(outName)}}}}},
-		edsCluster(outName), cla(outName, inAddr), edsCluster(dbName), cla(dbName, closedPort(t)),
+	}, []*routev3.VirtualHost{{Name: "db.example.com:9080", Domains: []string{"db.example.com"},
+		Routes: []*routev3.Route{{Match: prefix("/"), Action: toCluster(dbName)}}}},
+		edsCluster(dbName), cla(dbName, closedPort(t)),
 		&listenerv3.Listener{Name: "mongodb", Address: sockAddr("127.0.0.1", 0), TrafficDirection: corev3.TrafficDirection_OUTBOUND,
 			FilterChains: []*listenerv3.FilterChain{{Filters: []*listenerv3.Filter{tcpFilter(mongoName)}}}},
 		staticCluster(mongoName, echo(t, "127.0.0.4")))
-	outAddr := client.addr(t, "0.0.0.0_9080")
+	client, server, outAddr := mp.client, mp.server, mp.out
 
 	for i := 0; i < 3; i++ {
 		code, body, hdr := get(t, http.DefaultClient, outAddr, "reviews:9080", "/")
@@ -186,6 +145,63 @@ func TestIstioMetrics(t *testing.T) {
 	if got := sample(t, client, "istio_requests_total", failed); got != 1 {
 		t.Errorf("istio_requests_total%v = %v, want 1", failed, got)
 	}
+}
+
+// meshPath is the mesh path in one process: a client sidecar
+// (productpage-v1) whose outbound listener routes reviews to a server
+// sidecar (reviews-v2), whose inbound listener leads to app. extraHosts
+// and extra go into the client's configuration.
+type meshPath struct {
+	client, server *testProxy
+	out            string // the client sidecar's outbound listener
+}
+
+func newMeshPath(t testing.TB, app http.HandlerFunc, extraHosts []*routev3.VirtualHost, extra ...types.Resource) meshPath {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.3:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewUnstartedServer(app)
+	srv.Listener.Close()
+	srv.Listener = ln
+	srv.Start()
+	t.Cleanup(srv.Close)
+	appAddr := netip.MustParseAddrPort(ln.Addr().String())
+
+	// The server's sidecar: an inbound listener to the app, whose cluster
+	// carries the service as istiod's metadata names it.
+	cpS := newControlPlane(t, "127.0.0.1:0")
+	server := runProxy(t, cpS.addr, Config{Node: sidecarNode(t, "reviews-v2", map[string]any{"app": "reviews", "version": "v2"})})
+	const inName = "inbound|9080||"
+	inCluster := staticCluster(inName, appAddr)
+	svc, err := structpb.NewStruct(map[string]any{"services": []any{map[string]any{
+		"host": "reviews.default.svc.cluster.local", "name": "reviews", "namespace": "default"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	inCluster.Metadata = &corev3.Metadata{FilterMetadata: map[string]*structpb.Struct{"istio": svc}}
+	cpS.set("1", &listenerv3.Listener{Name: "virtualInbound", Address: sockAddr("127.0.0.1", 0),
+		TrafficDirection: corev3.TrafficDirection_INBOUND,
+		FilterChains: []*listenerv3.FilterChain{{Filters: []*listenerv3.Filter{hcmFilter(&hcmv3.HttpConnectionManager{
+			StatPrefix: "inbound_0.0.0.0_9080",
+			RouteSpecifier: &hcmv3.HttpConnectionManager_RouteConfig{RouteConfig: &routev3.RouteConfiguration{Name: inName,
+				VirtualHosts: []*routev3.VirtualHost{{Name: "inbound|http|9080", Domains: []string{"*"},
+					Routes: []*routev3.Route{{Match: prefix("/"), Action: toCluster(inName)}}}}}}})}}}},
+		inCluster)
+	inAddr := netip.MustParseAddrPort(server.addr(t, "virtualInbound"))
+
+	// The client's sidecar: an outbound listener routing to the server's.
+	cpC := newControlPlane(t, "127.0.0.1:0")
+	client := runProxy(t, cpC.addr, Config{Node: sidecarNode(t, "productpage-v1", map[string]any{"app": "productpage", "version": "v1"})})
+	const outName = "outbound|9080||reviews.default.svc.cluster.local"
+	out := gatewayListener("0.0.0.0_9080", "9080")
+	out.TrafficDirection = corev3.TrafficDirection_OUTBOUND
+	hosts := append(extraHosts, &routev3.VirtualHost{Name: "reviews.default.svc.cluster.local:9080", Domains: []string{"*"},
+		Routes: []*routev3.Route{{Match: prefix("/"), Action: toCluster(outName)}}})
+	cpC.set("1", append([]types.Resource{out, &routev3.RouteConfiguration{Name: "9080", VirtualHosts: hosts},
+		edsCluster(outName), cla(outName, inAddr)}, extra...)...)
+	return meshPath{client: client, server: server, out: client.addr(t, "0.0.0.0_9080")}
 }
 
 // scrape reads a proxy's /stats/prometheus into metric families.
