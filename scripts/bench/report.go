@@ -331,6 +331,7 @@ var benchPurposes = map[string]string{
 	"RoundTrip":         "upstream round trip (backend in process)",
 	"Request":           "whole request through the proxy (client and backend in process)",
 	"Route":             "the same, plain route and one with matches, weights and retries",
+	"MeshRequest":       "whole request on the mesh path: client sidecar, server sidecar, metadata exchange and metrics on both",
 	"BuildBookinfo":     "xDS translation for one bookinfo sidecar",
 	"Build1000Services": "xDS translation, 1,000 services",
 	"Update100Proxies":  "push of one change to 100 proxies",
