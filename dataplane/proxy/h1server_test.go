@@ -5,7 +5,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"net/http/httptest"
 	"net/netip"
 	"strings"
 	"testing"
@@ -22,11 +21,7 @@ import (
 // follows, and anything else with "ok".
 func h1Backend(t *testing.T) netip.AddrPort {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.2:0")
-	if err != nil {
-		t.Fatalf("listen backend: %v", err)
-	}
-	s := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	return handlerBackend(t, "127.0.0.2", func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case "/body":
 			b, _ := io.ReadAll(r.Body)
@@ -50,12 +45,7 @@ func h1Backend(t *testing.T) netip.AddrPort {
 		default:
 			io.WriteString(w, "ok")
 		}
-	}))
-	s.Listener.Close()
-	s.Listener = ln
-	s.Start()
-	t.Cleanup(s.Close)
-	return netip.MustParseAddrPort(ln.Addr().String())
+	})
 }
 
 // TestH1Server speaks raw HTTP/1.x to the proxy's own server: framing,

@@ -225,6 +225,21 @@ func backend(t testing.TB, ip, name string) (*httptest.Server, netip.AddrPort) {
 	return s, netip.MustParseAddrPort(ln.Addr().String())
 }
 
+// handlerBackend serves h on a loopback address.
+func handlerBackend(t testing.TB, ip string, h http.HandlerFunc) netip.AddrPort {
+	t.Helper()
+	ln, err := net.Listen("tcp", ip+":0")
+	if err != nil {
+		t.Fatalf("listen backend: %v", err)
+	}
+	s := httptest.NewUnstartedServer(h)
+	s.Listener.Close()
+	s.Listener = ln
+	s.Start()
+	t.Cleanup(s.Close)
+	return netip.MustParseAddrPort(ln.Addr().String())
+}
+
 // closedPort returns a loopback address nothing listens on.
 func closedPort(t testing.TB) netip.AddrPort {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")

@@ -158,16 +158,7 @@ type meshPath struct {
 
 func newMeshPath(t testing.TB, app http.HandlerFunc, extraHosts []*routev3.VirtualHost, extra ...types.Resource) meshPath {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.3:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := httptest.NewUnstartedServer(app)
-	srv.Listener.Close()
-	srv.Listener = ln
-	srv.Start()
-	t.Cleanup(srv.Close)
-	appAddr := netip.MustParseAddrPort(ln.Addr().String())
+	appAddr := handlerBackend(t, "127.0.0.3", app)
 
 	// The server's sidecar: an inbound listener to the app, whose cluster
 	// carries the service as istiod's metadata names it.

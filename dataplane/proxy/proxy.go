@@ -115,7 +115,7 @@ func New(cfg Config) *Proxy {
 		p.log.Warn("node metadata for the metadata exchange", "err", err)
 		node = &telemetry.Node{Peer: telemetry.UnknownPeer}
 	}
-	p.node, p.metrics = node, telemetry.New(node.Peer)
+	p.node, p.metrics = node, telemetry.New()
 	p.ctx, p.cancel = context.WithCancel(context.Background())
 	p.rt.Store(&runtime{snap: emptySnapshot(), listeners: map[string]*listener{}, routes: map[string]*router.Table{}, clusters: map[string]*upstream.Cluster{}})
 	if cfg.AccessLog != nil {

@@ -2,10 +2,7 @@ package proxy
 
 import (
 	"io"
-	"net"
 	"net/http"
-	"net/http/httptest"
-	"net/netip"
 	"net/url"
 	"strconv"
 	"testing"
@@ -31,11 +28,7 @@ func TestResponseStreaming(t *testing.T) {
 	}
 	const first, rest = "data: one\n\n", "data: two\n\n"
 	release := make(chan struct{})
-	ln, err := net.Listen("tcp", "127.0.0.2:0")
-	if err != nil {
-		t.Fatalf("listen backend: %v", err)
-	}
-	s := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	a := handlerBackend(t, "127.0.0.2", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", r.URL.Query().Get("ct"))
 		if r.URL.Query().Get("length") != "" {
 			w.Header().Set("Content-Length", strconv.Itoa(len(first)+len(rest)))
@@ -48,12 +41,7 @@ func TestResponseStreaming(t *testing.T) {
 			return
 		}
 		io.WriteString(w, rest)
-	}))
-	s.Listener.Close()
-	s.Listener = ln
-	s.Start()
-	t.Cleanup(s.Close)
-	a := netip.MustParseAddrPort(ln.Addr().String())
+	})
 
 	cp := newControlPlane(t, "127.0.0.1:0")
 	cp.set("1", gatewayListener("0.0.0.0_8080", "http.8080"),

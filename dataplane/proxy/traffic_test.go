@@ -607,23 +607,11 @@ func BenchmarkRoute(b *testing.B) {
 	p.waitVersion(b, xdsclient.EndpointType, "1")
 	for _, bc := range []struct{ name, path, user string }{{"plain", "/productpage", ""}, {"matched-weighted-retried", "/matched", "jason"}} {
 		b.Run(bc.name, func(b *testing.B) {
-			client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 4}}
 			req, _ := http.NewRequest("GET", "http://"+addr+bc.path, nil)
 			if bc.user != "" {
 				req.Header.Set("End-User", bc.user)
 			}
-			b.ReportAllocs()
-			for b.Loop() {
-				resp, err := client.Do(req)
-				if err != nil {
-					b.Fatal(err)
-				}
-				io.Copy(io.Discard, resp.Body)
-				resp.Body.Close()
-				if resp.StatusCode != 200 {
-					b.Fatalf("status %d", resp.StatusCode)
-				}
-			}
+			getLoop(b, req)
 		})
 	}
 }

@@ -3,9 +3,7 @@ package proxy
 import (
 	"io"
 	"math"
-	"net"
 	"net/http"
-	"net/http/httptest"
 	"net/netip"
 	"strings"
 	"sync"
@@ -18,21 +16,6 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 )
-
-// handlerBackend serves h on a loopback address.
-func handlerBackend(t testing.TB, ip string, h http.HandlerFunc) netip.AddrPort {
-	t.Helper()
-	ln, err := net.Listen("tcp", ip+":0")
-	if err != nil {
-		t.Fatalf("listen backend: %v", err)
-	}
-	s := httptest.NewUnstartedServer(h)
-	s.Listener.Close()
-	s.Listener = ln
-	s.Start()
-	t.Cleanup(s.Close)
-	return netip.MustParseAddrPort(ln.Addr().String())
-}
 
 // istioCluster is an EDS cluster as the control plane emits it for a
 // DestinationRule: least request, Istio's unlimited default thresholds

@@ -58,9 +58,8 @@ func NewNode(n *corev3.Node) (*Node, error) {
 // exchanged is the part of the node metadata a peer reads (peerOf):
 // the workload, its namespace and cluster, and the labels Istio's metrics
 // take app, version and the canonical service from. Istio's exchange
-// sends the whole node; these few fields keep both headers of a request
-// or response near 250 bytes, where the whole node would push a 1 KiB
-// response past one TCP segment.
+// sends the whole node; these few fields keep the header near 200 bytes,
+// where the whole node would push a 1 KiB response past one TCP segment.
 func exchanged(md *structpb.Struct) *structpb.Struct {
 	out := &structpb.Struct{Fields: map[string]*structpb.Value{}}
 	for _, k := range []string{"NAMESPACE", "WORKLOAD_NAME", "CLUSTER_ID"} {

@@ -79,6 +79,10 @@ type Peer struct {
 var UnknownPeer = &Peer{Workload: Unknown, Namespace: Unknown, Principal: Unknown, App: Unknown,
 	Version: Unknown, CanonicalService: Unknown, CanonicalRevision: Unknown, Cluster: Unknown}
 
+// unknownService labels a request that reached no cluster (no route, a
+// direct response).
+var unknownService = &Service{Host: Unknown, Name: Unknown, Namespace: Unknown}
+
 // Service is the destination service of a call. Services are compared by
 // pointer: get them from Metrics.Service.
 type Service struct {
@@ -166,8 +170,6 @@ type Metrics struct {
 	tcpOpened     *prometheus.CounterVec
 	tcpClosed     *prometheus.CounterVec
 
-	local *Peer
-
 	mu       sync.RWMutex
 	reqs     map[Request]*requestSeries
 	conns    map[Conn]*ConnSeries
@@ -179,11 +181,10 @@ type Metrics struct {
 // network, so a client could otherwise grow it without end.
 const maxPeers = 1024
 
-// New returns the metrics of a proxy whose own workload is local.
-func New(local *Peer) *Metrics {
+// New returns a proxy's metrics, with no series yet.
+func New() *Metrics {
 	m := &Metrics{
 		reg:      prometheus.NewRegistry(),
-		local:    local,
 		reqs:     map[Request]*requestSeries{},
 		conns:    map[Conn]*ConnSeries{},
 		services: map[string]*Service{},
@@ -209,9 +210,6 @@ func New(local *Peer) *Metrics {
 
 // Gatherer is what /stats/prometheus encodes.
 func (m *Metrics) Gatherer() prometheus.Gatherer { return m.reg }
-
-// Local is the proxy's own workload.
-func (m *Metrics) Local() *Peer { return m.local }
 
 // Service interns the service named by host (a hostname); name and
 // namespace are its Kubernetes name and namespace when known.
@@ -311,7 +309,7 @@ func peerValues(rep Reporter, src, dst *Peer, svc *Service) []string {
 		dst = UnknownPeer
 	}
 	if svc == nil {
-		svc = &Service{Host: Unknown, Name: Unknown, Namespace: Unknown}
+		svc = unknownService
 	}
 	return []string{
 		rep.String(),

@@ -62,7 +62,7 @@ func TestNodeWithoutMetadata(t *testing.T) {
 
 func TestMetadataExchange(t *testing.T) {
 	client := node(t, "productpage-v1", "default", map[string]any{"app": "productpage", "version": "v1"})
-	m := New(node(t, "reviews-v2", "default", map[string]any{"app": "reviews", "version": "v2"}).Peer)
+	m := New()
 
 	h := http.Header{"Accept": {"*/*"}}
 	client.AddMetadata(h)
@@ -103,7 +103,7 @@ func TestMetadataExchange(t *testing.T) {
 }
 
 func TestPeerCacheBounded(t *testing.T) {
-	m := New(UnknownPeer)
+	m := New()
 	for i := 0; i < 3*maxPeers; i++ {
 		m.TakePeer(http.Header{HeaderMetadata: {strings.Repeat("A", i%97) + string(rune('a'+i%26)) + strings.Repeat("B", i/97)}})
 	}
@@ -115,7 +115,7 @@ func TestPeerCacheBounded(t *testing.T) {
 func TestRecordRequest(t *testing.T) {
 	src := node(t, "productpage-v1", "default", map[string]any{"app": "productpage", "version": "v1"}).Peer
 	dst := node(t, "reviews-v2", "default", map[string]any{"app": "reviews", "version": "v2"}).Peer
-	m := New(dst)
+	m := New()
 	svc := m.Service("reviews.default.svc.cluster.local", "reviews", "default")
 	if m.Service("reviews.default.svc.cluster.local", "reviews", "default") != svc {
 		t.Fatal("Service does not intern")
@@ -173,7 +173,7 @@ istio_requests_total{connection_security_policy="none",destination_app="reviews"
 }
 
 func TestRecordTCP(t *testing.T) {
-	m := New(UnknownPeer)
+	m := New()
 	svc := m.Service("mongodb.default.svc.cluster.local", "mongodb", "default")
 	k := Conn{Reporter: Source, Source: UnknownPeer, Destination: UnknownPeer, Service: svc, Flags: "-"}
 	s := m.OpenConn(k)
@@ -197,7 +197,7 @@ func TestRecordTCP(t *testing.T) {
 // TestRecordAllocs: once its series exists, a request is recorded without
 // allocating.
 func TestRecordAllocs(t *testing.T) {
-	m := New(UnknownPeer)
+	m := New()
 	k := Request{Reporter: Source, Source: UnknownPeer, Destination: UnknownPeer,
 		Service: m.Service("a.b.svc.cluster.local", "a", "b"), Code: 200, GRPCStatus: -1, Flags: "-"}
 	m.RecordRequest(k, time.Millisecond, 100, 100)
@@ -207,7 +207,7 @@ func TestRecordAllocs(t *testing.T) {
 }
 
 func BenchmarkRecordRequest(b *testing.B) {
-	m := New(UnknownPeer)
+	m := New()
 	src := &Peer{Workload: "productpage-v1", Namespace: "default", Principal: Unknown, App: "productpage", Version: "v1",
 		CanonicalService: "productpage", CanonicalRevision: "v1", Cluster: "Kubernetes"}
 	k := Request{Reporter: Destination, Source: src, Destination: UnknownPeer,
@@ -221,7 +221,7 @@ func BenchmarkRecordRequest(b *testing.B) {
 }
 
 func BenchmarkTakePeer(b *testing.B) {
-	m := New(UnknownPeer)
+	m := New()
 	n := node(b, "productpage-v1", "default", map[string]any{"app": "productpage", "version": "v1"})
 	h := http.Header{}
 	b.ReportAllocs()
