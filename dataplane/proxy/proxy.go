@@ -394,6 +394,10 @@ func (p *Proxy) serve(l *listener, fc *chain, c net.Conn, dst, local netip.AddrP
 	}
 	ci := &connInfo{listener: l.name, chain: fc, orig: dst, local: local, inbound: l.inbound}
 	ci.remote, _ = netip.ParseAddrPort(c.RemoteAddr().String())
+	if fc.http != nil && fc.http.useRemoteAddress {
+		// Once per connection, so that no request allocates it.
+		ci.peer = []string{ci.remote.Addr().Unmap().String()}
+	}
 	if fc.http != nil {
 		if fc.tls == nil {
 			go p.h1.serve(&httpConn{Conn: c, info: ci})
