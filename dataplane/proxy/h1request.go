@@ -61,7 +61,8 @@ var chunkedTE = []string{"chunked"}
 func readRequest(br *bufio.Reader, scratch *[]byte, maxHead, maxHeaders int) (*http.Request, error) {
 	buf := (*scratch)[:0]
 	defer func() {
-		if cap(buf) <= maxHead+4096 {
+		// A connection keeps a usual head's buffer, not a large one's.
+		if cap(buf) <= 8<<10 {
 			*scratch = buf[:0]
 		}
 	}()
@@ -217,6 +218,11 @@ func parseHead(head string, nlines int) (*http.Request, error) {
 	}
 	if tes > 0 && cls > 0 {
 		return nil, badHead("both Content-Length and Transfer-Encoding")
+	}
+	if tes > 0 && minor == 0 {
+		// RFC 9112 section 6.1: HTTP/1.0 has no transfer codings, so the
+		// framing is faulty whatever follows.
+		return nil, badHead("Transfer-Encoding in HTTP/1.0")
 	}
 	if tes > 0 && (connect || !strings.EqualFold(trimOWS(te), "chunked")) {
 		return nil, errTE
@@ -420,8 +426,8 @@ func parseContentLength(s string) (int64, bool) {
 }
 
 // parseChunkSize parses a chunk-size line without its line end:
-// 1*HEXDIG, then optional whitespace and extensions (ignored, but without
-// control characters). The size must fit an int64.
+// 1*HEXDIG, then extensions (ignored, but without control characters) or
+// whitespace. The size must fit an int64.
 func parseChunkSize(line []byte) (int64, bool) {
 	var n int64
 	i := 0
@@ -447,12 +453,12 @@ ext:
 	if i == 0 {
 		return 0, false
 	}
-	for i < len(line) && (line[i] == ' ' || line[i] == '\t') {
-		i++
-	}
-	if i == len(line) {
+	if i == len(line) || len(bytes.Trim(line[i:], " \t")) == 0 {
+		// Trailing whitespace, as net/http allows it.
 		return n, true
 	}
+	// Extensions follow the size at once: RFC 9112 allows whitespace
+	// before the ';', net/http does not, and an upstream may be either.
 	if line[i] != ';' {
 		return 0, false
 	}
@@ -479,6 +485,7 @@ type h1Body struct {
 	// current chunk; crlf: the chunk's data is read, its line end is not.
 	remain int64
 	crlf   bool
+	bareLF bool // the last line read ended with LF alone
 	done   bool
 	closed bool
 	err    error
@@ -568,6 +575,10 @@ func (b *h1Body) read(p []byte) (n int, err error) {
 		if err != nil {
 			return 0, b.fail(err)
 		}
+		if len(line) == 0 || b.bareLF {
+			// The size line ends with CRLF only, as net/http requires.
+			return 0, b.fail(errChunk)
+		}
 		size, ok := parseChunkSize(line)
 		if !ok {
 			return 0, b.fail(errChunk)
@@ -621,19 +632,25 @@ func (b *h1Body) line() ([]byte, error) {
 		return nil, err
 	}
 	line = line[:len(line)-1]
+	b.bareLF = true
 	if n := len(line); n > 0 && line[n-1] == '\r' {
-		line = line[:n-1]
+		line, b.bareLF = line[:n-1], false
 	}
 	return line, nil
 }
 
-// lineEnd reads the CRLF (or LF) after a chunk's data.
+// lineEnd reads the CRLF after a chunk's data; unlike the lines of the
+// framing, nothing else ends chunk data (RFC 9112 section 7.1, and
+// net/http).
 func (b *h1Body) lineEnd() error {
-	line, err := b.line()
-	if err != nil {
+	var crlf [2]byte
+	if _, err := io.ReadFull(b.c.br, crlf[:]); err != nil {
+		if err == io.EOF {
+			err = io.ErrUnexpectedEOF
+		}
 		return err
 	}
-	if len(line) != 0 {
+	if crlf != [2]byte{'\r', '\n'} {
 		return badHead("chunk data longer than its size")
 	}
 	return nil
