@@ -227,3 +227,32 @@ func TestH1HeadMemory(t *testing.T) {
 		t.Errorf("the proxy allocated %d bytes for a refused head", d)
 	}
 }
+
+// TestHeaderCountHTTP2: requests that net/http's server reads (HTTP/2,
+// TLS) get the same header count limit.
+func TestHeaderCountHTTP2(t *testing.T) {
+	addr, _ := h1Proxy(t, nil)
+	tr := &http.Transport{Protocols: new(http.Protocols)}
+	tr.Protocols.SetUnencryptedHTTP2(true)
+	c := &http.Client{Transport: tr}
+	defer tr.CloseIdleConnections()
+	for _, tt := range []struct {
+		headers, status int
+	}{{90, http.StatusOK}, {150, http.StatusRequestHeaderFieldsTooLarge}} {
+		req, err := http.NewRequest(http.MethodGet, "http://"+addr+"/", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := 0; i < tt.headers; i++ {
+			req.Header.Set(fmt.Sprintf("X-H%d", i), "v")
+		}
+		resp, err := c.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.ProtoMajor != 2 || resp.StatusCode != tt.status {
+			t.Errorf("%d headers: got %s %d, want HTTP/2 %d", tt.headers, resp.Proto, resp.StatusCode, tt.status)
+		}
+	}
+}

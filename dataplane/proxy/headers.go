@@ -155,3 +155,12 @@ func connectionOption(t string) bool {
 	}
 	return false
 }
+
+// countHeaders counts header lines (values), as Envoy's max_headers_count.
+func countHeaders(h http.Header) int {
+	n := 0
+	for _, vs := range h {
+		n += len(vs)
+	}
+	return n
+}

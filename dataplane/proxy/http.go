@@ -124,6 +124,11 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "not a proxied connection", http.StatusInternalServerError)
 		return
 	}
+	// h1Server counts headers as it reads them; net/http does not.
+	if (r.TLS != nil || r.ProtoMajor == 2) && countHeaders(r.Header) > ci.chain.http.lim.maxHeaders {
+		localReply(w, http.StatusRequestHeaderFieldsTooLarge, "Request Header Fields Too Large")
+		return
+	}
 	// Headers the client nominates in Connection go now, as in Envoy's
 	// codec, before the proxy adds its own.
 	if !sanitizeConnection(r.Header) {

@@ -130,12 +130,17 @@ func New(cfg Config) *Proxy {
 		BufferPool:     bufferPool{},
 		ErrorLog:       log.New(io.Discard, "", 0),
 	}
+	// TLS and HTTP/2 connections are net/http's: one server for every
+	// listener, so Envoy's defaults rather than each HCM's values bound
+	// them (the plaintext HTTP/1 server reads the HCM's).
 	p.httpSrv = &http.Server{
-		Handler:     p,
-		IdleTimeout: time.Hour, // Envoy's connection manager default
-		ConnContext: connContext,
-		Protocols:   new(http.Protocols),
-		ErrorLog:    slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelDebug),
+		Handler:           p,
+		IdleTimeout:       defaultLimits.idle,
+		ReadHeaderTimeout: defaultLimits.streamIdle,
+		MaxHeaderBytes:    defaultLimits.maxHead,
+		ConnContext:       connContext,
+		Protocols:         new(http.Protocols),
+		ErrorLog:          slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelDebug),
 	}
 	p.httpSrv.Protocols.SetHTTP1(true)
 	p.httpSrv.Protocols.SetHTTP2(true) // over TLS, when ALPN picks h2
