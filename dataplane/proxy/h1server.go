@@ -100,7 +100,13 @@ func (s *h1Server) serve(hc *httpConn) {
 
 	// HTTP/2 with prior knowledge: net/http's server takes the connection,
 	// its first bytes read again.
+	// The first bytes wait under the idle timeout, the rest of the
+	// preface under a request head's.
 	c.setReadDeadline(c.lim.idle)
+	if _, err := c.br.Peek(1); err != nil {
+		return
+	}
+	c.setReadDeadline(c.lim.headTimeout())
 	if b, err := c.br.Peek(4); err == nil && string(b) == "PRI " {
 		buf, _ := c.br.Peek(c.br.Buffered())
 		rc := &httpConn{Conn: &prefixConn{Conn: hc.Conn, r: io.MultiReader(bytes.NewReader(bytes.Clone(buf)), hc.Conn)}, info: hc.info}
