@@ -159,18 +159,40 @@ var httpFilters = []*hcmv3.HttpFilter{
 	{Name: wellknown.Router, ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: mustAny(&routerv3.Router{})}},
 }
 
+// hcmFilter completes h with what every connection manager carries: the
+// HTTP filters, and the bounds on clients. Those are Envoy's defaults,
+// sent explicitly so that the proxy's limits show in the config: a
+// request head of 60 KiB and 100 headers, a stream idle timeout of 5
+// minutes (Istio sends 0, which lets a client that stalls hold a stream
+// forever; see docs/traffic.md), a connection idle timeout of 1 hour. The
+// request headers timeout stays unset (disabled) as in Envoy and Istio:
+// the stream idle timeout, armed at a request's first byte, bounds a head.
+// use_remote_address is Istio's: false unless the caller (the gateway)
+// sets it.
 func hcmFilter(h *hcmv3.HttpConnectionManager) *listenerv3.Filter {
 	h.HttpFilters = httpFilters
+	h.StreamIdleTimeout = durationpb.New(5 * time.Minute)
+	h.MaxRequestHeadersKb = wrapperspb.UInt32(60)
+	h.CommonHttpProtocolOptions = &corev3.HttpProtocolOptions{
+		IdleTimeout:     durationpb.New(time.Hour),
+		MaxHeadersCount: wrapperspb.UInt32(100),
+	}
+	if h.UseRemoteAddress == nil {
+		h.UseRemoteAddress = wrapperspb.Bool(false)
+	}
 	return &listenerv3.Filter{
 		Name:       wellknown.HTTPConnectionManager,
 		ConfigType: &listenerv3.Filter_TypedConfig{TypedConfig: mustAny(h)},
 	}
 }
 
-// rdsFilter is an http_connection_manager fetching route config `routes` over ADS.
-func rdsFilter(statPrefix, routes string) *listenerv3.Filter {
+// rdsFilter is an http_connection_manager fetching route config `routes`
+// over ADS. edge: the gateway's, where the peer is the client, so it is
+// appended to X-Forwarded-For (Istio's use_remote_address on gateways).
+func rdsFilter(statPrefix, routes string, edge bool) *listenerv3.Filter {
 	return hcmFilter(&hcmv3.HttpConnectionManager{
-		StatPrefix: statPrefix,
+		StatPrefix:       statPrefix,
+		UseRemoteAddress: wrapperspb.Bool(edge),
 		RouteSpecifier: &hcmv3.HttpConnectionManager_Rds{Rds: &hcmv3.Rds{
 			ConfigSource:    adsConfigSource(),
 			RouteConfigName: routes,

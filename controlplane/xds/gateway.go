@@ -118,7 +118,7 @@ func (x *index) buildRouter(w registry.Workload) Resources {
 				l.FilterChains = append(l.FilterChains, &listenerv3.FilterChain{
 					FilterChainMatch: sniMatch(bs),
 					TransportSocket:  downstreamTLS(bs.server.GetTls(), []string{"h2", "http/1.1"}),
-					Filters:          []*listenerv3.Filter{rdsFilter("outbound_0.0.0.0_"+ps, name)},
+					Filters:          []*listenerv3.Filter{rdsFilter("outbound_0.0.0.0_"+ps, name, true)},
 				})
 			case kindTLSTerm:
 				for _, fc := range x.gatewayL4Chains(bs, port, src, need, false) {
@@ -135,7 +135,7 @@ func (x *index) buildRouter(w registry.Workload) Resources {
 			rc := &routev3.RouteConfiguration{Name: "http." + ps, ValidateClusters: wrapperspb.Bool(false)}
 			rc.VirtualHosts = x.gatewayVirtualHosts(plainHTTP, port, src, need)
 			routes = append(routes, rc)
-			l.FilterChains = append(l.FilterChains, &listenerv3.FilterChain{Filters: []*listenerv3.Filter{rdsFilter("outbound_0.0.0.0_"+ps, "http."+ps)}})
+			l.FilterChains = append(l.FilterChains, &listenerv3.FilterChain{Filters: []*listenerv3.Filter{rdsFilter("outbound_0.0.0.0_"+ps, "http."+ps, true)}})
 		}
 		for _, bs := range tcp {
 			if chains := x.gatewayL4Chains(bs, port, src, need, false); len(chains) > 0 {

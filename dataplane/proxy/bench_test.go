@@ -6,7 +6,10 @@ import (
 	"strings"
 	"testing"
 
+	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"github.com/meshlab/meshlab/dataplane/xdsclient"
 )
@@ -59,5 +62,29 @@ func BenchmarkMeshRequest(b *testing.B) {
 		b.Fatal(err)
 	}
 	req.Host = "reviews:9080"
+	getLoop(b, req)
+}
+
+// BenchmarkEdgeRequest is BenchmarkRequest through a connection manager
+// with use_remote_address, as the control plane configures the gateway's:
+// the peer appended to X-Forwarded-For, X-Forwarded-Proto and
+// x-envoy-external-address set.
+func BenchmarkEdgeRequest(b *testing.B) {
+	_, a := backend(b, "127.0.0.2", "a")
+	tcp := newBenchControlPlane(b)
+	h := &hcmv3.HttpConnectionManager{StatPrefix: "outbound_0.0.0.0_8080", UseRemoteAddress: wrapperspb.Bool(true),
+		RouteSpecifier: &hcmv3.HttpConnectionManager_Rds{Rds: &hcmv3.Rds{ConfigSource: ads(), RouteConfigName: "http.8080"}}}
+	tcp.set("1", &listenerv3.Listener{Name: "0.0.0.0_8080", Address: sockAddr("127.0.0.1", 0),
+		FilterChains: []*listenerv3.FilterChain{{Filters: []*listenerv3.Filter{hcmFilter(h)}}}},
+		&routev3.RouteConfiguration{Name: "http.8080", VirtualHosts: []*routev3.VirtualHost{
+			{Name: "any", Domains: []string{"*"}, Routes: []*routev3.Route{{Match: prefix("/"), Action: toCluster("a")}}}}},
+		edsCluster("a"), cla("a", a))
+	p := startProxy(b, tcp.addr, nil)
+	addr := p.addr(b, "0.0.0.0_8080")
+	p.waitVersion(b, xdsclient.EndpointType, "1")
+	req, err := http.NewRequest(http.MethodGet, "http://"+addr+"/productpage", nil)
+	if err != nil {
+		b.Fatal(err)
+	}
 	getLoop(b, req)
 }

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math"
 	"net"
 	"net/http"
 	"strconv"
@@ -26,9 +25,6 @@ import (
 // leaves while its request is in flight either, until it writes. TLS and
 // HTTP/2 (a connection that opens with the HTTP/2 preface) stay with
 // net/http's server.
-
-// h1MaxHeaderBytes is net/http's DefaultMaxHeaderBytes plus its slack.
-const h1MaxHeaderBytes = http.DefaultMaxHeaderBytes + 4096
 
 // h1MaxDrain is how much of a request body the handler left unread is
 // read and dropped to keep the connection; a longer one closes it.
@@ -51,39 +47,32 @@ type h1Server struct {
 type h1Conn struct {
 	net.Conn
 	remote string // RemoteAddr().String(), once for every request
-	lr     limitReader
+	lim    h1Limits
 	br     *bufio.Reader
 	bw     *bufio.Writer
+	head   []byte // the request head being read, reused
 	idle   atomic.Bool
 	owned  bool // handed to net/http or hijacked: not ours to close
+	// bodyFail is the status a request whose body broke its framing (400)
+	// or stalled past the stream idle timeout (408) is answered with, if
+	// its response has not started, as Envoy's codec answers.
+	bodyFail atomic.Int32
 }
 
-// limitReader bounds what a request's head may read.
-type limitReader struct {
-	r    io.Reader
-	left int64
-}
-
-func (l *limitReader) Read(b []byte) (int, error) {
-	if l.left <= 0 {
-		return 0, errHeadTooLarge
+// setReadDeadline bounds the next reads by d from now; 0: no bound.
+func (c *h1Conn) setReadDeadline(d time.Duration) {
+	var t time.Time
+	if d > 0 {
+		t = time.Now().Add(d)
 	}
-	if int64(len(b)) > l.left {
-		b = b[:l.left]
-	}
-	n, err := l.r.Read(b)
-	l.left -= int64(n)
-	return n, err
+	c.SetReadDeadline(t)
 }
-
-var errHeadTooLarge = errors.New("request head too large")
 
 // serve runs c until the client closes it, a response closes it, or the
 // server drains. hc carries the connection's filter chain to the handler.
 func (s *h1Server) serve(hc *httpConn) {
-	c := &h1Conn{Conn: hc, remote: hc.RemoteAddr().String()}
-	c.lr.r, c.lr.left = hc, h1MaxHeaderBytes
-	c.br = bufio.NewReaderSize(&c.lr, 4<<10)
+	c := &h1Conn{Conn: hc, remote: hc.RemoteAddr().String(), lim: hc.info.chain.http.limits()}
+	c.br = bufio.NewReaderSize(hc, 4<<10)
 	c.bw = bufio.NewWriterSize(hc, 4<<10)
 	s.mu.Lock()
 	if s.draining.Load() {
@@ -111,6 +100,13 @@ func (s *h1Server) serve(hc *httpConn) {
 
 	// HTTP/2 with prior knowledge: net/http's server takes the connection,
 	// its first bytes read again.
+	// The first bytes wait under the idle timeout, the rest of the
+	// preface under a request head's.
+	c.setReadDeadline(c.lim.idle)
+	if _, err := c.br.Peek(1); err != nil {
+		return
+	}
+	c.setReadDeadline(c.lim.headTimeout())
 	if b, err := c.br.Peek(4); err == nil && string(b) == "PRI " {
 		buf, _ := c.br.Peek(c.br.Buffered())
 		rc := &httpConn{Conn: &prefixConn{Conn: hc.Conn, r: io.MultiReader(bytes.NewReader(bytes.Clone(buf)), hc.Conn)}, info: hc.info}
@@ -131,36 +127,52 @@ func (s *h1Server) serve(hc *httpConn) {
 		if s.draining.Load() {
 			return
 		}
-		c.SetReadDeadline(time.Now().Add(s.p.httpSrv.IdleTimeout))
-		// The head may be large only up to the limit; the body is framed
-		// by the request itself.
-		c.lr.left = h1MaxHeaderBytes
-		req, err := http.ReadRequest(c.br)
+		// Between requests the connection idle timeout applies; from the
+		// first byte of a request, the request headers timeout and the
+		// stream idle timeout, which Envoy arms when the stream starts and
+		// which header bytes do not reset.
+		c.setReadDeadline(c.lim.idle)
+		if _, err := c.br.Peek(1); err != nil {
+			return
+		}
 		c.idle.Store(false)
+		c.setReadDeadline(c.lim.headTimeout())
+		req, err := readRequest(c.br, &c.head, c.lim.maxHead, c.lim.maxHeaders)
 		if err != nil {
 			s.badRequest(c, err)
 			return
 		}
-		c.lr.left = math.MaxInt64
-		c.SetReadDeadline(time.Time{})
+		if c.lim.streamIdle == 0 {
+			// The body's reads set their own deadline otherwise.
+			c.SetReadDeadline(time.Time{})
+		}
 		if !s.exchange(base, c, req) {
 			return
 		}
 	}
 }
 
-// badRequest answers a request that could not be read, as net/http does,
-// unless the client just went away.
+// badRequest answers a request that could not be read with Envoy's
+// codec's status, unless the client just went away.
 func (s *h1Server) badRequest(c *h1Conn, err error) {
+	var he *h1Error
 	var ne net.Error
-	if errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed) || (errors.As(err, &ne) && ne.Timeout()) {
+	code, text := http.StatusBadRequest, ""
+	switch {
+	case errors.As(err, &he):
+		code = he.code
+	case errors.As(err, &ne) && ne.Timeout():
+		code, text = http.StatusRequestTimeout, "request header timeout"
+		if c.lim.requestHeaders == 0 || (c.lim.streamIdle > 0 && c.lim.streamIdle < c.lim.requestHeaders) {
+			text = "stream timeout"
+		}
+	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, net.ErrClosed):
 		return
 	}
-	code, text := http.StatusBadRequest, "400 Bad Request"
-	if errors.Is(err, errHeadTooLarge) {
-		code, text = http.StatusRequestHeaderFieldsTooLarge, "431 Request Header Fields Too Large"
+	if text == "" {
+		text = http.StatusText(code)
 	}
-	fmt.Fprintf(c.bw, "HTTP/1.1 %d %s\r\nContent-Type: text/plain; charset=utf-8\r\nConnection: close\r\nContent-Length: %d\r\n\r\n%s",
+	fmt.Fprintf(c.bw, "HTTP/1.1 %d %s\r\nContent-Type: text/plain\r\nConnection: close\r\nContent-Length: %d\r\n\r\n%s",
 		code, http.StatusText(code), len(text), text)
 	c.bw.Flush()
 	// Closing with unread bytes would reset the connection, and the client
@@ -180,6 +192,13 @@ func (s *h1Server) badRequest(c *h1Conn, err error) {
 func (s *h1Server) exchange(base context.Context, c *h1Conn, req *http.Request) bool {
 	req = req.WithContext(base)
 	req.RemoteAddr = c.remote
+	var body *h1Body
+	if req.ContentLength != 0 {
+		body = &h1Body{c: c, chunked: req.ContentLength < 0, remain: max(req.ContentLength, 0)}
+		req.Body = body
+	} else {
+		req.Body = http.NoBody
+	}
 	w := &h1Response{c: c, req: req, contentLength: -1}
 	if e := req.Header.Get("Expect"); e != "" && req.ProtoAtLeast(1, 1) {
 		if !strings.EqualFold(e, "100-continue") {
@@ -199,19 +218,16 @@ func (s *h1Server) exchange(base context.Context, c *h1Conn, req *http.Request) 
 		return false
 	}
 	w.finish()
-	if w.err != nil || w.close || s.draining.Load() {
+	if w.err != nil || w.close || s.draining.Load() || c.bodyFail.Load() != 0 {
 		return false
 	}
 	// What the handler left of the body is read and dropped, if short.
 	if cr, ok := req.Body.(*continueReader); ok && !cr.sent.Load() {
 		return false // the client waits for a 100 that will not come
 	}
-	if req.Body == http.NoBody {
-		return true
-	}
-	n, err := io.CopyN(io.Discard, req.Body, h1MaxDrain+1)
-	req.Body.Close()
-	return n <= h1MaxDrain && (err == nil || err == io.EOF)
+	// The handler may have replaced req.Body (buffered for retries); the
+	// connection's body is what framing depends on.
+	return body == nil || body.drain(h1MaxDrain)
 }
 
 // shutdown stops taking requests: idle connections close now, the others
@@ -292,6 +308,7 @@ type h1Response struct {
 	written       int64
 	hold          []byte
 	hijacked      bool
+	replaced      bool // by a local reply for a broken request body
 	err           error
 }
 
@@ -340,6 +357,10 @@ func (w *h1Response) WriteHeader(code int) {
 		w.c.bw.Flush()
 		return
 	}
+	if f := w.c.bodyFail.Load(); f != 0 {
+		w.replace(int(f))
+		return
+	}
 	w.status = code
 	if v := w.header.Get("Content-Length"); v != "" {
 		if n, err := strconv.ParseInt(v, 10, 64); err == nil && n >= 0 {
@@ -351,12 +372,28 @@ func (w *h1Response) WriteHeader(code int) {
 	w.noBody = w.req.Method == http.MethodHead || code == http.StatusNoContent || code == http.StatusNotModified
 }
 
+// replace answers, instead of the handler's response, the request whose
+// body broke (h1Conn.bodyFail); what the handler writes is dropped.
+func (w *h1Response) replace(code int) {
+	text := http.StatusText(code)
+	if code == http.StatusRequestTimeout {
+		text = "stream timeout"
+	}
+	w.status, w.replaced, w.close = code, true, true
+	w.header = http.Header{"Content-Type": {"text/plain"}, "Content-Length": {strconv.Itoa(len(text))}}
+	w.contentLength, w.written = int64(len(text)), int64(len(text))
+	w.hold = append(w.hold[:0], text...)
+}
+
 func (w *h1Response) Write(b []byte) (int, error) {
 	if w.hijacked {
 		return 0, http.ErrHijacked
 	}
 	if w.status == 0 {
 		w.WriteHeader(http.StatusOK)
+	}
+	if w.replaced {
+		return len(b), nil
 	}
 	if w.err != nil {
 		return 0, w.err
@@ -508,7 +545,7 @@ func (w *h1Response) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 		w.c.bw.Flush()
 	}
 	w.hijacked = true
-	w.c.lr.left = math.MaxInt64
+	w.c.SetReadDeadline(time.Time{})
 	return w.c.Conn, bufio.NewReadWriter(w.c.br, w.c.bw), nil
 }
 

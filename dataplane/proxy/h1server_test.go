@@ -73,8 +73,8 @@ func TestH1Server(t *testing.T) {
 	}{
 		{"keep-alive serves two requests", "GET /a HTTP/1.1\r\nHost: x\r\n\r\nGET /b HTTP/1.1\r\nHost: x\r\n\r\n", "",
 			[]string{"HTTP/1.1 200 OK", "Content-Length: 2", "ok", "HTTP/1.1 200 OK", "ok"}, false},
-		{"HTTP/1.0 closes", "GET / HTTP/1.0\r\n\r\n", "", []string{"HTTP/1.1 200 OK", "Connection: close", "ok"}, true},
-		{"HTTP/1.0 keep-alive", "GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n", "", []string{"HTTP/1.1 200 OK", "Connection: keep-alive", "ok"}, false},
+		{"HTTP/1.0 closes", "GET / HTTP/1.0\r\nHost: x\r\n\r\n", "", []string{"HTTP/1.1 200 OK", "Connection: close", "ok"}, true},
+		{"HTTP/1.0 keep-alive", "GET / HTTP/1.0\r\nHost: x\r\nConnection: keep-alive\r\n\r\n", "", []string{"HTTP/1.1 200 OK", "Connection: keep-alive", "ok"}, false},
 		{"Connection: close", "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", "", []string{"Connection: close", "ok"}, true},
 		{"a body of unknown length is chunked", "GET /big HTTP/1.1\r\nHost: x\r\n\r\n", "", []string{"Transfer-Encoding: chunked", "\r\n0\r\n\r\n"}, false},
 		{"a local reply gets a length", "GET /direct HTTP/1.1\r\nHost: x\r\n\r\n", "", []string{"HTTP/1.1 200 OK", "Content-Length: 6", "direct"}, false},

@@ -42,6 +42,10 @@ type connInfo struct {
 	orig     netip.AddrPort
 	local    netip.AddrPort
 	remote   netip.AddrPort
+	// peer is the remote address as X-Forwarded-For carries it, set when
+	// the connection manager uses the remote address (cap 1: an append
+	// copies).
+	peer []string
 	// inbound: the listener's traffic is for this proxy's own workload.
 	inbound bool
 }
@@ -118,6 +122,17 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	ci, _ := r.Context().Value(connKey{}).(*connInfo)
 	if ci == nil || ci.chain.http == nil {
 		http.Error(w, "not a proxied connection", http.StatusInternalServerError)
+		return
+	}
+	// h1Server counts headers as it reads them; net/http does not.
+	if (r.TLS != nil || r.ProtoMajor == 2) && countHeaders(r.Header) > ci.chain.http.lim.maxHeaders {
+		localReply(w, http.StatusRequestHeaderFieldsTooLarge, "Request Header Fields Too Large")
+		return
+	}
+	// Headers the client nominates in Connection go now, as in Envoy's
+	// codec, before the proxy adds its own.
+	if !sanitizeConnection(r.Header) {
+		localReply(w, http.StatusBadRequest, "Bad Request")
 		return
 	}
 	if _, ok := r.Header["X-Request-Id"]; !ok {
@@ -278,16 +293,7 @@ func (p *Proxy) rewrite(pr *httputil.ProxyRequest) {
 	pr.Out.URL.Scheme = "http"
 	pr.Out.URL.Host = ex.endpoint.Addr
 	pr.Out.Host = pr.In.Host
-	if v, ok := pr.In.Header["X-Forwarded-For"]; ok {
-		pr.Out.Header["X-Forwarded-For"] = v
-	}
-	if v, ok := pr.In.Header["X-Forwarded-Proto"]; ok {
-		pr.Out.Header["X-Forwarded-Proto"] = v
-	} else if pr.In.TLS != nil {
-		pr.Out.Header["X-Forwarded-Proto"] = protoHTTPS
-	} else {
-		pr.Out.Header["X-Forwarded-Proto"] = protoHTTP
-	}
+	forwardedHeaders(pr.Out.Header, pr.In.Header, ex.conn.peer, pr.In.TLS != nil)
 	rt := ex.route
 	if rt.HostRewrite != "" {
 		pr.Out.Host = rt.HostRewrite

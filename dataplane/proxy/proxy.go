@@ -130,12 +130,17 @@ func New(cfg Config) *Proxy {
 		BufferPool:     bufferPool{},
 		ErrorLog:       log.New(io.Discard, "", 0),
 	}
+	// TLS and HTTP/2 connections are net/http's: one server for every
+	// listener, so Envoy's defaults rather than each HCM's values bound
+	// them (the plaintext HTTP/1 server reads the HCM's).
 	p.httpSrv = &http.Server{
-		Handler:     p,
-		IdleTimeout: time.Hour, // Envoy's connection manager default
-		ConnContext: connContext,
-		Protocols:   new(http.Protocols),
-		ErrorLog:    slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelDebug),
+		Handler:           p,
+		IdleTimeout:       defaultLimits.idle,
+		ReadHeaderTimeout: defaultLimits.streamIdle,
+		MaxHeaderBytes:    defaultLimits.maxHead,
+		ConnContext:       connContext,
+		Protocols:         new(http.Protocols),
+		ErrorLog:          slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelDebug),
 	}
 	p.httpSrv.Protocols.SetHTTP1(true)
 	p.httpSrv.Protocols.SetHTTP2(true) // over TLS, when ALPN picks h2
@@ -394,6 +399,10 @@ func (p *Proxy) serve(l *listener, fc *chain, c net.Conn, dst, local netip.AddrP
 	}
 	ci := &connInfo{listener: l.name, chain: fc, orig: dst, local: local, inbound: l.inbound}
 	ci.remote, _ = netip.ParseAddrPort(c.RemoteAddr().String())
+	if fc.http != nil && fc.http.useRemoteAddress {
+		// Once per connection, so that no request allocates it.
+		ci.peer = []string{ci.remote.Addr().Unmap().String()}
+	}
 	if fc.http != nil {
 		if fc.tls == nil {
 			go p.h1.serve(&httpConn{Conn: c, info: ci})

@@ -8,12 +8,14 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
+	"time"
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	tcpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/tcp_proxy/v3"
 	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/wellknown"
@@ -83,6 +85,67 @@ type hcm struct {
 	fault bool
 	// cors: the connection manager has envoy.filters.http.cors.
 	cors bool
+	// useRemoteAddress: the peer is the client (an edge): it is appended
+	// to X-Forwarded-For and sets X-Forwarded-Proto.
+	useRemoteAddress bool
+	lim              h1Limits
+}
+
+// h1Limits are a connection manager's bounds on what a client may send
+// and how slowly, Envoy's defaults where the HCM leaves them unset.
+type h1Limits struct {
+	maxHead    int // max_request_headers_kb
+	maxHeaders int // common_http_protocol_options.max_headers_count
+	// requestHeaders (request_headers_timeout) and streamIdle
+	// (stream_idle_timeout) bound a request from its first byte, the
+	// second also each wait for body bytes; idle
+	// (common_http_protocol_options.idle_timeout) bounds a connection
+	// between requests. 0: no bound.
+	requestHeaders, streamIdle, idle time.Duration
+}
+
+var defaultLimits = h1Limits{
+	maxHead: defaultMaxHeadBytes, maxHeaders: defaultMaxHeaders,
+	streamIdle: 5 * time.Minute, idle: time.Hour,
+}
+
+// limits are h's, Envoy's defaults for a connection without one.
+func (h *hcm) limits() h1Limits {
+	if h == nil {
+		return defaultLimits
+	}
+	return h.lim
+}
+
+// headTimeout is what a request head may take from its first byte.
+func (l h1Limits) headTimeout() time.Duration {
+	if l.requestHeaders > 0 && (l.streamIdle == 0 || l.requestHeaders < l.streamIdle) {
+		return l.requestHeaders
+	}
+	return l.streamIdle
+}
+
+// hcmLimits reads h's limits and timeouts, with Envoy's defaults for
+// the fields it leaves unset (an explicit 0 disables a timeout).
+func hcmLimits(h *hcmv3.HttpConnectionManager) h1Limits {
+	l := defaultLimits
+	if v := h.GetMaxRequestHeadersKb(); v != nil && v.GetValue() > 0 {
+		l.maxHead = int(v.GetValue()) << 10
+	}
+	o := h.GetCommonHttpProtocolOptions()
+	if v := o.GetMaxHeadersCount(); v != nil && v.GetValue() > 0 {
+		l.maxHeaders = int(v.GetValue())
+	}
+	if d := o.GetIdleTimeout(); d != nil {
+		l.idle = d.AsDuration()
+	}
+	if d := h.GetStreamIdleTimeout(); d != nil {
+		l.streamIdle = d.AsDuration()
+	}
+	if d := h.GetRequestHeadersTimeout(); d != nil {
+		l.requestHeaders = d.AsDuration()
+	}
+	return l
 }
 
 type tcpProxy struct {
@@ -378,7 +441,7 @@ func compileChain(fc *listenerv3.FilterChain, creds *credentials) (*chain, bool,
 	// metadata exchange) have no effect on routing.
 	last := fs[len(fs)-1]
 	if h, ok := xdsclient.HCM(last); ok {
-		c.http = &hcm{statPrefix: h.GetStatPrefix()}
+		c.http = &hcm{statPrefix: h.GetStatPrefix(), useRemoteAddress: h.GetUseRemoteAddress().GetValue(), lim: hcmLimits(h)}
 		for _, f := range h.GetHttpFilters() {
 			switch f.GetName() {
 			case wellknown.Fault:
