@@ -67,6 +67,12 @@ func (p *Proxy) StatsHandler() http.Handler {
 }
 
 func (p *Proxy) serveReady(w http.ResponseWriter, r *http.Request) {
+	if p.draining.Load() {
+		// As Envoy's /ready while it drains: whoever sends traffic here
+		// (a load balancer, the kubelet's probe) stops at once.
+		http.Error(w, "DRAINING", http.StatusServiceUnavailable)
+		return
+	}
 	if !p.Ready() {
 		http.Error(w, "PRE_INITIALIZING", http.StatusServiceUnavailable)
 		return

@@ -41,10 +41,15 @@ const h1Hold = 2048
 
 // h1Server tracks the connections it serves, for shutdown.
 type h1Server struct {
-	p        *Proxy
-	mu       sync.Mutex
-	conns    map[*h1Conn]struct{}
+	p     *Proxy
+	mu    sync.Mutex
+	conns map[*h1Conn]struct{}
+	// draining: responses say Connection: close and end their connection,
+	// idle connections close. A sidecar's outbound listeners stay open
+	// while it drains, so new connections are still served, one request
+	// each, until stopped.
 	draining atomic.Bool
+	stopped  bool // guarded by mu: new connections are refused
 	wg       sync.WaitGroup
 }
 
@@ -56,6 +61,9 @@ type h1Conn struct {
 	bw     *bufio.Writer
 	idle   atomic.Bool
 	owned  bool // handed to net/http or hijacked: not ours to close
+	// draining is the server's: a response written while it drains
+	// closes the connection and says so.
+	draining *atomic.Bool
 }
 
 // limitReader bounds what a request's head may read.
@@ -81,12 +89,12 @@ var errHeadTooLarge = errors.New("request head too large")
 // serve runs c until the client closes it, a response closes it, or the
 // server drains. hc carries the connection's filter chain to the handler.
 func (s *h1Server) serve(hc *httpConn) {
-	c := &h1Conn{Conn: hc, remote: hc.RemoteAddr().String()}
+	c := &h1Conn{Conn: hc, remote: hc.RemoteAddr().String(), draining: &s.draining}
 	c.lr.r, c.lr.left = hc, h1MaxHeaderBytes
 	c.br = bufio.NewReaderSize(&c.lr, 4<<10)
 	c.bw = bufio.NewWriterSize(hc, 4<<10)
 	s.mu.Lock()
-	if s.draining.Load() {
+	if s.stopped {
 		s.mu.Unlock()
 		hc.Close()
 		return
@@ -124,7 +132,9 @@ func (s *h1Server) serve(hc *httpConn) {
 	// connection is, which a request in flight does not notice (see above).
 	// A context per request would cost a cancelable context and the
 	// registrations on it of every request.
-	base, cancel := context.WithCancel(connContext(context.Background(), hc))
+	// Derived from the proxy's context: requests still in flight when the
+	// drain ends are cancelled, upstream calls included.
+	base, cancel := context.WithCancel(connContext(s.p.ctx, hc))
 	defer cancel()
 	for {
 		c.idle.Store(true)
@@ -227,9 +237,18 @@ func (s *h1Server) shutdown() {
 	s.mu.Unlock()
 }
 
-// closeAll closes every connection, in flight or not.
+// active is the number of connections being served.
+func (s *h1Server) active() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.conns)
+}
+
+// closeAll refuses new connections and closes every connection, in flight
+// or not.
 func (s *h1Server) closeAll() {
 	s.mu.Lock()
+	s.stopped = true
 	for c := range s.conns {
 		c.Close()
 	}
@@ -423,7 +442,7 @@ func (w *h1Response) commit(final bool) {
 	default:
 		w.close = true // HTTP/1.0: the body ends with the connection
 	}
-	if w.req.Close || hasToken(h, "Connection", "close") {
+	if w.req.Close || w.c.draining.Load() || hasToken(h, "Connection", "close") {
 		w.close = true
 	}
 	if w.close {
