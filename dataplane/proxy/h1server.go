@@ -136,9 +136,12 @@ func (s *h1Server) serve(hc *httpConn) {
 	// drain ends are cancelled, upstream calls included.
 	base, cancel := context.WithCancel(connContext(s.p.ctx, hc))
 	defer cancel()
-	for {
+	for first := true; ; first = false {
 		c.idle.Store(true)
-		if s.draining.Load() {
+		// While the server drains, a connection ends after its response;
+		// one accepted meanwhile (a sidecar's outbound listener stays
+		// open) is served one request.
+		if !first && s.draining.Load() {
 			return
 		}
 		c.SetReadDeadline(time.Now().Add(s.p.httpSrv.IdleTimeout))

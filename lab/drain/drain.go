@@ -31,13 +31,14 @@ type Duration time.Duration
 // Set parses s as a duration or whole seconds.
 func (d *Duration) Set(s string) error {
 	s = strings.TrimSpace(s)
-	if n, err := strconv.ParseUint(s, 10, 32); err == nil {
-		*d = Duration(time.Duration(n) * time.Second)
-		return nil
-	}
 	v, err := time.ParseDuration(s)
-	if err != nil || v < 0 {
-		return fmt.Errorf("drain duration %q: want seconds (5) or a duration (2.5s)", s)
+	if n, nerr := strconv.ParseUint(s, 10, 32); nerr == nil {
+		v, err = time.Duration(n)*time.Second, nil
+	}
+	// Zero is refused rather than read as "the default", which is what
+	// the modes' Options make of it.
+	if err != nil || v <= 0 {
+		return fmt.Errorf("drain duration %q: want seconds (5) or a duration (2.5s), more than 0", s)
 	}
 	*d = Duration(v)
 	return nil
