@@ -238,4 +238,3 @@ func refused(addr string) bool {
 	}
 	return errors.Is(err, syscall.ECONNREFUSED)
 }
-
