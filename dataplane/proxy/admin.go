@@ -52,7 +52,7 @@ func (p *Proxy) AdminHandler() http.Handler {
 }
 
 // ReadyHandler serves /healthz/ready: 200 once the first listeners and
-// clusters are applied, 503 before.
+// clusters are applied, 503 before and from the start of the drain.
 func (p *Proxy) ReadyHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/healthz/ready", p.serveReady)
