@@ -169,7 +169,7 @@ func drainMode(t *testing.T, m mode) {
 		if !waitUntil(time.Second, func() bool {
 			c, err := net.DialTimeout("tcp", m.target, time.Second)
 			if err == nil {
-				c.Close()
+				_ = c.Close()
 				return false
 			}
 			return errors.Is(err, syscall.ECONNREFUSED)
@@ -209,14 +209,14 @@ func proxyMode(t *testing.T, command, nodeType string) mode {
 		if r.URL.Path == "/slow" {
 			time.Sleep(time.Second)
 		}
-		io.WriteString(w, "ok")
+		_, _ = io.WriteString(w, "ok")
 	})}
 	bln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	go backend.Serve(bln)
-	t.Cleanup(func() { backend.Close() })
+	go func() { _ = backend.Serve(bln) }()
+	t.Cleanup(func() { _ = backend.Close() })
 	bport := bln.Addr().(*net.TCPAddr).Port
 
 	node := nodeType + "~127.0.0.1~drain-0.default~default.svc.cluster.local"
@@ -280,7 +280,7 @@ func adsServer(t *testing.T, node string, res ...types.Resource) string {
 	ctx, cancel := context.WithCancel(context.Background())
 	g := grpc.NewServer()
 	discoveryv3.RegisterAggregatedDiscoveryServiceServer(g, serverv3.NewServer(ctx, cache, nil))
-	go g.Serve(ln)
+	go func() { _ = g.Serve(ln) }()
 	t.Cleanup(func() { g.Stop(); cancel() })
 	return ln.Addr().String()
 }
@@ -305,7 +305,7 @@ func freeAddr(t *testing.T) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ln.Close()
+	defer func() { _ = ln.Close() }()
 	return ln.Addr().String()
 }
 
@@ -314,7 +314,7 @@ func fetch(c *http.Client, url string) (int, string, error) {
 	if err != nil {
 		return 0, "", err
 	}
-	defer resp.Body.Close()
+	defer func() { _ = resp.Body.Close() }()
 	b, err := io.ReadAll(resp.Body)
 	return resp.StatusCode, string(b), err
 }

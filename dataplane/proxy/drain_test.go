@@ -84,7 +84,7 @@ func TestDrain(t *testing.T) {
 					started <- struct{}{}
 					time.Sleep(500 * time.Millisecond)
 				}
-				io.WriteString(w, "ok")
+				_, _ = io.WriteString(w, "ok")
 			})
 			cp := newControlPlane(t, "127.0.0.1:0")
 			cp.set("1", plainListener("in", corev3.TrafficDirection_INBOUND, "app"),
@@ -98,7 +98,7 @@ func TestDrain(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			defer idle.Close()
+			defer func() { _ = idle.Close() }()
 			br := bufio.NewReader(idle)
 			if resp := roundTrip(t, idle, br, "/"); resp.StatusCode != 200 || resp.Close {
 				t.Fatalf("before the drain: %d close=%v", resp.StatusCode, resp.Close)
@@ -113,7 +113,7 @@ func TestDrain(t *testing.T) {
 				resp, err := c.Get("http://" + in + "/slow")
 				if err == nil {
 					_, err = io.ReadAll(resp.Body)
-					resp.Body.Close()
+					_ = resp.Body.Close()
 				}
 				inflight <- result{resp, err}
 			}()
@@ -128,7 +128,7 @@ func TestDrain(t *testing.T) {
 			})
 			waitFor(t, "inbound listener closed", func() bool { return refused(in) })
 			// The idle connection is closed rather than left to its timeout.
-			idle.SetReadDeadline(time.Now().Add(2 * time.Second))
+			_ = idle.SetReadDeadline(time.Now().Add(2 * time.Second))
 			if _, err := br.ReadByte(); !errors.Is(err, io.EOF) {
 				t.Errorf("idle keep-alive connection: read %v, want EOF", err)
 			}
@@ -138,7 +138,7 @@ func TestDrain(t *testing.T) {
 					t.Fatalf("outbound listener while draining: %v", err)
 				}
 				resp := roundTrip(t, c, bufio.NewReader(c), "/")
-				c.Close()
+				_ = c.Close()
 				if resp.StatusCode != 200 || !resp.Close {
 					t.Errorf("outbound request while draining: %d close=%v, want 200 with Connection: close", resp.StatusCode, resp.Close)
 				}
@@ -188,7 +188,7 @@ func TestDrainBounded(t *testing.T) {
 	go func() {
 		resp, err := http.Get("http://" + in + "/")
 		if err == nil {
-			resp.Body.Close()
+			_ = resp.Body.Close()
 		}
 		errc <- err
 	}()
@@ -226,14 +226,14 @@ func roundTrip(t *testing.T, c net.Conn, br *bufio.Reader, path string) *http.Re
 	if _, err := io.Copy(io.Discard, resp.Body); err != nil {
 		t.Fatal(err)
 	}
-	resp.Body.Close()
+	_ = resp.Body.Close()
 	return resp
 }
 
 func refused(addr string) bool {
 	c, err := net.DialTimeout("tcp", addr, time.Second)
 	if err == nil {
-		c.Close()
+		_ = c.Close()
 		return false
 	}
 	return errors.Is(err, syscall.ECONNREFUSED)

@@ -471,7 +471,7 @@ func (p *Proxy) Run(ctx context.Context) error {
 		if l := rt.listeners[name]; sidecar && l != nil && !l.inbound {
 			continue
 		}
-		b.ln.Close()
+		_ = b.ln.Close()
 		delete(p.bound, name)
 	}
 	p.mu.Unlock()
@@ -486,7 +486,7 @@ func (p *Proxy) Run(ctx context.Context) error {
 	go func() {
 		defer close(httpDone)
 		if err := p.httpSrv.Shutdown(drain); err != nil {
-			p.httpSrv.Close()
+			_ = p.httpSrv.Close() // the drain is over: cut what is left
 		}
 	}()
 	// What is left of the drain is polled, as net/http's Shutdown does:
@@ -527,15 +527,15 @@ func (p *Proxy) stop() {
 		p.warmTimer.Stop()
 	}
 	for name, b := range p.bound {
-		b.ln.Close()
+		_ = b.ln.Close()
 		delete(p.bound, name)
 	}
 	p.mu.Unlock()
-	p.httpLn.Close()
+	_ = p.httpLn.Close()
 	p.h1.closeAll()
 	p.cancel()
 	p.conns.closeAll()
-	p.httpSrv.Close()
+	_ = p.httpSrv.Close()
 	p.h1.wg.Wait()
 	p.wg.Wait()
 }
