@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"io"
@@ -18,6 +19,9 @@ import (
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+
+	"golang.org/x/net/http2"
+	"golang.org/x/net/http2/hpack"
 
 	"github.com/meshlab/meshlab/dataplane/xdsclient"
 )
@@ -212,6 +216,89 @@ func TestDrainBounded(t *testing.T) {
 		t.Error("upstream call not cancelled when the drain ended")
 	}
 	<-errc
+}
+
+// TestDrainHTTP2: an HTTP/2 connection with a stream in flight gets GOAWAY
+// when the drain starts, and the stream still completes with 200.
+func TestDrainHTTP2(t *testing.T) {
+	started := make(chan struct{}, 1)
+	slow := handlerBackend(t, "127.0.0.1", func(w http.ResponseWriter, r *http.Request) {
+		started <- struct{}{}
+		time.Sleep(500 * time.Millisecond)
+		_, _ = io.WriteString(w, "ok")
+	})
+	cp := newControlPlane(t, "127.0.0.1:0")
+	cp.set("1", plainListener("in", corev3.TrafficDirection_INBOUND, "app"), staticCluster("app", slow))
+	p := runDrainingProxy(t, cp.addr, testNode, 5*time.Second)
+	in := (&testProxy{Proxy: p.Proxy}).addr(t, "in")
+
+	// HTTP/2 with prior knowledge, frame by frame, to see the GOAWAY.
+	c, err := net.Dial("tcp", in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = c.Close() }()
+	if _, err := io.WriteString(c, http2.ClientPreface); err != nil {
+		t.Fatal(err)
+	}
+	fr := http2.NewFramer(c, c)
+	if err := fr.WriteSettings(); err != nil {
+		t.Fatal(err)
+	}
+	var hb bytes.Buffer
+	enc := hpack.NewEncoder(&hb)
+	for _, f := range [][2]string{{":method", "GET"}, {":scheme", "http"}, {":path", "/slow"}, {":authority", "app"}} {
+		if err := enc.WriteField(hpack.HeaderField{Name: f[0], Value: f[1]}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: hb.Bytes(), EndStream: true, EndHeaders: true}); err != nil {
+		t.Fatal(err)
+	}
+	<-started
+	p.stop()
+
+	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	dec := hpack.NewDecoder(4096, nil)
+	var goaway bool
+	var status string
+	for done := false; !done; {
+		f, err := fr.ReadFrame()
+		if err != nil {
+			t.Fatalf("read frames: %v (GOAWAY seen %v, status %q)", err, goaway, status)
+		}
+		switch f := f.(type) {
+		case *http2.SettingsFrame:
+			if !f.IsAck() {
+				if err := fr.WriteSettingsAck(); err != nil {
+					t.Fatal(err)
+				}
+			}
+		case *http2.GoAwayFrame:
+			goaway = true
+		case *http2.HeadersFrame:
+			hf, err := dec.DecodeFull(f.HeaderBlockFragment())
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, h := range hf {
+				if h.Name == ":status" {
+					status = h.Value
+				}
+			}
+			done = f.StreamEnded()
+		case *http2.DataFrame:
+			done = f.StreamEnded()
+		}
+	}
+	if !goaway || status != "200" {
+		t.Errorf("stream in flight at the drain: status %q, GOAWAY seen before its end %v; want 200 and GOAWAY", status, goaway)
+	}
+	select {
+	case <-p.done:
+	case <-time.After(3 * time.Second):
+		t.Fatal("Run still draining 3s after its last stream")
+	}
 }
 
 func roundTrip(t *testing.T, c net.Conn, br *bufio.Reader, path string) *http.Response {
