@@ -51,14 +51,15 @@ func Run(ctx context.Context, ln net.Listener, addr string, h http.Handler, drai
 	log.Info("draining", "timeout", drain)
 	shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), drain)
 	defer cancel()
-	err := srv.Shutdown(shutdownCtx)
-	if err != nil {
+	if err := srv.Shutdown(shutdownCtx); err != nil {
+		// The drain is a bound, not a failure: what is left is cut, as
+		// Istio's agent ends Envoy when terminationDrainDuration is up.
+		log.Warn("drain ended with requests in flight; cutting them", "err", err)
 		cancelReqs()
 		_ = srv.Close()
-		err = fmt.Errorf("drain server on %s: %w", ln.Addr(), err)
 	}
-	if serr := <-errc; serr != nil && !errors.Is(serr, http.ErrServerClosed) {
-		return fmt.Errorf("serve on %s: %w", ln.Addr(), serr)
+	if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return fmt.Errorf("serve on %s: %w", ln.Addr(), err)
 	}
-	return err
+	return nil
 }
