@@ -4,8 +4,11 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"os"
+	"os/signal"
+	"syscall"
 
 	"github.com/urfave/cli/v2"
 
@@ -55,7 +58,15 @@ func main() {
 			process.NSExecCommand(),
 		},
 	}
-	if err := app.Run(cmd.Intersperse(app, os.Args)); err != nil {
+	// The one place termination signals are caught: every long-running mode
+	// drains when this context ends, as a container does when kubelet sends
+	// SIGTERM. Once it has ended the default action is back, so a second
+	// Ctrl-C or SIGTERM ends a drain that takes too long.
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	context.AfterFunc(ctx, stop)
+	err := app.RunContext(ctx, cmd.Intersperse(app, os.Args))
+	stop()
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "meshlab:", err)
 		os.Exit(1)
 	}

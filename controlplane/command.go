@@ -4,14 +4,13 @@ import (
 	"log/slog"
 	"net/netip"
 	"os"
-	"os/signal"
-	"syscall"
 
 	"github.com/urfave/cli/v2"
 	"k8s.io/client-go/rest"
 
 	"github.com/meshlab/meshlab/controlplane/inject"
 	"github.com/meshlab/meshlab/controlplane/kube"
+	"github.com/meshlab/meshlab/lab/drain"
 )
 
 // Command is `meshlab controlplane`, the istiod analogue. The lab runs it in
@@ -48,6 +47,7 @@ Examples:
 			&cli.StringFlag{Name: "ca-dir", Usage: "plugged-in mesh CA (Istio's cacerts: ca-cert.pem, ca-key.pem, root-cert.pem, cert-chain.pem) when the directory holds one; else the store keeps a root of its own"},
 			&cli.StringFlag{Name: "proxy-image", Value: "meshlab.local/meshlab:" + version, Usage: "image the injection webhook gives istio-init and istio-proxy"},
 			&cli.BoolFlag{Name: "debug", Usage: "log at debug level"},
+			drain.Flag(),
 		},
 		Action: func(c *cli.Context) error {
 			pool, err := netip.ParsePrefix(c.String("vip-pool"))
@@ -64,9 +64,8 @@ Examples:
 					return cli.Exit(err.Error(), 2)
 				}
 			}
-			ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
-			defer stop()
-			return Run(ctx, Options{
+			// c.Context ends on SIGTERM (main catches it): Run drains.
+			return Run(c.Context, Options{
 				WebhookAddr: c.String("webhook-addr"),
 				Kube:        kcfg,
 				Inject:      inject.Params{Image: c.String("proxy-image")},
@@ -77,6 +76,8 @@ Examples:
 				VIPPool:     pool,
 				Version:     version,
 				Logger:      slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level})),
+
+				DrainTimeout: drain.FromFlag(c),
 			})
 		},
 	}

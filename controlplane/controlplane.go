@@ -57,6 +57,9 @@ type Options struct {
 	// CADir, when it holds a plugged-in CA (Istio's cacerts Secret mounted
 	// at /etc/cacerts), is the mesh CA; otherwise the store keeps one.
 	CADir string
+	// DrainTimeout bounds how long API and webhook requests in flight may
+	// take once the context of Serve ends (5s when zero).
+	DrainTimeout time.Duration
 }
 
 // WebhookDNSNames and WebhookIPs are what the webhook certificate is for:
@@ -274,10 +277,25 @@ func (s *Server) Serve(ctx context.Context) error {
 	case runErr = <-errc:
 		cancel()
 	}
-	shutCtx, done := context.WithTimeout(context.Background(), 5*time.Second)
+	// The listeners close at once; requests in flight get the drain.
+	drain := s.opts.DrainTimeout
+	if drain <= 0 {
+		drain = 5 * time.Second
+	}
+	shutCtx, done := context.WithTimeout(context.Background(), drain)
 	defer done()
-	_ = hs.Shutdown(shutCtx)
-	_ = ws.Shutdown(shutCtx)
+	var shut sync.WaitGroup
+	for _, srv := range []*http.Server{hs, ws} {
+		shut.Add(1)
+		go func() {
+			defer shut.Done()
+			if err := srv.Shutdown(shutCtx); err != nil {
+				// Cut what is left: its requests' contexts end.
+				_ = srv.Close()
+			}
+		}()
+	}
+	shut.Wait()
 	wg.Wait()
 	return runErr
 }

@@ -7,6 +7,8 @@ import (
 	"strings"
 
 	"github.com/urfave/cli/v2"
+
+	"github.com/meshlab/meshlab/lab/drain"
 )
 
 // Command is `meshlab proxy`, the sidecar.
@@ -15,6 +17,8 @@ func Command() *cli.Command {
 redirect to 15001 (outbound) and 15006 (inbound) are routed by the
 configuration the control plane serves over xDS, DNS on 15053 answers for
 mesh services, the admin API is on 127.0.0.1:15000 and readiness on :15021.
+On SIGTERM it drains as Istio's sidecar does: readiness answers 503, inbound
+listeners close, requests in flight get --termination-drain-duration.
 
 Examples:
    meshlab proxy --pod reviews-v1-0 --namespace default --ip 198.18.0.12
@@ -53,6 +57,7 @@ func command(mode, name, usage, desc string) *cli.Command {
 			&cli.StringFlag{Name: "stats-addr", Value: "0.0.0.0:15090", Usage: "Prometheus stats address (/stats/prometheus); - disables"},
 			&cli.StringFlag{Name: "dns-addr", Value: "127.0.0.1:15053", Usage: "DNS address (sidecar only); - disables"},
 			&cli.BoolFlag{Name: "no-access-log", Usage: "do not write the access log to stdout"},
+			drain.Flag(),
 		},
 		Action: func(c *cli.Context) error {
 			o, err := optionsFrom(c, mode)
@@ -120,6 +125,7 @@ func optionsFrom(c *cli.Context, mode string) (Options, error) {
 		ReadyAddr:        c.String("ready-addr"),
 		StatsAddr:        c.String("stats-addr"),
 		DNSAddr:          c.String("dns-addr"),
+		DrainTimeout:     drain.FromFlag(c),
 	}
 	if !c.Bool("no-access-log") {
 		o.AccessLog = c.App.Writer

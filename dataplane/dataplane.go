@@ -48,7 +48,8 @@ type Options struct {
 	AccessLog io.Writer
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger
-	// DrainTimeout bounds the shutdown (5s by default).
+	// DrainTimeout bounds how long requests in flight may take once ctx
+	// ends (Istio's terminationDrainDuration, 5s by default).
 	DrainTimeout time.Duration
 }
 
@@ -83,7 +84,9 @@ func orDefault(v, d string) string {
 }
 
 // Run runs the proxy until ctx ends, then shuts it down, draining
-// requests in flight within the drain timeout.
+// requests in flight within the drain timeout. The xDS client, DNS, admin,
+// readiness and stats servers serve on while the proxy drains, as Envoy's
+// do: readiness then answers 503.
 func Run(ctx context.Context, o Options) error {
 	log := o.Logger
 	if log == nil {
@@ -114,20 +117,26 @@ func Run(ctx context.Context, o Options) error {
 		Logger: log,
 	})
 
+	// ctx ends the proxy, which drains; aux, everything else, once the
+	// proxy is done. A failure of any part ends both.
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	aux, cancelAux := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelAux()
 	var wg sync.WaitGroup
 	errc := make(chan error, 8)
-	run := func(name string, f func(context.Context) error) {
+	start := func(ctx context.Context, name string, f func(context.Context) error) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			if err := f(ctx); err != nil && !errors.Is(err, context.Canceled) {
 				errc <- fmt.Errorf("%s: %w", name, err)
 				cancel()
+				cancelAux()
 			}
 		}()
 	}
+	run := func(name string, f func(context.Context) error) { start(aux, name, f) }
 	serve := func(name, addr string, h http.Handler) error {
 		if addr == "-" {
 			return nil
@@ -148,17 +157,17 @@ func Run(ctx context.Context, o Options) error {
 		return nil
 	}
 	if err := serve("admin", orDefault(o.AdminAddr, "127.0.0.1:15000"), p.AdminHandler()); err != nil {
-		cancel()
+		cancelAux()
 		wg.Wait()
 		return err
 	}
 	if err := serve("readiness", orDefault(o.ReadyAddr, "0.0.0.0:15021"), p.ReadyHandler()); err != nil {
-		cancel()
+		cancelAux()
 		wg.Wait()
 		return err
 	}
 	if err := serve("stats", orDefault(o.StatsAddr, "0.0.0.0:15090"), p.StatsHandler()); err != nil {
-		cancel()
+		cancelAux()
 		wg.Wait()
 		return err
 	}
@@ -167,7 +176,10 @@ func Run(ctx context.Context, o Options) error {
 		run("dns", func(ctx context.Context) error { return dnsSrv.ListenAndServe(ctx, addr) })
 	}
 	run("xds", client.Run)
-	run("proxy", p.Run)
+	start(ctx, "proxy", func(ctx context.Context) error {
+		defer cancelAux()
+		return p.Run(ctx)
+	})
 	log.Info("proxy started", "mode", o.Mode, "node", o.NodeID, "discovery", o.DiscoveryAddress)
 	wg.Wait()
 	select {

@@ -52,7 +52,7 @@ func (p *Proxy) AdminHandler() http.Handler {
 }
 
 // ReadyHandler serves /healthz/ready: 200 once the first listeners and
-// clusters are applied, 503 before.
+// clusters are applied, 503 before and from the start of the drain.
 func (p *Proxy) ReadyHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/healthz/ready", p.serveReady)
@@ -67,6 +67,12 @@ func (p *Proxy) StatsHandler() http.Handler {
 }
 
 func (p *Proxy) serveReady(w http.ResponseWriter, r *http.Request) {
+	if p.draining.Load() {
+		// As Envoy's /ready while it drains: whoever sends traffic here
+		// (a load balancer, the kubelet's probe) stops at once.
+		http.Error(w, "DRAINING", http.StatusServiceUnavailable)
+		return
+	}
 	if !p.Ready() {
 		http.Error(w, "PRE_INITIALIZING", http.StatusServiceUnavailable)
 		return

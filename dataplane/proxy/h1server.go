@@ -37,10 +37,15 @@ const h1Hold = 2048
 
 // h1Server tracks the connections it serves, for shutdown.
 type h1Server struct {
-	p        *Proxy
-	mu       sync.Mutex
-	conns    map[*h1Conn]struct{}
+	p     *Proxy
+	mu    sync.Mutex
+	conns map[*h1Conn]struct{}
+	// draining: responses say Connection: close and end their connection,
+	// idle connections close. A sidecar's outbound listeners stay open
+	// while it drains, so new connections are still served, one request
+	// each, until stopped.
 	draining atomic.Bool
+	stopped  bool // guarded by mu: new connections are refused
 	wg       sync.WaitGroup
 }
 
@@ -57,6 +62,9 @@ type h1Conn struct {
 	// or stalled past the stream idle timeout (408) is answered with, if
 	// its response has not started, as Envoy's codec answers.
 	bodyFail atomic.Int32
+	// draining is the server's: a response written while it drains
+	// closes the connection and says so.
+	draining *atomic.Bool
 }
 
 // setReadDeadline bounds the next reads by d from now; 0: no bound.
@@ -71,11 +79,11 @@ func (c *h1Conn) setReadDeadline(d time.Duration) {
 // serve runs c until the client closes it, a response closes it, or the
 // server drains. hc carries the connection's filter chain to the handler.
 func (s *h1Server) serve(hc *httpConn) {
-	c := &h1Conn{Conn: hc, remote: hc.RemoteAddr().String(), lim: hc.info.chain.http.limits()}
+	c := &h1Conn{Conn: hc, remote: hc.RemoteAddr().String(), lim: hc.info.chain.http.limits(), draining: &s.draining}
 	c.br = bufio.NewReaderSize(hc, 4<<10)
 	c.bw = bufio.NewWriterSize(hc, 4<<10)
 	s.mu.Lock()
-	if s.draining.Load() {
+	if s.stopped {
 		s.mu.Unlock()
 		hc.Close()
 		return
@@ -120,11 +128,16 @@ func (s *h1Server) serve(hc *httpConn) {
 	// connection is, which a request in flight does not notice (see above).
 	// A context per request would cost a cancelable context and the
 	// registrations on it of every request.
-	base, cancel := context.WithCancel(connContext(context.Background(), hc))
+	// Derived from the proxy's context: requests still in flight when the
+	// drain ends are cancelled, upstream calls included.
+	base, cancel := context.WithCancel(connContext(s.p.ctx, hc))
 	defer cancel()
-	for {
+	for first := true; ; first = false {
 		c.idle.Store(true)
-		if s.draining.Load() {
+		// While the server drains, a connection ends after its response;
+		// one accepted meanwhile (a sidecar's outbound listener stays
+		// open) is served one request.
+		if !first && s.draining.Load() {
 			return
 		}
 		// Between requests the connection idle timeout applies; from the
@@ -243,9 +256,18 @@ func (s *h1Server) shutdown() {
 	s.mu.Unlock()
 }
 
-// closeAll closes every connection, in flight or not.
+// active is the number of connections being served.
+func (s *h1Server) active() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.conns)
+}
+
+// closeAll refuses new connections and closes every connection, in flight
+// or not.
 func (s *h1Server) closeAll() {
 	s.mu.Lock()
+	s.stopped = true
 	for c := range s.conns {
 		c.Close()
 	}
@@ -460,7 +482,7 @@ func (w *h1Response) commit(final bool) {
 	default:
 		w.close = true // HTTP/1.0: the body ends with the connection
 	}
-	if w.req.Close || hasToken(h, "Connection", "close") {
+	if w.req.Close || w.c.draining.Load() || hasToken(h, "Connection", "close") {
 		w.close = true
 	}
 	if w.close {

@@ -17,6 +17,7 @@ import (
 	"net/http/httputil"
 	"net/netip"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -73,6 +74,9 @@ type Proxy struct {
 	bound     map[string]*boundListener
 	closed    bool
 	ready     atomic.Bool
+	// draining is set when Run's context ends: readiness answers 503 so
+	// that load balancers and gateways stop sending.
+	draining atomic.Bool
 
 	ctx    context.Context // Run's; stops accept loops and TCP copies
 	cancel context.CancelFunc
@@ -139,8 +143,10 @@ func New(cfg Config) *Proxy {
 		ReadHeaderTimeout: defaultLimits.streamIdle,
 		MaxHeaderBytes:    defaultLimits.maxHead,
 		ConnContext:       connContext,
-		Protocols:         new(http.Protocols),
-		ErrorLog:          slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelDebug),
+		// Requests still in flight when the drain ends are cancelled.
+		BaseContext: func(net.Listener) context.Context { return p.ctx },
+		Protocols:   new(http.Protocols),
+		ErrorLog:    slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelDebug),
 	}
 	p.httpSrv.Protocols.SetHTTP1(true)
 	p.httpSrv.Protocols.SetHTTP2(true) // over TLS, when ALPN picks h2
@@ -434,8 +440,14 @@ const (
 	virtualOutbound = "virtualOutbound"
 )
 
-// Run serves until ctx ends, then closes the listeners, lets requests in
-// flight finish within the drain timeout and closes what is left.
+// Run serves until ctx ends, then drains as Envoy does when Istio's agent
+// gets SIGTERM: readiness answers 503, the listeners that take traffic in
+// stop accepting (all of a gateway's; a sidecar's inbound ones, while its
+// outbound ones serve the app, which may still call out to finish its own
+// requests), responses close their connections (HTTP/1 Connection: close,
+// HTTP/2 GOAWAY), and requests in flight get up to the drain timeout. It
+// returns as soon as no connection is left, like Istio's
+// EXIT_ON_ZERO_ACTIVE_CONNECTIONS, and flushes the access log.
 func (p *Proxy) Run(ctx context.Context) error {
 	errc := make(chan error, 1)
 	go func() { errc <- p.httpSrv.Serve(p.httpLn) }()
@@ -450,48 +462,61 @@ func (p *Proxy) Run(ctx context.Context) error {
 		case <-ctx.Done():
 			done = true
 		case err := <-errc:
+			p.stop()
 			return fmt.Errorf("serve http: %w", err)
 		case <-flush:
 			p.accessLog.Flush()
 		}
 	}
+	p.draining.Store(true)
+	sidecar := strings.HasPrefix(p.cfg.Node.GetId(), "sidecar~")
 	p.mu.Lock()
 	p.closed = true
 	if p.warmTimer != nil {
 		p.warmTimer.Stop()
 	}
+	rt := p.rt.Load()
 	for name, b := range p.bound {
-		b.ln.Close()
+		if l := rt.listeners[name]; sidecar && l != nil && !l.inbound {
+			continue
+		}
+		_ = b.ln.Close()
 		delete(p.bound, name)
 	}
 	p.mu.Unlock()
+	p.log.Info("draining", "timeout", p.cfg.DrainTimeout)
 
 	drain, cancel := context.WithTimeout(context.Background(), p.cfg.DrainTimeout)
 	defer cancel()
 	p.h1.shutdown()
-	if err := p.httpSrv.Shutdown(drain); err != nil {
-		p.httpSrv.Close()
+	// Shutdown closes net/http's idle connections and GOAWAYs HTTP/2 ones;
+	// it returns when the last is gone or the drain ends.
+	httpDone := make(chan struct{})
+	go func() {
+		defer close(httpDone)
+		if err := p.httpSrv.Shutdown(drain); err != nil {
+			_ = p.httpSrv.Close() // the drain is over: cut what is left
+		}
+	}()
+	// What is left of the drain is polled, as net/http's Shutdown does:
+	// the TCP and HTTP/1 connection sets change all the time.
+	poll := time.NewTicker(10 * time.Millisecond)
+	defer poll.Stop()
+	for idle := false; !idle; {
+		select {
+		case <-drain.Done():
+			idle = true
+		case <-poll.C:
+			select {
+			case <-httpDone:
+				idle = p.h1.active() == 0 && p.conns.len() == 0
+			default:
+			}
+		}
 	}
+	p.stop()
+	<-httpDone
 	<-errc
-	h1done := make(chan struct{})
-	go func() { p.h1.wg.Wait(); close(h1done) }()
-	select {
-	case <-h1done:
-	case <-drain.Done():
-		p.h1.closeAll()
-		<-h1done
-	}
-	// TCP connections get the rest of the drain period.
-	done := make(chan struct{})
-	go func() { p.wg.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-drain.Done():
-		p.cancel()
-		p.conns.closeAll()
-		<-done
-	}
-	p.cancel()
 	for _, c := range p.rt.Load().clusters {
 		c.Close()
 	}
@@ -499,6 +524,29 @@ func (p *Proxy) Run(ctx context.Context) error {
 		p.accessLog.Flush()
 	}
 	return nil
+}
+
+// stop closes every listener and connection left and waits for the
+// goroutines serving them.
+func (p *Proxy) stop() {
+	p.draining.Store(true)
+	p.mu.Lock()
+	p.closed = true
+	if p.warmTimer != nil {
+		p.warmTimer.Stop()
+	}
+	for name, b := range p.bound {
+		_ = b.ln.Close()
+		delete(p.bound, name)
+	}
+	p.mu.Unlock()
+	_ = p.httpLn.Close()
+	p.h1.closeAll()
+	p.cancel()
+	p.conns.closeAll()
+	_ = p.httpSrv.Close()
+	p.h1.wg.Wait()
+	p.wg.Wait()
 }
 
 // connSet tracks TCP-proxied connections so that shutdown can close them.
@@ -520,6 +568,12 @@ func (s *connSet) remove(c net.Conn) {
 	s.mu.Lock()
 	delete(s.m, c)
 	s.mu.Unlock()
+}
+
+func (s *connSet) len() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.m)
 }
 
 func (s *connSet) closeAll() {

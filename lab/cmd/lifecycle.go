@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -48,7 +49,10 @@ Examples:
 			}
 			if pid := readPID(dir); lab.Alive(pid) {
 				syscall.Kill(pid, syscall.SIGTERM)
-				deadline := time.Now().Add(40 * time.Second)
+				// The runtime drains and stops every pod, then removes the
+				// network; if it is stuck, what is left is killed and
+				// cleaned up below.
+				deadline := time.Now().Add(local.StopTimeout)
 				for lab.Alive(pid) && time.Now().Before(deadline) {
 					time.Sleep(20 * time.Millisecond)
 				}
@@ -198,13 +202,35 @@ Examples:
 			if len(argv) == 0 {
 				return cli.Exit("usage: meshlab exec -n NAMESPACE POD -- COMMAND [ARGS...]", 2)
 			}
-			cmd := exec.CommandContext(c.Context, self, append([]string{"ns-exec", "--net", p.Netns, "--"}, argv...)...)
+			// Not bound to c.Context: the command's signals are its own, as
+			// with kubectl exec. Ctrl-C reaches it from the terminal (it is
+			// in our process group); SIGTERM and SIGHUP sent to meshlab are
+			// passed on, and meshlab waits for the command to exit.
+			cmd := exec.Command(self, append([]string{"ns-exec", "--net", p.Netns, "--"}, argv...)...)
 			cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, c.App.Writer, c.App.ErrWriter
 			// A container's environment, not the caller's: like kubectl exec,
 			// and so no http_proxy of the host sends pod traffic elsewhere.
 			cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=/root", "TERM=" + os.Getenv("TERM"),
 				"POD_NAME=" + p.Name, "POD_NAMESPACE=" + p.Namespace, "HOSTNAME=" + p.Name}
-			err = cmd.Run()
+			sigs := make(chan os.Signal, 1)
+			signal.Notify(sigs, os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
+			defer signal.Stop(sigs)
+			if err := cmd.Start(); err != nil {
+				return fmt.Errorf("exec in %s/%s: %w", p.Namespace, p.Name, err)
+			}
+			exited := make(chan error, 1)
+			go func() { exited <- cmd.Wait() }()
+		wait:
+			for {
+				select {
+				case s := <-sigs:
+					if s != os.Interrupt {
+						_ = cmd.Process.Signal(s)
+					}
+				case err = <-exited:
+					break wait
+				}
+			}
 			var ee *exec.ExitError
 			if errors.As(err, &ee) {
 				return cli.Exit("", ee.ExitCode())

@@ -9,7 +9,6 @@ import (
 	"log/slog"
 	"os"
 	"os/exec"
-	"os/signal"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -273,8 +272,10 @@ func LabDaemon() *cli.Command {
 			if err != nil {
 				return err
 			}
-			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-			defer stop()
+			// c.Context ends on SIGTERM (main catches it; down sends it):
+			// local.Run then stops every pod, each draining within its grace
+			// period, and removes the lab's network, as down would.
+			ctx := c.Context
 			log := slog.New(slog.NewTextHandler(os.Stderr, nil))
 			var manifests []local.Manifest
 			for _, m := range c.StringSlice("manifest") {

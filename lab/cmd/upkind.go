@@ -6,10 +6,8 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
-	"os/signal"
 	"path/filepath"
 	"runtime"
-	"syscall"
 
 	"github.com/urfave/cli/v2"
 	"k8s.io/client-go/rest"
@@ -23,8 +21,7 @@ import (
 // upKind is `up --runtime kind`: the lab on a kind cluster, in the
 // foreground (the cluster outlives up; there is no runtime process).
 func upKind(c *cli.Context, dir string) error {
-	ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
-	defer stop()
+	ctx := c.Context // ends on SIGINT or SIGTERM (main catches them)
 	engine, err := kind.Usable()
 	if err != nil {
 		return cli.Exit("--runtime kind: "+err.Error(), 1)

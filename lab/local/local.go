@@ -349,10 +349,18 @@ func (r *Runtime) writeStatus() {
 	}
 }
 
-// teardown stops every container, then removes every pod network and the
-// bridge. It is bounded: containers get a grace period, then SIGKILL.
+// StopTimeout bounds teardown: containers get their grace period, then
+// SIGKILL, and the network is removed. down waits this long for the runtime
+// before it kills it and cleans up itself.
+const StopTimeout = process.DefaultGrace + cleanupTimeout + 5*time.Second
+
+const cleanupTimeout = 15 * time.Second
+
+// teardown stops every container, each draining within its grace period,
+// then removes every pod network and the bridge. It is bounded: containers
+// get a grace period, then SIGKILL.
 func (r *Runtime) teardown() {
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), process.DefaultGrace+5*time.Second)
 	defer cancel()
 	r.mu.Lock()
 	pods := r.pods
@@ -370,6 +378,8 @@ func (r *Runtime) teardown() {
 		}
 	}
 	wg.Wait()
+	ctx, cancelCleanup := context.WithTimeout(context.Background(), cleanupTimeout)
+	defer cancelCleanup()
 	if err := Cleanup(ctx); err != nil {
 		r.log.Error("clean up the lab's network", "err", err)
 	}

@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/meshlab/meshlab/lab/drain"
 	"github.com/meshlab/meshlab/lab/podnet"
 )
 
@@ -94,6 +95,16 @@ func helper(mode string) int {
 	case "hang":
 		signal.Ignore(syscall.SIGTERM)
 		time.Sleep(time.Hour)
+		return 0
+	case "drain":
+		// A mode that drains for the whole default drain duration, then
+		// flushes and exits as meshlab's modes do.
+		ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM)
+		defer stop()
+		fmt.Println("serving")
+		<-ctx.Done()
+		time.Sleep(drain.DefaultDuration + 500*time.Millisecond)
+		fmt.Println("drained")
 		return 0
 	}
 	fmt.Println("unknown helper mode", mode)
@@ -191,6 +202,26 @@ func TestStopKillsProcessGroup(t *testing.T) {
 	}
 	if st := s.State(); st.Running || st.LastExit != "signal: killed" {
 		t.Fatalf("state after Stop = %+v, want killed", st)
+	}
+}
+
+// TestStopLetsDrainFinish: under the default grace, a container that takes
+// the whole default drain duration on SIGTERM exits by itself, 0, rather
+// than being killed mid-drain.
+func TestStopLetsDrainFinish(t *testing.T) {
+	if testing.Short() {
+		t.Skip("takes the drain duration")
+	}
+	dir := t.TempDir()
+	logPath := filepath.Join(dir, "drain.log")
+	s := NewSupervisor(Spec{Name: "drainer", Argv: []string{self}, Env: []string{helperEnv + "=drain"}, LogPath: logPath})
+	if err := s.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the process to serve", func() bool { return strings.Contains(readFile(t, logPath), "serving") })
+	stop(t, s)
+	if st := s.State(); st.LastExit != "exit status 0" || !strings.Contains(readFile(t, logPath), "drained") {
+		t.Fatalf("after Stop: %+v, want a drain to the end and exit status 0; log:\n%s", st, readFile(t, logPath))
 	}
 }
 

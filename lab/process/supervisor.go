@@ -62,8 +62,13 @@ func (b Backoff) next(cur, ran time.Duration) (delay, after time.Duration) {
 	return cur, min(cur*2, b.Max)
 }
 
-// DefaultGrace is how long Stop waits after SIGTERM before SIGKILL.
-const DefaultGrace = 5 * time.Second
+// DefaultGrace is how long Stop waits after SIGTERM before SIGKILL:
+// kubelet's default terminationGracePeriodSeconds. It must exceed the drain
+// duration of meshlab's modes (drain.DefaultDuration, 5s) with room for the
+// drain's own end (closing, flushing the access log), or drains are cut.
+// A container that drains exits as soon as it is done, so only one that
+// ignores SIGTERM waits it out.
+const DefaultGrace = 30 * time.Second
 
 // Supervisor runs a Spec and restarts it whenever it exits, until Stop.
 // Its one goroutine (the wait-and-restart loop) ends in Stop.

@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"time"
 
 	"github.com/meshlab/meshlab/samples/serve"
 )
@@ -48,6 +49,9 @@ type Options struct {
 	RatingsFault string
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger
+	// Drain bounds how long requests in flight may take once ctx is done
+	// (serve.DefaultDrain when zero).
+	Drain time.Duration
 }
 
 func (o Options) withDefaults() Options {
@@ -88,8 +92,8 @@ func Handler(service string, opts Options) (http.Handler, error) {
 	return nil, fmt.Errorf("unknown bookinfo service %q (want one of %v)", service, Services)
 }
 
-// Run serves service until ctx is done, then shuts down gracefully.
-// In-flight requests see their context cancelled when ctx is done, so a
+// Run serves service until ctx is done, then drains: requests in flight
+// get opts.Drain to finish and see their context cancelled after it, so a
 // delayed ratings response does not hold shutdown for seven seconds.
 func Run(ctx context.Context, service string, opts Options) error {
 	opts = opts.withDefaults()
@@ -97,5 +101,5 @@ func Run(ctx context.Context, service string, opts Options) error {
 	if err != nil {
 		return err
 	}
-	return serve.Run(ctx, opts.Listener, opts.Addr, h, opts.Logger.With("service", service, "version", opts.Version))
+	return serve.Run(ctx, opts.Listener, opts.Addr, h, opts.Drain, opts.Logger.With("service", service, "version", opts.Version))
 }

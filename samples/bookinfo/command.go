@@ -2,10 +2,10 @@ package bookinfo
 
 import (
 	"fmt"
-	"os/signal"
-	"syscall"
 
 	"github.com/urfave/cli/v2"
+
+	"github.com/meshlab/meshlab/lab/drain"
 )
 
 // Command returns `bookinfo`, whose subcommands (productpage, details,
@@ -61,14 +61,14 @@ func serviceCommand(svc string) *cli.Command {
 			&cli.StringFlag{Name: "ratings-hostname", Value: "ratings", Usage: "ratings host, optionally with :port (default port 9080)", EnvVars: []string{"RATINGS_HOSTNAME"}},
 			&cli.StringFlag{Name: "services-domain", Usage: "domain appended to upstream host names, e.g. default.svc.cluster.local", EnvVars: []string{"SERVICES_DOMAIN"}},
 			&cli.StringFlag{Name: "ratings-fault", Usage: "ratings failure mode: always-503, half-500 or delay-7s", EnvVars: []string{"RATINGS_FAULT"}},
+			drain.Flag(),
 		},
 		Action: func(c *cli.Context) error {
 			if c.NArg() != 0 {
 				return cli.Exit(fmt.Sprintf("bookinfo %s: unexpected arguments %q", svc, c.Args().Slice()), 2)
 			}
-			ctx, stop := signal.NotifyContext(c.Context, syscall.SIGINT, syscall.SIGTERM)
-			defer stop()
-			return Run(ctx, svc, Options{
+			// c.Context ends on SIGTERM (main catches it): Run drains.
+			return Run(c.Context, svc, Options{
 				Addr:           c.String("addr"),
 				Version:        c.String("service-version"),
 				PodName:        c.String("pod-name"),
@@ -78,6 +78,8 @@ func serviceCommand(svc string) *cli.Command {
 				RatingsHost:    c.String("ratings-hostname"),
 				ServicesDomain: c.String("services-domain"),
 				RatingsFault:   c.String("ratings-fault"),
+
+				Drain: drain.FromFlag(c),
 			})
 		},
 	}

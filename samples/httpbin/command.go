@@ -1,10 +1,9 @@
 package httpbin
 
 import (
-	"os/signal"
-	"syscall"
-
 	"github.com/urfave/cli/v2"
+
+	"github.com/meshlab/meshlab/lab/drain"
 )
 
 // Command returns `httpbin`, which runs the httpbin sample in the foreground.
@@ -22,11 +21,11 @@ Examples:
    curl -s localhost:8000/headers`,
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "addr", Value: ":8000", Usage: "listen address", EnvVars: []string{"LISTEN_ADDR"}},
+			drain.Flag(),
 		},
 		Action: func(c *cli.Context) error {
-			ctx, stop := signal.NotifyContext(c.Context, syscall.SIGINT, syscall.SIGTERM)
-			defer stop()
-			return Run(ctx, Options{Addr: c.String("addr")})
+			// c.Context ends on SIGTERM (main catches it): Run drains.
+			return Run(c.Context, Options{Addr: c.String("addr"), Drain: drain.FromFlag(c)})
 		},
 	}
 }

@@ -30,9 +30,12 @@ type Options struct {
 	Listener net.Listener
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger
+	// Drain bounds how long requests in flight may take once ctx is done
+	// (serve.DefaultDrain when zero).
+	Drain time.Duration
 }
 
-// Run serves httpbin until ctx is done, then shuts down gracefully.
+// Run serves httpbin until ctx is done, then drains.
 func Run(ctx context.Context, opts Options) error {
 	if opts.Addr == "" {
 		opts.Addr = ":8000"
@@ -40,7 +43,7 @@ func Run(ctx context.Context, opts Options) error {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	return serve.Run(ctx, opts.Listener, opts.Addr, Handler(), opts.Logger.With("service", "httpbin"))
+	return serve.Run(ctx, opts.Listener, opts.Addr, Handler(), opts.Drain, opts.Logger.With("service", "httpbin"))
 }
 
 // Handler returns httpbin's HTTP handler.
