@@ -141,11 +141,10 @@ func WriteStatus(stateDir string, st Status) error {
 	if err != nil {
 		return fmt.Errorf("encode lab status: %w", err)
 	}
-	tmp := filepath.Join(stateDir, StatusFile+".tmp")
-	if err := os.WriteFile(tmp, b, 0o644); err != nil {
+	if err := WriteFile(filepath.Join(stateDir, StatusFile), b, 0o600); err != nil {
 		return fmt.Errorf("write lab status: %w", err)
 	}
-	return os.Rename(tmp, filepath.Join(stateDir, StatusFile))
+	return nil
 }
 
 // Alive reports whether pid names a live process.

@@ -72,6 +72,11 @@ Examples:
 			os.Remove(filepath.Join(dir, lab.PIDFile))
 			local.Release(dir)
 			if c.Bool("purge") {
+				if os.Geteuid() == 0 {
+					if _, err := lab.CheckStateDir(dir); err != nil {
+						return cli.Exit("not purging: "+err.Error(), 1)
+					}
+				}
 				if err := os.RemoveAll(dir); err != nil {
 					return fmt.Errorf("purge %s: %w", dir, err)
 				}

@@ -67,6 +67,9 @@ var Network = podnet.Network{
 	Prefix:      netip.MustParsePrefix("198.18.0.0/16"),
 	Gateway:     netip.MustParseAddr("198.18.0.1"),
 	NetnsPrefix: "mlab-",
+	// Beside OwnerFile: the sysctls are the machine's, as the pod network
+	// is, and /run is emptied at boot, when they are reset too.
+	SysctlRecord: "/run/meshlab/sysctls.json",
 }
 
 // Ports of the mesh, as Istio numbers them.
@@ -284,7 +287,9 @@ func (r *Runtime) startContainer(ctx context.Context, p *pod, name string, argv,
 		argv = append([]string{r.opts.Self}, argv[1:]...)
 	}
 	logPath := filepath.Join(r.opts.StateDir, lab.LogsDir, p.Namespace, p.Name, name+".log")
-	if err := os.MkdirAll(filepath.Dir(logPath), 0o755); err != nil {
+	// 0700: no pod may read another's logs (nor its own, as in Kubernetes,
+	// where logs live on the node).
+	if err := os.MkdirAll(filepath.Dir(logPath), 0o700); err != nil {
 		return fmt.Errorf("create log dir of %s/%s: %w", p.Namespace, p.Name, err)
 	}
 	env = append([]string{

@@ -339,3 +339,26 @@ func copyFile(src, dst string) error {
 	}
 	return out.Close()
 }
+
+// The supervisor (root) appends to a container's log in the runtime's
+// state directory: a symlink planted there must not send its writes
+// elsewhere.
+func TestLogDoesNotFollowSymlink(t *testing.T) {
+	dir := t.TempDir()
+	victim := filepath.Join(t.TempDir(), "victim")
+	if err := os.WriteFile(victim, []byte("precious\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	logPath := filepath.Join(dir, "app.log")
+	if err := os.Symlink(victim, logPath); err != nil {
+		t.Fatal(err)
+	}
+	s := NewSupervisor(Spec{Name: "crasher", Argv: []string{self}, Env: []string{helperEnv + "=crash"}, LogPath: logPath})
+	if err := s.Start(context.Background()); err == nil {
+		stop(t, s)
+		t.Error("Start with a symlink planted at the log succeeded; want an error")
+	}
+	if b := readFile(t, victim); b != "precious\n" {
+		t.Errorf("the symlink's target now holds %q; want it untouched", b)
+	}
+}

@@ -244,7 +244,9 @@ func (s *Supervisor) launch() (*exec.Cmd, *os.File, error) {
 	}
 	var logf *os.File
 	if s.spec.LogPath != "" {
-		logf, err = os.OpenFile(s.spec.LogPath, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
+		// Never through a symlink: the log's directory is the runtime's (root's)
+		// and a link there must not point root's writes elsewhere.
+		logf, err = os.OpenFile(s.spec.LogPath, os.O_WRONLY|os.O_CREATE|os.O_APPEND|syscall.O_NOFOLLOW, 0o600)
 		if err != nil {
 			return nil, nil, fmt.Errorf("open log: %w", err)
 		}
