@@ -101,6 +101,9 @@ type Container struct {
 	Restarts int    `json:"restarts"`
 	LastExit string `json:"lastExit,omitempty"`
 	Log      string `json:"log"`
+	// UID and GID it runs as, which `exec` runs as too.
+	UID uint32 `json:"uid"`
+	GID uint32 `json:"gid"`
 }
 
 // ServiceInfo is one Service of the lab.
