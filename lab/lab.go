@@ -101,6 +101,9 @@ type Container struct {
 	Restarts int    `json:"restarts"`
 	LastExit string `json:"lastExit,omitempty"`
 	Log      string `json:"log"`
+	// UID and GID it runs as, which `exec` runs as too.
+	UID uint32 `json:"uid"`
+	GID uint32 `json:"gid"`
 }
 
 // ServiceInfo is one Service of the lab.
@@ -141,11 +144,10 @@ func WriteStatus(stateDir string, st Status) error {
 	if err != nil {
 		return fmt.Errorf("encode lab status: %w", err)
 	}
-	tmp := filepath.Join(stateDir, StatusFile+".tmp")
-	if err := os.WriteFile(tmp, b, 0o644); err != nil {
+	if err := WriteFile(filepath.Join(stateDir, StatusFile), b, 0o600); err != nil {
 		return fmt.Errorf("write lab status: %w", err)
 	}
-	return os.Rename(tmp, filepath.Join(stateDir, StatusFile))
+	return nil
 }
 
 // Alive reports whether pid names a live process.

@@ -19,6 +19,7 @@ import (
 	"github.com/meshlab/meshlab/lab"
 	"github.com/meshlab/meshlab/lab/kube"
 	"github.com/meshlab/meshlab/lab/local"
+	"github.com/meshlab/meshlab/lab/process"
 )
 
 // Down is `meshlab down`.
@@ -76,6 +77,11 @@ Examples:
 			os.Remove(filepath.Join(dir, lab.PIDFile))
 			local.Release(dir)
 			if c.Bool("purge") {
+				if os.Geteuid() == 0 {
+					if _, err := lab.CheckStateDir(dir); err != nil {
+						return cli.Exit("not purging: "+err.Error(), 1)
+					}
+				}
 				if err := os.RemoveAll(dir); err != nil {
 					return fmt.Errorf("purge %s: %w", dir, err)
 				}
@@ -176,12 +182,16 @@ func Exec() *cli.Command {
 		ArgsUsage: "POD -- COMMAND [ARGS...]",
 		Description: `POD is a pod's name, or a Deployment's or app's name meaning its first ready
 pod. The command runs on the host's filesystem inside the pod's network
-namespace, so its traffic goes through the pod's sidecar.
+namespace, so its traffic goes through the pod's sidecar. Like kubectl exec
+it runs as the container does: as its user, without capabilities, with
+no_new_privs and a container's environment. Without -c, in the app's
+container.
 
 Examples:
    meshlab exec -n default ratings -- curl -sS productpage:9080/productpage
+   meshlab exec -n default ratings -- id
    meshlab exec -n istio-system istiod -- ss -ltn`,
-		Flags: []cli.Flag{stateDirFlag, namespaceFlag},
+		Flags: []cli.Flag{stateDirFlag, namespaceFlag, containerFlag},
 		Action: func(c *cli.Context) error {
 			args := c.Args().Slice()
 			if len(args) < 2 {
@@ -202,15 +212,25 @@ Examples:
 			if len(argv) == 0 {
 				return cli.Exit("usage: meshlab exec -n NAMESPACE POD -- COMMAND [ARGS...]", 2)
 			}
+			ct, err := pickContainer(p, c.String("container"))
+			if err != nil {
+				return err
+			}
+			nsArgs := []string{process.NSExecName, "--net", p.Netns,
+				"--uid", strconv.FormatUint(uint64(ct.UID), 10), "--gid", strconv.FormatUint(uint64(ct.GID), 10), "--dir", "/", "--"}
 			// Not bound to c.Context: the command's signals are its own, as
 			// with kubectl exec. Ctrl-C reaches it from the terminal (it is
 			// in our process group); SIGTERM and SIGHUP sent to meshlab are
 			// passed on, and meshlab waits for the command to exit.
-			cmd := exec.Command(self, append([]string{"ns-exec", "--net", p.Netns, "--"}, argv...)...)
+			cmd := exec.Command(self, append(nsArgs, argv...)...)
 			cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, c.App.Writer, c.App.ErrWriter
 			// A container's environment, not the caller's: like kubectl exec,
 			// and so no http_proxy of the host sends pod traffic elsewhere.
-			cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=/root", "TERM=" + os.Getenv("TERM"),
+			home := "/"
+			if ct.UID == 0 {
+				home = "/root"
+			}
+			cmd.Env = []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME=" + home, "TERM=" + os.Getenv("TERM"),
 				"POD_NAME=" + p.Name, "POD_NAMESPACE=" + p.Namespace, "HOSTNAME=" + p.Name}
 			sigs := make(chan os.Signal, 1)
 			signal.Notify(sigs, os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
@@ -264,7 +284,7 @@ Examples:
    meshlab logs -n default productpage
    meshlab logs -n default reviews-v2 -c istio-proxy
    meshlab logs -n istio-system istio-ingressgateway`,
-		Flags: []cli.Flag{stateDirFlag, namespaceFlag, &cli.StringFlag{Name: "container", Aliases: []string{"c"}, Usage: "container name"}},
+		Flags: []cli.Flag{stateDirFlag, namespaceFlag, containerFlag},
 		Action: func(c *cli.Context) error {
 			if c.NArg() != 1 {
 				return cli.Exit("usage: meshlab logs -n NAMESPACE POD [-c CONTAINER]", 2)
@@ -273,17 +293,9 @@ Examples:
 			if err != nil {
 				return err
 			}
-			want := c.String("container")
-			var pick *lab.Container
-			var names []string
-			for i, ct := range p.Containers {
-				names = append(names, ct.Name)
-				if ct.Name == want || (want == "" && (pick == nil || pick.Name == "istio-proxy")) {
-					pick = &p.Containers[i]
-				}
-			}
-			if pick == nil {
-				return cli.Exit(fmt.Sprintf("pod %s/%s has no container %q; it has %s", p.Namespace, p.Name, want, strings.Join(names, ", ")), 1)
+			pick, err := pickContainer(p, c.String("container"))
+			if err != nil {
+				return err
 			}
 			b, err := os.ReadFile(pick.Log)
 			if err != nil {
@@ -293,4 +305,23 @@ Examples:
 			return err
 		},
 	}
+}
+
+var containerFlag = &cli.StringFlag{Name: "container", Aliases: []string{"c"}, Usage: "container name (default: the app's)"}
+
+// pickContainer finds a pod's container by name; without one, the app's
+// (the last that is not istio-proxy), as kubectl's default container.
+func pickContainer(p lab.Pod, want string) (lab.Container, error) {
+	var pick *lab.Container
+	var names []string
+	for i, ct := range p.Containers {
+		names = append(names, ct.Name)
+		if ct.Name == want || (want == "" && (pick == nil || pick.Name == "istio-proxy")) {
+			pick = &p.Containers[i]
+		}
+	}
+	if pick == nil {
+		return lab.Container{}, cli.Exit(fmt.Sprintf("pod %s/%s has no container %q; it has %s", p.Namespace, p.Name, want, strings.Join(names, ", ")), 1)
+	}
+	return *pick, nil
 }

@@ -136,20 +136,22 @@ func preflightLocal() error {
 // startDaemon starts the lab's runtime process, detached, and follows its
 // progress until the lab is ready or failed.
 func startDaemon(c *cli.Context, dir string) error {
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return fmt.Errorf("create state directory: %w", err)
+	if err := lab.PrepareStateDir(dir); err != nil {
+		return cli.Exit(err.Error(), 1)
 	}
 	self, err := os.Executable()
 	if err != nil {
 		return fmt.Errorf("find the meshlab binary: %w", err)
 	}
 	logPath := filepath.Join(dir, lab.DaemonLog)
-	logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o644)
+	logf, err := lab.CreateLog(logPath, false)
 	if err != nil {
 		return fmt.Errorf("open runtime log: %w", err)
 	}
 	defer logf.Close()
-	os.Remove(filepath.Join(dir, lab.StatusFile))
+	if err := os.Remove(filepath.Join(dir, lab.StatusFile)); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("remove the last lab's status: %w", err)
+	}
 	args := []string{"lab-daemon", "--state-dir", dir}
 	for _, f := range []string{"bookinfo-namespace", "host-addr"} {
 		args = append(args, "--"+f, c.String(f))
@@ -179,7 +181,10 @@ func startDaemon(c *cli.Context, dir string) error {
 		return fmt.Errorf("start the lab runtime: %w", err)
 	}
 	pid := cmd.Process.Pid
-	os.WriteFile(filepath.Join(dir, lab.PIDFile), []byte(strconv.Itoa(pid)+"\n"), 0o644)
+	if err := lab.WriteFile(filepath.Join(dir, lab.PIDFile), []byte(strconv.Itoa(pid)+"\n"), 0o600); err != nil {
+		// down finds the runtime through its status record too.
+		fmt.Fprintf(c.App.ErrWriter, "warning: record the runtime's pid: %v\n", err)
+	}
 	exited := make(chan error, 1)
 	go func() { exited <- cmd.Wait() }()
 
@@ -266,6 +271,10 @@ func LabDaemon() *cli.Command {
 		Action: func(c *cli.Context) error {
 			dir, err := lab.StateDir(c.String("state-dir"))
 			if err != nil {
+				return err
+			}
+			// Checked again here: the runtime may be started without up.
+			if err := lab.PrepareStateDir(dir); err != nil {
 				return err
 			}
 			self, err := os.Executable()

@@ -12,6 +12,7 @@ import (
 	"github.com/urfave/cli/v2"
 	"k8s.io/client-go/rest"
 
+	"github.com/meshlab/meshlab/lab"
 	"github.com/meshlab/meshlab/lab/image"
 	"github.com/meshlab/meshlab/lab/kind"
 	"github.com/meshlab/meshlab/lab/kube"
@@ -21,6 +22,10 @@ import (
 // upKind is `up --runtime kind`: the lab on a kind cluster, in the
 // foreground (the cluster outlives up; there is no runtime process).
 func upKind(c *cli.Context, dir string) error {
+	// Before anything is built or cached in it.
+	if err := lab.PrepareStateDir(dir); err != nil {
+		return cli.Exit(err.Error(), 1)
+	}
 	ctx := c.Context // ends on SIGINT or SIGTERM (main catches them)
 	engine, err := kind.Usable()
 	if err != nil {

@@ -26,6 +26,7 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 
+	"github.com/meshlab/meshlab/lab"
 	"github.com/meshlab/meshlab/lab/kind"
 	"github.com/meshlab/meshlab/lab/metallb"
 )
@@ -337,15 +338,17 @@ func podReady(p corev1.Pod) bool {
 }
 
 func writeRecord(dir string, r Record) error {
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	if err := lab.PrepareStateDir(dir); err != nil {
 		return fmt.Errorf("record the kind lab: %w", err)
 	}
-	b, _ := json.MarshalIndent(r, "", "  ")
-	tmp := filepath.Join(dir, RecordFile+".tmp")
-	if err := os.WriteFile(tmp, b, 0o644); err != nil {
+	b, err := json.MarshalIndent(r, "", "  ")
+	if err != nil {
 		return fmt.Errorf("record the kind lab: %w", err)
 	}
-	return os.Rename(tmp, filepath.Join(dir, RecordFile))
+	if err := lab.WriteFile(filepath.Join(dir, RecordFile), b, 0o600); err != nil {
+		return fmt.Errorf("record the kind lab: %w", err)
+	}
+	return nil
 }
 
 // Down deletes the kind cluster name, if it exists, and the lab's record.

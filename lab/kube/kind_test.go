@@ -264,3 +264,28 @@ func TestUpFailureCleansUp(t *testing.T) {
 		})
 	}
 }
+
+// The kind lab's record is written by whoever ran up, root included: a
+// symlink planted where it (or the temporary file it once used) goes must
+// not send the write elsewhere.
+func TestRecordDoesNotFollowSymlinks(t *testing.T) {
+	dir := t.TempDir()
+	victim := filepath.Join(t.TempDir(), "victim")
+	if err := os.WriteFile(victim, []byte("precious\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{RecordFile, RecordFile + ".tmp"} {
+		if err := os.Symlink(victim, filepath.Join(dir, name)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := writeRecord(dir, Record{Cluster: "meshlab"}); err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := os.ReadFile(victim); string(b) != "precious\n" {
+		t.Errorf("the symlink's target now holds %q; want it untouched", b)
+	}
+	if rec, err := ReadRecord(dir); err != nil || rec.Cluster != "meshlab" {
+		t.Errorf("ReadRecord = %+v, %v; want the record just written", rec, err)
+	}
+}

@@ -67,6 +67,9 @@ var Network = podnet.Network{
 	Prefix:      netip.MustParsePrefix("198.18.0.0/16"),
 	Gateway:     netip.MustParseAddr("198.18.0.1"),
 	NetnsPrefix: "mlab-",
+	// Beside OwnerFile: the sysctls are the machine's, as the pod network
+	// is, and /run is emptied at boot, when they are reset too.
+	SysctlRecord: "/run/meshlab/sysctls.json",
 }
 
 // Ports of the mesh, as Istio numbers them.
@@ -90,6 +93,7 @@ type Runtime struct {
 	pods     []*pod
 	nextIP   netip.Addr
 	istiodIP netip.Addr
+	uids     uint32 // app uids handed out, from AppUIDBase
 
 	wg sync.WaitGroup // every goroutine the runtime starts
 }
@@ -101,6 +105,7 @@ type pod struct {
 	containers     []*process.Supervisor
 	names          []string
 	logs           []string
+	ids            []identity
 	probe          *probe
 }
 
@@ -190,11 +195,17 @@ func (r *Runtime) up(ctx context.Context) error {
 		if objs, err = r.bookinfoObjects(); err != nil {
 			return err
 		}
+		if err := checkDeployments("samples/bookinfo/bookinfo.yaml", objs); err != nil {
+			return err
+		}
 	}
 	var extra []manifest.Objects
 	for _, m := range r.opts.Manifests {
 		o, err := manifest.Parse(m.Source, m.Data, "default")
 		if err != nil {
+			return err
+		}
+		if err := checkDeployments(m.Source, o); err != nil {
 			return err
 		}
 		extra = append(extra, o)
@@ -278,30 +289,29 @@ func (r *Runtime) addPod(ctx context.Context, namespace, name, deployment string
 	return p, nil
 }
 
-// startContainer starts one supervised process in a pod.
-func (r *Runtime) startContainer(ctx context.Context, p *pod, name string, argv, env []string, uid uint32) error {
+// startContainer starts one supervised process in a pod, as id, in dir
+// ("" is /), with env added to the container's environment.
+func (r *Runtime) startContainer(ctx context.Context, p *pod, name string, argv, env []string, id identity, dir string) error {
 	if len(argv) > 0 && (argv[0] == "/meshlab" || argv[0] == "meshlab") {
 		argv = append([]string{r.opts.Self}, argv[1:]...)
 	}
 	logPath := filepath.Join(r.opts.StateDir, lab.LogsDir, p.Namespace, p.Name, name+".log")
-	if err := os.MkdirAll(filepath.Dir(logPath), 0o755); err != nil {
+	// 0700: no pod may read another's logs (nor its own, as in Kubernetes,
+	// where logs live on the node).
+	if err := os.MkdirAll(filepath.Dir(logPath), 0o700); err != nil {
 		return fmt.Errorf("create log dir of %s/%s: %w", p.Namespace, p.Name, err)
 	}
-	env = append([]string{
-		"PATH=" + os.Getenv("PATH"),
-		"HOSTNAME=" + p.Name,
-		"POD_NAME=" + p.Name,
-		"POD_NAMESPACE=" + p.Namespace,
-		"INSTANCE_IP=" + p.IP,
-		"SERVICE_ACCOUNT=" + p.serviceAccount,
-	}, env...)
+	if dir == "" {
+		dir = "/"
+	}
 	sup := process.NewSupervisor(process.Spec{
 		Name:      p.Namespace + "/" + p.Name + "/" + name,
 		Argv:      argv,
-		Env:       env,
+		Env:       containerEnv(p, id, env),
 		NetnsPath: p.Netns,
-		UID:       uid,
-		GID:       uid,
+		UID:       id.uid,
+		GID:       id.gid,
+		Dir:       dir,
 		LogPath:   logPath,
 		Self:      r.opts.Self,
 	}, process.WithLogger(r.log))
@@ -312,6 +322,7 @@ func (r *Runtime) startContainer(ctx context.Context, p *pod, name string, argv,
 	p.containers = append(p.containers, sup)
 	p.names = append(p.names, name)
 	p.logs = append(p.logs, logPath)
+	p.ids = append(p.ids, id)
 	r.mu.Unlock()
 	return nil
 }
@@ -329,7 +340,7 @@ func (r *Runtime) writeStatus() {
 		for i, c := range p.containers {
 			cs := c.State()
 			lp.Containers = append(lp.Containers, lab.Container{Name: p.names[i], Running: cs.Running, PID: cs.PID,
-				Restarts: cs.Restarts, LastExit: cs.LastExit, Log: p.logs[i]})
+				Restarts: cs.Restarts, LastExit: cs.LastExit, Log: p.logs[i], UID: p.ids[i].uid, GID: p.ids[i].gid})
 			running = running && cs.Running
 		}
 		if running {

@@ -71,7 +71,7 @@ func claim(stateDir string) error {
 	if err := os.MkdirAll(filepath.Dir(OwnerFile), 0o755); err != nil {
 		return fmt.Errorf("record the lab's ownership of the pod network: %w", err)
 	}
-	return os.WriteFile(OwnerFile, []byte(fmt.Sprintf("%d %s\n", os.Getpid(), stateDir)), 0o644)
+	return lab.WriteFile(OwnerFile, []byte(fmt.Sprintf("%d %s\n", os.Getpid(), stateDir)), 0o644)
 }
 
 func release(stateDir string) {

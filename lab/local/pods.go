@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -62,11 +63,20 @@ func (r *Runtime) startControlPlane(ctx context.Context) error {
 	}
 	p.serviceAccount = "istiod"
 	r.istiodIP = netip.MustParseAddr(p.IP)
+	// The lab's own control plane keeps root: it owns the store in the
+	// state directory, which no pod may read.
+	cpDir := filepath.Join(r.opts.StateDir, lab.ControlPlaneDir)
+	if err := os.MkdirAll(cpDir, 0o700); err != nil {
+		return fmt.Errorf("create the control plane's state dir: %w", err)
+	}
+	if err := os.Chmod(cpDir, 0o700); err != nil {
+		return fmt.Errorf("close the control plane's state dir: %w", err)
+	}
 	argv := []string{r.opts.Self, "controlplane",
-		"--state-dir", filepath.Join(r.opts.StateDir, lab.ControlPlaneDir),
+		"--state-dir", cpDir,
 		"--xds-addr", fmt.Sprintf(":%d", XDSPort),
 		"--http-addr", fmt.Sprintf(":%d", MonitorPort)}
-	if err := r.startContainer(ctx, p, "discovery", argv, nil, 0); err != nil {
+	if err := r.startContainer(ctx, p, "discovery", argv, nil, identity{}, ""); err != nil {
 		return err
 	}
 	if err := r.publish(ctx, r.opts.APIPort, netip.AddrPortFrom(r.istiodIP, MonitorPort)); err != nil {
@@ -99,7 +109,7 @@ func (r *Runtime) startGateway(ctx context.Context) error {
 	}
 	p.serviceAccount = "istio-ingressgateway-service-account"
 	p.probe = &probe{port: ReadyPort, path: "/healthz/ready"}
-	if err := r.startContainer(ctx, p, "istio-proxy", r.proxyArgv("gateway", p), nil, ProxyUID); err != nil {
+	if err := r.startContainer(ctx, p, "istio-proxy", r.proxyArgv("gateway", p), nil, identity{ProxyUID, ProxyUID}, ""); err != nil {
 		return err
 	}
 	_, err = r.cp.PutService(ctx, registry.Service{Name: "istio-ingressgateway", Namespace: systemNamespace,
@@ -238,16 +248,23 @@ func (r *Runtime) startDeploymentPod(ctx context.Context, d appsv1.Deployment) e
 		if err := podnet.Do(p.Netns, func() error { return capture.Install(opts) }); err != nil {
 			return fmt.Errorf("istio-init of %s/%s: %w", p.Namespace, p.Name, err)
 		}
-		if err := r.startContainer(ctx, p, "istio-proxy", r.proxyArgv("proxy", p), nil, ProxyUID); err != nil {
+		if err := r.startContainer(ctx, p, "istio-proxy", r.proxyArgv("proxy", p), nil, identity{ProxyUID, ProxyUID}, ""); err != nil {
 			return err
 		}
 	}
-	for _, c := range d.Spec.Template.Spec.Containers {
+	// One uid of the lab's per pod, for the containers the manifest names
+	// none for: as in Kubernetes, a pod's containers share what they run as.
+	def := r.allocUID()
+	for i, c := range d.Spec.Template.Spec.Containers {
 		argv := append(append([]string{}, c.Command...), c.Args...)
 		if len(argv) == 0 {
 			return fmt.Errorf("deployment %s/%s container %s: the local runtime runs a container's command; give it `command:`", d.Namespace, d.Name, c.Name)
 		}
-		if err := r.startContainer(ctx, p, c.Name, argv, envOf(c), 0); err != nil {
+		id, err := appIdentity(d.Spec.Template.Spec, i, def)
+		if err != nil {
+			return fmt.Errorf("deployment %s/%s: %w", d.Namespace, d.Name, err)
+		}
+		if err := r.startContainer(ctx, p, c.Name, argv, envOf(c), id, c.WorkingDir); err != nil {
 			return err
 		}
 		if p.probe == nil && c.ReadinessProbe != nil && c.ReadinessProbe.HTTPGet != nil {

@@ -41,6 +41,12 @@ type Network struct {
 	Prefix      netip.Prefix // pod addresses, 198.18.0.0/16
 	Gateway     netip.Addr   // the bridge's address and the pods' default route, 198.18.0.1
 	NetnsPrefix string       // namespace names are NetnsPrefix+pod name, "mlab-"
+	// SysctlRecord is a file where EnsureBridge records the values of the
+	// host sysctls it changes before it changes them, and Teardown puts
+	// them back from: a file, so that the Teardown of another process (a
+	// `down` after the runtime crashed) restores them too. "" leaves them
+	// as EnsureBridge set them.
+	SysctlRecord string
 }
 
 // Default is the local runtime's network.
@@ -125,10 +131,7 @@ func (n Network) EnsureBridge(ctx context.Context) error {
 	if err := netlink.LinkSetUp(br); err != nil {
 		return fmt.Errorf("bring up bridge %s: %w", n.Bridge, err)
 	}
-	if err := os.WriteFile("/proc/sys/net/ipv4/ip_forward", []byte("1\n"), 0o644); err != nil {
-		return fmt.Errorf("enable ip forwarding: %w", err)
-	}
-	return nil
+	return n.setSysctls()
 }
 
 // AddPod creates the pod's namespace and wires it to the bridge: eth0 with
@@ -234,8 +237,8 @@ func (n Network) DelPod(ctx context.Context, name string) error {
 }
 
 // Teardown removes every namespace with the prefix, the lab's veths, the
-// bridge and a host nftables table named "meshlab". It leaves
-// net.ipv4.ip_forward on: other software may rely on it.
+// bridge and a host nftables table named "meshlab", and puts back the host
+// sysctls EnsureBridge changed (with a SysctlRecord).
 func (n Network) Teardown(ctx context.Context) error {
 	if err := n.ready(ctx); err != nil {
 		return err
@@ -267,6 +270,9 @@ func (n Network) Teardown(ctx context.Context) error {
 		errs = append(errs, fmt.Errorf("look up bridge %s: %w", n.Bridge, err))
 	}
 	if err := deleteHostTables(); err != nil {
+		errs = append(errs, err)
+	}
+	if err := n.restoreSysctls(); err != nil {
 		errs = append(errs, err)
 	}
 	if err := errors.Join(errs...); err != nil {

@@ -221,3 +221,58 @@ func TestLeftoverTable(t *testing.T) {
 		t.Fatalf("Leftovers() after Teardown = %q, want nothing", after)
 	}
 }
+
+// Teardown puts back the host sysctls EnsureBridge changed, from the record,
+// so even the Teardown of another process (down after a crash) does; a
+// second EnsureBridge keeps the first one's record. It runs in a throwaway
+// namespace standing in for the host: ip_forward is per network namespace.
+func TestTeardownRestoresSysctls(t *testing.T) {
+	needRoot(t)
+	ctx := context.Background()
+	for _, before := range []string{"0", "1"} {
+		t.Run("ip_forward="+before, func(t *testing.T) {
+			const name = "mlabsysctl-test"
+			record := t.TempDir() + "/sysctls.json"
+			n := Network{Bridge: "mlabts0", Prefix: testNetwork.Prefix, Gateway: testNetwork.Gateway, NetnsPrefix: "mlabts-", SysctlRecord: record}
+			h, err := newNamedNetns(name)
+			if err != nil {
+				t.Fatal(err)
+			}
+			h.Close()
+			t.Cleanup(func() { _ = deleteNamedNetns(NetnsDir + "/" + name) })
+
+			var up, down string
+			err = Do(NetnsDir+"/"+name, func() error {
+				if err := writeSysctl("net.ipv4.ip_forward", before); err != nil {
+					return err
+				}
+				for range 2 {
+					if err := n.EnsureBridge(ctx); err != nil {
+						return err
+					}
+				}
+				if up, err = readSysctl("net.ipv4.ip_forward"); err != nil {
+					return err
+				}
+				crashed := Network{Bridge: n.Bridge, Prefix: n.Prefix, Gateway: n.Gateway, NetnsPrefix: n.NetnsPrefix, SysctlRecord: record}
+				if err := crashed.Teardown(ctx); err != nil {
+					return err
+				}
+				down, err = readSysctl("net.ipv4.ip_forward")
+				return err
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if up != "1" {
+				t.Errorf("ip_forward after EnsureBridge = %s, want 1", up)
+			}
+			if down != before {
+				t.Errorf("ip_forward after Teardown = %s, want %s as before EnsureBridge", down, before)
+			}
+			if _, err := os.Stat(record); !errors.Is(err, os.ErrNotExist) {
+				t.Errorf("Teardown left the sysctl record: %v", err)
+			}
+		})
+	}
+}

@@ -12,6 +12,8 @@ import (
 	"os"
 	"os/exec"
 	"runtime"
+	"strconv"
+	"strings"
 	"syscall"
 	"unsafe"
 
@@ -37,7 +39,11 @@ func NSExecCommand() *cli.Command {
 }
 
 // NSExecMain enters the network namespace, drops to the user and execs the
-// command in place; it returns only on failure.
+// command in place; it returns only on failure. A user other than root gets
+// what kubelet gives a container with `capabilities: {drop: [ALL]}` and
+// `allowPrivilegeEscalation: false`: no capabilities in any set, the
+// bounding set included, and no_new_privs, so neither a setuid binary nor
+// file capabilities give any back.
 func NSExecMain(args []string) error {
 	fs := flag.NewFlagSet(NSExecName, flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
@@ -78,17 +84,9 @@ func NSExecMain(args []string) error {
 		}
 		unix.Close(fd)
 	}
-	// Groups before uid: after Setuid there is no privilege left to change
-	// them. Go applies these to every thread of the process.
 	if *uid != 0 || *gid != 0 {
-		if err := syscall.Setgroups(nil); err != nil {
-			return fmt.Errorf("%s: drop supplementary groups: %w", NSExecName, err)
-		}
-		if err := syscall.Setgid(int(*gid)); err != nil {
-			return fmt.Errorf("%s: setgid %d: %w", NSExecName, *gid, err)
-		}
-		if err := syscall.Setuid(int(*uid)); err != nil {
-			return fmt.Errorf("%s: setuid %d: %w", NSExecName, *uid, err)
+		if err := dropPrivileges(int(*uid), int(*gid)); err != nil {
+			return fmt.Errorf("%s: %w", NSExecName, err)
 		}
 	}
 	if *dir != "" {
@@ -120,4 +118,68 @@ func execveat(fd int, argv, env []string) error {
 	_, _, errno := unix.Syscall6(unix.SYS_EXECVEAT, uintptr(fd), uintptr(unsafe.Pointer(empty)),
 		uintptr(unsafe.Pointer(&argvp[0])), uintptr(unsafe.Pointer(&envp[0])), unix.AT_EMPTY_PATH, 0)
 	return errno
+}
+
+// dropPrivileges makes the calling thread, which must be locked to its
+// goroutine and be the one that execs, the unprivileged user: capabilities
+// and no_new_privs are per thread and carried across exec.
+func dropPrivileges(uid, gid int) error {
+	last, err := lastCap()
+	if err != nil {
+		return err
+	}
+	// While CAP_SETPCAP is still there: nothing exec'd later may regain a
+	// capability outside the bounding set.
+	for c := 0; c <= last; c++ {
+		if err := unix.Prctl(unix.PR_CAPBSET_DROP, uintptr(c), 0, 0, 0); err != nil {
+			return fmt.Errorf("drop capability %d from the bounding set: %w", c, err)
+		}
+	}
+	if err := unix.Prctl(unix.PR_CAP_AMBIENT, unix.PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0); err != nil && !errors.Is(err, unix.EINVAL) {
+		// EINVAL: a kernel before 4.3, without ambient capabilities.
+		return fmt.Errorf("clear ambient capabilities: %w", err)
+	}
+	if err := unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
+		return fmt.Errorf("set no_new_privs: %w", err)
+	}
+	// Groups before uid: after Setuid there is no privilege left to change
+	// them. Go applies these to every thread of the process.
+	if err := syscall.Setgroups(nil); err != nil {
+		return fmt.Errorf("drop supplementary groups: %w", err)
+	}
+	if err := syscall.Setgid(gid); err != nil {
+		return fmt.Errorf("setgid %d: %w", gid, err)
+	}
+	if err := syscall.Setuid(uid); err != nil {
+		return fmt.Errorf("setuid %d: %w", uid, err)
+	}
+	// Leaving root empties the permitted, effective and ambient sets; this
+	// empties the inheritable set too, and checks that all are empty.
+	hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
+	var data [2]unix.CapUserData
+	if err := unix.Capset(&hdr, &data[0]); err != nil {
+		return fmt.Errorf("clear capabilities: %w", err)
+	}
+	if err := unix.Capget(&hdr, &data[0]); err != nil {
+		return fmt.Errorf("read capabilities: %w", err)
+	}
+	for _, d := range data {
+		if d.Effective|d.Permitted|d.Inheritable != 0 {
+			return fmt.Errorf("capabilities left after dropping to uid %d: %+v", uid, data)
+		}
+	}
+	return nil
+}
+
+// lastCap is the highest capability the kernel knows.
+func lastCap() (int, error) {
+	b, err := os.ReadFile("/proc/sys/kernel/cap_last_cap")
+	if err != nil {
+		return 0, fmt.Errorf("read the kernel's last capability: %w", err)
+	}
+	n, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil {
+		return 0, fmt.Errorf("read the kernel's last capability: %w", err)
+	}
+	return n, nil
 }

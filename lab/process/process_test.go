@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -75,6 +76,25 @@ func helper(mode string) int {
 		wd, _ := os.Getwd()
 		fmt.Printf("ifaces=%s addrs=%s uid=%d gid=%d dir=%s\n", strings.Join(names, ","), strings.Join(addrs, ","),
 			os.Getuid(), os.Getgid(), wd)
+		return 0
+	case "privs":
+		// What a container's process may do, as /proc/self/status says.
+		b, err := os.ReadFile("/proc/self/status")
+		if err != nil {
+			fmt.Println(err)
+			return 1
+		}
+		var out []string
+		for _, l := range strings.Split(string(b), "\n") {
+			k, v, _ := strings.Cut(l, ":")
+			switch k {
+			case "Uid", "Gid", "Groups", "CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb", "NoNewPrivs":
+				out = append(out, k+"="+strings.Join(strings.Fields(v), ","))
+			}
+		}
+		env := os.Environ()
+		slices.Sort(env)
+		fmt.Printf("%s env=%s\n", strings.Join(out, " "), strings.Join(env, ","))
 		return 0
 	case "crash":
 		fmt.Println("crashing on purpose")
@@ -369,4 +389,76 @@ func copyFile(src, dst string) error {
 		return err
 	}
 	return out.Close()
+}
+
+// The supervisor (root) appends to a container's log in the runtime's
+// state directory: a symlink planted there must not send its writes
+// elsewhere.
+func TestLogDoesNotFollowSymlink(t *testing.T) {
+	dir := t.TempDir()
+	victim := filepath.Join(t.TempDir(), "victim")
+	if err := os.WriteFile(victim, []byte("precious\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	logPath := filepath.Join(dir, "app.log")
+	if err := os.Symlink(victim, logPath); err != nil {
+		t.Fatal(err)
+	}
+	s := NewSupervisor(Spec{Name: "crasher", Argv: []string{self}, Env: []string{helperEnv + "=crash"}, LogPath: logPath})
+	if err := s.Start(context.Background()); err == nil {
+		stop(t, s)
+		t.Error("Start with a symlink planted at the log succeeded; want an error")
+	}
+	if b := readFile(t, victim); b != "precious\n" {
+		t.Errorf("the symlink's target now holds %q; want it untouched", b)
+	}
+}
+
+// A container of a user other than root runs as kubelet runs one with
+// `capabilities: {drop: [ALL]}` and `allowPrivilegeEscalation: false`: no
+// capability in any set, no_new_privs, no supplementary groups, and only
+// the environment it was given, in a pod's namespace or not.
+func TestUnprivilegedContainer(t *testing.T) {
+	if err := podnet.Check(); err != nil {
+		t.Skipf("needs root: %v", err)
+	}
+	ctx := context.Background()
+	n := podnet.Network{Bridge: "mlabq0", Prefix: netip.MustParsePrefix("198.18.252.0/24"),
+		Gateway: netip.MustParseAddr("198.18.252.1"), NetnsPrefix: "mlabq-"}
+	if err := n.Teardown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := n.Teardown(ctx); err != nil {
+			t.Error(err)
+		}
+	})
+	if err := n.EnsureBridge(ctx); err != nil {
+		t.Fatal(err)
+	}
+	pod, err := n.AddPod(ctx, "ratings", netip.MustParseAddr("198.18.252.7"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	const none = "0000000000000000"
+	want := "Uid=2000000007,2000000007,2000000007,2000000007 Gid=2000000008,2000000008,2000000008,2000000008 Groups= " +
+		"CapInh=" + none + " CapPrm=" + none + " CapEff=" + none + " CapBnd=" + none + " CapAmb=" + none +
+		" NoNewPrivs=1 env=" + helperEnv + "=privs,PATH=/usr/bin:/bin"
+	for _, netns := range []string{pod.NetnsPath, ""} {
+		t.Run("netns="+netns, func(t *testing.T) {
+			logPath := filepath.Join(t.TempDir(), "privs.log")
+			s := NewSupervisor(Spec{Name: "ratings", Argv: []string{"/meshlab"}, Self: self,
+				Env:       []string{"PATH=/usr/bin:/bin", helperEnv + "=privs"},
+				NetnsPath: netns, UID: 2000000007, GID: 2000000008, Dir: "/", LogPath: logPath},
+				WithBackoff(Backoff{Initial: time.Hour, Max: time.Hour, ResetAfter: time.Hour}))
+			if err := s.Start(ctx); err != nil {
+				t.Fatal(err)
+			}
+			waitFor(t, "the process to exit", func() bool { return s.State().LastExit != "" })
+			stop(t, s)
+			if log := readFile(t, logPath); !strings.Contains(log, want+"\n") {
+				t.Fatalf("log:\n%s\nwant the line %q", log, want)
+			}
+		})
+	}
 }

@@ -18,11 +18,13 @@ type Spec struct {
 	// Argv is the command; an argv[0] of "/meshlab" (the path in the
 	// meshlab image) means this binary, Self.
 	Argv []string
-	// Env is added to the supervisor's own environment (later wins).
+	// Env is the process's whole environment: a container sees its own,
+	// never the runtime's.
 	Env []string
 	// NetnsPath is the pod's network namespace; "" runs in the host's.
 	NetnsPath string
-	// UID and GID to run as; 0 is root.
+	// UID and GID to run as; 0 is root. Any other user runs without
+	// capabilities and with no_new_privs (see NSExecMain).
 	UID, GID uint32
 	// Dir is the working directory; "" keeps the supervisor's.
 	Dir string
@@ -242,14 +244,16 @@ func (s *Supervisor) launch() (*exec.Cmd, *os.File, error) {
 		return nil, nil, err
 	}
 	cmd := exec.Command(argv[0], argv[1:]...)
-	cmd.Env = append(os.Environ(), s.spec.Env...)
+	cmd.Env = s.spec.Env
 	cmd.SysProcAttr = sysattr
-	if s.spec.NetnsPath == "" {
+	if s.spec.NetnsPath == "" && s.spec.UID == 0 && s.spec.GID == 0 {
 		cmd.Dir = s.spec.Dir // else ns-exec changes directory after dropping to the user
 	}
 	var logf *os.File
 	if s.spec.LogPath != "" {
-		logf, err = os.OpenFile(s.spec.LogPath, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
+		// Never through a symlink: the log's directory is the runtime's (root's)
+		// and a link there must not point root's writes elsewhere.
+		logf, err = os.OpenFile(s.spec.LogPath, os.O_WRONLY|os.O_CREATE|os.O_APPEND|syscall.O_NOFOLLOW, 0o600)
 		if err != nil {
 			return nil, nil, fmt.Errorf("open log: %w", err)
 		}
@@ -284,12 +288,11 @@ func (s *Supervisor) command() ([]string, *syscall.SysProcAttr, error) {
 		argv[0] = self
 	}
 	attr := &syscall.SysProcAttr{Setpgid: true}
-	if s.spec.NetnsPath == "" {
-		if s.spec.UID != 0 || s.spec.GID != 0 {
-			attr.Credential = &syscall.Credential{Uid: s.spec.UID, Gid: s.spec.GID, Groups: []uint32{}}
-		}
+	if s.spec.NetnsPath == "" && s.spec.UID == 0 && s.spec.GID == 0 {
 		return argv, attr, nil
 	}
+	// ns-exec also drops privileges, which a Credential alone would not:
+	// it leaves the bounding set and no_new_privs as they are.
 	wrapped := []string{self, NSExecName, "--net", s.spec.NetnsPath,
 		"--uid", strconv.FormatUint(uint64(s.spec.UID), 10), "--gid", strconv.FormatUint(uint64(s.spec.GID), 10)}
 	if s.spec.Dir != "" {

@@ -1,0 +1,144 @@
+package local
+
+import (
+	"fmt"
+	"os/user"
+	"strconv"
+
+	corev1 "k8s.io/api/core/v1"
+
+	"github.com/meshlab/meshlab/lab/manifest"
+)
+
+// AppUIDBase is the first uid of the pods whose manifest names none: each
+// such pod gets a uid (and a group of the same number) of its own, so that
+// no pod may signal, trace or read the /proc files of another's processes.
+// Pods share the host's file system, so these uids must belong to no one:
+// they sit far above every range accounts come from (login.defs' 1000-60000,
+// systemd's dynamic users up to 65519, subordinate ids from 100000), below
+// 2^31, which some tools read as signed, and a uid the user database knows
+// is skipped.
+const AppUIDBase = 2_000_000_000
+
+// containerPath is the PATH a container gets: the one runc and Docker give
+// an image that sets none.
+const containerPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+// identity is who a container's processes run as.
+type identity struct {
+	uid, gid uint32
+}
+
+// allocUID returns the next unused uid of the lab's range.
+func (r *Runtime) allocUID() uint32 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for {
+		uid := AppUIDBase + r.uids
+		r.uids++
+		if !known(uid) {
+			return uid
+		}
+	}
+}
+
+// known reports whether uid or the gid of the same number is an account's.
+func known(id uint32) bool {
+	s := strconv.FormatUint(uint64(id), 10)
+	_, uerr := user.LookupId(s)
+	_, gerr := user.LookupGroupId(s)
+	return uerr == nil || gerr == nil
+}
+
+// appIdentity is the user and group container i of the pod template runs as,
+// as kubelet has it: the container's securityContext over the pod's, else
+// def (the pod's uid of the lab's range), with the group the same number as
+// the uid when none is given (kubelet would take the image's, often root).
+// It refuses what would give an app container privileges, naming the field:
+// root (runAsUser or runAsGroup 0), the sidecar's uid or gid 1337, whose
+// traffic capture lets through (Istio requires apps not to use it),
+// privileged and added capabilities.
+func appIdentity(spec corev1.PodSpec, i int, def uint32) (identity, error) {
+	c := spec.Containers[i]
+	field := fmt.Sprintf("spec.template.spec.containers[%d].securityContext", i)
+	podField := "spec.template.spec.securityContext"
+	var uid, gid *int64
+	uidField, gidField := "", ""
+	if psc := spec.SecurityContext; psc != nil {
+		uid, uidField = psc.RunAsUser, podField+".runAsUser"
+		gid, gidField = psc.RunAsGroup, podField+".runAsGroup"
+	}
+	if sc := c.SecurityContext; sc != nil {
+		if sc.RunAsUser != nil {
+			uid, uidField = sc.RunAsUser, field+".runAsUser"
+		}
+		if sc.RunAsGroup != nil {
+			gid, gidField = sc.RunAsGroup, field+".runAsGroup"
+		}
+		if sc.Privileged != nil && *sc.Privileged {
+			return identity{}, fmt.Errorf("%s.privileged: the local runtime runs no container privileged", field)
+		}
+		if sc.Capabilities != nil && len(sc.Capabilities.Add) > 0 {
+			return identity{}, fmt.Errorf("%s.capabilities.add: %v: the local runtime runs app containers without capabilities", field, sc.Capabilities.Add)
+		}
+	}
+	id := identity{uid: def, gid: def}
+	if uid != nil {
+		if err := checkID(*uid, uidField, "uid"); err != nil {
+			return identity{}, err
+		}
+		id.uid, id.gid = uint32(*uid), uint32(*uid)
+	}
+	if gid != nil {
+		if err := checkID(*gid, gidField, "gid"); err != nil {
+			return identity{}, err
+		}
+		id.gid = uint32(*gid)
+	}
+	return id, nil
+}
+
+func checkID(v int64, field, what string) error {
+	switch {
+	case v == 0:
+		return fmt.Errorf("%s: 0: the local runtime never runs an app container as root (its processes share the host's file system); remove the field or give another %s", field, what)
+	case v == ProxyUID:
+		return fmt.Errorf("%s: %d is istio-proxy's %s, whose traffic the sidecar does not capture (Istio requires apps not to run as it); give another %s", field, v, what, what)
+	case v < 0 || v > 1<<31-1:
+		return fmt.Errorf("%s: %d: want a %s from 1 to 2147483647", field, v, what)
+	}
+	return nil
+}
+
+// checkDeployments refuses a manifest whose Deployments ask for what the
+// local runtime does not give an app container, before any pod starts.
+func checkDeployments(source string, objs manifest.Objects) error {
+	for _, d := range objs.Deployments {
+		for i := range d.Spec.Template.Spec.Containers {
+			if _, err := appIdentity(d.Spec.Template.Spec, i, AppUIDBase); err != nil {
+				return fmt.Errorf("%s: deployment %s/%s: %w", source, d.Namespace, d.Name, err)
+			}
+		}
+	}
+	return nil
+}
+
+// containerEnv is a container's whole environment, as kubelet builds one:
+// PATH, HOSTNAME and HOME, the pod's identity (the lab's downward API),
+// then the container's own variables. Nothing of the runtime's own
+// environment (proxy settings, credentials, paths of root's) gets in.
+func containerEnv(p *pod, id identity, env []string) []string {
+	home := "/"
+	if id.uid == 0 {
+		home = "/root"
+	}
+	return append([]string{
+		"PATH=" + containerPath,
+		"HOSTNAME=" + p.Name,
+		"HOME=" + home,
+		"POD_NAME=" + p.Name,
+		"POD_NAMESPACE=" + p.Namespace,
+		"INSTANCE_IP=" + p.IP,
+		"SERVICE_ACCOUNT=" + p.serviceAccount,
+	}, env...)
+}

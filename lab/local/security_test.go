@@ -1,0 +1,110 @@
+package local
+
+import (
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/meshlab/meshlab/lab/manifest"
+)
+
+// deployment is a Deployment of one pod with an app container and a
+// helper, with podSC and the containers' securityContext YAML spliced in.
+func deployment(podSC, appSC, helperSC string) string {
+	return `apiVersion: apps/v1
+kind: Deployment
+metadata: {name: app, namespace: default}
+spec:
+  selector: {matchLabels: {app: app}}
+  template:
+    metadata: {labels: {app: app}}
+    spec:
+      securityContext: {` + podSC + `}
+      containers:
+      - name: app
+        command: ["/meshlab", "sample", "serve"]
+        securityContext: {` + appSC + `}
+      - name: helper
+        command: ["/meshlab", "sample", "serve"]
+        securityContext: {` + helperSC + `}
+`
+}
+
+func TestAppIdentity(t *testing.T) {
+	const def = AppUIDBase + 3
+	tests := []struct {
+		name                   string
+		podSC, appSC, helperSC string
+		want                   []identity // app, helper
+		wantErr                string
+	}{
+		{"nothing said: the pod's uid of the lab, and a group of the same number", "", "", "",
+			[]identity{{def, def}, {def, def}}, ""},
+		{"pod level", "runAsUser: 1000, runAsGroup: 3000", "", "",
+			[]identity{{1000, 3000}, {1000, 3000}}, ""},
+		{"container over pod", "runAsUser: 1000, runAsGroup: 3000", "runAsUser: 2000", "runAsGroup: 4000",
+			[]identity{{2000, 3000}, {1000, 4000}}, ""},
+		{"uid without group: the group of the same number, not root's", "", "runAsUser: 1000", "",
+			[]identity{{1000, 1000}, {def, def}}, ""},
+		{"a pod's root overridden by every container", "runAsUser: 0", "runAsUser: 1000", "runAsUser: 1001",
+			[]identity{{1000, 1000}, {1001, 1001}}, ""},
+		{"root", "", "runAsUser: 0", "", nil,
+			"spec.template.spec.containers[0].securityContext.runAsUser: 0: the local runtime never runs an app container as root"},
+		{"root at pod level", "runAsUser: 0", "", "", nil,
+			"spec.template.spec.securityContext.runAsUser: 0"},
+		{"root's group", "", "", "runAsUser: 1000, runAsGroup: 0", nil,
+			"spec.template.spec.containers[1].securityContext.runAsGroup: 0"},
+		{"the proxy's uid", "", "runAsUser: 1337", "", nil,
+			"runAsUser: 1337 is istio-proxy's uid, whose traffic the sidecar does not capture"},
+		{"the proxy's gid", "runAsGroup: 1337", "", "", nil,
+			"spec.template.spec.securityContext.runAsGroup: 1337 is istio-proxy's gid"},
+		{"privileged", "", "privileged: true", "", nil,
+			"spec.template.spec.containers[0].securityContext.privileged"},
+		{"added capabilities", "", "", "capabilities: {add: [NET_ADMIN]}", nil,
+			"spec.template.spec.containers[1].securityContext.capabilities.add: [NET_ADMIN]"},
+		{"dropped capabilities are fine", "", "capabilities: {drop: [ALL]}, allowPrivilegeEscalation: false, runAsNonRoot: true", "",
+			[]identity{{def, def}, {def, def}}, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			objs, err := manifest.Parse("my-app.yaml", []byte(deployment(tt.podSC, tt.appSC, tt.helperSC)), "default")
+			if err != nil {
+				t.Fatal(err)
+			}
+			err = checkDeployments("my-app.yaml", objs)
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) || !strings.HasPrefix(err.Error(), "my-app.yaml: deployment default/app: ") {
+					t.Fatalf("checkDeployments = %v; want an error naming the file, the deployment and %q", err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("checkDeployments = %v", err)
+			}
+			var got []identity
+			for i := range objs.Deployments[0].Spec.Template.Spec.Containers {
+				id, err := appIdentity(objs.Deployments[0].Spec.Template.Spec, i, def)
+				if err != nil {
+					t.Fatal(err)
+				}
+				got = append(got, id)
+			}
+			if !slices.Equal(got, tt.want) {
+				t.Errorf("identities = %+v, want %+v", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestContainerEnvIsTheContainers(t *testing.T) {
+	t.Setenv("http_proxy", "http://proxy.example:3128")
+	t.Setenv("AWS_SECRET_ACCESS_KEY", "daemon's")
+	p := &pod{serviceAccount: "bookinfo-ratings"}
+	p.Namespace, p.Name, p.IP = "default", "ratings-v1-1-x", "198.18.0.9"
+	got := containerEnv(p, identity{AppUIDBase, AppUIDBase}, []string{"LOG_LEVEL=debug"})
+	want := []string{"PATH=" + containerPath, "HOSTNAME=ratings-v1-1-x", "HOME=/", "POD_NAME=ratings-v1-1-x",
+		"POD_NAMESPACE=default", "INSTANCE_IP=198.18.0.9", "SERVICE_ACCOUNT=bookinfo-ratings", "LOG_LEVEL=debug"}
+	if !slices.Equal(got, want) {
+		t.Errorf("containerEnv = %q\nwant %q", got, want)
+	}
+}
