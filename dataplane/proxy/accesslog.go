@@ -176,9 +176,11 @@ const (
 	flagDC                            // downstream connection termination
 	flagURX                           // upstream retry limit exceeded
 	flagUO                            // upstream overflow (circuit breaking)
+	flagUPE                           // upstream protocol error
+	flagDPE                           // downstream protocol error
 )
 
-var flagNames = [...]string{"UH", "UT", "UF", "UC", "NR", "DI", "FI", "DC", "URX", "UO"}
+var flagNames = [...]string{"UH", "UT", "UF", "UC", "NR", "DI", "FI", "DC", "URX", "UO", "UPE", "DPE"}
 
 // appendTo writes the flags comma-separated, as Envoy does, or "-".
 func (f responseFlags) appendTo(b []byte) []byte {

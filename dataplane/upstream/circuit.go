@@ -293,7 +293,7 @@ func (u *connUse) done() {
 	}
 	u.conn = nil
 	if c.inflight.Add(-1) == 0 && c.retire.Load() || u.last {
-		c.Close()
+		closeConn(c)
 	}
 }
 
@@ -331,7 +331,7 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 	if cl.od != nil {
 		if ep := cl.endpointByAddr(req.URL.Host); ep != nil {
-			cl.observeResult(ep, resp, err)
+			cl.observeResult(ep, req, resp, err)
 		}
 	}
 	if err != nil {
@@ -362,7 +362,7 @@ func (t *Transport) roundTripH1(req *http.Request) (*http.Response, error) {
 	resp, err := t.h1.roundTrip(req)
 	if cl.od != nil {
 		if ep := cl.endpointByAddr(req.URL.Host); ep != nil {
-			cl.observeResult(ep, resp, err)
+			cl.observeResult(ep, req, resp, err)
 		}
 	}
 	if err != nil {
@@ -457,7 +457,7 @@ func (c *countedConn) expire() {
 	}
 	c.retire.Store(true)
 	if c.inflight.Load() == 0 {
-		c.Close()
+		closeConn(c)
 		return
 	}
 	c.timer.Reset(expireRecheck)
