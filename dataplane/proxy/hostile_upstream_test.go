@@ -186,12 +186,36 @@ func TestUpstreamResponseLimits(t *testing.T) {
 	})
 	addr, p, log := upstreamSetup(t, edsCluster("up"), up)
 	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{}}
-	for _, path := range []string{"/many", "/continue", "/huge"} {
-		t.Run(path, func(t *testing.T) {
+	for _, tc := range []struct {
+		name, path string
+		chunked    bool // a body of unknown length takes net/http's Transport upstream
+	}{
+		{"101 headers", "/many", false},
+		{"5000 interim responses", "/continue", false},
+		{"5000 interim responses, chunked upload", "/continue", true},
+		{"20 MiB head", "/huge", false},
+		{"20 MiB head, chunked upload", "/huge", true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
 			goruntime.GC()
 			var before, after goruntime.MemStats
 			goruntime.ReadMemStats(&before)
-			code, _, _ := get(t, client, addr, "x", path)
+			var body io.Reader
+			method := http.MethodGet
+			if tc.chunked {
+				method, body = http.MethodPost, io.MultiReader(strings.NewReader("payload"))
+			}
+			req, err := http.NewRequest(method, "http://"+addr+tc.path, body)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp, err := client.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, _ = io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			code := resp.StatusCode
 			goruntime.ReadMemStats(&after)
 			if code != http.StatusBadGateway {
 				t.Errorf("status %d, want 502", code)

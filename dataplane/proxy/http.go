@@ -105,9 +105,23 @@ type exchange struct {
 	// abort: the response cannot be completed, so the downstream stream is
 	// reset rather than ended (ServeHTTP).
 	abort bool
+	// interim counts the interim responses the reverse proxy forwarded;
+	// past upstream.MaxInterimResponses, stopAttempt ends the attempt
+	// (set only for attempts on net/http's transports, which call the
+	// reverse proxy's hook from their own goroutines).
+	interim     atomic.Int32
+	stopAttempt context.CancelFunc
 }
 
 func (e *exchange) WriteHeader(code int) {
+	if code < 200 && code != http.StatusSwitchingProtocols {
+		if e.interim.Add(1) > upstream.MaxInterimResponses {
+			if e.stopAttempt != nil {
+				e.stopAttempt()
+			}
+			return
+		}
+	}
 	if e.status == 0 && code >= 200 {
 		e.status = code
 	}
@@ -515,7 +529,15 @@ func (rt roundTripper) RoundTrip(req *http.Request) (*http.Response, error) {
 		if policy != nil && policy.PerTry > 0 {
 			actx, cancel = context.WithTimeout(req.Context(), policy.PerTry)
 			areq = req.WithContext(actx)
+		} else if !cl.Transport.Direct(req) {
+			// net/http's transports pass every interim response to the
+			// reverse proxy, which forwards it, and bound none: the attempt
+			// must be stoppable (exchange.WriteHeader). The synchronous
+			// path bounds them itself, at no cost.
+			actx, cancel = context.WithCancel(req.Context())
+			areq = req.WithContext(actx)
 		}
+		ex.stopAttempt = cancel
 		resp, err := cl.Transport.RoundTrip(areq)
 		ep.Active.Add(-1)
 		ex.upstreamDur = time.Since(start)
@@ -531,6 +553,18 @@ func (rt roundTripper) RoundTrip(req *http.Request) (*http.Response, error) {
 				cancel()
 			}
 			return nil, err
+		}
+		if n := ex.interim.Load(); n > upstream.MaxInterimResponses {
+			// Envoy's codec would have reset the stream: a protocol
+			// error, counted against the host as a reset.
+			if cancel != nil {
+				cancel()
+			}
+			if resp != nil {
+				_ = resp.Body.Close()
+			}
+			cl.Observe(ep, http.StatusServiceUnavailable)
+			return nil, fmt.Errorf("%w: more than %d interim responses", upstream.ErrProtocol, upstream.MaxInterimResponses)
 		}
 		status, grpcStatus := 0, ""
 		switch {
@@ -548,7 +582,8 @@ func (rt roundTripper) RoundTrip(req *http.Request) (*http.Response, error) {
 		default:
 			ex.failure = router.ResetFailure
 		}
-		retry := req.Context().Err() == nil && policy.Retryable(status, grpcStatus, ex.failure)
+		// As Envoy, no retry once an interim response went downstream.
+		retry := req.Context().Err() == nil && ex.interim.Load() == 0 && policy.Retryable(status, grpcStatus, ex.failure)
 		if retry && attempt >= retries {
 			ex.flags |= flagURX
 			retry = false

@@ -354,7 +354,12 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	return resp, nil
 }
 
-// CloseIdleConnections closes pooled connections not in use.
+// Direct reports whether req takes the synchronous HTTP/1.1 path (h1.go)
+// rather than one of net/http's transports.
+func (t *Transport) Direct(req *http.Request) bool {
+	return t.h1 != nil && !(t.h2 != nil && req.ProtoMajor == 2) && h1Eligible(req)
+}
+
 // roundTripH1 is RoundTrip on the synchronous HTTP/1.1 path (h1.go), with
 // the same outlier detection and circuit-breaker accounting.
 func (t *Transport) roundTripH1(req *http.Request) (*http.Response, error) {
@@ -373,6 +378,7 @@ func (t *Transport) roundTripH1(req *http.Request) (*http.Response, error) {
 	return resp, nil
 }
 
+// CloseIdleConnections closes pooled connections not in use.
 func (t *Transport) CloseIdleConnections() {
 	if t.h1 != nil {
 		t.h1.close()

@@ -41,8 +41,14 @@ const (
 	h1MaxHead    = 80 << 10
 	h2MaxHead    = 60 << 10
 	h1MaxHeaders = 100
-	h1Max1xx     = 5
+	h1Max1xx     = MaxInterimResponses
 )
+
+// MaxInterimResponses bounds the interim (1xx) responses of one request.
+// The synchronous path reads and drops them; on net/http's transports,
+// which hand each to the caller's httptrace hook and bound none then, the
+// proxy stops the request past it.
+const MaxInterimResponses = 5
 
 var errHeadTooLarge = fmt.Errorf("%w: response head over %d KiB", ErrProtocol, h1MaxHead>>10)
 
