@@ -600,9 +600,14 @@ func (rt roundTripper) RoundTrip(req *http.Request) (*http.Response, error) {
 		}
 		if !retry {
 			if cancel != nil {
-				if err != nil {
+				switch {
+				case err != nil:
 					cancel()
-				} else {
+				case resp.StatusCode == http.StatusSwitchingProtocols:
+					// The reverse proxy needs the upgraded body as it is
+					// (a ReadWriteCloser); the attempt's context ends with
+					// the request's.
+				default:
 					resp.Body = &cancelBody{ReadCloser: resp.Body, cancel: cancel}
 				}
 			}
