@@ -260,7 +260,8 @@ func (p *Proxy) route(ex *exchange, r *http.Request) {
 		route.Response.Apply(ex.Header())
 		ex.Header().Set("Content-Type", "text/plain")
 		ex.WriteHeader(d.Status)
-		io.WriteString(ex, d.Body)
+		// A failed write is the client's leaving; ex records it.
+		_, _ = io.WriteString(ex, d.Body)
 		return
 	}
 	if rd := route.Redirect; rd != nil {
@@ -401,7 +402,8 @@ func localReply(w http.ResponseWriter, code int, body string) {
 	h["Content-Type"] = []string{"text/plain"}
 	h["Content-Length"] = []string{strconv.Itoa(len(body))}
 	w.WriteHeader(code)
-	io.WriteString(w, body)
+	// A failed write is the client's leaving, which the exchange records.
+	_, _ = io.WriteString(w, body)
 }
 
 // rewrite shapes the upstream request as Envoy does: the Host is kept,

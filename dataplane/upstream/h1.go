@@ -342,7 +342,9 @@ func (p *h1Pool) exchange(c *h1Conn, req *http.Request) (*http.Response, error) 
 		cc.retire.Store(true)
 	}
 	last := cc.retire.Load()
-	stop := context.AfterFunc(req.Context(), func() { cc.SetDeadline(aLongTimeAgo) })
+	// SetDeadline fails only on a closed connection, which has nothing
+	// left to unblock.
+	stop := context.AfterFunc(req.Context(), func() { _ = cc.SetDeadline(aLongTimeAgo) })
 	fail := func(err error) (*http.Response, error) {
 		stop()
 		cc.inflight.Add(-1)
