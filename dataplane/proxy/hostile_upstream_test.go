@@ -250,11 +250,12 @@ func TestDownstreamFailuresSpareUpstream(t *testing.T) {
 		name    string
 		request string
 		want    string // access log code, flags and details
+		reply   string // the start of what the client reads back
 	}{
-		{"malformed chunk size", "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\nZZ\r\n", "400 DPE"},
-		{"client leaves mid-upload, small body", "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n0123456789", "0 DC downstream_remote_disconnect"},
-		{"client leaves mid-upload, chunked", "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n", "0 DC downstream_remote_disconnect"},
-		{"client leaves mid-upload, large body", "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1000000\r\n\r\n" + strings.Repeat("x", 70000), "0 DC downstream_remote_disconnect"},
+		{"malformed chunk size", "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\nZZ\r\n", "400 DPE", "HTTP/1.1 400 Bad Request\r\n"},
+		{"client leaves mid-upload, small body", "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n0123456789", "0 DC downstream_remote_disconnect", ""},
+		{"client leaves mid-upload, chunked", "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n", "0 DC downstream_remote_disconnect", ""},
+		{"client leaves mid-upload, large body", "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1000000\r\n\r\n" + strings.Repeat("x", 70000), "0 DC downstream_remote_disconnect", ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			for i := 0; i < 6; i++ {
@@ -267,8 +268,11 @@ func TestDownstreamFailuresSpareUpstream(t *testing.T) {
 				}
 				c.(*net.TCPConn).CloseWrite()
 				c.SetReadDeadline(time.Now().Add(10 * time.Second))
-				io.Copy(io.Discard, c)
+				reply, _ := io.ReadAll(c)
 				c.Close()
+				if !strings.HasPrefix(string(reply), tc.reply) || tc.reply == "" && len(reply) != 0 {
+					t.Fatalf("the client read %q, want %q", reply, tc.reply)
+				}
 				waitFor(t, "the access log line", func() bool {
 					p.accessLog.Flush()
 					return strings.Count(log.String(), "\n") > 0 && strings.Contains(p.lastLog(log), "POST")

@@ -775,7 +775,7 @@ func (p *Proxy) proxyError(w http.ResponseWriter, r *http.Request, err error) {
 // downstreamBodyError answers a request whose body could not be read
 // from the client, as Envoy's connection manager does: a body that is not
 // valid HTTP/1 gets 400 with flag DPE and the connection closes; a client
-// that left (or went silent) gets nothing, flag DC.
+// that left (or went silent) gets nothing, flag DC, and its stream is reset.
 func downstreamBodyError(ex *exchange, w http.ResponseWriter, r *http.Request, err error) {
 	var ne net.Error
 	var mbe *http.MaxBytesError
@@ -788,7 +788,10 @@ func downstreamBodyError(ex *exchange, w http.ResponseWriter, r *http.Request, e
 		}
 	case errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed) ||
 		errors.As(err, &ne) || errors.Is(err, context.Canceled):
+		// Nothing is answered: a client that only half-closed must not
+		// read a response to a request it did not finish.
 		ex.flags, ex.details = ex.flags|flagDC, "downstream_remote_disconnect"
+		ex.abort = true
 	default:
 		ex.flags, ex.details = ex.flags|flagDPE, "http1.codec_error"
 		if ex.status == 0 {
