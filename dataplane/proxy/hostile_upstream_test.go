@@ -71,7 +71,10 @@ func upstreamSetup(t *testing.T, cluster *clusterv3.Cluster, ep netip.AddrPort) 
 	cp := newControlPlane(t, "127.0.0.1:0")
 	cp.set("1", gatewayListener("0.0.0.0_8080", "http.8080"),
 		&routev3.RouteConfiguration{Name: "http.8080", VirtualHosts: []*routev3.VirtualHost{
-			{Name: "any", Domains: []string{"*"}, Routes: []*routev3.Route{{Match: prefix("/"), Action: toCluster("up")}}}}},
+			{Name: "any", Domains: []string{"*"}, Routes: []*routev3.Route{
+				// A retry policy makes the proxy buffer a request body.
+				{Match: prefix("/retried"), Action: retryRoute("up", "5xx", 2, 0)},
+				{Match: prefix("/"), Action: toCluster("up")}}}}},
 		cluster, cla("up", ep))
 	p, log := startLoggingProxy(t, cp.addr)
 	addr := p.addr(t, "0.0.0.0_8080")
@@ -255,6 +258,7 @@ func TestDownstreamFailuresSpareUpstream(t *testing.T) {
 		{"malformed chunk size", "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\nZZ\r\n", "400 DPE", "HTTP/1.1 400 Bad Request\r\n"},
 		{"client leaves mid-upload, small body", "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n0123456789", "0 DC downstream_remote_disconnect", ""},
 		{"client leaves mid-upload, chunked", "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n", "0 DC downstream_remote_disconnect", ""},
+		{"client leaves mid-upload, buffered for retries", "POST /retried HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n0123456789", "0 DC downstream_remote_disconnect", ""},
 		{"client leaves mid-upload, large body", "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1000000\r\n\r\n" + strings.Repeat("x", 70000), "0 DC downstream_remote_disconnect", ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

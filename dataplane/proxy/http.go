@@ -295,7 +295,7 @@ func (p *Proxy) route(ex *exchange, r *http.Request) {
 	}
 	if (route.Retry != nil || route.Mirrors != nil) && r.GetBody == nil && r.ContentLength > 0 && r.ContentLength <= maxBufferedBody {
 		if err := bufferBody(r); err != nil {
-			ex.flags, ex.details = ex.flags|flagDC, "downstream_remote_disconnect"
+			downstreamBodyError(ex, ex, r, err)
 			return
 		}
 	}
@@ -370,6 +370,7 @@ func (p *Proxy) fault(ex *exchange, r *http.Request, f *router.Fault) bool {
 			case <-r.Context().Done():
 				t.Stop()
 				ex.flags, ex.details = ex.flags|flagDC, "downstream_remote_disconnect"
+				ex.abort = true
 				return false
 			}
 		}
@@ -753,6 +754,7 @@ func (p *Proxy) proxyError(w http.ResponseWriter, r *http.Request, err error) {
 	case r.Context().Err() != nil:
 		// The client went away.
 		ex.flags, ex.details = ex.flags|flagDC, "downstream_remote_disconnect"
+		ex.abort = true
 	case errors.Is(err, upstream.ErrProtocol):
 		// A response head over Envoy's limits, or one that is not HTTP.
 		ex.flags, ex.details = ex.flags|flagUPE, "upstream_reset_before_response_started{protocol_error}"
