@@ -74,12 +74,19 @@ func upstreamSetup(t *testing.T, cluster *clusterv3.Cluster, ep netip.AddrPort) 
 			{Name: "any", Domains: []string{"*"}, Routes: []*routev3.Route{
 				// A retry policy makes the proxy buffer a request body.
 				{Match: prefix("/retried"), Action: retryRoute("up", "5xx", 2, 0)},
+				{Match: prefix("/slow"), Action: timeoutRoute("up", 300*time.Millisecond)},
 				{Match: prefix("/"), Action: toCluster("up")}}}}},
 		cluster, cla("up", ep))
 	p, log := startLoggingProxy(t, cp.addr)
 	addr := p.addr(t, "0.0.0.0_8080")
 	p.waitVersion(t, xdsclient.EndpointType, "1")
 	return addr, p, log
+}
+
+func timeoutRoute(cluster string, d time.Duration) *routev3.Route_Route {
+	a := toCluster(cluster)
+	a.Route.Timeout = durationpb.New(d)
+	return a
 }
 
 // logCode is the %RESPONSE_CODE% and %RESPONSE_FLAGS% of an access log
@@ -107,6 +114,11 @@ func TestTruncatedUpstreamResponse(t *testing.T) {
 			w.WriteString("HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n0123456789")
 		case "/bad-chunk":
 			w.WriteString("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\nZZ\r\n")
+		case "/slow":
+			// Stalls mid-body past the route's timeout.
+			w.WriteString("HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n0123456789")
+			w.Flush()
+			time.Sleep(2 * time.Second)
 		default:
 			w.WriteString("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
 			return true
@@ -123,12 +135,14 @@ func TestTruncatedUpstreamResponse(t *testing.T) {
 		name   string
 		client *http.Client
 		path   string
+		want   string
 	}{
-		{"chunked, HTTP/1.1", h1, "/chunked"},
-		{"Content-Length, HTTP/1.1", h1, "/length"},
-		{"malformed chunk, HTTP/1.1", h1, "/bad-chunk"},
-		{"chunked, HTTP/2", h2, "/chunked"},
-		{"Content-Length, HTTP/2", h2, "/length"},
+		{"chunked, HTTP/1.1", h1, "/chunked", "200 UPE upstream_reset_after_response_started{protocol_error}"},
+		{"Content-Length, HTTP/1.1", h1, "/length", "200 UPE upstream_reset_after_response_started{protocol_error}"},
+		{"malformed chunk, HTTP/1.1", h1, "/bad-chunk", "200 UPE upstream_reset_after_response_started{protocol_error}"},
+		{"chunked, HTTP/2", h2, "/chunked", "200 UPE upstream_reset_after_response_started{protocol_error}"},
+		{"Content-Length, HTTP/2", h2, "/length", "200 UPE upstream_reset_after_response_started{protocol_error}"},
+		{"route timeout mid-body, HTTP/1.1", h1, "/slow", "200 UT response_timeout"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			resp, err := tc.client.Get("http://" + addr + tc.path)
@@ -140,9 +154,11 @@ func TestTruncatedUpstreamResponse(t *testing.T) {
 			if err == nil {
 				t.Fatalf("read a complete %d response %q from a truncated upstream one", resp.StatusCode, b)
 			}
-			n++
-			if got := logCode(p.lastLog(log)); !strings.HasPrefix(got, "200 UPE upstream_reset_after_response_started{protocol_error}") {
-				t.Errorf("access log %q, want 200 UPE upstream_reset_after_response_started{protocol_error}", got)
+			if strings.Contains(tc.want, "UPE") {
+				n++
+			}
+			if got := logCode(p.lastLog(log)); !strings.HasPrefix(got, tc.want) {
+				t.Errorf("access log %q, want %q", got, tc.want)
 			}
 		})
 	}

@@ -341,11 +341,15 @@ func (p *Proxy) forward(ex *exchange, r *http.Request) {
 func (p *Proxy) resetAfterStart(ex *exchange, ctx context.Context, err error) {
 	ex.abort = true
 	code := http.StatusServiceUnavailable
+	var ne net.Error
 	switch {
 	case ex.writeErr != nil || errors.Is(ctx.Err(), context.Canceled):
 		ex.flags, ex.details = ex.flags|flagDC, "downstream_remote_disconnect"
 		return
-	case errors.Is(ctx.Err(), context.DeadlineExceeded) || errors.Is(err, context.DeadlineExceeded):
+	case errors.Is(ctx.Err(), context.DeadlineExceeded) || errors.Is(err, context.DeadlineExceeded) ||
+		errors.As(err, &ne) && ne.Timeout():
+		// The route's timeout, or the attempt's (the pool turns an ended
+		// context into a passed read deadline).
 		ex.flags, ex.details = ex.flags|flagUT, "response_timeout"
 		code = http.StatusGatewayTimeout
 	case ex.upH2:
