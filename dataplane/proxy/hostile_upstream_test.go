@@ -315,3 +315,32 @@ func (s *syncBuffer) reset() {
 	defer s.mu.Unlock()
 	s.b.Reset()
 }
+
+// TestPoisonedPoolConnection: an upstream that follows a 204 with a whole
+// second response cannot hand it to the next client through the proxy's
+// connection pool.
+func TestPoisonedPoolConnection(t *testing.T) {
+	sent := make(chan struct{}, 1)
+	up := rawUpstream(t, func(w *bufio.Writer, req *http.Request) bool {
+		if req.URL.Path != "/first" {
+			w.WriteString("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+			return true
+		}
+		w.WriteString("HTTP/1.1 204 No Content\r\n\r\n")
+		w.Flush()
+		time.Sleep(20 * time.Millisecond)
+		w.WriteString("HTTP/1.1 200 OK\r\nContent-Length: 19\r\n\r\nPOISONED-RESPONSE!!")
+		w.Flush()
+		sent <- struct{}{}
+		return true
+	})
+	addr, _, _ := upstreamSetup(t, edsCluster("up"), up)
+	if code, _, _ := get(t, &http.Client{Transport: &http.Transport{}}, addr, "x", "/first"); code != http.StatusNoContent {
+		t.Fatalf("first client: %d, want 204", code)
+	}
+	<-sent
+	time.Sleep(10 * time.Millisecond) // loopback delivery of the stray response
+	if code, body, _ := get(t, &http.Client{Transport: &http.Transport{}}, addr, "x", "/second"); code != 200 || body != "ok" {
+		t.Fatalf("second client: %d %q, want the upstream's own 200 \"ok\"", code, body)
+	}
+}
