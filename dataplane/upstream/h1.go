@@ -158,14 +158,6 @@ func (c *h1Conn) quiet() bool {
 	return !c.readable
 }
 
-// probeFD is the raw read of quiet: EAGAIN means nothing to read; data,
-// end of file or any error mean the connection is done.
-func (c *h1Conn) probeFD(fd uintptr) bool {
-	_, err := syscall.Read(int(fd), c.one[:])
-	c.readable = err != syscall.EAGAIN
-	return true
-}
-
 // get takes the most recently used idle connection to addr that is still
 // usable; the ones found closed, retired or idle too long are closed.
 func (p *h1Pool) get(addr string) *h1Conn {
