@@ -29,7 +29,9 @@ func newLogWriter(w io.Writer) *logWriter {
 
 func (l *logWriter) Flush() {
 	l.mu.Lock()
-	l.w.Flush()
+	// A sink that fails keeps its error in the writer; requests never
+	// wait on, or fail for, their log line.
+	_ = l.w.Flush()
 	l.mu.Unlock()
 }
 
@@ -102,7 +104,7 @@ func (l *logWriter) http(start time.Time, r *http.Request, ex *exchange) {
 		b = append(b, '-')
 	}
 	b = append(b, '\n')
-	l.w.Write(b)
+	_, _ = l.w.Write(b) // see Flush
 	l.buf = b
 }
 
@@ -130,7 +132,7 @@ func (l *logWriter) tcp(start time.Time, ci *connInfo, cluster string, ep *upstr
 	b = append(b, ' ')
 	b = ci.remote.AppendTo(b)
 	b = append(b, " - -\n"...)
-	l.w.Write(b)
+	_, _ = l.w.Write(b) // see Flush
 	l.buf = b
 }
 
@@ -176,9 +178,11 @@ const (
 	flagDC                            // downstream connection termination
 	flagURX                           // upstream retry limit exceeded
 	flagUO                            // upstream overflow (circuit breaking)
+	flagUPE                           // upstream protocol error
+	flagDPE                           // downstream protocol error
 )
 
-var flagNames = [...]string{"UH", "UT", "UF", "UC", "NR", "DI", "FI", "DC", "URX", "UO"}
+var flagNames = [...]string{"UH", "UT", "UF", "UC", "NR", "DI", "FI", "DC", "URX", "UO", "UPE", "DPE"}
 
 // appendTo writes the flags comma-separated, as Envoy does, or "-".
 func (f responseFlags) appendTo(b []byte) []byte {

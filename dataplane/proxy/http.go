@@ -18,6 +18,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/meshlab/meshlab/dataplane/router"
@@ -33,6 +34,8 @@ const (
 	bodyReset          = "upstream connect error or disconnect/reset before headers. reset reason: connection termination"
 	bodyTimeout        = "upstream request timeout"
 	bodyFaultAbort     = "fault filter abort"
+	bodyProtocolError  = "upstream connect error or disconnect/reset before headers. reset reason: protocol error"
+	bodyBadRequest     = "Bad Request"
 )
 
 // connInfo is what dispatch learned about a connection.
@@ -94,9 +97,35 @@ type exchange struct {
 	state stateCtx
 	// corsOrigin is set when the CORS filter added headers for it.
 	corsOrigin string
+	// upBody and reqBody wrap the upstream response body and the
+	// downstream request body to learn how reading them ended; they live
+	// here so that wrapping allocates nothing.
+	upBody  upstreamBody
+	reqBody downstreamBody
+	// upH2 is set when the response came over HTTP/2.
+	upH2 bool
+	// writeErr is the first error writing the response downstream.
+	writeErr error
+	// abort: the response cannot be completed, so the downstream stream is
+	// reset rather than ended (ServeHTTP).
+	abort bool
+	// interim counts the interim responses the reverse proxy forwarded;
+	// past upstream.MaxInterimResponses, stopAttempt ends the attempt
+	// (set only for attempts on net/http's transports, which call the
+	// reverse proxy's hook from their own goroutines).
+	interim     atomic.Int32
+	stopAttempt context.CancelFunc
 }
 
 func (e *exchange) WriteHeader(code int) {
+	if code < 200 && code != http.StatusSwitchingProtocols {
+		if e.interim.Add(1) > upstream.MaxInterimResponses {
+			if e.stopAttempt != nil {
+				e.stopAttempt()
+			}
+			return
+		}
+	}
 	if e.status == 0 && code >= 200 {
 		e.status = code
 	}
@@ -109,8 +138,53 @@ func (e *exchange) Write(b []byte) (int, error) {
 	}
 	n, err := e.ResponseWriter.Write(b)
 	e.bytes += int64(n)
+	if err != nil && e.writeErr == nil {
+		e.writeErr = err
+	}
 	return n, err
 }
+
+// upstreamBody is the upstream response body as the reverse proxy copies
+// it; err is how the copy's reads ended, if not at the body's end.
+type upstreamBody struct {
+	rc  io.ReadCloser
+	err error
+}
+
+func (b *upstreamBody) Read(p []byte) (int, error) {
+	n, err := b.rc.Read(p)
+	if err != nil && err != io.EOF && b.err == nil {
+		b.err = err
+	}
+	return n, err
+}
+
+func (b *upstreamBody) Close() error { return b.rc.Close() }
+
+// downstreamBody is the client's request body as the transport sends it.
+// A read that fails is the client's doing (a malformed chunk, a client
+// that left); the transport asks DownstreamFailed so that outlier detection
+// does not count it against the upstream. The transport may read on its
+// own goroutine, hence the atomic: err is written before failed is set.
+type downstreamBody struct {
+	rc     io.ReadCloser
+	err    error
+	failed atomic.Bool
+}
+
+func (b *downstreamBody) Read(p []byte) (int, error) {
+	n, err := b.rc.Read(p)
+	if err != nil && err != io.EOF && !b.failed.Load() {
+		b.err = err
+		b.failed.Store(true)
+	}
+	return n, err
+}
+
+func (b *downstreamBody) Close() error { return b.rc.Close() }
+
+// DownstreamFailed implements upstream.DownstreamBody.
+func (b *downstreamBody) DownstreamFailed() bool { return b.failed.Load() }
 
 // Unwrap lets http.ResponseController reach the connection's writer
 // (flushes, hijacks for upgrades).
@@ -147,6 +221,19 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	p.record(ex, r, time.Since(start))
 	if p.accessLog != nil {
 		p.accessLog.http(start, r, ex)
+	}
+	if ex.abort {
+		// What was received goes out, then the stream is reset rather
+		// than ended, so that the client cannot take a cut response for a
+		// whole one: net/http's servers close an HTTP/1 connection, or
+		// reset an HTTP/2 stream, on this panic; h1Server closes the
+		// connection without the last chunk. Envoy resets the downstream
+		// stream likewise when the upstream one fails after the response
+		// started.
+		if f, ok := w.(http.Flusher); ok && ex.writeErr == nil && ex.status != 0 {
+			f.Flush()
+		}
+		panic(http.ErrAbortHandler)
 	}
 }
 
@@ -188,7 +275,8 @@ func (p *Proxy) route(ex *exchange, r *http.Request) {
 		route.Response.Apply(ex.Header())
 		ex.Header().Set("Content-Type", "text/plain")
 		ex.WriteHeader(d.Status)
-		io.WriteString(ex, d.Body)
+		// A failed write is the client's leaving; ex records it.
+		_, _ = io.WriteString(ex, d.Body)
 		return
 	}
 	if rd := route.Redirect; rd != nil {
@@ -222,7 +310,7 @@ func (p *Proxy) route(ex *exchange, r *http.Request) {
 	}
 	if (route.Retry != nil || route.Mirrors != nil) && r.GetBody == nil && r.ContentLength > 0 && r.ContentLength <= maxBufferedBody {
 		if err := bufferBody(r); err != nil {
-			ex.flags, ex.details = ex.flags|flagDC, "downstream_remote_disconnect"
+			downstreamBodyError(ex, ex, r, err)
 			return
 		}
 	}
@@ -233,7 +321,60 @@ func (p *Proxy) route(ex *exchange, r *http.Request) {
 		ctx, cancel = context.WithTimeout(ctx, route.Timeout)
 		defer cancel()
 	}
-	p.rp.ServeHTTP(ex, r.WithContext(ctx))
+	p.forward(ex, r.WithContext(ctx))
+	if err := ex.upBody.err; err != nil {
+		p.resetAfterStart(ex, ctx, err)
+	} else if ex.writeErr != nil {
+		ex.abort = true
+		ex.flags, ex.details = ex.flags|flagDC, "downstream_remote_disconnect"
+	}
+}
+
+// forward runs the reverse proxy. Under net/http's server it panics with
+// http.ErrAbortHandler when the body copy fails; the panic is taken here,
+// so that the request is logged and counted, and raised again by
+// ServeHTTP.
+func (p *Proxy) forward(ex *exchange, r *http.Request) {
+	defer func() {
+		if v := recover(); v != nil {
+			if v != http.ErrAbortHandler {
+				panic(v)
+			}
+			ex.abort = true
+		}
+	}()
+	p.rp.ServeHTTP(ex, r)
+}
+
+// resetAfterStart records an upstream response that failed after its head
+// was forwarded, as Envoy's router does: the downstream stream is reset,
+// the flag says why, and outlier detection counts a reset (503) or a
+// timeout (504) against the endpoint. Envoy's HTTP/1 codec calls a body cut
+// by the upstream's close a protocol error (UPE): it runs its parser to the
+// end of the stream, which fails mid-body; on HTTP/2 the stream just ends
+// (UC).
+func (p *Proxy) resetAfterStart(ex *exchange, ctx context.Context, err error) {
+	ex.abort = true
+	code := http.StatusServiceUnavailable
+	var ne net.Error
+	switch {
+	case ex.writeErr != nil || errors.Is(ctx.Err(), context.Canceled):
+		ex.flags, ex.details = ex.flags|flagDC, "downstream_remote_disconnect"
+		return
+	case errors.Is(ctx.Err(), context.DeadlineExceeded) || errors.Is(err, context.DeadlineExceeded) ||
+		errors.As(err, &ne) && ne.Timeout():
+		// The route's timeout, or the attempt's (the pool turns an ended
+		// context into a passed read deadline).
+		ex.flags, ex.details = ex.flags|flagUT, "response_timeout"
+		code = http.StatusGatewayTimeout
+	case ex.upH2:
+		ex.flags, ex.details = ex.flags|flagUC, "upstream_reset_after_response_started{connection_termination}"
+	default:
+		ex.flags, ex.details = ex.flags|flagUPE, "upstream_reset_after_response_started{protocol_error}"
+	}
+	if ex.cluster != nil {
+		ex.cluster.Observe(ex.endpoint, code)
+	}
 }
 
 // fault is Envoy's fault filter: a sampled delay (DI), then a sampled
@@ -248,6 +389,7 @@ func (p *Proxy) fault(ex *exchange, r *http.Request, f *router.Fault) bool {
 			case <-r.Context().Done():
 				t.Stop()
 				ex.flags, ex.details = ex.flags|flagDC, "downstream_remote_disconnect"
+				ex.abort = true
 				return false
 			}
 		}
@@ -267,7 +409,9 @@ func bufferBody(r *http.Request) error {
 	if _, err := io.ReadFull(r.Body, b); err != nil {
 		return fmt.Errorf("buffer request body: %w", err)
 	}
-	r.Body.Close()
+	if err := r.Body.Close(); err != nil {
+		return fmt.Errorf("buffer request body: %w", err)
+	}
 	r.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(b)), nil }
 	r.Body, _ = r.GetBody()
 	return nil
@@ -278,7 +422,8 @@ func localReply(w http.ResponseWriter, code int, body string) {
 	h["Content-Type"] = []string{"text/plain"}
 	h["Content-Length"] = []string{strconv.Itoa(len(body))}
 	w.WriteHeader(code)
-	io.WriteString(w, body)
+	// A failed write is the client's leaving, which the exchange records.
+	_, _ = io.WriteString(w, body)
 }
 
 // rewrite shapes the upstream request as Envoy does: the Host is kept,
@@ -289,6 +434,10 @@ func (p *Proxy) rewrite(pr *httputil.ProxyRequest) {
 	ex := pr.In.Context().Value(stateKey{}).(*exchange)
 	if !ex.conn.inbound && inMesh(ex.service) {
 		p.node.AddMetadata(pr.Out.Header)
+	}
+	if b := pr.Out.Body; b != nil && b != http.NoBody && pr.Out.GetBody == nil {
+		ex.reqBody.rc = b
+		pr.Out.Body = &ex.reqBody
 	}
 	pr.Out.URL.Scheme = "http"
 	pr.Out.URL.Host = ex.endpoint.Addr
@@ -342,6 +491,11 @@ func (p *Proxy) modifyResponse(resp *http.Response) error {
 			if a, ok := ex.ResponseWriter.(headerAdopter); !ok || !a.adoptHeader(resp) {
 				moveResponseHeaders(ex.Header(), resp.Header)
 			}
+			if resp.Body != nil && resp.Body != http.NoBody {
+				ex.upBody.rc = resp.Body
+				resp.Body = &ex.upBody
+			}
+			ex.upH2 = resp.ProtoMajor == 2
 		}
 	}
 	return nil
@@ -368,6 +522,14 @@ func (rt roundTripper) RoundTrip(req *http.Request) (*http.Response, error) {
 	// predicate; a small array keeps it off the heap.
 	var triedBuf [4]*upstream.Endpoint
 	tried := triedBuf[:0]
+	// retrying holds a slot of the cluster's max_retries while a retry is
+	// in flight, as Envoy counts retries outstanding.
+	retrying := false
+	defer func() {
+		if retrying {
+			cl.ReleaseRetry()
+		}
+	}()
 	for attempt := 0; ; attempt++ {
 		ep := ex.endpoint
 		tried = append(tried, ep)
@@ -380,11 +542,43 @@ func (rt roundTripper) RoundTrip(req *http.Request) (*http.Response, error) {
 		if policy != nil && policy.PerTry > 0 {
 			actx, cancel = context.WithTimeout(req.Context(), policy.PerTry)
 			areq = req.WithContext(actx)
+		} else if !cl.Transport.Direct(req) {
+			// net/http's transports pass every interim response to the
+			// reverse proxy, which forwards it, and bound none: the attempt
+			// must be stoppable (exchange.WriteHeader). The synchronous
+			// path bounds them itself, at no cost.
+			actx, cancel = context.WithCancel(req.Context())
+			areq = req.WithContext(actx)
 		}
+		ex.stopAttempt = cancel
 		resp, err := cl.Transport.RoundTrip(areq)
 		ep.Active.Add(-1)
 		ex.upstreamDur = time.Since(start)
 		ex.failure = router.NoFailure
+		if retrying {
+			cl.ReleaseRetry()
+			retrying = false
+		}
+		if err != nil && ex.reqBody.failed.Load() {
+			// The client's body failed: nothing the upstream did, and
+			// nothing a retry could send again.
+			if cancel != nil {
+				cancel()
+			}
+			return nil, err
+		}
+		if n := ex.interim.Load(); n > upstream.MaxInterimResponses {
+			// Envoy's codec would have reset the stream: a protocol
+			// error, counted against the host as a reset.
+			if cancel != nil {
+				cancel()
+			}
+			if resp != nil {
+				_ = resp.Body.Close()
+			}
+			cl.Observe(ep, http.StatusServiceUnavailable)
+			return nil, fmt.Errorf("%w: more than %d interim responses", upstream.ErrProtocol, upstream.MaxInterimResponses)
+		}
 		status, grpcStatus := 0, ""
 		switch {
 		case err == nil:
@@ -401,7 +595,8 @@ func (rt roundTripper) RoundTrip(req *http.Request) (*http.Response, error) {
 		default:
 			ex.failure = router.ResetFailure
 		}
-		retry := req.Context().Err() == nil && policy.Retryable(status, grpcStatus, ex.failure)
+		// As Envoy, no retry once an interim response went downstream.
+		retry := req.Context().Err() == nil && ex.interim.Load() == 0 && policy.Retryable(status, grpcStatus, ex.failure)
 		if retry && attempt >= retries {
 			ex.flags |= flagURX
 			retry = false
@@ -413,14 +608,19 @@ func (rt roundTripper) RoundTrip(req *http.Request) (*http.Response, error) {
 				ex.flags |= flagUO
 				retry = false
 			} else {
-				defer cl.ReleaseRetry()
+				retrying = true
 			}
 		}
 		if !retry {
 			if cancel != nil {
-				if err != nil {
+				switch {
+				case err != nil:
 					cancel()
-				} else {
+				case resp.StatusCode == http.StatusSwitchingProtocols:
+					// The reverse proxy needs the upgraded body as it is
+					// (a ReadWriteCloser); the attempt's context ends with
+					// the request's.
+				default:
 					resp.Body = &cancelBody{ReadCloser: resp.Body, cancel: cancel}
 				}
 			}
@@ -430,8 +630,10 @@ func (rt roundTripper) RoundTrip(req *http.Request) (*http.Response, error) {
 			cancel()
 		}
 		if resp != nil {
-			io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
-			resp.Body.Close()
+			// Draining a little lets a short answer keep its connection;
+			// its errors only decide that.
+			_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+			_ = resp.Body.Close()
 		}
 		if d := policy.BackOff(attempt + 1); d > 0 {
 			t := time.NewTimer(d)
@@ -513,8 +715,9 @@ func (p *Proxy) mirror(ex *exchange, req *http.Request) {
 			defer cancel()
 			resp, err := cl.Transport.RoundTrip(mreq)
 			if err == nil {
-				io.Copy(io.Discard, resp.Body)
-				resp.Body.Close()
+				// A shadow's response is dropped, errors and all.
+				_, _ = io.Copy(io.Discard, resp.Body)
+				_ = resp.Body.Close()
 			}
 		}()
 	}
@@ -545,6 +748,8 @@ func (p *Proxy) proxyError(w http.ResponseWriter, r *http.Request, err error) {
 		return
 	}
 	switch {
+	case ex.reqBody.failed.Load():
+		downstreamBodyError(ex, w, r, ex.reqBody.err)
 	case errors.Is(err, upstream.ErrOverflow):
 		// A circuit breaker tripped (upstream.Transport).
 		ex.flags, ex.details = ex.flags|flagUO, "upstream_reset_before_response_started{overflow}"
@@ -559,6 +764,13 @@ func (p *Proxy) proxyError(w http.ResponseWriter, r *http.Request, err error) {
 	case r.Context().Err() != nil:
 		// The client went away.
 		ex.flags, ex.details = ex.flags|flagDC, "downstream_remote_disconnect"
+		ex.abort = true
+	case errors.Is(err, upstream.ErrProtocol):
+		// A response head over Envoy's limits, or one that is not HTTP.
+		ex.flags, ex.details = ex.flags|flagUPE, "upstream_reset_before_response_started{protocol_error}"
+		if ex.status == 0 {
+			localReply(w, http.StatusBadGateway, bodyProtocolError)
+		}
 	case ex.failure == router.ConnectFailure:
 		ex.flags, ex.details = ex.flags|flagUF, "upstream_reset_before_response_started{connection_failure}"
 		if ex.status == 0 {
@@ -569,6 +781,43 @@ func (p *Proxy) proxyError(w http.ResponseWriter, r *http.Request, err error) {
 		if ex.status == 0 {
 			localReply(w, http.StatusServiceUnavailable, bodyReset)
 		}
+	}
+}
+
+// downstreamBodyError answers a request whose body could not be read
+// from the client, as Envoy's connection manager does: a body that is not
+// valid HTTP/1 gets 400 with flag DPE and the connection closes; a client
+// that left (or went silent) gets nothing, flag DC, and its stream is reset.
+func downstreamBodyError(ex *exchange, w http.ResponseWriter, r *http.Request, err error) {
+	var ne net.Error
+	var mbe *http.MaxBytesError
+	switch {
+	case errors.As(err, &mbe):
+		ex.flags, ex.details = ex.flags|flagDPE, "request_payload_too_large"
+		if ex.status == 0 {
+			closeAfter(w, r)
+			localReply(w, http.StatusRequestEntityTooLarge, "Payload Too Large")
+		}
+	case errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed) ||
+		errors.As(err, &ne) || errors.Is(err, context.Canceled):
+		// Nothing is answered: a client that only half-closed must not
+		// read a response to a request it did not finish.
+		ex.flags, ex.details = ex.flags|flagDC, "downstream_remote_disconnect"
+		ex.abort = true
+	default:
+		ex.flags, ex.details = ex.flags|flagDPE, "http1.codec_error"
+		if ex.status == 0 {
+			closeAfter(w, r)
+			localReply(w, http.StatusBadRequest, bodyBadRequest)
+		}
+	}
+}
+
+// closeAfter ends an HTTP/1 connection with the response: what follows a
+// broken body cannot be framed.
+func closeAfter(w http.ResponseWriter, r *http.Request) {
+	if r.ProtoMajor == 1 {
+		w.Header()["Connection"] = []string{"close"}
 	}
 }
 

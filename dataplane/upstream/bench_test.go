@@ -2,6 +2,7 @@ package upstream
 
 import (
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
@@ -103,5 +104,34 @@ func BenchmarkRoundTrip(b *testing.B) {
 				resp.Body.Close()
 			}
 		})
+	}
+}
+
+// BenchmarkQuiet is the check an idle pooled connection passes before
+// reuse: one non-blocking read of its socket.
+func BenchmarkQuiet(b *testing.B) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		c, err := ln.Accept()
+		if err == nil {
+			defer c.Close()
+			_, _ = io.Copy(io.Discard, c)
+		}
+	}()
+	nc, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		b.Fatal(err)
+	}
+	c := newH1Conn(&countedConn{Conn: nc, b: &breaker{}}, ln.Addr().String())
+	defer closeConn(c.cc)
+	b.ReportAllocs()
+	for b.Loop() {
+		if !c.quiet() {
+			b.Fatal("an idle connection was found readable")
+		}
 	}
 }

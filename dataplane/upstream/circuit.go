@@ -3,11 +3,13 @@ package upstream
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"math"
 	"net"
 	"net/http"
 	"net/http/httptrace"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -23,6 +25,12 @@ var (
 	ErrOverflow  = errors.New("upstream connect error or disconnect/reset before headers. reset reason: overflow")
 	ErrNoHealthy = errors.New("no healthy upstream")
 )
+
+// ErrProtocol wraps what makes an upstream response unusable as HTTP: a
+// head over the limits, too many interim responses, a malformed or cut
+// head. The proxy answers 502 with response flag UPE, as Envoy answers a
+// stream reset with reason protocol_error.
+var ErrProtocol = errors.New("upstream protocol error")
 
 // Thresholds are Envoy's circuit breaker thresholds.
 type Thresholds struct {
@@ -224,11 +232,18 @@ func newTransport(cl *Cluster, common *corev3.HttpProtocolOptions, downstream bo
 	if d := common.GetMaxConnectionDuration(); d != nil && d.AsDuration() > 0 && !cl.HTTP2 {
 		t.maxDuration = d.AsDuration()
 	}
+	// Envoy's response head limits (h1.go): 80 KiB on HTTP/1, 60 KiB on
+	// HTTP/2, whose codec takes max_response_headers_kb's default.
+	t.base.MaxResponseHeaderBytes = h1MaxHead
+	if cl.HTTP2 {
+		t.base.MaxResponseHeaderBytes = h2MaxHead
+	}
 	if !cl.HTTP2 {
 		t.h1 = &h1Pool{t: t, idle: map[string][]*h1Conn{}}
 	}
 	if downstream && !cl.HTTP2 {
 		t.h2 = t.base.Clone()
+		t.h2.MaxResponseHeaderBytes = h2MaxHead
 		t.h2.DialContext = cl.dialH2
 		t.h2.Protocols = new(http.Protocols)
 		t.h2.Protocols.SetUnencryptedHTTP2(true)
@@ -278,7 +293,7 @@ func (u *connUse) done() {
 	}
 	u.conn = nil
 	if c.inflight.Add(-1) == 0 && c.retire.Load() || u.last {
-		c.Close()
+		closeConn(c)
 	}
 }
 
@@ -305,9 +320,18 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		req.Header = use.header
 	}
 	resp, err := base.RoundTrip(req)
+	if n := 0; err == nil {
+		if n = headerLines(resp.Header); n > h1MaxHeaders {
+			closeConn(resp.Body)
+			resp, err = nil, fmt.Errorf("%w: %d response headers, over %d", ErrProtocol, n, h1MaxHeaders)
+		}
+	} else if err != nil && strings.Contains(err.Error(), "net/http: server response headers exceeded") {
+		// net/http's error for MaxResponseHeaderBytes has no type.
+		err = fmt.Errorf("%w: %w", ErrProtocol, err)
+	}
 	if cl.od != nil {
 		if ep := cl.endpointByAddr(req.URL.Host); ep != nil {
-			cl.observeResult(ep, resp, err)
+			cl.observeResult(ep, req, resp, err)
 		}
 	}
 	if err != nil {
@@ -330,7 +354,12 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	return resp, nil
 }
 
-// CloseIdleConnections closes pooled connections not in use.
+// Direct reports whether req takes the synchronous HTTP/1.1 path (h1.go)
+// rather than one of net/http's transports.
+func (t *Transport) Direct(req *http.Request) bool {
+	return t.h1 != nil && !(t.h2 != nil && req.ProtoMajor == 2) && h1Eligible(req)
+}
+
 // roundTripH1 is RoundTrip on the synchronous HTTP/1.1 path (h1.go), with
 // the same outlier detection and circuit-breaker accounting.
 func (t *Transport) roundTripH1(req *http.Request) (*http.Response, error) {
@@ -338,7 +367,7 @@ func (t *Transport) roundTripH1(req *http.Request) (*http.Response, error) {
 	resp, err := t.h1.roundTrip(req)
 	if cl.od != nil {
 		if ep := cl.endpointByAddr(req.URL.Host); ep != nil {
-			cl.observeResult(ep, resp, err)
+			cl.observeResult(ep, req, resp, err)
 		}
 	}
 	if err != nil {
@@ -349,6 +378,7 @@ func (t *Transport) roundTripH1(req *http.Request) (*http.Response, error) {
 	return resp, nil
 }
 
+// CloseIdleConnections closes pooled connections not in use.
 func (t *Transport) CloseIdleConnections() {
 	if t.h1 != nil {
 		t.h1.close()
@@ -433,7 +463,7 @@ func (c *countedConn) expire() {
 	}
 	c.retire.Store(true)
 	if c.inflight.Load() == 0 {
-		c.Close()
+		closeConn(c)
 		return
 	}
 	c.timer.Reset(expireRecheck)

@@ -3,11 +3,15 @@ package upstream
 import (
 	"bufio"
 	"context"
+	"errors"
+	"fmt"
 	"io"
+	"math"
 	"net"
 	"net/http"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 )
 
@@ -24,6 +28,29 @@ import (
 // read: it fits in the sockets' buffers, so a server that answers early
 // cannot leave the write blocked.
 const h1MaxBody = 64 << 10
+
+// Envoy's limits on an HTTP/1 upstream response: its HTTP/1 client codec
+// reads at most 80 KiB of head (MAX_RESPONSE_HEADERS_KB, http_parser's
+// own limit; max_response_headers_kb changes it) and 100 headers
+// (max_headers_count of the cluster's common_http_protocol_options).
+// Interim responses count toward the same 80 KiB, as net/http's Transport
+// counts those it does not hand to the caller, and at most h1Max1xx of
+// them are read: Envoy documents no count, but only one 100 Continue means
+// anything, so a handful is generous.
+const (
+	h1MaxHead    = 80 << 10
+	h2MaxHead    = 60 << 10
+	h1MaxHeaders = 100
+	h1Max1xx     = MaxInterimResponses
+)
+
+// MaxInterimResponses bounds the interim (1xx) responses of one request.
+// The synchronous path reads and drops them; on net/http's transports,
+// which hand each to the caller's httptrace hook and bound none then, the
+// proxy stops the request past it.
+const MaxInterimResponses = 5
+
+var errHeadTooLarge = fmt.Errorf("%w: response head over %d KiB", ErrProtocol, h1MaxHead>>10)
 
 // h1MaxIdle bounds the idle connections kept per endpoint, as the
 // Transport's MaxIdleConnsPerHost does.
@@ -66,27 +93,69 @@ type h1Conn struct {
 	br     *bufio.Reader
 	bw     *bufio.Writer
 	idleAt time.Time
+	// raw and probe look at the socket of an idle connection without
+	// blocking (quiet); both are set once, so that a reuse allocates
+	// nothing. raw is nil when the connection has no file descriptor.
+	raw      syscall.RawConn
+	probe    func(fd uintptr) bool
+	one      [1]byte
+	readable bool
 }
 
 // countingReader counts what the server sent, so that a failure on a
-// reused connection that got nothing back can be told from one that did.
+// reused connection that got nothing back can be told from one that did,
+// and bounds what a response head may read (left).
 type countingReader struct {
-	c net.Conn
-	n int64
+	c    net.Conn
+	n    int64
+	left int64
 }
 
 func (r *countingReader) Read(b []byte) (int, error) {
+	if r.left <= 0 {
+		return 0, errHeadTooLarge
+	}
+	if int64(len(b)) > r.left {
+		b = b[:r.left]
+	}
 	n, err := r.c.Read(b)
 	r.n += int64(n)
+	r.left -= int64(n)
 	return n, err
 }
 
 func newH1Conn(cc *countedConn, addr string) *h1Conn {
 	c := &h1Conn{cc: cc, addr: addr}
-	c.r.c = cc
+	c.r.c, c.r.left = cc, math.MaxInt64
 	c.br = bufio.NewReaderSize(&c.r, 4<<10)
 	c.bw = bufio.NewWriterSize(cc, 4<<10)
+	if sc, ok := cc.Conn.(syscall.Conn); ok {
+		if raw, err := sc.SyscallConn(); err == nil {
+			c.raw, c.probe = raw, c.probeFD
+		}
+	}
 	return c
+}
+
+// quiet reports whether an idle connection has nothing to read. A server
+// sends nothing unasked on HTTP/1.1: bytes after a response (an upstream
+// that lied about a body, or one trying to answer the next client's
+// request ahead of time) or its close make the connection unusable, as
+// net/http's Transport decides when its idle read loop wakes up. Here the
+// socket is read once without blocking instead of keeping a reader
+// goroutine per idle connection.
+func (c *h1Conn) quiet() bool {
+	if c.br.Buffered() > 0 {
+		return false
+	}
+	if c.raw == nil {
+		return true
+	}
+	c.readable = true
+	if err := c.raw.Read(c.probe); err != nil {
+		return false
+	}
+	return !c.readable
 }
 
 // get takes the most recently used idle connection to addr that is still
@@ -110,10 +179,26 @@ func (p *h1Pool) get(addr string) *h1Conn {
 	p.idle[addr] = list
 	p.mu.Unlock()
 	for _, c := range stale {
-		c.cc.Close()
+		closeConn(c.cc)
 	}
 	return found
 }
+
+// take is get, with the connection checked for stray bytes outside the
+// pool's lock.
+func (p *h1Pool) take(addr string) *h1Conn {
+	for {
+		c := p.get(addr)
+		if c == nil || c.quiet() {
+			return c
+		}
+		closeConn(c.cc)
+	}
+}
+
+// closeConn closes a connection the pool gives up on. Its error says
+// nothing the caller can act on: the connection is dropped either way.
+func closeConn(c io.Closer) { _ = c.Close() }
 
 func (p *h1Pool) expired(c *h1Conn, now time.Time) bool {
 	return p.t.base.IdleConnTimeout > 0 && now.Sub(c.idleAt) > p.t.base.IdleConnTimeout
@@ -161,7 +246,7 @@ func (p *h1Pool) put(c *h1Conn) {
 	}
 	p.mu.Unlock()
 	for _, d := range drop {
-		d.cc.Close()
+		closeConn(d.cc)
 	}
 }
 
@@ -172,7 +257,7 @@ func (p *h1Pool) forget(addr string) {
 	delete(p.idle, addr)
 	p.mu.Unlock()
 	for _, c := range list {
-		c.cc.Close()
+		closeConn(c.cc)
 	}
 }
 
@@ -186,7 +271,7 @@ func (p *h1Pool) close() {
 	p.mu.Unlock()
 	for _, list := range idle {
 		for _, c := range list {
-			c.cc.Close()
+			closeConn(c.cc)
 		}
 	}
 }
@@ -202,7 +287,7 @@ func (p *h1Pool) roundTrip(req *http.Request) (*http.Response, error) {
 	}
 	addr := req.URL.Host
 	for {
-		c := p.get(addr)
+		c := p.take(addr)
 		reused := c != nil
 		if c == nil {
 			nc, err := p.t.cl.dialCounted(ctx, "tcp", addr, p.t.maxDuration)
@@ -249,11 +334,13 @@ func (p *h1Pool) exchange(c *h1Conn, req *http.Request) (*http.Response, error) 
 		cc.retire.Store(true)
 	}
 	last := cc.retire.Load()
-	stop := context.AfterFunc(req.Context(), func() { cc.SetDeadline(aLongTimeAgo) })
+	// SetDeadline fails only on a closed connection, which has nothing
+	// left to unblock.
+	stop := context.AfterFunc(req.Context(), func() { _ = cc.SetDeadline(aLongTimeAgo) })
 	fail := func(err error) (*http.Response, error) {
 		stop()
 		cc.inflight.Add(-1)
-		cc.Close()
+		closeConn(cc)
 		return nil, err
 	}
 	// The connection's last request says so (Connection: close), as
@@ -269,10 +356,21 @@ func (p *h1Pool) exchange(c *h1Conn, req *http.Request) (*http.Response, error) 
 		return fail(err)
 	}
 	var resp *http.Response
-	for {
+	c.r.left = h1MaxHead
+	sent := c.r.n
+	for interim := 0; ; interim++ {
 		resp, err = http.ReadResponse(c.br, req)
 		if err != nil {
+			if c.r.n != sent && !errors.Is(err, ErrProtocol) && req.Context().Err() == nil {
+				// Part of a head came, then no more of it, or it was not
+				// HTTP: Envoy's codec calls both a protocol error.
+				err = fmt.Errorf("%w: %w", ErrProtocol, err)
+			}
 			return fail(err)
+		}
+		if n := headerLines(resp.Header); n > h1MaxHeaders {
+			closeConn(resp.Body)
+			return fail(fmt.Errorf("%w: %d response headers, over %d", ErrProtocol, n, h1MaxHeaders))
 		}
 		// Interim responses (100 Continue, 103 Early Hints) are not
 		// forwarded; 101 ends HTTP on the connection and never comes here
@@ -280,8 +378,12 @@ func (p *h1Pool) exchange(c *h1Conn, req *http.Request) (*http.Response, error) 
 		if resp.StatusCode >= 200 || resp.StatusCode == http.StatusSwitchingProtocols {
 			break
 		}
-		resp.Body.Close()
+		closeConn(resp.Body)
+		if interim == h1Max1xx {
+			return fail(fmt.Errorf("%w: more than %d interim responses", ErrProtocol, h1Max1xx))
+		}
 	}
+	c.r.left = math.MaxInt64
 	keep := !resp.Close && !req.Close && !last
 	b := &h1Body{p: p, c: c, body: resp.Body, stop: stop, keep: keep}
 	if resp.Body == http.NoBody {
@@ -320,8 +422,7 @@ func (b *h1Body) Close() error {
 	if !b.eof {
 		b.finish(false)
 	}
-	b.body.Close()
-	return nil
+	return b.body.Close()
 }
 
 // finish gives the connection back (whole response read, keep-alive) or
@@ -337,5 +438,15 @@ func (b *h1Body) finish(whole bool) {
 		b.p.put(b.c)
 		return
 	}
-	cc.Close()
+	closeConn(cc)
+}
+
+// headerLines counts a head's header lines, as Envoy's max_headers_count
+// does (a repeated name counts each time).
+func headerLines(h http.Header) int {
+	n := 0
+	for _, vs := range h {
+		n += len(vs)
+	}
+	return n
 }

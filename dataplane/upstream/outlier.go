@@ -96,14 +96,30 @@ func (cl *Cluster) Observe(e *Endpoint, code int) {
 	}
 }
 
+// DownstreamBody is a request body that can tell when reading it failed
+// on the client's side: a malformed chunked body, a client that left
+// mid-upload. Such a failure is the downstream's: Envoy's connection
+// manager resets the stream (DPE, DC) and outlier detection never hears of
+// it, so a client cannot eject a healthy host.
+type DownstreamBody interface {
+	DownstreamFailed() bool
+}
+
+// downstreamFailed reports whether req's body failed on the client's side.
+func downstreamFailed(req *http.Request) bool {
+	b, ok := req.Body.(DownstreamBody)
+	return ok && b.DownstreamFailed()
+}
+
 // observeResult maps a round trip's outcome to the code Envoy reports
 // for it: locally originated failures count as 503 (connect failure,
-// reset) or 504 (timeout); a downstream cancellation counts as nothing.
-func (cl *Cluster) observeResult(e *Endpoint, resp *http.Response, err error) {
+// reset) or 504 (timeout); a downstream cancellation or a request body the
+// client failed to send counts as nothing.
+func (cl *Cluster) observeResult(e *Endpoint, req *http.Request, resp *http.Response, err error) {
 	switch {
 	case err == nil:
 		cl.Observe(e, resp.StatusCode)
-	case errors.Is(err, context.Canceled):
+	case errors.Is(err, context.Canceled) || downstreamFailed(req):
 	case errors.Is(err, context.DeadlineExceeded):
 		cl.Observe(e, http.StatusGatewayTimeout)
 	default:
