@@ -180,9 +180,10 @@ const (
 	flagUO                            // upstream overflow (circuit breaking)
 	flagUPE                           // upstream protocol error
 	flagDPE                           // downstream protocol error
+	flagSI                            // stream idle timeout
 )
 
-var flagNames = [...]string{"UH", "UT", "UF", "UC", "NR", "DI", "FI", "DC", "URX", "UO", "UPE", "DPE"}
+var flagNames = [...]string{"UH", "UT", "UF", "UC", "NR", "DI", "FI", "DC", "URX", "UO", "UPE", "DPE", "SI"}
 
 // appendTo writes the flags comma-separated, as Envoy does, or "-".
 func (f responseFlags) appendTo(b []byte) []byte {

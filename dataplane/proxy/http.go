@@ -787,7 +787,8 @@ func (p *Proxy) proxyError(w http.ResponseWriter, r *http.Request, err error) {
 // downstreamBodyError answers a request whose body could not be read
 // from the client, as Envoy's connection manager does: a body that is not
 // valid HTTP/1 gets 400 with flag DPE and the connection closes; a client
-// that left (or went silent) gets nothing, flag DC, and its stream is reset.
+// that went silent past the stream idle timeout gets 408, flag SI; a client
+// that left gets nothing, flag DC, and its stream is reset.
 func downstreamBodyError(ex *exchange, w http.ResponseWriter, r *http.Request, err error) {
 	var ne net.Error
 	var mbe *http.MaxBytesError
@@ -797,6 +798,14 @@ func downstreamBodyError(ex *exchange, w http.ResponseWriter, r *http.Request, e
 		if ex.status == 0 {
 			closeAfter(w, r)
 			localReply(w, http.StatusRequestEntityTooLarge, "Payload Too Large")
+		}
+	case errors.As(err, &ne) && ne.Timeout():
+		// The client went silent mid-body past the stream idle timeout:
+		// Envoy answers 408 "stream timeout" (flag SI) if nothing was sent.
+		ex.flags, ex.details = ex.flags|flagSI, "stream_idle_timeout"
+		if ex.status == 0 {
+			closeAfter(w, r)
+			localReply(w, http.StatusRequestTimeout, "stream timeout")
 		}
 	case errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed) ||
 		errors.As(err, &ne) || errors.Is(err, context.Canceled):
