@@ -32,6 +32,15 @@ func validate(r Resource) ErrorList {
 			v.fail("spec.hosts", "required: a ServiceEntry needs at least one host")
 		}
 		v.hosts("spec.hosts", s.GetHosts())
+		for i, h := range s.GetHosts() {
+			if h == "*" {
+				// Istio refuses it: a ServiceEntry for every host would
+				// claim the catch-all virtual host every route
+				// configuration already has, and proxies reject the
+				// duplicate domain.
+				v.fail(fmt.Sprintf("spec.hosts[%d]", i), "invalid host \"*\": a ServiceEntry cannot be for every host")
+			}
+		}
 		for i, p := range s.GetPorts() {
 			if p.GetNumber() == 0 || p.GetNumber() > 65535 {
 				v.fail(fmt.Sprintf("spec.ports[%d].number", i), "must be a port between 1 and 65535, got %d", p.GetNumber())
@@ -62,6 +71,7 @@ func (v *validator) virtualService(s *networking.VirtualService) {
 	}
 	v.hosts("spec.hosts", s.GetHosts())
 	for i, h := range s.GetHttp() {
+		v.httpRoute(fmt.Sprintf("spec.http[%d]", i), h)
 		for j, d := range h.GetRoute() {
 			v.destination(fmt.Sprintf("spec.http[%d].route[%d]", i, j), d.GetDestination(), d.GetWeight())
 		}
