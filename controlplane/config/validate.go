@@ -3,6 +3,7 @@ package config
 import (
 	"fmt"
 
+	"google.golang.org/protobuf/proto"
 	networking "istio.io/api/networking/v1alpha3"
 )
 
@@ -19,6 +20,8 @@ func validate(r Resource) ErrorList {
 	v := validator{}
 	if r.Spec == nil {
 		v.fail("spec", "required")
+	} else if n := proto.Size(r.Spec); n > MaxSpecBytes {
+		v.fail("spec", "is %.1f MiB encoded; Kubernetes stores at most 1.5 MiB per object (etcd's request limit), so Istio could not hold it either: split it into several resources", float64(n)/(1<<20))
 	}
 	switch s := r.Spec.(type) {
 	case *networking.VirtualService:
