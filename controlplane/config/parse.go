@@ -9,6 +9,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	"go.yaml.in/yaml/v2"
 	"google.golang.org/protobuf/encoding/protojson"
@@ -328,6 +329,25 @@ func decodeYAML(doc []byte) (any, error) {
 	return jsonValue(v)
 }
 
+// validUTF8 is s as encoding/json writes it: each byte that is not
+// part of valid UTF-8 becomes U+FFFD (a !!binary value can hold any).
+func validUTF8(s string) string {
+	if utf8.ValidString(s) {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); {
+		r, size := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && size == 1 {
+			b.WriteRune(utf8.RuneError)
+		} else {
+			b.WriteString(s[i : i+size])
+		}
+		i += size
+	}
+	return b.String()
+}
+
 // jsonValue converts what yaml.v2 decodes into JSON's value space, as
 // sigs.k8s.io/yaml's convertToJSONableObject and encoding/json do: map keys
 // become strings (numbers and booleans spelled out), numbers json.Number,
@@ -366,7 +386,7 @@ func jsonValue(v any) (any, error) {
 			if err != nil {
 				return nil, err
 			}
-			out[key] = cv
+			out[validUTF8(key)] = cv
 		}
 		return out, nil
 	case []any:
@@ -379,7 +399,9 @@ func jsonValue(v any) (any, error) {
 			out[i] = cv
 		}
 		return out, nil
-	case nil, string, bool:
+	case string:
+		return validUTF8(x), nil
+	case nil, bool:
 		return x, nil
 	case int:
 		return json.Number(strconv.Itoa(x)), nil

@@ -2,6 +2,10 @@ package config
 
 import (
 	"fmt"
+	"net/netip"
+	"regexp"
+	"slices"
+	"strings"
 
 	"google.golang.org/protobuf/proto"
 	networking "istio.io/api/networking/v1alpha3"
@@ -62,8 +66,71 @@ func (v *validator) fail(field, format string, args ...any) {
 
 func (v *validator) hosts(field string, hosts []string) {
 	for i, h := range hosts {
+		p := fmt.Sprintf("%s[%d]", field, i)
 		if h == "" {
-			v.fail(fmt.Sprintf("%s[%d]", field, i), "must not be empty")
+			v.fail(p, "must not be empty")
+			continue
+		}
+		if msg := checkWildcardDomain(h); msg != "" {
+			v.fail(p, "%s", msg)
+		}
+	}
+}
+
+// checkWildcardDomain is Istio's ValidateWildcardDomain: a DNS name of at
+// most 255 bytes whose labels are RFC 1123 labels, the first of which may
+// be "*" or start with "*". Proxies take hosts as virtual host domains,
+// which must not hold control characters and may be wildcards only at
+// the start; an IP address is also a host.
+func checkWildcardDomain(h string) string {
+	if _, err := netip.ParseAddr(h); err == nil {
+		return ""
+	}
+	if len(h) > 255 {
+		return fmt.Sprintf("invalid host %q: longer than 255 bytes", h)
+	}
+	labels := strings.Split(h, ".")
+	for i, l := range labels {
+		if i == 0 {
+			if l == "*" {
+				continue
+			}
+			l = strings.TrimPrefix(l, "*")
+		}
+		if i > 0 && i == len(labels)-1 && l == "" {
+			continue // a trailing dot: fully qualified
+		}
+		if len(l) > 63 || !dnsLabel.MatchString(l) {
+			return fmt.Sprintf("invalid host %q: label %q must be letters, digits and '-', starting and ending with a letter or digit, at most 63 (RFC 1123); only the first label may be a wildcard", h, labels[i])
+		}
+	}
+	return ""
+}
+
+// dnsLabel is Istio's DNS-1123 label, which allows upper case.
+var dnsLabel = regexp.MustCompile(`^[a-zA-Z0-9]([-a-zA-Z0-9]*[a-zA-Z0-9])?$`)
+
+// gatewayHosts checks a Gateway server's hosts, Istio's
+// ValidateNamespaceSlashWildcardHostname: [namespace/]host, where the
+// namespace is "*", "." or a namespace name, and the host "*" or a
+// wildcard domain.
+func (v *validator) gatewayHosts(field string, hosts []string) {
+	for i, h := range hosts {
+		p := fmt.Sprintf("%s[%d]", field, i)
+		ns, host, ok := strings.Cut(h, "/")
+		if !ok {
+			ns, host = "", h
+		}
+		switch {
+		case ok && ns != "*" && ns != "." && !dns1123Label.MatchString(ns):
+			v.fail(p, "invalid namespace %q in %q: want \"*\", \".\" or a namespace name", ns, h)
+		case host == "":
+			v.fail(p, "must not be empty")
+		case host == "*":
+		default:
+			if msg := checkWildcardDomain(host); msg != "" {
+				v.fail(p, "%s", msg)
+			}
 		}
 	}
 }
@@ -73,13 +140,24 @@ func (v *validator) virtualService(s *networking.VirtualService) {
 		v.fail("spec.hosts", "required: a VirtualService needs at least one host")
 	}
 	v.hosts("spec.hosts", s.GetHosts())
+	mesh := len(s.GetGateways()) == 0 || slices.Contains(s.GetGateways(), "mesh")
+	for i, h := range s.GetHosts() {
+		if h == "*" && mesh {
+			v.fail(fmt.Sprintf("spec.hosts[%d]", i), "wildcard host * is not allowed for virtual services bound to the mesh gateway")
+		}
+	}
 	for i, h := range s.GetHttp() {
 		v.httpRoute(fmt.Sprintf("spec.http[%d]", i), h)
 		for j, d := range h.GetRoute() {
 			v.destination(fmt.Sprintf("spec.http[%d].route[%d]", i, j), d.GetDestination(), d.GetWeight())
 		}
-		if m := h.GetMirror(); m != nil && m.GetHost() == "" {
-			v.fail(fmt.Sprintf("spec.http[%d].mirror.host", i), "required")
+		if m := h.GetMirror(); m != nil {
+			v.destinationHost(fmt.Sprintf("spec.http[%d].mirror.host", i), m.GetHost())
+		}
+		for j, m := range h.GetMirrors() {
+			if m.GetDestination() != nil {
+				v.destinationHost(fmt.Sprintf("spec.http[%d].mirrors[%d].destination.host", i, j), m.GetDestination().GetHost())
+			}
 		}
 	}
 	for i, t := range s.GetTcp() {
@@ -97,9 +175,25 @@ func (v *validator) virtualService(s *networking.VirtualService) {
 func (v *validator) destination(path string, d *networking.Destination, weight int32) {
 	if d.GetHost() == "" {
 		v.fail(path+".destination.host", "required: a route destination needs a host")
+	} else {
+		v.destinationHost(path+".destination.host", d.GetHost())
 	}
 	if weight < 0 {
 		v.fail(path+".weight", "must not be negative, got %d", weight)
+	}
+}
+
+// destinationHost is Istio's validateDestination: a host, not "*".
+func (v *validator) destinationHost(path, h string) {
+	switch {
+	case h == "":
+		v.fail(path, "required")
+	case h == "*":
+		v.fail(path, "invalid destination host \"*\"")
+	default:
+		if msg := checkWildcardDomain(h); msg != "" {
+			v.fail(path, "%s", msg)
+		}
 	}
 }
 
@@ -118,13 +212,15 @@ func (v *validator) gateway(s *networking.Gateway) {
 		if len(srv.GetHosts()) == 0 {
 			v.fail(p+".hosts", "required: a server needs at least one host (\"*\" for any)")
 		}
-		v.hosts(p+".hosts", srv.GetHosts())
+		v.gatewayHosts(p+".hosts", srv.GetHosts())
 	}
 }
 
 func (v *validator) destinationRule(s *networking.DestinationRule) {
 	if s.GetHost() == "" {
 		v.fail("spec.host", "required: a DestinationRule needs a host")
+	} else if msg := checkWildcardDomain(s.GetHost()); msg != "" {
+		v.fail("spec.host", "%s", msg)
 	}
 	seen := map[string]int{}
 	for i, ss := range s.GetSubsets() {
