@@ -337,16 +337,16 @@ func TestParseErrors(t *testing.T) {
 		input:   vsHead + "spec:\n  hosts: [reviews]\n" + route + "    fault:\n      abort: {httpStatus: 700, percentage: {value: 10}}\n",
 		wantErr: `in.yaml: document 1 (VirtualService default/reviews): spec.http[0].fault.abort.httpStatus: must be an HTTP status between 200 and 599, got 700`,
 	}, {
-		name:    "hosts proxies cannot take as domains",
-		input:   vsHead + "spec:\n  hosts: [\"rev\\niews\", \"a.*.com\", \"*\"]\n  http:\n  - route:\n    - destination: {host: \"*\"}\n    mirror: {host: \"x_y\"}\n",
+		name:  "hosts proxies cannot take as domains",
+		input: vsHead + "spec:\n  hosts: [\"rev\\niews\", \"a.*.com\", \"*\"]\n  http:\n  - route:\n    - destination: {host: \"*\"}\n    mirror: {host: \"x_y\"}\n",
 		wantErr: "in.yaml: document 1 (VirtualService default/reviews): spec.hosts[0]: invalid host \"rev\\niews\": label \"rev\\niews\" must be letters, digits and '-', starting and ending with a letter or digit, at most 63 (RFC 1123); only the first label may be a wildcard\n" +
 			"in.yaml: document 1 (VirtualService default/reviews): spec.hosts[1]: invalid host \"a.*.com\": label \"*\" must be letters, digits and '-', starting and ending with a letter or digit, at most 63 (RFC 1123); only the first label may be a wildcard\n" +
 			"in.yaml: document 1 (VirtualService default/reviews): spec.hosts[2]: wildcard host * is not allowed for virtual services bound to the mesh gateway\n" +
 			"in.yaml: document 1 (VirtualService default/reviews): spec.http[0].route[0].destination.host: invalid destination host \"*\"\n" +
 			"in.yaml: document 1 (VirtualService default/reviews): spec.http[0].mirror.host: invalid host \"x_y\": label \"x_y\" must be letters, digits and '-', starting and ending with a letter or digit, at most 63 (RFC 1123); only the first label may be a wildcard",
 	}, {
-		name:    "Gateway hosts with a bad namespace or host",
-		input:   "apiVersion: networking.istio.io/v1\nkind: Gateway\nmetadata: {name: gw}\nspec:\n  servers:\n  - port: {number: 80, name: http, protocol: HTTP}\n    hosts: [\"Bad_NS/x.com\", \"./a b.com\", \"*/*\", \"./*.example.com\"]\n",
+		name:  "Gateway hosts with a bad namespace or host",
+		input: "apiVersion: networking.istio.io/v1\nkind: Gateway\nmetadata: {name: gw}\nspec:\n  servers:\n  - port: {number: 80, name: http, protocol: HTTP}\n    hosts: [\"Bad_NS/x.com\", \"./a b.com\", \"*/*\", \"./*.example.com\"]\n",
 		wantErr: "in.yaml: document 1 (Gateway default/gw): spec.servers[0].hosts[0]: invalid namespace \"Bad_NS\" in \"Bad_NS/x.com\": want \"*\", \".\" or a namespace name\n" +
 			"in.yaml: document 1 (Gateway default/gw): spec.servers[0].hosts[1]: invalid host \"a b.com\": label \"a b\" must be letters, digits and '-', starting and ending with a letter or digit, at most 63 (RFC 1123); only the first label may be a wildcard",
 	}, {
