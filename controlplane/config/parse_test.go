@@ -339,16 +339,20 @@ func TestParseErrors(t *testing.T) {
 	}, {
 		name:  "hosts proxies cannot take as domains",
 		input: vsHead + "spec:\n  hosts: [\"rev\\niews\", \"a.*.com\", \"*\"]\n  http:\n  - route:\n    - destination: {host: \"*\"}\n    mirror: {host: \"x_y\"}\n",
-		wantErr: "in.yaml: document 1 (VirtualService default/reviews): spec.hosts[0]: invalid host \"rev\\niews\": label \"rev\\niews\" must be letters, digits and '-', starting and ending with a letter or digit, at most 63 (RFC 1123); only the first label may be a wildcard\n" +
-			"in.yaml: document 1 (VirtualService default/reviews): spec.hosts[1]: invalid host \"a.*.com\": label \"*\" must be letters, digits and '-', starting and ending with a letter or digit, at most 63 (RFC 1123); only the first label may be a wildcard\n" +
+		wantErr: "in.yaml: document 1 (VirtualService default/reviews): spec.hosts[0]: invalid host \"rev\\niews\": label \"rev\\niews\" must be lower-case letters, digits and '-', starting and ending with a letter or digit, at most 63 (RFC 1123); only the first label may be a wildcard\n" +
+			"in.yaml: document 1 (VirtualService default/reviews): spec.hosts[1]: invalid host \"a.*.com\": label \"*\" must be lower-case letters, digits and '-', starting and ending with a letter or digit, at most 63 (RFC 1123); only the first label may be a wildcard\n" +
 			"in.yaml: document 1 (VirtualService default/reviews): spec.hosts[2]: wildcard host * is not allowed for virtual services bound to the mesh gateway\n" +
 			"in.yaml: document 1 (VirtualService default/reviews): spec.http[0].route[0].destination.host: invalid destination host \"*\"\n" +
-			"in.yaml: document 1 (VirtualService default/reviews): spec.http[0].mirror.host: invalid host \"x_y\": label \"x_y\" must be letters, digits and '-', starting and ending with a letter or digit, at most 63 (RFC 1123); only the first label may be a wildcard",
+			"in.yaml: document 1 (VirtualService default/reviews): spec.http[0].mirror.host: invalid host \"x_y\": label \"x_y\" must be lower-case letters, digits and '-', starting and ending with a letter or digit, at most 63 (RFC 1123); only the first label may be a wildcard",
 	}, {
 		name:  "Gateway hosts with a bad namespace or host",
 		input: "apiVersion: networking.istio.io/v1\nkind: Gateway\nmetadata: {name: gw}\nspec:\n  servers:\n  - port: {number: 80, name: http, protocol: HTTP}\n    hosts: [\"Bad_NS/x.com\", \"./a b.com\", \"*/*\", \"./*.example.com\"]\n",
 		wantErr: "in.yaml: document 1 (Gateway default/gw): spec.servers[0].hosts[0]: invalid namespace \"Bad_NS\" in \"Bad_NS/x.com\": want \"*\", \".\" or a namespace name\n" +
-			"in.yaml: document 1 (Gateway default/gw): spec.servers[0].hosts[1]: invalid host \"a b.com\": label \"a b\" must be letters, digits and '-', starting and ending with a letter or digit, at most 63 (RFC 1123); only the first label may be a wildcard",
+			"in.yaml: document 1 (Gateway default/gw): spec.servers[0].hosts[1]: invalid host \"a b.com\": label \"a b\" must be lower-case letters, digits and '-', starting and ending with a letter or digit, at most 63 (RFC 1123); only the first label may be a wildcard",
+	}, {
+		name:    "a host in upper case, which proxies would take for another in lower case",
+		input:   "apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {name: api}\nspec:\n  hosts: [API.example.com]\n  ports: [{number: 80, name: http, protocol: HTTP}]\n",
+		wantErr: `in.yaml: document 1 (ServiceEntry default/api): spec.hosts[0]: invalid host "API.example.com": label "API" must be lower-case letters, digits and '-', starting and ending with a letter or digit, at most 63 (RFC 1123); only the first label may be a wildcard`,
 	}, {
 		name:    "ServiceEntry for every host",
 		input:   "apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {name: all}\nspec:\n  hosts: [\"*\"]\n  ports: [{number: 80, name: http, protocol: HTTP}]\n",

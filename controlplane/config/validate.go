@@ -3,7 +3,6 @@ package config
 import (
 	"fmt"
 	"net/netip"
-	"regexp"
 	"slices"
 	"strings"
 
@@ -81,7 +80,10 @@ func (v *validator) hosts(field string, hosts []string) {
 // most 255 bytes whose labels are RFC 1123 labels, the first of which may
 // be "*" or start with "*". Proxies take hosts as virtual host domains,
 // which must not hold control characters and may be wildcards only at
-// the start; an IP address is also a host.
+// the start; an IP address is also a host. Unlike Istio, upper case is
+// refused: proxies compare domains ignoring case, so "API.example.com"
+// beside "api.example.com" would be one domain in two virtual hosts, which
+// they reject.
 func checkWildcardDomain(h string) string {
 	if _, err := netip.ParseAddr(h); err == nil {
 		return ""
@@ -100,15 +102,12 @@ func checkWildcardDomain(h string) string {
 		if i > 0 && i == len(labels)-1 && l == "" {
 			continue // a trailing dot: fully qualified
 		}
-		if len(l) > 63 || !dnsLabel.MatchString(l) {
-			return fmt.Sprintf("invalid host %q: label %q must be letters, digits and '-', starting and ending with a letter or digit, at most 63 (RFC 1123); only the first label may be a wildcard", h, labels[i])
+		if len(l) > 63 || !dns1123Label.MatchString(l) {
+			return fmt.Sprintf("invalid host %q: label %q must be lower-case letters, digits and '-', starting and ending with a letter or digit, at most 63 (RFC 1123); only the first label may be a wildcard", h, labels[i])
 		}
 	}
 	return ""
 }
-
-// dnsLabel is Istio's DNS-1123 label, which allows upper case.
-var dnsLabel = regexp.MustCompile(`^[a-zA-Z0-9]([-a-zA-Z0-9]*[a-zA-Z0-9])?$`)
 
 // gatewayHosts checks a Gateway server's hosts, Istio's
 // ValidateNamespaceSlashWildcardHostname: [namespace/]host, where the
