@@ -354,6 +354,16 @@ func TestParseErrors(t *testing.T) {
 		input:   "apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {name: api}\nspec:\n  hosts: [API.example.com]\n  ports: [{number: 80, name: http, protocol: HTTP}]\n",
 		wantErr: `in.yaml: document 1 (ServiceEntry default/api): spec.hosts[0]: invalid host "API.example.com": label "API" must be lower-case letters, digits and '-', starting and ending with a letter or digit, at most 63 (RFC 1123); only the first label may be a wildcard`,
 	}, {
+		name: "traffic policy values Envoy refuses or a cast would turn huge",
+		input: "apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: r}\nspec:\n  host: r\n  trafficPolicy:\n" +
+			"    loadBalancer: {consistentHash: {httpHeaderName: x, ringHash: {minimumRingSize: 9999999999}}}\n" +
+			"    outlierDetection: {maxEjectionPercent: 250}\n    connectionPool: {tcp: {maxConnections: -5}}\n" +
+			"  subsets:\n  - name: v1\n    trafficPolicy:\n      portLevelSettings:\n      - port: {number: 80}\n        outlierDetection: {minHealthPercent: -1}\n",
+		wantErr: "in.yaml: document 1 (DestinationRule default/r): spec.trafficPolicy.outlierDetection.maxEjectionPercent: must be a percentage between 0 and 100, got 250\n" +
+			"in.yaml: document 1 (DestinationRule default/r): spec.trafficPolicy.connectionPool.tcp.maxConnections: must not be negative, got -5\n" +
+			"in.yaml: document 1 (DestinationRule default/r): spec.trafficPolicy.loadBalancer.consistentHash.ringHash.minimumRingSize: must be at most 8388608, got 9999999999\n" +
+			"in.yaml: document 1 (DestinationRule default/r): spec.subsets[0].trafficPolicy.portLevelSettings[0].outlierDetection.minHealthPercent: must be a percentage between 0 and 100, got -1",
+	}, {
 		name:    "ServiceEntry for every host",
 		input:   "apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {name: all}\nspec:\n  hosts: [\"*\"]\n  ports: [{number: 80, name: http, protocol: HTTP}]\n",
 		wantErr: `in.yaml: document 1 (ServiceEntry default/all): spec.hosts[0]: invalid host "*": a ServiceEntry cannot be for every host`,

@@ -221,8 +221,10 @@ func (v *validator) destinationRule(s *networking.DestinationRule) {
 	} else if msg := checkWildcardDomain(s.GetHost()); msg != "" {
 		v.fail("spec.host", "%s", msg)
 	}
+	v.trafficPolicy("spec.trafficPolicy", s.GetTrafficPolicy())
 	seen := map[string]int{}
 	for i, ss := range s.GetSubsets() {
+		v.trafficPolicy(fmt.Sprintf("spec.subsets[%d].trafficPolicy", i), ss.GetTrafficPolicy())
 		p := fmt.Sprintf("spec.subsets[%d].name", i)
 		switch prev, dup := seen[ss.GetName()]; {
 		case ss.GetName() == "":

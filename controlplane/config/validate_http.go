@@ -224,3 +224,53 @@ func validMethod(m string) bool {
 }
 
 func sortedMapKeys[V any](m map[string]V) []string { return slices.Sorted(maps.Keys(m)) }
+
+// ringHashMax is Envoy's upper bound on a ring hash's minimum_ring_size.
+const ringHashMax = 8 << 20
+
+// trafficPolicy is Istio's validateTrafficPolicy where the translation
+// would otherwise hand proxies what they refuse (Envoy's outlier
+// detection takes percentages up to 100, ring sizes up to 8M) or a
+// negative count cast to a huge one.
+func (v *validator) trafficPolicy(path string, tp *networking.TrafficPolicy) {
+	if tp == nil {
+		return
+	}
+	nonNegative := func(field string, n int32) {
+		if n < 0 {
+			v.fail(path+"."+field, "must not be negative, got %d", n)
+		}
+	}
+	percent := func(field string, n int32) {
+		if n < 0 || n > 100 {
+			v.fail(path+"."+field, "must be a percentage between 0 and 100, got %d", n)
+		}
+	}
+	if od := tp.GetOutlierDetection(); od != nil {
+		nonNegative("outlierDetection.consecutiveErrors", od.GetConsecutiveErrors()) //nolint:staticcheck // Istio still honours it
+		percent("outlierDetection.maxEjectionPercent", od.GetMaxEjectionPercent())
+		percent("outlierDetection.minHealthPercent", od.GetMinHealthPercent())
+	}
+	if cp := tp.GetConnectionPool(); cp != nil {
+		h := cp.GetHttp()
+		nonNegative("connectionPool.http.http1MaxPendingRequests", h.GetHttp1MaxPendingRequests())
+		nonNegative("connectionPool.http.http2MaxRequests", h.GetHttp2MaxRequests())
+		nonNegative("connectionPool.http.maxRequestsPerConnection", h.GetMaxRequestsPerConnection())
+		nonNegative("connectionPool.http.maxRetries", h.GetMaxRetries())
+		nonNegative("connectionPool.http.maxConcurrentStreams", h.GetMaxConcurrentStreams())
+		nonNegative("connectionPool.tcp.maxConnections", cp.GetTcp().GetMaxConnections())
+	}
+	if ch := tp.GetLoadBalancer().GetConsistentHash(); ch != nil {
+		if n := ch.GetRingHash().GetMinimumRingSize(); n > ringHashMax {
+			v.fail(path+".loadBalancer.consistentHash.ringHash.minimumRingSize", "must be at most %d, got %d", ringHashMax, n)
+		}
+		if n := ch.GetMinimumRingSize(); n > ringHashMax { //nolint:staticcheck // Istio still honours it
+			v.fail(path+".loadBalancer.consistentHash.minimumRingSize", "must be at most %d, got %d", ringHashMax, n)
+		}
+	}
+	for i, pl := range tp.GetPortLevelSettings() {
+		v.trafficPolicy(fmt.Sprintf("%s.portLevelSettings[%d]", path, i), &networking.TrafficPolicy{
+			LoadBalancer: pl.GetLoadBalancer(), ConnectionPool: pl.GetConnectionPool(), OutlierDetection: pl.GetOutlierDetection(),
+		})
+	}
+}
