@@ -3,6 +3,7 @@ package controlplane
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"sort"
@@ -19,6 +20,7 @@ import (
 	"github.com/meshlab/meshlab/controlplane/config"
 	"github.com/meshlab/meshlab/controlplane/registry"
 	"github.com/meshlab/meshlab/controlplane/store"
+	"github.com/meshlab/meshlab/controlplane/xds"
 )
 
 // PathCARoot serves the mesh CA's root certificate in PEM, the caBundle
@@ -207,7 +209,7 @@ func (s *Server) proxies() []api.ProxyStatus {
 		ps := api.ProxyStatus{ID: p.ID, Type: p.Type, Pod: p.Pod, Namespace: p.Namespace, IP: p.IP,
 			Connected: p.Connected, Types: map[string]api.TypeStatus{}}
 		for url, t := range p.PerType {
-			ps.Types[shortType(url)] = api.TypeStatus{Sent: t.Sent, Acked: t.Acked, Nacked: t.Nacked, State: t.State}
+			ps.Types[shortType(url)] = api.TypeStatus{Sent: t.Sent, Acked: t.Acked, Nacked: t.Nacked, Error: t.Error, State: t.State}
 		}
 		out = append(out, ps)
 	}
@@ -325,8 +327,11 @@ func (s *Server) handleRegistry(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, api.Registry{Services: snap.Services, Workloads: snap.Workloads})
 }
 
-// handleWait answers once every connected proxy has ACKed, for every type
-// it was sent, a version at or past the asked store revision.
+// handleWait answers once every proxy the change to the asked store
+// revision concerns (those whose configuration it changed) has ACKed it.
+// Otherwise it names them: 409 at once for a NACK or a configuration the
+// control plane could not send, 504 for those still silent at the
+// deadline. Proxies the change left alone are not waited for.
 func (s *Server) handleWait(w http.ResponseWriter, r *http.Request) {
 	want, err := strconv.ParseUint(r.URL.Query().Get("revision"), 10, 64)
 	if err != nil {
@@ -336,13 +341,18 @@ func (s *Server) handleWait(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), 25*time.Second)
 	defer cancel()
 	err = s.xds.WaitAcked(ctx, func(v string) bool { return v != "" && revOf(v) >= want })
+	var se *xds.SyncError
 	switch {
 	case err == nil:
 		w.WriteHeader(http.StatusNoContent)
+	case errors.As(err, &se) && len(se.Failed) > 0:
+		writeError(w, http.StatusConflict, fmt.Sprintf("revision %d was rejected by %d proxies or could not be sent to them", want, len(se.Failed)), se.Failed...)
+	case errors.As(err, &se) && len(se.Pending) > 0:
+		writeError(w, http.StatusGatewayTimeout, fmt.Sprintf("%d proxies did not ACK revision %d in time", len(se.Pending), want), se.Pending...)
 	case ctx.Err() != nil:
-		writeError(w, http.StatusGatewayTimeout, fmt.Sprintf("proxies did not all ACK revision %d in time: %v", want, err))
+		writeError(w, http.StatusGatewayTimeout, fmt.Sprintf("revision %d was not pushed in time: %v", want, err))
 	default:
-		writeError(w, http.StatusConflict, fmt.Sprintf("revision %d was rejected: %v", want, err))
+		writeError(w, http.StatusInternalServerError, fmt.Sprintf("wait for revision %d: %v", want, err))
 	}
 }
 

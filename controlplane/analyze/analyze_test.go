@@ -106,6 +106,15 @@ func TestAnalyze(t *testing.T) {
 		want: []string{
 			`Error [IST0106] (VirtualService book-demo/reviews-vs reviews-vs-header.yaml:22) spec.http[0].match[1].header: Schema validation error: unknown field "header"; did you mean "headers"?`,
 		},
+	}, {
+		name:  "config every proxy would reject",
+		files: []string{"../config/testdata/invalid/proxies-reject.yaml"},
+		want: []string{
+			`Error [IST0106] (VirtualService default/reviews proxies-reject.yaml:12) spec.http[0].match[0].uri.regex: Schema validation error: invalid regex "(": error parsing regexp: missing closing ): ` + "`" + `(` + "`" + `; proxies use RE2 syntax (https://github.com/google/re2/wiki/Syntax)`,
+			`Error [IST0106] (VirtualService default/reviews proxies-reject.yaml:13) spec.http[0].match[1].headers["x-id\r\nx-evil"]: Schema validation error: invalid header name "x-id\r\nx-evil": must be an HTTP token (letters, digits and !#$%&'*+-.^_` + "`" + `|~)`,
+			`Error [IST0106] (VirtualService default/reviews proxies-reject.yaml:17) spec.http[0].match[1].headers[x-version].regex: Schema validation error: invalid regex "a{1001}": error parsing regexp: invalid repeat count: ` + "`" + `{1001}` + "`" + `; proxies use RE2 syntax (https://github.com/google/re2/wiki/Syntax)`,
+			`Error [IST0106] (ServiceEntry default/everything proxies-reject.yaml:28) spec.hosts[0]: Schema validation error: invalid host "*": a ServiceEntry cannot be for every host`,
+		},
 	}}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

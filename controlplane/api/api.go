@@ -79,7 +79,10 @@ type TypeStatus struct {
 	Sent   string `json:"sent,omitempty"`
 	Acked  string `json:"acked,omitempty"`
 	Nacked string `json:"nacked,omitempty"`
-	State  string `json:"state"` // SYNCED, STALE, NOT SENT
+	// Error is the proxy's message for the version it NACKed, or why the
+	// control plane could not send it the latest one (State ERROR).
+	Error string `json:"error,omitempty"`
+	State string `json:"state"` // SYNCED, STALE, NOT SENT, ERROR
 }
 
 // ProxyStatus is one proxy as proxy-status shows it.

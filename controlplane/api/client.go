@@ -168,8 +168,9 @@ func (c *Client) Version(ctx context.Context) (Version, error) {
 	return v, c.do(ctx, http.MethodGet, PathVersion, nil, nil, &v)
 }
 
-// WaitSynced blocks until every connected proxy has ACKed a configuration
-// that includes store revision rev, or ctx ends.
+// WaitSynced blocks until every proxy whose configuration store revision
+// rev changed has ACKed it; the error names the proxies that NACKed it,
+// could not be sent it, or had not ACKed it by the control plane's deadline.
 func (c *Client) WaitSynced(ctx context.Context, rev uint64) error {
 	return c.do(ctx, http.MethodGet, PathWaitSync, url.Values{"revision": {fmt.Sprint(rev)}}, nil, nil)
 }

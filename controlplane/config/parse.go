@@ -9,9 +9,10 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 
+	"go.yaml.in/yaml/v2"
 	"google.golang.org/protobuf/encoding/protojson"
-	"sigs.k8s.io/yaml"
 )
 
 // Parse reads every document of one input (YAML with --- separators, a JSON
@@ -155,6 +156,10 @@ func documents(data []byte) ([]document, error) {
 		dec := json.NewDecoder(bytes.NewReader(trimmed))
 		dec.UseNumber()
 		for {
+			if err := checkDocumentSize(valueSize(trimmed[dec.InputOffset():])); err != nil {
+				raw = append(raw, err)
+				break
+			}
 			var v any
 			if err := dec.Decode(&v); err == io.EOF {
 				break
@@ -169,12 +174,11 @@ func documents(data []byte) ([]document, error) {
 		}
 	} else {
 		for _, chunk := range splitYAML(data) {
-			j, err := yaml.YAMLToJSON(chunk)
-			if err != nil {
-				raw = append(raw, fmt.Errorf("invalid YAML: %w", err))
+			if err := checkDocumentSize(len(chunk)); err != nil {
+				raw = append(raw, err)
 				continue
 			}
-			v, err := decodeJSON(j)
+			v, err := decodeYAML(chunk)
 			if err != nil {
 				raw = append(raw, fmt.Errorf("invalid YAML: %w", err))
 				continue
@@ -214,21 +218,208 @@ func expand(v any) []document {
 	}
 }
 
-var docSeparator = regexp.MustCompile(`^---(\s.*)?$`)
+// Size limits, Kubernetes': Istio's configuration lives in its API
+// server, so no Istio mesh holds a resource over them, and refusing them
+// before decoding keeps a huge apply from costing gigabytes.
+const (
+	// MaxDocumentBytes is the largest document read: kube-apiserver's
+	// limit on one request body (3 MiB).
+	MaxDocumentBytes = 3 << 20
+	// MaxSpecBytes bounds a resource's spec, encoded: etcd's default
+	// request limit (1.5 MiB), which every object the API server stores
+	// must fit in.
+	MaxSpecBytes = 3 << 19
+)
 
-// splitYAML splits a YAML stream at "---" lines.
+func checkDocumentSize(n int) error {
+	if n > MaxDocumentBytes {
+		return fmt.Errorf("document is %.1f MiB, over the %d MiB the Kubernetes API server accepts in one request; split it into several resources", float64(n)/(1<<20), MaxDocumentBytes>>20)
+	}
+	return nil
+}
+
+// valueSize is the length of the JSON value at the start of b (after
+// white space), found by scanning bytes, not decoding, so an oversized one
+// is refused before it costs memory. It stops counting past
+// MaxDocumentBytes; for invalid JSON it measures something, and decoding
+// reports the error.
+func valueSize(b []byte) int {
+	i := 0
+	for i < len(b) && (b[i] == ' ' || b[i] == '\t' || b[i] == '\n' || b[i] == '\r') {
+		i++
+	}
+	depth, inString := 0, false
+	for ; i < len(b); i++ {
+		c := b[i]
+		switch {
+		case inString:
+			switch c {
+			case '\\':
+				i++
+			case '"':
+				inString = false
+				if depth == 0 {
+					return i + 1
+				}
+			}
+		case c == '"':
+			inString = true
+		case c == '{' || c == '[':
+			depth++
+		case c == '}' || c == ']':
+			depth--
+			if depth <= 0 {
+				return i + 1
+			}
+		case depth == 0 && (c == ' ' || c == '\t' || c == '\n' || c == '\r'):
+			return i // the end of a number or literal
+		}
+		if i > MaxDocumentBytes {
+			return i
+		}
+	}
+	return i
+}
+
+// splitYAML splits a YAML stream at "---" lines (a line that is "---",
+// alone or followed by white space), returning parts of data: a document
+// is not copied, as a large apply holds it only once.
 func splitYAML(data []byte) [][]byte {
 	var out [][]byte
-	var cur bytes.Buffer
-	for _, line := range bytes.SplitAfter(data, []byte("\n")) {
-		if docSeparator.Match(bytes.TrimRight(line, "\r\n")) {
-			out = append(out, bytes.Clone(cur.Bytes()))
-			cur.Reset()
-			continue
+	start := 0
+	for pos := 0; pos < len(data); {
+		end := len(data)
+		if i := bytes.IndexByte(data[pos:], '\n'); i >= 0 {
+			end = pos + i + 1
 		}
-		cur.Write(line)
+		if isDocSeparator(bytes.TrimRight(data[pos:end], "\r\n")) {
+			out = append(out, data[start:pos])
+			start = end
+		}
+		pos = end
 	}
-	return append(out, cur.Bytes())
+	return append(out, data[start:])
+}
+
+// isDocSeparator matches ^---(\s.*)?$ as RE2 reads \s: tab, newline,
+// form feed, carriage return or space.
+func isDocSeparator(line []byte) bool {
+	if !bytes.HasPrefix(line, []byte("---")) {
+		return false
+	}
+	if len(line) == 3 {
+		return true
+	}
+	switch line[3] {
+	case ' ', '\t', '\n', '\f', '\r':
+		return true
+	}
+	return false
+}
+
+// decodeYAML reads one YAML document into the values encoding/json gives
+// with UseNumber (map[string]any, []any, string, json.Number, bool, nil):
+// what sigs.k8s.io/yaml.YAMLToJSON and decoding its JSON would give, and
+// with the same YAML library, without writing and reading the JSON.
+func decodeYAML(doc []byte) (any, error) {
+	var v any
+	if err := yaml.Unmarshal(doc, &v); err != nil {
+		return nil, err
+	}
+	return jsonValue(v)
+}
+
+// validUTF8 is s as encoding/json writes it: each byte that is not
+// part of valid UTF-8 becomes U+FFFD (a !!binary value can hold any).
+func validUTF8(s string) string {
+	if utf8.ValidString(s) {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); {
+		r, size := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && size == 1 {
+			b.WriteRune(utf8.RuneError)
+		} else {
+			b.WriteString(s[i : i+size])
+		}
+		i += size
+	}
+	return b.String()
+}
+
+// jsonValue converts what yaml.v2 decodes into JSON's value space, as
+// sigs.k8s.io/yaml's convertToJSONableObject and encoding/json do: map keys
+// become strings (numbers and booleans spelled out), numbers json.Number,
+// and a NaN or infinity is an error, as JSON has none.
+func jsonValue(v any) (any, error) {
+	switch x := v.(type) {
+	case map[any]any:
+		out := make(map[string]any, len(x))
+		for k, e := range x {
+			var key string
+			switch k := k.(type) {
+			case string:
+				key = k
+			case int:
+				key = strconv.Itoa(k)
+			case int64:
+				key = strconv.FormatInt(k, 10)
+			case uint64:
+				key = strconv.FormatUint(k, 10)
+			case float64:
+				key = strconv.FormatFloat(k, 'g', -1, 32)
+				switch key {
+				case "+Inf":
+					key = ".inf"
+				case "-Inf":
+					key = "-.inf"
+				case "NaN":
+					key = ".nan"
+				}
+			case bool:
+				key = strconv.FormatBool(k)
+			default:
+				return nil, fmt.Errorf("unsupported map key of type: %T, key: %+#v, value: %+#v", k, k, e)
+			}
+			cv, err := jsonValue(e)
+			if err != nil {
+				return nil, err
+			}
+			out[validUTF8(key)] = cv
+		}
+		return out, nil
+	case []any:
+		out := make([]any, len(x))
+		for i, e := range x {
+			cv, err := jsonValue(e)
+			if err != nil {
+				return nil, err
+			}
+			out[i] = cv
+		}
+		return out, nil
+	case string:
+		return validUTF8(x), nil
+	case nil, bool:
+		return x, nil
+	case int:
+		return json.Number(strconv.Itoa(x)), nil
+	case int64:
+		return json.Number(strconv.FormatInt(x, 10)), nil
+	case uint64:
+		return json.Number(strconv.FormatUint(x, 10)), nil
+	case float64:
+		// encoding/json's spelling of a float, and its error for NaN and
+		// infinities.
+		b, err := json.Marshal(x)
+		if err != nil {
+			return nil, err
+		}
+		return json.Number(b), nil
+	default:
+		return nil, fmt.Errorf("unsupported YAML value of type %T", v)
+	}
 }
 
 func decodeJSON(b []byte) (any, error) {

@@ -43,7 +43,7 @@ func TestParseFixtures(t *testing.T) {
 	seen := 0
 	for _, f := range files {
 		rel := strings.TrimPrefix(filepath.ToSlash(f), "testdata/")
-		if strings.HasPrefix(rel, "invalid/") {
+		if strings.HasPrefix(rel, "invalid/") || strings.HasPrefix(rel, "fuzz/") {
 			continue
 		}
 		seen++
@@ -288,6 +288,85 @@ func TestParseErrors(t *testing.T) {
 			"---\napiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\n",
 		wantErr: "in.yaml: document 2 (DestinationRule default/r): spec.subset: unknown field \"subset\"; did you mean \"subsets\"?\n" +
 			"in.yaml: document 3 (ConfigMap default/c): kind ConfigMap (v1) is not an Istio resource meshlab accepts; apply Kubernetes objects with kubectl, they are handled by the runtime",
+	}, {
+		name:    "regex RE2 refuses: unbalanced parenthesis",
+		input:   vsHead + "spec:\n  hosts: [reviews]\n  http:\n  - match:\n    - uri: {regex: \"(\"}\n" + "    route:\n    - destination:\n        host: reviews\n",
+		wantErr: `in.yaml: document 1 (VirtualService default/reviews): spec.http[0].match[0].uri.regex: invalid regex "(": error parsing regexp: missing closing ): ` + "`(`" + `; proxies use RE2 syntax (https://github.com/google/re2/wiki/Syntax)`,
+	}, {
+		name:    "regex over RE2's repeat limit",
+		input:   vsHead + "spec:\n  hosts: [reviews]\n  http:\n  - match:\n    - headers:\n        x-id: {regex: \"a{1001}\"}\n" + "    route:\n    - destination:\n        host: reviews\n",
+		wantErr: `in.yaml: document 1 (VirtualService default/reviews): spec.http[0].match[0].headers[x-id].regex: invalid regex "a{1001}": error parsing regexp: invalid repeat count: ` + "`{1001}`" + `; proxies use RE2 syntax (https://github.com/google/re2/wiki/Syntax)`,
+	}, {
+		name:    "regex with \\C, which the proxies refuse",
+		input:   vsHead + "spec:\n  hosts: [reviews]\n  http:\n  - match:\n    - queryParams:\n        q: {regex: '\\C'}\n" + "    route:\n    - destination:\n        host: reviews\n",
+		wantErr: `in.yaml: document 1 (VirtualService default/reviews): spec.http[0].match[0].queryParams[q].regex: invalid regex "\\C": error parsing regexp: invalid escape sequence: ` + "`\\C`" + `; proxies use RE2 syntax (https://github.com/google/re2/wiki/Syntax)`,
+	}, {
+		name:    "regex over the RE2 program size proxies accept",
+		input:   vsHead + "spec:\n  hosts: [reviews]\n  http:\n  - match:\n    - uri: {regex: \"" + strings.Repeat("[a-z]{1000}", 40) + "\"}\n" + "    route:\n    - destination:\n        host: reviews\n",
+		wantErr: `in.yaml: document 1 (VirtualService default/reviews): spec.http[0].match[0].uri.regex: regex "` + strings.Repeat("[a-z]{1000}", 40) + `" is too complex: its program has 40002 instructions, proxies accept at most 32768 (re2.max_program_size)`,
+	}, {
+		name:    "regex longer than Istio allows",
+		input:   vsHead + "spec:\n  hosts: [reviews]\n  http:\n  - match:\n    - uri: {regex: \"" + strings.Repeat("a", 1025) + "\"}\n" + "    route:\n    - destination:\n        host: reviews\n",
+		wantErr: `in.yaml: document 1 (VirtualService default/reviews): spec.http[0].match[0].uri.regex: regex is too large: 1025 bytes, at most 1024 are allowed`,
+	}, {
+		name:    "empty regex in a rewrite",
+		input:   vsHead + "spec:\n  hosts: [reviews]\n" + route + "    rewrite:\n      uriRegexRewrite: {match: \"\", rewrite: /x}\n",
+		wantErr: `in.yaml: document 1 (VirtualService default/reviews): spec.http[0].rewrite.uriRegexRewrite.match: regex must not be empty`,
+	}, {
+		name:    "header name with CR LF in a match",
+		input:   vsHead + "spec:\n  hosts: [reviews]\n  http:\n  - match:\n    - headers:\n        \"x-a\\r\\nx-b\": {exact: v}\n" + "    route:\n    - destination:\n        host: reviews\n",
+		wantErr: `in.yaml: document 1 (VirtualService default/reviews): spec.http[0].match[0].headers["x-a\r\nx-b"]: invalid header name "x-a\r\nx-b": must be an HTTP token (letters, digits and !#$%&'*+-.^_` + "`|~)",
+	}, {
+		name:    "header name with a space in withoutHeaders",
+		input:   vsHead + "spec:\n  hosts: [reviews]\n  http:\n  - match:\n    - withoutHeaders:\n        \"x a\": {exact: v}\n" + "    route:\n    - destination:\n        host: reviews\n",
+		wantErr: `in.yaml: document 1 (VirtualService default/reviews): spec.http[0].match[0].withoutHeaders["x a"]: invalid header name "x a": must be an HTTP token (letters, digits and !#$%&'*+-.^_` + "`|~)",
+	}, {
+		name: "header operations with bad names and values",
+		input: vsHead + "spec:\n  hosts: [reviews]\n" + route +
+			"    headers:\n      request:\n        set: {\"x-a\\n\": v}\n        add: {x-b: \"v\\r\\nx-evil: 1\"}\n      response:\n        remove: [\"bad header\"]\n        set: {x-c: \"50%\"}\n",
+		wantErr: "in.yaml: document 1 (VirtualService default/reviews): spec.http[0].headers.request.set[\"x-a\\n\"]: invalid header name \"x-a\\n\": must be an HTTP token (letters, digits and !#$%&'*+-.^_`|~)\n" +
+			"in.yaml: document 1 (VirtualService default/reviews): spec.http[0].headers.request.add[x-b]: invalid header value \"v\\r\\nx-evil: 1\": control characters (CR, LF, NUL...) are not allowed\n" +
+			"in.yaml: document 1 (VirtualService default/reviews): spec.http[0].headers.response.set[x-c]: invalid header value \"50%\": a % must start a %COMMAND% or be escaped as %%\n" +
+			"in.yaml: document 1 (VirtualService default/reviews): spec.http[0].headers.response.remove[0]: invalid header name \"bad header\": must be an HTTP token (letters, digits and !#$%&'*+-.^_`|~)",
+	}, {
+		name:    "destination header operation with a bad name",
+		input:   vsHead + "spec:\n  hosts: [reviews]\n" + route + "      headers:\n        request:\n          remove: [\"x:y\"]\n",
+		wantErr: `in.yaml: document 1 (VirtualService default/reviews): spec.http[0].route[0].headers.request.remove[0]: invalid header name "x:y": must be an HTTP token (letters, digits and !#$%&'*+-.^_` + "`|~)",
+	}, {
+		name:    "fault abort status Envoy refuses",
+		input:   vsHead + "spec:\n  hosts: [reviews]\n" + route + "    fault:\n      abort: {httpStatus: 700, percentage: {value: 10}}\n",
+		wantErr: `in.yaml: document 1 (VirtualService default/reviews): spec.http[0].fault.abort.httpStatus: must be an HTTP status between 200 and 599, got 700`,
+	}, {
+		name:  "hosts proxies cannot take as domains",
+		input: vsHead + "spec:\n  hosts: [\"rev\\niews\", \"a.*.com\", \"*\"]\n  http:\n  - route:\n    - destination: {host: \"*\"}\n    mirror: {host: \"x_y\"}\n",
+		wantErr: "in.yaml: document 1 (VirtualService default/reviews): spec.hosts[0]: invalid host \"rev\\niews\": label \"rev\\niews\" must be lower-case letters, digits and '-', starting and ending with a letter or digit, at most 63 (RFC 1123); only the first label may be a wildcard\n" +
+			"in.yaml: document 1 (VirtualService default/reviews): spec.hosts[1]: invalid host \"a.*.com\": label \"*\" must be lower-case letters, digits and '-', starting and ending with a letter or digit, at most 63 (RFC 1123); only the first label may be a wildcard\n" +
+			"in.yaml: document 1 (VirtualService default/reviews): spec.hosts[2]: wildcard host * is not allowed for virtual services bound to the mesh gateway\n" +
+			"in.yaml: document 1 (VirtualService default/reviews): spec.http[0].route[0].destination.host: invalid destination host \"*\"\n" +
+			"in.yaml: document 1 (VirtualService default/reviews): spec.http[0].mirror.host: invalid host \"x_y\": label \"x_y\" must be lower-case letters, digits and '-', starting and ending with a letter or digit, at most 63 (RFC 1123); only the first label may be a wildcard",
+	}, {
+		name:  "Gateway hosts with a bad namespace or host",
+		input: "apiVersion: networking.istio.io/v1\nkind: Gateway\nmetadata: {name: gw}\nspec:\n  servers:\n  - port: {number: 80, name: http, protocol: HTTP}\n    hosts: [\"Bad_NS/x.com\", \"./a b.com\", \"*/*\", \"./*.example.com\"]\n",
+		wantErr: "in.yaml: document 1 (Gateway default/gw): spec.servers[0].hosts[0]: invalid namespace \"Bad_NS\" in \"Bad_NS/x.com\": want \"*\", \".\" or a namespace name\n" +
+			"in.yaml: document 1 (Gateway default/gw): spec.servers[0].hosts[1]: invalid host \"a b.com\": label \"a b\" must be lower-case letters, digits and '-', starting and ending with a letter or digit, at most 63 (RFC 1123); only the first label may be a wildcard",
+	}, {
+		name:    "a host in upper case, which proxies would take for another in lower case",
+		input:   "apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {name: api}\nspec:\n  hosts: [API.example.com]\n  ports: [{number: 80, name: http, protocol: HTTP}]\n",
+		wantErr: `in.yaml: document 1 (ServiceEntry default/api): spec.hosts[0]: invalid host "API.example.com": label "API" must be lower-case letters, digits and '-', starting and ending with a letter or digit, at most 63 (RFC 1123); only the first label may be a wildcard`,
+	}, {
+		name: "traffic policy values Envoy refuses or a cast would turn huge",
+		input: "apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: r}\nspec:\n  host: r\n  trafficPolicy:\n" +
+			"    loadBalancer: {consistentHash: {httpHeaderName: x, ringHash: {minimumRingSize: 9999999999}}}\n" +
+			"    outlierDetection: {maxEjectionPercent: 250}\n    connectionPool: {tcp: {maxConnections: -5}}\n" +
+			"  subsets:\n  - name: v1\n    trafficPolicy:\n      portLevelSettings:\n      - port: {number: 80}\n        outlierDetection: {minHealthPercent: -1}\n",
+		wantErr: "in.yaml: document 1 (DestinationRule default/r): spec.trafficPolicy.outlierDetection.maxEjectionPercent: must be a percentage between 0 and 100, got 250\n" +
+			"in.yaml: document 1 (DestinationRule default/r): spec.trafficPolicy.connectionPool.tcp.maxConnections: must not be negative, got -5\n" +
+			"in.yaml: document 1 (DestinationRule default/r): spec.trafficPolicy.loadBalancer.consistentHash.ringHash.minimumRingSize: must be at most 8388608, got 9999999999\n" +
+			"in.yaml: document 1 (DestinationRule default/r): spec.subsets[0].trafficPolicy.portLevelSettings[0].outlierDetection.minHealthPercent: must be a percentage between 0 and 100, got -1",
+	}, {
+		name:    "ServiceEntry for every host",
+		input:   "apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {name: all}\nspec:\n  hosts: [\"*\"]\n  ports: [{number: 80, name: http, protocol: HTTP}]\n",
+		wantErr: `in.yaml: document 1 (ServiceEntry default/all): spec.hosts[0]: invalid host "*": a ServiceEntry cannot be for every host`,
 	}, {
 		name:    "YAML syntax error",
 		input:   vsHead + "spec:\n  hosts: [reviews\n",

@@ -2,7 +2,11 @@ package config
 
 import (
 	"fmt"
+	"net/netip"
+	"slices"
+	"strings"
 
+	"google.golang.org/protobuf/proto"
 	networking "istio.io/api/networking/v1alpha3"
 )
 
@@ -19,6 +23,8 @@ func validate(r Resource) ErrorList {
 	v := validator{}
 	if r.Spec == nil {
 		v.fail("spec", "required")
+	} else if n := proto.Size(r.Spec); n > MaxSpecBytes {
+		v.fail("spec", "is %.1f MiB encoded; Kubernetes stores at most 1.5 MiB per object (etcd's request limit), so Istio could not hold it either: split it into several resources", float64(n)/(1<<20))
 	}
 	switch s := r.Spec.(type) {
 	case *networking.VirtualService:
@@ -32,6 +38,15 @@ func validate(r Resource) ErrorList {
 			v.fail("spec.hosts", "required: a ServiceEntry needs at least one host")
 		}
 		v.hosts("spec.hosts", s.GetHosts())
+		for i, h := range s.GetHosts() {
+			if h == "*" {
+				// Istio refuses it: a ServiceEntry for every host would
+				// claim the catch-all virtual host every route
+				// configuration already has, and proxies reject the
+				// duplicate domain.
+				v.fail(fmt.Sprintf("spec.hosts[%d]", i), "invalid host \"*\": a ServiceEntry cannot be for every host")
+			}
+		}
 		for i, p := range s.GetPorts() {
 			if p.GetNumber() == 0 || p.GetNumber() > 65535 {
 				v.fail(fmt.Sprintf("spec.ports[%d].number", i), "must be a port between 1 and 65535, got %d", p.GetNumber())
@@ -50,8 +65,71 @@ func (v *validator) fail(field, format string, args ...any) {
 
 func (v *validator) hosts(field string, hosts []string) {
 	for i, h := range hosts {
+		p := fmt.Sprintf("%s[%d]", field, i)
 		if h == "" {
-			v.fail(fmt.Sprintf("%s[%d]", field, i), "must not be empty")
+			v.fail(p, "must not be empty")
+			continue
+		}
+		if msg := checkWildcardDomain(h); msg != "" {
+			v.fail(p, "%s", msg)
+		}
+	}
+}
+
+// checkWildcardDomain is Istio's ValidateWildcardDomain: a DNS name of at
+// most 255 bytes whose labels are RFC 1123 labels, the first of which may
+// be "*" or start with "*". Proxies take hosts as virtual host domains,
+// which must not hold control characters and may be wildcards only at
+// the start; an IP address is also a host. Unlike Istio, upper case is
+// refused: proxies compare domains ignoring case, so "API.example.com"
+// beside "api.example.com" would be one domain in two virtual hosts, which
+// they reject.
+func checkWildcardDomain(h string) string {
+	if _, err := netip.ParseAddr(h); err == nil {
+		return ""
+	}
+	if len(h) > 255 {
+		return fmt.Sprintf("invalid host %q: longer than 255 bytes", h)
+	}
+	labels := strings.Split(h, ".")
+	for i, l := range labels {
+		if i == 0 {
+			if l == "*" {
+				continue
+			}
+			l = strings.TrimPrefix(l, "*")
+		}
+		if i > 0 && i == len(labels)-1 && l == "" {
+			continue // a trailing dot: fully qualified
+		}
+		if len(l) > 63 || !dns1123Label.MatchString(l) {
+			return fmt.Sprintf("invalid host %q: label %q must be lower-case letters, digits and '-', starting and ending with a letter or digit, at most 63 (RFC 1123); only the first label may be a wildcard", h, labels[i])
+		}
+	}
+	return ""
+}
+
+// gatewayHosts checks a Gateway server's hosts, Istio's
+// ValidateNamespaceSlashWildcardHostname: [namespace/]host, where the
+// namespace is "*", "." or a namespace name, and the host "*" or a
+// wildcard domain.
+func (v *validator) gatewayHosts(field string, hosts []string) {
+	for i, h := range hosts {
+		p := fmt.Sprintf("%s[%d]", field, i)
+		ns, host, ok := strings.Cut(h, "/")
+		if !ok {
+			ns, host = "", h
+		}
+		switch {
+		case ok && ns != "*" && ns != "." && !dns1123Label.MatchString(ns):
+			v.fail(p, "invalid namespace %q in %q: want \"*\", \".\" or a namespace name", ns, h)
+		case host == "":
+			v.fail(p, "must not be empty")
+		case host == "*":
+		default:
+			if msg := checkWildcardDomain(host); msg != "" {
+				v.fail(p, "%s", msg)
+			}
 		}
 	}
 }
@@ -61,12 +139,24 @@ func (v *validator) virtualService(s *networking.VirtualService) {
 		v.fail("spec.hosts", "required: a VirtualService needs at least one host")
 	}
 	v.hosts("spec.hosts", s.GetHosts())
+	mesh := len(s.GetGateways()) == 0 || slices.Contains(s.GetGateways(), "mesh")
+	for i, h := range s.GetHosts() {
+		if h == "*" && mesh {
+			v.fail(fmt.Sprintf("spec.hosts[%d]", i), "wildcard host * is not allowed for virtual services bound to the mesh gateway")
+		}
+	}
 	for i, h := range s.GetHttp() {
+		v.httpRoute(fmt.Sprintf("spec.http[%d]", i), h)
 		for j, d := range h.GetRoute() {
 			v.destination(fmt.Sprintf("spec.http[%d].route[%d]", i, j), d.GetDestination(), d.GetWeight())
 		}
-		if m := h.GetMirror(); m != nil && m.GetHost() == "" {
-			v.fail(fmt.Sprintf("spec.http[%d].mirror.host", i), "required")
+		if m := h.GetMirror(); m != nil {
+			v.destinationHost(fmt.Sprintf("spec.http[%d].mirror.host", i), m.GetHost())
+		}
+		for j, m := range h.GetMirrors() {
+			if m.GetDestination() != nil {
+				v.destinationHost(fmt.Sprintf("spec.http[%d].mirrors[%d].destination.host", i, j), m.GetDestination().GetHost())
+			}
 		}
 	}
 	for i, t := range s.GetTcp() {
@@ -84,9 +174,25 @@ func (v *validator) virtualService(s *networking.VirtualService) {
 func (v *validator) destination(path string, d *networking.Destination, weight int32) {
 	if d.GetHost() == "" {
 		v.fail(path+".destination.host", "required: a route destination needs a host")
+	} else {
+		v.destinationHost(path+".destination.host", d.GetHost())
 	}
 	if weight < 0 {
 		v.fail(path+".weight", "must not be negative, got %d", weight)
+	}
+}
+
+// destinationHost is Istio's validateDestination: a host, not "*".
+func (v *validator) destinationHost(path, h string) {
+	switch {
+	case h == "":
+		v.fail(path, "required")
+	case h == "*":
+		v.fail(path, "invalid destination host \"*\"")
+	default:
+		if msg := checkWildcardDomain(h); msg != "" {
+			v.fail(path, "%s", msg)
+		}
 	}
 }
 
@@ -105,16 +211,20 @@ func (v *validator) gateway(s *networking.Gateway) {
 		if len(srv.GetHosts()) == 0 {
 			v.fail(p+".hosts", "required: a server needs at least one host (\"*\" for any)")
 		}
-		v.hosts(p+".hosts", srv.GetHosts())
+		v.gatewayHosts(p+".hosts", srv.GetHosts())
 	}
 }
 
 func (v *validator) destinationRule(s *networking.DestinationRule) {
 	if s.GetHost() == "" {
 		v.fail("spec.host", "required: a DestinationRule needs a host")
+	} else if msg := checkWildcardDomain(s.GetHost()); msg != "" {
+		v.fail("spec.host", "%s", msg)
 	}
+	v.trafficPolicy("spec.trafficPolicy", s.GetTrafficPolicy())
 	seen := map[string]int{}
 	for i, ss := range s.GetSubsets() {
+		v.trafficPolicy(fmt.Sprintf("spec.subsets[%d].trafficPolicy", i), ss.GetTrafficPolicy())
 		p := fmt.Sprintf("spec.subsets[%d].name", i)
 		switch prev, dup := seen[ss.GetName()]; {
 		case ss.GetName() == "":

@@ -5,6 +5,9 @@ import (
 	"net/netip"
 	"testing"
 
+	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
+	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+
 	networking "istio.io/api/networking/v1alpha3"
 
 	"github.com/meshlab/meshlab/controlplane/config"
@@ -105,5 +108,49 @@ func BenchmarkUpdate100Proxies(b *testing.B) {
 				b.Fatal(err)
 			}
 		}
+	}
+}
+
+// bigRoutes is bookinfo with a VirtualService of n HTTP routes on reviews.
+func bigRoutes(t testing.TB, n int) Input {
+	in, _ := loadFixture(t, "testdata/cases/default.json")
+	vs := &networking.VirtualService{Hosts: []string{"reviews"}}
+	for i := range n {
+		vs.Http = append(vs.Http, &networking.HTTPRoute{
+			Name: fmt.Sprintf("r%d", i),
+			Match: []*networking.HTTPMatchRequest{{
+				Uri:     &networking.StringMatch{MatchType: &networking.StringMatch_Prefix{Prefix: fmt.Sprintf("/api/%d", i)}},
+				Headers: map[string]*networking.StringMatch{"x-user": {MatchType: &networking.StringMatch_Exact{Exact: fmt.Sprintf("u%d", i)}}},
+			}},
+			Route: []*networking.HTTPRouteDestination{{Destination: &networking.Destination{Host: "reviews"}}},
+		})
+	}
+	in.Config = append(in.Config, config.Resource{Kind: config.VirtualService, Namespace: "default", Name: "big", Spec: vs})
+	return in
+}
+
+// BenchmarkBuildBigVirtualService is translation's half of finding 14:
+// linear in the routes, and measured with what a push adds per proxy
+// (hashing and sizing the resources).
+func BenchmarkBuildBigVirtualService(b *testing.B) {
+	for _, n := range []int{1000, 10000} {
+		in := bigRoutes(b, n)
+		p := Proxy{Type: SidecarProxy, ID: "sidecar~198.18.0.10~productpage-v1-0.default~default.svc.cluster.local",
+			IP: netip.MustParseAddr("198.18.0.10"), Name: "productpage-v1-0", Namespace: "default"}
+		b.Run(fmt.Sprint(n), func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				s := NewServer(nil)
+				x := newIndex(in)
+				res, err := x.build(p)
+				if err != nil {
+					b.Fatal(err)
+				}
+				s.sums, s.sumsIndex = map[types.Resource]resourceSum{}, x
+				if size, _ := s.sum(res[resource.RouteType]); size < n*50 {
+					b.Fatalf("routes of %d bytes", size)
+				}
+			}
+		})
 	}
 }

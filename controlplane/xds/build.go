@@ -15,6 +15,7 @@ import (
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
 	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"github.com/meshlab/meshlab/controlplane/registry"
@@ -244,11 +245,14 @@ func (x *index) outboundRoutes(src source) []types.Resource {
 	for _, port := range x.ports {
 		ps := strconv.FormatUint(uint64(port), 10)
 		rc := &routev3.RouteConfiguration{Name: ps, ValidateClusters: wrapperspb.Bool(false)}
+		claimed := map[string]bool{}
 		for _, s := range x.byPort[port] {
 			if p, _ := s.port(port); !isHTTP(p) {
 				continue
 			}
-			rc.VirtualHosts = append(rc.VirtualHosts, x.virtualHost(s, port, s.Namespace == ns, src, srcKey))
+			if vh := uniqueDomains(x.virtualHost(s, port, s.Namespace == ns, src, srcKey), claimed); vh != nil {
+				rc.VirtualHosts = append(rc.VirtualHosts, vh)
+			}
 		}
 		if len(rc.VirtualHosts) == 0 {
 			continue
@@ -268,6 +272,38 @@ func (x *index) outboundRoutes(src source) []types.Resource {
 	x.routesMemo[key] = out
 	x.mu.Unlock()
 	return out
+}
+
+// uniqueDomains is vh without the domains an earlier virtual host of the
+// route configuration claimed, nil when none is left, as Istio's
+// dedupeDomains: a proxy rejects a route configuration in which two
+// virtual hosts share a domain (ignoring case), and hosts of different
+// services can meet, e.g. a ServiceEntry host that is another service's
+// VIP or short name. vh is shared, so it is copied when it loses any.
+func uniqueDomains(vh *routev3.VirtualHost, claimed map[string]bool) *routev3.VirtualHost {
+	var keep []string
+	for i, d := range vh.GetDomains() {
+		k := strings.ToLower(d)
+		if claimed[k] {
+			if keep == nil {
+				keep = slices.Clone(vh.GetDomains()[:i])
+			}
+			continue
+		}
+		claimed[k] = true
+		if keep != nil {
+			keep = append(keep, d)
+		}
+	}
+	switch {
+	case keep == nil:
+		return vh
+	case len(keep) == 0:
+		return nil
+	}
+	c := proto.Clone(vh).(*routev3.VirtualHost)
+	c.Domains = keep
+	return c
 }
 
 // virtualHost is the outbound virtual host of s on port, as seen from its

@@ -31,7 +31,7 @@ func TestServerSDS(t *testing.T) {
 		t.Fatal(err)
 	}
 	c := newADSClient(ctx, t, lis.Addr().String(), proxies["gateway"])
-	c.until("1.0")
+	c.until(s)
 	p, err := ParseNodeID(proxies["gateway"])
 	if err != nil {
 		t.Fatal(err)
@@ -47,7 +47,7 @@ func TestServerSDS(t *testing.T) {
 	}
 	c.types[resource.SecretType] = &clientType{}
 	c.subscribe(resource.SecretType, names)
-	c.until("1.0")
+	c.until(s)
 	for _, n := range want {
 		if !c.types[resource.SecretType].resources[n] {
 			t.Errorf("secret %s not served; got %v", n, c.types[resource.SecretType].resources)
@@ -58,7 +58,7 @@ func TestServerSDS(t *testing.T) {
 	if err := s.Update(ctx, in, "1.1"); err != nil {
 		t.Fatal(err)
 	}
-	c.until("1.1")
+	c.until(s)
 	if err := s.WaitSynced(ctx, "1.1"); err != nil {
 		t.Fatal(err)
 	}

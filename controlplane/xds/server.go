@@ -2,27 +2,37 @@ package xds
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"sort"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 
+	"github.com/cespare/xxhash/v2"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
 	cachev3 "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	serverv3 "github.com/envoyproxy/go-control-plane/pkg/server/v3"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/keepalive"
+	"google.golang.org/protobuf/proto"
 )
 
 // Server serves each connected proxy its resources over ADS and tracks
 // what it sent and what each proxy acknowledged. Nodes become known on
-// their first request; a node whose last stream closes stays in Status,
-// marked disconnected, until a proxy for the same pod connects again.
+// their first request and are forgotten when their last stream closes, so
+// proxies that come and go leave nothing behind.
+//
+// Each proxy's snapshot carries one version per type, and a type's version
+// changes only when its resources do: a push reaches, and a wait for it
+// concerns, only the proxies whose configuration it changed.
 type Server struct {
 	log   *slog.Logger
 	cache cachev3.SnapshotCache
@@ -32,10 +42,17 @@ type Server struct {
 	buildMu sync.Mutex
 	index   *index // of the last Update's input; nil before the first
 	version string
+	// snaps is what each node's snapshot holds, by node ID; buildMu.
+	snaps map[string]*snapState
+	// sums are the size and hash of each resource of index, which the
+	// proxies share; buildMu.
+	sums      map[types.Resource]resourceSum
+	sumsIndex *index
 
 	mu      sync.Mutex
 	nodes   map[string]*node
 	streams map[int64]string // stream id → node id
+	pushed  string           // version of the last Update applied to every node
 	changed chan struct{}    // closed and replaced on every status change
 }
 
@@ -51,7 +68,40 @@ type typeState struct {
 	nonceVersion                   string
 	last                           *discoveryv3.DiscoveryResponse
 	lastAt                         time.Time
+	// target is the version of this type in the node's snapshot: what
+	// the node should end up acknowledging, once it subscribed.
+	target     string
+	subscribed bool
+	// undeliverable says why the resources of version failed to reach
+	// the node (too large for a gRPC message); the node keeps target.
+	undeliverable, undeliverableVersion string
 }
+
+// snapState is what a node's snapshot holds, per type: the version, a
+// hash of the resources (to keep the version when they did not change)
+// and the resources themselves (to keep serving them when a newer set
+// cannot be delivered).
+type snapState struct {
+	types map[resource.Type]snapType
+}
+
+type snapType struct {
+	version string
+	hash    uint64
+	res     []types.Resource
+}
+
+type resourceSum struct {
+	size int
+	hash uint64
+}
+
+// MaxResponseBytes is the largest xDS response a proxy takes: gRPC's
+// default receive limit (4 MiB), which the meshlab proxy keeps
+// (dataplane/xdsclient) and Envoy's own gRPC client enforces likewise. A
+// response over it would be refused by the transport before the proxy
+// could NACK it, and the proxy would reconnect and be refused again.
+const MaxResponseBytes = 4 << 20
 
 // ProxyStatus is one proxy's sync state, as istioctl proxy-status shows it.
 type ProxyStatus struct {
@@ -69,8 +119,8 @@ type TypeStatus struct {
 	Sent   string `json:"sent,omitempty"`   // version last sent
 	Acked  string `json:"acked,omitempty"`  // version last acknowledged
 	Nacked string `json:"nacked,omitempty"` // version last rejected, until a newer one is acked
-	Error  string `json:"error,omitempty"`  // the proxy's reason for that rejection
-	State  string `json:"state"`            // SYNCED, STALE or NOT SENT
+	Error  string `json:"error,omitempty"`  // the proxy's reason for that rejection, or why the control plane could not send
+	State  string `json:"state"`            // SYNCED, STALE, NOT SENT or ERROR
 }
 
 // TypeName is istioctl's column name for a type URL: CDS, LDS, EDS, RDS,
@@ -96,6 +146,9 @@ const (
 	Synced  = "SYNCED"
 	Stale   = "STALE"
 	NotSent = "NOT SENT"
+	// Undeliverable: the control plane could not send the latest
+	// resources (TypeStatus.Error says why); the proxy keeps what it has.
+	Undeliverable = "ERROR"
 )
 
 // NewServer returns a server with no configuration; proxies that connect
@@ -109,6 +162,7 @@ func NewServer(logger *slog.Logger) *Server {
 		cache:   cachev3.NewSnapshotCache(true, cachev3.IDHash{}, cacheLogger{logger}),
 		nodes:   map[string]*node{},
 		streams: map[int64]string{},
+		snaps:   map[string]*snapState{},
 		changed: make(chan struct{}),
 	}
 }
@@ -145,7 +199,9 @@ func (s *Server) Serve(ctx context.Context, lis net.Listener) error {
 }
 
 // Update makes in, at version, the configuration of every connected proxy
-// and of those that connect later.
+// and of those that connect later. A proxy whose resources cannot be
+// delivered keeps its last good ones; that is returned as an error and
+// shown in its status.
 func (s *Server) Update(ctx context.Context, in Input, version string) error {
 	s.buildMu.Lock()
 	defer s.buildMu.Unlock()
@@ -167,6 +223,10 @@ func (s *Server) Update(ctx context.Context, in Input, version string) error {
 			errs = append(errs, err)
 		}
 	}
+	s.mu.Lock()
+	s.pushed = version
+	s.notify()
+	s.mu.Unlock()
 	return errors.Join(errs...)
 }
 
@@ -176,14 +236,108 @@ func (s *Server) setSnapshot(ctx context.Context, x *index, p Proxy) error {
 	if err != nil {
 		return err
 	}
-	snap, err := cachev3.NewSnapshot(s.version, res)
-	if err != nil {
-		return fmt.Errorf("snapshot for %s: %w", p.ID, err)
+	if s.sumsIndex != x {
+		s.sums, s.sumsIndex = map[types.Resource]resourceSum{}, x
+	}
+	prev := s.snaps[p.ID]
+	if prev == nil {
+		prev = &snapState{}
+	}
+	next := &snapState{types: make(map[resource.Type]snapType, len(res))}
+	var errs []error
+	failed := map[resource.Type]string{}
+	for url, rs := range res {
+		size, hash := s.sum(rs)
+		old, had := prev.types[url]
+		if size > MaxResponseBytes {
+			msg := fmt.Sprintf("%s response of %d resources is %.1f MiB, over the %d MiB gRPC message limit of the proxies; they keep their previous %s", TypeName(url), len(rs), float64(size)/(1<<20), MaxResponseBytes>>20, TypeName(url))
+			failed[url] = msg
+			errs = append(errs, fmt.Errorf("proxy %s, version %s: %s", p.ID, s.version, msg))
+			if had {
+				next.types[url] = old
+			}
+			continue
+		}
+		v := s.version
+		if had && old.hash == hash {
+			v = old.version // unchanged: the proxy need not hear of it
+		}
+		next.types[url] = snapType{version: v, hash: hash, res: rs}
+	}
+	snap := &cachev3.Snapshot{}
+	for url, st := range next.types {
+		snap.Resources[cachev3.GetResponseType(url)] = cachev3.NewResources(st.version, st.res)
 	}
 	if err := s.cache.SetSnapshot(ctx, p.ID, snap); err != nil {
 		return fmt.Errorf("set snapshot for %s: %w", p.ID, err)
 	}
-	return nil
+	s.snaps[p.ID] = next
+
+	s.mu.Lock()
+	n := s.nodes[p.ID]
+	if n == nil {
+		// Its last stream closed while this was built.
+		s.mu.Unlock()
+		s.cache.ClearSnapshot(p.ID)
+		delete(s.snaps, p.ID)
+		return nil
+	}
+	{
+		for url, st := range next.types {
+			s.typeState(n, url).target = st.version
+		}
+		for url := range res {
+			ts := s.typeState(n, url)
+			if msg, ok := failed[url]; ok {
+				ts.undeliverable, ts.undeliverableVersion = msg, s.version
+			} else {
+				ts.undeliverable, ts.undeliverableVersion = "", ""
+			}
+		}
+		s.notify()
+	}
+	s.mu.Unlock()
+	for _, err := range errs {
+		s.log.Error("config cannot be delivered", "node", p.ID, "version", s.version, "err", err)
+	}
+	return errors.Join(errs...)
+}
+
+// sum is the size of a response carrying rs and a hash of their content;
+// each resource is measured once per index, since proxies share most.
+func (s *Server) sum(rs []types.Resource) (size int, hash uint64) {
+	h := xxhash.New()
+	var b [8]byte
+	for _, r := range rs {
+		rsum, ok := s.sums[r]
+		if !ok {
+			m, err := proto.MarshalOptions{Deterministic: true}.Marshal(r)
+			if err != nil {
+				// Unreachable for built resources; measure it as too large
+				// rather than send what cannot be encoded.
+				m = make([]byte, MaxResponseBytes+1)
+			}
+			// An Any: the type URL, the value, and their tags and lengths.
+			rsum = resourceSum{size: len(m) + len(anyPrefix) + len(r.ProtoReflect().Descriptor().FullName()) + 16, hash: xxhash.Sum64(m)}
+			s.sums[r] = rsum
+		}
+		size += rsum.size
+		binary.LittleEndian.PutUint64(b[:], rsum.hash)
+		_, _ = h.Write(b[:])
+	}
+	return size + 1024, h.Sum64() // version, nonce, type URL
+}
+
+const anyPrefix = "type.googleapis.com/"
+
+// typeState returns n's state of url, creating it; s.mu held.
+func (s *Server) typeState(n *node, url string) *typeState {
+	ts := n.types[url]
+	if ts == nil {
+		ts = &typeState{}
+		n.types[url] = ts
+	}
+	return ts
 }
 
 // notify wakes WaitSynced; s.mu held.
@@ -208,11 +362,8 @@ func (s *Server) onRequest(streamID int64, req *discoveryv3.DiscoveryRequest) er
 		s.mu.Unlock()
 		return fmt.Errorf("unknown node id %q: want sidecar~<ip>~<pod>.<ns>~<ns>.svc.cluster.local", id)
 	}
-	ts := n.types[req.GetTypeUrl()]
-	if ts == nil {
-		ts = &typeState{}
-		n.types[req.GetTypeUrl()] = ts
-	}
+	ts := s.typeState(n, req.GetTypeUrl())
+	ts.subscribed = true
 	switch {
 	case req.GetResponseNonce() == "":
 		// A reconnecting proxy tells what it already runs.
@@ -263,12 +414,6 @@ func (s *Server) nodeFor(streamID int64, cn *corev3.Node) (n *node, connected bo
 	p.Labels = metadataLabels(cn)
 	n = s.nodes[p.ID]
 	if n == nil {
-		// A new pod replaces the disconnected record of its predecessor.
-		for id, old := range s.nodes {
-			if old.streams == 0 && old.proxy.Name == p.Name && old.proxy.Namespace == p.Namespace {
-				delete(s.nodes, id)
-			}
-		}
 		n = &node{types: map[string]*typeState{}}
 		s.nodes[p.ID] = n
 	}
@@ -297,11 +442,7 @@ func (s *Server) onResponse(_ context.Context, streamID int64, req *discoveryv3.
 	if n == nil {
 		return
 	}
-	ts := n.types[resp.GetTypeUrl()]
-	if ts == nil {
-		ts = &typeState{}
-		n.types[resp.GetTypeUrl()] = ts
-	}
+	ts := s.typeState(n, resp.GetTypeUrl())
 	ts.sent, ts.nonce, ts.nonceVersion = resp.GetVersionInfo(), resp.GetNonce(), resp.GetVersionInfo()
 	ts.last, ts.lastAt = resp, time.Now()
 	s.notify()
@@ -321,17 +462,22 @@ func (s *Server) onClosed(streamID int64, _ *corev3.Node) {
 		return
 	}
 
-	// Drop the snapshot of a node gone for good; it is rebuilt from the
+	// Forget a node gone for good: its snapshot is rebuilt from the
 	// latest input when it comes back. buildMu orders this against a new
 	// stream of the same node setting its snapshot, which must win.
 	s.buildMu.Lock()
 	defer s.buildMu.Unlock()
 	s.mu.Lock()
-	gone := n.streams == 0
+	gone := n.streams == 0 && s.nodes[id] == n
+	if gone {
+		delete(s.nodes, id)
+		s.notify()
+	}
 	s.mu.Unlock()
 	if gone {
 		s.log.Debug("proxy disconnected", "node", id)
 		s.cache.ClearSnapshot(id)
+		delete(s.snaps, id)
 	}
 }
 
@@ -351,6 +497,8 @@ func (s *Server) Status() []ProxyStatus {
 		for url, ts := range n.types {
 			st := TypeStatus{Sent: ts.sent, Acked: ts.acked, Nacked: ts.nacked, Error: ts.nackError}
 			switch {
+			case ts.undeliverable != "":
+				st.State, st.Error = Undeliverable, ts.undeliverable
 			case ts.sent == "":
 				st.State = NotSent
 			case ts.sent == ts.acked:
@@ -373,49 +521,94 @@ func (s *Server) WaitSynced(ctx context.Context, version string) error {
 	return s.WaitAcked(ctx, func(v string) bool { return v == version })
 }
 
-// WaitAcked returns when every connected proxy has acknowledged, for every
-// type it subscribed to, a version that reached satisfies, or with an error
-// when one rejected such a version or ctx ends first. A predicate rather
-// than one version: a later push may supersede the version a caller waits
-// for before every proxy acknowledged it.
+// SyncError says which proxies did not take a change: those that rejected
+// it or could not be sent it (Failed, with why), and those that had not
+// acknowledged it when the wait ended (Pending).
+type SyncError struct {
+	Failed  []string // "pod.namespace: TYPE version V: reason"
+	Pending []string // pod.namespace
+	Err     error    // ctx's error when the wait ran out
+}
+
+func (e *SyncError) Error() string {
+	var parts []string
+	if len(e.Failed) > 0 {
+		parts = append(parts, "rejected or undeliverable: "+strings.Join(e.Failed, "; "))
+	}
+	if len(e.Pending) > 0 {
+		parts = append(parts, "no ACK from "+strings.Join(e.Pending, ", "))
+	}
+	if e.Err != nil {
+		parts = append(parts, e.Err.Error())
+	}
+	return "wait for proxies to ack: " + strings.Join(parts, "; ")
+}
+
+func (e *SyncError) Unwrap() error { return e.Err }
+
+// WaitAcked returns once the control plane has pushed a version that
+// reached accepts and every proxy that push changed has acknowledged, for
+// each type it changed, a version reached accepts. Proxies whose
+// configuration the push left as it was are not waited for: a proxy that
+// never acknowledges anything holds up only the changes that concern it.
+// It fails with a *SyncError as soon as a concerned proxy rejects the
+// change or cannot be sent it, or when ctx ends, naming the proxies.
+// A predicate rather than one version: a later push may supersede the
+// version a caller waits for before every proxy acknowledged it.
 func (s *Server) WaitAcked(ctx context.Context, reached func(version string) bool) error {
 	for {
 		s.mu.Lock()
-		pending, err := s.pending(reached)
+		pushed := reached(s.pushed)
+		pending, failed := s.pending(reached)
 		ch := s.changed
 		s.mu.Unlock()
-		if err != nil || pending == "" {
-			return err
+		if len(failed) > 0 {
+			return &SyncError{Failed: failed}
+		}
+		if pushed && len(pending) == 0 {
+			return nil
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("wait for proxies to ack: %s has not: %w", pending, ctx.Err())
+			if !pushed {
+				return &SyncError{Err: fmt.Errorf("the control plane has not pushed the change: %w", ctx.Err())}
+			}
+			return &SyncError{Pending: pending, Err: ctx.Err()}
 		case <-ch:
 		}
 	}
 }
 
-// pending names a connected proxy that has not acked a version that reached
-// accepts; s.mu held.
-func (s *Server) pending(reached func(string) bool) (string, error) {
-	waiting := ""
-	for id, n := range s.nodes {
+// pending names, sorted, the connected proxies whose snapshot has a type
+// at a version reached accepts that they have not acknowledged, and those
+// that rejected such a version or could not be sent it; s.mu held.
+func (s *Server) pending(reached func(string) bool) (waiting, failed []string) {
+	for _, n := range s.nodes {
 		if n.streams == 0 {
 			continue
 		}
+		name := n.proxy.Name + "." + n.proxy.Namespace
+		late := false
 		for url, ts := range n.types {
-			if ts.sent == "" && url != resource.ListenerType && url != resource.ClusterType {
-				continue // subscribed to something this server never sends
-			}
-			if ts.nacked != "" && reached(ts.nacked) && !reached(ts.acked) {
-				return "", fmt.Errorf("proxy %s rejected %s version %s: %s", id, url, ts.nacked, ts.nackError)
-			}
-			if !reached(ts.acked) {
-				waiting = id
+			switch {
+			case ts.undeliverable != "" && reached(ts.undeliverableVersion):
+				failed = append(failed, fmt.Sprintf("%s: %s version %s: %s", name, TypeName(url), ts.undeliverableVersion, ts.undeliverable))
+			case !ts.subscribed || ts.target == "" || !reached(ts.target):
+				// Not asked for, or not changed by the push waited for.
+			case ts.nacked != "" && reached(ts.nacked) && !reached(ts.acked):
+				// The message is the proxy's; it reaches terminals.
+				failed = append(failed, fmt.Sprintf("%s: %s version %s rejected: %s", name, TypeName(url), ts.nacked, strconv.QuoteToGraphic(ts.nackError)))
+			case !reached(ts.acked):
+				late = true
 			}
 		}
+		if late {
+			waiting = append(waiting, name)
+		}
 	}
-	return waiting, nil
+	sort.Strings(waiting)
+	sort.Strings(failed)
+	return waiting, failed
 }
 
 // cacheLogger sends go-control-plane's logging to slog at debug level:

@@ -2,10 +2,13 @@ package xds
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"net"
+	"net/netip"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -20,10 +23,12 @@ import (
 	statuspb "google.golang.org/genproto/googleapis/rpc/status"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/structpb"
 	networking "istio.io/api/networking/v1alpha3"
 
 	"github.com/meshlab/meshlab/controlplane/config"
+	"github.com/meshlab/meshlab/controlplane/registry"
 )
 
 // adsClient speaks ADS the way Envoy does: CDS and LDS first, then EDS for
@@ -148,17 +153,25 @@ func (c *adsClient) recv() {
 	}
 }
 
-// until receives until every type has version (ACKed or NACKed).
-func (c *adsClient) until(version string, nacked ...string) {
+// until receives until the client has acknowledged, for every type it
+// subscribed to, the version the server's snapshot for it holds, and has
+// NACKed the types in nacked. A type's version moves only when its
+// resources change, so it may lag the latest Update.
+func (c *adsClient) until(s *Server, nacked ...string) {
 	c.t.Helper()
 	for {
 		done := true
 		for url, ct := range c.types {
-			if slices.Contains(nacked, url) {
+			target := s.target(c.node.GetId(), url)
+			switch {
+			case slices.Contains(nacked, url):
 				if _, pending := c.nack[url]; pending {
 					done = false
 				}
-			} else if ct.acked != version {
+			case !ct.requested:
+			case target == "" && (url == resource.ClusterType || url == resource.ListenerType):
+				done = false // not built yet
+			case ct.acked != target:
 				done = false
 			}
 		}
@@ -167,6 +180,16 @@ func (c *adsClient) until(version string, nacked ...string) {
 		}
 		c.recv()
 	}
+}
+
+// target is the version of url in node id's snapshot.
+func (s *Server) target(id, url string) string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if n := s.nodes[id]; n != nil && n.types[url] != nil {
+		return n.types[url].target
+	}
+	return ""
 }
 
 func bookinfoInput(t *testing.T) Input {
@@ -220,7 +243,7 @@ func TestServerADS(t *testing.T) {
 	streamCtx, closeStream := context.WithCancel(ctx)
 	defer closeStream()
 	c := newADSClient(streamCtx, t, lis.Addr().String(), id)
-	c.until("1.1")
+	c.until(s)
 	if err := s.WaitSynced(ctx, "1.1"); err != nil {
 		t.Fatal(err)
 	}
@@ -258,7 +281,7 @@ func TestServerADS(t *testing.T) {
 	if err := s.Update(ctx, in, "1.2"); err != nil {
 		t.Fatal(err)
 	}
-	c.until("1.2")
+	c.until(s)
 	if !c.types[resource.EndpointType].resources["outbound|9080|v2|reviews.default.svc.cluster.local"] {
 		t.Errorf("subset endpoints not received: %v", c.types[resource.EndpointType].resources)
 	}
@@ -266,17 +289,20 @@ func TestServerADS(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	// The proxy rejects the next listeners: status says so, WaitSynced fails.
+	// The proxy rejects the next listeners (a new TCP service brings
+	// one): status says so, WaitSynced fails naming the proxy and why.
 	c.nack[resource.ListenerType] = "bad listener"
+	in.Registry.Services = append(in.Registry.Services, registry.Service{Name: "db", Namespace: "default",
+		VIP: netip.MustParseAddr("198.19.0.99"), Ports: []registry.Port{{Name: "tcp", Port: 7000}}})
 	if err := s.Update(ctx, in, "1.3"); err != nil {
 		t.Fatal(err)
 	}
-	c.until("1.3", resource.ListenerType)
+	c.until(s, resource.ListenerType)
 	st = waitStatus(ctx, t, s, func(st []ProxyStatus) bool { return st[0].PerType[resource.ListenerType].Nacked == "1.3" })
-	if ts := st[0].PerType[resource.ListenerType]; ts.State != Stale || ts.Acked != "1.2" || ts.Sent != "1.3" || ts.Error != "bad listener" {
+	if ts := st[0].PerType[resource.ListenerType]; ts.State != Stale || ts.Acked != "1.1" || ts.Sent != "1.3" || ts.Error != "bad listener" {
 		t.Errorf("after NACK: %+v", ts)
 	}
-	if err := s.WaitSynced(ctx, "1.3"); err == nil || !strings.Contains(err.Error(), "bad listener") {
+	if err := s.WaitSynced(ctx, "1.3"); err == nil || !strings.Contains(err.Error(), `productpage-v1-0.default: LDS version 1.3 rejected: "bad listener"`) {
 		t.Errorf("WaitSynced after NACK = %v, want the rejection", err)
 	}
 
@@ -308,12 +334,9 @@ func TestServerADS(t *testing.T) {
 		t.Error("ConfigDump of an unknown node succeeded")
 	}
 
-	// Disconnecting keeps the proxy in Status, marked disconnected.
+	// Disconnecting removes the proxy from Status.
 	closeStream()
-	st = waitStatus(ctx, t, s, func(st []ProxyStatus) bool { return len(st) == 1 && !st[0].Connected })
-	if st[0].PerType[resource.ClusterType].Acked != "1.3" {
-		t.Errorf("disconnected proxy lost its status: %+v", st[0])
-	}
+	waitStatus(ctx, t, s, func(st []ProxyStatus) bool { return len(st) == 0 })
 	// With nobody connected, every connected proxy is trivially in sync.
 	if err := s.WaitSynced(ctx, "1.3"); err != nil {
 		t.Errorf("WaitSynced with no proxies: %v", err)
@@ -321,7 +344,7 @@ func TestServerADS(t *testing.T) {
 
 	// Coming back, the proxy gets the latest config at once.
 	c = newADSClient(ctx, t, lis.Addr().String(), id)
-	c.until("1.3")
+	c.until(s)
 	if err := s.WaitSynced(ctx, "1.3"); err != nil {
 		t.Fatal(err)
 	}
@@ -355,7 +378,7 @@ func TestServerConnectBeforeUpdate(t *testing.T) {
 	if err := s.Update(ctx, in, "7.1"); err != nil {
 		t.Fatal(err)
 	}
-	c.until("7.1")
+	c.until(s)
 	if !c.types[resource.RouteType].resources["http.8080"] || !c.types[resource.ListenerType].resources["0.0.0.0_8080"] {
 		t.Errorf("gateway got listeners %v routes %v", c.types[resource.ListenerType].resources, c.types[resource.RouteType].resources)
 	}
@@ -395,4 +418,209 @@ func TestServerRejectsBadNodeID(t *testing.T) {
 	if st := s.Status(); len(st) != 0 {
 		t.Errorf("Status = %+v, want no proxies", st)
 	}
+}
+
+// startServer serves s on loopback until the test ends.
+func startServer(ctx context.Context, t *testing.T, s *Server) string {
+	t.Helper()
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	serveCtx, stop := context.WithCancel(ctx)
+	served := make(chan error, 1)
+	go func() { served <- s.Serve(serveCtx, lis) }()
+	t.Cleanup(func() {
+		stop()
+		if err := <-served; err != nil {
+			t.Errorf("Serve: %v", err)
+		}
+	})
+	return lis.Addr().String()
+}
+
+// silentNode opens a stream as id, subscribes to clusters and listeners
+// and never reads or acknowledges anything.
+func silentNode(ctx context.Context, t *testing.T, addr, id string) {
+	t.Helper()
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	stream, err := discoveryv3.NewAggregatedDiscoveryServiceClient(conn).StreamAggregatedResources(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, url := range []string{resource.ClusterType, resource.ListenerType} {
+		if err := stream.Send(&discoveryv3.DiscoveryRequest{Node: &corev3.Node{Id: id}, TypeUrl: url}); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func revAtLeast(rev int) func(string) bool {
+	return func(v string) bool {
+		head, _, _ := strings.Cut(v, ".")
+		n, err := strconv.Atoi(head)
+		return err == nil && n >= rev
+	}
+}
+
+// waitAcked runs WaitAcked bounded by d while drive keeps a proxy talking.
+func waitAcked(ctx context.Context, s *Server, d time.Duration, reached func(string) bool, drive func()) error {
+	ctx, cancel := context.WithTimeout(ctx, d)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- s.WaitAcked(ctx, reached) }()
+	drive()
+	return <-done
+}
+
+// A node that never acknowledges anything holds up only the changes that
+// concern it, and a wait it holds up names it.
+func TestServerWaitConcernsChangedProxies(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	s := NewServer(nil)
+	addr := startServer(ctx, t, s)
+	in, proxies := loadFixture(t, "testdata/cases/gateway.json")
+	if err := s.Update(ctx, in, "1.1"); err != nil {
+		t.Fatal(err)
+	}
+	gw := newADSClient(ctx, t, addr, proxies["gateway"])
+	gw.until(s)
+	const stranger = "sidecar~198.18.0.77~stranger.default~default.svc.cluster.local"
+	silentNode(ctx, t, addr, stranger)
+	waitStatus(ctx, t, s, func(st []ProxyStatus) bool {
+		for _, p := range st {
+			if p.ID == stranger && p.PerType[resource.ClusterType].Sent == "1.1" {
+				return true
+			}
+		}
+		return false
+	})
+
+	// Only the gateway's routes change: the wait is the gateway's.
+	vs := in.Config[1].Spec.(*networking.VirtualService)
+	vs.Http = append([]*networking.HTTPRoute{{
+		Match: []*networking.HTTPMatchRequest{{Uri: &networking.StringMatch{MatchType: &networking.StringMatch_Prefix{Prefix: "/new"}}}},
+		Route: []*networking.HTTPRouteDestination{{Destination: &networking.Destination{Host: "productpage"}}},
+	}}, vs.Http...)
+	if err := s.Update(ctx, in, "2.1"); err != nil {
+		t.Fatal(err)
+	}
+	if err := waitAcked(ctx, s, 10*time.Second, revAtLeast(2), func() { gw.until(s) }); err != nil {
+		t.Fatalf("wait for a gateway-only change: %v", err)
+	}
+
+	// A new subset changes every proxy's clusters: the stranger is named.
+	in.Config = append(in.Config, config.Resource{Kind: config.DestinationRule, Namespace: "default", Name: "reviews", Spec: &networking.DestinationRule{
+		Host: "reviews", Subsets: []*networking.Subset{{Name: "v2", Labels: map[string]string{"version": "v2"}}},
+	}})
+	if err := s.Update(ctx, in, "3.1"); err != nil {
+		t.Fatal(err)
+	}
+	err := waitAcked(ctx, s, time.Second, revAtLeast(3), func() { gw.until(s) })
+	var se *SyncError
+	if !errors.As(err, &se) || !slices.Equal(se.Pending, []string{"stranger.default"}) || len(se.Failed) != 0 ||
+		!errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("wait for a change concerning the stranger = %#v, want it pending alone", err)
+	}
+}
+
+// Nodes that connect and leave, hundreds of them, leave nothing behind.
+func TestServerForgetsDisconnectedNodes(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	s := NewServer(nil)
+	addr := startServer(ctx, t, s)
+	if err := s.Update(ctx, bookinfoInput(t), "1.1"); err != nil {
+		t.Fatal(err)
+	}
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	ads := discoveryv3.NewAggregatedDiscoveryServiceClient(conn)
+	for i := range 200 {
+		streamCtx, closeStream := context.WithCancel(ctx)
+		stream, err := ads.StreamAggregatedResources(streamCtx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		id := "sidecar~198.18.1." + strconv.Itoa(i%250) + "~fake-" + strconv.Itoa(i) + ".default~default.svc.cluster.local"
+		if err := stream.Send(&discoveryv3.DiscoveryRequest{Node: &corev3.Node{Id: id}, TypeUrl: resource.ClusterType}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := stream.Recv(); err != nil { // registered, snapshot built and sent
+			t.Fatal(err)
+		}
+		closeStream()
+	}
+	waitStatus(ctx, t, s, func(st []ProxyStatus) bool { return len(st) == 0 })
+	s.buildMu.Lock()
+	snaps := len(s.snaps)
+	s.buildMu.Unlock()
+	if keys := s.cache.GetStatusKeys(); len(keys) != 0 || snaps != 0 {
+		t.Errorf("after 200 nodes left: %d cache entries, %d snapshots kept", len(keys), snaps)
+	}
+}
+
+// A route configuration over the proxies' gRPC message limit is never
+// sent: the push fails naming the proxy, its status says ERROR and why,
+// the proxy keeps its routes and stays connected, and a wait for it fails
+// at once instead of timing out.
+func TestServerOversizedRoutes(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	s := NewServer(nil)
+	addr := startServer(ctx, t, s)
+	in := bookinfoInput(t)
+	if err := s.Update(ctx, in, "1.1"); err != nil {
+		t.Fatal(err)
+	}
+	const id = "sidecar~198.18.0.10~productpage-v1-0.default~default.svc.cluster.local"
+	c := newADSClient(ctx, t, addr, id)
+	c.until(s)
+
+	// 3,000 routes with 2 KiB header matches: over 4 MiB of RDS.
+	vs := &networking.VirtualService{Hosts: []string{"reviews"}}
+	for i := range 3000 {
+		vs.Http = append(vs.Http, &networking.HTTPRoute{
+			Match: []*networking.HTTPMatchRequest{{Headers: map[string]*networking.StringMatch{
+				"x-user": {MatchType: &networking.StringMatch_Exact{Exact: strconv.Itoa(i) + strings.Repeat("x", 2048)}},
+			}}},
+			Route: []*networking.HTTPRouteDestination{{Destination: &networking.Destination{Host: "reviews"}}},
+		})
+	}
+	in.Config = append(in.Config, config.Resource{Kind: config.VirtualService, Namespace: "default", Name: "reviews", Spec: vs})
+	err := s.Update(ctx, in, "2.1")
+	if err == nil || !strings.Contains(err.Error(), id) || !strings.Contains(err.Error(), "RDS response") || !strings.Contains(err.Error(), "gRPC message limit") {
+		t.Fatalf("Update = %v, want the undeliverable RDS named", err)
+	}
+	st := waitStatus(ctx, t, s, func(st []ProxyStatus) bool { return len(st) == 1 })
+	rds := st[0].PerType[resource.RouteType]
+	if rds.State != Undeliverable || !strings.Contains(rds.Error, "over the 4 MiB gRPC message limit") || rds.Acked != "1.1" {
+		t.Errorf("RDS status = %+v, want ERROR with the reason, 1.1 still acked", rds)
+	}
+	err = waitAcked(ctx, s, 10*time.Second, revAtLeast(2), func() {})
+	var se *SyncError
+	if !errors.As(err, &se) || len(se.Failed) != 1 || !strings.Contains(se.Failed[0], "productpage-v1-0.default: RDS version 2.1") {
+		t.Errorf("wait = %v, want the undeliverable RDS reported", err)
+	}
+	// Still connected and served: a later deliverable change arrives.
+	in.Config = in.Config[:len(in.Config)-1]
+	in.Config = append(in.Config, config.Resource{Kind: config.VirtualService, Namespace: "default", Name: "reviews", Spec: &networking.VirtualService{
+		Hosts: []string{"reviews"}, Http: []*networking.HTTPRoute{{Route: []*networking.HTTPRouteDestination{{Destination: &networking.Destination{Host: "reviews"}, Weight: 100}}, Timeout: durationpb.New(time.Second)}},
+	}})
+	if err := s.Update(ctx, in, "3.1"); err != nil {
+		t.Fatal(err)
+	}
+	c.until(s)
+	if got := c.types[resource.RouteType].acked; got != "3.1" {
+		t.Errorf("routes after the oversized push: acked %q, want 3.1", got)
+	}
+	waitStatus(ctx, t, s, func(st []ProxyStatus) bool { return st[0].PerType[resource.RouteType].State == Synced })
 }

@@ -98,6 +98,12 @@ type Config struct {
 	DialOptions []grpc.DialOption
 }
 
+// MaxResponseBytes bounds one xDS response, as gRPC's default receive
+// limit does; stated here because the control plane (controlplane/xds
+// MaxResponseBytes) refuses to send anything larger, reporting it, rather
+// than have the transport drop it unseen and the proxy reconnect forever.
+const MaxResponseBytes = 4 << 20
+
 // Client is an ADS client. Run drives it.
 type Client struct {
 	cfg Config
@@ -152,7 +158,10 @@ func (c *Client) Snapshot() *Snapshot {
 // Run keeps a stream to the control plane open until ctx ends,
 // reconnecting with capped exponential backoff. It returns ctx's error.
 func (c *Client) Run(ctx context.Context) error {
-	opts := append([]grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}, c.cfg.DialOptions...)
+	opts := append([]grpc.DialOption{
+		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(MaxResponseBytes)),
+	}, c.cfg.DialOptions...)
 	conn, err := grpc.NewClient(c.cfg.Address, opts...)
 	if err != nil {
 		return fmt.Errorf("dial control plane %s: %w", c.cfg.Address, err)

@@ -118,10 +118,10 @@ Examples:
    meshlab apply -f samples/bookinfo/networking/virtual-service-all-v1.yaml
    meshlab apply -f samples/bookinfo/networking/ -n book-demo
    cat vs.yaml | meshlab apply -f -
-   meshlab apply -f vs.yaml --wait     # return once every proxy has ACKed it`,
+   meshlab apply -f vs.yaml --wait     # return once the proxies it changes have ACKed it`,
 		Flags: []cli.Flag{filesFlag, namespaceFlag, stateDirFlag, cpFlag,
 			&cli.BoolFlag{Name: "dry-run", Usage: "validate on the control plane, store nothing"},
-			&cli.BoolFlag{Name: "wait", Usage: "wait until every connected proxy has ACKed the new configuration"}},
+			&cli.BoolFlag{Name: "wait", Usage: "wait until every proxy whose configuration this changes has ACKed it; fail naming those that NACK it or stay silent"}},
 		Action: func(c *cli.Context) error {
 			docs, err := readDocuments(c)
 			if err != nil {

@@ -4,12 +4,15 @@ import (
 	"bufio"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/http"
+	"slices"
 	"sort"
 	"strings"
 	"text/tabwriter"
 	"time"
+	"unicode"
 
 	adminv3 "github.com/envoyproxy/go-control-plane/envoy/admin/v3"
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
@@ -32,7 +35,9 @@ func ProxyStatus() *cli.Command {
 		Usage: "show every connected proxy and whether it has ACKed the latest config (as istioctl)",
 		Description: `SYNCED: the proxy ACKed the last version sent. STALE: it was sent a newer
 version and has not ACKed it (or NACKed it). NOT SENT: nothing of that type
-was sent.
+was sent. ERROR: the control plane could not send the latest version (too
+large for the proxy); the proxy keeps its previous one. Below the table, each
+NACK with the proxy's message and each ERROR with its reason.
 
 Examples:
    meshlab proxy-status
@@ -56,6 +61,7 @@ Examples:
 			}
 			w := tabwriter.NewWriter(c.App.Writer, 0, 4, 3, ' ', 0)
 			fmt.Fprintln(w, "NAME\tCDS\tLDS\tEDS\tRDS\tISTIOD\tVERSION")
+			var problems []string
 			for _, p := range ps {
 				if !p.Connected {
 					continue
@@ -72,10 +78,36 @@ Examples:
 				}
 				fmt.Fprintf(w, "%s.%s\t%s\t%s\t%s\t%s\t%s\t%s\n", p.Pod, p.Namespace, state("CDS"), state("LDS"),
 					state("EDS"), state("RDS"), "istiod", p.Types["LDS"].Acked)
+				for _, t := range slices.Sorted(maps.Keys(p.Types)) {
+					switch s := p.Types[t]; {
+					case s.State == "ERROR":
+						problems = append(problems, fmt.Sprintf("%s.%s %s not sent: %s", p.Pod, p.Namespace, t, s.Error))
+					case s.Nacked != "":
+						problems = append(problems, fmt.Sprintf("%s.%s %s NACK of version %s: %s", p.Pod, p.Namespace, t, s.Nacked, s.Error))
+					}
+				}
 			}
-			return w.Flush()
+			if err := w.Flush(); err != nil {
+				return err
+			}
+			if len(problems) > 0 {
+				fmt.Fprintln(c.App.Writer)
+				for _, p := range problems {
+					// The message is the proxy's: keep control characters
+					// from reaching the terminal.
+					fmt.Fprintln(c.App.Writer, strings.Map(printable, p))
+				}
+			}
+			return nil
 		},
 	}
+}
+
+func printable(r rune) rune {
+	if unicode.IsPrint(r) {
+		return r
+	}
+	return '?'
 }
 
 // ProxyConfig is `meshlab proxy-config`.
