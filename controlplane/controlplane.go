@@ -57,6 +57,14 @@ type Options struct {
 	// CADir, when it holds a plugged-in CA (Istio's cacerts Secret mounted
 	// at /etc/cacerts), is the mesh CA; otherwise the store keeps one.
 	CADir string
+
+	// Auth checks the credential of API calls. When nil: with Kube, the
+	// cluster's TokenReview and SubjectAccessReview (the caller's
+	// Kubernetes identity); else the token in APITokenFile; else a token
+	// the control plane makes in StateDir/api-token on its first start.
+	Auth Authenticator
+	// APITokenFile holds the API's bearer token (0600), as the lab writes it.
+	APITokenFile string
 }
 
 // WebhookDNSNames and WebhookIPs are what the webhook certificate is for:
@@ -80,6 +88,7 @@ type Server struct {
 	xds   *xds.Server
 	ca    *ca.CA
 	kube  *kube.Controller // nil unless Options.Kube
+	auth  Authenticator
 
 	started time.Time
 	regGen  atomic.Uint64 // bumped after every secret change or cluster sync; the registry versions itself
@@ -134,6 +143,10 @@ func New(opts Options) (*Server, error) {
 		s.ca, err = ca.Load(st)
 	}
 	if err != nil {
+		st.Close()
+		return nil, err
+	}
+	if s.auth, err = authenticator(opts); err != nil {
 		st.Close()
 		return nil, err
 	}

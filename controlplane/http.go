@@ -25,34 +25,38 @@ import (
 // of the webhook configurations.
 const PathCARoot = "/api/v1/ca/root"
 
-// Handler serves the API, /metrics and /ready.
+// Handler serves the API, /metrics and /ready. Every call that changes the
+// mesh or reads its config, registry or secrets needs a credential (see
+// guard); /metrics, /ready, /version and the CA root stay open, as on
+// istiod's 15014, since they reveal nothing a pod could use to change the
+// mesh.
 func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
-	mux.HandleFunc("POST "+api.PathApply, s.handleApply)
-	mux.HandleFunc("POST "+api.PathDelete, s.handleDelete)
-	mux.HandleFunc("GET "+api.PathResources, s.handleResources)
-	mux.HandleFunc("GET "+api.PathProxies, s.handleProxies)
-	mux.HandleFunc("GET "+api.PathConfigDump, s.handleConfigDump)
-	mux.HandleFunc("PUT "+api.PathServices, s.handlePutService)
-	mux.HandleFunc("PUT "+api.PathWorkloads, s.handlePutWorkload)
-	mux.HandleFunc("DELETE "+api.PathWorkloads, s.handleDeleteWorkload)
-	mux.HandleFunc("GET "+api.PathRegistry, s.handleRegistry)
-	mux.HandleFunc("GET "+api.PathWaitSync, s.handleWait)
-	mux.HandleFunc("PUT "+api.PathSecrets, s.handlePutSecret)
-	mux.HandleFunc("DELETE "+api.PathSecrets, s.handleDeleteSecret)
-	mux.HandleFunc("GET "+api.PathSecrets, s.handleSecrets)
+	mux.HandleFunc("POST "+api.PathApply, s.guard(accessWriteConfig, s.handleApply))
+	mux.HandleFunc("POST "+api.PathDelete, s.guard(accessWriteConfig, s.handleDelete))
+	mux.HandleFunc("GET "+api.PathResources, s.guard(accessReadConfig, s.handleResources))
+	mux.HandleFunc("GET "+api.PathProxies, s.guard(accessReadConfig, s.handleProxies))
+	mux.HandleFunc("GET "+api.PathConfigDump, s.guard(accessReadConfig, s.handleConfigDump))
+	mux.HandleFunc("PUT "+api.PathServices, s.guard(accessWriteRegistry, s.handlePutService))
+	mux.HandleFunc("PUT "+api.PathWorkloads, s.guard(accessWriteRegistry, s.handlePutWorkload))
+	mux.HandleFunc("DELETE "+api.PathWorkloads, s.guard(accessWriteRegistry, s.handleDeleteWorkload))
+	mux.HandleFunc("GET "+api.PathRegistry, s.guard(accessReadRegistry, s.handleRegistry))
+	mux.HandleFunc("GET "+api.PathWaitSync, s.guard(accessReadConfig, s.handleWait))
+	mux.HandleFunc("PUT "+api.PathSecrets, s.guard(accessWriteSecrets, s.handlePutSecret))
+	mux.HandleFunc("DELETE "+api.PathSecrets, s.guard(accessWriteSecrets, s.handleDeleteSecret))
+	mux.HandleFunc("GET "+api.PathSecrets, s.guard(accessReadSecrets, s.handleSecrets))
 	mux.HandleFunc("GET "+api.PathVersion, func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, api.Version{Version: s.opts.Version, Revision: s.store.Revision(), StartedAt: s.started})
 	})
 	mux.HandleFunc("GET "+PathCARoot, func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/x-pem-file")
-		w.Write(s.ca.RootPEM())
+		_, _ = w.Write(s.ca.RootPEM())
 	})
 	mux.HandleFunc("GET "+api.PathReady, func(w http.ResponseWriter, r *http.Request) {
-		w.Write([]byte("ready\n"))
+		_, _ = w.Write([]byte("ready\n"))
 	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(s.metrics(), promhttp.HandlerOpts{}))
-	return mux
+	return protect(mux)
 }
 
 func (s *Server) metrics() *prometheus.Registry {

@@ -20,6 +20,8 @@ type Client struct {
 	// Base is the API's base URL, e.g. http://127.0.0.1:15014.
 	Base string
 	HTTP *http.Client
+	// Token is sent as `Authorization: Bearer`; the API's calls need it.
+	Token string
 }
 
 // NewClient returns a client for the control plane at addr (host:port or URL).
@@ -66,6 +68,9 @@ func (c *Client) do(ctx context.Context, method, path string, q url.Values, in, 
 	}
 	if in != nil {
 		req.Header.Set("Content-Type", "application/json")
+	}
+	if c.Token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.Token)
 	}
 	resp, err := c.HTTP.Do(req)
 	if err != nil {

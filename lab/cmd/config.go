@@ -119,7 +119,7 @@ Examples:
    meshlab apply -f samples/bookinfo/networking/ -n book-demo
    cat vs.yaml | meshlab apply -f -
    meshlab apply -f vs.yaml --wait     # return once every proxy has ACKed it`,
-		Flags: []cli.Flag{filesFlag, namespaceFlag, stateDirFlag, cpFlag,
+		Flags: []cli.Flag{filesFlag, namespaceFlag, stateDirFlag, cpFlag, tokenFlag,
 			&cli.BoolFlag{Name: "dry-run", Usage: "validate on the control plane, store nothing"},
 			&cli.BoolFlag{Name: "wait", Usage: "wait until every connected proxy has ACKed the new configuration"}},
 		Action: func(c *cli.Context) error {
@@ -154,7 +154,7 @@ func Delete() *cli.Command {
    meshlab delete -f samples/bookinfo/networking/virtual-service-all-v1.yaml
    meshlab delete virtualservice reviews -n default
    meshlab delete vs reviews ratings`,
-		Flags: []cli.Flag{&cli.StringSliceFlag{Name: "filename", Aliases: []string{"f"}, Usage: "file, directory or -"}, namespaceFlag, stateDirFlag, cpFlag},
+		Flags: []cli.Flag{&cli.StringSliceFlag{Name: "filename", Aliases: []string{"f"}, Usage: "file, directory or -"}, namespaceFlag, stateDirFlag, cpFlag, tokenFlag},
 		Action: func(c *cli.Context) error {
 			var keys []string
 			if len(c.StringSlice("filename")) > 0 {
@@ -211,7 +211,7 @@ Examples:
    meshlab get virtualservices -n default
    meshlab get vs reviews -o yaml
    meshlab get destinationrules -A -o json`,
-		Flags: []cli.Flag{namespaceFlag, outputFlag, stateDirFlag, cpFlag,
+		Flags: []cli.Flag{namespaceFlag, outputFlag, stateDirFlag, cpFlag, tokenFlag,
 			&cli.BoolFlag{Name: "all-namespaces", Aliases: []string{"A"}, Usage: "every namespace"}},
 		Action: func(c *cli.Context) error {
 			o, err := checkOutput(c, "table", "json", "yaml")
@@ -366,7 +366,7 @@ Examples:
    meshlab analyze -f samples/bookinfo/networking/
    meshlab analyze -f my-virtualservice.yaml -o json
    meshlab analyze -f samples/bookinfo/bookinfo.yaml -f vs.yaml --offline`,
-		Flags: []cli.Flag{filesFlag, namespaceFlag, stateDirFlag, cpFlag,
+		Flags: []cli.Flag{filesFlag, namespaceFlag, stateDirFlag, cpFlag, tokenFlag,
 			&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Value: "text", Usage: "output format: text or json"},
 			&cli.BoolFlag{Name: "offline", Usage: "analyze the files alone, even when a lab is running"}},
 		Action: func(c *cli.Context) error {
