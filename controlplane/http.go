@@ -3,6 +3,7 @@ package controlplane
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"sort"
@@ -133,6 +134,10 @@ func (s *Server) handleApply(w http.ResponseWriter, r *http.Request) {
 	if req.DryRun {
 		res := api.Result{Revision: s.store.Revision()}
 		for _, x := range rs {
+			if err := s.precondition(x); err != nil {
+				writeApplyError(w, err)
+				return
+			}
 			res.Changes = append(res.Changes, api.Change{Key: x.Key(), Op: "validated"})
 		}
 		writeJSON(w, http.StatusOK, res)
@@ -140,10 +145,38 @@ func (s *Server) handleApply(w http.ResponseWriter, r *http.Request) {
 	}
 	res, err := s.store.Apply(r.Context(), rs)
 	if err != nil {
-		writeError(w, http.StatusInternalServerError, "nothing was applied: "+err.Error())
+		writeApplyError(w, err)
 		return
 	}
 	writeJSON(w, http.StatusOK, apiResult(res))
+}
+
+// writeApplyError answers a failed apply: 409 for a stale resourceVersion,
+// as the Kubernetes API does, else 500.
+func writeApplyError(w http.ResponseWriter, err error) {
+	var conflict *store.ConflictError
+	if errors.As(err, &conflict) {
+		writeError(w, http.StatusConflict, "nothing was applied: "+conflict.Error())
+		return
+	}
+	writeError(w, http.StatusInternalServerError, "nothing was applied: "+err.Error())
+}
+
+// precondition is the store's resourceVersion check, for a dry run.
+func (s *Server) precondition(r config.Resource) error {
+	if r.Revision == 0 {
+		return nil
+	}
+	old, found, err := s.store.Get(r.Kind, r.Namespace, r.Name)
+	switch {
+	case err != nil:
+		return err
+	case !found:
+		return &store.ConflictError{Key: r.Key(), Want: r.Revision}
+	case old.Revision != r.Revision:
+		return &store.ConflictError{Key: r.Key(), Want: r.Revision, Have: old.Revision}
+	}
+	return nil
 }
 
 func (s *Server) handleDelete(w http.ResponseWriter, r *http.Request) {
