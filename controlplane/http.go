@@ -92,14 +92,34 @@ func writeError(w http.ResponseWriter, code int, msg string, details ...string) 
 	writeJSON(w, code, api.Error{Message: msg, Details: details})
 }
 
+// decode reads a JSON body of at most api.MaxRequestBytes: a bigger one is
+// refused by its Content-Length before a byte is read, or once the limit
+// is passed, and the connection is closed (MaxBytesReader).
 func decode(w http.ResponseWriter, r *http.Request, v any) bool {
-	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 64<<20))
+	if r.ContentLength > api.MaxRequestBytes {
+		writeTooLarge(w, r.ContentLength)
+		return false
+	}
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, api.MaxRequestBytes))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
+		var tooLarge *http.MaxBytesError
+		if errors.As(err, &tooLarge) {
+			writeTooLarge(w, -1)
+			return false
+		}
 		writeError(w, http.StatusBadRequest, "decode request body: "+err.Error())
 		return false
 	}
 	return true
+}
+
+func writeTooLarge(w http.ResponseWriter, size int64) {
+	what := "the request body is larger than"
+	if size >= 0 {
+		what = fmt.Sprintf("the request body (%d bytes) is larger than", size)
+	}
+	writeError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("%s the API's limit of %d bytes (3 MiB, as the Kubernetes API); apply the files in smaller batches", what, api.MaxRequestBytes))
 }
 
 // resources turns documents into validated resources; every bad document is

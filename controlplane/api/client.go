@@ -56,6 +56,9 @@ func (c *Client) do(ctx context.Context, method, path string, q url.Values, in, 
 		if err != nil {
 			return fmt.Errorf("encode request: %w", err)
 		}
+		if len(b) > MaxRequestBytes {
+			return fmt.Errorf("%s %s: the request is %.1f MiB, over the API's limit of %d MiB; send it in smaller batches", method, path, float64(len(b))/(1<<20), MaxRequestBytes>>20)
+		}
 		body = bytes.NewReader(b)
 	}
 	u := c.Base + path

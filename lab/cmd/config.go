@@ -66,15 +66,9 @@ func readDocuments(c *cli.Context) ([]api.Document, error) {
 	var docs []api.Document
 	var errs []error
 	for _, f := range files {
-		var data []byte
-		var err error
-		if f == "-" {
-			data, err = io.ReadAll(os.Stdin)
-		} else {
-			data, err = os.ReadFile(f)
-		}
+		data, err := readInput(f)
 		if err != nil {
-			errs = append(errs, fmt.Errorf("read %s: %w", f, err))
+			errs = append(errs, err)
 			continue
 		}
 		d, err := api.Documents(f, data, c.String("namespace"))
@@ -88,6 +82,35 @@ func readDocuments(c *cli.Context) ([]api.Document, error) {
 		return nil, errors.Join(errs...)
 	}
 	return docs, nil
+}
+
+// readInput reads one -f argument ("-" is stdin), refusing one larger than
+// the API takes in a request before reading or parsing it: it could never
+// be applied, and parsing a huge file costs many times its size.
+func readInput(name string) ([]byte, error) {
+	tooLarge := func() error {
+		return fmt.Errorf("%s: larger than %d MiB, the most the control plane API takes in one apply (as the Kubernetes API); split it", name, api.MaxRequestBytes>>20)
+	}
+	var r io.Reader = os.Stdin
+	if name != "-" {
+		f, err := os.Open(name)
+		if err != nil {
+			return nil, fmt.Errorf("read %s: %w", name, err)
+		}
+		defer f.Close()
+		if fi, err := f.Stat(); err == nil && fi.Mode().IsRegular() && fi.Size() > api.MaxRequestBytes {
+			return nil, tooLarge()
+		}
+		r = f
+	}
+	data, err := io.ReadAll(io.LimitReader(r, api.MaxRequestBytes+1))
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", name, err)
+	}
+	if len(data) > api.MaxRequestBytes {
+		return nil, tooLarge()
+	}
+	return data, nil
 }
 
 func printResult(c *cli.Context, res api.Result, dry bool) {
