@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"mime"
 	"net"
@@ -81,7 +82,7 @@ func ReadTokenFile(path string) (*TokenAuth, error) {
 	if err != nil {
 		return nil, fmt.Errorf("read API token file: %w", err)
 	}
-	defer f.Close()
+	defer func() { _ = f.Close() }() // read only: nothing to lose
 	fi, err := f.Stat()
 	if err != nil {
 		return nil, fmt.Errorf("read API token file %s: %w", path, err)
@@ -89,12 +90,11 @@ func ReadTokenFile(path string) (*TokenAuth, error) {
 	if !fi.Mode().IsRegular() || fi.Mode().Perm()&0o077 != 0 {
 		return nil, fmt.Errorf("read API token file %s: want a regular file only its owner can read (0600), found %v", path, fi.Mode())
 	}
-	b := make([]byte, 4096)
-	n, err := f.Read(b)
+	b, err := io.ReadAll(io.LimitReader(f, 4096))
 	if err != nil {
 		return nil, fmt.Errorf("read API token file %s: %w", path, err)
 	}
-	return NewTokenAuth(string(b[:n]), path)
+	return NewTokenAuth(string(b), path)
 }
 
 // Authorize compares in constant time, so the time of a refusal does not
@@ -246,7 +246,7 @@ func WriteTokenFile(path string) (string, error) {
 		return "", fmt.Errorf("write API token file: %w", err)
 	}
 	if _, err := f.WriteString(token + "\n"); err != nil {
-		f.Close()
+		_ = f.Close() // the write error is the one to report
 		return "", fmt.Errorf("write API token file %s: %w", path, err)
 	}
 	if err := f.Close(); err != nil {

@@ -22,7 +22,7 @@ func ReadAPIToken(stateDir string) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("read the lab's API token: %w", err)
 	}
-	defer f.Close()
+	defer func() { _ = f.Close() }() // read only: nothing to lose
 	b, err := io.ReadAll(io.LimitReader(f, 4096))
 	if err != nil {
 		return "", fmt.Errorf("read the lab's API token %s: %w", path, err)

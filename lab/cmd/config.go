@@ -97,7 +97,7 @@ func readInput(name string) ([]byte, error) {
 		if err != nil {
 			return nil, fmt.Errorf("read %s: %w", name, err)
 		}
-		defer f.Close()
+		defer func() { _ = f.Close() }() // read only: nothing to lose
 		if fi, err := f.Stat(); err == nil && fi.Mode().IsRegular() && fi.Size() > api.MaxRequestBytes {
 			return nil, tooLarge()
 		}
