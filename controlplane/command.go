@@ -35,7 +35,14 @@ Examples:
 
    # the same from a laptop against a kubeconfig (webhooks registered by URL)
    meshlab controlplane --state-dir /tmp/cp --kubeconfig ~/.kube/config --webhook-addr 127.0.0.1:15017
-   curl -s http://127.0.0.1:15014/api/v1/ca/root   # the caBundle of the webhooks`,
+   curl -s http://127.0.0.1:15014/api/v1/ca/root   # the caBundle of the webhooks
+
+The API's calls need a bearer token (Authorization: Bearer ...): the one in
+--api-token-file (the lab writes it into its state directory and the CLI
+sends it), or on a cluster a Kubernetes token whose user RBAC allows the
+call's counterpart (update virtualservices.networking.istio.io to apply,
+list secrets to list secrets). /metrics, /ready, /version and the CA root
+are open.`,
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "state-dir", Usage: "directory of the store (meshlab.db)", Required: true, EnvVars: []string{"MESHLAB_CONTROLPLANE_STATE"}},
 			&cli.StringFlag{Name: "xds-addr", Value: ":15010", Usage: "address for xDS (plaintext gRPC, ADS)"},
@@ -46,6 +53,8 @@ Examples:
 			&cli.BoolFlag{Name: "in-cluster", Usage: "watch the Kubernetes cluster this pod runs in (its service account)"},
 			&cli.StringFlag{Name: "ca-dir", Usage: "plugged-in mesh CA (Istio's cacerts: ca-cert.pem, ca-key.pem, root-cert.pem, cert-chain.pem) when the directory holds one; else the store keeps a root of its own"},
 			&cli.StringFlag{Name: "proxy-image", Value: "meshlab.local/meshlab:" + version, Usage: "image the injection webhook gives istio-init and istio-proxy"},
+			&cli.StringFlag{Name: "api-token-file", EnvVars: []string{"MESHLAB_API_TOKEN_FILE"},
+				Usage: "file (0600) holding the bearer token the API's calls need; default: <state-dir>/api-token, made on first start. With --in-cluster or --kubeconfig callers send a Kubernetes token instead"},
 			&cli.BoolFlag{Name: "debug", Usage: "log at debug level"},
 			drain.Flag(),
 		},
@@ -66,16 +75,17 @@ Examples:
 			}
 			// c.Context ends on SIGTERM (main catches it): Run drains.
 			return Run(c.Context, Options{
-				WebhookAddr: c.String("webhook-addr"),
-				Kube:        kcfg,
-				Inject:      inject.Params{Image: c.String("proxy-image")},
-				CADir:       c.String("ca-dir"),
-				StateDir:    c.String("state-dir"),
-				XDSAddr:     c.String("xds-addr"),
-				HTTPAddr:    c.String("http-addr"),
-				VIPPool:     pool,
-				Version:     version,
-				Logger:      slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level})),
+				WebhookAddr:  c.String("webhook-addr"),
+				Kube:         kcfg,
+				Inject:       inject.Params{Image: c.String("proxy-image")},
+				CADir:        c.String("ca-dir"),
+				APITokenFile: c.String("api-token-file"),
+				StateDir:     c.String("state-dir"),
+				XDSAddr:      c.String("xds-addr"),
+				HTTPAddr:     c.String("http-addr"),
+				VIPPool:      pool,
+				Version:      version,
+				Logger:       slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level})),
 
 				DrainTimeout: drain.FromFlag(c),
 			})

@@ -60,6 +60,14 @@ type Options struct {
 	// DrainTimeout bounds how long API and webhook requests in flight may
 	// take once the context of Serve ends (5s when zero).
 	DrainTimeout time.Duration
+
+	// Auth checks the credential of API calls. When nil: with Kube, the
+	// cluster's TokenReview and SubjectAccessReview (the caller's
+	// Kubernetes identity); else the token in APITokenFile; else a token
+	// the control plane makes in StateDir/api-token on its first start.
+	Auth Authenticator
+	// APITokenFile holds the API's bearer token (0600), as the lab writes it.
+	APITokenFile string
 }
 
 // WebhookDNSNames and WebhookIPs are what the webhook certificate is for:
@@ -83,6 +91,7 @@ type Server struct {
 	xds   *xds.Server
 	ca    *ca.CA
 	kube  *kube.Controller // nil unless Options.Kube
+	auth  Authenticator
 
 	started time.Time
 	regGen  atomic.Uint64 // bumped after every secret change or cluster sync; the registry versions itself
@@ -137,6 +146,10 @@ func New(opts Options) (*Server, error) {
 		s.ca, err = ca.Load(st)
 	}
 	if err != nil {
+		st.Close()
+		return nil, err
+	}
+	if s.auth, err = authenticator(opts); err != nil {
 		st.Close()
 		return nil, err
 	}

@@ -8,6 +8,8 @@ import (
 	"net"
 	"net/http/httptest"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -45,7 +47,20 @@ func newTestServer(t *testing.T, dir string) (*Server, *api.Client) {
 	}
 	hs := httptest.NewServer(s.Handler())
 	t.Cleanup(func() { hs.Close(); s.Close() })
-	return s, api.NewClient(hs.URL)
+	cl := api.NewClient(hs.URL)
+	cl.Token = testToken(t, dir)
+	return s, cl
+}
+
+// testToken is the API token a control plane started without one made in
+// its state directory.
+func testToken(t *testing.T, dir string) string {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(dir, TokenFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.TrimSpace(string(b))
 }
 
 func TestAPIApplyGetDelete(t *testing.T) {

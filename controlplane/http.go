@@ -27,34 +27,38 @@ import (
 // of the webhook configurations.
 const PathCARoot = "/api/v1/ca/root"
 
-// Handler serves the API, /metrics and /ready.
+// Handler serves the API, /metrics and /ready. Every call that changes the
+// mesh or reads its config, registry or secrets needs a credential (see
+// guard); /metrics, /ready, /version and the CA root stay open, as on
+// istiod's 15014, since they reveal nothing a pod could use to change the
+// mesh.
 func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
-	mux.HandleFunc("POST "+api.PathApply, s.handleApply)
-	mux.HandleFunc("POST "+api.PathDelete, s.handleDelete)
-	mux.HandleFunc("GET "+api.PathResources, s.handleResources)
-	mux.HandleFunc("GET "+api.PathProxies, s.handleProxies)
-	mux.HandleFunc("GET "+api.PathConfigDump, s.handleConfigDump)
-	mux.HandleFunc("PUT "+api.PathServices, s.handlePutService)
-	mux.HandleFunc("PUT "+api.PathWorkloads, s.handlePutWorkload)
-	mux.HandleFunc("DELETE "+api.PathWorkloads, s.handleDeleteWorkload)
-	mux.HandleFunc("GET "+api.PathRegistry, s.handleRegistry)
-	mux.HandleFunc("GET "+api.PathWaitSync, s.handleWait)
-	mux.HandleFunc("PUT "+api.PathSecrets, s.handlePutSecret)
-	mux.HandleFunc("DELETE "+api.PathSecrets, s.handleDeleteSecret)
-	mux.HandleFunc("GET "+api.PathSecrets, s.handleSecrets)
+	mux.HandleFunc("POST "+api.PathApply, s.guard(accessWriteConfig, s.handleApply))
+	mux.HandleFunc("POST "+api.PathDelete, s.guard(accessWriteConfig, s.handleDelete))
+	mux.HandleFunc("GET "+api.PathResources, s.guard(accessReadConfig, s.handleResources))
+	mux.HandleFunc("GET "+api.PathProxies, s.guard(accessReadConfig, s.handleProxies))
+	mux.HandleFunc("GET "+api.PathConfigDump, s.guard(accessReadConfig, s.handleConfigDump))
+	mux.HandleFunc("PUT "+api.PathServices, s.guard(accessWriteRegistry, s.handlePutService))
+	mux.HandleFunc("PUT "+api.PathWorkloads, s.guard(accessWriteRegistry, s.handlePutWorkload))
+	mux.HandleFunc("DELETE "+api.PathWorkloads, s.guard(accessWriteRegistry, s.handleDeleteWorkload))
+	mux.HandleFunc("GET "+api.PathRegistry, s.guard(accessReadRegistry, s.handleRegistry))
+	mux.HandleFunc("GET "+api.PathWaitSync, s.guard(accessReadConfig, s.handleWait))
+	mux.HandleFunc("PUT "+api.PathSecrets, s.guard(accessWriteSecrets, s.handlePutSecret))
+	mux.HandleFunc("DELETE "+api.PathSecrets, s.guard(accessWriteSecrets, s.handleDeleteSecret))
+	mux.HandleFunc("GET "+api.PathSecrets, s.guard(accessReadSecrets, s.handleSecrets))
 	mux.HandleFunc("GET "+api.PathVersion, func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, api.Version{Version: s.opts.Version, Revision: s.store.Revision(), StartedAt: s.started})
 	})
 	mux.HandleFunc("GET "+PathCARoot, func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/x-pem-file")
-		w.Write(s.ca.RootPEM())
+		_, _ = w.Write(s.ca.RootPEM())
 	})
 	mux.HandleFunc("GET "+api.PathReady, func(w http.ResponseWriter, r *http.Request) {
-		w.Write([]byte("ready\n"))
+		_, _ = w.Write([]byte("ready\n"))
 	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(s.metrics(), promhttp.HandlerOpts{}))
-	return mux
+	return protect(mux)
 }
 
 func (s *Server) metrics() *prometheus.Registry {
@@ -89,14 +93,34 @@ func writeError(w http.ResponseWriter, code int, msg string, details ...string) 
 	writeJSON(w, code, api.Error{Message: msg, Details: details})
 }
 
+// decode reads a JSON body of at most api.MaxRequestBytes: a bigger one is
+// refused by its Content-Length before a byte is read, or once the limit
+// is passed, and the connection is closed (MaxBytesReader).
 func decode(w http.ResponseWriter, r *http.Request, v any) bool {
-	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 64<<20))
+	if r.ContentLength > api.MaxRequestBytes {
+		writeTooLarge(w, r.ContentLength)
+		return false
+	}
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, api.MaxRequestBytes))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
+		var tooLarge *http.MaxBytesError
+		if errors.As(err, &tooLarge) {
+			writeTooLarge(w, -1)
+			return false
+		}
 		writeError(w, http.StatusBadRequest, "decode request body: "+err.Error())
 		return false
 	}
 	return true
+}
+
+func writeTooLarge(w http.ResponseWriter, size int64) {
+	what := "the request body is larger than"
+	if size >= 0 {
+		what = fmt.Sprintf("the request body (%d bytes) is larger than", size)
+	}
+	writeError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("%s the API's limit of %d bytes (3 MiB, as the Kubernetes API); apply the files in smaller batches", what, api.MaxRequestBytes))
 }
 
 // resources turns documents into validated resources; every bad document is
@@ -131,6 +155,10 @@ func (s *Server) handleApply(w http.ResponseWriter, r *http.Request) {
 	if req.DryRun {
 		res := api.Result{Revision: s.store.Revision()}
 		for _, x := range rs {
+			if err := s.precondition(x); err != nil {
+				writeApplyError(w, err)
+				return
+			}
 			res.Changes = append(res.Changes, api.Change{Key: x.Key(), Op: "validated"})
 		}
 		writeJSON(w, http.StatusOK, res)
@@ -138,10 +166,38 @@ func (s *Server) handleApply(w http.ResponseWriter, r *http.Request) {
 	}
 	res, err := s.store.Apply(r.Context(), rs)
 	if err != nil {
-		writeError(w, http.StatusInternalServerError, "nothing was applied: "+err.Error())
+		writeApplyError(w, err)
 		return
 	}
 	writeJSON(w, http.StatusOK, apiResult(res))
+}
+
+// writeApplyError answers a failed apply: 409 for a stale resourceVersion,
+// as the Kubernetes API does, else 500.
+func writeApplyError(w http.ResponseWriter, err error) {
+	var conflict *store.ConflictError
+	if errors.As(err, &conflict) {
+		writeError(w, http.StatusConflict, "nothing was applied: "+conflict.Error())
+		return
+	}
+	writeError(w, http.StatusInternalServerError, "nothing was applied: "+err.Error())
+}
+
+// precondition is the store's resourceVersion check, for a dry run.
+func (s *Server) precondition(r config.Resource) error {
+	if r.Revision == 0 {
+		return nil
+	}
+	old, found, err := s.store.Get(r.Kind, r.Namespace, r.Name)
+	switch {
+	case err != nil:
+		return err
+	case !found:
+		return &store.ConflictError{Key: r.Key(), Want: r.Revision}
+	case old.Revision != r.Revision:
+		return &store.ConflictError{Key: r.Key(), Want: r.Revision, Have: old.Revision}
+	}
+	return nil
 }
 
 func (s *Server) handleDelete(w http.ResponseWriter, r *http.Request) {

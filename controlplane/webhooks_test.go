@@ -46,7 +46,7 @@ func TestWebhooksOverTLS(t *testing.T) {
 
 	// The root, as the installer fetches it for caBundle.
 	rec := httptest.NewRecorder()
-	s.Handler().ServeHTTP(rec, httptest.NewRequest("GET", PathCARoot, nil))
+	s.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "http://localhost"+PathCARoot, nil))
 	pool := x509.NewCertPool()
 	if rec.Code != http.StatusOK || !pool.AppendCertsFromPEM(rec.Body.Bytes()) {
 		t.Fatalf("GET %s: %d %q", PathCARoot, rec.Code, rec.Body.String())

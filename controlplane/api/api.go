@@ -31,6 +31,13 @@ const (
 	PathWaitSync   = "/api/v1/wait"
 )
 
+// MaxRequestBytes bounds the body of every API request: the Kubernetes
+// apiserver's limit (3 MiB, its MaxRequestBodyBytes, which follows etcd's
+// request limit). An apply is one request however many documents it holds,
+// so this is also the largest batch; the control plane answers a bigger
+// body with 413 without reading it, and the client refuses to send one.
+const MaxRequestBytes = 3 << 20
+
 // Document is one resource in Kubernetes shape (apiVersion, kind, metadata,
 // spec), with where it came from so errors can name it.
 type Document struct {

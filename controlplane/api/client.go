@@ -20,6 +20,8 @@ type Client struct {
 	// Base is the API's base URL, e.g. http://127.0.0.1:15014.
 	Base string
 	HTTP *http.Client
+	// Token is sent as `Authorization: Bearer`; the API's calls need it.
+	Token string
 }
 
 // NewClient returns a client for the control plane at addr (host:port or URL).
@@ -54,6 +56,9 @@ func (c *Client) do(ctx context.Context, method, path string, q url.Values, in, 
 		if err != nil {
 			return fmt.Errorf("encode request: %w", err)
 		}
+		if len(b) > MaxRequestBytes {
+			return fmt.Errorf("%s %s: the request is %.1f MiB, over the API's limit of %d MiB; send it in smaller batches", method, path, float64(len(b))/(1<<20), MaxRequestBytes>>20)
+		}
 		body = bytes.NewReader(b)
 	}
 	u := c.Base + path
@@ -66,6 +71,9 @@ func (c *Client) do(ctx context.Context, method, path string, q url.Values, in, 
 	}
 	if in != nil {
 		req.Header.Set("Content-Type", "application/json")
+	}
+	if c.Token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.Token)
 	}
 	resp, err := c.HTTP.Do(req)
 	if err != nil {

@@ -41,7 +41,7 @@ func ParseInNamespace(file string, data []byte, namespace string) ([]Resource, e
 			errs = append(errs, &Error{File: file, Doc: i, Msg: d.err.Error()})
 			continue
 		}
-		r, derrs := decode(d.obj, namespace, false)
+		r, derrs := decode(d.obj, namespace)
 		if len(derrs) == 0 {
 			derrs = validate(r)
 		}
@@ -104,7 +104,7 @@ func Unmarshal(doc []byte) (Resource, error) {
 	if !ok {
 		return Resource{}, ErrorList{{Msg: "expected an object, got " + describe(v)}}
 	}
-	r, errs := decode(obj, "default", true)
+	r, errs := decode(obj, "default")
 	return r, errs.err()
 }
 
@@ -445,9 +445,11 @@ var (
 )
 
 // decode turns one object into a resource, checking it against the kind's
-// schema, in defaultNamespace when it names none. stored says the object came from the store, whose
-// resourceVersion is kept as Revision; in user input it is ignored.
-func decode(obj map[string]any, defaultNamespace string, stored bool) (Resource, ErrorList) {
+// schema, in defaultNamespace when it names none. metadata.resourceVersion
+// is kept as Revision: from the store it says which revision wrote the
+// object; in user input it is the revision the user last read, which apply
+// holds the stored object to (optimistic concurrency, as Kubernetes).
+func decode(obj map[string]any, defaultNamespace string) (Resource, ErrorList) {
 	var r Resource
 	var errs ErrorList
 	fail := func(field, format string, args ...any) {
@@ -515,7 +517,7 @@ func decode(obj map[string]any, defaultNamespace string, stored bool) (Resource,
 		}
 		r.Labels = stringMap(m["labels"], "metadata.labels", fail)
 		r.Annotations = stringMap(m["annotations"], "metadata.annotations", fail)
-		if stored && m["resourceVersion"] != nil {
+		if m["resourceVersion"] != nil {
 			s := str("metadata.resourceVersion", m["resourceVersion"])
 			n, err := strconv.ParseUint(s, 10, 64)
 			if s != "" && err != nil {

@@ -100,7 +100,8 @@ func roundTrip(t *testing.T, r Resource) {
 	if err != nil || len(rs) != 1 {
 		t.Fatalf("Parse of marshalled %s: %d resources, %v\n%s", r.Key(), len(rs), err, y)
 	}
-	r.Revision = 0 // user input does not carry revisions
+	// What get -o yaml prints and apply reads back keeps the revision it
+	// was read at: apply's precondition (optimistic concurrency).
 	sameResource(t, rs[0], r)
 }
 

@@ -145,7 +145,28 @@ func revision(tx *bolt.Tx) uint64 {
 
 func revKey(rev uint64) []byte { return binary.BigEndian.AppendUint64(nil, rev) }
 
+// ConflictError is a resource applied with a revision (its
+// metadata.resourceVersion) that is not the stored one: someone changed it
+// since it was read. Nothing of the batch is stored.
+type ConflictError struct {
+	Key  string // kind/namespace/name
+	Want uint64 // the revision the applied object carries
+	Have uint64 // the stored object's revision; 0 when none is stored
+}
+
+func (e *ConflictError) Error() string {
+	kind, rest, _ := strings.Cut(e.Key, "/")
+	if e.Have == 0 {
+		return fmt.Sprintf("%s %s: applied with resourceVersion %d, but no such object is stored; drop metadata.resourceVersion to create it", kind, rest, e.Want)
+	}
+	return fmt.Sprintf("%s %s has been modified: applied with resourceVersion %d, the stored object is at %d; get it again, redo your change and apply", kind, rest, e.Want, e.Have)
+}
+
 // Apply stores a batch of resources in one transaction: all of them or none.
+// A resource that carries a Revision is applied only if that is the stored
+// object's revision, as a Kubernetes update with a resourceVersion;
+// otherwise the batch fails with a *ConflictError. Without one, the last
+// write wins.
 // A resource whose spec, labels and annotations equal the stored ones is
 // left alone; when the whole batch is unchanged the revision does not move.
 // Otherwise the revision goes up by one and every changed resource carries
@@ -170,10 +191,16 @@ func (s *Store) Apply(ctx context.Context, rs []config.Resource) (ApplyResult, e
 			key := []byte(r.Key())
 			prev := b.Get(key)
 			op := Created
+			if prev == nil && r.Revision != 0 {
+				return &ConflictError{Key: r.Key(), Want: r.Revision}
+			}
 			if prev != nil {
 				old, err := config.Unmarshal(prev)
 				if err != nil {
 					return fmt.Errorf("read stored %s: %w", r.Key(), err)
+				}
+				if r.Revision != 0 && r.Revision != old.Revision {
+					return &ConflictError{Key: r.Key(), Want: r.Revision, Have: old.Revision}
 				}
 				if same(old, r) {
 					res.Changes = append(res.Changes, Change{Key: r.Key(), Op: Unchanged})

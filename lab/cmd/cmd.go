@@ -30,22 +30,46 @@ var (
 		Name: "controlplane", Usage: "control plane API address (default: the running lab's, else 127.0.0.1:15014)",
 		EnvVars: []string{"MESHLAB_CONTROLPLANE"},
 	}
+	tokenFlag = &cli.StringFlag{
+		Name: "token", Usage: "bearer token for the control plane API (default: the running lab's, from its state directory, when talking to that lab)",
+		EnvVars: []string{"MESHLAB_TOKEN"},
+	}
 )
 
 // client finds the control plane: the flag, else the running lab's, else the
-// default port on loopback.
+// default port on loopback. Its credential is --token, else the lab's token
+// from the state directory, which is only ever sent to that lab's API.
 func client(c *cli.Context) (*api.Client, error) {
-	if a := c.String("controlplane"); a != "" {
-		return api.NewClient(a), nil
+	var dir, labAddr string
+	d, dirErr := lab.StateDir(c.String("state-dir"))
+	if dirErr == nil {
+		dir = d
+		if st, err := lab.ReadStatus(dir); err == nil {
+			labAddr = st.URLs.ControlPlane
+		}
 	}
-	dir, err := lab.StateDir(c.String("state-dir"))
-	if err != nil {
-		return nil, err
+	addr := c.String("controlplane")
+	switch {
+	case addr != "":
+	case dirErr != nil:
+		return nil, dirErr
+	case labAddr != "":
+		addr = labAddr
+	default:
+		addr = "127.0.0.1:15014"
 	}
-	if st, err := lab.ReadStatus(dir); err == nil && st.URLs.ControlPlane != "" {
-		return api.NewClient(st.URLs.ControlPlane), nil
+	cl := api.NewClient(addr)
+	cl.Token = c.String("token")
+	if cl.Token == "" && labAddr != "" && api.NewClient(labAddr).Base == cl.Base {
+		tok, err := lab.ReadAPIToken(dir)
+		if err != nil {
+			// Calls that need no credential still work; the others are
+			// refused with the control plane's hint.
+			fmt.Fprintf(c.App.ErrWriter, "warning: %v; run meshlab as the user that ran `meshlab up`, or pass --token\n", err)
+		}
+		cl.Token = tok
 	}
-	return api.NewClient("127.0.0.1:15014"), nil
+	return cl, nil
 }
 
 // explain turns an unreachable control plane into advice.

@@ -66,15 +66,9 @@ func readDocuments(c *cli.Context) ([]api.Document, error) {
 	var docs []api.Document
 	var errs []error
 	for _, f := range files {
-		var data []byte
-		var err error
-		if f == "-" {
-			data, err = io.ReadAll(os.Stdin)
-		} else {
-			data, err = os.ReadFile(f)
-		}
+		data, err := readInput(f)
 		if err != nil {
-			errs = append(errs, fmt.Errorf("read %s: %w", f, err))
+			errs = append(errs, err)
 			continue
 		}
 		d, err := api.Documents(f, data, c.String("namespace"))
@@ -88,6 +82,35 @@ func readDocuments(c *cli.Context) ([]api.Document, error) {
 		return nil, errors.Join(errs...)
 	}
 	return docs, nil
+}
+
+// readInput reads one -f argument ("-" is stdin), refusing one larger than
+// the API takes in a request before reading or parsing it: it could never
+// be applied, and parsing a huge file costs many times its size.
+func readInput(name string) ([]byte, error) {
+	tooLarge := func() error {
+		return fmt.Errorf("%s: larger than %d MiB, the most the control plane API takes in one apply (as the Kubernetes API); split it", name, api.MaxRequestBytes>>20)
+	}
+	var r io.Reader = os.Stdin
+	if name != "-" {
+		f, err := os.Open(name)
+		if err != nil {
+			return nil, fmt.Errorf("read %s: %w", name, err)
+		}
+		defer func() { _ = f.Close() }() // read only: nothing to lose
+		if fi, err := f.Stat(); err == nil && fi.Mode().IsRegular() && fi.Size() > api.MaxRequestBytes {
+			return nil, tooLarge()
+		}
+		r = f
+	}
+	data, err := io.ReadAll(io.LimitReader(r, api.MaxRequestBytes+1))
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", name, err)
+	}
+	if len(data) > api.MaxRequestBytes {
+		return nil, tooLarge()
+	}
+	return data, nil
 }
 
 func printResult(c *cli.Context, res api.Result, dry bool) {
@@ -119,7 +142,7 @@ Examples:
    meshlab apply -f samples/bookinfo/networking/ -n book-demo
    cat vs.yaml | meshlab apply -f -
    meshlab apply -f vs.yaml --wait     # return once the proxies it changes have ACKed it`,
-		Flags: []cli.Flag{filesFlag, namespaceFlag, stateDirFlag, cpFlag,
+		Flags: []cli.Flag{filesFlag, namespaceFlag, stateDirFlag, cpFlag, tokenFlag,
 			&cli.BoolFlag{Name: "dry-run", Usage: "validate on the control plane, store nothing"},
 			&cli.BoolFlag{Name: "wait", Usage: "wait until every proxy whose configuration this changes has ACKed it; fail naming those that NACK it or stay silent"}},
 		Action: func(c *cli.Context) error {
@@ -154,7 +177,7 @@ func Delete() *cli.Command {
    meshlab delete -f samples/bookinfo/networking/virtual-service-all-v1.yaml
    meshlab delete virtualservice reviews -n default
    meshlab delete vs reviews ratings`,
-		Flags: []cli.Flag{&cli.StringSliceFlag{Name: "filename", Aliases: []string{"f"}, Usage: "file, directory or -"}, namespaceFlag, stateDirFlag, cpFlag},
+		Flags: []cli.Flag{&cli.StringSliceFlag{Name: "filename", Aliases: []string{"f"}, Usage: "file, directory or -"}, namespaceFlag, stateDirFlag, cpFlag, tokenFlag},
 		Action: func(c *cli.Context) error {
 			var keys []string
 			if len(c.StringSlice("filename")) > 0 {
@@ -211,7 +234,7 @@ Examples:
    meshlab get virtualservices -n default
    meshlab get vs reviews -o yaml
    meshlab get destinationrules -A -o json`,
-		Flags: []cli.Flag{namespaceFlag, outputFlag, stateDirFlag, cpFlag,
+		Flags: []cli.Flag{namespaceFlag, outputFlag, stateDirFlag, cpFlag, tokenFlag,
 			&cli.BoolFlag{Name: "all-namespaces", Aliases: []string{"A"}, Usage: "every namespace"}},
 		Action: func(c *cli.Context) error {
 			o, err := checkOutput(c, "table", "json", "yaml")
@@ -366,7 +389,7 @@ Examples:
    meshlab analyze -f samples/bookinfo/networking/
    meshlab analyze -f my-virtualservice.yaml -o json
    meshlab analyze -f samples/bookinfo/bookinfo.yaml -f vs.yaml --offline`,
-		Flags: []cli.Flag{filesFlag, namespaceFlag, stateDirFlag, cpFlag,
+		Flags: []cli.Flag{filesFlag, namespaceFlag, stateDirFlag, cpFlag, tokenFlag,
 			&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Value: "text", Usage: "output format: text or json"},
 			&cli.BoolFlag{Name: "offline", Usage: "analyze the files alone, even when a lab is running"}},
 		Action: func(c *cli.Context) error {

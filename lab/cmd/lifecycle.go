@@ -168,7 +168,7 @@ Examples:
 			}
 			w.Flush()
 			fmt.Fprintln(c.App.Writer)
-			printURLs(c.App.Writer, st)
+			printURLs(c.App.Writer, st, dir)
 			return nil
 		},
 	}

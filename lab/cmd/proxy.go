@@ -42,7 +42,7 @@ NACK with the proxy's message and each ERROR with its reason.
 Examples:
    meshlab proxy-status
    meshlab proxy-status -o json`,
-		Flags: []cli.Flag{outputFlag, stateDirFlag, cpFlag},
+		Flags: []cli.Flag{outputFlag, stateDirFlag, cpFlag, tokenFlag},
 		Action: func(c *cli.Context) error {
 			o, err := checkOutput(c, "table", "json")
 			if err != nil {

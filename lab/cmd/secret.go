@@ -38,7 +38,7 @@ Examples:
 			&cli.StringFlag{Name: "key", Usage: "PEM private key file (tls.key)", Required: true},
 			&cli.StringFlag{Name: "ca", Usage: "PEM CA certificates file (ca.crt) to verify clients, for MUTUAL"},
 			&cli.StringFlag{Name: "namespace", Aliases: []string{"n"}, Value: secretNamespace, Usage: "namespace (the gateway's)"},
-			stateDirFlag, cpFlag,
+			stateDirFlag, cpFlag, tokenFlag,
 		},
 		Action: func(c *cli.Context) error {
 			args := c.Args().Slice()

@@ -19,6 +19,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/meshlab/meshlab/controlplane"
+	"github.com/meshlab/meshlab/lab"
 )
 
 // writeKeyPair writes a self-signed certificate for host and its key as
@@ -51,13 +52,18 @@ func writeKeyPair(t *testing.T, dir, host string) (certFile, keyFile string, key
 }
 
 func TestSecretCommands(t *testing.T) {
-	s, err := controlplane.New(controlplane.Options{StateDir: t.TempDir()})
+	cpDir := t.TempDir()
+	s, err := controlplane.New(controlplane.Options{StateDir: cpDir})
 	if err != nil {
 		t.Fatal(err)
 	}
 	hs := httptest.NewServer(s.Handler())
 	t.Cleanup(func() { hs.Close(); s.Close() })
 
+	token, err := lab.ReadAPIToken(cpDir) // the control plane made it there
+	if err != nil {
+		t.Fatal(err)
+	}
 	dir := t.TempDir()
 	certFile, keyFile, keyPEM := writeKeyPair(t, dir, "httpbin.example.com")
 	_, otherKey, _ := writeKeyPair(t, dir, "other.example.com")
@@ -67,7 +73,7 @@ func TestSecretCommands(t *testing.T) {
 		app := &cli.App{Name: "meshlab", Writer: &out, ErrWriter: &out, ExitErrHandler: func(*cli.Context, error) {},
 			Commands: []*cli.Command{Create(), Get(), Delete()}}
 		// As main runs it: flags may follow the positional arguments.
-		err := app.Run(Intersperse(app, append([]string{"meshlab"}, append(args, "--controlplane", hs.URL)...)))
+		err := app.Run(Intersperse(app, append([]string{"meshlab"}, append(args, "--controlplane", hs.URL, "--token", token)...)))
 		return out.String(), err
 	}
 

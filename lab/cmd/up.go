@@ -72,7 +72,7 @@ Examples:
 			out := c.App.Writer
 			if st, err := lab.ReadStatus(dir); err == nil {
 				fmt.Fprintf(out, "The lab is already up (runtime %s, %s, pid %d).\n", st.Runtime, st.Phase, st.PID)
-				printURLs(out, st)
+				printURLs(out, st, dir)
 				fmt.Fprintln(out, "`meshlab status` shows it; `meshlab down` stops it.")
 				return nil
 			}
@@ -211,7 +211,7 @@ func startDaemon(c *cli.Context, dir string) error {
 		switch st.Phase {
 		case lab.PhaseRunning:
 			fmt.Fprintf(out, "Lab is up in %.1fs.\n", time.Since(start).Seconds())
-			printURLs(out, st)
+			printURLs(out, st, dir)
 			return nil
 		case lab.PhaseFailed:
 			<-exited
@@ -243,9 +243,9 @@ func printSteps(w io.Writer, st lab.Status, printed *int) {
 	}
 }
 
-func printURLs(w io.Writer, st lab.Status) {
+func printURLs(w io.Writer, st lab.Status, dir string) {
 	fmt.Fprintf(w, "productpage:   %s\n", st.URLs.ProductPage)
-	fmt.Fprintf(w, "control plane: %s\n", st.URLs.ControlPlane)
+	fmt.Fprintf(w, "control plane: %s (its API wants the token in %s, which meshlab sends)\n", st.URLs.ControlPlane, filepath.Join(dir, lab.APITokenFile))
 }
 
 func tail(path string, n int) string {

@@ -24,6 +24,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/meshlab/meshlab/controlplane"
 	"github.com/meshlab/meshlab/controlplane/api"
 	"github.com/meshlab/meshlab/controlplane/registry"
 	"github.com/meshlab/meshlab/lab"
@@ -141,11 +142,23 @@ func Run(ctx context.Context, opts Options) (err error) {
 	if err := claim(opts.StateDir); err != nil {
 		return err
 	}
+	// A new credential for every lab: a token read by someone while an
+	// earlier lab ran opens nothing now.
+	tokenFile := filepath.Join(opts.StateDir, lab.APITokenFile)
+	token, err := controlplane.WriteTokenFile(tokenFile)
+	if err != nil {
+		release(opts.StateDir)
+		return err
+	}
+	r.cp.Token = token
 	runCtx, cancel := context.WithCancel(ctx)
 	defer func() {
 		cancel()
 		r.teardown()
 		r.wg.Wait()
+		if err := os.Remove(tokenFile); err != nil && !errors.Is(err, os.ErrNotExist) {
+			r.log.Warn("remove the API token", "err", err)
+		}
 		release(opts.StateDir)
 	}()
 	if err := r.up(runCtx); err != nil {

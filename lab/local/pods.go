@@ -75,7 +75,8 @@ func (r *Runtime) startControlPlane(ctx context.Context) error {
 	argv := []string{r.opts.Self, "controlplane",
 		"--state-dir", cpDir,
 		"--xds-addr", fmt.Sprintf(":%d", XDSPort),
-		"--http-addr", fmt.Sprintf(":%d", MonitorPort)}
+		"--http-addr", fmt.Sprintf(":%d", MonitorPort),
+		"--api-token-file", filepath.Join(r.opts.StateDir, lab.APITokenFile)}
 	if err := r.startContainer(ctx, p, "discovery", argv, nil, identity{}, ""); err != nil {
 		return err
 	}

@@ -31,6 +31,7 @@ import (
 	"github.com/meshlab/meshlab/controlplane/api"
 	"github.com/meshlab/meshlab/controlplane/registry"
 	"github.com/meshlab/meshlab/controlplane/xds"
+	"github.com/meshlab/meshlab/lab"
 )
 
 // cpChildArg runs one control-plane scenario in a process of its own, so
@@ -150,8 +151,15 @@ func startControlPlane(ctx context.Context) (*cpEnv, error) {
 	if err != nil {
 		return nil, err
 	}
+	// Started without a token file, the control plane made one there.
+	tok, err := lab.ReadAPIToken(dir)
+	if err != nil {
+		srv.Close()
+		return nil, err
+	}
 	ctx, cancel := context.WithCancel(ctx)
 	e := &cpEnv{dir: dir, xdsAddr: x, api: api.NewClient(hp), cancel: cancel, done: make(chan struct{}), srv: srv}
+	e.api.Token = tok
 	go func() {
 		defer close(e.done)
 		if err := srv.Serve(ctx); err != nil {

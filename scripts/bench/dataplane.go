@@ -113,7 +113,10 @@ func (h *harness) dataplaneBench(ctx context.Context) error {
 // applyBenchConfig applies the gateway path's Istio config and waits for
 // every proxy to take it.
 func applyBenchConfig(ctx context.Context, l *labCtl) error {
-	cp := api.NewClient(l.apiAddr())
+	cp, err := l.api()
+	if err != nil {
+		return err
+	}
 	docs, err := api.Documents("scripts/bench/testdata/istio.yaml", benchIstio, benchNS)
 	if err != nil {
 		return err

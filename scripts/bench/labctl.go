@@ -15,6 +15,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/meshlab/meshlab/controlplane/api"
 	"github.com/meshlab/meshlab/lab"
 	"github.com/meshlab/meshlab/lab/local"
 	"github.com/meshlab/meshlab/lab/podnet"
@@ -115,6 +116,17 @@ func (l *labCtl) down(ctx context.Context) error {
 func (l *labCtl) status() (lab.Status, error) { return lab.ReadStatus(l.state) }
 
 func (l *labCtl) apiAddr() string { return "127.0.0.1:" + strconv.Itoa(l.ports[2]) }
+
+// api is a client of the lab's control plane with the lab's credential.
+func (l *labCtl) api() (*api.Client, error) {
+	tok, err := lab.ReadAPIToken(l.state)
+	if err != nil {
+		return nil, err
+	}
+	cl := api.NewClient(l.apiAddr())
+	cl.Token = tok
+	return cl, nil
+}
 
 // containerPID is the pid of a container of a pod found by Deployment name.
 func containerPID(st lab.Status, ns, deploy, container string) (lab.Pod, int, error) {

@@ -206,8 +206,10 @@ func istiod(o Options) []runtime.Object {
 			groups = append(groups, k.Group)
 		}
 	}
-	// What its informers need, nothing more: it writes nothing to the
-	// cluster, and reads its CA from the mounted cacerts Secret.
+	// What its informers need, and the reviews that check a caller of its
+	// API (the caller's Kubernetes identity, as system:auth-delegator
+	// allows): it writes nothing else to the cluster, and reads its CA
+	// from the mounted cacerts Secret.
 	read := []string{"list", "watch"}
 	role := &rbacv1.ClusterRole{
 		TypeMeta:   metav1.TypeMeta{APIVersion: "rbac.authorization.k8s.io/v1", Kind: "ClusterRole"},
@@ -216,6 +218,8 @@ func istiod(o Options) []runtime.Object {
 			{APIGroups: []string{""}, Resources: []string{"services", "pods", "namespaces"}, Verbs: read},
 			{APIGroups: []string{"discovery.k8s.io"}, Resources: []string{"endpointslices"}, Verbs: read},
 			{APIGroups: groups, Resources: istioResources, Verbs: read},
+			{APIGroups: []string{"authentication.k8s.io"}, Resources: []string{"tokenreviews"}, Verbs: []string{"create"}},
+			{APIGroups: []string{"authorization.k8s.io"}, Resources: []string{"subjectaccessreviews"}, Verbs: []string{"create"}},
 		},
 	}
 	binding := &rbacv1.ClusterRoleBinding{
