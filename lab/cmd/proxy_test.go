@@ -20,6 +20,7 @@ import (
 	"google.golang.org/protobuf/types/known/structpb"
 
 	"github.com/meshlab/meshlab/controlplane"
+	"github.com/meshlab/meshlab/lab"
 	"github.com/meshlab/meshlab/dataplane/xdsclient"
 )
 
@@ -43,8 +44,13 @@ func TestProxyStatusShowsNACK(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	xdsAddr, apiAddr := freeAddr(t), freeAddr(t)
-	s, err := controlplane.New(controlplane.Options{StateDir: t.TempDir(), XDSAddr: xdsAddr, HTTPAddr: apiAddr,
+	cpDir := t.TempDir()
+	s, err := controlplane.New(controlplane.Options{StateDir: cpDir, XDSAddr: xdsAddr, HTTPAddr: apiAddr,
 		Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	token, err := lab.ReadAPIToken(cpDir) // the control plane made it there
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -80,7 +86,7 @@ func TestProxyStatusShowsNACK(t *testing.T) {
 		var out bytes.Buffer
 		app := &cli.App{Name: "meshlab", Writer: &out, ErrWriter: &out, ExitErrHandler: func(*cli.Context, error) {},
 			Commands: []*cli.Command{ProxyStatus()}}
-		if err := app.Run([]string{"meshlab", "proxy-status", "--controlplane", "http://" + apiAddr}); err == nil &&
+		if err := app.Run([]string{"meshlab", "proxy-status", "--controlplane", "http://" + apiAddr, "--token", token}); err == nil &&
 			strings.Contains(out.String(), "productpage-v1-0.default LDS NACK of version") {
 			got := out.String()
 			if !strings.Contains(got, `listener "virtualInbound": unsupported filter?[2J`) {
@@ -105,8 +111,13 @@ func TestApplyWaitIgnoresStranger(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	xdsAddr, apiAddr := freeAddr(t), freeAddr(t)
-	s, err := controlplane.New(controlplane.Options{StateDir: t.TempDir(), XDSAddr: xdsAddr, HTTPAddr: apiAddr,
+	cpDir := t.TempDir()
+	s, err := controlplane.New(controlplane.Options{StateDir: cpDir, XDSAddr: xdsAddr, HTTPAddr: apiAddr,
 		Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	token, err := lab.ReadAPIToken(cpDir) // the control plane made it there
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -169,7 +180,7 @@ spec:
 	app := &cli.App{Name: "meshlab", Writer: &out, ErrWriter: &out, ExitErrHandler: func(*cli.Context, error) {},
 		Commands: []*cli.Command{Apply()}}
 	start := time.Now()
-	err = app.Run([]string{"meshlab", "apply", "-f", file, "--wait", "--controlplane", "http://" + apiAddr})
+	err = app.Run([]string{"meshlab", "apply", "-f", file, "--wait", "--controlplane", "http://" + apiAddr, "--token", token})
 	if err != nil {
 		t.Fatalf("apply --wait with a silent stranger: %v\n%s", err, out.String())
 	}
