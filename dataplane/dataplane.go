@@ -147,7 +147,8 @@ func Run(ctx context.Context, o Options) error {
 		}
 		srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
 		run(name, func(ctx context.Context) error {
-			stop := context.AfterFunc(ctx, func() { srv.Close() })
+			// Close's error is the listener's; Serve reports what matters.
+			stop := context.AfterFunc(ctx, func() { _ = srv.Close() })
 			defer stop()
 			if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 				return err

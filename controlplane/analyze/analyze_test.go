@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 
@@ -244,5 +245,30 @@ func TestAnalyzeNoRegistry(t *testing.T) {
 	want := "IST0106 spec.http[0].route"
 	if strings.Join(codes, "\n") != want {
 		t.Errorf("messages:\n%s\nwant:\n%s", strings.Join(codes, "\n"), want)
+	}
+}
+
+// TestServiceSelector: a manifest's Service selects the pods its selector
+// names; one without a selector, or with one the API server would refuse
+// (a value that is not a string), selects none rather than a part of it.
+func TestServiceSelector(t *testing.T) {
+	for _, tc := range []struct {
+		name, selector string
+		want           map[string]string
+	}{
+		{"labels", "\n  selector: {app: reviews, version: v1}", map[string]string{"app": "reviews", "version": "v1"}},
+		{"none", "", nil},
+		{"malformed", "\n  selector: {app: reviews, version: 1}", nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var f Files
+			f.Add("svc.yaml", []byte("apiVersion: v1\nkind: Service\nmetadata: {name: reviews}\nspec:\n  ports: [{port: 9080}]"+tc.selector+"\n"), "")
+			if len(f.Services) != 1 {
+				t.Fatalf("services %+v, want one", f.Services)
+			}
+			if got := f.Services[0].Selector; !reflect.DeepEqual(got, tc.want) {
+				t.Errorf("selector %#v, want %#v", got, tc.want)
+			}
+		})
 	}
 }

@@ -140,7 +140,11 @@ func (f *Files) kubernetes(d config.Document, namespace string) {
 	switch o.Kind {
 	case "Service":
 		s := registry.Service{Name: o.Metadata.Name, Namespace: ns, Labels: o.Metadata.Labels}
-		json.Unmarshal(o.Spec.Selector, &s.Selector)
+		// No selector (an empty RawMessage) or a malformed one the API
+		// server would refuse: the Service selects no pods here.
+		if json.Unmarshal(o.Spec.Selector, &s.Selector) != nil {
+			s.Selector = nil
+		}
 		for _, p := range o.Spec.Ports {
 			s.Ports = append(s.Ports, registry.Port{Name: p.Name, Port: p.Port, Protocol: p.Protocol, AppProtocol: p.AppProtocol})
 		}

@@ -184,10 +184,10 @@ func (v *validator) destination(path string, d *networking.Destination, weight i
 
 // destinationHost is Istio's validateDestination: a host, not "*".
 func (v *validator) destinationHost(path, h string) {
-	switch {
-	case h == "":
+	switch h {
+	case "":
 		v.fail(path, "required")
-	case h == "*":
+	case "*":
 		v.fail(path, "invalid destination host \"*\"")
 	default:
 		if msg := checkWildcardDomain(h); msg != "" {

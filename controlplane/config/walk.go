@@ -93,7 +93,7 @@ func (w *walker) message(path string, v any, md protoreflect.MessageDescriptor) 
 			continue
 		}
 		// protojson treats null as "not set", except for google.protobuf.Value.
-		if val == nil && !(fd.Message() != nil && fd.Message().FullName() == "google.protobuf.Value" && !fd.IsList() && !fd.IsMap()) {
+		if val == nil && !isProtoValue(fd) {
 			continue
 		}
 		if od := fd.ContainingOneof(); od != nil && !od.IsSynthetic() {
@@ -507,6 +507,12 @@ func sortedKeys(m map[string]any) []string {
 	return keys
 }
 
+// isProtoValue reports whether fd holds one google.protobuf.Value, the
+// one field for which null is a value.
+func isProtoValue(fd protoreflect.FieldDescriptor) bool {
+	return fd.Message() != nil && fd.Message().FullName() == "google.protobuf.Value" && !fd.IsList() && !fd.IsMap()
+}
+
 // join appends a field to a path; keys that are not plain identifiers are
 // written as [key] so the path stays readable.
 func join(path, key string) string {
@@ -514,7 +520,7 @@ func join(path, key string) string {
 		return key
 	}
 	for _, r := range key {
-		if !(unicode.IsLetter(r) || unicode.IsDigit(r) || r == '_') {
+		if !unicode.IsLetter(r) && !unicode.IsDigit(r) && r != '_' {
 			return path + "[" + key + "]"
 		}
 	}

@@ -63,7 +63,9 @@ func Serve(admit Admit) http.Handler {
 			return
 		}
 		w.Header().Set("Content-Type", "application/json")
-		w.Write(b)
+		// A failed write: the API server timed out or went away, and
+		// applies the webhook's failurePolicy itself.
+		_, _ = w.Write(b)
 	})
 }
 

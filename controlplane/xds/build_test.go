@@ -12,7 +12,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
 	cachev3 "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"google.golang.org/protobuf/encoding/protojson"
@@ -268,13 +267,4 @@ func TestHostMatching(t *testing.T) {
 			t.Errorf("intersectHosts(%q, %q) = %q, want %q", tt.a, tt.b, got, tt.want)
 		}
 	}
-}
-
-// resourceNames is a test helper: the names of one type's resources.
-func resourceNames(rs []types.Resource) []string {
-	var out []string
-	for _, r := range rs {
-		out = append(out, resourceName(r))
-	}
-	return out
 }

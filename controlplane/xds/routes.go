@@ -300,7 +300,7 @@ func (x *index) routeDestination(vs *virtualService, hr *networking.HTTPRoute, r
 		a.HostRewriteSpecifier = &routev3.RouteAction_HostRewriteLiteral{HostRewriteLiteral: authority}
 	}
 	if m := hr.GetMirror(); m != nil {
-		if pct := mirrorPercent(hr.GetMirrorPercentage(), hr.GetMirrorPercent()); pct != nil {
+		if pct := mirrorPercent(hr.GetMirrorPercentage(), hr.GetMirrorPercent()); pct != nil { //nolint:staticcheck // SA1019: Istio still honours mirror_percent and users still write it
 			a.RequestMirrorPolicies = append(a.RequestMirrorPolicies, mirrorPolicy(x.destinationCluster(m, vs.res.Namespace, listenerPort, need), pct))
 		}
 	}

@@ -194,7 +194,11 @@ func (s *Server) Serve(ctx context.Context, lis net.Listener) error {
 		g.Stop()
 		<-stopped
 	}
-	<-errc
+	// After a stop, Serve returns nil; an error raced with the stop and
+	// the server is down either way, so it is only worth a line.
+	if err := <-errc; err != nil {
+		s.log.Warn("serve xds", "addr", lis.Addr(), "err", err)
+	}
 	return nil
 }
 

@@ -168,8 +168,9 @@ func entryCluster(s *service, name string, p registry.Port, policy *networking.T
 			ClusterDiscoveryType: &clusterv3.Cluster_Type{Type: t},
 			ConnectTimeout:       connectTimeout,
 			DnsLookupFamily:      clusterv3.Cluster_V4_ONLY,
-			DnsRefreshRate:       dnsRefreshRate,
-			RespectDnsTtl:        true,
+			// As istiod's cluster builder sets them; Envoy still honours both.
+			DnsRefreshRate: dnsRefreshRate, //nolint:staticcheck // SA1019: Envoy still honours it
+			RespectDnsTtl:  true,           //nolint:staticcheck // SA1019: Envoy still honours it
 		}
 		eps := entryEndpoints(s, p, subset)
 		if len(eps) == 0 && len(s.se.endpoints) == 0 {

@@ -149,7 +149,7 @@ func (s *Server) ListenAndServe(ctx context.Context, addr string) error {
 	}
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
-		pc.Close()
+		_ = pc.Close()
 		return fmt.Errorf("listen dns tcp %s: %w", addr, err)
 	}
 	return s.Serve(ctx, pc, ln)
@@ -168,8 +168,9 @@ func (s *Server) Serve(ctx context.Context, pc net.PacketConn, ln net.Listener) 
 		s.serveTCP(ctx, ln, &wg)
 	}()
 	<-ctx.Done()
-	pc.Close()
-	ln.Close()
+	// Closing is how the serve loops are stopped; their errors say nothing new.
+	_ = pc.Close()
+	_ = ln.Close()
 	wg.Wait()
 	return nil
 }
@@ -189,7 +190,10 @@ func (s *Server) serveUDP(pc net.PacketConn) {
 			s.log.Debug("dns query", "from", from, "err", err)
 			continue
 		}
-		pc.WriteTo(resp, from)
+		if _, err := pc.WriteTo(resp, from); err != nil {
+			// The resolver retries; nothing else can be done for this query.
+			s.log.Debug("dns answer", "to", from, "err", err)
+		}
 	}
 }
 
@@ -202,11 +206,15 @@ func (s *Server) serveTCP(ctx context.Context, ln net.Listener, wg *sync.WaitGro
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			defer c.Close()
-			stop := context.AfterFunc(ctx, func() { c.Close() })
+			defer func() { _ = c.Close() }()
+			stop := context.AfterFunc(ctx, func() { _ = c.Close() })
 			defer stop()
 			for {
-				c.SetReadDeadline(time.Now().Add(30 * time.Second))
+				// Without the idle deadline a silent client holds the
+				// goroutine forever; failing to set it means c is closed.
+				if err := c.SetReadDeadline(time.Now().Add(30 * time.Second)); err != nil {
+					return
+				}
 				var l [2]byte
 				if _, err := io.ReadFull(c, l[:]); err != nil {
 					return

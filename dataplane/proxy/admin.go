@@ -160,7 +160,8 @@ func (p *Proxy) serveConfigDump(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.Header().Set("Content-Type", "application/json")
-	w.Write(b)
+	// A failed write means the admin client went away: no one left to tell.
+	_, _ = w.Write(b)
 }
 
 // serveClusters writes Envoy's plain-text /clusters: one line per cluster
@@ -169,7 +170,8 @@ func (p *Proxy) serveClusters(w http.ResponseWriter, r *http.Request) {
 	rt := p.rt.Load()
 	w.Header().Set("Content-Type", "text/plain")
 	bw := bufio.NewWriter(w)
-	defer bw.Flush()
+	// The Flush fails only when the admin client went away.
+	defer func() { _ = bw.Flush() }()
 	for _, name := range sortedKeys(rt.clusters) {
 		c := rt.clusters[name]
 		fmt.Fprintf(bw, "%s::observability_name::%s\n", name, name)
@@ -203,7 +205,7 @@ func (p *Proxy) serveServerInfo(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.Header().Set("Content-Type", "application/json")
-	w.Write(b)
+	_, _ = w.Write(b)
 }
 
 // serveStats writes Envoy-named counters and the Istio standard metrics
@@ -212,7 +214,7 @@ func (p *Proxy) serveStats(w http.ResponseWriter, r *http.Request) {
 	rt := p.rt.Load()
 	w.Header().Set("Content-Type", "text/plain; version=0.0.4")
 	bw := bufio.NewWriter(w)
-	defer bw.Flush()
+	defer func() { _ = bw.Flush() }()
 	live := 0
 	if p.Ready() {
 		live = 1

@@ -114,9 +114,7 @@ func nextLine(s string) (line, rest string, ok bool) {
 		return s, "", false
 	}
 	line, rest = s[:i], s[i+1:]
-	if strings.HasSuffix(line, "\r") {
-		line = line[:len(line)-1]
-	}
+	line = strings.TrimSuffix(line, "\r")
 	return line, rest, strings.IndexByte(line, '\r') < 0
 }
 

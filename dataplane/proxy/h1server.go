@@ -73,7 +73,8 @@ func (c *h1Conn) setReadDeadline(d time.Duration) {
 	if d > 0 {
 		t = time.Now().Add(d)
 	}
-	c.SetReadDeadline(t)
+	// It fails only on a closed connection, which the next read reports.
+	_ = c.SetReadDeadline(t)
 }
 
 // serve runs c until the client closes it, a response closes it, or the
@@ -85,7 +86,7 @@ func (s *h1Server) serve(hc *httpConn) {
 	s.mu.Lock()
 	if s.stopped {
 		s.mu.Unlock()
-		hc.Close()
+		_ = hc.Close()
 		return
 	}
 	s.conns[c] = struct{}{}
@@ -97,7 +98,7 @@ func (s *h1Server) serve(hc *httpConn) {
 		s.mu.Unlock()
 		s.wg.Done()
 		if !c.owned {
-			hc.Close()
+			_ = hc.Close() // the client's side of it is already done or gone
 		}
 	}()
 	defer func() {
@@ -157,7 +158,7 @@ func (s *h1Server) serve(hc *httpConn) {
 		}
 		if c.lim.streamIdle == 0 {
 			// The body's reads set their own deadline otherwise.
-			c.SetReadDeadline(time.Time{})
+			c.setReadDeadline(0)
 		}
 		if !s.exchange(base, c, req) {
 			return
@@ -187,15 +188,19 @@ func (s *h1Server) badRequest(c *h1Conn, err error) {
 	}
 	fmt.Fprintf(c.bw, "HTTP/1.1 %d %s\r\nContent-Type: text/plain\r\nConnection: close\r\nContent-Length: %d\r\n\r\n%s",
 		code, http.StatusText(code), len(text), text)
-	c.bw.Flush()
+	if err := c.bw.Flush(); err != nil {
+		return // the client is gone: no answer to protect
+	}
 	// Closing with unread bytes would reset the connection, and the client
 	// might lose the answer: end our side, read what the client still
-	// sends for a moment, as net/http does.
+	// sends for a moment, as net/http does. Each step is best effort; the
+	// deadline bounds the read, so without it there is no read.
 	if hc, ok := c.Conn.(*httpConn); ok {
 		if cw, ok := hc.Conn.(interface{ CloseWrite() error }); ok {
-			cw.CloseWrite()
-			c.SetReadDeadline(time.Now().Add(500 * time.Millisecond))
-			io.Copy(io.Discard, hc.Conn)
+			_ = cw.CloseWrite()
+			if c.SetReadDeadline(time.Now().Add(500*time.Millisecond)) == nil {
+				_, _ = io.Copy(io.Discard, hc.Conn)
+			}
 		}
 	}
 }
@@ -250,7 +255,8 @@ func (s *h1Server) shutdown() {
 	s.draining.Store(true)
 	for c := range s.conns {
 		if c.idle.Load() {
-			c.SetReadDeadline(time.Unix(1, 0))
+			// Wakes the idle read; it fails only if c is already closed.
+			_ = c.SetReadDeadline(time.Unix(1, 0))
 		}
 	}
 	s.mu.Unlock()
@@ -269,7 +275,7 @@ func (s *h1Server) closeAll() {
 	s.mu.Lock()
 	s.stopped = true
 	for c := range s.conns {
-		c.Close()
+		_ = c.Close() // forced: in-flight data is abandoned by design
 	}
 	s.mu.Unlock()
 }
@@ -373,10 +379,11 @@ func (w *h1Response) WriteHeader(code int) {
 		// Interim responses go out at once; the final one follows.
 		w.mu.Lock()
 		defer w.mu.Unlock()
+		// bw's error is sticky: the final response's flush reports it.
 		fmt.Fprintf(w.c.bw, "HTTP/1.1 %d %s\r\n", code, http.StatusText(code))
-		w.header.Write(w.c.bw)
+		_ = w.header.Write(w.c.bw)
 		w.c.bw.WriteString("\r\n")
-		w.c.bw.Flush()
+		_ = w.c.bw.Flush()
 		return
 	}
 	if f := w.c.bodyFail.Load(); f != 0 {
@@ -515,7 +522,7 @@ func (w *h1Response) commit(final bool) {
 	if len(w.hold) > 0 {
 		hold := w.hold
 		w.hold = nil
-		w.body(hold)
+		_, _ = w.body(hold) // body keeps its error in w.err
 	}
 }
 
@@ -540,7 +547,7 @@ func hasToken(h http.Header, key, token string) bool {
 
 // Flush sends what is written so far (server-sent events, streaming).
 func (w *h1Response) Flush() {
-	w.FlushError()
+	_ = w.FlushError() // kept in w.err, which the next Write returns
 }
 
 func (w *h1Response) FlushError() error {
@@ -563,11 +570,13 @@ func (w *h1Response) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	if w.hijacked {
 		return nil, nil, http.ErrHijacked
 	}
+	// bw's error is sticky and bw goes to the hijacker, whose next flush
+	// sees it; a closed connection fails its next read too.
 	if w.committed {
-		w.c.bw.Flush()
+		_ = w.c.bw.Flush()
 	}
 	w.hijacked = true
-	w.c.SetReadDeadline(time.Time{})
+	_ = w.c.SetReadDeadline(time.Time{})
 	return w.c.Conn, bufio.NewReadWriter(w.c.br, w.c.bw), nil
 }
 

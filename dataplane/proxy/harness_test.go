@@ -337,7 +337,7 @@ func weighted(ws map[string]uint32) *routev3.Route_Route {
 			total += w
 		}
 	}
-	wc.TotalWeight = wrapperspb.UInt32(total)
+	wc.TotalWeight = wrapperspb.UInt32(total) //nolint:staticcheck // SA1019: the proxy must keep honouring it, as Envoy does
 	return &routev3.Route_Route{Route: &routev3.RouteAction{ClusterSpecifier: &routev3.RouteAction_WeightedClusters{WeightedClusters: wc}}}
 }
 

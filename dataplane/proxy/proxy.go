@@ -302,7 +302,7 @@ func (p *Proxy) reconcileListeners(rt *runtime) {
 	}
 	for name, b := range p.bound {
 		if l, ok := rt.listeners[name]; !ok || !l.bind || l.addr != b.addr {
-			b.ln.Close()
+			_ = b.ln.Close() // unbinding: its accept loop sees net.ErrClosed
 			delete(p.bound, name)
 		}
 	}
@@ -351,9 +351,11 @@ func (p *Proxy) accept(b *boundListener) {
 // and the filter chain is picked by destination port.
 func (p *Proxy) dispatch(name string, c *net.TCPConn) {
 	rt := p.rt.Load()
+	// A connection with nowhere to go is closed; its Close error says
+	// nothing the client does not see anyway.
 	l := rt.listeners[name]
 	if l == nil {
-		c.Close()
+		_ = c.Close()
 		return
 	}
 	local, _ := netip.ParseAddrPort(c.LocalAddr().String())
@@ -366,7 +368,7 @@ func (p *Proxy) dispatch(name string, c *net.TCPConn) {
 			// Without an original destination the connection was sent to
 			// the capture port itself; passing it on would loop.
 			p.log.Debug("no original destination", "listener", name, "remote", c.RemoteAddr(), "err", err)
-			c.Close()
+			_ = c.Close()
 			return
 		}
 		dst = orig
@@ -386,7 +388,7 @@ func (p *Proxy) dispatch(name string, c *net.TCPConn) {
 			defer p.wg.Done()
 			sni, isTLS, replay, err := inspect(c)
 			if err != nil {
-				c.Close()
+				_ = c.Close()
 				return
 			}
 			p.serve(target, target.chain(dst, sni, isTLS), replay, dst, local)
@@ -400,7 +402,7 @@ func (p *Proxy) dispatch(name string, c *net.TCPConn) {
 // when the chain says so.
 func (p *Proxy) serve(l *listener, fc *chain, c net.Conn, dst, local netip.AddrPort) {
 	if fc == nil {
-		c.Close()
+		_ = c.Close() // no chain matches: refused, as Envoy does
 		return
 	}
 	ci := &connInfo{listener: l.name, chain: fc, orig: dst, local: local, inbound: l.inbound}
@@ -421,7 +423,7 @@ func (p *Proxy) serve(l *listener, fc *chain, c net.Conn, dst, local netip.AddrP
 			hc = tls.Server(hc, fc.tls)
 		}
 		if !p.httpLn.deliver(hc) {
-			c.Close()
+			_ = c.Close() // the HTTP server is stopping
 		}
 		return
 	}
@@ -516,7 +518,11 @@ func (p *Proxy) Run(ctx context.Context) error {
 	}
 	p.stop()
 	<-httpDone
-	<-errc
+	// Serve ends with Shutdown (ErrServerClosed) or, if stop closed its
+	// listener first, net.ErrClosed; anything else is worth a line.
+	if err := <-errc; !errors.Is(err, http.ErrServerClosed) && !errors.Is(err, net.ErrClosed) {
+		p.log.Warn("serve http", "err", err)
+	}
 	for _, c := range p.rt.Load().clusters {
 		c.Close()
 	}
@@ -579,7 +585,7 @@ func (s *connSet) len() int {
 func (s *connSet) closeAll() {
 	s.mu.Lock()
 	for c := range s.m {
-		c.Close()
+		_ = c.Close() // forced: the drain is over
 	}
 	s.mu.Unlock()
 }

@@ -17,7 +17,9 @@ func (p *Proxy) serveTCP(c net.Conn, ci *connInfo) {
 	start := time.Now()
 	p.conns.add(c)
 	defer p.conns.remove(c)
-	defer c.Close()
+	// Both ends are closed once the copies are over: what was to be
+	// passed on has been, and a Close error has no one to go to.
+	defer func() { _ = c.Close() }()
 	tp := ci.chain.tcp
 	name := tp.pick()
 	rt := p.rt.Load()
@@ -70,7 +72,7 @@ func (p *Proxy) serveTCP(c net.Conn, ci *connInfo) {
 	defer ep.Active.Add(-1)
 	p.conns.add(up)
 	defer p.conns.remove(up)
-	defer up.Close()
+	defer func() { _ = up.Close() }()
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() {
@@ -99,11 +101,13 @@ func (p *Proxy) openTCP(ci *connInfo, svc *telemetry.Service, flags string) *tel
 func pipe(dst, src net.Conn) int64 {
 	n, err := io.Copy(dst, src)
 	if cw, ok := dst.(interface{ CloseWrite() error }); ok && err == nil {
-		cw.CloseWrite()
+		// It fails only on a broken dst, which the other direction's
+		// read then reports, ending both.
+		_ = cw.CloseWrite()
 	} else {
 		// An error on one direction ends both, as Envoy resets.
-		dst.Close()
-		src.Close()
+		_ = dst.Close()
+		_ = src.Close()
 	}
 	return n
 }

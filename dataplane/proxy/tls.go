@@ -238,8 +238,11 @@ func tlsVersion(v tlsv3.TlsParameters_TlsProtocol) (uint16, bool) {
 // whether they are a TLS ClientHello and, if so, its SNI. The returned
 // conn replays what was read.
 func inspect(c *net.TCPConn) (sni string, isTLS bool, replay net.Conn, err error) {
-	c.SetReadDeadline(time.Now().Add(inspectTimeout))
-	defer c.SetReadDeadline(time.Time{})
+	// The deadline is what bounds a client that sends nothing.
+	if err := c.SetReadDeadline(time.Now().Add(inspectTimeout)); err != nil {
+		return "", false, nil, err
+	}
+	defer func() { _ = c.SetReadDeadline(time.Time{}) }() // fails only if c is closed
 	var rec recorder
 	rec.r = c
 	// A record header first: a handshake record (22) of TLS 1.x.
@@ -257,7 +260,9 @@ func inspect(c *net.TCPConn) (sni string, isTLS bool, replay net.Conn, err error
 				return nil, errStop
 			},
 		})
-		srv.Handshake()
+		// It always fails: errStop ends it at the hello, and a hello
+		// crypto/tls cannot parse is simply not TLS.
+		_ = srv.Handshake()
 	}
 	return sni, isTLS, &replayConn{TCPConn: c, r: io.MultiReader(bytes.NewReader(rec.buf.Bytes()), c)}, nil
 }

@@ -155,7 +155,7 @@ func TestOutlierDetection(t *testing.T) {
 	}{
 		{"service", toCluster(all), map[string]bool{"3": true}},
 		{"subsets 50/50", &routev3.Route_Route{Route: &routev3.RouteAction{Timeout: durationpb.New(0), ClusterSpecifier: &routev3.RouteAction_WeightedClusters{
-			WeightedClusters: &routev3.WeightedCluster{TotalWeight: wrapperspb.UInt32(100), Clusters: []*routev3.WeightedCluster_ClusterWeight{
+			WeightedClusters: &routev3.WeightedCluster{TotalWeight: wrapperspb.UInt32(100), Clusters: []*routev3.WeightedCluster_ClusterWeight{ //nolint:staticcheck // SA1019: the proxy must keep honouring total_weight, as Envoy does
 				{Name: normC, Weight: wrapperspb.UInt32(50)}, {Name: poisoC, Weight: wrapperspb.UInt32(50)}}}}}},
 			map[string]bool{"3": true, bodyNoHealthy: true}},
 	}

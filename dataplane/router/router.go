@@ -242,7 +242,7 @@ func compileRoute(r *routev3.Route) (*Route, error) {
 				})
 				cr.total += c.GetWeight().GetValue()
 			}
-			if tw := cs.WeightedClusters.GetTotalWeight(); tw != nil && tw.GetValue() > 0 {
+			if tw := cs.WeightedClusters.GetTotalWeight(); tw != nil && tw.GetValue() > 0 { //nolint:staticcheck // SA1019: Envoy still honours total_weight and control planes still send it
 				cr.total = tw.GetValue()
 			}
 			if cr.total == 0 {
@@ -292,16 +292,19 @@ func compileHeader(h *routev3.HeaderMatcher) (headerMatcher, error) {
 		hm.present = &s.PresentMatch
 	case *routev3.HeaderMatcher_StringMatch:
 		hm.str, err = compileString(s.StringMatch)
+	// The deprecated specifiers below: Envoy still honours them, and
+	// control planes other than recent istiod (and older istiod) still
+	// send them instead of string_match.
 	case *routev3.HeaderMatcher_ExactMatch:
-		hm.str = &stringMatcher{kind: smExact, value: s.ExactMatch}
+		hm.str = &stringMatcher{kind: smExact, value: s.ExactMatch} //nolint:staticcheck // SA1019: see above
 	case *routev3.HeaderMatcher_PrefixMatch:
-		hm.str = &stringMatcher{kind: smPrefix, value: s.PrefixMatch}
+		hm.str = &stringMatcher{kind: smPrefix, value: s.PrefixMatch} //nolint:staticcheck // SA1019: see above
 	case *routev3.HeaderMatcher_SuffixMatch:
-		hm.str = &stringMatcher{kind: smSuffix, value: s.SuffixMatch}
+		hm.str = &stringMatcher{kind: smSuffix, value: s.SuffixMatch} //nolint:staticcheck // SA1019: see above
 	case *routev3.HeaderMatcher_ContainsMatch:
-		hm.str = &stringMatcher{kind: smContains, value: s.ContainsMatch}
+		hm.str = &stringMatcher{kind: smContains, value: s.ContainsMatch} //nolint:staticcheck // SA1019: see above
 	case *routev3.HeaderMatcher_SafeRegexMatch:
-		hm.str, err = compileString(&matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_SafeRegex{SafeRegex: s.SafeRegexMatch}})
+		hm.str, err = compileString(&matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_SafeRegex{SafeRegex: s.SafeRegexMatch}}) //nolint:staticcheck // SA1019: see above
 	case nil:
 		t := true
 		hm.present = &t
@@ -430,7 +433,7 @@ func (rt *Route) matches(path string, r *http.Request) bool {
 		}
 	default:
 		if rt.caseSensitive && !strings.HasPrefix(path, rt.prefix) ||
-			!rt.caseSensitive && !(len(path) >= len(rt.prefix) && strings.EqualFold(path[:len(rt.prefix)], rt.prefix)) {
+			!rt.caseSensitive && (len(path) < len(rt.prefix) || !strings.EqualFold(path[:len(rt.prefix)], rt.prefix)) {
 			return false
 		}
 	}

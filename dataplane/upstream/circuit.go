@@ -357,7 +357,7 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 // Direct reports whether req takes the synchronous HTTP/1.1 path (h1.go)
 // rather than one of net/http's transports.
 func (t *Transport) Direct(req *http.Request) bool {
-	return t.h1 != nil && !(t.h2 != nil && req.ProtoMajor == 2) && h1Eligible(req)
+	return t.h1 != nil && (t.h2 == nil || req.ProtoMajor != 2) && h1Eligible(req)
 }
 
 // roundTripH1 is RoundTrip on the synchronous HTTP/1.1 path (h1.go), with

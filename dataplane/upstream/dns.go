@@ -52,7 +52,7 @@ func newDNSCache(c *clusterv3.Cluster, r Resolver) *dnsCache {
 	case clusterv3.Cluster_AUTO, clusterv3.Cluster_V4_PREFERRED, clusterv3.Cluster_ALL:
 		d.family = "ip"
 	}
-	if r := c.GetDnsRefreshRate(); r != nil && r.AsDuration() > 0 {
+	if r := c.GetDnsRefreshRate(); r != nil && r.AsDuration() > 0 { //nolint:staticcheck // SA1019: Envoy still honours dns_refresh_rate and istiod still sends it
 		d.refresh = r.AsDuration()
 	}
 	return d

@@ -157,7 +157,7 @@ func NewWithOptions(c *clusterv3.Cluster, o Options) (*Cluster, error) {
 	if err != nil {
 		return nil, fmt.Errorf("cluster %q: %w", c.GetName(), err)
 	}
-	cl.HTTP2 = c.GetHttp2ProtocolOptions() != nil || hpo.GetExplicitHttpConfig().GetHttp2ProtocolOptions() != nil
+	cl.HTTP2 = c.GetHttp2ProtocolOptions() != nil || hpo.GetExplicitHttpConfig().GetHttp2ProtocolOptions() != nil //nolint:staticcheck // SA1019: Envoy still honours http2_protocol_options and many configs still set it
 	cl.Limits = thresholds(c.GetCircuitBreakers())
 	cl.cb.init(cl.Limits, !cl.HTTP2)
 	if od := c.GetOutlierDetection(); od != nil {

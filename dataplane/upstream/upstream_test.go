@@ -324,15 +324,20 @@ func TestCircuitBreaker(t *testing.T) {
 
 	t.Run("retries and connections", func(t *testing.T) {
 		cl := testCluster(t, clusterv3.Cluster_ROUND_ROBIN, 1, nil, th(2, 1, 1, 1))
-		if !cl.AcquireRetry() || cl.AcquireRetry() {
-			t.Fatal("want one retry admitted, the second refused")
+		// Each call admits or refuses one more: the order is the test.
+		for i, want := range []bool{true, false} {
+			if got := cl.AcquireRetry(); got != want {
+				t.Fatalf("retry %d admitted %v, want %v (max_retries 1)", i+1, got, want)
+			}
 		}
 		cl.ReleaseRetry()
 		if !cl.AcquireRetry() {
 			t.Fatal("retry refused after release")
 		}
-		if !cl.AcquireConn() || !cl.AcquireConn() || cl.AcquireConn() {
-			t.Fatal("want two connections admitted, the third refused")
+		for i, want := range []bool{true, true, false} {
+			if got := cl.AcquireConn(); got != want {
+				t.Fatalf("connection %d admitted %v, want %v (max_connections 2)", i+1, got, want)
+			}
 		}
 		if got := cl.Overflows(); got != 2 {
 			t.Errorf("overflows %d, want 2", got)

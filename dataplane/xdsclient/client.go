@@ -166,7 +166,7 @@ func (c *Client) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("dial control plane %s: %w", c.cfg.Address, err)
 	}
-	defer conn.Close()
+	defer func() { _ = conn.Close() }() // the stream's end is what Run reports
 	ads := discoveryv3.NewAggregatedDiscoveryServiceClient(conn)
 	backoff := c.cfg.MinBackoff
 	for {

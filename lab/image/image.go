@@ -106,7 +106,7 @@ func layerTar(binary string) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("image: open the meshlab binary: %w", err)
 	}
-	defer bin.Close()
+	defer func() { _ = bin.Close() }() // read only
 	st, err := bin.Stat()
 	if err != nil {
 		return nil, fmt.Errorf("image: %w", err)
@@ -160,7 +160,7 @@ func CheckBinary(path, arch string) error {
 	if err != nil {
 		return fmt.Errorf("%s: %w (%v)", path, ErrNotStatic, err)
 	}
-	defer f.Close()
+	defer func() { _ = f.Close() }() // read only
 	want := map[string]elf.Machine{"amd64": elf.EM_X86_64, "arm64": elf.EM_AARCH64}[arch]
 	if want == 0 {
 		return fmt.Errorf("image: architecture %q: want amd64 or arm64", arch)
@@ -231,9 +231,11 @@ func WriteFile(path, ref string, img v1.Image) error {
 	if err != nil {
 		return fmt.Errorf("write the image tarball: %w", err)
 	}
-	defer os.Remove(tmp.Name())
+	// Once renamed there is nothing left to remove; before, a failure is
+	// already being returned.
+	defer func() { _ = os.Remove(tmp.Name()) }()
 	if err := WriteTarball(tmp, ref, img); err != nil {
-		tmp.Close()
+		_ = tmp.Close()
 		return err
 	}
 	if err := tmp.Close(); err != nil {

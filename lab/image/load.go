@@ -22,7 +22,7 @@ import (
 func LoadEngine(ctx context.Context, sock, ref string, img v1.Image) error {
 	pr, pw := io.Pipe()
 	go func() { pw.CloseWithError(WriteTarball(pw, ref, img)) }()
-	defer pr.Close() // stops the writer if the request ends early
+	defer func() { _ = pr.Close() }() // stops the writer if the request ends early; a pipe's Close never fails
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://engine/images/load", pr)
 	if err != nil {
 		return fmt.Errorf("load the image into the engine: %w", err)
@@ -32,7 +32,7 @@ func LoadEngine(ctx context.Context, sock, ref string, img v1.Image) error {
 	if err != nil {
 		return fmt.Errorf("load the image into the engine at %s: %w", sock, err)
 	}
-	defer resp.Body.Close()
+	defer func() { _ = resp.Body.Close() }() // read: its errors came from the reads
 	if resp.StatusCode != http.StatusOK {
 		b, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
 		return fmt.Errorf("load the image into the engine at %s: %s: %s", sock, resp.Status, strings.TrimSpace(string(b)))
@@ -79,7 +79,7 @@ func LoadNodes(archive, ref, id string, ns []nodes.Node) (loaded int, err error)
 			return loaded, fmt.Errorf("load the image into node %s: %w", n, err)
 		}
 		err = nodeutils.LoadImageArchive(n, f)
-		f.Close()
+		_ = f.Close() // read only
 		if err != nil {
 			return loaded, fmt.Errorf("load the image into node %s: %w", n, err)
 		}
@@ -100,7 +100,7 @@ func Ping(sock string) error {
 	if err != nil {
 		return fmt.Errorf("no container engine answers at %s: %w", sock, err)
 	}
-	resp.Body.Close()
+	_ = resp.Body.Close() // unread: only the status matters
 	if resp.StatusCode != http.StatusOK {
 		return fmt.Errorf("the container engine at %s answers %s to a ping", sock, resp.Status)
 	}

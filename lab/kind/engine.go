@@ -77,7 +77,7 @@ func (e Engine) NetworkSubnets(ctx context.Context, name string) ([]netip.Prefix
 	if err != nil {
 		return nil, fmt.Errorf("inspect network %s at %s: %w", name, e.Socket, err)
 	}
-	defer resp.Body.Close()
+	defer func() { _ = resp.Body.Close() }() // read: ReadAll reports its errors
 	body, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
 	if err != nil {
 		return nil, fmt.Errorf("inspect network %s: %w", name, err)

@@ -132,7 +132,11 @@ func Up(ctx context.Context, o Options, p kind.Provider) (err error) {
 	}
 	name := o.Cluster.Name
 	s := &stepper{out: o.Out, start: time.Now()}
-	os.Remove(filepath.Join(o.StateDir, RecordFile))
+	// A record left from an earlier cluster would describe the wrong one
+	// while this one comes up.
+	if err := os.Remove(filepath.Join(o.StateDir, RecordFile)); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("remove the kind lab's old record: %w", err)
+	}
 
 	existing, err := p.List(ctx)
 	if err != nil {

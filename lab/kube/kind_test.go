@@ -289,3 +289,22 @@ func TestRecordDoesNotFollowSymlinks(t *testing.T) {
 		t.Errorf("ReadRecord = %+v, %v; want the record just written", rec, err)
 	}
 }
+
+// A record up cannot clear would describe the old cluster while the new
+// one comes up, and its write at the end would fail after the cluster was
+// made: up refuses before it touches the provider.
+func TestUpOldRecordNotRemovable(t *testing.T) {
+	r := newRun(t, 2)
+	// A non-empty directory where the record goes: os.Remove fails on it.
+	if err := os.MkdirAll(filepath.Join(r.opts.StateDir, RecordFile, "x"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	p := &fakeProvider{}
+	err := Up(context.Background(), r.opts, p)
+	if err == nil || !strings.Contains(err.Error(), "old record") {
+		t.Fatalf("up: %v, want an error about the old record\n%s", err, r.out.String())
+	}
+	if len(p.calls) != 0 {
+		t.Errorf("up went on with a stale record: %v", p.calls)
+	}
+}

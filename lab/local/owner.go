@@ -78,5 +78,7 @@ func release(stateDir string) {
 	if o, ok := ReadOwner(); ok && o.StateDir != stateDir {
 		return
 	}
-	os.Remove(OwnerFile)
+	// A record left behind names a runtime that is gone, which ReadOwner
+	// already treats as no owner.
+	_ = os.Remove(OwnerFile)
 }

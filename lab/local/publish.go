@@ -29,7 +29,7 @@ func (r *Runtime) publish(ctx context.Context, port int, to netip.AddrPort) erro
 	go func() {
 		defer r.wg.Done()
 		<-ctx.Done()
-		lis.Close()
+		_ = lis.Close() // ends the accept loop below
 	}()
 	go func() {
 		defer r.wg.Done()
@@ -51,27 +51,31 @@ func (r *Runtime) publish(ctx context.Context, port int, to netip.AddrPort) erro
 	return nil
 }
 
+// relay copies both ways between down and a connection to to. Its errors
+// are the connections' ends: however a direction ends, the end is passed
+// on as a half-close, and both close when both directions are over, so no
+// error is left to act on.
 func relay(ctx context.Context, down net.Conn, to string) {
-	defer down.Close()
+	defer func() { _ = down.Close() }()
 	d := net.Dialer{Timeout: 5 * time.Second}
 	up, err := d.DialContext(ctx, "tcp", to)
 	if err != nil {
 		return
 	}
-	defer up.Close()
-	stop := context.AfterFunc(ctx, func() { down.Close(); up.Close() })
+	defer func() { _ = up.Close() }()
+	stop := context.AfterFunc(ctx, func() { _ = down.Close(); _ = up.Close() })
 	defer stop()
 	done := make(chan struct{})
 	go func() {
-		io.Copy(up, down)
+		_, _ = io.Copy(up, down)
 		if tc, ok := up.(*net.TCPConn); ok {
-			tc.CloseWrite()
+			_ = tc.CloseWrite()
 		}
 		close(done)
 	}()
-	io.Copy(down, up)
+	_, _ = io.Copy(down, up)
 	if tc, ok := down.(*net.TCPConn); ok {
-		tc.CloseWrite()
+		_ = tc.CloseWrite()
 	}
 	<-done
 }

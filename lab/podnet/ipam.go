@@ -132,13 +132,15 @@ func (m *IPAM) save() error {
 	if err != nil {
 		return fmt.Errorf("ipam: write %s: %w", m.path, err)
 	}
-	defer os.Remove(tmp.Name())
+	// Once renamed there is nothing left to remove; before, a failure is
+	// already being returned.
+	defer func() { _ = os.Remove(tmp.Name()) }()
 	if _, err := tmp.Write(append(b, '\n')); err != nil {
-		tmp.Close()
+		_ = tmp.Close()
 		return fmt.Errorf("ipam: write %s: %w", m.path, err)
 	}
 	if err := tmp.Sync(); err != nil {
-		tmp.Close()
+		_ = tmp.Close()
 		return fmt.Errorf("ipam: sync %s: %w", m.path, err)
 	}
 	if err := tmp.Close(); err != nil {

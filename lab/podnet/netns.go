@@ -15,7 +15,8 @@ func Do(nsPath string, fn func() error) error {
 	if err != nil {
 		return fmt.Errorf("open netns %s: %w", nsPath, err)
 	}
-	defer target.Close()
+	// Closing a namespace handle (an fd opened read-only) cannot lose anything.
+	defer func() { _ = target.Close() }()
 
 	// A fresh goroutine, so that a thread we cannot switch back is thrown
 	// away (a goroutine that exits locked takes its thread with it) instead
@@ -28,7 +29,7 @@ func Do(nsPath string, fn func() error) error {
 			errc <- fmt.Errorf("open current netns: %w", err)
 			return
 		}
-		defer orig.Close()
+		defer func() { _ = orig.Close() }()
 		if err := netns.Set(target); err != nil {
 			errc <- fmt.Errorf("enter netns %s: %w", nsPath, err)
 			return

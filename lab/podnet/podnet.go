@@ -159,7 +159,7 @@ func (n Network) AddPod(ctx context.Context, name string, ip netip.Addr) (Pod, e
 	if err != nil {
 		return Pod{}, fmt.Errorf("add pod %q: create netns: %w", name, err)
 	}
-	defer ns.Close()
+	defer func() { _ = ns.Close() }() // the handle; the named netns stays
 	if err := n.wire(pod, br, ns); err != nil {
 		_ = n.DelPod(context.WithoutCancel(ctx), name)
 		return Pod{}, fmt.Errorf("add pod %q: %w", name, err)

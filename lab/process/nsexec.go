@@ -78,11 +78,12 @@ func NSExecMain(args []string) error {
 		if err != nil {
 			return fmt.Errorf("%s: open netns %s: %w", NSExecName, *netPath, err)
 		}
+		// fd is read only and only needed for setns: closing it loses nothing.
 		if err := unix.Setns(fd, unix.CLONE_NEWNET); err != nil {
-			unix.Close(fd)
+			_ = unix.Close(fd)
 			return fmt.Errorf("%s: enter netns %s: %w", NSExecName, *netPath, err)
 		}
-		unix.Close(fd)
+		_ = unix.Close(fd)
 	}
 	if *uid != 0 || *gid != 0 {
 		if err := dropPrivileges(int(*uid), int(*gid)); err != nil {

@@ -211,7 +211,9 @@ func (s *Supervisor) loop(ctx context.Context, cmd *exec.Cmd, logf *os.File) {
 			s.mu.Unlock()
 			s.mark(logf, "exited: "+exit)
 			if logf != nil {
-				logf.Close()
+				if err := logf.Close(); err != nil {
+					s.log.Warn("close container log", "path", s.spec.LogPath, "err", err)
+				}
 			}
 			s.log.Debug("container exited", "exit", exit, "ran", ran)
 		}
@@ -262,7 +264,7 @@ func (s *Supervisor) launch() (*exec.Cmd, *os.File, error) {
 	if err := cmd.Start(); err != nil {
 		if logf != nil {
 			s.mark(logf, "start failed: "+err.Error())
-			logf.Close()
+			_ = logf.Close() // the start error is the one to report
 		}
 		return nil, nil, err
 	}

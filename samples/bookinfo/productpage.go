@@ -76,7 +76,7 @@ func newProductPage(opts Options) *productPage {
 	m.HandleFunc("GET /index.html", p.index)
 	m.HandleFunc("GET /health", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-		w.Write([]byte("Product page is healthy"))
+		_, _ = w.Write([]byte("Product page is healthy")) // a failed write: the prober is gone
 	})
 	m.HandleFunc("POST /login", p.login)
 	m.HandleFunc("GET /login", p.login)
@@ -137,7 +137,7 @@ func (p *productPage) apiProxy(base string, attempts int, unavailable string) ht
 			return
 		}
 		w.Header().Set("Content-Type", "application/json")
-		w.Write(raw)
+		_, _ = w.Write(raw) // a failed write: the client is gone
 	}
 }
 

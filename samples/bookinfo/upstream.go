@@ -120,7 +120,7 @@ func getJSON(ctx context.Context, c *http.Client, url string, headers http.Heade
 	if err != nil {
 		return &upstreamError{err: fmt.Errorf("get %s: %w", url, err)}
 	}
-	defer resp.Body.Close()
+	defer func() { _ = resp.Body.Close() }() // read: ReadAll reports its errors
 	body, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
 	if err != nil {
 		return &upstreamError{status: resp.StatusCode, err: fmt.Errorf("read response of %s: %w", url, err)}
@@ -142,5 +142,5 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	}
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
-	w.Write(b)
+	_, _ = w.Write(b) // a failed write: the client is gone
 }

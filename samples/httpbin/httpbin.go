@@ -217,5 +217,5 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 	}
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(code)
-	w.Write(append(b, '\n'))
+	_, _ = w.Write(append(b, '\n')) // a failed write: the client is gone
 }

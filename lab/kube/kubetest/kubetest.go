@@ -119,7 +119,7 @@ func startEtcd(ctx context.Context, t testing.TB, bin, dir string) string {
 		if err != nil {
 			return false
 		}
-		resp.Body.Close()
+		_ = resp.Body.Close() // unread: only the status matters
 		return resp.StatusCode == http.StatusOK
 	})
 	return client
@@ -170,7 +170,7 @@ func startAPIServer(ctx context.Context, t testing.TB, bin, dir, etcdURL string,
 		if err != nil {
 			return false
 		}
-		resp.Body.Close()
+		_ = resp.Body.Close() // unread: only the status matters
 		return resp.StatusCode == http.StatusOK
 	})
 	return host
@@ -221,11 +221,13 @@ func start(t testing.TB, name, bin, dir string, args ...string) *proc {
 		}
 		started <- nil
 		p.err = cmd.Wait()
-		out.Close()
+		// The child wrote the log through its own descriptor; ours is
+		// only closed, and the log is read back only for a failing test.
+		_ = out.Close()
 		close(p.exited)
 	}()
 	if err := <-started; err != nil {
-		out.Close()
+		_ = out.Close()
 		t.Fatalf("kubetest: starting %s: %v", name, err)
 	}
 	t.Cleanup(func() {
@@ -271,7 +273,7 @@ func freePort(t testing.TB) string {
 	if err != nil {
 		t.Fatalf("kubetest: finding a free port: %v", err)
 	}
-	defer l.Close()
+	defer func() { _ = l.Close() }()
 	return l.Addr().String()
 }
 
