@@ -348,6 +348,9 @@ func validUTF8(s string) string {
 	return b.String()
 }
 
+// errKeyCollision: two keys of one YAML mapping spell the same JSON key.
+var errKeyCollision = errors.New("duplicate key once keys are strings")
+
 // jsonValue converts what yaml.v2 decodes into JSON's value space, as
 // sigs.k8s.io/yaml's convertToJSONableObject and encoding/json do: map keys
 // become strings (numbers and booleans spelled out), numbers json.Number,
@@ -386,7 +389,16 @@ func jsonValue(v any) (any, error) {
 			if err != nil {
 				return nil, err
 			}
-			out[validUTF8(key)] = cv
+			key = validUTF8(key)
+			if _, dup := out[key]; dup {
+				// Two YAML keys that are different values but one JSON key
+				// (0 and 0., 1 and "1"): which one wins would depend on map
+				// order (sigs.k8s.io/yaml's conversion picks at random), so
+				// the document is refused, as Kubernetes' strict decoding
+				// refuses duplicate fields.
+				return nil, fmt.Errorf("%w: %q", errKeyCollision, key)
+			}
+			out[key] = cv
 		}
 		return out, nil
 	case []any:
