@@ -104,12 +104,18 @@ type Server struct {
 
 // Run opens the store, starts serving xDS and HTTP, and blocks until ctx ends;
 // then it stops both within a bound and closes the store.
-func Run(ctx context.Context, opts Options) error {
+func Run(ctx context.Context, opts Options) (err error) {
 	s, err := New(opts)
 	if err != nil {
 		return err
 	}
-	defer s.Close()
+	defer func() {
+		// The store's writes are committed per transaction; a failing
+		// Close still says the state file was not released cleanly.
+		if cerr := s.Close(); cerr != nil {
+			err = errors.Join(err, cerr)
+		}
+	}()
 	return s.Serve(ctx)
 }
 
@@ -146,11 +152,13 @@ func New(opts Options) (*Server, error) {
 		s.ca, err = ca.Load(st)
 	}
 	if err != nil {
-		st.Close()
+		// The error being returned is the one to report: whatever New
+		// wrote to the store is already committed, so its Close loses nothing.
+		_ = st.Close()
 		return nil, err
 	}
 	if s.auth, err = authenticator(opts); err != nil {
-		st.Close()
+		_ = st.Close()
 		return nil, err
 	}
 	if opts.Kube != nil {
@@ -159,13 +167,13 @@ func New(opts Options) (*Server, error) {
 		s.kube, err = kube.New(kube.Options{Config: opts.Kube, Store: st, Registry: s.reg,
 			Changed: func() { s.regGen.Add(1) }, Logger: opts.Logger})
 		if err != nil {
-			st.Close()
+			_ = st.Close()
 			return nil, err
 		}
 		return s, nil
 	}
 	if err := s.loadRegistry(); err != nil {
-		st.Close()
+		_ = st.Close()
 		return nil, err
 	}
 	return s, nil
@@ -227,21 +235,21 @@ func (s *Server) Serve(ctx context.Context) error {
 	}
 	hlis, err := net.Listen("tcp", s.opts.HTTPAddr)
 	if err != nil {
-		xlis.Close()
+		_ = xlis.Close()
 		return fmt.Errorf("listen for the API on %s: %w", s.opts.HTTPAddr, err)
 	}
 	var wlis net.Listener
 	if s.opts.WebhookAddr != "" {
 		cert, err := s.ca.ServingCert(WebhookDNSNames, WebhookIPs)
 		if err != nil {
-			xlis.Close()
-			hlis.Close()
+			_ = xlis.Close()
+			_ = hlis.Close()
 			return fmt.Errorf("webhook certificate: %w", err)
 		}
 		l, err := net.Listen("tcp", s.opts.WebhookAddr)
 		if err != nil {
-			xlis.Close()
-			hlis.Close()
+			_ = xlis.Close()
+			_ = hlis.Close()
 			return fmt.Errorf("listen for the webhooks on %s: %w", s.opts.WebhookAddr, err)
 		}
 		wlis = tls.NewListener(l, &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12})

@@ -312,7 +312,7 @@ func (s *Server) handleConfigDump(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.Header().Set("Content-Type", "application/json")
-	w.Write(b)
+	_, _ = w.Write(b) // a failed write means the client is gone
 }
 
 func (s *Server) handlePutService(w http.ResponseWriter, r *http.Request) {

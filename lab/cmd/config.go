@@ -293,7 +293,9 @@ func printResources(c *cli.Context, o string, list api.ResourceList, allNS bool)
 			if err != nil {
 				return err
 			}
-			w.Write(b)
+			if _, err := w.Write(b); err != nil {
+				return err
+			}
 		}
 		return nil
 	}
@@ -303,7 +305,7 @@ func printResources(c *cli.Context, o string, list api.ResourceList, allNS bool)
 	}
 	type row struct{ kind, ns, name, detail string }
 	var rows []row
-	for _, it := range list.Items {
+	for i, it := range list.Items {
 		var obj struct {
 			Kind     string `json:"kind"`
 			Metadata struct {
@@ -315,7 +317,11 @@ func printResources(c *cli.Context, o string, list api.ResourceList, allNS bool)
 				Host     string   `json:"host"`
 			} `json:"spec"`
 		}
-		json.Unmarshal(it, &obj)
+		// A resource that does not decode would print as a blank or partial
+		// row, which reads as a real object: refuse the list instead.
+		if err := json.Unmarshal(it, &obj); err != nil {
+			return fmt.Errorf("decode item %d of the list: %w", i, err)
+		}
 		var d []string
 		if len(obj.Spec.Gateways) > 0 {
 			d = append(d, `["`+strings.Join(obj.Spec.Gateways, `","`)+`"]`)

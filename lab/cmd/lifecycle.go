@@ -49,7 +49,12 @@ Examples:
 				return cli.Exit(err.Error()+"; this down is for "+dir+", which has no lab running", 1)
 			}
 			if pid := readPID(dir); lab.Alive(pid) {
-				syscall.Kill(pid, syscall.SIGTERM)
+				// Cleaning up under a runtime that could not be signalled
+				// would pull its network from under live pods; ESRCH is a
+				// runtime that exited since Alive looked.
+				if err := syscall.Kill(pid, syscall.SIGTERM); err != nil && !errors.Is(err, syscall.ESRCH) {
+					return fmt.Errorf("stop the lab runtime (pid %d): %w", pid, err)
+				}
 				// The runtime drains and stops every pod, then removes the
 				// network; if it is stuck, what is left is killed and
 				// cleaned up below.
@@ -58,7 +63,9 @@ Examples:
 					time.Sleep(20 * time.Millisecond)
 				}
 				if lab.Alive(pid) {
-					syscall.Kill(pid, syscall.SIGKILL)
+					if err := syscall.Kill(pid, syscall.SIGKILL); err != nil && !errors.Is(err, syscall.ESRCH) {
+						return fmt.Errorf("kill the lab runtime (pid %d): %w", pid, err)
+					}
 				}
 			}
 			ctx, cancel := context.WithTimeout(c.Context, 30*time.Second)
@@ -73,8 +80,13 @@ Examples:
 			if len(left) > 0 {
 				return fmt.Errorf("the lab left these behind: %s", strings.Join(left, ", "))
 			}
-			os.Remove(filepath.Join(dir, lab.StatusFile))
-			os.Remove(filepath.Join(dir, lab.PIDFile))
+			// A pid file left behind would have the next down signal
+			// whatever process reuses that pid.
+			for _, f := range []string{lab.StatusFile, lab.PIDFile} {
+				if err := os.Remove(filepath.Join(dir, f)); err != nil && !errors.Is(err, os.ErrNotExist) {
+					return fmt.Errorf("remove the stopped lab's record: %w", err)
+				}
+			}
 			local.Release(dir)
 			if c.Bool("purge") {
 				if os.Geteuid() == 0 {
@@ -130,8 +142,7 @@ Examples:
 				if o == "json" {
 					return writeJSON(c.App.Writer, ks)
 				}
-				printKindStatus(c.App.Writer, ks)
-				return nil
+				return printKindStatus(c.App.Writer, ks)
 			} else if !errors.Is(err, os.ErrNotExist) {
 				return fmt.Errorf("read the kind lab's record: %w", err)
 			}
@@ -166,7 +177,9 @@ Examples:
 				}
 				fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%d\t%s\n", p.Namespace, p.Name, ready, p.Phase, restarts, p.IP)
 			}
-			w.Flush()
+			if err := w.Flush(); err != nil {
+				return err
+			}
 			fmt.Fprintln(c.App.Writer)
 			printURLs(c.App.Writer, st, dir)
 			return nil

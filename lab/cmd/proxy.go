@@ -167,14 +167,17 @@ func adminGet(netnsPath, path string) ([]byte, error) {
 		if err != nil {
 			return err
 		}
-		defer conn.Close()
-		conn.SetDeadline(time.Now().Add(10 * time.Second))
+		defer func() { _ = conn.Close() }()
+		// Without the deadline a stuck proxy would hang the command.
+		if err := conn.SetDeadline(time.Now().Add(10 * time.Second)); err != nil {
+			return err
+		}
 		fmt.Fprintf(conn, "GET %s HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n", path)
 		resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
 		if err != nil {
 			return err
 		}
-		defer resp.Body.Close()
+		defer func() { _ = resp.Body.Close() }()
 		if resp.StatusCode != http.StatusOK {
 			return fmt.Errorf("admin %s: %s", path, resp.Status)
 		}
@@ -186,7 +189,6 @@ func adminGet(netnsPath, path string) ([]byte, error) {
 
 func printConfig(out io.Writer, what string, dump *adminv3.ConfigDump) error {
 	w := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
-	defer w.Flush()
 	for _, cfg := range dump.Configs {
 		m, err := cfg.UnmarshalNew()
 		if err != nil {
@@ -268,7 +270,7 @@ func printConfig(out io.Writer, what string, dump *adminv3.ConfigDump) error {
 			}
 		}
 	}
-	return nil
+	return w.Flush()
 }
 
 func staticOf(dyn []*adminv3.ClustersConfigDump_DynamicCluster) []*adminv3.ClustersConfigDump_StaticCluster {

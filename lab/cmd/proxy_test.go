@@ -20,8 +20,8 @@ import (
 	"google.golang.org/protobuf/types/known/structpb"
 
 	"github.com/meshlab/meshlab/controlplane"
-	"github.com/meshlab/meshlab/lab"
 	"github.com/meshlab/meshlab/dataplane/xdsclient"
+	"github.com/meshlab/meshlab/lab"
 )
 
 func freeAddr(t *testing.T) string {

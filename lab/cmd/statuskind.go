@@ -148,7 +148,7 @@ func podRow(p *corev1.Pod) kindPod {
 	return row
 }
 
-func printKindStatus(w io.Writer, st kindStatus) {
+func printKindStatus(w io.Writer, st kindStatus) error {
 	fmt.Fprintf(w, "Lab: %s (runtime kind, cluster %s, context %s, up %s)\n", st.Phase, st.Cluster, st.Context, time.Since(st.StartedAt).Round(time.Second))
 	if st.Error != "" {
 		fmt.Fprintf(w, "error:         %s\n", st.Error)
@@ -160,7 +160,9 @@ func printKindStatus(w io.Writer, st kindStatus) {
 	for _, p := range st.Pods {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\n", p.Namespace, p.Name, p.Ready, p.Status, p.Restarts, orNone(p.IP))
 	}
-	tw.Flush()
+	if err := tw.Flush(); err != nil {
+		return err
+	}
 	fmt.Fprintln(w)
 	var urls []string
 	for _, u := range []struct{ name, url string }{{"productpage:  ", st.URLs.ProductPage}, {"gateway:      ", st.URLs.Gateway}, {"gateway TLS:  ", st.URLs.GatewayTLS}} {
@@ -170,6 +172,7 @@ func printKindStatus(w io.Writer, st kindStatus) {
 	}
 	fmt.Fprintln(w, strings.Join(urls, "\n"))
 	fmt.Fprintf(w, "kubectl:       kubectl --context %s get pods -A\n", st.Context)
+	return nil
 }
 
 func orNone(s string) string {

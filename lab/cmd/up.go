@@ -148,7 +148,9 @@ func startDaemon(c *cli.Context, dir string) error {
 	if err != nil {
 		return fmt.Errorf("open runtime log: %w", err)
 	}
-	defer logf.Close()
+	// The runtime writes the log through its own descriptor; ours only
+	// hands it over.
+	defer func() { _ = logf.Close() }()
 	if err := os.Remove(filepath.Join(dir, lab.StatusFile)); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("remove the last lab's status: %w", err)
 	}
@@ -195,8 +197,8 @@ func startDaemon(c *cli.Context, dir string) error {
 	defer tick.Stop()
 	for {
 		select {
-		case <-c.Context.Done():
-			return c.Context.Err()
+		case <-c.Done():
+			return c.Err()
 		case err := <-exited:
 			st, _ := readStatusAnyway(dir)
 			printSteps(out, st, &printed)
@@ -214,8 +216,9 @@ func startDaemon(c *cli.Context, dir string) error {
 			printURLs(out, st, dir)
 			return nil
 		case lab.PhaseFailed:
-			<-exited
-			return fmt.Errorf("the lab did not come up: %s\nits log: %s\n%s", st.Error, logPath, tail(logPath, 15))
+			// The status says why; how the runtime then exited is told too.
+			exit := <-exited
+			return fmt.Errorf("the lab did not come up: %s (the runtime exited: %v)\nits log: %s\n%s", st.Error, exit, logPath, tail(logPath, 15))
 		}
 	}
 }

@@ -344,14 +344,17 @@ func (r *Runtime) probe(ctx context.Context, p *pod) bool {
 		if err != nil {
 			return err
 		}
-		defer c.Close()
-		c.SetDeadline(time.Now().Add(time.Second))
+		defer func() { _ = c.Close() }()
+		// A probe must not hang on a pod that accepts and never answers.
+		if err := c.SetDeadline(time.Now().Add(time.Second)); err != nil {
+			return err
+		}
 		fmt.Fprintf(c, "GET %s HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nUser-Agent: kube-probe/1.33\r\n\r\n", p.probe.path)
 		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
 		if err != nil {
 			return err
 		}
-		resp.Body.Close()
+		_ = resp.Body.Close() // only the status line is read
 		if resp.StatusCode < 200 || resp.StatusCode >= 400 {
 			return fmt.Errorf("status %d", resp.StatusCode)
 		}
@@ -399,7 +402,7 @@ func getOK(ctx context.Context, url string) error {
 	if err != nil {
 		return err
 	}
-	resp.Body.Close()
+	_ = resp.Body.Close() // only the status is read
 	if resp.StatusCode != http.StatusOK {
 		return fmt.Errorf("%s: %s", url, resp.Status)
 	}

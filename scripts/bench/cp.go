@@ -132,7 +132,7 @@ func freePort() (string, error) {
 	if err != nil {
 		return "", err
 	}
-	defer l.Close()
+	defer func() { _ = l.Close() }()
 	return l.Addr().String(), nil
 }
 
@@ -154,7 +154,7 @@ func startControlPlane(ctx context.Context) (*cpEnv, error) {
 	// Started without a token file, the control plane made one there.
 	tok, err := lab.ReadAPIToken(dir)
 	if err != nil {
-		srv.Close()
+		_ = srv.Close() // a throwaway store; the token error is the one to report
 		return nil, err
 	}
 	ctx, cancel := context.WithCancel(ctx)
@@ -180,8 +180,12 @@ func startControlPlane(ctx context.Context) (*cpEnv, error) {
 func (e *cpEnv) stop() {
 	e.cancel()
 	<-e.done
-	e.srv.Close()
-	os.RemoveAll(e.dir)
+	// The store is a throwaway in e.dir, removed next; only a directory
+	// left behind is worth a word.
+	_ = e.srv.Close()
+	if err := os.RemoveAll(e.dir); err != nil {
+		slog.Warn("remove the bench control plane's state", "dir", e.dir, "err", err)
+	}
 }
 
 // fill registers services with endpoints each through the API, 8 at a time.
@@ -318,8 +322,11 @@ func (e *cpEnv) simulate(ctx context.Context, n int, t *tracker, wg *sync.WaitGr
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			defer conn.Close()
-			if err := simProxy(ctx, conn, id, i, t); err != nil && ctx.Err() == nil {
+			defer func() { _ = conn.Close() }()
+			// simProxy returns only when its stream breaks, which ctx
+			// ending does too: only a break before then is news.
+			err := simProxy(ctx, conn, id, i, t)
+			if ctx.Err() == nil {
 				slog.Error("simulated proxy", "id", id, "err", err)
 			}
 		}()
@@ -327,6 +334,8 @@ func (e *cpEnv) simulate(ctx context.Context, n int, t *tracker, wg *sync.WaitGr
 	return nil
 }
 
+// simProxy is one ADS client that ACKs everything; it returns only when its
+// stream fails, with the error that broke it.
 func simProxy(ctx context.Context, conn *grpc.ClientConn, id string, idx int, t *tracker) error {
 	stream, err := discoveryv3.NewAggregatedDiscoveryServiceClient(conn).StreamAggregatedResources(ctx)
 	if err != nil {

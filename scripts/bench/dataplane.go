@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	_ "embed"
+	"errors"
 	"fmt"
 	"log/slog"
 	"math"
@@ -80,8 +81,8 @@ func (h *harness) dataplaneBench(ctx context.Context) error {
 	l := h.newLab()
 	h.cmd(append([]string{"meshlab"}, l.upArgs("--no-bookinfo", "--manifest", "<scripts/bench/testdata/bench.yaml.tmpl rendered>")...)...)
 	if _, err := l.up(ctx, "--no-bookinfo", "--manifest", manPath); err != nil {
-		l.down(context.WithoutCancel(ctx))
-		return err
+		// A half-up lab left behind holds the pod network: say so too.
+		return errors.Join(err, l.down(context.WithoutCancel(ctx)))
 	}
 	defer func() {
 		if err := l.down(context.WithoutCancel(ctx)); err != nil {
@@ -367,7 +368,7 @@ func (h *harness) measure(ctx context.Context, ps []*path) error {
 
 // maxThroughput runs the open throttle with the path's proxies pinned to the
 // last core and fortio to the first.
-func (h *harness) maxThroughput(ctx context.Context, p *path) (*MaxResult, error) {
+func (h *harness) maxThroughput(ctx context.Context, p *path) (_ *MaxResult, err error) {
 	core := runtime.NumCPU() - 1
 	for _, pr := range p.proxies {
 		if err := pin(pr.pid, core); err != nil {
@@ -375,8 +376,12 @@ func (h *harness) maxThroughput(ctx context.Context, p *path) (*MaxResult, error
 		}
 	}
 	defer func() {
+		// A proxy left pinned shares the core with the next path's
+		// proxies and skews their figures.
 		for _, pr := range p.proxies {
-			pin(pr.pid, -1)
+			if uerr := pin(pr.pid, -1); uerr != nil {
+				err = errors.Join(err, fmt.Errorf("unpin: %w", uerr))
+			}
 		}
 	}()
 	s := p.spec

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"regexp"
@@ -24,8 +25,7 @@ func (h *harness) labBench(ctx context.Context) error {
 		out, err := l.up(ctx)
 		up := time.Since(start).Seconds()
 		if err != nil {
-			l.down(context.WithoutCancel(ctx))
-			return err
+			return errors.Join(err, l.down(context.WithoutCancel(ctx)))
 		}
 		if m := upReported.FindStringSubmatch(out); m != nil {
 			f, _ := strconv.ParseFloat(m[1], 64)

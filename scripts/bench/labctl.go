@@ -66,19 +66,23 @@ func acquireLab(ctx context.Context, max time.Duration) (release func(), err err
 		err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
 		if err == nil {
 			if err = labBusy(); err == nil {
-				return func() { f.Close() }, nil
+				// Closing the lock file releases the flock; nothing was
+				// written to it.
+				return func() { _ = f.Close() }, nil
 			}
-			syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
+			// Were the unlock to fail, the next Flock on this same file
+			// description just re-takes it, and Close below releases it.
+			_ = syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
 		} else {
 			err = fmt.Errorf("lab tests hold %s", labLock)
 		}
 		if time.Now().After(deadline) {
-			f.Close()
+			_ = f.Close()
 			return nil, fmt.Errorf("%w (wait longer with -wait-lab)", err)
 		}
 		select {
 		case <-ctx.Done():
-			f.Close()
+			_ = f.Close()
 			return nil, ctx.Err()
 		case <-time.After(2 * time.Second):
 		}
@@ -181,7 +185,7 @@ func podGet(ctx context.Context, netns, url, host string, out io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("GET %s in %s: %w", url, filepath.Base(netns), err)
 	}
-	defer resp.Body.Close()
+	defer func() { _ = resp.Body.Close() }()
 	if resp.StatusCode != http.StatusOK {
 		return fmt.Errorf("GET %s in %s: %s", url, filepath.Base(netns), resp.Status)
 	}
@@ -334,15 +338,17 @@ func (l *labCtl) startProxy(ctx context.Context, netns, logPath string, argv ...
 	}
 	cmd := l.nsCommand(ctx, netns, argv...)
 	cmd.Stdout, cmd.Stderr = logf, logf
+	// The proxy writes its log through its own descriptor; ours only hands
+	// it over, and stop's signal makes a non-zero exit the expected one.
 	if err := cmd.Start(); err != nil {
-		logf.Close()
+		_ = logf.Close()
 		return nil, fmt.Errorf("start %s: %w", argv[0], err)
 	}
 	p := &proc{cmd: cmd, done: make(chan struct{})}
 	go func() {
 		defer close(p.done)
-		cmd.Wait()
-		logf.Close()
+		_ = cmd.Wait()
+		_ = logf.Close()
 	}()
 	return p, nil
 }
@@ -352,11 +358,12 @@ func (p *proc) stop() {
 	if p == nil {
 		return
 	}
-	syscall.Kill(-p.cmd.Process.Pid, syscall.SIGTERM)
+	// The group may be gone already; done says when it is.
+	_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGTERM)
 	select {
 	case <-p.done:
 	case <-time.After(5 * time.Second):
-		syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
+		_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
 		<-p.done
 	}
 }

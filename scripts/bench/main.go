@@ -156,7 +156,11 @@ func (h *harness) run(ctx context.Context, sections []string, wait time.Duration
 	if h.work, err = os.MkdirTemp("", "meshlab-bench-"); err != nil {
 		return err
 	}
-	defer os.RemoveAll(h.work)
+	defer func() {
+		if err := os.RemoveAll(h.work); err != nil {
+			slog.Warn("remove the work dir", "dir", h.work, "err", err)
+		}
+	}()
 	if err := os.MkdirAll(h.out, 0o755); err != nil {
 		return err
 	}

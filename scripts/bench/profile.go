@@ -103,8 +103,15 @@ func fetchProfile(ctx context.Context, netns, path, file string) error {
 	if err != nil {
 		return err
 	}
-	defer f.Close()
-	return podGet(ctx, netns, "http://127.0.0.1:15000"+path, "", f)
+	if err := podGet(ctx, netns, "http://127.0.0.1:15000"+path, "", f); err != nil {
+		_ = f.Close()
+		return err
+	}
+	// A profile cut short by a failed close would read as a whole one.
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("write %s: %w", file, err)
+	}
+	return nil
 }
 
 // onPath says whether a profiled proxy carries the path's traffic.
