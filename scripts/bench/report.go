@@ -172,6 +172,7 @@ func render(r Results, jsonPath string) string {
 	}
 
 	w("%s", profileFixes)
+	w("%s", hardening)
 
 	w("\n## Published figures (not measured here)\n\n")
 	w("These come from other projects' publications, on other machines and meshes; they are context for ours, not a same-run comparison.\n\n")
