@@ -334,10 +334,10 @@ func validTarget(t string) bool {
 	return true
 }
 
-// tokenChars are RFC 9110's tchar, for header names.
-var tokenChars = func() (t [256]bool) {
-	for _, c := range []byte("!#$%&'*+-.^_`|~") {
-		t[c] = true
+// alnumAnd is a byte table of letters, digits and the bytes of extra.
+func alnumAnd(extra string) (t [256]bool) {
+	for i := 0; i < len(extra); i++ {
+		t[extra[i]] = true
 	}
 	for c := '0'; c <= '9'; c++ {
 		t[c] = true
@@ -346,19 +346,25 @@ var tokenChars = func() (t [256]bool) {
 		t[c], t[c-'a'+'A'] = true, true
 	}
 	return t
-}()
+}
 
-func validName(n string) bool {
-	if n == "" {
+// allIn reports whether s is not empty and every byte of it is in t.
+func allIn(t *[256]bool, s string) bool {
+	if s == "" {
 		return false
 	}
-	for i := 0; i < len(n); i++ {
-		if !tokenChars[n[i]] {
+	for i := 0; i < len(s); i++ {
+		if !t[s[i]] {
 			return false
 		}
 	}
 	return true
 }
+
+// tokenChars are RFC 9110's tchar, for header names.
+var tokenChars = alnumAnd("!#$%&'*+-.^_`|~")
+
+func validName(n string) bool { return allIn(&tokenChars, n) }
 
 // validValue: field-content, no control characters but HT (a NUL, CR or
 // LF Envoy rejects; the other controls RFC 9110 forbids).
@@ -373,30 +379,9 @@ func validValue(v string) bool {
 
 // authorityChars are those Envoy accepts in :authority (nghttp2's
 // check_authority): unreserved, sub-delims, ':', '@', '[', ']', '%'.
-var authorityChars = func() (t [256]bool) {
-	for _, c := range []byte("-._~!$&'()*+,;=:@[]%") {
-		t[c] = true
-	}
-	for c := '0'; c <= '9'; c++ {
-		t[c] = true
-	}
-	for c := 'a'; c <= 'z'; c++ {
-		t[c], t[c-'a'+'A'] = true, true
-	}
-	return t
-}()
+var authorityChars = alnumAnd("-._~!$&'()*+,;=:@[]%")
 
-func validAuthority(a string) bool {
-	if a == "" {
-		return false
-	}
-	for i := 0; i < len(a); i++ {
-		if !authorityChars[a[i]] {
-			return false
-		}
-	}
-	return true
-}
+func validAuthority(a string) bool { return allIn(&authorityChars, a) }
 
 func trimOWS(s string) string {
 	for len(s) > 0 && (s[0] == ' ' || s[0] == '\t') {

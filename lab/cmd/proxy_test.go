@@ -43,27 +43,7 @@ func freeAddr(t *testing.T) string {
 func TestProxyStatusShowsNACK(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	xdsAddr, apiAddr := freeAddr(t), freeAddr(t)
-	cpDir := t.TempDir()
-	s, err := controlplane.New(controlplane.Options{StateDir: cpDir, XDSAddr: xdsAddr, HTTPAddr: apiAddr,
-		Logger: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	token, err := lab.ReadAPIToken(cpDir) // the control plane made it there
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	serveCtx, stop := context.WithCancel(ctx)
-	served := make(chan error, 1)
-	go func() { served <- s.Serve(serveCtx) }()
-	defer func() {
-		stop()
-		if err := <-served; err != nil {
-			t.Errorf("Serve: %v", err)
-		}
-	}()
+	xdsAddr, apiAddr, token := serveControlPlane(ctx, t)
 
 	// A real xDS client over loopback that refuses every listener update.
 	cl := xdsclient.New(xdsclient.Config{
@@ -110,27 +90,7 @@ func TestProxyStatusShowsNACK(t *testing.T) {
 func TestApplyWaitIgnoresStranger(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	xdsAddr, apiAddr := freeAddr(t), freeAddr(t)
-	cpDir := t.TempDir()
-	s, err := controlplane.New(controlplane.Options{StateDir: cpDir, XDSAddr: xdsAddr, HTTPAddr: apiAddr,
-		Logger: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	token, err := lab.ReadAPIToken(cpDir) // the control plane made it there
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	serveCtx, stop := context.WithCancel(ctx)
-	served := make(chan error, 1)
-	go func() { served <- s.Serve(serveCtx) }()
-	defer func() {
-		stop()
-		if err := <-served; err != nil {
-			t.Errorf("Serve: %v", err)
-		}
-	}()
+	xdsAddr, apiAddr, token := serveControlPlane(ctx, t)
 
 	// The stranger subscribes and never says another word.
 	conn, err := grpc.NewClient(xdsAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
@@ -190,4 +150,32 @@ spec:
 	if !gw.Snapshot().Has(xdsclient.ListenerType) || gw.Snapshot().Listeners["0.0.0.0_8080"] == nil {
 		t.Errorf("gateway has no listener for the change after the wait: %v", gw.Snapshot().Listeners)
 	}
+}
+
+// serveControlPlane runs a real control plane on loopback until the test
+// ends, and returns its xDS and API addresses and the API token it made.
+func serveControlPlane(ctx context.Context, t *testing.T) (xdsAddr, apiAddr, token string) {
+	t.Helper()
+	xdsAddr, apiAddr = freeAddr(t), freeAddr(t)
+	cpDir := t.TempDir()
+	s, err := controlplane.New(controlplane.Options{StateDir: cpDir, XDSAddr: xdsAddr, HTTPAddr: apiAddr,
+		Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	token, err = lab.ReadAPIToken(cpDir) // the control plane made it there
+	if err != nil {
+		t.Fatal(err)
+	}
+	serveCtx, stop := context.WithCancel(ctx)
+	served := make(chan error, 1)
+	go func() { served <- s.Serve(serveCtx) }()
+	t.Cleanup(func() {
+		stop()
+		if err := <-served; err != nil {
+			t.Errorf("Serve: %v", err)
+		}
+		_ = s.Close()
+	})
+	return xdsAddr, apiAddr, token
 }
