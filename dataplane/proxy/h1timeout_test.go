@@ -23,6 +23,13 @@ import (
 // (its routes: everything to an echo backend).
 func hcmProxy(t *testing.T, h *hcmv3.HttpConnectionManager) string {
 	t.Helper()
+	return hcmProxyOn(t, h, nil)
+}
+
+// hcmProxyOn is hcmProxy with the filter chain's transport socket ts (nil:
+// plaintext).
+func hcmProxyOn(t *testing.T, h *hcmv3.HttpConnectionManager, ts *corev3.TransportSocket) string {
+	t.Helper()
 	a := handlerBackend(t, "127.0.0.2", func(w http.ResponseWriter, r *http.Request) {
 		b, err := io.ReadAll(r.Body)
 		if err != nil {
@@ -33,7 +40,7 @@ func hcmProxy(t *testing.T, h *hcmv3.HttpConnectionManager) string {
 	h.StatPrefix = "outbound_0.0.0.0_8080"
 	h.RouteSpecifier = &hcmv3.HttpConnectionManager_Rds{Rds: &hcmv3.Rds{ConfigSource: ads(), RouteConfigName: "http.8080"}}
 	l := &listenerv3.Listener{Name: "0.0.0.0_8080", Address: sockAddr("127.0.0.1", 0),
-		FilterChains: []*listenerv3.FilterChain{{Filters: []*listenerv3.Filter{hcmFilter(h)}}}}
+		FilterChains: []*listenerv3.FilterChain{{TransportSocket: ts, Filters: []*listenerv3.Filter{hcmFilter(h)}}}}
 	cp := newControlPlane(t, "127.0.0.1:0")
 	cp.set("1", l, &routev3.RouteConfiguration{Name: "http.8080", VirtualHosts: []*routev3.VirtualHost{
 		{Name: "any", Domains: []string{"*"}, Routes: []*routev3.Route{{Match: prefix("/"), Action: toCluster("a")}}}}},

@@ -102,6 +102,8 @@ type exchange struct {
 	// here so that wrapping allocates nothing.
 	upBody  upstreamBody
 	reqBody downstreamBody
+	// idleBody bounds the body's stalls on net/http-served requests.
+	idleBody idleBody
 	// upH2 is set when the response came over HTTP/2.
 	upH2 bool
 	// writeErr is the first error writing the response downstream.
@@ -186,6 +188,56 @@ func (b *downstreamBody) Close() error { return b.rc.Close() }
 // DownstreamFailed implements upstream.DownstreamBody.
 func (b *downstreamBody) DownstreamFailed() bool { return b.failed.Load() }
 
+// readDeadliner is what http.ResponseController.SetReadDeadline calls on
+// net/http's HTTP/1 and HTTP/2 response writers; asserting it directly on
+// the writer ServeHTTP is handed saves the controller's allocation.
+type readDeadliner interface {
+	SetReadDeadline(time.Time) error
+}
+
+// idleBody bounds each wait for request body bytes by the connection
+// manager's stream_idle_timeout on requests net/http serves (TLS, HTTP/2),
+// as h1Body does for h1Server's: net/http only bounds a request's head, so
+// a client could otherwise hold a stream forever by stalling its body. A
+// stalled read fails with a timeout, which downstreamBodyError answers with
+// 408 (flag SI), as Envoy does on every codec.
+type idleBody struct {
+	rc   io.ReadCloser
+	dl   readDeadliner
+	idle time.Duration
+	// armed: a deadline is set on the stream; the transport may read on
+	// its own goroutine, but one read at a time.
+	armed bool
+}
+
+func (b *idleBody) Read(p []byte) (int, error) {
+	if b.dl != nil {
+		if err := b.dl.SetReadDeadline(time.Now().Add(b.idle)); err != nil {
+			b.dl = nil // the stream cannot be bounded (http.ErrNotSupported)
+		} else {
+			b.armed = true
+		}
+	}
+	n, err := b.rc.Read(p)
+	if err != nil {
+		b.disarm()
+	}
+	return n, err
+}
+
+// disarm lifts the deadline once the body is done, so that it does not cut
+// a long response (HTTP/2) or the connection's next read (HTTP/1).
+func (b *idleBody) disarm() {
+	if b.armed {
+		b.armed = false
+		// The stream is ending or still good; a failure here changes
+		// nothing the body's reader could act on.
+		_ = b.dl.SetReadDeadline(time.Time{})
+	}
+}
+
+func (b *idleBody) Close() error { return b.rc.Close() }
+
 // Unwrap lets http.ResponseController reach the connection's writer
 // (flushes, hijacks for upgrades).
 func (e *exchange) Unwrap() http.ResponseWriter { return e.ResponseWriter }
@@ -213,6 +265,15 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		r.Header["X-Request-Id"] = []string{newRequestID()}
 	}
 	ex := &exchange{ResponseWriter: w, conn: ci}
+	// h1Server bounds body stalls itself (h1Body); net/http does not.
+	if (r.TLS != nil || r.ProtoMajor == 2) && r.Body != nil && r.Body != http.NoBody {
+		if idle := ci.chain.http.lim.streamIdle; idle > 0 {
+			if dl, ok := w.(readDeadliner); ok {
+				ex.idleBody = idleBody{rc: r.Body, dl: dl, idle: idle}
+				r.Body = &ex.idleBody
+			}
+		}
+	}
 	if ci.inbound {
 		ex.peer = p.metrics.TakePeer(r.Header)
 	}

@@ -136,7 +136,8 @@ func New(cfg Config) *Proxy {
 	}
 	// TLS and HTTP/2 connections are net/http's: one server for every
 	// listener, so Envoy's defaults rather than each HCM's values bound
-	// them (the plaintext HTTP/1 server reads the HCM's).
+	// them (the plaintext HTTP/1 server reads the HCM's); only body stalls
+	// take the HCM's stream_idle_timeout, set per stream (idleBody).
 	p.httpSrv = &http.Server{
 		Handler:           p,
 		IdleTimeout:       defaultLimits.idle,
