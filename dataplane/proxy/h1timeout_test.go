@@ -79,8 +79,10 @@ func TestH1SlowClients(t *testing.T) {
 		{"a stalled body",
 			&hcmv3.HttpConnectionManager{StreamIdleTimeout: ms(400)},
 			head + "abc", "", 0, "408 Request Timeout", "stream timeout", 2 * time.Second},
+		// 10 bytes 100 ms apart: longer in all than the timeout, each gap
+		// far below it, even on a loaded machine.
 		{"a slow body that keeps coming",
-			&hcmv3.HttpConnectionManager{StreamIdleTimeout: ms(400)},
+			&hcmv3.HttpConnectionManager{StreamIdleTimeout: ms(800)},
 			head, "0123456789", 100 * time.Millisecond, "200 OK", "0123456789", 3 * time.Second},
 		{"an idle connection",
 			&hcmv3.HttpConnectionManager{CommonHttpProtocolOptions: &corev3.HttpProtocolOptions{IdleTimeout: ms(300)}},
