@@ -250,23 +250,24 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "not a proxied connection", http.StatusInternalServerError)
 		return
 	}
-	// h1Server counts headers as it reads them; net/http does not.
-	if (r.TLS != nil || r.ProtoMajor == 2) && countHeaders(r.Header) > ci.chain.http.lim.maxHeaders {
+	// TLS and HTTP/2 requests come from net/http's server, which neither
+	// counts headers nor bounds body stalls; h1Server does both itself.
+	viaNetHTTP := r.TLS != nil || r.ProtoMajor == 2
+	if viaNetHTTP && countHeaders(r.Header) > ci.chain.http.lim.maxHeaders {
 		localReply(w, http.StatusRequestHeaderFieldsTooLarge, "Request Header Fields Too Large")
 		return
 	}
 	// Headers the client nominates in Connection go now, as in Envoy's
 	// codec, before the proxy adds its own.
 	if !sanitizeConnection(r.Header) {
-		localReply(w, http.StatusBadRequest, "Bad Request")
+		localReply(w, http.StatusBadRequest, bodyBadRequest)
 		return
 	}
 	if _, ok := r.Header["X-Request-Id"]; !ok {
 		r.Header["X-Request-Id"] = []string{newRequestID()}
 	}
 	ex := &exchange{ResponseWriter: w, conn: ci}
-	// h1Server bounds body stalls itself (h1Body); net/http does not.
-	if (r.TLS != nil || r.ProtoMajor == 2) && r.Body != nil && r.Body != http.NoBody {
+	if viaNetHTTP && r.Body != nil && r.Body != http.NoBody {
 		if idle := ci.chain.http.lim.streamIdle; idle > 0 {
 			if dl, ok := w.(readDeadliner); ok {
 				ex.idleBody = idleBody{rc: r.Body, dl: dl, idle: idle}
@@ -853,33 +854,31 @@ func (p *Proxy) proxyError(w http.ResponseWriter, r *http.Request, err error) {
 func downstreamBodyError(ex *exchange, w http.ResponseWriter, r *http.Request, err error) {
 	var ne net.Error
 	var mbe *http.MaxBytesError
+	var code int
+	var body string
 	switch {
 	case errors.As(err, &mbe):
 		ex.flags, ex.details = ex.flags|flagDPE, "request_payload_too_large"
-		if ex.status == 0 {
-			closeAfter(w, r)
-			localReply(w, http.StatusRequestEntityTooLarge, "Payload Too Large")
-		}
+		code, body = http.StatusRequestEntityTooLarge, "Payload Too Large"
 	case errors.As(err, &ne) && ne.Timeout():
 		// The client went silent mid-body past the stream idle timeout:
 		// Envoy answers 408 "stream timeout" (flag SI) if nothing was sent.
 		ex.flags, ex.details = ex.flags|flagSI, "stream_idle_timeout"
-		if ex.status == 0 {
-			closeAfter(w, r)
-			localReply(w, http.StatusRequestTimeout, "stream timeout")
-		}
+		code, body = http.StatusRequestTimeout, "stream timeout"
 	case errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed) ||
 		errors.As(err, &ne) || errors.Is(err, context.Canceled):
 		// Nothing is answered: a client that only half-closed must not
 		// read a response to a request it did not finish.
 		ex.flags, ex.details = ex.flags|flagDC, "downstream_remote_disconnect"
 		ex.abort = true
+		return
 	default:
 		ex.flags, ex.details = ex.flags|flagDPE, "http1.codec_error"
-		if ex.status == 0 {
-			closeAfter(w, r)
-			localReply(w, http.StatusBadRequest, bodyBadRequest)
-		}
+		code, body = http.StatusBadRequest, bodyBadRequest
+	}
+	if ex.status == 0 {
+		closeAfter(w, r)
+		localReply(w, code, body)
 	}
 }
 
