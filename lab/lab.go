@@ -11,6 +11,8 @@ import (
 	"os"
 	"path/filepath"
 	"time"
+
+	corev1 "k8s.io/api/core/v1"
 )
 
 // StateDir resolves the lab's state directory: the flag, then
@@ -91,6 +93,18 @@ type Pod struct {
 	Phase      string            `json:"phase"` // Pending, Running, Failed
 	Ready      bool              `json:"ready"`
 	Containers []Container       `json:"containers"`
+
+	// The pod as Kubernetes would show it: its annotations, the spec it
+	// runs (with istio-init and istio-proxy when injected), when it was
+	// created, and the template hash of its Deployment's revision
+	// (pod-template-hash, also among Labels).
+	Annotations  map[string]string `json:"annotations,omitempty"`
+	Spec         *corev1.PodSpec   `json:"spec,omitempty"`
+	CreatedAt    time.Time         `json:"createdAt"`
+	TemplateHash string            `json:"templateHash,omitempty"`
+	// Terminating is set once the pod is being stopped (it has left its
+	// Services' endpoints and its containers are draining).
+	Terminating bool `json:"terminating,omitempty"`
 }
 
 // Container is one process of a pod.

@@ -19,6 +19,9 @@ type Port struct {
 	// AppProtocol follows Kubernetes' appProtocol; Istio also reads the port
 	// name's prefix (http-, http2-, grpc-, tcp-) to pick the protocol.
 	AppProtocol string `json:"appProtocol,omitempty"`
+	// NodePort is the port a NodePort Service is published on at every
+	// node (the host, on the local runtime); 0 for other Services.
+	NodePort uint32 `json:"nodePort,omitempty"`
 }
 
 // Target is the port on the workload that Port forwards to.
@@ -37,6 +40,11 @@ type Service struct {
 	Ports     []Port            `json:"ports"`
 	Selector  map[string]string `json:"selector,omitempty"`
 	Labels    map[string]string `json:"labels,omitempty"`
+	// Headless is a Service with clusterIP: None: no VIP; DNS answers
+	// with its ready endpoints' addresses.
+	Headless bool `json:"headless,omitempty"`
+	// Type is ClusterIP (when empty) or NodePort.
+	Type string `json:"type,omitempty"`
 }
 
 // Hostname is the service's fully qualified name, e.g.

@@ -1,0 +1,148 @@
+package lab
+
+import (
+	"context"
+	"io"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+)
+
+// Runtime is a running (or stoppable) lab as the CLI drives it, whatever it
+// runs on: the local pod runtime (lab/local) or a Kubernetes cluster through
+// client-go (lab/kube). Every command that acts on a lab goes through it, so
+// the CLI never asks which runtime it talks to.
+//
+// Objects cross it in Kubernetes' own types, so that `get` prints what
+// kubectl would, and -o yaml|json|jsonpath see the fields kubectl's do.
+type Runtime interface {
+	// Name is "local" or "kind" (or "kube" for an installed cluster).
+	Name() string
+
+	// Up brings the lab up, showing each step and its elapsed time on
+	// o.Out; it returns once the lab is ready (the lab keeps running).
+	Up(ctx context.Context, o UpOptions) error
+	// Down stops the lab and removes what it put on the machine.
+	Down(ctx context.Context, o DownOptions) error
+	// Status reports the lab: `status` prints it, `status -o json` encodes
+	// it as JSON.
+	Status(ctx context.Context) (StatusReport, error)
+
+	// Apply stores a batch of documents (Istio config and Kubernetes
+	// workloads, in file order) all or nothing: if any is invalid, nothing
+	// changes and the error names file, document and field.
+	Apply(ctx context.Context, req ApplyRequest) (ApplyResult, error)
+	// Delete removes objects all or nothing; a missing one fails the batch.
+	Delete(ctx context.Context, refs []ObjectRef) (ApplyResult, error)
+
+	// Pods, Deployments, Services and Namespaces list what runs, in
+	// namespace ns ("" for every namespace), sorted by namespace then name.
+	Pods(ctx context.Context, ns string) ([]corev1.Pod, error)
+	Deployments(ctx context.Context, ns string) ([]appsv1.Deployment, error)
+	Services(ctx context.Context, ns string) ([]corev1.Service, error)
+	Namespaces(ctx context.Context) ([]corev1.Namespace, error)
+
+	// RolloutRestart replaces a Deployment's pods as `kubectl rollout
+	// restart` does (a new template annotation, then a rolling update).
+	RolloutRestart(ctx context.Context, ns, deployment string) error
+	// Scale sets a Deployment's replicas.
+	Scale(ctx context.Context, ns, deployment string, replicas int32) error
+
+	// Exec runs a command in a container of a pod and returns its exit
+	// code; Logs copies a container's log.
+	Exec(ctx context.Context, o ExecOptions) (int, error)
+	Logs(ctx context.Context, o LogOptions) error
+}
+
+// Document is one document of an applied file, as JSON, and where it came
+// from (for errors).
+type Document struct {
+	Source string // file name, "-" for stdin
+	Index  int    // 0-based document index in the file
+	JSON   []byte
+}
+
+// ApplyRequest is one `meshlab apply`.
+type ApplyRequest struct {
+	Documents []Document
+	// Namespace is the default for documents that name none.
+	Namespace string
+	DryRun    bool
+}
+
+// ApplyResult says what happened to each object, in order.
+type ApplyResult struct {
+	Changes []Change
+	// Revision is the store revision after the batch (local runtime); a
+	// `--wait` waits for the proxies to ACK it.
+	Revision uint64
+}
+
+// Change is what happened to one object.
+type Change struct {
+	Ref ObjectRef
+	Op  string // created, configured, unchanged, deleted
+}
+
+// ObjectRef names one object: its kind (as in YAML, e.g. "Deployment"),
+// namespace ("" for cluster-scoped kinds) and name. Group is the API group
+// ("" for core, "apps", "networking.istio.io", ...).
+type ObjectRef struct {
+	Group     string
+	Kind      string
+	Namespace string
+	Name      string
+}
+
+// ExecOptions is one `meshlab exec`.
+type ExecOptions struct {
+	Namespace string
+	// Pod is a pod name, or deploy/NAME (or deployment/NAME) for a
+	// Deployment's first ready pod, or an app name as before.
+	Pod       string
+	Container string // "" for the default (app) container
+	Command   []string
+	Stdin     io.Reader
+	Stdout    io.Writer
+	Stderr    io.Writer
+}
+
+// LogOptions is one `meshlab logs`.
+type LogOptions struct {
+	Namespace string
+	Pod       string // as ExecOptions.Pod
+	Container string
+	Follow    bool
+	Out       io.Writer
+}
+
+// UpOptions is one `meshlab up`.
+type UpOptions struct {
+	BookinfoNamespace string
+	NoBookinfo        bool
+	// Manifests are files applied, as `meshlab apply -f` would, once the
+	// lab is up.
+	Manifests []string
+	HostAddr  string
+	HTTPPort  int
+	HTTPSPort int
+	APIPort   int
+	// Nodes is the number of kind worker nodes; SharedIPKey the MetalLB
+	// sharing key of the gateway Service (kind only).
+	Nodes       int
+	SharedIPKey string
+	Out         io.Writer
+}
+
+// DownOptions is one `meshlab down`.
+type DownOptions struct {
+	Purge bool // also delete the state directory and its store
+	Out   io.Writer
+}
+
+// StatusReport is what `status` shows; it encodes itself as JSON for
+// `status -o json`.
+type StatusReport interface {
+	// Print writes the table a person reads.
+	Print(w io.Writer) error
+}
