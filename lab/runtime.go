@@ -2,6 +2,7 @@ package lab
 
 import (
 	"context"
+	"encoding/json"
 	"io"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -34,6 +35,12 @@ type Runtime interface {
 	Apply(ctx context.Context, req ApplyRequest) (ApplyResult, error)
 	// Delete removes objects all or nothing; a missing one fails the batch.
 	Delete(ctx context.Context, refs []ObjectRef) (ApplyResult, error)
+
+	// List returns stored objects of any kind Apply takes (Istio config
+	// among them) as Kubernetes-shaped JSON: kind is a kind, plural or
+	// short name ("vs", "virtualservices", "all" for every Istio kind),
+	// ns "" means every namespace, name "" every name.
+	List(ctx context.Context, kind, ns, name string) ([]json.RawMessage, error)
 
 	// Pods, Deployments, Services and Namespaces list what runs, in
 	// namespace ns ("" for every namespace), sorted by namespace then name.
