@@ -98,6 +98,14 @@ type Server struct {
 	// secretWake wakes the push loop after a secret changed (secret.go).
 	secretWake chan struct{}
 
+	// applyMu makes the API server's part of an apply (namespace checks,
+	// nodePort allocation) and the store's commit one step.
+	applyMu sync.Mutex
+	// svcMu guards fromStore: the registry Services that come from
+	// stored Service objects (workloads.go).
+	svcMu     sync.Mutex
+	fromStore map[string]bool
+
 	listening chan struct{} // closed once Serve's listeners are open
 	webhook   net.Addr      // set before listening closes; nil without webhooks
 }
@@ -173,6 +181,10 @@ func New(opts Options) (*Server, error) {
 		return s, nil
 	}
 	if err := s.loadRegistry(); err != nil {
+		_ = st.Close()
+		return nil, err
+	}
+	if err := s.syncServices(); err != nil {
 		_ = st.Close()
 		return nil, err
 	}

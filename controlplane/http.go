@@ -44,6 +44,7 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("DELETE "+api.PathWorkloads, s.guard(accessWriteRegistry, s.handleDeleteWorkload))
 	mux.HandleFunc("GET "+api.PathRegistry, s.guard(accessReadRegistry, s.handleRegistry))
 	mux.HandleFunc("GET "+api.PathWaitSync, s.guard(accessReadConfig, s.handleWait))
+	mux.HandleFunc("GET "+api.PathWatch, s.guard(accessReadConfig, s.handleWatch))
 	mux.HandleFunc("PUT "+api.PathSecrets, s.guard(accessWriteSecrets, s.handlePutSecret))
 	mux.HandleFunc("DELETE "+api.PathSecrets, s.guard(accessWriteSecrets, s.handleDeleteSecret))
 	mux.HandleFunc("GET "+api.PathSecrets, s.guard(accessReadSecrets, s.handleSecrets))
@@ -152,6 +153,14 @@ func (s *Server) handleApply(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusUnprocessableEntity, "nothing was applied: the batch has invalid documents", errs...)
 		return
 	}
+	s.applyMu.Lock()
+	defer s.applyMu.Unlock()
+	if s.kube == nil {
+		if errs := s.admitWorkloads(req.Documents, rs); len(errs) > 0 {
+			writeError(w, http.StatusUnprocessableEntity, "nothing was applied: the batch has invalid documents", errs...)
+			return
+		}
+	}
 	if req.DryRun {
 		res := api.Result{Revision: s.store.Revision()}
 		for _, x := range rs {
@@ -167,6 +176,11 @@ func (s *Server) handleApply(w http.ResponseWriter, r *http.Request) {
 	res, err := s.store.Apply(r.Context(), rs)
 	if err != nil {
 		writeApplyError(w, err)
+		return
+	}
+	if err := s.workloadsChanged(); err != nil {
+		// Stored, but the registry lags: say so rather than pretend.
+		writeError(w, http.StatusInternalServerError, fmt.Sprintf("applied at revision %d, but: %v", res.Rev, err))
 		return
 	}
 	writeJSON(w, http.StatusOK, apiResult(res))
@@ -205,9 +219,20 @@ func (s *Server) handleDelete(w http.ResponseWriter, r *http.Request) {
 	if !decode(w, r, &req) {
 		return
 	}
-	res, err := s.store.Delete(r.Context(), req.Keys)
+	s.applyMu.Lock()
+	defer s.applyMu.Unlock()
+	keys, err := s.expandNamespaceDeletes(req.Keys)
+	if err != nil {
+		writeError(w, http.StatusUnprocessableEntity, "nothing was deleted: "+err.Error())
+		return
+	}
+	res, err := s.store.Delete(r.Context(), keys)
 	if err != nil {
 		writeError(w, http.StatusNotFound, "nothing was deleted: "+err.Error())
+		return
+	}
+	if err := s.workloadsChanged(); err != nil {
+		writeError(w, http.StatusInternalServerError, fmt.Sprintf("deleted at revision %d, but: %v", res.Rev, err))
 		return
 	}
 	writeJSON(w, http.StatusOK, apiResult(res))
@@ -217,7 +242,7 @@ func (s *Server) handleResources(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	kinds := config.Kinds
 	if k := q.Get("kind"); k != "" && k != "all" {
-		info, ok := config.LookupKind(k)
+		info, ok := config.LookupStoredKind(k)
 		if !ok {
 			writeError(w, http.StatusBadRequest, fmt.Sprintf("unknown resource kind %q; meshlab knows %s", k, kindNames()))
 			return
@@ -253,7 +278,7 @@ func (s *Server) handleResources(w http.ResponseWriter, r *http.Request) {
 
 func kindNames() string {
 	var n []string
-	for _, k := range config.Kinds {
+	for _, k := range append(append([]config.KindInfo(nil), config.Kinds...), config.WorkloadKinds...) {
 		n = append(n, k.Plural)
 	}
 	return strings.Join(n, ", ")

@@ -29,7 +29,12 @@ const (
 	PathVersion    = "/version"
 	PathReady      = "/ready"
 	PathWaitSync   = "/api/v1/wait"
+	PathWatch      = "/api/v1/watch"
 )
+
+// WatchTimeout is how long a watch call waits for a new revision before it
+// answers with the current one.
+const WatchTimeout = 20 * time.Second
 
 // MaxRequestBytes bounds the body of every API request: the Kubernetes
 // apiserver's limit (3 MiB, its MaxRequestBodyBytes, which follows etcd's

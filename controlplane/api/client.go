@@ -182,3 +182,11 @@ func (c *Client) Version(ctx context.Context) (Version, error) {
 func (c *Client) WaitSynced(ctx context.Context, rev uint64) error {
 	return c.do(ctx, http.MethodGet, PathWaitSync, url.Values{"revision": {fmt.Sprint(rev)}}, nil, nil)
 }
+
+// WaitRevision blocks until the store's revision is past since, or the
+// control plane's watch timeout passes, and returns the revision then.
+func (c *Client) WaitRevision(ctx context.Context, since uint64) (uint64, error) {
+	var v Version
+	err := c.do(ctx, http.MethodGet, PathWatch, url.Values{"revision": {fmt.Sprint(since)}}, nil, &v)
+	return v.Revision, err
+}

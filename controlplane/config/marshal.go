@@ -15,6 +15,9 @@ import (
 // form without unset fields. It is what `get -o yaml|json` prints and what
 // the store keeps.
 func Marshal(r Resource) (map[string]any, error) {
+	if r.Object != nil {
+		return marshalKube(r)
+	}
 	if r.Spec == nil {
 		return nil, fmt.Errorf("marshal %s: no spec", r.Key())
 	}

@@ -123,8 +123,12 @@ func IsIstioKind(apiVersion, kind string) bool {
 // qualified by the group ("virtualservices.networking.istio.io"); case is
 // ignored.
 func LookupKind(name string) (KindInfo, bool) {
+	return lookupIn(Kinds, name)
+}
+
+func lookupIn(kinds []KindInfo, name string) (KindInfo, bool) {
 	n := strings.ToLower(strings.TrimSpace(name))
-	for _, k := range Kinds {
+	for _, k := range kinds {
 		if g := "." + k.Group; strings.HasSuffix(n, g) {
 			if m := strings.TrimSuffix(n, g); m == strings.ToLower(string(k.Kind)) || m == k.Plural {
 				return k, true
@@ -500,8 +504,15 @@ func decode(obj map[string]any, defaultNamespace string) (Resource, ErrorList) {
 	case r.Kind == "":
 		fail("kind", "required")
 		return r, errs
+	case IsWorkloadKind(r.APIVersion, string(r.Kind)):
+		info, _ := kindInfo(r.Kind)
+		_, version, _ := strings.Cut(r.APIVersion, "/")
+		if info.Group == "" {
+			version = r.APIVersion
+		}
+		return decodeKube(obj, r, info, version, defaultNamespace)
 	case !IsIstioKind(r.APIVersion, string(r.Kind)):
-		fail("", "kind %s (%s) is not an Istio resource meshlab accepts; apply Kubernetes objects with kubectl, they are handled by the runtime", r.Kind, r.APIVersion)
+		fail("", "kind %s (%s) is not a kind meshlab accepts; it takes Istio's %s and Kubernetes' %s", r.Kind, r.APIVersion, supportedKinds(), workloadKindNames())
 		return r, errs
 	}
 	info, ok := kindInfo(r.Kind)
@@ -602,12 +613,23 @@ func stringMap(v any, field string, fail func(field, format string, args ...any)
 }
 
 func kindInfo(k Kind) (KindInfo, bool) {
-	for _, i := range Kinds {
-		if i.Kind == k {
-			return i, true
+	for _, list := range [][]KindInfo{Kinds, WorkloadKinds} {
+		for _, i := range list {
+			if i.Kind == k {
+				return i, true
+			}
 		}
 	}
 	return KindInfo{}, false
+}
+
+func workloadKindNames() string {
+	n := make([]string, len(WorkloadKinds))
+	for i, k := range WorkloadKinds {
+		n[i] = k.Group + "/" + k.Versions[0] + " " + string(k.Kind)
+		n[i] = strings.TrimPrefix(n[i], "/")
+	}
+	return strings.Join(n, ", ")
 }
 
 func supportedKinds() string {

@@ -20,25 +20,26 @@ func TestParseFixtures(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := map[string]int{ // documents in each file that must parse clean
-		"golden/destinationrule.yaml":              1,
-		"valid/authorization-policy.yaml":          2,
-		"valid/destination-rule.yaml":              3,
-		"valid/gateway.yaml":                       3,
-		"valid/list.yaml":                          2,
-		"valid/peer-authentication.yaml":           2,
-		"valid/request-authentication.yaml":        2,
-		"valid/service-entry.yaml":                 3,
-		"valid/sidecar.yaml":                       3,
-		"valid/stream.json":                        2,
-		"valid/virtual-service.yaml":               3,
-		"walkthrough/authorization-policy.yaml":    1,
-		"walkthrough/calc-circuit-breaker.yaml":    2,
-		"walkthrough/http-book-gateway.yaml":       1,
-		"walkthrough/kiali-reviews.yaml":           2,
-		"walkthrough/peer-authentication.yaml":     1,
-		"walkthrough/productpage.yaml":             2,
-		"walkthrough/reviews-destinationrule.yaml": 1,
-		"walkthrough/service-entry.yaml":           2,
+		"golden/destinationrule.yaml":               1,
+		"valid/authorization-policy.yaml":           2,
+		"valid/destination-rule.yaml":               3,
+		"valid/gateway.yaml":                        3,
+		"valid/list.yaml":                           2,
+		"valid/peer-authentication.yaml":            2,
+		"valid/request-authentication.yaml":         2,
+		"valid/service-entry.yaml":                  3,
+		"valid/sidecar.yaml":                        3,
+		"valid/stream.json":                         2,
+		"valid/virtual-service.yaml":                3,
+		"walkthrough/authorization-policy.yaml":     1,
+		"walkthrough/calc-circuit-breaker.yaml":     2,
+		"walkthrough/http-book-gateway.yaml":        1,
+		"walkthrough/kiali-reviews.yaml":            2,
+		"walkthrough/peer-authentication.yaml":      1,
+		"walkthrough/productpage.yaml":              2,
+		"walkthrough/reviews-destinationrule.yaml":  1,
+		"walkthrough/reviews-nodeport-service.yaml": 1,
+		"walkthrough/service-entry.yaml":            2,
 	}
 	seen := 0
 	for _, f := range files {
@@ -202,9 +203,9 @@ func TestParseErrors(t *testing.T) {
 		file:    "invalid/reviews-vs-headers-list.yaml",
 		wantErr: `reviews-vs-headers-list.yaml: document 1 (VirtualService book-demo/reviews-vs): spec.http[0].match[0].headers: expected an object (map of header name to StringMatch), got a list`,
 	}, {
-		name:    "walkthrough: Kubernetes Service",
-		file:    "invalid/reviews-nodeport-service.yaml",
-		wantErr: `reviews-nodeport-service.yaml: document 1 (Service book-demo/reviews-nodeport): kind Service (v1) is not an Istio resource meshlab accepts; apply Kubernetes objects with kubectl, they are handled by the runtime`,
+		name:    "walkthrough: NodePort Service with a misspelt field",
+		file:    "invalid/reviews-nodeport-misspelt.yaml",
+		wantErr: `reviews-nodeport-misspelt.yaml: document 1 (Service book-demo/reviews-nodeport): spec.ports[0].nodeport: unknown field`,
 	}, {
 		name:    "bad enum value",
 		input:   "apiVersion: security.istio.io/v1\nkind: PeerAuthentication\nmetadata: {name: default}\nspec:\n  mtls:\n    mode: STRIKT\n",
@@ -286,9 +287,9 @@ func TestParseErrors(t *testing.T) {
 		input: vsHead + "spec:\n  hosts: [reviews]\n" + route +
 			"---\n# a comment-only document is not counted\n---\n" +
 			"apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: r}\nspec: {host: r, subset: []}\n" +
-			"---\napiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\n",
+			"---\napiVersion: v1\nkind: Pod\nmetadata: {name: c}\n",
 		wantErr: "in.yaml: document 2 (DestinationRule default/r): spec.subset: unknown field \"subset\"; did you mean \"subsets\"?\n" +
-			"in.yaml: document 3 (ConfigMap default/c): kind ConfigMap (v1) is not an Istio resource meshlab accepts; apply Kubernetes objects with kubectl, they are handled by the runtime",
+			"in.yaml: document 3 (Pod default/c): kind Pod (v1) is not a kind meshlab accepts; it takes Istio's VirtualService, DestinationRule, Gateway, ServiceEntry, Sidecar, PeerAuthentication, AuthorizationPolicy, RequestAuthentication and Kubernetes' v1 Namespace, v1 ServiceAccount, v1 ConfigMap, v1 Secret, v1 Service, apps/v1 Deployment",
 	}, {
 		name:    "regex RE2 refuses: unbalanced parenthesis",
 		input:   vsHead + "spec:\n  hosts: [reviews]\n  http:\n  - match:\n    - uri: {regex: \"(\"}\n" + "    route:\n    - destination:\n        host: reviews\n",

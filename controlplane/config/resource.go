@@ -6,6 +6,7 @@ package config
 
 import (
 	"google.golang.org/protobuf/proto"
+	"k8s.io/apimachinery/pkg/runtime"
 	networking "istio.io/api/networking/v1alpha3"
 	security "istio.io/api/security/v1beta1"
 )
@@ -34,18 +35,23 @@ type KindInfo struct {
 	Plural   string
 	Short    []string // kubectl short names, e.g. "vs"
 	NewSpec  func() proto.Message
+	// NewObject makes an empty Kubernetes object for the workload kinds
+	// (Service, Deployment, …), whose resources carry Object, not Spec.
+	NewObject func() runtime.Object
+	// ClusterScoped kinds (Namespace) have no namespace.
+	ClusterScoped bool
 }
 
 // Kinds lists every kind meshlab accepts, in the order `get all` prints them.
 var Kinds = []KindInfo{
-	{VirtualService, "networking.istio.io", []string{"v1", "v1beta1", "v1alpha3"}, "virtualservices", []string{"vs"}, func() proto.Message { return &networking.VirtualService{} }},
-	{DestinationRule, "networking.istio.io", []string{"v1", "v1beta1", "v1alpha3"}, "destinationrules", []string{"dr"}, func() proto.Message { return &networking.DestinationRule{} }},
-	{Gateway, "networking.istio.io", []string{"v1", "v1beta1", "v1alpha3"}, "gateways", []string{"gw"}, func() proto.Message { return &networking.Gateway{} }},
-	{ServiceEntry, "networking.istio.io", []string{"v1", "v1beta1", "v1alpha3"}, "serviceentries", []string{"se"}, func() proto.Message { return &networking.ServiceEntry{} }},
-	{Sidecar, "networking.istio.io", []string{"v1", "v1beta1", "v1alpha3"}, "sidecars", nil, func() proto.Message { return &networking.Sidecar{} }},
-	{PeerAuthentication, "security.istio.io", []string{"v1", "v1beta1"}, "peerauthentications", []string{"pa"}, func() proto.Message { return &security.PeerAuthentication{} }},
-	{AuthorizationPolicy, "security.istio.io", []string{"v1", "v1beta1"}, "authorizationpolicies", []string{"ap"}, func() proto.Message { return &security.AuthorizationPolicy{} }},
-	{RequestAuthentication, "security.istio.io", []string{"v1", "v1beta1"}, "requestauthentications", []string{"ra"}, func() proto.Message { return &security.RequestAuthentication{} }},
+	{VirtualService, "networking.istio.io", []string{"v1", "v1beta1", "v1alpha3"}, "virtualservices", []string{"vs"}, func() proto.Message { return &networking.VirtualService{} }, nil, false},
+	{DestinationRule, "networking.istio.io", []string{"v1", "v1beta1", "v1alpha3"}, "destinationrules", []string{"dr"}, func() proto.Message { return &networking.DestinationRule{} }, nil, false},
+	{Gateway, "networking.istio.io", []string{"v1", "v1beta1", "v1alpha3"}, "gateways", []string{"gw"}, func() proto.Message { return &networking.Gateway{} }, nil, false},
+	{ServiceEntry, "networking.istio.io", []string{"v1", "v1beta1", "v1alpha3"}, "serviceentries", []string{"se"}, func() proto.Message { return &networking.ServiceEntry{} }, nil, false},
+	{Sidecar, "networking.istio.io", []string{"v1", "v1beta1", "v1alpha3"}, "sidecars", nil, func() proto.Message { return &networking.Sidecar{} }, nil, false},
+	{PeerAuthentication, "security.istio.io", []string{"v1", "v1beta1"}, "peerauthentications", []string{"pa"}, func() proto.Message { return &security.PeerAuthentication{} }, nil, false},
+	{AuthorizationPolicy, "security.istio.io", []string{"v1", "v1beta1"}, "authorizationpolicies", []string{"ap"}, func() proto.Message { return &security.AuthorizationPolicy{} }, nil, false},
+	{RequestAuthentication, "security.istio.io", []string{"v1", "v1beta1"}, "requestauthentications", []string{"ra"}, func() proto.Message { return &security.RequestAuthentication{} }, nil, false},
 }
 
 // Resource is one Istio resource: its identity and its typed spec.
@@ -59,6 +65,10 @@ type Resource struct {
 	Labels      map[string]string // metadata.labels
 	Annotations map[string]string // metadata.annotations
 	Spec        proto.Message     // e.g. *networking.VirtualService
+	// Object is the whole object of a workload kind (WorkloadKinds), e.g.
+	// *appsv1.Deployment, defaulted as the API server would and with no
+	// resourceVersion; nil for Istio kinds.
+	Object runtime.Object
 
 	// Revision is the store revision that last wrote this resource; zero
 	// for a resource that has not been stored.

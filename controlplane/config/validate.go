@@ -20,6 +20,9 @@ func Validate(r Resource) error {
 }
 
 func validate(r Resource) ErrorList {
+	if r.Object != nil {
+		return validateWorkload(r)
+	}
 	v := validator{}
 	if r.Spec == nil {
 		v.fail("spec", "required")

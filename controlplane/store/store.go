@@ -177,7 +177,7 @@ func (s *Store) Apply(ctx context.Context, rs []config.Resource) (ApplyResult, e
 		return ApplyResult{Rev: s.Revision()}, fmt.Errorf("apply: %w", err)
 	}
 	for _, r := range rs {
-		if r.Spec == nil || r.Name == "" || r.Namespace == "" || r.Kind == "" {
+		if (r.Spec == nil && r.Object == nil) || r.Name == "" || (r.Namespace == "") != r.ClusterScoped() || r.Kind == "" {
 			return ApplyResult{Rev: s.Revision()}, fmt.Errorf("apply %s: a resource needs a kind, namespace, name and spec", r.Key())
 		}
 	}
@@ -284,12 +284,15 @@ func (s *Store) Delete(ctx context.Context, keys []string) (ApplyResult, error) 
 // normalizeKey accepts any kind name LookupKind knows in the first segment.
 func normalizeKey(k string) (string, error) {
 	parts := strings.Split(k, "/")
-	if len(parts) != 3 || parts[1] == "" || parts[2] == "" {
+	if len(parts) != 3 || parts[2] == "" {
 		return "", fmt.Errorf("invalid key %q: want kind/namespace/name", k)
 	}
-	info, ok := config.LookupKind(parts[0])
+	info, ok := config.LookupStoredKind(parts[0])
 	if !ok {
 		return "", fmt.Errorf("invalid key %q: unknown kind %q", k, parts[0])
+	}
+	if (parts[1] == "") != info.ClusterScoped {
+		return "", fmt.Errorf("invalid key %q: want kind/namespace/name, kind//name for a cluster-scoped kind", k)
 	}
 	return string(info.Kind) + "/" + parts[1] + "/" + parts[2], nil
 }
@@ -317,6 +320,9 @@ func commit(tx *bolt.Tx, batch Batch) error {
 }
 
 func same(a, b config.Resource) bool {
+	if a.Object != nil || b.Object != nil {
+		return a.Object != nil && b.Object != nil && config.SameObject(a.Object, b.Object)
+	}
 	return proto.Equal(a.Spec, b.Spec) && maps.Equal(a.Labels, b.Labels) && maps.Equal(a.Annotations, b.Annotations)
 }
 
