@@ -105,6 +105,8 @@ type Pod struct {
 	// Terminating is set once the pod is being stopped (it has left its
 	// Services' endpoints and its containers are draining).
 	Terminating bool `json:"terminating,omitempty"`
+	// Message says why a pod is Failed (it could not start).
+	Message string `json:"message,omitempty"`
 }
 
 // Container is one process of a pod.

@@ -23,6 +23,8 @@ const (
 
 	// NamespaceLabel enables or disables injection for a namespace.
 	NamespaceLabel = "istio-injection"
+	// RevisionLabel on a namespace asks for injection by that revision.
+	RevisionLabel = "istio.io/rev"
 	// InjectKey opts a pod in or out, as a label (which wins) or an annotation.
 	InjectKey = "sidecar.istio.io/inject"
 	// StatusAnnotation marks an injected pod and says what was added.
@@ -92,6 +94,12 @@ func Decide(namespace string, nsLabels map[string]string, namespaceKnown bool, m
 	ns := "enabled"
 	if namespaceKnown {
 		ns = nsLabels[NamespaceLabel]
+		// A revision label selects that revision's injector, which is
+		// this one (the lab runs one control plane); the
+		// istio-injection label wins when both are set, as in Istio.
+		if _, rev := nsLabels[RevisionLabel]; rev && ns == "" {
+			ns = "enabled"
+		}
 	}
 	if ns == "disabled" {
 		return Decision{false, "namespace " + namespace + " has " + NamespaceLabel + "=disabled"}
@@ -110,6 +118,9 @@ func Decide(namespace string, nsLabels map[string]string, namespaceKnown bool, m
 		return Decision{true, "the pod does not opt out with " + InjectKey + "=false"}
 	}
 	if ns == "enabled" {
+		if nsLabels[NamespaceLabel] == "" {
+			return Decision{true, "namespace " + namespace + " has " + RevisionLabel + "=" + nsLabels[RevisionLabel]}
+		}
 		return Decision{true, "namespace " + namespace + " has " + NamespaceLabel + "=enabled"}
 	}
 	return Decision{false, "neither namespace " + namespace + " (no " + NamespaceLabel + "=enabled) nor the pod (no " + InjectKey + "=true) asks for a sidecar"}

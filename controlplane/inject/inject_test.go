@@ -41,6 +41,8 @@ func TestDecide(t *testing.T) {
 	}{
 		{name: "namespace enabled", ns: "default", nsLabels: enabled, known: true, want: true},
 		{name: "namespace unlabelled", ns: "default", known: true, want: false},
+		{name: "namespace with istio.io/rev", ns: "foo", nsLabels: map[string]string{RevisionLabel: "default"}, known: true, want: true},
+		{name: "istio-injection=disabled wins over istio.io/rev", ns: "foo", nsLabels: map[string]string{RevisionLabel: "default", NamespaceLabel: "disabled"}, known: true, want: false},
 		{name: "namespace unknown: the webhook's selector chose", ns: "default", known: false, want: true},
 		{name: "namespace disabled", ns: "default", nsLabels: disabled, known: true, want: false},
 		{name: "namespace disabled beats the pod's true", ns: "default", nsLabels: disabled, known: true,

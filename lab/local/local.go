@@ -13,7 +13,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"hash/fnv"
 	"log/slog"
 	"math/rand/v2"
 	"net/netip"
@@ -28,7 +27,6 @@ import (
 	"github.com/meshlab/meshlab/controlplane/api"
 	"github.com/meshlab/meshlab/controlplane/registry"
 	"github.com/meshlab/meshlab/lab"
-	"github.com/meshlab/meshlab/lab/manifest"
 	"github.com/meshlab/meshlab/lab/podnet"
 	"github.com/meshlab/meshlab/lab/process"
 )
@@ -95,6 +93,13 @@ type Runtime struct {
 	nextIP   netip.Addr
 	istiodIP netip.Addr
 	uids     uint32 // app uids handed out, from AppUIDBase
+	freeIPs  []netip.Addr
+	// wake asks the controller for a pass; reconciled is the store
+	// revision its last pass read.
+	wake       chan struct{}
+	reconciled uint64
+	applied    uint64 // the last revision up applied
+	synced     bool
 
 	wg sync.WaitGroup // every goroutine the runtime starts
 }
@@ -108,6 +113,11 @@ type pod struct {
 	logs           []string
 	ids            []identity
 	probe          *probe
+	// owned pods are the controller's, made from a stored Deployment;
+	// the control plane and gateway are the runtime's own (static pods).
+	owned  bool
+	cancel context.CancelFunc // ends the pod's readiness watch
+	failed string             // why it could not start
 }
 
 type probe struct {
@@ -126,6 +136,7 @@ func Run(ctx context.Context, opts Options) (err error) {
 		log:    opts.Logger,
 		cp:     api.NewClient(fmt.Sprintf("%s:%d", opts.HostAddr, opts.APIPort)),
 		nextIP: Network.Gateway.Next(),
+		wake:   make(chan struct{}, 1),
 		status: lab.Status{
 			Runtime:   "local",
 			Phase:     lab.PhaseStarting,
@@ -202,40 +213,20 @@ func (r *Runtime) up(ctx context.Context) error {
 	if err := r.step(ctx, "istiod", "", func() error { return r.startControlPlane(ctx) }); err != nil {
 		return err
 	}
-	var objs manifest.Objects
-	if !r.opts.NoBookinfo {
-		var err error
-		if objs, err = r.bookinfoObjects(); err != nil {
-			return err
-		}
-		if err := checkDeployments("samples/bookinfo/bookinfo.yaml", objs); err != nil {
-			return err
-		}
-	}
-	var extra []manifest.Objects
-	for _, m := range r.opts.Manifests {
-		o, err := manifest.Parse(m.Source, m.Data, "default")
-		if err != nil {
-			return err
-		}
-		if err := checkDeployments(m.Source, o); err != nil {
-			return err
-		}
-		extra = append(extra, o)
-	}
 	if err := r.step(ctx, "istio-ingressgateway", fmt.Sprintf("%s:%d", r.opts.HostAddr, r.opts.HTTPPort), func() error {
 		return r.startGateway(ctx)
 	}); err != nil {
 		return err
 	}
+	r.runController(ctx)
 	if !r.opts.NoBookinfo {
 		ns := r.opts.BookinfoNamespace
-		if err := r.step(ctx, "bookinfo", "namespace "+ns, func() error { return r.startBookinfo(ctx, objs) }); err != nil {
+		if err := r.step(ctx, "bookinfo", "namespace "+ns, func() error { return r.applyBookinfo(ctx) }); err != nil {
 			return err
 		}
 	}
-	for i, o := range extra {
-		if err := r.step(ctx, "manifest", r.opts.Manifests[i].Source, func() error { return r.startObjects(ctx, o) }); err != nil {
+	for _, m := range r.opts.Manifests {
+		if err := r.step(ctx, "manifest", m.Source, func() error { return r.applyManifest(ctx, m.Source, m.Data) }); err != nil {
 			return err
 		}
 	}
@@ -269,6 +260,11 @@ func (r *Runtime) step(ctx context.Context, name, detail string, fn func() error
 func (r *Runtime) allocIP() netip.Addr {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if n := len(r.freeIPs); n > 0 {
+		ip := r.freeIPs[0]
+		r.freeIPs = r.freeIPs[1:]
+		return ip
+	}
 	ip := r.nextIP
 	r.nextIP = ip.Next()
 	return ip
@@ -276,15 +272,13 @@ func (r *Runtime) allocIP() netip.Addr {
 
 // podName names a Deployment's pod the way a ReplicaSet does:
 // <deployment>-<template hash>-<random suffix>.
-func podName(deployment string) string {
-	h := fnv.New32a()
-	h.Write([]byte(deployment))
+func podName(deployment, hash string) string {
 	const alnum = "bcdfghjklmnpqrstvwxz2456789"
 	suffix := make([]byte, 5)
 	for i := range suffix {
 		suffix[i] = alnum[rand.IntN(len(alnum))]
 	}
-	return fmt.Sprintf("%s-%08x-%s", deployment, h.Sum32(), suffix)
+	return fmt.Sprintf("%s-%s-%s", deployment, hash, suffix)
 }
 
 // addPod creates a pod's network namespace and records it.
@@ -295,7 +289,7 @@ func (r *Runtime) addPod(ctx context.Context, namespace, name, deployment string
 		return nil, fmt.Errorf("create pod %s/%s: %w", namespace, name, err)
 	}
 	p := &pod{Pod: lab.Pod{Namespace: namespace, Name: name, Deployment: deployment, Labels: labels,
-		IP: ip.String(), Netns: np.NetnsPath, Phase: "Pending"}}
+		IP: ip.String(), Netns: np.NetnsPath, Phase: "Pending", CreatedAt: time.Now().UTC()}}
 	r.mu.Lock()
 	r.pods = append(r.pods, p)
 	r.mu.Unlock()
@@ -358,6 +352,9 @@ func (r *Runtime) writeStatus() {
 		}
 		if running {
 			lp.Phase = "Running"
+		}
+		if p.failed != "" {
+			lp.Phase, lp.Message = "Failed", p.failed
 		}
 		st.Pods = append(st.Pods, lp)
 	}

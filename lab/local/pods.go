@@ -15,32 +15,18 @@ import (
 	"strings"
 	"time"
 
-	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/meshlab/meshlab/controlplane/api"
-	"github.com/meshlab/meshlab/controlplane/registry"
-	"github.com/meshlab/meshlab/dataplane/capture"
+
 	"github.com/meshlab/meshlab/lab"
-	"github.com/meshlab/meshlab/lab/manifest"
+
 	"github.com/meshlab/meshlab/lab/podnet"
 	"github.com/meshlab/meshlab/lab/process"
 )
 
 const systemNamespace = "istio-system"
-
-// InjectAnnotation on a pod template set to "false" keeps the sidecar out of
-// its pods, as it does in Istio.
-const InjectAnnotation = "sidecar.istio.io/inject"
-
-// optedOut applies Istio's rule for sidecar.istio.io/inject: a label set
-// decides, else the annotation; everything else in the lab gets a sidecar.
-func optedOut(labels, annotations map[string]string) bool {
-	if v, ok := labels[InjectAnnotation]; ok {
-		return v == "false"
-	}
-	return annotations[InjectAnnotation] == "false"
-}
 
 // running reports whether every container of p runs.
 func (r *Runtime) running(p *pod) bool {
@@ -57,7 +43,7 @@ func (r *Runtime) running(p *pod) bool {
 
 func (r *Runtime) startControlPlane(ctx context.Context) error {
 	labels := map[string]string{"app": "istiod", "istio": "pilot"}
-	p, err := r.addPod(ctx, systemNamespace, podName("istiod"), "istiod", labels)
+	p, err := r.addPod(ctx, systemNamespace, podName("istiod", staticHash("istiod")), "istiod", labels)
 	if err != nil {
 		return err
 	}
@@ -92,19 +78,69 @@ func (r *Runtime) startControlPlane(ctx context.Context) error {
 	if err := r.cp.DeleteAllWorkloads(ctx); err != nil {
 		return fmt.Errorf("forget the pods of an earlier lab: %w", err)
 	}
-	// The control plane's own Service, so pods can name istiod as they do in Istio.
-	_, err = r.cp.PutService(ctx, registry.Service{Name: "istiod", Namespace: systemNamespace,
-		Selector: map[string]string{"app": "istiod"},
-		Ports:    []registry.Port{{Name: "grpc-xds", Port: XDSPort}, {Name: "http-monitoring", Port: MonitorPort}}})
-	if err != nil {
+	// The control plane's own Service, so pods can name istiod as they do
+	// in Istio: stored as a Service object, as every Service of the lab.
+	if err := r.applyObjects(ctx, "istiod", istiodService); err != nil {
 		return err
 	}
 	return r.cp.PutWorkload(ctx, r.workload(p, true))
 }
 
+const istiodService = `apiVersion: v1
+kind: Service
+metadata:
+  name: istiod
+  namespace: istio-system
+  labels: {app: istiod, istio: pilot}
+spec:
+  selector: {app: istiod}
+  ports:
+  - {name: grpc-xds, port: 15010}
+  - {name: http-monitoring, port: 15014}
+`
+
+const gatewayService = `apiVersion: v1
+kind: Service
+metadata:
+  name: istio-ingressgateway
+  namespace: istio-system
+  labels: {app: istio-ingressgateway, istio: ingressgateway}
+spec:
+  selector: {istio: ingressgateway}
+  ports:
+  - {name: http2, port: 80, targetPort: 8080}
+  - {name: https, port: 443, targetPort: 8443}
+`
+
+// staticHash stands in for the template hash of the runtime's own pods.
+func staticHash(name string) string {
+	return TemplateHash(&corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Name: name}})
+}
+
+// applyObjects applies a manifest through the control plane's API, as
+// `meshlab apply -f` does: the one way objects get into the lab.
+func (r *Runtime) applyObjects(ctx context.Context, source, data string) error {
+	return r.applyManifest(ctx, source, []byte(data))
+}
+
+func (r *Runtime) applyManifest(ctx context.Context, source string, data []byte) error {
+	docs, err := api.Documents(source, data, "default")
+	if err != nil {
+		return err
+	}
+	res, err := r.cp.Apply(ctx, api.ApplyRequest{Documents: docs})
+	if err != nil {
+		return fmt.Errorf("apply %s: %w", source, err)
+	}
+	r.mu.Lock()
+	r.applied = max(r.applied, res.Revision)
+	r.mu.Unlock()
+	return nil
+}
+
 func (r *Runtime) startGateway(ctx context.Context) error {
 	labels := map[string]string{"app": "istio-ingressgateway", "istio": "ingressgateway"}
-	p, err := r.addPod(ctx, systemNamespace, podName("istio-ingressgateway"), "istio-ingressgateway", labels)
+	p, err := r.addPod(ctx, systemNamespace, podName("istio-ingressgateway", staticHash("istio-ingressgateway")), "istio-ingressgateway", labels)
 	if err != nil {
 		return err
 	}
@@ -113,10 +149,7 @@ func (r *Runtime) startGateway(ctx context.Context) error {
 	if err := r.startContainer(ctx, p, "istio-proxy", r.proxyArgv("gateway", p), nil, identity{ProxyUID, ProxyUID}, ""); err != nil {
 		return err
 	}
-	_, err = r.cp.PutService(ctx, registry.Service{Name: "istio-ingressgateway", Namespace: systemNamespace,
-		Selector: map[string]string{"istio": "ingressgateway"}, Labels: labels,
-		Ports: []registry.Port{{Name: "http2", Port: 80, TargetPort: GatewayHTTP}, {Name: "https", Port: 443, TargetPort: GatewayHTTPS}}})
-	if err != nil {
+	if err := r.applyObjects(ctx, "istio-ingressgateway", gatewayService); err != nil {
 		return err
 	}
 	if err := r.cp.PutWorkload(ctx, r.workload(p, false)); err != nil {
@@ -153,138 +186,35 @@ func (r *Runtime) proxyArgv(mode string, p *pod) []string {
 	return argv
 }
 
-func (r *Runtime) bookinfoObjects() (manifest.Objects, error) {
-	return manifest.Parse("samples/bookinfo/bookinfo.yaml", r.opts.Bookinfo, r.opts.BookinfoNamespace)
-}
-
-func (r *Runtime) startBookinfo(ctx context.Context, objs manifest.Objects) error {
+// applyBookinfo applies bookinfo as a user would: its namespace labelled
+// for injection (as the walkthrough's book-demo), its Services,
+// ServiceAccounts and Deployments, and its gateway config, in one batch.
+func (r *Runtime) applyBookinfo(ctx context.Context) error {
 	ns := r.opts.BookinfoNamespace
-	if err := r.registerServices(ctx, objs); err != nil {
-		return err
-	}
-	docs, err := api.Documents("samples/bookinfo/networking/bookinfo-gateway.yaml", r.opts.BookinfoGateway, ns)
-	if err != nil {
-		return err
-	}
-	if _, err := r.cp.Apply(ctx, api.ApplyRequest{Documents: docs}); err != nil {
-		return fmt.Errorf("apply the bookinfo gateway: %w", err)
-	}
-	return r.startDeployments(ctx, objs)
-}
-
-// startObjects runs the Services and Deployments of an extra manifest the
-// way bookinfo's run; its other kinds are left to `meshlab apply`.
-func (r *Runtime) startObjects(ctx context.Context, objs manifest.Objects) error {
-	if err := r.registerServices(ctx, objs); err != nil {
-		return err
-	}
-	return r.startDeployments(ctx, objs)
-}
-
-// registerServices puts a manifest's Services in the registry, which gives
-// each its VIP, and records them for `status`.
-func (r *Runtime) registerServices(ctx context.Context, objs manifest.Objects) error {
-	for _, svc := range objs.Services {
-		s := registry.Service{Name: svc.Name, Namespace: svc.Namespace, Selector: svc.Spec.Selector, Labels: svc.Labels}
-		for _, sp := range svc.Spec.Ports {
-			port := registry.Port{Name: sp.Name, Port: uint32(sp.Port), Protocol: string(sp.Protocol)}
-			if sp.AppProtocol != nil {
-				port.AppProtocol = *sp.AppProtocol
-			}
-			if sp.TargetPort.IntValue() > 0 {
-				port.TargetPort = uint32(sp.TargetPort.IntValue())
-			}
-			s.Ports = append(s.Ports, port)
-		}
-		out, err := r.cp.PutService(ctx, s)
+	namespace := fmt.Sprintf("apiVersion: v1\nkind: Namespace\nmetadata:\n  name: %s\n  labels:\n    istio-injection: enabled\n", ns)
+	var docs []api.Document
+	for _, f := range []struct {
+		source string
+		data   []byte
+	}{
+		{"namespace " + ns, []byte(namespace)},
+		{"samples/bookinfo/bookinfo.yaml", r.opts.Bookinfo},
+		{"samples/bookinfo/networking/bookinfo-gateway.yaml", r.opts.BookinfoGateway},
+	} {
+		d, err := api.Documents(f.source, f.data, ns)
 		if err != nil {
-			return fmt.Errorf("register service %s/%s: %w", svc.Namespace, svc.Name, err)
-		}
-		r.mu.Lock()
-		info := lab.ServiceInfo{Namespace: out.Namespace, Name: out.Name, VIP: out.VIP.String()}
-		for _, p := range out.Ports {
-			info.Ports = append(info.Ports, p.Port)
-		}
-		r.status.Services = append(r.status.Services, info)
-		r.mu.Unlock()
-	}
-	return nil
-}
-
-func (r *Runtime) startDeployments(ctx context.Context, objs manifest.Objects) error {
-	for _, d := range objs.Deployments {
-		replicas := 1
-		if d.Spec.Replicas != nil {
-			replicas = int(*d.Spec.Replicas)
-		}
-		for range replicas {
-			if err := r.startDeploymentPod(ctx, d); err != nil {
-				return err
-			}
-		}
-	}
-	return nil
-}
-
-func (r *Runtime) startDeploymentPod(ctx context.Context, d appsv1.Deployment) error {
-	labels := map[string]string{}
-	for k, v := range d.Spec.Template.Labels {
-		labels[k] = v
-	}
-	p, err := r.addPod(ctx, d.Namespace, podName(d.Name), d.Name, labels)
-	if err != nil {
-		return err
-	}
-	p.serviceAccount = d.Spec.Template.Spec.ServiceAccountName
-	if p.serviceAccount == "" {
-		p.serviceAccount = "default"
-	}
-	// As Istio's injector, the pod template's label or annotation opts a pod
-	// out (the label wins): no capture rules, no istio-proxy.
-	p.noSidecar = optedOut(d.Spec.Template.Labels, d.Spec.Template.Annotations)
-	if !p.noSidecar {
-		// istio-init: the capture rules go in before any container starts, so no
-		// connection of the app escapes the sidecar.
-		opts := capture.DefaultOptions()
-		if err := podnet.Do(p.Netns, func() error { return capture.Install(opts) }); err != nil {
-			return fmt.Errorf("istio-init of %s/%s: %w", p.Namespace, p.Name, err)
-		}
-		if err := r.startContainer(ctx, p, "istio-proxy", r.proxyArgv("proxy", p), nil, identity{ProxyUID, ProxyUID}, ""); err != nil {
 			return err
 		}
+		docs = append(docs, d...)
 	}
-	// One uid of the lab's per pod, for the containers the manifest names
-	// none for: as in Kubernetes, a pod's containers share what they run as.
-	def := r.allocUID()
-	for i, c := range d.Spec.Template.Spec.Containers {
-		argv := append(append([]string{}, c.Command...), c.Args...)
-		if len(argv) == 0 {
-			return fmt.Errorf("deployment %s/%s container %s: the local runtime runs a container's command; give it `command:`", d.Namespace, d.Name, c.Name)
-		}
-		id, err := appIdentity(d.Spec.Template.Spec, i, def)
-		if err != nil {
-			return fmt.Errorf("deployment %s/%s: %w", d.Namespace, d.Name, err)
-		}
-		if err := r.startContainer(ctx, p, c.Name, argv, envOf(c), id, c.WorkingDir); err != nil {
-			return err
-		}
-		if p.probe == nil && c.ReadinessProbe != nil && c.ReadinessProbe.HTTPGet != nil {
-			p.probe = &probe{port: uint16(c.ReadinessProbe.HTTPGet.Port.IntValue()), path: c.ReadinessProbe.HTTPGet.Path}
-		}
+	res, err := r.cp.Apply(ctx, api.ApplyRequest{Documents: docs})
+	if err != nil {
+		return fmt.Errorf("apply bookinfo: %w", err)
 	}
-	if err := r.cp.PutWorkload(ctx, r.workload(p, false)); err != nil {
-		return err
-	}
-	r.watchReadiness(ctx, p)
+	r.mu.Lock()
+	r.applied = max(r.applied, res.Revision)
+	r.mu.Unlock()
 	return nil
-}
-
-func envOf(c corev1.Container) []string {
-	var env []string
-	for _, e := range c.Env {
-		env = append(env, e.Name+"="+e.Value)
-	}
-	return env
 }
 
 // watchReadiness probes a pod until it is ready, then tells the control
@@ -369,14 +299,7 @@ func (r *Runtime) waitReady(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, 60*time.Second)
 	defer cancel()
 	for {
-		r.mu.Lock()
-		var pending []string
-		for _, p := range r.pods {
-			if !p.Ready {
-				pending = append(pending, p.Namespace+"/"+p.Name)
-			}
-		}
-		r.mu.Unlock()
+		pending := r.notReady(ctx)
 		if len(pending) == 0 && (r.opts.NoBookinfo || getOK(ctx, r.status.URLs.ProductPage) == nil) {
 			return nil
 		}
@@ -423,4 +346,43 @@ func waitHTTP(ctx context.Context, url string, timeout time.Duration) error {
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
+}
+
+// notReady names what keeps the lab from being ready: the controller has
+// not yet acted on what up applied, a Deployment has fewer ready pods of
+// its current template than replicas, or a pod is not ready.
+func (r *Runtime) notReady(ctx context.Context) []string {
+	r.mu.Lock()
+	behind := r.reconciled < r.applied
+	var pending []string
+	for _, p := range r.pods {
+		if !p.Ready && !p.Terminating {
+			pending = append(pending, p.Namespace+"/"+p.Name)
+		}
+	}
+	r.mu.Unlock()
+	if behind {
+		return append(pending, "the controller's first pass")
+	}
+	d, err := r.loadDesired(ctx)
+	if err != nil {
+		return append(pending, err.Error())
+	}
+	for _, dep := range d.deployments {
+		want := int32(1)
+		if dep.Spec.Replicas != nil {
+			want = *dep.Spec.Replicas
+		}
+		hash := TemplateHash(&dep.Spec.Template)
+		var ready int32
+		for _, p := range r.snapshotPods() {
+			if p.owned && p.Ready && !p.Terminating && p.Namespace == dep.Namespace && p.Deployment == dep.Name && p.TemplateHash == hash {
+				ready++
+			}
+		}
+		if ready < want {
+			pending = append(pending, fmt.Sprintf("deployment %s/%s (%d/%d ready)", dep.Namespace, dep.Name, ready, want))
+		}
+	}
+	return pending
 }
