@@ -6,9 +6,9 @@ package config
 
 import (
 	"google.golang.org/protobuf/proto"
-	"k8s.io/apimachinery/pkg/runtime"
 	networking "istio.io/api/networking/v1alpha3"
 	security "istio.io/api/security/v1beta1"
+	"k8s.io/apimachinery/pkg/runtime"
 )
 
 // Kind is an Istio resource kind as spelled in YAML, e.g. "VirtualService".
