@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/meshlab/meshlab/lab/local"
+	"github.com/meshlab/meshlab/controlplane/inject"
 	"github.com/meshlab/meshlab/lab/manifest"
 )
 
@@ -210,7 +210,7 @@ func TestManifestRenders(t *testing.T) {
 		if d.Namespace != benchNS {
 			t.Errorf("deployment %s in %q, want %q", d.Name, d.Namespace, benchNS)
 		}
-		if d.Spec.Template.Annotations[local.InjectAnnotation] == "false" {
+		if d.Spec.Template.Annotations[inject.InjectKey] == "false" {
 			bare[d.Name] = true
 		}
 		if c := d.Spec.Template.Spec.Containers[0].Command; len(c) == 0 || !strings.HasPrefix(c[0], "/") {

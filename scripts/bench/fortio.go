@@ -2,36 +2,17 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"fmt"
 	"math"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"sort"
 	"strconv"
-	"strings"
+
+	"github.com/meshlab/meshlab/lab/labtest"
 )
 
-// FortioVersion is the fortio the harness installs. Newer releases pull in
-// grol.io, which the module proxy here does not serve.
-const FortioVersion = "v1.68.2"
-
-// ensureFortio returns the fortio binary in cache, installing it with
-// `go install` when it is missing.
-func ensureFortio(ctx context.Context, cache string) (string, error) {
-	bin := filepath.Join(cache, "bin", "fortio")
-	if out, err := exec.CommandContext(ctx, bin, "version").Output(); err == nil && "v"+strings.TrimSpace(string(out)) == FortioVersion {
-		return bin, nil
-	}
-	cmd := exec.CommandContext(ctx, "go", "install", "fortio.org/fortio@"+FortioVersion)
-	cmd.Env = append(os.Environ(), "GOBIN="+filepath.Join(cache, "bin"), "CGO_ENABLED=0")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("install fortio %s: %w\n%s", FortioVersion, err, out)
-	}
-	return bin, nil
-}
+// FortioVersion is the fortio the harness installs.
+const FortioVersion = labtest.FortioVersion
 
 // fortioResult is the part of `fortio load -json` the harness reads.
 type fortioResult struct {

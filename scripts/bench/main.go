@@ -23,6 +23,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/meshlab/meshlab/lab/labtest"
 )
 
 // harness is one run: its settings, tools and results.
@@ -184,7 +186,7 @@ func (h *harness) run(ctx context.Context, sections []string, wait time.Duration
 	if err := buildMeshlab(ctx, h.root, h.meshlab); err != nil {
 		return err
 	}
-	if h.fortio, err = ensureFortio(ctx, h.cache); err != nil {
+	if h.fortio, err = labtest.EnsureFortio(ctx, h.cache); err != nil {
 		return err
 	}
 	h.res.Machine.Fortio = "fortio " + FortioVersion
