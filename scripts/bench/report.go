@@ -163,6 +163,22 @@ func render(r Results, jsonPath string) string {
 		w("\n`up` is timed from the command's start to its return, which is when productpage answers 200 through the gateway (it printed %s).\n", floats(l.Reported))
 	}
 
+	if sb := r.Sandbox; sb != nil {
+		w("\n## Your own workloads (local runtime, issue 10)\n\n")
+		w("| | rounds | p50 s | max s | samples |\n|---|---:|---:|---:|---|\n")
+		w("| `apply` of a Namespace, Service and Deployment → the pod answers 200 | %d | %.2f | %.2f | %s |\n", sb.Rounds, sb.ApplyP50, sb.ApplyMax, floats(sb.ApplyS))
+		w("| `rollout restart` of one pod → the new one ready, the old one gone | %d | %.2f | %.2f | %s |\n", sb.Rounds, sb.RestartP50, sb.RestartMax, floats(sb.RestartS))
+		w("\n| scale httpbin 1 → %s | until every pod is ready | Pss per extra pod |\n|---|---:|---:|\n", "10")
+		for _, s := range sb.Scale {
+			what := "without a sidecar"
+			if s.Sidecar {
+				what = "with istio-proxy"
+			}
+			w("| %d pods, %s | %.2f s | %.1f MB |\n", s.Pods, what, s.Seconds, s.PssPerPodMB)
+		}
+		w("\nThe rollout restart includes the lab's 1 s pause between a pod leaving its endpoints and its SIGTERM (what a preStop sleep gives on Kubernetes). Pss counts each process's share of the one meshlab binary's pages, so it is what a pod really adds.\n")
+	}
+
 	if len(r.GoBench) > 0 {
 		w("\n## Go micro-benchmarks\n\nRaw output, for `benchstat`: [`docs/bench/%s`](bench/%s).\n\n", r.GoBenchRaw, r.GoBenchRaw)
 		w("| package | benchmark | what it measures | runs | ns/op (median) | B/op | allocs/op |\n|---|---|---|---:|---:|---:|---:|\n")

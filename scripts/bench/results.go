@@ -15,6 +15,7 @@ type Results struct {
 	Paths        []PathResult   `json:"paths,omitempty"`
 	ControlPlane *ControlPlane  `json:"controlPlane,omitempty"`
 	Lab          *LabResult     `json:"lab,omitempty"`
+	Sandbox      *SandboxResult `json:"sandbox,omitempty"`
 	GoBench      []GoBenchmark  `json:"goBench,omitempty"`
 	GoBenchRaw   string         `json:"goBenchRaw,omitempty"` // file name of the benchstat-comparable text
 	Profiles     []string       `json:"profiles,omitempty"`
