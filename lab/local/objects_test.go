@@ -23,6 +23,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"sigs.k8s.io/yaml"
 
+	"github.com/meshlab/meshlab/controlplane"
 	"github.com/meshlab/meshlab/controlplane/api"
 	"github.com/meshlab/meshlab/controlplane/registry"
 	"github.com/meshlab/meshlab/lab"
@@ -534,4 +535,63 @@ func runtimeToMap(v any) (map[string]any, error) {
 
 func runtimeCopy(m map[string]any) map[string]any {
 	return runtime.DeepCopyJSON(m)
+}
+
+// TestApplyDeleteList: Apply, List and Delete against a real control plane:
+// a document without a namespace lands in the request's, results carry the
+// kind's group, and a bad document changes nothing and is named.
+func TestApplyDeleteList(t *testing.T) {
+	cpDir := t.TempDir()
+	s, err := controlplane.New(controlplane.Options{StateDir: cpDir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := httptest.NewServer(s.Handler())
+	t.Cleanup(func() { hs.Close(); s.Close() })
+	token, err := lab.ReadAPIToken(cpDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := Open(t.TempDir(), WithControlPlane(hs.URL, token))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	vs := func(name, extra string) lab.Document {
+		return lab.Document{Source: "vs.yaml", JSON: []byte(`{"apiVersion":"networking.istio.io/v1","kind":"VirtualService","metadata":{"name":"` + name + `"` + extra + `},"spec":{"hosts":["` + name + `"],"http":[{"route":[{"destination":{"host":"` + name + `"}}]}]}}`)}
+	}
+	res, err := l.Apply(ctx, lab.ApplyRequest{Namespace: "bar", Documents: []lab.Document{vs("reviews", ""), vs("ratings", `,"namespace":"foo"`)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []lab.Change{
+		{Ref: lab.ObjectRef{Group: "networking.istio.io", Kind: "VirtualService", Namespace: "bar", Name: "reviews"}, Op: "created"},
+		{Ref: lab.ObjectRef{Group: "networking.istio.io", Kind: "VirtualService", Namespace: "foo", Name: "ratings"}, Op: "created"},
+	}
+	if fmt.Sprint(res.Changes) != fmt.Sprint(want) || res.Revision == 0 {
+		t.Errorf("apply = %+v, want %+v and a revision", res, want)
+	}
+	items, err := l.List(ctx, "vs", "", "")
+	if err != nil || len(items) != 2 {
+		t.Fatalf("list = %d items, %v", len(items), err)
+	}
+
+	bad := vs("details", "")
+	bad.Index = 1
+	bad.JSON = []byte(strings.Replace(string(bad.JSON), `"hosts"`, `"hostz"`, 1))
+	if _, err := l.Apply(ctx, lab.ApplyRequest{Namespace: "bar", Documents: []lab.Document{vs("productpage", ""), bad}}); err == nil ||
+		!strings.Contains(err.Error(), "vs.yaml") || !strings.Contains(err.Error(), "hostz") {
+		t.Errorf("apply of a bad document: %v; want an error naming the file and the field", err)
+	}
+	if items, _ := l.List(ctx, "vs", "", ""); len(items) != 2 {
+		t.Errorf("a failed apply changed the store: %d VirtualServices", len(items))
+	}
+
+	res, err = l.Delete(ctx, []lab.ObjectRef{want[0].Ref})
+	if err != nil || len(res.Changes) != 1 || res.Changes[0].Op != "deleted" || res.Changes[0].Ref != want[0].Ref {
+		t.Errorf("delete = %+v, %v", res, err)
+	}
+	if _, err := l.Delete(ctx, []lab.ObjectRef{want[0].Ref}); err == nil {
+		t.Error("delete of a missing object succeeded")
+	}
 }
