@@ -46,7 +46,11 @@ func newRuntime(c *cli.Context, name, dir string) (lab.Runtime, error) {
 		// TODO(issue 10, merge): return kube.Open(...) (lab/kube's
 		// lab.Runtime); until then the kind lab's up, down and status are
 		// the commands' own, through kindLab.
-		return kindLab{c: c, dir: dir}, nil
+		cp, err := local.Open(dir, local.WithControlPlane(c.String("controlplane"), c.String("token")), local.WithStderr(c.App.ErrWriter))
+		if err != nil {
+			return nil, err
+		}
+		return kindLab{c: c, dir: dir, cp: cp}, nil
 	}
 	return nil, fmt.Errorf("unknown runtime %q", name)
 }
@@ -61,13 +65,16 @@ func runningRuntime(dir string) string {
 }
 
 // kindLab is the kind lab as the commands drove it before lab/kube had a
-// lab.Runtime: up, down and status; everything else is kubectl's.
+// lab.Runtime: up, down and status; apply, delete and list talk to the
+// control plane as before (--controlplane, e.g. port-forwarded); everything
+// else is kubectl's.
 //
 // TODO(issue 10, merge): delete it (with downKind, readKindStatus and
 // printKindStatus) once kube.Open is wired above.
 type kindLab struct {
 	c   *cli.Context
 	dir string
+	cp  *local.Lab
 }
 
 var errKindNotYet = errors.New("this lab runs on kind: use kubectl for this until meshlab's kube runtime is wired")
@@ -87,14 +94,14 @@ func (k kindLab) Status(ctx context.Context) (lab.StatusReport, error) {
 	}
 	return kindReport(readKindStatus(ctx, rec, k.c.String("kubeconfig"))), nil
 }
-func (k kindLab) Apply(context.Context, lab.ApplyRequest) (lab.ApplyResult, error) {
-	return lab.ApplyResult{}, errKindNotYet
+func (k kindLab) Apply(ctx context.Context, req lab.ApplyRequest) (lab.ApplyResult, error) {
+	return k.cp.Apply(ctx, req)
 }
-func (k kindLab) Delete(context.Context, []lab.ObjectRef) (lab.ApplyResult, error) {
-	return lab.ApplyResult{}, errKindNotYet
+func (k kindLab) Delete(ctx context.Context, refs []lab.ObjectRef) (lab.ApplyResult, error) {
+	return k.cp.Delete(ctx, refs)
 }
-func (k kindLab) List(context.Context, string, string, string) ([]json.RawMessage, error) {
-	return nil, errKindNotYet
+func (k kindLab) List(ctx context.Context, kind, ns, name string) ([]json.RawMessage, error) {
+	return k.cp.List(ctx, kind, ns, name)
 }
 func (k kindLab) Pods(context.Context, string) ([]corev1.Pod, error) { return nil, errKindNotYet }
 func (k kindLab) Deployments(context.Context, string) ([]appsv1.Deployment, error) {
