@@ -3,6 +3,7 @@ package local
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -11,7 +12,62 @@ import (
 	"time"
 
 	"github.com/meshlab/meshlab/lab"
+	"github.com/meshlab/meshlab/lab/process"
 )
+
+// TestMain lets the test binary be exec's helper, as meshlab is.
+func TestMain(m *testing.M) {
+	if len(os.Args) > 1 && os.Args[1] == process.NSExecName {
+		err := process.NSExecMain(os.Args[2:])
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(127)
+	}
+	os.Exit(m.Run())
+}
+
+// TestExec runs commands through the real helper (entering this process's
+// own network namespace, so nothing of the machine changes): as the
+// container's user, with a container's environment, and the command's exit
+// code comes back, a signal's as a shell reports it.
+func TestExec(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("exec switches to the container's user: needs root")
+	}
+	dir := t.TempDir()
+	st := lab.Status{Runtime: "local", Phase: lab.PhaseRunning, PID: os.Getpid(), Pods: []lab.Pod{
+		{Namespace: "foo", Name: "sleep-5d8f7c-abcde", Deployment: "sleep", Ready: true, Netns: fmt.Sprintf("/proc/%d/ns/net", os.Getpid()),
+			Containers: []lab.Container{{Name: "istio-proxy", Running: true, UID: 1337, GID: 1337}, {Name: "sleep", Running: true, UID: 65534, GID: 65534}}}}}
+	if err := lab.WriteStatus(dir, st); err != nil {
+		t.Fatal(err)
+	}
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := Open(dir, WithBinary(self))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		container, script string
+		want              string
+		code              int
+	}{
+		{"", `id -u; echo "$POD_NAMESPACE/$POD_NAME $HOME"; exit 3`, "65534\nfoo/sleep-5d8f7c-abcde /\n", 3},
+		{"istio-proxy", "id -u", "1337\n", 0},
+		{"", "kill -TERM $$", "", 143},
+	}
+	for _, tt := range tests {
+		t.Run(tt.script, func(t *testing.T) {
+			var out, errOut bytes.Buffer
+			code, err := l.Exec(context.Background(), lab.ExecOptions{Namespace: "foo", Pod: "deploy/sleep", Container: tt.container,
+				Command: []string{"sh", "-c", tt.script}, Stdin: strings.NewReader(""), Stdout: &out, Stderr: &errOut})
+			if err != nil || code != tt.code || out.String() != tt.want {
+				t.Errorf("exec %q = %d, %v, %q (stderr %q); want %d, %q", tt.script, code, err, out.String(), errOut.String(), tt.code, tt.want)
+			}
+		})
+	}
+}
 
 func TestFindPod(t *testing.T) {
 	pod := func(name, deploy, app string, ready, terminating bool, age time.Duration) lab.Pod {
