@@ -36,38 +36,21 @@ var (
 	}
 )
 
-// client finds the control plane: the flag, else the running lab's, else the
-// default port on loopback. Its credential is --token, else the lab's token
-// from the state directory, which is only ever sent to that lab's API.
+// client finds the control plane (lab.ControlPlaneClient): --controlplane,
+// else the running lab's, else the default port on loopback, with --token or
+// the lab's token.
 func client(c *cli.Context) (*api.Client, error) {
-	var dir, labAddr string
-	d, dirErr := lab.StateDir(c.String("state-dir"))
-	if dirErr == nil {
-		dir = d
-		if st, err := lab.ReadStatus(dir); err == nil {
-			labAddr = st.URLs.ControlPlane
-		}
-	}
 	addr := c.String("controlplane")
-	switch {
-	case addr != "":
-	case dirErr != nil:
-		return nil, dirErr
-	case labAddr != "":
-		addr = labAddr
-	default:
-		addr = "127.0.0.1:15014"
-	}
-	cl := api.NewClient(addr)
-	cl.Token = c.String("token")
-	if cl.Token == "" && labAddr != "" && api.NewClient(labAddr).Base == cl.Base {
-		tok, err := lab.ReadAPIToken(dir)
-		if err != nil {
-			// Calls that need no credential still work; the others are
-			// refused with the control plane's hint.
-			fmt.Fprintf(c.App.ErrWriter, "warning: %v; run meshlab as the user that ran `meshlab up`, or pass --token\n", err)
+	dir, err := lab.StateDir(c.String("state-dir"))
+	if err != nil {
+		if addr == "" {
+			return nil, err
 		}
-		cl.Token = tok
+		dir = ""
+	}
+	cl, warn := lab.ControlPlaneClient(dir, addr, c.String("token"))
+	if warn != nil {
+		fmt.Fprintf(c.App.ErrWriter, "warning: %v; run meshlab as the user that ran `meshlab up`, or pass --token\n", warn)
 	}
 	return cl, nil
 }

@@ -19,6 +19,7 @@ import (
 	"github.com/meshlab/meshlab/controlplane/analyze"
 	"github.com/meshlab/meshlab/controlplane/api"
 	"github.com/meshlab/meshlab/controlplane/config"
+	"github.com/meshlab/meshlab/lab"
 )
 
 var filesFlag = &cli.StringSliceFlag{Name: "filename", Aliases: []string{"f"}, Usage: "file, directory (its .yaml/.yml/.json files) or - for stdin; repeatable", Required: true}
@@ -113,17 +114,37 @@ func readInput(name string) ([]byte, error) {
 	return data, nil
 }
 
-func printResult(c *cli.Context, res api.Result, dry bool) {
+func printResult(c *cli.Context, res lab.ApplyResult, dry bool) {
 	for _, ch := range res.Changes {
-		kind, rest, _ := strings.Cut(ch.Key, "/")
-		ns, name, _ := strings.Cut(rest, "/")
 		suffix := ""
 		if dry {
 			suffix = " (dry run)"
 		}
-		info, _ := config.LookupKind(kind)
-		fmt.Fprintf(c.App.Writer, "%s.%s/%s %s%s (namespace %s)\n", strings.ToLower(kind), info.Group, name, ch.Op, suffix, ns)
+		// As kubectl names them: service/x for the core group, else
+		// deployment.apps/x, virtualservice.networking.istio.io/x.
+		what := strings.ToLower(ch.Ref.Kind)
+		if ch.Ref.Group != "" {
+			what += "." + ch.Ref.Group
+		}
+		fmt.Fprintf(c.App.Writer, "%s/%s %s%s (namespace %s)\n", what, ch.Ref.Name, ch.Op, suffix, ch.Ref.Namespace)
 	}
+}
+
+// labDocuments are the API's documents as a runtime takes them.
+func labDocuments(docs []api.Document) []lab.Document {
+	out := make([]lab.Document, len(docs))
+	for i, d := range docs {
+		out[i] = lab.Document{Source: d.Source, Index: d.Index, JSON: d.Object}
+	}
+	return out
+}
+
+// refOf reads a store key, Kind/namespace/name.
+func refOf(key string) lab.ObjectRef {
+	kind, rest, _ := strings.Cut(key, "/")
+	ns, name, _ := strings.Cut(rest, "/")
+	info, _ := config.LookupKind(kind)
+	return lab.ObjectRef{Group: info.Group, Kind: kind, Namespace: ns, Name: name}
 }
 
 // Apply is `meshlab apply`.
@@ -150,16 +171,20 @@ Examples:
 			if err != nil {
 				return cli.Exit(err.Error(), 1)
 			}
-			cl, err := client(c)
+			rt, err := openRuntime(c)
 			if err != nil {
 				return err
 			}
-			res, err := cl.Apply(c.Context, api.ApplyRequest{Documents: docs, DryRun: c.Bool("dry-run")})
+			res, err := rt.Apply(c.Context, lab.ApplyRequest{Documents: labDocuments(docs), Namespace: c.String("namespace"), DryRun: c.Bool("dry-run")})
 			if err != nil {
 				return explain(err)
 			}
 			printResult(c, res, c.Bool("dry-run"))
 			if c.Bool("wait") && !c.Bool("dry-run") {
+				cl, err := client(c)
+				if err != nil {
+					return err
+				}
 				return explain(cl.WaitSynced(c.Context, res.Revision))
 			}
 			return nil
@@ -179,7 +204,7 @@ func Delete() *cli.Command {
    meshlab delete vs reviews ratings`,
 		Flags: []cli.Flag{&cli.StringSliceFlag{Name: "filename", Aliases: []string{"f"}, Usage: "file, directory or -"}, namespaceFlag, stateDirFlag, cpFlag, tokenFlag},
 		Action: func(c *cli.Context) error {
-			var keys []string
+			var refs []lab.ObjectRef
 			if len(c.StringSlice("filename")) > 0 {
 				docs, err := readDocuments(c)
 				if err != nil {
@@ -190,7 +215,7 @@ func Delete() *cli.Command {
 					if err != nil {
 						return err
 					}
-					keys = append(keys, r.Key())
+					refs = append(refs, refOf(r.Key()))
 				}
 			} else {
 				if isSecretKind(c.Args().First()) {
@@ -204,14 +229,14 @@ func Delete() *cli.Command {
 					return cli.Exit(fmt.Sprintf("unknown kind %q", c.Args().First()), 2)
 				}
 				for _, n := range c.Args().Slice()[1:] {
-					keys = append(keys, string(info.Kind)+"/"+c.String("namespace")+"/"+n)
+					refs = append(refs, lab.ObjectRef{Group: info.Group, Kind: string(info.Kind), Namespace: c.String("namespace"), Name: n})
 				}
 			}
-			cl, err := client(c)
+			rt, err := openRuntime(c)
 			if err != nil {
 				return err
 			}
-			res, err := cl.Delete(c.Context, keys)
+			res, err := rt.Delete(c.Context, refs)
 			if err != nil {
 				return explain(err)
 			}

@@ -1,25 +1,11 @@
 package cmd
 
 import (
-	"context"
-	"errors"
-	"fmt"
 	"os"
-	"os/exec"
-	"os/signal"
-	"path/filepath"
-	"strconv"
-	"strings"
-	"syscall"
-	"text/tabwriter"
-	"time"
 
 	"github.com/urfave/cli/v2"
 
 	"github.com/meshlab/meshlab/lab"
-	"github.com/meshlab/meshlab/lab/kube"
-	"github.com/meshlab/meshlab/lab/local"
-	"github.com/meshlab/meshlab/lab/process"
 )
 
 // Down is `meshlab down`.
@@ -36,83 +22,13 @@ Examples:
    sudo meshlab down --purge     # forget the applied config too`,
 		Flags: []cli.Flag{stateDirFlag, &cli.BoolFlag{Name: "purge", Usage: "also delete the state directory and its store"}},
 		Action: func(c *cli.Context) error {
-			dir, err := lab.StateDir(c.String("state-dir"))
+			rt, err := openRuntime(c)
 			if err != nil {
 				return err
 			}
-			if done, err := downKind(c, dir); done {
-				return err
-			}
-			out := c.App.Writer
-			start := time.Now()
-			if err := local.CheckOwner(dir); err != nil {
-				return cli.Exit(err.Error()+"; this down is for "+dir+", which has no lab running", 1)
-			}
-			if pid := readPID(dir); lab.Alive(pid) {
-				// Cleaning up under a runtime that could not be signalled
-				// would pull its network from under live pods; ESRCH is a
-				// runtime that exited since Alive looked.
-				if err := syscall.Kill(pid, syscall.SIGTERM); err != nil && !errors.Is(err, syscall.ESRCH) {
-					return fmt.Errorf("stop the lab runtime (pid %d): %w", pid, err)
-				}
-				// The runtime drains and stops every pod, then removes the
-				// network; if it is stuck, what is left is killed and
-				// cleaned up below.
-				deadline := time.Now().Add(local.StopTimeout)
-				for lab.Alive(pid) && time.Now().Before(deadline) {
-					time.Sleep(20 * time.Millisecond)
-				}
-				if lab.Alive(pid) {
-					if err := syscall.Kill(pid, syscall.SIGKILL); err != nil && !errors.Is(err, syscall.ESRCH) {
-						return fmt.Errorf("kill the lab runtime (pid %d): %w", pid, err)
-					}
-				}
-			}
-			ctx, cancel := context.WithTimeout(c.Context, 30*time.Second)
-			defer cancel()
-			if err := local.Cleanup(ctx); err != nil {
-				return fmt.Errorf("clean up the lab: %w", err)
-			}
-			left, err := local.Network.Leftovers()
-			if err != nil {
-				return err
-			}
-			if len(left) > 0 {
-				return fmt.Errorf("the lab left these behind: %s", strings.Join(left, ", "))
-			}
-			// A pid file left behind would have the next down signal
-			// whatever process reuses that pid.
-			for _, f := range []string{lab.StatusFile, lab.PIDFile} {
-				if err := os.Remove(filepath.Join(dir, f)); err != nil && !errors.Is(err, os.ErrNotExist) {
-					return fmt.Errorf("remove the stopped lab's record: %w", err)
-				}
-			}
-			local.Release(dir)
-			if c.Bool("purge") {
-				if os.Geteuid() == 0 {
-					if _, err := lab.CheckStateDir(dir); err != nil {
-						return cli.Exit("not purging: "+err.Error(), 1)
-					}
-				}
-				if err := os.RemoveAll(dir); err != nil {
-					return fmt.Errorf("purge %s: %w", dir, err)
-				}
-				fmt.Fprintf(out, "✓ lab down in %.1fs; %s removed\n", time.Since(start).Seconds(), dir)
-				return nil
-			}
-			fmt.Fprintf(out, "✓ lab down in %.1fs; config kept in %s\n", time.Since(start).Seconds(), filepath.Join(dir, lab.ControlPlaneDir))
-			return nil
+			return rt.Down(c.Context, lab.DownOptions{Purge: c.Bool("purge"), Out: c.App.Writer})
 		},
 	}
-}
-
-func readPID(dir string) int {
-	b, err := os.ReadFile(filepath.Join(dir, lab.PIDFile))
-	if err != nil {
-		return 0
-	}
-	pid, _ := strconv.Atoi(strings.TrimSpace(string(b)))
-	return pid
 }
 
 // Status is `meshlab status`.
@@ -133,56 +49,18 @@ Examples:
 			if err != nil {
 				return err
 			}
-			dir, err := lab.StateDir(c.String("state-dir"))
+			rt, err := openRuntime(c)
 			if err != nil {
 				return err
 			}
-			if rec, err := kube.ReadRecord(dir); err == nil {
-				ks := readKindStatus(c.Context, rec, c.String("kubeconfig"))
-				if o == "json" {
-					return writeJSON(c.App.Writer, ks)
-				}
-				return printKindStatus(c.App.Writer, ks)
-			} else if !errors.Is(err, os.ErrNotExist) {
-				return fmt.Errorf("read the kind lab's record: %w", err)
-			}
-			st, err := lab.ReadStatus(dir)
-			if errors.Is(err, lab.ErrNotUp) {
-				if o == "json" {
-					return writeJSON(c.App.Writer, map[string]string{"phase": "NotRunning"})
-				}
-				fmt.Fprintln(c.App.Writer, "No lab is running (start one with `meshlab up`).")
-				return nil
-			}
+			rep, err := rt.Status(c.Context)
 			if err != nil {
 				return err
 			}
 			if o == "json" {
-				return writeJSON(c.App.Writer, st)
+				return writeJSON(c.App.Writer, rep)
 			}
-			w := tabwriter.NewWriter(c.App.Writer, 0, 4, 3, ' ', 0)
-			fmt.Fprintf(w, "Lab: %s (runtime %s, pid %d, up %s)\n\n", st.Phase, st.Runtime, st.PID, time.Since(st.StartedAt).Round(time.Second))
-			fmt.Fprintln(w, "NAMESPACE\tNAME\tREADY\tSTATUS\tRESTARTS\tIP")
-			for _, p := range st.Pods {
-				running, restarts := 0, 0
-				for _, ct := range p.Containers {
-					if ct.Running {
-						running++
-					}
-					restarts += ct.Restarts
-				}
-				ready := fmt.Sprintf("%d/%d", running, len(p.Containers))
-				if !p.Ready {
-					ready = fmt.Sprintf("0/%d", len(p.Containers))
-				}
-				fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%d\t%s\n", p.Namespace, p.Name, ready, p.Phase, restarts, p.IP)
-			}
-			if err := w.Flush(); err != nil {
-				return err
-			}
-			fmt.Fprintln(c.App.Writer)
-			printURLs(c.App.Writer, st, dir)
-			return nil
+			return rep.Print(c.App.Writer)
 		},
 	}
 }
@@ -193,8 +71,9 @@ func Exec() *cli.Command {
 		Name:      "exec",
 		Usage:     "run a command inside a pod's network (the kubectl exec analogue)",
 		ArgsUsage: "POD -- COMMAND [ARGS...]",
-		Description: `POD is a pod's name, or a Deployment's or app's name meaning its first ready
-pod. The command runs on the host's filesystem inside the pod's network
+		Description: `POD is a pod's name, deploy/NAME for a Deployment's first ready pod (else
+its newest), or a Deployment's or app's name meaning its first ready pod.
+The command runs on the host's filesystem inside the pod's network
 namespace, so its traffic goes through the pod's sidecar. Like kubectl exec
 it runs as the container does: as its user, without capabilities, with
 no_new_privs and a container's environment. Without -c, in the app's
@@ -203,20 +82,16 @@ container.
 Examples:
    meshlab exec -n default ratings -- curl -sS productpage:9080/productpage
    meshlab exec -n default ratings -- id
-   meshlab exec -n istio-system istiod -- ss -ltn`,
+   meshlab exec -n foo deploy/sleep -- curl -sS http://httpbin.foo:8000/ip
+   meshlab exec -n default deploy/ratings-v1 -c istio-proxy -- id -u
+   meshlab exec -n istio-system istiod -- ss -ltn
+
+The exit code is the command's.`,
 		Flags: []cli.Flag{stateDirFlag, namespaceFlag, containerFlag},
 		Action: func(c *cli.Context) error {
 			args := c.Args().Slice()
 			if len(args) < 2 {
 				return cli.Exit("usage: meshlab exec -n NAMESPACE POD -- COMMAND [ARGS...]", 2)
-			}
-			p, err := findPod(c, args[0])
-			if err != nil {
-				return err
-			}
-			self, err := os.Executable()
-			if err != nil {
-				return err
 			}
 			argv := args[1:]
 			if argv[0] == "--" {
@@ -225,54 +100,25 @@ Examples:
 			if len(argv) == 0 {
 				return cli.Exit("usage: meshlab exec -n NAMESPACE POD -- COMMAND [ARGS...]", 2)
 			}
-			ct, err := pickContainer(p, c.String("container"))
+			rt, err := openRuntime(c)
 			if err != nil {
 				return err
 			}
-			nsArgs := []string{process.NSExecName, "--net", p.Netns,
-				"--uid", strconv.FormatUint(uint64(ct.UID), 10), "--gid", strconv.FormatUint(uint64(ct.GID), 10), "--dir", "/", "--"}
-			// Not bound to c.Context: the command's signals are its own, as
-			// with kubectl exec. Ctrl-C reaches it from the terminal (it is
-			// in our process group); SIGTERM and SIGHUP sent to meshlab are
-			// passed on, and meshlab waits for the command to exit.
-			cmd := exec.Command(self, append(nsArgs, argv...)...)
-			cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, c.App.Writer, c.App.ErrWriter
-			// A container's environment, not the caller's: like kubectl exec,
-			// and so no http_proxy of the host sends pod traffic elsewhere.
-			home := "/"
-			if ct.UID == 0 {
-				home = "/root"
+			code, err := rt.Exec(c.Context, lab.ExecOptions{Namespace: c.String("namespace"), Pod: args[0], Container: c.String("container"),
+				Command: argv, Stdin: os.Stdin, Stdout: c.App.Writer, Stderr: c.App.ErrWriter})
+			if err != nil {
+				return err
 			}
-			cmd.Env = []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME=" + home, "TERM=" + os.Getenv("TERM"),
-				"POD_NAME=" + p.Name, "POD_NAMESPACE=" + p.Namespace, "HOSTNAME=" + p.Name}
-			sigs := make(chan os.Signal, 1)
-			signal.Notify(sigs, os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
-			defer signal.Stop(sigs)
-			if err := cmd.Start(); err != nil {
-				return fmt.Errorf("exec in %s/%s: %w", p.Namespace, p.Name, err)
+			if code != 0 {
+				return cli.Exit("", code)
 			}
-			exited := make(chan error, 1)
-			go func() { exited <- cmd.Wait() }()
-		wait:
-			for {
-				select {
-				case s := <-sigs:
-					if s != os.Interrupt {
-						_ = cmd.Process.Signal(s)
-					}
-				case err = <-exited:
-					break wait
-				}
-			}
-			var ee *exec.ExitError
-			if errors.As(err, &ee) {
-				return cli.Exit("", ee.ExitCode())
-			}
-			return err
+			return nil
 		},
 	}
 }
 
+// findPod finds a pod of the local lab's record by name, or a Deployment's
+// or app's (proxy-config reads its proxy's admin port in the pod's network).
 func findPod(c *cli.Context, name string) (lab.Pod, error) {
 	dir, err := lab.StateDir(c.String("state-dir"))
 	if err != nil {
@@ -291,50 +137,30 @@ func Logs() *cli.Command {
 		Name:      "logs",
 		Usage:     "print a container's log",
 		ArgsUsage: "POD",
-		Description: `Without -c, prints the app's container (or the only container).
+		Description: `POD is as for exec: a pod's name, deploy/NAME, or a Deployment's or app's
+name. Without -c, prints the app's container (or the only container). With
+-f, keeps printing what the container writes (across its restarts) until
+Ctrl-C.
 
 Examples:
    meshlab logs -n default productpage
    meshlab logs -n default reviews-v2 -c istio-proxy
+   meshlab logs -n default deploy/reviews-v2 -c istio-proxy -f
    meshlab logs -n istio-system istio-ingressgateway`,
-		Flags: []cli.Flag{stateDirFlag, namespaceFlag, containerFlag},
+		Flags: []cli.Flag{stateDirFlag, namespaceFlag, containerFlag,
+			&cli.BoolFlag{Name: "follow", Aliases: []string{"f"}, Usage: "keep printing what the container writes"}},
 		Action: func(c *cli.Context) error {
 			if c.NArg() != 1 {
-				return cli.Exit("usage: meshlab logs -n NAMESPACE POD [-c CONTAINER]", 2)
+				return cli.Exit("usage: meshlab logs -n NAMESPACE POD [-c CONTAINER] [-f]", 2)
 			}
-			p, err := findPod(c, c.Args().First())
+			rt, err := openRuntime(c)
 			if err != nil {
 				return err
 			}
-			pick, err := pickContainer(p, c.String("container"))
-			if err != nil {
-				return err
-			}
-			b, err := os.ReadFile(pick.Log)
-			if err != nil {
-				return fmt.Errorf("read log of %s/%s/%s: %w", p.Namespace, p.Name, pick.Name, err)
-			}
-			_, err = c.App.Writer.Write(b)
-			return err
+			return rt.Logs(c.Context, lab.LogOptions{Namespace: c.String("namespace"), Pod: c.Args().First(),
+				Container: c.String("container"), Follow: c.Bool("follow"), Out: c.App.Writer})
 		},
 	}
 }
 
 var containerFlag = &cli.StringFlag{Name: "container", Aliases: []string{"c"}, Usage: "container name (default: the app's)"}
-
-// pickContainer finds a pod's container by name; without one, the app's
-// (the last that is not istio-proxy), as kubectl's default container.
-func pickContainer(p lab.Pod, want string) (lab.Container, error) {
-	var pick *lab.Container
-	var names []string
-	for i, ct := range p.Containers {
-		names = append(names, ct.Name)
-		if ct.Name == want || (want == "" && (pick == nil || pick.Name == "istio-proxy")) {
-			pick = &p.Containers[i]
-		}
-	}
-	if pick == nil {
-		return lab.Container{}, cli.Exit(fmt.Sprintf("pod %s/%s has no container %q; it has %s", p.Namespace, p.Name, want, strings.Join(names, ", ")), 1)
-	}
-	return *pick, nil
-}
