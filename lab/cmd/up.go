@@ -143,14 +143,6 @@ func LabDaemon() *cli.Command {
 			// period, and removes the lab's network, as down would.
 			ctx := c.Context
 			log := slog.New(slog.NewTextHandler(os.Stderr, nil))
-			var manifests []local.Manifest
-			for _, m := range c.StringSlice("manifest") {
-				b, err := os.ReadFile(m)
-				if err != nil {
-					return fmt.Errorf("read manifest: %w", err)
-				}
-				manifests = append(manifests, local.Manifest{Source: m, Data: b})
-			}
 			err = local.Run(ctx, local.Options{
 				StateDir:          dir,
 				Self:              self,
@@ -158,7 +150,6 @@ func LabDaemon() *cli.Command {
 				Bookinfo:          samples.BookinfoManifest(),
 				BookinfoGateway:   samples.BookinfoGateway(),
 				NoBookinfo:        c.Bool("no-bookinfo"),
-				Manifests:         manifests,
 				HostAddr:          c.String("host-addr"),
 				HTTPPort:          c.Int("http-port"),
 				HTTPSPort:         c.Int("https-port"),

@@ -2,9 +2,7 @@ package local
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
-	"hash/fnv"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -32,24 +30,8 @@ import (
 // istio-init and istio-proxy.
 
 // TemplateHashLabel is the label Kubernetes puts on a Deployment's pods
-// to say which revision of its template they run.
+// to say which revision of its template they run (TemplateHash).
 const TemplateHashLabel = "pod-template-hash"
-
-// RestartedAtAnnotation is what `kubectl rollout restart` writes.
-const RestartedAtAnnotation = "kubectl.kubernetes.io/restartedAt"
-
-// MeshlabImage is the image whose containers run this binary's modes.
-const MeshlabImage = "meshlab.local/meshlab"
-
-// TemplateHash names a revision of a pod template, as the
-// pod-template-hash label does: two Deployments' pods with equal hashes run
-// the same template.
-func TemplateHash(t *corev1.PodTemplateSpec) string {
-	b, _ := json.Marshal(t) // a template always encodes
-	h := fnv.New32a()
-	h.Write(b)
-	return fmt.Sprintf("%x", h.Sum32())
-}
 
 // desired is what the store says should run.
 type desired struct {
@@ -351,7 +333,7 @@ func (r *Runtime) startPod(ctx context.Context, p *pod, t *corev1.PodTemplateSpe
 	shown := &corev1.Pod{ObjectMeta: t.ObjectMeta, Spec: *t.Spec.DeepCopy()}
 	shown.Name = p.Name
 	nsLabels, known := d.namespaces[p.Namespace]
-	dec := inject.Pod(shown, p.Namespace, nsLabels, known, inject.Params{Image: MeshlabImage + ":dev",
+	dec := inject.Pod(shown, p.Namespace, nsLabels, known, inject.Params{Image: Image + ":dev",
 		DiscoveryAddress: fmt.Sprintf("%s:%d", r.istiodIP, XDSPort)})
 	r.mu.Lock()
 	p.Netns = np.NetnsPath
@@ -409,7 +391,7 @@ func (r *Runtime) startPod(ctx context.Context, p *pod, t *corev1.PodTemplateSpe
 // args (its entrypoint).
 func containerArgv(c corev1.Container) ([]string, error) {
 	argv := append(append([]string{}, c.Command...), c.Args...)
-	if len(c.Command) == 0 && isMeshlabImage(c.Image) {
+	if len(c.Command) == 0 && isImage(c.Image) {
 		argv = append([]string{"/meshlab"}, c.Args...)
 	}
 	if len(argv) == 0 {
@@ -418,12 +400,12 @@ func containerArgv(c corev1.Container) ([]string, error) {
 	return argv, nil
 }
 
-func isMeshlabImage(image string) bool {
+func isImage(image string) bool {
 	name, _, _ := strings.Cut(image, "@")
 	if i := strings.LastIndex(name, ":"); i > strings.LastIndex(name, "/") {
 		name = name[:i]
 	}
-	return name == MeshlabImage
+	return name == Image
 }
 
 // resolveEnv is a container's env and envFrom, with values from the pod's

@@ -9,7 +9,6 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
 
 	"github.com/meshlab/meshlab/lab"
@@ -91,18 +90,6 @@ func TestPlanRecreate(t *testing.T) {
 	}
 	if pl := planDeployment(d, "new", nil); pl.create != 2 {
 		t.Fatalf("recreate once they are gone: %+v", pl)
-	}
-}
-
-func TestTemplateHash(t *testing.T) {
-	a := &corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: map[string]string{"app": "x"}}}
-	b := a.DeepCopy()
-	if TemplateHash(a) != TemplateHash(b) {
-		t.Fatal("equal templates hash differently")
-	}
-	b.Annotations = map[string]string{RestartedAtAnnotation: "2026-12-06T14:00:00Z"}
-	if TemplateHash(a) == TemplateHash(b) {
-		t.Fatal("a rollout restart's annotation does not change the hash")
 	}
 }
 

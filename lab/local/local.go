@@ -43,21 +43,12 @@ type Options struct {
 	Bookinfo, BookinfoGateway []byte
 	// NoBookinfo leaves bookinfo out: the lab is ready once its pods are.
 	NoBookinfo bool
-	// Manifests are more Kubernetes manifests whose Services and
-	// Deployments are started after bookinfo, as bookinfo's are.
-	Manifests []Manifest
 	// HostAddr is the host address ports are published on (127.0.0.1).
 	HostAddr string
 	// HTTPPort and HTTPSPort publish the gateway's 8080 and 8443; APIPort the
 	// control plane's 15014.
 	HTTPPort, HTTPSPort, APIPort int
 	Logger                       *slog.Logger
-}
-
-// Manifest is one extra manifest and where it came from (for errors).
-type Manifest struct {
-	Source string
-	Data   []byte
 }
 
 // Network is the local runtime's pod network.
@@ -222,11 +213,6 @@ func (r *Runtime) up(ctx context.Context) error {
 	if !r.opts.NoBookinfo {
 		ns := r.opts.BookinfoNamespace
 		if err := r.step(ctx, "bookinfo", "namespace "+ns, func() error { return r.applyBookinfo(ctx) }); err != nil {
-			return err
-		}
-	}
-	for _, m := range r.opts.Manifests {
-		if err := r.step(ctx, "manifest", m.Source, func() error { return r.applyManifest(ctx, m.Source, m.Data) }); err != nil {
 			return err
 		}
 	}
