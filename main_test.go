@@ -50,8 +50,12 @@ func TestMain(m *testing.M) {
 // mode is one long-running command and how to exercise its drain.
 type mode struct {
 	args []string
-	// up answers 200 once the mode serves.
+	// up answers 200 once the mode serves; tcp://ADDR accepts connections
+	// instead, for TCP modes.
 	up string
+	// upLog, when set, appears on stderr once the mode runs: for modes that
+	// serve nothing.
+	upLog string
 	// slow is a request that takes about a second; target is the address
 	// it goes to, which must refuse new connections once draining. Empty
 	// for modes that are only checked to exit.
@@ -80,6 +84,21 @@ func TestSIGTERMDrains(t *testing.T) {
 			addr := freeAddr(t)
 			return mode{args: []string{"sample", "httpbin", "--addr", addr},
 				up: "http://" + addr + "/get", slow: "http://" + addr + "/delay/1", target: addr}
+		}},
+		{"sample helloworld", func(t *testing.T) mode {
+			addr := freeAddr(t)
+			return mode{args: []string{"sample", "helloworld", "--addr", addr}, up: "http://" + addr + "/hello", target: addr}
+		}},
+		{"sample tcp-echo", func(t *testing.T) mode {
+			addr := freeAddr(t)
+			host, port, _ := net.SplitHostPort(addr)
+			return mode{args: []string{"sample", "tcp-echo", "--host", host, port, "hello"}, up: "tcp://" + addr, target: addr}
+		}},
+		{"sample sleep", func(t *testing.T) mode {
+			return mode{args: []string{"sample", "sleep"}, upLog: "sleeping until stopped"}
+		}},
+		{"sample curl", func(t *testing.T) mode {
+			return mode{args: []string{"sample", "curl"}, upLog: "sleeping until stopped"}
 		}},
 		{"sample bookinfo ratings", func(t *testing.T) mode {
 			addr := freeAddr(t)
@@ -129,11 +148,27 @@ func drainMode(t *testing.T, m mode) {
 	})
 
 	client := &http.Client{Timeout: 10 * time.Second}
-	if !waitUntil(20*time.Second, func() bool {
-		code, _, err := fetch(client, m.up)
-		return err == nil && code == http.StatusOK
-	}) {
-		t.Fatalf("%s did not answer 200 within 20s", m.up)
+	switch {
+	case strings.HasPrefix(m.up, "tcp://"):
+		if !waitUntil(20*time.Second, func() bool {
+			c, err := net.DialTimeout("tcp", strings.TrimPrefix(m.up, "tcp://"), time.Second)
+			if err == nil {
+				_ = c.Close()
+			}
+			return err == nil
+		}) {
+			t.Fatalf("%s did not accept connections within 20s", m.up)
+		}
+	case m.up != "":
+		if !waitUntil(20*time.Second, func() bool {
+			code, _, err := fetch(client, m.up)
+			return err == nil && code == http.StatusOK
+		}) {
+			t.Fatalf("%s did not answer 200 within 20s", m.up)
+		}
+	}
+	if m.upLog != "" && !waitUntil(20*time.Second, func() bool { return strings.Contains(stderr.String(), m.upLog) }) {
+		t.Fatalf("stderr has no %q within 20s", m.upLog)
 	}
 
 	type result struct {

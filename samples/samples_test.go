@@ -3,6 +3,7 @@ package samples
 import (
 	"encoding/json"
 	"io/fs"
+	"maps"
 	"path"
 	"regexp"
 	"slices"
@@ -42,30 +43,98 @@ type typeMeta struct {
 	Kind       string `json:"kind"`
 }
 
-type workloadWant struct {
-	service, version, account, command string
-	port                               int32
+// portWant is one Service port; target 0 means no targetPort (the same as port).
+type portWant struct {
+	name         string
+	port, target int32
 }
 
-func TestWorkloadManifests(t *testing.T) {
-	bookinfoWant := func(svc string, versions ...string) []workloadWant {
-		var w []workloadWant
-		for _, v := range versions {
-			w = append(w, workloadWant{svc, v, "bookinfo-" + svc, "/meshlab sample bookinfo " + svc, 9080})
+type serviceWant struct {
+	name  string
+	ports []portWant
+}
+
+// deploymentWant is what a Deployment of a sample must say. Its command is
+// the container's command and args joined by spaces; probe is "http /path
+// PORT", "tcp PORT" or "" for none; version "" means no version label.
+type deploymentWant struct {
+	name, app, version, account, container, command string
+	ports                                           []int32
+	probe, serviceVersion                           string
+}
+
+type manifestWant struct {
+	services    []serviceWant
+	accounts    []string
+	deployments []deploymentWant
+}
+
+func bookinfoWant() manifestWant {
+	var m manifestWant
+	for _, svc := range []struct {
+		name     string
+		versions []string
+	}{{"details", []string{"v1"}}, {"ratings", []string{"v1"}}, {"reviews", []string{"v1", "v2", "v3"}}, {"productpage", []string{"v1"}}} {
+		m.services = append(m.services, serviceWant{svc.name, []portWant{{"http", 9080, 0}}})
+		m.accounts = append(m.accounts, "bookinfo-"+svc.name)
+		for _, v := range svc.versions {
+			m.deployments = append(m.deployments, deploymentWant{svc.name + "-" + v, svc.name, v, "bookinfo-" + svc.name, svc.name,
+				"/meshlab sample bookinfo " + svc.name, []int32{9080}, "http /health 9080", v})
 		}
-		return w
 	}
+	return m
+}
+
+func clientWant(name string) manifestWant {
+	return manifestWant{
+		services:    []serviceWant{{name, []portWant{{"http", 80, 0}}}},
+		accounts:    []string{name},
+		deployments: []deploymentWant{{name, name, "", name, name, "/meshlab sample " + name, nil, "", ""}},
+	}
+}
+
+func tcpEchoWant(deployments ...deploymentWant) manifestWant {
+	return manifestWant{
+		services:    []serviceWant{{"tcp-echo", []portWant{{"tcp", 9000, 0}, {"tcp-other", 9001, 0}}}},
+		deployments: deployments,
+	}
+}
+
+func tcpEchoDeployment(name, version, prefix string) deploymentWant {
+	return deploymentWant{name, "tcp-echo", version, "", "tcp-echo", "/meshlab sample tcp-echo 9000,9001,9002 " + prefix,
+		[]int32{9000, 9001}, "tcp 9000", ""}
+}
+
+func helloworldDeployment(v string) deploymentWant {
+	return deploymentWant{"helloworld-" + v, "helloworld", v, "", "helloworld", "/meshlab sample helloworld",
+		[]int32{5000}, "http /health 5000", v}
+}
+
+// TestWorkloadManifests decodes every sample manifest strictly into
+// Kubernetes' types and checks the names, labels, ports, accounts and
+// commands that Istio's tasks rely on.
+func TestWorkloadManifests(t *testing.T) {
 	tests := []struct {
 		name     string
 		manifest []byte
-		want     []workloadWant
+		want     manifestWant
 	}{
-		{"bookinfo", BookinfoManifest(), slices.Concat(
-			bookinfoWant("details", "v1"),
-			bookinfoWant("ratings", "v1"),
-			bookinfoWant("reviews", "v1", "v2", "v3"),
-			bookinfoWant("productpage", "v1"))},
-		{"httpbin", HTTPBinManifest(), []workloadWant{{"httpbin", "v1", "httpbin", "/meshlab sample httpbin", 8000}}},
+		{"bookinfo", BookinfoManifest(), bookinfoWant()},
+		{"httpbin", HTTPBinManifest(), manifestWant{
+			services: []serviceWant{{"httpbin", []portWant{{"http", 8000, 8080}}}},
+			accounts: []string{"httpbin"},
+			deployments: []deploymentWant{{"httpbin", "httpbin", "v1", "httpbin", "httpbin", "/meshlab sample httpbin --addr :8080",
+				[]int32{8080}, "http /health 8080", ""}},
+		}},
+		{"sleep", SleepManifest(), clientWant("sleep")},
+		{"curl", CurlManifest(), clientWant("curl")},
+		{"helloworld", HelloworldManifest(), manifestWant{
+			services:    []serviceWant{{"helloworld", []portWant{{"http", 5000, 0}}}},
+			deployments: []deploymentWant{helloworldDeployment("v1"), helloworldDeployment("v2")},
+		}},
+		{"tcp-echo", TCPEchoManifest(), tcpEchoWant(tcpEchoDeployment("tcp-echo", "v1", "hello"))},
+		{"tcp-echo-services", TCPEchoServicesManifest(), tcpEchoWant(
+			tcpEchoDeployment("tcp-echo-v1", "v1", "one"), tcpEchoDeployment("tcp-echo-v2", "v2", "two"))},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -76,6 +145,10 @@ func TestWorkloadManifests(t *testing.T) {
 				var tm typeMeta
 				if err := yaml.Unmarshal(d, &tm); err != nil {
 					t.Fatal(err)
+				}
+				want := map[string]string{"Service": "v1", "ServiceAccount": "v1", "Deployment": "apps/v1"}[tm.Kind]
+				if tm.APIVersion != want {
+					t.Errorf("%s apiVersion %q, want %q", tm.Kind, tm.APIVersion, want)
 				}
 				switch tm.Kind {
 				case "Service":
@@ -89,34 +162,34 @@ func TestWorkloadManifests(t *testing.T) {
 				case "Deployment":
 					var s appsv1.Deployment
 					strict(t, d, &s)
-					if tm.APIVersion != "apps/v1" {
-						t.Errorf("deployment %s apiVersion %q", s.Name, tm.APIVersion)
-					}
 					deployments[s.Name] = s
 				default:
 					t.Errorf("unexpected kind %q", tm.Kind)
 				}
 			}
-			wantDeployments := 0
-			for _, w := range tt.want {
+			if len(services) != len(tt.want.services) || len(accounts) != len(tt.want.accounts) || len(deployments) != len(tt.want.deployments) {
+				t.Errorf("%d Services, %d ServiceAccounts, %d Deployments; want %d, %d, %d", len(services), len(accounts), len(deployments),
+					len(tt.want.services), len(tt.want.accounts), len(tt.want.deployments))
+			}
+			for _, w := range tt.want.services {
 				checkService(t, services, w)
-				if _, ok := accounts[w.account]; !ok {
-					t.Errorf("no ServiceAccount %s", w.account)
+			}
+			for _, a := range tt.want.accounts {
+				if _, ok := accounts[a]; !ok {
+					t.Errorf("no ServiceAccount %s", a)
 				}
-				name := w.service + "-" + w.version
-				if tt.name == "httpbin" {
-					name = "httpbin"
-				}
-				d, ok := deployments[name]
+			}
+			for _, w := range tt.want.deployments {
+				d, ok := deployments[w.name]
 				if !ok {
-					t.Errorf("no Deployment %s", name)
+					t.Errorf("no Deployment %s", w.name)
 					continue
 				}
-				wantDeployments++
 				checkDeployment(t, d, w)
-			}
-			if len(deployments) != wantDeployments {
-				t.Errorf("%d deployments, want %d", len(deployments), wantDeployments)
+				// Every pod is selected by a Service of the file, as in Istio's samples.
+				if !slices.ContainsFunc(tt.want.services, func(s serviceWant) bool { return s.name == w.app }) {
+					t.Errorf("Deployment %s: no Service %s selects its pods", w.name, w.app)
+				}
 			}
 		})
 	}
@@ -129,35 +202,44 @@ func strict(t *testing.T, doc []byte, v any) {
 	}
 }
 
-func checkService(t *testing.T, services map[string]corev1.Service, w workloadWant) {
+func checkService(t *testing.T, services map[string]corev1.Service, w serviceWant) {
 	t.Helper()
-	s, ok := services[w.service]
+	s, ok := services[w.name]
 	if !ok {
-		t.Errorf("no Service %s", w.service)
+		t.Errorf("no Service %s", w.name)
 		return
 	}
-	if s.Labels["app"] != w.service || s.Labels["service"] != w.service {
-		t.Errorf("Service %s labels = %v", w.service, s.Labels)
+	if s.Labels["app"] != w.name || s.Labels["service"] != w.name {
+		t.Errorf("Service %s labels = %v", w.name, s.Labels)
 	}
-	if len(s.Spec.Selector) != 1 || s.Spec.Selector["app"] != w.service {
-		t.Errorf("Service %s selector = %v, want app=%s", w.service, s.Spec.Selector, w.service)
+	if len(s.Spec.Selector) != 1 || s.Spec.Selector["app"] != w.name {
+		t.Errorf("Service %s selector = %v, want app=%s", w.name, s.Spec.Selector, w.name)
 	}
-	if len(s.Spec.Ports) != 1 || s.Spec.Ports[0].Port != w.port || s.Spec.Ports[0].Name != "http" {
-		t.Errorf("Service %s ports = %+v, want %d named http", w.service, s.Spec.Ports, w.port)
+	var got []portWant
+	for _, p := range s.Spec.Ports {
+		got = append(got, portWant{p.Name, p.Port, int32(p.TargetPort.IntValue())})
+	}
+	if !slices.Equal(got, w.ports) {
+		t.Errorf("Service %s ports = %v, want %v", w.name, got, w.ports)
 	}
 }
 
-func checkDeployment(t *testing.T, d appsv1.Deployment, w workloadWant) {
+func checkDeployment(t *testing.T, d appsv1.Deployment, w deploymentWant) {
 	t.Helper()
-	labels := map[string]string{"app": w.service, "version": w.version}
+	labels := map[string]string{"app": w.app}
+	if w.version != "" {
+		labels["version"] = w.version
+	}
 	for name, got := range map[string]map[string]string{
-		"metadata.labels": d.Labels, "selector": d.Spec.Selector.MatchLabels, "template labels": d.Spec.Template.Labels,
+		"selector": d.Spec.Selector.MatchLabels, "template labels": d.Spec.Template.Labels,
 	} {
-		for k, v := range labels {
-			if got[k] != v {
-				t.Errorf("Deployment %s %s[%s] = %q, want %q", d.Name, name, k, got[k], v)
-			}
+		if !maps.Equal(got, labels) {
+			t.Errorf("Deployment %s %s = %v, want %v", d.Name, name, got, labels)
 		}
+	}
+	// Istio's client samples leave the Deployment itself unlabelled.
+	if d.Labels != nil && !maps.Equal(d.Labels, labels) {
+		t.Errorf("Deployment %s labels = %v, want %v", d.Name, d.Labels, labels)
 	}
 	if d.Spec.Replicas == nil || *d.Spec.Replicas != 1 {
 		t.Errorf("Deployment %s replicas = %v, want 1", d.Name, d.Spec.Replicas)
@@ -170,26 +252,58 @@ func checkDeployment(t *testing.T, d appsv1.Deployment, w workloadWant) {
 		t.Fatalf("Deployment %s has %d containers, want 1", d.Name, len(pod.Containers))
 	}
 	c := pod.Containers[0]
-	if c.Name != w.service || c.Image != "meshlab.local/meshlab:dev" || strings.Join(c.Command, " ") != w.command {
-		t.Errorf("Deployment %s container = %s %s %v", d.Name, c.Name, c.Image, c.Command)
+	argv := slices.Concat(c.Command, c.Args)
+	if c.Name != w.container || c.Image != "meshlab.local/meshlab:dev" || strings.Join(argv, " ") != w.command {
+		t.Errorf("Deployment %s container = %s %s %q, want %s meshlab.local/meshlab:dev %q", d.Name, c.Name, c.Image, argv, w.container, w.command)
 	}
-	if len(c.Ports) != 1 || c.Ports[0].ContainerPort != w.port {
-		t.Errorf("Deployment %s container ports = %+v", d.Name, c.Ports)
+	checkMode(t, d.Name, argv)
+	var ports []int32
+	for _, p := range c.Ports {
+		ports = append(ports, p.ContainerPort)
 	}
-	p := c.ReadinessProbe
-	if p == nil || p.HTTPGet == nil || p.HTTPGet.Path != "/health" || p.HTTPGet.Port.IntValue() != int(w.port) {
-		t.Errorf("Deployment %s readinessProbe = %+v, want GET /health on %d", d.Name, p, w.port)
+	if !slices.Equal(ports, w.ports) {
+		t.Errorf("Deployment %s container ports = %v, want %v", d.Name, ports, w.ports)
 	}
-	if w.port == 9080 {
-		var version string
-		for _, e := range c.Env {
-			if e.Name == "SERVICE_VERSION" {
-				version = e.Value
-			}
+	var probe string
+	switch p := c.ReadinessProbe; {
+	case p == nil:
+	case p.HTTPGet != nil:
+		probe = "http " + p.HTTPGet.Path + " " + p.HTTPGet.Port.String()
+	case p.TCPSocket != nil:
+		probe = "tcp " + p.TCPSocket.Port.String()
+	default:
+		probe = "other"
+	}
+	if probe != w.probe {
+		t.Errorf("Deployment %s readinessProbe = %q, want %q", d.Name, probe, w.probe)
+	}
+	var version string
+	for _, e := range c.Env {
+		if e.Name == "SERVICE_VERSION" {
+			version = e.Value
 		}
-		if version != w.version {
-			t.Errorf("Deployment %s SERVICE_VERSION = %q, want %q", d.Name, version, w.version)
+	}
+	if version != w.serviceVersion {
+		t.Errorf("Deployment %s SERVICE_VERSION = %q, want %q", d.Name, version, w.serviceVersion)
+	}
+}
+
+// checkMode: argv names a mode (or its alias) of this binary's `sample`
+// command, so a renamed mode cannot leave a manifest behind.
+func checkMode(t *testing.T, deployment string, argv []string) {
+	t.Helper()
+	if len(argv) < 3 || argv[0] != "/meshlab" || argv[1] != "sample" {
+		t.Errorf("Deployment %s command %q is not a meshlab sample mode", deployment, argv)
+		return
+	}
+	var found bool
+	for _, c := range Command().Subcommands {
+		if c.HasName(argv[2]) {
+			found = true
 		}
+	}
+	if !found {
+		t.Errorf("Deployment %s runs `sample %s`, which does not exist", deployment, argv[2])
 	}
 }
 
@@ -437,8 +551,9 @@ func TestCommand(t *testing.T) {
 	for _, c := range cmd.Subcommands {
 		names = append(names, c.Name)
 	}
-	if cmd.Name != "sample" || !slices.Equal(names, []string{"bookinfo", "httpbin"}) {
-		t.Fatalf("command %s with %v, want sample with [bookinfo httpbin]", cmd.Name, names)
+	want := []string{"bookinfo", "httpbin", "sleep", "helloworld", "tcp-echo"}
+	if cmd.Name != "sample" || !slices.Equal(names, want) {
+		t.Fatalf("command %s with %v, want sample with %v", cmd.Name, names, want)
 	}
 	tests := []struct {
 		args    []string
@@ -450,6 +565,11 @@ func TestCommand(t *testing.T) {
 		{[]string{"meshlab", "sample", "bookinfo", "--help"}, false},
 		{[]string{"meshlab", "sample", "bookinfo", "reviews", "--help"}, false},
 		{[]string{"meshlab", "sample", "bookinfo", "ratings", "--ratings-fault", "sometimes", "--addr", "127.0.0.1:0"}, true},
+		{[]string{"meshlab", "sample", "sleep", "--help"}, false},
+		{[]string{"meshlab", "sample", "curl", "--help"}, false},
+		{[]string{"meshlab", "sample", "helloworld", "--help"}, false},
+		{[]string{"meshlab", "sample", "tcp-echo", "--help"}, false},
+		{[]string{"meshlab", "sample", "tcp-echo"}, true},
 	}
 	for _, tt := range tests {
 		app := &cli.App{Name: "meshlab", Commands: []*cli.Command{Command()}, Writer: new(strings.Builder), ErrWriter: new(strings.Builder),
