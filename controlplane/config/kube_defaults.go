@@ -33,6 +33,9 @@ func defaultKube(obj runtime.Object) {
 }
 
 func defaultNamespace(ns *corev1.Namespace) {
+	// A Namespace is in none: the API server drops one written in its
+	// metadata (rest.BeforeCreate) rather than refuse it.
+	ns.Namespace = ""
 	if ns.Name != "" {
 		if ns.Labels == nil {
 			ns.Labels = map[string]string{}

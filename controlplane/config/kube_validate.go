@@ -76,8 +76,13 @@ func validateMeta(m *metav1.ObjectMeta, namespaced bool, name apivalidation.Vali
 	if m.Name == "" && m.GenerateName != "" {
 		m = m.DeepCopy()
 		m.GenerateName = ""
-		return append(field.ErrorList{field.Forbidden(fld.Child("generateName"), "apply needs metadata.name (as kubectl apply does); give the object a name")},
-			apivalidation.ValidateObjectMeta(m, namespaced, name, fld)...)
+		errs := field.ErrorList{field.Forbidden(fld.Child("generateName"), "apply needs metadata.name (kubectl apply takes no generateName either); give the object a name")}
+		for _, e := range apivalidation.ValidateObjectMeta(m, namespaced, name, fld) {
+			if e.Field != "metadata.name" {
+				errs = append(errs, e)
+			}
+		}
+		return errs
 	}
 	return apivalidation.ValidateObjectMeta(m, namespaced, name, fld)
 }
@@ -194,7 +199,7 @@ func validateService(svc *corev1.Service) field.ErrorList {
 	switch s.Type {
 	case corev1.ServiceTypeLoadBalancer, corev1.ServiceTypeNodePort:
 		if headless {
-			errs = append(errs, field.Invalid(spec.Child("clusterIP"), s.ClusterIP, fmt.Sprintf("may not be set to 'None' for %s services", s.Type)))
+			errs = append(errs, field.Invalid(spec.Child("clusterIPs").Index(0), s.ClusterIPs[0], fmt.Sprintf("may not be set to 'None' for %s services", s.Type)))
 		}
 	case corev1.ServiceTypeExternalName:
 		if len(s.ClusterIPs) > 0 {
@@ -260,15 +265,19 @@ func validateService(svc *corev1.Service) field.ErrorList {
 				errs = append(errs, field.Invalid(pp.Child("nodePort"), p.NodePort,
 					fmt.Sprintf("provided port is not in the valid range. The range of valid ports is %d-%d", NodePortMin, NodePortMax)))
 			}
+			// The allocator, which runs before validation, is first to see a
+			// node port twice.
 			key := corev1.ServicePort{Protocol: p.Protocol, NodePort: p.NodePort}
 			if nodePorts[key] {
-				errs = append(errs, field.Duplicate(pp.Child("nodePort"), p.NodePort))
+				errs = append(errs, field.Invalid(pp.Child("nodePort"), p.NodePort, "provided port is already allocated"))
 			}
 			nodePorts[key] = true
 		}
 		key := corev1.ServicePort{Protocol: p.Protocol, Port: p.Port}
 		if seen[key] {
-			errs = append(errs, field.Duplicate(pp, key))
+			// The API server shows its internal ServicePort here; the port
+			// and protocol are what is duplicated.
+			errs = append(errs, field.Duplicate(pp, fmt.Sprintf("%d/%s", p.Port, p.Protocol)))
 		}
 		seen[key] = true
 	}
@@ -371,7 +380,6 @@ func validateDeployment(d *appsv1.Deployment) field.ErrorList {
 	s := &d.Spec
 	errs = append(errs, apivalidation.ValidateNonnegativeField(int64(*s.Replicas), spec.Child("replicas"))...)
 
-	var selector labels.Selector
 	if s.Selector == nil {
 		errs = append(errs, field.Required(spec.Child("selector"), ""))
 	} else {
@@ -379,20 +387,20 @@ func validateDeployment(d *appsv1.Deployment) field.ErrorList {
 		if len(s.Selector.MatchLabels)+len(s.Selector.MatchExpressions) == 0 {
 			errs = append(errs, field.Invalid(spec.Child("selector"), s.Selector, "empty selector is invalid for deployment"))
 		}
-		sel, err := metav1.LabelSelectorAsSelector(s.Selector)
-		if err != nil {
-			errs = append(errs, field.Invalid(spec.Child("selector"), s.Selector, "invalid label selector"))
-		} else {
-			selector = sel
-		}
 	}
 
 	tmpl := spec.Child("template")
-	if selector != nil && !selector.Empty() && !selector.Matches(labels.Set(s.Template.Labels)) {
+	// No selector selects nothing, so no template matches it: the API
+	// server says both.
+	if selector, err := metav1.LabelSelectorAsSelector(s.Selector); err != nil {
+		errs = append(errs, field.Invalid(spec.Child("selector"), s.Selector, "invalid label selector"))
+	} else if !selector.Empty() && !selector.Matches(labels.Set(s.Template.Labels)) {
 		errs = append(errs, field.Invalid(tmpl.Child("metadata", "labels"), s.Template.Labels, "`selector` does not match template `labels`"))
 	}
-	errs = append(errs, metavalidation.ValidateLabels(s.Template.Labels, tmpl.Child("metadata", "labels"))...)
-	errs = append(errs, apivalidation.ValidateAnnotations(s.Template.Annotations, tmpl.Child("metadata", "annotations"))...)
+	// The template's own labels and annotations are checked at
+	// spec.template.labels, not …metadata.labels: the API server's path.
+	errs = append(errs, metavalidation.ValidateLabels(s.Template.Labels, tmpl.Child("labels"))...)
+	errs = append(errs, apivalidation.ValidateAnnotations(s.Template.Annotations, tmpl.Child("annotations"))...)
 	errs = append(errs, validatePodSpec(&s.Template.Spec, tmpl.Child("spec"))...)
 	if p := s.Template.Spec.RestartPolicy; p != corev1.RestartPolicyAlways && slices.Contains(restartPolicies, string(p)) {
 		errs = append(errs, field.NotSupported(tmpl.Child("spec", "restartPolicy"), p, []string{string(corev1.RestartPolicyAlways)}))
@@ -434,7 +442,7 @@ func validateStrategy(st *appsv1.DeploymentStrategy, fld *field.Path) field.Erro
 			errs = append(errs, field.Invalid(rf.Child("maxUnavailable"), *ru.MaxUnavailable, "must not be greater than 100%"))
 		}
 	default:
-		errs = append(errs, field.NotSupported(fld.Child("type"), st.Type, deploymentStrategys))
+		errs = append(errs, field.NotSupported(fld, st.Type, deploymentStrategys))
 	}
 	return errs
 }
@@ -848,29 +856,48 @@ func validateEnv(env []corev1.EnvVar, fld *field.Path) field.ErrorList {
 	return errs
 }
 
+// fieldLabels are the pod fields the downward API converts (Kubernetes'
+// pods.ConvertDownwardAPIFieldLabel); an env var may name the
+// downwardFields among them.
+var fieldLabels = []string{"metadata.annotations", "metadata.labels", "metadata.name", "metadata.namespace",
+	"metadata.uid", "spec.nodeName", "spec.restartPolicy", "spec.serviceAccountName", "spec.schedulerName",
+	"status.phase", "status.hostIP", "status.hostIPs", "status.podIP", "status.podIPs"}
+
 func validateFieldRef(r *corev1.ObjectFieldSelector, fld *field.Path) field.ErrorList {
 	if r.FieldPath == "" {
 		return field.ErrorList{field.Required(fld.Child("fieldPath"), "")}
 	}
+	convErr := func(msg string) field.ErrorList {
+		return field.ErrorList{field.Invalid(fld.Child("fieldPath"), r.FieldPath, "error converting fieldPath: "+msg)}
+	}
 	if r.APIVersion != "v1" {
-		return field.ErrorList{field.Invalid(fld.Child("fieldPath"), r.FieldPath,
-			fmt.Sprintf("error converting fieldPath: unsupported pod version: %s", r.APIVersion))}
+		return convErr("unsupported pod version: " + r.APIVersion)
 	}
-	for _, prefix := range []string{"metadata.labels", "metadata.annotations"} {
-		if rest, ok := strings.CutPrefix(r.FieldPath, prefix+"['"); ok && strings.HasSuffix(rest, "']") {
-			key := strings.TrimSuffix(rest, "']")
-			if prefix == "metadata.annotations" {
-				key = strings.ToLower(key)
-			}
-			var errs field.ErrorList
-			for _, msg := range content.IsQualifiedName(key) {
-				errs = append(errs, field.Invalid(fld, key, msg))
-			}
-			return errs
+	// metadata.labels['app'] and metadata.annotations['…'] name one key.
+	if p, rest, ok := strings.Cut(r.FieldPath, "['"); ok && strings.HasSuffix(rest, "']") {
+		key := strings.TrimSuffix(rest, "']")
+		switch p {
+		case "metadata.annotations":
+			key = strings.ToLower(key)
+		case "metadata.labels":
+		default:
+			return convErr("field label does not support subscript: " + r.FieldPath)
 		}
+		var errs field.ErrorList
+		for _, msg := range content.IsQualifiedName(key) {
+			errs = append(errs, field.Invalid(fld, key, msg))
+		}
+		return errs
 	}
-	if !slices.Contains(downwardFields, r.FieldPath) {
-		return field.ErrorList{field.NotSupported(fld.Child("fieldPath"), r.FieldPath, downwardFields)}
+	p := r.FieldPath
+	if p == "spec.host" { // what old v1 clients send for spec.nodeName
+		p = "spec.nodeName"
+	}
+	if !slices.Contains(fieldLabels, p) {
+		return convErr("field label not supported: " + p)
+	}
+	if !slices.Contains(downwardFields, p) {
+		return field.ErrorList{field.NotSupported(fld.Child("fieldPath"), p, downwardFields)}
 	}
 	return nil
 }
@@ -994,10 +1021,10 @@ func validateSecurityContext(sc *corev1.SecurityContext, fld *field.Path) field.
 	errs := validateIDs(sc.RunAsUser, sc.RunAsGroup, fld)
 	if sc.AllowPrivilegeEscalation != nil && !*sc.AllowPrivilegeEscalation {
 		if sc.Privileged != nil && *sc.Privileged {
-			errs = append(errs, field.Invalid(fld, "", "cannot set `allowPrivilegeEscalation` to false and `privileged` to true"))
+			errs = append(errs, field.Invalid(fld, field.OmitValueType{}, "cannot set `allowPrivilegeEscalation` to false and `privileged` to true"))
 		}
 		if sc.Capabilities != nil && slices.Contains(sc.Capabilities.Add, "CAP_SYS_ADMIN") {
-			errs = append(errs, field.Invalid(fld, "", "cannot set `allowPrivilegeEscalation` to false and `capabilities.Add` CAP_SYS_ADMIN"))
+			errs = append(errs, field.Invalid(fld, field.OmitValueType{}, "cannot set `allowPrivilegeEscalation` to false and `capabilities.Add` CAP_SYS_ADMIN"))
 		}
 	}
 	if sc.ProcMount != nil {

@@ -1,0 +1,218 @@
+package config
+
+import (
+	"context"
+	"errors"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/client-go/kubernetes"
+	"sigs.k8s.io/yaml"
+
+	"github.com/meshlab/meshlab/lab/kube/kubetest"
+)
+
+// notTheAPIServers are the bad manifests whose rule is meshlab's, not the
+// API server's, and why: the API server accepts these.
+var notTheAPIServers = map[string]string{
+	"generate-name":              "kubectl apply refuses generateName before the API server sees it",
+	"deployment-probe-named-port": "the API server lets a probe name a port the container lacks; kubelet then fails the probe for ever",
+}
+
+// reworded are the bad manifests where validateKube names the same fields
+// as the API server but shows the bad value differently, and why: there
+// the API server prints its internal Go struct.
+var reworded = map[string]string{
+	"deployment-privileged-no-escalation": "the API server prints its internal SecurityContext struct",
+	"deployment-strategy-type":            "the API server prints its internal DeploymentStrategy struct",
+	"service-port-duplicate":              "the API server prints its internal ServicePort struct; validateKube says port/protocol",
+}
+
+// TestKubeAgreesWithAPIServer sends every fixture to a real kube-apiserver
+// (server-side dry run) and checks that validateKube finds what it finds,
+// field for field and word for word, and that defaultKube fills in what it
+// fills in.
+func TestKubeAgreesWithAPIServer(t *testing.T) {
+	env := kubetest.Start(t)
+	cs, err := kubernetes.NewForConfig(env.Config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+
+	// The walkthrough's namespace, which its manifests name but do not make.
+	ensureNamespace(ctx, t, cs, "book-demo")
+	good, _ := filepath.Glob("testdata/kube/good/*.yaml")
+	local, _ := filepath.Glob("testdata/kube/local/*.yaml")
+	for _, f := range append(good, local...) {
+		t.Run(f, func(t *testing.T) {
+			for i, doc := range kubeDocs(t, f) {
+				obj := kubeObject(t, doc)
+				// Namespaces are made for real, for the documents after them.
+				got, err := create(ctx, cs, obj, !isNamespace(obj))
+				if err != nil {
+					t.Fatalf("document %d: the API server refuses it: %v", i+1, err)
+				}
+				want := obj.DeepCopyObject()
+				defaultKube(want)
+				mineY, theirsY := toYAML(t, comparable(want)), toYAML(t, comparable(got))
+				if mineY != theirsY {
+					t.Errorf("document %d: defaultKube differs from the API server's defaults\ndefaultKube:\n%s\napiserver:\n%s", i+1, mineY, theirsY)
+				}
+			}
+		})
+	}
+
+	ensureNamespace(ctx, t, cs, "foo")
+	bad, _ := filepath.Glob("testdata/kube/bad/*.yaml")
+	for _, f := range bad {
+		name := strings.TrimSuffix(filepath.Base(f), ".yaml")
+		t.Run(name, func(t *testing.T) {
+			docs := kubeDocs(t, f)
+			if len(docs) != 1 {
+				t.Fatalf("%d documents; a bad manifest has one", len(docs))
+			}
+			obj := kubeObject(t, docs[0])
+			var mine []string
+			for _, e := range validateKube(obj) {
+				mine = append(mine, e.Error())
+			}
+			// For real, not in dry run: a dry run skips the node port
+			// allocator's range check.
+			_, err := create(ctx, cs, obj, false)
+			if why, ok := notTheAPIServers[name]; ok {
+				if err != nil {
+					t.Errorf("the API server refuses it (%v); the list says it accepts it: %s", err, why)
+				}
+				return
+			}
+			var theirs []string
+			var se *apierrors.StatusError
+			if !errors.As(err, &se) || se.ErrStatus.Details == nil {
+				t.Fatalf("the API server answers %v; want it to refuse the manifest field by field", err)
+			}
+			for _, c := range se.ErrStatus.Details.Causes {
+				theirs = append(theirs, c.Field+": "+c.Message)
+			}
+			slices.Sort(mine)
+			slices.Sort(theirs)
+			if _, ok := reworded[name]; ok {
+				mine, theirs = fields(mine), fields(theirs)
+			}
+			if !slices.Equal(mine, theirs) {
+				t.Errorf("validateKube:\n%s\nthe API server:\n%s", strings.Join(mine, "\n"), strings.Join(theirs, "\n"))
+			}
+		})
+	}
+}
+
+// fields are the field paths of errors written "path: message".
+func fields(errs []string) []string {
+	var out []string
+	for _, e := range errs {
+		p, _, _ := strings.Cut(e, ": ")
+		out = append(out, p)
+	}
+	return out
+}
+
+func ensureNamespace(ctx context.Context, t *testing.T, cs kubernetes.Interface, name string) {
+	t.Helper()
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name}}
+	if _, err := cs.CoreV1().Namespaces().Create(ctx, ns, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+		t.Fatal(err)
+	}
+}
+
+func toYAML(t *testing.T, obj runtime.Object) string {
+	t.Helper()
+	b, err := yaml.Marshal(obj)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+func isNamespace(obj runtime.Object) bool {
+	_, ok := obj.(*corev1.Namespace)
+	return ok
+}
+
+// create sends obj to the API server as kubectl create does, in dry run
+// when dry, and returns what the server would store.
+func create(ctx context.Context, cs kubernetes.Interface, obj runtime.Object, dry bool) (runtime.Object, error) {
+	opts := metav1.CreateOptions{}
+	if dry {
+		opts.DryRun = []string{metav1.DryRunAll}
+	}
+	ns := func(m metav1.Object) string {
+		if m.GetNamespace() == "" {
+			return metav1.NamespaceDefault
+		}
+		return m.GetNamespace()
+	}
+	switch o := obj.DeepCopyObject().(type) {
+	case *corev1.Namespace:
+		return cs.CoreV1().Namespaces().Create(ctx, o, opts)
+	case *corev1.ServiceAccount:
+		return cs.CoreV1().ServiceAccounts(ns(o)).Create(ctx, o, opts)
+	case *corev1.Service:
+		return cs.CoreV1().Services(ns(o)).Create(ctx, o, opts)
+	case *corev1.ConfigMap:
+		return cs.CoreV1().ConfigMaps(ns(o)).Create(ctx, o, opts)
+	case *corev1.Secret:
+		return cs.CoreV1().Secrets(ns(o)).Create(ctx, o, opts)
+	case *appsv1.Deployment:
+		return cs.AppsV1().Deployments(ns(o)).Create(ctx, o, opts)
+	}
+	return nil, errors.New("no client for this kind")
+}
+
+// comparable is obj without what the server adds that is not a default:
+// identity and bookkeeping, a Service's allocations (VIP, node ports,
+// families), the namespace apply fills in.
+func comparable(obj runtime.Object) runtime.Object {
+	obj = obj.DeepCopyObject()
+	if m, ok := obj.(metav1.Object); ok {
+		m.SetUID("")
+		m.SetResourceVersion("")
+		m.SetCreationTimestamp(metav1.Time{})
+		m.SetManagedFields(nil)
+		m.SetGeneration(0)
+		if !isNamespace(obj) && m.GetNamespace() == "" {
+			m.SetNamespace(metav1.NamespaceDefault)
+		}
+	}
+	switch o := obj.(type) {
+	case *corev1.Service:
+		o.TypeMeta = metav1.TypeMeta{}
+		if o.Spec.ClusterIP != corev1.ClusterIPNone {
+			o.Spec.ClusterIP, o.Spec.ClusterIPs = "", nil
+		}
+		o.Spec.IPFamilies, o.Spec.IPFamilyPolicy = nil, nil
+		for i := range o.Spec.Ports {
+			o.Spec.Ports[i].NodePort = 0
+		}
+	case *corev1.Namespace:
+		o.TypeMeta = metav1.TypeMeta{}
+	case *corev1.ServiceAccount:
+		o.TypeMeta = metav1.TypeMeta{}
+	case *corev1.ConfigMap:
+		o.TypeMeta = metav1.TypeMeta{}
+	case *corev1.Secret:
+		o.TypeMeta = metav1.TypeMeta{}
+	case *appsv1.Deployment:
+		o.TypeMeta = metav1.TypeMeta{}
+		o.Status = appsv1.DeploymentStatus{}
+	}
+	return obj
+}
