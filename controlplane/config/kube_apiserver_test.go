@@ -23,7 +23,7 @@ import (
 // notTheAPIServers are the bad manifests whose rule is meshlab's, not the
 // API server's, and why: the API server accepts these.
 var notTheAPIServers = map[string]string{
-	"generate-name":              "kubectl apply refuses generateName before the API server sees it",
+	"generate-name":               "kubectl apply refuses generateName before the API server sees it",
 	"deployment-probe-named-port": "the API server lets a probe name a port the container lacks; kubelet then fails the probe for ever",
 }
 
