@@ -184,6 +184,9 @@ func defaultVolume(v *corev1.Volume) {
 	if allPointersNil(reflect.ValueOf(&v.VolumeSource).Elem()) {
 		v.EmptyDir = &corev1.EmptyDirVolumeSource{}
 	}
+	if v.HostPath != nil && v.HostPath.Type == nil {
+		v.HostPath.Type = new(corev1.HostPathUnset)
+	}
 	if v.Secret != nil && v.Secret.DefaultMode == nil {
 		v.Secret.DefaultMode = new(int32(corev1.SecretVolumeSourceDefaultMode))
 	}

@@ -54,7 +54,7 @@ func CheckRunnable(spec *corev1.PodSpec, fld *field.Path) field.ErrorList {
 	}
 	if len(spec.InitContainers) > 0 {
 		errs = append(errs, field.Forbidden(fld.Child("initContainers"),
-			"the local runtime runs no init containers (its own istio-init aside); do their work in the container's command"+other))
+			"the local runtime runs no init containers (its own istio-init aside): do their work in the container's command, or use --runtime kind"))
 	}
 	for i := range spec.Volumes {
 		errs = append(errs, checkVolume(&spec.Volumes[i], fld.Child("volumes").Index(i))...)
@@ -81,7 +81,7 @@ func CheckRunnable(spec *corev1.PodSpec, fld *field.Path) field.ErrorList {
 		}
 		if c.Lifecycle != nil && (c.Lifecycle.PostStart != nil || c.Lifecycle.PreStop != nil) {
 			errs = append(errs, field.Forbidden(cf.Child("lifecycle"),
-				"the local runtime runs no postStart or preStop hooks; remove them"+other))
+				"the local runtime runs no postStart or preStop hooks: remove them, or use --runtime kind"))
 		}
 		for _, e := range containerPrivileges(spec, i, fld) {
 			if !seen[e.Error()] {
