@@ -301,7 +301,8 @@ func validateService(svc *corev1.Service) field.ErrorList {
 	if s.InternalTrafficPolicy != nil && !slices.Contains(trafficPolicies, string(*s.InternalTrafficPolicy)) {
 		errs = append(errs, field.NotSupported(spec.Child("internalTrafficPolicy"), *s.InternalTrafficPolicy, trafficPolicies))
 	}
-	if s.HealthCheckNodePort != 0 && !(s.Type == corev1.ServiceTypeLoadBalancer && s.ExternalTrafficPolicy == corev1.ServiceExternalTrafficPolicyLocal) {
+	needsHealthCheck := s.Type == corev1.ServiceTypeLoadBalancer && s.ExternalTrafficPolicy == corev1.ServiceExternalTrafficPolicyLocal
+	if s.HealthCheckNodePort != 0 && !needsHealthCheck {
 		errs = append(errs, field.Invalid(spec.Child("healthCheckNodePort"), s.HealthCheckNodePort,
 			"may only be set when `type` is 'LoadBalancer' and `externalTrafficPolicy` is 'Local'"))
 	}
@@ -330,7 +331,7 @@ func validateServicePort(p *corev1.ServicePort, requireName bool, names sets.Set
 	}
 	errs = append(errs, validatePortNumOrName(p.TargetPort, fld.Child("targetPort"))...)
 	if p.AppProtocol != nil {
-		for _, msg := range content.IsQualifiedName(*p.AppProtocol) {
+		for _, msg := range content.IsLabelKey(*p.AppProtocol) {
 			errs = append(errs, field.Invalid(fld.Child("appProtocol"), *p.AppProtocol, msg))
 		}
 	}
@@ -884,7 +885,7 @@ func validateFieldRef(r *corev1.ObjectFieldSelector, fld *field.Path) field.Erro
 			return convErr("field label does not support subscript: " + r.FieldPath)
 		}
 		var errs field.ErrorList
-		for _, msg := range content.IsQualifiedName(key) {
+		for _, msg := range content.IsLabelKey(key) {
 			errs = append(errs, field.Invalid(fld, key, msg))
 		}
 		return errs
