@@ -274,3 +274,36 @@ func checkID(v int64, fld *field.Path, what string) field.ErrorList {
 	}
 	return nil
 }
+
+// CheckServiceRunnable says what of a Service the local runtime cannot
+// serve, one error per field, with fld the path of its spec. The lab has
+// ClusterIP Services (a VIP of its own range), headless ones (clusterIP:
+// None) and NodePort ones (published on the host); it has no load
+// balancer, no DNS names outside the mesh's registry, and proxies TCP and
+// UDP only.
+func CheckServiceRunnable(spec *corev1.ServiceSpec, fld *field.Path) field.ErrorList {
+	var errs field.ErrorList
+	switch spec.Type {
+	case corev1.ServiceTypeLoadBalancer:
+		errs = append(errs, field.Invalid(fld.Child("type"), spec.Type,
+			"the local runtime has no load balancer; use type NodePort, which it publishes at 127.0.0.1:nodePort, or --runtime kind"))
+	case corev1.ServiceTypeExternalName:
+		errs = append(errs, field.Invalid(fld.Child("type"), spec.Type,
+			"the local runtime has no ExternalName Services; give the mesh the outside host with a ServiceEntry"))
+	}
+	if spec.ClusterIP != "" && spec.ClusterIP != corev1.ClusterIPNone {
+		errs = append(errs, field.Invalid(fld.Child("clusterIP"), spec.ClusterIP,
+			"the local runtime gives every Service a VIP of its own range; remove clusterIP (or write None for a headless Service)"))
+	}
+	if len(spec.ExternalIPs) > 0 {
+		errs = append(errs, field.Forbidden(fld.Child("externalIPs"),
+			"the local runtime publishes Services on the host through NodePort only; use type NodePort"))
+	}
+	for i, p := range spec.Ports {
+		if p.Protocol == corev1.ProtocolSCTP {
+			errs = append(errs, field.Invalid(fld.Child("ports").Index(i).Child("protocol"), p.Protocol,
+				"the local runtime serves TCP and UDP ports only"))
+		}
+	}
+	return errs
+}

@@ -28,15 +28,16 @@ const kubeFixtures = "../../controlplane/config/testdata/kube"
 
 var templateSpec = field.NewPath("spec", "template", "spec")
 
-// deployments are the Deployments of a YAML stream, decoded strictly.
-func deployments(t *testing.T, file string) []*appsv1.Deployment {
+// objectsOf are the objects of kind in a YAML stream, decoded strictly
+// into new()'s type.
+func objectsOf[T any](t *testing.T, file, kind string) []*T {
 	t.Helper()
 	data, err := os.ReadFile(file)
 	if err != nil {
 		t.Fatal(err)
 	}
 	r := utilyaml.NewYAMLReader(bufio.NewReader(bytes.NewReader(data)))
-	var out []*appsv1.Deployment
+	var out []*T
 	for {
 		doc, err := r.Read()
 		if errors.Is(err, io.EOF) {
@@ -49,15 +50,20 @@ func deployments(t *testing.T, file string) []*appsv1.Deployment {
 		if err := yaml.Unmarshal(doc, &tm); err != nil {
 			t.Fatal(err)
 		}
-		if tm.Kind != "Deployment" {
+		if tm.Kind != kind {
 			continue
 		}
-		d := &appsv1.Deployment{}
-		if err := yaml.UnmarshalStrict(doc, d); err != nil {
+		obj := new(T)
+		if err := yaml.UnmarshalStrict(doc, obj); err != nil {
 			t.Fatal(err)
 		}
-		out = append(out, d)
+		out = append(out, obj)
 	}
+}
+
+func deployments(t *testing.T, file string) []*appsv1.Deployment {
+	t.Helper()
+	return objectsOf[appsv1.Deployment](t, file, "Deployment")
 }
 
 func errorLines(errs field.ErrorList) string {
@@ -104,6 +110,11 @@ func TestCheckRunnableFixtures(t *testing.T) {
 			for _, d := range deployments(t, f) {
 				if errs := CheckRunnable(&d.Spec.Template.Spec, templateSpec); len(errs) > 0 {
 					t.Errorf("deployment %s: %s", d.Name, errorLines(errs))
+				}
+			}
+			for _, s := range objectsOf[corev1.Service](t, f, "Service") {
+				if errs := CheckServiceRunnable(&s.Spec, field.NewPath("spec")); len(errs) > 0 {
+					t.Errorf("service %s: %s", s.Name, errorLines(errs))
 				}
 			}
 		})
@@ -229,5 +240,35 @@ func TestAppIdentityRefusesPrivileges(t *testing.T) {
 	_, err := appIdentity(spec, 0, AppUIDBase)
 	if err == nil || !strings.Contains(err.Error(), "spec.template.spec.containers[0].securityContext.runAsUser: Invalid value: 0: the local runtime never runs an app container as root") {
 		t.Errorf("appIdentity = %v; want the root refusal", err)
+	}
+}
+
+func TestCheckServiceRunnable(t *testing.T) {
+	spec := field.NewPath("spec")
+	tests := []struct {
+		name string
+		spec corev1.ServiceSpec
+		want string
+	}{
+		{"ClusterIP", corev1.ServiceSpec{Type: corev1.ServiceTypeClusterIP, Ports: []corev1.ServicePort{{Port: 80, Protocol: corev1.ProtocolTCP}}}, ""},
+		{"headless", corev1.ServiceSpec{Type: corev1.ServiceTypeClusterIP, ClusterIP: "None"}, ""},
+		{"NodePort, UDP", corev1.ServiceSpec{Type: corev1.ServiceTypeNodePort, Ports: []corev1.ServicePort{{Port: 53, Protocol: corev1.ProtocolUDP, NodePort: 30053}}}, ""},
+		{"LoadBalancer", corev1.ServiceSpec{Type: corev1.ServiceTypeLoadBalancer},
+			`spec.type: Invalid value: "LoadBalancer": the local runtime has no load balancer; use type NodePort, which it publishes at 127.0.0.1:nodePort, or --runtime kind`},
+		{"ExternalName", corev1.ServiceSpec{Type: corev1.ServiceTypeExternalName, ExternalName: "example.com"},
+			`spec.type: Invalid value: "ExternalName": the local runtime has no ExternalName Services; give the mesh the outside host with a ServiceEntry`},
+		{"a clusterIP of the user's", corev1.ServiceSpec{Type: corev1.ServiceTypeClusterIP, ClusterIP: "10.96.0.10"},
+			`spec.clusterIP: Invalid value: "10.96.0.10": the local runtime gives every Service a VIP of its own range; remove clusterIP (or write None for a headless Service)`},
+		{"externalIPs", corev1.ServiceSpec{Type: corev1.ServiceTypeClusterIP, ExternalIPs: []string{"192.0.2.1"}},
+			`spec.externalIPs: Forbidden: the local runtime publishes Services on the host through NodePort only; use type NodePort`},
+		{"SCTP", corev1.ServiceSpec{Type: corev1.ServiceTypeClusterIP, Ports: []corev1.ServicePort{{Port: 80, Protocol: corev1.ProtocolTCP}, {Port: 9, Protocol: corev1.ProtocolSCTP}}},
+			`spec.ports[1].protocol: Invalid value: "SCTP": the local runtime serves TCP and UDP ports only`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := errorLines(CheckServiceRunnable(&tt.spec, spec)); got != tt.want {
+				t.Errorf("CheckServiceRunnable:\n%s\nwant:\n%s", got, tt.want)
+			}
+		})
 	}
 }
