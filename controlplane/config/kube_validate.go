@@ -172,16 +172,17 @@ func validateSecret(s *corev1.Secret) field.ErrorList {
 }
 
 var (
-	portProtocols       = []string{string(corev1.ProtocolSCTP), string(corev1.ProtocolTCP), string(corev1.ProtocolUDP)}
-	serviceTypes        = []string{string(corev1.ServiceTypeClusterIP), string(corev1.ServiceTypeExternalName), string(corev1.ServiceTypeLoadBalancer), string(corev1.ServiceTypeNodePort)}
-	sessionAffinities   = []string{string(corev1.ServiceAffinityClientIP), string(corev1.ServiceAffinityNone)}
-	trafficPolicies     = []string{"Cluster", "Local"}
-	pullPolicies        = []string{string(corev1.PullAlways), string(corev1.PullIfNotPresent), string(corev1.PullNever)}
-	httpSchemes         = []string{string(corev1.URISchemeHTTP), string(corev1.URISchemeHTTPS)}
-	dnsPolicies         = []string{string(corev1.DNSClusterFirstWithHostNet), string(corev1.DNSClusterFirst), string(corev1.DNSDefault), string(corev1.DNSNone)}
-	restartPolicies     = []string{string(corev1.RestartPolicyAlways), string(corev1.RestartPolicyOnFailure), string(corev1.RestartPolicyNever)}
-	messagePolicies     = []string{string(corev1.TerminationMessageReadFile), string(corev1.TerminationMessageFallbackToLogsOnError)}
-	deploymentStrategys = []string{string(appsv1.RecreateDeploymentStrategyType), string(appsv1.RollingUpdateDeploymentStrategyType)}
+	portProtocols            = []string{string(corev1.ProtocolSCTP), string(corev1.ProtocolTCP), string(corev1.ProtocolUDP)}
+	serviceTypes             = []string{string(corev1.ServiceTypeClusterIP), string(corev1.ServiceTypeExternalName), string(corev1.ServiceTypeLoadBalancer), string(corev1.ServiceTypeNodePort)}
+	sessionAffinities        = []string{string(corev1.ServiceAffinityClientIP), string(corev1.ServiceAffinityNone)}
+	trafficPolicies          = []string{"Cluster", "Local"}
+	pullPolicies             = []string{string(corev1.PullAlways), string(corev1.PullIfNotPresent), string(corev1.PullNever)}
+	httpSchemes              = []string{string(corev1.URISchemeHTTP), string(corev1.URISchemeHTTPS)}
+	dnsPolicies              = []string{string(corev1.DNSClusterFirstWithHostNet), string(corev1.DNSClusterFirst), string(corev1.DNSDefault), string(corev1.DNSNone)}
+	restartPolicies          = []string{string(corev1.RestartPolicyAlways), string(corev1.RestartPolicyOnFailure), string(corev1.RestartPolicyNever)}
+	containerRestartPolicies = []string{string(corev1.ContainerRestartPolicyAlways), string(corev1.ContainerRestartPolicyNever), string(corev1.ContainerRestartPolicyOnFailure)}
+	messagePolicies          = []string{string(corev1.TerminationMessageReadFile), string(corev1.TerminationMessageFallbackToLogsOnError)}
+	deploymentStrategys      = []string{string(appsv1.RecreateDeploymentStrategyType), string(appsv1.RollingUpdateDeploymentStrategyType)}
 )
 
 func validateService(svc *corev1.Service) field.ErrorList {
@@ -530,9 +531,6 @@ func validatePodSpec(s *corev1.PodSpec, fld *field.Path) field.ErrorList {
 			errs = append(errs, field.Invalid(fld.Child("subdomain"), s.Subdomain, msg))
 		}
 	}
-	if g := *s.TerminationGracePeriodSeconds; g < 0 {
-		errs = append(errs, field.Invalid(fld.Child("terminationGracePeriodSeconds"), g, "must be greater than or equal to 0"))
-	}
 	return errs
 }
 
@@ -609,7 +607,7 @@ func validateVolumeSource(src *corev1.VolumeSource, fld *field.Path) field.Error
 				if f := rv.Field(j); f.Kind() == reflect.Pointer && !f.IsNil() {
 					k++
 					if k > 1 {
-						errs = append(errs, field.Forbidden(sf.Child(jsonName(rv.Type().Field(j))), "may not specify more than 1 volume type per source"))
+						errs = append(errs, field.Forbidden(sf, "may not specify more than 1 volume type per source"))
 					}
 				}
 			}
@@ -750,13 +748,10 @@ func validateContainer(c *corev1.Container, vols map[string]corev1.VolumeSource,
 			}
 		}
 	}
-	if c.RestartPolicy != nil {
-		switch {
-		case !init:
-			errs = append(errs, field.Forbidden(fld.Child("restartPolicy"), "may not be set for non-init containers"))
-		case *c.RestartPolicy != corev1.ContainerRestartPolicyAlways:
-			errs = append(errs, field.NotSupported(fld.Child("restartPolicy"), *c.RestartPolicy, []string{string(corev1.ContainerRestartPolicyAlways)}))
-		}
+	// ContainerRestartRules (beta, on in v1.37) lets any container say how
+	// it restarts; an init container that restarts Always is a sidecar.
+	if p := c.RestartPolicy; p != nil && !slices.Contains(containerRestartPolicies, string(*p)) {
+		errs = append(errs, field.NotSupported(fld.Child("restartPolicy"), *p, containerRestartPolicies))
 	}
 	return errs
 }
@@ -1145,4 +1140,15 @@ func mapKeys[V any](m map[string]V) []string {
 	}
 	slices.Sort(keys)
 	return keys
+}
+
+// fieldErrors turns validateKube's (or a runtime's CheckRunnable's) errors
+// into this package's, for the caller to stamp with file, document and
+// resource: Field is the path, Msg what kubectl prints after it.
+func fieldErrors(errs field.ErrorList) ErrorList {
+	out := make(ErrorList, 0, len(errs))
+	for _, e := range errs {
+		out = append(out, &Error{Field: e.Field, Msg: e.ErrorBody()})
+	}
+	return out
 }

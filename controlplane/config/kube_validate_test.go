@@ -130,3 +130,16 @@ func TestValidateKubeBad(t *testing.T) {
 		})
 	}
 }
+
+// TestFieldErrors: a field error reads, once stamped, as the lead's
+// file/document/resource errors do.
+func TestFieldErrors(t *testing.T) {
+	docs := kubeDocs(t, "testdata/kube/bad/deployment-selector-mismatch.yaml")
+	l := fieldErrors(validateKube(kubeObject(t, docs[0])))
+	l.at("app.yaml", 2)
+	l.about("Deployment", "foo", "web")
+	want := "app.yaml: document 3 (Deployment foo/web): spec.template.metadata.labels: Invalid value: {\"app\":\"web\"}: `selector` does not match template `labels`"
+	if got := l.Error(); got != want {
+		t.Errorf("error:\n%s\nwant:\n%s", got, want)
+	}
+}

@@ -79,6 +79,16 @@ func CheckRunnable(spec *corev1.PodSpec, fld *field.Path) field.ErrorList {
 					"the local runtime probes with httpGet, tcpSocket and exec; use one of them"))
 			}
 		}
+		// The supervisor restarts every container that exits, as kubelet
+		// does under a Deployment's restartPolicy Always.
+		if p := c.RestartPolicy; p != nil && *p != corev1.ContainerRestartPolicyAlways {
+			errs = append(errs, field.Invalid(cf.Child("restartPolicy"), *p,
+				"the local runtime restarts every container that exits (the pod's restartPolicy Always); remove the field"))
+		}
+		if len(c.RestartPolicyRules) > 0 {
+			errs = append(errs, field.Forbidden(cf.Child("restartPolicyRules"),
+				"the local runtime restarts every container that exits, whatever its exit code; remove the rules"))
+		}
 		if c.Lifecycle != nil && (c.Lifecycle.PostStart != nil || c.Lifecycle.PreStop != nil) {
 			errs = append(errs, field.Forbidden(cf.Child("lifecycle"),
 				"the local runtime runs no postStart or preStop hooks: remove them, or use --runtime kind"))

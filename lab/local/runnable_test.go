@@ -184,6 +184,10 @@ func TestCheckRunnableContainers(t *testing.T) {
 			[]string{`spec.template.spec.containers[0].image: Invalid value: "localhost:5000/meshlab.local/meshlab:v1": ` + imageHint}},
 		{"a flag is no mode", []corev1.Container{{Name: "a", Image: img, Args: []string{"--help"}}},
 			[]string{`spec.template.spec.containers[0].args[0]: Invalid value: "--help": names no mode of /meshlab; begin args with the mode, e.g. args: [sample, httpbin]`}},
+		{"restart rules", []corev1.Container{{Name: "a", Image: img, Args: []string{"version"},
+			RestartPolicy:      new(corev1.ContainerRestartPolicyAlways),
+			RestartPolicyRules: []corev1.ContainerRestartRule{{Action: corev1.ContainerRestartRuleActionRestart}}}},
+			[]string{`spec.template.spec.containers[0].restartPolicyRules: Forbidden: the local runtime restarts every container that exits, whatever its exit code; remove the rules`}},
 		{"each bad container said", []corev1.Container{
 			{Name: "a", Image: "nginx:1.27"},
 			{Name: "b", Image: img, Args: []string{"sample", "httpbin"}},
