@@ -187,6 +187,55 @@ func toYAML(t *testing.T, obj runtime.Object) string {
 	return string(b)
 }
 
+// TestKubeSizeAgreesWithAPIServer: the 1 MiB limit of a ConfigMap's and a
+// Secret's values is the API server's, in its words (a ConfigMap's error
+// names no field there; validateKube names data).
+func TestKubeSizeAgreesWithAPIServer(t *testing.T) {
+	env := kubetest.Start(t)
+	cs, err := kubernetes.NewForConfig(env.Config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	half := strings.Repeat("x", maxDataSize/2)
+	meta := metav1.ObjectMeta{Name: "big", Namespace: metav1.NamespaceDefault}
+	for _, tt := range []struct {
+		name string
+		obj  runtime.Object
+		ok   bool
+	}{
+		{"ConfigMap of 1 MiB", &corev1.ConfigMap{ObjectMeta: meta, Data: map[string]string{"a": half}, BinaryData: map[string][]byte{"b": []byte(half)}}, true},
+		{"ConfigMap a byte over", &corev1.ConfigMap{ObjectMeta: meta, Data: map[string]string{"a": half, "c": "x"}, BinaryData: map[string][]byte{"b": []byte(half)}}, false},
+		{"Secret a byte over, with stringData", &corev1.Secret{ObjectMeta: meta, Data: map[string][]byte{"a": []byte(half)}, StringData: map[string]string{"b": half + "x"}}, false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			var mine []string
+			for _, e := range validateKube(tt.obj) {
+				mine = append(mine, e.Error())
+			}
+			_, err := create(ctx, cs, tt.obj, true)
+			if tt.ok {
+				if err != nil || len(mine) > 0 {
+					t.Fatalf("the API server says %v, validateKube %q; want both to accept it", err, mine)
+				}
+				return
+			}
+			var se *apierrors.StatusError
+			if !errors.As(err, &se) || se.ErrStatus.Details == nil {
+				t.Fatalf("the API server answers %v; want it to refuse the size", err)
+			}
+			var theirs []string
+			for _, c := range se.ErrStatus.Details.Causes {
+				theirs = append(theirs, c.Field+": "+c.Message)
+			}
+			if got, want := messages(mine), messages(theirs); !slices.Equal(got, want) {
+				t.Errorf("validateKube:\n%s\nthe API server:\n%s", strings.Join(mine, "\n"), strings.Join(theirs, "\n"))
+			}
+		})
+	}
+}
+
 func isNamespace(obj runtime.Object) bool {
 	_, ok := obj.(*corev1.Namespace)
 	return ok
