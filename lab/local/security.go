@@ -6,6 +6,7 @@ import (
 	"strconv"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/util/validation/field"
 
 	"github.com/meshlab/meshlab/lab/manifest"
 )
@@ -54,70 +55,42 @@ func known(id uint32) bool {
 // as kubelet has it: the container's securityContext over the pod's, else
 // def (the pod's uid of the lab's range), with the group the same number as
 // the uid when none is given (kubelet would take the image's, often root).
-// It refuses what would give an app container privileges, naming the field:
-// root (runAsUser or runAsGroup 0), the sidecar's uid or gid 1337, whose
-// traffic capture lets through (Istio requires apps not to use it),
-// privileged and added capabilities.
+// It refuses what containerPrivileges refuses (CheckRunnable said so at
+// apply; this keeps a pod from starting with privileges whatever path its
+// spec came by).
 func appIdentity(spec corev1.PodSpec, i int, def uint32) (identity, error) {
+	if errs := containerPrivileges(&spec, i, field.NewPath("spec", "template", "spec")); len(errs) > 0 {
+		return identity{}, errs.ToAggregate()
+	}
 	c := spec.Containers[i]
-	field := fmt.Sprintf("spec.template.spec.containers[%d].securityContext", i)
-	podField := "spec.template.spec.securityContext"
 	var uid, gid *int64
-	uidField, gidField := "", ""
 	if psc := spec.SecurityContext; psc != nil {
-		uid, uidField = psc.RunAsUser, podField+".runAsUser"
-		gid, gidField = psc.RunAsGroup, podField+".runAsGroup"
+		uid, gid = psc.RunAsUser, psc.RunAsGroup
 	}
 	if sc := c.SecurityContext; sc != nil {
 		if sc.RunAsUser != nil {
-			uid, uidField = sc.RunAsUser, field+".runAsUser"
+			uid = sc.RunAsUser
 		}
 		if sc.RunAsGroup != nil {
-			gid, gidField = sc.RunAsGroup, field+".runAsGroup"
-		}
-		if sc.Privileged != nil && *sc.Privileged {
-			return identity{}, fmt.Errorf("%s.privileged: the local runtime runs no container privileged", field)
-		}
-		if sc.Capabilities != nil && len(sc.Capabilities.Add) > 0 {
-			return identity{}, fmt.Errorf("%s.capabilities.add: %v: the local runtime runs app containers without capabilities", field, sc.Capabilities.Add)
+			gid = sc.RunAsGroup
 		}
 	}
 	id := identity{uid: def, gid: def}
 	if uid != nil {
-		if err := checkID(*uid, uidField, "uid"); err != nil {
-			return identity{}, err
-		}
 		id.uid, id.gid = uint32(*uid), uint32(*uid)
 	}
 	if gid != nil {
-		if err := checkID(*gid, gidField, "gid"); err != nil {
-			return identity{}, err
-		}
 		id.gid = uint32(*gid)
 	}
 	return id, nil
 }
 
-func checkID(v int64, field, what string) error {
-	switch {
-	case v == 0:
-		return fmt.Errorf("%s: 0: the local runtime never runs an app container as root (its processes share the host's file system); remove the field or give another %s", field, what)
-	case v == ProxyUID:
-		return fmt.Errorf("%s: %d is istio-proxy's %s, whose traffic the sidecar does not capture (Istio requires apps not to run as it); give another %s", field, v, what, what)
-	case v < 0 || v > 1<<31-1:
-		return fmt.Errorf("%s: %d: want a %s from 1 to 2147483647", field, v, what)
-	}
-	return nil
-}
-
 // checkDeployments refuses a manifest whose Deployments ask for what the
-// local runtime does not give an app container, before any pod starts.
+// local runtime cannot run, before any pod starts.
 func checkDeployments(source string, objs manifest.Objects) error {
 	for _, d := range objs.Deployments {
-		for i := range d.Spec.Template.Spec.Containers {
-			if _, err := appIdentity(d.Spec.Template.Spec, i, AppUIDBase); err != nil {
-				return fmt.Errorf("%s: deployment %s/%s: %w", source, d.Namespace, d.Name, err)
-			}
+		if errs := CheckRunnable(&d.Spec.Template.Spec, field.NewPath("spec", "template", "spec")); len(errs) > 0 {
+			return fmt.Errorf("%s: deployment %s/%s: %w", source, d.Namespace, d.Name, errs.ToAggregate())
 		}
 	}
 	return nil

@@ -22,9 +22,11 @@ spec:
       securityContext: {` + podSC + `}
       containers:
       - name: app
+        image: meshlab.local/meshlab:test
         command: ["/meshlab", "sample", "serve"]
         securityContext: {` + appSC + `}
       - name: helper
+        image: meshlab.local/meshlab:test
         command: ["/meshlab", "sample", "serve"]
         securityContext: {` + helperSC + `}
 `
@@ -49,19 +51,19 @@ func TestAppIdentity(t *testing.T) {
 		{"a pod's root overridden by every container", "runAsUser: 0", "runAsUser: 1000", "runAsUser: 1001",
 			[]identity{{1000, 1000}, {1001, 1001}}, ""},
 		{"root", "", "runAsUser: 0", "", nil,
-			"spec.template.spec.containers[0].securityContext.runAsUser: 0: the local runtime never runs an app container as root"},
+			"spec.template.spec.containers[0].securityContext.runAsUser: Invalid value: 0: the local runtime never runs an app container as root"},
 		{"root at pod level", "runAsUser: 0", "", "", nil,
-			"spec.template.spec.securityContext.runAsUser: 0"},
+			"spec.template.spec.securityContext.runAsUser: Invalid value: 0"},
 		{"root's group", "", "", "runAsUser: 1000, runAsGroup: 0", nil,
-			"spec.template.spec.containers[1].securityContext.runAsGroup: 0"},
+			"spec.template.spec.containers[1].securityContext.runAsGroup: Invalid value: 0"},
 		{"the proxy's uid", "", "runAsUser: 1337", "", nil,
-			"runAsUser: 1337 is istio-proxy's uid, whose traffic the sidecar does not capture"},
+			"runAsUser: Invalid value: 1337: 1337 is istio-proxy's uid, whose traffic the sidecar does not capture"},
 		{"the proxy's gid", "runAsGroup: 1337", "", "", nil,
-			"spec.template.spec.securityContext.runAsGroup: 1337 is istio-proxy's gid"},
+			"spec.template.spec.securityContext.runAsGroup: Invalid value: 1337: 1337 is istio-proxy's gid"},
 		{"privileged", "", "privileged: true", "", nil,
-			"spec.template.spec.containers[0].securityContext.privileged"},
+			"spec.template.spec.containers[0].securityContext.privileged: Forbidden: the local runtime runs no container privileged"},
 		{"added capabilities", "", "", "capabilities: {add: [NET_ADMIN]}", nil,
-			"spec.template.spec.containers[1].securityContext.capabilities.add: [NET_ADMIN]"},
+			`spec.template.spec.containers[1].securityContext.capabilities.add: Invalid value: ["NET_ADMIN"]: the local runtime runs app containers without capabilities`},
 		{"dropped capabilities are fine", "", "capabilities: {drop: [ALL]}, allowPrivilegeEscalation: false, runAsNonRoot: true", "",
 			[]identity{{def, def}, {def, def}}, ""},
 	}
