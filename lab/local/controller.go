@@ -359,9 +359,9 @@ func (r *Runtime) startPod(ctx context.Context, p *pod, t *corev1.PodTemplateSpe
 		return err
 	}
 	for i, c := range t.Spec.Containers {
-		argv, err := containerArgv(c)
-		if err != nil {
-			return fmt.Errorf("pod %s/%s container %s: %w", p.Namespace, p.Name, c.Name, err)
+		argv := Argv(&c)
+		if len(argv) == 0 {
+			return fmt.Errorf("pod %s/%s container %s: nothing to run: give the container a command (the local runtime has no image store to take an entrypoint from)", p.Namespace, p.Name, c.Name)
 		}
 		id, err := appIdentity(t.Spec, i, def)
 		if err != nil {
@@ -384,28 +384,6 @@ func (r *Runtime) startPod(ctx context.Context, p *pod, t *corev1.PodTemplateSpe
 	}
 	r.watchReadiness(ctx, p)
 	return nil
-}
-
-// containerArgv is what a container runs on the local runtime: its command
-// and args; the meshlab image with no command runs this binary with the
-// args (its entrypoint).
-func containerArgv(c corev1.Container) ([]string, error) {
-	argv := append(append([]string{}, c.Command...), c.Args...)
-	if len(c.Command) == 0 && isImage(c.Image) {
-		argv = append([]string{"/meshlab"}, c.Args...)
-	}
-	if len(argv) == 0 {
-		return nil, fmt.Errorf("nothing to run: give the container a command (the local runtime has no image store to take an entrypoint from)")
-	}
-	return argv, nil
-}
-
-func isImage(image string) bool {
-	name, _, _ := strings.Cut(image, "@")
-	if i := strings.LastIndex(name, ":"); i > strings.LastIndex(name, "/") {
-		name = name[:i]
-	}
-	return name == Image
 }
 
 // resolveEnv is a container's env and envFrom, with values from the pod's

@@ -126,21 +126,3 @@ func TestResolveEnv(t *testing.T) {
 	}
 }
 
-func TestContainerArgv(t *testing.T) {
-	tests := []struct {
-		c    corev1.Container
-		want []string
-		err  bool
-	}{
-		{corev1.Container{Image: "meshlab.local/meshlab:dev", Args: []string{"sample", "httpbin"}}, []string{"/meshlab", "sample", "httpbin"}, false},
-		{corev1.Container{Image: "meshlab.local/meshlab", Command: []string{"/meshlab", "sample", "sleep"}}, []string{"/meshlab", "sample", "sleep"}, false},
-		{corev1.Container{Image: "nginx", Command: []string{"/usr/sbin/nginx"}, Args: []string{"-g", "daemon off;"}}, []string{"/usr/sbin/nginx", "-g", "daemon off;"}, false},
-		{corev1.Container{Image: "nginx"}, nil, true},
-	}
-	for _, tt := range tests {
-		got, err := containerArgv(tt.c)
-		if (err != nil) != tt.err || !slices.Equal(got, tt.want) {
-			t.Errorf("containerArgv(%+v) = %q, %v; want %q", tt.c, got, err, tt.want)
-		}
-	}
-}

@@ -61,7 +61,7 @@ func objectsOf[T any](t *testing.T, file, kind string) []*T {
 	}
 }
 
-func deployments(t *testing.T, file string) []*appsv1.Deployment {
+func fixtureDeployments(t *testing.T, file string) []*appsv1.Deployment {
 	t.Helper()
 	return objectsOf[appsv1.Deployment](t, file, "Deployment")
 }
@@ -85,7 +85,7 @@ func TestCheckRunnableFixtures(t *testing.T) {
 	}
 	for _, f := range bad {
 		t.Run(strings.TrimSuffix(filepath.Base(f), ".yaml"), func(t *testing.T) {
-			ds := deployments(t, f)
+			ds := fixtureDeployments(t, f)
 			if len(ds) != 1 {
 				t.Fatalf("%d Deployments; want 1", len(ds))
 			}
@@ -107,7 +107,7 @@ func TestCheckRunnableFixtures(t *testing.T) {
 	}
 	for _, f := range good {
 		t.Run(filepath.Base(f), func(t *testing.T) {
-			for _, d := range deployments(t, f) {
+			for _, d := range fixtureDeployments(t, f) {
 				if errs := CheckRunnable(&d.Spec.Template.Spec, templateSpec); len(errs) > 0 {
 					t.Errorf("deployment %s: %s", d.Name, errorLines(errs))
 				}
