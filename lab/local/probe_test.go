@@ -1,0 +1,484 @@
+package local
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
+
+	"github.com/meshlab/meshlab/lab/podnet"
+	"github.com/meshlab/meshlab/lab/process"
+)
+
+const probeHelperEnv = "MESHLAB_PROBE_HELPER"
+
+// TestMain lets the test binary be the runtime's own: `ns-exec` for exec
+// probes and containers, and a small app for the liveness test.
+func TestMain(m *testing.M) {
+	if len(os.Args) > 1 && os.Args[1] == process.NSExecName {
+		err := process.NSExecMain(os.Args[2:])
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(127)
+	}
+	if os.Getenv(probeHelperEnv) == "app" {
+		os.Exit(probeApp())
+	}
+	os.Exit(m.Run())
+}
+
+// probeApp answers /healthz 200, or 500 while $SICK exists.
+func probeApp() int {
+	l, err := net.Listen("tcp", "127.0.0.1:"+os.Getenv("PORT"))
+	if err != nil {
+		fmt.Println(err)
+		return 1
+	}
+	err = http.Serve(l, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if _, err := os.Stat(os.Getenv("SICK")); err == nil {
+			w.WriteHeader(http.StatusInternalServerError)
+		}
+	}))
+	fmt.Println(err)
+	return 1
+}
+
+func TestCheckProbe(t *testing.T) {
+	ports := []corev1.ContainerPort{{Name: "http", ContainerPort: 8080}}
+	field := "spec.template.spec.containers[0].livenessProbe"
+	tests := []struct {
+		name    string
+		kind    probeKind
+		spec    corev1.Probe
+		wantErr string
+	}{
+		{"http by name", livenessProbe, corev1.Probe{ProbeHandler: corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Port: intstr.FromString("http")}}}, ""},
+		{"tcp by number", readinessProbe, corev1.Probe{ProbeHandler: corev1.ProbeHandler{TCPSocket: &corev1.TCPSocketAction{Port: intstr.FromInt32(9080)}}}, ""},
+		{"exec", readinessProbe, corev1.Probe{ProbeHandler: corev1.ProbeHandler{Exec: &corev1.ExecAction{Command: []string{"true"}}}, SuccessThreshold: 2}, ""},
+		{"grpc", livenessProbe, corev1.Probe{ProbeHandler: corev1.ProbeHandler{GRPC: &corev1.GRPCAction{Port: 9090}}},
+			field + ".grpc: the local runtime does not run gRPC probes"},
+		{"no handler", livenessProbe, corev1.Probe{}, field + ": give one of httpGet, tcpSocket or exec"},
+		{"two handlers", livenessProbe, corev1.Probe{ProbeHandler: corev1.ProbeHandler{
+			Exec: &corev1.ExecAction{Command: []string{"true"}}, TCPSocket: &corev1.TCPSocketAction{Port: intstr.FromInt32(1)}}}, field + ": give only one"},
+		{"unknown port name", livenessProbe, corev1.Probe{ProbeHandler: corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Port: intstr.FromString("metrics")}}},
+			field + `.httpGet.port: "metrics": the container has no port of that name`},
+		{"port 0", livenessProbe, corev1.Probe{ProbeHandler: corev1.ProbeHandler{TCPSocket: &corev1.TCPSocketAction{Port: intstr.FromInt32(0)}}},
+			field + ".tcpSocket.port: 0: want a port from 1 to 65535"},
+		{"scheme", livenessProbe, corev1.Probe{ProbeHandler: corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Port: intstr.FromInt32(1), Scheme: "FTP"}}},
+			field + `.httpGet.scheme: "FTP": want HTTP or HTTPS`},
+		{"empty exec", livenessProbe, corev1.Probe{ProbeHandler: corev1.ProbeHandler{Exec: &corev1.ExecAction{}}}, field + ".exec.command: give the command"},
+		{"liveness success threshold", livenessProbe, corev1.Probe{ProbeHandler: corev1.ProbeHandler{Exec: &corev1.ExecAction{Command: []string{"true"}}}, SuccessThreshold: 2},
+			field + ".successThreshold: 2: must be 1 for a liveness probe"},
+		{"negative period", readinessProbe, corev1.Probe{ProbeHandler: corev1.ProbeHandler{Exec: &corev1.ExecAction{Command: []string{"true"}}}, PeriodSeconds: -1},
+			field + ".periodSeconds: -1: must be 0"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := checkProbe(field, tt.kind, &tt.spec, ports)
+			if tt.wantErr == "" && err != nil || tt.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tt.wantErr)) {
+				t.Fatalf("checkProbe = %v, want error %q", err, tt.wantErr)
+			}
+		})
+	}
+}
+
+// probePod is a real pod network namespace with apps listening on its
+// loopback only, and a container (a supervised sleep) with a volume.
+type probePod struct {
+	netns       string
+	ip          string
+	http, tls   int // servers on 127.0.0.1 inside the pod
+	h2c, closed int
+	hits        atomic.Int64 // requests to /flaky
+	sick        atomic.Bool  // /flaky answers 500
+	container   *process.Supervisor
+	mountDst    string
+	uid         uint32
+}
+
+func newProbePod(t *testing.T) *probePod {
+	t.Helper()
+	if err := podnet.Check(); err != nil {
+		t.Skipf("needs a pod network: %v", err)
+	}
+	ctx := context.Background()
+	n := podnet.Network{Bridge: "mlabr0", Prefix: netip.MustParsePrefix("198.18.250.0/24"),
+		Gateway: netip.MustParseAddr("198.18.250.1"), NetnsPrefix: "mlabr-"}
+	if err := n.Teardown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := n.Teardown(ctx); err != nil {
+			t.Error(err)
+		}
+	})
+	if err := n.EnsureBridge(ctx); err != nil {
+		t.Fatal(err)
+	}
+	pod, err := n.AddPod(ctx, "probes", netip.MustParseAddr("198.18.250.7"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &probePod{netns: pod.NetnsPath, ip: "198.18.250.7", uid: AppUIDBase + 77}
+
+	listen := func() net.Listener {
+		var l net.Listener
+		if err := podnet.Do(p.netns, func() error {
+			var err error
+			l, err = net.Listen("tcp", "127.0.0.1:0")
+			return err
+		}); err != nil {
+			t.Fatal(err)
+		}
+		return l
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/ok", func(w http.ResponseWriter, r *http.Request) {})
+	mux.HandleFunc("/fail", func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusInternalServerError) })
+	mux.HandleFunc("/here", func(w http.ResponseWriter, r *http.Request) { http.Redirect(w, r, "/ok", http.StatusFound) })
+	mux.HandleFunc("/here-fail", func(w http.ResponseWriter, r *http.Request) { http.Redirect(w, r, "/fail", http.StatusFound) })
+	mux.HandleFunc("/elsewhere", func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, "http://elsewhere.invalid/fail", http.StatusFound)
+	})
+	mux.HandleFunc("/slow", func(w http.ResponseWriter, r *http.Request) { time.Sleep(3 * time.Second) })
+	mux.HandleFunc("/headers", func(w http.ResponseWriter, r *http.Request) {
+		// What kubelet sends, and the probe's own headers over the defaults.
+		if r.UserAgent() != "kube-probe/1.33" || r.Header.Get("Accept") != "*/*" || r.Host != "reviews.local" ||
+			strings.Join(r.Header.Values("X-Probe"), ",") != "a,b" {
+			w.WriteHeader(http.StatusTeapot)
+		}
+	})
+	mux.HandleFunc("/flaky", func(w http.ResponseWriter, r *http.Request) {
+		p.hits.Add(1)
+		if p.sick.Load() {
+			w.WriteHeader(http.StatusInternalServerError)
+		}
+	})
+	for _, s := range []struct {
+		port  *int
+		start func(*httptest.Server)
+		proto func(*http.Server)
+	}{
+		{&p.http, (*httptest.Server).Start, nil},
+		{&p.tls, (*httptest.Server).StartTLS, nil},
+		{&p.h2c, (*httptest.Server).Start, func(s *http.Server) {
+			s.Protocols = new(http.Protocols)
+			s.Protocols.SetUnencryptedHTTP2(true) // and no HTTP/1
+		}},
+	} {
+		srv := httptest.NewUnstartedServer(mux)
+		srv.Listener = listen()
+		if s.proto != nil {
+			s.proto(srv.Config)
+		}
+		s.start(srv)
+		t.Cleanup(srv.Close)
+		*s.port = srv.Listener.Addr().(*net.TCPAddr).Port
+	}
+	l := listen()
+	p.closed = l.Addr().(*net.TCPAddr).Port
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	// The container: its volume holds a file only it sees at mountDst.
+	src := t.TempDir()
+	if err := os.WriteFile(filepath.Join(src, "healthy"), []byte("yes"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(src, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	base, err := os.MkdirTemp("", "meshlab-probe")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = os.RemoveAll(base) })
+	if err := os.Chmod(base, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	p.mountDst = filepath.Join(base, "config")
+	p.container = process.NewSupervisor(process.Spec{Name: "probed", Argv: []string{"/bin/sleep", "3600"},
+		NetnsPath: p.netns, UID: p.uid, GID: p.uid, Dir: "/", Self: os.Args[0],
+		Mounts: []process.Mount{{Source: src, Target: p.mountDst, ReadOnly: true}}}, process.WithGrace(time.Second))
+	if err := p.container.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := p.container.Stop(ctx); err != nil {
+			t.Error(err)
+		}
+	})
+	return p
+}
+
+func (p *probePod) target() probeTarget {
+	return probeTarget{Netns: p.netns, State: p.container.State, Self: os.Args[0], UID: p.uid, GID: p.uid, Dir: "/",
+		Env:   []string{"PATH=" + containerPath},
+		Ports: []corev1.ContainerPort{{Name: "http-web", ContainerPort: int32(p.http)}, {Name: "tcp-closed", ContainerPort: int32(p.closed)}}}
+}
+
+// TestProbeOnce runs each kind of probe once against real servers that
+// listen on a pod's loopback only, and an exec probe in a real container.
+func TestProbeOnce(t *testing.T) {
+	p := newProbePod(t)
+	get := func(port intstr.IntOrString, path string, mod ...func(*corev1.HTTPGetAction)) corev1.ProbeHandler {
+		g := &corev1.HTTPGetAction{Port: port, Path: path}
+		for _, m := range mod {
+			m(g)
+		}
+		return corev1.ProbeHandler{HTTPGet: g}
+	}
+	num := func(n int) intstr.IntOrString { return intstr.FromInt32(int32(n)) }
+	sh := func(script string) corev1.ProbeHandler {
+		return corev1.ProbeHandler{Exec: &corev1.ExecAction{Command: []string{"/bin/sh", "-c", script}}}
+	}
+	http2 := corev1.HTTPProtocolHTTP2
+	tests := []struct {
+		name    string
+		h       corev1.ProbeHandler
+		host    bool // probe from the host's network namespace instead
+		wantErr string
+	}{
+		{"http 200", get(num(p.http), "/ok"), false, ""},
+		{"http by port name", get(intstr.FromString("http-web"), "/ok"), false, ""},
+		{"http path without slash", get(num(p.http), "ok"), false, ""},
+		{"http 500", get(num(p.http), "/fail"), false, "HTTP probe failed with statuscode: 500"},
+		{"http redirect followed", get(num(p.http), "/here"), false, ""},
+		{"http redirect to a failure", get(num(p.http), "/here-fail"), false, "HTTP probe failed with statuscode: 500"},
+		{"http redirect elsewhere not followed", get(num(p.http), "/elsewhere"), false, ""},
+		{"http headers", get(num(p.http), "/headers", func(g *corev1.HTTPGetAction) {
+			g.HTTPHeaders = []corev1.HTTPHeader{{Name: "Host", Value: "reviews.local"}, {Name: "x-probe", Value: "a"}, {Name: "X-Probe", Value: "b"}}
+		}), false, ""},
+		{"http timeout", get(num(p.http), "/slow"), false, "context deadline exceeded"},
+		{"https without verification", get(num(p.tls), "/ok", func(g *corev1.HTTPGetAction) { g.Scheme = corev1.URISchemeHTTPS }), false, ""},
+		{"http/1.1 to an h2c-only server", get(num(p.h2c), "/ok"), false, `Get "http://127.0.0.1:`},
+		{"h2c", get(num(p.h2c), "/ok", func(g *corev1.HTTPGetAction) { g.Protocol = &http2 }), false, ""},
+		{"http from the host's netns", get(num(p.http), "/ok"), true, "connection refused"},
+		{"tcp open", corev1.ProbeHandler{TCPSocket: &corev1.TCPSocketAction{Port: num(p.http)}}, false, ""},
+		{"tcp closed by name", corev1.ProbeHandler{TCPSocket: &corev1.TCPSocketAction{Port: intstr.FromString("tcp-closed")}}, false, "connection refused"},
+		// The command runs as the container: its uid, its netns (its pod
+		// IP) and its volume, which only its mount namespace has.
+		{"exec in the container", sh(fmt.Sprintf("test $(id -u) = %d && grep -q %s /proc/net/fib_trie && test $(cat %s/healthy) = yes",
+			p.uid, p.ip, p.mountDst)), false, ""},
+		{"exec exit 3", sh("echo not yet >&2; exit 3"), false, `exited with 3: not yet`},
+		{"exec timeout", sh("sleep 5"), false, "timed out after 1s"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			target := p.target()
+			if tt.host {
+				target.Netns = ""
+			}
+			pr, err := newProber(readinessProbe, &corev1.Probe{ProbeHandler: tt.h}, target)
+			if err != nil {
+				t.Fatal(err)
+			}
+			start := time.Now()
+			err = pr.probeOnce(context.Background())
+			if tt.wantErr == "" && err != nil || tt.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tt.wantErr)) {
+				t.Fatalf("probe = %v, want error %q", err, tt.wantErr)
+			}
+			// timeoutSeconds defaults to 1 and bounds every probe.
+			if d := time.Since(start); d > 2*time.Second {
+				t.Fatalf("probe took %v; want it bounded by its 1s timeout", d)
+			}
+		})
+	}
+}
+
+// TestProbeTiming runs the probe loop with Kubernetes' timing, a second
+// shortened to 20ms, against a real server in a pod whose health flips.
+func TestProbeTiming(t *testing.T) {
+	p := newProbePod(t)
+	const unit = 20 * time.Millisecond
+	type change struct {
+		ok     bool
+		reason string
+		hits   int64 // requests served when it changed
+	}
+	var mu sync.Mutex
+	var started time.Time
+	restarted := func() { mu.Lock(); started = time.Now(); mu.Unlock() }
+	restarted()
+	state := func() process.State {
+		mu.Lock()
+		defer mu.Unlock()
+		return process.State{Running: true, PID: 1, StartedAt: started}
+	}
+
+	run := func(t *testing.T, kind probeKind, spec corev1.Probe) (<-chan change, func()) {
+		spec.HTTPGet = &corev1.HTTPGetAction{Port: intstr.FromString("http-web"), Path: "/flaky"}
+		target := p.target()
+		target.State = state
+		pr, err := newProber(kind, &spec, target)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pr.second = unit
+		ch := make(chan change, 16)
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			pr.run(ctx, func(ok bool, reason string) { ch <- change{ok, reason, p.hits.Load()} })
+		}()
+		return ch, func() { cancel(); <-done }
+	}
+	next := func(t *testing.T, ch <-chan change) change {
+		t.Helper()
+		select {
+		case c := <-ch:
+			return c
+		case <-time.After(10 * time.Second):
+			t.Fatal("no change of the probe's result")
+			return change{}
+		}
+	}
+	none := func(t *testing.T, ch <-chan change, d time.Duration) {
+		t.Helper()
+		select {
+		case c := <-ch:
+			t.Fatalf("unexpected change %+v", c)
+		case <-time.After(d):
+		}
+	}
+
+	t.Run("readiness thresholds", func(t *testing.T) {
+		p.sick.Store(false)
+		restarted()
+		p.hits.Store(0)
+		ch, stop := run(t, readinessProbe, corev1.Probe{InitialDelaySeconds: 10, PeriodSeconds: 1, SuccessThreshold: 2, FailureThreshold: 3})
+		defer stop()
+		c := next(t, ch)
+		mu.Lock()
+		since := time.Since(started)
+		mu.Unlock()
+		// Not before initialDelaySeconds; ready after 2 successes in a row.
+		if !c.ok || c.hits != 2 || since < 10*unit {
+			t.Fatalf("first change %+v after %v; want ready after 2 probes and at least %v", c, since, 10*unit)
+		}
+		p.sick.Store(true)
+		at := p.hits.Load()
+		c = next(t, ch)
+		if c.ok || c.hits-at != 3 || c.reason != "Readiness probe failed: HTTP probe failed with statuscode: 500" {
+			t.Fatalf("change %+v, %d probes after it fell sick; want not ready after 3 failures, with the reason", c, c.hits-at)
+		}
+		p.sick.Store(false)
+		at = p.hits.Load()
+		if c = next(t, ch); !c.ok || c.hits-at != 2 {
+			t.Fatalf("change %+v, %d probes after it healed; want ready after 2", c, c.hits-at)
+		}
+	})
+
+	t.Run("liveness holds after a failure until the container restarts", func(t *testing.T) {
+		p.sick.Store(true)
+		restarted()
+		p.hits.Store(0)
+		ch, stop := run(t, livenessProbe, corev1.Probe{PeriodSeconds: 1, FailureThreshold: 3})
+		defer stop()
+		// Alive until proven otherwise: the first change is the failure.
+		c := next(t, ch)
+		if c.ok || c.hits != 3 || c.reason != "Liveness probe failed: HTTP probe failed with statuscode: 500" {
+			t.Fatalf("first change %+v; want a liveness failure after 3 probes", c)
+		}
+		at := p.hits.Load()
+		none(t, ch, 10*unit)
+		if h := p.hits.Load(); h != at {
+			t.Fatalf("%d probes while the container waited for its restart; want none", h-at)
+		}
+		p.sick.Store(false)
+		restarted()
+		if c = next(t, ch); !c.ok {
+			t.Fatalf("change %+v after the restart; want alive again", c)
+		}
+		waitUntil(t, "probes of the new container", func() bool { return p.hits.Load() > at })
+	})
+}
+
+// TestLivenessRestartsContainer wires a liveness probe to a real
+// container's Supervisor.Restart, as the runtime does.
+func TestLivenessRestartsContainer(t *testing.T) {
+	p := newProbePod(t)
+	sick := filepath.Join(t.TempDir(), "sick")
+	if err := os.WriteFile(sick, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	port := p.closed // free inside the pod: the app listens there
+	app := process.NewSupervisor(process.Spec{Name: "app", Argv: []string{os.Args[0]}, NetnsPath: p.netns, Self: os.Args[0],
+		Env: []string{probeHelperEnv + "=app", "PORT=" + strconv.Itoa(port), "SICK=" + sick}},
+		process.WithGrace(time.Second), process.WithBackoff(process.Backoff{Initial: 10 * time.Millisecond, Max: time.Second, ResetAfter: time.Hour}))
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	if err := app.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		if err := app.Stop(context.Background()); err != nil {
+			t.Error(err)
+		}
+	}()
+	target := p.target()
+	target.State = app.State
+	pr, err := newProber(livenessProbe, &corev1.Probe{ProbeHandler: corev1.ProbeHandler{
+		HTTPGet: &corev1.HTTPGetAction{Port: intstr.FromString("tcp-closed"), Path: "/healthz"}},
+		InitialDelaySeconds: 10, PeriodSeconds: 1, FailureThreshold: 2}, target) // the delay covers the app's start, after the restart too
+	if err != nil {
+		t.Fatal(err)
+	}
+	pr.second = 50 * time.Millisecond
+	alive := make(chan bool, 4)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		pr.run(ctx, func(ok bool, reason string) {
+			if !ok {
+				if err := os.Remove(sick); err != nil { // the new process will be healthy
+					t.Error(err)
+				}
+				if err := app.Restart(ctx, reason); err != nil {
+					t.Error(err)
+				}
+			}
+			alive <- ok
+		})
+	}()
+	defer func() { cancel(); <-done }()
+	for _, want := range []bool{false, true} {
+		select {
+		case got := <-alive:
+			if got != want {
+				t.Fatalf("liveness changed to %v, want %v", got, want)
+			}
+		case <-time.After(20 * time.Second):
+			t.Fatalf("liveness did not change to %v", want)
+		}
+	}
+	st := app.State()
+	if st.Restarts != 1 || !strings.HasPrefix(st.LastExit, "Liveness probe failed: HTTP probe failed with statuscode: 500 (") {
+		t.Fatalf("app after the liveness failure: %+v; want 1 restart with the probe's reason", st)
+	}
+}
+
+func waitUntil(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
