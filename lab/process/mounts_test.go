@@ -84,7 +84,17 @@ func TestContainerMounts(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = os.RemoveAll(dstBase) })
-	if err := os.Chmod(dstBase, 0o755); err != nil {
+	// A shared mount, as / is on systemd hosts: what the container mounts
+	// below it would propagate back to the host unless ns-exec stops it.
+	if err := unix.Mount("tmpfs", dstBase, "tmpfs", 0, "mode=0755"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := unix.Unmount(dstBase, unix.MNT_DETACH); err != nil {
+			t.Error(err)
+		}
+	})
+	if err := unix.Mount("", dstBase, "", unix.MS_SHARED, ""); err != nil {
 		t.Fatal(err)
 	}
 	cfgDst, dataDst := filepath.Join(dstBase, "etc", "config"), filepath.Join(dstBase, "data")
