@@ -108,7 +108,7 @@ type probePod struct {
 	uid         uint32
 }
 
-func newProbePod(t *testing.T) *probePod {
+func newProbePod(t testing.TB) *probePod {
 	t.Helper()
 	if err := podnet.Check(); err != nil {
 		t.Skipf("needs a pod network: %v", err)
@@ -480,5 +480,32 @@ func waitUntil(t *testing.T, what string, cond func() bool) {
 			t.Fatalf("timed out waiting for %s", what)
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// BenchmarkProbe is what one probe of each kind costs the runtime: an
+// httpGet or tcpSocket dial from inside the pod's netns, and an exec probe
+// (ns-exec into the container's namespaces, then /bin/true as its user).
+func BenchmarkProbe(b *testing.B) {
+	p := newProbePod(b)
+	for _, bb := range []struct {
+		name string
+		h    corev1.ProbeHandler
+	}{
+		{"httpGet", corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Port: intstr.FromString("http-web"), Path: "/ok"}}},
+		{"tcpSocket", corev1.ProbeHandler{TCPSocket: &corev1.TCPSocketAction{Port: intstr.FromString("http-web")}}},
+		{"exec", corev1.ProbeHandler{Exec: &corev1.ExecAction{Command: []string{"/bin/true"}}}},
+	} {
+		b.Run(bb.name, func(b *testing.B) {
+			pr, err := newProber(readinessProbe, &corev1.Probe{ProbeHandler: bb.h}, p.target())
+			if err != nil {
+				b.Fatal(err)
+			}
+			for b.Loop() {
+				if err := pr.probeOnce(context.Background()); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
 	}
 }
