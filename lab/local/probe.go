@@ -13,6 +13,7 @@ import (
 	"os/exec"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -40,6 +41,18 @@ const (
 	readinessProbe probeKind = "Readiness"
 	// livenessProbe starts passed; its failure restarts the container.
 	livenessProbe probeKind = "Liveness"
+	// startupProbe starts unknown; until it passes, the others wait, and
+	// its failure restarts the container.
+	startupProbe probeKind = "Startup"
+)
+
+// probeResult is kubelet's: a startup probe's is unknown until it has one.
+type probeResult int8
+
+const (
+	resultUnknown probeResult = iota
+	resultSuccess
+	resultFailure
 )
 
 // probeTarget is the container a probe checks.
@@ -71,6 +84,12 @@ type prober struct {
 	client *http.Client
 	// second is the unit of the probe's *Seconds fields; tests shorten it.
 	second time.Duration
+	// gate holds probing while it is false (a container whose startup
+	// probe has not passed); nil never holds.
+	gate func(process.State) bool
+	// trigger runs a probe now rather than at the next period, as kubelet
+	// does for readiness once a container has started.
+	trigger chan struct{}
 }
 
 // checkProbe refuses a probe the local runtime cannot run, naming the field
@@ -104,8 +123,8 @@ func checkProbe(field string, kind probeKind, spec *corev1.Probe, ports []corev1
 			return fmt.Errorf("%s.%s: %d: must be 0 (the default) or more", field, n.name, n.v)
 		}
 	}
-	if kind == livenessProbe && spec.SuccessThreshold > 1 {
-		return fmt.Errorf("%s.successThreshold: %d: must be 1 for a liveness probe", field, spec.SuccessThreshold)
+	if kind != readinessProbe && spec.SuccessThreshold > 1 {
+		return fmt.Errorf("%s.successThreshold: %d: must be 1 for a %s probe", field, spec.SuccessThreshold, strings.ToLower(string(kind)))
 	}
 	switch {
 	case spec.Exec != nil:
@@ -158,7 +177,7 @@ func newProber(kind probeKind, spec *corev1.Probe, target probeTarget) (*prober,
 	if err := checkProbe(strings.ToLower(string(kind))+"Probe", kind, spec, target.Ports); err != nil {
 		return nil, err
 	}
-	p := &prober{kind: kind, spec: *spec.DeepCopy(), target: target, second: time.Second}
+	p := &prober{kind: kind, spec: *spec.DeepCopy(), target: target, second: time.Second, trigger: make(chan struct{}, 1)}
 	// Kubernetes' defaults, which the API server would have filled in.
 	for _, d := range []struct {
 		f   *int32
@@ -362,27 +381,31 @@ func (b *limitedBuffer) Write(p []byte) (int, error) {
 // does, and calls onChange when the result changes: reason says why it
 // failed ("Liveness probe failed: ..."; "" when ok), for the pod's status
 // and Supervisor.Restart. Before the first result a readiness probe counts
-// as failed and a liveness probe as passed, and nothing is called.
+// as failed, a liveness probe as passed and a startup probe as unknown,
+// and nothing is called.
 //
 // Kubernetes' timing: no probe while the container runs shorter than
 // initialDelaySeconds; each probe bounded by timeoutSeconds; the result
 // changes after successThreshold passes or failureThreshold failures in a
 // row. A container that is not running is not ready, and is not probed.
-// After a liveness failure probing stops until the container has restarted,
-// then starts over (initial delay included) from the initial result.
+// After a liveness or startup failure, or a startup success, probing stops
+// until the container has restarted, then starts over (initial delay
+// included) from the initial result.
 func (p *prober) run(ctx context.Context, onChange func(ok bool, reason string)) {
-	initial := p.kind == livenessProbe
-	ok := initial
-	var started time.Time // of the container probed; a new one starts over
-	var last error
-	runs, lastOK := 0, initial
-	onHold := false
-	set := func(now bool, reason string) {
-		if now != ok {
-			ok = now
-			onChange(ok, reason)
+	initial := map[probeKind]probeResult{readinessProbe: resultFailure, livenessProbe: resultSuccess, startupProbe: resultUnknown}[p.kind]
+	result := initial
+	set := func(r probeResult, reason string) {
+		if r == result {
+			return
+		}
+		result = r
+		if r != resultUnknown {
+			onChange(r == resultSuccess, reason)
 		}
 	}
+	var started time.Time // of the container probed; a new one starts over
+	runs, lastOK := 0, false
+	onHold := false
 	tick := time.NewTicker(time.Duration(p.spec.PeriodSeconds) * p.second)
 	defer tick.Stop()
 	for {
@@ -393,32 +416,43 @@ func (p *prober) run(ctx context.Context, onChange func(ok bool, reason string))
 		switch {
 		case !st.Running:
 			if p.kind == readinessProbe {
-				set(false, fmt.Sprintf("%s probe failed: the container is not running", p.kind))
+				set(resultFailure, fmt.Sprintf("%s probe failed: the container is not running", p.kind))
 			}
 		case !st.StartedAt.Equal(started):
 			// A new container (or the first): start over.
 			started, onHold, runs = st.StartedAt, false, 0
-			set(initial, "")
+			set(initial, fmt.Sprintf("%s probe: the container has restarted", p.kind))
 			fallthrough
 		default:
+			if p.gate != nil && !p.gate(st) {
+				// Not started: kubelet runs neither readiness nor liveness
+				// probes, and the container is not ready.
+				if p.kind == readinessProbe {
+					set(resultFailure, fmt.Sprintf("%s probe: the container has not passed its startup probe", p.kind))
+				}
+				break
+			}
 			if onHold || time.Since(st.StartedAt) < time.Duration(p.spec.InitialDelaySeconds)*p.second {
 				break
 			}
-			last = p.probeOnce(ctx)
+			err := p.probeOnce(ctx)
 			if ctx.Err() != nil {
 				return
 			}
-			if now := last == nil; now == lastOK && runs > 0 {
+			if ok := err == nil; ok == lastOK && runs > 0 {
 				runs++
 			} else {
-				lastOK, runs = now, 1
+				lastOK, runs = ok, 1
 			}
 			switch {
 			case lastOK && runs >= int(p.spec.SuccessThreshold):
-				set(true, "")
+				set(resultSuccess, "")
+				if p.kind == startupProbe {
+					onHold = true // started: never probed again for this container
+				}
 			case !lastOK && runs >= int(p.spec.FailureThreshold):
-				set(false, fmt.Sprintf("%s probe failed: %v", p.kind, last))
-				if p.kind == livenessProbe {
+				set(resultFailure, fmt.Sprintf("%s probe failed: %v", p.kind, err))
+				if p.kind != readinessProbe {
 					// The container is being restarted: nothing to probe
 					// until the new one runs.
 					onHold, runs = true, 0
@@ -429,6 +463,141 @@ func (p *prober) run(ctx context.Context, onChange func(ok bool, reason string))
 		case <-ctx.Done():
 			return
 		case <-tick.C:
+		case <-p.trigger:
+		}
+	}
+}
+
+// containerProbes are one container's probes, run together as kubelet
+// runs them: liveness and readiness wait for the startup probe, and a
+// container without a readiness probe is ready while it runs (and has
+// started).
+type containerProbes struct {
+	target                       probeTarget
+	startup, liveness, readiness *prober // nil when the container has none
+	// poll is how often readiness follows the container's state when it
+	// has no readiness probe.
+	poll time.Duration
+
+	mu         sync.Mutex
+	started    bool
+	startedFor time.Time // StartedAt of the container whose startup probe passed
+}
+
+// newContainerProbes prepares container c's probes, refusing (with c's
+// field path, e.g. spec.template.spec.containers[0]) what checkProbe
+// refuses. target.Ports is set from c.
+func newContainerProbes(field string, c *corev1.Container, target probeTarget) (*containerProbes, error) {
+	target.Ports = c.Ports
+	cp := &containerProbes{target: target, poll: 100 * time.Millisecond}
+	for _, pr := range []struct {
+		kind  probeKind
+		spec  *corev1.Probe
+		field string
+		dst   **prober
+	}{
+		{startupProbe, c.StartupProbe, ".startupProbe", &cp.startup},
+		{livenessProbe, c.LivenessProbe, ".livenessProbe", &cp.liveness},
+		{readinessProbe, c.ReadinessProbe, ".readinessProbe", &cp.readiness},
+	} {
+		if pr.spec == nil {
+			continue
+		}
+		if err := checkProbe(field+pr.field, pr.kind, pr.spec, c.Ports); err != nil {
+			return nil, err
+		}
+		p, err := newProber(pr.kind, pr.spec, target)
+		if err != nil {
+			return nil, err
+		}
+		p.gate = cp.hasStarted
+		*pr.dst = p
+	}
+	if cp.startup != nil {
+		cp.startup.gate = nil
+	}
+	return cp, nil
+}
+
+// hasStarted reports whether the container of st has passed its startup
+// probe (always, without one).
+func (cp *containerProbes) hasStarted(st process.State) bool {
+	if cp.startup == nil {
+		return true
+	}
+	cp.mu.Lock()
+	defer cp.mu.Unlock()
+	return cp.started && cp.startedFor.Equal(st.StartedAt)
+}
+
+// run runs the probes until ctx ends: ready is called when the
+// container's readiness changes (Kubernetes' ContainerStatus.ready, for
+// the pod's endpoints), restart when a liveness or startup probe has
+// failed, with kubelet's reason, for Supervisor.Restart.
+func (cp *containerProbes) run(ctx context.Context, ready func(ok bool, reason string), restart func(reason string)) {
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	goRun := func(p *prober, onChange func(bool, string)) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			p.run(ctx, onChange)
+		}()
+	}
+	// Without a readiness probe, readiness follows the state: the poller
+	// is woken like a probe when the container starts.
+	poke := make(chan struct{}, 1)
+	if cp.readiness != nil {
+		poke = cp.readiness.trigger
+	}
+	if cp.startup != nil {
+		goRun(cp.startup, func(ok bool, reason string) {
+			if !ok {
+				restart(reason)
+				return
+			}
+			st := cp.target.State()
+			cp.mu.Lock()
+			cp.started, cp.startedFor = true, st.StartedAt
+			cp.mu.Unlock()
+			select {
+			case poke <- struct{}{}:
+			default:
+			}
+		})
+	}
+	if cp.liveness != nil {
+		goRun(cp.liveness, func(ok bool, reason string) {
+			if !ok {
+				restart(reason)
+			}
+		})
+	}
+	if cp.readiness != nil {
+		goRun(cp.readiness, ready)
+		return
+	}
+	tick := time.NewTicker(cp.poll)
+	defer tick.Stop()
+	last := false
+	for {
+		st := cp.target.State()
+		if now := st.Running && cp.hasStarted(st); now != last {
+			last = now
+			reason := ""
+			if !now {
+				reason = "the container is not running"
+				if st.Running {
+					reason = "the container has not passed its startup probe"
+				}
+			}
+			ready(now, reason)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		case <-poke:
 		}
 	}
 }

@@ -101,8 +101,7 @@ type probePod struct {
 	ip          string
 	http, tls   int // servers on 127.0.0.1 inside the pod
 	h2c, closed int
-	hits        atomic.Int64 // requests to /flaky
-	sick        atomic.Bool  // /flaky answers 500
+	flaky       sync.Map // name → *flakyPath, served at /flaky/name
 	container   *process.Supervisor
 	mountDst    string
 	uid         uint32
@@ -160,9 +159,10 @@ func newProbePod(t testing.TB) *probePod {
 			w.WriteHeader(http.StatusTeapot)
 		}
 	})
-	mux.HandleFunc("/flaky", func(w http.ResponseWriter, r *http.Request) {
-		p.hits.Add(1)
-		if p.sick.Load() {
+	mux.HandleFunc("/flaky/{name}", func(w http.ResponseWriter, r *http.Request) {
+		f := p.path(r.PathValue("name"))
+		f.hits.Add(1)
+		if f.sick.Load() {
 			w.WriteHeader(http.StatusInternalServerError)
 		}
 	})
@@ -222,6 +222,17 @@ func newProbePod(t testing.TB) *probePod {
 		}
 	})
 	return p
+}
+
+// flakyPath is a health endpoint whose answer the test decides.
+type flakyPath struct {
+	hits atomic.Int64 // requests served
+	sick atomic.Bool  // answer 500
+}
+
+func (p *probePod) path(name string) *flakyPath {
+	f, _ := p.flaky.LoadOrStore(name, &flakyPath{})
+	return f.(*flakyPath)
 }
 
 func (p *probePod) target() probeTarget {
@@ -319,8 +330,9 @@ func TestProbeTiming(t *testing.T) {
 		return process.State{Running: true, PID: 1, StartedAt: started}
 	}
 
+	f := p.path("timing")
 	run := func(t *testing.T, kind probeKind, spec corev1.Probe) (<-chan change, func()) {
-		spec.HTTPGet = &corev1.HTTPGetAction{Port: intstr.FromString("http-web"), Path: "/flaky"}
+		spec.HTTPGet = &corev1.HTTPGetAction{Port: intstr.FromString("http-web"), Path: "/flaky/timing"}
 		target := p.target()
 		target.State = state
 		pr, err := newProber(kind, &spec, target)
@@ -333,7 +345,7 @@ func TestProbeTiming(t *testing.T) {
 		done := make(chan struct{})
 		go func() {
 			defer close(done)
-			pr.run(ctx, func(ok bool, reason string) { ch <- change{ok, reason, p.hits.Load()} })
+			pr.run(ctx, func(ok bool, reason string) { ch <- change{ok, reason, f.hits.Load()} })
 		}()
 		return ch, func() { cancel(); <-done }
 	}
@@ -357,9 +369,9 @@ func TestProbeTiming(t *testing.T) {
 	}
 
 	t.Run("readiness thresholds", func(t *testing.T) {
-		p.sick.Store(false)
+		f.sick.Store(false)
 		restarted()
-		p.hits.Store(0)
+		f.hits.Store(0)
 		ch, stop := run(t, readinessProbe, corev1.Probe{InitialDelaySeconds: 10, PeriodSeconds: 1, SuccessThreshold: 2, FailureThreshold: 3})
 		defer stop()
 		c := next(t, ch)
@@ -370,23 +382,23 @@ func TestProbeTiming(t *testing.T) {
 		if !c.ok || c.hits != 2 || since < 10*unit {
 			t.Fatalf("first change %+v after %v; want ready after 2 probes and at least %v", c, since, 10*unit)
 		}
-		p.sick.Store(true)
-		at := p.hits.Load()
+		f.sick.Store(true)
+		at := f.hits.Load()
 		c = next(t, ch)
 		if c.ok || c.hits-at != 3 || c.reason != "Readiness probe failed: HTTP probe failed with statuscode: 500" {
 			t.Fatalf("change %+v, %d probes after it fell sick; want not ready after 3 failures, with the reason", c, c.hits-at)
 		}
-		p.sick.Store(false)
-		at = p.hits.Load()
+		f.sick.Store(false)
+		at = f.hits.Load()
 		if c = next(t, ch); !c.ok || c.hits-at != 2 {
 			t.Fatalf("change %+v, %d probes after it healed; want ready after 2", c, c.hits-at)
 		}
 	})
 
 	t.Run("liveness holds after a failure until the container restarts", func(t *testing.T) {
-		p.sick.Store(true)
+		f.sick.Store(true)
 		restarted()
-		p.hits.Store(0)
+		f.hits.Store(0)
 		ch, stop := run(t, livenessProbe, corev1.Probe{PeriodSeconds: 1, FailureThreshold: 3})
 		defer stop()
 		// Alive until proven otherwise: the first change is the failure.
@@ -394,17 +406,17 @@ func TestProbeTiming(t *testing.T) {
 		if c.ok || c.hits != 3 || c.reason != "Liveness probe failed: HTTP probe failed with statuscode: 500" {
 			t.Fatalf("first change %+v; want a liveness failure after 3 probes", c)
 		}
-		at := p.hits.Load()
+		at := f.hits.Load()
 		none(t, ch, 10*unit)
-		if h := p.hits.Load(); h != at {
+		if h := f.hits.Load(); h != at {
 			t.Fatalf("%d probes while the container waited for its restart; want none", h-at)
 		}
-		p.sick.Store(false)
+		f.sick.Store(false)
 		restarted()
 		if c = next(t, ch); !c.ok {
 			t.Fatalf("change %+v after the restart; want alive again", c)
 		}
-		waitUntil(t, "probes of the new container", func() bool { return p.hits.Load() > at })
+		waitUntil(t, "probes of the new container", func() bool { return f.hits.Load() > at })
 	})
 }
 
@@ -470,6 +482,109 @@ func TestLivenessRestartsContainer(t *testing.T) {
 	if st.Restarts != 1 || !strings.HasPrefix(st.LastExit, "Liveness probe failed: HTTP probe failed with statuscode: 500 (") {
 		t.Fatalf("app after the liveness failure: %+v; want 1 restart with the probe's reason", st)
 	}
+}
+
+// TestContainerProbes: a container's probes together, as kubelet runs
+// them, against real servers in a pod; the container's state is the test's.
+func TestContainerProbes(t *testing.T) {
+	p := newProbePod(t)
+	const unit = 20 * time.Millisecond
+	var mu sync.Mutex
+	st := process.State{Running: true, PID: 1, StartedAt: time.Now()}
+	setState := func(f func(*process.State)) { mu.Lock(); f(&st); mu.Unlock() }
+	state := func() process.State { mu.Lock(); defer mu.Unlock(); return st }
+	get := func(name string, period int32) *corev1.Probe {
+		return &corev1.Probe{ProbeHandler: corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Port: intstr.FromString("web"), Path: "/flaky/" + name}},
+			PeriodSeconds: period, FailureThreshold: 3}
+	}
+	type event struct {
+		what   string // "ready", "not ready", "restart"
+		reason string
+	}
+	start := func(t *testing.T, c *corev1.Container) <-chan event {
+		c.Ports = []corev1.ContainerPort{{Name: "web", ContainerPort: int32(p.http)}}
+		target := p.target()
+		target.State = state
+		cp, err := newContainerProbes("spec.template.spec.containers[0]", c, target)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, pr := range []*prober{cp.startup, cp.liveness, cp.readiness} {
+			if pr != nil {
+				pr.second = unit
+			}
+		}
+		cp.poll = unit
+		events := make(chan event, 16)
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			cp.run(ctx, func(ok bool, reason string) {
+				if ok {
+					events <- event{"ready", reason}
+				} else {
+					events <- event{"not ready", reason}
+				}
+			}, func(reason string) { events <- event{"restart", reason} })
+		}()
+		t.Cleanup(func() { cancel(); <-done })
+		return events
+	}
+	next := func(t *testing.T, events <-chan event, want event) time.Time {
+		t.Helper()
+		select {
+		case e := <-events:
+			if e != want {
+				t.Fatalf("event %+v, want %+v", e, want)
+			}
+			return time.Now()
+		case <-time.After(10 * time.Second):
+			t.Fatalf("no event; want %+v", want)
+			return time.Time{}
+		}
+	}
+
+	t.Run("no readiness probe: ready while running", func(t *testing.T) {
+		events := start(t, &corev1.Container{})
+		next(t, events, event{"ready", ""})
+		setState(func(s *process.State) { s.Running = false })
+		next(t, events, event{"not ready", "the container is not running"})
+		setState(func(s *process.State) { s.Running, s.StartedAt = true, time.Now() })
+		next(t, events, event{"ready", ""})
+	})
+
+	t.Run("startup gates readiness and liveness", func(t *testing.T) {
+		startup, ready, live := p.path("startup"), p.path("ready"), p.path("live")
+		startup.sick.Store(true)
+		setState(func(s *process.State) { s.Running, s.StartedAt = true, time.Now() })
+		// A readiness period of 250 units (5s): only the trigger on startup makes
+		// the container ready sooner.
+		events := start(t, &corev1.Container{StartupProbe: get("startup", 1), ReadinessProbe: get("ready", 250), LivenessProbe: get("live", 1)})
+		next(t, events, event{"restart", "Startup probe failed: HTTP probe failed with statuscode: 500"})
+		if h := startup.hits.Load(); h != 3 {
+			t.Errorf("%d startup probes before the restart, want 3 (failureThreshold)", h)
+		}
+		if r, l := ready.hits.Load(), live.hits.Load(); r != 0 || l != 0 {
+			t.Fatalf("before the startup probe passed: %d readiness and %d liveness probes; want none", r, l)
+		}
+		// The new container starts healthy.
+		startup.sick.Store(false)
+		restarted := time.Now()
+		setState(func(s *process.State) { s.StartedAt = restarted })
+		at := next(t, events, event{"ready", ""})
+		if d := at.Sub(restarted); d > 25*unit {
+			t.Errorf("ready %v after the restart; want it right after the startup probe, not at the readiness period", d)
+		}
+		waitUntil(t, "liveness probes once started", func() bool { return live.hits.Load() > 0 })
+		n := startup.hits.Load()
+		time.Sleep(5 * unit)
+		if h := startup.hits.Load(); h != n {
+			t.Errorf("%d startup probes after it passed; want none until the container restarts", h-n)
+		}
+		live.sick.Store(true)
+		next(t, events, event{"restart", "Liveness probe failed: HTTP probe failed with statuscode: 500"})
+	})
 }
 
 func waitUntil(t *testing.T, what string, cond func() bool) {
