@@ -190,14 +190,24 @@ func TestJoinChecksPodNetns(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { stop(t, s) })
-	waitFor(t, "the container", func() bool { return s.State().Running })
+	// Right after Start: Running means the container is in its namespaces.
+	if !s.State().Running {
+		t.Fatalf("state after Start = %+v, want running", s.State())
+	}
+	// A process of the host's network namespace (not this test's own, some
+	// of whose threads enter pods' namespaces).
+	host := exec.Command("sleep", "60")
+	if err := host.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = host.Process.Kill(); _ = host.Wait() })
 	for _, tt := range []struct {
 		name    string
 		pid     int
 		wantErr string
 	}{
 		{"the container", s.State().PID, ""},
-		{"a process of the host", os.Getpid(), "is not in the pod's network namespace"},
+		{"a process of the host", host.Process.Pid, "is not in the pod's network namespace"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			o := NSExec{Netns: pod.NetnsPath, MountNS: MountNSPath(tt.pid)}

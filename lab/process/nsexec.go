@@ -53,6 +53,10 @@ type NSExec struct {
 	UID, GID uint32
 	// Dir is the working directory, changed to as the user; "" keeps the caller's.
 	Dir string
+	// ReadyFD, when not 0, is a descriptor ns-exec inherits (the write end
+	// of a pipe) and makes close-on-exec: its reader sees EOF once the
+	// command runs in its namespaces, or ns-exec has failed.
+	ReadyFD int
 }
 
 // Args are ns-exec's arguments, up to and including the "--" that ends
@@ -71,6 +75,9 @@ func (o NSExec) Args() []string {
 	args = append(args, "--uid", strconv.FormatUint(uint64(o.UID), 10), "--gid", strconv.FormatUint(uint64(o.GID), 10))
 	if o.Dir != "" {
 		args = append(args, "--dir", o.Dir)
+	}
+	if o.ReadyFD != 0 {
+		args = append(args, "--ready-fd", strconv.Itoa(o.ReadyFD))
 	}
 	return append(args, "--")
 }
@@ -105,8 +112,14 @@ func NSExecMain(args []string) error {
 	uid := fs.Uint("uid", 0, "user id to run as")
 	gid := fs.Uint("gid", 0, "group id to run as")
 	dir := fs.String("dir", "", "working directory")
+	readyFD := fs.Int("ready-fd", 0, "descriptor to close when the command runs")
 	if err := fs.Parse(args); err != nil {
 		return fmt.Errorf("%s: %w", NSExecName, err)
+	}
+	if *readyFD > 0 {
+		// Closed by the exec itself, not before: until then the container
+		// is not yet in its namespaces, and a join would find the host's.
+		unix.CloseOnExec(*readyFD)
 	}
 	argv := fs.Args()
 	if len(argv) == 0 {

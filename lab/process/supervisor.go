@@ -3,6 +3,7 @@ package process
 import (
 	"context"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"os/exec"
@@ -311,8 +312,19 @@ func (s *Supervisor) launch() (*exec.Cmd, *os.File, error) {
 	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Env = s.spec.Env
 	cmd.SysProcAttr = sysattr
+	var ready *os.File
 	if s.direct() {
 		cmd.Dir = s.spec.Dir // else ns-exec changes directory after dropping to the user
+	} else {
+		// Running means in the pod's namespaces: exec probes and `meshlab
+		// exec` join them from State().PID, and must not find the host's.
+		var w *os.File
+		if ready, w, err = os.Pipe(); err != nil {
+			return nil, nil, fmt.Errorf("create the start pipe: %w", err)
+		}
+		defer func() { _ = ready.Close() }() // read to EOF below, or unused
+		defer func() { _ = w.Close() }()     // the child has its copy
+		cmd.ExtraFiles = []*os.File{w}       // fd 3, NSExec.ReadyFD
 	}
 	var logf *os.File
 	if s.spec.LogPath != "" {
@@ -330,6 +342,9 @@ func (s *Supervisor) launch() (*exec.Cmd, *os.File, error) {
 			_ = logf.Close() // the start error is the one to report
 		}
 		return nil, nil, err
+	}
+	if ready != nil {
+		s.awaitExec(ready, cmd.ExtraFiles[0])
 	}
 	s.pgid = cmd.Process.Pid
 	s.exited = make(chan struct{})
@@ -359,8 +374,26 @@ func (s *Supervisor) command() ([]string, *syscall.SysProcAttr, error) {
 	}
 	// ns-exec also drops privileges, which a Credential alone would not:
 	// it leaves the bounding set and no_new_privs as they are.
-	o := NSExec{Netns: s.spec.NetnsPath, Mounts: s.spec.Mounts, UID: s.spec.UID, GID: s.spec.GID, Dir: s.spec.Dir}
+	o := NSExec{Netns: s.spec.NetnsPath, Mounts: s.spec.Mounts, UID: s.spec.UID, GID: s.spec.GID, Dir: s.spec.Dir, ReadyFD: 3}
 	return append(append([]string{self}, o.Args()...), argv...), attr, nil
+}
+
+// execWait bounds awaitExec: an ns-exec that takes longer is slow, not
+// stuck (it fails or execs), and the supervisor must not wait on it forever.
+const execWait = 10 * time.Second
+
+// awaitExec waits until ns-exec has exec'd the command or failed: its end
+// of the pipe closes on exec, and the supervisor's, w, is closed here.
+func (s *Supervisor) awaitExec(r, w *os.File) {
+	if err := w.Close(); err != nil {
+		s.log.Warn("close the start pipe", "err", err)
+	}
+	if err := r.SetReadDeadline(time.Now().Add(execWait)); err != nil {
+		s.log.Warn("bound the wait for ns-exec", "err", err)
+	}
+	if _, err := io.Copy(io.Discard, r); err != nil {
+		s.log.Warn("wait for ns-exec to run the command", "err", err)
+	}
 }
 
 // direct reports whether the process runs as the supervisor's child
