@@ -484,34 +484,60 @@ type containerProbes struct {
 	startedFor time.Time // StartedAt of the container whose startup probe passed
 }
 
+// containerProbeSpecs are c's probes with their field names, in the order
+// kubelet starts them.
+func containerProbeSpecs(c *corev1.Container) []struct {
+	kind  probeKind
+	field string
+	spec  *corev1.Probe
+} {
+	return []struct {
+		kind  probeKind
+		field string
+		spec  *corev1.Probe
+	}{
+		{startupProbe, ".startupProbe", c.StartupProbe},
+		{livenessProbe, ".livenessProbe", c.LivenessProbe},
+		{readinessProbe, ".readinessProbe", c.ReadinessProbe},
+	}
+}
+
+// checkContainerProbes refuses the probes of container c that the local
+// runtime cannot run, naming the field (field is c's path, e.g.
+// spec.template.spec.containers[0]): for apply time, so that a gRPC probe
+// is refused before anything changes rather than failing in a running pod.
+func checkContainerProbes(field string, c *corev1.Container) error {
+	for _, pr := range containerProbeSpecs(c) {
+		if pr.spec == nil {
+			continue
+		}
+		if err := checkProbe(field+pr.field, pr.kind, pr.spec, c.Ports); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // newContainerProbes prepares container c's probes, refusing (with c's
 // field path, e.g. spec.template.spec.containers[0]) what checkProbe
 // refuses. target.Ports is set from c.
 func newContainerProbes(field string, c *corev1.Container, target probeTarget) (*containerProbes, error) {
 	target.Ports = c.Ports
 	cp := &containerProbes{target: target, poll: 100 * time.Millisecond}
-	for _, pr := range []struct {
-		kind  probeKind
-		spec  *corev1.Probe
-		field string
-		dst   **prober
-	}{
-		{startupProbe, c.StartupProbe, ".startupProbe", &cp.startup},
-		{livenessProbe, c.LivenessProbe, ".livenessProbe", &cp.liveness},
-		{readinessProbe, c.ReadinessProbe, ".readinessProbe", &cp.readiness},
-	} {
+	if err := checkContainerProbes(field, c); err != nil {
+		return nil, err
+	}
+	dst := map[probeKind]**prober{startupProbe: &cp.startup, livenessProbe: &cp.liveness, readinessProbe: &cp.readiness}
+	for _, pr := range containerProbeSpecs(c) {
 		if pr.spec == nil {
 			continue
-		}
-		if err := checkProbe(field+pr.field, pr.kind, pr.spec, c.Ports); err != nil {
-			return nil, err
 		}
 		p, err := newProber(pr.kind, pr.spec, target)
 		if err != nil {
 			return nil, err
 		}
 		p.gate = cp.hasStarted
-		*pr.dst = p
+		*dst[pr.kind] = p
 	}
 	if cp.startup != nil {
 		cp.startup.gate = nil

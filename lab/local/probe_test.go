@@ -94,6 +94,35 @@ func TestCheckProbe(t *testing.T) {
 	}
 }
 
+func TestCheckContainerProbes(t *testing.T) {
+	get := func(port intstr.IntOrString) *corev1.Probe {
+		return &corev1.Probe{ProbeHandler: corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Port: port}}}
+	}
+	grpc := &corev1.Probe{ProbeHandler: corev1.ProbeHandler{GRPC: &corev1.GRPCAction{Port: 9090}}}
+	ports := []corev1.ContainerPort{{Name: "http", ContainerPort: 9080}}
+	tests := []struct {
+		name    string
+		c       corev1.Container
+		wantErr string
+	}{
+		{"none", corev1.Container{}, ""},
+		{"all three", corev1.Container{Ports: ports, StartupProbe: get(intstr.FromString("http")), LivenessProbe: get(intstr.FromInt32(9080)),
+			ReadinessProbe: get(intstr.FromString("http"))}, ""},
+		{"grpc readiness", corev1.Container{ReadinessProbe: grpc}, "spec.template.spec.containers[1].readinessProbe.grpc: the local runtime does not run gRPC probes"},
+		{"grpc startup", corev1.Container{StartupProbe: grpc}, "spec.template.spec.containers[1].startupProbe.grpc"},
+		{"liveness port not among the container's", corev1.Container{Ports: ports, LivenessProbe: get(intstr.FromString("admin"))},
+			`spec.template.spec.containers[1].livenessProbe.httpGet.port: "admin": the container has no port of that name`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := checkContainerProbes("spec.template.spec.containers[1]", &tt.c)
+			if tt.wantErr == "" && err != nil || tt.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tt.wantErr)) {
+				t.Fatalf("checkContainerProbes = %v, want error %q", err, tt.wantErr)
+			}
+		})
+	}
+}
+
 // probePod is a real pod network namespace with apps listening on its
 // loopback only, and a container (a supervised sleep) with a volume.
 type probePod struct {
