@@ -96,6 +96,29 @@ func helper(mode string) int {
 		slices.Sort(env)
 		fmt.Printf("%s env=%s\n", strings.Join(out, " "), strings.Join(env, ","))
 		return 0
+	case "mounts":
+		// What a container sees at its volumes: each DST of $MOUNTS read
+		// (its "key") and written to; then, with $WAIT, it stays up.
+		for _, dst := range strings.Split(os.Getenv("MOUNTS"), ",") {
+			key, err := os.ReadFile(filepath.Join(dst, "key"))
+			got := string(key)
+			if err != nil {
+				got = "error"
+			}
+			write := "ok"
+			if err := os.WriteFile(filepath.Join(dst, "written"), []byte("x"), 0o644); err != nil {
+				write = err.Error()
+			}
+			fmt.Printf("dst=%s key=%s write=%s\n", dst, got, write)
+		}
+		if os.Getenv("WAIT") != "" {
+			time.Sleep(time.Hour)
+		}
+		return 0
+	case "sleep":
+		fmt.Println("sleeping")
+		time.Sleep(time.Hour)
+		return 0
 	case "crash":
 		fmt.Println("crashing on purpose")
 		return 3
@@ -114,6 +137,7 @@ func helper(mode string) int {
 		fallthrough
 	case "hang":
 		signal.Ignore(syscall.SIGTERM)
+		fmt.Println("ignoring SIGTERM")
 		time.Sleep(time.Hour)
 		return 0
 	case "drain":
@@ -320,6 +344,11 @@ func TestNSExecUsage(t *testing.T) {
 		{[]string{"--bogus", "--", "true"}, "flag provided but not defined"},
 		{[]string{"--", "no-such-command-meshlab"}, "executable file not found"},
 		{[]string{"--net", "/nonexistent/netns", "--", "true"}, "open netns /nonexistent/netns"},
+		{[]string{"--mount", "/a:/b:c", "--", "true"}, "want SOURCE:TARGET[:ro]"},
+		{[]string{"--mount", "/a:/b:/c:ro", "--", "true"}, "want SOURCE:TARGET[:ro]"},
+		{[]string{"--mount", "a:/b", "--", "true"}, `source path "a": want an absolute path`},
+		{[]string{"--mount", "/a:/", "--", "true"}, "cannot hide"},
+		{[]string{"--mnt", "/proc/1/ns/mnt", "--mount", "/a:/b", "--", "true"}, "--mnt joins a container's mount namespace"},
 	}
 	for _, tt := range tests {
 		if err := NSExecMain(tt.args); err == nil || !strings.Contains(err.Error(), tt.want) {
@@ -461,4 +490,60 @@ func TestUnprivilegedContainer(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestRestart: a liveness failure ends the process (SIGTERM, SIGKILL when
+// ignored past the grace period), records why, and the supervisor starts it
+// again, counting one restart.
+func TestRestart(t *testing.T) {
+	tests := []struct {
+		mode, started string
+		wantExit      string
+	}{
+		{"sleep", "sleeping", "Liveness probe failed: HTTP probe failed with statuscode: 500 (signal: terminated)"},
+		{"hang", "ignoring SIGTERM", "Liveness probe failed: HTTP probe failed with statuscode: 500 (signal: killed)"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.mode, func(t *testing.T) {
+			logPath := filepath.Join(t.TempDir(), "restart.log")
+			s := NewSupervisor(Spec{Name: "live", Argv: []string{self}, Env: []string{helperEnv + "=" + tt.mode}, LogPath: logPath},
+				WithGrace(200*time.Millisecond), WithBackoff(Backoff{Initial: 10 * time.Millisecond, Max: time.Second, ResetAfter: time.Hour}))
+			ctx := context.Background()
+			if err := s.Restart(ctx, "before start"); err == nil {
+				t.Fatal("Restart before Start succeeded; want an error")
+			}
+			if err := s.Start(ctx); err != nil {
+				t.Fatal(err)
+			}
+			defer stop(t, s)
+			waitFor(t, "the process to start", func() bool { return strings.Contains(readFile(t, logPath), tt.started) })
+			first := s.State().PID
+			if err := s.Restart(ctx, "Liveness probe failed: HTTP probe failed with statuscode: 500"); err != nil {
+				t.Fatal(err)
+			}
+			if alive(first) {
+				t.Fatalf("process %d alive after Restart returned", first)
+			}
+			if st := s.State(); st.LastExit != tt.wantExit {
+				t.Fatalf("LastExit after Restart = %q, want %q", st.LastExit, tt.wantExit)
+			}
+			waitFor(t, "the restarted process", func() bool { return s.State().Running })
+			if st := s.State(); st.Restarts != 1 || st.PID == first || st.LastExit != tt.wantExit {
+				t.Fatalf("state after the restart = %+v; want 1 restart, a new pid, LastExit %q", st, tt.wantExit)
+			}
+			if log := readFile(t, logPath); !strings.Contains(log, "meshlab: exited: "+tt.wantExit+"\n") {
+				t.Fatalf("log:\n%s\nwant the exit line with the reason", log)
+			}
+		})
+	}
+	t.Run("after stop", func(t *testing.T) {
+		s := NewSupervisor(Spec{Name: "live", Argv: []string{self}, Env: []string{helperEnv + "=sleep"}}, WithGrace(time.Second))
+		if err := s.Start(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		stop(t, s)
+		if err := s.Restart(context.Background(), "late"); err == nil {
+			t.Fatal("Restart after Stop succeeded; want an error")
+		}
+	})
 }

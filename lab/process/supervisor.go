@@ -3,10 +3,10 @@ package process
 import (
 	"context"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"os/exec"
-	"strconv"
 	"sync"
 	"syscall"
 	"time"
@@ -28,6 +28,9 @@ type Spec struct {
 	UID, GID uint32
 	// Dir is the working directory; "" keeps the supervisor's.
 	Dir string
+	// Mounts are the container's volumes, in a mount namespace of its own
+	// (see NSExecMain); MountNSPath(State().PID) joins it.
+	Mounts []Mount
 	// LogPath receives stdout and stderr, appended raw, with a timestamped
 	// "meshlab:" line at every start and exit; "" discards output.
 	LogPath string
@@ -84,7 +87,9 @@ type Supervisor struct {
 
 	mu       sync.Mutex
 	state    State
-	pgid     int // process group of the current process, 0 when none
+	pgid     int           // process group of the current process, 0 when none
+	exited   chan struct{} // closed once the current process's exit is recorded
+	restart  string        // why Restart ended the current process, "" if it did not
 	stopping bool
 	cancel   context.CancelFunc
 	done     chan struct{}
@@ -120,6 +125,11 @@ func (s *Supervisor) Start(ctx context.Context) error {
 	}
 	if len(s.spec.Argv) == 0 {
 		return fmt.Errorf("start %s: empty command", s.spec.Name)
+	}
+	for _, m := range s.spec.Mounts {
+		if err := m.Check(); err != nil {
+			return fmt.Errorf("start %s: %w", s.spec.Name, err)
+		}
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -190,6 +200,55 @@ func (s *Supervisor) Stop(ctx context.Context) error {
 	}
 }
 
+// Restart ends the running process as kubelet ends a container that fails
+// its liveness probe — SIGTERM to its process group, SIGKILL after the
+// grace period (or when ctx ends) — and returns once its exit is recorded:
+// LastExit is reason followed by how it ended, e.g. "Liveness probe
+// failed: HTTP probe failed with statuscode: 500 (signal: terminated)".
+// The supervisor then starts it again as after any exit, with its backoff,
+// counting a restart. A process that is not running (it exited and waits
+// for its restart) is left to that restart: nothing to do.
+func (s *Supervisor) Restart(ctx context.Context, reason string) error {
+	s.mu.Lock()
+	if s.done == nil || s.stopping {
+		s.mu.Unlock()
+		return fmt.Errorf("restart %s: the container is not supervised (never started, or stopped)", s.spec.Name)
+	}
+	if !s.state.Running {
+		s.mu.Unlock()
+		return nil
+	}
+	s.restart = reason
+	pgid, exited := s.pgid, s.exited
+	s.mu.Unlock()
+
+	s.log.Info("restarting container", "reason", reason)
+	_ = syscall.Kill(-pgid, syscall.SIGTERM)
+	grace := time.NewTimer(s.grace)
+	defer grace.Stop()
+	select {
+	case <-exited:
+		return nil
+	case <-grace.C:
+	case <-ctx.Done():
+	}
+	select {
+	case <-exited:
+		// Exited meanwhile: pgid may already be someone else's.
+		return nil
+	default:
+		// Not yet reaped by the loop, so pgid is still the process's group.
+		s.log.Info("container ignored SIGTERM; killing it", "grace", s.grace)
+		_ = syscall.Kill(-pgid, syscall.SIGKILL)
+	}
+	select {
+	case <-exited:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("restart %s: %w", s.spec.Name, ctx.Err())
+	}
+}
+
 func (s *Supervisor) loop(ctx context.Context, cmd *exec.Cmd, logf *os.File) {
 	defer close(s.done)
 	var delay time.Duration
@@ -202,12 +261,17 @@ func (s *Supervisor) loop(ctx context.Context, cmd *exec.Cmd, logf *os.File) {
 				exit = err.Error()
 			}
 			s.mu.Lock()
+			if s.restart != "" {
+				exit = s.restart + " (" + exit + ")"
+				s.restart = ""
+			}
 			ran = time.Since(s.state.StartedAt)
 			// What the process left behind in its group dies with it, as
 			// with a container.
 			_ = syscall.Kill(-s.pgid, syscall.SIGKILL)
 			s.pgid = 0
 			s.state.Running, s.state.PID, s.state.LastExit = false, 0, exit
+			close(s.exited)
 			s.mu.Unlock()
 			s.mark(logf, "exited: "+exit)
 			if logf != nil {
@@ -248,8 +312,19 @@ func (s *Supervisor) launch() (*exec.Cmd, *os.File, error) {
 	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Env = s.spec.Env
 	cmd.SysProcAttr = sysattr
-	if s.spec.NetnsPath == "" && s.spec.UID == 0 && s.spec.GID == 0 {
+	var ready *os.File
+	if s.direct() {
 		cmd.Dir = s.spec.Dir // else ns-exec changes directory after dropping to the user
+	} else {
+		// Running means in the pod's namespaces: exec probes and `meshlab
+		// exec` join them from State().PID, and must not find the host's.
+		var w *os.File
+		if ready, w, err = os.Pipe(); err != nil {
+			return nil, nil, fmt.Errorf("create the start pipe: %w", err)
+		}
+		defer func() { _ = ready.Close() }() // read to EOF below, or unused
+		defer func() { _ = w.Close() }()     // the child has its copy
+		cmd.ExtraFiles = []*os.File{w}       // fd 3, NSExec.ReadyFD
 	}
 	var logf *os.File
 	if s.spec.LogPath != "" {
@@ -268,7 +343,11 @@ func (s *Supervisor) launch() (*exec.Cmd, *os.File, error) {
 		}
 		return nil, nil, err
 	}
+	if ready != nil {
+		s.awaitExec(ready, cmd.ExtraFiles[0])
+	}
 	s.pgid = cmd.Process.Pid
+	s.exited = make(chan struct{})
 	s.state = State{Running: true, PID: cmd.Process.Pid, Restarts: s.state.Restarts, LastExit: s.state.LastExit, StartedAt: time.Now()}
 	s.mark(logf, fmt.Sprintf("started pid %d: %q", cmd.Process.Pid, s.spec.Argv))
 	s.log.Debug("container started", "pid", cmd.Process.Pid)
@@ -290,17 +369,37 @@ func (s *Supervisor) command() ([]string, *syscall.SysProcAttr, error) {
 		argv[0] = self
 	}
 	attr := &syscall.SysProcAttr{Setpgid: true}
-	if s.spec.NetnsPath == "" && s.spec.UID == 0 && s.spec.GID == 0 {
+	if s.direct() {
 		return argv, attr, nil
 	}
 	// ns-exec also drops privileges, which a Credential alone would not:
 	// it leaves the bounding set and no_new_privs as they are.
-	wrapped := []string{self, NSExecName, "--net", s.spec.NetnsPath,
-		"--uid", strconv.FormatUint(uint64(s.spec.UID), 10), "--gid", strconv.FormatUint(uint64(s.spec.GID), 10)}
-	if s.spec.Dir != "" {
-		wrapped = append(wrapped, "--dir", s.spec.Dir)
+	o := NSExec{Netns: s.spec.NetnsPath, Mounts: s.spec.Mounts, UID: s.spec.UID, GID: s.spec.GID, Dir: s.spec.Dir, ReadyFD: 3}
+	return append(append([]string{self}, o.Args()...), argv...), attr, nil
+}
+
+// execWait bounds awaitExec: an ns-exec that takes longer is slow, not
+// stuck (it fails or execs), and the supervisor must not wait on it forever.
+const execWait = 10 * time.Second
+
+// awaitExec waits until ns-exec has exec'd the command or failed: its end
+// of the pipe closes on exec, and the supervisor's, w, is closed here.
+func (s *Supervisor) awaitExec(r, w *os.File) {
+	if err := w.Close(); err != nil {
+		s.log.Warn("close the start pipe", "err", err)
 	}
-	return append(append(wrapped, "--"), argv...), attr, nil
+	if err := r.SetReadDeadline(time.Now().Add(execWait)); err != nil {
+		s.log.Warn("bound the wait for ns-exec", "err", err)
+	}
+	if _, err := io.Copy(io.Discard, r); err != nil {
+		s.log.Warn("wait for ns-exec to run the command", "err", err)
+	}
+}
+
+// direct reports whether the process runs as the supervisor's child
+// itself, without ns-exec: nothing to enter, mount or drop.
+func (s *Supervisor) direct() bool {
+	return s.spec.NetnsPath == "" && len(s.spec.Mounts) == 0 && s.spec.UID == 0 && s.spec.GID == 0
 }
 
 func (s *Supervisor) mark(logf *os.File, msg string) {
