@@ -12,19 +12,9 @@ import (
 	"time"
 
 	"github.com/meshlab/meshlab/lab"
-	"github.com/meshlab/meshlab/lab/process"
 )
 
 // TestMain lets the test binary be exec's helper, as meshlab is.
-func TestMain(m *testing.M) {
-	if len(os.Args) > 1 && os.Args[1] == process.NSExecName {
-		err := process.NSExecMain(os.Args[2:])
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(127)
-	}
-	os.Exit(m.Run())
-}
-
 // TestExec runs commands through the real helper (entering this process's
 // own network namespace, so nothing of the machine changes): as the
 // container's user, with a container's environment, and the command's exit
