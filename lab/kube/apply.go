@@ -11,6 +11,7 @@ import (
 	"os"
 	"regexp"
 	"sort"
+	"strconv"
 	"strings"
 
 	apiequality "k8s.io/apimachinery/pkg/api/equality"
@@ -224,9 +225,180 @@ func (c *clients) get(ctx context.Context, m *meta.RESTMapping, ns, name string)
 	return u, err
 }
 
-// notDeclared is how server-side apply reports a field the schema lacks;
-// it comes as a message, not a StatusCause.
-var notDeclared = regexp.MustCompile(`\.([^\s:]+): field not declared in schema`)
+// typedPatch is how server-side apply reports a document that does not fit
+// the schema (an unknown field, a string for a number): as a message, not
+// StatusCauses, with structured-merge-diff's paths, one error a line.
+var typedPatch = regexp.MustCompile(`failed to create typed patch object \([^)]*\): (?:errors:\n)?`)
+
+// typedPatchErrors are the errors of such a message, paths written as
+// Kubernetes writes them (list items by index).
+func typedPatchErrors(o *object, msg string) config.ErrorList {
+	loc := typedPatch.FindStringIndex(msg)
+	if loc == nil {
+		return nil
+	}
+	var out config.ErrorList
+	for _, line := range strings.Split(msg[loc[1]:], "\n") {
+		path, what, ok := strings.Cut(strings.TrimSpace(line), ": ")
+		if !ok || !strings.HasPrefix(path, ".") {
+			continue
+		}
+		field := indexPath(o.u.Object, path)
+		if what == "field not declared in schema" {
+			last := field[strings.LastIndexAny(field, ".]")+1:]
+			what = fmt.Sprintf("unknown field %q", last)
+		}
+		out = append(out, o.fail(field, what))
+	}
+	return out
+}
+
+// indexPath rewrites a structured-merge-diff path of obj, whose list items
+// are named by their keys (.spec.ports[port=8000,protocol="TCP"].name),
+// with indexes (spec.ports[0].name). What it cannot follow is kept.
+func indexPath(obj map[string]any, path string) string {
+	var b strings.Builder
+	var cur any = obj
+	for rest := path; rest != ""; {
+		switch rest[0] {
+		case '.':
+			end := strings.IndexAny(rest[1:], ".[")
+			if end < 0 {
+				end = len(rest) - 1
+			}
+			name := rest[1 : end+1]
+			if b.Len() > 0 {
+				b.WriteByte('.')
+			}
+			b.WriteString(name)
+			m, _ := cur.(map[string]any)
+			cur = m[name]
+			rest = rest[end+1:]
+		case '[':
+			end := closing(rest)
+			if end < 0 {
+				b.WriteString(rest)
+				return b.String()
+			}
+			sel := rest[1:end]
+			rest = rest[end+1:]
+			list, _ := cur.([]any)
+			i := matchItem(list, sel)
+			if i < 0 {
+				b.WriteString("[" + sel + "]")
+				cur = nil
+				continue
+			}
+			fmt.Fprintf(&b, "[%d]", i)
+			cur = list[i]
+		default:
+			b.WriteString(rest)
+			return b.String()
+		}
+	}
+	return b.String()
+}
+
+// closing is the index of the ] that closes the [ at s[0], skipping
+// quoted values.
+func closing(s string) int {
+	quoted := false
+	for i := 1; i < len(s); i++ {
+		switch {
+		case quoted && s[i] == '\\':
+			i++
+		case s[i] == '"':
+			quoted = !quoted
+		case !quoted && s[i] == ']':
+			return i
+		}
+	}
+	return -1
+}
+
+// matchItem finds the item a selector names: an index (0), a set value
+// (="a"), or key values (port=8000,protocol="TCP").
+func matchItem(list []any, sel string) int {
+	if i, err := strconv.Atoi(sel); err == nil {
+		if i >= 0 && i < len(list) {
+			return i
+		}
+		return -1
+	}
+	if v, ok := strings.CutPrefix(sel, "="); ok {
+		var want any
+		if json.Unmarshal([]byte(v), &want) != nil {
+			return -1
+		}
+		for i, it := range list {
+			if apiequality.Semantic.DeepEqual(it, want) {
+				return i
+			}
+		}
+		return -1
+	}
+	// "k=v,k2=v2" with JSON values: read it as a JSON object.
+	var keys map[string]any
+	var js strings.Builder
+	js.WriteByte('{')
+	for i, kv := range splitKeys(sel) {
+		k, v, ok := strings.Cut(kv, "=")
+		if !ok {
+			return -1
+		}
+		if i > 0 {
+			js.WriteByte(',')
+		}
+		fmt.Fprintf(&js, "%q:%s", k, v)
+	}
+	js.WriteByte('}')
+	if json.Unmarshal([]byte(js.String()), &keys) != nil {
+		return -1
+	}
+	for i, it := range list {
+		m, ok := it.(map[string]any)
+		if !ok {
+			continue
+		}
+		// A key the document leaves out was defaulted by the server
+		// (protocol="TCP" of a Service port).
+		all := true
+		for k, v := range keys {
+			mv, present := m[k]
+			all = all && (!present || jsonEqual(mv, v))
+		}
+		if all {
+			return i
+		}
+	}
+	return -1
+}
+
+// jsonEqual compares a document's value with a key's, numbers by value
+// (the document's may be int64, the key's float64).
+func jsonEqual(a, b any) bool {
+	ja, err1 := json.Marshal(a)
+	jb, err2 := json.Marshal(b)
+	return err1 == nil && err2 == nil && string(ja) == string(jb)
+}
+
+// splitKeys splits k=v,k2=v2 at the commas outside quoted values.
+func splitKeys(s string) []string {
+	var out []string
+	quoted, start := false, 0
+	for i := 0; i < len(s); i++ {
+		switch {
+		case quoted && s[i] == '\\':
+			i++
+		case s[i] == '"':
+			quoted = !quoted
+		case !quoted && s[i] == ',':
+			out = append(out, s[start:i])
+			start = i + 1
+		}
+	}
+	return append(out, s[start:])
+}
 
 // apiErrors turns an API error about o into one error per field, from the
 // StatusCauses the API server gives (or from its message when it gives
@@ -250,10 +422,7 @@ func apiErrors(o *object, err error) config.ErrorList {
 	if len(out) > 0 {
 		return out
 	}
-	if m := notDeclared.FindAllStringSubmatch(st.Message, -1); len(m) > 0 {
-		for _, f := range m {
-			out = append(out, o.fail(f[1], fmt.Sprintf("unknown field %q", f[1])))
-		}
+	if out := typedPatchErrors(o, st.Message); len(out) > 0 {
 		return out
 	}
 	if apierrors.IsNotFound(err) && st.Details != nil && st.Details.Kind == "namespaces" {

@@ -44,6 +44,14 @@ type PodRow struct {
 	Containers int    `json:"containers"`
 }
 
+// StatusOf is the status of the kind lab of rec, reached through
+// kubeconfig (client-go's default loading rules when "") at the record's
+// context.
+func StatusOf(ctx context.Context, rec Record, kubeconfig string) *Status {
+	r := &Runtime{kubeconfig: kubeconfig, context: rec.Context}
+	return readStatus(ctx, rec, r.restConfig)
+}
+
 // readStatus asks the cluster of the record for the gateway's address and
 // the pods of istio-system and bookinfo. A cluster that does not answer is
 // a status, not an error: the record still says what the lab was.
