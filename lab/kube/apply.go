@@ -75,8 +75,8 @@ func (r *Runtime) Apply(ctx context.Context, req lab.ApplyRequest) (lab.ApplyRes
 	})
 	// A namespace this batch creates does not exist during the dry run,
 	// and the API server refuses objects in a namespace that does not
-	// exist; those are checked in the default namespace instead, which
-	// validates the same fields.
+	// exist; those are checked in a namespace that does (see
+	// scratchNamespace), which validates the same fields.
 	created := map[string]bool{}
 	for _, o := range objs {
 		if o.u.GetKind() == "Namespace" && o.u.GroupVersionKind().Group == "" {
@@ -97,12 +97,17 @@ func (r *Runtime) Apply(ctx context.Context, req lab.ApplyRequest) (lab.ApplyRes
 	changes := make([]lab.Change, len(objs))
 	for i, o := range objs {
 		u := o.u
+		var before *unstructured.Unstructured
 		if o.namespaced() && created[u.GetNamespace()] && !exists[u.GetNamespace()] {
+			// The object is new (its namespace is); nothing to compare.
+			ns, err := c.scratchNamespace(ctx, o.mapping, u.GetName())
+			if err != nil {
+				errs = append(errs, o.fail("", err.Error()))
+				continue
+			}
 			u = u.DeepCopy()
-			u.SetNamespace(defaultNamespace)
-		}
-		before, err := c.get(ctx, o.mapping, u.GetNamespace(), u.GetName())
-		if err != nil {
+			u.SetNamespace(ns)
+		} else if before, err = c.get(ctx, o.mapping, u.GetNamespace(), u.GetName()); err != nil {
 			errs = append(errs, o.fail("", err.Error()))
 			continue
 		}
@@ -137,6 +142,27 @@ func (r *Runtime) Apply(ctx context.Context, req lab.ApplyRequest) (lab.ApplyRes
 		return res, fmt.Errorf("apply: %w\n(the dry run of the batch passed, so the cluster changed since; %d of %d objects were applied before this one)", err, len(res.Changes), len(objs))
 	}
 	return res, nil
+}
+
+// scratchNamespaces are where an object bound for a namespace still to be
+// created is dry-run: namespaces every cluster has.
+var scratchNamespaces = []string{defaultNamespace, "kube-public", "kube-node-lease", "kube-system"}
+
+// scratchNamespace is the first of scratchNamespaces without an object of
+// this kind and name, so that the dry run creates, as the real apply will,
+// rather than merging with an unrelated object (whose immutable fields, a
+// Deployment's selector, would fail it).
+func (c *clients) scratchNamespace(ctx context.Context, m *meta.RESTMapping, name string) (string, error) {
+	for _, ns := range scratchNamespaces {
+		u, err := c.get(ctx, m, ns, name)
+		if err != nil {
+			return "", err
+		}
+		if u == nil {
+			return ns, nil
+		}
+	}
+	return defaultNamespace, nil
 }
 
 // op says what an apply did, as kubectl does: created, configured or
@@ -446,6 +472,9 @@ func (r *Runtime) Delete(ctx context.Context, refs []lab.ObjectRef) (lab.ApplyRe
 	var targets []target
 	var errs []error
 	for _, ref := range refs {
+		if k, ok := config.LookupKind(ref.Kind); ok && ref.Group == "" && isIstio(k.Group) {
+			ref.Group = k.Group
+		}
 		m, err := c.mapper.RESTMappingWithContext(ctx, schema.GroupKind{Group: ref.Group, Kind: ref.Kind})
 		if err != nil {
 			errs = append(errs, fmt.Errorf("delete %s: %w", describeRef(ref), err))
@@ -526,6 +555,9 @@ func (r *Runtime) List(ctx context.Context, kind, ns, name string) ([]json.RawMe
 	var out []json.RawMessage
 	for _, partial := range gvrs {
 		gvr, err := c.mapper.ResourceForWithContext(ctx, partial)
+		if meta.IsNoMatchError(err) && len(gvrs) > 1 {
+			continue // "all" on a cluster without this kind's CRD
+		}
 		if err != nil {
 			if meta.IsNoMatchError(err) {
 				return nil, fmt.Errorf("get %s: the cluster serves no such kind (is its CRD installed?): %w", kind, err)

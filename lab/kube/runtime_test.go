@@ -128,6 +128,31 @@ func TestRuntimeAPI(t *testing.T) {
 		t.Errorf("the invalid batch left configmaps in default: %d, %v", len(got), err)
 	}
 
+	// Documents bound nowhere the cluster knows.
+	_, err = r.Apply(ctx, lab.ApplyRequest{Documents: []lab.Document{
+		{Source: "x.yaml", Index: 0, JSON: []byte(`{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"c","namespace":"nowhere"}}`)},
+		{Source: "x.yaml", Index: 1, JSON: []byte(`{"apiVersion":"example.com/v1","kind":"Frob","metadata":{"name":"f"}}`)},
+		{Source: "x.yaml", Index: 2, JSON: []byte(`{"apiVersion":"v1","kind":"ConfigMap","metadata":{}}`)},
+	}})
+	for _, want := range []string{
+		"x.yaml: document 1 (ConfigMap nowhere/c): metadata.namespace: namespace nowhere not found; add a Namespace document to the file, or apply into an existing one (-n)",
+		"x.yaml: document 2 (Frob f): kind Frob (example.com/v1) is not served by this cluster; is its CRD installed?",
+		"x.yaml: document 3 (ConfigMap): metadata.name: Required value",
+	} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("the error lacks\n  %s\nit is:\n%v", want, err)
+		}
+	}
+
+	// An unrelated Deployment web in default, whose selector (immutable)
+	// differs from foo/web's: the dry run of foo/web, whose namespace does
+	// not exist yet, must not be merged with it.
+	other := `{"apiVersion":"apps/v1","kind":"Deployment","metadata":{"name":"web"},"spec":{"selector":{"matchLabels":{"app":"other"}},
+		"template":{"metadata":{"labels":{"app":"other"}},"spec":{"containers":[{"name":"c","image":"x"}]}}}}`
+	if _, err := r.Apply(ctx, lab.ApplyRequest{Documents: []lab.Document{{Source: "other.yaml", JSON: []byte(other)}}}); err != nil {
+		t.Fatal(err)
+	}
+
 	// The mixed file: Namespaces first, then file order; the
 	// ServiceAccount lands in the request's namespace.
 	res, err := r.Apply(ctx, lab.ApplyRequest{Documents: docs(t, "app.yaml"), Namespace: "default"})
@@ -174,7 +199,11 @@ func TestRuntimeAPI(t *testing.T) {
 		t.Errorf("services in foo: %+v, %v", svcs, err)
 	}
 	deps, err := r.Deployments(ctx, "")
-	if err != nil || len(deps) != 1 || deps[0].Namespace != "foo" || *deps[0].Spec.Replicas != 2 {
+	if err != nil || len(deps) != 2 || deps[0].Namespace != "default" || deps[1].Namespace != "foo" {
+		t.Fatalf("deployments (sorted by namespace): %+v, %v", deps, err)
+	}
+	deps = deps[1:]
+	if *deps[0].Spec.Replicas != 2 {
 		t.Fatalf("deployments: %+v, %v", deps, err)
 	}
 	if f := deps[0].ManagedFields; len(f) == 0 || f[0].Manager != FieldManager {
@@ -193,7 +222,7 @@ func TestRuntimeAPI(t *testing.T) {
 		{"all", "foo", "", []string{"VirtualService/foo/web"}},
 		{"dr", "", "", nil},
 		{"deploy", "foo", "web", []string{"Deployment/foo/web"}},
-		{"Deployment", "", "", []string{"Deployment/foo/web"}},
+		{"Deployment", "", "", []string{"Deployment/default/web", "Deployment/foo/web"}},
 		{"svc", "foo", "", []string{"Service/foo/web"}},
 		{"sa", "default", "web", []string{"ServiceAccount/default/web"}},
 		{"ns", "", "foo", []string{"Namespace//foo"}},
@@ -265,7 +294,7 @@ func TestRuntimeAPI(t *testing.T) {
 
 	// delete: all or nothing, then every object.
 	refs := []lab.ObjectRef{
-		{Group: "networking.istio.io", Kind: "VirtualService", Namespace: "foo", Name: "web"},
+		{Kind: "VirtualService", Namespace: "foo", Name: "web"}, // the group from meshlab's table
 		{Group: "apps", Kind: "Deployment", Namespace: "foo", Name: "web"},
 		{Kind: "ConfigMap", Namespace: "foo", Name: "nope"},
 	}
