@@ -120,6 +120,14 @@ func (r *Runtime) Apply(ctx context.Context, req lab.ApplyRequest) (lab.ApplyRes
 		changes[i] = lab.Change{Ref: o.ref(), Op: op(before, after, true)}
 	}
 	if len(errs) > 0 {
+		// In document order, whichever check found them.
+		pos := map[[2]any]int{}
+		for i, d := range req.Documents {
+			pos[[2]any{d.Source, d.Index}] = i
+		}
+		sort.SliceStable(errs, func(i, j int) bool {
+			return pos[[2]any{errs[i].File, errs[i].Doc}] < pos[[2]any{errs[j].File, errs[j].Doc}]
+		})
 		return lab.ApplyResult{}, errs
 	}
 	if req.DryRun {
@@ -199,15 +207,10 @@ func (c *clients) resolve(ctx context.Context, docs []lab.Document, defaultNS st
 	}
 	var objs []*object
 	var errs config.ErrorList
-	for _, d := range docs {
-		o := &object{doc: d, u: &unstructured.Unstructured{}}
-		if err := o.u.UnmarshalJSON(d.JSON); err != nil {
-			errs = append(errs, &config.Error{File: d.Source, Doc: d.Index, Msg: "want a Kubernetes object with apiVersion, kind and metadata.name: " + err.Error()})
-			continue
-		}
+	add := func(o *object) {
 		if o.u.GetName() == "" {
 			errs = append(errs, o.fail("metadata.name", "Required value"))
-			continue
+			return
 		}
 		gvk := o.u.GroupVersionKind()
 		m, err := c.mapper.RESTMappingWithContext(ctx, gvk.GroupKind(), gvk.Version)
@@ -217,7 +220,7 @@ func (c *clients) resolve(ctx context.Context, docs []lab.Document, defaultNS st
 			} else {
 				errs = append(errs, o.fail("", err.Error()))
 			}
-			continue
+			return
 		}
 		o.mapping = m
 		if o.namespaced() {
@@ -230,6 +233,27 @@ func (c *clients) resolve(ctx context.Context, docs []lab.Document, defaultNS st
 			o.u.SetNamespace("")
 		}
 		objs = append(objs, o)
+	}
+	for _, d := range docs {
+		u := &unstructured.Unstructured{}
+		if err := u.UnmarshalJSON(d.JSON); err != nil {
+			errs = append(errs, &config.Error{File: d.Source, Doc: d.Index, Msg: "want a Kubernetes object with apiVersion, kind and metadata.name: " + err.Error()})
+			continue
+		}
+		// A List (kubectl get -o yaml writes them) is its items, each
+		// still known by the document it is in.
+		if !u.IsList() {
+			add(&object{doc: d, u: u})
+			continue
+		}
+		l, err := u.ToList()
+		if err != nil {
+			errs = append(errs, &config.Error{File: d.Source, Doc: d.Index, Kind: u.GetKind(), Msg: err.Error()})
+			continue
+		}
+		for i := range l.Items {
+			add(&object{doc: d, u: &l.Items[i]})
+		}
 	}
 	return objs, errs
 }

@@ -134,6 +134,11 @@ func (r *Runtime) clients() (*clients, error) {
 	if err != nil {
 		return nil, err
 	}
+	// client-go's default (5 requests a second) would throttle an apply
+	// of a few dozen documents, three requests each; kubectl allows 50.
+	if cfg.QPS == 0 {
+		cfg.QPS, cfg.Burst = 50, 100
+	}
 	c, err := newClients(cfg)
 	if err != nil {
 		return nil, err

@@ -133,15 +133,17 @@ func TestRuntimeAPI(t *testing.T) {
 		{Source: "x.yaml", Index: 0, JSON: []byte(`{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"c","namespace":"nowhere"}}`)},
 		{Source: "x.yaml", Index: 1, JSON: []byte(`{"apiVersion":"example.com/v1","kind":"Frob","metadata":{"name":"f"}}`)},
 		{Source: "x.yaml", Index: 2, JSON: []byte(`{"apiVersion":"v1","kind":"ConfigMap","metadata":{}}`)},
+		{Source: "x.yaml", Index: 3, JSON: []byte(`{"apiVersion":"v1","kind":"List","items":[{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"l","namespace":"nowhere"}}]}`)},
 	}})
-	for _, want := range []string{
+	// In document order, though found by different checks.
+	want := strings.Join([]string{
 		"x.yaml: document 1 (ConfigMap nowhere/c): metadata.namespace: namespace nowhere not found; add a Namespace document to the file, or apply into an existing one (-n)",
 		"x.yaml: document 2 (Frob f): kind Frob (example.com/v1) is not served by this cluster; is its CRD installed?",
 		"x.yaml: document 3 (ConfigMap): metadata.name: Required value",
-	} {
-		if err == nil || !strings.Contains(err.Error(), want) {
-			t.Errorf("the error lacks\n  %s\nit is:\n%v", want, err)
-		}
+		"x.yaml: document 4 (ConfigMap nowhere/l): metadata.namespace: namespace nowhere not found; add a Namespace document to the file, or apply into an existing one (-n)",
+	}, "\n")
+	if err == nil || err.Error() != want {
+		t.Errorf("apply x.yaml:\n%v\nwant:\n%s", err, want)
 	}
 
 	// An unrelated Deployment web in default, whose selector (immutable)
@@ -159,10 +161,10 @@ func TestRuntimeAPI(t *testing.T) {
 	if err != nil {
 		t.Fatalf("apply testdata/app.yaml: %v", err)
 	}
-	want := []string{"Namespace foo created", "Service foo/web created", "Deployment foo/web created",
+	wantOps := []string{"Namespace foo created", "Service foo/web created", "Deployment foo/web created",
 		"ConfigMap foo/web-config created", "VirtualService foo/web created", "ServiceAccount default/web created"}
-	if got := ops(res); !slices.Equal(got, want) {
-		t.Errorf("apply app.yaml:\n got %q\nwant %q", got, want)
+	if got := ops(res); !slices.Equal(got, wantOps) {
+		t.Errorf("apply app.yaml:\n got %q\nwant %q", got, wantOps)
 	}
 	res, err = r.Apply(ctx, lab.ApplyRequest{Documents: docs(t, "app.yaml"), Namespace: "default"})
 	if err != nil {
