@@ -95,6 +95,8 @@ func (r *Runtime) Apply(ctx context.Context, req lab.ApplyRequest) (lab.ApplyRes
 	}
 
 	changes := make([]lab.Change, len(objs))
+	// What each object was before, for created/configured/unchanged.
+	befores := make([]*unstructured.Unstructured, len(objs))
 	for i, o := range objs {
 		u := o.u
 		var before *unstructured.Unstructured
@@ -117,6 +119,7 @@ func (r *Runtime) Apply(ctx context.Context, req lab.ApplyRequest) (lab.ApplyRes
 			errs = append(errs, apiErrors(o, err)...)
 			continue
 		}
+		befores[i] = before
 		changes[i] = lab.Change{Ref: o.ref(), Op: op(before, after, true)}
 	}
 	if len(errs) > 0 {
@@ -135,19 +138,14 @@ func (r *Runtime) Apply(ctx context.Context, req lab.ApplyRequest) (lab.ApplyRes
 	}
 
 	var res lab.ApplyResult
-	for _, o := range objs {
-		res2 := c.resource(o.mapping, o.u.GetNamespace())
-		before, err := c.get(ctx, o.mapping, o.u.GetNamespace(), o.u.GetName())
-		if err == nil {
-			var after *unstructured.Unstructured
-			after, err = res2.Apply(ctx, o.u.GetName(), o.u, metav1.ApplyOptions{FieldManager: FieldManager, Force: true})
-			if err == nil {
-				res.Changes = append(res.Changes, lab.Change{Ref: o.ref(), Op: op(before, after, false)})
-				continue
-			}
-			err = config.ErrorList(apiErrors(o, err))
+	for i, o := range objs {
+		after, err := c.resource(o.mapping, o.u.GetNamespace()).Apply(ctx, o.u.GetName(), o.u,
+			metav1.ApplyOptions{FieldManager: FieldManager, Force: true})
+		if err != nil {
+			return res, fmt.Errorf("apply: %w\n(the dry run of the batch passed, so the cluster changed since; %d of %d objects were applied before this one)",
+				config.ErrorList(apiErrors(o, err)), len(res.Changes), len(objs))
 		}
-		return res, fmt.Errorf("apply: %w\n(the dry run of the batch passed, so the cluster changed since; %d of %d objects were applied before this one)", err, len(res.Changes), len(objs))
+		res.Changes = append(res.Changes, lab.Change{Ref: o.ref(), Op: op(befores[i], after, false)})
 	}
 	return res, nil
 }

@@ -135,9 +135,9 @@ func (r *Runtime) clients() (*clients, error) {
 		return nil, err
 	}
 	// client-go's default (5 requests a second) would throttle an apply
-	// of a few dozen documents, three requests each; kubectl allows 50.
+	// of a few dozen documents, three requests each; these are kubectl's.
 	if cfg.QPS == 0 {
-		cfg.QPS, cfg.Burst = 50, 100
+		cfg.QPS, cfg.Burst = 50, 300
 	}
 	c, err := newClients(cfg)
 	if err != nil {

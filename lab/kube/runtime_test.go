@@ -330,3 +330,54 @@ func getJSON(ctx context.Context, t *testing.T, r *Runtime, kind, ns, name strin
 	}
 	return string(items[0])
 }
+
+// TestApplyBookinfo applies the lab's bookinfo, its gateway and
+// destination rules, and the walkthrough's NodePort Service as written, into
+// a namespace the same batch creates; then again, unchanged.
+func TestApplyBookinfo(t *testing.T) {
+	env := startEnv(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	installCRDs(ctx, t, env.Config)
+	r, err := Open(t.TempDir(), env.Kubeconfig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	batch := []lab.Document{{Source: "ns.yaml", JSON: []byte(`{"apiVersion":"v1","kind":"Namespace","metadata":{"name":"book-demo","labels":{"istio-injection":"enabled"}}}`)}}
+	for _, f := range []string{
+		"../../samples/bookinfo/bookinfo.yaml",
+		"../../samples/bookinfo/networking/bookinfo-gateway.yaml",
+		"../../samples/bookinfo/networking/destination-rule-all.yaml",
+		"../../controlplane/config/testdata/invalid/reviews-nodeport-service.yaml",
+	} {
+		d, err := readManifest(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		batch = append(batch, d...)
+	}
+	for _, want := range []string{"created", "unchanged"} {
+		start := time.Now()
+		res, err := r.Apply(ctx, lab.ApplyRequest{Documents: batch, Namespace: "book-demo"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("apply of %d objects (%s): %v", len(res.Changes), want, time.Since(start).Round(time.Millisecond))
+		if len(res.Changes) != len(batch) {
+			t.Errorf("%d changes for %d documents", len(res.Changes), len(batch))
+		}
+		for _, c := range res.Changes {
+			if c.Op != want || c.Ref.Kind != "Namespace" && c.Ref.Namespace != "book-demo" {
+				t.Errorf("%+v; want %s in book-demo", c, want)
+			}
+		}
+	}
+	svcs, err := r.Services(ctx, "book-demo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	i := slices.IndexFunc(svcs, func(s corev1.Service) bool { return s.Name == "reviews-nodeport" })
+	if i < 0 || svcs[i].Spec.Ports[0].NodePort != 30123 {
+		t.Errorf("reviews-nodeport: %+v", svcs)
+	}
+}
