@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/netip"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -22,44 +21,26 @@ import (
 // upKind is `up --runtime kind`: the lab on a kind cluster, in the
 // foreground (the cluster outlives up; there is no runtime process).
 func upKind(c *cli.Context, dir string) error {
-	// Before anything is built or cached in it.
-	if err := lab.PrepareStateDir(dir); err != nil {
-		return cli.Exit(err.Error(), 1)
-	}
-	ctx := c.Context // ends on SIGINT or SIGTERM (main catches them)
-	engine, err := kind.Usable()
-	if err != nil {
-		return cli.Exit("--runtime kind: "+err.Error(), 1)
-	}
-	p, err := kind.NewProvider()
-	if err != nil {
-		return cli.Exit(err.Error(), 1)
-	}
-	if len(c.StringSlice("manifest")) > 0 {
-		return cli.Exit("--manifest is for the local runtime; on kind, kubectl apply -f it after up", 2)
-	}
-	ns := c.String("bookinfo-namespace")
-	if c.Bool("no-bookinfo") {
-		ns = ""
-	}
-	return kube.Up(ctx, kube.Options{
-		Cluster: kind.Cluster{
-			Name:      kind.DefaultName,
-			Workers:   c.Int("nodes"),
-			HostAddr:  c.String("host-addr"),
-			HTTPPort:  c.Int("http-port"),
-			HTTPSPort: c.Int("https-port"),
-		},
-		StateDir: dir,
-		Image:    func(ctx context.Context) (kind.Image, error) { return buildImage(ctx, dir) },
-		Subnets: func(ctx context.Context) ([]netip.Prefix, error) {
-			return engine.NetworkSubnets(ctx, kind.NetworkName())
-		},
-		Install:           installMesh,
-		BookinfoNamespace: ns,
+	return kindRuntime(dir).Up(c.Context, lab.UpOptions{ // c.Context ends on SIGINT or SIGTERM (main catches them)
+		BookinfoNamespace: c.String("bookinfo-namespace"),
+		NoBookinfo:        c.Bool("no-bookinfo"),
+		Manifests:         c.StringSlice("manifest"),
+		HostAddr:          c.String("host-addr"),
+		HTTPPort:          c.Int("http-port"),
+		HTTPSPort:         c.Int("https-port"),
+		Nodes:             c.Int("nodes"),
 		SharedIPKey:       c.String("allow-shared-ip"),
 		Out:               c.App.Writer,
-	}, p)
+	})
+}
+
+// kindRuntime is the kind lab of the state directory dir, able to come up:
+// with this binary's image and the mesh installer.
+func kindRuntime(dir string) *kube.Runtime {
+	return kube.NewKind(dir, kube.KindDeps{
+		Image:   func(ctx context.Context) (kind.Image, error) { return buildImage(ctx, dir) },
+		Install: installMesh,
+	})
 }
 
 // buildImage builds the meshlab image from this binary (or, when this one
@@ -110,16 +91,8 @@ func installMesh(ctx context.Context, cfg *rest.Config, ref, bookinfoNamespace s
 // downKind is down for a kind lab: it deletes the cluster when the state
 // directory records one. It reports whether there was a kind lab.
 func downKind(c *cli.Context, dir string) (bool, error) {
-	rec, err := kube.ReadRecord(dir)
-	if errors.Is(err, os.ErrNotExist) {
+	if _, err := kube.ReadRecord(dir); errors.Is(err, os.ErrNotExist) {
 		return false, nil
 	}
-	if err != nil {
-		return true, fmt.Errorf("read the kind lab's record: %w", err)
-	}
-	p, err := kind.NewProvider()
-	if err != nil {
-		return true, cli.Exit(err.Error(), 1)
-	}
-	return true, kube.Down(c.Context, dir, rec.Cluster, p, c.App.Writer)
+	return true, kindRuntime(dir).Down(c.Context, lab.DownOptions{Purge: c.Bool("purge"), Out: c.App.Writer})
 }

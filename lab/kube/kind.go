@@ -1,7 +1,10 @@
-// Package kube owns meshlab's kind runtime: bringing a lab up on a kind
-// cluster step by step (the cluster, MetalLB, the meshlab image, the mesh and
-// bookinfo) and taking it down. Its subpackages install the mesh onto any
-// cluster (install) and start a real API server for tests (kubetest).
+// Package kube owns meshlab's Kubernetes runtime: bringing a lab up on a
+// kind cluster step by step (the cluster, MetalLB, the meshlab image, the
+// mesh and bookinfo) and taking it down, and Runtime, which answers every lab
+// command (apply, get, scale, rollout restart, exec, logs, status) on a kind
+// lab or any cluster meshlab was installed on, through client-go. Its
+// subpackages install the mesh onto any cluster (install) and start a real
+// API server for tests (kubetest).
 package kube
 
 import (

@@ -1,4 +1,4 @@
-package cmd
+package kube
 
 import (
 	"bytes"
@@ -10,19 +10,15 @@ import (
 	"testing"
 	"time"
 
-	"github.com/urfave/cli/v2"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
-
-	"github.com/meshlab/meshlab/lab/kube"
-	"github.com/meshlab/meshlab/lab/kube/kubetest"
 )
 
-// TestStatusKind: status of a kind lab reads the record and asks the API
-// server (a real one; the pods' statuses are written as kubelets would).
-func TestStatusKind(t *testing.T) {
-	env := kubetest.Start(t)
+// TestStatus: status of a kind lab reads the record and asks the API server
+// (a real one; the pods' statuses are written as kubelets would).
+func TestStatus(t *testing.T) {
+	env := startEnv(t)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	kc := kubernetes.NewForConfigOrDie(env.Config)
@@ -31,8 +27,8 @@ func TestStatusKind(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	svc, err := kc.CoreV1().Services(kube.GatewayNamespace).Create(ctx, &corev1.Service{
-		ObjectMeta: metav1.ObjectMeta{Name: kube.GatewayService, Namespace: kube.GatewayNamespace},
+	svc, err := kc.CoreV1().Services(GatewayNamespace).Create(ctx, &corev1.Service{
+		ObjectMeta: metav1.ObjectMeta{Name: GatewayService, Namespace: GatewayNamespace},
 		Spec: corev1.ServiceSpec{Type: corev1.ServiceTypeLoadBalancer, Selector: map[string]string{"istio": "ingressgateway"},
 			Ports: []corev1.ServicePort{{Name: "http2", Port: 8080}}},
 	}, metav1.CreateOptions{})
@@ -40,7 +36,7 @@ func TestStatusKind(t *testing.T) {
 		t.Fatal(err)
 	}
 	svc.Status.LoadBalancer.Ingress = []corev1.LoadBalancerIngress{{IP: "172.18.255.200"}}
-	if _, err := kc.CoreV1().Services(kube.GatewayNamespace).UpdateStatus(ctx, svc, metav1.UpdateOptions{}); err != nil {
+	if _, err := kc.CoreV1().Services(GatewayNamespace).UpdateStatus(ctx, svc, metav1.UpdateOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	running := func(name string, ready bool, restarts int32) corev1.ContainerStatus {
@@ -71,23 +67,40 @@ func TestStatusKind(t *testing.T) {
 	}
 
 	dir := t.TempDir()
-	rec := kube.Record{Runtime: "kind", Cluster: "meshlab", Context: "kubetest", Pool: "172.18.255.200-172.18.255.250",
+	rec := Record{Runtime: "kind", Cluster: "meshlab", Context: "kubetest", Pool: "172.18.255.200-172.18.255.250",
 		ExternalIP: "172.18.255.201", URL: "http://127.0.0.1:8080/productpage", BookinfoNamespace: "bookinfo", CreatedAt: time.Now()}
-	b, _ := json.Marshal(rec)
-	if err := os.WriteFile(filepath.Join(dir, kube.RecordFile), b, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	run := func(args ...string) string {
-		t.Helper()
-		var out bytes.Buffer
-		app := &cli.App{Writer: &out, ErrWriter: &out, Commands: []*cli.Command{Status()}, ExitErrHandler: func(*cli.Context, error) {}}
-		if err := app.RunContext(ctx, append([]string{"meshlab", "status", "--state-dir", dir, "--kubeconfig", env.Kubeconfig}, args...)); err != nil {
-			t.Fatalf("status %q: %v\n%s", args, err, out.String())
+	writeRec := func() {
+		b, _ := json.Marshal(rec)
+		if err := os.WriteFile(filepath.Join(dir, RecordFile), b, 0o644); err != nil {
+			t.Fatal(err)
 		}
-		return out.String()
+	}
+	writeRec()
+	status := func() (string, []byte) {
+		t.Helper()
+		r, err := Open(dir, env.Kubeconfig)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.Name() != "kind" {
+			t.Errorf("Name() = %q with a kind record", r.Name())
+		}
+		st, err := r.Status(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out bytes.Buffer
+		if err := st.Print(&out); err != nil {
+			t.Fatal(err)
+		}
+		js, err := json.Marshal(st)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return out.String(), js
 	}
 
-	table := run()
+	table, js := status()
 	t.Logf("status:\n%s", table)
 	for _, want := range []string{
 		"Lab: Running (runtime kind, cluster meshlab, context kubetest",
@@ -115,20 +128,56 @@ func TestStatusKind(t *testing.T) {
 		t.Errorf("status shows a pod outside istio-system and bookinfo:\n%s", table)
 	}
 
-	var js kindStatus
-	if err := json.Unmarshal([]byte(run("-o", "json")), &js); err != nil {
+	// status -o json: the shape it had in lab/cmd.
+	var got map[string]any
+	if err := json.Unmarshal(js, &got); err != nil {
 		t.Fatal(err)
 	}
-	if js.Runtime != "kind" || js.Phase != "Running" || js.ExternalIP != "172.18.255.200" || len(js.Pods) != 2 ||
-		js.Pods[1].Ready != "1/2" || js.Pods[1].Restarts != 3 || js.URLs.Gateway != "http://172.18.255.200:8080" {
-		t.Errorf("status -o json = %+v", js)
+	for _, k := range []string{"runtime", "phase", "cluster", "context", "pool", "externalIP", "startedAt", "urls", "pods"} {
+		if _, ok := got[k]; !ok {
+			t.Errorf("status -o json lacks %q: %s", k, js)
+		}
+	}
+	var st Status
+	if err := json.Unmarshal(js, &st); err != nil {
+		t.Fatal(err)
+	}
+	if st.Runtime != "kind" || st.Phase != "Running" || st.ExternalIP != "172.18.255.200" || len(st.Pods) != 2 ||
+		st.Pods[1].Ready != "1/2" || st.Pods[1].Restarts != 3 || st.URLs.Gateway != "http://172.18.255.200:8080" {
+		t.Errorf("status -o json = %s", js)
+	}
+	if !strings.Contains(string(js), `"ready":"1/2","status":"ImagePullBackOff","restarts":3,"ip":"10.244.0.9","containers":2`) {
+		t.Errorf("a pod of status -o json changed shape: %s", js)
 	}
 
 	// A cluster that is gone: the record still shows, with why.
 	rec.Context = "no-such-context"
-	b, _ = json.Marshal(rec)
-	os.WriteFile(filepath.Join(dir, kube.RecordFile), b, 0o644)
-	if out := run(); !strings.Contains(out, "Lab: Unreachable") || !strings.Contains(out, "no-such-context") {
+	writeRec()
+	if out, _ := status(); !strings.Contains(out, "Lab: Unreachable") || !strings.Contains(out, "no-such-context") {
 		t.Errorf("status of an unreachable cluster:\n%s", out)
+	}
+
+	// A cluster meshlab was installed on (no record): its current context,
+	// and the pods of the namespaces labelled for injection.
+	if _, err := kc.CoreV1().Namespaces().Patch(ctx, "other", "application/merge-patch+json",
+		[]byte(`{"metadata":{"labels":{"istio-injection":"enabled"}}}`), metav1.PatchOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	r, err := Open(t.TempDir(), env.Kubeconfig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep, err := r.Status(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	if err := rep.Print(&out); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("status of an installed cluster:\n%s", out.String())
+	if s := out.String(); !strings.Contains(s, "Lab: Running (runtime kube, cluster kubetest, context kubetest)") ||
+		!strings.Contains(s, "not-the-mesh") || strings.Contains(s, "reviews-v2-7c") || strings.Contains(s, "MetalLB") {
+		t.Errorf("status of an installed cluster:\n%s", s)
 	}
 }
