@@ -1,16 +1,11 @@
 package cmd
 
 import (
-	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 
 	"github.com/urfave/cli/v2"
-	appsv1 "k8s.io/api/apps/v1"
-	corev1 "k8s.io/api/core/v1"
 
 	"github.com/meshlab/meshlab/lab"
 	"github.com/meshlab/meshlab/lab/kube"
@@ -43,14 +38,12 @@ func newRuntime(c *cli.Context, name, dir string) (lab.Runtime, error) {
 	case "local":
 		return local.Open(dir, local.WithControlPlane(c.String("controlplane"), c.String("token")), local.WithStderr(c.App.ErrWriter))
 	case "kind":
-		// TODO(issue 10, merge): return kube.Open(...) (lab/kube's
-		// lab.Runtime); until then the kind lab's up, down and status are
-		// the commands' own, through kindLab.
-		cp, err := local.Open(dir, local.WithControlPlane(c.String("controlplane"), c.String("token")), local.WithStderr(c.App.ErrWriter))
-		if err != nil {
-			return nil, err
+		// A kind lab: the one recorded in dir, or the one up is to make
+		// there (which needs the image builder and the mesh installer).
+		if _, err := kube.ReadRecord(dir); err == nil {
+			return kube.Open(dir, c.String("kubeconfig"))
 		}
-		return kindLab{c: c, dir: dir, cp: cp}, nil
+		return kindRuntime(dir), nil
 	}
 	return nil, fmt.Errorf("unknown runtime %q", name)
 }
@@ -63,60 +56,3 @@ func runningRuntime(dir string) string {
 	}
 	return ""
 }
-
-// kindLab is the kind lab as the commands drove it before lab/kube had a
-// lab.Runtime: up, down and status; apply, delete and list talk to the
-// control plane as before (--controlplane, e.g. port-forwarded); everything
-// else is kubectl's.
-//
-// TODO(issue 10, merge): delete it (with downKind, readKindStatus and
-// printKindStatus) once kube.Open is wired above.
-type kindLab struct {
-	c   *cli.Context
-	dir string
-	cp  *local.Lab
-}
-
-var errKindNotYet = errors.New("this lab runs on kind: use kubectl for this until meshlab's kube runtime is wired")
-
-func (k kindLab) Name() string { return "kind" }
-func (k kindLab) Up(context.Context, lab.UpOptions) error {
-	return upKind(k.c, k.dir)
-}
-func (k kindLab) Down(context.Context, lab.DownOptions) error {
-	_, err := downKind(k.c, k.dir)
-	return err
-}
-func (k kindLab) Status(ctx context.Context) (lab.StatusReport, error) {
-	rec, err := kube.ReadRecord(k.dir)
-	if err != nil {
-		return nil, fmt.Errorf("read the kind lab's record: %w", err)
-	}
-	return kindReport(readKindStatus(ctx, rec, k.c.String("kubeconfig"))), nil
-}
-func (k kindLab) Apply(ctx context.Context, req lab.ApplyRequest) (lab.ApplyResult, error) {
-	return k.cp.Apply(ctx, req)
-}
-func (k kindLab) Delete(ctx context.Context, refs []lab.ObjectRef) (lab.ApplyResult, error) {
-	return k.cp.Delete(ctx, refs)
-}
-func (k kindLab) List(ctx context.Context, kind, ns, name string) ([]json.RawMessage, error) {
-	return k.cp.List(ctx, kind, ns, name)
-}
-func (k kindLab) Pods(context.Context, string) ([]corev1.Pod, error) { return nil, errKindNotYet }
-func (k kindLab) Deployments(context.Context, string) ([]appsv1.Deployment, error) {
-	return nil, errKindNotYet
-}
-func (k kindLab) Services(context.Context, string) ([]corev1.Service, error) {
-	return nil, errKindNotYet
-}
-func (k kindLab) Namespaces(context.Context) ([]corev1.Namespace, error) { return nil, errKindNotYet }
-func (k kindLab) RolloutRestart(context.Context, string, string) error   { return errKindNotYet }
-func (k kindLab) Scale(context.Context, string, string, int32) error     { return errKindNotYet }
-func (k kindLab) Exec(context.Context, lab.ExecOptions) (int, error)     { return 0, errKindNotYet }
-func (k kindLab) Logs(context.Context, lab.LogOptions) error             { return errKindNotYet }
-
-// kindReport is `status` of a kind lab: -o json is kindStatus.
-type kindReport kindStatus
-
-func (r kindReport) Print(w io.Writer) error { return printKindStatus(w, kindStatus(r)) }

@@ -2,39 +2,20 @@ package cmd
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"runtime"
 
-	"github.com/urfave/cli/v2"
 	"k8s.io/client-go/rest"
 
-	"github.com/meshlab/meshlab/lab"
 	"github.com/meshlab/meshlab/lab/image"
 	"github.com/meshlab/meshlab/lab/kind"
 	"github.com/meshlab/meshlab/lab/kube"
 	"github.com/meshlab/meshlab/lab/kube/install"
 )
 
-// upKind is `up --runtime kind`: the lab on a kind cluster, in the
-// foreground (the cluster outlives up; there is no runtime process).
-func upKind(c *cli.Context, dir string) error {
-	return kindRuntime(dir).Up(c.Context, lab.UpOptions{ // c.Context ends on SIGINT or SIGTERM (main catches them)
-		BookinfoNamespace: c.String("bookinfo-namespace"),
-		NoBookinfo:        c.Bool("no-bookinfo"),
-		Manifests:         c.StringSlice("manifest"),
-		HostAddr:          c.String("host-addr"),
-		HTTPPort:          c.Int("http-port"),
-		HTTPSPort:         c.Int("https-port"),
-		Nodes:             c.Int("nodes"),
-		SharedIPKey:       c.String("allow-shared-ip"),
-		Out:               c.App.Writer,
-	})
-}
-
-// kindRuntime is the kind lab of the state directory dir, able to come up:
+// kindRuntime is the kind lab of dir as `up --runtime kind` makes it:
 // with this binary's image and the mesh installer.
 func kindRuntime(dir string) *kube.Runtime {
 	return kube.NewKind(dir, kube.KindDeps{
@@ -86,13 +67,4 @@ func installMesh(ctx context.Context, cfg *rest.Config, ref, bookinfoNamespace s
 		return err
 	}
 	return in.Install(ctx, o)
-}
-
-// downKind is down for a kind lab: it deletes the cluster when the state
-// directory records one. It reports whether there was a kind lab.
-func downKind(c *cli.Context, dir string) (bool, error) {
-	if _, err := kube.ReadRecord(dir); errors.Is(err, os.ErrNotExist) {
-		return false, nil
-	}
-	return true, kindRuntime(dir).Down(c.Context, lab.DownOptions{Purge: c.Bool("purge"), Out: c.App.Writer})
 }

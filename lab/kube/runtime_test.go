@@ -348,7 +348,7 @@ func TestApplyBookinfo(t *testing.T) {
 		"../../samples/bookinfo/bookinfo.yaml",
 		"../../samples/bookinfo/networking/bookinfo-gateway.yaml",
 		"../../samples/bookinfo/networking/destination-rule-all.yaml",
-		"../../controlplane/config/testdata/invalid/reviews-nodeport-service.yaml",
+		"../../controlplane/config/testdata/walkthrough/reviews-nodeport-service.yaml",
 	} {
 		d, err := readManifest(f)
 		if err != nil {
