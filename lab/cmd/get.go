@@ -137,7 +137,7 @@ func getKube(c *cli.Context, rt lab.Runtime, req []kindNames, single bool, o out
 				if obj, ok := byName[n]; ok {
 					objs = append(objs, obj)
 				} else {
-					notFound = append(notFound, fmt.Sprintf("Error from server (NotFound): %s %q not found", k.resource, n))
+					notFound = append(notFound, fmt.Sprintf("Error from server (NotFound): %s %q not found", k.qualified(), n))
 				}
 			}
 		} else if sel != nil && !sel.Empty() {

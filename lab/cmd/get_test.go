@@ -280,10 +280,16 @@ func fixture() *fakeRuntime {
 // arguments included), and returns stdout, stderr and the exit code.
 func runCLI(t *testing.T, rt lab.Runtime, args ...string) (stdout, stderr string, code int) {
 	t.Helper()
+	return runCLIAt(t, rt, func() time.Time { return testNow }, args...)
+}
+
+// runCLIAt is runCLI with the clock AGE is measured against.
+func runCLIAt(t *testing.T, rt lab.Runtime, clock func() time.Time, args ...string) (stdout, stderr string, code int) {
+	t.Helper()
 	oldRuntime, oldNow := openRuntime, now
 	t.Cleanup(func() { openRuntime, now = oldRuntime, oldNow })
 	openRuntime = func(*cli.Context) (lab.Runtime, error) { return rt, nil }
-	now = func() time.Time { return testNow }
+	now = clock
 
 	var out, errOut bytes.Buffer
 	app := &cli.App{Name: "meshlab", Writer: &out, ErrWriter: &errOut, ExitErrHandler: func(*cli.Context, error) {},
@@ -398,7 +404,7 @@ func TestGetCommand(t *testing.T) {
 		{name: "missing pod in json", args: []string{"get", "pod/nosuch", "-o", "json"}, wantCode: 1,
 			wantStderr: `Error from server (NotFound): pods "nosuch" not found`},
 		{name: "found and missing", args: []string{"get", "deploy", "reviews-v1", "nosuch", "-o", "name"}, wantCode: 1,
-			wantOut: "deployment.apps/reviews-v1\n", wantStderr: `deployments "nosuch" not found`},
+			wantOut: "deployment.apps/reviews-v1\n", wantStderr: `deployments.apps "nosuch" not found`},
 		{name: "wrong namespace", args: []string{"get", "svc", "productpage", "-n", "foo"}, wantCode: 1,
 			wantStderr: `services "productpage" not found`},
 		{name: "no kind", args: []string{"get"}, wantCode: 2, wantStderr: "name a kind: pods (po), deployments (deploy)"},

@@ -79,6 +79,15 @@ var (
 	kubeKinds = []*kubeKind{podKind, deploymentKind, serviceKind, namespaceKind}
 )
 
+// qualified is the resource as the API names it in errors: "pods",
+// "deployments.apps".
+func (k *kubeKind) qualified() string {
+	if k.gvk.Group == "" {
+		return k.resource
+	}
+	return k.resource + "." + k.gvk.Group
+}
+
 // lookupKubeKind finds a kind by any of kubectl's names for it, also
 // qualified by its group ("deployments.apps").
 func lookupKubeKind(s string) (*kubeKind, bool) {
@@ -461,10 +470,12 @@ func parseOutput(o string) (output, error) {
 // printer is kubectl's printer for a machine format.
 func (o output) printer() (printers.ResourcePrinter, error) {
 	switch o.format {
+	// As kubectl without --show-managed-fields: the server's field
+	// ownership is noise to a person reading an object.
 	case "json":
-		return &printers.JSONPrinter{}, nil
+		return &printers.OmitManagedFieldsPrinter{Delegate: &printers.JSONPrinter{}}, nil
 	case "yaml":
-		return &printers.YAMLPrinter{}, nil
+		return &printers.OmitManagedFieldsPrinter{Delegate: &printers.YAMLPrinter{}}, nil
 	case "name":
 		return &printers.NamePrinter{}, nil
 	case "jsonpath":
