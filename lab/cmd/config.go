@@ -273,6 +273,8 @@ Examples:
 			var kube, istio int
 			for _, r := range req {
 				switch _, ok := lookupKubeKind(r.kind); {
+				case isSecretKind(r.kind):
+					return usageErr("secrets are listed alone: meshlab get secrets [NAME] [-n NAMESPACE]")
 				case ok:
 					kube++
 				case r.kind == "all":

@@ -103,7 +103,7 @@ func usageErr(format string, a ...any) error {
 
 // getKube is get for the Kubernetes kinds a lab runs (pods, deployments,
 // services, namespaces), printed as kubectl prints them.
-func getKube(c *cli.Context, rt lab.Runtime, req []kindNames, single bool, o output, sel labels.Selector) error {
+func getKube(c *cli.Context, rt lab.Runtime, req []kindNames, single bool, o getOutput, sel labels.Selector) error {
 	ns := c.String("namespace")
 	allNS := c.Bool("all-namespaces")
 	type group struct {
@@ -232,7 +232,7 @@ func objectLabels(obj runtime.Object) map[string]string {
 // getIstio is get for the Istio kinds the lab stores (and "all" of them),
 // through the runtime so that it reads either runtime's store; table, json
 // and yaml print as they always have, -o name and jsonpath as kubectl's.
-func getIstio(c *cli.Context, rt lab.Runtime, req []kindNames, single bool, o output, sel labels.Selector) error {
+func getIstio(c *cli.Context, rt lab.Runtime, req []kindNames, single bool, o getOutput, sel labels.Selector) error {
 	ns := c.String("namespace")
 	if c.Bool("all-namespaces") {
 		ns = ""

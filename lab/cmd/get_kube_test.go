@@ -75,7 +75,7 @@ func (l apiserverLister) Namespaces(ctx context.Context) ([]corev1.Namespace, er
 // included, so that kubectl and meshlab can be asked about the same objects.
 func loadFixture(ctx context.Context, t *testing.T, kc kubernetes.Interface) {
 	t.Helper()
-	f := fixture()
+	f := getFixture()
 	must := func(what string, err error) {
 		t.Helper()
 		if err != nil {
@@ -136,12 +136,12 @@ func loadFixture(ctx context.Context, t *testing.T, kc kubernetes.Interface) {
 	}
 }
 
-// seconds are the only part of the two outputs that may differ: AGE of
+// ageSeconds are the only part of the two outputs that may differ: AGE of
 // objects made a moment ago, read by two commands a moment apart.
-var seconds = regexp.MustCompile(`\b\d+s\b`)
+var ageSeconds = regexp.MustCompile(`\b\d+s\b`)
 
-func normalize(s string) string {
-	s = seconds.ReplaceAllString(s, "Ns")
+func normalizeAges(s string) string {
+	s = ageSeconds.ReplaceAllString(s, "Ns")
 	var lines []string
 	for _, l := range strings.Split(s, "\n") {
 		lines = append(lines, strings.Join(strings.Fields(l), " "))
@@ -174,6 +174,9 @@ func TestGetMatchesKubectl(t *testing.T) {
 		{"get", "pods", "-A", "-o", "name"},
 		{"get", "pod/productpage-v1-6d7f9c8b5-x7k2p", "-o", "jsonpath={.spec.containers[*].ports[*].name}"},
 		{"get", "pods", "-l", "app=ratings", "-o", "jsonpath={.items[0].metadata.name}"},
+		// A selector gives a List, even of one pod: .spec is the items'.
+		{"get", "pods", "-l", "app=productpage", "-o", "jsonpath={.spec.containers[*].ports[*].name}"},
+		{"get", "pods", "-l", "app=productpage", "-o", "jsonpath={.items[*].spec.containers[*].ports[*].name}"},
 		{"get", "pods", "-A", "-o", `jsonpath={range .items[*]}{.metadata.namespace}/{.metadata.name} {.status.podIP}{"\n"}{end}`},
 		{"get", "deployments"},
 		{"get", "deploy", "-A", "-o", "wide"},
@@ -209,10 +212,10 @@ func TestGetMatchesKubectl(t *testing.T) {
 				kCode = exit.ExitCode()
 			}
 			out, errOut, code := runCLIAt(t, rt, time.Now, args...)
-			if normalize(out) != normalize(kOut.String()) {
+			if normalizeAges(out) != normalizeAges(kOut.String()) {
 				t.Errorf("meshlab %s:\n%s\nkubectl:\n%s", strings.Join(args, " "), out, kOut.String())
 			}
-			if normalize(errOut) != normalize(kErr.String()) {
+			if normalizeAges(errOut) != normalizeAges(kErr.String()) {
 				t.Errorf("meshlab's stderr:\n%s\nkubectl's:\n%s", errOut, kErr.String())
 			}
 			if code != kCode {

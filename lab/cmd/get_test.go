@@ -22,12 +22,12 @@ import (
 	"github.com/meshlab/meshlab/lab"
 )
 
-var update = flag.Bool("update", false, "rewrite testdata/get/*.golden from the output")
+var updateGolden = flag.Bool("update-golden", false, "rewrite testdata/get/*.golden from the output")
 
 // testNow is the fixed "now" every AGE and RESTARTS is measured against.
 var testNow = time.Date(2026, 1, 2, 12, 0, 0, 0, time.UTC)
 
-func ago(d time.Duration) metav1.Time { return metav1.NewTime(testNow.Add(-d)) }
+func agoAt(d time.Duration) metav1.Time { return metav1.NewTime(testNow.Add(-d)) }
 
 // fakeRuntime is a lab.Runtime holding objects in memory: a unit test of the
 // CLI's logic (arguments, filtering, printing) needs no lab.
@@ -122,18 +122,18 @@ func (f *fakeRuntime) Scale(_ context.Context, ns, name string, replicas int32) 
 	return nil
 }
 
-func ptr[T any](v T) *T { return &v }
+func ptrTo[T any](v T) *T { return &v }
 
-func running(name string, ready bool, started time.Duration) corev1.ContainerStatus {
-	return corev1.ContainerStatus{Name: name, Ready: ready, Started: ptr(true),
-		State: corev1.ContainerState{Running: &corev1.ContainerStateRunning{StartedAt: ago(started)}}}
+func runningStatus(name string, ready bool, started time.Duration) corev1.ContainerStatus {
+	return corev1.ContainerStatus{Name: name, Ready: ready, Started: ptrTo(true),
+		State: corev1.ContainerState{Running: &corev1.ContainerStateRunning{StartedAt: agoAt(started)}}}
 }
 
 // sidecarPod is an injected pod as the runtimes report one: istio-init
 // done, the app and istio-proxy running and ready.
 func sidecarPod(ns, name, app, ip string, created time.Duration) corev1.Pod {
 	return corev1.Pod{
-		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, CreationTimestamp: ago(created),
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, CreationTimestamp: agoAt(created),
 			Labels:      map[string]string{"app": app, "version": "v1", "security.istio.io/tlsMode": "istio"},
 			Annotations: map[string]string{"sidecar.istio.io/status": `{"containers":["istio-proxy"]}`}},
 		Spec: corev1.PodSpec{
@@ -154,18 +154,18 @@ func sidecarPod(ns, name, app, ip string, created time.Duration) corev1.Pod {
 			},
 			InitContainerStatuses: []corev1.ContainerStatus{{Name: "istio-init", Ready: true,
 				State: corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{ExitCode: 0, Reason: "Completed"}}}},
-			ContainerStatuses: []corev1.ContainerStatus{running(app, true, created), running("istio-proxy", true, created)},
+			ContainerStatuses: []corev1.ContainerStatus{runningStatus(app, true, created), runningStatus("istio-proxy", true, created)},
 		},
 	}
 }
 
-// fixture is a lab with pods in and out of the mesh, one restarting, one
+// getFixture is a lab with pods in and out of the mesh, one restarting, one
 // going away and one still initializing, and every type of Service.
-func fixture() *fakeRuntime {
+func getFixture() *fakeRuntime {
 	productpage := sidecarPod("default", "productpage-v1-6d7f9c8b5-x7k2p", "productpage", "10.88.0.5", 5*time.Minute)
 
 	terminating := sidecarPod("default", "reviews-v1-58b8c4f7d9-old01", "reviews", "10.88.0.7", 26*time.Hour)
-	terminating.DeletionTimestamp = ptr(ago(3 * time.Second))
+	terminating.DeletionTimestamp = ptrTo(agoAt(3 * time.Second))
 
 	crash := sidecarPod("default", "ratings-v1-7c9d7f8b6-crash", "ratings", "10.88.0.9", 90*time.Minute)
 	crash.Status.Conditions[1].Status = corev1.ConditionFalse
@@ -173,7 +173,7 @@ func fixture() *fakeRuntime {
 		State: corev1.ContainerState{Waiting: &corev1.ContainerStateWaiting{Reason: "CrashLoopBackOff",
 			Message: "back-off 40s restarting failed container"}},
 		LastTerminationState: corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{
-			ExitCode: 1, Reason: "Error", FinishedAt: ago(42 * time.Second)}},
+			ExitCode: 1, Reason: "Error", FinishedAt: agoAt(42 * time.Second)}},
 	}
 
 	initializing := sidecarPod("foo", "httpbin-5f6f7b7d8c-init1", "httpbin", "", 4*time.Second)
@@ -189,19 +189,19 @@ func fixture() *fakeRuntime {
 
 	// Outside the mesh: one container, no istio-init, no istio-proxy.
 	sleep := corev1.Pod{
-		ObjectMeta: metav1.ObjectMeta{Namespace: "legacy", Name: "sleep-7b6d4c5f9-q2w3e", CreationTimestamp: ago(3*time.Hour + 12*time.Minute),
+		ObjectMeta: metav1.ObjectMeta{Namespace: "legacy", Name: "sleep-7b6d4c5f9-q2w3e", CreationTimestamp: agoAt(3*time.Hour + 12*time.Minute),
 			Labels: map[string]string{"app": "sleep"}},
 		Spec: corev1.PodSpec{NodeName: "meshlab", Containers: []corev1.Container{{Name: "sleep", Image: "curlimages/curl"}}},
 		Status: corev1.PodStatus{Phase: corev1.PodRunning, PodIP: "10.88.0.12", PodIPs: []corev1.PodIP{{IP: "10.88.0.12"}},
 			Conditions:        []corev1.PodCondition{{Type: corev1.PodReady, Status: corev1.ConditionTrue}},
-			ContainerStatuses: []corev1.ContainerStatus{running("sleep", true, 3*time.Hour)}},
+			ContainerStatuses: []corev1.ContainerStatus{runningStatus("sleep", true, 3*time.Hour)}},
 	}
 
 	deploy := func(ns, name string, replicas, ready, updated, available int32, created time.Duration, app string) appsv1.Deployment {
 		return appsv1.Deployment{
-			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, CreationTimestamp: ago(created),
+			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, CreationTimestamp: agoAt(created),
 				Labels: map[string]string{"app": app}},
-			Spec: appsv1.DeploymentSpec{Replicas: ptr(replicas),
+			Spec: appsv1.DeploymentSpec{Replicas: ptrTo(replicas),
 				Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"app": app, "version": "v1"}},
 				Template: corev1.PodTemplateSpec{
 					ObjectMeta: metav1.ObjectMeta{Labels: map[string]string{"app": app, "version": "v1"}},
@@ -213,7 +213,7 @@ func fixture() *fakeRuntime {
 
 	service := func(ns, name string, typ corev1.ServiceType, ip string, created time.Duration, ports ...corev1.ServicePort) corev1.Service {
 		s := corev1.Service{
-			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, CreationTimestamp: ago(created),
+			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, CreationTimestamp: agoAt(created),
 				Labels: map[string]string{"app": name, "service": name}},
 			Spec: corev1.ServiceSpec{Type: typ, ClusterIP: ip, ClusterIPs: []string{ip},
 				Selector: map[string]string{"app": name}, Ports: ports},
@@ -233,7 +233,7 @@ func fixture() *fakeRuntime {
 		corev1.ServicePort{Name: "dns", Port: 53, Protocol: corev1.ProtocolUDP}, port("dns-tcp", 53, 0))
 
 	ns := func(name string, phase corev1.NamespacePhase, created time.Duration, lbls map[string]string) corev1.Namespace {
-		return corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name, CreationTimestamp: ago(created), Labels: lbls},
+		return corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name, CreationTimestamp: agoAt(created), Labels: lbls},
 			Status: corev1.NamespaceStatus{Phase: phase}}
 	}
 
@@ -286,10 +286,10 @@ func runCLI(t *testing.T, rt lab.Runtime, args ...string) (stdout, stderr string
 // runCLIAt is runCLI with the clock AGE is measured against.
 func runCLIAt(t *testing.T, rt lab.Runtime, clock func() time.Time, args ...string) (stdout, stderr string, code int) {
 	t.Helper()
-	oldRuntime, oldNow := openRuntime, now
-	t.Cleanup(func() { openRuntime, now = oldRuntime, oldNow })
+	oldRuntime, oldNow := openRuntime, getClock
+	t.Cleanup(func() { openRuntime, getClock = oldRuntime, oldNow })
 	openRuntime = func(*cli.Context) (lab.Runtime, error) { return rt, nil }
-	now = clock
+	getClock = clock
 
 	var out, errOut bytes.Buffer
 	app := &cli.App{Name: "meshlab", Writer: &out, ErrWriter: &errOut, ExitErrHandler: func(*cli.Context, error) {},
@@ -356,12 +356,12 @@ func TestGetGolden(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.golden, func(t *testing.T) {
-			out, errOut, code := runCLI(t, fixture(), tt.args...)
+			out, errOut, code := runCLI(t, getFixture(), tt.args...)
 			if code != 0 || errOut != "" {
 				t.Fatalf("meshlab %s: exit %d, stderr:\n%s", strings.Join(tt.args, " "), code, errOut)
 			}
 			path := filepath.Join("testdata", "get", tt.golden+".golden")
-			if *update {
+			if *updateGolden {
 				if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 					t.Fatal(err)
 				}
@@ -371,7 +371,7 @@ func TestGetGolden(t *testing.T) {
 			}
 			want, err := os.ReadFile(path)
 			if err != nil {
-				t.Fatalf("%v (run with -update to write it)", err)
+				t.Fatalf("%v (run with -update-golden to write it)", err)
 			}
 			if out != string(want) {
 				t.Errorf("meshlab %s:\n%s\nwant (%s):\n%s", strings.Join(tt.args, " "), out, path, want)
@@ -423,6 +423,9 @@ func TestGetCommand(t *testing.T) {
 			wantStderr: "a resource cannot be retrieved by name across all namespaces"},
 		{name: "kind twice", args: []string{"get", "pod", "pod/x"}, wantCode: 2,
 			wantStderr: "there is no need to name a kind as a separate argument"},
+		{name: "secret by KIND/NAME", args: []string{"get", "secret/x"}, wantCode: 2,
+			wantStderr: "secrets are listed alone: meshlab get secrets [NAME]"},
+		{name: "a selector gives a List", args: []string{"get", "pods", "-l", "app=productpage", "-o", "jsonpath={.spec.containers[*].ports[*].name}"}},
 		{name: "mixed kinds", args: []string{"get", "pods,vs"}, wantCode: 2,
 			wantStderr: "get Kubernetes kinds and Istio kinds in two commands"},
 		{name: "runtime fails", args: []string{"get", "pods", "-n", "foo"}, listErr: errors.New("daemon gone"), wantCode: 1,
@@ -433,7 +436,7 @@ func TestGetCommand(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			rt := fixture()
+			rt := getFixture()
 			rt.listErr = tt.listErr
 			out, errOut, code := runCLI(t, rt, tt.args...)
 			if code != tt.wantCode {

@@ -24,8 +24,8 @@ import (
 	"github.com/meshlab/meshlab/lab"
 )
 
-// now is the clock AGE and RESTARTS are measured against; tests fix it.
-var now = time.Now
+// getClock is the clock AGE and RESTARTS are measured against; tests fix it.
+var getClock = time.Now
 
 // kubeKind is a Kubernetes kind `get` prints as kubectl does: its names on
 // the command line and its table's columns, which are kubectl's own
@@ -38,7 +38,7 @@ type kubeKind struct {
 	columns    []metav1.TableColumnDefinition
 }
 
-func col(name string, wide bool) metav1.TableColumnDefinition {
+func tableCol(name string, wide bool) metav1.TableColumnDefinition {
 	d := metav1.TableColumnDefinition{Name: name, Type: "string"}
 	if name == "Name" {
 		d.Format = "name" // where -o wide's kind prefix goes with several kinds
@@ -53,28 +53,28 @@ var (
 	podKind = &kubeKind{
 		gvk: corev1.SchemeGroupVersion.WithKind("Pod"), resource: "pods", namespaced: true,
 		names: []string{"pod", "pods", "po"},
-		columns: []metav1.TableColumnDefinition{col("Name", false), col("Ready", false), col("Status", false),
-			col("Restarts", false), col("Age", false),
-			col("IP", true), col("Node", true), col("Nominated Node", true), col("Readiness Gates", true)},
+		columns: []metav1.TableColumnDefinition{tableCol("Name", false), tableCol("Ready", false), tableCol("Status", false),
+			tableCol("Restarts", false), tableCol("Age", false),
+			tableCol("IP", true), tableCol("Node", true), tableCol("Nominated Node", true), tableCol("Readiness Gates", true)},
 	}
 	deploymentKind = &kubeKind{
 		gvk: appsv1.SchemeGroupVersion.WithKind("Deployment"), resource: "deployments", namespaced: true,
 		names: []string{"deployment", "deployments", "deploy"},
-		columns: []metav1.TableColumnDefinition{col("Name", false), col("Ready", false), col("Up-to-date", false),
-			col("Available", false), col("Age", false),
-			col("Containers", true), col("Images", true), col("Selector", true)},
+		columns: []metav1.TableColumnDefinition{tableCol("Name", false), tableCol("Ready", false), tableCol("Up-to-date", false),
+			tableCol("Available", false), tableCol("Age", false),
+			tableCol("Containers", true), tableCol("Images", true), tableCol("Selector", true)},
 	}
 	serviceKind = &kubeKind{
 		gvk: corev1.SchemeGroupVersion.WithKind("Service"), resource: "services", namespaced: true,
 		names: []string{"service", "services", "svc"},
-		columns: []metav1.TableColumnDefinition{col("Name", false), col("Type", false), col("Cluster-IP", false),
-			col("External-IP", false), col("Port(s)", false), col("Age", false),
-			col("Selector", true)},
+		columns: []metav1.TableColumnDefinition{tableCol("Name", false), tableCol("Type", false), tableCol("Cluster-IP", false),
+			tableCol("External-IP", false), tableCol("Port(s)", false), tableCol("Age", false),
+			tableCol("Selector", true)},
 	}
 	namespaceKind = &kubeKind{
 		gvk: corev1.SchemeGroupVersion.WithKind("Namespace"), resource: "namespaces",
 		names:   []string{"namespace", "namespaces", "ns"},
-		columns: []metav1.TableColumnDefinition{col("Name", false), col("Status", false), col("Age", false)},
+		columns: []metav1.TableColumnDefinition{tableCol("Name", false), tableCol("Status", false), tableCol("Age", false)},
 	}
 	kubeKinds = []*kubeKind{podKind, deploymentKind, serviceKind, namespaceKind}
 )
@@ -160,17 +160,17 @@ func (k *kubeKind) row(obj runtime.Object, wide bool) metav1.TableRow {
 	case *corev1.Service:
 		r.Cells = serviceCells(o, wide)
 	case *corev1.Namespace:
-		r.Cells = []any{o.Name, string(o.Status.Phase), age(o.CreationTimestamp)}
+		r.Cells = []any{o.Name, string(o.Status.Phase), kubeAge(o.CreationTimestamp)}
 	}
 	return r
 }
 
-// age is kubectl's AGE: a rounded, human duration since t.
-func age(t metav1.Time) string {
+// kubeAge is kubectl's AGE: a rounded, human duration since t.
+func kubeAge(t metav1.Time) string {
 	if t.IsZero() {
 		return "<unknown>"
 	}
-	return duration.HumanDuration(now().Sub(t.Time))
+	return duration.HumanDuration(getClock().Sub(t.Time))
 }
 
 func isRestartableInit(c *corev1.Container) bool {
@@ -306,7 +306,7 @@ func podCells(pod *corev1.Pod) []any {
 
 	restartsCell := strconv.Itoa(restarts)
 	if restarts != 0 && !lastRestart.IsZero() {
-		restartsCell = fmt.Sprintf("%d (%s ago)", restarts, age(metav1.NewTime(lastRestart)))
+		restartsCell = fmt.Sprintf("%d (%s ago)", restarts, kubeAge(metav1.NewTime(lastRestart)))
 	}
 
 	ip := "<none>"
@@ -330,7 +330,7 @@ func podCells(pod *corev1.Pod) []any {
 		}
 		gates = fmt.Sprintf("%d/%d", n, len(pod.Spec.ReadinessGates))
 	}
-	return []any{pod.Name, fmt.Sprintf("%d/%d", ready, total), reason, restartsCell, age(pod.CreationTimestamp),
+	return []any{pod.Name, fmt.Sprintf("%d/%d", ready, total), reason, restartsCell, kubeAge(pod.CreationTimestamp),
 		ip, node, nominated, gates}
 }
 
@@ -349,7 +349,7 @@ func deploymentCells(d *appsv1.Deployment) []any {
 		images = append(images, c.Image)
 	}
 	return []any{d.Name, fmt.Sprintf("%d/%d", d.Status.ReadyReplicas, desired),
-		int64(d.Status.UpdatedReplicas), int64(d.Status.AvailableReplicas), age(d.CreationTimestamp),
+		int64(d.Status.UpdatedReplicas), int64(d.Status.AvailableReplicas), kubeAge(d.CreationTimestamp),
 		strings.Join(names, ","), strings.Join(images, ","), selector}
 }
 
@@ -382,7 +382,7 @@ func serviceCells(s *corev1.Service, wide bool) []any {
 	if typ == "" {
 		typ = corev1.ServiceTypeClusterIP
 	}
-	return []any{s.Name, string(typ), clusterIP, externalIP(s, typ, wide), portsCell, age(s.CreationTimestamp),
+	return []any{s.Name, string(typ), clusterIP, externalIP(s, typ, wide), portsCell, kubeAge(s.CreationTimestamp),
 		labels.FormatLabels(s.Spec.Selector)}
 }
 
@@ -422,8 +422,8 @@ func externalIP(s *corev1.Service, typ corev1.ServiceType, wide bool) string {
 	return "<unknown>"
 }
 
-// output is a parsed -o.
-type output struct {
+// getOutput is a parsed -o.
+type getOutput struct {
 	format   string // table, wide, json, yaml, name, jsonpath
 	template string // jsonpath's
 	asJSON   bool   // jsonpath-as-json
@@ -436,39 +436,39 @@ const outputFormats = "wide, json, yaml, name, jsonpath=TEMPLATE, jsonpath-as-js
 // removed the quotes of -o jsonpath='{.x}'), "jsonpath-file=FILE", and a
 // template given with its quotes still on, as when the argument did not go
 // through a shell.
-func parseOutput(o string) (output, error) {
+func parseOutput(o string) (getOutput, error) {
 	switch o {
 	case "", "table":
-		return output{format: "table"}, nil
+		return getOutput{format: "table"}, nil
 	case "wide", "json", "yaml", "name":
-		return output{format: o}, nil
+		return getOutput{format: o}, nil
 	}
 	format, tmpl, ok := strings.Cut(o, "=")
 	if !ok || (format != "jsonpath" && format != "jsonpath-as-json" && format != "jsonpath-file") {
-		return output{}, fmt.Errorf("--output %q: want one of %s", o, outputFormats)
+		return getOutput{}, fmt.Errorf("--output %q: want one of %s", o, outputFormats)
 	}
 	if len(tmpl) >= 2 && (tmpl[0] == '\'' || tmpl[0] == '"') && tmpl[len(tmpl)-1] == tmpl[0] {
 		tmpl = tmpl[1 : len(tmpl)-1]
 	}
 	if tmpl == "" {
-		return output{}, fmt.Errorf("--output %s: template format specified but no template given; e.g. -o %s='{.metadata.name}'", o, format)
+		return getOutput{}, fmt.Errorf("--output %s: template format specified but no template given; e.g. -o %s='{.metadata.name}'", o, format)
 	}
 	if format == "jsonpath-file" {
 		b, err := os.ReadFile(tmpl)
 		if err != nil {
-			return output{}, fmt.Errorf("--output %s: read the template: %w", o, err)
+			return getOutput{}, fmt.Errorf("--output %s: read the template: %w", o, err)
 		}
 		tmpl = string(b)
 	}
-	out := output{format: "jsonpath", template: tmpl, asJSON: format == "jsonpath-as-json"}
+	out := getOutput{format: "jsonpath", template: tmpl, asJSON: format == "jsonpath-as-json"}
 	if _, err := printers.NewJSONPathPrinter(tmpl); err != nil {
-		return output{}, fmt.Errorf("--output %s: error parsing jsonpath %s: %w", o, tmpl, err)
+		return getOutput{}, fmt.Errorf("--output %s: error parsing jsonpath %s: %w", o, tmpl, err)
 	}
 	return out, nil
 }
 
 // printer is kubectl's printer for a machine format.
-func (o output) printer() (printers.ResourcePrinter, error) {
+func (o getOutput) printer() (printers.ResourcePrinter, error) {
 	switch o.format {
 	// As kubectl without --show-managed-fields: the server's field
 	// ownership is noise to a person reading an object.
@@ -493,7 +493,7 @@ func (o output) printer() (printers.ResourcePrinter, error) {
 
 // printGeneric prints objects in a machine format as kubectl does: the one
 // object when a single one was named, else a v1 List of them all.
-func printGeneric(w io.Writer, o output, objs []runtime.Object, single bool) error {
+func printGeneric(w io.Writer, o getOutput, objs []runtime.Object, single bool) error {
 	p, err := o.printer()
 	if err != nil {
 		return err

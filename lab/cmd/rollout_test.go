@@ -59,7 +59,7 @@ func TestRolloutRestartAndScale(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			rt := fixture()
+			rt := getFixture()
 			out, errOut, code := runCLI(t, rt, tt.args...)
 			if code != tt.wantCode {
 				t.Errorf("exit %d, want %d; stderr:\n%s", code, tt.wantCode, errOut)
