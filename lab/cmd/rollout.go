@@ -56,6 +56,18 @@ func Rollout() *cli.Command {
 	return &cli.Command{
 		Name:  "rollout",
 		Usage: "manage a Deployment's rollout, as kubectl rollout",
+		Description: `meshlab has kubectl's rollout restart; for the rest (status, history, undo),
+watch the pods with meshlab get pods, or use kubectl on a kind cluster.
+
+Examples:
+   meshlab rollout restart deployment/reviews-v1 -n default
+   meshlab rollout restart --help`,
+		Action: func(c *cli.Context) error {
+			if c.NArg() == 0 {
+				return cli.ShowSubcommandHelp(c)
+			}
+			return cli.Exit(fmt.Sprintf("meshlab rollout %s: not a rollout command meshlab has; it has restart\n%s", c.Args().First(), usage), 2)
+		},
 		Subcommands: []*cli.Command{{
 			Name:      "restart",
 			Usage:     "replace a Deployment's pods one at a time, new pod ready before an old one leaves",

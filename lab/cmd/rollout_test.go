@@ -42,6 +42,9 @@ func TestRolloutRestartAndScale(t *testing.T) {
 		{name: "restart mixed forms", args: []string{"rollout", "restart", "deploy", "deploy/x"}, wantCode: 2,
 			wantStderr: "give bare names"},
 
+		{name: "rollout status", args: []string{"rollout", "status", "deploy/reviews-v1"}, wantCode: 2,
+			wantStderr: "meshlab rollout status: not a rollout command meshlab has; it has restart"},
+
 		{name: "scale", args: []string{"scale", "deployment/reviews-v1", "--replicas", "3", "-n", "default"},
 			wantOut: "deployment.apps/reviews-v1 scaled\n", wantScales: []string{"default/reviews-v1=3"}},
 		{name: "scale to zero, flag first", args: []string{"scale", "--replicas=0", "deploy/sleep", "-n", "legacy"},
