@@ -245,6 +245,7 @@ Examples:
    meshlab get destinationrules -A -o json`,
 		Flags: []cli.Flag{namespaceFlag, getOutputFlag, selectorFlag, allNamespacesFlag, showLabelsFlag, noHeadersFlag,
 			stateDirFlag, cpFlag, tokenFlag},
+		OnUsageError: flagUsageError(getUsage),
 		Action: func(c *cli.Context) error {
 			o, err := parseOutput(c.String("output"))
 			if err != nil {

@@ -409,6 +409,8 @@ func TestGetCommand(t *testing.T) {
 			wantStderr: `services "productpage" not found`},
 		{name: "no kind", args: []string{"get"}, wantCode: 2, wantStderr: "name a kind: pods (po), deployments (deploy)"},
 		{name: "unknown kind", args: []string{"get", "statefulsets"}, wantCode: 2, wantStderr: `unknown kind "statefulsets"`},
+		{name: "unknown flag", args: []string{"get", "pods", "--watch"}, wantCode: 2,
+			wantStderr: "flag provided but not defined: -watch\nusage: meshlab get"},
 		{name: "bad output", args: []string{"get", "pods", "-o", "xml"}, wantCode: 2,
 			wantStderr: `--output "xml": want one of wide, json, yaml, name, jsonpath=TEMPLATE`},
 		{name: "empty jsonpath", args: []string{"get", "pods", "-o", "jsonpath="}, wantCode: 2,

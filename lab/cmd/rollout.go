@@ -50,6 +50,14 @@ func deploymentArgs(args []string, usage string) ([]string, error) {
 	return names, nil
 }
 
+// flagUsageError makes a flag urfave/cli could not parse (--replicas abc,
+// an unknown flag) a usage error, exit 2, with the command's usage.
+func flagUsageError(usage string) cli.OnUsageErrorFunc {
+	return func(_ *cli.Context, err error, _ bool) error {
+		return cli.Exit(err.Error()+"\n"+usage, 2)
+	}
+}
+
 // Rollout is `meshlab rollout` (restart), as kubectl's.
 func Rollout() *cli.Command {
 	const usage = "usage: meshlab rollout restart deployment/NAME... [-n NAMESPACE]"
@@ -83,7 +91,8 @@ Examples:
    meshlab rollout restart deployment/reviews-v1 -n default
    meshlab rollout restart deploy/productpage-v1 deploy/details-v1
    meshlab rollout restart deployment ratings-v1 -n book-demo`,
-			Flags: []cli.Flag{namespaceFlag, stateDirFlag, cpFlag, tokenFlag},
+			Flags:        []cli.Flag{namespaceFlag, stateDirFlag, cpFlag, tokenFlag},
+			OnUsageError: flagUsageError(usage),
 			Action: func(c *cli.Context) error {
 				names, err := deploymentArgs(c.Args().Slice(), usage)
 				if err != nil {
@@ -123,6 +132,7 @@ Examples:
    meshlab scale deployment productpage-v1 --replicas 2`,
 		Flags: []cli.Flag{namespaceFlag, stateDirFlag, cpFlag, tokenFlag,
 			&cli.IntFlag{Name: "replicas", Usage: "the number of pods wanted (0 or more); required"}},
+		OnUsageError: flagUsageError(usage),
 		Action: func(c *cli.Context) error {
 			if !c.IsSet("replicas") {
 				return cli.Exit("--replicas is required: how many pods the Deployment should run\n"+usage, 2)
