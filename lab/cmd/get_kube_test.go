@@ -185,6 +185,8 @@ func TestGetMatchesKubectl(t *testing.T) {
 		{"get", "svc", "-A", "-o", "wide"},
 		{"get", "svc", "-n", "foo", "-o", "jsonpath={.items[*].spec.ports[*].protocol}"},
 		{"get", "ns"},
+		{"get", "ns", "-A", "--show-labels"},
+		{"get", "pods", "-A", "--show-labels", "-o", "wide"},
 		{"get", "ns", "-l", "istio-injection=enabled", "-o", "name"},
 		{"get", "deploy,svc"},
 		{"get", "deploy,svc", "-A"},
