@@ -198,6 +198,9 @@ func TestGetMatchesKubectl(t *testing.T) {
 		{"get", "pods", "-n", "nosuch"},
 		{"get", "pods", "-A", "-l", "app=nothing"},
 		{"get", "pod", "nosuch"},
+		{"get", "pod/nosuch", "-o", "json"},
+		{"get", "svc", "-n", "nosuch", "-o", "yaml"},
+		{"get", "ns", "nosuch"},
 		{"get", "deploy", "reviews-v1", "nosuch", "-o", "name"},
 	}
 	for _, args := range tests {
