@@ -350,6 +350,7 @@ func TestGetGolden(t *testing.T) {
 		{"deploy-and-svc-all-namespaces", []string{"get", "deploy,svc", "-A"}},
 		{"istio-table", []string{"get", "vs", "-A"}},
 		{"istio-single-json", []string{"get", "vs", "reviews", "-o", "json"}},
+		{"istio-slash-yaml", []string{"get", "vs/reviews", "-o", "yaml"}},
 		{"istio-name", []string{"get", "all", "-o", "name"}},
 		{"istio-jsonpath", []string{"get", "virtualservices", "-A", "-o", "jsonpath={.items[*].spec.hosts[*]}"}},
 		{"istio-selector", []string{"get", "vs", "-A", "-l", "app=reviews"}},
