@@ -143,8 +143,10 @@ func (k *kubeKind) list(ctx context.Context, rt lab.Runtime, ns string) ([]runti
 	default:
 		return nil, fmt.Errorf("no lister for %s", k.resource)
 	}
-	for _, o := range objs {
-		o.GetObjectKind().SetGroupVersionKind(k.gvk)
+	for i, o := range objs {
+		// A copy: a runtime may hand out the objects of its own cache.
+		objs[i] = o.DeepCopyObject()
+		objs[i].GetObjectKind().SetGroupVersionKind(k.gvk)
 	}
 	return objs, nil
 }
