@@ -41,6 +41,8 @@ func main() {
 			cmd.Apply(),
 			cmd.Get(),
 			cmd.Delete(),
+			cmd.Rollout(),
+			cmd.Scale(),
 			cmd.Create(),
 			cmd.Analyze(),
 			cmd.ProxyStatus(),

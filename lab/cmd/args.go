@@ -11,7 +11,7 @@ import (
 // v2 stops reading flags at the first positional argument, so the flags of
 // the named command are moved before its positional arguments. Everything
 // after "--" is left as it is, and so are commands that parse their own
-// arguments or have subcommands.
+// arguments; a command with subcommands is read down to the one named.
 func Intersperse(app *cli.App, args []string) []string {
 	if len(args) < 2 {
 		return args
@@ -24,6 +24,15 @@ func Intersperse(app *cli.App, args []string) []string {
 		return args
 	}
 	command := app.Command(args[i])
+	// A subcommand's flags follow it (`rollout restart deploy/x -n ns`):
+	// descend to the command that is run.
+	for command != nil && len(command.Subcommands) > 0 && i+1 < len(args) {
+		sub := command.Command(args[i+1])
+		if sub == nil {
+			break
+		}
+		i, command = i+1, sub
+	}
 	if command == nil || command.SkipFlagParsing || len(command.Subcommands) > 0 {
 		return args
 	}

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/urfave/cli/v2"
+	"k8s.io/apimachinery/pkg/labels"
 	"sigs.k8s.io/yaml"
 
 	"github.com/meshlab/meshlab/controlplane/analyze"
@@ -250,24 +251,33 @@ func Delete() *cli.Command {
 func Get() *cli.Command {
 	return &cli.Command{
 		Name:      "get",
-		Usage:     "list stored Istio resources",
-		ArgsUsage: "KIND [NAME]",
-		Description: `KIND is a kind, its plural or short name (virtualservices, vs, dr, gw, se,
-pa, ap, ...) or all.
+		Usage:     "list the lab's pods, deployments, services and namespaces as kubectl does, and its stored Istio resources",
+		ArgsUsage: "KIND[,KIND...] [NAME...] | KIND/NAME...",
+		Description: `KIND is pods (po), deployments (deploy), services (svc) or namespaces (ns),
+printed with kubectl's columns; secrets; or an Istio kind, its plural or short
+name (virtualservices, vs, dr, gw, se, pa, ap, ...) or all (every Istio kind).
+The same on the local runtime and on a kind cluster.
 
 Examples:
+   meshlab get pods -n default
+   meshlab get pods -A -o wide
+   meshlab get deploy,svc -n foo
+   meshlab get pod/details-v1-6d7f9c8b5-abcde -o jsonpath='{.spec.containers[*].ports[*].name}'
+   meshlab get pods -l app=ratings -o jsonpath='{.items[0].metadata.name}'
+   meshlab get svc productpage -o yaml
    meshlab get virtualservices -n default
    meshlab get vs reviews -o yaml
    meshlab get destinationrules -A -o json`,
-		Flags: []cli.Flag{namespaceFlag, outputFlag, stateDirFlag, cpFlag, tokenFlag,
-			&cli.BoolFlag{Name: "all-namespaces", Aliases: []string{"A"}, Usage: "every namespace"}},
+		Flags: []cli.Flag{namespaceFlag, getOutputFlag, selectorFlag, allNamespacesFlag, showLabelsFlag, noHeadersFlag,
+			stateDirFlag, cpFlag, tokenFlag},
+		OnUsageError: flagUsageError(getUsage),
 		Action: func(c *cli.Context) error {
-			o, err := checkOutput(c, "table", "json", "yaml")
+			o, err := parseOutput(c.String("output"))
 			if err != nil {
-				return err
+				return cli.Exit(err.Error(), 2)
 			}
 			if c.NArg() < 1 {
-				return cli.Exit("usage: meshlab get KIND [NAME] [-n NAMESPACE] [-o table|json|yaml]", 2)
+				return usageErr("name a kind: %s", knownKinds)
 			}
 			kind := c.Args().Get(0)
 			if isSecretKind(kind) {
@@ -275,33 +285,63 @@ Examples:
 				if c.Bool("all-namespaces") {
 					ns = ""
 				}
-				return getSecrets(c, o, ns) // secret.go
+				switch o.format {
+				case "table", "json", "yaml":
+				default:
+					return cli.Exit(fmt.Sprintf("--output %q: secrets print as table, json or yaml", c.String("output")), 2)
+				}
+				return getSecrets(c, o.format, ns) // secret.go
 			}
-			if kind != "all" {
-				if _, ok := config.LookupKind(kind); !ok {
-					return cli.Exit(fmt.Sprintf("unknown kind %q; meshlab stores virtualservices (vs), destinationrules (dr), gateways (gw), serviceentries (se), sidecars, peerauthentications (pa), authorizationpolicies (ap), requestauthentications (ra)", kind), 2)
+			req, single, err := parseGetArgs(c.Args().Slice())
+			if err != nil {
+				return usageErr("%v", err)
+			}
+			var kube, istio int
+			for _, r := range req {
+				switch _, ok := lookupKubeKind(r.kind); {
+				case isSecretKind(r.kind):
+					return usageErr("secrets are listed alone: meshlab get secrets [NAME] [-n NAMESPACE]")
+				case ok:
+					kube++
+				case r.kind == "all":
+					istio++
+				default:
+					if _, ok := config.LookupKind(r.kind); !ok {
+						return usageErr("unknown kind %q; meshlab get takes %s", r.kind, knownKinds)
+					}
+					istio++
 				}
 			}
-			ns := c.String("namespace")
-			if c.Bool("all-namespaces") {
-				ns = ""
+			if kube > 0 && istio > 0 {
+				return usageErr("get Kubernetes kinds and Istio kinds in two commands")
 			}
-			cl, err := client(c)
+			var sel labels.Selector
+			if s := c.String("selector"); s != "" {
+				if sel, err = labels.Parse(s); err != nil {
+					return usageErr("--selector %q: %v; e.g. -l app=productpage", s, err)
+				}
+				if namesObjects(c) {
+					return usageErr("--selector picks objects by label; name them or select them, not both")
+				}
+			}
+			if c.Bool("all-namespaces") && namesObjects(c) && kube > 0 {
+				return usageErr("a resource cannot be retrieved by name across all namespaces; give its namespace with -n")
+			}
+			rt, err := openRuntime(c)
 			if err != nil {
 				return err
 			}
-			list, err := cl.List(c.Context, kind, ns, c.Args().Get(1))
-			if err != nil {
-				return explain(err)
+			if kube > 0 {
+				return getKube(c, rt, req, single, o, sel) // get.go
 			}
-			return printResources(c, o, list, ns == "")
+			return getIstio(c, rt, req, single, o, sel) // get.go
 		},
 	}
 }
 
 func printResources(c *cli.Context, o string, list api.ResourceList, allNS bool) error {
 	w := c.App.Writer
-	single := c.Args().Get(1) != "" && len(list.Items) == 1
+	single := namesObjects(c) && len(list.Items) == 1
 	switch o {
 	case "json":
 		if single {
