@@ -125,4 +125,3 @@ func TestResolveEnv(t *testing.T) {
 		t.Fatalf("a missing key: %v", err)
 	}
 }
-

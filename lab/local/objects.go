@@ -37,9 +37,11 @@ func (l *Lab) Apply(ctx context.Context, req lab.ApplyRequest) (lab.ApplyResult,
 		}
 		docs = append(docs, api.Document{Source: d.Source, Index: d.Index, Object: obj})
 	}
-	// TODO(issue 10, lead): the local runtime's "can this pod run here"
-	// check goes here, before anything is sent:
-	//	if err := checkRunnable(req.Documents); err != nil { return lab.ApplyResult{}, err }
+	// What the API server would take but this runtime cannot run is
+	// refused here, before anything is stored.
+	if err := checkRunnable(req.Documents, req.Namespace); err != nil {
+		return lab.ApplyResult{}, err
+	}
 	res, err := l.client().Apply(ctx, api.ApplyRequest{Documents: docs, DryRun: req.DryRun})
 	if err != nil {
 		return lab.ApplyResult{}, err

@@ -1,14 +1,12 @@
 package local
 
 import (
-	"fmt"
 	"os/user"
 	"strconv"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 
-	"github.com/meshlab/meshlab/lab/manifest"
 )
 
 // AppUIDBase is the first uid of the pods whose manifest names none: each
@@ -85,16 +83,6 @@ func appIdentity(spec corev1.PodSpec, i int, def uint32) (identity, error) {
 	return id, nil
 }
 
-// checkDeployments refuses a manifest whose Deployments ask for what the
-// local runtime cannot run, before any pod starts.
-func checkDeployments(source string, objs manifest.Objects) error {
-	for _, d := range objs.Deployments {
-		if errs := CheckRunnable(&d.Spec.Template.Spec, field.NewPath("spec", "template", "spec")); len(errs) > 0 {
-			return fmt.Errorf("%s: deployment %s/%s: %w", source, d.Namespace, d.Name, errs.ToAggregate())
-		}
-	}
-	return nil
-}
 
 // containerEnv is a container's whole environment, as kubelet builds one:
 // PATH, HOSTNAME and HOME, the pod's identity (the lab's downward API),

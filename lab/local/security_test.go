@@ -1,10 +1,12 @@
 package local
 
 import (
+	"encoding/json"
 	"slices"
 	"strings"
 	"testing"
 
+	"github.com/meshlab/meshlab/lab"
 	"github.com/meshlab/meshlab/lab/manifest"
 )
 
@@ -73,15 +75,19 @@ func TestAppIdentity(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			err = checkDeployments("my-app.yaml", objs)
+			js, err := json.Marshal(objs.Deployments[0])
+			if err != nil {
+				t.Fatal(err)
+			}
+			err = checkRunnable([]lab.Document{{Source: "my-app.yaml", JSON: append(js[:len(js)-1], []byte(`,"apiVersion":"apps/v1","kind":"Deployment"}`)...)}}, "default")
 			if tt.wantErr != "" {
-				if err == nil || !strings.Contains(err.Error(), tt.wantErr) || !strings.HasPrefix(err.Error(), "my-app.yaml: deployment default/app: ") {
-					t.Fatalf("checkDeployments = %v; want an error naming the file, the deployment and %q", err, tt.wantErr)
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) || !strings.Contains(err.Error(), "my-app.yaml: document 1 (Deployment default/app): ") {
+					t.Fatalf("checkRunnable = %v; want an error naming the file, the deployment and %q", err, tt.wantErr)
 				}
 				return
 			}
 			if err != nil {
-				t.Fatalf("checkDeployments = %v", err)
+				t.Fatalf("checkRunnable = %v", err)
 			}
 			var got []identity
 			for i := range objs.Deployments[0].Spec.Template.Spec.Containers {
