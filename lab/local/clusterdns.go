@@ -36,6 +36,12 @@ const dnsRefresh = time.Second
 type clusterDNS struct {
 	names atomic.Pointer[dnsNames]
 	wake  chan struct{}
+	// podServices' state: the VIPs of the last registry read and, per
+	// pod namespace that asked for them, the ones installed there.
+	svcMu   sync.Mutex
+	svcs    []capture.ServiceNAT
+	svcKey  string
+	applied map[string]string // netns path → svcKey installed
 }
 
 // clusterDNSes holds each Runtime's cluster DNS, so that this file adds
@@ -116,6 +122,8 @@ func (r *Runtime) refreshDNSLoop(ctx context.Context, c *clusterDNS) {
 		cancel()
 		switch {
 		case err == nil:
+			// VIPs first: a pod that resolves a new Service can connect.
+			r.syncPodServices(c, servicesNAT(reg))
 			c.names.Store(newDNSNames(reg))
 			failing = false
 		case ctx.Err() != nil:

@@ -170,6 +170,30 @@ func TestClusterDNSInPod(t *testing.T) {
 	if err := podDNS(np.NetnsPath); err != nil {
 		t.Fatal(err)
 	}
+	if err := r.podServices(np.NetnsPath); err != nil {
+		t.Fatal(err)
+	}
+	// httpbin-1 of the registry, serving on its target port.
+	epName := fmt.Sprintf("ep-%d", os.Getpid())
+	var ep podnet.Pod
+	if err := podnet.Do(node, func() (err error) { ep, err = n.AddPod(ctx, epName, netip.MustParseAddr("198.18.0.21")); return err }); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := podnet.Do(node, func() error { return n.DelPod(context.Background(), epName) }); err != nil {
+			t.Errorf("delete pod: %v", err)
+		}
+	})
+	var httpbinLn net.Listener
+	if err := podnet.Do(ep.NetnsPath, func() (err error) { httpbinLn, err = net.Listen("tcp4", ":80"); return err }); err != nil {
+		t.Fatal(err)
+	}
+	httpbin := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		host, _, _ := net.SplitHostPort(req.RemoteAddr)
+		fmt.Fprintf(w, "httpbin-1 saw %s", host)
+	})}
+	go httpbin.Serve(httpbinLn)
+	defer httpbin.Close()
 
 	// resolverIn resolves as a program in the pod does; via, when set,
 	// replaces the resolv.conf nameserver (a loopback resolver).
@@ -248,9 +272,60 @@ func TestClusterDNSInPod(t *testing.T) {
 		}
 	}
 
+	// The issue's own check: a legacy pod reaches httpbin.foo by name,
+	// through its VIP, as itself; legacy's httpbin has no endpoints.
+	httpGet := func(url string) (string, error) {
+		client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
+			DialContext: func(ctx context.Context, _, addr string) (net.Conn, error) {
+				var c net.Conn
+				err := podnet.Do(np.NetnsPath, func() (err error) {
+					c, err = (&net.Dialer{Resolver: system}).DialContext(ctx, "tcp4", addr)
+					return err
+				})
+				return c, err
+			}}}
+		defer client.CloseIdleConnections()
+		resp, err := client.Get(url)
+		if err != nil {
+			return "", err
+		}
+		defer resp.Body.Close()
+		b, err := io.ReadAll(resp.Body)
+		return string(b), err
+	}
+	curl, curlErr := exec.LookPath("curl")
+	nsenter, nsenterErr := exec.LookPath("nsenter")
+	curlIn := func(url string) (string, error) {
+		cmdCtx, cancel := context.WithTimeout(ctx, 20*time.Second)
+		defer cancel()
+		out, err := exec.CommandContext(cmdCtx, nsenter, "--net="+np.NetnsPath, curl, "-sS", "--noproxy", "*", "--max-time", "10", url).CombinedOutput()
+		return string(out), err
+	}
+	const wantBody = "httpbin-1 saw 198.18.0.5"
+	t.Run("go http httpbin.foo:8000", func(t *testing.T) {
+		if body, err := httpGet("http://httpbin.foo:8000/ip"); err != nil || body != wantBody {
+			t.Fatalf("GET = %q, %v; want %q", body, err, wantBody)
+		}
+		if body, err := httpGet("http://httpbin:8000/ip"); err == nil || !strings.Contains(err.Error(), "connection refused") {
+			t.Fatalf("GET legacy's httpbin = %q, %v; want connection refused", body, err)
+		}
+	})
+	if curlErr == nil && nsenterErr == nil {
+		t.Run("curl httpbin.foo:8000", func(t *testing.T) {
+			if out, err := curlIn("http://httpbin.foo:8000/ip"); err != nil || out != wantBody {
+				t.Fatalf("curl = %q, %v; want %q", out, err, wantBody)
+			}
+			if out, err := curlIn("http://httpbin:8000/ip"); err == nil || !strings.Contains(out, "onnect") {
+				t.Fatalf("curl legacy's httpbin = %q, %v; want a refused connection", out, err)
+			}
+		})
+	} else {
+		t.Logf("no curl or nsenter (%v, %v): curl not tried", curlErr, nsenterErr)
+	}
+
 	// glibc's getaddrinfo, what curl uses, through the host's nsswitch and
 	// resolv.conf inside the pod's namespace.
-	if nsenter, err := exec.LookPath("nsenter"); err == nil {
+	if nsenterErr == nil {
 		for _, tt := range tests {
 			if tt.want == nil {
 				continue
@@ -306,6 +381,37 @@ func TestClusterDNSInPod(t *testing.T) {
 			time.Sleep(5 * time.Millisecond)
 		}
 		t.Logf("new endpoint answered %v after refreshDNS", time.Since(start).Round(time.Millisecond))
+	})
+	// An endpoint that stops being ready leaves the VIP as it leaves DNS.
+	t.Run("refresh VIPs", func(t *testing.T) {
+		setReady := func(ready bool) {
+			regMu.Lock()
+			defer regMu.Unlock()
+			for i := range reg.Workloads {
+				if reg.Workloads[i].Name == "httpbin-1" {
+					reg.Workloads[i].Ready = ready
+				}
+			}
+		}
+		for _, ready := range []bool{false, true} {
+			setReady(ready)
+			start := time.Now()
+			r.refreshDNS()
+			for {
+				body, err := httpGet("http://httpbin.foo:8000/ip")
+				if ready && err == nil && body == wantBody {
+					break
+				}
+				if !ready && err != nil && strings.Contains(err.Error(), "connection refused") {
+					break
+				}
+				if time.Since(start) > dnsRefresh/2 {
+					t.Fatalf("ready %v: GET = %q, %v after %v", ready, body, err, time.Since(start))
+				}
+				time.Sleep(5 * time.Millisecond)
+			}
+			t.Logf("endpoint ready=%v reflected in the VIP %v after refreshDNS", ready, time.Since(start).Round(time.Millisecond))
+		}
 	})
 
 	// What a lookup costs a pod (A and AAAA, Go's resolver).
