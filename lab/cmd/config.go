@@ -127,7 +127,11 @@ func printResult(c *cli.Context, res lab.ApplyResult, dry bool) {
 		if ch.Ref.Group != "" {
 			what += "." + ch.Ref.Group
 		}
-		fmt.Fprintf(c.App.Writer, "%s/%s %s%s (namespace %s)\n", what, ch.Ref.Name, ch.Op, suffix, ch.Ref.Namespace)
+		where := ""
+		if ch.Ref.Namespace != "" { // cluster-scoped kinds have none
+			where = " (namespace " + ch.Ref.Namespace + ")"
+		}
+		fmt.Fprintf(c.App.Writer, "%s/%s %s%s%s\n", what, ch.Ref.Name, ch.Op, suffix, where)
 	}
 }
 

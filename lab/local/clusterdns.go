@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/meshlab/meshlab/controlplane/api"
+	"github.com/meshlab/meshlab/controlplane/registry"
 	"github.com/meshlab/meshlab/dataplane/capture"
 	"github.com/meshlab/meshlab/dataplane/dns"
 	"github.com/meshlab/meshlab/lab/podnet"
@@ -28,7 +29,7 @@ import (
 const hostResolvConf = "/etc/resolv.conf"
 
 // dnsRefresh is how stale the cluster DNS's names may get when nobody
-// calls refreshDNS.
+// calls refreshDNS. The same loop keeps the NodePorts published.
 const dnsRefresh = time.Second
 
 // clusterDNS is the cluster DNS's state: the names it answers and the
@@ -44,13 +45,13 @@ type clusterDNS struct {
 	applied map[string]string // netns path → svcKey installed
 }
 
-// clusterDNSes holds each Runtime's cluster DNS, so that this file adds
-// none of the Runtime's fields (a process runs one Runtime).
-var clusterDNSes sync.Map // *Runtime → *clusterDNS
-
 func (r *Runtime) clusterDNS() *clusterDNS {
-	v, _ := clusterDNSes.LoadOrStore(r, &clusterDNS{wake: make(chan struct{}, 1)})
-	return v.(*clusterDNS)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.dns == nil {
+		r.dns = &clusterDNS{wake: make(chan struct{}, 1)}
+	}
+	return r.dns
 }
 
 // startClusterDNS serves the cluster DNS on the bridge's host address,
@@ -97,7 +98,6 @@ func (r *Runtime) serveClusterDNS(ctx context.Context, addr netip.AddrPort, upst
 	}()
 	go func() {
 		defer r.wg.Done()
-		defer clusterDNSes.Delete(r)
 		r.refreshDNSLoop(ctx, c)
 	}()
 	return nil
@@ -125,6 +125,13 @@ func (r *Runtime) refreshDNSLoop(ctx context.Context, c *clusterDNS) {
 			// VIPs first: a pod that resolves a new Service can connect.
 			r.syncPodServices(c, servicesNAT(reg))
 			c.names.Store(newDNSNames(reg))
+			// NodePorts follow the same registry, as kube-proxy's rules
+			// follow the same Services and endpoints.
+			if r.nodePorts != nil {
+				if err := r.nodePorts.Sync(ctx, registry.Snapshot{Services: reg.Services, Workloads: reg.Workloads}); err != nil && ctx.Err() == nil {
+					r.log.Warn("publish nodePorts", "err", err)
+				}
+			}
 			failing = false
 		case ctx.Err() != nil:
 			return

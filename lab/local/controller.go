@@ -9,6 +9,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -352,12 +353,22 @@ func (r *Runtime) startPod(ctx context.Context, p *pod, t *corev1.PodTemplateSpe
 		if err := r.startContainer(ctx, p, inject.ProxyContainer, r.proxyArgv("proxy", p), nil, identity{ProxyUID, ProxyUID}, ""); err != nil {
 			return err
 		}
+	} else {
+		// Out of the mesh: the cluster's DNS and Service VIPs, as
+		// CoreDNS and kube-proxy give a pod in a cluster.
+		if err := podDNS(p.Netns); err != nil {
+			return fmt.Errorf("pod %s/%s: %w", p.Namespace, p.Name, err)
+		}
+		if err := r.podServices(p.Netns); err != nil {
+			return fmt.Errorf("pod %s/%s: %w", p.Namespace, p.Name, err)
+		}
 	}
 	def := r.allocUID()
 	volumes, err := r.writeVolumes(p, &t.Spec, d)
 	if err != nil {
 		return err
 	}
+	var targets []containerTarget
 	for i, c := range t.Spec.Containers {
 		argv := Argv(&c)
 		if len(argv) == 0 {
@@ -371,18 +382,104 @@ func (r *Runtime) startPod(ctx context.Context, p *pod, t *corev1.PodTemplateSpe
 		if err != nil {
 			return fmt.Errorf("pod %s/%s container %s: CreateContainerConfigError: %w", p.Namespace, p.Name, c.Name, err)
 		}
-		_ = volumes // TODO(merge): mounts from the process package
-		if err := r.startContainer(ctx, p, c.Name, argv, env, id, c.WorkingDir); err != nil {
+		var mounts []process.Mount
+		for _, vm := range c.VolumeMounts {
+			src, ok := volumes[vm.Name]
+			if !ok {
+				return fmt.Errorf("pod %s/%s container %s: volumeMount %q names no volume of the pod", p.Namespace, p.Name, c.Name, vm.Name)
+			}
+			if vm.SubPath != "" {
+				src = filepath.Join(src, filepath.Clean("/"+vm.SubPath))
+			}
+			mounts = append(mounts, process.Mount{Source: src, Target: vm.MountPath, ReadOnly: vm.ReadOnly})
+		}
+		if err := r.startContainer(ctx, p, c.Name, argv, env, id, c.WorkingDir, mounts...); err != nil {
 			return err
 		}
-		if p.probe == nil && c.ReadinessProbe != nil && c.ReadinessProbe.HTTPGet != nil {
-			p.probe = &probe{port: uint16(c.ReadinessProbe.HTTPGet.Port.IntValue()), path: c.ReadinessProbe.HTTPGet.Path}
-		}
+		targets = append(targets, containerTarget{spec: c, probe: probeTarget{Netns: p.Netns, Self: r.opts.Self,
+			UID: id.uid, GID: id.gid, Env: containerEnv(p, id, env), Dir: c.WorkingDir}})
 	}
 	if err := r.cp.PutWorkload(ctx, r.workload(p, false)); err != nil {
 		return err
 	}
-	r.watchReadiness(ctx, p)
+	return r.runProbes(ctx, p, targets)
+}
+
+// containerTarget is one container as its probes see it.
+type containerTarget struct {
+	spec  corev1.Container
+	probe probeTarget
+}
+
+// sidecarReadiness is istio-proxy's readiness probe as Istio's injector
+// writes it (/healthz/ready on 15021), polled every second.
+var sidecarReadiness = &corev1.Probe{ProbeHandler: corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{
+	Path: "/healthz/ready", Port: intstr.FromInt32(inject.ReadyPort)}},
+	TimeoutSeconds: 1, PeriodSeconds: 1, SuccessThreshold: 1, FailureThreshold: 30}
+
+// runProbes runs every container's probes as kubelet does: a container is
+// ready when its readiness probe passes (or, without one, while it runs),
+// a failed liveness or startup probe restarts it, and the pod is ready
+// when all of its containers are — only then is it an endpoint.
+func (r *Runtime) runProbes(ctx context.Context, p *pod, targets []containerTarget) error {
+	if !p.noSidecar {
+		proxy := corev1.Container{Name: inject.ProxyContainer, ReadinessProbe: sidecarReadiness}
+		targets = append([]containerTarget{{spec: proxy, probe: probeTarget{Netns: p.Netns, Self: r.opts.Self, UID: ProxyUID, GID: ProxyUID}}}, targets...)
+	}
+	r.mu.Lock()
+	sups := map[string]*process.Supervisor{}
+	for i, n := range p.names {
+		sups[n] = p.containers[i]
+	}
+	r.mu.Unlock()
+	ready := make([]bool, len(targets))
+	var podReady bool
+	var mu sync.Mutex
+	report := func(i int, ok bool) {
+		mu.Lock()
+		defer mu.Unlock()
+		ready[i] = ok
+		all := !slices.Contains(ready, false)
+		if all == podReady {
+			return
+		}
+		podReady = all
+		if err := r.cp.PutWorkload(ctx, r.workload(p, all)); err != nil && ctx.Err() == nil {
+			r.log.Warn("report readiness", "pod", p.Namespace+"/"+p.Name, "err", err)
+		}
+		r.mu.Lock()
+		p.Ready = all
+		r.mu.Unlock()
+		r.refreshDNS()
+		r.poke()
+	}
+	for i, t := range targets {
+		sup := sups[t.spec.Name]
+		if sup == nil {
+			return fmt.Errorf("pod %s/%s: no container %s to probe", p.Namespace, p.Name, t.spec.Name)
+		}
+		t.probe.State = sup.State
+		field := fmt.Sprintf("spec.containers[%d]", i)
+		cp, err := newContainerProbes(field, &t.spec, t.probe)
+		if err != nil {
+			return fmt.Errorf("pod %s/%s: %w", p.Namespace, p.Name, err)
+		}
+		r.wg.Add(1)
+		go func() {
+			defer r.wg.Done()
+			cp.run(ctx, func(ok bool, reason string) {
+				if !ok && reason != "" {
+					r.log.Debug("not ready", "pod", p.Namespace+"/"+p.Name, "container", t.spec.Name, "why", reason)
+				}
+				report(i, ok)
+			}, func(reason string) {
+				r.log.Info("restart container", "pod", p.Namespace+"/"+p.Name, "container", t.spec.Name, "why", reason)
+				if err := sup.Restart(ctx, reason); err != nil && ctx.Err() == nil {
+					r.log.Warn("restart container", "pod", p.Namespace+"/"+p.Name, "container", t.spec.Name, "err", err)
+				}
+			})
+		}()
+	}
 	return nil
 }
 
@@ -528,20 +625,14 @@ func mapKeys[V any](m map[string]V) func(func(string) bool) {
 	}
 }
 
-// volume is one of a pod's volumes as files on the host, for its
-// containers' mounts.
-type volume struct {
-	name, dir string
-}
-
 // writeVolumes writes a pod's configMap, secret and emptyDir volumes into
 // its directory in the state dir, one file per key, as kubelet does.
-func (r *Runtime) writeVolumes(p *pod, spec *corev1.PodSpec, d desired) ([]volume, error) {
+func (r *Runtime) writeVolumes(p *pod, spec *corev1.PodSpec, d desired) (map[string]string, error) {
 	if len(spec.Volumes) == 0 {
 		return nil, nil
 	}
 	base := filepath.Join(r.opts.StateDir, "pods", p.Namespace, p.Name, "volumes")
-	var out []volume
+	out := map[string]string{}
 	for _, v := range spec.Volumes {
 		dir := filepath.Join(base, v.Name)
 		if err := os.MkdirAll(dir, 0o755); err != nil {
@@ -573,16 +664,44 @@ func (r *Runtime) writeVolumes(p *pod, spec *corev1.PodSpec, d desired) ([]volum
 				files = secretData(s)
 			}
 			items = v.Secret.Items
-		}
-		if len(items) > 0 {
-			picked := map[string][]byte{}
-			for _, it := range items {
-				if b, ok := files[it.Key]; ok {
-					picked[it.Path] = b
+		case v.Projected != nil:
+			for _, src := range v.Projected.Sources {
+				var add map[string][]byte
+				var its []corev1.KeyToPath
+				switch {
+				case src.ConfigMap != nil:
+					cm, ok := d.configMaps[p.Namespace+"/"+src.ConfigMap.Name]
+					if !ok && (src.ConfigMap.Optional == nil || !*src.ConfigMap.Optional) {
+						return nil, fmt.Errorf("volume %s: configmap %q not found", v.Name, src.ConfigMap.Name)
+					}
+					if ok {
+						add = map[string][]byte{}
+						for k, val := range cm.Data {
+							add[k] = []byte(val)
+						}
+					}
+					its = src.ConfigMap.Items
+				case src.Secret != nil:
+					sec, ok := d.secrets[p.Namespace+"/"+src.Secret.Name]
+					if !ok && (src.Secret.Optional == nil || !*src.Secret.Optional) {
+						return nil, fmt.Errorf("volume %s: secret %q not found", v.Name, src.Secret.Name)
+					}
+					if ok {
+						add = secretData(sec)
+					}
+					its = src.Secret.Items
+				}
+				for k, b := range pick(add, its) {
+					files[k] = b
 				}
 			}
-			files = picked
+		case v.EmptyDir != nil:
+			// Anyone in the pod may write an emptyDir, as kubelet makes it.
+			if err := os.Chmod(dir, 0o777); err != nil {
+				return nil, fmt.Errorf("volume %s of %s/%s: %w", v.Name, p.Namespace, p.Name, err)
+			}
 		}
+		files = pick(files, items)
 		for name, b := range files {
 			path := filepath.Join(dir, filepath.Clean("/"+name))
 			if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
@@ -592,7 +711,7 @@ func (r *Runtime) writeVolumes(p *pod, spec *corev1.PodSpec, d desired) ([]volum
 				return nil, fmt.Errorf("volume %s of %s/%s: %w", v.Name, p.Namespace, p.Name, err)
 			}
 		}
-		out = append(out, volume{name: v.Name, dir: dir})
+		out[v.Name] = dir
 	}
 	return out, nil
 }
@@ -653,3 +772,18 @@ func (r *Runtime) terminate(p *pod) {
 }
 
 const endpointPropagation = time.Second
+
+// pick is a volume's items: every key as a file of its name, or only the
+// listed keys at their paths.
+func pick(files map[string][]byte, items []corev1.KeyToPath) map[string][]byte {
+	if len(items) == 0 {
+		return files
+	}
+	picked := map[string][]byte{}
+	for _, it := range items {
+		if b, ok := files[it.Key]; ok {
+			picked[it.Path] = b
+		}
+	}
+	return picked
+}

@@ -88,6 +88,8 @@ type Runtime struct {
 	// wake asks the controller for a pass; reconciled is the store
 	// revision its last pass read.
 	wake       chan struct{}
+	dns        *clusterDNS // the cluster DNS for pods without a sidecar
+	nodePorts  *nodePorts  // NodePort Services, published on the host
 	reconciled uint64
 	applied    uint64 // the last revision up applied
 	synced     bool
@@ -197,7 +199,15 @@ func (r *Runtime) up(ctx context.Context) error {
 		if err := Cleanup(ctx); err != nil {
 			return err
 		}
-		return Network.EnsureBridge(ctx)
+		if err := Network.EnsureBridge(ctx); err != nil {
+			return err
+		}
+		host, err := netip.ParseAddr(r.opts.HostAddr)
+		if err != nil {
+			return fmt.Errorf("host address %q: %w", r.opts.HostAddr, err)
+		}
+		r.nodePorts = newNodePorts([]netip.Addr{host, Network.Gateway}, r.log)
+		return r.startClusterDNS(ctx)
 	}); err != nil {
 		return err
 	}
@@ -284,7 +294,7 @@ func (r *Runtime) addPod(ctx context.Context, namespace, name, deployment string
 
 // startContainer starts one supervised process in a pod, as id, in dir
 // ("" is /), with env added to the container's environment.
-func (r *Runtime) startContainer(ctx context.Context, p *pod, name string, argv, env []string, id identity, dir string) error {
+func (r *Runtime) startContainer(ctx context.Context, p *pod, name string, argv, env []string, id identity, dir string, mounts ...process.Mount) error {
 	if len(argv) > 0 && (argv[0] == "/meshlab" || argv[0] == "meshlab") {
 		argv = append([]string{r.opts.Self}, argv[1:]...)
 	}
@@ -302,6 +312,7 @@ func (r *Runtime) startContainer(ctx context.Context, p *pod, name string, argv,
 		Argv:      argv,
 		Env:       containerEnv(p, id, env),
 		NetnsPath: p.Netns,
+		Mounts:    mounts,
 		UID:       id.uid,
 		GID:       id.gid,
 		Dir:       dir,
@@ -385,6 +396,9 @@ func (r *Runtime) teardown() {
 		}
 	}
 	wg.Wait()
+	if r.nodePorts != nil {
+		r.nodePorts.Close()
+	}
 	ctx, cancelCleanup := context.WithTimeout(context.Background(), cleanupTimeout)
 	defer cancelCleanup()
 	if err := Cleanup(ctx); err != nil {

@@ -405,7 +405,7 @@ func (p *prober) run(ctx context.Context, onChange func(ok bool, reason string))
 	}
 	var started time.Time // of the container probed; a new one starts over
 	runs, lastOK := 0, false
-	onHold := false
+	onHold, everReady := false, false
 	tick := time.NewTicker(time.Duration(p.spec.PeriodSeconds) * p.second)
 	defer tick.Stop()
 	for {
@@ -459,14 +459,29 @@ func (p *prober) run(ctx context.Context, onChange func(ok bool, reason string))
 				}
 			}
 		}
+		// Until a container first turns ready, readiness is probed every
+		// fastReadinessPoll rather than every period: kubelet waits a
+		// whole period after a failed first probe, and a lab whose apps
+		// listen within milliseconds would sit unready for 10 s. Failure
+		// counting is unchanged, since an unready container stays unready.
+		var fast <-chan time.Time
+		if p.kind == readinessProbe && result != resultSuccess && !everReady {
+			fast = time.After(fastReadinessPoll)
+		}
+		if result == resultSuccess {
+			everReady = true
+		}
 		select {
 		case <-ctx.Done():
 			return
 		case <-tick.C:
 		case <-p.trigger:
+		case <-fast:
 		}
 	}
 }
+
+const fastReadinessPoll = 200 * time.Millisecond
 
 // containerProbes are one container's probes, run together as kubelet
 // runs them: liveness and readiness wait for the startup probe, and a

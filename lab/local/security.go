@@ -6,7 +6,6 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/util/validation/field"
-
 )
 
 // AppUIDBase is the first uid of the pods whose manifest names none: each
@@ -82,7 +81,6 @@ func appIdentity(spec corev1.PodSpec, i int, def uint32) (identity, error) {
 	}
 	return id, nil
 }
-
 
 // containerEnv is a container's whole environment, as kubelet builds one:
 // PATH, HOSTNAME and HOME, the pod's identity (the lab's downward API),
