@@ -94,16 +94,16 @@ func TestSandbox(t *testing.T) {
 	labtest.Eventually(t, "reviews on nodePort 30123", func() bool {
 		out, err := exec.Command("curl", "-sS", "-m", "2", "http://127.0.0.1:30123/reviews/0").Output()
 		body = string(out)
-		return err == nil && strings.Contains(body, `"id": "0"`)
+		return err == nil && strings.Contains(body, `"id":"0"`)
 	})
-	if out, err := exec.Command("curl", "-sS", "-m", "2", "http://198.18.0.1:30123/reviews/0").Output(); err != nil || !strings.Contains(string(out), `"id": "0"`) {
+	if out, err := exec.Command("curl", "-sS", "-m", "2", "http://198.18.0.1:30123/reviews/0").Output(); err != nil || !strings.Contains(string(out), `"id":"0"`) {
 		t.Errorf("reviews on the bridge's address, nodePort 30123: %q, %v", out, err)
 	}
 
 	// Bad manifests: each refused with its precise error, nothing applied.
-	before := l.MustRun("get", "all", "-A", "-o", "json") + l.MustRun("get", "deployments", "-A")
+	before := l.MustRun("get", "all", "-A", "-o", "json") + l.MustRun("get", "deployments,services", "-A", "-o", "name")
 	for _, c := range []struct{ file, want string }{
-		{"bad-image.yaml", `document 2 (Deployment foo/web): spec.template.spec.containers[0].image: "nginx:1.27": the local runtime runs this binary's modes`},
+		{"bad-image.yaml", `document 2 (Deployment foo/web): spec.template.spec.containers[0].image: Invalid value: "nginx:1.27": the local runtime runs this binary's modes`},
 		{"bad-selector.yaml", `spec.template.metadata.labels`},
 		{"bad-field.yaml", `spec.template.spec.containers[0].imagee: unknown field`},
 		{"bad-namespace.yaml", `namespace "nowhere" not found`},
@@ -113,7 +113,7 @@ func TestSandbox(t *testing.T) {
 			t.Errorf("apply %s: %v\n%s\nwant an error with %q", c.file, err, out, c.want)
 		}
 	}
-	if after := l.MustRun("get", "all", "-A", "-o", "json") + l.MustRun("get", "deployments", "-A"); after != before {
+	if after := l.MustRun("get", "all", "-A", "-o", "json") + l.MustRun("get", "deployments,services", "-A", "-o", "name"); after != before {
 		t.Errorf("a refused apply changed the lab:\nbefore %s\nafter %s", before, after)
 	}
 	if out := l.MustRun("get", "configmaps", "-n", "foo", "-o", "json"); strings.Contains(out, "web-config") {
@@ -227,7 +227,8 @@ func podNamed(t *testing.T, ps []corev1.Pod, app string) corev1.Pod {
 }
 
 // endpointCount is how many endpoints a pod's sidecar has for a cluster,
-// from the config the control plane sent it (proxy-config endpoints).
+// from its own config dump (proxy-config endpoints -o json, in Envoy's
+// field names).
 func endpointCount(t *testing.T, l *labtest.Lab, p corev1.Pod, cluster string) int {
 	out, err := l.Run("proxy-config", "endpoints", "-n", p.Namespace, p.Name, "-o", "json")
 	if err != nil {
@@ -238,12 +239,12 @@ func endpointCount(t *testing.T, l *labtest.Lab, p corev1.Pod, cluster string) i
 		Configs []struct {
 			DynamicEndpointConfigs []struct {
 				EndpointConfig struct {
-					ClusterName string `json:"clusterName"`
+					ClusterName string `json:"cluster_name"`
 					Endpoints   []struct {
-						LbEndpoints []json.RawMessage `json:"lbEndpoints"`
+						LbEndpoints []json.RawMessage `json:"lb_endpoints"`
 					} `json:"endpoints"`
-				} `json:"endpointConfig"`
-			} `json:"dynamicEndpointConfigs"`
+				} `json:"endpoint_config"`
+			} `json:"dynamic_endpoint_configs"`
 		} `json:"configs"`
 	}
 	if err := json.Unmarshal([]byte(out), &dump); err != nil {

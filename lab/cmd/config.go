@@ -310,7 +310,9 @@ Examples:
 				case r.kind == "all":
 					istio++
 				default:
-					if _, ok := config.LookupKind(r.kind); !ok {
+					// Istio's kinds, and the other Kubernetes kinds the
+					// lab stores (configmaps, serviceaccounts).
+					if _, ok := config.LookupStoredKind(r.kind); !ok {
 						return usageErr("unknown kind %q; meshlab get takes %s", r.kind, knownKinds)
 					}
 					istio++
