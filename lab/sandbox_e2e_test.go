@@ -4,13 +4,17 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
 
+	"github.com/meshlab/meshlab/lab"
 	"github.com/meshlab/meshlab/lab/labtest"
 )
 
@@ -132,6 +136,45 @@ func TestSandbox(t *testing.T) {
 		t.Logf("scale httpbin.foo to %d: EDS of sleep.bar shows %d endpoints after %v", n, n, time.Since(start).Round(time.Millisecond))
 	}
 
+	// Readiness decides endpoints: a pod failing its probe leaves them and
+	// comes back when it passes.
+	// Not t.TempDir: the probe runs as the pod's user, who must reach the
+	// file, and t.TempDir's parent is root's alone.
+	readyDir, err := os.MkdirTemp("", "meshlab-flaky-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = os.RemoveAll(readyDir) })
+	if err := os.Chmod(readyDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	readyFile := filepath.Join(readyDir, "ready")
+	flaky, err := os.ReadFile("testdata/sandbox/flaky.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	flakyFile := filepath.Join(t.TempDir(), "flaky.yaml")
+	if err := os.WriteFile(flakyFile, []byte(strings.ReplaceAll(string(flaky), "READY_FILE", readyFile)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	l.MustRun("apply", "-f", flakyFile)
+	flakyCluster := "outbound|80||flaky.foo.svc.cluster.local"
+	for _, ready := range []bool{true, false, true} {
+		want := 0
+		if ready {
+			want = 1
+			if err := os.WriteFile(readyFile, []byte("ok\n"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		} else if err := os.Remove(readyFile); err != nil {
+			t.Fatal(err)
+		}
+		labtest.Eventually(t, fmt.Sprintf("%d endpoints of flaky.foo in sleep.bar's EDS", want), func() bool {
+			return endpointCount(t, l, sleepBar, flakyCluster) == want
+		})
+	}
+	l.MustRun("delete", "-f", flakyFile)
+
 	// Rollout restart of a 2-replica Deployment under 50 rps from another
 	// pod: not one failed request.
 	l.MustRun("scale", "deployment/httpbin", "-n", "foo", "--replicas", "2")
@@ -186,6 +229,30 @@ func TestSandbox(t *testing.T) {
 		if line := lineOf(ps, p.Name); !strings.Contains(line, "SYNCED") {
 			t.Errorf("proxy-status of %s: %q\n%s", p.Name, line, ps)
 		}
+	}
+
+	// The control plane's store keeps the workloads: a control plane
+	// killed and restarted (by the runtime, as kubelet restarts it) serves
+	// the same Services at the same VIPs, and the mesh keeps working.
+	svcBefore := l.MustRun("get", "services", "-A", "-o", "json")
+	var st lab.Status
+	if err := json.Unmarshal([]byte(l.MustRun("status", "-o", "json")), &st); err != nil {
+		t.Fatal(err)
+	}
+	istiod, err := st.FindPod("istio-system", "istiod")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Kill(istiod.Containers[0].PID, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	labtest.Eventually(t, "the control plane back with the same Services", func() bool {
+		out, err := l.Run("get", "services", "-A", "-o", "json")
+		return err == nil && out == svcBefore
+	})
+	if out, err := l.Run("exec", "-n", "legacy", "deploy/sleep", "-c", "sleep", "--", "curl", "-sS", "-m", "5", "-o", "/dev/null",
+		"-w", "%{http_code}", "http://httpbin.foo:8000/ip"); err != nil || out != "200" {
+		t.Errorf("sleep.legacy → httpbin.foo after a control plane restart: %q, %v", out, err)
 	}
 
 	// Deleting what was applied takes the pods, Services and VIPs away.
