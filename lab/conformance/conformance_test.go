@@ -520,6 +520,9 @@ func walkthroughYAML(t *testing.T, s *suite) {
 	if err != nil || len(files) < 8 {
 		t.Fatalf("walkthrough fixtures: %v %v", files, err)
 	}
+	// The walkthrough makes its namespace first; its Kubernetes objects
+	// (the NodePort Service) need it, as on a cluster.
+	s.apply(t, "testdata/book-demo-namespace.yaml")
 	for _, f := range files {
 		t.Run(filepath.Base(f), func(t *testing.T) { s.apply(t, f) })
 	}
