@@ -6,8 +6,10 @@ import (
 	"strings"
 	"testing"
 
+	appsv1 "k8s.io/api/apps/v1"
+
+	"github.com/meshlab/meshlab/controlplane/config"
 	"github.com/meshlab/meshlab/lab"
-	"github.com/meshlab/meshlab/lab/manifest"
 )
 
 // deployment is a Deployment of one pod with an app container and a
@@ -71,15 +73,15 @@ func TestAppIdentity(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			objs, err := manifest.Parse("my-app.yaml", []byte(deployment(tt.podSC, tt.appSC, tt.helperSC)), "default")
-			if err != nil {
+			docs, err := config.Split([]byte(deployment(tt.podSC, tt.appSC, tt.helperSC)))
+			if err != nil || len(docs) != 1 {
+				t.Fatalf("split the manifest: %d documents, %v", len(docs), err)
+			}
+			var dep appsv1.Deployment
+			if err := json.Unmarshal(docs[0].JSON, &dep); err != nil {
 				t.Fatal(err)
 			}
-			js, err := json.Marshal(objs.Deployments[0])
-			if err != nil {
-				t.Fatal(err)
-			}
-			err = checkRunnable([]lab.Document{{Source: "my-app.yaml", JSON: append(js[:len(js)-1], []byte(`,"apiVersion":"apps/v1","kind":"Deployment"}`)...)}}, "default")
+			err = checkRunnable([]lab.Document{{Source: "my-app.yaml", JSON: docs[0].JSON}}, "default")
 			if tt.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), tt.wantErr) || !strings.Contains(err.Error(), "my-app.yaml: document 1 (Deployment default/app): ") {
 					t.Fatalf("checkRunnable = %v; want an error naming the file, the deployment and %q", err, tt.wantErr)
@@ -90,8 +92,8 @@ func TestAppIdentity(t *testing.T) {
 				t.Fatalf("checkRunnable = %v", err)
 			}
 			var got []identity
-			for i := range objs.Deployments[0].Spec.Template.Spec.Containers {
-				id, err := appIdentity(objs.Deployments[0].Spec.Template.Spec, i, def)
+			for i := range dep.Spec.Template.Spec.Containers {
+				id, err := appIdentity(dep.Spec.Template.Spec, i, def)
 				if err != nil {
 					t.Fatal(err)
 				}

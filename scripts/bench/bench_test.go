@@ -8,8 +8,10 @@ import (
 	"testing"
 	"time"
 
+	appsv1 "k8s.io/api/apps/v1"
+
+	"github.com/meshlab/meshlab/controlplane/config"
 	"github.com/meshlab/meshlab/controlplane/inject"
-	"github.com/meshlab/meshlab/lab/manifest"
 )
 
 func TestPercentile(t *testing.T) {
@@ -201,12 +203,18 @@ func TestManifestRenders(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	objs, err := manifest.Parse("bench.yaml", b, "default")
+	rs, err := config.ParseInNamespace("bench.yaml", b, "default")
 	if err != nil {
 		t.Fatal(err)
 	}
+	var deployments []*appsv1.Deployment
+	for _, r := range rs {
+		if d, ok := r.Object.(*appsv1.Deployment); ok {
+			deployments = append(deployments, d)
+		}
+	}
 	bare := map[string]bool{}
-	for _, d := range objs.Deployments {
+	for _, d := range deployments {
 		if d.Namespace != benchNS {
 			t.Errorf("deployment %s in %q, want %q", d.Name, d.Namespace, benchNS)
 		}

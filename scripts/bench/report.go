@@ -164,7 +164,7 @@ func render(r Results, jsonPath string) string {
 	}
 
 	if sb := r.Sandbox; sb != nil {
-		w("\n## Your own workloads (local runtime, issue 10)\n\n")
+		w("\n## Your own workloads (local runtime, issue 10)\n\nMeasured %s (`go run ./scripts/bench -sections sandbox`).\n\n", sb.Measured.Format("2006-01-02 15:04 UTC"))
 		w("| | rounds | p50 s | max s | samples |\n|---|---:|---:|---:|---|\n")
 		w("| `apply` of a Namespace, Service and Deployment → the pod answers 200 | %d | %.2f | %.2f | %s |\n", sb.Rounds, sb.ApplyP50, sb.ApplyMax, floats(sb.ApplyS))
 		w("| `rollout restart` of one pod → the new one ready, the old one gone | %d | %.2f | %.2f | %s |\n", sb.Rounds, sb.RestartP50, sb.RestartMax, floats(sb.RestartS))

@@ -17,7 +17,10 @@ import (
 // runtime (issue 10): apply → a new pod serving, a rollout restart of one
 // pod, and scaling one Deployment to 10 pods, with and without a sidecar.
 type SandboxResult struct {
-	Rounds int `json:"rounds"`
+	// Measured is when this section ran: it may run alone and be merged
+	// into a full run's results (-render), so it says when it was taken.
+	Measured time.Time `json:"measured"`
+	Rounds   int       `json:"rounds"`
 	// ApplyS: from `meshlab apply` of a Namespace, Service and Deployment
 	// to the pod answering 200 on its own address.
 	ApplyS   []float64 `json:"applyToServingSeconds"`
@@ -94,7 +97,7 @@ func (h *harness) sandboxBench(ctx context.Context) error {
 	h.cmd("meshlab", "apply", "-f", "sandbox-mesh.yaml")
 	h.cmd("meshlab", "rollout", "restart", "deployment/httpbin", "-n", "sandbox-mesh")
 	h.cmd("meshlab", "scale", "deployment/httpbin", "-n", "sandbox-mesh", "--replicas", "10")
-	r := &SandboxResult{Rounds: h.labRounds}
+	r := &SandboxResult{Rounds: h.labRounds, Measured: time.Now().UTC()}
 	for i := 0; i < h.labRounds; i++ {
 		start := time.Now()
 		if _, err := l.run(ctx, "apply", "-f", mesh); err != nil {
