@@ -148,7 +148,7 @@ func labDocuments(docs []api.Document) []lab.Document {
 func refOf(key string) lab.ObjectRef {
 	kind, rest, _ := strings.Cut(key, "/")
 	ns, name, _ := strings.Cut(rest, "/")
-	info, _ := config.LookupKind(kind)
+	info, _ := config.LookupStoredKind(kind)
 	return lab.ObjectRef{Group: info.Group, Kind: kind, Namespace: ns, Name: name}
 }
 
@@ -156,15 +156,19 @@ func refOf(key string) lab.ObjectRef {
 func Apply() *cli.Command {
 	return &cli.Command{
 		Name:  "apply",
-		Usage: "validate Istio resources and store them, all or nothing, then push them to the proxies",
+		Usage: "validate Istio resources and Kubernetes workloads and store them, all or nothing, then run and push them",
 		Description: `Takes the same YAML as kubectl apply with Istio's CRDs: VirtualService,
 DestinationRule, Gateway, ServiceEntry, Sidecar, PeerAuthentication,
 AuthorizationPolicy, RequestAuthentication, in networking.istio.io and
-security.istio.io v1, v1beta1 and v1alpha3. If any document is invalid, nothing
-is stored and every error names its file, document and field.
+security.istio.io v1, v1beta1 and v1alpha3; and Kubernetes' Namespace,
+ServiceAccount, Service, ConfigMap, Secret (v1) and Deployment (apps/v1),
+checked as the API server checks them and run by the lab (docs/sandbox.md).
+If any document is invalid, nothing is stored and every error names its
+file, document and field.
 
 Examples:
    meshlab apply -f samples/bookinfo/networking/virtual-service-all-v1.yaml
+   meshlab apply -n foo -f samples/sleep/sleep.yaml -f samples/httpbin/httpbin.yaml
    meshlab apply -f samples/bookinfo/networking/ -n book-demo
    cat vs.yaml | meshlab apply -f -
    meshlab apply -f vs.yaml --wait     # return once the proxies it changes have ACKed it`,
@@ -201,12 +205,17 @@ Examples:
 func Delete() *cli.Command {
 	return &cli.Command{
 		Name:      "delete",
-		Usage:     "delete Istio resources by file or by kind and name, all or nothing",
+		Usage:     "delete Istio resources and Kubernetes objects by file or by kind and name, all or nothing",
 		ArgsUsage: "[KIND NAME...]",
-		Description: `Examples:
+		Description: `Deleting a Namespace deletes what is in it, as in Kubernetes.
+
+Examples:
    meshlab delete -f samples/bookinfo/networking/virtual-service-all-v1.yaml
    meshlab delete virtualservice reviews -n default
-   meshlab delete vs reviews ratings`,
+   meshlab delete vs reviews ratings
+   meshlab delete -n foo -f samples/httpbin/httpbin.yaml
+   meshlab delete deployment httpbin -n foo
+   meshlab delete namespace legacy`,
 		Flags: []cli.Flag{&cli.StringSliceFlag{Name: "filename", Aliases: []string{"f"}, Usage: "file, directory or -"}, namespaceFlag, stateDirFlag, cpFlag, tokenFlag},
 		Action: func(c *cli.Context) error {
 			var refs []lab.ObjectRef
@@ -229,12 +238,16 @@ func Delete() *cli.Command {
 				if c.NArg() < 2 {
 					return cli.Exit("usage: meshlab delete -f FILE, or meshlab delete KIND NAME... [-n NAMESPACE]", 2)
 				}
-				info, ok := config.LookupKind(c.Args().First())
+				info, ok := config.LookupStoredKind(c.Args().First())
 				if !ok {
 					return cli.Exit(fmt.Sprintf("unknown kind %q", c.Args().First()), 2)
 				}
+				ns := c.String("namespace")
+				if info.ClusterScoped {
+					ns = ""
+				}
 				for _, n := range c.Args().Slice()[1:] {
-					refs = append(refs, lab.ObjectRef{Group: info.Group, Kind: string(info.Kind), Namespace: c.String("namespace"), Name: n})
+					refs = append(refs, lab.ObjectRef{Group: info.Group, Kind: string(info.Kind), Namespace: ns, Name: n})
 				}
 			}
 			rt, err := openRuntime(c)

@@ -452,6 +452,9 @@ func (r *Runtime) runProbes(ctx context.Context, p *pod, targets []containerTarg
 		r.mu.Unlock()
 		r.refreshDNS()
 		r.poke()
+		// `get pods` and `status` read the record: it changes now, not at
+		// the next periodic write.
+		r.writeStatus()
 	}
 	for i, t := range targets {
 		sup := sups[t.spec.Name]
@@ -768,6 +771,7 @@ func (r *Runtime) terminate(p *pod) {
 		r.freeIPs = append(r.freeIPs, netip.MustParseAddr(p.IP))
 		r.mu.Unlock()
 		r.poke()
+		r.writeStatus()
 	}()
 }
 

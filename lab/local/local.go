@@ -79,6 +79,7 @@ type Runtime struct {
 	cp   *api.Client
 
 	mu       sync.Mutex
+	statusMu sync.Mutex // serialises writeStatus
 	status   lab.Status
 	pods     []*pod
 	nextIP   netip.Addr
@@ -333,6 +334,10 @@ func (r *Runtime) startContainer(ctx context.Context, p *pod, name string, argv,
 
 // writeStatus records the lab's state for `status`, `exec` and `logs`.
 func (r *Runtime) writeStatus() {
+	// One writer at a time, so a later snapshot is never replaced by an
+	// earlier one renamed after it.
+	r.statusMu.Lock()
+	defer r.statusMu.Unlock()
 	r.mu.Lock()
 	st := r.status
 	st.Steps = append([]lab.Step(nil), r.status.Steps...)
