@@ -32,7 +32,7 @@ func render(r Results, jsonPath string) string {
 	if r.Mode == "quick" {
 		w("**Quick mode**: %d requests per path — enough to try the harness, too few for a stable p99.9. Run `task bench` for the figures.\n", r.Settings.Requests)
 	}
-	w("\nEvery figure below was measured here, in this run, unless it sits in the *published* table.\n\n")
+	w("\nEvery figure below was measured here, in this run, unless it sits in the *published* table or its section says when it was measured (a section run alone and merged in).\n\n")
 
 	m := r.Machine
 	w("## Machine\n\n| | |\n|---|---|\n")
@@ -164,7 +164,11 @@ func render(r Results, jsonPath string) string {
 	}
 
 	if sb := r.Sandbox; sb != nil {
-		w("\n## Your own workloads (local runtime, issue 10)\n\nMeasured %s (`go run ./scripts/bench -sections sandbox`).\n\n", sb.Measured.Format("2006-01-02 15:04 UTC"))
+		w("\n## Your own workloads (local runtime, issue 10)\n\nMeasured %s (`go run ./scripts/bench -sections sandbox`)", sb.Measured.Format("2006-01-02 15:04 UTC"))
+		if sb.Raw != "" {
+			w(", raw results: [`%s`](%s)", sb.Raw, relDoc(sb.Raw))
+		}
+		w(".\n\n")
 		w("| | rounds | p50 s | max s | samples |\n|---|---:|---:|---:|---|\n")
 		w("| `apply` of a Namespace, Service and Deployment → the pod answers 200 | %d | %.2f | %.2f | %s |\n", sb.Rounds, sb.ApplyP50, sb.ApplyMax, floats(sb.ApplyS))
 		w("| `rollout restart` of one pod → the new one ready, the old one gone | %d | %.2f | %.2f | %s |\n", sb.Rounds, sb.RestartP50, sb.RestartMax, floats(sb.RestartS))

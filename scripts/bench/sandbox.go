@@ -20,7 +20,9 @@ type SandboxResult struct {
 	// Measured is when this section ran: it may run alone and be merged
 	// into a full run's results (-render), so it says when it was taken.
 	Measured time.Time `json:"measured"`
-	Rounds   int       `json:"rounds"`
+	// Raw is the results file of that run, when merged into another's.
+	Raw    string `json:"raw,omitempty"`
+	Rounds int    `json:"rounds"`
 	// ApplyS: from `meshlab apply` of a Namespace, Service and Deployment
 	// to the pod answering 200 on its own address.
 	ApplyS   []float64 `json:"applyToServingSeconds"`
