@@ -4,9 +4,12 @@ import (
 	"context"
 	"encoding/json"
 	"io"
+	"strings"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+
+	"github.com/meshlab/meshlab/controlplane/config"
 )
 
 // Runtime is a running (or stoppable) lab as the CLI drives it, whatever it
@@ -99,6 +102,15 @@ type ObjectRef struct {
 	Kind      string
 	Namespace string
 	Name      string
+}
+
+// RefOfKey reads the control plane's key of an object, Kind/namespace/name
+// (namespace empty for a cluster-scoped kind), with the kind's API group.
+func RefOfKey(key string) ObjectRef {
+	kind, rest, _ := strings.Cut(key, "/")
+	ns, name, _ := strings.Cut(rest, "/")
+	info, _ := config.LookupStoredKind(kind)
+	return ObjectRef{Group: info.Group, Kind: kind, Namespace: ns, Name: name}
 }
 
 // ExecOptions is one `meshlab exec`.

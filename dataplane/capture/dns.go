@@ -47,18 +47,10 @@ func InstallDNS(to netip.AddrPort) error {
 	if err := os.WriteFile(routeLocalnet, []byte("1\n"), 0o644); err != nil {
 		return fmt.Errorf("install dns capture: set route_localnet in the pod's namespace: %w", err)
 	}
-	c, err := nftables.New()
+	c, t, out, err := freshNATTable(DNSTableName)
 	if err != nil {
-		return fmt.Errorf("install dns capture: open nftables: %w", err)
+		return fmt.Errorf("install dns capture: %w", err)
 	}
-	t := &nftables.Table{Name: DNSTableName, Family: nftables.TableFamilyIPv4}
-	c.AddTable(t)
-	c.DelTable(t)
-	c.AddTable(t)
-	out := c.AddChain(&nftables.Chain{
-		Name: "output", Table: t, Type: nftables.ChainTypeNAT,
-		Hooknum: nftables.ChainHookOutput, Priority: nftables.ChainPriorityNATDest,
-	})
 	post := c.AddChain(&nftables.Chain{
 		Name: "postrouting", Table: t, Type: nftables.ChainTypeNAT,
 		Hooknum: nftables.ChainHookPostrouting, Priority: nftables.ChainPriorityNATSource,

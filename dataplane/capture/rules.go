@@ -68,21 +68,10 @@ func Install(opts Options) error {
 	if err := opts.validate(); err != nil {
 		return fmt.Errorf("install capture: %w", err)
 	}
-	c, err := nftables.New()
+	c, t, out, err := freshNATTable(TableName)
 	if err != nil {
-		return fmt.Errorf("install capture: open nftables: %w", err)
+		return fmt.Errorf("install capture: %w", err)
 	}
-	t := &nftables.Table{Name: TableName, Family: nftables.TableFamilyIPv4}
-	// add-delete-add in one batch: the delete never fails for a missing
-	// table, and readers see either the old rules or the new ones.
-	c.AddTable(t)
-	c.DelTable(t)
-	c.AddTable(t)
-
-	out := c.AddChain(&nftables.Chain{
-		Name: "output", Table: t, Type: nftables.ChainTypeNAT,
-		Hooknum: nftables.ChainHookOutput, Priority: nftables.ChainPriorityNATDest,
-	})
 	pre := c.AddChain(&nftables.Chain{
 		Name: "prerouting", Table: t, Type: nftables.ChainTypeNAT,
 		Hooknum: nftables.ChainHookPrerouting, Priority: nftables.ChainPriorityNATDest,
@@ -220,4 +209,24 @@ func redirect(proto byte, port, to uint16) []expr.Any {
 		&expr.Immediate{Register: 1, Data: binaryutil.BigEndian.PutUint16(to)},
 		&expr.Redir{RegisterProtoMin: 1},
 	)
+}
+
+// freshNATTable starts a batch that replaces table name (IPv4) with an
+// empty one holding a NAT output chain: add-delete-add in one batch, so the
+// delete never fails for a missing table and readers see either the old
+// rules or the new ones once the batch is flushed.
+func freshNATTable(name string) (*nftables.Conn, *nftables.Table, *nftables.Chain, error) {
+	c, err := nftables.New()
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("open nftables: %w", err)
+	}
+	t := &nftables.Table{Name: name, Family: nftables.TableFamilyIPv4}
+	c.AddTable(t)
+	c.DelTable(t)
+	c.AddTable(t)
+	out := c.AddChain(&nftables.Chain{
+		Name: "output", Table: t, Type: nftables.ChainTypeNAT,
+		Hooknum: nftables.ChainHookOutput, Priority: nftables.ChainPriorityNATDest,
+	})
+	return c, t, out, nil
 }

@@ -52,18 +52,10 @@ func InstallServices(svcs []ServiceNAT) error {
 	if err := notInitNetns(); err != nil {
 		return fmt.Errorf("install services: %w", err)
 	}
-	c, err := nftables.New()
+	c, t, out, err := freshNATTable(ServicesTableName)
 	if err != nil {
-		return fmt.Errorf("install services: open nftables: %w", err)
+		return fmt.Errorf("install services: %w", err)
 	}
-	t := &nftables.Table{Name: ServicesTableName, Family: nftables.TableFamilyIPv4}
-	c.AddTable(t)
-	c.DelTable(t)
-	c.AddTable(t)
-	out := c.AddChain(&nftables.Chain{
-		Name: "output", Table: t, Type: nftables.ChainTypeNAT,
-		Hooknum: nftables.ChainHookOutput, Priority: nftables.ChainPriorityNATDest,
-	})
 	for _, s := range svcs {
 		for _, r := range serviceRules(s) {
 			c.AddRule(&nftables.Rule{Table: t, Chain: out, Exprs: r})

@@ -144,14 +144,6 @@ func labDocuments(docs []api.Document) []lab.Document {
 	return out
 }
 
-// refOf reads a store key, Kind/namespace/name.
-func refOf(key string) lab.ObjectRef {
-	kind, rest, _ := strings.Cut(key, "/")
-	ns, name, _ := strings.Cut(rest, "/")
-	info, _ := config.LookupStoredKind(kind)
-	return lab.ObjectRef{Group: info.Group, Kind: kind, Namespace: ns, Name: name}
-}
-
 // Apply is `meshlab apply`.
 func Apply() *cli.Command {
 	return &cli.Command{
@@ -229,7 +221,7 @@ Examples:
 					if err != nil {
 						return err
 					}
-					refs = append(refs, refOf(r.Key()))
+					refs = append(refs, lab.RefOfKey(r.Key()))
 				}
 			} else {
 				if isSecretKind(c.Args().First()) {

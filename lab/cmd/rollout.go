@@ -5,6 +5,8 @@ import (
 	"strings"
 
 	"github.com/urfave/cli/v2"
+
+	"github.com/meshlab/meshlab/lab"
 )
 
 // deploymentArgs reads the Deployments a rollout or scale names, as kubectl
@@ -94,22 +96,12 @@ Examples:
 			Flags:        []cli.Flag{namespaceFlag, stateDirFlag, cpFlag, tokenFlag},
 			OnUsageError: flagUsageError(usage),
 			Action: func(c *cli.Context) error {
-				names, err := deploymentArgs(c.Args().Slice(), usage)
-				if err != nil {
-					return err
-				}
-				rt, err := openRuntime(c)
-				if err != nil {
-					return err
-				}
-				ns := c.String("namespace")
-				for _, n := range names {
+				return eachDeployment(c, usage, "restarted", func(rt lab.Runtime, ns, n string) error {
 					if err := rt.RolloutRestart(c.Context, ns, n); err != nil {
-						return explain(fmt.Errorf("rollout restart deployment %s/%s: %w", ns, n, err))
+						return fmt.Errorf("rollout restart deployment %s/%s: %w", ns, n, err)
 					}
-					fmt.Fprintf(c.App.Writer, "deployment.apps/%s restarted\n", n)
-				}
-				return nil
+					return nil
+				})
 			},
 		}},
 	}
@@ -141,22 +133,34 @@ Examples:
 			if replicas < 0 || replicas > 1<<31-1 {
 				return cli.Exit(fmt.Sprintf("--replicas %d: want 0 or more\n%s", replicas, usage), 2)
 			}
-			names, err := deploymentArgs(c.Args().Slice(), usage)
-			if err != nil {
-				return err
-			}
-			rt, err := openRuntime(c)
-			if err != nil {
-				return err
-			}
-			ns := c.String("namespace")
-			for _, n := range names {
+			return eachDeployment(c, usage, "scaled", func(rt lab.Runtime, ns, n string) error {
 				if err := rt.Scale(c.Context, ns, n, int32(replicas)); err != nil {
-					return explain(fmt.Errorf("scale deployment %s/%s to %d: %w", ns, n, replicas, err))
+					return fmt.Errorf("scale deployment %s/%s to %d: %w", ns, n, replicas, err)
 				}
-				fmt.Fprintf(c.App.Writer, "deployment.apps/%s scaled\n", n)
-			}
-			return nil
+				return nil
+			})
 		},
 	}
+}
+
+// eachDeployment does fn to every Deployment the arguments name, in the
+// runtime of the lab, saying `deployment.apps/NAME done` for each as
+// kubectl does.
+func eachDeployment(c *cli.Context, usage, done string, fn func(rt lab.Runtime, ns, name string) error) error {
+	names, err := deploymentArgs(c.Args().Slice(), usage)
+	if err != nil {
+		return err
+	}
+	rt, err := openRuntime(c)
+	if err != nil {
+		return err
+	}
+	ns := c.String("namespace")
+	for _, n := range names {
+		if err := fn(rt, ns, n); err != nil {
+			return explain(err)
+		}
+		fmt.Fprintf(c.App.Writer, "deployment.apps/%s %s\n", n, done)
+	}
+	return nil
 }

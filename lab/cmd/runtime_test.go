@@ -148,7 +148,7 @@ func TestPrintResult(t *testing.T) {
 	app := &cli.App{Writer: &out}
 	c := cli.NewContext(app, nil, nil)
 	printResult(c, lab.ApplyResult{Changes: []lab.Change{
-		{Ref: refOf("VirtualService/default/reviews"), Op: "created"},
+		{Ref: lab.RefOfKey("VirtualService/default/reviews"), Op: "created"},
 		{Ref: lab.ObjectRef{Group: "apps", Kind: "Deployment", Namespace: "foo", Name: "httpbin"}, Op: "configured"},
 		{Ref: lab.ObjectRef{Kind: "Service", Namespace: "foo", Name: "httpbin"}, Op: "unchanged"},
 	}}, true)

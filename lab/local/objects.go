@@ -20,7 +20,6 @@ import (
 	"k8s.io/apimachinery/pkg/util/intstr"
 
 	"github.com/meshlab/meshlab/controlplane/api"
-	"github.com/meshlab/meshlab/controlplane/config"
 	"github.com/meshlab/meshlab/controlplane/registry"
 	"github.com/meshlab/meshlab/lab"
 )
@@ -85,17 +84,9 @@ func (l *Lab) Delete(ctx context.Context, refs []lab.ObjectRef) (lab.ApplyResult
 func applyResult(res api.Result) lab.ApplyResult {
 	out := lab.ApplyResult{Revision: res.Revision, Changes: make([]lab.Change, 0, len(res.Changes))}
 	for _, c := range res.Changes {
-		out.Changes = append(out.Changes, lab.Change{Ref: parseKey(c.Key), Op: c.Op})
+		out.Changes = append(out.Changes, lab.Change{Ref: lab.RefOfKey(c.Key), Op: c.Op})
 	}
 	return out
-}
-
-// parseKey reads the control plane's key, Kind/namespace/name.
-func parseKey(key string) lab.ObjectRef {
-	kind, rest, _ := strings.Cut(key, "/")
-	ns, name, _ := strings.Cut(rest, "/")
-	info, _ := config.LookupKind(kind)
-	return lab.ObjectRef{Group: info.Group, Kind: kind, Namespace: ns, Name: name}
 }
 
 // List returns the stored objects as the control plane encodes them.

@@ -375,10 +375,10 @@ func TestParseKeyAndExitCode(t *testing.T) {
 	for key, want := range map[string]lab.ObjectRef{
 		"VirtualService/default/reviews": {Group: "networking.istio.io", Kind: "VirtualService", Namespace: "default", Name: "reviews"},
 		"Namespace//foo":                 {Kind: "Namespace", Name: "foo"},
+		"Deployment/foo/web":             {Group: "apps", Kind: "Deployment", Namespace: "foo", Name: "web"},
 	} {
-		got := parseKey(key)
-		if got.Kind != want.Kind || got.Namespace != want.Namespace || got.Name != want.Name || (want.Group != "" && got.Group != want.Group) {
-			t.Errorf("parseKey(%q) = %+v, want %+v", key, got, want)
+		if got := lab.RefOfKey(key); got != want {
+			t.Errorf("RefOfKey(%q) = %+v, want %+v", key, got, want)
 		}
 	}
 	for s, want := range map[string]int32{"exit status 3": 3, "signal: killed": 137, "signal: terminated": 143, "start: no such file": 1} {
