@@ -12,7 +12,6 @@ import (
 	"k8s.io/apimachinery/pkg/api/equality"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
-	"k8s.io/apimachinery/pkg/util/validation/field"
 	sigsjson "sigs.k8s.io/json"
 )
 
@@ -259,16 +258,9 @@ func SameObject(a, b runtime.Object) bool {
 // validateWorkload runs the API server's validation of a workload kind and
 // puts its errors in this package's form.
 func validateWorkload(r Resource) ErrorList {
-	var errs ErrorList
-	for _, e := range validateKube(r.Object) {
-		errs = append(errs, fieldError(e))
-	}
+	errs := fieldErrors(validateKube(r.Object))
 	errs.about(string(r.Kind), r.Namespace, r.Name)
 	return errs
-}
-
-func fieldError(e *field.Error) *Error {
-	return &Error{Field: e.Field, Msg: e.ErrorBody()}
 }
 
 func decodeJSONInto(b []byte, m *map[string]any) error {

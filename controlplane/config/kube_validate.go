@@ -102,7 +102,7 @@ func validateNamespace(ns *corev1.Namespace) field.ErrorList {
 func validateConfigMap(cm *corev1.ConfigMap) field.ErrorList {
 	errs := validateMeta(&cm.ObjectMeta, true, apivalidation.NameIsDNSSubdomain)
 	size := 0
-	for _, k := range mapKeys(cm.Data) {
+	for _, k := range sortedMapKeys(cm.Data) {
 		p := field.NewPath("data").Key(k)
 		for _, msg := range validation.IsConfigMapKey(k) {
 			errs = append(errs, field.Invalid(p, k, msg))
@@ -112,7 +112,7 @@ func validateConfigMap(cm *corev1.ConfigMap) field.ErrorList {
 		}
 		size += len(cm.Data[k])
 	}
-	for _, k := range mapKeys(cm.BinaryData) {
+	for _, k := range sortedMapKeys(cm.BinaryData) {
 		for _, msg := range validation.IsConfigMapKey(k) {
 			errs = append(errs, field.Invalid(field.NewPath("binaryData").Key(k), k, msg))
 		}
@@ -130,7 +130,7 @@ func validateSecret(s *corev1.Secret) field.ErrorList {
 	errs := validateMeta(&s.ObjectMeta, true, apivalidation.NameIsDNSSubdomain)
 	data := field.NewPath("data")
 	size := 0
-	for _, k := range mapKeys(s.Data) {
+	for _, k := range sortedMapKeys(s.Data) {
 		for _, msg := range validation.IsConfigMapKey(k) {
 			errs = append(errs, field.Invalid(data.Key(k), k, msg))
 		}
@@ -1133,14 +1133,6 @@ func validateProbePort(port intstr.IntOrString, c *corev1.Container, fld *field.
 	return field.ErrorList{field.Invalid(fld, port.StrVal, fmt.Sprintf("names no port of container %q; name one of its ports or give a number", c.Name))}
 }
 
-func mapKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	return keys
-}
 
 // fieldErrors turns validateKube's (or a runtime's CheckRunnable's) errors
 // into this package's, for the caller to stamp with file, document and

@@ -526,14 +526,14 @@ func decode(obj map[string]any, defaultNamespace string) (Resource, ErrorList) {
 		return r, errs
 	}
 
-	for _, k := range sortedKeys(obj) {
+	for _, k := range sortedMapKeys(obj) {
 		if !contains(topLevelFields, k) {
 			fail(k, "%s", unknownField(k, topLevelFields))
 		}
 	}
 	switch m := obj["metadata"].(type) {
 	case map[string]any:
-		for _, k := range sortedKeys(m) {
+		for _, k := range sortedMapKeys(m) {
 			if !contains(metadataFields, k) {
 				fail("metadata."+k, "%s", unknownField(k, []string{"name", "namespace", "labels", "annotations"}))
 			}
@@ -601,7 +601,7 @@ func stringMap(v any, field string, fail func(field, format string, args ...any)
 		return nil
 	}
 	out := make(map[string]string, len(m))
-	for _, k := range sortedKeys(m) {
+	for _, k := range sortedMapKeys(m) {
 		s, ok := m[k].(string)
 		if !ok {
 			fail(field+"["+k+"]", "expected a string, got %s; quote it", describe(m[k]))

@@ -77,7 +77,7 @@ func (w *walker) message(path string, v any, md protoreflect.MessageDescriptor) 
 	out := make(map[string]any, len(obj))
 	set := map[protoreflect.FullName]string{} // oneof -> the key that set it
 	fields := md.Fields()
-	for _, key := range sortedKeys(obj) {
+	for _, key := range sortedMapKeys(obj) {
 		val := obj[key]
 		fp := join(path, key)
 		fd := fields.ByJSONName(key)
@@ -118,7 +118,7 @@ func (w *walker) field(path string, v any, fd protoreflect.FieldDescriptor) any 
 			return nil
 		}
 		out := make(map[string]any, len(obj))
-		for _, k := range sortedKeys(obj) {
+		for _, k := range sortedMapKeys(obj) {
 			kp := path + "[" + k + "]"
 			if err := checkMapKey(k, fd.MapKey()); err != "" {
 				w.fail(kp, "%s", err)
@@ -498,14 +498,6 @@ func editDistance(a, b string) int {
 	return prev[len(rb)]
 }
 
-func sortedKeys(m map[string]any) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
-}
 
 // isProtoValue reports whether fd holds one google.protobuf.Value, the
 // one field for which null is a value.

@@ -3,6 +3,7 @@ package local
 import (
 	"context"
 	"fmt"
+	"maps"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -501,7 +502,7 @@ func resolveEnv(p *pod, c corev1.Container, d desired) ([]string, error) {
 				}
 				return nil, fmt.Errorf("configmap %q not found", ef.ConfigMapRef.Name)
 			}
-			for _, k := range slices.Sorted(mapKeys(cm.Data)) {
+			for _, k := range slices.Sorted(maps.Keys(cm.Data)) {
 				env = append(env, ef.Prefix+k+"="+cm.Data[k])
 			}
 		case ef.SecretRef != nil:
@@ -512,7 +513,7 @@ func resolveEnv(p *pod, c corev1.Container, d desired) ([]string, error) {
 				}
 				return nil, fmt.Errorf("secret %q not found", ef.SecretRef.Name)
 			}
-			for _, k := range slices.Sorted(mapKeys(secretData(s))) {
+			for _, k := range slices.Sorted(maps.Keys(secretData(s))) {
 				env = append(env, ef.Prefix+k+"="+string(secretData(s)[k]))
 			}
 		}
@@ -616,16 +617,6 @@ func secretData(s *corev1.Secret) map[string][]byte {
 		out[k] = []byte(v)
 	}
 	return out
-}
-
-func mapKeys[V any](m map[string]V) func(func(string) bool) {
-	return func(yield func(string) bool) {
-		for k := range m {
-			if !yield(k) {
-				return
-			}
-		}
-	}
 }
 
 // writeVolumes writes a pod's configMap, secret and emptyDir volumes into
