@@ -91,6 +91,28 @@ func TestSandbox(t *testing.T) {
 		}
 	}
 
+	// A ConfigMap and a Secret, through env and mounted files, as exec
+	// into the container sees them; the host does not see the mounts.
+	l.MustRun("apply", "-f", "testdata/sandbox/configured.yaml")
+	labtest.Eventually(t, "the configured pod ready", func() bool { return allReady("legacy", 3) })
+	for _, c := range []struct {
+		cmd  []string
+		want string
+	}{
+		{[]string{"cat", "/etc/meshlab-sandbox/config/greeting"}, "hello from a configmap"},
+		{[]string{"cat", "/etc/meshlab-sandbox/secret/password"}, "s3cret"},
+		{[]string{"sh", "-c", "echo $GREETING/$password"}, "hello from a configmap/s3cret"},
+		{[]string{"sh", "-c", "touch /etc/meshlab-sandbox/secret/x 2>&1 || true"}, "Read-only file system"},
+	} {
+		args := append([]string{"exec", "-n", "legacy", "deploy/configured", "--"}, c.cmd...)
+		if out, err := l.Run(args...); err != nil || !strings.Contains(out, c.want) {
+			t.Errorf("meshlab %s: %q, %v; want %q", strings.Join(args, " "), out, err, c.want)
+		}
+	}
+	if _, err := os.Stat("/etc/meshlab-sandbox/config/greeting"); err == nil {
+		t.Errorf("the pod's ConfigMap volume shows on the host")
+	}
+
 	// The walkthrough's NodePort Service, from the host, as kube-proxy
 	// would publish it.
 	l.MustRun("apply", "-f", "testdata/sandbox/reviews-nodeport.yaml")
@@ -259,6 +281,7 @@ func TestSandbox(t *testing.T) {
 	for _, ns := range nss {
 		l.MustRun("delete", "-n", ns, "-f", "../samples/sleep/sleep.yaml", "-f", "../samples/httpbin/httpbin.yaml")
 	}
+	l.MustRun("delete", "-f", "testdata/sandbox/configured.yaml")
 	labtest.Eventually(t, "the sandbox's pods gone", func() bool {
 		return len(pods("foo"))+len(pods("bar"))+len(pods("legacy")) == 0
 	})

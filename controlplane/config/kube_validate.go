@@ -1133,7 +1133,6 @@ func validateProbePort(port intstr.IntOrString, c *corev1.Container, fld *field.
 	return field.ErrorList{field.Invalid(fld, port.StrVal, fmt.Sprintf("names no port of container %q; name one of its ports or give a number", c.Name))}
 }
 
-
 // fieldErrors turns validateKube's (or a runtime's CheckRunnable's) errors
 // into this package's, for the caller to stamp with file, document and
 // resource: Field is the path, Msg what kubectl prints after it.

@@ -498,7 +498,6 @@ func editDistance(a, b string) int {
 	return prev[len(rb)]
 }
 
-
 // isProtoValue reports whether fd holds one google.protobuf.Value, the
 // one field for which null is a value.
 func isProtoValue(fd protoreflect.FieldDescriptor) bool {

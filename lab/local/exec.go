@@ -8,7 +8,6 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
-	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -101,8 +100,13 @@ func (l *Lab) Exec(_ context.Context, o lab.ExecOptions) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	args := []string{process.NSExecName, "--net", p.Netns,
-		"--uid", strconv.FormatUint(uint64(ct.UID), 10), "--gid", strconv.FormatUint(uint64(ct.GID), 10), "--dir", "/", "--"}
+	ns := process.NSExec{Netns: p.Netns, UID: ct.UID, GID: ct.GID, Dir: "/"}
+	if ct.PID > 0 {
+		// The container's mount namespace: its volumes at their paths,
+		// as kubectl exec sees them.
+		ns.MountNS = process.MountNSPath(ct.PID)
+	}
+	args := ns.Args()
 	cmd := exec.Command(l.self, append(args, o.Command...)...)
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = o.Stdin, o.Stdout, o.Stderr
 	// A container's environment, not the caller's: like kubectl exec, and
@@ -113,6 +117,12 @@ func (l *Lab) Exec(_ context.Context, o lab.ExecOptions) (int, error) {
 	}
 	cmd.Env = []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME=" + home, "TERM=" + os.Getenv("TERM"),
 		"POD_NAME=" + p.Name, "POD_NAMESPACE=" + p.Namespace, "HOSTNAME=" + p.Name}
+	// The running container's own environment when it can be read (its
+	// env, envFrom, ConfigMap and Secret values), as a runtime's exec
+	// inherits it; TERM stays the caller's.
+	if env, err := containerEnviron(ct.PID); err == nil {
+		cmd.Env = append(env, "TERM="+os.Getenv("TERM"))
+	}
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
 	defer signal.Stop(sigs)
@@ -230,4 +240,25 @@ func follow(ctx context.Context, path string, w io.Writer, gone func() bool, pol
 		case <-tick.C:
 		}
 	}
+}
+
+// containerEnviron is the environment of the container process pid.
+func containerEnviron(pid int) ([]string, error) {
+	if pid <= 0 {
+		return nil, errors.New("no process")
+	}
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/environ", pid))
+	if err != nil {
+		return nil, err
+	}
+	var env []string
+	for _, kv := range strings.Split(string(b), "\x00") {
+		if kv != "" && !strings.HasPrefix(kv, "TERM=") {
+			env = append(env, kv)
+		}
+	}
+	if len(env) == 0 {
+		return nil, errors.New("empty environment")
+	}
+	return env, nil
 }
