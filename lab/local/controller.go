@@ -301,6 +301,10 @@ func (r *Runtime) createPod(ctx context.Context, dep *appsv1.Deployment, hash st
 	if p.serviceAccount == "" {
 		p.serviceAccount = "default"
 	}
+	if g := t.Spec.TerminationGracePeriodSeconds; g != nil && *g >= 0 {
+		d := min(time.Duration(*g)*time.Second, process.DefaultGrace)
+		p.grace = &d
+	}
 	podCtx, cancel := context.WithCancel(ctx)
 	p.cancel = cancel
 	ip := r.allocIP()

@@ -112,6 +112,16 @@ type pod struct {
 	owned  bool
 	cancel context.CancelFunc // ends the pod's readiness watch
 	failed string             // why it could not start
+	// grace is the template's terminationGracePeriodSeconds (nil: the
+	// default), at most process.DefaultGrace, so down stays bounded.
+	grace *time.Duration
+}
+
+func (p *pod) graceOpt() []process.Option {
+	if p.grace == nil {
+		return nil
+	}
+	return []process.Option{process.WithGrace(*p.grace)}
 }
 
 type probe struct {
@@ -319,7 +329,7 @@ func (r *Runtime) startContainer(ctx context.Context, p *pod, name string, argv,
 		Dir:       dir,
 		LogPath:   logPath,
 		Self:      r.opts.Self,
-	}, process.WithLogger(r.log))
+	}, append([]process.Option{process.WithLogger(r.log)}, p.graceOpt()...)...)
 	if err := sup.Start(ctx); err != nil {
 		return fmt.Errorf("start container %s of %s/%s: %w", name, p.Namespace, p.Name, err)
 	}
