@@ -170,6 +170,7 @@ func (s *Server) handleApply(w http.ResponseWriter, r *http.Request) {
 			}
 			res.Changes = append(res.Changes, api.Change{Key: x.Key(), Op: "validated"})
 		}
+		res.Warnings = warnings(rs)
 		writeJSON(w, http.StatusOK, res)
 		return
 	}
@@ -183,7 +184,9 @@ func (s *Server) handleApply(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusInternalServerError, fmt.Sprintf("applied at revision %d, but: %v", res.Rev, err))
 		return
 	}
-	writeJSON(w, http.StatusOK, apiResult(res))
+	out := apiResult(res)
+	out.Warnings = warnings(rs)
+	writeJSON(w, http.StatusOK, out)
 }
 
 // writeApplyError answers a failed apply: 409 for a stale resourceVersion,
@@ -498,4 +501,16 @@ func apiResult(r store.ApplyResult) api.Result {
 		res.Changes = append(res.Changes, api.Change{Key: c.Key, Op: string(c.Op)})
 	}
 	return res
+}
+
+// warnings are the user's warnings for an applied batch: one per resource
+// of a kind that is stored but not enforced.
+func warnings(rs []config.Resource) []string {
+	var out []string
+	for _, r := range rs {
+		if w := config.NotEnforced(r.Kind); w != "" {
+			out = append(out, fmt.Sprintf("%s %s/%s: %s", r.Kind, r.Namespace, r.Name, w))
+		}
+	}
+	return out
 }

@@ -83,6 +83,10 @@ type ApplyRequest struct {
 // ApplyResult says what happened to each object, in order.
 type ApplyResult struct {
 	Changes []Change
+	// Warnings are for the user (printed as kubectl prints the API's
+	// "Warning:" lines): the batch was applied, but not all of it does
+	// what its author may expect.
+	Warnings []string
 	// Revision is the store revision after the batch (local runtime); a
 	// `--wait` waits for the proxies to ACK it.
 	Revision uint64

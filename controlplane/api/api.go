@@ -67,6 +67,10 @@ type Change struct {
 type Result struct {
 	Revision uint64   `json:"revision"`
 	Changes  []Change `json:"changes"`
+	// Warnings are for the user, as the Kubernetes API's Warning headers:
+	// the batch was applied, but something in it does not do what its
+	// author may expect.
+	Warnings []string `json:"warnings,omitempty"`
 }
 
 // DeleteRequest deletes resources by key (Kind/namespace/name), atomically.

@@ -33,7 +33,12 @@ func Validate(req *admissionv1.AdmissionRequest) *admissionv1.AdmissionResponse 
 	if err != nil {
 		return Deny(http.StatusUnprocessableEntity, err.Error())
 	}
-	return Allow()
+	resp := Allow()
+	if w := config.NotEnforced(r.Kind); w != "" {
+		// kubectl prints these as "Warning: ..." after the result.
+		resp.Warnings = []string{w}
+	}
+	return resp
 }
 
 // withNamespace puts the request's namespace into an object that names none

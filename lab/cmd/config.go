@@ -116,6 +116,9 @@ func readInput(name string) ([]byte, error) {
 }
 
 func printResult(c *cli.Context, res lab.ApplyResult, dry bool) {
+	for _, w := range res.Warnings {
+		fmt.Fprintf(c.App.ErrWriter, "Warning: %s\n", w)
+	}
 	for _, ch := range res.Changes {
 		suffix := ""
 		if dry {

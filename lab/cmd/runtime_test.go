@@ -144,17 +144,22 @@ func TestOpenRuntime(t *testing.T) {
 }
 
 func TestPrintResult(t *testing.T) {
-	var out bytes.Buffer
-	app := &cli.App{Writer: &out}
+	var out, errOut bytes.Buffer
+	app := &cli.App{Writer: &out, ErrWriter: &errOut}
 	c := cli.NewContext(app, nil, nil)
 	printResult(c, lab.ApplyResult{Changes: []lab.Change{
 		{Ref: lab.RefOfKey("VirtualService/default/reviews"), Op: "created"},
 		{Ref: lab.ObjectRef{Group: "apps", Kind: "Deployment", Namespace: "foo", Name: "httpbin"}, Op: "configured"},
 		{Ref: lab.ObjectRef{Kind: "Service", Namespace: "foo", Name: "httpbin"}, Op: "unchanged"},
-	}}, true)
+		{Ref: lab.ObjectRef{Kind: "Namespace", Name: "foo"}, Op: "unchanged"},
+	}, Warnings: []string{"PeerAuthentication foo/default: not enforced"}}, true)
+	if errOut.String() != "Warning: PeerAuthentication foo/default: not enforced\n" {
+		t.Errorf("printResult's warnings on stderr: %q", errOut.String())
+	}
 	want := `virtualservice.networking.istio.io/reviews created (dry run) (namespace default)
 deployment.apps/httpbin configured (dry run) (namespace foo)
 service/httpbin unchanged (dry run) (namespace foo)
+namespace/foo unchanged (dry run)
 `
 	if out.String() != want {
 		t.Errorf("printResult:\n%s\nwant\n%s", out.String(), want)

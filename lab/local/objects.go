@@ -82,7 +82,7 @@ func (l *Lab) Delete(ctx context.Context, refs []lab.ObjectRef) (lab.ApplyResult
 }
 
 func applyResult(res api.Result) lab.ApplyResult {
-	out := lab.ApplyResult{Revision: res.Revision, Changes: make([]lab.Change, 0, len(res.Changes))}
+	out := lab.ApplyResult{Revision: res.Revision, Changes: make([]lab.Change, 0, len(res.Changes)), Warnings: res.Warnings}
 	for _, c := range res.Changes {
 		out.Changes = append(out.Changes, lab.Change{Ref: lab.RefOfKey(c.Key), Op: c.Op})
 	}
