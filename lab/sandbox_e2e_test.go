@@ -285,6 +285,18 @@ func TestSandbox(t *testing.T) {
 	labtest.Eventually(t, "the sandbox's pods gone", func() bool {
 		return len(pods("foo"))+len(pods("bar"))+len(pods("legacy")) == 0
 	})
+
+	// What was applied outlives the lab: the next up runs it again, and a
+	// Deployment that never becomes ready does not keep up from finishing.
+	l.MustRun("apply", "-f", "testdata/sandbox/never-ready.yaml")
+	l.MustRun("down")
+	if out := l.MustRun("up", "--http-port", httpPort, "--https-port", "18449", "--api-port", apiPort); !strings.Contains(out, "Lab is up") {
+		t.Fatalf("up with a never-ready Deployment stored:\n%s", out)
+	}
+	labtest.Eventually(t, "the stored never-ready Deployment's pod started again", func() bool {
+		ps := pods("foo")
+		return len(ps) == 1 && strings.HasPrefix(ps[0].Name, "never-ready-") && !podReady(ps[0])
+	})
 }
 
 func podReady(p corev1.Pod) bool {

@@ -92,7 +92,8 @@ type Runtime struct {
 	dns        *clusterDNS // the cluster DNS for pods without a sidecar
 	nodePorts  *nodePorts  // NodePort Services, published on the host
 	reconciled uint64
-	applied    uint64 // the last revision up applied
+	applied    uint64          // the last revision up applied
+	waitFor    map[string]bool // namespace/name of the Deployments up waits for
 	synced     bool
 
 	wg sync.WaitGroup // every goroutine the runtime starts

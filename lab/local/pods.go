@@ -213,6 +213,14 @@ func (r *Runtime) applyBookinfo(ctx context.Context) error {
 	}
 	r.mu.Lock()
 	r.applied = max(r.applied, res.Revision)
+	if r.waitFor == nil {
+		r.waitFor = map[string]bool{}
+	}
+	for _, c := range res.Changes {
+		if kind, rest, _ := strings.Cut(c.Key, "/"); kind == "Deployment" {
+			r.waitFor[rest] = true
+		}
+	}
 	r.mu.Unlock()
 	return nil
 }
@@ -349,17 +357,21 @@ func waitHTTP(ctx context.Context, url string, timeout time.Duration) error {
 }
 
 // notReady names what keeps the lab from being ready: the controller has
-// not yet acted on what up applied, a Deployment has fewer ready pods of
-// its current template than replicas, or a pod is not ready.
+// not yet acted on what up applied, one of up's own Deployments (bookinfo's)
+// has fewer ready pods of its current template than replicas, or one of
+// its pods, or the control plane's or gateway's, is not ready. Workloads a
+// user applied in an earlier lab start again too, but up does not wait for
+// them: a broken one of theirs must not keep the lab from coming up.
 func (r *Runtime) notReady(ctx context.Context) []string {
 	r.mu.Lock()
 	behind := r.reconciled < r.applied
 	var pending []string
 	for _, p := range r.pods {
-		if !p.Ready && !p.Terminating {
+		if !p.Ready && !p.Terminating && (!p.owned || r.waitFor[p.Namespace+"/"+p.Deployment]) {
 			pending = append(pending, p.Namespace+"/"+p.Name)
 		}
 	}
+	waitFor := maps.Clone(r.waitFor)
 	r.mu.Unlock()
 	if behind {
 		return append(pending, "the controller's first pass")
@@ -369,6 +381,9 @@ func (r *Runtime) notReady(ctx context.Context) []string {
 		return append(pending, err.Error())
 	}
 	for _, dep := range d.deployments {
+		if !waitFor[dep.Namespace+"/"+dep.Name] {
+			continue
+		}
 		want := int32(1)
 		if dep.Spec.Replicas != nil {
 			want = *dep.Spec.Replicas
