@@ -595,8 +595,13 @@ func namespaces(stored []corev1.Namespace, pods []lab.Pod) []corev1.Namespace {
 		out = append(out, n)
 	}
 	names := append([]string(nil), systemNamespaces...)
+	// The namespaces nobody applied are as old as the lab: its first pod.
+	var born metav1.Time
 	for _, p := range pods {
 		names = append(names, p.Namespace)
+		if !p.CreatedAt.IsZero() && (born.IsZero() || p.CreatedAt.Before(born.Time)) {
+			born = metav1.NewTime(p.CreatedAt)
+		}
 	}
 	for _, name := range names {
 		if seen[name] {
@@ -605,7 +610,7 @@ func namespaces(stored []corev1.Namespace, pods []lab.Pod) []corev1.Namespace {
 		seen[name] = true
 		out = append(out, corev1.Namespace{
 			TypeMeta:   metav1.TypeMeta{APIVersion: "v1", Kind: "Namespace"},
-			ObjectMeta: metav1.ObjectMeta{Name: name, Labels: map[string]string{corev1.LabelMetadataName: name}},
+			ObjectMeta: metav1.ObjectMeta{Name: name, Labels: map[string]string{corev1.LabelMetadataName: name}, CreationTimestamp: born},
 			Status:     corev1.NamespaceStatus{Phase: corev1.NamespaceActive},
 		})
 	}
