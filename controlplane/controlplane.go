@@ -173,7 +173,7 @@ func New(opts Options) (*Server, error) {
 		// The cluster is the registry's only source: nothing is loaded
 		// from the store, and the controller bumps the push version.
 		s.kube, err = kube.New(kube.Options{Config: opts.Kube, Store: st, Registry: s.reg,
-			Changed: func() { s.regGen.Add(1) }, Logger: opts.Logger})
+			Changed: func() { s.regGen.Add(1) }, Logger: opts.Logger, RootCert: s.ca.RootPEM()})
 		if err != nil {
 			_ = st.Close()
 			return nil, err

@@ -21,6 +21,17 @@ const (
 	PodInfoVolume    = "istio-podinfo"
 	PodInfoMountPath = "/etc/istio/pod"
 
+	// The mesh root (the istio-ca-root-cert ConfigMap) and the token
+	// istio-proxy proves its identity with to the CA (a projected
+	// ServiceAccount token for the audience istio-ca), mounted where
+	// Istio's injector mounts them.
+	RootCertVolume    = "istiod-ca-cert"
+	RootCertMountPath = "/var/run/secrets/istio"
+	RootCertConfigMap = "istio-ca-root-cert"
+	TokenVolume       = "istio-token"
+	TokenMountPath    = "/var/run/secrets/tokens"
+	TokenAudience     = "istio-ca"
+
 	// NamespaceLabel enables or disables injection for a namespace.
 	NamespaceLabel = "istio-injection"
 	// RevisionLabel on a namespace asks for injection by that revision.
@@ -185,7 +196,7 @@ func apply(meta *podMeta, spec *corev1.PodSpec, p Params) {
 	setDefault(meta.Annotations, "prometheus.io/path", "/stats/prometheus")
 	st, _ := json.Marshal(status{
 		InitContainers: []string{InitContainer}, Containers: []string{ProxyContainer},
-		Volumes: []string{PodInfoVolume}, Revision: p.Revision,
+		Volumes: []string{PodInfoVolume, TokenVolume, RootCertVolume}, Revision: p.Revision,
 	})
 	meta.Annotations[StatusAnnotation] = string(st)
 
@@ -201,6 +212,15 @@ func apply(meta *podMeta, spec *corev1.PodSpec, p Params) {
 			{Path: "labels", FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.labels"}},
 			{Path: "annotations", FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.annotations"}},
 		}}},
+	}, corev1.Volume{
+		Name: TokenVolume,
+		VolumeSource: corev1.VolumeSource{Projected: &corev1.ProjectedVolumeSource{Sources: []corev1.VolumeProjection{{
+			ServiceAccountToken: &corev1.ServiceAccountTokenProjection{Audience: TokenAudience, ExpirationSeconds: ptr(int64(43200)), Path: TokenVolume},
+		}}}},
+	}, corev1.Volume{
+		Name: RootCertVolume,
+		VolumeSource: corev1.VolumeSource{ConfigMap: &corev1.ConfigMapVolumeSource{
+			LocalObjectReference: corev1.LocalObjectReference{Name: RootCertConfigMap}}},
 	})
 }
 
@@ -262,7 +282,11 @@ func proxyContainer(p Params) corev1.Container {
 			RunAsGroup:               ptr(int64(ProxyUID)),
 			RunAsNonRoot:             ptr(true),
 		},
-		VolumeMounts: []corev1.VolumeMount{{Name: PodInfoVolume, MountPath: PodInfoMountPath}},
+		VolumeMounts: []corev1.VolumeMount{
+			{Name: PodInfoVolume, MountPath: PodInfoMountPath},
+			{Name: TokenVolume, MountPath: TokenMountPath},
+			{Name: RootCertVolume, MountPath: RootCertMountPath},
+		},
 	}
 }
 

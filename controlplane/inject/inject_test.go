@@ -256,8 +256,15 @@ func TestWebhook(t *testing.T) {
 			if got.Annotations[StatusAnnotation] == "" || got.Annotations["prometheus.io/port"] != "15020" {
 				t.Errorf("annotations %v", got.Annotations)
 			}
-			if len(got.Spec.Volumes) != 1 || got.Spec.Volumes[0].Name != PodInfoVolume {
-				t.Errorf("volumes %+v", got.Spec.Volumes)
+			var vols []string
+			for _, v := range got.Spec.Volumes {
+				vols = append(vols, v.Name)
+			}
+			if strings.Join(vols, ",") != PodInfoVolume+","+TokenVolume+","+RootCertVolume {
+				t.Errorf("volumes %v, want the pod info, the istio-ca token and the mesh root", vols)
+			}
+			if tok := got.Spec.Volumes[1].Projected; tok == nil || tok.Sources[0].ServiceAccountToken == nil || tok.Sources[0].ServiceAccountToken.Audience != TokenAudience {
+				t.Errorf("the token volume is not a projected ServiceAccount token for %s: %+v", TokenAudience, got.Spec.Volumes[1])
 			}
 		})
 	}

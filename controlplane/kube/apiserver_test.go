@@ -171,7 +171,9 @@ func TestAgainstAPIServer(t *testing.T) {
 		newPod := func(ns string, labels map[string]string) *corev1.Pod {
 			n++
 			return &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("ratings-%d", n), Namespace: ns, Labels: labels},
-				Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "ratings", Image: "meshlab.local/meshlab:test"}}}}
+				// serviceAccountName as the ServiceAccount admission plugin
+				// (off here) sets it: the injected istio-token needs one.
+				Spec: corev1.PodSpec{ServiceAccountName: "default", Containers: []corev1.Container{{Name: "ratings", Image: "meshlab.local/meshlab:test"}}}}
 		}
 		// The API server picks up a new webhook configuration in a moment.
 		var got *corev1.Pod

@@ -59,6 +59,9 @@ type Options struct {
 	// the control plane can version its next push.
 	Changed func()
 	Logger  *slog.Logger
+	// RootCert, when set, is the mesh's root certificate (PEM), published
+	// in every namespace as the istio-ca-root-cert ConfigMap (rootcert.go).
+	RootCert []byte
 }
 
 // Controller mirrors a cluster into the registry and the store.
@@ -212,6 +215,17 @@ func (c *Controller) Run(ctx context.Context) error {
 	c.log.Info("watching Kubernetes", "host", c.opts.Config.Host, "istioKinds", len(c.istio))
 	c.reconcile(ctx)
 	close(c.synced)
+	if len(c.opts.RootCert) > 0 {
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			if err := c.publishRootCert(ctx, c.opts.RootCert); err != nil {
+				c.log.Error("publish the mesh's root certificate", "err", err)
+			}
+		}()
+		// Run's return means nothing it started is left running.
+		defer func() { cancel(); <-done }()
+	}
 	for {
 		select {
 		case <-ctx.Done():

@@ -157,7 +157,10 @@ func TestInstallThenInject(t *testing.T) {
 			for {
 				pod := &corev1.Pod{
 					ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("%s-%d", tt.name, i), Namespace: tt.ns, Labels: tt.labels},
-					Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "app", Image: image}}},
+					// serviceAccountName as the ServiceAccount admission
+					// plugin (off in the test apiserver) would set it: the
+					// injected istio-token volume needs one.
+					Spec: corev1.PodSpec{ServiceAccountName: "default", Containers: []corev1.Container{{Name: "app", Image: image}}},
 				}
 				got, err = kc.CoreV1().Pods(tt.ns).Create(ctx, pod, metav1.CreateOptions{})
 				if err == nil || time.Now().After(deadline) {

@@ -208,7 +208,8 @@ func istiod(o Options) []runtime.Object {
 	}
 	// What its informers need, and the reviews that check a caller of its
 	// API (the caller's Kubernetes identity, as system:auth-delegator
-	// allows): it writes nothing else to the cluster, and reads its CA
+	// allows), and the root certificate's ConfigMaps: it writes nothing else
+	// to the cluster, and reads its CA
 	// from the mounted cacerts Secret.
 	read := []string{"list", "watch"}
 	role := &rbacv1.ClusterRole{
@@ -220,6 +221,9 @@ func istiod(o Options) []runtime.Object {
 			{APIGroups: groups, Resources: istioResources, Verbs: read},
 			{APIGroups: []string{"authentication.k8s.io"}, Resources: []string{"tokenreviews"}, Verbs: []string{"create"}},
 			{APIGroups: []string{"authorization.k8s.io"}, Resources: []string{"subjectaccessreviews"}, Verbs: []string{"create"}},
+			// The istio-ca-root-cert ConfigMap it publishes in every
+			// namespace, as Istio's namespace controller does.
+			{APIGroups: []string{""}, Resources: []string{"configmaps"}, Verbs: []string{"get", "list", "watch", "create", "update"}},
 		},
 	}
 	binding := &rbacv1.ClusterRoleBinding{
