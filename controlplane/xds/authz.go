@@ -84,14 +84,15 @@ type AuthzFilters struct {
 	Notes []string
 }
 
-// selectAuthzPolicies returns the AuthorizationPolicies that apply to a
+// AuthzPoliciesFor returns the AuthorizationPolicies that apply to a
 // sidecar workload, as ListAuthorizationPolicies does: the root
 // namespace's first, then the workload namespace's, each in the order
 // given (Istio sorts by creation time; the caller passes store order).
 // A policy with targetRef(s) never applies to a sidecar (Istio 1.24
 // attaches those only to Gateway API gateways and waypoints, which meshlab
 // has neither of); a selector must be a subset of the workload's labels.
-func selectAuthzPolicies(policies []config.Resource, namespace string, labels map[string]string, rootNamespace string) []config.Resource {
+// `meshlab x authz check POD` lists these, as istioctl does.
+func AuthzPoliciesFor(policies []config.Resource, namespace string, labels map[string]string, rootNamespace string) []config.Resource {
 	lookup := []string{rootNamespace, namespace}
 	if namespace == rootNamespace {
 		lookup = lookup[:1]
@@ -129,7 +130,7 @@ func BuildAuthzFilters(policies []config.Resource, namespace string, labels map[
 	}
 	var out AuthzFilters
 	var byAction [4][]config.Resource // index: audit, deny, allow, custom
-	for _, r := range selectAuthzPolicies(policies, namespace, labels, opts.RootNamespace) {
+	for _, r := range AuthzPoliciesFor(policies, namespace, labels, opts.RootNamespace) {
 		ap := r.Spec.(*security.AuthorizationPolicy)
 		if err := validateAuthz(ap); err != nil {
 			return AuthzFilters{}, fmt.Errorf("authorization policy %s/%s: %w", r.Namespace, r.Name, err)
