@@ -200,7 +200,7 @@ func compilePermission(p *rbacpb.Permission, at string) (node, error) {
 		n.str, err = compileString(r.RequestedServerName)
 	case *rbacpb.Permission_Metadata:
 		n.kind = kMetadata
-		n.meta, err = compileMetadata(r.Metadata)
+		n.meta, err = compileMetadata(r.Metadata) //nolint:staticcheck // Istio 1.24 emits metadata, not sourced_metadata
 	case *rbacpb.Permission_SourcedMetadata:
 		n.kind = kMetadata
 		n.meta, err = compileSourced(r.SourcedMetadata)
@@ -257,7 +257,7 @@ func compilePrincipal(p *rbacpb.Principal, at string) (node, error) {
 		}
 	case *rbacpb.Principal_SourceIp:
 		n.kind = kSourceIP
-		n.cidr, err = compileCIDR(id.SourceIp)
+		n.cidr, err = compileCIDR(id.SourceIp) //nolint:staticcheck // Envoy still enforces source_ip
 	case *rbacpb.Principal_DirectRemoteIp:
 		n.kind = kDirectRemoteIP
 		n.cidr, err = compileCIDR(id.DirectRemoteIp)
@@ -272,7 +272,7 @@ func compilePrincipal(p *rbacpb.Principal, at string) (node, error) {
 		n.str, err = compilePath(id.UrlPath)
 	case *rbacpb.Principal_Metadata:
 		n.kind = kMetadata
-		n.meta, err = compileMetadata(id.Metadata)
+		n.meta, err = compileMetadata(id.Metadata) //nolint:staticcheck // Istio 1.24 emits metadata, not sourced_metadata
 	case *rbacpb.Principal_SourcedMetadata:
 		n.kind = kMetadata
 		n.meta, err = compileSourced(id.SourcedMetadata)
@@ -317,6 +317,7 @@ func compileString(m *matcherpb.StringMatcher) (strMatcher, error) {
 			return strMatcher{}, err
 		}
 		s.kind, s.re = sRegex, re
+		s.glob, _ = globOf(p.SafeRegex.GetRegex())
 	default:
 		return strMatcher{}, fmt.Errorf("string matcher has no pattern")
 	}
@@ -378,16 +379,17 @@ func compileHeader(m *routepb.HeaderMatcher) (*headerMatcher, error) {
 	case *routepb.HeaderMatcher_PresentMatch:
 		h.kind, h.present = hPresent, s.PresentMatch
 	case *routepb.HeaderMatcher_ExactMatch:
-		h.kind, h.exact = hExactLegacy, s.ExactMatch
+		h.kind, h.exact = hExactLegacy, s.ExactMatch //nolint:staticcheck // older control planes emit the legacy header fields
 	case *routepb.HeaderMatcher_PrefixMatch:
-		h.kind, h.str = hString, strMatcher{kind: sPrefix, s: s.PrefixMatch}
+		h.kind, h.str = hString, strMatcher{kind: sPrefix, s: s.PrefixMatch} //nolint:staticcheck // older control planes emit the legacy header fields
 	case *routepb.HeaderMatcher_SuffixMatch:
-		h.kind, h.str = hString, strMatcher{kind: sSuffix, s: s.SuffixMatch}
+		h.kind, h.str = hString, strMatcher{kind: sSuffix, s: s.SuffixMatch} //nolint:staticcheck // older control planes emit the legacy header fields
 	case *routepb.HeaderMatcher_ContainsMatch:
-		h.kind, h.str = hString, strMatcher{kind: sContains, s: s.ContainsMatch}
+		h.kind, h.str = hString, strMatcher{kind: sContains, s: s.ContainsMatch} //nolint:staticcheck // older control planes emit the legacy header fields
 	case *routepb.HeaderMatcher_SafeRegexMatch:
 		h.kind, h.str.kind = hString, sRegex
-		h.str.re, err = compileRegex(s.SafeRegexMatch)
+		h.str.re, err = compileRegex(s.SafeRegexMatch)      //nolint:staticcheck // older control planes emit the legacy header fields
+		h.str.glob, _ = globOf(s.SafeRegexMatch.GetRegex()) //nolint:staticcheck // older control planes emit the legacy header fields
 	case *routepb.HeaderMatcher_StringMatch:
 		h.kind = hString
 		h.str, err = compileString(s.StringMatch)

@@ -114,7 +114,7 @@ func TestCompileAcceptsNeighbours(t *testing.T) {
 	e, err := Compile(httpFilter(rbacpb.RBAC_ALLOW, map[string]*rbacpb.Policy{"p": {
 		Permissions: []*rbacpb.Permission{{Rule: &rbacpb.Permission_DestinationPortRange{
 			DestinationPortRange: &typev3.Int32Range{Start: 8000, End: 8100}}}},
-		Principals: []*rbacpb.Principal{{Identifier: &rbacpb.Principal_SourceIp{SourceIp: cidr("10.0.0.0/8")}}},
+		Principals: []*rbacpb.Principal{{Identifier: &rbacpb.Principal_SourceIp{SourceIp: cidr("10.0.0.0/8")}}}, //nolint:staticcheck // Envoy still enforces source_ip
 	}}))
 	if err != nil {
 		t.Fatal(err)

@@ -138,7 +138,7 @@ func remoteIPBlocks(vs ...string) *rbacpb.Principal {
 // jwtClaim is MetadataStringMatcherForJWTClaim: envoy.filters.http.jwt_authn
 // [payload][claim].
 func jwtClaim(claim string, m *matcherpb.ValueMatcher) *rbacpb.Principal {
-	return &rbacpb.Principal{Identifier: &rbacpb.Principal_Metadata{Metadata: &matcherpb.MetadataMatcher{
+	return &rbacpb.Principal{Identifier: &rbacpb.Principal_Metadata{Metadata: &matcherpb.MetadataMatcher{ //nolint:staticcheck // the field Istio 1.24 emits
 		Filter: "envoy.filters.http.jwt_authn",
 		Path: []*matcherpb.MetadataMatcher_PathSegment{
 			{Segment: &matcherpb.MetadataMatcher_PathSegment_Key{Key: "payload"}},
@@ -176,7 +176,7 @@ func claim(name string, vs ...string) *rbacpb.Principal {
 	for _, v := range vs {
 		ors = append(ors, strValue(istioString(v, "")))
 	}
-	var any *matcherpb.ValueMatcher = ors[0]
+	any := ors[0]
 	if len(ors) > 1 {
 		any = &matcherpb.ValueMatcher{MatchPattern: &matcherpb.ValueMatcher_OrMatch{OrMatch: &matcherpb.OrMatcher{ValueMatchers: ors}}}
 	}

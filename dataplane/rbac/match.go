@@ -141,6 +141,7 @@ type strMatcher struct {
 	s          string
 	ignoreCase bool
 	re         *regexp.Regexp // anchored: Envoy's safe_regex is a full match
+	glob       *glob          // the same regex as a glob, when it is one
 }
 
 type strKind uint8
@@ -176,6 +177,9 @@ func (m *strMatcher) match(v string) bool {
 		}
 		return strings.Contains(v, m.s)
 	case sRegex:
+		if m.glob != nil && strings.IndexByte(v, '\n') < 0 {
+			return m.glob.match(v)
+		}
 		return m.re.MatchString(v)
 	}
 	return false

@@ -71,12 +71,12 @@ func TestHeaderMatcher(t *testing.T) {
 			HeaderMatchSpecifier: &routepb.HeaderMatcher_PresentMatch{PresentMatch: true}}, hdr(), true},
 		{"no specifier is presence", &routepb.HeaderMatcher{Name: "x-env"}, hdr("x"), true},
 		{"no specifier, absent", &routepb.HeaderMatcher{Name: "x-env"}, hdr(), false},
-		{"legacy exact_match", &routepb.HeaderMatcher{Name: ":method", HeaderMatchSpecifier: &routepb.HeaderMatcher_ExactMatch{ExactMatch: "GET"}}, hdr(), true},
-		{"legacy exact_match other", &routepb.HeaderMatcher{Name: ":method", HeaderMatchSpecifier: &routepb.HeaderMatcher_ExactMatch{ExactMatch: "POST"}}, hdr(), false},
-		{"legacy prefix_match", &routepb.HeaderMatcher{Name: ":path", HeaderMatchSpecifier: &routepb.HeaderMatcher_PrefixMatch{PrefixMatch: "/i"}}, hdr(), true},
-		{"legacy suffix_match", &routepb.HeaderMatcher{Name: ":authority", HeaderMatchSpecifier: &routepb.HeaderMatcher_SuffixMatch{SuffixMatch: ":8000"}}, hdr(), true},
+		{"legacy exact_match", &routepb.HeaderMatcher{Name: ":method", HeaderMatchSpecifier: &routepb.HeaderMatcher_ExactMatch{ExactMatch: "GET"}}, hdr(), true},         //nolint:staticcheck // the legacy fields older control planes emit
+		{"legacy exact_match other", &routepb.HeaderMatcher{Name: ":method", HeaderMatchSpecifier: &routepb.HeaderMatcher_ExactMatch{ExactMatch: "POST"}}, hdr(), false}, //nolint:staticcheck // the legacy fields older control planes emit
+		{"legacy prefix_match", &routepb.HeaderMatcher{Name: ":path", HeaderMatchSpecifier: &routepb.HeaderMatcher_PrefixMatch{PrefixMatch: "/i"}}, hdr(), true},         //nolint:staticcheck // the legacy fields older control planes emit
+		{"legacy suffix_match", &routepb.HeaderMatcher{Name: ":authority", HeaderMatchSpecifier: &routepb.HeaderMatcher_SuffixMatch{SuffixMatch: ":8000"}}, hdr(), true}, //nolint:staticcheck // the legacy fields older control planes emit
 		{"legacy safe_regex_match", &routepb.HeaderMatcher{Name: ":scheme", HeaderMatchSpecifier: &routepb.HeaderMatcher_SafeRegexMatch{
-			SafeRegexMatch: &matcherpb.RegexMatcher{Regex: "https?"}}}, hdr(), true},
+			SafeRegexMatch: &matcherpb.RegexMatcher{Regex: "https?"}}}, hdr(), true}, //nolint:staticcheck // the legacy fields older control planes emit
 		{":path header sees the query", &routepb.HeaderMatcher{Name: ":path", HeaderMatchSpecifier: sm(exact("/ip?a=1"))},
 			with(hdr(), func(r *Request) { r.Path = "/ip?a=1" }), true},
 		{"range", &routepb.HeaderMatcher{Name: "x-env", HeaderMatchSpecifier: &routepb.HeaderMatcher_RangeMatch{
@@ -102,7 +102,7 @@ func TestMetadataMatcher(t *testing.T) {
 		for _, k := range path {
 			m.Path = append(m.Path, &matcherpb.MetadataMatcher_PathSegment{Segment: &matcherpb.MetadataMatcher_PathSegment_Key{Key: k}})
 		}
-		return &rbacpb.Principal{Identifier: &rbacpb.Principal_Metadata{Metadata: m}}
+		return &rbacpb.Principal{Identifier: &rbacpb.Principal_Metadata{Metadata: m}} //nolint:staticcheck // the field Istio 1.24 emits
 	}
 	st, err := structpb.NewStruct(map[string]any{"c": "v", "n": 3.0, "b": true, "z": nil, "nested": map[string]any{"k": []any{"a", "b"}}})
 	if err != nil {

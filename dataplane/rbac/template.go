@@ -55,10 +55,10 @@ func uriTemplateRegex(t string) (string, error) {
 	for rest != "" {
 		var s tplSeg
 		var err error
-		switch {
-		case rest[0] == '*':
+		switch rest[0] {
+		case '*':
 			s, rest = consumeOp(rest)
-		case rest[0] == '{':
+		case '{':
 			s, rest, err = consumeVar(rest)
 		default:
 			s, rest, err = consumeLiteral(rest)
