@@ -5,6 +5,8 @@ import (
 	"net/http"
 	"strings"
 	"unicode"
+
+	"google.golang.org/protobuf/types/known/structpb"
 )
 
 // What Envoy's RBAC filters do when they deny, for the proxy to reproduce.
@@ -93,4 +95,25 @@ func (e *Engine) MetadataNamespace() string {
 		return NetworkFilterName
 	}
 	return HTTPFilterName
+}
+
+// ShadowMetadata is the dynamic metadata the filter writes under
+// MetadataNamespace() after evaluating its shadow rules, nil when it has
+// none. Istio reads it back: tracing tags istio.authorization.dry_run.*, and
+// for CUSTOM the ext_authz filter runs only when
+// istio_ext_authz_shadow_effective_policy_id is set. It allocates, so call it
+// only for filters with shadow rules.
+func (e *Engine) ShadowMetadata(d Decision) *structpb.Struct {
+	if !d.Shadow.Evaluated {
+		return nil
+	}
+	result := EngineResultAllowed
+	if !d.Shadow.Allowed {
+		result = EngineResultDenied
+	}
+	fields := map[string]*structpb.Value{e.ShadowStatPrefix + ShadowEngineResultKey: structpb.NewStringValue(result)}
+	if d.Shadow.Policy != "" {
+		fields[e.ShadowStatPrefix+ShadowEffectivePolicyIDKey] = structpb.NewStringValue(d.Shadow.Policy)
+	}
+	return &structpb.Struct{Fields: fields}
 }

@@ -46,7 +46,7 @@ const (
 	kRemoteIP       // downstream remote (XFF)
 )
 
-func (n *node) matches(r *Request) bool {
+func (n *node) matches(r *eval) bool {
 	switch n.kind {
 	case kAny:
 		return true
@@ -67,9 +67,9 @@ func (n *node) matches(r *Request) bool {
 		if r.Path == "" {
 			return false
 		}
-		return n.str.match(stripQuery(r.Path))
+		return n.str.match(r.path)
 	case kURITemplate:
-		return n.re.MatchString(stripQuery(r.Path))
+		return n.re.MatchString(r.path)
 	case kDestIP:
 		return inPrefix(n.cidr, r.Destination)
 	case kDestPort:
@@ -96,7 +96,7 @@ func (n *node) matches(r *Request) bool {
 
 // authenticated is Envoy's AuthenticatedMatcher: a TLS connection, and the
 // principal_name matching a URI SAN, a DNS SAN or else the subject.
-func (n *node) authenticated(r *Request) bool {
+func (n *node) authenticated(r *eval) bool {
 	if !r.TLS {
 		return false
 	}
@@ -129,10 +129,19 @@ func inPrefix(p netip.Prefix, ap netip.AddrPort) bool {
 
 // stripQuery is Envoy's PathUtil::removeQueryAndFragment.
 func stripQuery(p string) string {
-	if i := strings.IndexAny(p, "?#"); i >= 0 {
-		return p[:i]
+	for i := 0; i < len(p); i++ {
+		if p[i] == '?' || p[i] == '#' {
+			return p[:i]
+		}
 	}
 	return p
+}
+
+// eval is one evaluation: the request and what is worth computing once for
+// all of a filter's matchers.
+type eval struct {
+	*Request
+	path string // Path without query and fragment
 }
 
 // strMatcher is a compiled envoy.type.matcher.v3.StringMatcher.
@@ -252,7 +261,7 @@ const (
 // matches is Envoy's HeaderUtility: present_match compares presence (and
 // inverts); every other matcher fails on a missing header unless
 // treat_missing_header_as_empty, and inverts only a value it could test.
-func (h *headerMatcher) matches(r *Request) bool {
+func (h *headerMatcher) matches(r *eval) bool {
 	v, ok := r.header(h)
 	if h.kind == hPresent {
 		return (ok == h.present) != h.invert
@@ -285,7 +294,7 @@ type metaMatcher struct {
 	invert bool
 }
 
-func (m *metaMatcher) matches(r *Request) bool {
+func (m *metaMatcher) matches(r *eval) bool {
 	var v *structpb.Value
 	st := r.Metadata[m.filter]
 	for i, k := range m.path {

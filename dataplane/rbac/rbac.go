@@ -155,9 +155,10 @@ func (e *Engine) Action() (action rbacpb.RBAC_Action, ok bool) {
 // Allowed evaluates the filter for one request as Envoy's RBAC filter does:
 // shadow rules first (reported only), then the enforced rules.
 func (e *Engine) Allowed(req *Request) Decision {
+	ev := &eval{Request: req, path: stripQuery(req.Path)}
 	var d Decision
 	if e.shadow != nil {
-		allowed, id, _ := e.shadow.handle(req)
+		allowed, id, _ := e.shadow.handle(ev)
 		d.Shadow = Shadow{Evaluated: true, Allowed: allowed, Policy: id}
 	}
 	if e.rules == nil {
@@ -165,13 +166,13 @@ func (e *Engine) Allowed(req *Request) Decision {
 		return d
 	}
 	d.Enforced = true
-	d.Allowed, d.Policy, d.Logged = e.rules.handle(req)
+	d.Allowed, d.Policy, d.Logged = e.rules.handle(ev)
 	return d
 }
 
 // handle is Envoy's handleAction: the first matching policy in name order,
 // then the action's verdict.
-func (s *ruleSet) handle(req *Request) (allowed bool, id string, logged bool) {
+func (s *ruleSet) handle(req *eval) (allowed bool, id string, logged bool) {
 	matched := false
 	for i := range s.policies {
 		p := &s.policies[i]
@@ -190,7 +191,7 @@ func (s *ruleSet) handle(req *Request) (allowed bool, id string, logged bool) {
 	}
 }
 
-func anyMatch(ns []node, req *Request) bool {
+func anyMatch(ns []node, req *eval) bool {
 	for i := range ns {
 		if ns[i].matches(req) {
 			return true

@@ -265,6 +265,15 @@ func TestShadow(t *testing.T) {
 				d.Shadow != (Shadow{Evaluated: true, Allowed: c.shadowAllowed, Policy: c.shadowPolicy}) {
 				t.Errorf("got %+v", d)
 			}
+			md := e.ShadowMetadata(d).AsMap()
+			want := map[string]any{"istio_dry_run_deny_shadow_engine_result": map[bool]string{true: "allowed", false: "denied"}[c.shadowAllowed]}
+			if c.shadowPolicy != "" {
+				want["istio_dry_run_deny_shadow_effective_policy_id"] = c.shadowPolicy
+			}
+			if len(md) != len(want) || md["istio_dry_run_deny_shadow_engine_result"] != want["istio_dry_run_deny_shadow_engine_result"] ||
+				md["istio_dry_run_deny_shadow_effective_policy_id"] != want["istio_dry_run_deny_shadow_effective_policy_id"] {
+				t.Errorf("shadow metadata %v, want %v", md, want)
+			}
 			got := e.Counters("http.inbound_0.0.0.0_80.")
 			if got.ShadowDenied != "http.inbound_0.0.0.0_80.rbac.istio_dry_run_deny_shadow_denied" ||
 				got.Denied != "http.inbound_0.0.0.0_80.rbac.denied" {
