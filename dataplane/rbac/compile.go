@@ -356,7 +356,7 @@ func compileHeader(m *routepb.HeaderMatcher) (*headerMatcher, error) {
 	name := strings.ToLower(m.GetName())
 	h := &headerMatcher{invert: m.GetInvertMatch(), missingEmpty: m.GetTreatMissingHeaderAsEmpty()}
 	switch name {
-	case ":authority":
+	case ":authority", "host": // Envoy's header map looks "host" up as :authority
 		h.pseudo = pseudoAuthority
 	case ":method":
 		h.pseudo = pseudoMethod

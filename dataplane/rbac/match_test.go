@@ -83,6 +83,7 @@ func TestHeaderMatcher(t *testing.T) {
 			RangeMatch: &typev3.Int64Range{Start: 10, End: 20}}}, hdr("19"), true},
 		{"range end is open", &routepb.HeaderMatcher{Name: "x-env", HeaderMatchSpecifier: &routepb.HeaderMatcher_RangeMatch{
 			RangeMatch: &typev3.Int64Range{Start: 10, End: 20}}}, hdr("20"), false},
+		{"host is :authority, as in Envoy's header map", &routepb.HeaderMatcher{Name: "Host", HeaderMatchSpecifier: sm(exact("httpbin.foo:8000"))}, hdr(), true},
 		{"unknown pseudo-header is absent", &routepb.HeaderMatcher{Name: ":status"}, hdr(), false},
 		{"TCP has no :method", &routepb.HeaderMatcher{Name: ":method", HeaderMatchSpecifier: sm(regex(".*"))}, Request{}, false},
 	}
