@@ -171,6 +171,7 @@ func TestIstioShapedPolicies(t *testing.T) {
 
 // TestActions is Envoy's per-action semantics, including empty rule maps.
 func TestActions(t *testing.T) {
+	denyPlaintext := map[string]*rbacpb.Policy{"ns[foo]-policy[deny-plaintext]-rule[0]": rule(nil, []*rbacpb.Principal{idNot(principals("*"))})}
 	fooOnly := map[string]*rbacpb.Policy{"ns[foo]-policy[p]-rule[0]": rule(nil, []*rbacpb.Principal{namespaces("foo")})}
 	cases := []struct {
 		name        string
@@ -193,6 +194,9 @@ func TestActions(t *testing.T) {
 			"rbac_access_denied_matched_policy[ns[foo]-policy[p]-rule[0]]"},
 		{"DENY unmatched", rbacpb.RBAC_DENY, fooOnly, mtls(sleepBar), true, "", false, ""},
 		{"DENY with no policies allows all", rbacpb.RBAC_DENY, nil, mtls(sleepFoo), true, "", false, ""},
+		{"deny plaintext (notPrincipals: [*]), plaintext", rbacpb.RBAC_DENY, denyPlaintext, plaintext(), false,
+			"ns[foo]-policy[deny-plaintext]-rule[0]", false, "rbac_access_denied_matched_policy[ns[foo]-policy[deny-plaintext]-rule[0]]"},
+		{"deny plaintext (notPrincipals: [*]), mTLS", rbacpb.RBAC_DENY, denyPlaintext, mtls(sleepBar), true, "", false, ""},
 		{"LOG matched", rbacpb.RBAC_LOG, fooOnly, mtls(sleepFoo), true, "ns[foo]-policy[p]-rule[0]", true, ""},
 		{"LOG unmatched", rbacpb.RBAC_LOG, fooOnly, mtls(sleepBar), true, "", false, ""},
 	}
