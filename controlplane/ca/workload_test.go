@@ -187,7 +187,6 @@ func tamper(t *testing.T, csrPEM []byte) []byte {
 	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: der})
 }
 
-
 func TestChainNotAfter(t *testing.T) {
 	root, err := New()
 	if err != nil {
