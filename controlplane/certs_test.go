@@ -117,7 +117,7 @@ func TestCertificateService(t *testing.T) {
 		"citadel_server_csr_count 5",
 		"citadel_server_authentication_failure_count 2",
 		"citadel_server_success_cert_issuance_count 2",
-		`citadel_server_csr_sign_err_count{error_type="ttl_error"} 1`,
+		`citadel_server_csr_sign_err_count{error="TTL_ERROR"} 1`,
 		"# TYPE citadel_server_root_cert_expiry_timestamp gauge",
 		"# TYPE citadel_server_cert_chain_expiry_timestamp gauge",
 	} {

@@ -55,9 +55,9 @@ type Server struct {
 	policy ca.WorkloadPolicy
 	log    *slog.Logger
 
-	csrs, authFailures, parseErrs, issued prometheus.Counter
-	signErrs                              *prometheus.CounterVec
-	expiry                                []prometheus.Collector
+	csrs, authFailures, issued prometheus.Counter
+	signErrs                   *prometheus.CounterVec
+	expiry                     []prometheus.Collector
 }
 
 // New makes a Server; Serve runs it.
@@ -77,12 +77,10 @@ func New(o Options) (*Server, error) {
 			Help: "The number of CSRs received by Citadel server."}),
 		authFailures: prometheus.NewCounter(prometheus.CounterOpts{Name: "citadel_server_authentication_failure_count",
 			Help: "The number of authentication failures."}),
-		parseErrs: prometheus.NewCounter(prometheus.CounterOpts{Name: "citadel_server_csr_parsing_err_count",
-			Help: "The number of errors occurred when parsing the CSR."}),
 		issued: prometheus.NewCounter(prometheus.CounterOpts{Name: "citadel_server_success_cert_issuance_count",
 			Help: "The number of certificates issuances that have succeeded."}),
 		signErrs: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "citadel_server_csr_sign_err_count",
-			Help: "The number of errors occurred when signing the CSR."}, []string{"error_type"}),
+			Help: "The number of errors occurred when signing the CSR."}, []string{"error"}),
 		expiry: []prometheus.Collector{
 			prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "citadel_server_root_cert_expiry_timestamp",
 				Help: "The unix timestamp, in seconds, when Citadel root cert will expire. A negative time indicates the cert is expired."},
@@ -103,35 +101,41 @@ func New(o Options) (*Server, error) {
 
 // Collectors are the service's metrics, for the control plane's registry.
 func (s *Server) Collectors() []prometheus.Collector {
-	return append([]prometheus.Collector{s.csrs, s.authFailures, s.parseErrs, s.issued, s.signErrs}, s.expiry...)
+	return append([]prometheus.Collector{s.csrs, s.authFailures, s.issued, s.signErrs}, s.expiry...)
 }
 
 // CreateCertificate authenticates the caller, then signs its CSR for the
 // caller's identity. Errors are istiod's codes and messages:
-// Unauthenticated "request authenticate failure", InvalidArgument for a
-// CSR or lifetime the CA refuses.
+// Unauthenticated "request authenticate failure" for any failure to
+// authenticate, InvalidArgument for a CSR or lifetime the CA refuses.
 func (s *Server) CreateCertificate(ctx context.Context, req *pb.IstioCertificateRequest) (*pb.IstioCertificateResponse, error) {
 	s.csrs.Inc()
 	id, err := s.authenticate(ctx)
 	if err != nil {
 		s.authFailures.Inc()
-		s.log.Info("certificate request refused", "peer", peerAddr(ctx), "err", err)
-		if !errors.Is(err, ErrUnauthenticated) {
-			return nil, status.Error(codes.Unavailable, "authenticate the request: "+err.Error())
+		// As istiod, the caller learns nothing of why, not even whether the
+		// authenticator itself failed (an unreachable API server); the
+		// log says.
+		if errors.Is(err, ErrUnauthenticated) {
+			s.log.Info("certificate request refused", "peer", peerAddr(ctx), "err", err)
+		} else {
+			s.log.Error("certificate request: authenticate the caller", "peer", peerAddr(ctx), "err", err)
 		}
 		return nil, status.Error(codes.Unauthenticated, "request authenticate failure")
 	}
 	ttl := time.Duration(req.GetValidityDuration()) * time.Second
 	chain, err := s.ca.SignWorkload([]byte(req.GetCsr()), id, ttl, s.policy)
+	// Error types and codes as istiod's caerror: a bad CSR or lifetime
+	// is the caller's (InvalidArgument), anything else the CA's.
 	switch {
 	case errors.Is(err, ca.ErrBadCSR):
-		s.parseErrs.Inc()
+		s.signErrs.WithLabelValues("CSR_ERROR").Inc()
 		return nil, status.Errorf(codes.InvalidArgument, "CSR signing error (%v)", err)
 	case errors.Is(err, ca.ErrTTL):
-		s.signErrs.WithLabelValues("ttl_error").Inc()
+		s.signErrs.WithLabelValues("TTL_ERROR").Inc()
 		return nil, status.Errorf(codes.InvalidArgument, "CSR signing error (%v)", err)
 	case err != nil:
-		s.signErrs.WithLabelValues("cert_gen_error").Inc()
+		s.signErrs.WithLabelValues("CERT_GEN_ERROR").Inc()
 		return nil, status.Errorf(codes.Internal, "CSR signing error (%v)", err)
 	}
 	s.issued.Inc()

@@ -197,7 +197,6 @@ func TestCreateCertificateWithPodTokens(t *testing.T) {
 		"citadel_server_csr_count":                    9,
 		"citadel_server_authentication_failure_count": 5,
 		"citadel_server_success_cert_issuance_count":  2,
-		"citadel_server_csr_parsing_err_count":        1,
 		"citadel_server_root_cert_expiry_timestamp":   float64(root.Root().NotAfter.Unix()),
 		"citadel_server_cert_chain_expiry_timestamp":  float64(root.Root().NotAfter.Unix()),
 	} {
@@ -205,8 +204,10 @@ func TestCreateCertificateWithPodTokens(t *testing.T) {
 			t.Errorf("%s = %v, want %v", name, got, want)
 		}
 	}
-	if got := testutil.ToFloat64(s.signErrs.WithLabelValues("ttl_error")); got != 1 {
-		t.Errorf(`citadel_server_csr_sign_err_count{error_type="ttl_error"} = %v, want 1`, got)
+	for label, want := range map[string]float64{"TTL_ERROR": 1, "CSR_ERROR": 1, "CERT_GEN_ERROR": 0} {
+		if got := testutil.ToFloat64(s.signErrs.WithLabelValues(label)); got != want {
+			t.Errorf(`citadel_server_csr_sign_err_count{error=%q} = %v, want %v`, label, got, want)
+		}
 	}
 
 	// A control plane restarted on the same store still knows the token.
