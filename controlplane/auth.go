@@ -16,6 +16,8 @@ import (
 	"path/filepath"
 	"strings"
 	"syscall"
+
+	"github.com/meshlab/meshlab/controlplane/csr"
 )
 
 // Access is what one API call does, in the terms a Kubernetes authorizer
@@ -50,9 +52,10 @@ type Authenticator interface {
 	Hint() string
 }
 
-// Errors of an Authenticator.
+// Errors of an Authenticator. A refused credential is one error for the API
+// and the certificate service, whose token checks the API shares.
 var (
-	ErrUnauthenticated = errors.New("unauthenticated")
+	ErrUnauthenticated = csr.ErrUnauthenticated
 	ErrForbidden       = errors.New("forbidden")
 )
 

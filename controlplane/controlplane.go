@@ -24,6 +24,7 @@ import (
 
 	"github.com/meshlab/meshlab/controlplane/ca"
 	"github.com/meshlab/meshlab/controlplane/config"
+	"github.com/meshlab/meshlab/controlplane/csr"
 	"github.com/meshlab/meshlab/controlplane/inject"
 	"github.com/meshlab/meshlab/controlplane/kube"
 	"github.com/meshlab/meshlab/controlplane/registry"
@@ -68,6 +69,18 @@ type Options struct {
 	Auth Authenticator
 	// APITokenFile holds the API's bearer token (0600), as the lab writes it.
 	APITokenFile string
+
+	// CSRAddr serves Istio's certificate service (gRPC
+	// IstioCertificateService over TLS with istiod's certificate), :15012;
+	// empty serves none.
+	CSRAddr string
+	// TrustDomain of the workloads' SPIFFE IDs; cluster.local when empty.
+	TrustDomain string
+	// WorkloadCertTTL is a workload certificate's lifetime when the request
+	// names none (24h when zero); MaxWorkloadCertTTL the most a request may
+	// ask for (90 days when zero), as istiod's DEFAULT_WORKLOAD_CERT_TTL
+	// and MAX_WORKLOAD_CERT_TTL.
+	WorkloadCertTTL, MaxWorkloadCertTTL time.Duration
 }
 
 // WebhookDNSNames and WebhookIPs are what the webhook certificate is for:
@@ -92,6 +105,9 @@ type Server struct {
 	ca    *ca.CA
 	kube  *kube.Controller // nil unless Options.Kube
 	auth  Authenticator
+	csr   *csr.Server
+	// podTokens are the local runtime's workload credentials; nil with Kube.
+	podTokens *csr.PodTokens
 
 	started time.Time
 	regGen  atomic.Uint64 // bumped after every secret change or cluster sync; the registry versions itself
@@ -108,6 +124,7 @@ type Server struct {
 
 	listening chan struct{} // closed once Serve's listeners are open
 	webhook   net.Addr      // set before listening closes; nil without webhooks
+	csrAddr   net.Addr      // likewise, for the certificate service
 }
 
 // Run opens the store, starts serving xDS and HTTP, and blocks until ctx ends;
@@ -166,6 +183,10 @@ func New(opts Options) (*Server, error) {
 		return nil, err
 	}
 	if s.auth, err = authenticator(opts); err != nil {
+		_ = st.Close()
+		return nil, err
+	}
+	if s.csr, s.podTokens, err = newCertService(opts, s.ca, st); err != nil {
 		_ = st.Close()
 		return nil, err
 	}
@@ -268,14 +289,38 @@ func (s *Server) Serve(ctx context.Context) error {
 		s.webhook = l.Addr()
 		s.log.Info("webhooks serving", "addr", l.Addr().String())
 	}
+	clis, ccert, err := s.listenCSR()
+	if err != nil {
+		_ = xlis.Close()
+		_ = hlis.Close()
+		if wlis != nil {
+			_ = wlis.Close()
+		}
+		return err
+	}
 	close(s.listening)
 	s.log.Info("control plane serving", "xds", xlis.Addr().String(), "api", hlis.Addr().String())
 
 	s.push(ctx) // proxies that connect at once get the stored config
 	hs := &http.Server{Handler: s.Handler(), ReadHeaderTimeout: 10 * time.Second}
 	ws := &http.Server{Handler: s.WebhookHandler(), ReadHeaderTimeout: 10 * time.Second}
+	// The drain starts when ctx ends: the certificate service takes its
+	// own (gRPC's GracefulStop), the HTTP servers theirs below.
+	drain := s.opts.DrainTimeout
+	if drain <= 0 {
+		drain = 5 * time.Second
+	}
 	var wg sync.WaitGroup
-	errc := make(chan error, 4)
+	errc := make(chan error, 5)
+	if clis != nil {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := s.csr.Serve(ctx, clis, ccert, drain); err != nil {
+				errc <- err
+			}
+		}()
+	}
 	if wlis != nil {
 		wg.Add(1)
 		go func() {
@@ -311,10 +356,6 @@ func (s *Server) Serve(ctx context.Context) error {
 		cancel()
 	}
 	// The listeners close at once; requests in flight get the drain.
-	drain := s.opts.DrainTimeout
-	if drain <= 0 {
-		drain = 5 * time.Second
-	}
 	shutCtx, done := context.WithTimeout(context.Background(), drain)
 	defer done()
 	var shut sync.WaitGroup

@@ -48,6 +48,8 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("PUT "+api.PathSecrets, s.guard(accessWriteSecrets, s.handlePutSecret))
 	mux.HandleFunc("DELETE "+api.PathSecrets, s.guard(accessWriteSecrets, s.handleDeleteSecret))
 	mux.HandleFunc("GET "+api.PathSecrets, s.guard(accessReadSecrets, s.handleSecrets))
+	mux.HandleFunc("POST "+api.PathPodTokens, s.guard(accessIssuePodToken, s.handleIssuePodToken))
+	mux.HandleFunc("DELETE "+api.PathPodTokens, s.guard(accessIssuePodToken, s.handleRevokePodToken))
 	mux.HandleFunc("GET "+api.PathVersion, func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, api.Version{Version: s.opts.Version, Revision: s.store.Revision(), StartedAt: s.started})
 	})
@@ -79,6 +81,7 @@ func (s *Server) metrics() *prometheus.Registry {
 	r.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "meshlab_store_revision", Help: "The store's current revision.",
 	}, func() float64 { return float64(s.store.Revision()) }))
+	r.MustRegister(s.csr.Collectors()...)
 	return r
 }
 

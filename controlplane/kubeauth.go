@@ -4,11 +4,12 @@ import (
 	"context"
 	"fmt"
 
-	authnv1 "k8s.io/api/authentication/v1"
 	authzv1 "k8s.io/api/authorization/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
+
+	"github.com/meshlab/meshlab/controlplane/csr"
 )
 
 // KubeAuth is the API's credential check on a cluster: the caller's
@@ -35,22 +36,12 @@ func NewKubeAuth(cfg *rest.Config) (*KubeAuth, error) {
 
 // Authorize reviews the token, then asks whether its user may do a.
 func (k *KubeAuth) Authorize(ctx context.Context, token string, a Access) error {
-	if token == "" {
-		return fmt.Errorf("%w: no bearer token", ErrUnauthenticated)
+	// The API server's own audience: tokens minted for istio-ca (the
+	// proxies') do not open the API.
+	u, err := csr.ReviewToken(ctx, k.kc, token, nil)
+	if err != nil { // a refusal wraps ErrUnauthenticated, which is csr's
+		return err
 	}
-	tr, err := k.kc.AuthenticationV1().TokenReviews().Create(ctx,
-		&authnv1.TokenReview{Spec: authnv1.TokenReviewSpec{Token: token}}, metav1.CreateOptions{})
-	if err != nil {
-		return fmt.Errorf("review the bearer token with the Kubernetes API: %w", err)
-	}
-	if !tr.Status.Authenticated {
-		msg := "the cluster does not accept the bearer token"
-		if tr.Status.Error != "" {
-			msg += ": " + tr.Status.Error
-		}
-		return fmt.Errorf("%w: %s", ErrUnauthenticated, msg)
-	}
-	u := tr.Status.User
 	extra := map[string]authzv1.ExtraValue{}
 	for key, v := range u.Extra {
 		extra[key] = authzv1.ExtraValue(v)

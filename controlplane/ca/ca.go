@@ -1,7 +1,8 @@
 // Package ca is the mesh's certificate authority: one ECDSA P-256 root,
 // created on first use and kept in the control plane's store so it survives
 // restarts, that signs the control plane's serving certificates (the
-// webhooks) and, later, workload certificates carrying SPIFFE identities.
+// webhooks) and workload certificates carrying SPIFFE identities
+// (SignWorkload).
 package ca
 
 import (
@@ -184,10 +185,9 @@ func (c *CA) ServingCert(dnsNames []string, ips []net.IP) (tls.Certificate, erro
 	}, servingLifetime)
 }
 
-// issue signs tmpl (given its names and usages) with a new key. Workload
-// certificates for SPIFFE identities (URI SANs spiffe://<trust
-// domain>/ns/<ns>/sa/<sa>, client and server auth, hours not years) are
-// meant to come through here too.
+// issue signs tmpl (given its names and usages) with a new key, for the
+// control plane's own certificates; workloads bring their key in a CSR
+// (SignWorkload).
 func (c *CA) issue(tmpl *x509.Certificate, lifetime time.Duration) (tls.Certificate, error) {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
