@@ -4,6 +4,7 @@ import (
 	"log/slog"
 	"net/netip"
 	"os"
+	"time"
 
 	"github.com/urfave/cli/v2"
 	"k8s.io/client-go/rest"
@@ -48,6 +49,8 @@ are open.`,
 			&cli.StringFlag{Name: "xds-addr", Value: ":15010", Usage: "address for xDS (plaintext gRPC, ADS)"},
 			&cli.StringFlag{Name: "http-addr", Value: ":15014", Usage: "address for the API, /metrics and /ready (port name http-monitoring)"},
 			&cli.StringFlag{Name: "vip-pool", Value: DefaultVIPPool.String(), Usage: "prefix that service VIPs are allocated from"},
+			&cli.StringFlag{Name: "csr-addr", Value: ":15012", Usage: "address for Istio's certificate service (gRPC CreateCertificate over TLS); empty serves none"},
+			&cli.DurationFlag{Name: "workload-cert-ttl", Value: 24 * time.Hour, Usage: "lifetime of a workload certificate whose request names none"},
 			&cli.StringFlag{Name: "webhook-addr", Value: ":15017", Usage: "address for the admission webhooks /inject and /validate (TLS, certificate from the mesh CA); empty serves none"},
 			&cli.StringFlag{Name: "kubeconfig", Usage: "watch this Kubernetes cluster for Services, endpoints, pods and Istio resources"},
 			&cli.BoolFlag{Name: "in-cluster", Usage: "watch the Kubernetes cluster this pod runs in (its service account)"},
@@ -75,17 +78,19 @@ are open.`,
 			}
 			// c.Context ends on SIGTERM (main catches it): Run drains.
 			return Run(c.Context, Options{
-				WebhookAddr:  c.String("webhook-addr"),
-				Kube:         kcfg,
-				Inject:       inject.Params{Image: c.String("proxy-image")},
-				CADir:        c.String("ca-dir"),
-				APITokenFile: c.String("api-token-file"),
-				StateDir:     c.String("state-dir"),
-				XDSAddr:      c.String("xds-addr"),
-				HTTPAddr:     c.String("http-addr"),
-				VIPPool:      pool,
-				Version:      version,
-				Logger:       slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level})),
+				WebhookAddr:     c.String("webhook-addr"),
+				CSRAddr:         c.String("csr-addr"),
+				WorkloadCertTTL: c.Duration("workload-cert-ttl"),
+				Kube:            kcfg,
+				Inject:          inject.Params{Image: c.String("proxy-image")},
+				CADir:           c.String("ca-dir"),
+				APITokenFile:    c.String("api-token-file"),
+				StateDir:        c.String("state-dir"),
+				XDSAddr:         c.String("xds-addr"),
+				HTTPAddr:        c.String("http-addr"),
+				VIPPool:         pool,
+				Version:         version,
+				Logger:          slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level})),
 
 				DrainTimeout: drain.FromFlag(c),
 			})

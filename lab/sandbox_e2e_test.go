@@ -113,6 +113,14 @@ func TestSandbox(t *testing.T) {
 		t.Errorf("the pod's ConfigMap volume shows on the host")
 	}
 
+	// Workload identity (issue 11's foundation): httpbin.foo's sidecar
+	// can get a certificate for its own ServiceAccount, and only that.
+	var st0 lab.Status
+	if err := json.Unmarshal([]byte(l.MustRun("status", "-o", "json")), &st0); err != nil {
+		t.Fatal(err)
+	}
+	checkPodIdentity(t, l.Run, st0, "foo", "httpbin", "httpbin")
+
 	// The walkthrough's NodePort Service, from the host, as kube-proxy
 	// would publish it.
 	l.MustRun("apply", "-f", "testdata/sandbox/reviews-nodeport.yaml")

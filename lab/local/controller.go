@@ -355,7 +355,11 @@ func (r *Runtime) startPod(ctx context.Context, p *pod, t *corev1.PodTemplateSpe
 		if err := podnet.Do(p.Netns, func() error { return capture.Install(capture.DefaultOptions()) }); err != nil {
 			return fmt.Errorf("istio-init of %s/%s: %w", p.Namespace, p.Name, err)
 		}
-		if err := r.startContainer(ctx, p, inject.ProxyContainer, r.proxyArgv("proxy", p), nil, identity{ProxyUID, ProxyUID}, ""); err != nil {
+		mounts, err := r.proxyCredentials(ctx, p)
+		if err != nil {
+			return err
+		}
+		if err := r.startContainer(ctx, p, inject.ProxyContainer, r.proxyArgv("proxy", p), nil, identity{ProxyUID, ProxyUID}, "", mounts...); err != nil {
 			return err
 		}
 	} else {
@@ -735,6 +739,12 @@ func (r *Runtime) terminate(p *pod) {
 		}
 		if err := r.cp.DeleteWorkload(ctx, p.Namespace, p.Name); err != nil {
 			r.log.Warn("remove endpoint", "pod", p.Namespace+"/"+p.Name, "err", err)
+		}
+		if !p.noSidecar {
+			// A deleted pod's identity token opens nothing any more.
+			if err := r.cp.RevokePodToken(ctx, p.Namespace, p.Name); err != nil {
+				r.log.Warn("revoke the pod's token", "pod", p.Namespace+"/"+p.Name, "err", err)
+			}
 		}
 		// The proxies that sent it traffic need the endpoint update before
 		// the pod stops answering: kubelet does not wait (Kubernetes users

@@ -96,6 +96,7 @@ spec:
   selector: {app: istiod}
   ports:
   - {name: grpc-xds, port: 15010}
+  - {name: https-dns, port: 15012}
   - {name: http-monitoring, port: 15014}
 `
 

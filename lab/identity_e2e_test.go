@@ -1,0 +1,87 @@
+package lab_test
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"net"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/metadata"
+	securityv1 "istio.io/api/security/v1alpha1"
+
+	"github.com/meshlab/meshlab/lab"
+)
+
+// checkPodIdentity: a sidecar gets what Istio's injector gives istio-proxy
+// — a token proving the pod's identity and the mesh root — readable by
+// istio-proxy only; with the token, Istio's certificate service on 15012
+// signs the pod's own SPIFFE identity, whatever the CSR claims.
+func checkPodIdentity(t *testing.T, run func(args ...string) (string, error), st lab.Status, ns, deploy, sa string) {
+	t.Helper()
+	token, err := run("exec", "-n", ns, "deploy/"+deploy, "-c", "istio-proxy", "--", "cat", "/var/run/secrets/tokens/istio-token")
+	if err != nil || len(token) < 32 {
+		t.Fatalf("istio-proxy's token: %q, %v", token, err)
+	}
+	if out, err := run("exec", "-n", ns, "deploy/"+deploy, "--", "cat", "/var/run/secrets/tokens/istio-token"); err == nil {
+		t.Errorf("the app container read istio-proxy's token: %q", out)
+	}
+	root, err := run("exec", "-n", ns, "deploy/"+deploy, "-c", "istio-proxy", "--", "cat", "/var/run/secrets/istio/root-cert.pem")
+	if err != nil {
+		t.Fatalf("istio-proxy's root certificate: %v\n%s", err, root)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM([]byte(root)) {
+		t.Fatalf("root-cert.pem holds no certificate:\n%s", root)
+	}
+	istiod, err := st.FindPod("istio-system", "istiod")
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The CSR claims the ingress gateway; the certificate must not.
+	der, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{Subject: pkix.Name{CommonName: "spiffe://cluster.local/ns/istio-system/sa/istio-ingressgateway-service-account"}}, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn, err := grpc.NewClient(net.JoinHostPort(istiod.IP, "15012"),
+		grpc.WithTransportCredentials(credentials.NewTLS(&tls.Config{RootCAs: pool, ServerName: "istiod.istio-system.svc", MinVersion: tls.VersionTLS12})))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = conn.Close() }()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	ctx = metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+token)
+	resp, err := securityv1.NewIstioCertificateServiceClient(conn).CreateCertificate(ctx, &securityv1.IstioCertificateRequest{
+		Csr: string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: der})), ValidityDuration: 3600})
+	if err != nil {
+		t.Fatalf("CreateCertificate with %s/%s's token: %v", ns, deploy, err)
+	}
+	block, _ := pem.Decode([]byte(resp.CertChain[0]))
+	if block == nil {
+		t.Fatalf("no certificate in the chain: %q", resp.CertChain)
+	}
+	leaf, err := x509.ParseCertificate(block.Bytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "spiffe://cluster.local/ns/" + ns + "/sa/" + sa
+	if len(leaf.URIs) != 1 || leaf.URIs[0].String() != want {
+		t.Errorf("certificate for %s/%s names %v; want only %s", ns, deploy, leaf.URIs, want)
+	}
+	if _, err := leaf.Verify(x509.VerifyOptions{Roots: pool, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}); err != nil {
+		t.Errorf("the workload certificate does not chain to the mesh root: %v", err)
+	}
+}
