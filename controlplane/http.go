@@ -137,6 +137,11 @@ func resources(docs []api.Document) ([]config.Resource, []string) {
 		if err == nil {
 			err = config.Validate(r)
 		}
+		if err == nil {
+			// What the proxies could not enforce is refused here, not
+			// found out when a proxy's build fails.
+			err = xds.CheckAuthorizationPolicy(r)
+		}
 		if err != nil {
 			errs = append(errs, fmt.Sprintf("%s: document %d: %v", d.Source, d.Index+1, err))
 			continue

@@ -40,3 +40,26 @@ spec:
 		}
 	}
 }
+
+// TestApplyRefusesUnenforceableAuthorizationPolicy: a policy the proxies
+// could not enforce (CUSTOM without an ext_authz provider) is refused at
+// apply, naming it, rather than found out when a proxy's build fails.
+func TestApplyRefusesUnenforceableAuthorizationPolicy(t *testing.T) {
+	_, cl := newTestServer(t, t.TempDir())
+	const custom = `apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: ext, namespace: foo}
+spec:
+  action: CUSTOM
+  provider: {name: my-ext-authz}
+  rules: [{to: [{operation: {paths: ["/admin"]}}]}]
+`
+	docs, err := api.Documents("ext.yaml", []byte(custom), "default")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cl.Apply(context.Background(), api.ApplyRequest{Documents: docs}); err == nil ||
+		!strings.Contains(err.Error(), `ext.yaml: document 1: authorization policy foo/ext: action CUSTOM (provider "my-ext-authz") needs an ext_authz extension provider`) {
+		t.Fatalf("apply of a CUSTOM policy: %v", err)
+	}
+}

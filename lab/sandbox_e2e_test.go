@@ -121,6 +121,32 @@ func TestSandbox(t *testing.T) {
 	}
 	checkPodIdentity(t, l.Run, st0, "foo", "httpbin", "httpbin")
 
+	// AuthorizationPolicy, enforced by the destination's sidecar: a DENY
+	// on one path (Envoy's 403 "RBAC: access denied"), then allow-nothing
+	// for the namespace, then nothing once they are deleted.
+	get := func(path string) string {
+		out, _ := l.Run("exec", "-n", "bar", "deploy/sleep", "-c", "sleep", "--", "curl", "-sS", "-m", "5",
+			"-w", " %{http_code}", "http://httpbin.foo:8000"+path)
+		return out
+	}
+	l.MustRun("apply", "-f", "testdata/sandbox/authz.yaml", "--wait")
+	var denied string
+	labtest.Eventually(t, "GET /headers denied by the DENY policy (Envoy's 403 RBAC: access denied)", func() bool {
+		denied = get("/headers")
+		return strings.HasSuffix(denied, "RBAC: access denied 403")
+	})
+	if out := get("/ip"); !strings.HasSuffix(out, " 200") {
+		t.Errorf("GET /ip, which the DENY policy does not name: %q", out)
+	}
+	l.MustRun("apply", "-f", "testdata/sandbox/allow-nothing.yaml", "--wait")
+	labtest.Eventually(t, "GET /ip denied under allow-nothing", func() bool {
+		return strings.HasSuffix(get("/ip"), " 403")
+	})
+	l.MustRun("delete", "-f", "testdata/sandbox/authz.yaml", "-f", "testdata/sandbox/allow-nothing.yaml")
+	labtest.Eventually(t, "httpbin.foo open again once the policies are gone", func() bool {
+		return strings.HasSuffix(get("/headers"), " 200")
+	})
+
 	// The walkthrough's NodePort Service, from the host, as kube-proxy
 	// would publish it.
 	l.MustRun("apply", "-f", "testdata/sandbox/reviews-nodeport.yaml")

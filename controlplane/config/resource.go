@@ -85,8 +85,10 @@ func (r Resource) Key() string { return string(r.Kind) + "/" + r.Namespace + "/"
 // authorization are enforced.
 func NotEnforced(k Kind) string {
 	switch k {
-	case PeerAuthentication, AuthorizationPolicy, RequestAuthentication:
-		return string(k) + " is stored but NOT enforced yet: meshlab's sidecars do not do mutual TLS, authorization or JWT checks, so traffic stays plaintext and unrestricted"
+	case PeerAuthentication, RequestAuthentication:
+		return string(k) + " is stored but NOT enforced yet: meshlab's sidecars do not do mutual TLS or JWT checks yet, so traffic stays plaintext and tokens unchecked"
+	case AuthorizationPolicy:
+		return "AuthorizationPolicy is enforced by the sidecars, not yet by the ingress gateway; rules on source principals, namespaces or request principals match no request until mutual TLS and RequestAuthentication are enforced (an ALLOW on them denies everything)"
 	}
 	return ""
 }

@@ -1067,3 +1067,18 @@ func checkPathTemplate(path string) error {
 	}
 	return nil
 }
+
+// CheckAuthorizationPolicy refuses, at apply, an AuthorizationPolicy the
+// proxies could not enforce (what Istio's validation refuses, and CUSTOM
+// without a provider): built for one workload it selects, it would fail
+// that proxy's build and leave it on its last configuration. Other kinds
+// pass.
+func CheckAuthorizationPolicy(r config.Resource) error {
+	ap, ok := r.Spec.(*security.AuthorizationPolicy)
+	if !ok {
+		return nil
+	}
+	labels := ap.GetSelector().GetMatchLabels()
+	_, err := BuildAuthzFilters([]config.Resource{r}, r.Namespace, labels, AuthzOptions{RootNamespace: r.Namespace})
+	return err
+}

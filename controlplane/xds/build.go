@@ -25,7 +25,7 @@ func (x *index) build(p Proxy) (Resources, error) {
 	w := x.workload(p)
 	switch p.Type {
 	case SidecarProxy:
-		return x.buildSidecar(w), nil
+		return x.buildSidecar(w)
 	case RouterProxy:
 		res := x.buildRouter(w)
 		if sec := x.gatewaySecrets(w.Namespace, res[resource.ListenerType]); len(sec) > 0 {
@@ -52,8 +52,15 @@ type outbound struct {
 	endpoints []types.Resource // sorted by cluster name
 }
 
-func (x *index) buildSidecar(w registry.Workload) Resources {
+func (x *index) buildSidecar(w registry.Workload) (Resources, error) {
 	ob := x.outbound(w.Namespace)
+	// The AuthorizationPolicies that apply to this workload, as Envoy RBAC
+	// filters on every inbound chain (authz.go); a policy that cannot be
+	// enforced fails the build rather than letting traffic through.
+	authz, err := BuildAuthzFilters(x.in.Config, w.Namespace, w.Labels, AuthzOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("build sidecar %s/%s: %w", w.Namespace, w.Name, err)
+	}
 
 	// Everything below concatenates already-sorted groups whose names sort
 	// in this order ("B" < "I" < "P" < "inbound|" < "outbound|", digits <
@@ -71,14 +78,14 @@ func (x *index) buildSidecar(w registry.Workload) Resources {
 	}
 	clusters = append(clusters, ob.clusters...)
 
-	listeners := append(slices.Clone(x.outboundListeners(workloadSource(w))), x.virtualInbound(inbound), virtualOutbound())
+	listeners := append(slices.Clone(x.outboundListeners(workloadSource(w))), x.virtualInbound(inbound, authz), virtualOutbound())
 
 	return Resources{
 		resource.ListenerType: listeners,
 		resource.RouteType:    x.outboundRoutes(workloadSource(w)),
 		resource.ClusterType:  clusters,
 		resource.EndpointType: ob.endpoints,
-	}
+	}, nil
 }
 
 func virtualOutbound() *listenerv3.Listener {
@@ -127,7 +134,7 @@ func (x *index) inboundPorts(w registry.Workload) []inboundPort {
 	return out
 }
 
-func (x *index) virtualInbound(ports []inboundPort) *listenerv3.Listener {
+func (x *index) virtualInbound(ports []inboundPort, authz AuthzFilters) *listenerv3.Listener {
 	l := &listenerv3.Listener{
 		Name:             virtualInboundListener,
 		Address:          socketAddress("0.0.0.0", inboundCapturePort),
@@ -138,8 +145,9 @@ func (x *index) virtualInbound(ports []inboundPort) *listenerv3.Listener {
 		name := inboundClusterName(p.target)
 		statPrefix := "inbound_0.0.0.0_" + strconv.FormatUint(uint64(p.target), 10)
 		var f *listenerv3.Filter
+		filters := []*listenerv3.Filter{}
 		if p.http {
-			f = hcmFilter(&hcmv3.HttpConnectionManager{
+			f = hcmFilterWith(authz.HTTP, &hcmv3.HttpConnectionManager{
 				StatPrefix: statPrefix,
 				RouteSpecifier: &hcmv3.HttpConnectionManager_RouteConfig{RouteConfig: &routev3.RouteConfiguration{
 					Name: name,
@@ -151,17 +159,20 @@ func (x *index) virtualInbound(ports []inboundPort) *listenerv3.Listener {
 				}},
 			})
 		} else {
+			// Istio's network RBAC filters go before tcp_proxy.
+			filters = append(filters, authz.TCP...)
 			f = tcpProxyFilter(name, []weighted{{cluster: name}})
 		}
 		l.FilterChains = append(l.FilterChains, &listenerv3.FilterChain{
 			Name:             statPrefix,
 			FilterChainMatch: &listenerv3.FilterChainMatch{DestinationPort: wrapperspb.UInt32(p.target)},
-			Filters:          []*listenerv3.Filter{f},
+			Filters:          append(filters, f),
 		})
 	}
+	// Ports no Service names are enforced too, as Istio's pass-through chain.
 	l.FilterChains = append(l.FilterChains, &listenerv3.FilterChain{
 		Name:    virtualInboundListener + "-catchall-tcp",
-		Filters: []*listenerv3.Filter{tcpProxyFilter(inboundPassthroughCluster, []weighted{{cluster: inboundPassthroughCluster}})},
+		Filters: append(append([]*listenerv3.Filter{}, authz.TCP...), tcpProxyFilter(inboundPassthroughCluster, []weighted{{cluster: inboundPassthroughCluster}})),
 	})
 	return l
 }

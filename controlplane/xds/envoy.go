@@ -170,7 +170,17 @@ var httpFilters = []*hcmv3.HttpFilter{
 // use_remote_address is Istio's: false unless the caller (the gateway)
 // sets it.
 func hcmFilter(h *hcmv3.HttpConnectionManager) *listenerv3.Filter {
+	return hcmFilterWith(nil, h)
+}
+
+// hcmFilterWith is hcmFilter with filters that run before the shared ones
+// (an inbound chain's RBAC filters, as Istio puts them before fault and
+// CORS).
+func hcmFilterWith(first []*hcmv3.HttpFilter, h *hcmv3.HttpConnectionManager) *listenerv3.Filter {
 	h.HttpFilters = httpFilters
+	if len(first) > 0 {
+		h.HttpFilters = append(append([]*hcmv3.HttpFilter{}, first...), httpFilters...)
+	}
 	h.StreamIdleTimeout = durationpb.New(5 * time.Minute)
 	h.MaxRequestHeadersKb = wrapperspb.UInt32(60)
 	h.CommonHttpProtocolOptions = &corev3.HttpProtocolOptions{

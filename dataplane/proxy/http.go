@@ -41,10 +41,13 @@ const (
 // connInfo is what dispatch learned about a connection.
 type connInfo struct {
 	listener string
-	chain    *chain
-	orig     netip.AddrPort
-	local    netip.AddrPort
-	remote   netip.AddrPort
+	// lis is the compiled listener the connection was accepted on, so
+	// that a request can tell whether its listener has been replaced.
+	lis    *listener
+	chain  *chain
+	orig   netip.AddrPort
+	local  netip.AddrPort
+	remote netip.AddrPort
 	// peer is the remote address as X-Forwarded-For carries it, set when
 	// the connection manager uses the remote address (cap 1: an append
 	// copies).
@@ -310,10 +313,13 @@ const maxBufferedBody = 1 << 20
 func (p *Proxy) route(ex *exchange, r *http.Request) {
 	rt := p.rt.Load()
 	ex.rt = rt
-	h := ex.conn.chain.http
+	h := current(rt, ex.conn).http
 	table := h.inline
 	if table == nil {
 		table = rt.routes[h.rds]
+	}
+	if len(h.rbac) > 0 && !authorize(ex, r, h.rbac) {
+		return
 	}
 	route := table.Match(r)
 	if route == nil {
@@ -920,3 +926,31 @@ var buffers = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }
 
 func (bufferPool) Get() []byte  { return *buffers.Get().(*[]byte) }
 func (bufferPool) Put(b []byte) { buffers.Put(&b) }
+
+// current is the filter chain a plaintext connection's next request runs
+// through: the latest configuration's, not the one the connection was
+// accepted on. Envoy drains a connection whose filter chain changed (an
+// HTTP/1 one closes after its next response), so a new policy or route
+// table reaches a keep-alive client at once; resolving the chain per
+// request gives the same without dropping the connection. A TLS
+// connection keeps its chain: its handshake was made with that chain's
+// certificates.
+func current(rt *runtime, ci *connInfo) *chain {
+	if ci.chain.tls != nil {
+		return ci.chain
+	}
+	l := rt.listeners[ci.listener]
+	if l == nil || l == ci.lis {
+		// Unchanged (the common case, and no work) or gone (the
+		// connection drains on what it had).
+		return ci.chain
+	}
+	dst := ci.orig
+	if !dst.IsValid() {
+		dst = ci.local
+	}
+	if c := l.chain(dst, "", false); c != nil && c.http != nil {
+		return c
+	}
+	return ci.chain
+}

@@ -25,6 +25,7 @@ import (
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 
 	"github.com/meshlab/meshlab/dataplane/capture"
+	"github.com/meshlab/meshlab/dataplane/rbac"
 	"github.com/meshlab/meshlab/dataplane/router"
 	"github.com/meshlab/meshlab/dataplane/telemetry"
 	"github.com/meshlab/meshlab/dataplane/upstream"
@@ -406,8 +407,14 @@ func (p *Proxy) serve(l *listener, fc *chain, c net.Conn, dst, local netip.AddrP
 		_ = c.Close() // no chain matches: refused, as Envoy does
 		return
 	}
-	ci := &connInfo{listener: l.name, chain: fc, orig: dst, local: local, inbound: l.inbound}
+	ci := &connInfo{listener: l.name, lis: l, chain: fc, orig: dst, local: local, inbound: l.inbound}
 	ci.remote, _ = netip.ParseAddrPort(c.RemoteAddr().String())
+	if len(fc.rbac) > 0 && !authorizeConn(fc.rbac, ci) {
+		// Envoy's network RBAC filter: a denied connection is closed,
+		// nothing sent.
+		_ = rbac.CloseDenied(c)
+		return
+	}
 	if fc.http != nil && fc.http.useRemoteAddress {
 		// Once per connection, so that no request allocates it.
 		ci.peer = []string{ci.remote.Addr().Unmap().String()}

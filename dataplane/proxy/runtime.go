@@ -15,12 +15,15 @@ import (
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	rbachttpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/rbac/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	rbacnetv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/rbac/v3"
 	tcpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/tcp_proxy/v3"
 	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/wellknown"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/meshlab/meshlab/dataplane/rbac"
 	"github.com/meshlab/meshlab/dataplane/router"
 	"github.com/meshlab/meshlab/dataplane/telemetry"
 	"github.com/meshlab/meshlab/dataplane/upstream"
@@ -68,6 +71,9 @@ type chain struct {
 	prefixes []netip.Prefix
 	http     *hcm
 	tcp      *tcpProxy
+	// rbac are the chain's network RBAC filters, checked in order on a
+	// new connection before its terminal filter sees it.
+	rbac []*rbac.Engine
 	// serverNames (exact or `*.suffix`) and transport ("tls",
 	// "raw_buffer" or any) are the SNI match; tls terminates TLS.
 	serverNames []string
@@ -85,6 +91,9 @@ type hcm struct {
 	fault bool
 	// cors: the connection manager has envoy.filters.http.cors.
 	cors bool
+	// rbac are its HTTP RBAC filters (AuthorizationPolicy), in the
+	// order Envoy runs them: the first denial ends the request.
+	rbac []*rbac.Engine
 	// useRemoteAddress: the peer is the client (an edge): it is appended
 	// to X-Forwarded-For and sets X-Forwarded-Proto.
 	useRemoteAddress bool
@@ -437,18 +446,28 @@ func compileChain(fc *listenerv3.FilterChain, creds *credentials) (*chain, bool,
 	if len(fs) == 0 {
 		return nil, false, fmt.Errorf("no filters")
 	}
-	// Only the terminal filter matters here; filters before it (stats,
-	// metadata exchange) have no effect on routing.
+	// The filters before the terminal one: the network RBAC filters
+	// (AuthorizationPolicy on TCP), in order. Any other is refused, so
+	// that a restriction the proxy does not implement is never skipped.
+	for _, f := range fs[:len(fs)-1] {
+		if f.GetName() != wellknown.RoleBasedAccessControl {
+			return nil, false, fmt.Errorf("network filter %q is not one this proxy implements", f.GetName())
+		}
+		var cfg rbacnetv3.RBAC
+		if err := f.GetTypedConfig().UnmarshalTo(&cfg); err != nil {
+			return nil, false, fmt.Errorf("decode %s: %w", f.GetName(), err)
+		}
+		e, err := rbac.CompileNetwork(&cfg)
+		if err != nil {
+			return nil, false, fmt.Errorf("%s: %w", f.GetName(), err)
+		}
+		c.rbac = append(c.rbac, e)
+	}
 	last := fs[len(fs)-1]
 	if h, ok := xdsclient.HCM(last); ok {
 		c.http = &hcm{statPrefix: h.GetStatPrefix(), useRemoteAddress: h.GetUseRemoteAddress().GetValue(), lim: hcmLimits(h)}
-		for _, f := range h.GetHttpFilters() {
-			switch f.GetName() {
-			case wellknown.Fault:
-				c.http.fault = true
-			case wellknown.CORS:
-				c.http.cors = true
-			}
+		if err := c.http.filters(h.GetHttpFilters()); err != nil {
+			return nil, false, err
 		}
 		switch {
 		case h.GetRds() != nil:
@@ -488,4 +507,43 @@ func compileChain(fc *listenerv3.FilterChain, creds *credentials) (*chain, bool,
 		return c, true, nil
 	}
 	return nil, false, fmt.Errorf("unsupported terminal filter %q (%s)", last.GetName(), tc.GetTypeUrl())
+}
+
+// filters reads a connection manager's HTTP filters as Envoy's chain: the
+// fault and CORS filters switch on the routes' configurations, the RBAC
+// filters are compiled in order, the router must be last. A filter the
+// proxy does not implement is refused (the listener is NACKed) unless the
+// config marks it optional, as Envoy does: a skipped authorization filter
+// would fail open.
+func (h *hcm) filters(fs []*hcmv3.HttpFilter) error {
+	for i, f := range fs {
+		switch f.GetName() {
+		case wellknown.Fault:
+			h.fault = true
+		case wellknown.CORS:
+			h.cors = true
+		case wellknown.HTTPRoleBasedAccessControl:
+			var cfg rbachttpv3.RBAC
+			if err := f.GetTypedConfig().UnmarshalTo(&cfg); err != nil {
+				return fmt.Errorf("http filter %d (%s): %w", i, f.GetName(), err)
+			}
+			e, err := rbac.Compile(&cfg)
+			if err != nil {
+				return fmt.Errorf("http filter %d (%s): %w", i, f.GetName(), err)
+			}
+			h.rbac = append(h.rbac, e)
+		case wellknown.Router:
+			if i != len(fs)-1 {
+				return fmt.Errorf("http filter %d: the router must be the last filter", i)
+			}
+		default:
+			if !f.GetIsOptional() {
+				return fmt.Errorf("http filter %d: %q is not one this proxy implements (mark it is_optional to let it be skipped)", i, f.GetName())
+			}
+		}
+	}
+	if len(fs) == 0 || fs[len(fs)-1].GetName() != wellknown.Router {
+		return fmt.Errorf("http filters: the last must be the router")
+	}
+	return nil
 }
