@@ -3,8 +3,11 @@ package controlplane
 import (
 	"context"
 	"fmt"
+	"maps"
 	"net/http"
+	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -33,14 +36,7 @@ const (
 	NodePortMax = 32767
 )
 
-func isSystemNamespace(ns string) bool {
-	for _, n := range SystemNamespaces {
-		if n == ns {
-			return true
-		}
-	}
-	return false
-}
+func isSystemNamespace(ns string) bool { return slices.Contains(SystemNamespaces, ns) }
 
 // admitWorkloads does what the API server does when a batch is written:
 // every namespaced object's namespace must exist (stored, or in the batch),
@@ -164,11 +160,12 @@ func (s *Server) admitWorkloads(docs []api.Document, rs []config.Resource) []str
 func (s *Server) expandNamespaceDeletes(keys []string) ([]string, error) {
 	out := append([]string(nil), keys...)
 	for _, k := range keys {
-		info, ok := config.LookupStoredKind(kindOfKey(k))
+		kind, _, _ := strings.Cut(k, "/")
+		info, ok := config.LookupStoredKind(kind)
 		if !ok || info.Kind != config.Namespace {
 			continue
 		}
-		name := nameOfKey(k)
+		name := k[strings.LastIndex(k, "/")+1:]
 		if isSystemNamespace(name) {
 			return nil, fmt.Errorf("namespace %q is a system namespace and may not be deleted", name)
 		}
@@ -188,24 +185,6 @@ func (s *Server) expandNamespaceDeletes(keys []string) ([]string, error) {
 		}
 	}
 	return out, nil
-}
-
-func kindOfKey(k string) string {
-	for i := range k {
-		if k[i] == '/' {
-			return k[:i]
-		}
-	}
-	return k
-}
-
-func nameOfKey(k string) string {
-	for i := len(k) - 1; i >= 0; i-- {
-		if k[i] == '/' {
-			return k[i+1:]
-		}
-	}
-	return k
 }
 
 // syncServices makes the registry's Services those of the store (plus the
@@ -236,7 +215,7 @@ func (s *Server) syncServices() error {
 		if want[key] {
 			continue
 		}
-		ns, name := splitKey(key)
+		ns, name, _ := strings.Cut(key, "/")
 		s.reg.DeleteService(ns, name)
 		if err := s.store.ReleaseVIP(key); err != nil {
 			return fmt.Errorf("free the VIP of %s: %w", key, err)
@@ -244,15 +223,6 @@ func (s *Server) syncServices() error {
 	}
 	s.fromStore = want
 	return nil
-}
-
-func splitKey(k string) (string, string) {
-	for i := range k {
-		if k[i] == '/' {
-			return k[:i], k[i+1:]
-		}
-	}
-	return "", k
 }
 
 func (s *Server) registryService(ns, name string, svc *corev1.Service) (registry.Service, error) {
@@ -284,28 +254,8 @@ func (s *Server) registryService(ns, name string, svc *corev1.Service) (registry
 }
 
 func sameService(a, b registry.Service) bool {
-	if a.Name != b.Name || a.Namespace != b.Namespace || a.VIP != b.VIP || a.Headless != b.Headless || a.Type != b.Type ||
-		len(a.Ports) != len(b.Ports) || !sameStrings(a.Selector, b.Selector) || !sameStrings(a.Labels, b.Labels) {
-		return false
-	}
-	for i := range a.Ports {
-		if a.Ports[i] != b.Ports[i] {
-			return false
-		}
-	}
-	return true
-}
-
-func sameStrings(a, b map[string]string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for k, v := range a {
-		if w, ok := b[k]; !ok || w != v {
-			return false
-		}
-	}
-	return true
+	return a.Name == b.Name && a.Namespace == b.Namespace && a.VIP == b.VIP && a.Headless == b.Headless && a.Type == b.Type &&
+		slices.Equal(a.Ports, b.Ports) && maps.Equal(a.Selector, b.Selector) && maps.Equal(a.Labels, b.Labels)
 }
 
 // handleWatch answers once the store's revision is past the asked one, or

@@ -57,7 +57,7 @@ func (x *index) buildSidecar(w registry.Workload) (Resources, error) {
 	// The AuthorizationPolicies that apply to this workload, as Envoy RBAC
 	// filters on every inbound chain (authz.go); a policy that cannot be
 	// enforced fails the build rather than letting traffic through.
-	authz, err := BuildAuthzFilters(x.in.Config, w.Namespace, w.Labels, AuthzOptions{})
+	authz, err := BuildAuthzFilters(x.authz, w.Namespace, w.Labels, AuthzOptions{})
 	if err != nil {
 		return nil, fmt.Errorf("build sidecar %s/%s: %w", w.Namespace, w.Name, err)
 	}

@@ -10,6 +10,7 @@ import (
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
 	networking "istio.io/api/networking/v1alpha3"
+	security "istio.io/api/security/v1beta1"
 
 	"github.com/meshlab/meshlab/controlplane/config"
 	"github.com/meshlab/meshlab/controlplane/registry"
@@ -34,6 +35,9 @@ type index struct {
 	drByHost        map[string]map[string]*destinationRule // namespace → exact host → first DestinationRule
 	drWildcard      map[string][]*destinationRule          // namespace → wildcard DestinationRules, in order
 	gateways        []*gateway
+	// authz are the AuthorizationPolicies, in store order, so that each
+	// sidecar's build looks through them rather than all the config.
+	authz []config.Resource
 
 	mu           sync.Mutex
 	outboundMemo map[string]*outbound        // by proxy namespace
@@ -167,6 +171,8 @@ func newIndex(in Input) *index {
 			drs = append(drs, &destinationRule{res: r, spec: spec, host: resolveHost(spec.GetHost(), r.Namespace)})
 		case *networking.Gateway:
 			x.gateways = append(x.gateways, &gateway{res: r, spec: spec})
+		case *security.AuthorizationPolicy:
+			x.authz = append(x.authz, r)
 		}
 	}
 	byKey := func(a, b config.Resource) int { return strings.Compare(a.Namespace+"/"+a.Name, b.Namespace+"/"+b.Name) }

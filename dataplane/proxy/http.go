@@ -43,8 +43,10 @@ type connInfo struct {
 	listener string
 	// lis is the compiled listener the connection was accepted on, so
 	// that a request can tell whether its listener has been replaced.
-	lis    *listener
-	chain  *chain
+	lis   *listener
+	chain *chain
+	// cur is the chain resolved on the replacement of lis (current).
+	cur    atomic.Pointer[chainRef]
 	orig   netip.AddrPort
 	local  netip.AddrPort
 	remote netip.AddrPort
@@ -945,12 +947,29 @@ func current(rt *runtime, ci *connInfo) *chain {
 		// connection drains on what it had).
 		return ci.chain
 	}
+	// Resolved once per replaced listener, not per request: matching a
+	// chain allocates, and a long keep-alive connection outlives many
+	// pushes. HTTP/2 streams may race here; each stores the same answer.
+	if ref := ci.cur.Load(); ref != nil && ref.lis == l {
+		return ref.chain
+	}
 	dst := ci.orig
 	if !dst.IsValid() {
 		dst = ci.local
 	}
-	if c := l.chain(dst, "", false); c != nil && c.http != nil {
-		return c
+	c := l.chain(dst, "", false)
+	if c == nil || c.http == nil {
+		c = ci.chain
 	}
-	return ci.chain
+	ci.cur.Store(&chainRef{lis: l, chain: c})
+	return c
+}
+
+// chainRef is the chain a connection's requests use since its listener
+// was replaced.
+type chainRef struct {
+	lis   *listener
+	chain *chain
+	// cur is the chain resolved on the replacement of lis (current).
+	cur atomic.Pointer[chainRef]
 }
