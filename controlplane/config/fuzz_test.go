@@ -30,6 +30,10 @@ func FuzzParse(f *testing.F) {
 	seedFiles(f)
 	f.Add([]byte(`{"apiVersion":"networking.istio.io/v1","kind":"VirtualService","metadata":{"name":"a"},"spec":{"hosts":["a"]}}`))
 	f.Add([]byte("[{\"kind\":\"List\",\"items\":[{}]}]"))
+	// The Kubernetes kinds go through the same decode, validation and
+	// round trip.
+	f.Add([]byte("apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: w, namespace: foo}\nspec:\n  selector: {matchLabels: {app: w}}\n  template:\n    metadata: {labels: {app: w}}\n    spec: {containers: [{name: w, image: meshlab.local/meshlab, args: [sample, httpbin]}]}\n"))
+	f.Add([]byte("apiVersion: v1\nkind: Service\nmetadata: {name: s}\nspec: {type: NodePort, clusterIP: None, selector: {app: w}, ports: [{name: http, port: 80, nodePort: 30123}]}\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		rs, err := Parse("fuzz.yaml", data)
 		if err != nil {
