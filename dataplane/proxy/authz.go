@@ -3,6 +3,8 @@ package proxy
 import (
 	"net/http"
 	"net/netip"
+	"path"
+	"strings"
 
 	"github.com/meshlab/meshlab/dataplane/rbac"
 )
@@ -41,7 +43,7 @@ func authorize(ex *exchange, r *http.Request, engines []*rbac.Engine) bool {
 	req := rbac.Request{
 		Authority:   r.Host,
 		Method:      r.Method,
-		Path:        r.URL.RequestURI(),
+		Path:        rbacPath(r.URL.Path),
 		Headers:     r.Header,
 		Source:      ex.conn.remote,
 		Destination: dst,
@@ -71,4 +73,23 @@ func authorize(ex *exchange, r *http.Request, engines []*rbac.Engine) bool {
 		}
 	}
 	return true
+}
+
+// rbacPath is the path the RBAC filters match, normalised as Istio's
+// default (pathNormalization BASE: Envoy's normalize_path, RFC 3986) has
+// Envoy do it before they run: percent-escapes decoded (net/http's
+// URL.Path), dot segments removed, so that "/%68eaders" or
+// "/x/../headers" cannot slip past a rule on "/headers" to an app that
+// reads them as that. It also merges slashes and decodes %2F, which
+// Istio does only on request: for a DENY that denies more, for an ALLOW
+// allows less — never the other way round. The query is not part of it.
+func rbacPath(p string) string {
+	if p == "" {
+		return "/"
+	}
+	clean := path.Clean(p)
+	if strings.HasSuffix(p, "/") && clean != "/" {
+		clean += "/"
+	}
+	return clean
 }
