@@ -970,6 +970,4 @@ func current(rt *runtime, ci *connInfo) *chain {
 type chainRef struct {
 	lis   *listener
 	chain *chain
-	// cur is the chain resolved on the replacement of lis (current).
-	cur atomic.Pointer[chainRef]
 }
