@@ -162,15 +162,16 @@ func (h *harness) paths(ctx context.Context, l *labCtl, st lab.Status) ([]*path,
 	nginxPod, frontPod, haproxyPod := pod("nginx"), pod("nginx-front"), pod("haproxy")
 	serverProxy := proxyRef{"server sidecar", pid("server", "istio-proxy")}
 	clientProxy := proxyRef{"client sidecar", pid("client", "istio-proxy")}
-	var vip string
-	for _, s := range st.Services {
-		if s.Namespace == benchNS && s.Name == "server" {
-			vip = s.VIP
+	vipOf := func(name string) string {
+		for _, s := range st.Services {
+			if s.Namespace == benchNS && s.Name == name {
+				return s.VIP
+			}
 		}
+		errs = append(errs, fmt.Errorf("service %s/%s has no VIP in the lab's status", benchNS, name))
+		return ""
 	}
-	if vip == "" {
-		errs = append(errs, fmt.Errorf("service %s/server has no VIP in the lab's status", benchNS))
-	}
+	vip, mtlsVIP := vipOf("server"), vipOf("server-mtls")
 	if len(errs) > 0 {
 		return nil, nil, fmt.Errorf("find the benchmark pods: %v", errs)
 	}
@@ -225,7 +226,8 @@ func (h *harness) paths(ctx context.Context, l *labCtl, st lab.Status) ([]*path,
 			proxies: []proxyRef{serverProxy}},
 		{name: "mesh", title: "client → client sidecar → server sidecar → server", netns: client.Netns, spec: spec(vip, ""),
 			proxies: []proxyRef{clientProxy, serverProxy}},
-		{name: "mesh-mtls", title: "the same with mutual TLS", pending: "mTLS between sidecars is not built yet"},
+		{name: "mesh-mtls", title: "the same with mutual TLS (Istio's auto mTLS)", netns: client.Netns, spec: spec(mtlsVIP, ""),
+			proxies: []proxyRef{clientProxy, serverProxy}},
 		{name: "gateway", title: "client → gateway → server sidecar → server", netns: direct.Netns, spec: spec(gw.IP, "server.bench.example"),
 			proxies: []proxyRef{{"gateway", gwPID}, serverProxy}},
 		{name: "nginx", title: "client → nginx → server", netns: direct.Netns, spec: spec(nginxPod.IP, ""),

@@ -237,6 +237,23 @@ func goals(r Results, paths map[string]PathResult) [][3]string {
 	} else {
 		out = append(out, [3]string{"data-plane goals", "not measured in this run", "—"})
 	}
+	if m, ok := paths["mesh-mtls"]; ok && m.Pending == "" {
+		if p, ok := paths["mesh"]; ok && p.Pending == "" {
+			d := m.P90 - p.P90
+			out = append(out, [3]string{"mutual TLS adds ≤ 0.3 ms p90 over the plaintext mesh path", fmt.Sprintf("%+.3f ms%s", d, mark), verdict(d <= 0.3)})
+			cpu := func(r PathResult) float64 {
+				var sum float64
+				for _, pr := range r.Proxies {
+					sum += pr.CPUPer1k
+				}
+				return sum
+			}
+			if c := cpu(p); c > 0 {
+				extra := (cpu(m) - c) / c * 100
+				out = append(out, [3]string{"mutual TLS adds ≤ 15 % CPU (both sidecars)", fmt.Sprintf("%+.1f %%%s", extra, mark), verdict(extra <= 15)})
+			}
+		}
+	}
 	if in, ok := paths["inbound"]; ok && in.Pending == "" {
 		if n, ok := paths["nginx"]; ok && n.Pending == "" {
 			out = append(out, [3]string{"one meshlab hop within 1.5× of nginx's added p50",
