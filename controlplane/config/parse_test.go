@@ -398,7 +398,8 @@ func TestParseErrors(t *testing.T) {
 	}, {
 		name:    "DestinationRule MUTUAL without certificates",
 		input:   drHead + "spec:\n  host: r\n  trafficPolicy:\n    tls: {mode: MUTUAL}\n",
-		wantErr: `in.yaml: document 1 (DestinationRule default/r): spec.trafficPolicy.tls.clientCertificate: client certificate required for mutual tls (or set credentialName)\nin.yaml: document 1 (DestinationRule default/r): spec.trafficPolicy.tls.privateKey: private key required for mutual tls (or set credentialName)`,
+		wantErr: `in.yaml: document 1 (DestinationRule default/r): spec.trafficPolicy.tls.clientCertificate: client certificate required for mutual tls (or set credentialName)
+in.yaml: document 1 (DestinationRule default/r): spec.trafficPolicy.tls.privateKey: private key required for mutual tls (or set credentialName)`,
 	}, {
 		name:    "DestinationRule credentialName with files, on a subset's port",
 		input:   drHead + "spec:\n  host: r\n  subsets:\n  - name: v1\n    labels: {version: v1}\n    trafficPolicy:\n      portLevelSettings:\n      - port: {number: 443}\n        tls: {mode: SIMPLE, credentialName: c, caCertificates: /ca.pem}\n",
