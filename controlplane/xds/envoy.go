@@ -199,15 +199,28 @@ func hcmFilterWith(first []*hcmv3.HttpFilter, h *hcmv3.HttpConnectionManager) *l
 // rdsFilter is an http_connection_manager fetching route config `routes`
 // over ADS. edge: the gateway's, where the peer is the client, so it is
 // appended to X-Forwarded-For (Istio's use_remote_address on gateways).
+//
+// A gateway's also handles client certificates as Istio's gateway HCM
+// (buildGatewayConnectionManager): SANITIZE_SET, so a client cannot
+// forge X-Forwarded-Client-Cert and a verified client certificate
+// (MUTUAL servers) is described to the backend with its subject, the
+// certificate itself, and its DNS and URI SANs.
 func rdsFilter(statPrefix, routes string, edge bool) *listenerv3.Filter {
-	return hcmFilter(&hcmv3.HttpConnectionManager{
+	h := &hcmv3.HttpConnectionManager{
 		StatPrefix:       statPrefix,
 		UseRemoteAddress: wrapperspb.Bool(edge),
 		RouteSpecifier: &hcmv3.HttpConnectionManager_Rds{Rds: &hcmv3.Rds{
 			ConfigSource:    adsConfigSource(),
 			RouteConfigName: routes,
 		}},
-	})
+	}
+	if edge {
+		h.ForwardClientCertDetails = hcmv3.HttpConnectionManager_SANITIZE_SET
+		h.SetCurrentClientCertDetails = &hcmv3.HttpConnectionManager_SetCurrentClientCertDetails{
+			Subject: wrapperspb.Bool(true), Cert: true, Dns: true, Uri: true,
+		}
+	}
+	return hcmFilter(h)
 }
 
 func tcpProxyFilter(statPrefix string, clusters []weighted) *listenerv3.Filter {

@@ -38,6 +38,8 @@ type index struct {
 	// authz are the AuthorizationPolicies, in store order, so that each
 	// sidecar's build looks through them rather than all the config.
 	authz []config.Resource
+	// peer are the PeerAuthentications, indexed once (peerauthn.go).
+	peer peerAuthns
 
 	mu           sync.Mutex
 	outboundMemo map[string]*outbound        // by proxy namespace
@@ -156,6 +158,7 @@ func newIndex(in Input) *index {
 	slices.Sort(x.ports)
 
 	var drs []*destinationRule
+	var pas []*peerAuthn
 	for _, r := range in.Config {
 		switch spec := r.Spec.(type) {
 		case *networking.VirtualService:
@@ -173,8 +176,11 @@ func newIndex(in Input) *index {
 			x.gateways = append(x.gateways, &gateway{res: r, spec: spec})
 		case *security.AuthorizationPolicy:
 			x.authz = append(x.authz, r)
+		case *security.PeerAuthentication:
+			pas = append(pas, &peerAuthn{res: r, spec: spec})
 		}
 	}
+	x.peer = newPeerAuthns(pas)
 	byKey := func(a, b config.Resource) int { return strings.Compare(a.Namespace+"/"+a.Name, b.Namespace+"/"+b.Name) }
 	slices.SortFunc(x.virtualServices, func(a, b *virtualService) int { return byKey(a.res, b.res) })
 	slices.SortFunc(x.gateways, func(a, b *gateway) int { return byKey(a.res, b.res) })
