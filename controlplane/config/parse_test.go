@@ -396,8 +396,8 @@ func TestParseErrors(t *testing.T) {
 		input:   paHead + "spec:\n  selector: {matchLabels: {\"bad key!\": x}}\n",
 		wantErr: `in.yaml: document 1 (PeerAuthentication foo/p): spec.selector.matchLabels[bad key!]: invalid label key: name part must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyName',  or 'my.name',  or '123-abc', regex used for validation is '([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]')`,
 	}, {
-		name:    "DestinationRule MUTUAL without certificates",
-		input:   drHead + "spec:\n  host: r\n  trafficPolicy:\n    tls: {mode: MUTUAL}\n",
+		name:  "DestinationRule MUTUAL without certificates",
+		input: drHead + "spec:\n  host: r\n  trafficPolicy:\n    tls: {mode: MUTUAL}\n",
 		wantErr: `in.yaml: document 1 (DestinationRule default/r): spec.trafficPolicy.tls.clientCertificate: client certificate required for mutual tls (or set credentialName)
 in.yaml: document 1 (DestinationRule default/r): spec.trafficPolicy.tls.privateKey: private key required for mutual tls (or set credentialName)`,
 	}, {

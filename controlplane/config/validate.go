@@ -7,9 +7,9 @@ import (
 	"strings"
 
 	"google.golang.org/protobuf/proto"
-	"k8s.io/apimachinery/pkg/util/validation"
 	networking "istio.io/api/networking/v1alpha3"
 	security "istio.io/api/security/v1beta1"
+	"k8s.io/apimachinery/pkg/util/validation"
 )
 
 // Validate checks what Istio's admission webhook rejects and the schema
