@@ -28,7 +28,7 @@ func (x *index) build(p Proxy) (Resources, error) {
 		return x.buildSidecar(w)
 	case RouterProxy:
 		res := x.buildRouter(w)
-		if sec := x.gatewaySecrets(w.Namespace, res[resource.ListenerType]); len(sec) > 0 {
+		if sec := x.gatewaySecrets(w.Namespace, res[resource.ListenerType], res[resource.ClusterType]); len(sec) > 0 {
 			res[resource.SecretType] = sec
 		}
 		return res, nil
