@@ -1,6 +1,7 @@
 package xds
 
 import (
+	"fmt"
 	"net/netip"
 	"slices"
 	"strconv"
@@ -14,6 +15,8 @@ import (
 	httpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/upstreams/http/v3"
 	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/wellknown"
+	"google.golang.org/protobuf/encoding/protowire"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/structpb"
@@ -82,6 +85,7 @@ var (
 	// tlsModeMetadata is the EDS endpoint metadata of an mTLS-capable
 	// endpoint (Istio's AppendLbEndpointMetadata).
 	tlsModeMetadata = &corev3.Metadata{FilterMetadata: map[string]*structpb.Struct{transportSocketMD: istioTLSModeMatch}}
+	emptyMatch      = &structpb.Struct{}
 )
 
 // spiffeID is Istio's spiffe.MustGenSpiffeURI for the default trust domain.
@@ -101,6 +105,11 @@ func endpointMTLS(w registry.Workload) bool { return w.Labels[tlsModeLabel] == t
 // endpoints' ServiceAccounts, and for a ServiceEntry its subjectAltNames;
 // sorted, without duplicates.
 func serviceAccounts(s *service) []string {
+	s.sansOnce.Do(func() { s.sans = computeServiceAccounts(s) })
+	return s.sans
+}
+
+func computeServiceAccounts(s *service) []string {
 	var out []string
 	if s.se != nil {
 		out = append(out, s.se.sans...)
@@ -203,7 +212,8 @@ func (x *index) applyClusterTLS(c *clusterv3.Cluster, o clusterTLSOpts) {
 		if sans == nil {
 			sans = serviceAccounts(s)
 		}
-		ctx = istioMutualUpstream(sni, sans, h2)
+		x.setTransportSocket(c, x.istioMutualSocket(sni, sans, h2), auto)
+		return
 	case networking.ClientTLSSettings_SIMPLE, networking.ClientTLSSettings_MUTUAL:
 		// Istio's hack: a sidecar does not fetch a credentialName unless
 		// the DestinationRule selects workloads, and then sends no TLS.
@@ -221,15 +231,59 @@ func (x *index) applyClusterTLS(c *clusterv3.Cluster, o clusterTLSOpts) {
 	default:
 		return
 	}
-	ts := &corev3.TransportSocket{Name: wellknown.TransportSocketTls, ConfigType: &corev3.TransportSocket_TypedConfig{TypedConfig: mustAny(ctx)}}
+	x.setTransportSocket(c, &corev3.TransportSocket{Name: wellknown.TransportSocketTls, ConfigType: &corev3.TransportSocket_TypedConfig{TypedConfig: mustAny(ctx)}}, auto)
+}
+
+// setTransportSocket is the end of Istio's applyUpstreamTLSSettings: an
+// auto-detected ISTIO_MUTUAL goes behind transport_socket_matches, except
+// on ORIGINAL_DST clusters; anything else is the cluster's socket.
+func (x *index) setTransportSocket(c *clusterv3.Cluster, ts *corev3.TransportSocket, auto bool) {
 	if auto && c.GetType() != clusterv3.Cluster_ORIGINAL_DST {
 		c.TransportSocketMatches = []*clusterv3.Cluster_TransportSocketMatch{
 			{Name: "tlsMode-" + tlsModeIstio, Match: istioTLSModeMatch, TransportSocket: ts},
-			{Name: "tlsMode-disabled", Match: &structpb.Struct{}, TransportSocket: rawBufferSocket},
+			{Name: "tlsMode-disabled", Match: emptyMatch, TransportSocket: rawBufferSocket},
 		}
 		return
 	}
 	c.TransportSocket = ts
+}
+
+type istioTLSKey struct {
+	sans string
+	h2   bool
+}
+
+// upstreamTLSTypeURL is the type URL of an UpstreamTlsContext in an Any.
+const upstreamTLSTypeURL = "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext"
+
+// istioMutualSocket is the transport socket of istioMutualUpstream. Every
+// cluster of a service differs only in its SNI, so the rest is encoded
+// once per push and the SNI (UpstreamTlsContext field 2) appended to
+// it: appending a field to an encoded message sets it, and the bytes are
+// those encoding the whole context would give.
+func (x *index) istioMutualSocket(sni string, sans []string, h2 bool) *corev3.TransportSocket {
+	key := istioTLSKey{strings.Join(sans, "\n"), h2}
+	x.tlsMu.Lock()
+	base, ok := x.istioTLSMemo[key]
+	if !ok {
+		b, err := proto.Marshal(istioMutualUpstream("", sans, h2))
+		if err != nil {
+			x.tlsMu.Unlock()
+			panic(fmt.Sprintf("marshal UpstreamTlsContext: %v", err)) // a message built here: a bug
+		}
+		base = b
+		x.istioTLSMemo[key] = base
+	}
+	x.tlsMu.Unlock()
+	v := make([]byte, len(base), len(base)+len(sni)+4)
+	copy(v, base)
+	if sni != "" {
+		v = protowire.AppendTag(v, 2, protowire.BytesType)
+		v = protowire.AppendString(v, sni)
+	}
+	return &corev3.TransportSocket{Name: wellknown.TransportSocketTls, ConfigType: &corev3.TransportSocket_TypedConfig{
+		TypedConfig: &anypb.Any{TypeUrl: upstreamTLSTypeURL, Value: v},
+	}}
 }
 
 // isHTTP2Cluster is Istio's: the cluster speaks HTTP/2 upstream.

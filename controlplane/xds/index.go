@@ -48,6 +48,11 @@ type index struct {
 	vhRoutesMemo map[string][]*routev3.Route // by host|port|sourceKey
 	clusterMemo  map[clusterKey]*outbound    // one service's clusters under one DestinationRule
 	vhostMemo    map[vhostKey]*routev3.VirtualHost
+
+	// tlsMu guards istioTLSMemo apart from mu: cluster TLS is built both
+	// with mu held (sidecar clusters) and without (gateway clusters).
+	tlsMu        sync.Mutex
+	istioTLSMemo map[istioTLSKey][]byte
 }
 
 type clusterKey struct {
@@ -67,6 +72,9 @@ type service struct {
 	host      string
 	endpoints []registry.Workload // ready, selected, sorted by name
 	se        *serviceEntry       // nil for a Kubernetes Service (serviceentry.go)
+
+	sansOnce sync.Once
+	sans     []string // serviceAccounts, computed once (clustertls.go)
 }
 
 type virtualService struct {
@@ -109,6 +117,7 @@ func newIndex(in Input) *index {
 		routesMemo:   map[string][]types.Resource{},
 		listenerMemo: map[string][]types.Resource{},
 		vhRoutesMemo: map[string][]*routev3.Route{},
+		istioTLSMemo: map[istioTLSKey][]byte{},
 	}
 
 	// Label index of ready workloads, so selecting endpoints is linear in

@@ -147,6 +147,9 @@ func (p peerPolicy) forPort(port uint32) mtlsMode {
 // portLevelMtls only from the workload policy, UNSET there inheriting
 // the workload's mode.
 func (x *peerAuthns) forWorkload(ns string, labels map[string]string) peerPolicy {
+	if len(x.byNS[ns]) == 0 && len(x.byNS[rootNamespace]) == 0 {
+		return peerPolicy{mode: mtlsPermissive} // called per endpoint: the common case costs nothing
+	}
 	var mesh, namespace, workload *peerAuthn
 	pick := func(cur **peerAuthn, p *peerAuthn) {
 		// Policies come oldest first, so the first of a level wins

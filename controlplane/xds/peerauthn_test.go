@@ -1,0 +1,144 @@
+package xds
+
+import (
+	"fmt"
+	"testing"
+
+	security "istio.io/api/security/v1beta1"
+	typev1beta1 "istio.io/api/type/v1beta1"
+
+	"github.com/meshlab/meshlab/controlplane/config"
+)
+
+func pa(ns, name string, sel map[string]string, mode security.PeerAuthentication_MutualTLS_Mode, ports map[uint32]security.PeerAuthentication_MutualTLS_Mode) *peerAuthn {
+	spec := &security.PeerAuthentication{}
+	if mode != security.PeerAuthentication_MutualTLS_UNSET {
+		spec.Mtls = &security.PeerAuthentication_MutualTLS{Mode: mode}
+	}
+	if sel != nil {
+		spec.Selector = &typev1beta1.WorkloadSelector{MatchLabels: sel}
+	}
+	if ports != nil {
+		spec.PortLevelMtls = map[uint32]*security.PeerAuthentication_MutualTLS{}
+		for p, m := range ports {
+			spec.PortLevelMtls[p] = &security.PeerAuthentication_MutualTLS{Mode: m}
+		}
+	}
+	return &peerAuthn{res: config.Resource{Kind: config.PeerAuthentication, Namespace: ns, Name: name, Spec: spec}, spec: spec}
+}
+
+// TestPeerPolicy follows Istio's ComposePeerAuthentication and
+// GetMutualTLSModeForPort (pilot/pkg/security/authn/policy_applier.go):
+// workload > namespace > mesh, UNSET inheriting, the oldest (here: first
+// by name) of a level winning, port-level only from the workload policy.
+func TestPeerPolicy(t *testing.T) {
+	const (
+		unset      = security.PeerAuthentication_MutualTLS_UNSET
+		disable    = security.PeerAuthentication_MutualTLS_DISABLE
+		permissive = security.PeerAuthentication_MutualTLS_PERMISSIVE
+		strict     = security.PeerAuthentication_MutualTLS_STRICT
+	)
+	app := map[string]string{"app": "httpbin"}
+	tests := []struct {
+		name     string
+		policies []*peerAuthn
+		port     uint32
+		want     mtlsMode
+		wantNS   mtlsMode // namespaceMode("foo"): what auto mTLS infers
+	}{
+		{name: "none: PERMISSIVE", want: mtlsPermissive, wantNS: mtlsUnknown},
+		{name: "mesh STRICT", policies: []*peerAuthn{pa(rootNamespace, "default", nil, strict, nil)}, want: mtlsStrict, wantNS: mtlsStrict},
+		{name: "mesh UNSET is PERMISSIVE", policies: []*peerAuthn{pa(rootNamespace, "default", nil, unset, nil)}, want: mtlsPermissive, wantNS: mtlsPermissive},
+		{name: "namespace overrides mesh", policies: []*peerAuthn{
+			pa(rootNamespace, "default", nil, strict, nil), pa("foo", "default", nil, disable, nil)}, want: mtlsDisable, wantNS: mtlsDisable},
+		{name: "namespace UNSET inherits mesh", policies: []*peerAuthn{
+			pa(rootNamespace, "default", nil, strict, nil), pa("foo", "default", nil, unset, nil)}, want: mtlsStrict, wantNS: mtlsStrict},
+		{name: "other namespace's policy does not apply", policies: []*peerAuthn{pa("bar", "default", nil, strict, nil)}, want: mtlsPermissive, wantNS: mtlsUnknown},
+		{name: "workload overrides namespace", policies: []*peerAuthn{
+			pa("foo", "default", nil, strict, nil), pa("foo", "httpbin", app, permissive, nil)}, want: mtlsPermissive, wantNS: mtlsStrict},
+		{name: "workload selector not matching", policies: []*peerAuthn{
+			pa("foo", "default", nil, strict, nil), pa("foo", "other", map[string]string{"app": "other"}, disable, nil)}, want: mtlsStrict, wantNS: mtlsStrict},
+		{name: "workload UNSET inherits namespace", policies: []*peerAuthn{
+			pa("foo", "default", nil, disable, nil), pa("foo", "httpbin", app, unset, nil)}, want: mtlsDisable, wantNS: mtlsDisable},
+		{name: "root namespace selector ignored", policies: []*peerAuthn{
+			pa(rootNamespace, "default", nil, strict, nil), pa(rootNamespace, "httpbin", app, disable, nil)}, want: mtlsStrict, wantNS: mtlsStrict},
+		{name: "namespace tie: first by name wins", policies: []*peerAuthn{
+			pa("foo", "b", nil, disable, nil), pa("foo", "a", nil, strict, nil)}, want: mtlsStrict, wantNS: mtlsStrict},
+		{name: "mesh tie: first by name wins", policies: []*peerAuthn{
+			pa(rootNamespace, "z", nil, disable, nil), pa(rootNamespace, "m", nil, strict, nil)}, want: mtlsStrict, wantNS: mtlsStrict},
+		{name: "workload tie: first by name wins", policies: []*peerAuthn{
+			pa("foo", "w2", app, disable, nil), pa("foo", "w1", app, strict, nil)}, want: mtlsStrict, wantNS: mtlsUnknown},
+		{name: "port level overrides", port: 80, policies: []*peerAuthn{
+			pa("foo", "default", nil, strict, nil), pa("foo", "httpbin", app, unset, map[uint32]security.PeerAuthentication_MutualTLS_Mode{80: disable})}, want: mtlsDisable, wantNS: mtlsStrict},
+		{name: "port level for another port", port: 81, policies: []*peerAuthn{
+			pa("foo", "default", nil, strict, nil), pa("foo", "httpbin", app, unset, map[uint32]security.PeerAuthentication_MutualTLS_Mode{80: disable})}, want: mtlsStrict, wantNS: mtlsStrict},
+		{name: "port level UNSET inherits workload", port: 80, policies: []*peerAuthn{
+			pa("foo", "default", nil, strict, nil), pa("foo", "httpbin", app, permissive, map[uint32]security.PeerAuthentication_MutualTLS_Mode{80: unset})}, want: mtlsPermissive, wantNS: mtlsStrict},
+		{name: "port level on a namespace policy ignored", port: 80, policies: []*peerAuthn{
+			pa("foo", "default", nil, strict, map[uint32]security.PeerAuthentication_MutualTLS_Mode{80: disable})}, want: mtlsStrict, wantNS: mtlsStrict},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			x := newPeerAuthns(tt.policies)
+			got := x.forWorkload("foo", map[string]string{"app": "httpbin", "version": "v1"}).forPort(tt.port)
+			if got != tt.want {
+				t.Errorf("mode for port %d = %v, want %v", tt.port, got, tt.want)
+			}
+			if ns := x.namespaceMode("foo"); ns != tt.wantNS {
+				t.Errorf("namespaceMode = %v, want %v", ns, tt.wantNS)
+			}
+		})
+	}
+}
+
+// TestInboundChains checks the filter chains per mode and protocol
+// against Istio's filterchain_options.go tables.
+func TestInboundChains(t *testing.T) {
+	tests := []struct {
+		mode mtlsMode
+		http bool
+		want string
+	}{
+		{mtlsStrict, true, "[tls tls:-]"},
+		{mtlsStrict, false, "[tls tls:-]"},
+		{mtlsPermissive, true, "[tls tls:istio,istio-peer-exchange,istio-http/1.0,istio-http/1.1,istio-h2 raw_buffer:-]"},
+		{mtlsPermissive, false, "[tls tls:istio,istio-peer-exchange,istio-http/1.0,istio-http/1.1,istio-h2 plain tls:- raw_buffer:-]"},
+		{mtlsDisable, true, "[raw_buffer:-]"},
+		{mtlsDisable, false, "[raw_buffer:-]"},
+	}
+	for _, tt := range tests {
+		t.Run(fmt.Sprintf("%v/http=%v", tt.mode, tt.http), func(t *testing.T) {
+			var got []string
+			for _, o := range inboundChainOpts(tt.mode, tt.http) {
+				s := ""
+				if o.tls {
+					s = "tls "
+				} else if o.transport == tlsTransportProtocol {
+					s = "plain "
+				}
+				alpn := "-"
+				if len(o.alpn) > 0 {
+					alpn = fmt.Sprint(o.alpn)
+					alpn = alpn[1 : len(alpn)-1]
+				}
+				got = append(got, s+o.transport+":"+replaceSpaces(alpn))
+				if (o.transportSocket(tt.http) != nil) != o.tls {
+					t.Errorf("chain %+v: transport socket presence != tls", o)
+				}
+			}
+			if s := fmt.Sprint(got); s != tt.want {
+				t.Errorf("chains = %s, want %s", s, tt.want)
+			}
+		})
+	}
+}
+
+func replaceSpaces(s string) string {
+	b := []byte(s)
+	for i := range b {
+		if b[i] == ' ' {
+			b[i] = ','
+		}
+	}
+	return string(b)
+}
