@@ -85,7 +85,11 @@ var (
 	// tlsModeMetadata is the EDS endpoint metadata of an mTLS-capable
 	// endpoint (Istio's AppendLbEndpointMetadata).
 	tlsModeMetadata = &corev3.Metadata{FilterMetadata: map[string]*structpb.Struct{transportSocketMD: istioTLSModeMatch}}
-	emptyMatch      = &structpb.Struct{}
+	// tlsModeDisabled is Istio's defaultTransportSocketMatch: plaintext
+	// to endpoints without the tlsMode metadata.
+	tlsModeDisabled = &clusterv3.Cluster_TransportSocketMatch{Name: "tlsMode-disabled", Match: &structpb.Struct{}, TransportSocket: rawBufferSocket}
+	// autoIstioMutual is what auto mTLS decides (never mutated).
+	autoIstioMutual = &networking.ClientTLSSettings{Mode: networking.ClientTLSSettings_ISTIO_MUTUAL}
 )
 
 // spiffeID is Istio's spiffe.MustGenSpiffeURI for the default trust domain.
@@ -197,7 +201,7 @@ func (x *index) applyClusterTLS(c *clusterv3.Cluster, o clusterTLSOpts) {
 		if m := x.inferServiceMTLSMode(s, o.policy); m == mtlsUnknown || m == mtlsDisable {
 			return
 		}
-		tls, auto = &networking.ClientTLSSettings{Mode: networking.ClientTLSSettings_ISTIO_MUTUAL}, true
+		tls, auto = autoIstioMutual, true
 	}
 	var ctx *tlsv3.UpstreamTlsContext
 	h2 := isHTTP2Cluster(c)
@@ -212,7 +216,9 @@ func (x *index) applyClusterTLS(c *clusterv3.Cluster, o clusterTLSOpts) {
 		if sans == nil {
 			sans = serviceAccounts(s)
 		}
-		x.setTransportSocket(c, x.istioMutualSocket(sni, sans, h2), auto)
+		// Services whose servers run as the same accounts share the
+		// encoding (a one-account list joins without allocating).
+		x.setTransportSocket(c, x.istioMutualSocket(istioTLSKey{sans: strings.Join(sans, "\n"), h2: h2}, sni, sans), auto)
 		return
 	case networking.ClientTLSSettings_SIMPLE, networking.ClientTLSSettings_MUTUAL:
 		// Istio's hack: a sidecar does not fetch a credentialName unless
@@ -241,15 +247,16 @@ func (x *index) setTransportSocket(c *clusterv3.Cluster, ts *corev3.TransportSoc
 	if auto && c.GetType() != clusterv3.Cluster_ORIGINAL_DST {
 		c.TransportSocketMatches = []*clusterv3.Cluster_TransportSocketMatch{
 			{Name: "tlsMode-" + tlsModeIstio, Match: istioTLSModeMatch, TransportSocket: ts},
-			{Name: "tlsMode-disabled", Match: emptyMatch, TransportSocket: rawBufferSocket},
+			tlsModeDisabled,
 		}
 		return
 	}
 	c.TransportSocket = ts
 }
 
+// istioTLSKey identifies an ISTIO_MUTUAL context but for its SNI.
 type istioTLSKey struct {
-	sans string
+	sans string // joined by newlines
 	h2   bool
 }
 
@@ -261,12 +268,11 @@ const upstreamTLSTypeURL = "type.googleapis.com/envoy.extensions.transport_socke
 // once per push and the SNI (UpstreamTlsContext field 2) appended to
 // it: appending a field to an encoded message sets it, and the bytes are
 // those encoding the whole context would give.
-func (x *index) istioMutualSocket(sni string, sans []string, h2 bool) *corev3.TransportSocket {
-	key := istioTLSKey{strings.Join(sans, "\n"), h2}
+func (x *index) istioMutualSocket(key istioTLSKey, sni string, sans []string) *corev3.TransportSocket {
 	x.tlsMu.Lock()
 	base, ok := x.istioTLSMemo[key]
 	if !ok {
-		b, err := proto.Marshal(istioMutualUpstream("", sans, h2))
+		b, err := proto.Marshal(istioMutualUpstream("", sans, key.h2))
 		if err != nil {
 			x.tlsMu.Unlock()
 			panic(fmt.Sprintf("marshal UpstreamTlsContext: %v", err)) // a message built here: a bug

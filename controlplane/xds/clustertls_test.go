@@ -1,6 +1,7 @@
 package xds
 
 import (
+	"strings"
 	"testing"
 
 	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
@@ -23,7 +24,7 @@ func TestIstioMutualSocketBytes(t *testing.T) {
 		{"custom", nil, true},
 		{"", []string{"a", "spiffe://cluster.local/ns/a/sa/b"}, false},
 	} {
-		got := x.istioMutualSocket(tt.sni, tt.sans, tt.h2).GetTypedConfig()
+		got := x.istioMutualSocket(istioTLSKey{sans: strings.Join(tt.sans, "\n"), h2: tt.h2}, tt.sni, tt.sans).GetTypedConfig()
 		want, err := proto.Marshal(istioMutualUpstream(tt.sni, tt.sans, tt.h2))
 		if err != nil {
 			t.Fatal(err)
