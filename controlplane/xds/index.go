@@ -319,11 +319,3 @@ func subsetEndpoints(eps []registry.Workload, labels map[string]string) []regist
 	}
 	return out
 }
-
-func endpointAddrs(eps []registry.Workload, port uint32) []netip.AddrPort {
-	out := make([]netip.AddrPort, 0, len(eps))
-	for _, w := range eps {
-		out = append(out, netip.AddrPortFrom(w.IP, uint16(port)))
-	}
-	return out
-}
