@@ -2,8 +2,12 @@ package xds
 
 import (
 	"fmt"
+	"strings"
 	"testing"
 
+	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
+	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+	"google.golang.org/protobuf/encoding/protojson"
 	security "istio.io/api/security/v1beta1"
 	typev1beta1 "istio.io/api/type/v1beta1"
 
@@ -141,4 +145,78 @@ func replaceSpaces(s string) string {
 		}
 	}
 	return string(b)
+}
+
+// TestMTLSChainsKeepAuthz: every inbound chain, mTLS or plaintext, of
+// every port and of the pass-through, carries the AuthorizationPolicy
+// filters, and every resource of the mTLS cases passes Envoy's
+// validation down into its typed configs.
+func TestMTLSChainsKeepAuthz(t *testing.T) {
+	in, proxies := loadFixture(t, "testdata/cases/mtls-workload.json")
+	in.Config = append(in.Config, config.Resource{Kind: config.AuthorizationPolicy, Namespace: "foo", Name: "deny-legacy",
+		Spec: &security.AuthorizationPolicy{Action: security.AuthorizationPolicy_DENY, Rules: []*security.Rule{{
+			From: []*security.Rule_From{{Source: &security.Source{Namespaces: []string{"legacy"}}}},
+		}}}})
+	p, err := ParseNodeID(proxies["httpbin-foo"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := Build(in, p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkValid(t, res)
+	for _, rs := range res {
+		for _, r := range rs {
+			validateDeep(t, resourceName(r), r)
+		}
+	}
+	var vi *listenerv3.Listener
+	for _, r := range res[resource.ListenerType] {
+		if l := r.(*listenerv3.Listener); l.GetName() == virtualInboundListener {
+			vi = l
+		}
+	}
+	if vi == nil {
+		t.Fatal("no virtualInbound")
+	}
+	modes := map[string]int{}
+	for i, fc := range vi.GetFilterChains() {
+		modes[fc.GetFilterChainMatch().GetTransportProtocol()]++
+		b, err := protojson.Marshal(fc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(string(b), "rbac") {
+			t.Errorf("chain %d (%s, port %d, %s) has no RBAC filter", i, fc.GetName(), fc.GetFilterChainMatch().GetDestinationPort().GetValue(), fc.GetFilterChainMatch().GetTransportProtocol())
+		}
+	}
+	if modes["tls"] == 0 || modes["raw_buffer"] == 0 {
+		t.Errorf("want both mTLS and plaintext chains in this case, got %v", modes)
+	}
+}
+
+// TestMTLSCasesValidateDeep: the TLS contexts the mTLS cases emit pass
+// Envoy's own constraints (SNI length, enum values, required fields).
+func TestMTLSCasesValidateDeep(t *testing.T) {
+	for _, c := range []string{"mtls-auto", "mtls-dr", "mtls-mesh-strict", "mtls-namespace", "mtls-workload"} {
+		in, proxies := loadFixture(t, "testdata/cases/"+c+".json")
+		for name, id := range proxies {
+			t.Run(c+"/"+name, func(t *testing.T) {
+				p, err := ParseNodeID(id)
+				if err != nil {
+					t.Fatal(err)
+				}
+				res, err := Build(in, p)
+				if err != nil {
+					t.Fatal(err)
+				}
+				for _, rs := range res {
+					for _, r := range rs {
+						validateDeep(t, resourceName(r), r)
+					}
+				}
+			})
+		}
+	}
 }
