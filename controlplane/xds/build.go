@@ -137,6 +137,28 @@ func (x *index) inboundPorts(w registry.Workload) []inboundPort {
 	return out
 }
 
+// inboundHCM is the connection manager of an inbound HTTP chain, routing
+// everything to cluster, with Istio's sidecar inbound client certificate
+// handling (buildSidecarInboundHTTPOpts): the app gets the client's
+// identity in X-Forwarded-Client-Cert, appended to what came in.
+func inboundHCM(authz AuthzFilters, statPrefix, cluster, vhost string) *listenerv3.Filter {
+	return hcmFilterWith(authz.HTTP, &hcmv3.HttpConnectionManager{
+		StatPrefix: statPrefix,
+		RouteSpecifier: &hcmv3.HttpConnectionManager_RouteConfig{RouteConfig: &routev3.RouteConfiguration{
+			Name: cluster,
+			VirtualHosts: []*routev3.VirtualHost{{
+				Name:    vhost,
+				Domains: []string{"*"},
+				Routes:  []*routev3.Route{catchAllRoute("default", cluster)},
+			}},
+		}},
+		ForwardClientCertDetails: hcmv3.HttpConnectionManager_APPEND_FORWARD,
+		SetCurrentClientCertDetails: &hcmv3.HttpConnectionManager_SetCurrentClientCertDetails{
+			Subject: wrapperspb.Bool(true), Dns: true, Uri: true,
+		},
+	})
+}
+
 // virtualInbound is Istio's inbound listener (listener_inbound.go
 // buildInboundListeners): per inbound (target) port, the filter chains
 // its PeerAuthentication mode asks for (inboundChainOpts), each with the
@@ -161,23 +183,7 @@ func (x *index) virtualInbound(ports []inboundPort, authz AuthzFilters, pp peerP
 		statPrefix := "inbound_0.0.0.0_" + strconv.FormatUint(uint64(p.target), 10)
 		var filters []*listenerv3.Filter
 		if p.http {
-			filters = []*listenerv3.Filter{hcmFilterWith(authz.HTTP, &hcmv3.HttpConnectionManager{
-				StatPrefix: statPrefix,
-				RouteSpecifier: &hcmv3.HttpConnectionManager_RouteConfig{RouteConfig: &routev3.RouteConfiguration{
-					Name: name,
-					VirtualHosts: []*routev3.VirtualHost{{
-						Name:    "inbound|http|" + strconv.FormatUint(uint64(p.target), 10),
-						Domains: []string{"*"},
-						Routes:  []*routev3.Route{catchAllRoute("default", name)},
-					}},
-				}},
-				// Istio's sidecar inbound (buildSidecarInboundHTTPOpts):
-				// the app gets the client's identity in XFCC.
-				ForwardClientCertDetails: hcmv3.HttpConnectionManager_APPEND_FORWARD,
-				SetCurrentClientCertDetails: &hcmv3.HttpConnectionManager_SetCurrentClientCertDetails{
-					Subject: wrapperspb.Bool(true), Dns: true, Uri: true,
-				},
-			})}
+			filters = []*listenerv3.Filter{inboundHCM(authz, statPrefix, name, "inbound|http|"+strconv.FormatUint(uint64(p.target), 10))}
 		} else {
 			// Istio's network RBAC filters go before tcp_proxy.
 			filters = append(slices.Clone(authz.TCP), tcpProxyFilter(name, []weighted{{cluster: name}}))
@@ -186,14 +192,17 @@ func (x *index) virtualInbound(ports []inboundPort, authz AuthzFilters, pp peerP
 			l.FilterChains = append(l.FilterChains, &listenerv3.FilterChain{
 				Name:             statPrefix,
 				FilterChainMatch: o.match(p.target),
-				TransportSocket:  o.transportSocket(p.http),
+				TransportSocket:  o.transportSocket(),
 				Filters:          filters,
 			})
 		}
 	}
 	// Ports no Service names are enforced too, as Istio's pass-through
-	// chains; a portLevelMtls port no Service names gets its own.
-	passthrough := append(slices.Clone(authz.TCP), tcpProxyFilter(inboundPassthroughCluster, []weighted{{cluster: inboundPassthroughCluster}}))
+	// chains (HTTP ones where the client's ALPN or the HTTP inspector
+	// says HTTP, so HTTP rules apply); a portLevelMtls port no Service
+	// names gets its own.
+	tcpPassthrough := append(slices.Clone(authz.TCP), tcpProxyFilter(inboundPassthroughCluster, []weighted{{cluster: inboundPassthroughCluster}}))
+	httpPassthrough := []*listenerv3.Filter{inboundHCM(authz, inboundPassthroughCluster, inboundPassthroughCluster, "inbound|http|0")}
 	extra := []uint32{0}
 	for port := range pp.perPort {
 		if !declared[port] {
@@ -202,13 +211,17 @@ func (x *index) virtualInbound(ports []inboundPort, authz AuthzFilters, pp peerP
 	}
 	slices.Sort(extra)
 	for _, port := range extra {
-		for _, o := range inboundChainOpts(pp.forPort(port), false) {
-			l.FilterChains = append(l.FilterChains, &listenerv3.FilterChain{
+		for _, o := range passthroughChainOpts(pp.forPort(port)) {
+			fc := &listenerv3.FilterChain{
 				Name:             virtualInboundListener + "-catchall-tcp",
 				FilterChainMatch: o.match(port),
-				TransportSocket:  o.transportSocket(false),
-				Filters:          passthrough,
-			})
+				TransportSocket:  o.transportSocket(),
+				Filters:          tcpPassthrough,
+			}
+			if o.http {
+				fc.Name, fc.Filters = virtualInboundListener+"-catchall-http", httpPassthrough
+			}
+			l.FilterChains = append(l.FilterChains, fc)
 		}
 	}
 	l.ListenerFilters = inboundListenerFilters(l.FilterChains)

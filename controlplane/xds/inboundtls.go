@@ -5,6 +5,7 @@ import (
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
+	httpinspectorv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/listener/http_inspector/v3"
 	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/wellknown"
@@ -70,11 +71,51 @@ var (
 )
 
 // chainOpt is Istio's FilterChainMatchOptions: what one filter chain of
-// an inbound port matches and whether it terminates mesh mTLS.
+// an inbound port matches, whether it terminates mesh mTLS, and whether
+// it serves HTTP (only the pass-through chains choose; a declared port's
+// protocol decides its chains').
 type chainOpt struct {
 	alpn      []string
 	transport string
 	tls       bool
+	http      bool
+}
+
+// ALPN lists of Istio's pass-through chain options (filterchain_options.go):
+// what an Istio client offers for HTTP over mTLS (the istio.alpn filter),
+// what the HTTP inspector reports for plaintext HTTP (HTTP/1.0 not
+// matched, as PILOT_HTTP10 is off by default), and a TCP client's mTLS.
+var (
+	mtlsHTTPALPNs      = []string{"istio-http/1.0", "istio-http/1.1", "istio-h2"}
+	plaintextHTTPALPNs = []string{"http/1.1", "h2c"}
+	mtlsTCPALPNs       = []string{"istio-peer-exchange", "istio"}
+)
+
+// passthroughChainOpts is Istio's getFilterChainMatchOptions for
+// ListenerProtocolAuto, the pass-through chains of ports no Service
+// declares: each mode's TCP chains plus HTTP ones told apart by ALPN
+// (Istio's, over mTLS; the HTTP inspector's, in plaintext), so that
+// HTTP AuthorizationPolicy rules apply there too.
+func passthroughChainOpts(mode mtlsMode) []chainOpt {
+	switch mode {
+	case mtlsStrict:
+		return []chainOpt{
+			{alpn: mtlsHTTPALPNs, transport: tlsTransportProtocol, tls: true, http: true},
+			{transport: tlsTransportProtocol, tls: true},
+		}
+	case mtlsPermissive:
+		return []chainOpt{
+			{alpn: mtlsHTTPALPNs, transport: tlsTransportProtocol, tls: true, http: true},
+			{alpn: plaintextHTTPALPNs, transport: rawBufferTransportProtocol, http: true},
+			{alpn: mtlsTCPALPNs, transport: tlsTransportProtocol, tls: true},
+			{transport: rawBufferTransportProtocol},
+			{transport: tlsTransportProtocol},
+		}
+	}
+	return []chainOpt{
+		{alpn: plaintextHTTPALPNs, transport: rawBufferTransportProtocol, http: true},
+		{transport: rawBufferTransportProtocol},
+	}
 }
 
 // inboundChainOpts is Istio's getFilterChainMatchOptions for a port of
@@ -82,17 +123,16 @@ type chainOpt struct {
 // mTLS (matched on Istio's ALPN), then for TCP also TLS that is not
 // Istio's (passed through as bytes), then plaintext; DISABLE plaintext
 // only. HTTP ports have no TLS-passthrough chain: they are declared HTTP.
-// meshlab has no protocol sniffing, so the catch-all (Istio's
-// ListenerProtocolAuto) gets the TCP options; see virtualInbound.
+// The catch-all (Istio's ListenerProtocolAuto) gets passthroughChainOpts.
 func inboundChainOpts(mode mtlsMode, http bool) []chainOpt {
 	switch mode {
 	case mtlsStrict:
-		return []chainOpt{{transport: tlsTransportProtocol, tls: true}}
+		return []chainOpt{{transport: tlsTransportProtocol, tls: true, http: http}}
 	case mtlsPermissive:
 		if http {
 			return []chainOpt{
-				{alpn: allIstioMTLSALPNs, transport: tlsTransportProtocol, tls: true},
-				{transport: rawBufferTransportProtocol},
+				{alpn: allIstioMTLSALPNs, transport: tlsTransportProtocol, tls: true, http: true},
+				{transport: rawBufferTransportProtocol, http: true},
 			}
 		}
 		return []chainOpt{
@@ -101,16 +141,16 @@ func inboundChainOpts(mode mtlsMode, http bool) []chainOpt {
 			{transport: rawBufferTransportProtocol},
 		}
 	}
-	return []chainOpt{{transport: rawBufferTransportProtocol}}
+	return []chainOpt{{transport: rawBufferTransportProtocol, http: http}}
 }
 
 // transportSocket is the chain's DownstreamTlsContext, nil for chains
 // that do not terminate mesh mTLS.
-func (o chainOpt) transportSocket(http bool) *corev3.TransportSocket {
+func (o chainOpt) transportSocket() *corev3.TransportSocket {
 	switch {
 	case !o.tls:
 		return nil
-	case http:
+	case o.http:
 		return inboundHTTPTLS
 	}
 	return inboundTCPTLS
@@ -129,41 +169,72 @@ func (o chainOpt) match(port uint32) *listenerv3.FilterChainMatch {
 // any chain matches on transport protocol "tls", disabled (filter_disabled
 // on the destination port) where no chain of that port needs it, so
 // that TLS the workload itself terminates stays "raw_buffer" on a
-// DISABLE port. No chain matches on an HTTP ALPN (http/1.1, h2c) as
-// meshlab does not sniff, so the HTTP inspector is never needed.
+// DISABLE port; then the HTTP inspector when a chain matches on the ALPN
+// it reports (http/1.1, h2c), disabled on the ports none does.
 func inboundListenerFilters(chains []*listenerv3.FilterChain) []*listenerv3.ListenerFilter {
-	needs := map[uint32]bool{}
-	any := false
+	type need struct{ tls, http bool }
+	needs := map[uint32]need{}
+	anyTLS, anyHTTP := false, false
 	for _, fc := range chains {
-		port := fc.GetFilterChainMatch().GetDestinationPort().GetValue()
-		tls := fc.GetFilterChainMatch().GetTransportProtocol() == tlsTransportProtocol
-		needs[port] = needs[port] || tls
-		any = any || tls
-	}
-	if !any {
-		return nil
-	}
-	defaultOn := needs[0]
-	var ports []int
-	for p, n := range needs {
-		if p != 0 && n != defaultOn {
-			ports = append(ports, int(p))
+		m := fc.GetFilterChainMatch()
+		port := m.GetDestinationPort().GetValue()
+		n := needs[port]
+		if m.GetTransportProtocol() == tlsTransportProtocol {
+			n.tls, anyTLS = true, true
 		}
+		for _, ap := range m.GetApplicationProtocols() {
+			if ap == "http/1.1" || ap == "h2c" {
+				n.http, anyHTTP = true, true
+			}
+		}
+		needs[port] = n
 	}
+	var out []*listenerv3.ListenerFilter
+	if anyTLS {
+		// Istio's buildTLSInspector: on by default when the pass-through
+		// needs it, else only on the ports that do.
+		defaultOn := needs[0].tls
+		var ports []int
+		for p, n := range needs {
+			if p != 0 && n.tls != defaultOn {
+				ports = append(ports, int(p))
+			}
+		}
+		out = append(out, withDisabled(tlsInspector, ports, !defaultOn))
+	}
+	if anyHTTP {
+		// Istio's buildHTTPInspector: disabled on every port that does
+		// not need it.
+		var ports []int
+		for p, n := range needs {
+			if !n.http {
+				ports = append(ports, int(p))
+			}
+		}
+		out = append(out, withDisabled(httpInspector, ports, false))
+	}
+	return out
+}
+
+// httpInspector is the listener filter that tells plaintext HTTP/1.1
+// and h2c apart from other bytes, for chains matching on that ALPN.
+var httpInspector = &listenerv3.ListenerFilter{
+	Name:       wellknown.HTTPInspector,
+	ConfigType: &listenerv3.ListenerFilter_TypedConfig{TypedConfig: mustAny(&httpinspectorv3.HttpInspector{})},
+}
+
+// withDisabled is f with filter_disabled on the given ports (or, only,
+// on all others), f itself when there are none.
+func withDisabled(f *listenerv3.ListenerFilter, ports []int, onlyThese bool) *listenerv3.ListenerFilter {
 	if len(ports) == 0 {
-		return []*listenerv3.ListenerFilter{tlsInspector}
+		return f
 	}
 	slices.Sort(ports)
 	pred := portsPredicate(ports)
-	if !defaultOn {
-		// Enabled only on these ports: disabled on every other.
+	if onlyThese {
 		pred = &listenerv3.ListenerFilterChainMatchPredicate{Rule: &listenerv3.ListenerFilterChainMatchPredicate_NotMatch{NotMatch: pred}}
 	}
-	return []*listenerv3.ListenerFilter{{
-		Name:           wellknown.TlsInspector,
-		ConfigType:     tlsInspector.GetConfigType(),
-		FilterDisabled: pred,
-	}}
+	return &listenerv3.ListenerFilter{Name: f.GetName(), ConfigType: f.GetConfigType(), FilterDisabled: pred}
 }
 
 // portsPredicate is Istio's listenerPredicateExcludePorts: a match on

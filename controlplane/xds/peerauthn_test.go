@@ -96,55 +96,61 @@ func TestPeerPolicy(t *testing.T) {
 }
 
 // TestInboundChains checks the filter chains per mode and protocol
-// against Istio's filterchain_options.go tables.
+// against Istio's filterchain_options.go tables (HTTP, TCP, and Auto for
+// the pass-through).
 func TestInboundChains(t *testing.T) {
+	const (
+		mtlsAll  = "istio,istio-peer-exchange,istio-http/1.0,istio-http/1.1,istio-h2"
+		mtlsHTTP = "istio-http/1.0,istio-http/1.1,istio-h2"
+	)
 	tests := []struct {
-		mode mtlsMode
-		http bool
-		want string
+		mode  mtlsMode
+		proto string // http, tcp, auto
+		want  []string
 	}{
-		{mtlsStrict, true, "[tls tls:-]"},
-		{mtlsStrict, false, "[tls tls:-]"},
-		{mtlsPermissive, true, "[tls tls:istio,istio-peer-exchange,istio-http/1.0,istio-http/1.1,istio-h2 raw_buffer:-]"},
-		{mtlsPermissive, false, "[tls tls:istio,istio-peer-exchange,istio-http/1.0,istio-http/1.1,istio-h2 plain tls:- raw_buffer:-]"},
-		{mtlsDisable, true, "[raw_buffer:-]"},
-		{mtlsDisable, false, "[raw_buffer:-]"},
+		{mtlsStrict, "http", []string{"http mtls tls"}},
+		{mtlsStrict, "tcp", []string{"tcp mtls tls"}},
+		{mtlsStrict, "auto", []string{"http mtls tls " + mtlsHTTP, "tcp mtls tls"}},
+		{mtlsPermissive, "http", []string{"http mtls tls " + mtlsAll, "http - raw_buffer"}},
+		{mtlsPermissive, "tcp", []string{"tcp mtls tls " + mtlsAll, "tcp - tls", "tcp - raw_buffer"}},
+		{mtlsPermissive, "auto", []string{"http mtls tls " + mtlsHTTP, "http - raw_buffer http/1.1,h2c", "tcp mtls tls istio-peer-exchange,istio", "tcp - raw_buffer", "tcp - tls"}},
+		{mtlsDisable, "http", []string{"http - raw_buffer"}},
+		{mtlsDisable, "tcp", []string{"tcp - raw_buffer"}},
+		{mtlsDisable, "auto", []string{"http - raw_buffer http/1.1,h2c", "tcp - raw_buffer"}},
 	}
 	for _, tt := range tests {
-		t.Run(fmt.Sprintf("%v/http=%v", tt.mode, tt.http), func(t *testing.T) {
+		t.Run(fmt.Sprintf("%v/%s", tt.mode, tt.proto), func(t *testing.T) {
+			opts := inboundChainOpts(tt.mode, tt.proto == "http")
+			if tt.proto == "auto" {
+				opts = passthroughChainOpts(tt.mode)
+			}
 			var got []string
-			for _, o := range inboundChainOpts(tt.mode, tt.http) {
-				s := ""
+			for _, o := range opts {
+				s := "tcp "
+				if o.http {
+					s = "http "
+				}
 				if o.tls {
-					s = "tls "
-				} else if o.transport == tlsTransportProtocol {
-					s = "plain "
+					s += "mtls "
+				} else {
+					s += "- "
 				}
-				alpn := "-"
+				s += o.transport
 				if len(o.alpn) > 0 {
-					alpn = fmt.Sprint(o.alpn)
-					alpn = alpn[1 : len(alpn)-1]
+					s += " " + strings.Join(o.alpn, ",")
 				}
-				got = append(got, s+o.transport+":"+replaceSpaces(alpn))
-				if (o.transportSocket(tt.http) != nil) != o.tls {
-					t.Errorf("chain %+v: transport socket presence != tls", o)
+				got = append(got, s)
+				if ts := o.transportSocket(); (ts != nil) != o.tls {
+					t.Errorf("chain %q: transport socket presence != tls", s)
+				} else if ts != nil && (ts == inboundHTTPTLS) != o.http {
+					t.Errorf("chain %q: HTTP chains get the HTTP context, TCP ones the TCP one", s)
 				}
 			}
-			if s := fmt.Sprint(got); s != tt.want {
-				t.Errorf("chains = %s, want %s", s, tt.want)
+			if fmt.Sprint(got) != fmt.Sprint(tt.want) {
+				t.Errorf("chains:\n got %q\nwant %q", got, tt.want)
 			}
 		})
 	}
-}
-
-func replaceSpaces(s string) string {
-	b := []byte(s)
-	for i := range b {
-		if b[i] == ' ' {
-			b[i] = ','
-		}
-	}
-	return string(b)
 }
 
 // TestMTLSChainsKeepAuthz: every inbound chain, mTLS or plaintext, of
