@@ -190,6 +190,7 @@ func TestParseErrors(t *testing.T) {
 	const vsHead = "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata:\n  name: reviews\n"
 	const route = "  http:\n  - route:\n    - destination:\n        host: reviews\n"
 	const paHead = "apiVersion: security.istio.io/v1\nkind: PeerAuthentication\nmetadata: {name: p, namespace: foo}\n"
+	const gwHead = "apiVersion: networking.istio.io/v1\nkind: Gateway\nmetadata: {name: gw}\nspec:\n  servers:\n  - port: {number: 443, name: https, protocol: HTTPS}\n    hosts: [\"*\"]\n"
 	const drHead = "apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: r}\n"
 	tests := []struct {
 		name    string
@@ -412,6 +413,14 @@ in.yaml: document 1 (DestinationRule default/r): spec.trafficPolicy.tls.privateK
 		name:    "DestinationRule port-level settings without a port",
 		input:   drHead + "spec:\n  host: r\n  trafficPolicy:\n    portLevelSettings:\n    - tls: {mode: DISABLE}\n",
 		wantErr: `in.yaml: document 1 (DestinationRule default/r): spec.trafficPolicy.portLevelSettings[0].port: required: a port-level traffic policy must have a port`,
+	}, {
+		name:    "Gateway ISTIO_MUTUAL with a certificate",
+		input:   gwHead + "    tls: {mode: ISTIO_MUTUAL, serverCertificate: /c.pem}\n",
+		wantErr: `in.yaml: document 1 (Gateway default/gw): spec.servers[0].tls.serverCertificate: ISTIO_MUTUAL TLS cannot have an associated serverCertificate: the gateway's own workload certificate is used`,
+	}, {
+		name:    "Gateway MUTUAL without a CA bundle",
+		input:   gwHead + "    tls: {mode: MUTUAL, serverCertificate: /c.pem, privateKey: /k.pem}\n",
+		wantErr: `in.yaml: document 1 (Gateway default/gw): spec.servers[0].tls.caCertificates: MUTUAL TLS requires a client CA bundle (or credentialName)`,
 	}}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -221,6 +221,54 @@ func (v *validator) gateway(s *networking.Gateway) {
 			v.fail(p+".hosts", "required: a server needs at least one host (\"*\" for any)")
 		}
 		v.gatewayHosts(p+".hosts", srv.GetHosts())
+		v.serverTLS(p+".tls", srv.GetTls())
+	}
+}
+
+// serverTLS is the error half of Istio's validateTLSOptions (its
+// warnings about ciphers aside): ISTIO_MUTUAL takes no certificates (the
+// gateway's own identity is used), SIMPLE needs a certificate and key and
+// MUTUAL also a CA bundle unless credentialName names them, and a CRL
+// goes with neither credentialName nor SIMPLE.
+func (v *validator) serverTLS(path string, t *networking.ServerTLSSettings) {
+	if t == nil {
+		return
+	}
+	switch t.GetMode() {
+	case networking.ServerTLSSettings_ISTIO_MUTUAL:
+		for _, f := range []struct{ field, val string }{
+			{"serverCertificate", t.GetServerCertificate()}, {"privateKey", t.GetPrivateKey()},
+			{"caCertificates", t.GetCaCertificates()}, {"credentialName", t.GetCredentialName()},
+		} {
+			if f.val != "" {
+				v.fail(path+"."+f.field, "ISTIO_MUTUAL TLS cannot have an associated %s: the gateway's own workload certificate is used", f.field)
+			}
+		}
+		return
+	case networking.ServerTLSSettings_SIMPLE, networking.ServerTLSSettings_MUTUAL, networking.ServerTLSSettings_OPTIONAL_MUTUAL:
+		if t.GetCredentialName() == "" {
+			mode := "SIMPLE"
+			if t.GetMode() != networking.ServerTLSSettings_SIMPLE {
+				mode = "MUTUAL"
+			}
+			if t.GetServerCertificate() == "" {
+				v.fail(path+".serverCertificate", "%s TLS requires a server certificate (or credentialName)", mode)
+			}
+			if t.GetPrivateKey() == "" {
+				v.fail(path+".privateKey", "%s TLS requires a private key (or credentialName)", mode)
+			}
+			if mode == "MUTUAL" && t.GetCaCertificates() == "" {
+				v.fail(path+".caCertificates", "MUTUAL TLS requires a client CA bundle (or credentialName)")
+			}
+		}
+	}
+	if t.GetCaCrl() != "" {
+		if t.GetCredentialName() != "" {
+			v.fail(path+".caCrl", "CRL is not supported with credentialName: put the CRL in the credential")
+		}
+		if t.GetMode() == networking.ServerTLSSettings_SIMPLE {
+			v.fail(path+".caCrl", "CRL is not supported with SIMPLE TLS")
+		}
 	}
 }
 
