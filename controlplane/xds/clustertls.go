@@ -221,8 +221,9 @@ func (x *index) applyClusterTLS(c *clusterv3.Cluster, o clusterTLSOpts) {
 		x.setTransportSocket(c, x.istioMutualSocket(istioTLSKey{sans: strings.Join(sans, "\n"), h2: h2}, sni, sans), auto)
 		return
 	case networking.ClientTLSSettings_SIMPLE, networking.ClientTLSSettings_MUTUAL:
-		// Istio's hack: a sidecar does not fetch a credentialName unless
-		// the DestinationRule selects workloads, and then sends no TLS.
+		// Istio's hack: a sidecar fetches a credentialName only when the
+		// DestinationRule selects workloads; otherwise the cluster gets
+		// no TLS at all (sidecars must not all wait for a secret).
 		if tls.GetCredentialName() != "" && !o.router && (o.dr == nil || len(o.dr.spec.GetWorkloadSelector().GetMatchLabels()) == 0) {
 			return
 		}
