@@ -189,6 +189,9 @@ func TestParseValues(t *testing.T) {
 func TestParseErrors(t *testing.T) {
 	const vsHead = "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata:\n  name: reviews\n"
 	const route = "  http:\n  - route:\n    - destination:\n        host: reviews\n"
+	const paHead = "apiVersion: security.istio.io/v1\nkind: PeerAuthentication\nmetadata: {name: p, namespace: foo}\n"
+	const gwHead = "apiVersion: networking.istio.io/v1\nkind: Gateway\nmetadata: {name: gw}\nspec:\n  servers:\n  - port: {number: 443, name: https, protocol: HTTPS}\n    hosts: [\"*\"]\n"
+	const drHead = "apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: r}\n"
 	tests := []struct {
 		name    string
 		file    string // a fixture under testdata/, or
@@ -377,6 +380,47 @@ func TestParseErrors(t *testing.T) {
 		name:    "a scalar document",
 		input:   "just a string\n",
 		wantErr: `in.yaml: document 1: expected an object with apiVersion, kind, metadata and spec, got a string ("just a string")`,
+	}, {
+		name:    "PeerAuthentication portLevelMtls without a selector",
+		input:   paHead + "spec:\n  mtls: {mode: STRICT}\n  portLevelMtls:\n    8080: {mode: DISABLE}\n",
+		wantErr: `in.yaml: document 1 (PeerAuthentication foo/p): spec.portLevelMtls: a mesh or namespace PeerAuthentication (no selector) cannot have port level mTLS: add spec.selector.matchLabels naming the workload`,
+	}, {
+		name:    "PeerAuthentication port 0",
+		input:   paHead + "spec:\n  selector: {matchLabels: {app: httpbin}}\n  portLevelMtls:\n    0: {mode: DISABLE}\n",
+		wantErr: `in.yaml: document 1 (PeerAuthentication foo/p): spec.portLevelMtls[0]: port must be in range 1..65535`,
+	}, {
+		name:    "PeerAuthentication empty portLevelMtls",
+		input:   paHead + "spec:\n  selector: {matchLabels: {app: httpbin}}\n  portLevelMtls: {}\n",
+		wantErr: `in.yaml: document 1 (PeerAuthentication foo/p): spec.portLevelMtls: port level mTLS, if defined, must have at least one element`,
+	}, {
+		name:    "PeerAuthentication bad selector label",
+		input:   paHead + "spec:\n  selector: {matchLabels: {\"bad key!\": x}}\n",
+		wantErr: `in.yaml: document 1 (PeerAuthentication foo/p): spec.selector.matchLabels[bad key!]: invalid label key: name part must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyName',  or 'my.name',  or '123-abc', regex used for validation is '([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]')`,
+	}, {
+		name:  "DestinationRule MUTUAL without certificates",
+		input: drHead + "spec:\n  host: r\n  trafficPolicy:\n    tls: {mode: MUTUAL}\n",
+		wantErr: `in.yaml: document 1 (DestinationRule default/r): spec.trafficPolicy.tls.clientCertificate: client certificate required for mutual tls (or set credentialName)
+in.yaml: document 1 (DestinationRule default/r): spec.trafficPolicy.tls.privateKey: private key required for mutual tls (or set credentialName)`,
+	}, {
+		name:    "DestinationRule credentialName with files, on a subset's port",
+		input:   drHead + "spec:\n  host: r\n  subsets:\n  - name: v1\n    labels: {version: v1}\n    trafficPolicy:\n      portLevelSettings:\n      - port: {number: 443}\n        tls: {mode: SIMPLE, credentialName: c, caCertificates: /ca.pem}\n",
+		wantErr: `in.yaml: document 1 (DestinationRule default/r): spec.subsets[0].trafficPolicy.portLevelSettings[0].tls.credentialName: cannot specify client certificates or CA certificate or CA CRL if credentialName is set`,
+	}, {
+		name:    "DestinationRule insecureSkipVerify with SANs",
+		input:   drHead + "spec:\n  host: r\n  trafficPolicy:\n    tls: {mode: SIMPLE, insecureSkipVerify: true, subjectAltNames: [r.example.com]}\n",
+		wantErr: `in.yaml: document 1 (DestinationRule default/r): spec.trafficPolicy.tls.insecureSkipVerify: cannot specify caCertificates or credentialName or subjectAltNames when insecureSkipVerify is set true`,
+	}, {
+		name:    "DestinationRule port-level settings without a port",
+		input:   drHead + "spec:\n  host: r\n  trafficPolicy:\n    portLevelSettings:\n    - tls: {mode: DISABLE}\n",
+		wantErr: `in.yaml: document 1 (DestinationRule default/r): spec.trafficPolicy.portLevelSettings[0].port: required: a port-level traffic policy must have a port`,
+	}, {
+		name:    "Gateway ISTIO_MUTUAL with a certificate",
+		input:   gwHead + "    tls: {mode: ISTIO_MUTUAL, serverCertificate: /c.pem}\n",
+		wantErr: `in.yaml: document 1 (Gateway default/gw): spec.servers[0].tls.serverCertificate: ISTIO_MUTUAL TLS cannot have an associated serverCertificate: the gateway's own workload certificate is used`,
+	}, {
+		name:    "Gateway MUTUAL without a CA bundle",
+		input:   gwHead + "    tls: {mode: MUTUAL, serverCertificate: /c.pem, privateKey: /k.pem}\n",
+		wantErr: `in.yaml: document 1 (Gateway default/gw): spec.servers[0].tls.caCertificates: MUTUAL TLS requires a client CA bundle (or credentialName)`,
 	}}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -8,13 +8,17 @@ import (
 
 	"google.golang.org/protobuf/proto"
 	networking "istio.io/api/networking/v1alpha3"
+	security "istio.io/api/security/v1beta1"
+	"k8s.io/apimachinery/pkg/util/validation"
 )
 
 // Validate checks what Istio's admission webhook rejects and the schema
 // alone does not: a VirtualService needs hosts and its destinations a host,
 // weights are not negative, a Gateway needs servers with a port and hosts, a
 // DestinationRule needs a host and uniquely named subsets, a ServiceEntry
-// needs hosts. It returns an ErrorList naming the resource and field paths.
+// needs hosts, a PeerAuthentication's portLevelMtls needs a selector and
+// valid ports, a DestinationRule's tls the fields its mode needs (Istio's
+// pkg/config/validation). It returns an ErrorList naming the resource and field paths.
 func Validate(r Resource) error {
 	return validate(r).err()
 }
@@ -36,6 +40,8 @@ func validate(r Resource) ErrorList {
 		v.gateway(s)
 	case *networking.DestinationRule:
 		v.destinationRule(s)
+	case *security.PeerAuthentication:
+		v.peerAuthentication(s)
 	case *networking.ServiceEntry:
 		if len(s.GetHosts()) == 0 {
 			v.fail("spec.hosts", "required: a ServiceEntry needs at least one host")
@@ -215,6 +221,54 @@ func (v *validator) gateway(s *networking.Gateway) {
 			v.fail(p+".hosts", "required: a server needs at least one host (\"*\" for any)")
 		}
 		v.gatewayHosts(p+".hosts", srv.GetHosts())
+		v.serverTLS(p+".tls", srv.GetTls())
+	}
+}
+
+// serverTLS is the error half of Istio's validateTLSOptions (its
+// warnings about ciphers aside): ISTIO_MUTUAL takes no certificates (the
+// gateway's own identity is used), SIMPLE needs a certificate and key and
+// MUTUAL also a CA bundle unless credentialName names them, and a CRL
+// goes with neither credentialName nor SIMPLE.
+func (v *validator) serverTLS(path string, t *networking.ServerTLSSettings) {
+	if t == nil {
+		return
+	}
+	switch t.GetMode() {
+	case networking.ServerTLSSettings_ISTIO_MUTUAL:
+		for _, f := range []struct{ field, val string }{
+			{"serverCertificate", t.GetServerCertificate()}, {"privateKey", t.GetPrivateKey()},
+			{"caCertificates", t.GetCaCertificates()}, {"credentialName", t.GetCredentialName()},
+		} {
+			if f.val != "" {
+				v.fail(path+"."+f.field, "ISTIO_MUTUAL TLS cannot have an associated %s: the gateway's own workload certificate is used", f.field)
+			}
+		}
+		return
+	case networking.ServerTLSSettings_SIMPLE, networking.ServerTLSSettings_MUTUAL, networking.ServerTLSSettings_OPTIONAL_MUTUAL:
+		if t.GetCredentialName() == "" {
+			mode := "SIMPLE"
+			if t.GetMode() != networking.ServerTLSSettings_SIMPLE {
+				mode = "MUTUAL"
+			}
+			if t.GetServerCertificate() == "" {
+				v.fail(path+".serverCertificate", "%s TLS requires a server certificate (or credentialName)", mode)
+			}
+			if t.GetPrivateKey() == "" {
+				v.fail(path+".privateKey", "%s TLS requires a private key (or credentialName)", mode)
+			}
+			if mode == "MUTUAL" && t.GetCaCertificates() == "" {
+				v.fail(path+".caCertificates", "MUTUAL TLS requires a client CA bundle (or credentialName)")
+			}
+		}
+	}
+	if t.GetCaCrl() != "" {
+		if t.GetCredentialName() != "" {
+			v.fail(path+".caCrl", "CRL is not supported with credentialName: put the CRL in the credential")
+		}
+		if t.GetMode() == networking.ServerTLSSettings_SIMPLE {
+			v.fail(path+".caCrl", "CRL is not supported with SIMPLE TLS")
+		}
 	}
 }
 
@@ -236,6 +290,85 @@ func (v *validator) destinationRule(s *networking.DestinationRule) {
 			v.fail(p, "duplicate subset name %q (also spec.subsets[%d])", ss.GetName(), prev)
 		default:
 			seen[ss.GetName()] = i
+		}
+	}
+}
+
+// peerAuthentication is Istio's ValidatePeerAuthentication: port-level
+// settings only with a workload selector (a mesh or namespace policy
+// cannot name a workload's ports), not an empty map, ports in 1..65535,
+// and the selector's labels valid.
+func (v *validator) peerAuthentication(s *security.PeerAuthentication) {
+	if len(s.GetSelector().GetMatchLabels()) == 0 && len(s.GetPortLevelMtls()) > 0 {
+		v.fail("spec.portLevelMtls", "a mesh or namespace PeerAuthentication (no selector) cannot have port level mTLS: add spec.selector.matchLabels naming the workload")
+	}
+	if s.PortLevelMtls != nil && len(s.PortLevelMtls) == 0 {
+		v.fail("spec.portLevelMtls", "port level mTLS, if defined, must have at least one element")
+	}
+	ports := make([]uint32, 0, len(s.GetPortLevelMtls()))
+	for p := range s.GetPortLevelMtls() {
+		ports = append(ports, p)
+	}
+	slices.Sort(ports)
+	for _, p := range ports {
+		if p == 0 || p > 65535 {
+			v.fail(fmt.Sprintf("spec.portLevelMtls[%d]", p), "port must be in range 1..65535")
+		}
+	}
+	v.matchLabels("spec.selector.matchLabels", s.GetSelector().GetMatchLabels())
+}
+
+// matchLabels is Istio's validateWorkloadSelector: label keys and values
+// as Kubernetes has them, and no empty key.
+func (v *validator) matchLabels(path string, labels map[string]string) {
+	keys := make([]string, 0, len(labels))
+	for k := range labels {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
+		if k == "" {
+			v.fail(path, "empty key is not supported in selector")
+			continue
+		}
+		if errs := validation.IsQualifiedName(k); len(errs) > 0 {
+			v.fail(path+"["+k+"]", "invalid label key: %s", strings.Join(errs, "; "))
+		}
+		if errs := validation.IsValidLabelValue(labels[k]); len(errs) > 0 {
+			v.fail(path+"["+k+"]", "invalid label value %q: %s", labels[k], strings.Join(errs, "; "))
+		}
+	}
+}
+
+// clientTLS is Istio's ValidateTLS (pkg/config/validation/agent) for a
+// DestinationRule's tls: insecureSkipVerify excludes the fields it makes
+// pointless, credentialName excludes the file fields, and MUTUAL needs a
+// client certificate and key (or credentialName).
+func (v *validator) clientTLS(path string, t *networking.ClientTLSSettings) {
+	if t == nil {
+		return
+	}
+	mode := t.GetMode()
+	if t.GetInsecureSkipVerify().GetValue() {
+		if mode == networking.ClientTLSSettings_SIMPLE && (t.GetCaCertificates() != "" || t.GetCredentialName() != "" || t.SubjectAltNames != nil) {
+			v.fail(path+".insecureSkipVerify", "cannot specify caCertificates or credentialName or subjectAltNames when insecureSkipVerify is set true")
+		}
+		if mode == networking.ClientTLSSettings_MUTUAL && (t.GetCaCertificates() != "" || t.SubjectAltNames != nil) {
+			v.fail(path+".insecureSkipVerify", "cannot specify caCertificates or subjectAltNames when insecureSkipVerify is set true")
+		}
+	}
+	if (mode == networking.ClientTLSSettings_SIMPLE || mode == networking.ClientTLSSettings_MUTUAL) && t.GetCredentialName() != "" {
+		if t.GetClientCertificate() != "" || t.GetCaCertificates() != "" || t.GetPrivateKey() != "" || t.GetCaCrl() != "" {
+			v.fail(path+".credentialName", "cannot specify client certificates or CA certificate or CA CRL if credentialName is set")
+		}
+		return
+	}
+	if mode == networking.ClientTLSSettings_MUTUAL {
+		if t.GetClientCertificate() == "" {
+			v.fail(path+".clientCertificate", "client certificate required for mutual tls (or set credentialName)")
+		}
+		if t.GetPrivateKey() == "" {
+			v.fail(path+".privateKey", "private key required for mutual tls (or set credentialName)")
 		}
 	}
 }

@@ -268,9 +268,16 @@ func (v *validator) trafficPolicy(path string, tp *networking.TrafficPolicy) {
 			v.fail(path+".loadBalancer.consistentHash.minimumRingSize", "must be at most %d, got %d", ringHashMax, n)
 		}
 	}
+	v.clientTLS(path+".tls", tp.GetTls())
 	for i, pl := range tp.GetPortLevelSettings() {
-		v.trafficPolicy(fmt.Sprintf("%s.portLevelSettings[%d]", path, i), &networking.TrafficPolicy{
+		pp := fmt.Sprintf("%s.portLevelSettings[%d]", path, i)
+		if pl.GetPort() == nil {
+			// Istio's validatePortTrafficPolicies: a port-level entry must name its port.
+			v.fail(pp+".port", "required: a port-level traffic policy must have a port")
+		}
+		v.trafficPolicy(pp, &networking.TrafficPolicy{
 			LoadBalancer: pl.GetLoadBalancer(), ConnectionPool: pl.GetConnectionPool(), OutlierDetection: pl.GetOutlierDetection(),
+			Tls: pl.GetTls(),
 		})
 	}
 }

@@ -43,7 +43,8 @@ func validateDeep(t *testing.T, what string, m proto.Message) {
 		if err := v.Validate(); err != nil {
 			t.Errorf("%s: %T: %v", what, m, err)
 		}
-	} else {
+	} else if !strings.HasPrefix(string(m.ProtoReflect().Descriptor().FullName()), "istio.") {
+		// Istio's own filter configs (istio.alpn) carry no PGV rules.
 		t.Errorf("%s: %T has no Validate", what, m)
 	}
 	var walk func(protoreflect.Message)

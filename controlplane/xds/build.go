@@ -28,7 +28,7 @@ func (x *index) build(p Proxy) (Resources, error) {
 		return x.buildSidecar(w)
 	case RouterProxy:
 		res := x.buildRouter(w)
-		if sec := x.gatewaySecrets(w.Namespace, res[resource.ListenerType]); len(sec) > 0 {
+		if sec := x.gatewaySecrets(w.Namespace, res[resource.ListenerType], res[resource.ClusterType]); len(sec) > 0 {
 			res[resource.SecretType] = sec
 		}
 		return res, nil
@@ -78,7 +78,10 @@ func (x *index) buildSidecar(w registry.Workload) (Resources, error) {
 	}
 	clusters = append(clusters, ob.clusters...)
 
-	listeners := append(slices.Clone(x.outboundListeners(workloadSource(w))), x.virtualInbound(inbound, authz), virtualOutbound())
+	// The workload's PeerAuthentication decides which inbound chains
+	// accept mTLS, plaintext or both (peerauthn.go).
+	pp := x.peer.forWorkload(w.Namespace, w.Labels)
+	listeners := append(slices.Clone(x.outboundListeners(workloadSource(w))), x.virtualInbound(inbound, authz, pp), virtualOutbound())
 
 	return Resources{
 		resource.ListenerType: listeners,
@@ -134,46 +137,94 @@ func (x *index) inboundPorts(w registry.Workload) []inboundPort {
 	return out
 }
 
-func (x *index) virtualInbound(ports []inboundPort, authz AuthzFilters) *listenerv3.Listener {
+// inboundHCM is the connection manager of an inbound HTTP chain, routing
+// everything to cluster, with Istio's sidecar inbound client certificate
+// handling (buildSidecarInboundHTTPOpts): the app gets the client's
+// identity in X-Forwarded-Client-Cert, appended to what came in.
+func inboundHCM(authz AuthzFilters, statPrefix, cluster, vhost string) *listenerv3.Filter {
+	return hcmFilterWith(authz.HTTP, &hcmv3.HttpConnectionManager{
+		StatPrefix: statPrefix,
+		RouteSpecifier: &hcmv3.HttpConnectionManager_RouteConfig{RouteConfig: &routev3.RouteConfiguration{
+			Name: cluster,
+			VirtualHosts: []*routev3.VirtualHost{{
+				Name:    vhost,
+				Domains: []string{"*"},
+				Routes:  []*routev3.Route{catchAllRoute("default", cluster)},
+			}},
+		}},
+		ForwardClientCertDetails: hcmv3.HttpConnectionManager_APPEND_FORWARD,
+		SetCurrentClientCertDetails: &hcmv3.HttpConnectionManager_SetCurrentClientCertDetails{
+			Subject: wrapperspb.Bool(true), Dns: true, Uri: true,
+		},
+	})
+}
+
+// virtualInbound is Istio's inbound listener (listener_inbound.go
+// buildInboundListeners): per inbound (target) port, the filter chains
+// its PeerAuthentication mode asks for (inboundChainOpts), each with the
+// port's filters, then the pass-through chains for ports no Service
+// names, in the workload's own mode, plus one set per portLevelMtls port
+// no Service names (Istio's ForPassthrough). Every chain, TLS or
+// plaintext, carries the AuthorizationPolicy filters.
+func (x *index) virtualInbound(ports []inboundPort, authz AuthzFilters, pp peerPolicy) *listenerv3.Listener {
 	l := &listenerv3.Listener{
 		Name:             virtualInboundListener,
 		Address:          socketAddress("0.0.0.0", inboundCapturePort),
 		UseOriginalDst:   wrapperspb.Bool(true),
 		TrafficDirection: corev3.TrafficDirection_INBOUND,
+		// Istio's: a client that sends nothing is not held up by the
+		// inspector, it goes on as plaintext.
+		ContinueOnListenerFiltersTimeout: true,
 	}
+	declared := map[uint32]bool{}
 	for _, p := range ports {
+		declared[p.target] = true
 		name := inboundClusterName(p.target)
 		statPrefix := "inbound_0.0.0.0_" + strconv.FormatUint(uint64(p.target), 10)
-		var f *listenerv3.Filter
-		filters := []*listenerv3.Filter{}
+		var filters []*listenerv3.Filter
 		if p.http {
-			f = hcmFilterWith(authz.HTTP, &hcmv3.HttpConnectionManager{
-				StatPrefix: statPrefix,
-				RouteSpecifier: &hcmv3.HttpConnectionManager_RouteConfig{RouteConfig: &routev3.RouteConfiguration{
-					Name: name,
-					VirtualHosts: []*routev3.VirtualHost{{
-						Name:    "inbound|http|" + strconv.FormatUint(uint64(p.target), 10),
-						Domains: []string{"*"},
-						Routes:  []*routev3.Route{catchAllRoute("default", name)},
-					}},
-				}},
-			})
+			filters = []*listenerv3.Filter{inboundHCM(authz, statPrefix, name, "inbound|http|"+strconv.FormatUint(uint64(p.target), 10))}
 		} else {
 			// Istio's network RBAC filters go before tcp_proxy.
-			filters = append(filters, authz.TCP...)
-			f = tcpProxyFilter(name, []weighted{{cluster: name}})
+			filters = append(slices.Clone(authz.TCP), tcpProxyFilter(name, []weighted{{cluster: name}}))
 		}
-		l.FilterChains = append(l.FilterChains, &listenerv3.FilterChain{
-			Name:             statPrefix,
-			FilterChainMatch: &listenerv3.FilterChainMatch{DestinationPort: wrapperspb.UInt32(p.target)},
-			Filters:          append(filters, f),
-		})
+		for _, o := range inboundChainOpts(pp.forPort(p.target), p.http) {
+			l.FilterChains = append(l.FilterChains, &listenerv3.FilterChain{
+				Name:             statPrefix,
+				FilterChainMatch: o.match(p.target),
+				TransportSocket:  o.transportSocket(),
+				Filters:          filters,
+			})
+		}
 	}
-	// Ports no Service names are enforced too, as Istio's pass-through chain.
-	l.FilterChains = append(l.FilterChains, &listenerv3.FilterChain{
-		Name:    virtualInboundListener + "-catchall-tcp",
-		Filters: append(append([]*listenerv3.Filter{}, authz.TCP...), tcpProxyFilter(inboundPassthroughCluster, []weighted{{cluster: inboundPassthroughCluster}})),
-	})
+	// Ports no Service names are enforced too, as Istio's pass-through
+	// chains (HTTP ones where the client's ALPN or the HTTP inspector
+	// says HTTP, so HTTP rules apply); a portLevelMtls port no Service
+	// names gets its own.
+	tcpPassthrough := append(slices.Clone(authz.TCP), tcpProxyFilter(inboundPassthroughCluster, []weighted{{cluster: inboundPassthroughCluster}}))
+	httpPassthrough := []*listenerv3.Filter{inboundHCM(authz, inboundPassthroughCluster, inboundPassthroughCluster, "inbound|http|0")}
+	extra := []uint32{0}
+	for port := range pp.perPort {
+		if !declared[port] {
+			extra = append(extra, port)
+		}
+	}
+	slices.Sort(extra)
+	for _, port := range extra {
+		for _, o := range passthroughChainOpts(pp.forPort(port)) {
+			fc := &listenerv3.FilterChain{
+				Name:             virtualInboundListener + "-catchall-tcp",
+				FilterChainMatch: o.match(port),
+				TransportSocket:  o.transportSocket(),
+				Filters:          tcpPassthrough,
+			}
+			if o.http {
+				fc.Name, fc.Filters = virtualInboundListener+"-catchall-http", httpPassthrough
+			}
+			l.FilterChains = append(l.FilterChains, fc)
+		}
+	}
+	l.ListenerFilters = inboundListenerFilters(l.FilterChains)
 	return l
 }
 

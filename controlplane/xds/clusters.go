@@ -56,9 +56,12 @@ func (x *index) serviceClusters(s *service, dr *destinationRule) *outbound {
 	if dr != nil {
 		top = dr.spec.GetTrafficPolicy()
 	}
-	add := func(name string, p registry.Port, policy *networking.TrafficPolicy, eps []registry.Workload, subset map[string]string) {
+	add := func(name string, p registry.Port, policy *networking.TrafficPolicy, eps []registry.Workload, subset string, labels map[string]string) {
+		mark := x.tlsMarker(dr, subset, p)
+		tlsOpts := clusterTLSOpts{svc: s, port: p, subset: subset, policy: policy, dr: dr}
 		if s.se != nil {
-			c, la := entryCluster(s, name, p, policy, subset)
+			c, la := entryCluster(s, name, p, policy, labels, mark)
+			x.applyClusterTLS(c, tlsOpts)
 			o.clusters = append(o.clusters, c)
 			if la != nil {
 				o.endpoints = append(o.endpoints, la)
@@ -67,18 +70,19 @@ func (x *index) serviceClusters(s *service, dr *destinationRule) *outbound {
 		}
 		c := edsCluster(name)
 		applyTrafficPolicy(c, policy)
+		x.applyClusterTLS(c, tlsOpts)
 		o.clusters = append(o.clusters, c)
 		// A PASSTHROUGH policy makes the cluster ORIGINAL_DST: no EDS.
 		if c.GetType() == clusterv3.Cluster_EDS {
-			o.endpoints = append(o.endpoints, loadAssignment(name, endpointAddrs(eps, p.Target())))
+			o.endpoints = append(o.endpoints, workloadAssignment(name, eps, p.Target(), mark))
 		}
 	}
 	for _, p := range s.Ports {
-		add(outboundClusterName(p.Port, "", s.host), p, portTrafficPolicy(top, p.Port), s.endpoints, nil)
+		add(outboundClusterName(p.Port, "", s.host), p, portTrafficPolicy(top, p.Port), s.endpoints, "", nil)
 		for _, ss := range dr.subsets() {
 			add(outboundClusterName(p.Port, ss.GetName(), s.host), p,
 				mergeSubsetTrafficPolicy(top, ss.GetTrafficPolicy(), p.Port),
-				subsetEndpoints(s.endpoints, ss.GetLabels()), ss.GetLabels())
+				subsetEndpoints(s.endpoints, ss.GetLabels()), ss.GetName(), ss.GetLabels())
 		}
 	}
 	x.clusterMemo[key] = o
@@ -490,14 +494,18 @@ func (x *index) destinationClusterFor(name string, s *service, p registry.Port, 
 		eps, policy = subsetEndpoints(eps, ss.GetLabels()), mergeSubsetTrafficPolicy(top, ss.GetTrafficPolicy(), p.Port)
 		labels = ss.GetLabels()
 	}
+	mark := x.tlsMarker(dr, subset, p)
+	tlsOpts := clusterTLSOpts{svc: s, port: p, subset: subset, policy: policy, dr: dr, router: true}
 	if s.se != nil {
-		c, la := entryCluster(s, name, p, policy, labels)
+		c, la := entryCluster(s, name, p, policy, labels, mark)
+		x.applyClusterTLS(c, tlsOpts)
 		return c, la, true
 	}
 	c := edsCluster(name)
 	applyTrafficPolicy(c, policy)
+	x.applyClusterTLS(c, tlsOpts)
 	if c.GetType() != clusterv3.Cluster_EDS {
 		return c, nil, true
 	}
-	return c, loadAssignment(name, endpointAddrs(eps, p.Target())), true
+	return c, workloadAssignment(name, eps, p.Target(), mark), true
 }

@@ -22,6 +22,7 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/structpb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
+	alpnv2alpha1 "istio.io/api/envoy/config/filter/http/alpn/v2alpha1"
 	networking "istio.io/api/networking/v1alpha3"
 
 	"github.com/meshlab/meshlab/controlplane/registry"
@@ -159,8 +160,10 @@ var httpFilters = []*hcmv3.HttpFilter{
 	{Name: wellknown.Router, ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: mustAny(&routerv3.Router{})}},
 }
 
-// hcmFilter completes h with what every connection manager carries: the
-// HTTP filters, and the bounds on clients. Those are Envoy's defaults,
+// hcmFilterWith completes h with what every connection manager carries:
+// the HTTP filters, after first (an inbound chain's RBAC filters, as Istio
+// puts them before fault and CORS; an outbound one's istio.alpn), and
+// the bounds on clients. Those are Envoy's defaults,
 // sent explicitly so that the proxy's limits show in the config: a
 // request head of 60 KiB and 100 headers, a stream idle timeout of 5
 // minutes (Istio sends 0, which lets a client that stalls hold a stream
@@ -169,13 +172,6 @@ var httpFilters = []*hcmv3.HttpFilter{
 // the stream idle timeout, armed at a request's first byte, bounds a head.
 // use_remote_address is Istio's: false unless the caller (the gateway)
 // sets it.
-func hcmFilter(h *hcmv3.HttpConnectionManager) *listenerv3.Filter {
-	return hcmFilterWith(nil, h)
-}
-
-// hcmFilterWith is hcmFilter with filters that run before the shared ones
-// (an inbound chain's RBAC filters, as Istio puts them before fault and
-// CORS).
 func hcmFilterWith(first []*hcmv3.HttpFilter, h *hcmv3.HttpConnectionManager) *listenerv3.Filter {
 	h.HttpFilters = httpFilters
 	if len(first) > 0 {
@@ -199,15 +195,52 @@ func hcmFilterWith(first []*hcmv3.HttpFilter, h *hcmv3.HttpConnectionManager) *l
 // rdsFilter is an http_connection_manager fetching route config `routes`
 // over ADS. edge: the gateway's, where the peer is the client, so it is
 // appended to X-Forwarded-For (Istio's use_remote_address on gateways).
+//
+// A gateway's also handles client certificates as Istio's gateway HCM
+// (buildGatewayConnectionManager): SANITIZE_SET, so a client cannot
+// forge X-Forwarded-Client-Cert and a verified client certificate
+// (MUTUAL servers) is described to the backend with its subject, the
+// certificate itself, and its DNS and URI SANs.
 func rdsFilter(statPrefix, routes string, edge bool) *listenerv3.Filter {
-	return hcmFilter(&hcmv3.HttpConnectionManager{
+	h := &hcmv3.HttpConnectionManager{
 		StatPrefix:       statPrefix,
 		UseRemoteAddress: wrapperspb.Bool(edge),
 		RouteSpecifier: &hcmv3.HttpConnectionManager_Rds{Rds: &hcmv3.Rds{
 			ConfigSource:    adsConfigSource(),
 			RouteConfigName: routes,
 		}},
-	})
+	}
+	if edge {
+		h.ForwardClientCertDetails = hcmv3.HttpConnectionManager_SANITIZE_SET
+		h.SetCurrentClientCertDetails = &hcmv3.HttpConnectionManager_SetCurrentClientCertDetails{
+			Subject: wrapperspb.Bool(true), Cert: true, Dns: true, Uri: true,
+		}
+	}
+	return hcmFilterWith(outboundFirstFilters, h)
+}
+
+// outboundFirstFilters go before the shared HTTP filters on outbound and
+// gateway connection managers.
+var outboundFirstFilters = []*hcmv3.HttpFilter{alpnFilter}
+
+// alpnFilter is Istio's istio.alpn (xdsfilters.Alpn), which every
+// outbound and gateway connection manager has before fault and CORS: on
+// an mTLS upstream it replaces the cluster's ALPN by one naming the
+// request's protocol ("istio-http/1.1", "istio", "http/1.1" …), which is
+// what lets the server's pass-through chains tell HTTP from TCP. Marked
+// optional (Istio does not): a proxy that does not implement it skips
+// it and offers the cluster's ALPN, which every server chain but the
+// pass-through's HTTP ones also accepts.
+var alpnFilter = &hcmv3.HttpFilter{
+	Name:       "istio.alpn",
+	IsOptional: true,
+	ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: mustAny(&alpnv2alpha1.FilterConfig{
+		AlpnOverride: []*alpnv2alpha1.FilterConfig_AlpnOverride{
+			{UpstreamProtocol: alpnv2alpha1.FilterConfig_HTTP10, AlpnOverride: []string{"istio-http/1.0", "istio", "http/1.0"}},
+			{UpstreamProtocol: alpnv2alpha1.FilterConfig_HTTP11, AlpnOverride: []string{"istio-http/1.1", "istio", "http/1.1"}},
+			{UpstreamProtocol: alpnv2alpha1.FilterConfig_HTTP2, AlpnOverride: []string{"istio-h2", "istio", "h2"}},
+		},
+	})},
 }
 
 func tcpProxyFilter(statPrefix string, clusters []weighted) *listenerv3.Filter {

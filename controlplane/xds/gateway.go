@@ -329,7 +329,8 @@ const credentialPrefix = "kubernetes://"
 // privateKey) inline by filename, or from credentialName as an SDS secret
 // `kubernetes://<credentialName>` over ADS; MUTUAL also verifies client
 // certificates against caCertificates or the `<credentialName>-cacert`
-// secret. TLS 1.2 is the minimum, as Istio's gateway default.
+// secret; ISTIO_MUTUAL terminates mesh mTLS with the gateway's own
+// identity. TLS 1.2 is the minimum, as Istio's gateway default.
 func downstreamTLS(t *networking.ServerTLSSettings, alpn []string) *corev3.TransportSocket {
 	ctx := &tlsv3.CommonTlsContext{
 		AlpnProtocols: alpn,
@@ -343,6 +344,28 @@ func downstreamTLS(t *networking.ServerTLSSettings, alpn []string) *corev3.Trans
 	}
 	ctx.TlsParams.CipherSuites = t.GetCipherSuites()
 	mutual := t.GetMode() == networking.ServerTLSSettings_MUTUAL
+	if t.GetMode() == networking.ServerTLSSettings_ISTIO_MUTUAL {
+		// Istio's BuildListenerTLSContext for ISTIO_MUTUAL: the gateway's
+		// own workload certificate and the mesh roots from its agent
+		// (SDS "default"/"ROOTCA"), mesh clients required, optionally
+		// restricted to the server's subjectAltNames. Istio applies none
+		// of the server's TLS parameters in this mode.
+		ctx.TlsParams = nil
+		ctx.TlsCertificateSdsSecretConfigs = []*tlsv3.SdsSecretConfig{defaultSDS}
+		vc := &tlsv3.CertificateValidationContext{MatchTypedSubjectAltNames: sanMatchers(t.GetSubjectAltNames())}
+		if crl := t.GetCaCrl(); crl != "" {
+			vc.Crl = fileSource(crl)
+		}
+		ctx.ValidationContextType = &tlsv3.CommonTlsContext_CombinedValidationContext{CombinedValidationContext: &tlsv3.CommonTlsContext_CombinedCertificateValidationContext{
+			DefaultValidationContext: vc, ValidationContextSdsSecretConfig: rootSDS,
+		}}
+		return &corev3.TransportSocket{
+			Name: wellknown.TransportSocketTls,
+			ConfigType: &corev3.TransportSocket_TypedConfig{TypedConfig: mustAny(&tlsv3.DownstreamTlsContext{
+				CommonTlsContext: ctx, RequireClientCertificate: wrapperspb.Bool(true),
+			})},
+		}
+	}
 	if cred := t.GetCredentialName(); cred != "" {
 		ctx.TlsCertificateSdsSecretConfigs = []*tlsv3.SdsSecretConfig{{Name: credentialPrefix + cred, SdsConfig: adsConfigSource()}}
 		if mutual {

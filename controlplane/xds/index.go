@@ -38,6 +38,8 @@ type index struct {
 	// authz are the AuthorizationPolicies, in store order, so that each
 	// sidecar's build looks through them rather than all the config.
 	authz []config.Resource
+	// peer are the PeerAuthentications, indexed once (peerauthn.go).
+	peer peerAuthns
 
 	mu           sync.Mutex
 	outboundMemo map[string]*outbound        // by proxy namespace
@@ -46,6 +48,11 @@ type index struct {
 	vhRoutesMemo map[string][]*routev3.Route // by host|port|sourceKey
 	clusterMemo  map[clusterKey]*outbound    // one service's clusters under one DestinationRule
 	vhostMemo    map[vhostKey]*routev3.VirtualHost
+
+	// tlsMu guards istioTLSMemo apart from mu: cluster TLS is built both
+	// with mu held (sidecar clusters) and without (gateway clusters).
+	tlsMu        sync.Mutex
+	istioTLSMemo map[istioTLSKey][]byte
 }
 
 type clusterKey struct {
@@ -65,6 +72,9 @@ type service struct {
 	host      string
 	endpoints []registry.Workload // ready, selected, sorted by name
 	se        *serviceEntry       // nil for a Kubernetes Service (serviceentry.go)
+
+	sansOnce sync.Once
+	sans     []string // serviceAccounts, computed once (clustertls.go)
 }
 
 type virtualService struct {
@@ -107,6 +117,7 @@ func newIndex(in Input) *index {
 		routesMemo:   map[string][]types.Resource{},
 		listenerMemo: map[string][]types.Resource{},
 		vhRoutesMemo: map[string][]*routev3.Route{},
+		istioTLSMemo: map[istioTLSKey][]byte{},
 	}
 
 	// Label index of ready workloads, so selecting endpoints is linear in
@@ -156,6 +167,7 @@ func newIndex(in Input) *index {
 	slices.Sort(x.ports)
 
 	var drs []*destinationRule
+	var pas []*peerAuthn
 	for _, r := range in.Config {
 		switch spec := r.Spec.(type) {
 		case *networking.VirtualService:
@@ -173,8 +185,11 @@ func newIndex(in Input) *index {
 			x.gateways = append(x.gateways, &gateway{res: r, spec: spec})
 		case *security.AuthorizationPolicy:
 			x.authz = append(x.authz, r)
+		case *security.PeerAuthentication:
+			pas = append(pas, &peerAuthn{res: r, spec: spec})
 		}
 	}
+	x.peer = newPeerAuthns(pas)
 	byKey := func(a, b config.Resource) int { return strings.Compare(a.Namespace+"/"+a.Name, b.Namespace+"/"+b.Name) }
 	slices.SortFunc(x.virtualServices, func(a, b *virtualService) int { return byKey(a.res, b.res) })
 	slices.SortFunc(x.gateways, func(a, b *gateway) int { return byKey(a.res, b.res) })
@@ -301,14 +316,6 @@ func subsetEndpoints(eps []registry.Workload, labels map[string]string) []regist
 		if ok {
 			out = append(out, w)
 		}
-	}
-	return out
-}
-
-func endpointAddrs(eps []registry.Workload, port uint32) []netip.AddrPort {
-	out := make([]netip.AddrPort, 0, len(eps))
-	for _, w := range eps {
-		out = append(out, netip.AddrPortFrom(w.IP, uint16(port)))
 	}
 	return out
 }

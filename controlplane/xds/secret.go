@@ -4,6 +4,7 @@ import (
 	"slices"
 	"strings"
 
+	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
@@ -19,12 +20,12 @@ type Secret struct {
 }
 
 // gatewaySecrets are the SDS resources istiod's secret generator serves a
-// gateway: for each `kubernetes://<name>` its listeners name, the Secret
+// gateway: for each `kubernetes://<name>` its listeners or clusters name, the Secret
 // <name> of the gateway's namespace as a tls_certificate, and for
 // `kubernetes://<name>-cacert` a validation_context with the ca.crt of
 // Secret <name>-cacert, else of Secret <name>. Names without a Secret are
 // left out (the proxy keeps waiting for them, as Envoy's listener warms).
-func (x *index) gatewaySecrets(ns string, listeners []types.Resource) []types.Resource {
+func (x *index) gatewaySecrets(ns string, listeners, clusters []types.Resource) []types.Resource {
 	byName := map[string]*Secret{}
 	for i := range x.in.Secrets {
 		if s := &x.in.Secrets[i]; s.Namespace == ns {
@@ -32,7 +33,7 @@ func (x *index) gatewaySecrets(ns string, listeners []types.Resource) []types.Re
 		}
 	}
 	var out []types.Resource
-	for _, name := range sdsNames(listeners) {
+	for _, name := range sdsNames(listeners, clusters) {
 		cred, ok := strings.CutPrefix(name, credentialPrefix)
 		if !ok {
 			continue
@@ -64,30 +65,37 @@ func inlineBytes(b []byte) *corev3.DataSource {
 	return &corev3.DataSource{Specifier: &corev3.DataSource_InlineBytes{InlineBytes: b}}
 }
 
-// sdsNames are the secrets the listeners' downstream TLS contexts name,
-// sorted.
-func sdsNames(listeners []types.Resource) []string {
+// sdsNames are the secrets the listeners' downstream and the clusters'
+// upstream TLS contexts name (a DestinationRule's credentialName on a
+// gateway names `kubernetes://<name>` and its `-cacert`), sorted.
+func sdsNames(resources ...[]types.Resource) []string {
 	var out []string
-	for _, r := range listeners {
-		l, ok := r.(*listenerv3.Listener)
-		if !ok {
-			continue
+	add := func(ctx *tlsv3.CommonTlsContext) {
+		for _, sc := range ctx.GetTlsCertificateSdsSecretConfigs() {
+			out = append(out, sc.GetName())
 		}
-		for _, fc := range l.GetFilterChains() {
-			tc := fc.GetTransportSocket().GetTypedConfig()
-			if tc == nil {
-				continue
-			}
-			var dtc tlsv3.DownstreamTlsContext
-			if tc.UnmarshalTo(&dtc) != nil {
-				continue
-			}
-			ctx := dtc.GetCommonTlsContext()
-			for _, sc := range ctx.GetTlsCertificateSdsSecretConfigs() {
-				out = append(out, sc.GetName())
-			}
-			if vc := ctx.GetValidationContextSdsSecretConfig(); vc != nil {
-				out = append(out, vc.GetName())
+		if vc := ctx.GetValidationContextSdsSecretConfig(); vc != nil {
+			out = append(out, vc.GetName())
+		}
+		if vc := ctx.GetCombinedValidationContext().GetValidationContextSdsSecretConfig(); vc != nil {
+			out = append(out, vc.GetName())
+		}
+	}
+	for _, rs := range resources {
+		for _, r := range rs {
+			switch r := r.(type) {
+			case *listenerv3.Listener:
+				for _, fc := range r.GetFilterChains() {
+					var dtc tlsv3.DownstreamTlsContext
+					if tc := fc.GetTransportSocket().GetTypedConfig(); tc != nil && tc.UnmarshalTo(&dtc) == nil {
+						add(dtc.GetCommonTlsContext())
+					}
+				}
+			case *clusterv3.Cluster:
+				var utc tlsv3.UpstreamTlsContext
+				if tc := r.GetTransportSocket().GetTypedConfig(); tc != nil && tc.UnmarshalTo(&utc) == nil {
+					add(utc.GetCommonTlsContext())
+				}
 			}
 		}
 	}

@@ -23,6 +23,9 @@ type serviceEntry struct {
 	resolution networking.ServiceEntry_Resolution
 	external   bool                        // MESH_EXTERNAL
 	endpoints  []*networking.WorkloadEntry // static or DNS endpoints, as given
+	// sans are the entry's subjectAltNames, the identities its servers
+	// are verified against (Istio's ServiceAccounts for an entry).
+	sans []string
 }
 
 // autoAllocPrefix is Istio's range for auto-allocated ServiceEntry VIPs
@@ -77,6 +80,7 @@ func (x *index) addServiceEntries(cfg []config.Resource, workloads []registry.Wo
 			resolution: spec.GetResolution(),
 			external:   spec.GetLocation() != networking.ServiceEntry_MESH_INTERNAL,
 			endpoints:  spec.GetEndpoints(),
+			sans:       spec.GetSubjectAltNames(),
 		}
 		for _, h := range spec.GetHosts() {
 			if _, ok := x.byHost[h]; ok || h == "" {
@@ -151,7 +155,7 @@ func appProtocol(p string) string {
 // original destination, STATIC is EDS over the endpoints' addresses, DNS
 // is a STRICT_DNS cluster over the endpoints' names (or the host), which
 // the proxy resolves, DNS_ROUND_ROBIN a LOGICAL_DNS one.
-func entryCluster(s *service, name string, p registry.Port, policy *networking.TrafficPolicy, subset map[string]string) (*clusterv3.Cluster, *endpointv3.ClusterLoadAssignment) {
+func entryCluster(s *service, name string, p registry.Port, policy *networking.TrafficPolicy, subset map[string]string, mark tlsMarker) (*clusterv3.Cluster, *endpointv3.ClusterLoadAssignment) {
 	var c *clusterv3.Cluster
 	var la *endpointv3.ClusterLoadAssignment
 	switch s.se.resolution {
@@ -172,9 +176,9 @@ func entryCluster(s *service, name string, p registry.Port, policy *networking.T
 			DnsRefreshRate: dnsRefreshRate, //nolint:staticcheck // SA1019: Envoy still honours it
 			RespectDnsTtl:  true,           //nolint:staticcheck // SA1019: Envoy still honours it
 		}
-		eps := entryEndpoints(s, p, subset)
+		eps := entryEndpoints(s, p, subset, mark)
 		if len(eps) == 0 && len(s.se.endpoints) == 0 {
-			eps = []hostPort{{s.host, p.Target()}} // the host itself
+			eps = []hostPort{{host: s.host, port: p.Target()}} // the host itself
 		}
 		if t == clusterv3.Cluster_LOGICAL_DNS && len(eps) > 1 {
 			eps = eps[:1] // Envoy takes exactly one
@@ -183,7 +187,7 @@ func entryCluster(s *service, name string, p registry.Port, policy *networking.T
 		c.LoadAssignment, la = la, nil
 	default: // STATIC
 		c = edsCluster(name)
-		la = hostLoadAssignment(name, entryEndpoints(s, p, subset))
+		la = hostLoadAssignment(name, entryEndpoints(s, p, subset, mark))
 	}
 	applyTrafficPolicy(c, policy)
 	if c.GetType() != clusterv3.Cluster_EDS {
@@ -195,15 +199,16 @@ func entryCluster(s *service, name string, p registry.Port, policy *networking.T
 type hostPort struct {
 	host string
 	port uint32
+	tls  bool // mTLS-capable: the tlsMode endpoint metadata
 }
 
 // entryEndpoints are a ServiceEntry's endpoints for port p whose labels
 // include subset's: its workload entries (an entry's `ports` maps the
 // port name to its own port) or the pods its workloadSelector selects.
-func entryEndpoints(s *service, p registry.Port, subset map[string]string) []hostPort {
+func entryEndpoints(s *service, p registry.Port, subset map[string]string, mark tlsMarker) []hostPort {
 	var out []hostPort
 	for _, w := range subsetEndpoints(s.endpoints, subset) {
-		out = append(out, hostPort{w.IP.String(), p.Target()})
+		out = append(out, hostPort{w.IP.String(), p.Target(), mark(w.Namespace, w.Labels, p.Target())})
 	}
 	for _, we := range s.se.endpoints {
 		if !selectorMatches(subset, we.GetLabels()) || we.GetAddress() == "" || strings.HasPrefix(we.GetAddress(), "unix://") {
@@ -213,7 +218,7 @@ func entryEndpoints(s *service, p registry.Port, subset map[string]string) []hos
 		if n, ok := we.GetPorts()[p.Name]; ok && n != 0 {
 			port = n
 		}
-		out = append(out, hostPort{we.GetAddress(), port})
+		out = append(out, hostPort{we.GetAddress(), port, mark(s.Namespace, we.GetLabels(), port)})
 	}
 	return out
 }
@@ -224,6 +229,7 @@ func hostLoadAssignment(cluster string, eps []hostPort) *endpointv3.ClusterLoadA
 		la.Endpoints[0].LbEndpoints = append(la.Endpoints[0].LbEndpoints, &endpointv3.LbEndpoint{
 			HostIdentifier: &endpointv3.LbEndpoint_Endpoint{Endpoint: &endpointv3.Endpoint{Address: socketAddress(ep.host, ep.port)}},
 			HealthStatus:   corev3.HealthStatus_HEALTHY,
+			Metadata:       endpointMetadata(ep.tls),
 		})
 	}
 	return la
