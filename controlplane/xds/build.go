@@ -27,7 +27,11 @@ func (x *index) build(p Proxy) (Resources, error) {
 	case SidecarProxy:
 		return x.buildSidecar(w)
 	case RouterProxy:
-		res := x.buildRouter(w)
+		authz, need, err := x.routerAuthz(w)
+		if err != nil {
+			return nil, err
+		}
+		res := x.buildRouter(w, authz, need)
 		if sec := x.gatewaySecrets(w.Namespace, res[resource.ListenerType]); len(sec) > 0 {
 			res[resource.SecretType] = sec
 		}
@@ -57,7 +61,7 @@ func (x *index) buildSidecar(w registry.Workload) (Resources, error) {
 	// The AuthorizationPolicies that apply to this workload, as Envoy RBAC
 	// filters on every inbound chain (authz.go); a policy that cannot be
 	// enforced fails the build rather than letting traffic through.
-	authz, err := BuildAuthzFilters(x.authz, w.Namespace, w.Labels, AuthzOptions{})
+	authz, err := BuildAuthzFilters(x.authz, w.Namespace, w.Labels, x.authzOptions())
 	if err != nil {
 		return nil, fmt.Errorf("build sidecar %s/%s: %w", w.Namespace, w.Name, err)
 	}
