@@ -320,7 +320,7 @@ func (p *Proxy) route(ex *exchange, r *http.Request) {
 	if table == nil {
 		table = rt.routes[h.rds]
 	}
-	if len(h.rbac) > 0 && !authorize(ex, r, h.rbac) {
+	if len(h.authz) > 0 && !p.authorize(ex, r, h.authz) {
 		return
 	}
 	route := table.Match(r)

@@ -95,6 +95,11 @@ type Proxy struct {
 	// Istio metrics.
 	node    *telemetry.Node
 	metrics *telemetry.Metrics
+	// authz holds the gRPC connections of ext_authz filters (extauthz.go);
+	// authzStats the RBAC filters' counters, by Envoy's stat name, kept
+	// across configuration changes as Envoy keeps stats.
+	authz      authzConns
+	authzStats sync.Map // string → *atomic.Uint64
 }
 
 // New returns a proxy that serves nothing until it is given a snapshot.
@@ -531,6 +536,7 @@ func (p *Proxy) Run(ctx context.Context) error {
 	if err := <-errc; !errors.Is(err, http.ErrServerClosed) && !errors.Is(err, net.ErrClosed) {
 		p.log.Warn("serve http", "err", err)
 	}
+	p.closeAuthzConns()
 	for _, c := range p.rt.Load().clusters {
 		c.Close()
 	}

@@ -15,6 +15,7 @@ import (
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	extauthzv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_authz/v3"
 	rbachttpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/rbac/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	rbacnetv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/rbac/v3"
@@ -91,9 +92,9 @@ type hcm struct {
 	fault bool
 	// cors: the connection manager has envoy.filters.http.cors.
 	cors bool
-	// rbac are its HTTP RBAC filters (AuthorizationPolicy), in the
-	// order Envoy runs them: the first denial ends the request.
-	rbac []*rbac.Engine
+	// authz are its HTTP RBAC and ext_authz filters (AuthorizationPolicy),
+	// in the order Envoy runs them: the first denial ends the request.
+	authz []httpAuthz
 	// useRemoteAddress: the peer is the client (an edge): it is appended
 	// to X-Forwarded-For and sets X-Forwarded-Proto.
 	useRemoteAddress bool
@@ -531,7 +532,17 @@ func (h *hcm) filters(fs []*hcmv3.HttpFilter) error {
 			if err != nil {
 				return fmt.Errorf("http filter %d (%s): %w", i, f.GetName(), err)
 			}
-			h.rbac = append(h.rbac, e)
+			h.authz = append(h.authz, httpAuthz{rbac: e, counters: e.Counters("http." + h.statPrefix + ".")})
+		case wellknown.HTTPExternalAuthorization:
+			var cfg extauthzv3.ExtAuthz
+			if err := f.GetTypedConfig().UnmarshalTo(&cfg); err != nil {
+				return fmt.Errorf("http filter %d (%s): %w", i, f.GetName(), err)
+			}
+			x, err := compileExtAuthz(&cfg)
+			if err != nil {
+				return fmt.Errorf("http filter %d (%s): %w", i, f.GetName(), err)
+			}
+			h.authz = append(h.authz, httpAuthz{ext: x})
 		case wellknown.Router:
 			if i != len(fs)-1 {
 				return fmt.Errorf("http filter %d: the router must be the last filter", i)
