@@ -20,21 +20,6 @@ import (
 // speak mutual TLS there is none, so principal rules match nothing, as in
 // Istio for a plaintext peer.
 
-// authorizeConn runs a chain's network RBAC filters on a new connection.
-func authorizeConn(engines []*rbac.Engine, ci *connInfo) bool {
-	dst := ci.orig
-	if !dst.IsValid() {
-		dst = ci.local
-	}
-	req := rbac.Request{Source: ci.remote, Destination: dst}
-	for _, e := range engines {
-		if !e.Allowed(&req).Allowed {
-			return false
-		}
-	}
-	return true
-}
-
 // httpAuthz is one authorization filter of a connection manager: RBAC
 // (with its counters' names) or ext_authz.
 type httpAuthz struct {

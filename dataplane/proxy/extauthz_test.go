@@ -201,3 +201,64 @@ func TestExtAuthzErrors(t *testing.T) {
 		})
 	}
 }
+
+// TestExtAuthzTCP: for a gRPC provider Istio also puts the network
+// ext_authz on TCP chains; a connection the CUSTOM rules match is checked
+// with the source and destination only, so the sample (which needs the
+// header or the allowed account) denies it and the proxy closes it; one
+// they do not match passes unchecked; an unreachable provider closes it
+// unless failOpen.
+func TestExtAuthzTCP(t *testing.T) {
+	_, grpcA := startExtAuthz(t)
+	dead := closedPort(t)
+	app := appEcho(t)
+	tests := []struct {
+		name, rules, provider string
+		server                netip.AddrPort
+		wantOK                bool
+	}{
+		{"matched, denied by the server", "[{}]", "{service: " + extAuthzHost + ", port: 9000}", grpcA, false},
+		{"not matched, unchecked", `[{to: [{operation: {ports: ["1"]}}]}]`, "{service: " + extAuthzHost + ", port: 9000}", grpcA, true},
+		{"unreachable, fail closed", "[{}]", "{service: " + extAuthzHost + ", port: 9000, timeout: 0.3s}", dead, false},
+		{"unreachable, fail open", "[{}]", "{service: " + extAuthzHost + ", port: 9000, timeout: 0.3s, failOpen: true}", dead, true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			rs, err := config.Parse("p.yaml", []byte(`apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: ext-authz, namespace: foo}
+spec: {action: CUSTOM, provider: {name: p}, rules: `+tc.rules+`}
+`))
+			if err != nil {
+				t.Fatal(err)
+			}
+			mc, err := meshconfig.Parse([]byte("extensionProviders: [{name: p, envoyExtAuthzGrpc: " + tc.provider + "}]"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			lookup := func(svc string, port uint32) (string, string, error) {
+				return svc, fmt.Sprintf("outbound|%d||%s", port, svc), nil
+			}
+			f, err := xds.BuildAuthzFilters(rs, "foo", nil, xds.AuthzOptions{Mesh: mc, LookupCluster: lookup})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(f.TCP) != 2 || f.TCP[1].GetName() != wellknown.ExternalAuthorization {
+				t.Fatalf("TCP filters %v, want shadow RBAC and ext_authz", f.TCP)
+			}
+			l := &listenerv3.Listener{Name: "tcp", Address: sockAddr("127.0.0.1", 0), FilterChains: []*listenerv3.FilterChain{{
+				Filters: append(f.TCP, tcpFilter("app"))}}}
+			cp := newControlPlane(t, "127.0.0.1:0")
+			cp.set("1", l, staticCluster("app", app), staticCluster("outbound|9000||"+extAuthzHost, tc.server))
+			tp := startGateway(t, cp.addr, nil)
+			c := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+			resp, err := c.Get("http://" + tp.addr(t, "tcp") + "/")
+			if err == nil {
+				_ = resp.Body.Close()
+			}
+			if ok := err == nil && resp.StatusCode == 200; ok != tc.wantOK {
+				t.Errorf("request through the TCP chain: err %v, want ok %v", err, tc.wantOK)
+			}
+		})
+	}
+}

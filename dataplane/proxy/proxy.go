@@ -414,7 +414,7 @@ func (p *Proxy) serve(l *listener, fc *chain, c net.Conn, dst, local netip.AddrP
 	}
 	ci := &connInfo{listener: l.name, lis: l, chain: fc, orig: dst, local: local, inbound: l.inbound}
 	ci.remote, _ = netip.ParseAddrPort(c.RemoteAddr().String())
-	if len(fc.rbac) > 0 && !authorizeConn(fc.rbac, ci) {
+	if len(fc.authz) > 0 && !p.authorizeConn(fc.authz, ci) {
 		// Envoy's network RBAC filter: a denied connection is closed,
 		// nothing sent.
 		_ = rbac.CloseDenied(c)
