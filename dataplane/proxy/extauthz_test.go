@@ -17,6 +17,7 @@ import (
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
 	"github.com/envoyproxy/go-control-plane/pkg/wellknown"
+	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"github.com/meshlab/meshlab/controlplane/config"
 	"github.com/meshlab/meshlab/controlplane/meshconfig"
@@ -79,7 +80,7 @@ func authzGateway(t *testing.T, policies, mesh string, app netip.AddrPort, clust
 		t.Logf("notes: %q", f.Notes)
 	}
 	filters := append(f.HTTP, &hcmv3.HttpFilter{Name: wellknown.Router, ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: mustAny(&routerv3.Router{})}})
-	hcm := &hcmv3.HttpConnectionManager{StatPrefix: "outbound_0.0.0.0_8080", HttpFilters: filters,
+	hcm := &hcmv3.HttpConnectionManager{StatPrefix: "outbound_0.0.0.0_8080", HttpFilters: filters, UseRemoteAddress: wrapperspb.Bool(true),
 		RouteSpecifier: &hcmv3.HttpConnectionManager_Rds{Rds: &hcmv3.Rds{ConfigSource: ads(), RouteConfigName: "http.8080"}}}
 	l := &listenerv3.Listener{Name: "0.0.0.0_8080", Address: sockAddr("127.0.0.1", 0), FilterChains: []*listenerv3.FilterChain{{
 		Filters: []*listenerv3.Filter{{Name: wellknown.HTTPConnectionManager, ConfigType: &listenerv3.Filter_TypedConfig{TypedConfig: mustAny(hcm)}}}}}}
