@@ -13,7 +13,7 @@ import (
 func TestParse(t *testing.T) {
 	tests := []struct {
 		name, yaml, wantErr string
-		providers          int
+		providers           int
 	}{
 		{name: "empty", yaml: ""},
 		{name: "istio sample", yaml: `

@@ -82,10 +82,14 @@ func (x *index) routerAuthz(w registry.Workload) (AuthzFilters, []destination, e
 
 // gatewayRDSFilter is the gateway's connection manager (rdsFilter with
 // edge) with the gateway workload's authorization filters in front.
-func gatewayRDSFilter(statPrefix, routes string, authz []*hcmv3.HttpFilter) *listenerv3.Filter {
+// trustedHops is Istio's gateway topology numTrustedProxies
+// (xff_num_trusted_hops), which remoteIpBlocks rely on behind a load
+// balancer.
+func gatewayRDSFilter(statPrefix, routes string, authz []*hcmv3.HttpFilter, trustedHops uint32) *listenerv3.Filter {
 	return hcmFilterWith(authz, &hcmv3.HttpConnectionManager{
-		StatPrefix:       statPrefix,
-		UseRemoteAddress: wrapperspb.Bool(true),
+		StatPrefix:        statPrefix,
+		UseRemoteAddress:  wrapperspb.Bool(true),
+		XffNumTrustedHops: trustedHops,
 		RouteSpecifier: &hcmv3.HttpConnectionManager_Rds{Rds: &hcmv3.Rds{
 			ConfigSource:    adsConfigSource(),
 			RouteConfigName: routes,

@@ -121,7 +121,7 @@ func (x *index) buildRouter(w registry.Workload, authz AuthzFilters, authzNeed [
 				l.FilterChains = append(l.FilterChains, &listenerv3.FilterChain{
 					FilterChainMatch: sniMatch(bs),
 					TransportSocket:  downstreamTLS(bs.server.GetTls(), []string{"h2", "http/1.1"}),
-					Filters:          []*listenerv3.Filter{gatewayRDSFilter("outbound_0.0.0.0_"+ps, name, authz.HTTP)},
+					Filters:          []*listenerv3.Filter{gatewayRDSFilter("outbound_0.0.0.0_"+ps, name, authz.HTTP, x.in.Mesh.GetDefaultConfig().GetGatewayTopology().GetNumTrustedProxies())},
 				})
 			case kindTLSTerm:
 				for _, fc := range x.gatewayL4Chains(bs, port, src, need, false) {
@@ -138,7 +138,7 @@ func (x *index) buildRouter(w registry.Workload, authz AuthzFilters, authzNeed [
 			rc := &routev3.RouteConfiguration{Name: "http." + ps, ValidateClusters: wrapperspb.Bool(false)}
 			rc.VirtualHosts = x.gatewayVirtualHosts(plainHTTP, port, src, need)
 			routes = append(routes, rc)
-			l.FilterChains = append(l.FilterChains, &listenerv3.FilterChain{Filters: []*listenerv3.Filter{gatewayRDSFilter("outbound_0.0.0.0_"+ps, "http."+ps, authz.HTTP)}})
+			l.FilterChains = append(l.FilterChains, &listenerv3.FilterChain{Filters: []*listenerv3.Filter{gatewayRDSFilter("outbound_0.0.0.0_"+ps, "http."+ps, authz.HTTP, x.in.Mesh.GetDefaultConfig().GetGatewayTopology().GetNumTrustedProxies())}})
 		}
 		for _, bs := range tcp {
 			if chains := x.gatewayL4Chains(bs, port, src, need, false); len(chains) > 0 {

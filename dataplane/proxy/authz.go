@@ -33,7 +33,7 @@ type httpAuthz struct {
 // denied" and its response detail names the policy that denied it; an
 // ext_authz filter runs when the RBAC filters before it recorded what its
 // filter_enabled_metadata asks for (Istio's CUSTOM shadow rules).
-func (p *Proxy) authorize(ex *exchange, r *http.Request, steps []httpAuthz) bool {
+func (p *Proxy) authorize(ex *exchange, r *http.Request, steps []httpAuthz, trustedHops int) bool {
 	dst := ex.conn.orig
 	if !dst.IsValid() {
 		dst = ex.conn.local
@@ -60,6 +60,9 @@ func (p *Proxy) authorize(ex *exchange, r *http.Request, steps []httpAuthz) bool
 	}
 	if len(ex.conn.peer) > 0 {
 		if a, err := netip.ParseAddr(ex.conn.peer[0]); err == nil {
+			req.Remote = netip.AddrPortFrom(a, 0)
+		}
+		if a, ok := trustedClient(r.Header["X-Forwarded-For"], trustedHops); ok {
 			req.Remote = netip.AddrPortFrom(a, 0)
 		}
 	}
@@ -94,6 +97,27 @@ func (p *Proxy) authorize(ex *exchange, r *http.Request, steps []httpAuthz) bool
 		}
 	}
 	return true
+}
+
+// trustedClient is Envoy's use_remote_address with xff_num_trusted_hops
+// N > 0: the (N+1)th address from the right of X-Forwarded-For once the
+// peer is appended, i.e. the Nth of what the client sent; with fewer, or
+// an unparsable one, the peer stays the client.
+func trustedClient(xff []string, hops int) (netip.Addr, bool) {
+	if hops <= 0 || len(xff) == 0 {
+		return netip.Addr{}, false
+	}
+	var all []string
+	for _, v := range xff {
+		for _, part := range strings.Split(v, ",") {
+			all = append(all, strings.TrimSpace(part))
+		}
+	}
+	if len(all) < hops {
+		return netip.Addr{}, false
+	}
+	a, err := netip.ParseAddr(all[len(all)-hops])
+	return a, err == nil
 }
 
 // countRBAC counts an RBAC filter's decision under Envoy's stat names:

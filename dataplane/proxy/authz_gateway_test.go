@@ -71,6 +71,23 @@ spec:
 			t.Errorf("GET /ip (XFF %q) with ALLOW remoteIpBlocks 10.9.9.9: %d, want 403", xff, code)
 		}
 	}
+
+	// Behind one trusted proxy (gatewayTopology.numTrustedProxies: 1) the
+	// client is the last X-Forwarded-For entry, as Envoy's
+	// xff_num_trusted_hops makes it.
+	addr3, _ := authzGateway(t, strings.ReplaceAll(policies, "127.0.0.0/8", "10.9.9.9"), "defaultConfig: {gatewayTopology: {numTrustedProxies: 1}}", appEcho(t), nil)
+	for _, tc := range []struct {
+		xff  string
+		want int
+	}{{"", 403}, {"10.9.9.9", 200}, {"10.9.9.9, 10.1.1.1", 403}, {"10.1.1.1, 10.9.9.9", 200}} {
+		var hdr []string
+		if tc.xff != "" {
+			hdr = []string{"X-Forwarded-For", tc.xff}
+		}
+		if code, _, _ := get(t, c, addr3, "app.example.com", "/ip", hdr...); code != tc.want {
+			t.Errorf("numTrustedProxies 1, GET /ip (XFF %q): %d, want %d", tc.xff, code, tc.want)
+		}
+	}
 }
 
 // TestDryRunStats: a dry-run DENY (istio.io/dry-run) never denies but

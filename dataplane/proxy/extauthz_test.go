@@ -81,7 +81,8 @@ func authzGateway(t *testing.T, policies, mesh string, app netip.AddrPort, clust
 	}
 	filters := append(f.HTTP, &hcmv3.HttpFilter{Name: wellknown.Router, ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: mustAny(&routerv3.Router{})}})
 	hcm := &hcmv3.HttpConnectionManager{StatPrefix: "outbound_0.0.0.0_8080", HttpFilters: filters, UseRemoteAddress: wrapperspb.Bool(true),
-		RouteSpecifier: &hcmv3.HttpConnectionManager_Rds{Rds: &hcmv3.Rds{ConfigSource: ads(), RouteConfigName: "http.8080"}}}
+		XffNumTrustedHops: mc.GetDefaultConfig().GetGatewayTopology().GetNumTrustedProxies(),
+		RouteSpecifier:    &hcmv3.HttpConnectionManager_Rds{Rds: &hcmv3.Rds{ConfigSource: ads(), RouteConfigName: "http.8080"}}}
 	l := &listenerv3.Listener{Name: "0.0.0.0_8080", Address: sockAddr("127.0.0.1", 0), FilterChains: []*listenerv3.FilterChain{{
 		Filters: []*listenerv3.Filter{{Name: wellknown.HTTPConnectionManager, ConfigType: &listenerv3.Filter_TypedConfig{TypedConfig: mustAny(hcm)}}}}}}
 	res := []types.Resource{l,

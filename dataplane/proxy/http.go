@@ -320,7 +320,7 @@ func (p *Proxy) route(ex *exchange, r *http.Request) {
 	if table == nil {
 		table = rt.routes[h.rds]
 	}
-	if len(h.authz) > 0 && !p.authorize(ex, r, h.authz) {
+	if len(h.authz) > 0 && !p.authorize(ex, r, h.authz, h.xffTrustedHops) {
 		return
 	}
 	route := table.Match(r)

@@ -99,7 +99,11 @@ type hcm struct {
 	// useRemoteAddress: the peer is the client (an edge): it is appended
 	// to X-Forwarded-For and sets X-Forwarded-Proto.
 	useRemoteAddress bool
-	lim              h1Limits
+	// xffTrustedHops is xff_num_trusted_hops (Istio: the gateway's
+	// numTrustedProxies): with useRemoteAddress, the client is the
+	// address that many hops back in X-Forwarded-For, for remote.ip.
+	xffTrustedHops int
+	lim            h1Limits
 }
 
 // h1Limits are a connection manager's bounds on what a client may send
@@ -479,7 +483,8 @@ func compileChain(fc *listenerv3.FilterChain, creds *credentials) (*chain, bool,
 	}
 	last := fs[len(fs)-1]
 	if h, ok := xdsclient.HCM(last); ok {
-		c.http = &hcm{statPrefix: h.GetStatPrefix(), useRemoteAddress: h.GetUseRemoteAddress().GetValue(), lim: hcmLimits(h)}
+		c.http = &hcm{statPrefix: h.GetStatPrefix(), useRemoteAddress: h.GetUseRemoteAddress().GetValue(), lim: hcmLimits(h),
+			xffTrustedHops: int(h.GetXffNumTrustedHops())}
 		if err := c.http.filters(h.GetHttpFilters()); err != nil {
 			return nil, false, err
 		}
