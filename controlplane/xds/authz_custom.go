@@ -244,7 +244,7 @@ func buildExtAuthzHTTP(c *meshv1.MeshConfig_ExtensionProvider_EnvoyExternalAutho
 		add = append(add, &corev3.HeaderValue{Key: k, Value: c.GetIncludeAdditionalHeadersInCheck()[k]})
 	}
 	if allowed != nil || len(add) > 0 {
-		svc.AuthorizationRequest = &extauthzhttp.AuthorizationRequest{AllowedHeaders: allowed, HeadersToAdd: add}
+		svc.AuthorizationRequest = &extauthzhttp.AuthorizationRequest{AllowedHeaders: allowed, HeadersToAdd: add} //nolint:staticcheck // where Istio 1.24 puts them
 	}
 	if len(c.GetHeadersToUpstreamOnAllow()) > 0 || len(c.GetHeadersToDownstreamOnDeny()) > 0 || len(c.GetHeadersToDownstreamOnAllow()) > 0 {
 		svc.AuthorizationResponse = &extauthzhttp.AuthorizationResponse{

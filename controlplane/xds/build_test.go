@@ -38,7 +38,7 @@ type fixture struct {
 		Annotations map[string]string `json:"annotations"`
 	} `json:"config"`
 	// Mesh is the mesh config YAML (the istio ConfigMap's mesh key).
-	Mesh string `json:"mesh"`
+	Mesh    string            `json:"mesh"`
 	Proxies map[string]string `json:"proxies"`
 	// Secrets are TLS credentials, PEM as strings.
 	Secrets []struct {

@@ -432,7 +432,9 @@ func (p *Proxy) checkGRPC(ctx context.Context, ex *exchange, r *http.Request, x 
 		v := authzVerdict{allowed: true, header: http.Header{}, remove: resp.GetOkResponse().GetHeadersToRemove()}
 		for _, h := range resp.GetOkResponse().GetHeaders() {
 			k := http.CanonicalHeaderKey(h.GetHeader().GetKey())
-			if h.GetAppend().GetValue() {
+			// Envoy's ext_authz still reads the deprecated append (unset:
+			// overwrite), as authorization servers send it.
+			if h.GetAppend().GetValue() { //nolint:staticcheck // see above
 				v.header[k] = append(append(v.header[k], r.Header[k]...), h.GetHeader().GetValue())
 			} else {
 				v.header[k] = append(v.header[k], h.GetHeader().GetValue())
