@@ -255,8 +255,10 @@ type authzVerdict struct {
 	err     error // no usable answer: status_on_error / failure_mode_allow
 	status  int
 	header  http.Header // denied: to the client; allowed: to upstream
-	remove  []string    // allowed (gRPC): headers to remove upstream
-	body    []byte
+	// toClient (allowed) are added to the upstream's response.
+	toClient http.Header
+	remove   []string // allowed (gRPC): headers to remove upstream
+	body     []byte
 }
 
 // extAuthorize runs one ext_authz filter on a request: false when it
@@ -312,6 +314,9 @@ func (p *Proxy) extAuthorize(ex *exchange, r *http.Request, x *extAuthz, meta ma
 		for k, vs := range v.header {
 			r.Header[k] = vs
 		}
+		if len(v.toClient) > 0 {
+			ex.authzResponse = v.toClient
+		}
 		return true
 	}
 	ex.flags |= flagUAEX
@@ -366,10 +371,13 @@ func (p *Proxy) checkHTTP(ctx context.Context, ex *exchange, r *http.Request, x 
 		return authzVerdict{err: fmt.Errorf("authorization server answered %d", resp.StatusCode)}
 	}
 	if resp.StatusCode == http.StatusOK {
-		v := authzVerdict{allowed: true, header: http.Header{}}
+		v := authzVerdict{allowed: true, header: http.Header{}, toClient: http.Header{}}
 		for k, vs := range resp.Header {
 			if x.upstreamHeaders.match(strings.ToLower(k)) {
 				v.header[k] = vs
+			}
+			if x.clientOnSuccess.match(strings.ToLower(k)) {
+				v.toClient[k] = vs
 			}
 		}
 		return v
@@ -439,6 +447,12 @@ func (p *Proxy) checkGRPC(ctx context.Context, ex *exchange, r *http.Request, x 
 			} else {
 				v.header[k] = append(v.header[k], h.GetHeader().GetValue())
 			}
+		}
+		for _, h := range resp.GetOkResponse().GetResponseHeadersToAdd() {
+			if v.toClient == nil {
+				v.toClient = http.Header{}
+			}
+			v.toClient.Add(h.GetHeader().GetKey(), h.GetHeader().GetValue())
 		}
 		return v
 	}

@@ -132,6 +132,7 @@ func TestExtAuthz(t *testing.T) {
     port: 8000
     includeRequestHeadersInCheck: ["x-ext-authz"]
     headersToUpstreamOnAllow: ["x-ext-authz-check-result"]
+    headersToDownstreamOnAllow: ["x-ext-authz-check-received"]
     headersToDownstreamOnDeny: ["x-ext-authz-check-result", "content-type"]
 - name: grpc
   envoyExtAuthzGrpc:
@@ -146,6 +147,9 @@ func TestExtAuthz(t *testing.T) {
 			code, body, h := get(t, c, addr, "app.example.com", "/headers", "x-ext-authz", "allow")
 			if code != 200 || body != "app" || h.Get("X-Saw-Check") != "allow" || h.Get("X-Saw-Result") != extauthz.ResultAllowed {
 				t.Errorf("allowed: %d %q saw-check %q saw-result %q, want 200 from app with the server's x-ext-authz-check-result", code, body, h.Get("X-Saw-Check"), h.Get("X-Saw-Result"))
+			}
+			if provider == "http" && !strings.Contains(h.Get(extauthz.ReceivedHeader), "/headers") {
+				t.Errorf("allowed: %s = %q, want the server's header (headersToDownstreamOnAllow)", extauthz.ReceivedHeader, h.Get(extauthz.ReceivedHeader))
 			}
 			code, body, h = get(t, c, addr, "app.example.com", "/headers", "x-ext-authz", "deny")
 			if code != 403 || h.Get(extauthz.ResultHeader) != extauthz.ResultDenied || !strings.Contains(body, "denied by ext_authz for not found header `x-ext-authz: allow`") {
