@@ -78,6 +78,9 @@ func (x *index) buildSidecar(w registry.Workload) (Resources, error) {
 	for _, ip := range inbound {
 		c := staticCluster(inboundClusterName(ip.target), netip.AddrPortFrom(netip.AddrFrom4([4]byte{127, 0, 0, 1}), uint16(ip.target)))
 		c.Metadata = servicesMetadata(ip.services)
+		if ip.h2 {
+			setInboundH2(c)
+		}
 		clusters = append(clusters, c)
 	}
 	clusters = append(clusters, ob.clusters...)
@@ -108,6 +111,8 @@ func virtualOutbound() *listenerv3.Listener {
 type inboundPort struct {
 	target uint32
 	http   bool
+	// h2: the port's protocol is HTTP/2 (gRPC): the app speaks only it.
+	h2 bool
 	// services select the workload on this target port, by hostname.
 	services []*service
 }
@@ -130,7 +135,7 @@ func (x *index) inboundPorts(w registry.Workload) []inboundPort {
 				continue
 			}
 			seen[t] = len(out)
-			out = append(out, inboundPort{target: t, http: isHTTP(p), services: []*service{s}})
+			out = append(out, inboundPort{target: t, http: isHTTP(p), h2: isH2(p), services: []*service{s}})
 		}
 	}
 	// By name, not number: the clusters named after them must sort as strings.
