@@ -10,6 +10,8 @@ import (
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	httpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/upstreams/http/v3"
+	"github.com/envoyproxy/go-control-plane/pkg/wellknown"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
@@ -124,4 +126,23 @@ func setInboundH2(c *clusterv3.Cluster) {
 			ProtocolConfig: &httpv3.HttpProtocolOptions_ExplicitHttpConfig_Http2ProtocolOptions{Http2ProtocolOptions: &corev3.Http2ProtocolOptions{}},
 		}},
 	})}
+}
+
+// gatewayTCPAuthz puts the gateway workload's network authorization
+// filters in front of the tcp_proxy of its TCP and TLS chains, as Istio
+// does for gateway TCP servers. The chains may be shared with other
+// builds, so changed ones are copies.
+func gatewayTCPAuthz(l *listenerv3.Listener, filters []*listenerv3.Filter) {
+	if len(filters) == 0 {
+		return
+	}
+	for i, fc := range l.FilterChains {
+		fs := fc.GetFilters()
+		if len(fs) == 0 || fs[len(fs)-1].GetName() != wellknown.TCPProxy {
+			continue
+		}
+		c := proto.Clone(fc).(*listenerv3.FilterChain)
+		c.Filters = append(append([]*listenerv3.Filter{}, filters...), fs...)
+		l.FilterChains[i] = c
+	}
 }

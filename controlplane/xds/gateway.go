@@ -152,6 +152,7 @@ func (x *index) buildRouter(w registry.Workload, authz AuthzFilters, authzNeed [
 		if needsInspector(l.FilterChains) {
 			l.ListenerFilters = []*listenerv3.ListenerFilter{tlsInspector}
 		}
+		gatewayTCPAuthz(l, authz.TCP)
 		listeners = append(listeners, l)
 	}
 
