@@ -10,7 +10,9 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
+	"slices"
 	"strconv"
+	"strings"
 
 	"google.golang.org/protobuf/encoding/protojson"
 	meshv1 "istio.io/api/mesh/v1alpha1"
@@ -76,20 +78,65 @@ func fieldAt(js []byte, err error) string {
 }
 
 // validate refuses what istiod's ValidateMeshConfig refuses in the parts
-// meshlab reads: extension providers need a unique, non-empty name.
+// meshlab reads (validateExtensionProvider): a unique, non-empty name, and
+// for the ext_authz providers a service, a port, a known statusOnError, a
+// pathPrefix starting with "/", no lone "*" among the header lists.
 func validate(mc *meshv1.MeshConfig) error {
 	var errs []error
 	seen := map[string]bool{}
 	for i, p := range mc.GetExtensionProviders() {
+		field := fmt.Sprintf("extensionProviders[%d]", i)
 		switch {
 		case p.GetName() == "":
-			errs = append(errs, fmt.Errorf("extensionProviders[%d].name: must not be empty", i))
+			errs = append(errs, fmt.Errorf("%s.name: must not be empty", field))
 		case seen[p.GetName()]:
-			errs = append(errs, fmt.Errorf("extensionProviders[%d].name: duplicate provider %q", i, p.GetName()))
+			errs = append(errs, fmt.Errorf("%s.name: duplicate provider %q", field, p.GetName()))
 		}
 		seen[p.GetName()] = true
+		if h := p.GetEnvoyExtAuthzHttp(); h != nil {
+			f := field + ".envoyExtAuthzHttp"
+			errs = append(errs, service(f, h.GetService(), h.GetPort()), statusOnError(f, h.GetStatusOnError()))
+			if pp := h.GetPathPrefix(); pp != "" && !strings.HasPrefix(pp, "/") {
+				errs = append(errs, fmt.Errorf("%s.pathPrefix: must begin with /, found %q", f, pp))
+			}
+			for name, l := range map[string][]string{
+				"includeRequestHeadersInCheck": h.GetIncludeRequestHeadersInCheck(),
+				"headersToUpstreamOnAllow":     h.GetHeadersToUpstreamOnAllow(),
+				"headersToDownstreamOnDeny":    h.GetHeadersToDownstreamOnDeny(),
+				"headersToDownstreamOnAllow":   h.GetHeadersToDownstreamOnAllow(),
+			} {
+				if slices.Contains(l, "*") {
+					errs = append(errs, fmt.Errorf("%s.%s: a single wildcard \"*\" is not supported, use a prefix or suffix match", f, name))
+				}
+			}
+		}
+		if g := p.GetEnvoyExtAuthzGrpc(); g != nil {
+			f := field + ".envoyExtAuthzGrpc"
+			errs = append(errs, service(f, g.GetService(), g.GetPort()), statusOnError(f, g.GetStatusOnError()))
+		}
 	}
 	return errors.Join(errs...)
+}
+
+func service(field, svc string, port uint32) error {
+	var errs []error
+	if svc == "" {
+		errs = append(errs, fmt.Errorf("%s.service: must not be empty", field))
+	}
+	if port < 1 || port > 65535 {
+		errs = append(errs, fmt.Errorf("%s.port: must be in [1, 65535], found %d", field, port))
+	}
+	return errors.Join(errs...)
+}
+
+func statusOnError(field, s string) error {
+	if s == "" {
+		return nil
+	}
+	if c, err := strconv.Atoi(s); err != nil || c < 100 || c > 599 {
+		return fmt.Errorf("%s.statusOnError: %q is not an HTTP status code", field, s)
+	}
+	return nil
 }
 
 // IsMeshConfigMap says whether r is the ConfigMap istiod reads.

@@ -35,6 +35,11 @@ extensionProviders:
 		{name: "bad duration", yaml: "extensionProviders: [{name: a, envoyExtAuthzGrpc: {service: s, port: 1, timeout: soon}}]", wantErr: "timeout"},
 		{name: "duplicate name", yaml: "extensionProviders: [{name: a, envoyExtAuthzGrpc: {service: s, port: 1}}, {name: a, envoyExtAuthzGrpc: {service: s, port: 2}}]", wantErr: `extensionProviders[1].name: duplicate provider "a"`},
 		{name: "empty name", yaml: "extensionProviders: [{envoyExtAuthzGrpc: {service: s, port: 1}}]", wantErr: "extensionProviders[0].name: must not be empty"},
+		{name: "no service", yaml: "extensionProviders: [{name: a, envoyExtAuthzHttp: {port: 8000}}]", wantErr: "extensionProviders[0].envoyExtAuthzHttp.service: must not be empty"},
+		{name: "bad port", yaml: "extensionProviders: [{name: a, envoyExtAuthzGrpc: {service: s, port: 70000}}]", wantErr: "extensionProviders[0].envoyExtAuthzGrpc.port: must be in [1, 65535]"},
+		{name: "bad statusOnError", yaml: "extensionProviders: [{name: a, envoyExtAuthzGrpc: {service: s, port: 1, statusOnError: nope}}]", wantErr: "envoyExtAuthzGrpc.statusOnError"},
+		{name: "relative pathPrefix", yaml: "extensionProviders: [{name: a, envoyExtAuthzHttp: {service: s, port: 1, pathPrefix: check}}]", wantErr: "envoyExtAuthzHttp.pathPrefix: must begin with /"},
+		{name: "lone wildcard", yaml: "extensionProviders: [{name: a, envoyExtAuthzHttp: {service: s, port: 1, headersToUpstreamOnAllow: ['*']}}]", wantErr: "envoyExtAuthzHttp.headersToUpstreamOnAllow: a single wildcard"},
 		{name: "not yaml", yaml: "extensionProviders: [", wantErr: "mesh config"},
 	}
 	for _, tc := range tests {

@@ -81,7 +81,7 @@ func TestAuthzCustomGolden(t *testing.T) {
 // CUSTOM rules become an enforced DENY of what they match (Istio's
 // "-deny-due-to-bad-CUSTOM-action"), never nothing.
 func TestAuthzCustomNeverFailsOpen(t *testing.T) {
-	for _, mesh := range []string{"", "extensionProviders: [{name: p, envoyExtAuthzHttp: {service: ext-authz.foo.svc.cluster.local, port: 0}}]"} {
+	for _, mesh := range []string{"", "extensionProviders: [{name: p, envoyExtAuthzHttp: {service: gone.foo.svc.cluster.local, port: 8000}}]"} {
 		mc, err := meshconfig.Parse([]byte(mesh))
 		if err != nil {
 			t.Fatal(err)
