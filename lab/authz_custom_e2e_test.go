@@ -1,6 +1,7 @@
 package lab_test
 
 import (
+	"regexp"
 	"strings"
 	"testing"
 
@@ -48,5 +49,17 @@ func TestAuthzCustom(t *testing.T) {
 		if out := get("/ip"); !strings.HasSuffix(out, " 200") {
 			t.Errorf("%s: GET /ip, which the CUSTOM rule does not name: %q, want 200", provider, out)
 		}
+	}
+
+	// istioctl x authz check's view of httpbin's sidecar: the enforced
+	// DENY (CUSTOM rules are shadow rules, not listed).
+	l.MustRun("apply", "-f", "testdata/authz/deny.yaml", "--wait")
+	var table string
+	labtest.Eventually(t, "x authz check lists the DENY policy", func() bool {
+		table = l.MustRun("x", "authz", "check", "-n", "foo", "httpbin")
+		return regexp.MustCompile(`(?m)^DENY\s+deny-admin\.foo\s+1$`).MatchString(table)
+	})
+	if !strings.HasPrefix(table, "ACTION") || strings.Contains(table, "ext-authz") {
+		t.Errorf("x authz check -n foo httpbin:\n%s", table)
 	}
 }
