@@ -81,11 +81,13 @@ type AuthzOptions struct {
 // AuthzFilters is the translation for one workload.
 type AuthzFilters struct {
 	// HTTP filters for an inbound (or gateway) HCM, in Istio's order:
-	// AUDIT, DENY, ALLOW — one envoy.filters.http.rbac each, when the
-	// workload has policies of that action. Nil when none apply.
+	// CUSTOM (shadow RBAC + ext_authz, authz_custom.go), then AUDIT,
+	// DENY, ALLOW — one envoy.filters.http.rbac each, when the workload
+	// has policies of that action. Nil when none apply.
 	HTTP []*hcmv3.HttpFilter
 	// TCP network filters for an inbound TCP filter chain, same order,
-	// envoy.filters.network.rbac with stat prefix "tcp.".
+	// envoy.filters.network.rbac with stat prefix "tcp." (and the
+	// network ext_authz for a gRPC CUSTOM provider).
 	TCP []*listenerv3.Filter
 	// CustomHTTP and CustomTCP count the leading filters of HTTP and TCP
 	// that are the CUSTOM action's (shadow RBAC + ext_authz): a JWT filter
