@@ -47,6 +47,7 @@ func main() {
 			cmd.Analyze(),
 			cmd.ProxyStatus(),
 			cmd.ProxyConfig(),
+			cmd.Experimental(),
 			cmd.Inject(),
 			cmd.Install(),
 			cmd.Uninstall(),

@@ -20,6 +20,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	meshv1 "istio.io/api/mesh/v1alpha1"
 	"k8s.io/client-go/rest"
 
 	"github.com/meshlab/meshlab/controlplane/ca"
@@ -27,6 +28,7 @@ import (
 	"github.com/meshlab/meshlab/controlplane/csr"
 	"github.com/meshlab/meshlab/controlplane/inject"
 	"github.com/meshlab/meshlab/controlplane/kube"
+	"github.com/meshlab/meshlab/controlplane/meshconfig"
 	"github.com/meshlab/meshlab/controlplane/registry"
 	"github.com/meshlab/meshlab/controlplane/store"
 	"github.com/meshlab/meshlab/controlplane/webhook"
@@ -413,12 +415,24 @@ func (s *Server) push(ctx context.Context) {
 		s.log.Error("list secrets for push", "err", err)
 		return
 	}
+	// The mesh config, as istiod reads it from the istio ConfigMap; a bad
+	// one was refused at apply, so an error here is a store failure.
+	var mesh *meshv1.MeshConfig
+	if cm, ok, err := s.store.Get(config.ConfigMap, meshconfig.Namespace, meshconfig.ConfigMapName); err != nil {
+		s.log.Error("read mesh config for push", "err", err)
+		return
+	} else if ok {
+		if mesh, err = meshconfig.FromResource(cm); err != nil {
+			s.log.Error("read mesh config for push", "err", err)
+			return
+		}
+	}
 	reg := s.reg.Snapshot()
 	// The registry's generation comes with its content; gen counts the
 	// other changes (secrets, the cluster's) and is read before them.
 	version := fmt.Sprintf("%d.%d", rev, reg.Generation+gen)
 	start := time.Now()
-	if err := s.xds.Update(ctx, xds.Input{Config: cfg, Registry: reg, Secrets: secrets}, version); err != nil {
+	if err := s.xds.Update(ctx, xds.Input{Config: cfg, Registry: reg, Secrets: secrets, Mesh: mesh}, version); err != nil {
 		// The proxies keep their last good configuration; the next change
 		// triggers another push.
 		s.log.Error("push", "version", version, "err", err)

@@ -18,6 +18,7 @@ import (
 
 	"github.com/meshlab/meshlab/controlplane/api"
 	"github.com/meshlab/meshlab/controlplane/config"
+	"github.com/meshlab/meshlab/controlplane/meshconfig"
 	"github.com/meshlab/meshlab/controlplane/registry"
 	"github.com/meshlab/meshlab/controlplane/store"
 	"github.com/meshlab/meshlab/controlplane/xds"
@@ -141,6 +142,10 @@ func resources(docs []api.Document) ([]config.Resource, []string) {
 			// What the proxies could not enforce is refused here, not
 			// found out when a proxy's build fails.
 			err = xds.CheckAuthorizationPolicy(r)
+		}
+		if err == nil {
+			// istiod would not load a bad mesh config: refuse it here.
+			err = meshconfig.Check(r)
 		}
 		if err != nil {
 			errs = append(errs, fmt.Sprintf("%s: document %d: %v", d.Source, d.Index+1, err))

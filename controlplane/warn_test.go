@@ -42,8 +42,9 @@ spec:
 }
 
 // TestApplyRefusesUnenforceableAuthorizationPolicy: a policy the proxies
-// could not enforce (CUSTOM without an ext_authz provider) is refused at
-// apply, naming it, rather than found out when a proxy's build fails.
+// could not enforce (CUSTOM without a provider name) is refused at apply,
+// naming it, rather than found out when a proxy's build fails; so is a
+// mesh config istiod would not load.
 func TestApplyRefusesUnenforceableAuthorizationPolicy(t *testing.T) {
 	_, cl := newTestServer(t, t.TempDir())
 	const custom = `apiVersion: security.istio.io/v1
@@ -51,7 +52,6 @@ kind: AuthorizationPolicy
 metadata: {name: ext, namespace: foo}
 spec:
   action: CUSTOM
-  provider: {name: my-ext-authz}
   rules: [{to: [{operation: {paths: ["/admin"]}}]}]
 `
 	docs, err := api.Documents("ext.yaml", []byte(custom), "default")
@@ -59,7 +59,24 @@ spec:
 		t.Fatal(err)
 	}
 	if _, err := cl.Apply(context.Background(), api.ApplyRequest{Documents: docs}); err == nil ||
-		!strings.Contains(err.Error(), `ext.yaml: document 1: authorization policy foo/ext: action CUSTOM (provider "my-ext-authz") needs an ext_authz extension provider`) {
+		!strings.Contains(err.Error(), "ext.yaml: document 1: authorization policy foo/ext: `provider.name` must not be empty") {
 		t.Fatalf("apply of a CUSTOM policy: %v", err)
+	}
+	const mesh = `apiVersion: v1
+kind: ConfigMap
+metadata: {name: istio, namespace: istio-system}
+data:
+  mesh: |
+    extensionProviders:
+    - name: x
+      envoyExtAuthzHttp: {service: a.b.svc.cluster.local, port: 8000, failOpn: true}
+`
+	docs, err = api.Documents("mesh.yaml", []byte(mesh), "default")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cl.Apply(context.Background(), api.ApplyRequest{Documents: docs}); err == nil ||
+		!strings.Contains(err.Error(), `mesh.yaml: document 1: configmap istio-system/istio key "mesh": mesh config`) || !strings.Contains(err.Error(), `unknown field "failOpn"`) {
+		t.Fatalf("apply of a bad mesh config: %v", err)
 	}
 }

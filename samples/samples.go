@@ -11,6 +11,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/meshlab/meshlab/samples/bookinfo"
+	"github.com/meshlab/meshlab/samples/extauthz"
 	"github.com/meshlab/meshlab/samples/helloworld"
 	"github.com/meshlab/meshlab/samples/httpbin"
 	"github.com/meshlab/meshlab/samples/sleep"
@@ -21,7 +22,7 @@ import (
 // relative to samples/, e.g. "bookinfo/networking/virtual-service-all-v1.yaml".
 //
 //go:embed bookinfo/bookinfo.yaml bookinfo/networking/*.yaml httpbin/httpbin.yaml
-//go:embed sleep/sleep.yaml curl/curl.yaml helloworld/helloworld.yaml tcp-echo/*.yaml
+//go:embed sleep/sleep.yaml curl/curl.yaml helloworld/helloworld.yaml tcp-echo/*.yaml extauthz/ext-authz.yaml
 var FS embed.FS
 
 // Paths of the main files in FS.
@@ -36,7 +37,12 @@ const (
 	HelloworldManifestPath      = "helloworld/helloworld.yaml"
 	TCPEchoManifestPath         = "tcp-echo/tcp-echo.yaml"
 	TCPEchoServicesManifestPath = "tcp-echo/tcp-echo-services.yaml"
+	ExtAuthzManifestPath        = "extauthz/ext-authz.yaml"
 )
+
+// ExtAuthzManifest returns the ext-authz Service (http 8000, grpc 9000) and
+// Deployment: the external authorizer of CUSTOM AuthorizationPolicies.
+func ExtAuthzManifest() []byte { return mustRead(ExtAuthzManifestPath) }
 
 // BookinfoManifest returns the Services, ServiceAccounts and Deployments of Bookinfo.
 func BookinfoManifest() []byte { return mustRead(BookinfoManifestPath) }
@@ -86,7 +92,8 @@ Examples:
    meshlab sample httpbin --addr :8000
    meshlab sample sleep                     # also: meshlab sample curl
    SERVICE_VERSION=v2 meshlab sample helloworld
-   meshlab sample tcp-echo 9000,9001 hello`,
-		Subcommands: []*cli.Command{bookinfo.Command(), httpbin.Command(), sleep.Command(), helloworld.Command(), tcpecho.Command()},
+   meshlab sample tcp-echo 9000,9001 hello
+   meshlab sample ext-authz                 # HTTP checks on 8000, gRPC on 9000`,
+		Subcommands: []*cli.Command{bookinfo.Command(), httpbin.Command(), sleep.Command(), helloworld.Command(), tcpecho.Command(), extauthz.Command()},
 	}
 }

@@ -133,6 +133,10 @@ func TestWorkloadManifests(t *testing.T) {
 			deployments: []deploymentWant{helloworldDeployment("v1"), helloworldDeployment("v2")},
 		}},
 		{"tcp-echo", TCPEchoManifest(), tcpEchoWant(tcpEchoDeployment("tcp-echo", "v1", "hello"))},
+		{"ext-authz", ExtAuthzManifest(), manifestWant{
+			services:    []serviceWant{{"ext-authz", []portWant{{"http", 8000, 8000}, {"grpc", 9000, 9000}}}},
+			deployments: []deploymentWant{{"ext-authz", "ext-authz", "", "", "ext-authz", "/meshlab sample ext-authz", []int32{8000, 9000}, "", ""}},
+		}},
 		{"tcp-echo-services", TCPEchoServicesManifest(), tcpEchoWant(
 			tcpEchoDeployment("tcp-echo-v1", "v1", "one"), tcpEchoDeployment("tcp-echo-v2", "v2", "two"))},
 	}
@@ -551,7 +555,7 @@ func TestCommand(t *testing.T) {
 	for _, c := range cmd.Subcommands {
 		names = append(names, c.Name)
 	}
-	want := []string{"bookinfo", "httpbin", "sleep", "helloworld", "tcp-echo"}
+	want := []string{"bookinfo", "httpbin", "sleep", "helloworld", "tcp-echo", "ext-authz"}
 	if cmd.Name != "sample" || !slices.Equal(names, want) {
 		t.Fatalf("command %s with %v, want sample with %v", cmd.Name, names, want)
 	}

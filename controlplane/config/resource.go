@@ -88,7 +88,7 @@ func NotEnforced(k Kind) string {
 	case PeerAuthentication, RequestAuthentication:
 		return string(k) + " is stored but NOT enforced yet: meshlab's sidecars do not do mutual TLS or JWT checks yet, so traffic stays plaintext and tokens unchecked"
 	case AuthorizationPolicy:
-		return "AuthorizationPolicy is enforced by the sidecars, not yet by the ingress gateway; rules on source principals, namespaces or request principals match no request until mutual TLS and RequestAuthentication are enforced (an ALLOW on them denies everything)"
+		return "AuthorizationPolicy is enforced by the sidecars and the ingress gateway; rules on source principals, namespaces or request principals match no request until mutual TLS and RequestAuthentication are enforced (an ALLOW on them denies everything)"
 	}
 	return ""
 }

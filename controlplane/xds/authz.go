@@ -36,6 +36,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
+	meshv1 "istio.io/api/mesh/v1alpha1"
 	security "istio.io/api/security/v1beta1"
 
 	"github.com/meshlab/meshlab/controlplane/config"
@@ -68,17 +69,30 @@ type AuthzOptions struct {
 	// them (trust domain migration).
 	TrustDomain        string
 	TrustDomainAliases []string
+	// Mesh is the mesh config (extensionProviders for CUSTOM); nil is
+	// none, which makes every CUSTOM provider unknown.
+	Mesh *meshv1.MeshConfig
+	// LookupCluster resolves an extension provider's service and port to
+	// its hostname and outbound cluster as Istio's LookupCluster does; nil
+	// finds nothing.
+	LookupCluster func(service string, port uint32) (host, cluster string, err error)
 }
 
 // AuthzFilters is the translation for one workload.
 type AuthzFilters struct {
 	// HTTP filters for an inbound (or gateway) HCM, in Istio's order:
-	// AUDIT, DENY, ALLOW — one envoy.filters.http.rbac each, when the
-	// workload has policies of that action. Nil when none apply.
+	// CUSTOM (shadow RBAC + ext_authz, authz_custom.go), then AUDIT,
+	// DENY, ALLOW — one envoy.filters.http.rbac each, when the workload
+	// has policies of that action. Nil when none apply.
 	HTTP []*hcmv3.HttpFilter
 	// TCP network filters for an inbound TCP filter chain, same order,
-	// envoy.filters.network.rbac with stat prefix "tcp.".
+	// envoy.filters.network.rbac with stat prefix "tcp." (and the
+	// network ext_authz for a gRPC CUSTOM provider).
 	TCP []*listenerv3.Filter
+	// CustomHTTP and CustomTCP count the leading filters of HTTP and TCP
+	// that are the CUSTOM action's (shadow RBAC + ext_authz): a JWT filter
+	// goes after them and before the rest, as in Istio.
+	CustomHTTP, CustomTCP int
 	// Notes are what istiod would log at debug level: rules skipped or
 	// narrowed on the TCP chain, unparsable dry-run annotations.
 	Notes []string
@@ -120,7 +134,8 @@ func AuthzPoliciesFor(policies []config.Resource, namespace string, labels map[s
 // workload (namespace, labels) into RBAC filters. It fails, rather than
 // emitting something weaker, for what Istio's validation webhook would
 // have refused (unknown `when` keys, bad IPs or ports, bad path templates)
-// and for CUSTOM, whose ext_authz provider meshlab cannot configure yet.
+// CUSTOM policies become an ext_authz filter behind a shadow RBAC filter,
+// or deny what they match when the provider is unknown or broken.
 func BuildAuthzFilters(policies []config.Resource, namespace string, labels map[string]string, opts AuthzOptions) (AuthzFilters, error) {
 	if opts.RootNamespace == "" {
 		opts.RootNamespace = "istio-system"
@@ -148,17 +163,13 @@ func BuildAuthzFilters(policies []config.Resource, namespace string, labels map[
 			return AuthzFilters{}, fmt.Errorf("authorization policy %s/%s: action %s is not supported", r.Namespace, r.Name, ap.GetAction())
 		}
 	}
-	if len(byAction[3]) > 0 {
-		r := byAction[3][0]
-		// Istio would put a shadow RBAC filter (names prefixed
-		// "istio-ext-authz-") and an ext_authz filter for the provider in
-		// front of everything else; with an unknown provider it denies
-		// what the rules match. meshlab has no meshConfig
-		// extensionProviders yet, so it refuses instead of guessing.
-		return AuthzFilters{}, fmt.Errorf("authorization policy %s/%s: action CUSTOM (provider %q) needs an ext_authz extension provider from mesh config, which meshlab does not support yet; use ALLOW/DENY policies or remove it",
-			r.Namespace, r.Name, r.Spec.(*security.AuthorizationPolicy).GetProvider().GetName())
-	}
 	b := authzBuilder{trustDomains: append([]string{opts.TrustDomain}, opts.TrustDomainAliases...)}
+	// CUSTOM goes first (Istio's inbound order: CUSTOM, then the JWT and
+	// authn filters, then AUDIT, DENY, ALLOW); authz_custom.go.
+	if len(byAction[3]) > 0 {
+		out.HTTP, out.TCP = b.buildCustom(byAction[3], opts)
+		out.CustomHTTP, out.CustomTCP = len(out.HTTP), len(out.TCP)
+	}
 	for i, action := range []rbacpb.RBAC_Action{rbacpb.RBAC_LOG, rbacpb.RBAC_DENY, rbacpb.RBAC_ALLOW} {
 		if len(byAction[i]) == 0 {
 			continue
@@ -220,6 +231,13 @@ var matchNever = &rbacpb.Policy{
 // build returns the enforced and the dry-run RBAC of one action (either nil
 // when no policy of that kind exists).
 func (b *authzBuilder) build(policies []config.Resource, action rbacpb.RBAC_Action, forTCP bool) (enforce, shadow *rbacpb.RBAC) {
+	return b.buildNamed(policies, action, forTCP, "")
+}
+
+// buildNamed is build with Istio's policy name prefix (the CUSTOM
+// builder's "istio-ext-authz-", which the ext_authz filter's metadata
+// match looks for).
+func (b *authzBuilder) buildNamed(policies []config.Resource, action rbacpb.RBAC_Action, forTCP bool, prefix string) (enforce, shadow *rbacpb.RBAC) {
 	chain := "HTTP"
 	if forTCP {
 		chain = "TCP"
@@ -234,7 +252,7 @@ func (b *authzBuilder) build(policies []config.Resource, action rbacpb.RBAC_Acti
 			*target = &rbacpb.RBAC{Action: action, Policies: map[string]*rbacpb.Policy{}}
 		}
 		for i, rule := range ap.GetRules() {
-			name := fmt.Sprintf("ns[%s]-policy[%s]-rule[%d]", r.Namespace, r.Name, i)
+			name := fmt.Sprintf("%sns[%s]-policy[%s]-rule[%d]", prefix, r.Namespace, r.Name, i)
 			if rule == nil {
 				continue
 			}
@@ -248,7 +266,7 @@ func (b *authzBuilder) build(policies []config.Resource, action rbacpb.RBAC_Acti
 			(*target).Policies[name] = p
 		}
 		if len(ap.GetRules()) == 0 {
-			(*target).Policies[fmt.Sprintf("ns[%s]-policy[%s]-rule[0]", r.Namespace, r.Name)] = matchNever
+			(*target).Policies[fmt.Sprintf("%sns[%s]-policy[%s]-rule[0]", prefix, r.Namespace, r.Name)] = matchNever
 		}
 	}
 	return enforce, shadow
@@ -923,6 +941,9 @@ func validateAuthz(ap *security.AuthorizationPolicy) error {
 	if ap.GetProvider() != nil && ap.GetAction() != security.AuthorizationPolicy_CUSTOM {
 		errs = append(errs, fmt.Errorf("`provider` must not be with non CUSTOM action, found %s", ap.GetAction()))
 	}
+	if ap.GetAction() == security.AuthorizationPolicy_CUSTOM && ap.GetProvider().GetName() == "" {
+		errs = append(errs, errors.New("`provider.name` must not be empty"))
+	}
 	if ap.GetAction() == security.AuthorizationPolicy_DENY && ap.GetRules() == nil {
 		errs = append(errs, errors.New("DENY action without `rules` is meaningless as it will never be triggered, add an empty rule `{}` if you want it be triggered for every request"))
 	}
@@ -1069,8 +1090,7 @@ func checkPathTemplate(path string) error {
 }
 
 // CheckAuthorizationPolicy refuses, at apply, an AuthorizationPolicy the
-// proxies could not enforce (what Istio's validation refuses, and CUSTOM
-// without a provider): built for one workload it selects, it would fail
+// proxies could not enforce (what Istio's validation refuses): built for one workload it selects, it would fail
 // that proxy's build and leave it on its last configuration. Other kinds
 // pass.
 func CheckAuthorizationPolicy(r config.Resource) error {

@@ -22,7 +22,8 @@ import (
 //
 // Known differences: allow-host-before-111 is for proxies older than
 // Istio 1.11 (regex host matching), which meshlab's proxy is not; the
-// CUSTOM inputs are refused (no ext_authz providers yet).
+// CUSTOM inputs need the mesh config and services of Istio's
+// builder_test.go, so they are covered by TestAuthzCustomGolden instead.
 func TestAuthzMatchesIstio(t *testing.T) {
 	dir := os.Getenv("MESHLAB_ISTIO_AUTHZ_TESTDATA")
 	if dir == "" {
@@ -58,9 +59,6 @@ func TestAuthzMatchesIstio(t *testing.T) {
 			}
 			f, err := BuildAuthzFilters(rs, "foo", map[string]string{"app": "httpbin", "version": "v1"}, opts)
 			if strings.HasPrefix(filepath.Base(base), "custom-") {
-				if err == nil || !strings.Contains(err.Error(), "action CUSTOM") {
-					t.Errorf("%s: err = %v, want CUSTOM refused", name, err)
-				}
 				continue
 			}
 			if err != nil {

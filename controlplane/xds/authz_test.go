@@ -329,7 +329,7 @@ func TestAuthzRefuses(t *testing.T) {
 	tests := []struct {
 		name, spec, want string
 	}{
-		{"custom", `{"action":"CUSTOM","provider":{"name":"my-ext-authz"},"rules":[{}]}`, `action CUSTOM (provider "my-ext-authz") needs an ext_authz extension provider`},
+		{"custom without provider", `{"action":"CUSTOM","rules":[{}]}`, "`provider.name` must not be empty"},
 		{"unknown when key", `{"action":"DENY","rules":[{"when":[{"key":"request.method","values":["GET"]}]}]}`, "unknown attribute: request.method"},
 		{"bad ip", `{"rules":[{"from":[{"source":{"ipBlocks":["10.0.0.300"]}}]}]}`, "bad IP address or CIDR range (10.0.0.300)"},
 		{"bad port", `{"rules":[{"to":[{"operation":{"ports":["http"]}}]}]}`, "bad port (http)"},

@@ -27,7 +27,11 @@ func (x *index) build(p Proxy) (Resources, error) {
 	case SidecarProxy:
 		return x.buildSidecar(w)
 	case RouterProxy:
-		res := x.buildRouter(w)
+		authz, need, err := x.routerAuthz(w)
+		if err != nil {
+			return nil, err
+		}
+		res := x.buildRouter(w, authz, need)
 		if sec := x.gatewaySecrets(w.Namespace, res[resource.ListenerType], res[resource.ClusterType]); len(sec) > 0 {
 			res[resource.SecretType] = sec
 		}
@@ -57,7 +61,7 @@ func (x *index) buildSidecar(w registry.Workload) (Resources, error) {
 	// The AuthorizationPolicies that apply to this workload, as Envoy RBAC
 	// filters on every inbound chain (authz.go); a policy that cannot be
 	// enforced fails the build rather than letting traffic through.
-	authz, err := BuildAuthzFilters(x.authz, w.Namespace, w.Labels, AuthzOptions{})
+	authz, err := BuildAuthzFilters(x.authz, w.Namespace, w.Labels, x.authzOptions())
 	if err != nil {
 		return nil, fmt.Errorf("build sidecar %s/%s: %w", w.Namespace, w.Name, err)
 	}
@@ -74,6 +78,9 @@ func (x *index) buildSidecar(w registry.Workload) (Resources, error) {
 	for _, ip := range inbound {
 		c := staticCluster(inboundClusterName(ip.target), netip.AddrPortFrom(netip.AddrFrom4([4]byte{127, 0, 0, 1}), uint16(ip.target)))
 		c.Metadata = servicesMetadata(ip.services)
+		if ip.h2 {
+			setInboundH2(c)
+		}
 		clusters = append(clusters, c)
 	}
 	clusters = append(clusters, ob.clusters...)
@@ -107,6 +114,8 @@ func virtualOutbound() *listenerv3.Listener {
 type inboundPort struct {
 	target uint32
 	http   bool
+	// h2: the port's protocol is HTTP/2 (gRPC): the app speaks only it.
+	h2 bool
 	// services select the workload on this target port, by hostname.
 	services []*service
 }
@@ -129,7 +138,7 @@ func (x *index) inboundPorts(w registry.Workload) []inboundPort {
 				continue
 			}
 			seen[t] = len(out)
-			out = append(out, inboundPort{target: t, http: isHTTP(p), services: []*service{s}})
+			out = append(out, inboundPort{target: t, http: isHTTP(p), h2: isH2(p), services: []*service{s}})
 		}
 	}
 	// By name, not number: the clusters named after them must sort as strings.

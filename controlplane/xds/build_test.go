@@ -17,6 +17,7 @@ import (
 	"google.golang.org/protobuf/encoding/protojson"
 
 	"github.com/meshlab/meshlab/controlplane/config"
+	"github.com/meshlab/meshlab/controlplane/meshconfig"
 	"github.com/meshlab/meshlab/controlplane/registry"
 )
 
@@ -33,7 +34,11 @@ type fixture struct {
 		Namespace string          `json:"namespace"`
 		Name      string          `json:"name"`
 		Spec      json.RawMessage `json:"spec"`
+		// Annotations, e.g. istio.io/dry-run.
+		Annotations map[string]string `json:"annotations"`
 	} `json:"config"`
+	// Mesh is the mesh config YAML (the istio ConfigMap's mesh key).
+	Mesh    string            `json:"mesh"`
 	Proxies map[string]string `json:"proxies"`
 	// Secrets are TLS credentials, PEM as strings.
 	Secrets []struct {
@@ -71,7 +76,14 @@ func loadFixture(t testing.TB, path string) (Input, map[string]string) {
 		if err := protojson.Unmarshal(c.Spec, spec); err != nil {
 			t.Fatalf("%s: %s %s/%s: %v", path, c.Kind, c.Namespace, c.Name, err)
 		}
-		in.Config = append(in.Config, config.Resource{Kind: c.Kind, Namespace: c.Namespace, Name: c.Name, Spec: spec, APIVersion: info.Group + "/v1"})
+		in.Config = append(in.Config, config.Resource{Kind: c.Kind, Namespace: c.Namespace, Name: c.Name, Spec: spec, APIVersion: info.Group + "/v1", Annotations: c.Annotations})
+	}
+	if f.Mesh != "" {
+		mc, err := meshconfig.Parse([]byte(f.Mesh))
+		if err != nil {
+			t.Fatalf("%s: %v", path, err)
+		}
+		in.Mesh = mc
 	}
 	for _, s := range f.Secrets {
 		in.Secrets = append(in.Secrets, Secret{Namespace: s.Namespace, Name: s.Name, Cert: []byte(s.Cert), Key: []byte(s.Key), CA: []byte(s.CA)})

@@ -69,7 +69,7 @@ func (k serverKind) plaintext() bool { return k == kindHTTP || k == kindTCP }
 // namespace/name) decides whether it is plaintext or TLS; servers of the
 // other kind on it are dropped, as Istio rejects conflicting servers.
 // Clusters are those the routes name.
-func (x *index) buildRouter(w registry.Workload) Resources {
+func (x *index) buildRouter(w registry.Workload, authz AuthzFilters, authzNeed []destination) Resources {
 	byPort := map[uint32][]boundServer{}
 	kinds := map[uint32]serverKind{}
 	var ports []uint32
@@ -97,6 +97,9 @@ func (x *index) buildRouter(w registry.Workload) Resources {
 	src := workloadSource(w)
 	needed := map[string]destination{}
 	need := func(d destination) { needed[outboundClusterName(d.port, d.subset, d.host)] = d }
+	for _, d := range authzNeed {
+		need(d)
+	}
 	listeners, routes := []types.Resource{}, []types.Resource{}
 	for _, port := range ports {
 		ps := portString(port)
@@ -118,7 +121,7 @@ func (x *index) buildRouter(w registry.Workload) Resources {
 				l.FilterChains = append(l.FilterChains, &listenerv3.FilterChain{
 					FilterChainMatch: sniMatch(bs),
 					TransportSocket:  downstreamTLS(bs.server.GetTls(), []string{"h2", "http/1.1"}),
-					Filters:          []*listenerv3.Filter{rdsFilter("outbound_0.0.0.0_"+ps, name, true)},
+					Filters:          []*listenerv3.Filter{gatewayRDSFilter("outbound_0.0.0.0_"+ps, name, authz.HTTP, x.in.Mesh.GetDefaultConfig().GetGatewayTopology().GetNumTrustedProxies())},
 				})
 			case kindTLSTerm:
 				for _, fc := range x.gatewayL4Chains(bs, port, src, need, false) {
@@ -135,7 +138,7 @@ func (x *index) buildRouter(w registry.Workload) Resources {
 			rc := &routev3.RouteConfiguration{Name: "http." + ps, ValidateClusters: wrapperspb.Bool(false)}
 			rc.VirtualHosts = x.gatewayVirtualHosts(plainHTTP, port, src, need)
 			routes = append(routes, rc)
-			l.FilterChains = append(l.FilterChains, &listenerv3.FilterChain{Filters: []*listenerv3.Filter{rdsFilter("outbound_0.0.0.0_"+ps, "http."+ps, true)}})
+			l.FilterChains = append(l.FilterChains, &listenerv3.FilterChain{Filters: []*listenerv3.Filter{gatewayRDSFilter("outbound_0.0.0.0_"+ps, "http."+ps, authz.HTTP, x.in.Mesh.GetDefaultConfig().GetGatewayTopology().GetNumTrustedProxies())}})
 		}
 		for _, bs := range tcp {
 			if chains := x.gatewayL4Chains(bs, port, src, need, false); len(chains) > 0 {
@@ -149,6 +152,7 @@ func (x *index) buildRouter(w registry.Workload) Resources {
 		if needsInspector(l.FilterChains) {
 			l.ListenerFilters = []*listenerv3.ListenerFilter{tlsInspector}
 		}
+		gatewayTCPAuthz(l, authz.TCP)
 		listeners = append(listeners, l)
 	}
 

@@ -6,6 +6,8 @@
 package xds
 
 import (
+	meshv1 "istio.io/api/mesh/v1alpha1"
+
 	"fmt"
 	"net/netip"
 	"strings"
@@ -71,6 +73,9 @@ type Input struct {
 	Registry registry.Snapshot
 	// Secrets are the TLS credentials gateways' credentialName can name.
 	Secrets []Secret
+	// Mesh is the mesh config (controlplane/meshconfig); nil when the
+	// istio ConfigMap has none.
+	Mesh *meshv1.MeshConfig
 }
 
 // Resources are one proxy's resources per type URL, as cache.NewSnapshot

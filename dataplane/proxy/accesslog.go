@@ -168,22 +168,23 @@ type responseFlags uint32
 
 // The flags the proxy sets, in the order Envoy prints them.
 const (
-	flagUH  responseFlags = 1 << iota // no healthy upstream
-	flagUT                            // upstream request timeout
-	flagUF                            // upstream connection failure
-	flagUC                            // upstream connection termination
-	flagNR                            // no route
-	flagDI                            // delay injected
-	flagFI                            // fault (abort) injected
-	flagDC                            // downstream connection termination
-	flagURX                           // upstream retry limit exceeded
-	flagUO                            // upstream overflow (circuit breaking)
-	flagUPE                           // upstream protocol error
-	flagDPE                           // downstream protocol error
-	flagSI                            // stream idle timeout
+	flagUH   responseFlags = 1 << iota // no healthy upstream
+	flagUT                             // upstream request timeout
+	flagUF                             // upstream connection failure
+	flagUC                             // upstream connection termination
+	flagNR                             // no route
+	flagDI                             // delay injected
+	flagFI                             // fault (abort) injected
+	flagDC                             // downstream connection termination
+	flagURX                            // upstream retry limit exceeded
+	flagUO                             // upstream overflow (circuit breaking)
+	flagUPE                            // upstream protocol error
+	flagDPE                            // downstream protocol error
+	flagSI                             // stream idle timeout
+	flagUAEX                           // denied by the external authorization service
 )
 
-var flagNames = [...]string{"UH", "UT", "UF", "UC", "NR", "DI", "FI", "DC", "URX", "UO", "UPE", "DPE", "SI"}
+var flagNames = [...]string{"UH", "UT", "UF", "UC", "NR", "DI", "FI", "DC", "URX", "UO", "UPE", "DPE", "SI", "UAEX"}
 
 // appendTo writes the flags comma-separated, as Envoy does, or "-".
 func (f responseFlags) appendTo(b []byte) []byte {

@@ -41,6 +41,7 @@ func (p *Proxy) AdminHandler() http.Handler {
 	mux.HandleFunc("/ready", p.serveReady)
 	mux.HandleFunc("/healthz/ready", p.serveReady)
 	mux.HandleFunc("/stats/prometheus", p.serveStats)
+	mux.HandleFunc("/stats", p.serveEnvoyStats)
 	// Go's profiles, as Envoy's admin has /cpuprofiler and /heapprofiler;
 	// the admin server listens on the pod's loopback only.
 	mux.HandleFunc("/debug/pprof/", pprof.Index)
@@ -234,6 +235,7 @@ func (p *Proxy) serveStats(w http.ResponseWriter, r *http.Request) {
 	metric("envoy_cluster_upstream_cx_connect_fail", "counter", func(n string) uint64 { return rt.clusters[n].ConnectFails.Load() })
 	metric("envoy_cluster_upstream_cx_none_healthy", "counter", func(n string) uint64 { return rt.clusters[n].NoHealthy.Load() })
 	metric("envoy_cluster_membership_healthy", "gauge", func(n string) uint64 { return uint64(len(rt.clusters[n].Endpoints())) })
+	p.writeAuthzProm(bw)
 	families, err := p.metrics.Gatherer().Gather()
 	if err != nil {
 		p.log.Warn("gather istio metrics", "err", err)

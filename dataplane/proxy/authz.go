@@ -5,6 +5,9 @@ import (
 	"net/netip"
 	"path"
 	"strings"
+	"sync/atomic"
+
+	"google.golang.org/protobuf/types/known/structpb"
 
 	"github.com/meshlab/meshlab/dataplane/rbac"
 )
@@ -17,25 +20,20 @@ import (
 // speak mutual TLS there is none, so principal rules match nothing, as in
 // Istio for a plaintext peer.
 
-// authorizeConn runs a chain's network RBAC filters on a new connection.
-func authorizeConn(engines []*rbac.Engine, ci *connInfo) bool {
-	dst := ci.orig
-	if !dst.IsValid() {
-		dst = ci.local
-	}
-	req := rbac.Request{Source: ci.remote, Destination: dst}
-	for _, e := range engines {
-		if !e.Allowed(&req).Allowed {
-			return false
-		}
-	}
-	return true
+// httpAuthz is one authorization filter of a connection manager: RBAC
+// (with its counters' names) or ext_authz.
+type httpAuthz struct {
+	rbac     *rbac.Engine
+	counters rbac.Counters
+	ext      *extAuthz
 }
 
-// authorize runs the connection manager's HTTP RBAC filters on a request;
-// a denied one gets Envoy's 403 "RBAC: access denied" and its response
-// detail names the policy that denied it.
-func authorize(ex *exchange, r *http.Request, engines []*rbac.Engine) bool {
+// authorize runs the connection manager's authorization filters on a
+// request, in order: a denying RBAC filter sends Envoy's 403 "RBAC: access
+// denied" and its response detail names the policy that denied it; an
+// ext_authz filter runs when the RBAC filters before it recorded what its
+// filter_enabled_metadata asks for (Istio's CUSTOM shadow rules).
+func (p *Proxy) authorize(ex *exchange, r *http.Request, steps []httpAuthz, trustedHops int) bool {
 	dst := ex.conn.orig
 	if !dst.IsValid() {
 		dst = ex.conn.local
@@ -64,15 +62,90 @@ func authorize(ex *exchange, r *http.Request, engines []*rbac.Engine) bool {
 		if a, err := netip.ParseAddr(ex.conn.peer[0]); err == nil {
 			req.Remote = netip.AddrPortFrom(a, 0)
 		}
+		if a, ok := trustedClient(r.Header["X-Forwarded-For"], trustedHops); ok {
+			req.Remote = netip.AddrPortFrom(a, 0)
+		}
 	}
-	for _, e := range engines {
-		if d := e.Allowed(&req); !d.Allowed {
+	for i := range steps {
+		s := &steps[i]
+		if s.ext != nil {
+			if !p.extAuthorize(ex, r, s.ext, req.Metadata) {
+				return false
+			}
+			continue
+		}
+		d := s.rbac.Allowed(&req)
+		p.countRBAC(s.counters, d)
+		if d.Shadow.Evaluated {
+			// Dynamic metadata, merged per filter name as Envoy does,
+			// for the ext_authz filters after this one.
+			if req.Metadata == nil {
+				req.Metadata = map[string]*structpb.Struct{}
+			}
+			ns := s.rbac.MetadataNamespace()
+			if req.Metadata[ns] == nil {
+				req.Metadata[ns] = &structpb.Struct{Fields: map[string]*structpb.Value{}}
+			}
+			for k, v := range s.rbac.ShadowMetadata(d).GetFields() {
+				req.Metadata[ns].Fields[k] = v
+			}
+		}
+		if !d.Allowed {
 			ex.details = d.ResponseDetail()
 			rbac.WriteDenied(ex)
 			return false
 		}
 	}
 	return true
+}
+
+// trustedClient is Envoy's use_remote_address with xff_num_trusted_hops
+// N > 0: the (N+1)th address from the right of X-Forwarded-For once the
+// peer is appended, i.e. the Nth of what the client sent; with fewer, or
+// an unparsable one, the peer stays the client.
+func trustedClient(xff []string, hops int) (netip.Addr, bool) {
+	if hops <= 0 || len(xff) == 0 {
+		return netip.Addr{}, false
+	}
+	var all []string
+	for _, v := range xff {
+		for _, part := range strings.Split(v, ",") {
+			all = append(all, strings.TrimSpace(part))
+		}
+	}
+	if len(all) < hops {
+		return netip.Addr{}, false
+	}
+	a, err := netip.ParseAddr(all[len(all)-hops])
+	return a, err == nil
+}
+
+// countRBAC counts an RBAC filter's decision under Envoy's stat names:
+// rbac.allowed/denied when it enforces rules, <shadow prefix>shadow_allowed
+// /denied when it has shadow rules (Istio's dry-run and CUSTOM).
+func (p *Proxy) countRBAC(c rbac.Counters, d rbac.Decision) {
+	if d.Enforced {
+		if d.Allowed {
+			p.authzCounter(c.Allowed).Add(1)
+		} else {
+			p.authzCounter(c.Denied).Add(1)
+		}
+	}
+	if d.Shadow.Evaluated {
+		if d.Shadow.Allowed {
+			p.authzCounter(c.ShadowAllowed).Add(1)
+		} else {
+			p.authzCounter(c.ShadowDenied).Add(1)
+		}
+	}
+}
+
+func (p *Proxy) authzCounter(name string) *atomic.Uint64 {
+	if c, ok := p.authzStats.Load(name); ok {
+		return c.(*atomic.Uint64)
+	}
+	c, _ := p.authzStats.LoadOrStore(name, new(atomic.Uint64))
+	return c.(*atomic.Uint64)
 }
 
 // rbacPath is the path the RBAC filters match, normalised as Istio's

@@ -41,7 +41,7 @@ func TestAuthorizeNormalisesPath(t *testing.T) {
 		rec := httptest.NewRecorder()
 		r := httptest.NewRequest(http.MethodGet, "http://httpbin.foo:8000"+tt.target, nil)
 		ex := &exchange{ResponseWriter: rec, conn: &connInfo{}}
-		if allowed := authorize(ex, r, []*rbac.Engine{e}); allowed == tt.denied {
+		if allowed := New(Config{}).authorize(ex, r, []httpAuthz{{rbac: e}}, 0); allowed == tt.denied {
 			t.Errorf("GET %s: allowed %v, want denied %v", tt.target, allowed, tt.denied)
 		}
 		if tt.denied && (rec.Code != http.StatusForbidden || rec.Body.String() != "RBAC: access denied") {

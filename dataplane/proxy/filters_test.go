@@ -29,8 +29,8 @@ func TestHTTPFilters(t *testing.T) {
 	router := &hcmv3.HttpFilter{Name: wellknown.Router, ConfigType: typed(&routerv3.Router{})}
 	fault := &hcmv3.HttpFilter{Name: wellknown.Fault, ConfigType: typed(&faultv3.HTTPFault{})}
 	deny := &hcmv3.HttpFilter{Name: wellknown.HTTPRoleBasedAccessControl, ConfigType: typed(&rbachttpv3.RBAC{Rules: &rbacpb.RBAC{Action: rbacpb.RBAC_DENY}})}
-	unknown := &hcmv3.HttpFilter{Name: "envoy.filters.http.ext_authz"}
-	optional := &hcmv3.HttpFilter{Name: "envoy.filters.http.ext_authz", IsOptional: true}
+	unknown := &hcmv3.HttpFilter{Name: "envoy.filters.http.wasm"}
+	optional := &hcmv3.HttpFilter{Name: "envoy.filters.http.wasm", IsOptional: true}
 	tests := []struct {
 		name    string
 		filters []*hcmv3.HttpFilter
@@ -39,7 +39,7 @@ func TestHTTPFilters(t *testing.T) {
 	}{
 		{"fault then router", []*hcmv3.HttpFilter{fault, router}, 0, ""},
 		{"rbac compiled, in order", []*hcmv3.HttpFilter{deny, deny, router}, 2, ""},
-		{"an unknown filter is refused", []*hcmv3.HttpFilter{unknown, router}, 0, `"envoy.filters.http.ext_authz" is not one this proxy implements`},
+		{"an unknown filter is refused", []*hcmv3.HttpFilter{unknown, router}, 0, `"envoy.filters.http.wasm" is not one this proxy implements`},
 		{"an optional unknown filter is skipped", []*hcmv3.HttpFilter{optional, router}, 0, ""},
 		{"the router must be last", []*hcmv3.HttpFilter{router, fault}, 0, "the router must be the last filter"},
 		{"no router", []*hcmv3.HttpFilter{fault}, 0, "the last must be the router"},
@@ -57,8 +57,8 @@ func TestHTTPFilters(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if len(h.rbac) != tt.rbac {
-				t.Fatalf("%d RBAC engines, want %d", len(h.rbac), tt.rbac)
+			if len(h.authz) != tt.rbac {
+				t.Fatalf("%d RBAC engines, want %d", len(h.authz), tt.rbac)
 			}
 		})
 	}

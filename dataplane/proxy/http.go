@@ -102,6 +102,9 @@ type exchange struct {
 	state stateCtx
 	// corsOrigin is set when the CORS filter added headers for it.
 	corsOrigin string
+	// authzResponse are headers an ext_authz filter that allowed the
+	// request adds to its response (allowed_client_headers_on_success).
+	authzResponse http.Header
 	// upBody and reqBody wrap the upstream response body and the
 	// downstream request body to learn how reading them ended; they live
 	// here so that wrapping allocates nothing.
@@ -320,7 +323,7 @@ func (p *Proxy) route(ex *exchange, r *http.Request) {
 	if table == nil {
 		table = rt.routes[h.rds]
 	}
-	if len(h.rbac) > 0 && !authorize(ex, r, h.rbac) {
+	if len(h.authz) > 0 && !p.authorize(ex, r, h.authz, h.xffTrustedHops) {
 		return
 	}
 	route := table.Match(r)
@@ -556,6 +559,9 @@ func (p *Proxy) modifyResponse(resp *http.Response) error {
 		}
 		if ex.corsOrigin != "" {
 			moveCorsHeaders(ex, resp.Header)
+		}
+		for k, vs := range ex.authzResponse {
+			resp.Header[k] = append(resp.Header[k], vs...)
 		}
 		if resp.StatusCode != http.StatusSwitchingProtocols {
 			if a, ok := ex.ResponseWriter.(headerAdopter); !ok || !a.adoptHeader(resp) {

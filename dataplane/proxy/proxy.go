@@ -95,6 +95,11 @@ type Proxy struct {
 	// Istio metrics.
 	node    *telemetry.Node
 	metrics *telemetry.Metrics
+	// authz holds the gRPC connections of ext_authz filters (extauthz.go);
+	// authzStats the RBAC filters' counters, by Envoy's stat name, kept
+	// across configuration changes as Envoy keeps stats.
+	authz      authzConns
+	authzStats sync.Map // string → *atomic.Uint64
 }
 
 // New returns a proxy that serves nothing until it is given a snapshot.
@@ -409,7 +414,7 @@ func (p *Proxy) serve(l *listener, fc *chain, c net.Conn, dst, local netip.AddrP
 	}
 	ci := &connInfo{listener: l.name, lis: l, chain: fc, orig: dst, local: local, inbound: l.inbound}
 	ci.remote, _ = netip.ParseAddrPort(c.RemoteAddr().String())
-	if len(fc.rbac) > 0 && !authorizeConn(fc.rbac, ci) {
+	if len(fc.authz) > 0 && !p.authorizeConn(fc.authz, ci) {
 		// Envoy's network RBAC filter: a denied connection is closed,
 		// nothing sent.
 		_ = rbac.CloseDenied(c)
@@ -531,6 +536,7 @@ func (p *Proxy) Run(ctx context.Context) error {
 	if err := <-errc; !errors.Is(err, http.ErrServerClosed) && !errors.Is(err, net.ErrClosed) {
 		p.log.Warn("serve http", "err", err)
 	}
+	p.closeAuthzConns()
 	for _, c := range p.rt.Load().clusters {
 		c.Close()
 	}

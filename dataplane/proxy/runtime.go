@@ -15,7 +15,9 @@ import (
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	extauthzv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_authz/v3"
 	rbachttpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/rbac/v3"
+	extauthznetv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/ext_authz/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	rbacnetv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/rbac/v3"
 	tcpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/tcp_proxy/v3"
@@ -71,9 +73,9 @@ type chain struct {
 	prefixes []netip.Prefix
 	http     *hcm
 	tcp      *tcpProxy
-	// rbac are the chain's network RBAC filters, checked in order on a
-	// new connection before its terminal filter sees it.
-	rbac []*rbac.Engine
+	// authz are the chain's network RBAC and ext_authz filters, checked
+	// in order on a new connection before its terminal filter sees it.
+	authz []netAuthz
 	// serverNames (exact or `*.suffix`) and transport ("tls",
 	// "raw_buffer" or any) are the SNI match; tls terminates TLS.
 	serverNames []string
@@ -91,13 +93,17 @@ type hcm struct {
 	fault bool
 	// cors: the connection manager has envoy.filters.http.cors.
 	cors bool
-	// rbac are its HTTP RBAC filters (AuthorizationPolicy), in the
-	// order Envoy runs them: the first denial ends the request.
-	rbac []*rbac.Engine
+	// authz are its HTTP RBAC and ext_authz filters (AuthorizationPolicy),
+	// in the order Envoy runs them: the first denial ends the request.
+	authz []httpAuthz
 	// useRemoteAddress: the peer is the client (an edge): it is appended
 	// to X-Forwarded-For and sets X-Forwarded-Proto.
 	useRemoteAddress bool
-	lim              h1Limits
+	// xffTrustedHops is xff_num_trusted_hops (Istio: the gateway's
+	// numTrustedProxies): with useRemoteAddress, the client is the
+	// address that many hops back in X-Forwarded-For, for remote.ip.
+	xffTrustedHops int
+	lim            h1Limits
 }
 
 // h1Limits are a connection manager's bounds on what a client may send
@@ -446,26 +452,39 @@ func compileChain(fc *listenerv3.FilterChain, creds *credentials) (*chain, bool,
 	if len(fs) == 0 {
 		return nil, false, fmt.Errorf("no filters")
 	}
-	// The filters before the terminal one: the network RBAC filters
-	// (AuthorizationPolicy on TCP), in order. Any other is refused, so
+	// The filters before the terminal one: the network RBAC and ext_authz
+	// filters (AuthorizationPolicy on TCP), in order. Any other is refused, so
 	// that a restriction the proxy does not implement is never skipped.
 	for _, f := range fs[:len(fs)-1] {
-		if f.GetName() != wellknown.RoleBasedAccessControl {
+		switch f.GetName() {
+		case wellknown.RoleBasedAccessControl:
+			var cfg rbacnetv3.RBAC
+			if err := f.GetTypedConfig().UnmarshalTo(&cfg); err != nil {
+				return nil, false, fmt.Errorf("decode %s: %w", f.GetName(), err)
+			}
+			e, err := rbac.CompileNetwork(&cfg)
+			if err != nil {
+				return nil, false, fmt.Errorf("%s: %w", f.GetName(), err)
+			}
+			c.authz = append(c.authz, netAuthz{rbac: e, counters: e.Counters("")})
+		case wellknown.ExternalAuthorization:
+			var cfg extauthznetv3.ExtAuthz
+			if err := f.GetTypedConfig().UnmarshalTo(&cfg); err != nil {
+				return nil, false, fmt.Errorf("decode %s: %w", f.GetName(), err)
+			}
+			x, err := compileNetExtAuthz(&cfg)
+			if err != nil {
+				return nil, false, fmt.Errorf("%s: %w", f.GetName(), err)
+			}
+			c.authz = append(c.authz, netAuthz{ext: x})
+		default:
 			return nil, false, fmt.Errorf("network filter %q is not one this proxy implements", f.GetName())
 		}
-		var cfg rbacnetv3.RBAC
-		if err := f.GetTypedConfig().UnmarshalTo(&cfg); err != nil {
-			return nil, false, fmt.Errorf("decode %s: %w", f.GetName(), err)
-		}
-		e, err := rbac.CompileNetwork(&cfg)
-		if err != nil {
-			return nil, false, fmt.Errorf("%s: %w", f.GetName(), err)
-		}
-		c.rbac = append(c.rbac, e)
 	}
 	last := fs[len(fs)-1]
 	if h, ok := xdsclient.HCM(last); ok {
-		c.http = &hcm{statPrefix: h.GetStatPrefix(), useRemoteAddress: h.GetUseRemoteAddress().GetValue(), lim: hcmLimits(h)}
+		c.http = &hcm{statPrefix: h.GetStatPrefix(), useRemoteAddress: h.GetUseRemoteAddress().GetValue(), lim: hcmLimits(h),
+			xffTrustedHops: int(h.GetXffNumTrustedHops())}
 		if err := c.http.filters(h.GetHttpFilters()); err != nil {
 			return nil, false, err
 		}
@@ -531,7 +550,17 @@ func (h *hcm) filters(fs []*hcmv3.HttpFilter) error {
 			if err != nil {
 				return fmt.Errorf("http filter %d (%s): %w", i, f.GetName(), err)
 			}
-			h.rbac = append(h.rbac, e)
+			h.authz = append(h.authz, httpAuthz{rbac: e, counters: e.Counters("http." + h.statPrefix + ".")})
+		case wellknown.HTTPExternalAuthorization:
+			var cfg extauthzv3.ExtAuthz
+			if err := f.GetTypedConfig().UnmarshalTo(&cfg); err != nil {
+				return fmt.Errorf("http filter %d (%s): %w", i, f.GetName(), err)
+			}
+			x, err := compileExtAuthz(&cfg)
+			if err != nil {
+				return fmt.Errorf("http filter %d (%s): %w", i, f.GetName(), err)
+			}
+			h.authz = append(h.authz, httpAuthz{ext: x})
 		case wellknown.Router:
 			if i != len(fs)-1 {
 				return fmt.Errorf("http filter %d: the router must be the last filter", i)

@@ -1,0 +1,148 @@
+package xds
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+
+	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
+	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	httpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/upstreams/http/v3"
+	"github.com/envoyproxy/go-control-plane/pkg/wellknown"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/anypb"
+	"google.golang.org/protobuf/types/known/wrapperspb"
+
+	"github.com/meshlab/meshlab/controlplane/registry"
+)
+
+// authzOptions are the mesh-wide inputs of one workload's authorization
+// filters: the mesh config's extension providers, resolved against this
+// index's services.
+func (x *index) authzOptions() AuthzOptions {
+	return AuthzOptions{Mesh: x.in.Mesh, LookupCluster: x.lookupCluster}
+}
+
+// lookupCluster is Istio's extensionproviders.LookupCluster: "NS/HOST"
+// names one service; a bare HOST must be unique across namespaces.
+func (x *index) lookupCluster(svc string, port uint32) (string, string, error) {
+	if svc == "" {
+		return "", "", fmt.Errorf("service must not be empty")
+	}
+	var found []*service
+	ns, host, qualified := strings.Cut(svc, "/")
+	if !qualified {
+		host = svc
+	}
+	for _, s := range x.services {
+		if s.host == host && (!qualified || s.Namespace == ns) {
+			found = append(found, s)
+		}
+	}
+	switch {
+	case len(found) == 1:
+		return found[0].host, outboundClusterName(port, "", found[0].host), nil
+	case len(found) > 1:
+		var nss []string
+		for _, s := range found {
+			nss = append(nss, s.Namespace)
+		}
+		sort.Strings(nss)
+		return "", "", fmt.Errorf("found %s in multiple namespaces %v, specify the namespace explicitly in the format of <Namespace>/<Hostname>", svc, nss)
+	}
+	return "", "", fmt.Errorf("could not find service %s in Istio service registry", svc)
+}
+
+// routerAuthz is the gateway workload's authorization filters (Istio
+// applies AuthorizationPolicies selecting a gateway's pods to its HCMs),
+// and the destination of its ext_authz provider, whose cluster the
+// gateway must then have though no route names it.
+func (x *index) routerAuthz(w registry.Workload) (AuthzFilters, []destination, error) {
+	opts := x.authzOptions()
+	authz, err := BuildAuthzFilters(x.authz, w.Namespace, w.Labels, opts)
+	if err != nil {
+		return AuthzFilters{}, nil, fmt.Errorf("build gateway %s/%s: %w", w.Namespace, w.Name, err)
+	}
+	var need []destination
+	if authz.CustomHTTP > 0 {
+		for _, p := range opts.Mesh.GetExtensionProviders() {
+			var svc string
+			var port uint32
+			switch {
+			case p.GetEnvoyExtAuthzHttp() != nil:
+				svc, port = p.GetEnvoyExtAuthzHttp().GetService(), p.GetEnvoyExtAuthzHttp().GetPort()
+			case p.GetEnvoyExtAuthzGrpc() != nil:
+				svc, port = p.GetEnvoyExtAuthzGrpc().GetService(), p.GetEnvoyExtAuthzGrpc().GetPort()
+			default:
+				continue
+			}
+			if host, _, err := x.lookupCluster(svc, port); err == nil {
+				need = append(need, destination{host: host, port: port})
+			}
+		}
+	}
+	return authz, need, nil
+}
+
+// gatewayRDSFilter is the gateway's connection manager (rdsFilter with
+// edge) with the gateway workload's authorization filters in front.
+// trustedHops is Istio's gateway topology numTrustedProxies
+// (xff_num_trusted_hops), which remoteIpBlocks rely on behind a load
+// balancer.
+func gatewayRDSFilter(statPrefix, routes string, authz []*hcmv3.HttpFilter, trustedHops uint32) *listenerv3.Filter {
+	return hcmFilterWith(authz, &hcmv3.HttpConnectionManager{
+		StatPrefix:        statPrefix,
+		UseRemoteAddress:  wrapperspb.Bool(true),
+		XffNumTrustedHops: trustedHops,
+		RouteSpecifier: &hcmv3.HttpConnectionManager_Rds{Rds: &hcmv3.Rds{
+			ConfigSource:    adsConfigSource(),
+			RouteConfigName: routes,
+		}},
+	})
+}
+
+// isH2 is Istio's Protocol.IsHTTP2 of a service port (HTTP2, GRPC,
+// GRPC-Web, h2c), by appProtocol or name prefix.
+func isH2(p registry.Port) bool {
+	switch p.AppProtocol {
+	case "http2", "grpc", "grpc-web", "h2c", "kubernetes.io/h2c":
+		return true
+	case "":
+		name, _, _ := strings.Cut(p.Name, "-") // grpc-web is grpc here
+		return name == "http2" || name == "grpc"
+	}
+	return false
+}
+
+// setInboundH2 is Istio's setUpstreamProtocol for an inbound cluster of
+// an HTTP/2 port: the sidecar speaks HTTP/2 to the app, which for gRPC
+// (the ext-authz sample's Authorization/Check among them) is the only
+// protocol it answers.
+func setInboundH2(c *clusterv3.Cluster) {
+	c.TypedExtensionProtocolOptions = map[string]*anypb.Any{httpProtocolOptionsKey: mustAny(&httpv3.HttpProtocolOptions{
+		UpstreamProtocolOptions: &httpv3.HttpProtocolOptions_ExplicitHttpConfig_{ExplicitHttpConfig: &httpv3.HttpProtocolOptions_ExplicitHttpConfig{
+			ProtocolConfig: &httpv3.HttpProtocolOptions_ExplicitHttpConfig_Http2ProtocolOptions{Http2ProtocolOptions: &corev3.Http2ProtocolOptions{}},
+		}},
+	})}
+}
+
+// gatewayTCPAuthz puts the gateway workload's network authorization
+// filters in front of the tcp_proxy of its TCP and TLS chains, as Istio
+// does for gateway TCP servers. The chains may be shared with other
+// builds, so changed ones are copies.
+func gatewayTCPAuthz(l *listenerv3.Listener, filters []*listenerv3.Filter) {
+	if len(filters) == 0 {
+		return
+	}
+	for i, fc := range l.FilterChains {
+		fs := fc.GetFilters()
+		if len(fs) == 0 || fs[len(fs)-1].GetName() != wellknown.TCPProxy {
+			continue
+		}
+		c := proto.Clone(fc).(*listenerv3.FilterChain)
+		c.Filters = append(append([]*listenerv3.Filter{}, filters...), fs...)
+		l.FilterChains[i] = c
+	}
+}
