@@ -8,12 +8,10 @@ import (
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
-	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	httpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/upstreams/http/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/wellknown"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
-	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"github.com/meshlab/meshlab/controlplane/registry"
 )
@@ -84,23 +82,6 @@ func (x *index) routerAuthz(w registry.Workload) (AuthzFilters, []destination, e
 		}
 	}
 	return authz, need, nil
-}
-
-// gatewayRDSFilter is the gateway's connection manager (rdsFilter with
-// edge) with the gateway workload's authorization filters in front.
-// trustedHops is Istio's gateway topology numTrustedProxies
-// (xff_num_trusted_hops), which remoteIpBlocks rely on behind a load
-// balancer.
-func gatewayRDSFilter(statPrefix, routes string, authz []*hcmv3.HttpFilter, trustedHops uint32) *listenerv3.Filter {
-	return hcmFilterWith(authz, &hcmv3.HttpConnectionManager{
-		StatPrefix:        statPrefix,
-		UseRemoteAddress:  wrapperspb.Bool(true),
-		XffNumTrustedHops: trustedHops,
-		RouteSpecifier: &hcmv3.HttpConnectionManager_Rds{Rds: &hcmv3.Rds{
-			ConfigSource:    adsConfigSource(),
-			RouteConfigName: routes,
-		}},
-	})
 }
 
 // isH2 is Istio's Protocol.IsHTTP2 of a service port (HTTP2, GRPC,

@@ -280,7 +280,7 @@ func (x *index) outboundListeners(src source) []types.Resource {
 				Name:             "0.0.0.0_" + ps,
 				Address:          socketAddress("0.0.0.0", port),
 				BindToPort:       wrapperspb.Bool(false),
-				FilterChains:     []*listenerv3.FilterChain{{Filters: []*listenerv3.Filter{rdsFilter("outbound_0.0.0.0_"+ps, ps, false)}}},
+				FilterChains:     []*listenerv3.FilterChain{{Filters: []*listenerv3.Filter{rdsFilter("outbound_0.0.0.0_"+ps, ps)}}},
 				TrafficDirection: corev3.TrafficDirection_OUTBOUND,
 			})
 		}

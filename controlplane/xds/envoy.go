@@ -192,31 +192,43 @@ func hcmFilterWith(first []*hcmv3.HttpFilter, h *hcmv3.HttpConnectionManager) *l
 	}
 }
 
-// rdsFilter is an http_connection_manager fetching route config `routes`
-// over ADS. edge: the gateway's, where the peer is the client, so it is
-// appended to X-Forwarded-For (Istio's use_remote_address on gateways).
-//
-// A gateway's also handles client certificates as Istio's gateway HCM
-// (buildGatewayConnectionManager): SANITIZE_SET, so a client cannot
-// forge X-Forwarded-Client-Cert and a verified client certificate
-// (MUTUAL servers) is described to the backend with its subject, the
-// certificate itself, and its DNS and URI SANs.
-func rdsFilter(statPrefix, routes string, edge bool) *listenerv3.Filter {
-	h := &hcmv3.HttpConnectionManager{
-		StatPrefix:       statPrefix,
-		UseRemoteAddress: wrapperspb.Bool(edge),
+// rdsHCM is an http_connection_manager fetching route config `routes`
+// over ADS.
+func rdsHCM(statPrefix, routes string) *hcmv3.HttpConnectionManager {
+	return &hcmv3.HttpConnectionManager{
+		StatPrefix: statPrefix,
 		RouteSpecifier: &hcmv3.HttpConnectionManager_Rds{Rds: &hcmv3.Rds{
 			ConfigSource:    adsConfigSource(),
 			RouteConfigName: routes,
 		}},
 	}
-	if edge {
-		h.ForwardClientCertDetails = hcmv3.HttpConnectionManager_SANITIZE_SET
-		h.SetCurrentClientCertDetails = &hcmv3.HttpConnectionManager_SetCurrentClientCertDetails{
-			Subject: wrapperspb.Bool(true), Cert: true, Dns: true, Uri: true,
-		}
+}
+
+// rdsFilter is an outbound listener's connection manager.
+func rdsFilter(statPrefix, routes string) *listenerv3.Filter {
+	return hcmFilterWith(outboundFirstFilters, rdsHCM(statPrefix, routes))
+}
+
+// gatewayRDSFilter is the gateway's connection manager, as Istio's
+// buildGatewayConnectionManager: the peer is the client, so it is
+// appended to X-Forwarded-For (use_remote_address), trusting
+// trustedHops proxies in front (gatewayTopology.numTrustedProxies,
+// xff_num_trusted_hops, which remoteIpBlocks rely on behind a load
+// balancer); client certificates are SANITIZE_SET, so a client cannot
+// forge X-Forwarded-Client-Cert and a verified client certificate
+// (MUTUAL servers) is described to the backend with its subject, the
+// certificate itself, and its DNS and URI SANs. The gateway workload's
+// authorization filters go first, then istio.alpn, as in Istio's
+// buildHTTPConnectionManager.
+func gatewayRDSFilter(statPrefix, routes string, authz []*hcmv3.HttpFilter, trustedHops uint32) *listenerv3.Filter {
+	h := rdsHCM(statPrefix, routes)
+	h.UseRemoteAddress = wrapperspb.Bool(true)
+	h.XffNumTrustedHops = trustedHops
+	h.ForwardClientCertDetails = hcmv3.HttpConnectionManager_SANITIZE_SET
+	h.SetCurrentClientCertDetails = &hcmv3.HttpConnectionManager_SetCurrentClientCertDetails{
+		Subject: wrapperspb.Bool(true), Cert: true, Dns: true, Uri: true,
 	}
-	return hcmFilterWith(outboundFirstFilters, h)
+	return hcmFilterWith(append(append([]*hcmv3.HttpFilter{}, authz...), outboundFirstFilters...), h)
 }
 
 // outboundFirstFilters go before the shared HTTP filters on outbound and
