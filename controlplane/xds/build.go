@@ -28,8 +28,13 @@ func (x *index) build(p Proxy) (Resources, error) {
 		return x.buildSidecar(w)
 	case RouterProxy:
 		res := x.buildRouter(w)
-		if sec := x.gatewaySecrets(w.Namespace, res[resource.ListenerType]); len(sec) > 0 {
-			res[resource.SecretType] = sec
+		// Istio's SDS rule for gateways (pilot/pkg/xds/sds.go): secrets only
+		// to a proxy whose certificate proved an identity of the secrets'
+		// namespace; nothing to an unauthenticated one (plaintext 15010).
+		if p.Verified != nil && p.Verified.Namespace == w.Namespace {
+			if sec := x.gatewaySecrets(w.Namespace, res[resource.ListenerType]); len(sec) > 0 {
+				res[resource.SecretType] = sec
+			}
 		}
 		return res, nil
 	}
