@@ -60,8 +60,8 @@ type Server struct {
 	nodes   map[string]*node // by snapshot key (Proxy.cacheKey)
 	streams map[int64]string // stream id → snapshot key
 	peers   map[int64]streamPeer
-	pushed  string           // version of the last Update applied to every node
-	changed chan struct{}    // closed and replaced on every status change
+	pushed  string        // version of the last Update applied to every node
+	changed chan struct{} // closed and replaced on every status change
 }
 
 type node struct {

@@ -78,7 +78,7 @@ func newADSClientWith(ctx context.Context, t *testing.T, addr, nodeID string, md
 	}
 	c := &adsClient{
 		t: t, stream: stream,
-		node: &corev3.Node{Id: nodeID, Metadata: &structpb.Struct{Fields: fields}},
+		node:  &corev3.Node{Id: nodeID, Metadata: &structpb.Struct{Fields: fields}},
 		types: map[string]*clientType{},
 		nack:  map[string]string{},
 	}
