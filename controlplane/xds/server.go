@@ -113,13 +113,16 @@ const MaxResponseBytes = 4 << 20
 
 // ProxyStatus is one proxy's sync state, as istioctl proxy-status shows it.
 type ProxyStatus struct {
-	ID        string                `json:"id"`
-	Type      string                `json:"type"` // sidecar or router
-	Pod       string                `json:"pod"`
-	Namespace string                `json:"namespace"`
-	IP        string                `json:"ip"`
-	Connected bool                  `json:"connected"`
-	PerType   map[string]TypeStatus `json:"perType"` // by type URL; TypeName shortens it
+	ID        string `json:"id"`
+	Type      string `json:"type"` // sidecar or router
+	Pod       string `json:"pod"`
+	Namespace string `json:"namespace"`
+	IP        string `json:"ip"`
+	Connected bool   `json:"connected"`
+	// Identity is the SPIFFE ID its client certificate proved on the
+	// mTLS port; empty for a plaintext (15010) proxy.
+	Identity string                `json:"identity,omitempty"`
+	PerType  map[string]TypeStatus `json:"perType"` // by type URL; TypeName shortens it
 }
 
 // TypeStatus is the sync state of one resource type of one proxy.
@@ -623,6 +626,9 @@ func (s *Server) Status() []ProxyStatus {
 		ps := ProxyStatus{
 			ID: n.proxy.ID, Type: n.proxy.Type, Pod: n.proxy.Name, Namespace: n.proxy.Namespace,
 			IP: n.proxy.IP.String(), Connected: n.streams > 0, PerType: map[string]TypeStatus{},
+		}
+		if n.proxy.Verified != nil {
+			ps.Identity = n.proxy.Verified.String()
 		}
 		for _, url := range []string{resource.ClusterType, resource.ListenerType, resource.EndpointType, resource.RouteType} {
 			ps.PerType[url] = TypeStatus{State: NotSent}
