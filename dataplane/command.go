@@ -159,7 +159,7 @@ func optionsFrom(c *cli.Context, mode string) (Options, error) {
 			Namespace: ns, ServiceAccount: c.String("service-account"),
 			TTL: c.Duration("secret-ttl"), GraceRatio: c.Float64("secret-grace-period-ratio"),
 			GraceJitter: jitterFlag(c.Float64("secret-grace-period-ratio-jitter")),
-			KeyType: strings.ToUpper(c.String("key-type")), RSAKeySize: c.Int("workload-rsa-key-size"),
+			KeyType:     strings.ToUpper(c.String("key-type")), RSAKeySize: c.Int("workload-rsa-key-size"),
 		},
 		Mode:             mode,
 		NodeID:           id,
