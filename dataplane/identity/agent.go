@@ -373,7 +373,7 @@ func (a *Agent) rotateIn() time.Duration {
 	if a.cur == nil {
 		return 0
 	}
-	return RotateAt(a.cur.created, a.cur.leaf.NotAfter, a.ratio).Sub(time.Now())
+	return time.Until(RotateAt(a.cur.created, a.cur.leaf.NotAfter, a.ratio))
 }
 
 // RotateAt is when a certificate received at created and expiring at
