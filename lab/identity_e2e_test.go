@@ -8,8 +8,11 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/json"
 	"encoding/pem"
 	"net"
+	"regexp"
+	"strings"
 	"testing"
 	"time"
 
@@ -17,7 +20,9 @@ import (
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/metadata"
 	securityv1 "istio.io/api/security/v1alpha1"
+	corev1 "k8s.io/api/core/v1"
 
+	"github.com/meshlab/meshlab/controlplane/api"
 	"github.com/meshlab/meshlab/lab"
 )
 
@@ -83,5 +88,63 @@ func checkPodIdentity(t *testing.T, run func(args ...string) (string, error), st
 	}
 	if _, err := leaf.Verify(x509.VerifyOptions{Roots: pool, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}); err != nil {
 		t.Errorf("the workload certificate does not chain to the mesh root: %v", err)
+	}
+}
+
+// checkProxyIdentity: every proxy of the lab, sidecars and the ingress
+// gateway, speaks xDS on 15012 with its own workload certificate (the
+// control plane knows it by its SPIFFE ID), and holds "default" (its
+// certificate, valid) and "ROOTCA" as istioctl proxy-config secret shows.
+func checkProxyIdentity(t *testing.T, run func(args ...string) string, pods func(ns string) []corev1.Pod) {
+	t.Helper()
+	var proxies []api.ProxyStatus
+	if err := json.Unmarshal([]byte(run("proxy-status", "-o", "json")), &proxies); err != nil {
+		t.Fatalf("proxy-status -o json: %v", err)
+	}
+	gateway := false
+	for _, p := range proxies {
+		if !p.Connected {
+			continue
+		}
+		if !strings.HasPrefix(p.Identity, "spiffe://cluster.local/ns/"+p.Namespace+"/sa/") {
+			t.Errorf("proxy %s.%s: identity %q; want its certificate's, of its namespace", p.Pod, p.Namespace, p.Identity)
+		}
+		if p.Type == "router" {
+			gateway = true
+			if p.Identity != "spiffe://cluster.local/ns/istio-system/sa/istio-ingressgateway-service-account" {
+				t.Errorf("gateway identity %q", p.Identity)
+			}
+		}
+	}
+	if !gateway {
+		t.Error("proxy-status shows no connected gateway")
+	}
+	var httpbin string
+	for _, p := range pods("foo") {
+		if strings.HasPrefix(p.Name, "httpbin") {
+			httpbin = p.Name
+		}
+	}
+	out := run("proxy-config", "secret", "-n", "foo", httpbin)
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	if len(lines) != 3 || !strings.HasPrefix(lines[0], "RESOURCE NAME     TYPE") {
+		t.Fatalf("proxy-config secret:\n%s", out)
+	}
+	for i, want := range [][]string{{"default", "Cert Chain", "ACTIVE", "true"}, {"ROOTCA", "CA", "ACTIVE", "true"}} {
+		f := regexp.MustCompile(`\s{2,}`).Split(lines[i+1], -1)
+		if len(f) < 7 || f[0] != want[0] || f[1] != want[1] || f[2] != want[2] || f[3] != want[3] {
+			t.Errorf("proxy-config secret row %d = %q, want %v", i+1, lines[i+1], want)
+			continue
+		}
+		after, err1 := time.Parse(time.RFC3339, f[5])
+		before, err2 := time.Parse(time.RFC3339, f[6])
+		if err1 != nil || err2 != nil {
+			t.Errorf("row %q: dates %v %v", lines[i+1], err1, err2)
+		} else if i == 0 && after.Sub(before) != 24*time.Hour+2*time.Minute {
+			t.Errorf("default lives %v, want istiod's 24h + 2m backdating", after.Sub(before))
+		}
+	}
+	if strings.Contains(run("proxy-config", "secret", "-n", "foo", httpbin, "-o", "json"), "PRIVATE KEY") {
+		t.Error("proxy-config secret -o json shows a private key")
 	}
 }
