@@ -57,6 +57,7 @@ func command(mode, name, usage, desc string) *cli.Command {
 		Description: desc,
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "discovery-address", Value: identity.DefaultCAAddress, Usage: "control plane xDS address: port 15012 is mutual TLS with the workload certificate, 15010 plaintext (no secrets served there)", EnvVars: []string{"DISCOVERY_ADDRESS"}},
+			&cli.StringFlag{Name: "control-plane-auth-policy", Usage: "MUTUAL_TLS (xDS with the workload certificate) or NONE (plaintext), as Istio's proxy config; default: NONE on port 15010, else MUTUAL_TLS"},
 			&cli.StringFlag{Name: "ca-addr", Usage: "Istio CSR API address (default: the discovery address, istiod being the CA)", EnvVars: []string{"CA_ADDR"}},
 			&cli.StringFlag{Name: "istiod-san", Usage: "name istiod's certificate must carry (default: the discovery address's host, or istiod.istio-system.svc when that is an IP)", EnvVars: []string{"ISTIOD_SAN"}},
 			&cli.StringFlag{Name: "token-path", Value: identity.DefaultTokenPath, Usage: "bearer token for the CSR API (projected istio-token), read again for every request"},
@@ -149,9 +150,19 @@ func optionsFrom(c *cli.Context, mode string) (Options, error) {
 	if san == "" {
 		san = serverName(disc)
 	}
+	plaintext := plaintextPort(disc)
+	switch policy := strings.ToUpper(c.String("control-plane-auth-policy")); policy {
+	case "":
+	case "NONE":
+		plaintext = true
+	case "MUTUAL_TLS":
+		plaintext = false
+	default:
+		return Options{}, fmt.Errorf("--control-plane-auth-policy %q: want MUTUAL_TLS or NONE", policy)
+	}
 	o := Options{
 		XDSServerName: san,
-		XDSPlaintext:  plaintextPort(disc),
+		XDSPlaintext:  plaintext,
 		Identity: &identity.Config{
 			CAAddress: caAddr, CAServerName: san,
 			TokenPath: c.String("token-path"), RootCertPath: c.String("root-cert-path"),
