@@ -193,7 +193,7 @@ func Run(ctx context.Context, o Options) error {
 		wg.Wait()
 		return err
 	}
-	if err := serve("stats", orDefault(o.StatsAddr, "0.0.0.0:15090"), p.StatsHandler()); err != nil {
+	if err := serve("stats", orDefault(o.StatsAddr, "0.0.0.0:15090"), statsHandler(p.StatsHandler(), agent)); err != nil {
 		cancelAux()
 		wg.Wait()
 		return err

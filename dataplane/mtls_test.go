@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -209,6 +210,29 @@ func TestRunXDSOverMTLS(t *testing.T) {
 	}
 	if strings.Join(names, ",") != "default,ROOTCA" {
 		t.Errorf("secrets in the config dump: %v, want default and ROOTCA", names)
+	}
+
+	// The agent's istio_agent_cert_expiry_seconds, merged in the stats.
+	resp, err = http.Get("http://" + admin + "/stats/prometheus")
+	if err != nil {
+		t.Fatal(err)
+	}
+	stats, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var left float64
+	for _, line := range strings.Split(string(stats), "\n") {
+		if v, ok := strings.CutPrefix(line, `istio_agent_cert_expiry_seconds{resource_name="default"} `); ok {
+			left, err = strconv.ParseFloat(v, 64)
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if left < 3500 || left > 3600 {
+		t.Errorf("istio_agent_cert_expiry_seconds = %v, want about 3600 (1h certificate)\n%s", left, stats)
 	}
 }
 

@@ -70,3 +70,14 @@ func RedactSecret(s *tlsv3.Secret) *tlsv3.Secret {
 	}}}
 	return out
 }
+
+// CertExpiry is when the workload certificate in hand expires; false when
+// there is none. It is Istio's agent metric istio_agent_cert_expiry_seconds.
+func (a *Agent) CertExpiry() (time.Time, bool) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.cur == nil {
+		return time.Time{}, false
+	}
+	return a.cur.leaf.NotAfter, true
+}
