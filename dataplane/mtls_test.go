@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/urfave/cli/v2"
 	"google.golang.org/grpc"
 
 	"github.com/meshlab/meshlab/controlplane/ca"
@@ -241,5 +242,40 @@ func TestRunMTLSNeedsIdentity(t *testing.T) {
 	err := Run(context.Background(), Options{Mode: ModeSidecar, NodeID: "sidecar~127.0.0.1~p.ns~ns.svc.cluster.local", DiscoveryAddress: "127.0.0.1:15012"})
 	if err == nil || !strings.Contains(err.Error(), "workload identity") {
 		t.Fatalf("Run: %v", err)
+	}
+}
+
+func TestXDSTransportChoice(t *testing.T) {
+	for _, tt := range []struct {
+		addr, policy string
+		plaintext    bool
+		san          string
+	}{
+		{"istiod.istio-system.svc:15012", "", false, "istiod.istio-system.svc"},
+		{"istiod.istio-system.svc:15010", "", true, "istiod.istio-system.svc"},
+		{"198.18.0.2:15012", "", false, "istiod.istio-system.svc"},
+		{"127.0.0.1:40000", "NONE", true, "istiod.istio-system.svc"},
+		{"istiod.example:15010", "mutual_tls", false, "istiod.example"},
+	} {
+		app := &cli.App{Writer: io.Discard, Commands: []*cli.Command{Command()}}
+		var got Options
+		app.Commands[0].Action = func(c *cli.Context) error {
+			o, err := optionsFrom(c, ModeSidecar)
+			got = o
+			return err
+		}
+		args := []string{"meshlab", "proxy", "--ip", "10.0.0.1", "--discovery-address", tt.addr}
+		if tt.policy != "" {
+			args = append(args, "--control-plane-auth-policy", tt.policy)
+		}
+		if err := app.Run(args); err != nil {
+			t.Fatalf("%v: %v", args, err)
+		}
+		if got.XDSPlaintext != tt.plaintext || got.XDSServerName != tt.san {
+			t.Errorf("%s %s: plaintext %v, SAN %q; want %v, %q", tt.addr, tt.policy, got.XDSPlaintext, got.XDSServerName, tt.plaintext, tt.san)
+		}
+		if got.Identity == nil || got.Identity.CAAddress != tt.addr || got.Identity.TokenPath != identity.DefaultTokenPath {
+			t.Errorf("%s: identity config %+v", tt.addr, got.Identity)
+		}
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -26,6 +27,7 @@ type meshCA struct {
 	ca     *ca.CA
 	tokens *csr.PodTokens
 	addr   string
+	stop   func() // stops the service (idempotent)
 }
 
 func startCA(t *testing.T) *meshCA {
@@ -55,13 +57,17 @@ func startCA(t *testing.T) *meshCA {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- s.Serve(ctx, lis, cert, time.Second) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Error(err)
-		}
-	})
-	return &meshCA{ca: root, tokens: tokens, addr: lis.Addr().String()}
+	var once sync.Once
+	stop := func() {
+		once.Do(func() {
+			cancel()
+			if err := <-done; err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	t.Cleanup(stop)
+	return &meshCA{ca: root, tokens: tokens, addr: lis.Addr().String(), stop: stop}
 }
 
 // pod is what the runtime gives a pod's istio-proxy: the token and root
@@ -368,4 +374,33 @@ func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// With the CA gone, the agent retries with backoff and keeps serving the
+// certificate in hand until it expires, then fails closed.
+func TestAgentKeepsCertUntilExpiry(t *testing.T) {
+	m := startCA(t)
+	p := newPod(t, m, "foo", "httpbin", "httpbin-0")
+	a := startAgent(t, m, p, 4*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := a.WaitReady(ctx); err != nil {
+		t.Fatal(err)
+	}
+	c, err := a.Certificate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.stop()
+	// Past the rotation time (half of 3-4 s), before expiry: the same
+	// certificate, though renewals fail.
+	time.Sleep(time.Until(c.Leaf.NotAfter) - 500*time.Millisecond)
+	got, err := a.Certificate()
+	if err != nil || got.Leaf.SerialNumber.Cmp(c.Leaf.SerialNumber) != 0 {
+		t.Fatalf("before expiry, with the CA down: %v, %v; want the certificate in hand", got, err)
+	}
+	waitFor(t, 3*time.Second, "the expired certificate refused", func() bool {
+		_, err := a.Certificate()
+		return err != nil && strings.Contains(err.Error(), "expired")
+	})
 }
