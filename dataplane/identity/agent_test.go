@@ -3,6 +3,7 @@ package identity
 import (
 	"context"
 	"crypto/ecdsa"
+	"crypto/rsa"
 	"crypto/tls"
 	"crypto/x509"
 	"log/slog"
@@ -403,4 +404,36 @@ func TestAgentKeepsCertUntilExpiry(t *testing.T) {
 		_, err := a.Certificate()
 		return err != nil && strings.Contains(err.Error(), "expired")
 	})
+}
+
+// Istio's default key type, RSA 2048, works as well.
+func TestAgentRSAKey(t *testing.T) {
+	m := startCA(t)
+	p := newPod(t, m, "foo", "httpbin", "httpbin-0")
+	a, err := New(Config{CAAddress: m.addr, CAServerName: "istiod.istio-system.svc", TokenPath: p.token, RootCertPath: p.root,
+		KeyType: KeyRSA, TTL: time.Hour, Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- a.Run(ctx) }()
+	if err := a.WaitReady(ctx); err != nil {
+		t.Fatal(err)
+	}
+	c, err := a.Certificate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if k, ok := c.PrivateKey.(*rsa.PrivateKey); !ok || k.N.BitLen() != 2048 {
+		t.Errorf("key %T, want RSA 2048", c.PrivateKey)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Error(err)
+	}
+	if _, err := New(Config{RootCertPath: p.root, KeyType: "DSA"}); err == nil {
+		t.Error("an unknown key type was accepted")
+	}
 }
