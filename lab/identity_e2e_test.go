@@ -11,6 +11,8 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"net"
+	"os"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -23,7 +25,9 @@ import (
 	corev1 "k8s.io/api/core/v1"
 
 	"github.com/meshlab/meshlab/controlplane/api"
+	"github.com/meshlab/meshlab/controlplane/ca"
 	"github.com/meshlab/meshlab/lab"
+	"github.com/meshlab/meshlab/lab/labtest"
 )
 
 // checkPodIdentity: a sidecar gets what Istio's injector gives istio-proxy
@@ -95,7 +99,7 @@ func checkPodIdentity(t *testing.T, run func(args ...string) (string, error), st
 // gateway, speaks xDS on 15012 with its own workload certificate (the
 // control plane knows it by its SPIFFE ID), and holds "default" (its
 // certificate, valid) and "ROOTCA" as istioctl proxy-config secret shows.
-func checkProxyIdentity(t *testing.T, run func(args ...string) string, pods func(ns string) []corev1.Pod) {
+func checkProxyIdentity(t *testing.T, run func(args ...string) string, state string, pods func(ns string) []corev1.Pod) {
 	t.Helper()
 	var proxies []api.ProxyStatus
 	if err := json.Unmarshal([]byte(run("proxy-status", "-o", "json")), &proxies); err != nil {
@@ -147,4 +151,39 @@ func checkProxyIdentity(t *testing.T, run func(args ...string) string, pods func
 	if strings.Contains(run("proxy-config", "secret", "-n", "foo", httpbin, "-o", "json"), "PRIVATE KEY") {
 		t.Error("proxy-config secret -o json shows a private key")
 	}
+
+	// The root is never rotated silently: a new root-cert.pem (as the lab
+	// would write it) is the new trust, and the certificate that does not
+	// chain to it is dropped at once (fail closed); the old root back, the
+	// proxy gets a certificate again.
+	rootFile := filepath.Join(state, "pods", "foo", httpbin, "istio-proxy", "istio", "root-cert.pem")
+	orig, err := os.ReadFile(rootFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, err := ca.New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	replace := func(b []byte) {
+		tmp := rootFile + ".new"
+		if err := os.WriteFile(tmp, b, 0o444); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Rename(tmp, rootFile); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rows := func() string { return run("proxy-config", "secret", "-n", "foo", httpbin) }
+	replace(other.RootPEM())
+	var seen string
+	labtest.Eventually(t, "httpbin.foo's certificate dropped once its root changed", func() bool {
+		seen = rows()
+		return !strings.Contains(seen, "\ndefault ") && strings.Contains(seen, other.Root().SerialNumber.String())
+	})
+	replace(orig)
+	labtest.Eventually(t, "httpbin.foo's certificate back with its root", func() bool {
+		seen = rows()
+		return regexp.MustCompile(`\ndefault\s+Cert Chain\s+ACTIVE\s+true`).MatchString(seen)
+	})
 }

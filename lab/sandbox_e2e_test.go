@@ -120,7 +120,7 @@ func TestSandbox(t *testing.T) {
 		t.Fatal(err)
 	}
 	checkPodIdentity(t, l.Run, st0, "foo", "httpbin", "httpbin")
-	checkProxyIdentity(t, l.MustRun, pods)
+	checkProxyIdentity(t, l.MustRun, l.State, pods)
 
 	// AuthorizationPolicy, enforced by the destination's sidecar: a DENY
 	// on one path (Envoy's 403 "RBAC: access denied"), then allow-nothing
