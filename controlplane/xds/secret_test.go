@@ -25,6 +25,7 @@ import (
 	"google.golang.org/protobuf/types/known/structpb"
 
 	"github.com/meshlab/meshlab/controlplane/ca"
+	"github.com/meshlab/meshlab/controlplane/registry"
 )
 
 const (
@@ -330,6 +331,28 @@ func TestCheckConnectionIdentity(t *testing.T) {
 		_, err := checkConnectionIdentity(p, tt.sa, tt.ids)
 		if (err == nil) != tt.wantOK {
 			t.Errorf("%v as %s: %v, want ok=%v", tt.ids, tt.sa, err, tt.wantOK)
+		}
+	}
+}
+
+func TestEntitledToSecrets(t *testing.T) {
+	gw := registry.Workload{Name: "istio-ingressgateway-0", Namespace: "istio-system", ServiceAccount: gatewaySA}
+	id := func(ns, sa string) *Identity { return &Identity{TrustDomain: "cluster.local", Namespace: ns, ServiceAccount: sa} }
+	for _, tt := range []struct {
+		name string
+		p    Proxy
+		w    registry.Workload
+		want bool
+	}{
+		{"plaintext", Proxy{}, gw, false},
+		{"the gateway's own identity", Proxy{Verified: id("istio-system", gatewaySA)}, gw, true},
+		{"another namespace", Proxy{Verified: id("foo", gatewaySA)}, gw, false},
+		{"another service account of the namespace", Proxy{Verified: id("istio-system", "sleep")}, gw, false},
+		{"a pod the registry does not know: its namespace decides", Proxy{Verified: id("istio-system", "sleep")},
+			registry.Workload{Name: "gw-x", Namespace: "istio-system"}, true},
+	} {
+		if got := entitledToSecrets(tt.p, tt.w); got != tt.want {
+			t.Errorf("%s: %v, want %v", tt.name, got, tt.want)
 		}
 	}
 }
