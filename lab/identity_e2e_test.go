@@ -10,7 +10,9 @@ import (
 	"crypto/x509/pkix"
 	"encoding/json"
 	"encoding/pem"
+	"math/big"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -186,4 +188,93 @@ func checkProxyIdentity(t *testing.T, run func(args ...string) string, state str
 		seen = rows()
 		return regexp.MustCompile(`\ndefault\s+Cert Chain\s+ACTIVE\s+true`).MatchString(seen)
 	})
+}
+
+// checkGatewayCredential: a TLS credential of istio-system reaches the
+// ingress gateway over SDS on 15012 (its identity entitles it), so HTTPS
+// through it works from the host, and proxy-config secret lists it with
+// the gateway's own "default" and "ROOTCA", keys redacted.
+func checkGatewayCredential(t *testing.T, run func(args ...string) string, httpsPort string) {
+	t.Helper()
+	rootPEM, certPEM, keyPEM := serverCert(t, "httpbin.example.com")
+	dir := t.TempDir()
+	files := map[string][]byte{"tls.crt": certPEM, "tls.key": keyPEM}
+	for name, b := range files {
+		if err := os.WriteFile(filepath.Join(dir, name), b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	run("create", "secret", "tls", "httpbin-credential", "-n", "istio-system",
+		"--cert", filepath.Join(dir, "tls.crt"), "--key", filepath.Join(dir, "tls.key"))
+	run("apply", "-f", "testdata/sandbox/https-gateway.yaml", "--wait")
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(rootPEM)
+	client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{
+		TLSClientConfig: &tls.Config{RootCAs: pool, ServerName: "httpbin.example.com", MinVersion: tls.VersionTLS12},
+		DialContext: func(ctx context.Context, network, _ string) (net.Conn, error) {
+			return (&net.Dialer{}).DialContext(ctx, network, "127.0.0.1:"+httpsPort)
+		},
+	}}
+	var last string
+	labtest.Eventually(t, "https://httpbin.example.com/ip through the gateway with the credential", func() bool {
+		resp, err := client.Get("https://httpbin.example.com/ip")
+		if err != nil {
+			last = err.Error()
+			return false
+		}
+		_ = resp.Body.Close()
+		last = resp.Status
+		return resp.StatusCode == http.StatusOK
+	})
+	var gw string
+	var st lab.Status
+	if err := json.Unmarshal([]byte(run("status", "-o", "json")), &st); err != nil {
+		t.Fatal(err)
+	}
+	p, err := st.FindPod("istio-system", "istio-ingressgateway")
+	if err != nil {
+		t.Fatalf("%v (last: %s)", err, last)
+	}
+	gw = p.Name
+	out := run("proxy-config", "secret", "-n", "istio-system", gw)
+	for _, want := range []string{"default ", "ROOTCA ", "kubernetes://httpbin-credential "} {
+		if !strings.Contains(out, "\n"+want) {
+			t.Errorf("proxy-config secret of the gateway lacks %q:\n%s", want, out)
+		}
+	}
+	if js := run("proxy-config", "secret", "-n", "istio-system", gw, "-o", "json"); strings.Contains(js, "PRIVATE KEY") {
+		t.Error("the gateway's secrets show a private key")
+	}
+	run("delete", "-f", "testdata/sandbox/https-gateway.yaml")
+}
+
+// serverCert is a throwaway CA and a server certificate for host.
+func serverCert(t *testing.T, host string) (rootPEM, certPEM, keyPEM []byte) {
+	t.Helper()
+	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	caTmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "sandbox CA"}, IsCA: true, BasicConstraintsValid: true,
+		KeyUsage: x509.KeyUsageCertSign, NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour)}
+	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	der, err := x509.CreateCertificate(rand.Reader, &x509.Certificate{SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: host}, DNSNames: []string{host},
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}, NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour)}, caTmpl, &key.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kder, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER}),
+		pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
+		pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder})
 }

@@ -121,6 +121,7 @@ func TestSandbox(t *testing.T) {
 	}
 	checkPodIdentity(t, l.Run, st0, "foo", "httpbin", "httpbin")
 	checkProxyIdentity(t, l.MustRun, l.State, pods)
+	checkGatewayCredential(t, l.MustRun, "18449")
 
 	// AuthorizationPolicy, enforced by the destination's sidecar: a DENY
 	// on one path (Envoy's 403 "RBAC: access denied"), then allow-nothing
