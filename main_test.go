@@ -279,7 +279,7 @@ func proxyMode(t *testing.T, command, nodeType string) mode {
 
 	ready := freeAddr(t)
 	return mode{
-		args: []string{command, "--node-id", node, "--discovery-address", xds,
+		args: []string{command, "--node-id", node, "--discovery-address", xds, "--control-plane-auth-policy", "NONE",
 			"--admin-addr", freeAddr(t), "--ready-addr", ready, "--stats-addr", "-", "--dns-addr", "-", "--labels-file", "-"},
 		up:     "http://" + listen + "/",
 		slow:   "http://" + listen + "/slow",

@@ -20,6 +20,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"google.golang.org/grpc"
 	meshv1 "istio.io/api/mesh/v1alpha1"
 	"k8s.io/client-go/rest"
 
@@ -318,7 +319,15 @@ func (s *Server) Serve(ctx context.Context) error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if err := s.csr.Serve(ctx, clis, ccert, drain); err != nil {
+			// istiod's 15012: the CSR API and xDS on one gRPC server over
+			// TLS; a client certificate from the mesh CA is asked for, and
+			// xDS requires it (the CSR API takes the bearer token instead).
+			cfg := &tls.Config{
+				Certificates: []tls.Certificate{ccert}, MinVersion: tls.VersionTLS12,
+				ClientAuth: tls.VerifyClientCertIfGiven, ClientCAs: s.ca.Pool(),
+			}
+			register := func(g *grpc.Server) { s.xds.Register(ctx, g) }
+			if err := s.csr.ServeTLS(ctx, clis, cfg, drain, register, xds.GRPCOptions()...); err != nil {
 				errc <- err
 			}
 		}()

@@ -304,7 +304,7 @@ func (s *Server) proxies() []api.ProxyStatus {
 	var out []api.ProxyStatus
 	for _, p := range s.xds.Status() {
 		ps := api.ProxyStatus{ID: p.ID, Type: p.Type, Pod: p.Pod, Namespace: p.Namespace, IP: p.IP,
-			Connected: p.Connected, Types: map[string]api.TypeStatus{}}
+			Connected: p.Connected, Identity: p.Identity, Types: map[string]api.TypeStatus{}}
 		for url, t := range p.PerType {
 			ps.Types[shortType(url)] = api.TypeStatus{Sent: t.Sent, Acked: t.Acked, Nacked: t.Nacked, Error: t.Error, State: t.State}
 		}

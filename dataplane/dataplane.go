@@ -5,12 +5,14 @@ package dataplane
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"sync"
 	"time"
 
@@ -18,6 +20,7 @@ import (
 	"google.golang.org/protobuf/types/known/structpb"
 
 	"github.com/meshlab/meshlab/dataplane/dns"
+	"github.com/meshlab/meshlab/dataplane/identity"
 	"github.com/meshlab/meshlab/dataplane/proxy"
 	"github.com/meshlab/meshlab/dataplane/xdsclient"
 )
@@ -40,6 +43,16 @@ type Options struct {
 	Labels   map[string]string
 	// DiscoveryAddress is the control plane's xDS address (host:port).
 	DiscoveryAddress string
+	// XDSPlaintext dials it without TLS (istiod's 15010); otherwise xDS
+	// is mutual TLS with the workload certificate, istiod's certificate
+	// checked for XDSServerName against the mesh root.
+	XDSPlaintext  bool
+	XDSServerName string
+	// Identity configures the workload identity agent (Istio's
+	// pilot-agent SDS role): the "default" certificate and "ROOTCA".
+	// Required for mutual TLS; with plaintext xDS it runs when its token
+	// file exists. Nil runs none.
+	Identity *identity.Config
 	// AdminAddr (default 127.0.0.1:15000), ReadyAddr (default
 	// 0.0.0.0:15021), StatsAddr (default 0.0.0.0:15090) and DNSAddr
 	// (default 127.0.0.1:15053; sidecar only). "-" disables one.
@@ -99,13 +112,26 @@ func Run(ctx context.Context, o Options) error {
 	if err != nil {
 		return err
 	}
-	p := proxy.New(proxy.Config{Node: node, AccessLog: o.AccessLog, Logger: log, DrainTimeout: o.DrainTimeout})
+	agent, err := o.identityAgent(log)
+	if err != nil {
+		return err
+	}
+	pc := proxy.Config{Node: node, AccessLog: o.AccessLog, Logger: log, DrainTimeout: o.DrainTimeout}
+	if agent != nil {
+		pc.Identity = agent
+	}
+	p := proxy.New(pc)
 	var dnsSrv *dns.Server
 	if o.Mode != ModeRouter && o.DNSAddr != "-" {
 		dnsSrv = dns.NewServer(log)
 	}
+	var xdsTLS *tls.Config
+	if !o.XDSPlaintext {
+		xdsTLS = agent.ClientTLS(orDefault(o.XDSServerName, "istiod.istio-system.svc"))
+	}
 	client := xdsclient.New(xdsclient.Config{
 		Address: o.DiscoveryAddress,
+		TLS:     xdsTLS,
 		Node:    node,
 		Check:   p.Check,
 		OnUpdate: func(s *xdsclient.Snapshot) {
@@ -157,7 +183,7 @@ func Run(ctx context.Context, o Options) error {
 		})
 		return nil
 	}
-	if err := serve("admin", orDefault(o.AdminAddr, "127.0.0.1:15000"), p.AdminHandler()); err != nil {
+	if err := serve("admin", orDefault(o.AdminAddr, "127.0.0.1:15000"), adminHandler(p, agent)); err != nil {
 		cancelAux()
 		wg.Wait()
 		return err
@@ -167,7 +193,7 @@ func Run(ctx context.Context, o Options) error {
 		wg.Wait()
 		return err
 	}
-	if err := serve("stats", orDefault(o.StatsAddr, "0.0.0.0:15090"), p.StatsHandler()); err != nil {
+	if err := serve("stats", orDefault(o.StatsAddr, "0.0.0.0:15090"), statsHandler(p.StatsHandler(), agent)); err != nil {
 		cancelAux()
 		wg.Wait()
 		return err
@@ -176,12 +202,24 @@ func Run(ctx context.Context, o Options) error {
 		addr := orDefault(o.DNSAddr, "127.0.0.1:15053")
 		run("dns", func(ctx context.Context) error { return dnsSrv.ListenAndServe(ctx, addr) })
 	}
-	run("xds", client.Run)
+	if agent != nil {
+		run("identity", agent.Run)
+	}
+	run("xds", func(ctx context.Context) error {
+		if xdsTLS != nil {
+			// The client certificate is what the control plane knows the
+			// node by: no xDS before there is one.
+			if err := agent.WaitReady(ctx); err != nil {
+				return err
+			}
+		}
+		return client.Run(ctx)
+	})
 	start(ctx, "proxy", func(ctx context.Context) error {
 		defer cancelAux()
 		return p.Run(ctx)
 	})
-	log.Info("proxy started", "mode", o.Mode, "node", o.NodeID, "discovery", o.DiscoveryAddress)
+	log.Info("proxy started", "mode", o.Mode, "node", o.NodeID, "discovery", o.DiscoveryAddress, "mtls", !o.XDSPlaintext, "identity", agent != nil)
 	wg.Wait()
 	select {
 	case err := <-errc:
@@ -189,4 +227,32 @@ func Run(ctx context.Context, o Options) error {
 	default:
 		return nil
 	}
+}
+
+// identityAgent is the workload identity agent o asks for: required with
+// mutual TLS xDS, optional (when its token is there) with plaintext.
+func (o Options) identityAgent(log *slog.Logger) (*identity.Agent, error) {
+	if o.Identity == nil {
+		if !o.XDSPlaintext {
+			return nil, errors.New("run proxy: xDS over mutual TLS needs a workload identity (token and root certificate)")
+		}
+		return nil, nil
+	}
+	cfg := *o.Identity
+	if o.XDSPlaintext {
+		path := cfg.TokenPath
+		if path == "" {
+			path = identity.DefaultTokenPath
+		}
+		if _, err := os.Stat(path); err != nil {
+			log.Info("no identity token: running without a workload certificate", "token", path)
+			return nil, nil
+		}
+	}
+	cfg.Logger = log
+	a, err := identity.New(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("run proxy: %w", err)
+	}
+	return a, nil
 }

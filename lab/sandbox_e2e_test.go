@@ -120,6 +120,8 @@ func TestSandbox(t *testing.T) {
 		t.Fatal(err)
 	}
 	checkPodIdentity(t, l.Run, st0, "foo", "httpbin", "httpbin")
+	checkProxyIdentity(t, l.MustRun, l.State, pods)
+	checkGatewayCredential(t, l.MustRun, "18449")
 
 	// AuthorizationPolicy, enforced by the destination's sidecar: a DENY
 	// on one path (Envoy's 403 "RBAC: access denied"), then allow-nothing

@@ -103,13 +103,16 @@ type TypeStatus struct {
 
 // ProxyStatus is one proxy as proxy-status shows it.
 type ProxyStatus struct {
-	ID        string                `json:"id"`
-	Type      string                `json:"type"`
-	Pod       string                `json:"pod"`
-	Namespace string                `json:"namespace"`
-	IP        string                `json:"ip"`
-	Connected bool                  `json:"connected"`
-	Types     map[string]TypeStatus `json:"types"` // keyed by short name: CDS, LDS, EDS, RDS
+	ID        string `json:"id"`
+	Type      string `json:"type"`
+	Pod       string `json:"pod"`
+	Namespace string `json:"namespace"`
+	IP        string `json:"ip"`
+	Connected bool   `json:"connected"`
+	// Identity is the SPIFFE ID the proxy's client certificate proved on
+	// 15012; empty for a plaintext (15010) proxy, which gets no secrets.
+	Identity string                `json:"identity,omitempty"`
+	Types    map[string]TypeStatus `json:"types"` // keyed by short name: CDS, LDS, EDS, RDS
 }
 
 // Registry is the control plane's view of services and workloads.

@@ -176,10 +176,19 @@ func peerAddr(ctx context.Context) string {
 // until ctx ends; then calls in flight get drain to finish before they are
 // cut.
 func (s *Server) Serve(ctx context.Context, lis net.Listener, cert tls.Certificate, drain time.Duration) error {
-	gs := grpc.NewServer(grpc.Creds(credentials.NewTLS(&tls.Config{
-		Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12,
-	})))
+	return s.ServeTLS(ctx, lis, &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}, drain, nil)
+}
+
+// ServeTLS is Serve with the TLS configuration given, and other services
+// on the same gRPC server (istiod's 15012 carries xDS too): register adds
+// them, opts are the server's options. The certificate service itself
+// asks nothing of the client's certificate; the bearer token decides.
+func (s *Server) ServeTLS(ctx context.Context, lis net.Listener, cfg *tls.Config, drain time.Duration, register func(*grpc.Server), opts ...grpc.ServerOption) error {
+	gs := grpc.NewServer(append(opts, grpc.Creds(credentials.NewTLS(cfg)))...)
 	pb.RegisterIstioCertificateServiceServer(gs, s)
+	if register != nil {
+		register(gs)
+	}
 	ctx, cancel := context.WithCancel(ctx)
 	stopped := make(chan struct{})
 	go func() {
@@ -198,7 +207,7 @@ func (s *Server) Serve(ctx context.Context, lis net.Listener, cert tls.Certifica
 	cancel() // Serve may fail on its own; the stopper must end either way
 	<-stopped
 	if err != nil && !errors.Is(err, grpc.ErrServerStopped) {
-		return fmt.Errorf("serve the certificate service on %s: %w", lis.Addr(), err)
+		return fmt.Errorf("serve gRPC over TLS on %s: %w", lis.Addr(), err)
 	}
 	return nil
 }

@@ -63,7 +63,7 @@ type Params struct {
 	// tagged image).
 	ImagePullPolicy corev1.PullPolicy
 	// DiscoveryAddress is the control plane's xDS address; empty means
-	// istiod.istio-system.svc:15010.
+	// istiod.istio-system.svc:15012.
 	DiscoveryAddress string
 	// Revision goes in the status annotation; empty means "default".
 	Revision string
@@ -76,7 +76,9 @@ type Params struct {
 const DefaultBinary = "/meshlab"
 
 // DefaultDiscoveryAddress is where injected proxies find the control plane.
-const DefaultDiscoveryAddress = "istiod.istio-system.svc:15010"
+// 15012, as Istio's injection template: xDS over mutual TLS with the
+// workload certificate the proxy gets there with its istio-token.
+const DefaultDiscoveryAddress = "istiod.istio-system.svc:15012"
 
 // ignoredNamespaces never get sidecars, as in Istio.
 var ignoredNamespaces = map[string]bool{"kube-system": true, "kube-public": true, "kube-node-lease": true, "local-path-storage": true}

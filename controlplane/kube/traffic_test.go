@@ -160,7 +160,7 @@ func TestTrafficFromCluster(t *testing.T) {
 	}
 	proxy := func(pod, app string) string {
 		return start(pod, "istio-proxy", capture.DefaultOptions().ProxyUID, "proxy",
-			"--discovery-address", xdsAddr.String(), "--pod", pod, "--namespace", trafficNS,
+			"--discovery-address", xdsAddr.String(), "--control-plane-auth-policy", "NONE", "--pod", pod, "--namespace", trafficNS,
 			"--ip", pods[pod].IP.String(), "--label", "app="+app)
 	}
 	serverLog := proxy(serverPod, "httpbin")

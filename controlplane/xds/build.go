@@ -32,12 +32,29 @@ func (x *index) build(p Proxy) (Resources, error) {
 			return nil, err
 		}
 		res := x.buildRouter(w, authz, need)
-		if sec := x.gatewaySecrets(w.Namespace, res[resource.ListenerType], res[resource.ClusterType]); len(sec) > 0 {
-			res[resource.SecretType] = sec
+		if entitledToSecrets(p, w) {
+			if sec := x.gatewaySecrets(w.Namespace, res[resource.ListenerType], res[resource.ClusterType]); len(sec) > 0 {
+				res[resource.SecretType] = sec
+			}
 		}
 		return res, nil
 	}
 	return nil, fmt.Errorf("build %s: unknown proxy type %q", p.ID, p.Type)
+}
+
+// entitledToSecrets is Istio's SDS rule for gateways (pilot/pkg/xds/sds.go):
+// secrets only to a proxy whose certificate proved an identity of the
+// secrets' namespace (the gateway pod's), nothing to an unauthenticated
+// one (plaintext 15010). Where istiod then asks Kubernetes whether that
+// service account may list Secrets (a SubjectAccessReview), the registry
+// here says which service account the gateway pod runs as, and the
+// certificate must be that one: another workload of the namespace
+// claiming the gateway's node gets its listeners but not its keys.
+func entitledToSecrets(p Proxy, w registry.Workload) bool {
+	if p.Verified == nil || p.Verified.Namespace != w.Namespace {
+		return false
+	}
+	return w.ServiceAccount == "" || w.ServiceAccount == p.Verified.ServiceAccount
 }
 
 // workload is the proxy's pod as the registry knows it (by IP, and name

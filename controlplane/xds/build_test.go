@@ -190,6 +190,7 @@ func TestBuildGolden(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
+				p.Verified = verifiedAs(in, p)
 				res, err := Build(in, p)
 				if err != nil {
 					t.Fatal(err)
@@ -279,4 +280,17 @@ func TestHostMatching(t *testing.T) {
 			t.Errorf("intersectHosts(%q, %q) = %q, want %q", tt.a, tt.b, got, tt.want)
 		}
 	}
+}
+
+// verifiedAs is p authenticated on 15012 with a certificate of its own
+// namespace and service account (its pod's in the registry): what the
+// goldens show a gateway is what a gateway with its identity gets.
+func verifiedAs(in Input, p Proxy) *Identity {
+	sa := "default"
+	for _, w := range in.Registry.Workloads {
+		if w.IP == p.IP && w.ServiceAccount != "" {
+			sa = w.ServiceAccount
+		}
+	}
+	return &Identity{TrustDomain: "cluster.local", Namespace: p.Namespace, ServiceAccount: sa}
 }

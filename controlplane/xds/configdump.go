@@ -16,7 +16,7 @@ import (
 func (s *Server) ConfigDump(nodeID string) (*adminv3.ConfigDump, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	n := s.nodes[nodeID]
+	n := s.nodeByID(nodeID)
 	if n == nil {
 		return nil, fmt.Errorf("config dump of %q: no such proxy", nodeID)
 	}

@@ -21,7 +21,11 @@ import (
 	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	serverv3 "github.com/envoyproxy/go-control-plane/pkg/server/v3"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/keepalive"
+	"google.golang.org/grpc/peer"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -49,11 +53,15 @@ type Server struct {
 	sums      map[types.Resource]resourceSum
 	sumsIndex *index
 
+	adsOnce sync.Once
+	ads     serverv3.Server // one for both ports, so stream ids are unique
+
 	mu      sync.Mutex
-	nodes   map[string]*node
-	streams map[int64]string // stream id → node id
-	pushed  string           // version of the last Update applied to every node
-	changed chan struct{}    // closed and replaced on every status change
+	nodes   map[string]*node // by snapshot key (Proxy.cacheKey)
+	streams map[int64]string // stream id → snapshot key
+	peers   map[int64]streamPeer
+	pushed  string        // version of the last Update applied to every node
+	changed chan struct{} // closed and replaced on every status change
 }
 
 type node struct {
@@ -105,13 +113,16 @@ const MaxResponseBytes = 4 << 20
 
 // ProxyStatus is one proxy's sync state, as istioctl proxy-status shows it.
 type ProxyStatus struct {
-	ID        string                `json:"id"`
-	Type      string                `json:"type"` // sidecar or router
-	Pod       string                `json:"pod"`
-	Namespace string                `json:"namespace"`
-	IP        string                `json:"ip"`
-	Connected bool                  `json:"connected"`
-	PerType   map[string]TypeStatus `json:"perType"` // by type URL; TypeName shortens it
+	ID        string `json:"id"`
+	Type      string `json:"type"` // sidecar or router
+	Pod       string `json:"pod"`
+	Namespace string `json:"namespace"`
+	IP        string `json:"ip"`
+	Connected bool   `json:"connected"`
+	// Identity is the SPIFFE ID its client certificate proved on the
+	// mTLS port; empty for a plaintext (15010) proxy.
+	Identity string                `json:"identity,omitempty"`
+	PerType  map[string]TypeStatus `json:"perType"` // by type URL; TypeName shortens it
 }
 
 // TypeStatus is the sync state of one resource type of one proxy.
@@ -162,20 +173,42 @@ func NewServer(logger *slog.Logger) *Server {
 		cache:   cachev3.NewSnapshotCache(true, cachev3.IDHash{}, cacheLogger{logger}),
 		nodes:   map[string]*node{},
 		streams: map[int64]string{},
+		peers:   map[int64]streamPeer{},
 		snaps:   map[string]*snapState{},
 		changed: make(chan struct{}),
 	}
 }
 
-// Serve serves ADS on lis until ctx ends, then stops and returns nil.
-func (s *Server) Serve(ctx context.Context, lis net.Listener) error {
-	g := grpc.NewServer(
+// GRPCOptions are the gRPC server options of an xDS port: keepalives as
+// istiod's, and room for every proxy's stream.
+func GRPCOptions() []grpc.ServerOption {
+	return []grpc.ServerOption{
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
-		grpc.MaxConcurrentStreams(1<<20),
-	)
-	xs := serverv3.NewServer(ctx, s.cache, s.callbacks())
-	discoveryv3.RegisterAggregatedDiscoveryServiceServer(g, xs)
+		grpc.MaxConcurrentStreams(1 << 20),
+	}
+}
+
+// Register adds ADS to g, a gRPC server over TLS that asks for client
+// certificates (istiod's 15012): there a stream must bring a certificate
+// from the mesh CA (verified by g's TLS), its SPIFFE identity must be of the
+// node's namespace and service account, and then it may be served
+// secrets. Streams end with ctx.
+func (s *Server) Register(ctx context.Context, g *grpc.Server) {
+	discoveryv3.RegisterAggregatedDiscoveryServiceServer(g, s.adsServer(ctx))
+}
+
+func (s *Server) adsServer(ctx context.Context) serverv3.Server {
+	s.adsOnce.Do(func() { s.ads = serverv3.NewServer(ctx, s.cache, s.callbacks()) })
+	return s.ads
+}
+
+// Serve serves ADS in plaintext on lis (istiod's 15010) until ctx ends,
+// then stops and returns nil. Proxies there are unauthenticated: they get
+// their configuration but never a secret.
+func (s *Server) Serve(ctx context.Context, lis net.Listener) error {
+	g := grpc.NewServer(GRPCOptions()...)
+	discoveryv3.RegisterAggregatedDiscoveryServiceServer(g, s.adsServer(ctx))
 
 	errc := make(chan error, 1)
 	go func() { errc <- g.Serve(lis) }()
@@ -243,7 +276,8 @@ func (s *Server) setSnapshot(ctx context.Context, x *index, p Proxy) error {
 	if s.sumsIndex != x {
 		s.sums, s.sumsIndex = map[types.Resource]resourceSum{}, x
 	}
-	prev := s.snaps[p.ID]
+	key := p.cacheKey()
+	prev := s.snaps[key]
 	if prev == nil {
 		prev = &snapState{}
 	}
@@ -272,18 +306,18 @@ func (s *Server) setSnapshot(ctx context.Context, x *index, p Proxy) error {
 	for url, st := range next.types {
 		snap.Resources[cachev3.GetResponseType(url)] = cachev3.NewResources(st.version, st.res)
 	}
-	if err := s.cache.SetSnapshot(ctx, p.ID, snap); err != nil {
+	if err := s.cache.SetSnapshot(ctx, key, snap); err != nil {
 		return fmt.Errorf("set snapshot for %s: %w", p.ID, err)
 	}
-	s.snaps[p.ID] = next
+	s.snaps[key] = next
 
 	s.mu.Lock()
-	n := s.nodes[p.ID]
+	n := s.nodes[key]
 	if n == nil {
 		// Its last stream closed while this was built.
 		s.mu.Unlock()
-		s.cache.ClearSnapshot(p.ID)
-		delete(s.snaps, p.ID)
+		s.cache.ClearSnapshot(key)
+		delete(s.snaps, key)
 		return nil
 	}
 	{
@@ -352,19 +386,91 @@ func (s *Server) notify() {
 
 func (s *Server) callbacks() serverv3.Callbacks {
 	return serverv3.CallbackFuncs{
+		StreamOpenFunc:     s.onOpen,
 		StreamRequestFunc:  s.onRequest,
 		StreamResponseFunc: s.onResponse,
 		StreamClosedFunc:   s.onClosed,
 	}
 }
 
+// streamPeer is how a stream's client authenticated: on the TLS port,
+// the SPIFFE IDs of its verified certificate; on plaintext, not at all.
+type streamPeer struct {
+	tls        bool
+	identities []string
+	addr       string
+}
+
+// plaintextKeyPrefix makes the snapshot key of an unauthenticated stream;
+// no node ID can start with it (ParseNodeID wants 4 fields).
+const plaintextKeyPrefix = "plaintext~"
+
+// onOpen authenticates a stream as istiod's authenticate does: plaintext
+// (15010) passes unauthenticated; on TLS (15012) the client certificate,
+// verified by the TLS handshake against the mesh root, is required and its
+// URI SANs are the identities.
+func (s *Server) onOpen(ctx context.Context, streamID int64, _ string) error {
+	sp := streamPeer{}
+	pr, ok := peer.FromContext(ctx)
+	if !ok {
+		return status.Error(codes.Unauthenticated, "authentication failure: no peer")
+	}
+	if pr.Addr != nil {
+		sp.addr = pr.Addr.String()
+	}
+	if info, ok := pr.AuthInfo.(credentials.TLSInfo); ok {
+		sp.tls = true
+		chains := info.State.VerifiedChains
+		if len(chains) == 0 || len(chains[0]) == 0 {
+			s.log.Warn("xDS stream refused: no client certificate", "peer", sp.addr)
+			return status.Error(codes.Unauthenticated, "authentication failure: xDS on this port needs a client certificate from the mesh CA")
+		}
+		for _, u := range chains[0][0].URIs {
+			sp.identities = append(sp.identities, u.String())
+		}
+		if len(sp.identities) == 0 {
+			s.log.Warn("xDS stream refused: certificate without an identity", "peer", sp.addr)
+			return status.Error(codes.Unauthenticated, "authentication failure: the client certificate has no URI SAN")
+		}
+	}
+	s.mu.Lock()
+	s.peers[streamID] = sp
+	s.mu.Unlock()
+	return nil
+}
+
+// checkConnectionIdentity is istiod's (pilot/pkg/xds/authentication.go):
+// one of the certificate's SPIFFE IDs must be of the node's namespace and,
+// when the node names one in its metadata, of its service account.
+func checkConnectionIdentity(p Proxy, serviceAccount string, identities []string) (*Identity, error) {
+	for _, raw := range identities {
+		id, err := ParseSPIFFE(raw)
+		if err != nil {
+			continue
+		}
+		if p.Namespace != "" && id.Namespace != p.Namespace {
+			continue
+		}
+		if serviceAccount != "" && id.ServiceAccount != serviceAccount {
+			continue
+		}
+		return &id, nil
+	}
+	return nil, fmt.Errorf("no identities (%v) matched %v/%v", identities, p.Namespace, serviceAccount)
+}
+
 func (s *Server) onRequest(streamID int64, req *discoveryv3.DiscoveryRequest) error {
 	id := req.GetNode().GetId()
 	s.mu.Lock()
-	n, connected := s.nodeFor(streamID, req.GetNode())
-	if n == nil {
+	n, connected, err := s.nodeFor(streamID, req.GetNode())
+	if err != nil {
 		s.mu.Unlock()
-		return fmt.Errorf("unknown node id %q: want sidecar~<ip>~<pod>.<ns>~<ns>.svc.cluster.local", id)
+		return err
+	}
+	// The cache finds the snapshot by the request's node ID: make it the
+	// stream's key, whatever ID this request claims.
+	if req.Node != nil {
+		req.Node.Id = s.streams[streamID]
 	}
 	ts := s.typeState(n, req.GetTypeUrl())
 	ts.subscribed = true
@@ -405,26 +511,42 @@ func (s *Server) onRequest(streamID int64, req *discoveryv3.DiscoveryRequest) er
 }
 
 // nodeFor returns the node of a stream, registering it on the stream's
-// first request; connected reports that it just got its first stream.
-// s.mu held.
-func (s *Server) nodeFor(streamID int64, cn *corev3.Node) (n *node, connected bool) {
-	if id, ok := s.streams[streamID]; ok {
-		return s.nodes[id], false
+// first request once its identity is checked against the node it claims;
+// connected reports that it just got its first stream. s.mu held.
+func (s *Server) nodeFor(streamID int64, cn *corev3.Node) (n *node, connected bool, err error) {
+	if key, ok := s.streams[streamID]; ok {
+		return s.nodes[key], false, nil
 	}
 	p, err := ParseNodeID(cn.GetId())
 	if err != nil {
-		return nil, false
+		return nil, false, fmt.Errorf("unknown node id %q: want sidecar~<ip>~<pod>.<ns>~<ns>.svc.cluster.local", cn.GetId())
 	}
 	p.Labels = metadataLabels(cn)
-	n = s.nodes[p.ID]
+	sp, ok := s.peers[streamID]
+	if !ok {
+		return nil, false, status.Error(codes.Unauthenticated, "authentication failure: stream not opened")
+	}
+	if sp.tls {
+		sa := cn.GetMetadata().GetFields()["SERVICE_ACCOUNT"].GetStringValue()
+		v, err := checkConnectionIdentity(p, sa, sp.identities)
+		if err != nil {
+			s.log.Warn("unauthorized xDS", "peer", sp.addr, "node", p.ID, "identities", sp.identities, "err", err)
+			return nil, false, status.Errorf(codes.PermissionDenied, "authorization failed: node %s: %v", p.ID, err)
+		}
+		p.Verified = v
+	} else {
+		p.key = plaintextKeyPrefix + p.ID
+	}
+	key := p.cacheKey()
+	n = s.nodes[key]
 	if n == nil {
 		n = &node{types: map[string]*typeState{}}
-		s.nodes[p.ID] = n
+		s.nodes[key] = n
 	}
 	n.proxy = p
-	s.streams[streamID] = p.ID
+	s.streams[streamID] = key
 	n.streams++
-	return n, n.streams == 1
+	return n, n.streams == 1, nil
 }
 
 func metadataLabels(n *corev3.Node) map[string]string {
@@ -456,6 +578,7 @@ func (s *Server) onClosed(streamID int64, _ *corev3.Node) {
 	s.mu.Lock()
 	id, ok := s.streams[streamID]
 	delete(s.streams, streamID)
+	delete(s.peers, streamID)
 	n := s.nodes[id]
 	if ok && n != nil {
 		n.streams--
@@ -485,15 +608,27 @@ func (s *Server) onClosed(streamID int64, _ *corev3.Node) {
 	}
 }
 
+// nodeByID is the node of a node ID: the authenticated one, else the
+// plaintext one; s.mu held.
+func (s *Server) nodeByID(id string) *node {
+	if n := s.nodes[id]; n != nil {
+		return n
+	}
+	return s.nodes[plaintextKeyPrefix+id]
+}
+
 // Status reports every known proxy, sorted by node ID.
 func (s *Server) Status() []ProxyStatus {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	out := make([]ProxyStatus, 0, len(s.nodes))
-	for id, n := range s.nodes {
+	for _, n := range s.nodes {
 		ps := ProxyStatus{
-			ID: id, Type: n.proxy.Type, Pod: n.proxy.Name, Namespace: n.proxy.Namespace,
+			ID: n.proxy.ID, Type: n.proxy.Type, Pod: n.proxy.Name, Namespace: n.proxy.Namespace,
 			IP: n.proxy.IP.String(), Connected: n.streams > 0, PerType: map[string]TypeStatus{},
+		}
+		if n.proxy.Verified != nil {
+			ps.Identity = n.proxy.Verified.String()
 		}
 		for _, url := range []string{resource.ClusterType, resource.ListenerType, resource.EndpointType, resource.RouteType} {
 			ps.PerType[url] = TypeStatus{State: NotSent}

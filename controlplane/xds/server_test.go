@@ -52,7 +52,14 @@ type clientType struct {
 
 func newADSClient(ctx context.Context, t *testing.T, addr, nodeID string) *adsClient {
 	t.Helper()
-	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	return newADSClientWith(ctx, t, addr, nodeID, nil, grpc.WithTransportCredentials(insecure.NewCredentials()))
+}
+
+// newADSClientWith dials with opts (TLS on the mTLS port) and adds md to
+// the node metadata.
+func newADSClientWith(ctx context.Context, t *testing.T, addr, nodeID string, md map[string]string, opts ...grpc.DialOption) *adsClient {
+	t.Helper()
+	conn, err := grpc.NewClient(addr, opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -62,12 +69,16 @@ func newADSClient(ctx context.Context, t *testing.T, addr, nodeID string) *adsCl
 		t.Fatal(err)
 	}
 	labels, _ := structpb.NewStruct(map[string]any{"app": "productpage", "version": "v1"})
+	fields := map[string]*structpb.Value{
+		"NAMESPACE": structpb.NewStringValue("default"),
+		"LABELS":    structpb.NewStructValue(labels),
+	}
+	for k, v := range md {
+		fields[k] = structpb.NewStringValue(v)
+	}
 	c := &adsClient{
 		t: t, stream: stream,
-		node: &corev3.Node{Id: nodeID, Metadata: &structpb.Struct{Fields: map[string]*structpb.Value{
-			"NAMESPACE": structpb.NewStringValue("default"),
-			"LABELS":    structpb.NewStructValue(labels),
-		}}},
+		node:  &corev3.Node{Id: nodeID, Metadata: &structpb.Struct{Fields: fields}},
 		types: map[string]*clientType{},
 		nack:  map[string]string{},
 	}
@@ -186,7 +197,7 @@ func (c *adsClient) until(s *Server, nacked ...string) {
 func (s *Server) target(id, url string) string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if n := s.nodes[id]; n != nil && n.types[url] != nil {
+	if n := s.nodeByID(id); n != nil && n.types[url] != nil {
 		return n.types[url].target
 	}
 	return ""

@@ -34,6 +34,44 @@ type Proxy struct {
 	Name      string // pod name
 	Namespace string
 	Labels    map[string]string // from node metadata; the registry's win when it knows the pod
+	// Verified is the identity the proxy's client certificate proved on
+	// the mTLS port (Istio's VerifiedIdentity), already checked against
+	// the node's namespace and service account; nil on plaintext 15010.
+	// Only a verified proxy is served secrets.
+	Verified *Identity
+	// key is its snapshot's key: the ID, and another for unverified
+	// streams, so that a plaintext client claiming a verified proxy's ID
+	// never shares its snapshot.
+	key string
+}
+
+// Identity is a SPIFFE identity spiffe://TD/ns/NS/sa/SA.
+type Identity struct {
+	TrustDomain, Namespace, ServiceAccount string
+}
+
+func (id Identity) String() string {
+	return "spiffe://" + id.TrustDomain + "/ns/" + id.Namespace + "/sa/" + id.ServiceAccount
+}
+
+// ParseSPIFFE parses spiffe://TD/ns/NS/sa/SA, as Istio's spiffe.ParseIdentity.
+func ParseSPIFFE(uri string) (Identity, error) {
+	rest, ok := strings.CutPrefix(uri, "spiffe://")
+	if !ok {
+		return Identity{}, fmt.Errorf("identity %q is not a spiffe:// URI", uri)
+	}
+	parts := strings.Split(rest, "/")
+	if len(parts) != 5 || parts[1] != "ns" || parts[3] != "sa" || parts[0] == "" || parts[2] == "" || parts[4] == "" {
+		return Identity{}, fmt.Errorf("identity %q is not spiffe://<trust domain>/ns/<namespace>/sa/<service account>", uri)
+	}
+	return Identity{TrustDomain: parts[0], Namespace: parts[2], ServiceAccount: parts[4]}, nil
+}
+
+func (p Proxy) cacheKey() string {
+	if p.key != "" {
+		return p.key
+	}
+	return p.ID
 }
 
 // ParseNodeID parses `sidecar~<ip>~<pod>.<ns>~<ns>.svc.cluster.local` (or

@@ -7,6 +7,7 @@ package proxy
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -54,6 +55,17 @@ type Config struct {
 	// clusters; the system resolver by default. Tests map names to
 	// loopback with their own.
 	Resolver upstream.Resolver
+
+	Identity Identity // nil: "default"/"ROOTCA" are not available; chains needing them fail closed
+}
+
+// Identity is the workload's own certificate and the mesh's trust roots, which Istio's
+// agent serves the proxy over SDS as "default" and "ROOTCA".
+type Identity interface {
+	// Certificate is the certificate to present now; it changes on rotation.
+	Certificate() (*tls.Certificate, error)
+	// Roots are the trusted roots now.
+	Roots() (*x509.CertPool, error)
 }
 
 // Proxy is the data plane runtime. Create it with New, feed it snapshots

@@ -8,6 +8,7 @@ package xdsclient
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -28,6 +29,7 @@ import (
 	statuspb "google.golang.org/genproto/googleapis/rpc/status"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
@@ -78,8 +80,11 @@ func (s *Snapshot) clone() *Snapshot {
 
 // Config configures a Client.
 type Config struct {
-	// Address is the control plane's gRPC address (host:port, plaintext).
+	// Address is the control plane's gRPC address (host:port).
 	Address string
+	// TLS, when set, is the connection's TLS (istiod's 15012: the
+	// workload certificate as client certificate); plaintext otherwise.
+	TLS *tls.Config
 	// Node identifies this proxy to the control plane.
 	Node *corev3.Node
 	// Check is the proxy's own acceptance test of a candidate snapshot,
@@ -158,8 +163,12 @@ func (c *Client) Snapshot() *Snapshot {
 // Run keeps a stream to the control plane open until ctx ends,
 // reconnecting with capped exponential backoff. It returns ctx's error.
 func (c *Client) Run(ctx context.Context) error {
+	creds := insecure.NewCredentials()
+	if c.cfg.TLS != nil {
+		creds = credentials.NewTLS(c.cfg.TLS)
+	}
 	opts := append([]grpc.DialOption{
-		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithTransportCredentials(creds),
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(MaxResponseBytes)),
 	}, c.cfg.DialOptions...)
 	conn, err := grpc.NewClient(c.cfg.Address, opts...)

@@ -114,15 +114,22 @@ func printable(r rune) rune {
 func ProxyConfig() *cli.Command {
 	return &cli.Command{
 		Name:      "proxy-config",
-		Usage:     "print what a proxy holds: listeners, routes, clusters or endpoints",
-		ArgsUsage: "listeners|routes|clusters|endpoints|all POD",
+		Usage:     "print what a proxy holds: listeners, routes, clusters, endpoints or secrets",
+		ArgsUsage: "listeners|routes|clusters|endpoints|secret|all POD",
 		Description: `Reads the proxy's own /config_dump (its admin port 15000, inside the pod),
 like istioctl proxy-config.
 
 Examples:
    meshlab proxy-config clusters -n default productpage
    meshlab proxy-config routes -n istio-system istio-ingressgateway
-   meshlab proxy-config listeners -n default reviews-v1 -o json`,
+   meshlab proxy-config listeners -n default reviews-v1 -o json
+   meshlab proxy-config secret -n default productpage
+   meshlab proxy-config secret -n istio-system istio-ingressgateway -o json
+
+secret lists, as istioctl, the certificates the proxy holds: its workload
+certificate ("default", Cert Chain), the mesh root ("ROOTCA", CA) and, on a
+gateway, the kubernetes:// credentials; -o json prints Envoy's
+SecretsConfigDump, private keys redacted.`,
 		Flags: []cli.Flag{namespaceFlag, outputFlag, stateDirFlag},
 		Action: func(c *cli.Context) error {
 			o, err := checkOutput(c, "table", "json")
@@ -130,13 +137,13 @@ Examples:
 				return err
 			}
 			if c.NArg() != 2 {
-				return cli.Exit("usage: meshlab proxy-config listeners|routes|clusters|endpoints|all -n NAMESPACE POD", 2)
+				return cli.Exit("usage: meshlab proxy-config listeners|routes|clusters|endpoints|secret|all -n NAMESPACE POD", 2)
 			}
 			what := c.Args().Get(0)
 			switch what {
-			case "listeners", "listener", "routes", "route", "clusters", "cluster", "endpoints", "endpoint", "all":
+			case "listeners", "listener", "routes", "route", "clusters", "cluster", "endpoints", "endpoint", "secret", "secrets", "all":
 			default:
-				return cli.Exit(fmt.Sprintf("proxy-config %q: want listeners, routes, clusters, endpoints or all", what), 2)
+				return cli.Exit(fmt.Sprintf("proxy-config %q: want listeners, routes, clusters, endpoints, secret or all", what), 2)
 			}
 			p, err := findPod(c, c.Args().Get(1))
 			if err != nil {
@@ -149,6 +156,12 @@ Examples:
 			var dump adminv3.ConfigDump
 			if err := (protojson.UnmarshalOptions{DiscardUnknown: true}).Unmarshal(raw, &dump); err != nil {
 				return fmt.Errorf("decode the config dump of %s/%s: %w", p.Namespace, p.Name, err)
+			}
+			if what == "secret" || what == "secrets" {
+				if o == "json" {
+					return printSecretsJSON(c.App.Writer, &dump)
+				}
+				return printSecrets(c.App.Writer, &dump, time.Now())
 			}
 			if o == "json" {
 				_, err := c.App.Writer.Write(append(indentJSON(raw), '\n'))

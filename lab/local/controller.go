@@ -340,7 +340,7 @@ func (r *Runtime) startPod(ctx context.Context, p *pod, t *corev1.PodTemplateSpe
 	shown.Name = p.Name
 	nsLabels, known := d.namespaces[p.Namespace]
 	dec := inject.Pod(shown, p.Namespace, nsLabels, known, inject.Params{Image: Image + ":dev",
-		DiscoveryAddress: fmt.Sprintf("%s:%d", r.istiodIP, XDSPort)})
+		DiscoveryAddress: fmt.Sprintf("%s:%d", r.istiodIP, XDSTLSPort)})
 	r.mu.Lock()
 	p.Netns = np.NetnsPath
 	p.noSidecar = !dec.Inject

@@ -64,8 +64,11 @@ var Network = podnet.Network{
 
 // Ports of the mesh, as Istio numbers them.
 const (
-	ProxyUID     = 1337
-	XDSPort      = 15010
+	ProxyUID = 1337
+	XDSPort  = 15010
+	// XDSTLSPort is istiod's 15012: the CSR API and xDS over mutual TLS,
+	// where every proxy of the lab connects.
+	XDSTLSPort   = 15012
 	MonitorPort  = 15014
 	ReadyPort    = 15021
 	GatewayHTTP  = 8080

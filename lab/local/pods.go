@@ -147,7 +147,13 @@ func (r *Runtime) startGateway(ctx context.Context) error {
 	}
 	p.serviceAccount = "istio-ingressgateway-service-account"
 	p.probe = &probe{port: ReadyPort, path: "/healthz/ready"}
-	if err := r.startContainer(ctx, p, "istio-proxy", r.proxyArgv("gateway", p), nil, identity{ProxyUID, ProxyUID}, ""); err != nil {
+	// Its identity (istio-system's gateway service account) is what
+	// entitles it to the kubernetes:// credentials of its namespace.
+	mounts, err := r.proxyCredentials(ctx, p)
+	if err != nil {
+		return err
+	}
+	if err := r.startContainer(ctx, p, "istio-proxy", r.proxyArgv("gateway", p), nil, identity{ProxyUID, ProxyUID}, "", mounts...); err != nil {
 		return err
 	}
 	if err := r.applyObjects(ctx, "istio-ingressgateway", gatewayService); err != nil {
@@ -173,7 +179,7 @@ func (r *Runtime) startGateway(ctx context.Context) error {
 // and metadata exchange report.
 func (r *Runtime) proxyArgv(mode string, p *pod) []string {
 	argv := []string{r.opts.Self, mode,
-		"--discovery-address", fmt.Sprintf("%s:%d", r.istiodIP, XDSPort),
+		"--discovery-address", fmt.Sprintf("%s:%d", r.istiodIP, XDSTLSPort),
 		"--pod", p.Name, "--namespace", p.Namespace, "--ip", p.IP}
 	if p.serviceAccount != "" {
 		argv = append(argv, "--service-account", p.serviceAccount)

@@ -28,6 +28,7 @@ import (
 
 	"github.com/meshlab/meshlab/controlplane/config"
 	"github.com/meshlab/meshlab/controlplane/crd"
+	"github.com/meshlab/meshlab/controlplane/inject"
 	"github.com/meshlab/meshlab/samples"
 )
 
@@ -411,7 +412,7 @@ func ingressGateway(o Options) []runtime.Object {
 						Image:           o.Image,
 						ImagePullPolicy: corev1.PullIfNotPresent,
 						Command: []string{binary, "gateway",
-							"--discovery-address=" + Istiod + "." + Namespace + ".svc:15010",
+							"--discovery-address=" + Istiod + "." + Namespace + ".svc:15012",
 							"--label=istio=ingressgateway", "--label=app=" + IngressGateway},
 						Ports: []corev1.ContainerPort{
 							containerPort("http2", 8080),
@@ -424,6 +425,23 @@ func ingressGateway(o Options) []runtime.Object {
 							ProbeHandler:  corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: "/healthz/ready", Port: intstr.FromInt32(15021)}},
 							PeriodSeconds: 2,
 						},
+						// As Istio's gateway: the token it gets its certificate
+						// with (which entitles it to its namespace's TLS
+						// credentials) and the root it verifies istiod with.
+						VolumeMounts: []corev1.VolumeMount{
+							{Name: inject.TokenVolume, MountPath: inject.TokenMountPath},
+							{Name: inject.RootCertVolume, MountPath: inject.RootCertMountPath},
+						},
+					}},
+					Volumes: []corev1.Volume{{
+						Name: inject.TokenVolume,
+						VolumeSource: corev1.VolumeSource{Projected: &corev1.ProjectedVolumeSource{Sources: []corev1.VolumeProjection{{
+							ServiceAccountToken: &corev1.ServiceAccountTokenProjection{Audience: inject.TokenAudience, ExpirationSeconds: ptr(int64(43200)), Path: inject.TokenVolume},
+						}}}},
+					}, {
+						Name: inject.RootCertVolume,
+						VolumeSource: corev1.VolumeSource{ConfigMap: &corev1.ConfigMapVolumeSource{
+							LocalObjectReference: corev1.LocalObjectReference{Name: inject.RootCertConfigMap}}},
 					}},
 				},
 			},
