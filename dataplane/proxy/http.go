@@ -56,6 +56,10 @@ type connInfo struct {
 	peer []string
 	// inbound: the listener's traffic is for this proxy's own workload.
 	inbound bool
+	// id is what the chain's TLS handshake established (nil: plaintext).
+	id *peerIdentity
+	// sni is the ClientHello's server name.
+	sni string
 }
 
 type httpConn struct {
@@ -111,6 +115,9 @@ type exchange struct {
 	idleBody idleBody
 	// upH2 is set when the response came over HTTP/2.
 	upH2 bool
+	// upTLS is the upstream connection's TLS state, when it was TLS and
+	// the transport tells it (the HTTP/1.1 pool does).
+	upTLS *tls.ConnectionState
 	// writeErr is the first error writing the response downstream.
 	writeErr error
 	// abort: the response cannot be completed, so the downstream stream is
@@ -513,6 +520,7 @@ func (p *Proxy) rewrite(pr *httputil.ProxyRequest) {
 	pr.Out.URL.Host = ex.endpoint.Addr
 	pr.Out.Host = pr.In.Host
 	forwardedHeaders(pr.Out.Header, pr.In.Header, ex.conn.peer, pr.In.TLS != nil)
+	applyXFCC(pr.Out.Header, ex.conn.chain.http, ex.conn.id)
 	rt := ex.route
 	if rt.HostRewrite != "" {
 		pr.Out.Host = rt.HostRewrite
@@ -548,6 +556,7 @@ func (p *Proxy) modifyResponse(resp *http.Response) error {
 			p.node.AddMetadata(resp.Header)
 		} else {
 			ex.peer = p.metrics.TakePeer(resp.Header)
+			ex.upTLS = resp.TLS
 		}
 		resp.Header["X-Envoy-Upstream-Service-Time"] = serviceTime(ex.upstreamDur)
 		ex.route.Response.Apply(resp.Header)
@@ -957,7 +966,7 @@ func current(rt *runtime, ci *connInfo) *chain {
 	if !dst.IsValid() {
 		dst = ci.local
 	}
-	c := l.chain(dst, "", false)
+	c := l.chain(dst, helloInfo{})
 	if c == nil || c.http == nil {
 		c = ci.chain
 	}

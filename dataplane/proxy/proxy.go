@@ -7,6 +7,7 @@ package proxy
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -54,6 +55,20 @@ type Config struct {
 	// clusters; the system resolver by default. Tests map names to
 	// loopback with their own.
 	Resolver upstream.Resolver
+	// Identity is the workload's certificate and the mesh's roots: the
+	// SDS secrets "default" and "ROOTCA". nil: they are not available,
+	// and the filter chains and clusters that need them fail their
+	// handshakes (closed, counted), never fall back to plaintext.
+	Identity Identity
+}
+
+// Identity is the workload's own certificate and the mesh's trust roots,
+// which Istio's agent serves the proxy over SDS as "default" and "ROOTCA".
+type Identity interface {
+	// Certificate is the certificate to present now; it changes on rotation.
+	Certificate() (*tls.Certificate, error)
+	// Roots are the trusted roots now.
+	Roots() (*x509.CertPool, error)
 }
 
 // Proxy is the data plane runtime. Create it with New, feed it snapshots
@@ -95,6 +110,9 @@ type Proxy struct {
 	// Istio metrics.
 	node    *telemetry.Node
 	metrics *telemetry.Metrics
+	// tlsStats are the ssl.* counters by listener and cluster name, kept
+	// across configuration updates as Envoy's stats are.
+	tlsStats tlsStatsSet
 }
 
 // New returns a proxy that serves nothing until it is given a snapshot.
@@ -112,7 +130,7 @@ func New(cfg Config) *Proxy {
 		cfg.DrainTimeout = 5 * time.Second
 	}
 	p := &Proxy{cfg: cfg, log: cfg.Logger, start: time.Now(), bound: map[string]*boundListener{}}
-	p.creds = &credentials{rt: &p.rt}
+	p.creds = &credentials{rt: &p.rt, id: cfg.Identity}
 	node, err := telemetry.NewNode(cfg.Node)
 	if err != nil {
 		// Only a node whose metadata cannot be serialized gets here; the
@@ -158,7 +176,7 @@ func New(cfg Config) *Proxy {
 }
 
 func (p *Proxy) buildOptions() buildOptions {
-	return buildOptions{creds: p.creds, resolver: p.cfg.Resolver, metrics: p.metrics}
+	return buildOptions{creds: p.creds, resolver: p.cfg.Resolver, metrics: p.metrics, tls: &p.tlsStats}
 }
 
 func emptySnapshot() *xdsclient.Snapshot {
@@ -388,55 +406,81 @@ func (p *Proxy) dispatch(name string, c *net.TCPConn) {
 		p.wg.Add(1)
 		go func() {
 			defer p.wg.Done()
-			sni, isTLS, replay, err := inspect(c)
+			hello, replay, err := inspect(c)
 			if err != nil {
 				_ = c.Close()
 				return
 			}
-			p.serve(target, target.chain(dst, sni, isTLS), replay, dst, local)
+			p.serve(target, target.chain(dst, hello), replay, dst, local, hello.sni)
 		}()
 		return
 	}
-	p.serve(target, target.chain(dst, "", false), c, dst, local)
+	p.serve(target, target.chain(dst, helloInfo{}), c, dst, local, "")
 }
 
 // serve hands a connection to its filter chain, terminating TLS first
 // when the chain says so.
-func (p *Proxy) serve(l *listener, fc *chain, c net.Conn, dst, local netip.AddrPort) {
+func (p *Proxy) serve(l *listener, fc *chain, c net.Conn, dst, local netip.AddrPort, sni string) {
 	if fc == nil {
-		_ = c.Close() // no chain matches: refused, as Envoy does
+		// No chain matches (STRICT mTLS and a plaintext client, say):
+		// closed with nothing written, as Envoy does.
+		_ = c.Close()
 		return
 	}
-	ci := &connInfo{listener: l.name, lis: l, chain: fc, orig: dst, local: local, inbound: l.inbound}
+	ci := &connInfo{listener: l.name, lis: l, chain: fc, orig: dst, local: local, inbound: l.inbound, sni: sni}
 	ci.remote, _ = netip.ParseAddrPort(c.RemoteAddr().String())
-	if len(fc.rbac) > 0 && !authorizeConn(fc.rbac, ci) {
-		// Envoy's network RBAC filter: a denied connection is closed,
-		// nothing sent.
-		_ = rbac.CloseDenied(c)
-		return
-	}
 	if fc.http != nil && fc.http.useRemoteAddress {
 		// Once per connection, so that no request allocates it.
 		ci.peer = []string{ci.remote.Addr().Unmap().String()}
+	}
+	if fc.tls == nil {
+		p.serveChain(fc, c, ci)
+		return
+	}
+	// The handshake comes first, off the accept loop: the network RBAC
+	// filters and every request need the peer's verified identity.
+	p.wg.Add(1)
+	go func() {
+		defer p.wg.Done()
+		var inner net.Conn = c
+		if fc.http != nil {
+			inner = &httpConn{Conn: c, info: ci}
+		}
+		tc := tls.Server(inner, fc.tls.config)
+		id, err := p.handshake(tc, fc)
+		if err != nil {
+			p.log.Debug("downstream tls handshake", "listener", l.name, "chain", fc.name, "remote", ci.remote, "err", err)
+			_ = c.Close()
+			return
+		}
+		ci.id = id
+		p.serveChain(fc, tc, ci)
+	}()
+}
+
+// serveChain runs a connection (past its TLS handshake) through the
+// chain's network filters and to its terminal filter.
+func (p *Proxy) serveChain(fc *chain, c net.Conn, ci *connInfo) {
+	if len(fc.rbac) > 0 && !authorizeConn(fc.rbac, ci) {
+		// Envoy's network RBAC filter: a denied connection is closed,
+		// nothing sent.
+		if tc, ok := c.(*tls.Conn); ok {
+			c = tc.NetConn()
+		}
+		_ = rbac.CloseDenied(c)
+		return
 	}
 	if fc.http != nil {
 		if fc.tls == nil {
 			go p.h1.serve(&httpConn{Conn: c, info: ci})
 			return
 		}
-		var hc net.Conn = &httpConn{Conn: c, info: ci}
-		if fc.tls != nil {
-			// Handed a *tls.Conn, net/http terminates TLS itself: requests
-			// get r.TLS, and ALPN h2 gets HTTP/2.
-			hc = tls.Server(hc, fc.tls)
-		}
-		if !p.httpLn.deliver(hc) {
+		// Handed a *tls.Conn (handshake done), net/http serves it: requests
+		// get r.TLS, and ALPN h2 gets HTTP/2.
+		if !p.httpLn.deliver(c) {
 			_ = c.Close() // the HTTP server is stopping
 		}
 		return
-	}
-	if fc.tls != nil {
-		c = tls.Server(c, fc.tls)
 	}
 	p.wg.Add(1)
 	go func() {

@@ -410,19 +410,26 @@ func (r *releaseBody) Close() error {
 }
 
 func (cl *Cluster) dialHTTP(ctx context.Context, network, addr string) (net.Conn, error) {
-	return cl.dialCounted(ctx, network, addr, cl.Transport.maxDuration)
+	return cl.dialCounted(ctx, network, addr, cl.Transport.maxDuration, cl.HTTP2)
 }
 
 // dialH2 dials for the HTTP/2 requests of a use_downstream_protocol
 // cluster, whose connections retirement leaves alone.
 func (cl *Cluster) dialH2(ctx context.Context, network, addr string) (net.Conn, error) {
-	return cl.dialCounted(ctx, network, addr, 0)
+	return cl.dialCounted(ctx, network, addr, 0, true)
 }
 
 // dialCounted dials a connection the cluster counts, closed at maxAge
-// unless 0.
-func (cl *Cluster) dialCounted(ctx context.Context, network, addr string, maxAge time.Duration) (net.Conn, error) {
+// unless 0, over the endpoint's transport socket (h2: for HTTP/2). A TLS
+// connection is handed to net/http wrapped, so that it speaks HTTP/1.1 or
+// prior-knowledge HTTP/2 over it as over TCP, the protocol ALPN agreed.
+func (cl *Cluster) dialCounted(ctx context.Context, network, addr string, maxAge time.Duration, h2 bool) (net.Conn, error) {
 	c, err := cl.dial(ctx, network, addr)
+	if err == nil {
+		if sock := cl.Socket(addr); sock != nil {
+			c, err = cl.handshake(ctx, c, sock, !h2, h2)
+		}
+	}
 	if err != nil {
 		cl.ConnectFails.Add(1)
 		return nil, err
