@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"bytes"
+	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
@@ -227,25 +228,35 @@ func compileServerTLS(dtc *tlsv3.DownstreamTlsContext, creds *credentials, http 
 			return v.Verify(cs.PeerCertificates, stats)
 		}
 	}
-	if len(cfg.NextProtos) > 0 {
-		// Envoy (BoringSSL) goes on without ALPN when the client offers
-		// none of the server's protocols; Go would refuse the handshake.
-		noALPN := cfg.Clone()
-		noALPN.NextProtos = nil
-		protos := cfg.NextProtos
-		cfg.GetConfigForClient = func(h *tls.ClientHelloInfo) (*tls.Config, error) {
-			if len(h.SupportedProtos) == 0 {
-				return nil, nil
+	// Envoy (BoringSSL) goes on without ALPN when the client offers none
+	// of the server's protocols; Go would refuse the handshake.
+	noALPN := cfg.Clone()
+	noALPN.NextProtos = nil
+	protos := cfg.NextProtos
+	base := cfg
+	var served atomic.Pointer[tls.Certificate]
+	cfg.GetConfigForClient = func(h *tls.ClientHelloInfo) (*tls.Config, error) {
+		// A rotated certificate starts new sessions, as Envoy's new TLS
+		// context after an SDS update does: tickets issued under the old
+		// one no longer resume.
+		if cert, err := st.cert(); err == nil && served.Swap(cert) != cert {
+			var key [32]byte
+			if _, err := rand.Read(key[:]); err == nil {
+				base.SetSessionTicketKeys([][32]byte{key})
+				noALPN.SetSessionTicketKeys([][32]byte{key})
 			}
-			for _, p := range h.SupportedProtos {
-				for _, q := range protos {
-					if p == q {
-						return nil, nil
-					}
+		}
+		if len(protos) == 0 || len(h.SupportedProtos) == 0 {
+			return nil, nil
+		}
+		for _, p := range h.SupportedProtos {
+			for _, q := range protos {
+				if p == q {
+					return nil, nil
 				}
 			}
-			return noALPN, nil
 		}
+		return noALPN, nil
 	}
 	return st, nil
 }

@@ -207,7 +207,14 @@ func CompileClientTLS(utc *tlsv3.UpstreamTlsContext, name string, secrets Secret
 		n = int(m.GetValue())
 	}
 	if n > 0 {
-		cfg.ClientSessionCache = tls.NewLRUClientSessionCache(n)
+		rc := &rotatingCache{size: n, cert: func() *tls.Certificate {
+			c, err := cfg.GetClientCertificate(nil)
+			if err != nil {
+				return nil
+			}
+			return c
+		}}
+		cfg.ClientSessionCache = rc
 	} else {
 		cfg.SessionTicketsDisabled = true
 	}
@@ -222,6 +229,40 @@ func CompileClientTLS(utc *tlsv3.UpstreamTlsContext, name string, secrets Secret
 		out.h2.NextProtos = []string{"istio-h2", "istio", "h2"}
 	}
 	return out, nil
+}
+
+// rotatingCache is a client session cache that forgets its sessions when
+// the client certificate changes. Envoy builds a new TLS context (and so
+// a new session cache) when SDS rotates a certificate; without that, a
+// resumed session would keep presenting the identity of the old
+// certificate to the server for as long as the session lives.
+type rotatingCache struct {
+	size int
+	cert func() *tls.Certificate
+	cur  atomic.Pointer[sessionCache]
+}
+
+type sessionCache struct {
+	cert  *tls.Certificate
+	cache tls.ClientSessionCache
+}
+
+func (r *rotatingCache) current() *sessionCache {
+	cert := r.cert()
+	if c := r.cur.Load(); c != nil && c.cert == cert {
+		return c
+	}
+	c := &sessionCache{cert: cert, cache: tls.NewLRUClientSessionCache(r.size)}
+	r.cur.Store(c)
+	return c
+}
+
+func (r *rotatingCache) Get(key string) (*tls.ClientSessionState, bool) {
+	return r.current().cache.Get(key)
+}
+
+func (r *rotatingCache) Put(key string, cs *tls.ClientSessionState) {
+	r.current().cache.Put(key, cs)
 }
 
 func equalStrings(a, b []string) bool {
