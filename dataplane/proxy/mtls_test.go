@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"bufio"
 	"context"
 	"crypto/sha256"
 	"crypto/tls"
@@ -740,3 +741,49 @@ func (noIdentity) Certificate() (*tls.Certificate, error) {
 	return nil, errors.New("no certificate yet")
 }
 func (noIdentity) Roots() (*x509.CertPool, error) { return nil, errors.New("no roots yet") }
+
+// TestServerFirstPortNotInspected: on a listener whose other port has an
+// mTLS chain, a port whose chains match on nothing the TLS inspector
+// reads is not inspected, so a server-first protocol (MySQL's greeting)
+// reaches a client that sends nothing first — as Istio disables the
+// inspector on such ports.
+func TestServerFirstPortNotInspected(t *testing.T) {
+	greeter, err := net.Listen("tcp", "127.0.0.3:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer greeter.Close()
+	go func() {
+		for {
+			c, err := greeter.Accept()
+			if err != nil {
+				return
+			}
+			io.WriteString(c, "greeting\n")
+			c.Close()
+		}
+	}()
+	port := closedPort(t).Port()
+	l := inboundListener("STRICT", inboundHCM("inbound|9080||"), istioInboundHTTP, []string{"h2", "http/1.1"})
+	l.Address = sockAddr("127.0.0.1", uint32(port))
+	l.FilterChains[0].FilterChainMatch.DestinationPort = wrapperspb.UInt32(9080)
+	l.FilterChains = append(l.FilterChains, &listenerv3.FilterChain{
+		FilterChainMatch: &listenerv3.FilterChainMatch{DestinationPort: wrapperspb.UInt32(uint32(port))},
+		Filters:          []*listenerv3.Filter{tcpFilter("inbound|3306||")},
+	})
+	cp := newControlPlane(t, "127.0.0.1:0")
+	p := runProxy(t, cp.addr, Config{})
+	cp.set("1", l, staticCluster("inbound|9080||", closedPort(t)),
+		staticCluster("inbound|3306||", netip.MustParseAddrPort(greeter.Addr().String())))
+	addr := p.addr(t, "virtualInbound")
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetReadDeadline(time.Now().Add(3 * time.Second))
+	line, err := bufio.NewReader(c).ReadString('\n')
+	if line != "greeting\n" {
+		t.Fatalf("server-first greeting: %q, %v", line, err)
+	}
+}

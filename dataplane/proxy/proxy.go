@@ -401,7 +401,7 @@ func (p *Proxy) dispatch(name string, c *net.TCPConn) {
 			}
 		}
 	}
-	if target.inspect {
+	if target.needsInspect(dst) {
 		// Reading the first bytes may take a while: not on the accept loop.
 		p.wg.Add(1)
 		go func() {

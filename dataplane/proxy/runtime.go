@@ -255,6 +255,33 @@ func (l *listener) chain(dst netip.AddrPort, hello helloInfo) *chain {
 	return fallback
 }
 
+// needsInspect reports whether the chains a connection to dst may take
+// match on what the TLS inspector reads. Istio disables its
+// tls_inspector on the ports where none does (server-first protocols such
+// as MySQL would otherwise wait for a client byte that never comes); the
+// proxy decides the same per destination port from the chains.
+func (l *listener) needsInspect(dst netip.AddrPort) bool {
+	if !l.inspect {
+		return false
+	}
+	byPort := false
+	for _, c := range l.chains {
+		if c.port == uint32(dst.Port()) && c.matchesAddr(dst.Addr()) {
+			byPort = true
+			break
+		}
+	}
+	for _, c := range l.chains {
+		if byPort && c.port != uint32(dst.Port()) || !byPort && c.port != 0 || !c.matchesAddr(dst.Addr()) {
+			continue
+		}
+		if len(c.serverNames) > 0 || c.transport != "" || len(c.alpn) > 0 || c.tls != nil {
+			return true
+		}
+	}
+	return false
+}
+
 // matchServerName is how well names match sni: the length of the
 // matching name (an exact match beats any wildcard), or -1.
 func matchServerName(names []string, sni string) int {
