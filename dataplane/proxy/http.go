@@ -359,7 +359,7 @@ func (p *Proxy) route(ex *exchange, r *http.Request) {
 	if rd := route.Redirect; rd != nil {
 		ex.details = "direct_response"
 		scheme := "http"
-		if r.TLS != nil {
+		if r.TLS != nil || ex.conn.id != nil {
 			scheme = "https"
 		}
 		path := r.URL.EscapedPath()
@@ -519,7 +519,7 @@ func (p *Proxy) rewrite(pr *httputil.ProxyRequest) {
 	pr.Out.URL.Scheme = "http"
 	pr.Out.URL.Host = ex.endpoint.Addr
 	pr.Out.Host = pr.In.Host
-	forwardedHeaders(pr.Out.Header, pr.In.Header, ex.conn.peer, pr.In.TLS != nil)
+	forwardedHeaders(pr.Out.Header, pr.In.Header, ex.conn.peer, pr.In.TLS != nil || ex.conn.id != nil)
 	applyXFCC(pr.Out.Header, ex.conn.chain.http, ex.conn.id)
 	rt := ex.route
 	if rt.HostRewrite != "" {

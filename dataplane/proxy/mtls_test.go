@@ -58,6 +58,8 @@ type mtlsOpts struct {
 	tcp bool
 	// cluster changes the client's outbound cluster.
 	cluster func(*clusterv3.Cluster)
+	// body is what the app answers ("reviews" by default).
+	body string
 }
 
 // mtlsMesh is the sidecar-to-sidecar path of Istio's auto mTLS in one
@@ -87,6 +89,9 @@ func newMTLSMesh(t testing.TB, o mtlsOpts) *mtlsMesh {
 	m := &mtlsMesh{ca: newTestCA(t), hashes: map[string]bool{}}
 	if o.mode == "" {
 		o.mode = "STRICT"
+	}
+	if o.body == "" {
+		o.body = "reviews"
 	}
 	if o.sans == nil {
 		o.sans = []string{spiffeReviews}
@@ -130,7 +135,7 @@ func newMTLSMesh(t testing.TB, o mtlsOpts) *mtlsMesh {
 				}
 			}
 			m.xfcc.Store(&v)
-			io.WriteString(w, "reviews")
+			io.WriteString(w, o.body)
 		})
 		filter = inboundHCM(inName, o.serverFilters...)
 	}

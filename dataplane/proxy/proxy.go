@@ -471,15 +471,18 @@ func (p *Proxy) serveChain(fc *chain, c net.Conn, ci *connInfo) {
 		return
 	}
 	if fc.http != nil {
-		if fc.tls == nil {
-			go p.h1.serve(&httpConn{Conn: c, info: ci})
+		if tc, ok := c.(*tls.Conn); ok && tc.ConnectionState().NegotiatedProtocol == "h2" {
+			// HTTP/2 is net/http's: handed the *tls.Conn (handshake
+			// done), it speaks h2 on it.
+			if !p.httpLn.deliver(c) {
+				_ = c.Close() // the HTTP server is stopping
+			}
 			return
 		}
-		// Handed a *tls.Conn (handshake done), net/http serves it: requests
-		// get r.TLS, and ALPN h2 gets HTTP/2.
-		if !p.httpLn.deliver(c) {
-			_ = c.Close() // the HTTP server is stopping
-		}
+		// HTTP/1, plaintext or over TLS: the proxy's own server, which
+		// allocates nothing per request; what the handshake established
+		// is on ci.
+		go p.h1.serve(&httpConn{Conn: c, info: ci})
 		return
 	}
 	p.wg.Add(1)
