@@ -65,7 +65,9 @@ func (l *logWriter) http(start time.Time, r *http.Request, ex *exchange) {
 		d = "via_upstream"
 	}
 	b = dash(b, d)
-	b = append(b, " - \"-\" "...)
+	b = append(b, " - \""...)
+	b = dash(b, ex.transportFailure)
+	b = append(b, "\" "...)
 	b = strconv.AppendInt(b, max(r.ContentLength, 0), 10)
 	b = append(b, ' ')
 	b = strconv.AppendInt(b, ex.bytes, 10)
@@ -97,7 +99,9 @@ func (l *logWriter) http(start time.Time, r *http.Request, ex *exchange) {
 	b = ex.conn.local.AppendTo(b)
 	b = append(b, ' ')
 	b = ex.conn.remote.AppendTo(b)
-	b = append(b, " - "...)
+	b = append(b, ' ')
+	b = dash(b, ex.conn.sni)
+	b = append(b, ' ')
 	if ex.route != nil {
 		b = dash(b, ex.route.Name)
 	} else {
@@ -131,7 +135,9 @@ func (l *logWriter) tcp(start time.Time, ci *connInfo, cluster string, ep *upstr
 	b = ci.orig.AppendTo(b)
 	b = append(b, ' ')
 	b = ci.remote.AppendTo(b)
-	b = append(b, " - -\n"...)
+	b = append(b, ' ')
+	b = dash(b, ci.sni)
+	b = append(b, " -\n"...)
 	_, _ = l.w.Write(b) // see Flush
 	l.buf = b
 }

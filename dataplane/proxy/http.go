@@ -100,8 +100,11 @@ type exchange struct {
 	service     *telemetry.Service
 	peer        *telemetry.Peer
 	upstreamDur time.Duration
-	// failure is how the last attempt failed without a response.
-	failure router.Failure
+	// failure is how the last attempt failed without a response;
+	// transportFailure is the TLS error of a failed upstream handshake
+	// (%UPSTREAM_TRANSPORT_FAILURE_REASON%).
+	failure          router.Failure
+	transportFailure string
 	// state is the context that carries the exchange to the proxy's hooks.
 	state stateCtx
 	// corsOrigin is set when the CORS filter added headers for it.
@@ -671,6 +674,10 @@ func (rt roundTripper) RoundTrip(req *http.Request) (*http.Response, error) {
 			ex.failure = router.PerTryTimeout
 		case isConnectFailure(err):
 			ex.failure = router.ConnectFailure
+			var te *upstream.TransportError
+			if errors.As(err, &te) {
+				ex.transportFailure = te.Reason()
+			}
 		default:
 			ex.failure = router.ResetFailure
 		}
@@ -815,7 +822,8 @@ func (b *cancelBody) Close() error {
 
 func isConnectFailure(err error) bool {
 	var op *net.OpError
-	return err != nil && errors.As(err, &op) && op.Op == "dial"
+	var te *upstream.TransportError
+	return err != nil && (errors.As(err, &op) && op.Op == "dial" || errors.As(err, &te))
 }
 
 // proxyError answers for a request that got no upstream response, with
@@ -852,8 +860,15 @@ func (p *Proxy) proxyError(w http.ResponseWriter, r *http.Request, err error) {
 		}
 	case ex.failure == router.ConnectFailure:
 		ex.flags, ex.details = ex.flags|flagUF, "upstream_reset_before_response_started{connection_failure}"
+		body := bodyConnectFailure
+		if ex.transportFailure != "" {
+			// Envoy's words for a TLS failure: Istio users read the reason
+			// (CERTIFICATE_VERIFY_FAILED and the like) off this body.
+			ex.details = "upstream_reset_before_response_started{connection_failure," + ex.transportFailure + "}"
+			body += ", transport failure reason: " + ex.transportFailure
+		}
 		if ex.status == 0 {
-			localReply(w, http.StatusServiceUnavailable, bodyConnectFailure)
+			localReply(w, http.StatusServiceUnavailable, body)
 		}
 	default:
 		ex.flags, ex.details = ex.flags|flagUC, "upstream_reset_before_response_started{connection_termination}"

@@ -347,8 +347,14 @@ func TestMTLSRefused(t *testing.T) {
 			if ci, ok := o.clientID.(*testIdentity); ok {
 				ci.roots.Store(m.ca.pool)
 			}
-			if code := m.get(t); code != http.StatusServiceUnavailable {
+			code, body, _ := get(t, http.DefaultClient, m.out, "reviews:9080", "/")
+			if code != http.StatusServiceUnavailable {
 				t.Fatalf("status %d, want 503", code)
+			}
+			// Envoy's body names the TLS failure when the client's own
+			// handshake failed.
+			if !tt.server && !strings.Contains(body, "reset reason: connection failure, transport failure reason: TLS_error:|") {
+				t.Errorf("503 body %q, want the transport failure reason", body)
 			}
 			if x := m.lastXFCC(); x != "" {
 				t.Fatalf("the app was reached (XFCC %q)", x)
@@ -790,5 +796,24 @@ func TestServerFirstPortNotInspected(t *testing.T) {
 	line, err := bufio.NewReader(c).ReadString('\n')
 	if line != "greeting\n" {
 		t.Fatalf("server-first greeting: %q, %v", line, err)
+	}
+}
+
+// TestAccessLogTLSFields: Istio's default line carries the requested
+// server name and the upstream transport failure reason.
+func TestAccessLogTLSFields(t *testing.T) {
+	var buf strings.Builder
+	l := newLogWriter(&buf)
+	r, _ := http.NewRequest(http.MethodGet, "http://reviews:9080/", nil)
+	r.RequestURI = "/"
+	ex := &exchange{status: 503, flags: flagUF, transportFailure: "TLS_error:|x509: certificate signed by unknown authority:TLS_error_end",
+		conn: &connInfo{sni: reviewsSNI, local: netip.MustParseAddrPort("10.0.0.2:15006"), remote: netip.MustParseAddrPort("10.0.0.1:40000")}}
+	l.http(time.Now(), r, ex)
+	l.Flush()
+	line := buf.String()
+	for _, want := range []string{` "TLS_error:|x509: certificate signed by unknown authority:TLS_error_end" `, " 10.0.0.1:40000 " + reviewsSNI + " -\n"} {
+		if !strings.Contains(line, want) {
+			t.Errorf("access log line %q lacks %q", line, want)
+		}
 	}
 }

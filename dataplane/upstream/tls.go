@@ -110,10 +110,28 @@ func (c *ClientTLS) Client(conn net.Conn, http1, http2 bool) (*tls.Conn, error) 
 	err := tc.Handshake()
 	c.stats.Count(tc.ConnectionState(), err)
 	if err != nil {
-		return nil, fmt.Errorf("tls handshake (%s): %w", c.Name, err)
+		return nil, &TransportError{Socket: c.Name, Err: err}
 	}
 	return tc, nil
 }
+
+// TransportError is a failed TLS handshake with an upstream: a
+// connection failure whose reason Envoy reports as
+// %UPSTREAM_TRANSPORT_FAILURE_REASON% ("TLS_error:...").
+type TransportError struct {
+	Socket string
+	Err    error
+}
+
+func (e *TransportError) Error() string {
+	return "tls handshake (" + e.Socket + "): " + e.Err.Error()
+}
+
+func (e *TransportError) Unwrap() error { return e.Err }
+
+// Reason is the error as Envoy's transport failure reason spells it
+// (with Go's words where BoringSSL's codes would be).
+func (e *TransportError) Reason() string { return "TLS_error:|" + e.Err.Error() + ":TLS_error_end" }
 
 // socketMatch is one transport_socket_matches entry; tls nil is plaintext.
 type socketMatch struct {
