@@ -630,7 +630,7 @@ func TestUnsupportedTLSNACKed(t *testing.T) {
 		{"istio mutual as istiod sends it", func(*tlsv3.UpstreamTlsContext) {}, true},
 		{"allow_renegotiation is ignored", func(u *tlsv3.UpstreamTlsContext) { u.AllowRenegotiation = true }, true},
 		{"auto_host_sni", func(u *tlsv3.UpstreamTlsContext) { u.AutoHostSni = true }, false},
-		{"enforce_rsa_key_usage", func(u *tlsv3.UpstreamTlsContext) { u.EnforceRsaKeyUsage = wrapperspb.Bool(true) }, false},
+		{"auto_sni_san_validation", func(u *tlsv3.UpstreamTlsContext) { u.AutoSniSanValidation = true }, false},
 		{"certificate provider", func(u *tlsv3.UpstreamTlsContext) {
 			u.CommonTlsContext.TlsCertificateProviderInstance = &tlsv3.CertificateProviderPluginInstance{InstanceName: "x"}
 		}, false},

@@ -442,7 +442,7 @@ func (p *Proxy) serve(l *listener, fc *chain, c net.Conn, dst, local netip.AddrP
 	p.wg.Add(1)
 	go func() {
 		defer p.wg.Done()
-		var inner net.Conn = c
+		inner := c
 		if fc.http != nil {
 			inner = &httpConn{Conn: c, info: ci}
 		}
