@@ -325,7 +325,16 @@ const maxBufferedBody = 1 << 20
 func (p *Proxy) route(ex *exchange, r *http.Request) {
 	rt := p.rt.Load()
 	ex.rt = rt
-	h := current(rt, ex.conn).http
+	fc, gone := current(rt, ex.conn)
+	if gone {
+		// The connection's chain is no longer in its listener (STRICT
+		// replaced PERMISSIVE's plaintext chain, say): Envoy drains it, so
+		// this response is its last.
+		if c, ok := ex.ResponseWriter.(interface{ closeAfter() }); ok {
+			c.closeAfter()
+		}
+	}
+	h := fc.http
 	table := h.inline
 	if table == nil {
 		table = rt.routes[h.rds]
@@ -961,32 +970,33 @@ func (bufferPool) Put(b []byte) { buffers.Put(&b) }
 // request gives the same without dropping the connection. A TLS
 // connection keeps its chain: its handshake was made with that chain's
 // certificates.
-func current(rt *runtime, ci *connInfo) *chain {
+func current(rt *runtime, ci *connInfo) (*chain, bool) {
 	if ci.chain.tls != nil {
-		return ci.chain
+		return ci.chain, false
 	}
 	l := rt.listeners[ci.listener]
 	if l == nil || l == ci.lis {
 		// Unchanged (the common case, and no work) or gone (the
 		// connection drains on what it had).
-		return ci.chain
+		return ci.chain, false
 	}
 	// Resolved once per replaced listener, not per request: matching a
 	// chain allocates, and a long keep-alive connection outlives many
 	// pushes. HTTP/2 streams may race here; each stores the same answer.
 	if ref := ci.cur.Load(); ref != nil && ref.lis == l {
-		return ref.chain
+		return ref.chain, ref.gone
 	}
 	dst := ci.orig
 	if !dst.IsValid() {
 		dst = ci.local
 	}
 	c := l.chain(dst, helloInfo{})
-	if c == nil || c.http == nil {
+	gone := c == nil || c.http == nil
+	if gone {
 		c = ci.chain
 	}
-	ci.cur.Store(&chainRef{lis: l, chain: c})
-	return c
+	ci.cur.Store(&chainRef{lis: l, chain: c, gone: gone})
+	return c, gone
 }
 
 // chainRef is the chain a connection's requests use since its listener
@@ -994,4 +1004,6 @@ func current(rt *runtime, ci *connInfo) *chain {
 type chainRef struct {
 	lis   *listener
 	chain *chain
+	// gone: the listener has no chain for the connection any more.
+	gone bool
 }

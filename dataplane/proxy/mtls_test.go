@@ -76,6 +76,8 @@ type mtlsMesh struct {
 	serverID       *testIdentity
 	// xfcc is the last X-Forwarded-Client-Cert the app saw ("<none>": none).
 	xfcc atomic.Pointer[string]
+	// setMode pushes the server's inbound listener for another mode.
+	setMode func(version, mode string)
 	// hashes are the distinct XFCC Hash values the app saw.
 	mu     sync.Mutex
 	hashes map[string]bool
@@ -148,7 +150,14 @@ func newMTLSMesh(t testing.TB, o mtlsOpts) *mtlsMesh {
 	if o.tcp {
 		serverALPN = []string{"istio-peer-exchange", "h2", "http/1.1"}
 	}
-	cpS.set("1", inboundListener(o.mode, filter, o.appALPN, serverALPN), inCluster)
+	m.setMode = func(version, mode string) {
+		l := inboundListener(mode, filter, o.appALPN, serverALPN)
+		if m.in.IsValid() {
+			l.Address = sockAddr("127.0.0.1", uint32(m.in.Port()))
+		}
+		cpS.set(version, l, inCluster)
+	}
+	m.setMode("1", o.mode)
 	m.in = netip.MustParseAddrPort(m.server.addr(t, "virtualInbound"))
 
 	// The client sidecar.
@@ -735,9 +744,10 @@ func TestNoIdentityServerFailsClosed(t *testing.T) {
 	if code := m.get(t); code != http.StatusServiceUnavailable {
 		t.Fatalf("mTLS to a server without identity: %d, want 503", code)
 	}
-	if got := stat(t, m.server, "envoy_listener_ssl_connection_error", nil); got < 1 {
-		t.Errorf("server ssl.connection_error = %v, want ≥ 1", got)
-	}
+	// Counted once the alert went out: waited for.
+	waitFor(t, "the server's ssl.connection_error", func() bool {
+		return stat(t, m.server, "envoy_listener_ssl_connection_error", nil) >= 1
+	})
 	got, _ := plainExchange(t, m.in.String(), "GET / HTTP/1.1\r\nHost: reviews\r\nConnection: close\r\n\r\n")
 	if !strings.HasPrefix(got, "HTTP/1.1 200") {
 		t.Fatalf("plaintext on PERMISSIVE: %q", got)
@@ -815,5 +825,45 @@ func TestAccessLogTLSFields(t *testing.T) {
 		if !strings.Contains(line, want) {
 			t.Errorf("access log line %q lacks %q", line, want)
 		}
+	}
+}
+
+// TestStrictDrainsPlaintextConnections: STRICT replacing PERMISSIVE
+// removes the plaintext chain, and a plaintext keep-alive connection
+// accepted before gets one last response (Connection: close), as Envoy
+// drains a connection whose chain is gone; a new one is closed unanswered.
+func TestStrictDrainsPlaintextConnections(t *testing.T) {
+	m := newMTLSMesh(t, mtlsOpts{mode: "PERMISSIVE"})
+	c, err := net.Dial("tcp", m.in.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	br := bufio.NewReader(c)
+	send := func() *http.Response {
+		t.Helper()
+		c.SetDeadline(time.Now().Add(5 * time.Second))
+		io.WriteString(c, "GET / HTTP/1.1\r\nHost: reviews\r\n\r\n")
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatalf("read response: %v", err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		return resp
+	}
+	if r := send(); r.StatusCode != 200 || r.Close {
+		t.Fatalf("before STRICT: %d close=%v", r.StatusCode, r.Close)
+	}
+	m.setMode("2", "STRICT")
+	m.server.waitVersion(t, xdsclient.ListenerType, "2")
+	if r := send(); !r.Close {
+		t.Fatalf("after STRICT: the plaintext connection was not drained (status %d)", r.StatusCode)
+	}
+	if got, _ := plainExchange(t, m.in.String(), "GET / HTTP/1.1\r\nHost: reviews\r\n\r\n"); got != "" {
+		t.Fatalf("a new plaintext connection under STRICT got %q", got)
+	}
+	if code := m.get(t); code != 200 {
+		t.Fatalf("mTLS after STRICT: %d", code)
 	}
 }
