@@ -867,3 +867,53 @@ func TestStrictDrainsPlaintextConnections(t *testing.T) {
 		t.Fatalf("mTLS after STRICT: %d", code)
 	}
 }
+
+// TestHTTPInspector: on a port whose plaintext chains match on the
+// application protocol (Istio's inbound pass-through: HTTP sniffing), an
+// HTTP request takes the HTTP chain and other bytes the TCP one.
+func TestHTTPInspector(t *testing.T) {
+	for _, tt := range []struct {
+		in    string
+		proto string
+		more  bool
+	}{
+		{"GET / HTTP/1.1\r\nHost: x\r\n\r\n", "http/1.1", false},
+		{"POST /x HTTP/1.0\r\n", "http/1.0", false},
+		{"GET / HTTP/1.1", "", true},
+		{"GE", "", true},
+		{"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", "h2c", false},
+		{"PRI * HTTP/2", "", true},
+		{"\x00\x01\x02", "", false},
+		{"get / HTTP/1.1\r\n", "", false},
+		{"GET / SIP/2.0\r\n", "", false},
+	} {
+		if proto, more := httpProtocol([]byte(tt.in)); proto != tt.proto || more != tt.more {
+			t.Errorf("httpProtocol(%q) = %q, %v; want %q, %v", tt.in, proto, more, tt.proto, tt.more)
+		}
+	}
+
+	app := handlerBackend(t, "127.0.0.3", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "http chain") })
+	l := &listenerv3.Listener{Name: "virtualInbound", Address: sockAddr("127.0.0.1", 0), TrafficDirection: corev3.TrafficDirection_INBOUND,
+		FilterChains: []*listenerv3.FilterChain{
+			{FilterChainMatch: &listenerv3.FilterChainMatch{TransportProtocol: "raw_buffer", ApplicationProtocols: []string{"http/1.1", "http/1.0", "h2c"}},
+				Filters: []*listenerv3.Filter{inboundHCM("inbound|http||")}},
+			{FilterChainMatch: &listenerv3.FilterChainMatch{TransportProtocol: "raw_buffer"}, Filters: []*listenerv3.Filter{tcpFilter("inbound|tcp||")}},
+		}}
+	cp := newControlPlane(t, "127.0.0.1:0")
+	p := runProxy(t, cp.addr, Config{})
+	cp.set("1", l, staticCluster("inbound|http||", app), staticCluster("inbound|tcp||", echo(t, "127.0.0.4")))
+	addr := p.addr(t, "virtualInbound")
+	if got, _ := plainExchange(t, addr, "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"); !strings.HasSuffix(got, "http chain") {
+		t.Errorf("HTTP request: %q, want the HTTP chain's answer", got)
+	}
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	io.WriteString(c, "ping")
+	c.(*net.TCPConn).CloseWrite()
+	if b, _ := io.ReadAll(c); string(b) != "PING" {
+		t.Errorf("raw bytes: %q, want the TCP chain's echo", b)
+	}
+}

@@ -401,12 +401,12 @@ func (p *Proxy) dispatch(name string, c *net.TCPConn) {
 			}
 		}
 	}
-	if target.needsInspect(dst) {
+	if ins, sniff := target.needsInspect(dst); ins {
 		// Reading the first bytes may take a while: not on the accept loop.
 		p.wg.Add(1)
 		go func() {
 			defer p.wg.Done()
-			hello, replay, err := inspect(c)
+			hello, replay, err := inspect(c, sniff)
 			if err != nil {
 				_ = c.Close()
 				return

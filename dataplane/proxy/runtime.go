@@ -256,13 +256,15 @@ func (l *listener) chain(dst netip.AddrPort, hello helloInfo) *chain {
 }
 
 // needsInspect reports whether the chains a connection to dst may take
-// match on what the TLS inspector reads. Istio disables its
-// tls_inspector on the ports where none does (server-first protocols such
-// as MySQL would otherwise wait for a client byte that never comes); the
-// proxy decides the same per destination port from the chains.
-func (l *listener) needsInspect(dst netip.AddrPort) bool {
+// match on what the TLS inspector reads, and (sniffHTTP) on the
+// application protocol of plaintext, which Envoy's http_inspector
+// reads. Istio disables its inspectors on the ports where no chain needs
+// them (server-first protocols such as MySQL would otherwise wait for a
+// client byte that never comes); the proxy decides the same per
+// destination port from the chains.
+func (l *listener) needsInspect(dst netip.AddrPort) (inspect, sniffHTTP bool) {
 	if !l.inspect {
-		return false
+		return false, false
 	}
 	byPort := false
 	for _, c := range l.chains {
@@ -276,10 +278,13 @@ func (l *listener) needsInspect(dst netip.AddrPort) bool {
 			continue
 		}
 		if len(c.serverNames) > 0 || c.transport != "" || len(c.alpn) > 0 || c.tls != nil {
-			return true
+			inspect = true
+		}
+		if c.transport != "tls" && len(c.alpn) > 0 {
+			sniffHTTP = true
 		}
 	}
-	return false
+	return inspect, sniffHTTP
 }
 
 // matchServerName is how well names match sni: the length of the

@@ -264,7 +264,13 @@ func compileServerTLS(dtc *tlsv3.DownstreamTlsContext, creds *credentials, http 
 // inspect reads a connection's first bytes as Envoy's TLS inspector does:
 // whether they are a TLS ClientHello and, if so, its SNI. The returned
 // conn replays what was read.
-func inspect(c *net.TCPConn) (hello helloInfo, replay net.Conn, err error) {
+//
+// With sniffHTTP it also does what Envoy's http_inspector does for
+// plaintext: the application protocol is "http/1.0", "http/1.1" or "h2c"
+// when the first bytes are such a request, none otherwise. A client that
+// sends nothing within the listener filter timeout is passed on with what
+// is known, as Istio's continue_on_listener_filters_timeout has it.
+func inspect(c *net.TCPConn, sniffHTTP bool) (hello helloInfo, replay net.Conn, err error) {
 	// The deadline is what bounds a client that sends nothing.
 	if err := c.SetReadDeadline(time.Now().Add(inspectTimeout)); err != nil {
 		return hello, nil, err
@@ -275,6 +281,10 @@ func inspect(c *net.TCPConn) (hello helloInfo, replay net.Conn, err error) {
 	// A record header first: a handshake record (22) of TLS 1.x.
 	var hdr [3]byte
 	if _, err := io.ReadFull(&rec, hdr[:1]); err != nil {
+		var ne net.Error
+		if errors.As(err, &ne) && ne.Timeout() {
+			return hello, c, nil
+		}
 		return hello, nil, err
 	}
 	if hdr[0] == 22 {
@@ -292,8 +302,70 @@ func inspect(c *net.TCPConn) (hello helloInfo, replay net.Conn, err error) {
 		// It always fails: errStop ends it at the hello, and a hello
 		// crypto/tls cannot parse is simply not TLS.
 		_ = srv.Handshake()
+	} else if sniffHTTP {
+		if proto := sniffHTTPProtocol(&rec); proto != "" {
+			hello.alpn = []string{proto}
+		}
 	}
 	return hello, &replayConn{TCPConn: c, r: io.MultiReader(bytes.NewReader(rec.buf.Bytes()), c)}, nil
+}
+
+// maxSniff is how much the HTTP inspector reads at most before giving up
+// (Envoy's http_inspector: 64 KiB).
+const maxSniff = 64 << 10
+
+// sniffHTTPProtocol reads until the recorded bytes tell an HTTP/1.x
+// request line or the h2c preface from anything else.
+func sniffHTTPProtocol(rec *recorder) string {
+	var tmp [2048]byte
+	for {
+		proto, more := httpProtocol(rec.buf.Bytes())
+		if !more || rec.buf.Len() >= maxSniff {
+			return proto
+		}
+		if _, err := rec.Read(tmp[:]); err != nil {
+			return ""
+		}
+	}
+}
+
+const h2cPreface = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+
+// httpProtocol is the protocol b starts, or more when b is too short to
+// tell.
+func httpProtocol(b []byte) (proto string, more bool) {
+	if n := min(len(b), len(h2cPreface)); string(b[:n]) == h2cPreface[:n] {
+		if n < len(h2cPreface) {
+			return "", true
+		}
+		return "h2c", false
+	}
+	// A method is a token: letters (Envoy's parser takes the uppercase
+	// ones), then a space.
+	i := 0
+	for ; i < len(b) && b[i] != ' '; i++ {
+		if c := b[i]; (c < 'A' || c > 'Z') && c != '-' && c != '_' {
+			return "", false
+		}
+	}
+	if i == len(b) {
+		return "", true
+	}
+	if i == 0 {
+		return "", false
+	}
+	end := bytes.IndexByte(b, '\n')
+	if end < 0 {
+		return "", true
+	}
+	line := bytes.TrimSuffix(b[:end], []byte("\r"))
+	switch {
+	case bytes.HasSuffix(line, []byte(" HTTP/1.1")):
+		return "http/1.1", false
+	case bytes.HasSuffix(line, []byte(" HTTP/1.0")):
+		return "http/1.0", false
+	}
+	return "", false
 }
 
 // helloInfo is what the TLS inspector learnt of a connection: whether it
