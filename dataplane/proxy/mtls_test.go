@@ -917,3 +917,37 @@ func TestHTTPInspector(t *testing.T) {
 		t.Errorf("raw bytes: %q, want the TCP chain's echo", b)
 	}
 }
+
+// TestRootChangeFailsClosed: once a side's trusted roots no longer
+// include the CA that signed its peer, new connections fail — resumed
+// sessions included, which carry the peer certificate of their first
+// handshake and are verified again against the roots of the moment.
+func TestRootChangeFailsClosed(t *testing.T) {
+	oneRequestPerConn := func(c *clusterv3.Cluster) {
+		c.TypedExtensionProtocolOptions = map[string]*anypb.Any{"envoy.extensions.upstreams.http.v3.HttpProtocolOptions": mustAny(&httpv3.HttpProtocolOptions{
+			CommonHttpProtocolOptions: &corev3.HttpProtocolOptions{MaxRequestsPerConnection: wrapperspb.UInt32(1)},
+			UpstreamProtocolOptions: &httpv3.HttpProtocolOptions_ExplicitHttpConfig_{ExplicitHttpConfig: &httpv3.HttpProtocolOptions_ExplicitHttpConfig{
+				ProtocolConfig: &httpv3.HttpProtocolOptions_ExplicitHttpConfig_HttpProtocolOptions{}}}})}
+	}
+	for _, side := range []string{"server", "client"} {
+		t.Run(side, func(t *testing.T) {
+			m := newMTLSMesh(t, mtlsOpts{cluster: oneRequestPerConn})
+			for i := 0; i < 3; i++ { // the later ones resume
+				if code := m.get(t); code != 200 {
+					t.Fatalf("request %d before the root change: %d", i, code)
+				}
+			}
+			if got := stat(t, m.client, "envoy_cluster_ssl_session_reused", map[string]string{"envoy_cluster_name": outCluster}); got < 1 {
+				t.Fatalf("no session was resumed (%v): the test would not cover resumption", got)
+			}
+			id := m.serverID
+			if side == "client" {
+				id = m.clientID
+			}
+			id.roots.Store(newTestCA(t).pool)
+			if code := m.get(t); code != http.StatusServiceUnavailable {
+				t.Fatalf("after the %s's roots changed: %d, want 503", side, code)
+			}
+		})
+	}
+}
