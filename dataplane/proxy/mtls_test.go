@@ -266,11 +266,6 @@ func TestMeshMTLS(t *testing.T) {
 				t.Errorf("server's mutual_tls series = %v, want 3", got)
 			}
 			clientLabels := with("reporter", "source", "connection_security_policy", "unknown")
-			if tt.opts.http2 {
-				// net/http's HTTP/2 transport does not tell the proxy the
-				// upstream connection's TLS state: no principals there.
-				clientLabels["source_principal"], clientLabels["destination_principal"] = "unknown", "unknown"
-			}
 			if got := sample(t, m.client, "istio_requests_total", clientLabels); got != 3 {
 				t.Errorf("client's series = %v, want 3", got)
 			}

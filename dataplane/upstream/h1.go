@@ -303,10 +303,6 @@ func (p *h1Pool) roundTrip(req *http.Request) (*http.Response, error) {
 			}
 			c = newH1Conn(nc.(*countedConn), addr)
 			c.sock = p.t.cl.Socket(addr)
-			if tc, ok := c.cc.Conn.(*tls.Conn); ok {
-				cs := tc.ConnectionState()
-				c.tls = &cs
-			}
 		}
 		read := c.r.n
 		resp, err := p.exchange(c, req)
@@ -396,7 +392,7 @@ func (p *h1Pool) exchange(c *h1Conn, req *http.Request) (*http.Response, error) 
 		}
 	}
 	c.r.left = math.MaxInt64
-	resp.TLS = c.tls
+	resp.TLS = c.cc.tls
 	keep := !resp.Close && !req.Close && !last
 	b := &h1Body{p: p, c: c, body: resp.Body, stop: stop, keep: keep}
 	if resp.Body == http.NoBody {
