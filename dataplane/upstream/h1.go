@@ -3,7 +3,6 @@ package upstream
 import (
 	"bufio"
 	"context"
-	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -91,10 +90,7 @@ type h1Conn struct {
 	cc *countedConn
 	// sock is the transport socket it was made with; a connection whose
 	// endpoint has since changed sockets is not reused.
-	sock *ClientTLS
-	// tls is the connection's TLS state, given to its responses (nil:
-	// plaintext).
-	tls    *tls.ConnectionState
+	sock   *ClientTLS
 	addr   string
 	r      countingReader
 	br     *bufio.Reader
