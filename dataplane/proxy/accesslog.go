@@ -21,6 +21,9 @@ type logWriter struct {
 	// share all but their milliseconds.
 	sec   int64
 	stamp []byte
+	// format is a custom format (Config.AccessLogFormat); nil: Istio's
+	// default line.
+	format *logFormat
 }
 
 func newLogWriter(w io.Writer) *logWriter {
@@ -46,6 +49,10 @@ func (l *logWriter) Flush() {
 func (l *logWriter) http(start time.Time, r *http.Request, ex *exchange) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	if l.format != nil {
+		l.format.write(l, &logEntry{start: start, r: r, ex: ex, ci: ex.conn})
+		return
+	}
 	b := l.buf[:0]
 	b = append(b, '[')
 	b = l.appendStart(b, start)
@@ -116,6 +123,10 @@ func (l *logWriter) http(start time.Time, r *http.Request, ex *exchange) {
 func (l *logWriter) tcp(start time.Time, ci *connInfo, cluster string, ep *upstream.Endpoint, flags string, received, sent int64) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	if l.format != nil {
+		l.format.write(l, &logEntry{start: start, ci: ci, cluster: cluster, ep: ep, flags: flags, received: received, sent: sent})
+		return
+	}
 	b := l.buf[:0]
 	b = append(b, '[')
 	b = l.appendStart(b, start)

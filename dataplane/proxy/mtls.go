@@ -43,6 +43,9 @@ type peerIdentity struct {
 	// uriSANs, dnsSANs and subject are the peer certificate's, for RBAC.
 	uriSANs, dnsSANs []string
 	subject          string
+	// hash is the peer certificate's SHA-256 in hex, version the TLS
+	// version as Envoy spells it (for the access log).
+	hash, version string
 	// xfcc is the connection's element of X-Forwarded-Client-Cert as the
 	// chain's HCM sets it (nil: no peer certificate).
 	xfcc []string
@@ -69,7 +72,7 @@ func (p *Proxy) handshake(tc *tls.Conn, fc *chain) (*peerIdentity, error) {
 		}
 		return nil, err
 	}
-	id := &peerIdentity{}
+	id := &peerIdentity{version: tlsVersionName(cs.Version)}
 	if cert, err := fc.tls.cert(); err == nil {
 		id.localURI = localURI(cert)
 	}
@@ -85,6 +88,8 @@ func (p *Proxy) handshake(tc *tls.Conn, fc *chain) (*peerIdentity, error) {
 	}
 	id.dnsSANs = leaf.DNSNames
 	id.subject = leaf.Subject.String()
+	sum := sha256.Sum256(leaf.Raw)
+	id.hash = hex.EncodeToString(sum[:])
 	var details xfccDetails
 	if fc.http != nil {
 		details = fc.http.details

@@ -60,6 +60,10 @@ type mtlsOpts struct {
 	cluster func(*clusterv3.Cluster)
 	// body is what the app answers ("reviews" by default).
 	body string
+	// clientLog and serverLog receive the sidecars' access logs, in
+	// clientFormat and serverFormat.
+	clientLog, serverLog       io.Writer
+	clientFormat, serverFormat string
 }
 
 // mtlsMesh is the sidecar-to-sidecar path of Istio's auto mTLS in one
@@ -142,7 +146,8 @@ func newMTLSMesh(t testing.TB, o mtlsOpts) *mtlsMesh {
 		filter = inboundHCM(inName, o.serverFilters...)
 	}
 	cpS := newControlPlane(t, "127.0.0.1:0")
-	m.server = runProxy(t, cpS.addr, Config{Node: sidecarNode(t, "reviews-v2", map[string]any{"app": "reviews", "version": "v2"}), Identity: serverID})
+	m.server = runProxy(t, cpS.addr, Config{Node: sidecarNode(t, "reviews-v2", map[string]any{"app": "reviews", "version": "v2"}), Identity: serverID,
+		AccessLog: o.serverLog, AccessLogFormat: o.serverFormat})
 	inCluster := staticCluster(inName, appAddr)
 	inCluster.Metadata = &corev3.Metadata{FilterMetadata: map[string]*structpb.Struct{"istio": mustStruct(map[string]any{"services": []any{map[string]any{
 		"host": "reviews.default.svc.cluster.local", "name": "reviews", "namespace": "default"}}})}}
@@ -162,7 +167,8 @@ func newMTLSMesh(t testing.TB, o mtlsOpts) *mtlsMesh {
 
 	// The client sidecar.
 	cpC := newControlPlane(t, "127.0.0.1:0")
-	m.client = runProxy(t, cpC.addr, Config{Node: sidecarNode(t, "productpage-v1", map[string]any{"app": "productpage", "version": "v1"}), Identity: clientID})
+	m.client = runProxy(t, cpC.addr, Config{Node: sidecarNode(t, "productpage-v1", map[string]any{"app": "productpage", "version": "v1"}), Identity: clientID,
+		AccessLog: o.clientLog, AccessLogFormat: o.clientFormat})
 	cl := autoMTLS(edsCluster(outCluster), reviewsSNI, istioOutboundALPN, o.sans...)
 	if o.http2 {
 		cl.TypedExtensionProtocolOptions = map[string]*anypb.Any{"envoy.extensions.upstreams.http.v3.HttpProtocolOptions": mustAny(&httpv3.HttpProtocolOptions{
@@ -944,5 +950,32 @@ func TestRootChangeFailsClosed(t *testing.T) {
 				t.Fatalf("after the %s's roots changed: %d, want 503", side, code)
 			}
 		})
+	}
+}
+
+// TestAccessLogPeerIdentity logs the peer identities of an mTLS request
+// with Envoy's TLS operators, on both sidecars.
+func TestAccessLogPeerIdentity(t *testing.T) {
+	var clientLog, serverLog syncBuffer
+	m := newMTLSMesh(t, mtlsOpts{
+		serverLog: &serverLog, serverFormat: "%REQ(:METHOD)% %RESPONSE_CODE% peer=%DOWNSTREAM_PEER_URI_SAN% local=%DOWNSTREAM_LOCAL_URI_SAN% %DOWNSTREAM_TLS_VERSION% sni=%REQUESTED_SERVER_NAME% subject=%DOWNSTREAM_PEER_SUBJECT%",
+		clientLog: &clientLog, clientFormat: "%UPSTREAM_CLUSTER% upstream=%UPSTREAM_PEER_URI_SAN% %UPSTREAM_TLS_VERSION% peer=%DOWNSTREAM_PEER_URI_SAN% 100%%",
+	})
+	if code := m.get(t); code != 200 {
+		t.Fatalf("status %d", code)
+	}
+	wantServer := "GET 200 peer=" + spiffeProductpage + " local=" + spiffeReviews + " TLSv1.3 sni=" + reviewsSNI + " subject=-\n"
+	wantClient := outCluster + " upstream=" + spiffeReviews + " TLSv1.3 peer=- 100%\n"
+	waitFor(t, "both access log lines", func() bool { return serverLog.String() != "" && clientLog.String() != "" })
+	if got := serverLog.String(); got != wantServer {
+		t.Errorf("server line\n got %q\nwant %q", got, wantServer)
+	}
+	if got := clientLog.String(); got != wantClient {
+		t.Errorf("client line\n got %q\nwant %q", got, wantClient)
+	}
+	for _, bad := range []string{"%NOT_AN_OPERATOR%", "%REQ(x)", "%REQ(x):abc%"} {
+		if err := ParseAccessLogFormat(bad); err == nil {
+			t.Errorf("ParseAccessLogFormat(%q) accepted it", bad)
+		}
 	}
 }

@@ -43,6 +43,12 @@ type Config struct {
 	// AccessLog receives one line per request and TCP connection in
 	// Envoy's default format; nil disables it. Writes are buffered.
 	AccessLog io.Writer
+	// AccessLogFormat is an Envoy text format for it (Istio's
+	// meshConfig.accessLogFormat), with the TLS operators such as
+	// %DOWNSTREAM_PEER_URI_SAN%; empty: Istio's default line. Check it
+	// with ParseAccessLogFormat: a format that does not parse is logged
+	// and the default line used.
+	AccessLogFormat string
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger
 	// WarmTimeout bounds how long a snapshot waits for the routes and
@@ -143,6 +149,13 @@ func New(cfg Config) *Proxy {
 	p.rt.Store(&runtime{snap: emptySnapshot(), listeners: map[string]*listener{}, routes: map[string]*router.Table{}, clusters: map[string]*upstream.Cluster{}})
 	if cfg.AccessLog != nil {
 		p.accessLog = newLogWriter(cfg.AccessLog)
+		if cfg.AccessLogFormat != "" {
+			f, err := compileLogFormat(cfg.AccessLogFormat)
+			if err != nil {
+				p.log.Error("access log format; using Istio's default", "err", err)
+			}
+			p.accessLog.format = f
+		}
 	}
 	p.httpLn = newChanListener()
 	p.rp = &httputil.ReverseProxy{
