@@ -80,6 +80,9 @@ type mtlsMesh struct {
 	serverID       *testIdentity
 	// xfcc is the last X-Forwarded-Client-Cert the app saw ("<none>": none).
 	xfcc atomic.Pointer[string]
+	// cpClient feeds the client; clientRes is what it was given.
+	cpClient  *controlPlane
+	clientRes []types.Resource
 	// setMode pushes the server's inbound listener for another mode.
 	setMode func(version, mode string)
 	// hashes are the distinct XFCC Hash values the app saw.
@@ -183,10 +186,12 @@ func newMTLSMesh(t testing.TB, o mtlsOpts) *mtlsMesh {
 	if o.tcp {
 		out.FilterChains = []*listenerv3.FilterChain{{Filters: []*listenerv3.Filter{tcpFilter(outCluster)}}}
 	}
-	cpC.set("1", []types.Resource{out,
+	m.cpClient = cpC
+	m.clientRes = []types.Resource{out,
 		&routev3.RouteConfiguration{Name: "9080", VirtualHosts: []*routev3.VirtualHost{{Name: "reviews.default.svc.cluster.local:9080", Domains: []string{"*"},
 			Routes: []*routev3.Route{{Match: prefix("/"), Action: toCluster(outCluster)}}}}},
-		cl, meshEndpoints(outCluster, map[netip.AddrPort]bool{m.in: true})}...)
+		cl, meshEndpoints(outCluster, map[netip.AddrPort]bool{m.in: true})}
+	cpC.set("1", m.clientRes...)
 	m.out = m.client.addr(t, "0.0.0.0_9080")
 	m.client.waitVersion(t, xdsclient.EndpointType, "1")
 	return m
@@ -977,5 +982,30 @@ func TestAccessLogPeerIdentity(t *testing.T) {
 		if err := ParseAccessLogFormat(bad); err == nil {
 			t.Errorf("ParseAccessLogFormat(%q) accepted it", bad)
 		}
+	}
+}
+
+// TestUnsupportedTLSNACKedOverXDS: a cluster update whose TLS context
+// the proxy cannot honour is NACKed with the reason, and the proxy keeps
+// serving mTLS on the configuration it had.
+func TestUnsupportedTLSNACKedOverXDS(t *testing.T) {
+	m := newMTLSMesh(t, mtlsOpts{})
+	bad := autoMTLS(edsCluster(outCluster), reviewsSNI, istioOutboundALPN, spiffeReviews)
+	var u tlsv3.UpstreamTlsContext
+	if err := bad.TransportSocketMatches[0].TransportSocket.GetTypedConfig().UnmarshalTo(&u); err != nil {
+		t.Fatal(err)
+	}
+	u.CommonTlsContext.GetCombinedValidationContext().GetDefaultValidationContext().Crl = &corev3.DataSource{
+		Specifier: &corev3.DataSource_InlineString{InlineString: "-----BEGIN X509 CRL-----"}}
+	bad.TransportSocketMatches[0].TransportSocket.ConfigType = &corev3.TransportSocket_TypedConfig{TypedConfig: mustAny(&u)}
+	res := append([]types.Resource{}, m.clientRes...)
+	res[2] = bad
+	m.cpClient.set("2", res...)
+	waitFor(t, "the NACK", func() bool { return m.cpClient.nacked(xdsclient.ClusterType) != nil })
+	if d := m.cpClient.nacked(xdsclient.ClusterType).GetErrorDetail().GetMessage(); !strings.Contains(d, "crl") {
+		t.Errorf("NACK detail %q does not name the field", d)
+	}
+	if code := m.get(t); code != 200 || !strings.Contains(m.lastXFCC(), "URI="+spiffeProductpage) {
+		t.Fatalf("after the NACK: %d, XFCC %q; want mTLS on the old configuration", code, m.lastXFCC())
 	}
 }
