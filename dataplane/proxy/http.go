@@ -58,8 +58,10 @@ type connInfo struct {
 	inbound bool
 	// id is what the chain's TLS handshake established (nil: plaintext).
 	id *peerIdentity
-	// sni is the ClientHello's server name.
-	sni string
+	// sni is the ClientHello's server name; hello what the inspectors
+	// read, to find the connection's chain again after an update.
+	sni   string
+	hello helloInfo
 }
 
 type httpConn struct {

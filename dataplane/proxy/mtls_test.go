@@ -1009,3 +1009,50 @@ func TestUnsupportedTLSNACKedOverXDS(t *testing.T) {
 		t.Fatalf("after the NACK: %d, XFCC %q; want mTLS on the old configuration", code, m.lastXFCC())
 	}
 }
+
+// TestStrictClosesPlaintextTCP: a plaintext TCP connection accepted
+// under PERMISSIVE is closed once STRICT removed its chain and the drain
+// time is over, as Envoy drains a removed filter chain's connections; an
+// mTLS one stays.
+func TestStrictClosesPlaintextTCP(t *testing.T) {
+	m := newMTLSMesh(t, mtlsOpts{tcp: true, mode: "PERMISSIVE"})
+	plain, err := net.Dial("tcp", m.in.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer plain.Close()
+	mtls, err := net.Dial("tcp", m.out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer mtls.Close()
+	io.WriteString(plain, "ping")
+	io.WriteString(mtls, "ping")
+	waitFor(t, "both connections proxied", func() bool {
+		seen := map[string]bool{}
+		for _, mm := range scrape(t, m.server)["istio_tcp_connections_opened_total"].GetMetric() {
+			for _, l := range mm.GetLabel() {
+				if l.GetName() == "connection_security_policy" {
+					seen[l.GetValue()] = true
+				}
+			}
+		}
+		return seen["none"] && seen["mutual_tls"]
+	})
+	m.setMode("2", "STRICT")
+	m.server.waitVersion(t, xdsclient.ListenerType, "2")
+	plain.SetReadDeadline(time.Now().Add(10 * time.Second))
+	start := time.Now()
+	if b, err := io.ReadAll(plain); err != nil && !errors.Is(err, net.ErrClosed) && !strings.Contains(err.Error(), "reset") || len(b) != 0 {
+		t.Fatalf("plaintext connection after STRICT: read %q, %v; want closed with nothing", b, err)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Fatalf("closed after %v, past the drain time", d)
+	}
+	// The mTLS connection's chain is still there: it works on.
+	mtls.(*net.TCPConn).CloseWrite()
+	mtls.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if b, _ := io.ReadAll(mtls); string(b) != "PING" {
+		t.Fatalf("mTLS connection after STRICT: %q", b)
+	}
+}

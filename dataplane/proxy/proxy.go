@@ -270,6 +270,16 @@ func (p *Proxy) apply(s *xdsclient.Snapshot, rt *runtime) {
 			c.Close()
 		}
 	}
+	if orphans := p.conns.orphans(rt); len(orphans) > 0 {
+		// Envoy drains the connections of a filter chain an update
+		// removed and closes what is left when the drain time is over
+		// (Istio's drainDuration); here the proxy's drain timeout.
+		time.AfterFunc(p.cfg.DrainTimeout, func() {
+			for _, c := range orphans {
+				_ = c.Close() // the chain is gone; the copy loops end with it
+			}
+		})
+	}
 	p.reconcileListeners(rt)
 	if s.Has(xdsclient.ListenerType) && s.Has(xdsclient.ClusterType) {
 		p.ready.Store(true)
@@ -424,23 +434,23 @@ func (p *Proxy) dispatch(name string, c *net.TCPConn) {
 				_ = c.Close()
 				return
 			}
-			p.serve(target, target.chain(dst, hello), replay, dst, local, hello.sni)
+			p.serve(target, target.chain(dst, hello), replay, dst, local, hello)
 		}()
 		return
 	}
-	p.serve(target, target.chain(dst, helloInfo{}), c, dst, local, "")
+	p.serve(target, target.chain(dst, helloInfo{}), c, dst, local, helloInfo{})
 }
 
 // serve hands a connection to its filter chain, terminating TLS first
 // when the chain says so.
-func (p *Proxy) serve(l *listener, fc *chain, c net.Conn, dst, local netip.AddrPort, sni string) {
+func (p *Proxy) serve(l *listener, fc *chain, c net.Conn, dst, local netip.AddrPort, hello helloInfo) {
 	if fc == nil {
 		// No chain matches (STRICT mTLS and a plaintext client, say):
 		// closed with nothing written, as Envoy does.
 		_ = c.Close()
 		return
 	}
-	ci := &connInfo{listener: l.name, lis: l, chain: fc, orig: dst, local: local, inbound: l.inbound, sni: sni}
+	ci := &connInfo{listener: l.name, lis: l, chain: fc, orig: dst, local: local, inbound: l.inbound, sni: hello.sni, hello: hello}
 	ci.remote, _ = netip.ParseAddrPort(c.RemoteAddr().String())
 	if fc.http != nil && fc.http.useRemoteAddress {
 		// Once per connection, so that no request allocates it.
@@ -623,18 +633,19 @@ func (p *Proxy) stop() {
 	p.wg.Wait()
 }
 
-// connSet tracks TCP-proxied connections so that shutdown can close them.
+// connSet tracks TCP-proxied connections so that shutdown can close
+// them; the downstream ones carry their connInfo (upstream ones nil).
 type connSet struct {
 	mu sync.Mutex
-	m  map[net.Conn]struct{}
+	m  map[net.Conn]*connInfo
 }
 
-func (s *connSet) add(c net.Conn) {
+func (s *connSet) add(c net.Conn, ci *connInfo) {
 	s.mu.Lock()
 	if s.m == nil {
-		s.m = map[net.Conn]struct{}{}
+		s.m = map[net.Conn]*connInfo{}
 	}
-	s.m[c] = struct{}{}
+	s.m[c] = ci
 	s.mu.Unlock()
 }
 
@@ -642,6 +653,37 @@ func (s *connSet) remove(c net.Conn) {
 	s.mu.Lock()
 	delete(s.m, c)
 	s.mu.Unlock()
+}
+
+// orphans are the downstream connections whose filter chain rt's
+// listeners no longer have: a plaintext connection once STRICT removed
+// the plaintext chain, say.
+func (s *connSet) orphans(rt *runtime) []net.Conn {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []net.Conn
+	for c, ci := range s.m {
+		if ci == nil {
+			continue
+		}
+		l := rt.listeners[ci.listener]
+		if l == ci.lis {
+			continue
+		}
+		dst := ci.orig
+		if !dst.IsValid() {
+			dst = ci.local
+		}
+		if l == nil {
+			out = append(out, c)
+			continue
+		}
+		fc := l.chain(dst, ci.hello)
+		if fc == nil || fc.tcp == nil || (fc.tls == nil) != (ci.chain.tls == nil) {
+			out = append(out, c)
+		}
+	}
+	return out
 }
 
 func (s *connSet) len() int {

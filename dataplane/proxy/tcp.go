@@ -16,7 +16,7 @@ import (
 // endpoint of its cluster, copying both ways and passing half-closes on.
 func (p *Proxy) serveTCP(c net.Conn, ci *connInfo) {
 	start := time.Now()
-	p.conns.add(c)
+	p.conns.add(c, ci)
 	defer p.conns.remove(c)
 	// Both ends are closed once the copies are over: what was to be
 	// passed on has been, and a Close error has no one to go to.
@@ -71,7 +71,7 @@ func (p *Proxy) serveTCP(c net.Conn, ci *connInfo) {
 	ep.Active.Add(1)
 	ep.Total.Add(1)
 	defer ep.Active.Add(-1)
-	p.conns.add(up)
+	p.conns.add(up, nil)
 	defer p.conns.remove(up)
 	defer func() { _ = up.Close() }()
 	var wg sync.WaitGroup
