@@ -21,6 +21,9 @@ type logWriter struct {
 	// share all but their milliseconds.
 	sec   int64
 	stamp []byte
+	// format is a custom format (Config.AccessLogFormat); nil: Istio's
+	// default line.
+	format *logFormat
 }
 
 func newLogWriter(w io.Writer) *logWriter {
@@ -46,6 +49,10 @@ func (l *logWriter) Flush() {
 func (l *logWriter) http(start time.Time, r *http.Request, ex *exchange) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	if l.format != nil {
+		l.format.write(l, &logEntry{start: start, r: r, ex: ex, ci: ex.conn})
+		return
+	}
 	b := l.buf[:0]
 	b = append(b, '[')
 	b = l.appendStart(b, start)
@@ -65,7 +72,9 @@ func (l *logWriter) http(start time.Time, r *http.Request, ex *exchange) {
 		d = "via_upstream"
 	}
 	b = dash(b, d)
-	b = append(b, " - \"-\" "...)
+	b = append(b, " - \""...)
+	b = dash(b, ex.transportFailure)
+	b = append(b, "\" "...)
 	b = strconv.AppendInt(b, max(r.ContentLength, 0), 10)
 	b = append(b, ' ')
 	b = strconv.AppendInt(b, ex.bytes, 10)
@@ -97,7 +106,9 @@ func (l *logWriter) http(start time.Time, r *http.Request, ex *exchange) {
 	b = ex.conn.local.AppendTo(b)
 	b = append(b, ' ')
 	b = ex.conn.remote.AppendTo(b)
-	b = append(b, " - "...)
+	b = append(b, ' ')
+	b = dash(b, ex.conn.sni)
+	b = append(b, ' ')
 	if ex.route != nil {
 		b = dash(b, ex.route.Name)
 	} else {
@@ -112,6 +123,10 @@ func (l *logWriter) http(start time.Time, r *http.Request, ex *exchange) {
 func (l *logWriter) tcp(start time.Time, ci *connInfo, cluster string, ep *upstream.Endpoint, flags string, received, sent int64) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	if l.format != nil {
+		l.format.write(l, &logEntry{start: start, ci: ci, cluster: cluster, ep: ep, flags: flags, received: received, sent: sent})
+		return
+	}
 	b := l.buf[:0]
 	b = append(b, '[')
 	b = l.appendStart(b, start)
@@ -131,7 +146,9 @@ func (l *logWriter) tcp(start time.Time, ci *connInfo, cluster string, ep *upstr
 	b = ci.orig.AppendTo(b)
 	b = append(b, ' ')
 	b = ci.remote.AppendTo(b)
-	b = append(b, " - -\n"...)
+	b = append(b, ' ')
+	b = dash(b, ci.sni)
+	b = append(b, " -\n"...)
 	_, _ = l.w.Write(b) // see Flush
 	l.buf = b
 }

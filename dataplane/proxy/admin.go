@@ -3,6 +3,7 @@ package proxy
 import (
 	"bufio"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/pprof"
 	"sort"
@@ -19,6 +20,7 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/meshlab/meshlab/dataplane/upstream"
 	"github.com/meshlab/meshlab/dataplane/xdsclient"
 )
 
@@ -236,6 +238,7 @@ func (p *Proxy) serveStats(w http.ResponseWriter, r *http.Request) {
 	metric("envoy_cluster_upstream_cx_none_healthy", "counter", func(n string) uint64 { return rt.clusters[n].NoHealthy.Load() })
 	metric("envoy_cluster_membership_healthy", "gauge", func(n string) uint64 { return uint64(len(rt.clusters[n].Endpoints())) })
 	p.writeAuthzProm(bw)
+	p.writeTLSStats(bw)
 	families, err := p.metrics.Gatherer().Gather()
 	if err != nil {
 		p.log.Warn("gather istio metrics", "err", err)
@@ -244,6 +247,36 @@ func (p *Proxy) serveStats(w http.ResponseWriter, r *http.Request) {
 	for _, f := range families {
 		if err := enc.Encode(f); err != nil {
 			return
+		}
+	}
+}
+
+// writeTLSStats writes Envoy's ssl.* counters of every listener and
+// cluster that has a TLS context, with the tags Envoy's Prometheus output
+// gives them: envoy_listener_ssl_handshake{envoy_listener_address="0.0.0.0_15006"},
+// envoy_cluster_ssl_handshake{envoy_cluster_name="outbound|9080||reviews..."}.
+func (p *Proxy) writeTLSStats(w io.Writer) {
+	counters := []struct {
+		name string
+		v    func(*upstream.TLSStats) uint64
+	}{
+		{"ssl_handshake", func(s *upstream.TLSStats) uint64 { return s.Handshake.Load() }},
+		{"ssl_connection_error", func(s *upstream.TLSStats) uint64 { return s.ConnectionError.Load() }},
+		{"ssl_fail_verify_san", func(s *upstream.TLSStats) uint64 { return s.FailVerifySAN.Load() }},
+		{"ssl_fail_verify_error", func(s *upstream.TLSStats) uint64 { return s.FailVerifyError.Load() }},
+		{"ssl_no_certificate", func(s *upstream.TLSStats) uint64 { return s.NoCertificate.Load() }},
+		{"ssl_session_reused", func(s *upstream.TLSStats) uint64 { return s.SessionReused.Load() }},
+	}
+	for _, scope := range []struct{ kind, tag string }{{"listener", "envoy_listener_address"}, {"cluster", "envoy_cluster_name"}} {
+		for _, c := range counters {
+			name := "envoy_" + scope.kind + "_" + c.name
+			fmt.Fprintf(w, "# TYPE %s counter\n", name)
+			p.tlsStats.each(scope.kind, func(n string, st *upstream.TLSStats) {
+				if st.Handshake.Load() == 0 && st.ConnectionError.Load() == 0 {
+					return // no TLS there (yet): Envoy has no ssl stats for it
+				}
+				fmt.Fprintf(w, "%s{%s=%s} %d\n", name, scope.tag, strconv.Quote(n), c.v(st))
+			})
 		}
 	}
 }

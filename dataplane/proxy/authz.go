@@ -16,9 +16,10 @@ import (
 // control plane as Istio does), checked as Envoy's run: the network
 // filters once per connection before its terminal filter, the HTTP
 // filters per request before routing, in order, the first denial ending
-// it. Peer identities come from the client certificate; until sidecars
-// speak mutual TLS there is none, so principal rules match nothing, as in
-// Istio for a plaintext peer.
+// it. Peer identities come from the verified client certificate of the
+// connection's TLS handshake (mtls.go): its URI SAN is the principal
+// (spiffe://<td>/ns/<ns>/sa/<sa>); a plaintext peer has none, so
+// principal and namespace rules match nothing, as in Istio.
 
 // httpAuthz is one authorization filter of a connection manager: RBAC
 // (with its counters' names) or ext_authz.
@@ -45,19 +46,8 @@ func (p *Proxy) authorize(ex *exchange, r *http.Request, steps []httpAuthz, trus
 		Headers:     r.Header,
 		Source:      ex.conn.remote,
 		Destination: dst,
-		TLS:         r.TLS != nil,
 	}
-	if r.TLS != nil {
-		req.SNI = r.TLS.ServerName
-		if len(r.TLS.PeerCertificates) > 0 {
-			leaf := r.TLS.PeerCertificates[0]
-			for _, u := range leaf.URIs {
-				req.PeerURISANs = append(req.PeerURISANs, u.String())
-			}
-			req.PeerDNSSANs = leaf.DNSNames
-			req.PeerSubject = leaf.Subject.String()
-		}
-	}
+	peerOf(&req, ex.conn)
 	if len(ex.conn.peer) > 0 {
 		if a, err := netip.ParseAddr(ex.conn.peer[0]); err == nil {
 			req.Remote = netip.AddrPortFrom(a, 0)
@@ -146,6 +136,17 @@ func (p *Proxy) authzCounter(name string) *atomic.Uint64 {
 	}
 	c, _ := p.authzStats.LoadOrStore(name, new(atomic.Uint64))
 	return c.(*atomic.Uint64)
+}
+
+// peerOf fills in what the connection's TLS handshake established, read
+// once per connection (no request allocates it).
+func peerOf(req *rbac.Request, ci *connInfo) {
+	id := ci.id
+	if id == nil {
+		return
+	}
+	req.TLS, req.SNI = true, ci.sni
+	req.PeerURISANs, req.PeerDNSSANs, req.PeerSubject = id.uriSANs, id.dnsSANs, id.subject
 }
 
 // rbacPath is the path the RBAC filters match, normalised as Istio's

@@ -72,6 +72,7 @@ func (p *Proxy) authorizeConn(steps []netAuthz, ci *connInfo) bool {
 		dst = ci.local
 	}
 	req := rbac.Request{Source: ci.remote, Destination: dst}
+	peerOf(&req, ci)
 	for i := range steps {
 		s := &steps[i]
 		if s.ext != nil {

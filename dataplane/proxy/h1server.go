@@ -358,6 +358,14 @@ type headerAdopter interface {
 // adoptHeader takes resp's header map as the response's, if nothing was
 // set on the response yet. A Content-Type that may be text/event-stream
 // stays on resp too, where ReverseProxy looks for it to flush at once.
+// closeAfter makes this response the connection's last (Envoy drains a
+// connection whose filter chain is gone).
+func (w *h1Response) closeAfter() {
+	w.mu.Lock()
+	w.close = true
+	w.mu.Unlock()
+}
+
 func (w *h1Response) adoptHeader(resp *http.Response) bool {
 	if len(w.header) != 0 || w.status != 0 {
 		return false

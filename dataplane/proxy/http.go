@@ -56,6 +56,12 @@ type connInfo struct {
 	peer []string
 	// inbound: the listener's traffic is for this proxy's own workload.
 	inbound bool
+	// id is what the chain's TLS handshake established (nil: plaintext).
+	id *peerIdentity
+	// sni is the ClientHello's server name; hello what the inspectors
+	// read, to find the connection's chain again after an update.
+	sni   string
+	hello helloInfo
 }
 
 type httpConn struct {
@@ -96,8 +102,11 @@ type exchange struct {
 	service     *telemetry.Service
 	peer        *telemetry.Peer
 	upstreamDur time.Duration
-	// failure is how the last attempt failed without a response.
-	failure router.Failure
+	// failure is how the last attempt failed without a response;
+	// transportFailure is the TLS error of a failed upstream handshake
+	// (%UPSTREAM_TRANSPORT_FAILURE_REASON%).
+	failure          router.Failure
+	transportFailure string
 	// state is the context that carries the exchange to the proxy's hooks.
 	state stateCtx
 	// corsOrigin is set when the CORS filter added headers for it.
@@ -114,6 +123,9 @@ type exchange struct {
 	idleBody idleBody
 	// upH2 is set when the response came over HTTP/2.
 	upH2 bool
+	// upTLS is the upstream connection's TLS state, when it was TLS and
+	// the transport tells it (the HTTP/1.1 pool does).
+	upTLS *tls.ConnectionState
 	// writeErr is the first error writing the response downstream.
 	writeErr error
 	// abort: the response cannot be completed, so the downstream stream is
@@ -318,7 +330,16 @@ const maxBufferedBody = 1 << 20
 func (p *Proxy) route(ex *exchange, r *http.Request) {
 	rt := p.rt.Load()
 	ex.rt = rt
-	h := current(rt, ex.conn).http
+	fc, gone := current(rt, ex.conn)
+	if gone {
+		// The connection's chain is no longer in its listener (STRICT
+		// replaced PERMISSIVE's plaintext chain, say): Envoy drains it, so
+		// this response is its last.
+		if c, ok := ex.ResponseWriter.(interface{ closeAfter() }); ok {
+			c.closeAfter()
+		}
+	}
+	h := fc.http
 	table := h.inline
 	if table == nil {
 		table = rt.routes[h.rds]
@@ -355,7 +376,7 @@ func (p *Proxy) route(ex *exchange, r *http.Request) {
 	if rd := route.Redirect; rd != nil {
 		ex.details = "direct_response"
 		scheme := "http"
-		if r.TLS != nil {
+		if r.TLS != nil || ex.conn.id != nil {
 			scheme = "https"
 		}
 		path := r.URL.EscapedPath()
@@ -515,7 +536,8 @@ func (p *Proxy) rewrite(pr *httputil.ProxyRequest) {
 	pr.Out.URL.Scheme = "http"
 	pr.Out.URL.Host = ex.endpoint.Addr
 	pr.Out.Host = pr.In.Host
-	forwardedHeaders(pr.Out.Header, pr.In.Header, ex.conn.peer, pr.In.TLS != nil)
+	forwardedHeaders(pr.Out.Header, pr.In.Header, ex.conn.peer, pr.In.TLS != nil || ex.conn.id != nil)
+	applyXFCC(pr.Out.Header, ex.conn.chain.http, ex.conn.id)
 	rt := ex.route
 	if rt.HostRewrite != "" {
 		pr.Out.Host = rt.HostRewrite
@@ -551,6 +573,7 @@ func (p *Proxy) modifyResponse(resp *http.Response) error {
 			p.node.AddMetadata(resp.Header)
 		} else {
 			ex.peer = p.metrics.TakePeer(resp.Header)
+			ex.upTLS = resp.TLS
 		}
 		resp.Header["X-Envoy-Upstream-Service-Time"] = serviceTime(ex.upstreamDur)
 		ex.route.Response.Apply(resp.Header)
@@ -668,6 +691,10 @@ func (rt roundTripper) RoundTrip(req *http.Request) (*http.Response, error) {
 			ex.failure = router.PerTryTimeout
 		case isConnectFailure(err):
 			ex.failure = router.ConnectFailure
+			var te *upstream.TransportError
+			if errors.As(err, &te) {
+				ex.transportFailure = te.Reason()
+			}
 		default:
 			ex.failure = router.ResetFailure
 		}
@@ -812,7 +839,8 @@ func (b *cancelBody) Close() error {
 
 func isConnectFailure(err error) bool {
 	var op *net.OpError
-	return err != nil && errors.As(err, &op) && op.Op == "dial"
+	var te *upstream.TransportError
+	return err != nil && (errors.As(err, &op) && op.Op == "dial" || errors.As(err, &te))
 }
 
 // proxyError answers for a request that got no upstream response, with
@@ -849,8 +877,15 @@ func (p *Proxy) proxyError(w http.ResponseWriter, r *http.Request, err error) {
 		}
 	case ex.failure == router.ConnectFailure:
 		ex.flags, ex.details = ex.flags|flagUF, "upstream_reset_before_response_started{connection_failure}"
+		body := bodyConnectFailure
+		if ex.transportFailure != "" {
+			// Envoy's words for a TLS failure: Istio users read the reason
+			// (CERTIFICATE_VERIFY_FAILED and the like) off this body.
+			ex.details = "upstream_reset_before_response_started{connection_failure," + ex.transportFailure + "}"
+			body += ", transport failure reason: " + ex.transportFailure
+		}
 		if ex.status == 0 {
-			localReply(w, http.StatusServiceUnavailable, bodyConnectFailure)
+			localReply(w, http.StatusServiceUnavailable, body)
 		}
 	default:
 		ex.flags, ex.details = ex.flags|flagUC, "upstream_reset_before_response_started{connection_termination}"
@@ -943,32 +978,33 @@ func (bufferPool) Put(b []byte) { buffers.Put(&b) }
 // request gives the same without dropping the connection. A TLS
 // connection keeps its chain: its handshake was made with that chain's
 // certificates.
-func current(rt *runtime, ci *connInfo) *chain {
+func current(rt *runtime, ci *connInfo) (*chain, bool) {
 	if ci.chain.tls != nil {
-		return ci.chain
+		return ci.chain, false
 	}
 	l := rt.listeners[ci.listener]
 	if l == nil || l == ci.lis {
 		// Unchanged (the common case, and no work) or gone (the
 		// connection drains on what it had).
-		return ci.chain
+		return ci.chain, false
 	}
 	// Resolved once per replaced listener, not per request: matching a
 	// chain allocates, and a long keep-alive connection outlives many
 	// pushes. HTTP/2 streams may race here; each stores the same answer.
 	if ref := ci.cur.Load(); ref != nil && ref.lis == l {
-		return ref.chain
+		return ref.chain, ref.gone
 	}
 	dst := ci.orig
 	if !dst.IsValid() {
 		dst = ci.local
 	}
-	c := l.chain(dst, "", false)
-	if c == nil || c.http == nil {
+	c := l.chain(dst, helloInfo{})
+	gone := c == nil || c.http == nil
+	if gone {
 		c = ci.chain
 	}
-	ci.cur.Store(&chainRef{lis: l, chain: c})
-	return c
+	ci.cur.Store(&chainRef{lis: l, chain: c, gone: gone})
+	return c, gone
 }
 
 // chainRef is the chain a connection's requests use since its listener
@@ -976,4 +1012,6 @@ func current(rt *runtime, ci *connInfo) *chain {
 type chainRef struct {
 	lis   *listener
 	chain *chain
+	// gone: the listener has no chain for the connection any more.
+	gone bool
 }

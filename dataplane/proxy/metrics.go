@@ -58,11 +58,26 @@ func (p *Proxy) record(ex *exchange, r *http.Request, d time.Duration) {
 	if ex.conn.inbound {
 		k.Reporter, k.Source, k.Destination = telemetry.Destination, peer, p.node.Peer
 		k.Security = telemetry.SecurityNone
-		if r.TLS != nil && len(r.TLS.PeerCertificates) > 0 {
-			k.Security = telemetry.SecurityMutualTLS
+		if id := ex.conn.id; id.mutualTLS() {
+			// Istio's stats filter: mutual_tls when the connection has
+			// both a peer and a local URI SAN, the principals those.
+			if id.peerURI != "" && id.localURI != "" {
+				k.Security = telemetry.SecurityMutualTLS
+			}
+			k.Source = p.metrics.WithPrincipal(peer, id.peerURI)
+			k.Destination = p.metrics.WithPrincipal(p.node.Peer, id.localURI)
 		}
 	} else {
+		// Reported by the source: connection_security_policy stays
+		// "unknown", as Istio's; the principals are the upstream
+		// connection's, when it was TLS.
 		k.Reporter, k.Source, k.Destination = telemetry.Source, p.node.Peer, peer
+		if ex.upTLS != nil && len(ex.upTLS.PeerCertificates) > 0 {
+			k.Destination = p.metrics.WithCertPrincipal(peer, ex.upTLS.PeerCertificates[0])
+			if cert, err := p.creds.Certificate(sdsDefault); err == nil {
+				k.Source = p.metrics.WithPrincipal(p.node.Peer, localURI(cert))
+			}
+		}
 	}
 	if ex.flags != 0 {
 		k.Flags = ex.flags.String()

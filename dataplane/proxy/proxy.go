@@ -43,6 +43,12 @@ type Config struct {
 	// AccessLog receives one line per request and TCP connection in
 	// Envoy's default format; nil disables it. Writes are buffered.
 	AccessLog io.Writer
+	// AccessLogFormat is an Envoy text format for it (Istio's
+	// meshConfig.accessLogFormat), with the TLS operators such as
+	// %DOWNSTREAM_PEER_URI_SAN%; empty: Istio's default line. Check it
+	// with ParseAccessLogFormat: a format that does not parse is logged
+	// and the default line used.
+	AccessLogFormat string
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger
 	// WarmTimeout bounds how long a snapshot waits for the routes and
@@ -55,12 +61,15 @@ type Config struct {
 	// clusters; the system resolver by default. Tests map names to
 	// loopback with their own.
 	Resolver upstream.Resolver
-
-	Identity Identity // nil: "default"/"ROOTCA" are not available; chains needing them fail closed
+	// Identity is the workload's certificate and the mesh's roots: the
+	// SDS secrets "default" and "ROOTCA". nil: they are not available,
+	// and the filter chains and clusters that need them fail their
+	// handshakes (closed, counted), never fall back to plaintext.
+	Identity Identity
 }
 
-// Identity is the workload's own certificate and the mesh's trust roots, which Istio's
-// agent serves the proxy over SDS as "default" and "ROOTCA".
+// Identity is the workload's own certificate and the mesh's trust roots,
+// which Istio's agent serves the proxy over SDS as "default" and "ROOTCA".
 type Identity interface {
 	// Certificate is the certificate to present now; it changes on rotation.
 	Certificate() (*tls.Certificate, error)
@@ -112,6 +121,9 @@ type Proxy struct {
 	// across configuration changes as Envoy keeps stats.
 	authz      authzConns
 	authzStats sync.Map // string → *atomic.Uint64
+	// tlsStats are the ssl.* counters by listener and cluster name, kept
+	// across configuration updates as Envoy's stats are.
+	tlsStats tlsStatsSet
 }
 
 // New returns a proxy that serves nothing until it is given a snapshot.
@@ -129,7 +141,7 @@ func New(cfg Config) *Proxy {
 		cfg.DrainTimeout = 5 * time.Second
 	}
 	p := &Proxy{cfg: cfg, log: cfg.Logger, start: time.Now(), bound: map[string]*boundListener{}}
-	p.creds = &credentials{rt: &p.rt}
+	p.creds = &credentials{rt: &p.rt, id: cfg.Identity}
 	node, err := telemetry.NewNode(cfg.Node)
 	if err != nil {
 		// Only a node whose metadata cannot be serialized gets here; the
@@ -142,6 +154,13 @@ func New(cfg Config) *Proxy {
 	p.rt.Store(&runtime{snap: emptySnapshot(), listeners: map[string]*listener{}, routes: map[string]*router.Table{}, clusters: map[string]*upstream.Cluster{}})
 	if cfg.AccessLog != nil {
 		p.accessLog = newLogWriter(cfg.AccessLog)
+		if cfg.AccessLogFormat != "" {
+			f, err := compileLogFormat(cfg.AccessLogFormat)
+			if err != nil {
+				p.log.Error("access log format; using Istio's default", "err", err)
+			}
+			p.accessLog.format = f
+		}
 	}
 	p.httpLn = newChanListener()
 	p.rp = &httputil.ReverseProxy{
@@ -175,7 +194,7 @@ func New(cfg Config) *Proxy {
 }
 
 func (p *Proxy) buildOptions() buildOptions {
-	return buildOptions{creds: p.creds, resolver: p.cfg.Resolver, metrics: p.metrics}
+	return buildOptions{creds: p.creds, resolver: p.cfg.Resolver, metrics: p.metrics, tls: &p.tlsStats}
 }
 
 func emptySnapshot() *xdsclient.Snapshot {
@@ -255,6 +274,16 @@ func (p *Proxy) apply(s *xdsclient.Snapshot, rt *runtime) {
 		if rt.clusters[name] != c {
 			c.Close()
 		}
+	}
+	if orphans := p.conns.orphans(rt); len(orphans) > 0 {
+		// Envoy drains the connections of a filter chain an update
+		// removed and closes what is left when the drain time is over
+		// (Istio's drainDuration); here the proxy's drain timeout.
+		time.AfterFunc(p.cfg.DrainTimeout, func() {
+			for _, c := range orphans {
+				_ = c.Close() // the chain is gone; the copy loops end with it
+			}
+		})
 	}
 	p.reconcileListeners(rt)
 	if s.Has(xdsclient.ListenerType) && s.Has(xdsclient.ClusterType) {
@@ -400,60 +429,89 @@ func (p *Proxy) dispatch(name string, c *net.TCPConn) {
 			}
 		}
 	}
-	if target.inspect {
+	if ins, sniff := target.needsInspect(dst); ins {
 		// Reading the first bytes may take a while: not on the accept loop.
 		p.wg.Add(1)
 		go func() {
 			defer p.wg.Done()
-			sni, isTLS, replay, err := inspect(c)
+			hello, replay, err := inspect(c, sniff)
 			if err != nil {
 				_ = c.Close()
 				return
 			}
-			p.serve(target, target.chain(dst, sni, isTLS), replay, dst, local)
+			p.serve(target, target.chain(dst, hello), replay, dst, local, hello)
 		}()
 		return
 	}
-	p.serve(target, target.chain(dst, "", false), c, dst, local)
+	p.serve(target, target.chain(dst, helloInfo{}), c, dst, local, helloInfo{})
 }
 
 // serve hands a connection to its filter chain, terminating TLS first
 // when the chain says so.
-func (p *Proxy) serve(l *listener, fc *chain, c net.Conn, dst, local netip.AddrPort) {
+func (p *Proxy) serve(l *listener, fc *chain, c net.Conn, dst, local netip.AddrPort, hello helloInfo) {
 	if fc == nil {
-		_ = c.Close() // no chain matches: refused, as Envoy does
+		// No chain matches (STRICT mTLS and a plaintext client, say):
+		// closed with nothing written, as Envoy does.
+		_ = c.Close()
 		return
 	}
-	ci := &connInfo{listener: l.name, lis: l, chain: fc, orig: dst, local: local, inbound: l.inbound}
+	ci := &connInfo{listener: l.name, lis: l, chain: fc, orig: dst, local: local, inbound: l.inbound, sni: hello.sni, hello: hello}
 	ci.remote, _ = netip.ParseAddrPort(c.RemoteAddr().String())
-	if len(fc.authz) > 0 && !p.authorizeConn(fc.authz, ci) {
-		// Envoy's network RBAC filter: a denied connection is closed,
-		// nothing sent.
-		_ = rbac.CloseDenied(c)
-		return
-	}
 	if fc.http != nil && fc.http.useRemoteAddress {
 		// Once per connection, so that no request allocates it.
 		ci.peer = []string{ci.remote.Addr().Unmap().String()}
 	}
-	if fc.http != nil {
-		if fc.tls == nil {
-			go p.h1.serve(&httpConn{Conn: c, info: ci})
-			return
-		}
-		var hc net.Conn = &httpConn{Conn: c, info: ci}
-		if fc.tls != nil {
-			// Handed a *tls.Conn, net/http terminates TLS itself: requests
-			// get r.TLS, and ALPN h2 gets HTTP/2.
-			hc = tls.Server(hc, fc.tls)
-		}
-		if !p.httpLn.deliver(hc) {
-			_ = c.Close() // the HTTP server is stopping
-		}
+	if fc.tls == nil {
+		p.serveChain(fc, c, ci)
 		return
 	}
-	if fc.tls != nil {
-		c = tls.Server(c, fc.tls)
+	// The handshake comes first, off the accept loop: the network RBAC
+	// filters and every request need the peer's verified identity.
+	p.wg.Add(1)
+	go func() {
+		defer p.wg.Done()
+		inner := c
+		if fc.http != nil {
+			inner = &httpConn{Conn: c, info: ci}
+		}
+		tc := tls.Server(inner, fc.tls.config)
+		id, err := p.handshake(tc, fc)
+		if err != nil {
+			p.log.Debug("downstream tls handshake", "listener", l.name, "chain", fc.name, "remote", ci.remote, "err", err)
+			_ = c.Close()
+			return
+		}
+		ci.id = id
+		p.serveChain(fc, tc, ci)
+	}()
+}
+
+// serveChain runs a connection (past its TLS handshake) through the
+// chain's network filters and to its terminal filter.
+func (p *Proxy) serveChain(fc *chain, c net.Conn, ci *connInfo) {
+	if len(fc.authz) > 0 && !p.authorizeConn(fc.authz, ci) {
+		// Envoy's network RBAC filter: a denied connection is closed,
+		// nothing sent.
+		if tc, ok := c.(*tls.Conn); ok {
+			c = tc.NetConn()
+		}
+		_ = rbac.CloseDenied(c)
+		return
+	}
+	if fc.http != nil {
+		if tc, ok := c.(*tls.Conn); ok && tc.ConnectionState().NegotiatedProtocol == "h2" {
+			// HTTP/2 is net/http's: handed the *tls.Conn (handshake
+			// done), it speaks h2 on it.
+			if !p.httpLn.deliver(c) {
+				_ = c.Close() // the HTTP server is stopping
+			}
+			return
+		}
+		// HTTP/1, plaintext or over TLS: the proxy's own server, which
+		// allocates nothing per request; what the handshake established
+		// is on ci.
+		go p.h1.serve(&httpConn{Conn: c, info: ci})
+		return
 	}
 	p.wg.Add(1)
 	go func() {
@@ -581,18 +639,19 @@ func (p *Proxy) stop() {
 	p.wg.Wait()
 }
 
-// connSet tracks TCP-proxied connections so that shutdown can close them.
+// connSet tracks TCP-proxied connections so that shutdown can close
+// them; the downstream ones carry their connInfo (upstream ones nil).
 type connSet struct {
 	mu sync.Mutex
-	m  map[net.Conn]struct{}
+	m  map[net.Conn]*connInfo
 }
 
-func (s *connSet) add(c net.Conn) {
+func (s *connSet) add(c net.Conn, ci *connInfo) {
 	s.mu.Lock()
 	if s.m == nil {
-		s.m = map[net.Conn]struct{}{}
+		s.m = map[net.Conn]*connInfo{}
 	}
-	s.m[c] = struct{}{}
+	s.m[c] = ci
 	s.mu.Unlock()
 }
 
@@ -600,6 +659,37 @@ func (s *connSet) remove(c net.Conn) {
 	s.mu.Lock()
 	delete(s.m, c)
 	s.mu.Unlock()
+}
+
+// orphans are the downstream connections whose filter chain rt's
+// listeners no longer have: a plaintext connection once STRICT removed
+// the plaintext chain, say.
+func (s *connSet) orphans(rt *runtime) []net.Conn {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []net.Conn
+	for c, ci := range s.m {
+		if ci == nil {
+			continue
+		}
+		l := rt.listeners[ci.listener]
+		if l == ci.lis {
+			continue
+		}
+		dst := ci.orig
+		if !dst.IsValid() {
+			dst = ci.local
+		}
+		if l == nil {
+			out = append(out, c)
+			continue
+		}
+		fc := l.chain(dst, ci.hello)
+		if fc == nil || fc.tcp == nil || (fc.tls == nil) != (ci.chain.tls == nil) {
+			out = append(out, c)
+		}
+	}
+	return out
 }
 
 func (s *connSet) len() int {

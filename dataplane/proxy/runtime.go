@@ -1,11 +1,11 @@
 package proxy
 
 import (
-	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
 	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -77,10 +77,14 @@ type chain struct {
 	// in order on a new connection before its terminal filter sees it.
 	authz []netAuthz
 	// serverNames (exact or `*.suffix`) and transport ("tls",
-	// "raw_buffer" or any) are the SNI match; tls terminates TLS.
+	// "raw_buffer" or any) are the SNI match, alpn the ClientHello's
+	// application protocols (any may match); tls terminates TLS.
 	serverNames []string
 	transport   string
-	tls         *tls.Config
+	alpn        []string
+	tls         *serverTLS
+	// tlsStats are the ssl.* counters of the chain's listener.
+	tlsStats *upstream.TLSStats
 }
 
 type hcm struct {
@@ -104,6 +108,10 @@ type hcm struct {
 	// address that many hops back in X-Forwarded-For, for remote.ip.
 	xffTrustedHops int
 	lim            h1Limits
+	// fcc is forward_client_cert_details (SANITIZE by default, as
+	// Envoy's), details set_current_client_cert_details.
+	fcc     hcmv3.HttpConnectionManager_ForwardClientCertDetails
+	details xfccDetails
 }
 
 // h1Limits are a connection manager's bounds on what a client may send
@@ -172,10 +180,12 @@ type tcpProxy struct {
 
 // chain picks the filter chain for a destination as Envoy narrows its
 // candidates, each step keeping the most specific match and falling back
-// to chains that do not match on that criterion: destination port, (the
-// address range must contain the destination), server name (exact, then
-// the longest wildcard), transport protocol. The first remaining chain wins.
-func (l *listener) chain(dst netip.AddrPort, sni string, isTLS bool) *chain {
+// to chains that do not match on that criterion (never backtracking):
+// destination port, (the address range must contain the destination),
+// server name (exact, then the longest wildcard), transport protocol,
+// application protocols. The first remaining chain wins; none: the
+// connection is closed.
+func (l *listener) chain(dst netip.AddrPort, hello helloInfo) *chain {
 	var byPort, anyPort []*chain
 	for _, c := range l.chains {
 		if !c.matchesAddr(dst.Addr()) {
@@ -207,7 +217,7 @@ func (l *listener) chain(dst netip.AddrPort, sni string, isTLS bool) *chain {
 			noNames = append(noNames, c)
 			continue
 		}
-		if n := matchServerName(c.serverNames, sni); n > bestLen {
+		if n := matchServerName(c.serverNames, hello.sni); n > bestLen {
 			best, bestLen = []*chain{c}, n
 		} else if n >= 0 && n == bestLen {
 			best = append(best, c)
@@ -216,20 +226,71 @@ func (l *listener) chain(dst netip.AddrPort, sni string, isTLS bool) *chain {
 	if bestLen < 0 {
 		best = noNames
 	}
+	// Transport protocol.
 	want := "raw_buffer"
-	if isTLS {
+	if hello.isTLS {
 		want = "tls"
 	}
-	var fallback *chain
+	var exact, anyTransport []*chain
 	for _, c := range best {
-		if c.transport == want {
-			return c
+		switch c.transport {
+		case want:
+			exact = append(exact, c)
+		case "":
+			anyTransport = append(anyTransport, c)
 		}
-		if c.transport == "" && fallback == nil {
-			fallback = c
+	}
+	if len(exact) == 0 {
+		exact = anyTransport
+	}
+	// Application protocols.
+	var fallback *chain
+	for _, c := range exact {
+		if len(c.alpn) == 0 {
+			if fallback == nil {
+				fallback = c
+			}
+			continue
+		}
+		for _, p := range hello.alpn {
+			if slices.Contains(c.alpn, p) {
+				return c
+			}
 		}
 	}
 	return fallback
+}
+
+// needsInspect reports whether the chains a connection to dst may take
+// match on what the TLS inspector reads, and (sniffHTTP) on the
+// application protocol of plaintext, which Envoy's http_inspector
+// reads. Istio disables its inspectors on the ports where no chain needs
+// them (server-first protocols such as MySQL would otherwise wait for a
+// client byte that never comes); the proxy decides the same per
+// destination port from the chains.
+func (l *listener) needsInspect(dst netip.AddrPort) (inspect, sniffHTTP bool) {
+	if !l.inspect {
+		return false, false
+	}
+	byPort := false
+	for _, c := range l.chains {
+		if c.port == uint32(dst.Port()) && c.matchesAddr(dst.Addr()) {
+			byPort = true
+			break
+		}
+	}
+	for _, c := range l.chains {
+		if byPort && c.port != uint32(dst.Port()) || !byPort && c.port != 0 || !c.matchesAddr(dst.Addr()) {
+			continue
+		}
+		if len(c.serverNames) > 0 || c.transport != "" || len(c.alpn) > 0 || c.tls != nil {
+			inspect = true
+		}
+		if c.transport != "tls" && len(c.alpn) > 0 {
+			sniffHTTP = true
+		}
+	}
+	return inspect, sniffHTTP
 }
 
 // matchServerName is how well names match sni: the length of the
@@ -269,6 +330,7 @@ type buildOptions struct {
 	creds    *credentials
 	resolver upstream.Resolver
 	metrics  *telemetry.Metrics
+	tls      *tlsStatsSet
 }
 
 func build(s *xdsclient.Snapshot, prev *runtime, o buildOptions) (*runtime, error) {
@@ -309,7 +371,7 @@ func build(s *xdsclient.Snapshot, prev *runtime, o buildOptions) (*runtime, erro
 			rt.listeners[name] = prev.listeners[name]
 			continue
 		}
-		cl, err := compileListener(l, o.creds)
+		cl, err := compileListener(l, o.creds, o.tls)
 		if err != nil {
 			errs = append(errs, err)
 			continue
@@ -325,7 +387,7 @@ func build(s *xdsclient.Snapshot, prev *runtime, o buildOptions) (*runtime, erro
 		}
 		if cl == nil {
 			var err error
-			if cl, err = upstream.NewWithOptions(c, upstream.Options{Resolver: o.resolver}); err != nil {
+			if cl, err = upstream.NewWithOptions(c, upstream.Options{Resolver: o.resolver, Secrets: o.creds, TLSStats: o.tls.get("cluster", name)}); err != nil {
 				errs = append(errs, err)
 				continue
 			}
@@ -387,7 +449,7 @@ func (rt *runtime) commit() {
 	rt.assign = nil
 }
 
-func compileListener(l *listenerv3.Listener, creds *credentials) (*listener, error) {
+func compileListener(l *listenerv3.Listener, creds *credentials, stats *tlsStatsSet) (*listener, error) {
 	out := &listener{
 		name:    l.GetName(),
 		bind:    l.GetBindToPort() == nil || l.GetBindToPort().GetValue(),
@@ -399,14 +461,17 @@ func compileListener(l *listenerv3.Listener, creds *credentials) (*listener, err
 		return nil, fmt.Errorf("listener %q: only socket addresses are supported", l.GetName())
 	}
 	out.addr = net.JoinHostPort(sa.GetAddress(), strconv.FormatUint(uint64(sa.GetPortValue()), 10))
+	// Envoy names a listener's stats by its address (listener.0.0.0.0_15006.ssl.*).
+	ls := stats.get("listener", sa.GetAddress()+"_"+strconv.FormatUint(uint64(sa.GetPortValue()), 10))
 	for i, fc := range xdsclient.FilterChains(l) {
-		c, ok, err := compileChain(fc, creds)
+		c, ok, err := compileChain(fc, creds, ls)
 		if err != nil {
 			return nil, fmt.Errorf("listener %q: filter chain %d (%q): %w", l.GetName(), i, fc.GetName(), err)
 		}
 		if ok {
+			c.tlsStats = ls
 			out.chains = append(out.chains, c)
-			out.inspect = out.inspect || len(c.serverNames) > 0 || c.transport != "" || c.tls != nil
+			out.inspect = out.inspect || len(c.serverNames) > 0 || c.transport != "" || len(c.alpn) > 0 || c.tls != nil
 		}
 	}
 	return out, nil
@@ -414,24 +479,44 @@ func compileListener(l *listenerv3.Listener, creds *credentials) (*listener, err
 
 // compileChain builds a filter chain; ok is false for chains that can
 // never match (an unknown transport protocol), which are skipped.
-func compileChain(fc *listenerv3.FilterChain, creds *credentials) (*chain, bool, error) {
+func compileChain(fc *listenerv3.FilterChain, creds *credentials, stats *upstream.TLSStats) (*chain, bool, error) {
 	m := fc.GetFilterChainMatch()
-	c := &chain{name: fc.GetName(), port: m.GetDestinationPort().GetValue(), serverNames: m.GetServerNames(), transport: m.GetTransportProtocol()}
+	// A criterion the proxy does not match on would make the chain take
+	// connections it must not (a source range, say): refused.
+	if err := upstream.OnlyFields(m, "destination_port", "prefix_ranges", "server_names", "transport_protocol", "application_protocols"); err != nil {
+		return nil, false, fmt.Errorf("filter_chain_match: %w", err)
+	}
+	c := &chain{name: fc.GetName(), port: m.GetDestinationPort().GetValue(), serverNames: m.GetServerNames(),
+		transport: m.GetTransportProtocol(), alpn: m.GetApplicationProtocols()}
 	switch c.transport {
 	case "", "tls", "raw_buffer":
 	default:
 		return nil, false, nil
 	}
+	fs := fc.GetFilters()
+	if len(fs) == 0 {
+		return nil, false, fmt.Errorf("no filters")
+	}
 	if ts := fc.GetTransportSocket(); ts != nil {
-		var dtc tlsv3.DownstreamTlsContext
-		if ts.GetTypedConfig() == nil || ts.GetTypedConfig().UnmarshalTo(&dtc) != nil {
-			return nil, false, fmt.Errorf("transport socket %q: only a DownstreamTlsContext is supported", ts.GetName())
+		tc := ts.GetTypedConfig()
+		switch {
+		case tc == nil && (ts.GetName() == "" || ts.GetName() == wellknown.TransportSocketRawBuffer),
+			tc != nil && strings.HasSuffix(tc.GetTypeUrl(), ".raw_buffer.v3.RawBuffer"):
+			// Plaintext, spelt out.
+		case tc != nil && tc.MessageIs((*tlsv3.DownstreamTlsContext)(nil)):
+			var dtc tlsv3.DownstreamTlsContext
+			if err := tc.UnmarshalTo(&dtc); err != nil {
+				return nil, false, fmt.Errorf("transport socket %q: %w", ts.GetName(), err)
+			}
+			_, isHTTP := xdsclient.HCM(fs[len(fs)-1])
+			st, err := compileServerTLS(&dtc, creds, isHTTP, stats)
+			if err != nil {
+				return nil, false, fmt.Errorf("transport socket %q: %w", ts.GetName(), err)
+			}
+			c.tls = st
+		default:
+			return nil, false, fmt.Errorf("transport socket %q (%s): only a DownstreamTlsContext or raw_buffer is supported", ts.GetName(), tc.GetTypeUrl())
 		}
-		cfg, err := serverTLS(&dtc, creds)
-		if err != nil {
-			return nil, false, fmt.Errorf("transport socket %q: %w", ts.GetName(), err)
-		}
-		c.tls = cfg
 	}
 	for _, r := range m.GetPrefixRanges() {
 		a, err := netip.ParseAddr(r.GetAddressPrefix())
@@ -447,10 +532,6 @@ func compileChain(fc *listenerv3.FilterChain, creds *credentials) (*chain, bool,
 			return nil, false, fmt.Errorf("prefix range %q/%d: %w", r.GetAddressPrefix(), bits, err)
 		}
 		c.prefixes = append(c.prefixes, p)
-	}
-	fs := fc.GetFilters()
-	if len(fs) == 0 {
-		return nil, false, fmt.Errorf("no filters")
 	}
 	// The filters before the terminal one: the network RBAC and ext_authz
 	// filters (AuthorizationPolicy on TCP), in order. Any other is refused, so
@@ -484,7 +565,8 @@ func compileChain(fc *listenerv3.FilterChain, creds *credentials) (*chain, bool,
 	last := fs[len(fs)-1]
 	if h, ok := xdsclient.HCM(last); ok {
 		c.http = &hcm{statPrefix: h.GetStatPrefix(), useRemoteAddress: h.GetUseRemoteAddress().GetValue(), lim: hcmLimits(h),
-			xffTrustedHops: int(h.GetXffNumTrustedHops())}
+			xffTrustedHops: int(h.GetXffNumTrustedHops()),
+			fcc:            h.GetForwardClientCertDetails(), details: xfccDetailsOf(h.GetSetCurrentClientCertDetails())}
 		if err := c.http.filters(h.GetHttpFilters()); err != nil {
 			return nil, false, err
 		}
@@ -561,6 +643,10 @@ func (h *hcm) filters(fs []*hcmv3.HttpFilter) error {
 				return fmt.Errorf("http filter %d (%s): %w", i, f.GetName(), err)
 			}
 			h.authz = append(h.authz, httpAuthz{ext: x})
+		case istioALPNFilter:
+			// Istio's istio.alpn: its override (the upstream protocol next
+			// to Istio's markers) is what the clusters' TLS sockets offer
+			// on HTTP connections (upstream.ClientTLS), for every HCM.
 		case wellknown.Router:
 			if i != len(fs)-1 {
 				return fmt.Errorf("http filter %d: the router must be the last filter", i)

@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"crypto/tls"
 	"io"
 	"math/rand/v2"
 	"net"
@@ -15,7 +16,7 @@ import (
 // endpoint of its cluster, copying both ways and passing half-closes on.
 func (p *Proxy) serveTCP(c net.Conn, ci *connInfo) {
 	start := time.Now()
-	p.conns.add(c)
+	p.conns.add(c, ci)
 	defer p.conns.remove(c)
 	// Both ends are closed once the copies are over: what was to be
 	// passed on has been, and a Close error has no one to go to.
@@ -35,7 +36,7 @@ func (p *Proxy) serveTCP(c net.Conn, ci *connInfo) {
 		if series == nil {
 			// Never connected upstream: opened and closed at once, with
 			// the flag that says why.
-			series = p.openTCP(ci, rt.services[name], flags)
+			series = p.openTCP(ci, rt.services[name], flags, nil)
 		}
 		// sent went upstream: it is what the downstream sent us.
 		series.Received.Add(float64(sent))
@@ -66,11 +67,11 @@ func (p *Proxy) serveTCP(c net.Conn, ci *connInfo) {
 		return
 	}
 	cl.RequestsTotal.Add(1)
-	series = p.openTCP(ci, rt.services[name], flags)
+	series = p.openTCP(ci, rt.services[name], flags, up)
 	ep.Active.Add(1)
 	ep.Total.Add(1)
 	defer ep.Active.Add(-1)
-	p.conns.add(up)
+	p.conns.add(up, nil)
 	defer p.conns.remove(up)
 	defer func() { _ = up.Close() }()
 	var wg sync.WaitGroup
@@ -85,13 +86,29 @@ func (p *Proxy) serveTCP(c net.Conn, ci *connInfo) {
 
 // openTCP counts a connection in the Istio TCP metrics and returns the
 // series its bytes and close go to. Without mTLS there is no TCP metadata
-// exchange, so the other side is unknown. The bytes are added when the
-// connection ends (Istio also reports long connections periodically).
-func (p *Proxy) openTCP(ci *connInfo, svc *telemetry.Service, flags string) *telemetry.ConnSeries {
+// exchange, so the other side's workload is unknown; with mutual TLS its
+// principal is known. The bytes are added when the connection ends (Istio
+// also reports long connections periodically). up is the upstream
+// connection, when there is one.
+func (p *Proxy) openTCP(ci *connInfo, svc *telemetry.Service, flags string, up net.Conn) *telemetry.ConnSeries {
 	k := telemetry.Conn{Service: svc, Flags: flags, Source: p.node.Peer, Destination: telemetry.UnknownPeer}
 	if ci.inbound {
 		k.Reporter, k.Source, k.Destination = telemetry.Destination, telemetry.UnknownPeer, p.node.Peer
 		k.Security = telemetry.SecurityNone
+		if id := ci.id; id.mutualTLS() {
+			if id.peerURI != "" && id.localURI != "" {
+				k.Security = telemetry.SecurityMutualTLS
+			}
+			k.Source = p.metrics.WithPrincipal(k.Source, id.peerURI)
+			k.Destination = p.metrics.WithPrincipal(k.Destination, id.localURI)
+		}
+	} else if tc, ok := up.(*tls.Conn); ok {
+		if cs := tc.ConnectionState(); len(cs.PeerCertificates) > 0 {
+			k.Destination = p.metrics.WithCertPrincipal(k.Destination, cs.PeerCertificates[0])
+			if cert, err := p.creds.Certificate(sdsDefault); err == nil {
+				k.Source = p.metrics.WithPrincipal(k.Source, localURI(cert))
+			}
+		}
 	}
 	return p.metrics.OpenConn(k)
 }

@@ -2,19 +2,21 @@ package proxy
 
 import (
 	"bytes"
+	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
 	"net"
-	"os"
 	"strings"
 	"sync/atomic"
 	"time"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
+
+	"github.com/meshlab/meshlab/dataplane/upstream"
 )
 
 // What this file adds to the proxy, as Envoy's TLS inspector and TLS
@@ -31,11 +33,22 @@ import (
 // timeout, 15s).
 const inspectTimeout = 15 * time.Second
 
-// credentials resolves SDS secret names against the runtime being
-// served.
+// credentials resolves SDS secret names: "default" and "ROOTCA" through
+// the proxy's Identity (Istio's agent serves those two, never istiod), any
+// other name against the runtime being served. It is the clusters'
+// upstream.Secrets.
 type credentials struct {
 	rt *atomic.Pointer[runtime]
+	id Identity
 }
+
+// The SDS names of the workload's certificate and of the mesh's roots.
+const (
+	sdsDefault = "default"
+	sdsRoots   = "ROOTCA"
+)
+
+var errNoIdentity = errors.New("the proxy has no workload identity (Identity is nil)")
 
 // secret is an SDS secret, decoded: a certificate, or a validation
 // context's trusted CAs.
@@ -59,14 +72,14 @@ func compileSecrets(in map[string]*tlsv3.Secret, prev map[string]*secret) (map[s
 		s := &secret{src: src}
 		switch {
 		case src.GetTlsCertificate() != nil:
-			cert, err := loadCertificate(src.GetTlsCertificate())
+			cert, err := upstream.LoadCertificate(src.GetTlsCertificate())
 			if err != nil {
 				errs = append(errs, fmt.Errorf("secret %q: %w", name, err))
 				continue
 			}
 			s.cert = &cert
 		case src.GetValidationContext() != nil:
-			pool, err := loadPool(src.GetValidationContext().GetTrustedCa())
+			pool, err := upstream.LoadPool(src.GetValidationContext().GetTrustedCa())
 			if err != nil {
 				errs = append(errs, fmt.Errorf("secret %q: trusted CA: %w", name, err))
 				continue
@@ -81,9 +94,19 @@ func compileSecrets(in map[string]*tlsv3.Secret, prev map[string]*secret) (map[s
 	return out, errors.Join(errs...)
 }
 
-// certificate resolves an SDS secret name; Istio's `file-cert:<cert>~<key>`
-// names files directly.
-func (c *credentials) certificate(name string) (*tls.Certificate, error) {
+// Certificate resolves an SDS certificate secret name; Istio's
+// `file-cert:<cert>~<key>` names files directly.
+func (c *credentials) Certificate(name string) (*tls.Certificate, error) {
+	if name == sdsDefault {
+		if c.id == nil {
+			return nil, fmt.Errorf("secret %q: %w", name, errNoIdentity)
+		}
+		cert, err := c.id.Certificate()
+		if err != nil {
+			return nil, fmt.Errorf("secret %q: %w", name, err)
+		}
+		return cert, nil
+	}
 	if files, ok := strings.CutPrefix(name, "file-cert:"); ok {
 		certFile, keyFile, _ := strings.Cut(files, "~")
 		cert, err := tls.LoadX509KeyPair(certFile, keyFile)
@@ -98,149 +121,159 @@ func (c *credentials) certificate(name string) (*tls.Certificate, error) {
 	return nil, fmt.Errorf("secret %q: not received (yet)", name)
 }
 
-// caPool resolves a validation context secret (Istio's
-// `kubernetes://<credentialName>-cacert`).
-func (c *credentials) caPool(name string) (*x509.CertPool, error) {
+// Roots resolves a validation context secret: "ROOTCA", Istio's
+// `file-root:<file>`, or `kubernetes://<credentialName>-cacert`.
+func (c *credentials) Roots(name string) (*x509.CertPool, error) {
+	if name == sdsRoots {
+		if c.id == nil {
+			return nil, fmt.Errorf("validation secret %q: %w", name, errNoIdentity)
+		}
+		pool, err := c.id.Roots()
+		if err != nil {
+			return nil, fmt.Errorf("validation secret %q: %w", name, err)
+		}
+		return pool, nil
+	}
+	if file, ok := strings.CutPrefix(name, "file-root:"); ok {
+		pool, err := upstream.LoadPool(&corev3.DataSource{Specifier: &corev3.DataSource_Filename{Filename: file}})
+		if err != nil {
+			return nil, fmt.Errorf("validation secret %q: %w", name, err)
+		}
+		return pool, nil
+	}
 	if s := c.rt.Load().secrets[name]; s != nil && s.pool != nil {
 		return s.pool, nil
 	}
 	return nil, fmt.Errorf("validation secret %q: not received (yet)", name)
 }
 
-func loadCertificate(tc *tlsv3.TlsCertificate) (tls.Certificate, error) {
-	chain, err := readSource(tc.GetCertificateChain())
-	if err != nil {
-		return tls.Certificate{}, fmt.Errorf("certificate chain: %w", err)
-	}
-	key, err := readSource(tc.GetPrivateKey())
-	if err != nil {
-		return tls.Certificate{}, fmt.Errorf("private key: %w", err)
-	}
-	cert, err := tls.X509KeyPair(chain, key)
-	if err != nil {
-		return tls.Certificate{}, fmt.Errorf("certificate: %w", err)
-	}
-	return cert, nil
+// serverTLS is a filter chain's compiled DownstreamTlsContext.
+type serverTLS struct {
+	config *tls.Config
+	// cert resolves the certificate the chain presents now (the local
+	// identity of its connections).
+	cert func() (*tls.Certificate, error)
+	// validation checks client certificates; nil: any is accepted.
+	validation *upstream.Validation
 }
 
-func readSource(ds *corev3.DataSource) ([]byte, error) {
-	switch s := ds.GetSpecifier().(type) {
-	case *corev3.DataSource_Filename:
-		return os.ReadFile(s.Filename)
-	case *corev3.DataSource_InlineBytes:
-		return s.InlineBytes, nil
-	case *corev3.DataSource_InlineString:
-		return []byte(s.InlineString), nil
+// compileServerTLS builds the tls.Config of a DownstreamTlsContext. SDS
+// secrets are looked up at each handshake (a secret may arrive after the
+// listener, as with Envoy's warming, and may be rotated), so a missing
+// one fails handshakes, not the configuration. http: the chain's terminal
+// filter is an HTTP connection manager, which speaks only h2 and
+// http/1.1 of the protocols ALPN may offer.
+func compileServerTLS(dtc *tlsv3.DownstreamTlsContext, creds *credentials, http bool, stats *upstream.TLSStats) (*serverTLS, error) {
+	if err := upstream.OnlyFields(dtc, "common_tls_context", "require_client_certificate"); err != nil {
+		return nil, err
 	}
-	return nil, fmt.Errorf("unsupported data source %T", ds.GetSpecifier())
-}
-
-func loadPool(ds *corev3.DataSource) (*x509.CertPool, error) {
-	b, err := readSource(ds)
+	ctx := dtc.GetCommonTlsContext()
+	cfg, err := upstream.CommonConfig(ctx)
 	if err != nil {
 		return nil, err
 	}
-	pool := x509.NewCertPool()
-	if !pool.AppendCertsFromPEM(b) {
-		return nil, errors.New("no PEM certificates")
-	}
-	return pool, nil
-}
-
-// serverTLS builds the tls.Config of a DownstreamTlsContext. SDS
-// secrets are looked up at each handshake (a secret may arrive after the
-// listener, as with Envoy's warming, and may be rotated), so a missing one
-// fails handshakes, not the configuration. ALPN offers what the context
-// lists of h2 and http/1.1.
-func serverTLS(ctc *tlsv3.DownstreamTlsContext, creds *credentials) (*tls.Config, error) {
-	ctx := ctc.GetCommonTlsContext()
-	cfg := &tls.Config{MinVersion: tls.VersionTLS12}
-	if v, ok := tlsVersion(ctx.GetTlsParams().GetTlsMinimumProtocolVersion()); ok {
-		cfg.MinVersion = v
-	}
-	if v, ok := tlsVersion(ctx.GetTlsParams().GetTlsMaximumProtocolVersion()); ok {
-		cfg.MaxVersion = v
-	}
 	for _, p := range ctx.GetAlpnProtocols() {
-		if p == "h2" || p == "http/1.1" {
+		if !http || p == "h2" || p == "http/1.1" {
 			cfg.NextProtos = append(cfg.NextProtos, p)
 		}
 	}
-	var static []tls.Certificate
-	for _, tc := range ctx.GetTlsCertificates() {
-		cert, err := loadCertificate(tc)
-		if err != nil {
-			return nil, err
-		}
-		static = append(static, cert)
+	static, sds, err := upstream.Certificates(ctx)
+	if err != nil {
+		return nil, err
 	}
-	var sds []string
-	for _, sc := range ctx.GetTlsCertificateSdsSecretConfigs() {
-		sds = append(sds, sc.GetName())
-	}
-	if len(static) == 0 && len(sds) == 0 {
+	if len(static) == 0 && sds == "" {
 		return nil, errors.New("downstream TLS context without certificates")
 	}
-	cfg.GetCertificate = func(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+	st := &serverTLS{config: cfg}
+	st.cert = func() (*tls.Certificate, error) {
 		if len(static) > 0 {
 			return &static[0], nil
 		}
-		return creds.certificate(sds[0])
+		return creds.Certificate(sds)
 	}
-	if ctc.GetRequireClientCertificate().GetValue() {
-		cfg.ClientAuth = tls.RequireAndVerifyClientCert
-		switch {
-		case ctx.GetValidationContext() != nil:
-			pool, err := loadPool(ctx.GetValidationContext().GetTrustedCa())
-			if err != nil {
-				// Verification cannot succeed: every handshake fails, which
-				// is what Envoy's unwarmed listener amounts to for clients.
-				pool = x509.NewCertPool()
+	cfg.GetCertificate = func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return st.cert() }
+	v, err := upstream.CompileValidation(ctx, creds)
+	if err != nil {
+		if vc := ctx.GetValidationContext(); vc == nil || vc.GetTrustedCa() == nil {
+			return nil, err
+		}
+		// A CA file that cannot be read: every client certificate is
+		// refused, which is what Envoy's unwarmed listener amounts to.
+		v = nil
+		cfg.ClientAuth = tls.RequireAnyClientCert
+		cfg.VerifyConnection = func(tls.ConnectionState) error { return fmt.Errorf("trusted CA: %w", err) }
+	}
+	st.validation = v
+	switch {
+	case cfg.VerifyConnection != nil:
+	case dtc.GetRequireClientCertificate().GetValue():
+		// Verified by the proxy (VerifyConnection, on resumed sessions
+		// too), against the roots of the moment: rotated roots apply to
+		// the next handshake.
+		cfg.ClientAuth = tls.RequireAnyClientCert
+		cfg.VerifyConnection = func(cs tls.ConnectionState) error {
+			if v == nil {
+				return errors.New("client certificate required, but no validation context to verify it")
 			}
-			cfg.ClientCAs = pool
-		case ctx.GetValidationContextSdsSecretConfig() != nil:
-			// The trusted CAs may rotate too: each handshake takes the
-			// current ones.
-			name := ctx.GetValidationContextSdsSecretConfig().GetName()
-			base := cfg
-			cfg = cfg.Clone()
-			cfg.GetConfigForClient = func(*tls.ClientHelloInfo) (*tls.Config, error) {
-				pool, err := creds.caPool(name)
-				if err != nil {
-					return nil, err
-				}
-				c := base.Clone()
-				c.ClientCAs = pool
-				return c, nil
+			return v.Verify(cs.PeerCertificates, stats)
+		}
+	case v != nil:
+		// A validation context without require_client_certificate: a
+		// certificate is asked for and, if sent, verified.
+		cfg.ClientAuth = tls.RequestClientCert
+		cfg.VerifyConnection = func(cs tls.ConnectionState) error {
+			if len(cs.PeerCertificates) == 0 {
+				return nil
 			}
-		default:
-			cfg.ClientCAs = x509.NewCertPool()
+			return v.Verify(cs.PeerCertificates, stats)
 		}
 	}
-	return cfg, nil
-}
-
-func tlsVersion(v tlsv3.TlsParameters_TlsProtocol) (uint16, bool) {
-	switch v {
-	case tlsv3.TlsParameters_TLSv1_0:
-		return tls.VersionTLS10, true
-	case tlsv3.TlsParameters_TLSv1_1:
-		return tls.VersionTLS11, true
-	case tlsv3.TlsParameters_TLSv1_2:
-		return tls.VersionTLS12, true
-	case tlsv3.TlsParameters_TLSv1_3:
-		return tls.VersionTLS13, true
+	// Envoy (BoringSSL) goes on without ALPN when the client offers none
+	// of the server's protocols; Go would refuse the handshake.
+	noALPN := cfg.Clone()
+	noALPN.NextProtos = nil
+	protos := cfg.NextProtos
+	base := cfg
+	var served atomic.Pointer[tls.Certificate]
+	cfg.GetConfigForClient = func(h *tls.ClientHelloInfo) (*tls.Config, error) {
+		// A rotated certificate starts new sessions, as Envoy's new TLS
+		// context after an SDS update does: tickets issued under the old
+		// one no longer resume.
+		if cert, err := st.cert(); err == nil && served.Swap(cert) != cert {
+			var key [32]byte
+			if _, err := rand.Read(key[:]); err == nil {
+				base.SetSessionTicketKeys([][32]byte{key})
+				noALPN.SetSessionTicketKeys([][32]byte{key})
+			}
+		}
+		if len(protos) == 0 || len(h.SupportedProtos) == 0 {
+			return nil, nil
+		}
+		for _, p := range h.SupportedProtos {
+			for _, q := range protos {
+				if p == q {
+					return nil, nil
+				}
+			}
+		}
+		return noALPN, nil
 	}
-	return 0, false
+	return st, nil
 }
 
 // inspect reads a connection's first bytes as Envoy's TLS inspector does:
 // whether they are a TLS ClientHello and, if so, its SNI. The returned
 // conn replays what was read.
-func inspect(c *net.TCPConn) (sni string, isTLS bool, replay net.Conn, err error) {
+//
+// With sniffHTTP it also does what Envoy's http_inspector does for
+// plaintext: the application protocol is "http/1.0", "http/1.1" or "h2c"
+// when the first bytes are such a request, none otherwise. A client that
+// sends nothing within the listener filter timeout is passed on with what
+// is known, as Istio's continue_on_listener_filters_timeout has it.
+func inspect(c *net.TCPConn, sniffHTTP bool) (hello helloInfo, replay net.Conn, err error) {
 	// The deadline is what bounds a client that sends nothing.
 	if err := c.SetReadDeadline(time.Now().Add(inspectTimeout)); err != nil {
-		return "", false, nil, err
+		return hello, nil, err
 	}
 	defer func() { _ = c.SetReadDeadline(time.Time{}) }() // fails only if c is closed
 	var rec recorder
@@ -248,7 +281,11 @@ func inspect(c *net.TCPConn) (sni string, isTLS bool, replay net.Conn, err error
 	// A record header first: a handshake record (22) of TLS 1.x.
 	var hdr [3]byte
 	if _, err := io.ReadFull(&rec, hdr[:1]); err != nil {
-		return "", false, nil, err
+		var ne net.Error
+		if errors.As(err, &ne) && ne.Timeout() {
+			return hello, c, nil
+		}
+		return hello, nil, err
 	}
 	if hdr[0] == 22 {
 		// Let crypto/tls parse the ClientHello from the recorded stream,
@@ -256,15 +293,87 @@ func inspect(c *net.TCPConn) (sni string, isTLS bool, replay net.Conn, err error
 		errStop := errors.New("stop")
 		srv := tls.Server(readOnlyConn{Conn: c, r: io.MultiReader(bytes.NewReader(rec.buf.Bytes()), &rec)}, &tls.Config{
 			GetConfigForClient: func(h *tls.ClientHelloInfo) (*tls.Config, error) {
-				sni, isTLS = h.ServerName, true
+				hello.sni, hello.isTLS = h.ServerName, true
+				// SupportedProtos aliases the hello's buffer.
+				hello.alpn = append([]string(nil), h.SupportedProtos...)
 				return nil, errStop
 			},
 		})
 		// It always fails: errStop ends it at the hello, and a hello
 		// crypto/tls cannot parse is simply not TLS.
 		_ = srv.Handshake()
+	} else if sniffHTTP {
+		if proto := sniffHTTPProtocol(&rec); proto != "" {
+			hello.alpn = []string{proto}
+		}
 	}
-	return sni, isTLS, &replayConn{TCPConn: c, r: io.MultiReader(bytes.NewReader(rec.buf.Bytes()), c)}, nil
+	return hello, &replayConn{TCPConn: c, r: io.MultiReader(bytes.NewReader(rec.buf.Bytes()), c)}, nil
+}
+
+// maxSniff is how much the HTTP inspector reads at most before giving up
+// (Envoy's http_inspector: 64 KiB).
+const maxSniff = 64 << 10
+
+// sniffHTTPProtocol reads until the recorded bytes tell an HTTP/1.x
+// request line or the h2c preface from anything else.
+func sniffHTTPProtocol(rec *recorder) string {
+	var tmp [2048]byte
+	for {
+		proto, more := httpProtocol(rec.buf.Bytes())
+		if !more || rec.buf.Len() >= maxSniff {
+			return proto
+		}
+		if _, err := rec.Read(tmp[:]); err != nil {
+			return ""
+		}
+	}
+}
+
+const h2cPreface = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+
+// httpProtocol is the protocol b starts, or more when b is too short to
+// tell.
+func httpProtocol(b []byte) (proto string, more bool) {
+	if n := min(len(b), len(h2cPreface)); string(b[:n]) == h2cPreface[:n] {
+		if n < len(h2cPreface) {
+			return "", true
+		}
+		return "h2c", false
+	}
+	// A method is a token: letters (Envoy's parser takes the uppercase
+	// ones), then a space.
+	i := 0
+	for ; i < len(b) && b[i] != ' '; i++ {
+		if c := b[i]; (c < 'A' || c > 'Z') && c != '-' && c != '_' {
+			return "", false
+		}
+	}
+	if i == len(b) {
+		return "", true
+	}
+	if i == 0 {
+		return "", false
+	}
+	end := bytes.IndexByte(b, '\n')
+	if end < 0 {
+		return "", true
+	}
+	line := bytes.TrimSuffix(b[:end], []byte("\r"))
+	switch {
+	case bytes.HasSuffix(line, []byte(" HTTP/1.1")):
+		return "http/1.1", false
+	case bytes.HasSuffix(line, []byte(" HTTP/1.0")):
+		return "http/1.0", false
+	}
+	return "", false
+}
+
+// helloInfo is what the TLS inspector learnt of a connection: whether it
+// starts with a TLS ClientHello, and the hello's SNI and ALPN.
+type helloInfo struct {
+	sni   string
+	isTLS bool
+	alpn  []string
 }
 
 // recorder keeps what is read through it.

@@ -1,6 +1,7 @@
 package telemetry
 
 import (
+	"crypto/x509"
 	"encoding/base64"
 	"net/http"
 
@@ -167,4 +168,65 @@ func peerOf(md *structpb.Struct) *Peer {
 		p.CanonicalRevision = "latest"
 	}
 	return p
+}
+
+// principalKey is a peer with a principal: given as a string (known once
+// per connection) or as the certificate whose first URI SAN it is (so
+// that a request on a known connection formats nothing).
+type principalKey struct {
+	peer      *Peer
+	principal string
+	cert      *x509.Certificate
+}
+
+// WithPrincipal is p with the principal of a mutual TLS connection
+// (source_principal / destination_principal, spiffe://...), interned: a
+// request with a known peer and principal allocates nothing. An empty
+// principal leaves p as it is.
+func (m *Metrics) WithPrincipal(p *Peer, principal string) *Peer {
+	if principal == "" {
+		return p
+	}
+	return m.withPrincipal(principalKey{peer: p, principal: principal})
+}
+
+// WithCertPrincipal is WithPrincipal with the principal read from cert's
+// first URI SAN.
+func (m *Metrics) WithCertPrincipal(p *Peer, cert *x509.Certificate) *Peer {
+	if cert == nil || len(cert.URIs) == 0 {
+		return p
+	}
+	return m.withPrincipal(principalKey{peer: p, cert: cert})
+}
+
+func (m *Metrics) withPrincipal(k principalKey) *Peer {
+	m.mu.RLock()
+	out := m.principals[k]
+	m.mu.RUnlock()
+	if out != nil {
+		return out
+	}
+	c := *k.peer
+	c.Principal = k.principal
+	if k.cert != nil {
+		c.Principal = k.cert.URIs[0].String()
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if out := m.principals[k]; out != nil {
+		return out
+	}
+	if len(m.principals) >= maxPeers {
+		clear(m.principals)
+	}
+	// Series are keyed by peer pointer: the same peer and principal must
+	// come back as the same pointer even when reached through another key.
+	for _, q := range m.principals {
+		if *q == c {
+			m.principals[k] = q
+			return q
+		}
+	}
+	m.principals[k] = &c
+	return &c
 }

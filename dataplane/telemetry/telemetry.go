@@ -175,6 +175,8 @@ type Metrics struct {
 	conns    map[Conn]*ConnSeries
 	services map[string]*Service
 	peers    map[string]*Peer
+	// principals interns peers with their mutual TLS principal.
+	principals map[principalKey]*Peer
 }
 
 // maxPeers bounds the decoded-metadata cache: the header comes from the
@@ -184,11 +186,12 @@ const maxPeers = 1024
 // New returns a proxy's metrics, with no series yet.
 func New() *Metrics {
 	m := &Metrics{
-		reg:      prometheus.NewRegistry(),
-		reqs:     map[Request]*requestSeries{},
-		conns:    map[Conn]*ConnSeries{},
-		services: map[string]*Service{},
-		peers:    map[string]*Peer{},
+		reg:        prometheus.NewRegistry(),
+		reqs:       map[Request]*requestSeries{},
+		conns:      map[Conn]*ConnSeries{},
+		services:   map[string]*Service{},
+		peers:      map[string]*Peer{},
+		principals: map[principalKey]*Peer{},
 	}
 	hist := func(name, help string) *prometheus.HistogramVec {
 		return prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: name, Help: help, Buckets: Buckets}, labels)

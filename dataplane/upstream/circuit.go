@@ -2,6 +2,7 @@ package upstream
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -297,6 +298,15 @@ func (u *connUse) done() {
 	}
 }
 
+// tlsTrace learns the TLS state of the connection a request got.
+type tlsTrace struct{ state *tls.ConnectionState }
+
+func (t *tlsTrace) gotConn(info httptrace.GotConnInfo) {
+	if c, ok := info.Conn.(*countedConn); ok {
+		t.state = c.tls
+	}
+}
+
 // RoundTrip sends req to the endpoint its URL names, under the cluster's
 // circuit breakers. It returns ErrOverflow when they trip.
 func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
@@ -319,7 +329,23 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		req = req.WithContext(httptrace.WithClientTrace(req.Context(), &httptrace.ClientTrace{GotConn: use.gotConn}))
 		req.Header = use.header
 	}
+	var tlsConn *tlsTrace
+	if use == nil && cl.Socket(req.URL.Host) != nil {
+		// net/http does not tell which connection answered: a TLS
+		// endpoint's requests learn it, so that the response carries the
+		// peer's identity (plaintext requests pay nothing for it).
+		tlsConn = &tlsTrace{}
+		req = req.WithContext(httptrace.WithClientTrace(req.Context(), &httptrace.ClientTrace{GotConn: tlsConn.gotConn}))
+	}
 	resp, err := base.RoundTrip(req)
+	if err == nil && resp.TLS == nil {
+		switch {
+		case tlsConn != nil:
+			resp.TLS = tlsConn.state
+		case use != nil && use.conn != nil:
+			resp.TLS = use.conn.tls
+		}
+	}
 	if n := 0; err == nil {
 		if n = headerLines(resp.Header); n > h1MaxHeaders {
 			closeConn(resp.Body)
@@ -410,25 +436,36 @@ func (r *releaseBody) Close() error {
 }
 
 func (cl *Cluster) dialHTTP(ctx context.Context, network, addr string) (net.Conn, error) {
-	return cl.dialCounted(ctx, network, addr, cl.Transport.maxDuration)
+	return cl.dialCounted(ctx, network, addr, cl.Transport.maxDuration, cl.HTTP2)
 }
 
 // dialH2 dials for the HTTP/2 requests of a use_downstream_protocol
 // cluster, whose connections retirement leaves alone.
 func (cl *Cluster) dialH2(ctx context.Context, network, addr string) (net.Conn, error) {
-	return cl.dialCounted(ctx, network, addr, 0)
+	return cl.dialCounted(ctx, network, addr, 0, true)
 }
 
 // dialCounted dials a connection the cluster counts, closed at maxAge
-// unless 0.
-func (cl *Cluster) dialCounted(ctx context.Context, network, addr string, maxAge time.Duration) (net.Conn, error) {
+// unless 0, over the endpoint's transport socket (h2: for HTTP/2). A TLS
+// connection is handed to net/http wrapped, so that it speaks HTTP/1.1 or
+// prior-knowledge HTTP/2 over it as over TCP, the protocol ALPN agreed.
+func (cl *Cluster) dialCounted(ctx context.Context, network, addr string, maxAge time.Duration, h2 bool) (net.Conn, error) {
 	c, err := cl.dial(ctx, network, addr)
+	if err == nil {
+		if sock := cl.Socket(addr); sock != nil {
+			c, err = cl.handshake(ctx, c, sock, !h2, h2)
+		}
+	}
 	if err != nil {
 		cl.ConnectFails.Add(1)
 		return nil, err
 	}
 	cl.cb.conns.Add(1)
 	cc := &countedConn{Conn: c, b: &cl.cb}
+	if tc, ok := c.(*tls.Conn); ok {
+		cs := tc.ConnectionState()
+		cc.tls = &cs
+	}
 	if maxAge > 0 {
 		// Armed once assigned: expire reads cc.timer.
 		cc.timer = time.AfterFunc(math.MaxInt64, cc.expire)
@@ -448,6 +485,9 @@ type countedConn struct {
 	retire   atomic.Bool
 	upgraded atomic.Bool // left the pool with a 101 response
 	timer    *time.Timer // max_connection_duration; nil without
+	// tls is the connection's TLS state (nil: plaintext), which its
+	// responses carry (http.Response.TLS) for the peer's identity.
+	tls *tls.ConnectionState
 }
 
 // expireRecheck is how often a connection past max_connection_duration

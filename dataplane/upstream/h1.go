@@ -87,7 +87,10 @@ type h1Pool struct {
 const h1SweepEvery = time.Minute
 
 type h1Conn struct {
-	cc     *countedConn
+	cc *countedConn
+	// sock is the transport socket it was made with; a connection whose
+	// endpoint has since changed sockets is not reused.
+	sock   *ClientTLS
 	addr   string
 	r      countingReader
 	br     *bufio.Reader
@@ -169,7 +172,7 @@ func (p *h1Pool) get(addr string) *h1Conn {
 		c := list[len(list)-1]
 		list[len(list)-1] = nil
 		list = list[:len(list)-1]
-		if c.cc.closed.Load() || c.cc.retire.Load() || p.expired(c, time.Now()) {
+		if c.cc.closed.Load() || c.cc.retire.Load() || p.expired(c, time.Now()) || c.sock != p.t.cl.Socket(addr) {
 			stale = append(stale, c)
 			continue
 		}
@@ -290,11 +293,12 @@ func (p *h1Pool) roundTrip(req *http.Request) (*http.Response, error) {
 		c := p.take(addr)
 		reused := c != nil
 		if c == nil {
-			nc, err := p.t.cl.dialCounted(ctx, "tcp", addr, p.t.maxDuration)
+			nc, err := p.t.cl.dialCounted(ctx, "tcp", addr, p.t.maxDuration, false)
 			if err != nil {
 				return nil, err
 			}
 			c = newH1Conn(nc.(*countedConn), addr)
+			c.sock = p.t.cl.Socket(addr)
 		}
 		read := c.r.n
 		resp, err := p.exchange(c, req)
@@ -384,6 +388,7 @@ func (p *h1Pool) exchange(c *h1Conn, req *http.Request) (*http.Response, error) 
 		}
 	}
 	c.r.left = math.MaxInt64
+	resp.TLS = c.cc.tls
 	keep := !resp.Close && !req.Close && !last
 	b := &h1Body{p: p, c: c, body: resp.Body, stop: stop, keep: keep}
 	if resp.Body == http.NoBody {

@@ -69,6 +69,12 @@ type Options struct {
 	// Resolver resolves the endpoint names of DNS clusters;
 	// net.DefaultResolver by default.
 	Resolver Resolver
+	// Secrets resolves the SDS secrets the cluster's TLS contexts name,
+	// at each handshake; nil fails the handshakes that need one.
+	Secrets Secrets
+	// TLSStats are the counters of the cluster's TLS handshakes (Envoy
+	// keeps them by cluster name, across updates); nil: a fresh set.
+	TLSStats *TLSStats
 }
 
 // Cluster is a runtime cluster. Its configuration is fixed; its endpoints
@@ -105,6 +111,16 @@ type Cluster struct {
 	Transport *Transport
 	dialer    net.Dialer
 	dns       *dnsCache // STRICT_DNS and LOGICAL_DNS clusters only
+
+	// tlsDefault is the transport socket of an endpoint no
+	// transport_socket_matches entry selects (nil: plaintext); sockets
+	// holds, by address, the endpoints whose socket is another (a nil
+	// value: plaintext). nil when the cluster has no matches.
+	tlsDefault *ClientTLS
+	tlsMatches []socketMatch
+	sockets    atomic.Pointer[map[string]*ClientTLS]
+	// TLS counts the cluster's handshakes (ssl.*).
+	TLS *TLSStats
 
 	// Stats.
 	RequestsTotal atomic.Uint64
@@ -150,9 +166,15 @@ func NewWithOptions(c *clusterv3.Cluster, o Options) (*Cluster, error) {
 	if err := cl.lbConfig(c); err != nil {
 		return nil, fmt.Errorf("cluster %q: %w", c.GetName(), err)
 	}
-	if c.GetTransportSocket() != nil {
-		return nil, fmt.Errorf("cluster %q: transport sockets (TLS) are not supported", c.GetName())
+	cl.TLS = o.TLSStats
+	if cl.TLS == nil {
+		cl.TLS = &TLSStats{}
 	}
+	def, matches, err := compileSockets(cl, o.Secrets, cl.TLS)
+	if err != nil {
+		return nil, fmt.Errorf("cluster %q: %w", c.GetName(), err)
+	}
+	cl.tlsDefault, cl.tlsMatches = def, matches
 	hpo, err := httpOptions(c)
 	if err != nil {
 		return nil, fmt.Errorf("cluster %q: %w", c.GetName(), err)
@@ -260,6 +282,9 @@ func (cl *Cluster) SetEndpoints(la *endpointv3.ClusterLoadAssignment) {
 		}
 	}
 	var eps []*Endpoint
+	var sockets map[string]*ClientTLS
+	oldSockets := cl.sockets.Load()
+	changed := false
 	for _, le := range la.GetEndpoints() {
 		for _, lb := range le.GetLbEndpoints() {
 			switch lb.GetHealthStatus() {
@@ -277,9 +302,36 @@ func (cl *Cluster) SetEndpoints(la *endpointv3.ClusterLoadAssignment) {
 				byAddr[addr] = e
 			}
 			eps = append(eps, e)
+			if cl.tlsMatches != nil {
+				s := cl.matchSocket(lb.GetMetadata())
+				if s != cl.tlsDefault {
+					if sockets == nil {
+						sockets = map[string]*ClientTLS{}
+					}
+					sockets[addr] = s
+				}
+				if cl.socketIn(oldSockets, addr) != s {
+					changed = true
+				}
+			}
 		}
 	}
 	cl.endpoints.Store(&eps)
+	if sockets != nil {
+		cl.sockets.Store(&sockets)
+	} else {
+		cl.sockets.Store(nil)
+	}
+	if changed && old != nil && cl.Transport != nil {
+		// An endpoint now takes another transport socket: the pooled
+		// connections to it were made with the old one. net/http's pools
+		// are keyed by address only, so theirs go; the HTTP/1.1 pool checks
+		// each connection's socket as it hands it out.
+		cl.Transport.base.CloseIdleConnections()
+		if cl.Transport.h2 != nil {
+			cl.Transport.h2.CloseIdleConnections()
+		}
+	}
 	cl.rebuild()
 	if old != nil && cl.Transport != nil && cl.Transport.h1 != nil {
 		kept := make(map[string]bool, len(eps))
@@ -341,6 +393,11 @@ func (cl *Cluster) PickHash(orig netip.AddrPort, hash uint64, hashed bool) *Endp
 // counts locally originated failures when it does not split them.
 func (cl *Cluster) Dial(ctx context.Context, e *Endpoint) (net.Conn, error) {
 	c, err := cl.dial(ctx, "tcp", e.Addr)
+	if err == nil {
+		if sock := cl.Socket(e.Addr); sock != nil {
+			c, err = cl.handshake(ctx, c, sock, false, false)
+		}
+	}
 	if err != nil {
 		cl.ConnectFails.Add(1)
 		e.Fails.Add(1)
@@ -348,6 +405,63 @@ func (cl *Cluster) Dial(ctx context.Context, e *Endpoint) (net.Conn, error) {
 		return nil, err
 	}
 	return c, nil
+}
+
+// matchSocket is the transport socket of an endpoint with metadata md:
+// the first transport_socket_matches entry whose match is a subset of the
+// endpoint's "envoy.transport_socket_match" metadata (an empty match
+// takes any), else the cluster's transport_socket.
+func (cl *Cluster) matchSocket(md *corev3.Metadata) *ClientTLS {
+	have := md.GetFilterMetadata()[transportSocketMatchKey].GetFields()
+next:
+	for _, m := range cl.tlsMatches {
+		for k, v := range m.match {
+			if hv, ok := have[k]; !ok || !proto.Equal(hv, v) {
+				continue next
+			}
+		}
+		return m.tls
+	}
+	return cl.tlsDefault
+}
+
+func (cl *Cluster) socketIn(m *map[string]*ClientTLS, addr string) *ClientTLS {
+	if m != nil {
+		if s, ok := (*m)[addr]; ok {
+			return s
+		}
+	}
+	return cl.tlsDefault
+}
+
+// Socket is the transport socket connections to addr take (nil:
+// plaintext). It allocates nothing: it is on every request's path.
+func (cl *Cluster) Socket(addr string) *ClientTLS {
+	return cl.socketIn(cl.sockets.Load(), addr)
+}
+
+// handshake runs the client TLS handshake of sock on c within the
+// cluster's connect timeout (Envoy's connect_timeout covers the transport
+// socket's connect too).
+func (cl *Cluster) handshake(ctx context.Context, c net.Conn, sock *ClientTLS, http1, http2 bool) (net.Conn, error) {
+	deadline := time.Now().Add(cl.ConnectTimeout)
+	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
+		deadline = d
+	}
+	if err := c.SetDeadline(deadline); err != nil {
+		_ = c.Close()
+		return nil, err
+	}
+	tc, err := sock.Client(c, http1, http2)
+	if err != nil {
+		_ = c.Close()
+		return nil, err
+	}
+	if err := c.SetDeadline(time.Time{}); err != nil {
+		_ = c.Close()
+		return nil, err
+	}
+	return tc, nil
 }
 
 // dial connects to addr, resolving its host first in a DNS cluster.
