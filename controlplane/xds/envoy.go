@@ -200,7 +200,13 @@ func hcmFilterWith(first []*hcmv3.HttpFilter, h *hcmv3.HttpConnectionManager) *l
 // over ADS. edge: the gateway's, where the peer is the client, so it is
 // appended to X-Forwarded-For (Istio's use_remote_address on gateways).
 func rdsFilter(statPrefix, routes string, edge bool) *listenerv3.Filter {
-	return hcmFilter(&hcmv3.HttpConnectionManager{
+	return rdsFilterWith(nil, statPrefix, routes, edge)
+}
+
+// rdsFilterWith is rdsFilter with filters in front of the shared ones (a
+// gateway's jwt_authn, jwt.go).
+func rdsFilterWith(first []*hcmv3.HttpFilter, statPrefix, routes string, edge bool) *listenerv3.Filter {
+	return hcmFilterWith(first, &hcmv3.HttpConnectionManager{
 		StatPrefix:       statPrefix,
 		UseRemoteAddress: wrapperspb.Bool(edge),
 		RouteSpecifier: &hcmv3.HttpConnectionManager_Rds{Rds: &hcmv3.Rds{

@@ -7,6 +7,7 @@ import (
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
 	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
@@ -95,6 +96,12 @@ func (x *index) buildRouter(w registry.Workload) Resources {
 	slices.Sort(ports)
 
 	src := workloadSource(w)
+	// RequestAuthentications selecting the gateway pod: jwt_authn in
+	// front of its HTTP routes (jwt.go), as Istio's BuildHTTP for gateways.
+	var first []*hcmv3.HttpFilter
+	if f := BuildJWTFilter(RequestAuthnFor(x.reqAuthn, w.Namespace, w.Labels, rootNamespace), x.in.JWKS, true); f != nil {
+		first = append(first, f)
+	}
 	needed := map[string]destination{}
 	need := func(d destination) { needed[outboundClusterName(d.port, d.subset, d.host)] = d }
 	listeners, routes := []types.Resource{}, []types.Resource{}
@@ -118,7 +125,7 @@ func (x *index) buildRouter(w registry.Workload) Resources {
 				l.FilterChains = append(l.FilterChains, &listenerv3.FilterChain{
 					FilterChainMatch: sniMatch(bs),
 					TransportSocket:  downstreamTLS(bs.server.GetTls(), []string{"h2", "http/1.1"}),
-					Filters:          []*listenerv3.Filter{rdsFilter("outbound_0.0.0.0_"+ps, name, true)},
+					Filters:          []*listenerv3.Filter{rdsFilterWith(first, "outbound_0.0.0.0_"+ps, name, true)},
 				})
 			case kindTLSTerm:
 				for _, fc := range x.gatewayL4Chains(bs, port, src, need, false) {
@@ -135,7 +142,7 @@ func (x *index) buildRouter(w registry.Workload) Resources {
 			rc := &routev3.RouteConfiguration{Name: "http." + ps, ValidateClusters: wrapperspb.Bool(false)}
 			rc.VirtualHosts = x.gatewayVirtualHosts(plainHTTP, port, src, need)
 			routes = append(routes, rc)
-			l.FilterChains = append(l.FilterChains, &listenerv3.FilterChain{Filters: []*listenerv3.Filter{rdsFilter("outbound_0.0.0.0_"+ps, "http."+ps, true)}})
+			l.FilterChains = append(l.FilterChains, &listenerv3.FilterChain{Filters: []*listenerv3.Filter{rdsFilterWith(first, "outbound_0.0.0.0_"+ps, "http."+ps, true)}})
 		}
 		for _, bs := range tcp {
 			if chains := x.gatewayL4Chains(bs, port, src, need, false); len(chains) > 0 {

@@ -38,6 +38,8 @@ type index struct {
 	// authz are the AuthorizationPolicies, in store order, so that each
 	// sidecar's build looks through them rather than all the config.
 	authz []config.Resource
+	// reqAuthn are the RequestAuthentications, in store order (jwt.go).
+	reqAuthn []config.Resource
 
 	mu           sync.Mutex
 	outboundMemo map[string]*outbound        // by proxy namespace
@@ -173,6 +175,8 @@ func newIndex(in Input) *index {
 			x.gateways = append(x.gateways, &gateway{res: r, spec: spec})
 		case *security.AuthorizationPolicy:
 			x.authz = append(x.authz, r)
+		case *security.RequestAuthentication:
+			x.reqAuthn = append(x.reqAuthn, r)
 		}
 	}
 	byKey := func(a, b config.Resource) int { return strings.Compare(a.Namespace+"/"+a.Name, b.Namespace+"/"+b.Name) }

@@ -71,6 +71,10 @@ type Input struct {
 	Registry registry.Snapshot
 	// Secrets are the TLS credentials gateways' credentialName can name.
 	Secrets []Secret
+	// JWKS are the key sets RequestAuthentications name by jwksUri (or
+	// issuer discovery), as the control plane fetched them (JWKSRequests
+	// lists what to fetch); a missing one is inlined as FakeJWKS.
+	JWKS map[JWKSKey]string
 }
 
 // Resources are one proxy's resources per type URL, as cache.NewSnapshot
