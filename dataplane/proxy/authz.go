@@ -6,6 +6,9 @@ import (
 	"path"
 	"strings"
 
+	"google.golang.org/protobuf/types/known/structpb"
+
+	"github.com/meshlab/meshlab/dataplane/jwtauthn"
 	"github.com/meshlab/meshlab/dataplane/rbac"
 )
 
@@ -48,6 +51,9 @@ func authorize(ex *exchange, r *http.Request, engines []*rbac.Engine) bool {
 		Source:      ex.conn.remote,
 		Destination: dst,
 		TLS:         r.TLS != nil,
+	}
+	if ex.jwt != nil {
+		req.Metadata = map[string]*structpb.Struct{jwtauthn.FilterName: ex.jwt}
 	}
 	if r.TLS != nil {
 		req.SNI = r.TLS.ServerName

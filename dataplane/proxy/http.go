@@ -21,6 +21,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"google.golang.org/protobuf/types/known/structpb"
+
 	"github.com/meshlab/meshlab/dataplane/router"
 	"github.com/meshlab/meshlab/dataplane/telemetry"
 	"github.com/meshlab/meshlab/dataplane/upstream"
@@ -100,6 +102,9 @@ type exchange struct {
 	failure router.Failure
 	// state is the context that carries the exchange to the proxy's hooks.
 	state stateCtx
+	// jwt is the dynamic metadata the jwt_authn filter wrote (the
+	// verified payload), which the RBAC filters after it match.
+	jwt *structpb.Struct
 	// corsOrigin is set when the CORS filter added headers for it.
 	corsOrigin string
 	// upBody and reqBody wrap the upstream response body and the
@@ -320,7 +325,7 @@ func (p *Proxy) route(ex *exchange, r *http.Request) {
 	if table == nil {
 		table = rt.routes[h.rds]
 	}
-	if len(h.rbac) > 0 && !authorize(ex, r, h.rbac) {
+	if !authenticateAndAuthorize(ex, r, h) {
 		return
 	}
 	route := table.Match(r)

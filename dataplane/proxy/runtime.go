@@ -23,6 +23,7 @@ import (
 	"github.com/envoyproxy/go-control-plane/pkg/wellknown"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/meshlab/meshlab/dataplane/jwtauthn"
 	"github.com/meshlab/meshlab/dataplane/rbac"
 	"github.com/meshlab/meshlab/dataplane/router"
 	"github.com/meshlab/meshlab/dataplane/telemetry"
@@ -94,6 +95,10 @@ type hcm struct {
 	// rbac are its HTTP RBAC filters (AuthorizationPolicy), in the
 	// order Envoy runs them: the first denial ends the request.
 	rbac []*rbac.Engine
+	// jwt is its envoy.filters.http.jwt_authn (RequestAuthentication),
+	// run after the first jwtAt RBAC filters, as it stands in the chain.
+	jwt   *jwtauthn.Filter
+	jwtAt int
 	// useRemoteAddress: the peer is the client (an edge): it is appended
 	// to X-Forwarded-For and sets X-Forwarded-Proto.
 	useRemoteAddress bool
@@ -532,6 +537,10 @@ func (h *hcm) filters(fs []*hcmv3.HttpFilter) error {
 				return fmt.Errorf("http filter %d (%s): %w", i, f.GetName(), err)
 			}
 			h.rbac = append(h.rbac, e)
+		case jwtauthn.FilterName:
+			if err := h.jwtFilter(f); err != nil {
+				return fmt.Errorf("http filter %d (%s): %w", i, f.GetName(), err)
+			}
 		case wellknown.Router:
 			if i != len(fs)-1 {
 				return fmt.Errorf("http filter %d: the router must be the last filter", i)

@@ -1,0 +1,221 @@
+package jwtauthn
+
+import (
+	"fmt"
+	"net/http"
+	"strings"
+	"time"
+
+	jwtv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/jwt_authn/v3"
+)
+
+type provider struct {
+	name              string
+	issuer            string
+	audiences         []string
+	keys              *keySet
+	forward           bool
+	payloadHeader     string
+	padPayload        bool
+	payloadInMetadata string
+	spaceDelimited    []string
+	claimHeaders      []claimHeader
+	clockSkew         time.Duration
+	headers           []headerLoc
+	params, cookies   []string
+}
+
+type claimHeader struct{ header, claim string }
+
+type headerLoc struct{ name, prefix string }
+
+// compileProvider accepts the fields Istio sets (and a few harmless
+// neighbours); remote_jwks, subjects, max_lifetime and the like would
+// change what is accepted and are refused.
+func compileProvider(name string, p *jwtv3.JwtProvider) (*provider, error) {
+	if err := check(p, "issuer", "audiences", "local_jwks", "forward", "from_headers", "from_params", "from_cookies",
+		"forward_payload_header", "pad_forward_payload_header", "payload_in_metadata", "normalize_payload_in_metadata",
+		"clock_skew_seconds", "claim_to_headers", "clear_route_cache", "require_expiration", "jwt_cache_config"); err != nil {
+		return nil, err
+	}
+	out := &provider{
+		name:              name,
+		issuer:            p.GetIssuer(),
+		audiences:         p.GetAudiences(),
+		forward:           p.GetForward(),
+		payloadHeader:     p.GetForwardPayloadHeader(),
+		padPayload:        p.GetPadForwardPayloadHeader(),
+		payloadInMetadata: p.GetPayloadInMetadata(),
+		spaceDelimited:    p.GetNormalizePayloadInMetadata().GetSpaceDelimitedClaims(),
+		clockSkew:         defaultClockSkew,
+		params:            p.GetFromParams(),
+		cookies:           p.GetFromCookies(),
+	}
+	if p.GetRequireExpiration() {
+		return nil, fmt.Errorf("require_expiration is not supported")
+	}
+	if p.GetClockSkewSeconds() != 0 {
+		out.clockSkew = time.Duration(p.GetClockSkewSeconds()) * time.Second
+	}
+	ds := p.GetLocalJwks()
+	if ds == nil {
+		return nil, fmt.Errorf("local_jwks is required (remote_jwks is not supported: the control plane inlines fetched keys)")
+	}
+	if err := check(ds, "inline_string", "inline_bytes"); err != nil {
+		return nil, fmt.Errorf("local_jwks: %w", err)
+	}
+	raw := ds.GetInlineString()
+	if raw == "" {
+		raw = string(ds.GetInlineBytes())
+	}
+	// A key set Envoy cannot read is not a config error there either: it
+	// is logged and every token of the provider fails.
+	out.keys = parseKeySet(raw)
+	for _, h := range p.GetFromHeaders() {
+		if err := check(h, "name", "value_prefix"); err != nil {
+			return nil, err
+		}
+		out.headers = append(out.headers, headerLoc{name: h.GetName(), prefix: h.GetValuePrefix()})
+	}
+	// Envoy's default locations, when none is given.
+	if len(out.headers) == 0 && len(out.params) == 0 && len(out.cookies) == 0 {
+		out.headers = []headerLoc{{name: "Authorization", prefix: "Bearer "}}
+		out.params = []string{"access_token"}
+	}
+	for _, c := range p.GetClaimToHeaders() {
+		out.claimHeaders = append(out.claimHeaders, claimHeader{header: c.GetHeaderName(), claim: c.GetClaimName()})
+	}
+	return out, nil
+}
+
+// token is one JWT found in a request, with the providers whose locations
+// named where it was found (an allow_missing verifier accepts any of
+// their issuers).
+type token struct {
+	value     string
+	providers []*provider
+	// header is set for a header location: the header is removed after
+	// verification unless forward. Query and cookie tokens stay, as in
+	// Envoy.
+	header string
+}
+
+func (t *token) remove(r *http.Request) {
+	if t.header != "" {
+		r.Header.Del(t.header)
+	}
+}
+
+// extract finds the tokens at the providers' locations, one per location
+// (a location shared by providers is one token naming them all), headers
+// first, then query parameters, then cookies, as Envoy's extractor.
+func (v *verification) extract(ps []*provider) []*token {
+	var out []*token
+	byLoc := map[string]*token{}
+	add := func(loc, value, header string, p *provider) {
+		if t, ok := byLoc[loc]; ok {
+			t.providers = append(t.providers, p)
+			return
+		}
+		t := &token{value: value, providers: []*provider{p}, header: header}
+		byLoc[loc] = t
+		out = append(out, t)
+	}
+	for _, p := range ps {
+		for _, h := range p.headers {
+			val := v.req.Header.Get(h.name)
+			if val == "" {
+				continue
+			}
+			if h.prefix != "" {
+				i := strings.Index(val, h.prefix)
+				if i < 0 {
+					continue
+				}
+				val = jwtRun(val[i+len(h.prefix):])
+			}
+			add("h:"+strings.ToLower(h.name)+"\x00"+h.prefix, val, h.name, p)
+		}
+	}
+	for _, p := range ps {
+		for _, q := range p.params {
+			if v.query == nil {
+				v.query = v.req.URL.Query()
+			}
+			if val := v.query.Get(q); val != "" {
+				add("q:"+q, val, "", p)
+			}
+		}
+	}
+	for _, p := range ps {
+		for _, c := range p.cookies {
+			if ck, err := v.req.Cookie(c); err == nil && ck.Value != "" {
+				add("c:"+c, ck.Value, "", p)
+			}
+		}
+	}
+	return out
+}
+
+// jwtRun is Envoy's extractJWT: after the prefix, skip to the first
+// character a JWT can hold and take the run of them.
+func jwtRun(s string) string {
+	isJWT := func(c byte) bool {
+		return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == '.' || c == '=' || c == '+' || c == '/'
+	}
+	i := 0
+	for i < len(s) && !isJWT(s[i]) {
+		i++
+	}
+	j := i
+	for j < len(s) && isJWT(s[j]) {
+		j++
+	}
+	return s[i:j]
+}
+
+// claimString is a claim as claim_to_headers writes it: strings as they
+// are, integers and booleans formatted, lists of them joined with ",";
+// nested claims by "a.b". Anything else is not written.
+func claimString(claims map[string]any, name string) (string, bool) {
+	var v any = claims
+	for _, part := range strings.Split(name, ".") {
+		m, ok := v.(map[string]any)
+		if !ok {
+			return "", false
+		}
+		if v, ok = m[part]; !ok {
+			return "", false
+		}
+	}
+	scalar := func(v any) (string, bool) {
+		switch x := v.(type) {
+		case string:
+			return x, true
+		case bool:
+			if x {
+				return "true", true
+			}
+			return "false", true
+		case float64:
+			if x == float64(int64(x)) {
+				return fmt.Sprintf("%d", int64(x)), true
+			}
+			return fmt.Sprintf("%g", x), true
+		}
+		return "", false
+	}
+	if list, ok := v.([]any); ok {
+		var parts []string
+		for _, e := range list {
+			s, ok := scalar(e)
+			if !ok {
+				return "", false
+			}
+			parts = append(parts, s)
+		}
+		return strings.Join(parts, ","), true
+	}
+	return scalar(v)
+}
+
