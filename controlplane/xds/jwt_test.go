@@ -45,8 +45,8 @@ func renderJWT(t *testing.T, f *hcmv3.HttpFilter) []byte {
 func TestJWTGolden(t *testing.T) {
 	fetched := map[JWKSKey]string{
 		{Issuer: "testing@secure.istio.io", URI: "https://raw.githubusercontent.com/istio/istio/release-1.24/security/tools/jwt/samples/jwks.json"}: testJWKS,
-		{Issuer: "test-issuer-1@istio.io", URI: "https://example.com/jwks.json"}:                                                                      testJWKS,
-		{Issuer: "test-issuer-2@istio.io", URI: "https://example.com/jwks.json"}:                                                                      testJWKS,
+		{Issuer: "test-issuer-1@istio.io", URI: "https://example.com/jwks.json"}:                                                                    testJWKS,
+		{Issuer: "test-issuer-2@istio.io", URI: "https://example.com/jwks.json"}:                                                                    testJWKS,
 		// mesh-issuer's fetch failed: absent.
 	}
 	tests := []struct {
