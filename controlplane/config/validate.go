@@ -8,6 +8,7 @@ import (
 
 	"google.golang.org/protobuf/proto"
 	networking "istio.io/api/networking/v1alpha3"
+	security "istio.io/api/security/v1beta1"
 )
 
 // Validate checks what Istio's admission webhook rejects and the schema
@@ -36,6 +37,8 @@ func validate(r Resource) ErrorList {
 		v.gateway(s)
 	case *networking.DestinationRule:
 		v.destinationRule(s)
+	case *security.RequestAuthentication:
+		v.requestAuthentication(s)
 	case *networking.ServiceEntry:
 		if len(s.GetHosts()) == 0 {
 			v.fail("spec.hosts", "required: a ServiceEntry needs at least one host")
