@@ -323,7 +323,7 @@ func (r *Resolver) get(ctx context.Context, uri string, timeout time.Duration, r
 		if err != nil {
 			return nil, err
 		}
-		defer resp.Body.Close()
+		defer func() { _ = resp.Body.Close() }()
 		body, err := io.ReadAll(io.LimitReader(resp.Body, maxBody+1))
 		if err != nil {
 			return nil, err

@@ -206,14 +206,18 @@ func rdsFilter(statPrefix, routes string, edge bool) *listenerv3.Filter {
 // rdsFilterWith is rdsFilter with filters in front of the shared ones (a
 // gateway's jwt_authn, jwt.go).
 func rdsFilterWith(first []*hcmv3.HttpFilter, statPrefix, routes string, edge bool) *listenerv3.Filter {
-	return hcmFilterWith(first, &hcmv3.HttpConnectionManager{
+	h := &hcmv3.HttpConnectionManager{
 		StatPrefix:       statPrefix,
 		UseRemoteAddress: wrapperspb.Bool(edge),
 		RouteSpecifier: &hcmv3.HttpConnectionManager_Rds{Rds: &hcmv3.Rds{
 			ConfigSource:    adsConfigSource(),
 			RouteConfigName: routes,
 		}},
-	})
+	}
+	if len(first) == 0 {
+		return hcmFilter(h)
+	}
+	return hcmFilterWith(first, h)
 }
 
 func tcpProxyFilter(statPrefix string, clusters []weighted) *listenerv3.Filter {

@@ -42,9 +42,8 @@ type Filter struct {
 	// sanitize are the headers the filter writes (payload and claim
 	// headers): a client's own are removed first, as Envoy's
 	// sanitizePayloadHeaders does, so an app cannot be handed a forged one.
-	sanitize      []string
-	bypassPrefl   bool
-	payloadInMeta bool
+	sanitize    []string
+	bypassPrefl bool
 }
 
 type rule struct {

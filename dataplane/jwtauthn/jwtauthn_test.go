@@ -294,10 +294,10 @@ func TestOutputs(t *testing.T) {
 	s := newSigner(t, jose.RS256, "k")
 	cfg := istioConfig(&jwtv3.JwtProvider{
 		Issuer: "iss", JwksSourceSpecifier: inline(s.jwks), Forward: true,
-		FromHeaders:          []*jwtv3.JwtHeader{{Name: "x-jwt-assertion", ValuePrefix: "Bearer "}},
-		FromCookies:          []string{"session"},
-		ForwardPayloadHeader: "x-jwt-payload",
-		ClaimToHeaders:       []*jwtv3.JwtClaimToHeader{{HeaderName: "x-jwt-sub", ClaimName: "sub"}, {HeaderName: "x-jwt-team", ClaimName: "org.team"}, {HeaderName: "x-jwt-groups", ClaimName: "groups"}},
+		FromHeaders:                []*jwtv3.JwtHeader{{Name: "x-jwt-assertion", ValuePrefix: "Bearer "}},
+		FromCookies:                []string{"session"},
+		ForwardPayloadHeader:       "x-jwt-payload",
+		ClaimToHeaders:             []*jwtv3.JwtClaimToHeader{{HeaderName: "x-jwt-sub", ClaimName: "sub"}, {HeaderName: "x-jwt-team", ClaimName: "org.team"}, {HeaderName: "x-jwt-groups", ClaimName: "groups"}},
 		NormalizePayloadInMetadata: &jwtv3.JwtProvider_NormalizePayload{SpaceDelimitedClaims: []string{"scope", "permission"}},
 	})
 	f, err := Compile(cfg)

@@ -218,4 +218,3 @@ func claimString(claims map[string]any, name string) (string, bool) {
 	}
 	return scalar(v)
 }
-
