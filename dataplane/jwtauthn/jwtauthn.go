@@ -39,6 +39,7 @@ const defaultClockSkew = 60 * time.Second
 type Filter struct {
 	rules     []rule
 	providers map[string]*provider
+	all       []*provider // by name
 	// sanitize are the headers the filter writes (payload and claim
 	// headers): a client's own are removed first, as Envoy's
 	// sanitizePayloadHeaders does, so an app cannot be handed a forged one.
@@ -66,8 +67,12 @@ type requirement struct {
 	kind     reqKind
 	provider *provider
 	children []*requirement
-	// parents are the providers of the enclosing requires_any, whose
-	// locations and issuers an allow_missing(_or_failed) verifier uses.
+	// allowMissing, allowFailed: a requires_any that also lists
+	// allow_missing (a missing token passes) or allow_missing_or_failed
+	// (anything passes).
+	allowMissing, allowFailed bool
+	// parents are the providers whose locations and issuers an
+	// allow_missing(_or_failed) verifier uses: all of them, as Envoy's.
 	parents []*provider
 }
 
@@ -88,6 +93,7 @@ func Compile(cfg *jwtv3.JwtAuthentication) (*Filter, error) {
 			return nil, fmt.Errorf("provider %q: %w", name, err)
 		}
 		f.providers[name] = p
+		f.all = append(f.all, p)
 		if p.payloadHeader != "" {
 			f.sanitize = append(f.sanitize, p.payloadHeader)
 		}
@@ -122,7 +128,7 @@ func (f *Filter) compileRule(r *jwtv3.RequirementRule) (rule, error) {
 	default:
 		return rule{}, fmt.Errorf("match: a prefix or path is required")
 	}
-	req, err := f.compileRequirement(r.GetRequires(), nil)
+	req, err := f.compileRequirement(r.GetRequires())
 	if err != nil {
 		return rule{}, err
 	}
@@ -130,7 +136,7 @@ func (f *Filter) compileRule(r *jwtv3.RequirementRule) (rule, error) {
 	return out, nil
 }
 
-func (f *Filter) compileRequirement(r *jwtv3.JwtRequirement, parents []*provider) (*requirement, error) {
+func (f *Filter) compileRequirement(r *jwtv3.JwtRequirement) (*requirement, error) {
 	if r == nil {
 		return &requirement{kind: reqAllowAll}, nil
 	}
@@ -142,45 +148,37 @@ func (f *Filter) compileRequirement(r *jwtv3.JwtRequirement, parents []*provider
 		}
 		return &requirement{kind: reqProvider, provider: p}, nil
 	case *jwtv3.JwtRequirement_RequiresAny:
-		// As AnyVerifierImpl: the regular requirements in order, then at
-		// most one bypass (allow_missing_or_failed wins over
-		// allow_missing) over the providers named beside it.
+		// As AnyVerifierImpl: allow_missing(_or_failed) beside regular
+		// requirements only relaxes the outcome; alone, it is a verifier
+		// over every provider's locations.
 		out := &requirement{kind: reqAny}
-		var bypass *jwtv3.JwtRequirement
-		var used []*provider
 		for _, c := range t.RequiresAny.GetRequirements() {
 			switch c.GetRequiresType().(type) {
 			case *jwtv3.JwtRequirement_AllowMissing:
-				if bypass == nil {
-					bypass = c
-				}
+				out.allowMissing = true
 				continue
 			case *jwtv3.JwtRequirement_AllowMissingOrFailed:
-				bypass = c
+				out.allowFailed = true
 				continue
-			case *jwtv3.JwtRequirement_ProviderName:
-				if p, ok := f.providers[c.GetProviderName()]; ok {
-					used = append(used, p)
-				}
 			}
-			cr, err := f.compileRequirement(c, nil)
+			cr, err := f.compileRequirement(c)
 			if err != nil {
 				return nil, err
 			}
 			out.children = append(out.children, cr)
 		}
-		if bypass != nil {
-			cr, err := f.compileRequirement(bypass, used)
-			if err != nil {
-				return nil, err
+		if len(out.children) == 0 {
+			kind := reqAllowMissing
+			if out.allowFailed {
+				kind = reqAllowMissingOrFailed
 			}
-			out.children = append(out.children, cr)
+			out.children = append(out.children, &requirement{kind: kind, parents: f.all})
 		}
 		return out, nil
 	case *jwtv3.JwtRequirement_RequiresAll:
 		out := &requirement{kind: reqAll}
 		for _, c := range t.RequiresAll.GetRequirements() {
-			cr, err := f.compileRequirement(c, nil)
+			cr, err := f.compileRequirement(c)
 			if err != nil {
 				return nil, err
 			}
@@ -188,9 +186,9 @@ func (f *Filter) compileRequirement(r *jwtv3.JwtRequirement, parents []*provider
 		}
 		return out, nil
 	case *jwtv3.JwtRequirement_AllowMissing:
-		return &requirement{kind: reqAllowMissing, parents: parents}, nil
+		return &requirement{kind: reqAllowMissing, parents: f.all}, nil
 	case *jwtv3.JwtRequirement_AllowMissingOrFailed:
-		return &requirement{kind: reqAllowMissingOrFailed, parents: parents}, nil
+		return &requirement{kind: reqAllowMissingOrFailed, parents: f.all}, nil
 	case nil:
 		return &requirement{kind: reqAllowAll}, nil
 	default:
@@ -293,25 +291,23 @@ func (v *verification) eval(r *requirement) Status {
 	case reqProvider:
 		return v.verifyTokens(v.extract([]*provider{r.provider}), r.provider, false)
 	case reqAny:
-		// AnyVerifierImpl: the first success wins; if none, a real
-		// failure of any child outranks a missing token or a token of
-		// another issuer (those are how a child says "not mine").
+		// AnyVerifierImpl: the first success wins. Otherwise a real
+		// failure outranks a token of another issuer, which outranks a
+		// missing token (the last of each kind counts); then
+		// allow_missing_or_failed passes anything, allow_missing a
+		// missing token.
 		final := JwtMissed
-		unknown := false
 		for _, c := range r.children {
 			st := v.eval(c)
-			switch st {
-			case Ok:
+			if st == Ok {
 				return Ok
-			case JwtMissed:
-			case JwtUnknownIssuer:
-				unknown = true
-			default:
+			}
+			if (st != JwtMissed && st != JwtUnknownIssuer) || final == JwtMissed {
 				final = st
 			}
 		}
-		if final == JwtMissed && unknown {
-			return JwtUnknownIssuer
+		if r.allowFailed || (r.allowMissing && final == JwtMissed) {
+			return Ok
 		}
 		return final
 	case reqAll:
