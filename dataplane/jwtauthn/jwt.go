@@ -266,10 +266,14 @@ func (j *jwt) metadata(spaceDelimited []string) *structpb.Struct {
 	for _, c := range spaceDelimited {
 		if s, ok := m[c].(string); ok {
 			var list []any
-			for _, f := range strings.Fields(s) {
-				list = append(list, f)
+			for _, f := range strings.Split(s, " ") {
+				if f != "" {
+					list = append(list, f)
+				}
 			}
-			m[c] = list
+			if len(list) > 0 { // Envoy leaves an all-blank string as it is
+				m[c] = list
+			}
 		}
 	}
 	st, err := structpb.NewStruct(m)

@@ -318,12 +318,8 @@ func (v *verification) eval(r *requirement) Status {
 		}
 		return Ok
 	case reqAllowMissing, reqAllowMissingOrFailed:
-		tokens := v.extract(r.parents)
-		if len(tokens) == 0 {
-			return Ok
-		}
-		st := v.verifyTokens(tokens, nil, r.kind == reqAllowMissingOrFailed)
-		if r.kind == reqAllowMissingOrFailed {
+		st := v.verifyTokens(v.extract(r.parents), nil, true)
+		if r.kind == reqAllowMissingOrFailed || st == JwtMissed {
 			return Ok
 		}
 		return st
@@ -331,22 +327,24 @@ func (v *verification) eval(r *requirement) Status {
 	return Ok
 }
 
-// verifyTokens is Envoy's authenticator: every token found must verify
-// (a request carrying a good and a bad token is refused, so that the bad
-// one cannot reach the app). With p nil the provider is found by the
-// token's issuer among the location's. allowFailed checks them all and
-// keeps what verified.
-func (v *verification) verifyTokens(tokens []*token, p *provider, allowFailed bool) Status {
+// verifyTokens is Envoy's authenticator, which takes the tokens from
+// the last found to the first. For a provider every token must verify (a
+// request carrying a good and a bad token is refused, so that the bad
+// one cannot reach the app). For allow_missing (p nil, the provider found
+// by the token's issuer) each is tried and the last one decides;
+// allowFailed passes whatever happens.
+func (v *verification) verifyTokens(tokens []*token, p *provider, allowMissing bool) Status {
 	if len(tokens) == 0 {
 		return JwtMissed
 	}
-	for _, t := range tokens {
-		st := v.verifyOne(t, p)
-		if st != Ok && !allowFailed {
+	st := Ok
+	for i := len(tokens) - 1; i >= 0; i-- {
+		st = v.verifyOne(tokens[i], p)
+		if st != Ok && !allowMissing {
 			return st
 		}
 	}
-	return Ok
+	return st
 }
 
 func (v *verification) verifyOne(t *token, p *provider) Status {
@@ -383,8 +381,8 @@ func (v *verification) verifyOne(t *token, p *provider) Status {
 		v.req.Header.Add(prov.payloadHeader, val)
 	}
 	for _, c := range prov.claimHeaders {
-		if s, ok := claimString(jwt.claims, c.claim); ok {
-			v.req.Header.Set(c.header, s)
+		if s, ok := claimString(jwt.claims, c.claim); ok && s != "" {
+			v.req.Header.Add(c.header, s)
 		}
 	}
 	if !prov.forward {

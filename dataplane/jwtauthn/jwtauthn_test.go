@@ -318,7 +318,7 @@ func TestOutputs(t *testing.T) {
 	if got, want := r.Header.Get("x-jwt-payload"), strings.Split(tok, ".")[1]; got != want {
 		t.Errorf("payload header %q, want %q", got, want)
 	}
-	for h, want := range map[string]string{"x-jwt-sub": "alice", "x-jwt-team": "blue", "x-jwt-groups": "a,b"} {
+	for h, want := range map[string]string{"x-jwt-sub": "alice", "x-jwt-team": "blue", "x-jwt-groups": "WyJhIiwiYiJd"} /* base64 of ["a","b"], as Envoy */ {
 		if got := r.Header.Values(h); len(got) != 1 || got[0] != want {
 			t.Errorf("%s = %q, want %q", h, got, want)
 		}
@@ -346,5 +346,49 @@ func TestOutputs(t *testing.T) {
 	r.Header.Set("Access-Control-Request-Method", "GET")
 	if res := f.Verify(r, now); res.Status != Ok {
 		t.Errorf("preflight: %q", res.Status)
+	}
+}
+
+// TestAllowMissingOrFailed: requires_any{allow_missing_or_failed} alone
+// passes a bad token (without metadata) and keeps a good one's payload;
+// allow_missing alone refuses the bad one (Envoy's semantics beyond what
+// Istio emits).
+func TestAllowMissingOrFailed(t *testing.T) {
+	now := time.Now()
+	s := newSigner(t, jose.ES256, "k")
+	good := s.sign(t, map[string]any{"iss": "iss", "sub": "alice", "n": 3, "f": 1.5})
+	bad := newSigner(t, jose.ES256, "k").sign(t, map[string]any{"iss": "iss"})
+	build := func(r *jwtv3.JwtRequirement) *Filter {
+		f, err := Compile(&jwtv3.JwtAuthentication{
+			Providers: map[string]*jwtv3.JwtProvider{"p": {Issuer: "iss", JwksSourceSpecifier: inline(s.jwks), PayloadInMetadata: "payload",
+				ClaimToHeaders: []*jwtv3.JwtClaimToHeader{{HeaderName: "x-n", ClaimName: "n"}, {HeaderName: "x-f", ClaimName: "f"}}}},
+			Rules: []*jwtv3.RequirementRule{{Match: &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: "/"}},
+				RequirementType: &jwtv3.RequirementRule_Requires{Requires: &jwtv3.JwtRequirement{RequiresType: &jwtv3.JwtRequirement_RequiresAny{
+					RequiresAny: &jwtv3.JwtRequirementOrList{Requirements: []*jwtv3.JwtRequirement{r}}}}}}},
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return f
+	}
+	orFailed := build(&jwtv3.JwtRequirement{RequiresType: &jwtv3.JwtRequirement_AllowMissingOrFailed{AllowMissingOrFailed: &emptypb.Empty{}}})
+	missing := build(&jwtv3.JwtRequirement{RequiresType: &jwtv3.JwtRequirement_AllowMissing{AllowMissing: &emptypb.Empty{}}})
+	for _, tc := range []struct {
+		f        *Filter
+		tok      string
+		want     Status
+		metadata bool
+	}{{orFailed, bad, Ok, false}, {orFailed, good, Ok, true}, {orFailed, "", Ok, false}, {missing, bad, JwtVerificationFail, false}, {missing, good, Ok, true}, {missing, "", Ok, false}} {
+		r := httptest.NewRequest(http.MethodGet, "/", nil)
+		if tc.tok != "" {
+			r.Header.Set("Authorization", "Bearer "+tc.tok)
+		}
+		res := tc.f.Verify(r, now)
+		if res.Status != tc.want || (res.Metadata != nil) != tc.metadata {
+			t.Errorf("status %q metadata %v, want %q metadata %v", res.Status, res.Metadata, tc.want, tc.metadata)
+		}
+		if tc.tok == good && (r.Header.Get("x-n") != "3" || r.Header.Get("x-f") != "1.5") {
+			t.Errorf("numeric claim headers x-n=%q x-f=%q", r.Header.Get("x-n"), r.Header.Get("x-f"))
+		}
 	}
 }

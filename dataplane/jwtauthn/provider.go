@@ -1,8 +1,12 @@
 package jwtauthn
 
 import (
+	"encoding/base64"
+	"encoding/json"
 	"fmt"
+	"math"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 
@@ -174,9 +178,10 @@ func jwtRun(s string) string {
 	return s[i:j]
 }
 
-// claimString is a claim as claim_to_headers writes it: strings as they
-// are, integers and booleans formatted, lists of them joined with ",";
-// nested claims by "a.b". Anything else is not written.
+// claimString is a claim as Envoy's addJWTClaimToHeader writes it:
+// strings as they are, booleans as true/false, numbers as integers when
+// whole, objects and lists as base64 of their JSON; nested claims by
+// "a.b". A missing claim is not written.
 func claimString(claims map[string]any, name string) (string, bool) {
 	var v any = claims
 	for _, part := range strings.Split(name, ".") {
@@ -188,33 +193,22 @@ func claimString(claims map[string]any, name string) (string, bool) {
 			return "", false
 		}
 	}
-	scalar := func(v any) (string, bool) {
-		switch x := v.(type) {
-		case string:
-			return x, true
-		case bool:
-			if x {
-				return "true", true
-			}
-			return "false", true
-		case float64:
-			if x == float64(int64(x)) {
-				return fmt.Sprintf("%d", int64(x)), true
-			}
-			return fmt.Sprintf("%g", x), true
+	switch x := v.(type) {
+	case string:
+		return x, true
+	case bool:
+		return strconv.FormatBool(x), true
+	case float64:
+		if x == math.Trunc(x) && math.Abs(x) < 1<<63 {
+			return strconv.FormatInt(int64(x), 10), true
 		}
-		return "", false
-	}
-	if list, ok := v.([]any); ok {
-		var parts []string
-		for _, e := range list {
-			s, ok := scalar(e)
-			if !ok {
-				return "", false
-			}
-			parts = append(parts, s)
+		return strconv.FormatFloat(x, 'f', -1, 64), true
+	case map[string]any, []any:
+		b, err := json.Marshal(x)
+		if err != nil {
+			return "", false
 		}
-		return strings.Join(parts, ","), true
+		return base64.StdEncoding.EncodeToString(b), true
 	}
-	return scalar(v)
+	return "", false
 }
