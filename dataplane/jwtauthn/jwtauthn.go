@@ -266,7 +266,7 @@ func (f *Filter) Verify(req *http.Request, now time.Time) Result {
 	if req0 == nil {
 		return Result{Status: Ok}
 	}
-	v := verification{req: req, now: now}
+	v := verification{f: f, req: req, now: now}
 	st := v.eval(req0)
 	if st != Ok {
 		return Result{Status: st}
@@ -278,6 +278,7 @@ func (f *Filter) Verify(req *http.Request, now time.Time) Result {
 }
 
 type verification struct {
+	f       *Filter
 	req     *http.Request
 	now     time.Time
 	query   url.Values
@@ -352,16 +353,18 @@ func (v *verification) verifyOne(t *token, p *provider) Status {
 	if st != Ok {
 		return st
 	}
-	// The location must have been specified by a provider of this issuer.
-	var prov *provider
-	for _, c := range t.providers {
-		if (p == nil || c == p) && (c.issuer == "" || c.issuer == jwt.iss) {
-			prov = c
-			break
-		}
-	}
-	if prov == nil {
+	// The location must have been named by a provider of this issuer;
+	// without a given provider, the first of this issuer (else the first
+	// without one) verifies it, as Envoy's findByIssuer.
+	if !t.allows(jwt.iss) {
 		return JwtUnknownIssuer
+	}
+	prov := p
+	if prov == nil {
+		prov = v.f.byIssuer(jwt.iss)
+		if prov == nil {
+			return JwtUnknownIssuer
+		}
 	}
 	if st := jwt.verifyTime(v.now, prov.clockSkew); st != Ok {
 		return st
@@ -395,6 +398,20 @@ func (v *verification) verifyOne(t *token, p *provider) Status {
 		v.payload[prov.payloadInMetadata] = structpb.NewStructValue(jwt.metadata(prov.spaceDelimited))
 	}
 	return Ok
+}
+
+func (f *Filter) byIssuer(iss string) *provider {
+	for _, p := range f.all {
+		if p.issuer == iss {
+			return p
+		}
+	}
+	for _, p := range f.all {
+		if p.issuer == "" {
+			return p
+		}
+	}
+	return nil
 }
 
 // check refuses set fields outside allowed, and unknown wire fields: a

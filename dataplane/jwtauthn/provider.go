@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -110,66 +111,103 @@ func (t *token) remove(r *http.Request) {
 	}
 }
 
-// extract finds the tokens at the providers' locations, one per location
-// (a location shared by providers is one token naming them all), headers
-// first, then query parameters, then cookies, as Envoy's extractor.
+// extract finds the tokens at the providers' locations as Envoy's
+// extractor: header locations (by lower-cased name and prefix), then
+// query parameters, then cookies, each kind in name order; a location
+// several providers name is one token that any of their issuers may
+// sign. A header's values are joined with ","; with a prefix, the token
+// is the run of base64url characters and dots after it.
 func (v *verification) extract(ps []*provider) []*token {
-	var out []*token
-	byLoc := map[string]*token{}
-	add := func(loc, value, header string, p *provider) {
-		if t, ok := byLoc[loc]; ok {
-			t.providers = append(t.providers, p)
-			return
+	type loc struct {
+		name, prefix string
+		t            *token
+	}
+	var headers, params, cookies []*loc
+	find := func(list *[]*loc, name, prefix string, p *provider) {
+		for _, l := range *list {
+			if l.name == name && l.prefix == prefix {
+				l.t.providers = append(l.t.providers, p)
+				return
+			}
 		}
-		t := &token{value: value, providers: []*provider{p}, header: header}
-		byLoc[loc] = t
-		out = append(out, t)
+		*list = append(*list, &loc{name: name, prefix: prefix, t: &token{providers: []*provider{p}}})
 	}
 	for _, p := range ps {
 		for _, h := range p.headers {
-			val := v.req.Header.Get(h.name)
-			if val == "" {
+			find(&headers, strings.ToLower(h.name), h.prefix, p)
+		}
+		for _, q := range p.params {
+			find(&params, q, "", p)
+		}
+		for _, c := range p.cookies {
+			find(&cookies, c, "", p)
+		}
+	}
+	byKey := func(a, b *loc) int { return strings.Compare(a.name+a.prefix, b.name+b.prefix) }
+	var out []*token
+	slices.SortFunc(headers, byKey)
+	for _, l := range headers {
+		vals := v.req.Header.Values(l.name)
+		if len(vals) == 0 {
+			continue
+		}
+		val := strings.Join(vals, ",")
+		if l.prefix != "" {
+			i := strings.Index(val, l.prefix)
+			if i < 0 {
 				continue
 			}
-			if h.prefix != "" {
-				i := strings.Index(val, h.prefix)
-				if i < 0 {
-					continue
-				}
-				val = jwtRun(val[i+len(h.prefix):])
-			}
-			add("h:"+strings.ToLower(h.name)+"\x00"+h.prefix, val, h.name, p)
+			val = jwtRun(val, i+len(l.prefix))
 		}
+		l.t.value, l.t.header = val, l.name
+		out = append(out, l.t)
 	}
-	for _, p := range ps {
-		for _, q := range p.params {
-			if v.query == nil {
-				v.query = v.req.URL.Query()
-			}
-			if val := v.query.Get(q); val != "" {
-				add("q:"+q, val, "", p)
+	if len(params) > 0 {
+		if v.query == nil {
+			v.query = v.req.URL.Query()
+		}
+		slices.SortFunc(params, byKey)
+		for _, l := range params {
+			if vals, ok := v.query[l.name]; ok && len(vals) > 0 {
+				l.t.value = vals[0]
+				out = append(out, l.t)
 			}
 		}
 	}
-	for _, p := range ps {
-		for _, c := range p.cookies {
-			if ck, err := v.req.Cookie(c); err == nil && ck.Value != "" {
-				add("c:"+c, ck.Value, "", p)
-			}
+	slices.SortFunc(cookies, byKey)
+	for _, l := range cookies {
+		if ck, err := v.req.Cookie(l.name); err == nil {
+			l.t.value = ck.Value
+			out = append(out, l.t)
 		}
 	}
 	return out
 }
 
-// jwtRun is Envoy's extractJWT: after the prefix, skip to the first
-// character a JWT can hold and take the run of them.
-func jwtRun(s string) string {
-	isJWT := func(c byte) bool {
-		return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == '.' || c == '=' || c == '+' || c == '/'
+// allows is the location's issuer check: one of the providers naming it
+// has this issuer, or has none (any issuer).
+func (t *token) allows(iss string) bool {
+	for _, p := range t.providers {
+		if p.issuer == "" || p.issuer == iss {
+			return true
+		}
 	}
-	i := 0
+	return false
+}
+
+// jwtRun is Envoy's extractJWT: from offset after, skip to the first
+// base64url character or dot and take the run of them; with none, the
+// whole value.
+func jwtRun(s string, after int) string {
+	isJWT := func(c byte) bool {
+		return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == '.'
+	}
+	i := after
 	for i < len(s) && !isJWT(s[i]) {
 		i++
+	}
+	if i == len(s) {
+		return s
 	}
 	j := i
 	for j < len(s) && isJWT(s[j]) {
