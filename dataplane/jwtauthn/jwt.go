@@ -307,10 +307,10 @@ func parseKeySet(raw string) *keySet {
 	return ks
 }
 
-// verify is jwt_verify_lib's verifyJwt with a JWKS: keys whose kid (when
-// both have one), alg (when the key has one) or type do not fit the
-// token are not tried; none left is JwksKidAlgMismatch; none verifying
-// is JwtVerificationFail.
+// verify is jwt_verify_lib's verifyJwtWithoutTimeChecking: keys whose
+// kid (when both have one) or alg (when the key has one) differ from the
+// token's are skipped; none left is JwksKidAlgMismatch; none of the rest
+// verifying (a key of another type cannot) is JwtVerificationFail.
 func (ks *keySet) verify(j *jwt) Status {
 	if len(ks.keys) == 0 {
 		return JwksNoValidKeys
@@ -328,11 +328,13 @@ func (ks *keySet) verify(j *jwt) Status {
 		if k.Algorithm != "" && k.Algorithm != j.alg {
 			continue
 		}
+		// As verifyJwtWithoutTimeChecking: a key passing the kid and alg
+		// checks counts as matched even if its type cannot verify alg.
+		tried = true
 		pub, ok := verificationKey(k.Key, j.alg)
 		if !ok {
 			continue
 		}
-		tried = true
 		if _, err := sig.Verify(pub); err == nil {
 			return Ok
 		}

@@ -169,7 +169,8 @@ func TestVerifyMatrix(t *testing.T) {
 		&jwtv3.JwtProvider{Issuer: "iss-1", JwksSourceSpecifier: inline(rs.jwks)},
 		&jwtv3.JwtProvider{Issuer: "iss-2", JwksSourceSpecifier: inline(es.jwks)})
 	params := istioConfig(&jwtv3.JwtProvider{Issuer: "iss-1", JwksSourceSpecifier: inline(rs.jwks), FromParams: []string{"token", "secondary_token"}})
-	fake := istioConfig(&jwtv3.JwtProvider{Issuer: "iss-1", JwksSourceSpecifier: inline(`{"keys":[{"kty":"RSA","e":"AQAB","n":"vqS7RN4b34i3_5YyhygtBe33gI6GK_0ldW8WMZaunS28T-WAzJOAoZ7E9Y0mHS8vcDES0eZIUpp6Ft9sRPhOlzQfo_7l-3DnaD9LxJVKdXjE1jugxfI9YX1qJpD9S9wRZxQIhPky9UzZDkpFh_KpL6pZUt4cbPtW0VCctjqvpI11yHNk4CEbzw-RRFLMJkLFJqgPa2JPzGZ-TqJdkSDQ7UtRiKzjRcWGnAdLsTq6WabDA1Fn1JVI9TWu-YDbLufDUDco46qyPgpxAqcRQG39cWZAQzMwNEZ-Yec_WiqDYqGTU6K8BBWeEIuMhiWfxGmtqX35rb9Qk_qeYDsqqT95Pw"}]}`)})
+	const fakeKeys = `{"keys":[{"kty":"RSA","e":"AQAB","n":"vqS7RN4b34i3_5YyhygtBe33gI6GK_0ldW8WMZaunS28T-WAzJOAoZ7E9Y0mHS8vcDES0eZIUpp6Ft9sRPhOlzQfo_7l-3DnaD9LxJVKdXjE1jugxfI9YX1qJpD9S9wRZxQIhPky9UzZDkpFh_KpL6pZUt4cbPtW0VCctjqvpI11yHNk4CEbzw-RRFLMJkLFJqgPa2JPzGZ-TqJdkSDQ7UtRiKzjRcWGnAdLsTq6WabDA1Fn1JVI9TWu-YDbLufDUDco46qyPgpxAqcRQG39cWZAQzMwNEZ-Yec_WiqDYqGTU6K8BBWeEIuMhiWfxGmtqX35rb9Qk_qeYDsqqT95Pw"}]}`
+	fake := istioConfig(&jwtv3.JwtProvider{Issuer: "iss-1", JwksSourceSpecifier: inline(fakeKeys)})
 	garbage := istioConfig(&jwtv3.JwtProvider{Issuer: "iss-1", JwksSourceSpecifier: inline(`not json`)})
 	good := rs.sign(t, claims("iss-1", "aud", "foo"))
 	tests := []struct {
@@ -198,6 +199,7 @@ func TestVerifyMatrix(t *testing.T) {
 		{"kid mismatch", one, "/", newSigner(t, jose.RS256, "rsa-2").sign(t, claims("iss-1", "aud", "foo")), JwksKidAlgMismatch},
 		{"kidless token, key with kid", one, "/", kidless.sign(t, claims("iss-1", "aud", "foo")), JwtVerificationFail},
 		{"alg of another key type", one, "/", es.sign(t, claims("iss-1", "aud", "foo")), JwksKidAlgMismatch},
+		{"key without alg, of another type", istioConfig(&jwtv3.JwtProvider{Issuer: "iss-1", JwksSourceSpecifier: inline(fakeKeys)}), "/", es.sign(t, claims("iss-1")), JwtVerificationFail},
 		{"fake JWKS: every token fails", fake, "/", rs.sign(t, claims("iss-1")), JwtVerificationFail},
 		{"fake JWKS: no token passes", fake, "/", "", Ok},
 		{"unreadable JWKS", garbage, "/", rs.sign(t, claims("iss-1")), JwksNoValidKeys},
