@@ -349,6 +349,12 @@ func TestOutputs(t *testing.T) {
 	if res := f.Verify(r, now); res.Status != Ok {
 		t.Errorf("preflight: %q", res.Status)
 	}
+	// Not a preflight without Access-Control-Request-Method (Istio's
+	// expired-token-bad-cors-preflight-request-rejected).
+	r.Header.Del("Access-Control-Request-Method")
+	if res := f.Verify(r, now); res.Status != JwtBadFormat {
+		t.Errorf("OPTIONS without Access-Control-Request-Method: %q, want the token checked", res.Status)
+	}
 }
 
 // TestAllowMissingOrFailed: requires_any{allow_missing_or_failed} alone
