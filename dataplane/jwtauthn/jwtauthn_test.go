@@ -30,7 +30,7 @@ type signer struct {
 	jwks string
 }
 
-func newSigner(t *testing.T, alg jose.SignatureAlgorithm, kid string) *signer {
+func newSigner(t testing.TB, alg jose.SignatureAlgorithm, kid string) *signer {
 	t.Helper()
 	s := &signer{alg: alg, kid: kid}
 	switch {
@@ -68,7 +68,7 @@ func newSigner(t *testing.T, alg jose.SignatureAlgorithm, kid string) *signer {
 	return s
 }
 
-func (s *signer) sign(t *testing.T, claims map[string]any) string {
+func (s *signer) sign(t testing.TB, claims map[string]any) string {
 	t.Helper()
 	sg, err := jose.NewSigner(jose.SigningKey{Algorithm: s.alg, Key: jose.JSONWebKey{Key: s.key, KeyID: s.kid}}, nil)
 	if err != nil {
