@@ -45,12 +45,14 @@ type JWKSRequest struct {
 // defaultJWKSTimeout is Istio's when a jwtRule sets no timeout.
 const defaultJWKSTimeout = 5 * time.Second
 
-// FakeJWKS is what istiod inlines for a key set it could not fetch
-// (pilot/pkg/model/jwks_resolver.go FakeJwks): an RSA key nobody holds
-// the private half of, so every token fails verification while requests
-// without one still pass. It is Istio's key, byte for byte minus the
-// private fields (Envoy reads only kty, n, e).
-const FakeJWKS = `{"keys":[{"e":"AQAB","kty":"RSA","n":"vqS7RN4b34i3_5YyhygtBe33gI6GK_0ldW8WMZaunS28T-WAzJOAoZ7E9Y0mHS8vcDES0eZIUpp6Ft9sRPhOlzQfo_7l-3DnaD9LxJVKdXjE1jugxfI9YX1qJpD9S9wRZxQIhPky9UzZDkpFh_KpL6pZUt4cbPtW0VCctjqvpI11yHNk4CEbzw-RRFLMJkLFJqgPa2JPzGZ-TqJdkSDQ7UtRiKzjRcWGnAdLsTq6WabDA1Fn1JVI9TWu-YDbLufDUDco46qyPgpxAqcRQG39cWZAQzMwNEZ-Yec_WiqDYqGTU6K8BBWeEIuMhiWfxGmtqX35rb9Qk_qeYDsqqT95Pw"}]}`
+// FakeJWKS is what the control plane inlines for a key set it could not
+// fetch, as istiod inlines its FakeJwks (pilot/pkg/model/jwks_resolver.go):
+// an RSA key set, so every token fails with "Jwt verification fails" and
+// requests without one pass. meshlab differs in one respect: Istio's fake
+// key ships its private half in Istio's source, so anyone can sign a token
+// that verifies against it while a fetch is failing; this key's private
+// half was discarded when it was generated.
+const FakeJWKS = `{"keys":[{"e":"AQAB","kty":"RSA","n":"77hnx4_lSkFNcRktIYFKvwpWfoE0SnGcd0N9EMrY33mnxuMe3_OJX-AHaxEno9JrNDd63cwratF0ARLqO_x2rpZfVW0a46HLYqgCS52FLaEUD1_1KA3rurp9kgXlR7Mcygh5y4alFqafx8yLFctZUtlqBpcYE7kmTY0IlmhctIFTKPw1nGPKzEQSgSCQHHIlu-t6CsnVsjC6h9P7lCIh7jrGGTitLmJuk0mp9y31vrjPFDEuEmd6C42CiixK-xRgX145dpWcigAOT7bwquTTKhfh1-yLcyK8YliRDPJ3vjE3A9qxqUTsfauuOyO07KkY3cU92XUCVom70-ddMykbdw"}]}`
 
 // JWKSRequests lists the key sets the RequestAuthentications in cfg need
 // fetched: every rule without inline jwks. The control plane resolves

@@ -5,6 +5,7 @@ import (
 	"crypto/rsa"
 	"encoding/json"
 	"net/http"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -62,6 +63,24 @@ func (s *rsaSigner) sign(t *testing.T, claims map[string]any) string {
 	return tok
 }
 
+// istioFakeSigner signs with the private key of Istio's FakeJwks.
+func istioFakeSigner(t *testing.T) *rsaSigner {
+	t.Helper()
+	b, err := os.ReadFile("testdata/istio-fake-jwks-private.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var set jose.JSONWebKeySet
+	if err := json.Unmarshal(b, &set); err != nil {
+		t.Fatal(err)
+	}
+	k, ok := set.Keys[0].Key.(*rsa.PrivateKey)
+	if !ok {
+		t.Fatalf("Istio's fake key is a %T", set.Keys[0].Key)
+	}
+	return &rsaSigner{key: k}
+}
+
 // filteredListener is a loopback listener whose connection manager runs
 // filters, then the router, on route config "r".
 func filteredListener(name string, filters []*hcmv3.HttpFilter) *listenerv3.Listener {
@@ -93,6 +112,10 @@ func TestJWTMatrix(t *testing.T) {
 		return c
 	}
 	valid := signer.sign(t, claims())
+	// Istio's fake JWKS ships its private key (pilot/pkg/model/jwks_resolver.go,
+	// copied to testdata): a token signed with it passes Istio while a
+	// jwksUri fetch fails; meshlab's fake key set must refuse it.
+	istioFake := istioFakeSigner(t)
 
 	ra := func(name string, rule *security.JWTRule) config.Resource {
 		return config.Resource{Kind: config.RequestAuthentication, Namespace: "foo", Name: name,
@@ -195,6 +218,7 @@ func TestJWTMatrix(t *testing.T) {
 		{name: "good audience", listener: "aud", hdr: bearer(signer.sign(t, claims("aud", []string{"bar", "foo"}))), code: 200, body: "app"},
 		{name: "failed jwksUri fetch: valid token", listener: "fake", hdr: bearer(valid), code: 401, body: "Jwt verification fails"},
 		{name: "failed jwksUri fetch: no token", listener: "fake", code: 200, body: "app"},
+		{name: "failed jwksUri fetch: token signed with Istio's published fake key", listener: "fake", hdr: bearer(istioFake.sign(t, claims())), code: 401, body: "Jwt verification fails"},
 		{name: "header with prefix", listener: "locations", hdr: []string{"X-Jwt-Assertion", "Bearer " + signer.sign(t, claims("org", map[string]any{"team": "blue"}))}, code: 200, body: "app",
 			check: func(t *testing.T, h http.Header) {
 				if h.Get("X-Jwt-Assertion") != "" {
