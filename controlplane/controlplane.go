@@ -28,6 +28,7 @@ import (
 	"github.com/meshlab/meshlab/controlplane/config"
 	"github.com/meshlab/meshlab/controlplane/csr"
 	"github.com/meshlab/meshlab/controlplane/inject"
+	"github.com/meshlab/meshlab/controlplane/jwks"
 	"github.com/meshlab/meshlab/controlplane/kube"
 	"github.com/meshlab/meshlab/controlplane/meshconfig"
 	"github.com/meshlab/meshlab/controlplane/registry"
@@ -116,6 +117,9 @@ type Server struct {
 	regGen  atomic.Uint64 // bumped after every secret change or cluster sync; the registry versions itself
 	// secretWake wakes the push loop after a secret changed (secret.go).
 	secretWake chan struct{}
+	// jwks fetches and refreshes the key sets RequestAuthentications name
+	// by jwksUri, inlined into the proxies' jwt_authn filters.
+	jwks *jwks.Resolver
 
 	// applyMu makes the API server's part of an apply (namespace checks,
 	// nodePort allocation) and the store's commit one step.
@@ -172,6 +176,8 @@ func New(opts Options) (*Server, error) {
 		listening:  make(chan struct{}),
 		secretWake: make(chan struct{}, 1),
 	}
+	// A refreshed key set is pushed like a changed secret.
+	s.jwks = jwks.New(jwks.Options{Logger: opts.Logger, OnChange: s.secretsChanged})
 	if opts.CADir != "" && ca.InDir(opts.CADir) {
 		if s.ca, err = ca.LoadDir(opts.CADir); err == nil {
 			s.log.Info("mesh CA plugged in", "dir", opts.CADir)
@@ -359,6 +365,8 @@ func (s *Server) Serve(ctx context.Context) error {
 		}
 	}()
 	go func() { defer wg.Done(); s.pushLoop(ctx) }()
+	wg.Add(1)
+	go func() { defer wg.Done(); s.jwks.Run(ctx) }()
 
 	var runErr error
 	select {
@@ -441,7 +449,10 @@ func (s *Server) push(ctx context.Context) {
 	// other changes (secrets, the cluster's) and is read before them.
 	version := fmt.Sprintf("%d.%d", rev, reg.Generation+gen)
 	start := time.Now()
-	if err := s.xds.Update(ctx, xds.Input{Config: cfg, Registry: reg, Secrets: secrets, Mesh: mesh}, version); err != nil {
+	// Keys never fetched are fetched now, bounded by each rule's timeout,
+	// as istiod does while it builds; what fails is inlined as fake keys.
+	keys := s.jwks.Resolve(ctx, xds.JWKSRequests(cfg))
+	if err := s.xds.Update(ctx, xds.Input{Config: cfg, Registry: reg, Secrets: secrets, Mesh: mesh, JWKS: keys}, version); err != nil {
 		// The proxies keep their last good configuration; the next change
 		// triggers another push.
 		s.log.Error("push", "version", version, "err", err)

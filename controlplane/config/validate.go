@@ -42,6 +42,8 @@ func validate(r Resource) ErrorList {
 		v.destinationRule(s)
 	case *security.PeerAuthentication:
 		v.peerAuthentication(s)
+	case *security.RequestAuthentication:
+		v.requestAuthentication(s)
 	case *networking.ServiceEntry:
 		if len(s.GetHosts()) == 0 {
 			v.fail("spec.hosts", "required: a ServiceEntry needs at least one host")

@@ -98,6 +98,20 @@ type AuthzFilters struct {
 	Notes []string
 }
 
+// WithAuthn is the HTTP filters with authn (the jwt_authn filter of the
+// workload's RequestAuthentications, or nil) in Istio's place: after the
+// CUSTOM action's filters, before DENY and ALLOW (Istio's
+// buildHTTPConnectionManager: authzCustom, authn, authz).
+func (a AuthzFilters) WithAuthn(authn *hcmv3.HttpFilter) []*hcmv3.HttpFilter {
+	if authn == nil {
+		return a.HTTP
+	}
+	out := make([]*hcmv3.HttpFilter, 0, len(a.HTTP)+1)
+	out = append(out, a.HTTP[:a.CustomHTTP]...)
+	out = append(out, authn)
+	return append(out, a.HTTP[a.CustomHTTP:]...)
+}
+
 // AuthzPoliciesFor returns the AuthorizationPolicies that apply to a
 // sidecar workload, as ListAuthorizationPolicies does: the root
 // namespace's first, then the workload namespace's, each in the order

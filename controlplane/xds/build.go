@@ -82,6 +82,11 @@ func (x *index) buildSidecar(w registry.Workload) (Resources, error) {
 	if err != nil {
 		return nil, fmt.Errorf("build sidecar %s/%s: %w", w.Namespace, w.Name, err)
 	}
+	// RequestAuthentication's jwt_authn runs before the RBAC filters, which
+	// match what it verified (jwt.go).
+	if f := BuildJWTFilter(RequestAuthnFor(x.reqAuthn, w.Namespace, w.Labels, rootNamespace), x.in.JWKS, false); f != nil {
+		authz.HTTP = authz.WithAuthn(f)
+	}
 
 	// Everything below concatenates already-sorted groups whose names sort
 	// in this order ("B" < "I" < "P" < "inbound|" < "outbound|", digits <

@@ -95,6 +95,9 @@ func (x *index) buildRouter(w registry.Workload, authz AuthzFilters, authzNeed [
 	slices.Sort(ports)
 
 	src := workloadSource(w)
+	// RequestAuthentications selecting the gateway pod: jwt_authn in
+	// front of its HTTP routes (jwt.go), as Istio's BuildHTTP for gateways.
+	httpAuthn := authz.WithAuthn(BuildJWTFilter(RequestAuthnFor(x.reqAuthn, w.Namespace, w.Labels, rootNamespace), x.in.JWKS, true))
 	needed := map[string]destination{}
 	need := func(d destination) { needed[outboundClusterName(d.port, d.subset, d.host)] = d }
 	for _, d := range authzNeed {
@@ -121,7 +124,7 @@ func (x *index) buildRouter(w registry.Workload, authz AuthzFilters, authzNeed [
 				l.FilterChains = append(l.FilterChains, &listenerv3.FilterChain{
 					FilterChainMatch: sniMatch(bs),
 					TransportSocket:  downstreamTLS(bs.server.GetTls(), []string{"h2", "http/1.1"}),
-					Filters:          []*listenerv3.Filter{gatewayRDSFilter("outbound_0.0.0.0_"+ps, name, authz.HTTP, x.in.Mesh.GetDefaultConfig().GetGatewayTopology().GetNumTrustedProxies())},
+					Filters:          []*listenerv3.Filter{gatewayRDSFilter("outbound_0.0.0.0_"+ps, name, httpAuthn, x.in.Mesh.GetDefaultConfig().GetGatewayTopology().GetNumTrustedProxies())},
 				})
 			case kindTLSTerm:
 				for _, fc := range x.gatewayL4Chains(bs, port, src, need, false) {
@@ -138,7 +141,7 @@ func (x *index) buildRouter(w registry.Workload, authz AuthzFilters, authzNeed [
 			rc := &routev3.RouteConfiguration{Name: "http." + ps, ValidateClusters: wrapperspb.Bool(false)}
 			rc.VirtualHosts = x.gatewayVirtualHosts(plainHTTP, port, src, need)
 			routes = append(routes, rc)
-			l.FilterChains = append(l.FilterChains, &listenerv3.FilterChain{Filters: []*listenerv3.Filter{gatewayRDSFilter("outbound_0.0.0.0_"+ps, "http."+ps, authz.HTTP, x.in.Mesh.GetDefaultConfig().GetGatewayTopology().GetNumTrustedProxies())}})
+			l.FilterChains = append(l.FilterChains, &listenerv3.FilterChain{Filters: []*listenerv3.Filter{gatewayRDSFilter("outbound_0.0.0.0_"+ps, "http."+ps, httpAuthn, x.in.Mesh.GetDefaultConfig().GetGatewayTopology().GetNumTrustedProxies())}})
 		}
 		for _, bs := range tcp {
 			if chains := x.gatewayL4Chains(bs, port, src, need, false); len(chains) > 0 {

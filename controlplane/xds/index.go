@@ -40,6 +40,8 @@ type index struct {
 	authz []config.Resource
 	// peer are the PeerAuthentications, indexed once (peerauthn.go).
 	peer peerAuthns
+	// reqAuthn are the RequestAuthentications, in store order (jwt.go).
+	reqAuthn []config.Resource
 
 	mu           sync.Mutex
 	outboundMemo map[string]*outbound        // by proxy namespace
@@ -187,6 +189,8 @@ func newIndex(in Input) *index {
 			x.authz = append(x.authz, r)
 		case *security.PeerAuthentication:
 			pas = append(pas, &peerAuthn{res: r, spec: spec})
+		case *security.RequestAuthentication:
+			x.reqAuthn = append(x.reqAuthn, r)
 		}
 	}
 	x.peer = newPeerAuthns(pas)

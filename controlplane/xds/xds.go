@@ -114,6 +114,10 @@ type Input struct {
 	// Mesh is the mesh config (controlplane/meshconfig); nil when the
 	// istio ConfigMap has none.
 	Mesh *meshv1.MeshConfig
+	// JWKS are the key sets RequestAuthentications name by jwksUri (or
+	// issuer discovery), as the control plane fetched them (JWKSRequests
+	// lists what to fetch); a missing one is inlined as FakeJWKS.
+	JWKS map[JWKSKey]string
 }
 
 // Resources are one proxy's resources per type URL, as cache.NewSnapshot

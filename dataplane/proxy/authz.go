@@ -9,6 +9,7 @@ import (
 
 	"google.golang.org/protobuf/types/known/structpb"
 
+	"github.com/meshlab/meshlab/dataplane/jwtauthn"
 	"github.com/meshlab/meshlab/dataplane/rbac"
 )
 
@@ -22,15 +23,18 @@ import (
 // principal and namespace rules match nothing, as in Istio.
 
 // httpAuthz is one authorization filter of a connection manager: RBAC
-// (with its counters' names) or ext_authz.
+// (with its counters' names), ext_authz, or jwt_authn.
 type httpAuthz struct {
 	rbac     *rbac.Engine
 	counters rbac.Counters
 	ext      *extAuthz
+	jwt      *jwtauthn.Filter
 }
 
-// authorize runs the connection manager's authorization filters on a
-// request, in order: a denying RBAC filter sends Envoy's 403 "RBAC: access
+// authorize runs the connection manager's authentication and
+// authorization filters on a request, in order: jwt_authn verifies the
+// request's token (jwt.go) and writes its payload for the filters after
+// it; a denying RBAC filter sends Envoy's 403 "RBAC: access
 // denied" and its response detail names the policy that denied it; an
 // ext_authz filter runs when the RBAC filters before it recorded what its
 // filter_enabled_metadata asks for (Istio's CUSTOM shadow rules).
@@ -58,6 +62,18 @@ func (p *Proxy) authorize(ex *exchange, r *http.Request, steps []httpAuthz, trus
 	}
 	for i := range steps {
 		s := &steps[i]
+		if s.jwt != nil {
+			if !authenticate(ex, r, s.jwt) {
+				return false
+			}
+			if ex.jwt != nil {
+				if req.Metadata == nil {
+					req.Metadata = map[string]*structpb.Struct{}
+				}
+				req.Metadata[jwtauthn.FilterName] = ex.jwt
+			}
+			continue
+		}
 		if s.ext != nil {
 			if !p.extAuthorize(ex, r, s.ext, req.Metadata) {
 				return false

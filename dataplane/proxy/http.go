@@ -21,6 +21,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"google.golang.org/protobuf/types/known/structpb"
+
 	"github.com/meshlab/meshlab/dataplane/router"
 	"github.com/meshlab/meshlab/dataplane/telemetry"
 	"github.com/meshlab/meshlab/dataplane/upstream"
@@ -109,6 +111,9 @@ type exchange struct {
 	transportFailure string
 	// state is the context that carries the exchange to the proxy's hooks.
 	state stateCtx
+	// jwt is the dynamic metadata the jwt_authn filter wrote (the
+	// verified payload), which the RBAC filters after it match.
+	jwt *structpb.Struct
 	// corsOrigin is set when the CORS filter added headers for it.
 	corsOrigin string
 	// authzResponse are headers an ext_authz filter that allowed the

@@ -25,6 +25,7 @@ import (
 	"github.com/envoyproxy/go-control-plane/pkg/wellknown"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/meshlab/meshlab/dataplane/jwtauthn"
 	"github.com/meshlab/meshlab/dataplane/rbac"
 	"github.com/meshlab/meshlab/dataplane/router"
 	"github.com/meshlab/meshlab/dataplane/telemetry"
@@ -97,8 +98,9 @@ type hcm struct {
 	fault bool
 	// cors: the connection manager has envoy.filters.http.cors.
 	cors bool
-	// authz are its HTTP RBAC and ext_authz filters (AuthorizationPolicy),
-	// in the order Envoy runs them: the first denial ends the request.
+	// authz are its HTTP jwt_authn, RBAC and ext_authz filters
+	// (RequestAuthentication, AuthorizationPolicy), in the order Envoy
+	// runs them: the first denial ends the request.
 	authz []httpAuthz
 	// useRemoteAddress: the peer is the client (an edge): it is appended
 	// to X-Forwarded-For and sets X-Forwarded-Proto.
@@ -643,6 +645,10 @@ func (h *hcm) filters(fs []*hcmv3.HttpFilter) error {
 				return fmt.Errorf("http filter %d (%s): %w", i, f.GetName(), err)
 			}
 			h.authz = append(h.authz, httpAuthz{ext: x})
+		case jwtauthn.FilterName:
+			if err := h.jwtFilter(f); err != nil {
+				return fmt.Errorf("http filter %d (%s): %w", i, f.GetName(), err)
+			}
 		case istioALPNFilter:
 			// Istio's istio.alpn: its override (the upstream protocol next
 			// to Istio's markers) is what the clusters' TLS sockets offer
