@@ -451,8 +451,11 @@ func (p *Proxy) dispatch(name string, c *net.TCPConn) {
 func (p *Proxy) serve(l *listener, fc *chain, c net.Conn, dst, local netip.AddrPort, hello helloInfo) {
 	if fc == nil {
 		// No chain matches (STRICT mTLS and a plaintext client, say):
-		// closed with nothing written, as Envoy does.
-		_ = c.Close()
+		// closed with nothing written, as Envoy does. Envoy's inspectors
+		// only peek, so the client's unread bytes make the kernel answer
+		// the close with a reset (curl: (56) Connection reset by peer);
+		// this proxy read them, so it asks for the reset itself.
+		reset(c)
 		return
 	}
 	ci := &connInfo{listener: l.name, lis: l, chain: fc, orig: dst, local: local, inbound: l.inbound, sni: hello.sni, hello: hello}
@@ -742,3 +745,18 @@ func (l *chanListener) Close() error {
 }
 
 func (l *chanListener) Addr() net.Addr { return &net.TCPAddr{} }
+
+// reset closes c with a TCP reset rather than a FIN (SO_LINGER 0).
+func reset(c net.Conn) {
+	var tc *net.TCPConn
+	switch c := c.(type) {
+	case *net.TCPConn:
+		tc = c
+	case *replayConn:
+		tc = c.TCPConn
+	}
+	if tc != nil {
+		_ = tc.SetLinger(0)
+	}
+	_ = c.Close()
+}

@@ -67,17 +67,30 @@ func relay(ctx context.Context, down net.Conn, to string) {
 	defer stop()
 	done := make(chan struct{})
 	go func() {
-		_, _ = io.Copy(up, down)
-		if tc, ok := up.(*net.TCPConn); ok {
-			_ = tc.CloseWrite()
-		}
+		_, err := io.Copy(up, down)
+		endHalf(up, err)
 		close(done)
 	}()
-	_, _ = io.Copy(down, up)
-	if tc, ok := down.(*net.TCPConn); ok {
-		_ = tc.CloseWrite()
-	}
+	_, err = io.Copy(down, up)
+	endHalf(down, err)
 	<-done
+}
+
+// endHalf passes on how the other side of a relay ended: a FIN as a
+// half-close, a reset as a reset, as a packet path would (a sidecar's
+// STRICT refusal reaches curl as "(56) Connection reset by peer", not as
+// an empty reply).
+func endHalf(c net.Conn, err error) {
+	tc, ok := c.(*net.TCPConn)
+	if !ok {
+		return
+	}
+	if errors.Is(err, syscall.ECONNRESET) {
+		_ = tc.SetLinger(0)
+		_ = tc.Close()
+		return
+	}
+	_ = tc.CloseWrite()
 }
 
 // killNetnsProcesses kills every process whose network namespace is one of
