@@ -183,7 +183,6 @@ func (s *Server) handleApply(w http.ResponseWriter, r *http.Request) {
 			}
 			res.Changes = append(res.Changes, api.Change{Key: x.Key(), Op: "validated"})
 		}
-		res.Warnings = warnings(rs)
 		writeJSON(w, http.StatusOK, res)
 		return
 	}
@@ -198,7 +197,6 @@ func (s *Server) handleApply(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	out := apiResult(res)
-	out.Warnings = warnings(rs)
 	writeJSON(w, http.StatusOK, out)
 }
 
@@ -514,16 +512,4 @@ func apiResult(r store.ApplyResult) api.Result {
 		res.Changes = append(res.Changes, api.Change{Key: c.Key, Op: string(c.Op)})
 	}
 	return res
-}
-
-// warnings are the user's warnings for an applied batch: one per resource
-// of a kind that is stored but not enforced.
-func warnings(rs []config.Resource) []string {
-	var out []string
-	for _, r := range rs {
-		if w := config.NotEnforced(r.Kind); w != "" {
-			out = append(out, fmt.Sprintf("%s %s/%s: %s", r.Kind, r.Namespace, r.Name, w))
-		}
-	}
-	return out
 }

@@ -8,39 +8,6 @@ import (
 	"github.com/meshlab/meshlab/controlplane/api"
 )
 
-// TestSecurityKindsWarnNotEnforced: until mutual TLS and authorization are
-// enforced, applying a security.istio.io policy is accepted (files apply
-// unchanged) but says plainly that it does nothing; other kinds say
-// nothing.
-func TestSecurityKindsWarnNotEnforced(t *testing.T) {
-	_, cl := newTestServer(t, t.TempDir())
-	const pa = `apiVersion: security.istio.io/v1
-kind: PeerAuthentication
-metadata: {name: default, namespace: book-demo}
-spec:
-  mtls: {mode: STRICT}
----
-apiVersion: networking.istio.io/v1
-kind: DestinationRule
-metadata: {name: reviews, namespace: book-demo}
-spec:
-  host: reviews
-`
-	docs, err := api.Documents("pa.yaml", []byte(pa), "default")
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, dry := range []bool{true, false} {
-		res, err := cl.Apply(context.Background(), api.ApplyRequest{Documents: docs, DryRun: dry})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if len(res.Warnings) != 1 || !strings.HasPrefix(res.Warnings[0], "PeerAuthentication book-demo/default: PeerAuthentication is stored but NOT enforced yet") {
-			t.Errorf("dry run %v: warnings = %q; want one for the PeerAuthentication only", dry, res.Warnings)
-		}
-	}
-}
-
 // TestApplyRefusesUnenforceableAuthorizationPolicy: a policy the proxies
 // could not enforce (CUSTOM without a provider name) is refused at apply,
 // naming it, rather than found out when a proxy's build fails; so is a

@@ -64,7 +64,8 @@ func TestLab(t *testing.T) {
 		{"default/productpage-v1", []string{`reporter="source"`, `source_workload="productpage-v1"`,
 			`destination_workload="reviews-v2"`, `destination_service="reviews.default.svc.cluster.local"`, `destination_version="v2"`}},
 		{"default/reviews-v2", []string{`reporter="destination"`, `source_workload="productpage-v1"`, `source_app="productpage"`,
-			`destination_workload="reviews-v2"`, `destination_service_name="reviews"`, `connection_security_policy="none"`}},
+			`destination_workload="reviews-v2"`, `destination_service_name="reviews"`, `connection_security_policy="mutual_tls"`,
+			`source_principal="spiffe://cluster.local/ns/default/sa/bookinfo-productpage"`, `destination_principal="spiffe://cluster.local/ns/default/sa/bookinfo-reviews"`}},
 		{"default/ratings-v1", []string{`reporter="destination"`, `source_workload="reviews-v2"`, `destination_workload="ratings-v1"`}},
 	}
 	for _, c := range metricChecks {

@@ -77,18 +77,3 @@ type Resource struct {
 
 // Key identifies a resource: kind/namespace/name.
 func (r Resource) Key() string { return string(r.Kind) + "/" + r.Namespace + "/" + r.Name }
-
-// NotEnforced says, for a kind meshlab stores but does not enforce yet,
-// what a user must know; "" for every kind it does. Accepting a security
-// policy silently would teach that it works: the security kinds are stored
-// (so files apply unchanged) with this warning until mutual TLS and
-// authorization are enforced.
-func NotEnforced(k Kind) string {
-	switch k {
-	case PeerAuthentication, RequestAuthentication:
-		return string(k) + " is stored but NOT enforced yet: meshlab's sidecars do not do mutual TLS or JWT checks yet, so traffic stays plaintext and tokens unchecked"
-	case AuthorizationPolicy:
-		return "AuthorizationPolicy is enforced by the sidecars and the ingress gateway; rules on source principals, namespaces or request principals match no request until mutual TLS and RequestAuthentication are enforced (an ALLOW on them denies everything)"
-	}
-	return ""
-}

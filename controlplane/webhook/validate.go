@@ -33,12 +33,7 @@ func Validate(req *admissionv1.AdmissionRequest) *admissionv1.AdmissionResponse 
 	if err != nil {
 		return Deny(http.StatusUnprocessableEntity, err.Error())
 	}
-	resp := Allow()
-	if w := config.NotEnforced(r.Kind); w != "" {
-		// kubectl prints these as "Warning: ..." after the result.
-		resp.Warnings = []string{w}
-	}
-	return resp
+	return Allow()
 }
 
 // withNamespace puts the request's namespace into an object that names none

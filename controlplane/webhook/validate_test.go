@@ -137,7 +137,7 @@ func TestValidateRequests(t *testing.T) {
 		{"delete is not checked", admissionv1.Delete, vsKind, "default", nil, true, ""},
 		{"not Istio's", admissionv1.Create, metav1.GroupVersionKind{Version: "v1", Kind: "ConfigMap"}, "default", []byte(`{"data":{}}`), true, ""},
 		{"not an object", admissionv1.Create, vsKind, "default", []byte(`[1]`), false, "decode VirtualService"},
-		{"a security policy is admitted with its warning", admissionv1.Create, metav1.GroupVersionKind{Group: "security.istio.io", Version: "v1", Kind: "PeerAuthentication"},
+		{"a security policy is admitted", admissionv1.Create, metav1.GroupVersionKind{Group: "security.istio.io", Version: "v1", Kind: "PeerAuthentication"},
 			"book-demo", []byte(`{"apiVersion":"security.istio.io/v1","kind":"PeerAuthentication","metadata":{"name":"r"},"spec":{"mtls":{"mode":"STRICT"}}}`), true, ""},
 	}
 	for _, tt := range tests {
@@ -149,10 +149,6 @@ func TestValidateRequests(t *testing.T) {
 			}
 			if !tt.allowed && !strings.HasPrefix(resp.Result.Message, tt.msg) {
 				t.Fatalf("message %q, want it to start with %q", resp.Result.Message, tt.msg)
-			}
-			warned := len(resp.Warnings) == 1 && strings.Contains(resp.Warnings[0], "NOT enforced")
-			if wantWarn := tt.kind.Kind == "PeerAuthentication"; warned != wantWarn {
-				t.Fatalf("warnings %q; want a not-enforced warning: %v", resp.Warnings, wantWarn)
 			}
 		})
 	}

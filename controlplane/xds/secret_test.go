@@ -341,7 +341,9 @@ func TestCheckConnectionIdentity(t *testing.T) {
 
 func TestEntitledToSecrets(t *testing.T) {
 	gw := registry.Workload{Name: "istio-ingressgateway-0", Namespace: "istio-system", ServiceAccount: gatewaySA}
-	id := func(ns, sa string) *Identity { return &Identity{TrustDomain: "cluster.local", Namespace: ns, ServiceAccount: sa} }
+	id := func(ns, sa string) *Identity {
+		return &Identity{TrustDomain: "cluster.local", Namespace: ns, ServiceAccount: sa}
+	}
 	for _, tt := range []struct {
 		name string
 		p    Proxy

@@ -152,8 +152,8 @@ func TestPrintResult(t *testing.T) {
 		{Ref: lab.ObjectRef{Group: "apps", Kind: "Deployment", Namespace: "foo", Name: "httpbin"}, Op: "configured"},
 		{Ref: lab.ObjectRef{Kind: "Service", Namespace: "foo", Name: "httpbin"}, Op: "unchanged"},
 		{Ref: lab.ObjectRef{Kind: "Namespace", Name: "foo"}, Op: "unchanged"},
-	}, Warnings: []string{"PeerAuthentication foo/default: not enforced"}}, true)
-	if errOut.String() != "Warning: PeerAuthentication foo/default: not enforced\n" {
+	}, Warnings: []string{"DestinationRule foo/r: a warning"}}, true)
+	if errOut.String() != "Warning: DestinationRule foo/r: a warning\n" {
 		t.Errorf("printResult's warnings on stderr: %q", errOut.String())
 	}
 	want := `virtualservice.networking.istio.io/reviews created (dry run) (namespace default)

@@ -133,17 +133,11 @@ func (r *Runtime) Apply(ctx context.Context, req lab.ApplyRequest) (lab.ApplyRes
 		})
 		return lab.ApplyResult{}, errs
 	}
-	var warnings []string
-	for _, o := range objs {
-		if w := config.NotEnforced(config.Kind(o.u.GetKind())); w != "" && strings.HasSuffix(o.u.GroupVersionKind().Group, "istio.io") {
-			warnings = append(warnings, fmt.Sprintf("%s %s/%s: %s", o.u.GetKind(), o.u.GetNamespace(), o.u.GetName(), w))
-		}
-	}
 	if req.DryRun {
-		return lab.ApplyResult{Changes: changes, Warnings: warnings}, nil
+		return lab.ApplyResult{Changes: changes}, nil
 	}
 
-	res := lab.ApplyResult{Warnings: warnings}
+	res := lab.ApplyResult{}
 	for i, o := range objs {
 		after, err := c.resource(o.mapping, o.u.GetNamespace()).Apply(ctx, o.u.GetName(), o.u,
 			metav1.ApplyOptions{FieldManager: FieldManager, Force: true})
