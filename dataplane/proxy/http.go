@@ -975,18 +975,16 @@ var buffers = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }
 func (bufferPool) Get() []byte  { return *buffers.Get().(*[]byte) }
 func (bufferPool) Put(b []byte) { buffers.Put(&b) }
 
-// current is the filter chain a plaintext connection's next request runs
-// through: the latest configuration's, not the one the connection was
-// accepted on. Envoy drains a connection whose filter chain changed (an
-// HTTP/1 one closes after its next response), so a new policy or route
-// table reaches a keep-alive client at once; resolving the chain per
-// request gives the same without dropping the connection. A TLS
-// connection keeps its chain: its handshake was made with that chain's
-// certificates.
+// current is the filter chain a connection's next request runs through:
+// the latest configuration's, not the one the connection was accepted
+// on. Envoy drains a connection whose filter chain changed (an HTTP/1 one
+// closes after its next response), so a new policy or route table reaches
+// a keep-alive client at once; resolving the chain per request gives the
+// same without dropping the connection. A TLS connection is matched again
+// with what its ClientHello said, and keeps its handshake: the workload
+// certificate and roots are the proxy's, not the chain's. If the chain it
+// now matches does not terminate TLS the same way, it is gone (drained).
 func current(rt *runtime, ci *connInfo) (*chain, bool) {
-	if ci.chain.tls != nil {
-		return ci.chain, false
-	}
 	l := rt.listeners[ci.listener]
 	if l == nil || l == ci.lis {
 		// Unchanged (the common case, and no work) or gone (the
@@ -1003,8 +1001,8 @@ func current(rt *runtime, ci *connInfo) (*chain, bool) {
 	if !dst.IsValid() {
 		dst = ci.local
 	}
-	c := l.chain(dst, helloInfo{})
-	gone := c == nil || c.http == nil
+	c := l.chain(dst, ci.hello)
+	gone := c == nil || c.http == nil || (c.tls == nil) != (ci.chain.tls == nil)
 	if gone {
 		c = ci.chain
 	}

@@ -84,8 +84,10 @@ type mtlsMesh struct {
 	// cpClient feeds the client; clientRes is what it was given.
 	cpClient  *controlPlane
 	clientRes []types.Resource
-	// setMode pushes the server's inbound listener for another mode.
-	setMode func(version, mode string)
+	// setMode pushes the server's inbound listener for another mode;
+	// setServer for another mode and connection manager.
+	setMode   func(version, mode string)
+	setServer func(version, mode string, f *listenerv3.Filter)
 	// hashes are the distinct XFCC Hash values the app saw.
 	mu     sync.Mutex
 	hashes map[string]bool
@@ -159,13 +161,14 @@ func newMTLSMesh(t testing.TB, o mtlsOpts) *mtlsMesh {
 	if o.tcp {
 		serverALPN = []string{"istio-peer-exchange", "h2", "http/1.1"}
 	}
-	m.setMode = func(version, mode string) {
-		l := inboundListener(mode, filter, o.appALPN, serverALPN)
+	m.setServer = func(version, mode string, f *listenerv3.Filter) {
+		l := inboundListener(mode, f, o.appALPN, serverALPN)
 		if m.in.IsValid() {
 			l.Address = sockAddr("127.0.0.1", uint32(m.in.Port()))
 		}
 		cpS.set(version, l, inCluster)
 	}
+	m.setMode = func(version, mode string) { m.setServer(version, mode, filter) }
 	m.setMode("1", o.mode)
 	m.in = netip.MustParseAddrPort(m.server.addr(t, "virtualInbound"))
 
@@ -475,6 +478,28 @@ func TestMTLSPrincipalRBAC(t *testing.T) {
 				t.Fatalf("plaintext: %q, want 403", got)
 			}
 		})
+	}
+}
+
+// TestPolicyReachesPooledMTLSConnection: a policy pushed while the client
+// sidecar holds a keep-alive mTLS connection to the server applies to the
+// next request on that same connection, as Envoy's drain of a changed
+// filter chain makes it; a TLS connection must not keep serving the
+// chain it was accepted on.
+func TestPolicyReachesPooledMTLSConnection(t *testing.T) {
+	m := newMTLSMesh(t, mtlsOpts{mode: "PERMISSIVE"})
+	if code := m.get(t); code != 200 {
+		t.Fatalf("before the policy: %d", code)
+	}
+	denyAll := &hcmv3.HttpFilter{Name: wellknown.HTTPRoleBasedAccessControl, ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: mustAny(&rbachttpv3.RBAC{
+		Rules: &rbacv3.RBAC{Action: rbacv3.RBAC_ALLOW}})}}
+	m.setServer("2", "PERMISSIVE", inboundHCM("inbound|9080||", denyAll))
+	m.server.waitVersion(t, xdsclient.ListenerType, "2")
+	if code := m.get(t); code != 403 {
+		t.Fatalf("after an allow-nothing policy: %d, want 403", code)
+	}
+	if got := stat(t, m.server, "envoy_listener_ssl_handshake", map[string]string{"envoy_listener_address": "127.0.0.1_0"}); got != 1 {
+		t.Fatalf("%v server handshakes; the test needs the second request on the first connection", got)
 	}
 }
 
