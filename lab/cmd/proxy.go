@@ -110,8 +110,24 @@ func printable(r rune) rune {
 	return '?'
 }
 
-// ProxyConfig is `meshlab proxy-config`.
+// ProxyConfig is `meshlab proxy-config`: one subcommand per kind of
+// resource, as istioctl's, so that each has its own --help.
 func ProxyConfig() *cli.Command {
+	kind := func(name string, aliases []string, usage, examples string) *cli.Command {
+		return &cli.Command{
+			Name:      name,
+			Aliases:   aliases,
+			Usage:     usage,
+			ArgsUsage: "POD",
+			Description: `Reads the proxy's own /config_dump (its admin port 15000, inside the pod),
+like istioctl proxy-config ` + name + `.
+
+Examples:
+` + examples,
+			Flags:  []cli.Flag{namespaceFlag, outputFlag, stateDirFlag},
+			Action: func(c *cli.Context) error { return proxyConfig(c, name) },
+		}
+	}
 	return &cli.Command{
 		Name:      "proxy-config",
 		Usage:     "print what a proxy holds: listeners, routes, clusters, endpoints or secrets",
@@ -123,53 +139,63 @@ Examples:
    meshlab proxy-config clusters -n default productpage
    meshlab proxy-config routes -n istio-system istio-ingressgateway
    meshlab proxy-config listeners -n default reviews-v1 -o json
-   meshlab proxy-config secret -n default productpage
+   meshlab proxy-config secret -n default productpage`,
+		Action: func(c *cli.Context) error {
+			if c.NArg() == 0 {
+				return cli.ShowSubcommandHelp(c)
+			}
+			return cli.Exit(fmt.Sprintf("proxy-config %q: want listeners, routes, clusters, endpoints, secret or all", c.Args().First()), 2)
+		},
+		Subcommands: []*cli.Command{
+			kind("listeners", []string{"listener"}, "the proxy's listeners and their filter chains", `   meshlab proxy-config listeners -n default reviews-v1
+   meshlab proxy-config listeners -n default reviews-v1 -o json`),
+			kind("routes", []string{"route"}, "the proxy's route configurations", `   meshlab proxy-config routes -n istio-system istio-ingressgateway`),
+			kind("clusters", []string{"cluster"}, "the proxy's clusters", `   meshlab proxy-config clusters -n default productpage`),
+			kind("endpoints", []string{"endpoint"}, "the proxy's endpoints, with health", `   meshlab proxy-config endpoints -n default productpage`),
+			kind("secret", []string{"secrets"}, "the certificates the proxy holds", `   meshlab proxy-config secret -n default productpage
    meshlab proxy-config secret -n istio-system istio-ingressgateway -o json
 
-secret lists, as istioctl, the certificates the proxy holds: its workload
-certificate ("default", Cert Chain), the mesh root ("ROOTCA", CA) and, on a
-gateway, the kubernetes:// credentials; -o json prints Envoy's
-SecretsConfigDump, private keys redacted.`,
-		Flags: []cli.Flag{namespaceFlag, outputFlag, stateDirFlag},
-		Action: func(c *cli.Context) error {
-			o, err := checkOutput(c, "table", "json")
-			if err != nil {
-				return err
-			}
-			if c.NArg() != 2 {
-				return cli.Exit("usage: meshlab proxy-config listeners|routes|clusters|endpoints|secret|all -n NAMESPACE POD", 2)
-			}
-			what := c.Args().Get(0)
-			switch what {
-			case "listeners", "listener", "routes", "route", "clusters", "cluster", "endpoints", "endpoint", "secret", "secrets", "all":
-			default:
-				return cli.Exit(fmt.Sprintf("proxy-config %q: want listeners, routes, clusters, endpoints, secret or all", what), 2)
-			}
-			p, err := findPod(c, c.Args().Get(1))
-			if err != nil {
-				return err
-			}
-			raw, err := adminGet(p.Netns, "/config_dump")
-			if err != nil {
-				return fmt.Errorf("read the config dump of %s/%s: %w", p.Namespace, p.Name, err)
-			}
-			var dump adminv3.ConfigDump
-			if err := (protojson.UnmarshalOptions{DiscardUnknown: true}).Unmarshal(raw, &dump); err != nil {
-				return fmt.Errorf("decode the config dump of %s/%s: %w", p.Namespace, p.Name, err)
-			}
-			if what == "secret" || what == "secrets" {
-				if o == "json" {
-					return printSecretsJSON(c.App.Writer, &dump)
-				}
-				return printSecrets(c.App.Writer, &dump, time.Now())
-			}
-			if o == "json" {
-				_, err := c.App.Writer.Write(append(indentJSON(raw), '\n'))
-				return err
-			}
-			return printConfig(c.App.Writer, strings.TrimSuffix(what, "s"), &dump)
+As istioctl, it lists the proxy's workload certificate ("default", Cert
+Chain), the mesh root ("ROOTCA", CA) and, on a gateway, the kubernetes://
+credentials; -o json prints Envoy's SecretsConfigDump, private keys
+redacted.`),
+			kind("all", nil, "listeners, routes, clusters and endpoints together", `   meshlab proxy-config all -n default productpage`),
 		},
 	}
+}
+
+// proxyConfig prints one kind of what a pod's proxy holds.
+func proxyConfig(c *cli.Context, what string) error {
+	o, err := checkOutput(c, "table", "json")
+	if err != nil {
+		return err
+	}
+	if c.NArg() != 1 {
+		return cli.Exit(fmt.Sprintf("usage: meshlab proxy-config %s -n NAMESPACE POD", what), 2)
+	}
+	p, err := findPod(c, c.Args().Get(0))
+	if err != nil {
+		return err
+	}
+	raw, err := adminGet(p.Netns, "/config_dump")
+	if err != nil {
+		return fmt.Errorf("read the config dump of %s/%s: %w", p.Namespace, p.Name, err)
+	}
+	var dump adminv3.ConfigDump
+	if err := (protojson.UnmarshalOptions{DiscardUnknown: true}).Unmarshal(raw, &dump); err != nil {
+		return fmt.Errorf("decode the config dump of %s/%s: %w", p.Namespace, p.Name, err)
+	}
+	if what == "secret" {
+		if o == "json" {
+			return printSecretsJSON(c.App.Writer, &dump)
+		}
+		return printSecrets(c.App.Writer, &dump, time.Now())
+	}
+	if o == "json" {
+		_, err := c.App.Writer.Write(append(indentJSON(raw), '\n'))
+		return err
+	}
+	return printConfig(c.App.Writer, strings.TrimSuffix(what, "s"), &dump)
 }
 
 // adminGet fetches path from the proxy's admin port on the pod's loopback.
