@@ -7,8 +7,10 @@ import (
 	"crypto/ed25519"
 	"crypto/elliptic"
 	"crypto/rsa"
+	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
+	"encoding/pem"
 	"math"
 	"strings"
 	"time"
@@ -295,6 +297,9 @@ func parseKeySet(raw string) *keySet {
 	}
 	ks := &keySet{}
 	if err := json.Unmarshal([]byte(raw), &doc); err != nil {
+		// As Envoy's local_jwks: what is not a JWKS may be PEM public keys
+		// (jwt_verify_lib's Jwks::PEM).
+		ks.keys = pemKeys([]byte(raw))
 		return ks
 	}
 	for _, k := range doc.Keys {
@@ -305,6 +310,26 @@ func parseKeySet(raw string) *keySet {
 		ks.keys = append(ks.keys, jwk)
 	}
 	return ks
+}
+
+// pemKeys are the public keys of PEM "PUBLIC KEY" blocks (PKIX: RSA,
+// ECDSA, Ed25519), without kid or alg, so they match any token's; other
+// blocks are skipped.
+func pemKeys(raw []byte) []jose.JSONWebKey {
+	var out []jose.JSONWebKey
+	for {
+		var b *pem.Block
+		b, raw = pem.Decode(raw)
+		if b == nil {
+			return out
+		}
+		if b.Type != "PUBLIC KEY" {
+			continue
+		}
+		if pub, err := x509.ParsePKIXPublicKey(b.Bytes); err == nil {
+			out = append(out, jose.JSONWebKey{Key: pub})
+		}
+	}
 }
 
 // verify is jwt_verify_lib's verifyJwtWithoutTimeChecking: keys whose

@@ -6,8 +6,10 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/rsa"
+	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
+	"encoding/pem"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -398,5 +400,36 @@ func TestAllowMissingOrFailed(t *testing.T) {
 		if tc.tok == good && (r.Header.Get("x-n") != "3" || r.Header.Get("x-f") != "1.5") {
 			t.Errorf("numeric claim headers x-n=%q x-f=%q", r.Header.Get("x-n"), r.Header.Get("x-f"))
 		}
+	}
+}
+
+// TestPEMKeys: local_jwks may hold PEM public keys instead of a JWKS, as
+// Envoy's jwt_verify_lib reads them; a token signed by another key fails.
+func TestPEMKeys(t *testing.T) {
+	now := time.Now()
+	for _, alg := range []jose.SignatureAlgorithm{jose.RS256, jose.ES256, jose.EdDSA} {
+		t.Run(string(alg), func(t *testing.T) {
+			s, other := newSigner(t, alg, ""), newSigner(t, alg, "")
+			der, err := x509.MarshalPKIXPublicKey(s.pub)
+			if err != nil {
+				t.Fatal(err)
+			}
+			keys := string(pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der}))
+			f, err := Compile(istioConfig(&jwtv3.JwtProvider{Issuer: "iss", JwksSourceSpecifier: inline(keys)}))
+			if err != nil {
+				t.Fatal(err)
+			}
+			claims := map[string]any{"iss": "iss", "sub": "alice", "exp": now.Add(time.Hour).Unix()}
+			for _, tc := range []struct {
+				tok  string
+				want Status
+			}{{s.sign(t, claims), Ok}, {other.sign(t, claims), JwtVerificationFail}} {
+				r := httptest.NewRequest(http.MethodGet, "/", nil)
+				r.Header.Set("Authorization", "Bearer "+tc.tok)
+				if got := f.Verify(r, now).Status; got != tc.want {
+					t.Errorf("got %q, want %q", got, tc.want)
+				}
+			}
+		})
 	}
 }
