@@ -24,9 +24,9 @@ import (
 
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	jwtv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/jwt_authn/v3"
-	"google.golang.org/protobuf/proto"
-	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/types/known/structpb"
+
+	"github.com/meshlab/meshlab/dataplane/fieldcheck"
 )
 
 // FilterName is the filter's name and its dynamic metadata namespace.
@@ -78,7 +78,7 @@ type requirement struct {
 
 // Compile checks and compiles a filter config.
 func Compile(cfg *jwtv3.JwtAuthentication) (*Filter, error) {
-	if err := check(cfg, "providers", "rules", "bypass_cors_preflight"); err != nil {
+	if err := fieldcheck.Only(cfg, "providers", "rules", "bypass_cors_preflight"); err != nil {
 		return nil, err
 	}
 	f := &Filter{providers: map[string]*provider{}, bypassPrefl: cfg.GetBypassCorsPreflight()}
@@ -112,11 +112,11 @@ func Compile(cfg *jwtv3.JwtAuthentication) (*Filter, error) {
 }
 
 func (f *Filter) compileRule(r *jwtv3.RequirementRule) (rule, error) {
-	if err := check(r, "match", "requires"); err != nil {
+	if err := fieldcheck.Only(r, "match", "requires"); err != nil {
 		return rule{}, err
 	}
 	m := r.GetMatch()
-	if err := check(m, "prefix", "path"); err != nil {
+	if err := fieldcheck.Only(m, "prefix", "path"); err != nil {
 		return rule{}, fmt.Errorf("match: %w", err)
 	}
 	out := rule{}
@@ -410,27 +410,6 @@ func (f *Filter) byIssuer(iss string) *provider {
 		if p.issuer == "" {
 			return p
 		}
-	}
-	return nil
-}
-
-// check refuses set fields outside allowed, and unknown wire fields: a
-// setting this proxy would ignore must not pass silently.
-func check(m proto.Message, allowed ...protoreflect.Name) error {
-	r := m.ProtoReflect()
-	var bad protoreflect.Name
-	r.Range(func(fd protoreflect.FieldDescriptor, _ protoreflect.Value) bool {
-		if !slices.Contains(allowed, fd.Name()) {
-			bad = fd.Name()
-			return false
-		}
-		return true
-	})
-	if bad != "" {
-		return fmt.Errorf("%s.%s is not supported", r.Descriptor().FullName(), bad)
-	}
-	if len(r.GetUnknown()) > 0 {
-		return fmt.Errorf("%s carries fields unknown to this proxy", r.Descriptor().FullName())
 	}
 	return nil
 }

@@ -12,6 +12,8 @@ import (
 	"time"
 
 	jwtv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/jwt_authn/v3"
+
+	"github.com/meshlab/meshlab/dataplane/fieldcheck"
 )
 
 type provider struct {
@@ -38,7 +40,7 @@ type headerLoc struct{ name, prefix string }
 // neighbours); remote_jwks, subjects, max_lifetime and the like would
 // change what is accepted and are refused.
 func compileProvider(name string, p *jwtv3.JwtProvider) (*provider, error) {
-	if err := check(p, "issuer", "audiences", "local_jwks", "forward", "from_headers", "from_params", "from_cookies",
+	if err := fieldcheck.Only(p, "issuer", "audiences", "local_jwks", "forward", "from_headers", "from_params", "from_cookies",
 		"forward_payload_header", "pad_forward_payload_header", "payload_in_metadata", "normalize_payload_in_metadata",
 		"clock_skew_seconds", "claim_to_headers", "clear_route_cache", "require_expiration", "jwt_cache_config"); err != nil {
 		return nil, err
@@ -66,7 +68,7 @@ func compileProvider(name string, p *jwtv3.JwtProvider) (*provider, error) {
 	if ds == nil {
 		return nil, fmt.Errorf("local_jwks is required (remote_jwks is not supported: the control plane inlines fetched keys)")
 	}
-	if err := check(ds, "inline_string", "inline_bytes"); err != nil {
+	if err := fieldcheck.Only(ds, "inline_string", "inline_bytes"); err != nil {
 		return nil, fmt.Errorf("local_jwks: %w", err)
 	}
 	raw := ds.GetInlineString()
@@ -77,7 +79,7 @@ func compileProvider(name string, p *jwtv3.JwtProvider) (*provider, error) {
 	// is logged and every token of the provider fails.
 	out.keys = parseKeySet(raw)
 	for _, h := range p.GetFromHeaders() {
-		if err := check(h, "name", "value_prefix"); err != nil {
+		if err := fieldcheck.Only(h, "name", "value_prefix"); err != nil {
 			return nil, err
 		}
 		out.headers = append(out.headers, headerLoc{name: h.GetName(), prefix: h.GetValuePrefix()})

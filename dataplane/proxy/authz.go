@@ -82,20 +82,7 @@ func (p *Proxy) authorize(ex *exchange, r *http.Request, steps []httpAuthz, trus
 		}
 		d := s.rbac.Allowed(&req)
 		p.countRBAC(s.counters, d)
-		if d.Shadow.Evaluated {
-			// Dynamic metadata, merged per filter name as Envoy does,
-			// for the ext_authz filters after this one.
-			if req.Metadata == nil {
-				req.Metadata = map[string]*structpb.Struct{}
-			}
-			ns := s.rbac.MetadataNamespace()
-			if req.Metadata[ns] == nil {
-				req.Metadata[ns] = &structpb.Struct{Fields: map[string]*structpb.Value{}}
-			}
-			for k, v := range s.rbac.ShadowMetadata(d).GetFields() {
-				req.Metadata[ns].Fields[k] = v
-			}
-		}
+		recordShadow(&req, s.rbac, d)
 		if !d.Allowed {
 			ex.details = d.ResponseDetail()
 			rbac.WriteDenied(ex)
@@ -152,6 +139,25 @@ func (p *Proxy) authzCounter(name string) *atomic.Uint64 {
 	}
 	c, _ := p.authzStats.LoadOrStore(name, new(atomic.Uint64))
 	return c.(*atomic.Uint64)
+}
+
+// recordShadow writes an RBAC filter's shadow result to the request's
+// dynamic metadata, merged per filter name as Envoy does, for the
+// ext_authz filters after it (Istio's CUSTOM shadow rules).
+func recordShadow(req *rbac.Request, e *rbac.Engine, d rbac.Decision) {
+	if !d.Shadow.Evaluated {
+		return
+	}
+	if req.Metadata == nil {
+		req.Metadata = map[string]*structpb.Struct{}
+	}
+	ns := e.MetadataNamespace()
+	if req.Metadata[ns] == nil {
+		req.Metadata[ns] = &structpb.Struct{Fields: map[string]*structpb.Value{}}
+	}
+	for k, v := range e.ShadowMetadata(d).GetFields() {
+		req.Metadata[ns].Fields[k] = v
+	}
 }
 
 // peerOf fills in what the connection's TLS handshake established, read

@@ -83,12 +83,7 @@ func (p *Proxy) authorizeConn(steps []netAuthz, ci *connInfo) bool {
 		}
 		d := s.rbac.Allowed(&req)
 		p.countRBAC(s.counters, d)
-		if d.Shadow.Evaluated {
-			if req.Metadata == nil {
-				req.Metadata = map[string]*structpb.Struct{}
-			}
-			req.Metadata[s.rbac.MetadataNamespace()] = s.rbac.ShadowMetadata(d)
-		}
+		recordShadow(&req, s.rbac, d)
 		if !d.Allowed {
 			return false
 		}

@@ -25,6 +25,7 @@ import (
 	"github.com/envoyproxy/go-control-plane/pkg/wellknown"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/meshlab/meshlab/dataplane/fieldcheck"
 	"github.com/meshlab/meshlab/dataplane/jwtauthn"
 	"github.com/meshlab/meshlab/dataplane/rbac"
 	"github.com/meshlab/meshlab/dataplane/router"
@@ -485,7 +486,7 @@ func compileChain(fc *listenerv3.FilterChain, creds *credentials, stats *upstrea
 	m := fc.GetFilterChainMatch()
 	// A criterion the proxy does not match on would make the chain take
 	// connections it must not (a source range, say): refused.
-	if err := upstream.OnlyFields(m, "destination_port", "prefix_ranges", "server_names", "transport_protocol", "application_protocols"); err != nil {
+	if err := fieldcheck.Only(m, "destination_port", "prefix_ranges", "server_names", "transport_protocol", "application_protocols"); err != nil {
 		return nil, false, fmt.Errorf("filter_chain_match: %w", err)
 	}
 	c := &chain{name: fc.GetName(), port: m.GetDestinationPort().GetValue(), serverNames: m.GetServerNames(),

@@ -16,6 +16,7 @@ import (
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 
+	"github.com/meshlab/meshlab/dataplane/fieldcheck"
 	"github.com/meshlab/meshlab/dataplane/upstream"
 )
 
@@ -164,7 +165,7 @@ type serverTLS struct {
 // filter is an HTTP connection manager, which speaks only h2 and
 // http/1.1 of the protocols ALPN may offer.
 func compileServerTLS(dtc *tlsv3.DownstreamTlsContext, creds *credentials, http bool, stats *upstream.TLSStats) (*serverTLS, error) {
-	if err := upstream.OnlyFields(dtc, "common_tls_context", "require_client_certificate"); err != nil {
+	if err := fieldcheck.Only(dtc, "common_tls_context", "require_client_certificate"); err != nil {
 		return nil, err
 	}
 	ctx := dtc.GetCommonTlsContext()

@@ -15,8 +15,8 @@ import (
 	rbacnet "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/rbac/v3"
 	uritpl "github.com/envoyproxy/go-control-plane/envoy/extensions/path/match/uri_template/v3"
 	matcherpb "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
-	"google.golang.org/protobuf/proto"
-	"google.golang.org/protobuf/reflect/protoreflect"
+
+	"github.com/meshlab/meshlab/dataplane/fieldcheck"
 )
 
 // Filter names and the type URL of the only uri_template extension known.
@@ -32,7 +32,7 @@ func Compile(cfg *rbachttp.RBAC) (*Engine, error) {
 	if cfg == nil {
 		return nil, fmt.Errorf("compile %s: no config", HTTPFilterName)
 	}
-	if err := check(cfg, "rules", "shadow_rules", "shadow_rules_stat_prefix", "rules_stat_prefix", "track_per_rule_stats"); err != nil {
+	if err := fieldcheck.Only(cfg, "rules", "shadow_rules", "shadow_rules_stat_prefix", "rules_stat_prefix", "track_per_rule_stats"); err != nil {
 		return nil, fmt.Errorf("compile %s: %w", HTTPFilterName, err)
 	}
 	if err := cfg.Validate(); err != nil {
@@ -50,7 +50,7 @@ func CompileNetwork(cfg *rbacnet.RBAC) (*Engine, error) {
 	if cfg == nil {
 		return nil, fmt.Errorf("compile %s: no config", NetworkFilterName)
 	}
-	if err := check(cfg, "rules", "shadow_rules", "shadow_rules_stat_prefix", "stat_prefix", "enforcement_type", "delay_deny"); err != nil {
+	if err := fieldcheck.Only(cfg, "rules", "shadow_rules", "shadow_rules_stat_prefix", "stat_prefix", "enforcement_type", "delay_deny"); err != nil {
 		return nil, fmt.Errorf("compile %s: %w", NetworkFilterName, err)
 	}
 	if err := cfg.Validate(); err != nil {
@@ -101,7 +101,7 @@ func (e *Engine) compileRules(rules, shadow *rbacpb.RBAC) error {
 }
 
 func compileSet(r *rbacpb.RBAC, where string) (*ruleSet, error) {
-	if err := check(r, "action", "policies"); err != nil {
+	if err := fieldcheck.Only(r, "action", "policies"); err != nil {
 		return nil, fmt.Errorf("%s: %w", where, err)
 	}
 	switch r.GetAction() {
@@ -112,7 +112,7 @@ func compileSet(r *rbacpb.RBAC, where string) (*ruleSet, error) {
 	s := &ruleSet{action: r.GetAction()}
 	for name, p := range r.GetPolicies() {
 		at := fmt.Sprintf("%s: policy %q", where, name)
-		if err := check(p, "permissions", "principals"); err != nil {
+		if err := fieldcheck.Only(p, "permissions", "principals"); err != nil {
 			return nil, fmt.Errorf("%s: %w", at, err)
 		}
 		cp := policy{name: name}
@@ -139,7 +139,7 @@ func compileSet(r *rbacpb.RBAC, where string) (*ruleSet, error) {
 }
 
 func compilePermission(p *rbacpb.Permission, at string) (node, error) {
-	if err := check(p, "and_rules", "or_rules", "any", "header", "url_path", "uri_template",
+	if err := fieldcheck.Only(p, "and_rules", "or_rules", "any", "header", "url_path", "uri_template",
 		"destination_ip", "destination_port", "destination_port_range", "metadata", "not_rule",
 		"requested_server_name", "sourced_metadata"); err != nil {
 		return node{}, fmt.Errorf("%s: %w", at, err)
@@ -156,7 +156,7 @@ func compilePermission(p *rbacpb.Permission, at string) (node, error) {
 		if set == nil {
 			n.kind, set, name = kOr, p.GetOrRules(), "or_rules"
 		}
-		if err := check(set, "rules"); err != nil {
+		if err := fieldcheck.Only(set, "rules"); err != nil {
 			return node{}, fmt.Errorf("%s.%s: %w", at, name, err)
 		}
 		for i, k := range set.GetRules() {
@@ -187,7 +187,7 @@ func compilePermission(p *rbacpb.Permission, at string) (node, error) {
 	case *rbacpb.Permission_DestinationPort:
 		n.kind, n.lo = kDestPort, r.DestinationPort
 	case *rbacpb.Permission_DestinationPortRange:
-		if err := check(r.DestinationPortRange, "start", "end"); err != nil {
+		if err := fieldcheck.Only(r.DestinationPortRange, "start", "end"); err != nil {
 			return node{}, fmt.Errorf("%s: %w", at, err)
 		}
 		lo, hi := r.DestinationPortRange.GetStart(), r.DestinationPortRange.GetEnd()
@@ -214,7 +214,7 @@ func compilePermission(p *rbacpb.Permission, at string) (node, error) {
 }
 
 func compilePrincipal(p *rbacpb.Principal, at string) (node, error) {
-	if err := check(p, "and_ids", "or_ids", "any", "authenticated", "source_ip", "direct_remote_ip",
+	if err := fieldcheck.Only(p, "and_ids", "or_ids", "any", "authenticated", "source_ip", "direct_remote_ip",
 		"remote_ip", "header", "url_path", "metadata", "not_id", "sourced_metadata"); err != nil {
 		return node{}, fmt.Errorf("%s: %w%s", at, err, principalHint(p))
 	}
@@ -230,7 +230,7 @@ func compilePrincipal(p *rbacpb.Principal, at string) (node, error) {
 		if set == nil {
 			n.kind, set, name = kOr, p.GetOrIds(), "or_ids"
 		}
-		if err := check(set, "ids"); err != nil {
+		if err := fieldcheck.Only(set, "ids"); err != nil {
 			return node{}, fmt.Errorf("%s.%s: %w", at, name, err)
 		}
 		for i, k := range set.GetIds() {
@@ -248,7 +248,7 @@ func compilePrincipal(p *rbacpb.Principal, at string) (node, error) {
 		n.kind, n.kids = kNot, []node{c}
 	case *rbacpb.Principal_Authenticated_:
 		n.kind = kAuthenticated
-		if err := check(id.Authenticated, "principal_name"); err != nil {
+		if err := fieldcheck.Only(id.Authenticated, "principal_name"); err != nil {
 			return node{}, fmt.Errorf("%s: %w", at, err)
 		}
 		if pn := id.Authenticated.GetPrincipalName(); pn != nil {
@@ -294,7 +294,7 @@ func principalHint(p *rbacpb.Principal) string {
 }
 
 func compileString(m *matcherpb.StringMatcher) (strMatcher, error) {
-	if err := check(m, "exact", "prefix", "suffix", "contains", "safe_regex", "ignore_case"); err != nil {
+	if err := fieldcheck.Only(m, "exact", "prefix", "suffix", "contains", "safe_regex", "ignore_case"); err != nil {
 		return strMatcher{}, err
 	}
 	s := strMatcher{ignoreCase: m.GetIgnoreCase()}
@@ -327,7 +327,7 @@ func compileString(m *matcherpb.StringMatcher) (strMatcher, error) {
 // compileRegex anchors the pattern: Envoy's safe_regex is a full match
 // (RE2::FullMatch), and Go's regexp is RE2 syntax.
 func compileRegex(m *matcherpb.RegexMatcher) (*regexp.Regexp, error) {
-	if err := check(m, "regex", "google_re2"); err != nil {
+	if err := fieldcheck.Only(m, "regex", "google_re2"); err != nil {
 		return nil, err
 	}
 	re, err := regexp.Compile(`^(?:` + m.GetRegex() + `)$`)
@@ -338,7 +338,7 @@ func compileRegex(m *matcherpb.RegexMatcher) (*regexp.Regexp, error) {
 }
 
 func compilePath(m *matcherpb.PathMatcher) (strMatcher, error) {
-	if err := check(m, "path"); err != nil {
+	if err := fieldcheck.Only(m, "path"); err != nil {
 		return strMatcher{}, err
 	}
 	if m.GetPath() == nil {
@@ -348,7 +348,7 @@ func compilePath(m *matcherpb.PathMatcher) (strMatcher, error) {
 }
 
 func compileHeader(m *routepb.HeaderMatcher) (*headerMatcher, error) {
-	if err := check(m, "name", "exact_match", "safe_regex_match", "range_match", "present_match",
+	if err := fieldcheck.Only(m, "name", "exact_match", "safe_regex_match", "range_match", "present_match",
 		"prefix_match", "suffix_match", "contains_match", "string_match", "invert_match",
 		"treat_missing_header_as_empty"); err != nil {
 		return nil, err
@@ -394,7 +394,7 @@ func compileHeader(m *routepb.HeaderMatcher) (*headerMatcher, error) {
 		h.kind = hString
 		h.str, err = compileString(s.StringMatch)
 	case *routepb.HeaderMatcher_RangeMatch:
-		if err := check(s.RangeMatch, "start", "end"); err != nil {
+		if err := fieldcheck.Only(s.RangeMatch, "start", "end"); err != nil {
 			return nil, err
 		}
 		h.kind, h.lo, h.hi = hRange, s.RangeMatch.GetStart(), s.RangeMatch.GetEnd()
@@ -406,7 +406,7 @@ func compileHeader(m *routepb.HeaderMatcher) (*headerMatcher, error) {
 }
 
 func compileCIDR(c *corepb.CidrRange) (netip.Prefix, error) {
-	if err := check(c, "address_prefix", "prefix_len"); err != nil {
+	if err := fieldcheck.Only(c, "address_prefix", "prefix_len"); err != nil {
 		return netip.Prefix{}, err
 	}
 	a, err := netip.ParseAddr(c.GetAddressPrefix())
@@ -424,12 +424,12 @@ func compileCIDR(c *corepb.CidrRange) (netip.Prefix, error) {
 }
 
 func compileMetadata(m *matcherpb.MetadataMatcher) (*metaMatcher, error) {
-	if err := check(m, "filter", "path", "value", "invert"); err != nil {
+	if err := fieldcheck.Only(m, "filter", "path", "value", "invert"); err != nil {
 		return nil, err
 	}
 	mm := &metaMatcher{filter: m.GetFilter(), invert: m.GetInvert()}
 	for _, seg := range m.GetPath() {
-		if err := check(seg, "key"); err != nil {
+		if err := fieldcheck.Only(seg, "key"); err != nil {
 			return nil, fmt.Errorf("metadata %s: %w", m.GetFilter(), err)
 		}
 		mm.path = append(mm.path, seg.GetKey())
@@ -448,7 +448,7 @@ func compileMetadata(m *matcherpb.MetadataMatcher) (*metaMatcher, error) {
 // compileSourced admits only dynamic metadata: route metadata needs the
 // route, which the proxy's filter chain does not hand to RBAC.
 func compileSourced(s *rbacpb.SourcedMetadata) (*metaMatcher, error) {
-	if err := check(s, "metadata_matcher", "metadata_source"); err != nil {
+	if err := fieldcheck.Only(s, "metadata_matcher", "metadata_source"); err != nil {
 		return nil, err
 	}
 	if s.GetMetadataSource() != rbacpb.MetadataSource_DYNAMIC {
@@ -458,7 +458,7 @@ func compileSourced(s *rbacpb.SourcedMetadata) (*metaMatcher, error) {
 }
 
 func compileValue(m *matcherpb.ValueMatcher) (valueMatcher, error) {
-	if err := check(m, "null_match", "double_match", "string_match", "bool_match", "present_match", "list_match", "or_match"); err != nil {
+	if err := fieldcheck.Only(m, "null_match", "double_match", "string_match", "bool_match", "present_match", "list_match", "or_match"); err != nil {
 		return valueMatcher{}, err
 	}
 	var v valueMatcher
@@ -466,12 +466,12 @@ func compileValue(m *matcherpb.ValueMatcher) (valueMatcher, error) {
 	case *matcherpb.ValueMatcher_NullMatch_:
 		v.kind = vNull
 	case *matcherpb.ValueMatcher_DoubleMatch:
-		if err := check(p.DoubleMatch, "range", "exact"); err != nil {
+		if err := fieldcheck.Only(p.DoubleMatch, "range", "exact"); err != nil {
 			return valueMatcher{}, err
 		}
 		v.kind = vDouble
 		if r := p.DoubleMatch.GetRange(); r != nil {
-			if err := check(r, "start", "end"); err != nil {
+			if err := fieldcheck.Only(r, "start", "end"); err != nil {
 				return valueMatcher{}, err
 			}
 			v.isRange, v.lo, v.hi = true, r.GetStart(), r.GetEnd()
@@ -489,7 +489,7 @@ func compileValue(m *matcherpb.ValueMatcher) (valueMatcher, error) {
 	case *matcherpb.ValueMatcher_PresentMatch:
 		v.kind, v.b = vPresent, p.PresentMatch
 	case *matcherpb.ValueMatcher_ListMatch:
-		if err := check(p.ListMatch, "one_of"); err != nil {
+		if err := fieldcheck.Only(p.ListMatch, "one_of"); err != nil {
 			return valueMatcher{}, err
 		}
 		one, err := compileValue(p.ListMatch.GetOneOf())
@@ -498,7 +498,7 @@ func compileValue(m *matcherpb.ValueMatcher) (valueMatcher, error) {
 		}
 		v.kind, v.oneOf = vList, &one
 	case *matcherpb.ValueMatcher_OrMatch:
-		if err := check(p.OrMatch, "value_matchers"); err != nil {
+		if err := fieldcheck.Only(p.OrMatch, "value_matchers"); err != nil {
 			return valueMatcher{}, err
 		}
 		v.kind = vOr
@@ -516,7 +516,7 @@ func compileValue(m *matcherpb.ValueMatcher) (valueMatcher, error) {
 }
 
 func compileURITemplateExt(tc *corepb.TypedExtensionConfig) (*regexp.Regexp, error) {
-	if err := check(tc, "name", "typed_config"); err != nil {
+	if err := fieldcheck.Only(tc, "name", "typed_config"); err != nil {
 		return nil, err
 	}
 	if url := tc.GetTypedConfig().GetTypeUrl(); url != uriTemplateType {
@@ -526,33 +526,11 @@ func compileURITemplateExt(tc *corepb.TypedExtensionConfig) (*regexp.Regexp, err
 	if err := tc.GetTypedConfig().UnmarshalTo(&cfg); err != nil {
 		return nil, fmt.Errorf("uri_template %q: %w", tc.GetName(), err)
 	}
-	if err := check(&cfg, "path_template"); err != nil {
+	if err := fieldcheck.Only(&cfg, "path_template"); err != nil {
 		return nil, err
 	}
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("uri_template %q: %w", tc.GetName(), err)
 	}
 	return compileURITemplate(cfg.GetPathTemplate())
-}
-
-// check fails on any set field not in allowed, and on fields this build's
-// protos do not know (a newer control plane's): an unread field could be a
-// restriction, and skipping a restriction fails open.
-func check(m proto.Message, allowed ...protoreflect.Name) error {
-	r := m.ProtoReflect()
-	var bad protoreflect.Name
-	r.Range(func(fd protoreflect.FieldDescriptor, _ protoreflect.Value) bool {
-		if !slices.Contains(allowed, fd.Name()) {
-			bad = fd.Name()
-			return false
-		}
-		return true
-	})
-	if bad != "" {
-		return fmt.Errorf("%s.%s is not supported", r.Descriptor().FullName(), bad)
-	}
-	if len(r.GetUnknown()) > 0 {
-		return fmt.Errorf("%s carries fields unknown to this proxy", r.Descriptor().FullName())
-	}
-	return nil
 }

@@ -14,9 +14,9 @@ import (
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
-	"google.golang.org/protobuf/proto"
-	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/types/known/structpb"
+
+	"github.com/meshlab/meshlab/dataplane/fieldcheck"
 )
 
 // What this file adds, as Envoy's TLS transport socket does for
@@ -183,7 +183,7 @@ func compileSocket(ts *corev3.TransportSocket, name string, secrets Secrets, sta
 func CompileClientTLS(utc *tlsv3.UpstreamTlsContext, name string, secrets Secrets, stats *TLSStats) (*ClientTLS, error) {
 	// allow_renegotiation: Go's client refuses renegotiation, which only
 	// matters to servers that ask for it; the mesh's never do.
-	if err := onlyFields(utc, "common_tls_context", "sni", "allow_renegotiation", "max_session_keys"); err != nil {
+	if err := fieldcheck.Only(utc, "common_tls_context", "sni", "allow_renegotiation", "max_session_keys"); err != nil {
 		return nil, err
 	}
 	ctx := utc.GetCommonTlsContext()
@@ -298,12 +298,12 @@ func equalStrings(a, b []string) bool {
 // commonConfig reads the protocol parameters of a CommonTlsContext,
 // refusing the fields the proxy does not implement.
 func commonConfig(ctx *tlsv3.CommonTlsContext) (*tls.Config, error) {
-	if err := onlyFields(ctx, "tls_params", "tls_certificates", "tls_certificate_sds_secret_configs",
+	if err := fieldcheck.Only(ctx, "tls_params", "tls_certificates", "tls_certificate_sds_secret_configs",
 		"validation_context", "validation_context_sds_secret_config", "combined_validation_context", "alpn_protocols"); err != nil {
 		return nil, err
 	}
 	p := ctx.GetTlsParams()
-	if err := onlyFields(p, "tls_minimum_protocol_version", "tls_maximum_protocol_version", "cipher_suites", "ecdh_curves"); err != nil {
+	if err := fieldcheck.Only(p, "tls_minimum_protocol_version", "tls_maximum_protocol_version", "cipher_suites", "ecdh_curves"); err != nil {
 		return nil, fmt.Errorf("tls_params: %w", err)
 	}
 	cfg := &tls.Config{MinVersion: tls.VersionTLS12, MaxVersion: tls.VersionTLS13}
@@ -380,7 +380,7 @@ func tlsVersion(v tlsv3.TlsParameters_TlsProtocol) (uint16, bool) {
 func certificates(ctx *tlsv3.CommonTlsContext) ([]tls.Certificate, string, error) {
 	var certs []tls.Certificate
 	for _, tc := range ctx.GetTlsCertificates() {
-		if err := onlyFields(tc, "certificate_chain", "private_key"); err != nil {
+		if err := fieldcheck.Only(tc, "certificate_chain", "private_key"); err != nil {
 			return nil, "", fmt.Errorf("tls_certificates: %w", err)
 		}
 		cert, err := LoadCertificate(tc)
@@ -466,7 +466,7 @@ func CompileValidation(ctx *tlsv3.CommonTlsContext, secrets Secrets) (*Validatio
 		sds = ctx.GetValidationContextSdsSecretConfig().GetName()
 	case ctx.GetCombinedValidationContext() != nil:
 		cv := ctx.GetCombinedValidationContext()
-		if err := onlyFields(cv, "default_validation_context", "validation_context_sds_secret_config"); err != nil {
+		if err := fieldcheck.Only(cv, "default_validation_context", "validation_context_sds_secret_config"); err != nil {
 			return nil, fmt.Errorf("combined_validation_context: %w", err)
 		}
 		vc = cv.GetDefaultValidationContext()
@@ -476,7 +476,7 @@ func CompileValidation(ctx *tlsv3.CommonTlsContext, secrets Secrets) (*Validatio
 	}
 	v := &Validation{rootsSDS: sds, secrets: secrets}
 	if vc != nil {
-		if err := onlyFields(vc, "trusted_ca", "match_typed_subject_alt_names", "match_subject_alt_names", "trust_chain_verification"); err != nil {
+		if err := fieldcheck.Only(vc, "trusted_ca", "match_typed_subject_alt_names", "match_subject_alt_names", "trust_chain_verification"); err != nil {
 			return nil, fmt.Errorf("validation context: %w", err)
 		}
 		if vc.GetTrustedCa() != nil {
@@ -682,39 +682,6 @@ func (s StringMatcher) Match(v string) bool {
 	}
 	return false
 }
-
-// onlyFields fails when m sets a field not in allowed: Envoy implements
-// it and the proxy does not, so accepting the configuration would serve
-// something other than what it says.
-func onlyFields(m proto.Message, allowed ...string) error {
-	if m == nil {
-		return nil
-	}
-	r := m.ProtoReflect()
-	if !r.IsValid() {
-		return nil
-	}
-	var bad []string
-	r.Range(func(fd protoreflect.FieldDescriptor, _ protoreflect.Value) bool {
-		for _, a := range allowed {
-			if string(fd.Name()) == a {
-				return true
-			}
-		}
-		bad = append(bad, string(fd.Name()))
-		return true
-	})
-	if len(r.GetUnknown()) > 0 {
-		bad = append(bad, "(unknown fields)")
-	}
-	if len(bad) > 0 {
-		return fmt.Errorf("%s: field(s) %s not supported by this proxy", r.Descriptor().Name(), strings.Join(bad, ", "))
-	}
-	return nil
-}
-
-// OnlyFields is onlyFields for the proxy's downstream contexts.
-func OnlyFields(m proto.Message, allowed ...string) error { return onlyFields(m, allowed...) }
 
 // CommonConfig is commonConfig for the proxy's downstream contexts.
 func CommonConfig(ctx *tlsv3.CommonTlsContext) (*tls.Config, error) { return commonConfig(ctx) }

@@ -16,7 +16,6 @@ import (
 	rbactcp "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/rbac/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/wellknown"
 	"github.com/urfave/cli/v2"
-	"google.golang.org/protobuf/encoding/protojson"
 )
 
 // Experimental is `meshlab x`, istioctl's experimental commands.
@@ -58,19 +57,11 @@ Examples:
 			if c.NArg() != 1 {
 				return cli.Exit("usage: meshlab x authz check -n NAMESPACE POD", 2)
 			}
-			p, err := findPod(c, c.Args().First())
+			_, dump, err := configDumpOf(c, c.Args().First())
 			if err != nil {
 				return err
 			}
-			raw, err := adminGet(p.Netns, "/config_dump")
-			if err != nil {
-				return fmt.Errorf("read the config dump of %s/%s: %w", p.Namespace, p.Name, err)
-			}
-			var dump adminv3.ConfigDump
-			if err := (protojson.UnmarshalOptions{DiscardUnknown: true}).Unmarshal(raw, &dump); err != nil {
-				return fmt.Errorf("decode the config dump of %s/%s: %w", p.Namespace, p.Name, err)
-			}
-			return printAuthzCheck(c.App.Writer, &dump, o)
+			return printAuthzCheck(c.App.Writer, dump, o)
 		},
 	}
 }

@@ -173,29 +173,39 @@ func proxyConfig(c *cli.Context, what string) error {
 	if c.NArg() != 1 {
 		return cli.Exit(fmt.Sprintf("usage: meshlab proxy-config %s -n NAMESPACE POD", what), 2)
 	}
-	p, err := findPod(c, c.Args().Get(0))
+	raw, dump, err := configDumpOf(c, c.Args().Get(0))
 	if err != nil {
 		return err
 	}
-	raw, err := adminGet(p.Netns, "/config_dump")
-	if err != nil {
-		return fmt.Errorf("read the config dump of %s/%s: %w", p.Namespace, p.Name, err)
-	}
-	var dump adminv3.ConfigDump
-	if err := (protojson.UnmarshalOptions{DiscardUnknown: true}).Unmarshal(raw, &dump); err != nil {
-		return fmt.Errorf("decode the config dump of %s/%s: %w", p.Namespace, p.Name, err)
-	}
 	if what == "secret" {
 		if o == "json" {
-			return printSecretsJSON(c.App.Writer, &dump)
+			return printSecretsJSON(c.App.Writer, dump)
 		}
-		return printSecrets(c.App.Writer, &dump, time.Now())
+		return printSecrets(c.App.Writer, dump, time.Now())
 	}
 	if o == "json" {
 		_, err := c.App.Writer.Write(append(indentJSON(raw), '\n'))
 		return err
 	}
-	return printConfig(c.App.Writer, strings.TrimSuffix(what, "s"), &dump)
+	return printConfig(c.App.Writer, strings.TrimSuffix(what, "s"), dump)
+}
+
+// configDumpOf reads and decodes the /config_dump of the named pod's
+// proxy (the -n namespace's).
+func configDumpOf(c *cli.Context, pod string) ([]byte, *adminv3.ConfigDump, error) {
+	p, err := findPod(c, pod)
+	if err != nil {
+		return nil, nil, err
+	}
+	raw, err := adminGet(p.Netns, "/config_dump")
+	if err != nil {
+		return nil, nil, fmt.Errorf("read the config dump of %s/%s: %w", p.Namespace, p.Name, err)
+	}
+	var dump adminv3.ConfigDump
+	if err := (protojson.UnmarshalOptions{DiscardUnknown: true}).Unmarshal(raw, &dump); err != nil {
+		return nil, nil, fmt.Errorf("decode the config dump of %s/%s: %w", p.Namespace, p.Name, err)
+	}
+	return raw, &dump, nil
 }
 
 // adminGet fetches path from the proxy's admin port on the pod's loopback.
