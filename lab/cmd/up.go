@@ -80,7 +80,7 @@ Examples:
 
    # workload certificates that live 30s, so rotation happens every ~15s
    sudo meshlab up --workload-cert-ttl 30s
-   meshlab proxy-config secret deploy/productpage-v1 -n default`,
+   meshlab proxy-config secret -n default productpage   # SERIAL NUMBER changes`,
 		Flags: upFlags,
 		Action: func(c *cli.Context) error {
 			dir, err := lab.StateDir(c.String("state-dir"))
