@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"io"
 	"strings"
+	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -154,7 +155,11 @@ type UpOptions struct {
 	// sharing key of the gateway Service (kind only).
 	Nodes       int
 	SharedIPKey string
-	Out         io.Writer
+	// WorkloadCertTTL is the lifetime of every workload certificate of
+	// the lab (istiod's DEFAULT_WORKLOAD_CERT_TTL and every proxy's
+	// SECRET_TTL); zero is Istio's 24h.
+	WorkloadCertTTL time.Duration
+	Out             io.Writer
 }
 
 // DownOptions is one `meshlab down`.

@@ -6,9 +6,11 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"time"
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/meshlab/meshlab/controlplane/ca"
 	"github.com/meshlab/meshlab/lab"
 	"github.com/meshlab/meshlab/lab/kind"
 	"github.com/meshlab/meshlab/lab/local"
@@ -27,6 +29,26 @@ var upFlags = []cli.Flag{
 	&cli.BoolFlag{Name: "no-bookinfo", Usage: "leave bookinfo out (the control plane and gateway only, plus --manifest)"},
 	&cli.IntFlag{Name: "nodes", Aliases: []string{"kind-workers"}, Usage: "kind runtime: `N` worker nodes besides the control plane"},
 	&cli.StringFlag{Name: "allow-shared-ip", Usage: "kind runtime: MetalLB sharing `KEY` for the gateway Service (metallb.universe.tf/allow-shared-ip)"},
+	&cli.DurationFlag{Name: "workload-cert-ttl", Value: ca.DefaultWorkloadTTL, Usage: "lifetime of every workload certificate (istiod's DEFAULT_WORKLOAD_CERT_TTL and each proxy's SECRET_TTL); proxies renew at half of it. Local runtime only; between " + minWorkloadCertTTL.String() + " and " + ca.MaxWorkloadTTL.String()},
+}
+
+// minWorkloadCertTTL is the shortest lifetime up accepts: a proxy renews
+// at half its lifetime, and a CSR round trip plus Istio's jitter must fit
+// well inside that.
+const minWorkloadCertTTL = 10 * time.Second
+
+// workloadCertTTL is --workload-cert-ttl when it was given (0 when not, so
+// the runtime keeps Istio's defaults), refused outside what the CA signs.
+func workloadCertTTL(c *cli.Context) (time.Duration, error) {
+	if !c.IsSet("workload-cert-ttl") {
+		return 0, nil
+	}
+	ttl := c.Duration("workload-cert-ttl")
+	if ttl < minWorkloadCertTTL || ttl > ca.MaxWorkloadTTL {
+		return 0, cli.Exit(fmt.Sprintf("--workload-cert-ttl %s: want between %s (proxies renew at half the lifetime) and %s (the control plane's max-workload-cert-ttl)",
+			ttl, minWorkloadCertTTL, ca.MaxWorkloadTTL), 2)
+	}
+	return ttl, nil
 }
 
 // Up is `meshlab up`.
@@ -54,10 +76,18 @@ Examples:
 
    # your own workloads instead of bookinfo (pods whose template says
    # sidecar.istio.io/inject: "false" get no sidecar)
-   sudo meshlab up --no-bookinfo --manifest my-app.yaml`,
+   sudo meshlab up --no-bookinfo --manifest my-app.yaml
+
+   # workload certificates that live 30s, so rotation happens every ~15s
+   sudo meshlab up --workload-cert-ttl 30s
+   meshlab proxy-config secret -n default productpage   # SERIAL NUMBER changes`,
 		Flags: upFlags,
 		Action: func(c *cli.Context) error {
 			dir, err := lab.StateDir(c.String("state-dir"))
+			if err != nil {
+				return err
+			}
+			ttl, err := workloadCertTTL(c)
 			if err != nil {
 				return err
 			}
@@ -85,6 +115,7 @@ Examples:
 				APIPort:           c.Int("api-port"),
 				Nodes:             c.Int("nodes"),
 				SharedIPKey:       c.String("allow-shared-ip"),
+				WorkloadCertTTL:   ttl,
 				Out:               c.App.Writer,
 			})
 		},
@@ -130,6 +161,10 @@ func LabDaemon() *cli.Command {
 			if err != nil {
 				return err
 			}
+			ttl, err := workloadCertTTL(c)
+			if err != nil {
+				return err
+			}
 			// Checked again here: the runtime may be started without up.
 			if err := lab.PrepareStateDir(dir); err != nil {
 				return err
@@ -154,6 +189,7 @@ func LabDaemon() *cli.Command {
 				HTTPPort:          c.Int("http-port"),
 				HTTPSPort:         c.Int("https-port"),
 				APIPort:           c.Int("api-port"),
+				WorkloadCertTTL:   ttl,
 				Logger:            log,
 			})
 			if err != nil && !errors.Is(err, context.Canceled) {

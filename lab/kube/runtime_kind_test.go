@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/meshlab/meshlab/lab"
 )
@@ -32,6 +33,22 @@ func TestKindUpReadsManifestsFirst(t *testing.T) {
 	}
 	if len(p.calls) != 0 {
 		t.Errorf("up with a bad manifest asked kind: %q", p.calls)
+	}
+}
+
+// TestKindUpRefusesWorkloadCertTTL: the kind install does not pass a
+// certificate lifetime on, so up refuses one instead of leaving 24h
+// certificates behind a user who asked for seconds, and asks kind nothing.
+func TestKindUpRefusesWorkloadCertTTL(t *testing.T) {
+	p := &fakeProvider{}
+	dir := t.TempDir()
+	r := NewKind(dir, KindDeps{Provider: p, Subnets: newRun(t, 2).opts.Subnets})
+	err := r.Up(context.Background(), lab.UpOptions{WorkloadCertTTL: 30 * time.Second})
+	if err == nil || !strings.Contains(err.Error(), "--workload-cert-ttl") || !strings.Contains(err.Error(), "SECRET_TTL") {
+		t.Errorf("up --runtime kind --workload-cert-ttl 30s: %v; want a refusal naming the flag and Istio's SECRET_TTL", err)
+	}
+	if len(p.calls) != 0 {
+		t.Errorf("a refused up asked kind: %q", p.calls)
 	}
 }
 

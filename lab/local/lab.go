@@ -247,6 +247,9 @@ func daemonArgs(dir string, o lab.UpOptions) []string {
 	if o.NoBookinfo {
 		args = append(args, "--no-bookinfo")
 	}
+	if o.WorkloadCertTTL > 0 {
+		args = append(args, "--workload-cert-ttl", o.WorkloadCertTTL.String())
+	}
 	return args
 }
 

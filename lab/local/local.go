@@ -48,7 +48,12 @@ type Options struct {
 	// HTTPPort and HTTPSPort publish the gateway's 8080 and 8443; APIPort the
 	// control plane's 15014.
 	HTTPPort, HTTPSPort, APIPort int
-	Logger                       *slog.Logger
+	// WorkloadCertTTL, when set, is given to the control plane
+	// (--workload-cert-ttl) and to every proxy (--secret-ttl), so the
+	// certificates really live that long: a proxy asks for its own
+	// SECRET_TTL, which the CA honours over its default.
+	WorkloadCertTTL time.Duration
+	Logger          *slog.Logger
 }
 
 // Network is the local runtime's pod network.

@@ -63,6 +63,9 @@ func (r *Runtime) startControlPlane(ctx context.Context) error {
 		"--xds-addr", fmt.Sprintf(":%d", XDSPort),
 		"--http-addr", fmt.Sprintf(":%d", MonitorPort),
 		"--api-token-file", filepath.Join(r.opts.StateDir, lab.APITokenFile)}
+	if ttl := r.opts.WorkloadCertTTL; ttl > 0 {
+		argv = append(argv, "--workload-cert-ttl", ttl.String())
+	}
 	if err := r.startContainer(ctx, p, "discovery", argv, nil, identity{}, ""); err != nil {
 		return err
 	}
@@ -186,6 +189,9 @@ func (r *Runtime) proxyArgv(mode string, p *pod) []string {
 	}
 	if p.Deployment != "" {
 		argv = append(argv, "--workload", p.Deployment)
+	}
+	if ttl := r.opts.WorkloadCertTTL; ttl > 0 {
+		argv = append(argv, "--secret-ttl", ttl.String())
 	}
 	for _, k := range slices.Sorted(maps.Keys(p.Labels)) {
 		argv = append(argv, "--label", k+"="+p.Labels[k])
