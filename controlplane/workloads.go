@@ -11,7 +11,6 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/meshlab/meshlab/controlplane/api"
 	"github.com/meshlab/meshlab/controlplane/config"
@@ -96,20 +95,22 @@ func (s *Server) admitWorkloads(docs []api.Document, rs []config.Resource) []str
 			}
 		}
 	}
-	now := metav1.NewTime(time.Now().UTC().Truncate(time.Second))
+	now := time.Now()
 	for i, r := range rs {
+		// Every kind, Istio's included: Istio picks the oldest of
+		// conflicting policies by this time. A time the client sent is
+		// overridden, as the API server does.
+		created := now
+		if old, found, err := s.store.Get(r.Kind, r.Namespace, r.Name); err == nil && found {
+			created = old.CreationTime()
+		}
+		rs[i].SetCreationTime(created)
 		if r.Object == nil {
 			continue
 		}
 		if !r.ClusterScoped() && !namespaces[r.Namespace] {
 			fail(i, "metadata.namespace", "namespace %q not found; apply a Namespace named %s first, or in the same file (as Kubernetes, meshlab does not create it for you)", r.Namespace, r.Namespace)
 		}
-		meta := r.Object.(metav1.Object)
-		created := now
-		if old, found, err := s.store.Get(r.Kind, r.Namespace, r.Name); err == nil && found {
-			created = old.Object.(metav1.Object).GetCreationTimestamp()
-		}
-		meta.SetCreationTimestamp(created)
 		svc, ok := r.Object.(*corev1.Service)
 		if !ok || (svc.Spec.Type != corev1.ServiceTypeNodePort && svc.Spec.Type != corev1.ServiceTypeLoadBalancer) {
 			continue

@@ -168,8 +168,8 @@ func (e *ConflictError) Error() string {
 // object's revision, as a Kubernetes update with a resourceVersion;
 // otherwise the batch fails with a *ConflictError. Without one, the last
 // write wins.
-// A resource whose spec, labels and annotations equal the stored ones is
-// left alone; when the whole batch is unchanged the revision does not move.
+// A resource whose spec, labels, annotations and creation time equal the
+// stored ones is left alone; when the whole batch is unchanged the revision does not move.
 // Otherwise the revision goes up by one and every changed resource carries
 // it. A key given twice takes its last value.
 func (s *Store) Apply(ctx context.Context, rs []config.Resource) (ApplyResult, error) {
@@ -323,7 +323,11 @@ func same(a, b config.Resource) bool {
 	if a.Object != nil || b.Object != nil {
 		return a.Object != nil && b.Object != nil && config.SameObject(a.Object, b.Object)
 	}
-	return proto.Equal(a.Spec, b.Spec) && maps.Equal(a.Labels, b.Labels) && maps.Equal(a.Annotations, b.Annotations)
+	// The creation time counts: on the kube runtime a policy deleted and
+	// created again with the same spec is a younger policy, which changes
+	// which one Istio's oldest-wins rules pick.
+	return proto.Equal(a.Spec, b.Spec) && maps.Equal(a.Labels, b.Labels) && maps.Equal(a.Annotations, b.Annotations) &&
+		a.CreationTimestamp.Equal(b.CreationTimestamp)
 }
 
 func encode(r config.Resource) ([]byte, error) {
