@@ -36,11 +36,13 @@ type index struct {
 	drWildcard      map[string][]*destinationRule          // namespace → wildcard DestinationRules, in order
 	gateways        []*gateway
 	// authz are the AuthorizationPolicies, in store order, so that each
-	// sidecar's build looks through them rather than all the config.
+	// sidecar's build looks through them rather than all the config
+	// (AuthzPoliciesFor puts a workload's in Istio's order).
 	authz []config.Resource
 	// peer are the PeerAuthentications, indexed once (peerauthn.go).
 	peer peerAuthns
-	// reqAuthn are the RequestAuthentications, in store order (jwt.go).
+	// reqAuthn are the RequestAuthentications, in store order
+	// (RequestAuthnFor puts a workload's in Istio's order).
 	reqAuthn []config.Resource
 
 	mu           sync.Mutex
@@ -225,6 +227,19 @@ func newIndex(in Input) *index {
 		}
 	}
 	return x
+}
+
+// oldestFirst is Istio's sortConfigByCreationTime (pilot/pkg/model/config.go)
+// as a comparison: older first; the API server keeps whole seconds, so
+// ties are common and go by name, then namespace.
+func oldestFirst(a, b config.Resource) int {
+	if c := a.CreationTime().Compare(b.CreationTime()); c != 0 {
+		return c
+	}
+	if c := strings.Compare(a.Name, b.Name); c != 0 {
+		return c
+	}
+	return strings.Compare(a.Namespace, b.Namespace)
 }
 
 // resolveHost is Istio's ResolveShortnameToFQDN: a name without dots is
