@@ -198,8 +198,11 @@ func newIndex(in Input) *index {
 	x.peer = newPeerAuthns(pas)
 	byKey := func(a, b config.Resource) int { return strings.Compare(a.Namespace+"/"+a.Name, b.Namespace+"/"+b.Name) }
 	slices.SortFunc(x.virtualServices, func(a, b *virtualService) int { return byKey(a.res, b.res) })
-	slices.SortFunc(x.gateways, func(a, b *gateway) int { return byKey(a.res, b.res) })
-	slices.SortFunc(drs, func(a, b *destinationRule) int { return byKey(a.res, b.res) })
+	// Istio's initGateways and initDestinationRules take these oldest
+	// first: the oldest Gateway decides a port's kind, the oldest
+	// DestinationRule of a host in a namespace is the one that applies.
+	slices.SortFunc(x.gateways, func(a, b *gateway) int { return oldestFirst(a.res, b.res) })
+	slices.SortFunc(drs, func(a, b *destinationRule) int { return oldestFirst(a.res, b.res) })
 	for _, vs := range x.virtualServices {
 		wild := false
 		for _, h := range vs.hosts {
