@@ -40,8 +40,8 @@ func isSystemNamespace(ns string) bool { return slices.Contains(SystemNamespaces
 // admitWorkloads does what the API server does when a batch is written:
 // every namespaced object's namespace must exist (stored, or in the batch),
 // Services of type NodePort get their nodePorts (kept across updates, the
-// lowest free one otherwise; one already taken is an error) and every
-// object keeps the time it was first created. The errors name document and
+// lowest free one otherwise; one already taken is an error) and the
+// client's creation times are dropped, for the store's. The errors name document and
 // field; the caller stores nothing if there are any.
 func (s *Server) admitWorkloads(docs []api.Document, rs []config.Resource) []string {
 	var errs []string
@@ -95,16 +95,12 @@ func (s *Server) admitWorkloads(docs []api.Document, rs []config.Resource) []str
 			}
 		}
 	}
-	now := time.Now()
 	for i, r := range rs {
-		// Every kind, Istio's included: Istio picks the oldest of
-		// conflicting policies by this time. A time the client sent is
-		// overridden, as the API server does.
-		created := now
-		if old, found, err := s.store.Get(r.Kind, r.Namespace, r.Name); err == nil && found {
-			created = old.CreationTime()
-		}
-		rs[i].SetCreationTime(created)
+		// Every kind, Istio's included (Istio picks the oldest of
+		// conflicting policies by it): a creation time the client sent is
+		// ignored, as the API server does; the store sets it when the
+		// object is created and keeps it when it is updated.
+		rs[i].SetCreationTime(time.Time{})
 		if r.Object == nil {
 			continue
 		}

@@ -471,8 +471,9 @@ func TestOpenLocked(t *testing.T) {
 // TestCreationTime: the creation time is part of what the store keeps, for
 // Istio kinds as for workload kinds: Get and List return it, it survives
 // closing and reopening the file, a write with the same spec and time
-// changes nothing, and one with a new time (the kube runtime's object
-// deleted and created again with the same spec) is a change.
+// changes nothing, one with a new time (the kube runtime's object deleted
+// and created again with the same spec) is a change, and one without a
+// time is given one as the API server would.
 func TestCreationTime(t *testing.T) {
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "meshlab.db")
@@ -513,5 +514,24 @@ func TestCreationTime(t *testing.T) {
 	}
 	if got, _, _ := s.Get(config.VirtualService, "default", "a"); !got.CreationTimestamp.Equal(t1.Add(time.Hour)) {
 		t.Fatalf("created %v, want %v", got.CreationTimestamp, t1.Add(time.Hour))
+	}
+
+	// Without a time (the local runtime's apply drops the client's), an
+	// update keeps the stored one and a create gets the commit's.
+	a = vs("default", "a", "a", "changed")
+	res, err = s.Apply(ctx, []config.Resource{a, vs("default", "b", "b")})
+	if err != nil || ops(res.Changes) != "VirtualService/default/a=configured VirtualService/default/b=unchanged" {
+		t.Fatalf("updates without a time: %s, %v", ops(res.Changes), err)
+	}
+	if got, _, _ := s.Get(config.VirtualService, "default", "a"); !got.CreationTimestamp.Equal(t1.Add(time.Hour)) {
+		t.Fatalf("updated without a time: created %v, want the stored %v", got.CreationTimestamp, t1.Add(time.Hour))
+	}
+	before := time.Now().Truncate(time.Second)
+	if _, err := s.Apply(ctx, []config.Resource{vs("default", "c", "c")}); err != nil {
+		t.Fatal(err)
+	}
+	if got, _, _ := s.Get(config.VirtualService, "default", "c"); got.CreationTimestamp.Before(before) || got.CreationTimestamp.After(time.Now()) ||
+		got.CreationTimestamp.Nanosecond() != 0 {
+		t.Fatalf("created without a time: %v, want the commit's, in whole seconds", got.CreationTimestamp)
 	}
 }
