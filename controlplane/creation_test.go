@@ -4,10 +4,18 @@ import (
 	"context"
 	"encoding/json"
 	"net/http/httptest"
+	"net/netip"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+	"google.golang.org/protobuf/encoding/protojson"
+
 	"github.com/meshlab/meshlab/controlplane/api"
+	"github.com/meshlab/meshlab/controlplane/config"
+	"github.com/meshlab/meshlab/controlplane/registry"
+	"github.com/meshlab/meshlab/controlplane/xds"
 )
 
 // peerAuthnYAML is a namespace-wide PeerAuthentication in default. The
@@ -114,5 +122,60 @@ func TestIstioKindsCreationTime(t *testing.T) {
 	apply(cl, "first", "DISABLE", "created")
 	if got := created(cl, "first"); !got.After(t2) {
 		t.Fatalf("created again at %v, want after %v", got, t2)
+	}
+}
+
+// TestPeerAuthnOldestWinsFromTheStore: two namespace-wide
+// PeerAuthentications applied a second apart, the newer with the name
+// that sorts first; the configuration built from the store (as every push
+// does) enforces the older's mode, as istiod would.
+func TestPeerAuthnOldestWinsFromTheStore(t *testing.T) {
+	ctx := context.Background()
+	s, cl := newTestServer(t, t.TempDir())
+	for i, doc := range []string{peerAuthnYAML("default", "DISABLE"), peerAuthnYAML("a-newer", "STRICT")} {
+		if i > 0 {
+			time.Sleep(1100 * time.Millisecond) // creation times are whole seconds
+		}
+		docs, err := api.Documents("pa.yaml", []byte(doc), "default")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := cl.Apply(ctx, api.ApplyRequest{Documents: docs}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ip := netip.MustParseAddr("198.18.0.10")
+	s.Registry().PutService(registry.Service{Name: "httpbin", Namespace: "default", Selector: map[string]string{"app": "httpbin"},
+		Ports: []registry.Port{{Name: "http", Port: 8000, TargetPort: 80}}})
+	s.Registry().PutWorkload(registry.Workload{Name: "httpbin-0", Namespace: "default", IP: ip, Ready: true, ServiceAccount: "httpbin",
+		Labels: map[string]string{"app": "httpbin", "security.istio.io/tlsMode": "istio"}})
+	var cfg []config.Resource
+	for _, k := range config.Kinds {
+		rs, err := s.Store().List(k.Kind, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg = append(cfg, rs...)
+	}
+	p, err := xds.ParseNodeID("sidecar~198.18.0.10~httpbin-0.default~default.svc.cluster.local")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.Verified = &xds.Identity{TrustDomain: "cluster.local", Namespace: "default", ServiceAccount: "httpbin"}
+	res, err := xds.Build(xds.Input{Config: cfg, Registry: s.Registry().Snapshot()}, p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var lds strings.Builder
+	for _, l := range res[resource.ListenerType] {
+		b, err := protojson.Marshal(l)
+		if err != nil {
+			t.Fatal(err)
+		}
+		lds.WriteString(compact(b)) // protojson's spacing varies by design
+	}
+	// DISABLE: plaintext inbound chains only; STRICT would have only TLS ones.
+	if got := lds.String(); !strings.Contains(got, `"transportProtocol":"raw_buffer"`) || strings.Contains(got, `"transportProtocol":"tls"`) {
+		t.Errorf("inbound is not the older policy's DISABLE (plaintext only):\n%s", got)
 	}
 }
