@@ -11,9 +11,9 @@ import (
 )
 
 // Marshal turns a resource into a Kubernetes-shaped document: apiVersion,
-// kind, metadata (name, namespace, labels, annotations, resourceVersion
-// as the decimal Revision and creationTimestamp, each when it is set) and spec in protojson's camelCase
-// form without unset fields. It is what `get -o yaml|json` prints and what
+// kind, metadata (name, namespace, labels, annotations, and, when they are
+// set, resourceVersion as the decimal Revision and creationTimestamp) and
+// spec in protojson's camelCase form without unset fields. It is what `get -o yaml|json` prints and what
 // the store keeps.
 func Marshal(r Resource) (map[string]any, error) {
 	if r.Object != nil {

@@ -173,7 +173,8 @@ func (e *ConflictError) Error() string {
 // stored one's when it is updated; one that carries a time keeps it (the
 // kube runtime mirrors the API server's).
 // A resource whose spec, labels, annotations and creation time equal the
-// stored ones is left alone; when the whole batch is unchanged the revision does not move.
+// stored ones is left alone; when the whole batch is unchanged the
+// revision does not move.
 // Otherwise the revision goes up by one and every changed resource carries
 // it. A key given twice takes its last value.
 func (s *Store) Apply(ctx context.Context, rs []config.Resource) (ApplyResult, error) {
