@@ -41,8 +41,8 @@ func isSystemNamespace(ns string) bool { return slices.Contains(SystemNamespaces
 // every namespaced object's namespace must exist (stored, or in the batch),
 // Services of type NodePort get their nodePorts (kept across updates, the
 // lowest free one otherwise; one already taken is an error) and the
-// client's creation times are dropped, for the store's. The errors name document and
-// field; the caller stores nothing if there are any.
+// client's creation times are dropped, for the store's. The errors name
+// document and field; the caller stores nothing if there are any.
 func (s *Server) admitWorkloads(docs []api.Document, rs []config.Resource) []string {
 	var errs []string
 	fail := func(i int, field, format string, args ...any) {
