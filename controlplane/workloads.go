@@ -11,7 +11,6 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/meshlab/meshlab/controlplane/api"
 	"github.com/meshlab/meshlab/controlplane/config"
@@ -41,9 +40,9 @@ func isSystemNamespace(ns string) bool { return slices.Contains(SystemNamespaces
 // admitWorkloads does what the API server does when a batch is written:
 // every namespaced object's namespace must exist (stored, or in the batch),
 // Services of type NodePort get their nodePorts (kept across updates, the
-// lowest free one otherwise; one already taken is an error) and every
-// object keeps the time it was first created. The errors name document and
-// field; the caller stores nothing if there are any.
+// lowest free one otherwise; one already taken is an error) and the
+// client's creation times are dropped, for the store's. The errors name
+// document and field; the caller stores nothing if there are any.
 func (s *Server) admitWorkloads(docs []api.Document, rs []config.Resource) []string {
 	var errs []string
 	fail := func(i int, field, format string, args ...any) {
@@ -96,20 +95,18 @@ func (s *Server) admitWorkloads(docs []api.Document, rs []config.Resource) []str
 			}
 		}
 	}
-	now := metav1.NewTime(time.Now().UTC().Truncate(time.Second))
 	for i, r := range rs {
+		// Every kind, Istio's included (Istio picks the oldest of
+		// conflicting policies by it): a creation time the client sent is
+		// ignored, as the API server does; the store sets it when the
+		// object is created and keeps it when it is updated.
+		rs[i].SetCreationTime(time.Time{})
 		if r.Object == nil {
 			continue
 		}
 		if !r.ClusterScoped() && !namespaces[r.Namespace] {
 			fail(i, "metadata.namespace", "namespace %q not found; apply a Namespace named %s first, or in the same file (as Kubernetes, meshlab does not create it for you)", r.Namespace, r.Namespace)
 		}
-		meta := r.Object.(metav1.Object)
-		created := now
-		if old, found, err := s.store.Get(r.Kind, r.Namespace, r.Name); err == nil && found {
-			created = old.Object.(metav1.Object).GetCreationTimestamp()
-		}
-		meta.SetCreationTimestamp(created)
 		svc, ok := r.Object.(*corev1.Service)
 		if !ok || (svc.Spec.Type != corev1.ServiceTypeNodePort && svc.Spec.Type != corev1.ServiceTypeLoadBalancer) {
 			continue

@@ -5,14 +5,15 @@ import (
 	"encoding/json"
 	"fmt"
 	"strconv"
+	"time"
 
 	"google.golang.org/protobuf/encoding/protojson"
 )
 
 // Marshal turns a resource into a Kubernetes-shaped document: apiVersion,
-// kind, metadata (name, namespace, labels, annotations, and resourceVersion
-// as the decimal Revision when it is set) and spec in protojson's camelCase
-// form without unset fields. It is what `get -o yaml|json` prints and what
+// kind, metadata (name, namespace, labels, annotations, and, when they are
+// set, resourceVersion as the decimal Revision and creationTimestamp) and
+// spec in protojson's camelCase form without unset fields. It is what `get -o yaml|json` prints and what
 // the store keeps.
 func Marshal(r Resource) (map[string]any, error) {
 	if r.Object != nil {
@@ -40,6 +41,10 @@ func Marshal(r Resource) (map[string]any, error) {
 	}
 	if r.Revision != 0 {
 		meta["resourceVersion"] = strconv.FormatUint(r.Revision, 10)
+	}
+	if !r.CreationTimestamp.IsZero() {
+		// metav1.Time's form, so Istio kinds print as workload kinds do.
+		meta["creationTimestamp"] = r.CreationTimestamp.UTC().Format(time.RFC3339)
 	}
 	av := r.APIVersion
 	if av == "" {

@@ -9,6 +9,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"time"
 	"unicode/utf8"
 
 	"go.yaml.in/yaml/v2"
@@ -547,6 +548,16 @@ func decode(obj map[string]any, defaultNamespace string) (Resource, ErrorList) {
 				fail("metadata.resourceVersion", "expected a decimal revision, got %q", s)
 			}
 			r.Revision = n
+		}
+		if m["creationTimestamp"] != nil {
+			// What the store and the API server keep; a client's own value
+			// is overridden on write, as the API server does.
+			s, _ := m["creationTimestamp"].(string)
+			t, err := time.Parse(time.RFC3339, s)
+			if err != nil {
+				fail("metadata.creationTimestamp", "expected an RFC 3339 time such as 2024-05-01T12:00:00Z, got %s", describe(m["creationTimestamp"]))
+			}
+			r.CreationTimestamp = t.UTC()
 		}
 	case nil:
 		fail("metadata", "required: a resource needs metadata.name")

@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"google.golang.org/protobuf/proto"
 	networking "istio.io/api/networking/v1alpha3"
@@ -505,18 +506,25 @@ func TestProtoNamesAccepted(t *testing.T) {
 
 func TestUnmarshal(t *testing.T) {
 	tests := []struct {
-		name    string
-		doc     string
-		wantRev uint64
-		wantErr string
+		name        string
+		doc         string
+		wantRev     uint64
+		wantErr     string
+		wantCreated string // RFC 3339, "" for none
 	}{
-		{"stored document", `{"apiVersion":"networking.istio.io/v1","kind":"DestinationRule","metadata":{"name":"r","namespace":"ns","resourceVersion":"12"},"spec":{"host":"r"}}`, 12, ""},
-		{"64-bit integers as strings", `{"apiVersion":"networking.istio.io/v1","kind":"DestinationRule","metadata":{"name":"r"},"spec":{"host":"r","trafficPolicy":{"loadBalancer":{"consistentHash":{"httpHeaderName":"x","minimumRingSize":"1024"}}}}}`, 0, ""},
-		{"not JSON", `{"apiVersion":`, 0, "invalid JSON: unexpected EOF"},
+		{"stored document", `{"apiVersion":"networking.istio.io/v1","kind":"DestinationRule","metadata":{"name":"r","namespace":"ns","resourceVersion":"12","creationTimestamp":"2026-03-01T12:00:05Z"},"spec":{"host":"r"}}`, 12, "", "2026-03-01T12:00:05Z"},
+		{"API server's object", `{"apiVersion":"security.istio.io/v1","kind":"PeerAuthentication","metadata":{"name":"p","namespace":"ns","resourceVersion":"8812","creationTimestamp":"2026-03-01T13:00:05+01:00","uid":"u","generation":1},"spec":{}}`, 8812, "", "2026-03-01T12:00:05Z"},
+		{"null creationTimestamp", `{"apiVersion":"networking.istio.io/v1","kind":"DestinationRule","metadata":{"name":"r","creationTimestamp":null},"spec":{"host":"r"}}`, 0, "", ""},
+		{"bad creationTimestamp", `{"apiVersion":"networking.istio.io/v1","kind":"DestinationRule","metadata":{"name":"r","creationTimestamp":"yesterday"},"spec":{"host":"r"}}`, 0,
+			`DestinationRule default/r: metadata.creationTimestamp: expected an RFC 3339 time such as 2024-05-01T12:00:00Z, got a string ("yesterday")`, ""},
+		{"numeric creationTimestamp", `{"apiVersion":"networking.istio.io/v1","kind":"DestinationRule","metadata":{"name":"r","creationTimestamp":1},"spec":{"host":"r"}}`, 0,
+			`DestinationRule default/r: metadata.creationTimestamp: expected an RFC 3339 time such as 2024-05-01T12:00:00Z, got a number (1)`, ""},
+		{"64-bit integers as strings", `{"apiVersion":"networking.istio.io/v1","kind":"DestinationRule","metadata":{"name":"r"},"spec":{"host":"r","trafficPolicy":{"loadBalancer":{"consistentHash":{"httpHeaderName":"x","minimumRingSize":"1024"}}}}}`, 0, "", ""},
+		{"not JSON", `{"apiVersion":`, 0, "invalid JSON: unexpected EOF", ""},
 		{"bad field", `{"apiVersion":"networking.istio.io/v1","kind":"DestinationRule","metadata":{"name":"r"},"spec":{"hots":"r"}}`, 0,
-			`DestinationRule default/r: spec.hots: unknown field "hots"; did you mean "host"?`},
+			`DestinationRule default/r: spec.hots: unknown field "hots"; did you mean "host"?`, ""},
 		{"bad resourceVersion", `{"apiVersion":"networking.istio.io/v1","kind":"DestinationRule","metadata":{"name":"r","resourceVersion":"x"},"spec":{"host":"r"}}`, 0,
-			`DestinationRule default/r: metadata.resourceVersion: expected a decimal revision, got "x"`},
+			`DestinationRule default/r: metadata.resourceVersion: expected a decimal revision, got "x"`, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -532,6 +540,29 @@ func TestUnmarshal(t *testing.T) {
 			}
 			if r.Revision != tt.wantRev {
 				t.Errorf("Revision = %d, want %d", r.Revision, tt.wantRev)
+			}
+			created := ""
+			if !r.CreationTimestamp.IsZero() {
+				created = r.CreationTimestamp.Format(time.RFC3339)
+			}
+			if created != tt.wantCreated {
+				t.Errorf("CreationTimestamp = %q, want %q", created, tt.wantCreated)
+			}
+			if created == "" {
+				return
+			}
+			// What the store writes back reads the same.
+			doc, err := Marshal(r)
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, err := json.Marshal(doc)
+			if err != nil {
+				t.Fatal(err)
+			}
+			again, err := Unmarshal(b)
+			if err != nil || !again.CreationTimestamp.Equal(r.CreationTimestamp) {
+				t.Errorf("round trip: %v (%v), want %v; document %s", again.CreationTimestamp, err, r.CreationTimestamp, b)
 			}
 		})
 	}

@@ -5,9 +5,12 @@
 package config
 
 import (
+	"time"
+
 	"google.golang.org/protobuf/proto"
 	networking "istio.io/api/networking/v1alpha3"
 	security "istio.io/api/security/v1beta1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 )
 
@@ -64,7 +67,13 @@ type Resource struct {
 	Name        string            // metadata.name
 	Labels      map[string]string // metadata.labels
 	Annotations map[string]string // metadata.annotations
-	Spec        proto.Message     // e.g. *networking.VirtualService
+	// CreationTimestamp is an Istio kind's metadata.creationTimestamp:
+	// when the object was first stored, at the API server's precision (a
+	// second); zero before that. A workload kind keeps its own in Object's
+	// metadata; CreationTime and SetCreationTime read and write whichever
+	// one the resource has.
+	CreationTimestamp time.Time
+	Spec              proto.Message // e.g. *networking.VirtualService
 	// Object is the whole object of a workload kind (WorkloadKinds), e.g.
 	// *appsv1.Deployment, defaulted as the API server would and with no
 	// resourceVersion; nil for Istio kinds.
@@ -77,3 +86,24 @@ type Resource struct {
 
 // Key identifies a resource: kind/namespace/name.
 func (r Resource) Key() string { return string(r.Kind) + "/" + r.Namespace + "/" + r.Name }
+
+// CreationTime is metadata.creationTimestamp, for any kind: Istio resolves
+// conflicting configuration (two mesh-wide PeerAuthentications, say) by
+// it, oldest first.
+func (r Resource) CreationTime() time.Time {
+	if m, ok := r.Object.(metav1.Object); ok {
+		return m.GetCreationTimestamp().Time
+	}
+	return r.CreationTimestamp
+}
+
+// SetCreationTime sets metadata.creationTimestamp, truncated to the
+// second as the API server stores it.
+func (r *Resource) SetCreationTime(t time.Time) {
+	t = t.UTC().Truncate(time.Second)
+	if m, ok := r.Object.(metav1.Object); ok {
+		m.SetCreationTimestamp(metav1.NewTime(t))
+		return
+	}
+	r.CreationTimestamp = t
+}

@@ -306,6 +306,16 @@ spec:
 			}
 			return err
 		})
+		// With the API server's creation time, which Istio's oldest-wins
+		// rules go by.
+		live, err := dyn.Resource(vsGVR).Namespace("bookinfo").Get(ctx, "reviews", metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if stored, _, err := srv.Store().Get(config.VirtualService, "bookinfo", "reviews"); err != nil || stored.CreationTime().IsZero() ||
+			!stored.CreationTime().Equal(live.GetCreationTimestamp().Time) {
+			t.Errorf("stored creation time %v (%v), want the API server's %v", stored.CreationTime(), err, live.GetCreationTimestamp())
+		}
 
 		var cfg []config.Resource
 		for _, k := range config.Kinds {

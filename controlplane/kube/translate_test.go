@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"strings"
 	"testing"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
@@ -154,7 +155,7 @@ func TestResource(t *testing.T) {
 	}{
 		{"valid, with the API server's bookkeeping", `apiVersion: networking.istio.io/v1
 kind: VirtualService
-metadata: {name: reviews, namespace: default, resourceVersion: "42", uid: abc, generation: 1, managedFields: [{manager: kubectl}]}
+metadata: {name: reviews, namespace: default, resourceVersion: "42", uid: abc, generation: 1, creationTimestamp: "2026-03-01T12:00:05Z", managedFields: [{manager: kubectl}]}
 spec: {hosts: [reviews], http: [{route: [{destination: {host: reviews, subset: v1}}]}]}
 status: {}`, ""},
 		{"invalid", `apiVersion: networking.istio.io/v1
@@ -187,6 +188,11 @@ spec: {hosts: [reviews], http: [{route: [{destination: {subset: v1}}]}]}`, "Virt
 			}
 			if r.Key() != "VirtualService/default/reviews" || r.Revision != 0 || r.Spec == nil {
 				t.Fatalf("resource %+v", r)
+			}
+			// The API server's creation time is kept: Istio picks the
+			// oldest of conflicting policies by it.
+			if want := time.Date(2026, 3, 1, 12, 0, 5, 0, time.UTC); !r.CreationTimestamp.Equal(want) {
+				t.Fatalf("created %v, want the API server's %v", r.CreationTimestamp, want)
 			}
 		})
 	}

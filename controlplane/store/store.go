@@ -168,8 +168,13 @@ func (e *ConflictError) Error() string {
 // object's revision, as a Kubernetes update with a resourceVersion;
 // otherwise the batch fails with a *ConflictError. Without one, the last
 // write wins.
-// A resource whose spec, labels and annotations equal the stored ones is
-// left alone; when the whole batch is unchanged the revision does not move.
+// A resource without a creation time (metadata.creationTimestamp) is
+// given one as the API server does: the commit's when it is created, the
+// stored one's when it is updated; one that carries a time keeps it (the
+// kube runtime mirrors the API server's).
+// A resource whose spec, labels, annotations and creation time equal the
+// stored ones is left alone; when the whole batch is unchanged the
+// revision does not move.
 // Otherwise the revision goes up by one and every changed resource carries
 // it. A key given twice takes its last value.
 func (s *Store) Apply(ctx context.Context, rs []config.Resource) (ApplyResult, error) {
@@ -195,6 +200,9 @@ func (s *Store) Apply(ctx context.Context, rs []config.Resource) (ApplyResult, e
 			if prev == nil && r.Revision != 0 {
 				return &ConflictError{Key: r.Key(), Want: r.Revision}
 			}
+			if prev == nil && r.CreationTime().IsZero() {
+				r.SetCreationTime(batch.Time)
+			}
 			if prev != nil {
 				old, err := config.Unmarshal(prev)
 				if err != nil {
@@ -202,6 +210,9 @@ func (s *Store) Apply(ctx context.Context, rs []config.Resource) (ApplyResult, e
 				}
 				if r.Revision != 0 && r.Revision != old.Revision {
 					return &ConflictError{Key: r.Key(), Want: r.Revision, Have: old.Revision}
+				}
+				if r.CreationTime().IsZero() {
+					r.SetCreationTime(old.CreationTime())
 				}
 				if same(old, r) {
 					res.Changes = append(res.Changes, Change{Key: r.Key(), Op: Unchanged})
@@ -323,7 +334,11 @@ func same(a, b config.Resource) bool {
 	if a.Object != nil || b.Object != nil {
 		return a.Object != nil && b.Object != nil && config.SameObject(a.Object, b.Object)
 	}
-	return proto.Equal(a.Spec, b.Spec) && maps.Equal(a.Labels, b.Labels) && maps.Equal(a.Annotations, b.Annotations)
+	// The creation time counts: on the kube runtime a policy deleted and
+	// created again with the same spec is a younger policy, which changes
+	// which one Istio's oldest-wins rules pick.
+	return proto.Equal(a.Spec, b.Spec) && maps.Equal(a.Labels, b.Labels) && maps.Equal(a.Annotations, b.Annotations) &&
+		a.CreationTimestamp.Equal(b.CreationTimestamp)
 }
 
 func encode(r config.Resource) ([]byte, error) {

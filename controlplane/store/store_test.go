@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	networking "istio.io/api/networking/v1alpha3"
 
@@ -464,5 +465,73 @@ func TestOpenLocked(t *testing.T) {
 	_, err = Open(path)
 	if want := "open store: another meshlab control plane holds " + path; err == nil || err.Error() != want {
 		t.Fatalf("second Open: %v, want %s", err, want)
+	}
+}
+
+// TestCreationTime: the creation time is part of what the store keeps, for
+// Istio kinds as for workload kinds: Get and List return it, it survives
+// closing and reopening the file, a write with the same spec and time
+// changes nothing, one with a new time (the kube runtime's object deleted
+// and created again with the same spec) is a change, and one without a
+// time is given one as the API server would.
+func TestCreationTime(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "meshlab.db")
+	s, err := Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t1 := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	a, b := vs("default", "a", "a"), vs("default", "b", "b")
+	a.CreationTimestamp, b.CreationTimestamp = t1, t1.Add(time.Second)
+	if _, err := s.Apply(ctx, []config.Resource{a, b}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if s, err = Open(path); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	got, found, err := s.Get(config.VirtualService, "default", "a")
+	if err != nil || !found || !got.CreationTimestamp.Equal(t1) {
+		t.Fatalf("after reopening, Get a: created %v (found %v, %v), want %v", got.CreationTimestamp, found, err, t1)
+	}
+	l, err := s.List(config.VirtualService, "default")
+	if err != nil || len(l) != 2 || !l[1].CreationTimestamp.Equal(t1.Add(time.Second)) {
+		t.Fatalf("List: %+v, %v; want b created at %v", l, err, t1.Add(time.Second))
+	}
+
+	res, err := s.Apply(ctx, []config.Resource{a})
+	if err != nil || ops(res.Changes) != "VirtualService/default/a=unchanged" {
+		t.Fatalf("same spec, same time: %s, %v", ops(res.Changes), err)
+	}
+	a.CreationTimestamp = t1.Add(time.Hour)
+	res, err = s.Apply(ctx, []config.Resource{a})
+	if err != nil || ops(res.Changes) != "VirtualService/default/a=configured" {
+		t.Fatalf("same spec, new time: %s, %v", ops(res.Changes), err)
+	}
+	if got, _, _ := s.Get(config.VirtualService, "default", "a"); !got.CreationTimestamp.Equal(t1.Add(time.Hour)) {
+		t.Fatalf("created %v, want %v", got.CreationTimestamp, t1.Add(time.Hour))
+	}
+
+	// Without a time (the local runtime's apply drops the client's), an
+	// update keeps the stored one and a create gets the commit's.
+	a = vs("default", "a", "a", "changed")
+	res, err = s.Apply(ctx, []config.Resource{a, vs("default", "b", "b")})
+	if err != nil || ops(res.Changes) != "VirtualService/default/a=configured VirtualService/default/b=unchanged" {
+		t.Fatalf("updates without a time: %s, %v", ops(res.Changes), err)
+	}
+	if got, _, _ := s.Get(config.VirtualService, "default", "a"); !got.CreationTimestamp.Equal(t1.Add(time.Hour)) {
+		t.Fatalf("updated without a time: created %v, want the stored %v", got.CreationTimestamp, t1.Add(time.Hour))
+	}
+	before := time.Now().Truncate(time.Second)
+	if _, err := s.Apply(ctx, []config.Resource{vs("default", "c", "c")}); err != nil {
+		t.Fatal(err)
+	}
+	if got, _, _ := s.Get(config.VirtualService, "default", "c"); got.CreationTimestamp.Before(before) || got.CreationTimestamp.After(time.Now()) ||
+		got.CreationTimestamp.Nanosecond() != 0 {
+		t.Fatalf("created without a time: %v, want the commit's, in whole seconds", got.CreationTimestamp)
 	}
 }

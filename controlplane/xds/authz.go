@@ -20,6 +20,7 @@ import (
 	"fmt"
 	"net/netip"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -114,8 +115,9 @@ func (a AuthzFilters) WithAuthn(authn *hcmv3.HttpFilter) []*hcmv3.HttpFilter {
 
 // AuthzPoliciesFor returns the AuthorizationPolicies that apply to a
 // sidecar workload, as ListAuthorizationPolicies does: the root
-// namespace's first, then the workload namespace's, each in the order
-// given (Istio sorts by creation time; the caller passes store order).
+// namespace's first, then the workload namespace's, each oldest first
+// (GetAuthorizationPolicies' sortConfigByCreationTime: creation time,
+// then name), whatever order they are given in.
 // A policy with targetRef(s) never applies to a sidecar (Istio 1.24
 // attaches those only to Gateway API gateways and waypoints, which meshlab
 // has neither of); a selector must be a subset of the workload's labels.
@@ -127,6 +129,7 @@ func AuthzPoliciesFor(policies []config.Resource, namespace string, labels map[s
 	}
 	var out []config.Resource
 	for _, ns := range lookup {
+		from := len(out)
 		for _, r := range policies {
 			ap, ok := r.Spec.(*security.AuthorizationPolicy)
 			if r.Kind != config.AuthorizationPolicy || !ok || r.Namespace != ns {
@@ -140,6 +143,7 @@ func AuthzPoliciesFor(policies []config.Resource, namespace string, labels map[s
 			}
 			out = append(out, r)
 		}
+		slices.SortStableFunc(out[from:], oldestFirst)
 	}
 	return out
 }

@@ -6,8 +6,10 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	rbacpb "github.com/envoyproxy/go-control-plane/envoy/config/rbac/v3"
 	rbachttp "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/rbac/v3"
@@ -350,5 +352,39 @@ func TestAuthzRefuses(t *testing.T) {
 				t.Errorf("err %q does not name the policy", err)
 			}
 		})
+	}
+}
+
+// TestAuthzPolicyOrder: the policies that apply come as Istio's
+// GetAuthorizationPolicies and ListAuthorizationPolicies give them: the
+// root namespace's, then the workload namespace's, each oldest first
+// (name order among those created in the same second), whatever order
+// the caller holds them in.
+func TestAuthzPolicyOrder(t *testing.T) {
+	t0 := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	ap := func(ns, name string, sec int) config.Resource {
+		return config.Resource{Kind: config.AuthorizationPolicy, Namespace: ns, Name: name,
+			Spec: &security.AuthorizationPolicy{}, CreationTimestamp: t0.Add(time.Duration(sec) * time.Second)}
+	}
+	all := []config.Resource{
+		ap("foo", "a-newest", 9),
+		ap("foo", "b", 2),
+		ap("foo", "c-oldest", 1),
+		ap("foo", "a-same-second-as-b", 2),
+		ap("istio-system", "a-mesh-newer", 8),
+		ap("istio-system", "z-mesh-older", 0),
+		ap("bar", "other", 0),
+	}
+	want := []string{"istio-system/z-mesh-older", "istio-system/a-mesh-newer", "foo/c-oldest", "foo/a-same-second-as-b", "foo/b", "foo/a-newest"}
+	rev := slices.Clone(all)
+	slices.Reverse(rev)
+	for _, in := range [][]config.Resource{all, rev} {
+		var got []string
+		for _, r := range AuthzPoliciesFor(in, "foo", nil, "istio-system") {
+			got = append(got, r.Namespace+"/"+r.Name)
+		}
+		if !slices.Equal(got, want) {
+			t.Errorf("policies for foo:\n got %v\nwant %v", got, want)
+		}
 	}
 }

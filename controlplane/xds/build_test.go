@@ -11,6 +11,7 @@ import (
 	"sort"
 	"strings"
 	"testing"
+	"time"
 
 	cachev3 "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
@@ -36,6 +37,10 @@ type fixture struct {
 		Spec      json.RawMessage `json:"spec"`
 		// Annotations, e.g. istio.io/dry-run.
 		Annotations map[string]string `json:"annotations"`
+		// CreationTimestamp decides which of conflicting policies Istio
+		// takes (the oldest); a fixture without it has every resource
+		// created at once, so names decide.
+		CreationTimestamp time.Time `json:"creationTimestamp"`
 	} `json:"config"`
 	// Mesh is the mesh config YAML (the istio ConfigMap's mesh key).
 	Mesh    string            `json:"mesh"`
@@ -76,7 +81,7 @@ func loadFixture(t testing.TB, path string) (Input, map[string]string) {
 		if err := protojson.Unmarshal(c.Spec, spec); err != nil {
 			t.Fatalf("%s: %s %s/%s: %v", path, c.Kind, c.Namespace, c.Name, err)
 		}
-		in.Config = append(in.Config, config.Resource{Kind: c.Kind, Namespace: c.Namespace, Name: c.Name, Spec: spec, APIVersion: info.Group + "/v1", Annotations: c.Annotations})
+		in.Config = append(in.Config, config.Resource{Kind: c.Kind, Namespace: c.Namespace, Name: c.Name, Spec: spec, APIVersion: info.Group + "/v1", Annotations: c.Annotations, CreationTimestamp: c.CreationTimestamp})
 	}
 	if f.Mesh != "" {
 		mc, err := meshconfig.Parse([]byte(f.Mesh))

@@ -65,8 +65,9 @@ func (k serverKind) plaintext() bool { return k == kindHTTP || k == kindTCP }
 // filter chain matched by its hosts as SNI that terminates TLS with its
 // certificate and routes with `https.<port>.<portName>.<gateway>.<ns>`;
 // TLS PASSTHROUGH servers get a chain per tls route match (SNI), TCP
-// servers the tcp routes. A port's first server (by gateway
-// namespace/name) decides whether it is plaintext or TLS; servers of the
+// servers the tcp routes. A port's first server (of the oldest gateway,
+// as Istio's initGateways sorts them) decides whether it is plaintext or
+// TLS; servers of the
 // other kind on it are dropped, as Istio rejects conflicting servers.
 // Clusters are those the routes name.
 func (x *index) buildRouter(w registry.Workload, authz AuthzFilters, authzNeed []destination) Resources {

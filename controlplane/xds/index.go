@@ -36,11 +36,13 @@ type index struct {
 	drWildcard      map[string][]*destinationRule          // namespace → wildcard DestinationRules, in order
 	gateways        []*gateway
 	// authz are the AuthorizationPolicies, in store order, so that each
-	// sidecar's build looks through them rather than all the config.
+	// sidecar's build looks through them rather than all the config
+	// (AuthzPoliciesFor puts a workload's in Istio's order).
 	authz []config.Resource
 	// peer are the PeerAuthentications, indexed once (peerauthn.go).
 	peer peerAuthns
-	// reqAuthn are the RequestAuthentications, in store order (jwt.go).
+	// reqAuthn are the RequestAuthentications, in store order
+	// (RequestAuthnFor puts a workload's in Istio's order).
 	reqAuthn []config.Resource
 
 	mu           sync.Mutex
@@ -196,8 +198,11 @@ func newIndex(in Input) *index {
 	x.peer = newPeerAuthns(pas)
 	byKey := func(a, b config.Resource) int { return strings.Compare(a.Namespace+"/"+a.Name, b.Namespace+"/"+b.Name) }
 	slices.SortFunc(x.virtualServices, func(a, b *virtualService) int { return byKey(a.res, b.res) })
-	slices.SortFunc(x.gateways, func(a, b *gateway) int { return byKey(a.res, b.res) })
-	slices.SortFunc(drs, func(a, b *destinationRule) int { return byKey(a.res, b.res) })
+	// Istio's initGateways and initDestinationRules take these oldest
+	// first: the oldest Gateway decides a port's kind, the oldest
+	// DestinationRule of a host in a namespace is the one that applies.
+	slices.SortFunc(x.gateways, func(a, b *gateway) int { return oldestFirst(a.res, b.res) })
+	slices.SortFunc(drs, func(a, b *destinationRule) int { return oldestFirst(a.res, b.res) })
 	for _, vs := range x.virtualServices {
 		wild := false
 		for _, h := range vs.hosts {
@@ -225,6 +230,19 @@ func newIndex(in Input) *index {
 		}
 	}
 	return x
+}
+
+// oldestFirst is Istio's sortConfigByCreationTime (pilot/pkg/model/config.go)
+// as a comparison: older first; the API server keeps whole seconds, so
+// ties are common and go by name, then namespace.
+func oldestFirst(a, b config.Resource) int {
+	if c := a.CreationTime().Compare(b.CreationTime()); c != 0 {
+		return c
+	}
+	if c := strings.Compare(a.Name, b.Name); c != 0 {
+		return c
+	}
+	return strings.Compare(a.Namespace, b.Namespace)
 }
 
 // resolveHost is Istio's ResolveShortnameToFQDN: a name without dots is

@@ -89,7 +89,10 @@ func jwtTimeout(rule *security.JWTRule) time.Duration {
 
 // RequestAuthnFor returns the RequestAuthentications that apply to a
 // workload, as GetJwtPoliciesForWorkload does: the workload namespace's,
-// then the root namespace's; a selector must be a subset of the labels;
+// then the root namespace's, each oldest first (initAuthenticationPolicies'
+// sortConfigByCreationTime: creation time, then name) whatever order they
+// are given in, which is the order of their JWT rules before Istio sorts
+// those by issuer; a selector must be a subset of the labels;
 // one with targetRef(s) never applies to a sidecar or a classic gateway.
 func RequestAuthnFor(cfg []config.Resource, namespace string, labels map[string]string, rootNamespace string) []config.Resource {
 	lookup := []string{namespace, rootNamespace}
@@ -98,6 +101,7 @@ func RequestAuthnFor(cfg []config.Resource, namespace string, labels map[string]
 	}
 	var out []config.Resource
 	for _, ns := range lookup {
+		from := len(out)
 		for _, r := range cfg {
 			ra, ok := r.Spec.(*security.RequestAuthentication)
 			if !ok || r.Namespace != ns {
@@ -111,6 +115,7 @@ func RequestAuthnFor(cfg []config.Resource, namespace string, labels map[string]
 			}
 			out = append(out, r)
 		}
+		slices.SortStableFunc(out[from:], oldestFirst)
 	}
 	return out
 }

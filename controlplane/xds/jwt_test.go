@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"slices"
 	"testing"
+	"time"
 
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	jwtv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/jwt_authn/v3"
@@ -108,8 +109,9 @@ func TestJWTFetchFailureInlinesFakeKeys(t *testing.T) {
 }
 
 // TestJWTSelection: which RequestAuthentications apply, as
-// GetJwtPoliciesForWorkload: namespace then root namespace, selector a
-// subset of the labels, targetRef policies never on a sidecar.
+// GetJwtPoliciesForWorkload: namespace then root namespace, each oldest
+// first (name order among equals), selector a subset of the labels,
+// targetRef policies never on a sidecar.
 func TestJWTSelection(t *testing.T) {
 	ra := func(ns, name string, sel map[string]string, targetRef bool) config.Resource {
 		s := &security.RequestAuthentication{JwtRules: []*security.JWTRule{{Issuer: name}}}
@@ -129,6 +131,12 @@ func TestJWTSelection(t *testing.T) {
 		ra("foo", "target", nil, true),
 		ra("bar", "other", nil, false),
 		ra("istio-system", "mesh-app-a", map[string]string{"app": "a"}, false),
+	}
+	// Created in list order, a second apart, so age and name disagree
+	// ("ns" is older than "app-a").
+	t0 := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	for i := range all {
+		all[i].CreationTimestamp = t0.Add(time.Duration(i) * time.Second)
 	}
 	names := func(rs []config.Resource) []string {
 		var out []string
@@ -150,6 +158,19 @@ func TestJWTSelection(t *testing.T) {
 		if got := names(RequestAuthnFor(all, tt.ns, tt.labels, "istio-system")); !slices.Equal(got, tt.want) {
 			t.Errorf("%s %v: %v, want %v", tt.ns, tt.labels, got, tt.want)
 		}
+	}
+	// Given youngest first, the order is still by age; created in the
+	// same second (the API server's precision), by name.
+	rev := slices.Clone(all)
+	slices.Reverse(rev)
+	if got, want := names(RequestAuthnFor(rev, "foo", map[string]string{"app": "a"}, "istio-system")), []string{"ns", "app-a", "mesh", "mesh-app-a"}; !slices.Equal(got, want) {
+		t.Errorf("given youngest first: %v, want %v", got, want)
+	}
+	for i := range rev {
+		rev[i].CreationTimestamp = t0
+	}
+	if got, want := names(RequestAuthnFor(rev, "foo", map[string]string{"app": "a"}, "istio-system")), []string{"app-a", "ns", "mesh", "mesh-app-a"}; !slices.Equal(got, want) {
+		t.Errorf("created in the same second: %v, want %v", got, want)
 	}
 }
 

@@ -2,7 +2,6 @@ package xds
 
 import (
 	"slices"
-	"strings"
 
 	security "istio.io/api/security/v1beta1"
 
@@ -57,9 +56,8 @@ func (p *peerAuthn) workloadLevel() bool { return len(p.spec.GetSelector().GetMa
 
 // peerAuthns indexes the PeerAuthentications once per push, as Istio's
 // initAuthenticationPolicies / addPeerAuthentication do: by namespace in
-// the order Istio's sortConfigByCreationTime gives them (oldest first;
-// the store keeps no creation time, so every policy counts as created at
-// once and Istio's own tie-break, name then namespace, decides), and the
+// the order Istio's sortConfigByCreationTime gives them (oldest first by
+// metadata.creationTimestamp, then name, then namespace), and the
 // namespace- and mesh-level modes auto mTLS infers a service's mode from.
 type peerAuthns struct {
 	byNS map[string][]*peerAuthn
@@ -71,12 +69,7 @@ type peerAuthns struct {
 }
 
 func newPeerAuthns(pas []*peerAuthn) peerAuthns {
-	slices.SortStableFunc(pas, func(a, b *peerAuthn) int {
-		if c := strings.Compare(a.res.Name, b.res.Name); c != 0 {
-			return c
-		}
-		return strings.Compare(a.res.Namespace, b.res.Namespace)
-	})
+	slices.SortStableFunc(pas, func(a, b *peerAuthn) int { return oldestFirst(a.res, b.res) })
 	x := peerAuthns{byNS: map[string][]*peerAuthn{}, nsMode: map[string]mtlsMode{}}
 	seen := map[string]bool{} // namespaces whose (oldest) namespace/mesh policy is taken
 	nsSpec := map[string]security.PeerAuthentication_MutualTLS_Mode{}

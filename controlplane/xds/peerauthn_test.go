@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
@@ -31,10 +32,17 @@ func pa(ns, name string, sel map[string]string, mode security.PeerAuthentication
 	return &peerAuthn{res: config.Resource{Kind: config.PeerAuthentication, Namespace: ns, Name: name, Spec: spec}, spec: spec}
 }
 
+// created sets when a policy was created: seconds after a fixed instant.
+func created(p *peerAuthn, sec int) *peerAuthn {
+	p.res.CreationTimestamp = time.Date(2026, 3, 1, 12, 0, sec, 0, time.UTC)
+	return p
+}
+
 // TestPeerPolicy follows Istio's ComposePeerAuthentication and
 // GetMutualTLSModeForPort (pilot/pkg/security/authn/policy_applier.go):
-// workload > namespace > mesh, UNSET inheriting, the oldest (here: first
-// by name) of a level winning, port-level only from the workload policy.
+// workload > namespace > mesh, UNSET inheriting, the oldest of a level
+// winning (by creation time, then name), port-level only from the
+// workload policy.
 func TestPeerPolicy(t *testing.T) {
 	const (
 		unset      = security.PeerAuthentication_MutualTLS_UNSET
@@ -72,6 +80,17 @@ func TestPeerPolicy(t *testing.T) {
 			pa(rootNamespace, "z", nil, disable, nil), pa(rootNamespace, "m", nil, strict, nil)}, want: mtlsStrict, wantNS: mtlsStrict},
 		{name: "workload tie: first by name wins", policies: []*peerAuthn{
 			pa("foo", "w2", app, disable, nil), pa("foo", "w1", app, strict, nil)}, want: mtlsStrict, wantNS: mtlsUnknown},
+		{name: "namespace: the older wins though named later", policies: []*peerAuthn{
+			created(pa("foo", "a-newer", nil, strict, nil), 5), created(pa("foo", "default", nil, disable, nil), 1)}, want: mtlsDisable, wantNS: mtlsDisable},
+		{name: "mesh: the older wins though named later", policies: []*peerAuthn{
+			created(pa(rootNamespace, "a-newer", nil, strict, nil), 5), created(pa(rootNamespace, "default", nil, permissive, nil), 1)}, want: mtlsPermissive, wantNS: mtlsPermissive},
+		{name: "workload: the older wins though named later", policies: []*peerAuthn{
+			created(pa("foo", "a-newer", app, disable, nil), 5), created(pa("foo", "httpbin", app, strict, nil), 1)}, want: mtlsStrict, wantNS: mtlsUnknown},
+		{name: "workload: the older's port levels, not the newer's", port: 80, policies: []*peerAuthn{
+			created(pa("foo", "a-newer", app, strict, map[uint32]security.PeerAuthentication_MutualTLS_Mode{80: disable}), 5),
+			created(pa("foo", "httpbin", app, strict, nil), 1)}, want: mtlsStrict, wantNS: mtlsUnknown},
+		{name: "same second: first by name", policies: []*peerAuthn{
+			created(pa("foo", "b", nil, disable, nil), 3), created(pa("foo", "a", nil, strict, nil), 3)}, want: mtlsStrict, wantNS: mtlsStrict},
 		{name: "port level overrides", port: 80, policies: []*peerAuthn{
 			pa("foo", "default", nil, strict, nil), pa("foo", "httpbin", app, unset, map[uint32]security.PeerAuthentication_MutualTLS_Mode{80: disable})}, want: mtlsDisable, wantNS: mtlsStrict},
 		{name: "port level for another port", port: 81, policies: []*peerAuthn{
