@@ -54,15 +54,14 @@ const (
 // Status is what the runtime records about a running lab; `status` prints it
 // and `exec` and `logs` find pods in it.
 type Status struct {
-	Runtime   string        `json:"runtime"`
-	Phase     string        `json:"phase"`
-	Error     string        `json:"error,omitempty"`
-	PID       int           `json:"pid"`
-	StartedAt time.Time     `json:"startedAt"`
-	Steps     []Step        `json:"steps"`
-	URLs      URLs          `json:"urls"`
-	Pods      []Pod         `json:"pods"`
-	Services  []ServiceInfo `json:"services"`
+	Runtime   string    `json:"runtime"`
+	Phase     string    `json:"phase"`
+	Error     string    `json:"error,omitempty"`
+	PID       int       `json:"pid"`
+	StartedAt time.Time `json:"startedAt"`
+	Steps     []Step    `json:"steps"`
+	URLs      URLs      `json:"urls"`
+	Pods      []Pod     `json:"pods"`
 }
 
 // URLs a person uses.
@@ -120,14 +119,6 @@ type Container struct {
 	// UID and GID it runs as, which `exec` runs as too.
 	UID uint32 `json:"uid"`
 	GID uint32 `json:"gid"`
-}
-
-// ServiceInfo is one Service of the lab.
-type ServiceInfo struct {
-	Namespace string   `json:"namespace"`
-	Name      string   `json:"name"`
-	VIP       string   `json:"vip"`
-	Ports     []uint32 `json:"ports"`
 }
 
 // ErrNotUp is returned when there is no lab in the state directory.

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	_ "embed"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -13,6 +14,8 @@ import (
 	"runtime"
 	"text/template"
 	"time"
+
+	corev1 "k8s.io/api/core/v1"
 
 	"github.com/meshlab/meshlab/controlplane/api"
 	"github.com/meshlab/meshlab/lab"
@@ -162,13 +165,20 @@ func (h *harness) paths(ctx context.Context, l *labCtl, st lab.Status) ([]*path,
 	nginxPod, frontPod, haproxyPod := pod("nginx"), pod("nginx-front"), pod("haproxy")
 	serverProxy := proxyRef{"server sidecar", pid("server", "istio-proxy")}
 	clientProxy := proxyRef{"client sidecar", pid("client", "istio-proxy")}
+	// The Services' VIPs, as kubectl would read them.
+	var svcs corev1.ServiceList
+	if out, err := l.run(ctx, "get", "services", "-n", benchNS, "-o", "json"); err != nil {
+		errs = append(errs, fmt.Errorf("get services -n %s: %w", benchNS, err))
+	} else if err := json.Unmarshal([]byte(out), &svcs); err != nil {
+		errs = append(errs, fmt.Errorf("get services -n %s -o json: %w", benchNS, err))
+	}
 	vipOf := func(name string) string {
-		for _, s := range st.Services {
-			if s.Namespace == benchNS && s.Name == name {
-				return s.VIP
+		for _, s := range svcs.Items {
+			if s.Name == name && s.Spec.ClusterIP != "" {
+				return s.Spec.ClusterIP
 			}
 		}
-		errs = append(errs, fmt.Errorf("service %s/%s has no VIP in the lab's status", benchNS, name))
+		errs = append(errs, fmt.Errorf("service %s/%s has no cluster IP", benchNS, name))
 		return ""
 	}
 	vip, mtlsVIP := vipOf("server"), vipOf("server-mtls")
