@@ -7,7 +7,6 @@ import (
 	"time"
 
 	adminv3 "github.com/envoyproxy/go-control-plane/envoy/admin/v3"
-	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -30,14 +29,7 @@ func adminHandler(p *proxy.Proxy, agent *identity.Agent) http.Handler {
 			http.Error(w, fmt.Sprintf("build config dump: %v", err), http.StatusInternalServerError)
 			return
 		}
-		b, err := protojson.MarshalOptions{Multiline: true, Indent: "  ", UseProtoNames: true}.Marshal(dump)
-		if err != nil {
-			http.Error(w, fmt.Sprintf("marshal config dump: %v", err), http.StatusInternalServerError)
-			return
-		}
-		w.Header().Set("Content-Type", "application/json")
-		// A failed write means the admin client went away.
-		_, _ = w.Write(b)
+		proxy.WriteConfigDump(w, dump)
 	})
 	return mux
 }

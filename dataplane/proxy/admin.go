@@ -157,6 +157,12 @@ func (p *Proxy) serveConfigDump(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, fmt.Sprintf("build config dump: %v", err), http.StatusInternalServerError)
 		return
 	}
+	WriteConfigDump(w, dump)
+}
+
+// WriteConfigDump answers an admin /config_dump request with dump, as
+// Envoy writes it (proto field names, indented).
+func WriteConfigDump(w http.ResponseWriter, dump *adminv3.ConfigDump) {
 	b, err := protojson.MarshalOptions{Multiline: true, Indent: "  ", UseProtoNames: true}.Marshal(dump)
 	if err != nil {
 		http.Error(w, fmt.Sprintf("marshal config dump: %v", err), http.StatusInternalServerError)
