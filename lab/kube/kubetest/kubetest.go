@@ -104,7 +104,8 @@ func Start(t testing.TB) *Env {
 // startEtcd runs a single-member etcd on loopback and returns its client URL.
 func startEtcd(ctx context.Context, t testing.TB, bin, dir string) string {
 	t.Helper()
-	client, peer := "http://"+freePort(t), "http://"+freePort(t)
+	ports := freePorts(t, 2)
+	client, peer := "http://"+ports[0], "http://"+ports[1]
 	p := start(t, "etcd", bin, dir,
 		"--name=kubetest",
 		"--data-dir="+filepath.Join(dir, "etcd"),
@@ -128,7 +129,7 @@ func startEtcd(ctx context.Context, t testing.TB, bin, dir string) string {
 // startAPIServer runs kube-apiserver against etcdURL and returns its URL.
 func startAPIServer(ctx context.Context, t testing.TB, bin, dir, etcdURL string, pki *pki) string {
 	t.Helper()
-	addr := freePort(t)
+	addr := freePorts(t, 1)[0]
 	_, port, _ := net.SplitHostPort(addr)
 	p := start(t, "kube-apiserver", bin, dir,
 		"--etcd-servers="+etcdURL,
@@ -266,15 +267,22 @@ func waitFor(ctx context.Context, t testing.TB, p *proc, ready func() bool) {
 	}
 }
 
-// freePort returns a loopback address whose port was free a moment ago.
-func freePort(t testing.TB) string {
+// freePorts returns n loopback addresses whose ports were free a moment
+// ago, and distinct: every listener stays open until all are chosen, so two
+// calls cannot be handed the same port (etcd's client and peer URLs did,
+// and etcd failed with "address already in use").
+func freePorts(t testing.TB, n int) []string {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatalf("kubetest: finding a free port: %v", err)
+	addrs := make([]string, 0, n)
+	for range n {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatalf("kubetest: finding a free port: %v", err)
+		}
+		defer func() { _ = l.Close() }()
+		addrs = append(addrs, l.Addr().String())
 	}
-	defer func() { _ = l.Close() }()
-	return l.Addr().String()
+	return addrs
 }
 
 // pki is the apiserver's serving certificate, its CA, the admin token and the
