@@ -5,13 +5,9 @@ import (
 	"sort"
 	"strings"
 
-	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
-	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
-	httpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/upstreams/http/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/wellknown"
 	"google.golang.org/protobuf/proto"
-	"google.golang.org/protobuf/types/known/anypb"
 
 	"github.com/meshlab/meshlab/controlplane/registry"
 )
@@ -82,31 +78,6 @@ func (x *index) routerAuthz(w registry.Workload) (AuthzFilters, []destination, e
 		}
 	}
 	return authz, need, nil
-}
-
-// isH2 is Istio's Protocol.IsHTTP2 of a service port (HTTP2, GRPC,
-// GRPC-Web, h2c), by appProtocol or name prefix.
-func isH2(p registry.Port) bool {
-	switch p.AppProtocol {
-	case "http2", "grpc", "grpc-web", "h2c", "kubernetes.io/h2c":
-		return true
-	case "":
-		name, _, _ := strings.Cut(p.Name, "-") // grpc-web is grpc here
-		return name == "http2" || name == "grpc"
-	}
-	return false
-}
-
-// setInboundH2 is Istio's setUpstreamProtocol for an inbound cluster of
-// an HTTP/2 port: the sidecar speaks HTTP/2 to the app, which for gRPC
-// (the ext-authz sample's Authorization/Check among them) is the only
-// protocol it answers.
-func setInboundH2(c *clusterv3.Cluster) {
-	c.TypedExtensionProtocolOptions = map[string]*anypb.Any{httpProtocolOptionsKey: mustAny(&httpv3.HttpProtocolOptions{
-		UpstreamProtocolOptions: &httpv3.HttpProtocolOptions_ExplicitHttpConfig_{ExplicitHttpConfig: &httpv3.HttpProtocolOptions_ExplicitHttpConfig{
-			ProtocolConfig: &httpv3.HttpProtocolOptions_ExplicitHttpConfig_Http2ProtocolOptions{Http2ProtocolOptions: &corev3.Http2ProtocolOptions{}},
-		}},
-	})}
 }
 
 // gatewayTCPAuthz puts the gateway workload's network authorization

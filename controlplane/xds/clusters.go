@@ -242,9 +242,7 @@ func applyConnectionPool(c *clusterv3.Cluster, cp *networking.ConnectionPoolSett
 		if hpo == nil {
 			hpo = &httpv3.HttpProtocolOptions{}
 		}
-		hpo.UpstreamProtocolOptions = &httpv3.HttpProtocolOptions_ExplicitHttpConfig_{ExplicitHttpConfig: &httpv3.HttpProtocolOptions_ExplicitHttpConfig{
-			ProtocolConfig: &httpv3.HttpProtocolOptions_ExplicitHttpConfig_Http2ProtocolOptions{Http2ProtocolOptions: &corev3.Http2ProtocolOptions{}},
-		}}
+		hpo.UpstreamProtocolOptions = explicitHTTP2()
 	}
 	if hpo != nil {
 		if hpo.UpstreamProtocolOptions == nil {

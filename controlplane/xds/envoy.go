@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/netip"
 	"strconv"
+	"strings"
 	"time"
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
@@ -16,6 +17,7 @@ import (
 	routerv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/router/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	tcpproxyv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/tcp_proxy/v3"
+	httpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/upstreams/http/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/wellknown"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
@@ -72,6 +74,37 @@ func isHTTP(p registry.Port) bool {
 		return true
 	}
 	return false
+}
+
+// isH2 is Istio's Protocol.IsHTTP2 of a service port (HTTP2, GRPC,
+// GRPC-Web, h2c), by appProtocol or name prefix.
+func isH2(p registry.Port) bool {
+	switch p.AppProtocol {
+	case "http2", "grpc", "grpc-web", "h2c", "kubernetes.io/h2c":
+		return true
+	case "":
+		name, _, _ := strings.Cut(p.Name, "-") // grpc-web is grpc here
+		return name == "http2" || name == "grpc"
+	}
+	return false
+}
+
+// setInboundH2 is Istio's setUpstreamProtocol for an inbound cluster of
+// an HTTP/2 port: the sidecar speaks HTTP/2 to the app, which for gRPC
+// (the ext-authz sample's Authorization/Check among them) is the only
+// protocol it answers.
+func setInboundH2(c *clusterv3.Cluster) {
+	c.TypedExtensionProtocolOptions = map[string]*anypb.Any{httpProtocolOptionsKey: mustAny(&httpv3.HttpProtocolOptions{
+		UpstreamProtocolOptions: explicitHTTP2(),
+	})}
+}
+
+// explicitHTTP2 is an upstream that speaks HTTP/2 whatever the request
+// came in as.
+func explicitHTTP2() *httpv3.HttpProtocolOptions_ExplicitHttpConfig_ {
+	return &httpv3.HttpProtocolOptions_ExplicitHttpConfig_{ExplicitHttpConfig: &httpv3.HttpProtocolOptions_ExplicitHttpConfig{
+		ProtocolConfig: &httpv3.HttpProtocolOptions_ExplicitHttpConfig_Http2ProtocolOptions{Http2ProtocolOptions: &corev3.Http2ProtocolOptions{}},
+	}}
 }
 
 func mustAny(m proto.Message) *anypb.Any {

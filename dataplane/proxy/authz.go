@@ -39,10 +39,7 @@ type httpAuthz struct {
 // ext_authz filter runs when the RBAC filters before it recorded what its
 // filter_enabled_metadata asks for (Istio's CUSTOM shadow rules).
 func (p *Proxy) authorize(ex *exchange, r *http.Request, steps []httpAuthz, trustedHops int) bool {
-	dst := ex.conn.orig
-	if !dst.IsValid() {
-		dst = ex.conn.local
-	}
+	dst := ex.conn.dest()
 	req := rbac.Request{
 		Authority:   r.Host,
 		Method:      r.Method,

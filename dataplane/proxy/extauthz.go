@@ -404,10 +404,7 @@ func (p *Proxy) checkGRPC(ctx context.Context, ex *exchange, r *http.Request, x 
 	if err != nil {
 		return authzVerdict{err: err}
 	}
-	dst := ex.conn.orig
-	if !dst.IsValid() {
-		dst = ex.conn.local
-	}
+	dst := ex.conn.dest()
 	headers := map[string]string{":authority": r.Host, ":method": r.Method, ":path": r.URL.RequestURI()}
 	for k, vs := range r.Header {
 		headers[strings.ToLower(k)] = strings.Join(vs, ",")

@@ -67,10 +67,7 @@ func compileNetExtAuthz(cfg *extauthznetv3.ExtAuthz) (*netExtAuthz, error) {
 // authorizeConn runs a chain's network authorization filters on a new
 // connection, in order.
 func (p *Proxy) authorizeConn(steps []netAuthz, ci *connInfo) bool {
-	dst := ci.orig
-	if !dst.IsValid() {
-		dst = ci.local
-	}
+	dst := ci.dest()
 	req := rbac.Request{Source: ci.remote, Destination: dst}
 	peerOf(&req, ci)
 	for i := range steps {

@@ -89,12 +89,16 @@ func connContext(ctx context.Context, c net.Conn) context.Context {
 // tripper and the error handler; it also records the response.
 type exchange struct {
 	http.ResponseWriter
-	status   int
-	bytes    int64
-	flags    responseFlags
-	details  string
-	conn     *connInfo
-	rt       *runtime
+	status  int
+	bytes   int64
+	flags   responseFlags
+	details string
+	conn    *connInfo
+	rt      *runtime
+	// hcm is the connection manager the request runs through: its chain's
+	// in rt, which may be newer than the one the connection was accepted
+	// on (current).
+	hcm      *hcm
 	route    *router.Route
 	weighted *router.WeightedCluster
 	cluster  *upstream.Cluster
@@ -345,6 +349,7 @@ func (p *Proxy) route(ex *exchange, r *http.Request) {
 		}
 	}
 	h := fc.http
+	ex.hcm = h
 	table := h.inline
 	if table == nil {
 		table = rt.routes[h.rds]
@@ -542,7 +547,7 @@ func (p *Proxy) rewrite(pr *httputil.ProxyRequest) {
 	pr.Out.URL.Host = ex.endpoint.Addr
 	pr.Out.Host = pr.In.Host
 	forwardedHeaders(pr.Out.Header, pr.In.Header, ex.conn.peer, pr.In.TLS != nil || ex.conn.id != nil)
-	applyXFCC(pr.Out.Header, ex.conn.chain.http, ex.conn.id)
+	applyXFCC(pr.Out.Header, ex.hcm, ex.conn.id)
 	rt := ex.route
 	if rt.HostRewrite != "" {
 		pr.Out.Host = rt.HostRewrite
@@ -997,17 +1002,34 @@ func current(rt *runtime, ci *connInfo) (*chain, bool) {
 	if ref := ci.cur.Load(); ref != nil && ref.lis == l {
 		return ref.chain, ref.gone
 	}
-	dst := ci.orig
-	if !dst.IsValid() {
-		dst = ci.local
-	}
-	c := l.chain(dst, ci.hello)
-	gone := c == nil || c.http == nil || (c.tls == nil) != (ci.chain.tls == nil)
+	c := ci.rematch(l)
+	gone := c == nil
 	if gone {
 		c = ci.chain
 	}
 	ci.cur.Store(&chainRef{lis: l, chain: c, gone: gone})
 	return c, gone
+}
+
+// dest is the connection's destination: its original one when it was
+// redirected to the proxy, else the address it was accepted on.
+func (ci *connInfo) dest() netip.AddrPort {
+	if ci.orig.IsValid() {
+		return ci.orig
+	}
+	return ci.local
+}
+
+// rematch is the chain of l (a replacement of the connection's listener)
+// that the connection would take now, found with what its inspectors read;
+// nil when none would serve it the same way: no chain, one of the other
+// kind (HTTP for TCP or back), or one that terminates TLS differently.
+func (ci *connInfo) rematch(l *listener) *chain {
+	c := l.chain(ci.dest(), ci.hello)
+	if c == nil || (c.http == nil) != (ci.chain.http == nil) || (c.tls == nil) != (ci.chain.tls == nil) {
+		return nil
+	}
+	return c
 }
 
 // chainRef is the chain a connection's requests use since its listener

@@ -679,16 +679,7 @@ func (s *connSet) orphans(rt *runtime) []net.Conn {
 		if l == ci.lis {
 			continue
 		}
-		dst := ci.orig
-		if !dst.IsValid() {
-			dst = ci.local
-		}
-		if l == nil {
-			out = append(out, c)
-			continue
-		}
-		fc := l.chain(dst, ci.hello)
-		if fc == nil || fc.tcp == nil || (fc.tls == nil) != (ci.chain.tls == nil) {
+		if l == nil || ci.rematch(l) == nil {
 			out = append(out, c)
 		}
 	}
