@@ -13,6 +13,7 @@
 package identity
 
 import (
+	"bytes"
 	"context"
 	"crypto"
 	"crypto/ecdsa"
@@ -165,12 +166,11 @@ type Agent struct {
 	log   *slog.Logger
 	ratio float64 // the grace ratio with this agent's jitter, fixed at start as Istio's
 
-	mu       sync.Mutex
-	roots    *rootState
-	cur      *issued
-	lastErr  error
-	changed  chan struct{} // closed and replaced when cur or roots change
-	rootSeen fileStamp
+	mu      sync.Mutex
+	roots   *rootState
+	cur     *issued
+	lastErr error
+	changed chan struct{} // closed and replaced when cur or roots change
 }
 
 type rootState struct {
@@ -186,11 +186,6 @@ type issued struct {
 	leaf    *x509.Certificate
 	created time.Time
 	at      time.Time
-}
-
-type fileStamp struct {
-	mod  time.Time
-	size int64
 }
 
 // New checks cfg and reads the root; the first certificate comes from Run.
@@ -386,23 +381,21 @@ func RotateAt(created, expire time.Time, ratio float64) time.Time {
 // GraceRatio is this agent's grace ratio, jitter included.
 func (a *Agent) GraceRatio() float64 { return a.ratio }
 
-// checkRoot reads the root file when it changed, and drops the current
-// certificate if it no longer chains to the new root.
+// checkRoot reads the root file and, when its content changed, drops the
+// current certificate if it no longer chains to the new root. The content
+// is compared, not the file's size and modification time: a root rewritten
+// in place with one of the same size within the clock's granularity would
+// pass a stat check unseen, and the proxy would keep trusting the old one.
 func (a *Agent) checkRoot() (bool, error) {
-	st, err := os.Stat(a.cfg.RootCertPath)
-	if err != nil {
-		return false, fmt.Errorf("read the mesh root %s: %w", a.cfg.RootCertPath, err)
-	}
-	stamp := fileStamp{mod: st.ModTime(), size: st.Size()}
-	a.mu.Lock()
-	same := a.roots != nil && stamp == a.rootSeen
-	a.mu.Unlock()
-	if same {
-		return false, nil
-	}
 	b, err := os.ReadFile(a.cfg.RootCertPath)
 	if err != nil {
 		return false, fmt.Errorf("read the mesh root %s: %w", a.cfg.RootCertPath, err)
+	}
+	a.mu.Lock()
+	same := a.roots != nil && bytes.Equal(a.roots.pem, b)
+	a.mu.Unlock()
+	if same {
+		return false, nil
 	}
 	pool := x509.NewCertPool()
 	if !pool.AppendCertsFromPEM(b) {
@@ -410,8 +403,7 @@ func (a *Agent) checkRoot() (bool, error) {
 	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	a.rootSeen = stamp
-	if a.roots != nil && string(a.roots.pem) == string(b) {
+	if a.roots != nil && bytes.Equal(a.roots.pem, b) {
 		return false, nil
 	}
 	if a.roots != nil {
