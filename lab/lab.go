@@ -70,6 +70,10 @@ type URLs struct {
 	Gateway      string `json:"gateway,omitempty"`
 	GatewayTLS   string `json:"gatewayTLS,omitempty"`
 	ControlPlane string `json:"controlplane,omitempty"`
+	// Prometheus and Zipkin are the lab's telemetry addons, published on
+	// the host.
+	Prometheus string `json:"prometheus,omitempty"`
+	Zipkin     string `json:"zipkin,omitempty"`
 }
 
 // Step is one step of bringing the lab up.

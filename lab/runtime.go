@@ -159,6 +159,12 @@ type UpOptions struct {
 	// the lab (istiod's DEFAULT_WORKLOAD_CERT_TTL and every proxy's
 	// SECRET_TTL); zero is Istio's 24h.
 	WorkloadCertTTL time.Duration
+	// MeshConfig is the mesh config (MeshConfig YAML, the `mesh` key of
+	// the istio ConfigMap) from the lab's defaults and --values/--set;
+	// MeshConfigGiven says the user gave values, so a lab already up
+	// takes them too.
+	MeshConfig      string
+	MeshConfigGiven bool
 	Out             io.Writer
 }
 

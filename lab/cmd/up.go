@@ -14,6 +14,7 @@ import (
 	"github.com/meshlab/meshlab/lab"
 	"github.com/meshlab/meshlab/lab/kind"
 	"github.com/meshlab/meshlab/lab/local"
+	"github.com/meshlab/meshlab/lab/values"
 	"github.com/meshlab/meshlab/samples"
 )
 
@@ -29,6 +30,9 @@ var upFlags = []cli.Flag{
 	&cli.BoolFlag{Name: "no-bookinfo", Usage: "leave bookinfo out (the control plane and gateway only, plus --manifest)"},
 	&cli.IntFlag{Name: "nodes", Aliases: []string{"kind-workers"}, Usage: "kind runtime: `N` worker nodes besides the control plane"},
 	&cli.StringFlag{Name: "allow-shared-ip", Usage: "kind runtime: MetalLB sharing `KEY` for the gateway Service (metallb.universe.tf/allow-shared-ip)"},
+	&cli.StringSliceFlag{Name: "values", Usage: "istiod's helm values `FILE` (its meshConfig: tracing, access log, extension providers, …), as helm install -f; repeatable, later files win"},
+	&cli.StringSliceFlag{Name: "set", Usage: "one of istiod's helm values, `KEY=VALUE` as helm --set (e.g. meshConfig.defaultConfig.tracing.sampling=10); repeatable, applied after --values"},
+	&cli.StringFlag{Name: "mesh-config-file", Hidden: true, Usage: "lab-daemon: the mesh config up wrote"},
 	&cli.DurationFlag{Name: "workload-cert-ttl", Value: ca.DefaultWorkloadTTL, Usage: "lifetime of every workload certificate (istiod's DEFAULT_WORKLOAD_CERT_TTL and each proxy's SECRET_TTL); proxies renew at half of it. Local runtime only; between " + minWorkloadCertTTL.String() + " and " + ca.MaxWorkloadTTL.String()},
 }
 
@@ -78,6 +82,12 @@ Examples:
    # sidecar.istio.io/inject: "false" get no sidecar)
    sudo meshlab up --no-bookinfo --manifest my-app.yaml
 
+   # the walkthrough's istiod values: traces to your own Tempo
+   sudo meshlab up --values istiod-values.yaml
+   sudo meshlab up --set meshConfig.defaultConfig.tracing.zipkin.address=tempo.tempo:9411 \
+                   --set meshConfig.defaultConfig.tracing.sampling=10
+   meshlab get configmap istio -n istio-system -o yaml   # the mesh config istiod reads
+
    # workload certificates that live 30s, so rotation happens every ~15s
    sudo meshlab up --workload-cert-ttl 30s
    meshlab proxy-config secret -n default productpage   # SERIAL NUMBER changes`,
@@ -88,6 +98,10 @@ Examples:
 				return err
 			}
 			ttl, err := workloadCertTTL(c)
+			if err != nil {
+				return err
+			}
+			mesh, err := meshValues(c)
 			if err != nil {
 				return err
 			}
@@ -116,10 +130,30 @@ Examples:
 				Nodes:             c.Int("nodes"),
 				SharedIPKey:       c.String("allow-shared-ip"),
 				WorkloadCertTTL:   ttl,
+				MeshConfig:        mesh,
+				MeshConfigGiven:   c.IsSet("values") || c.IsSet("set"),
 				Out:               c.App.Writer,
 			})
 		},
 	}
+}
+
+// meshValues is the mesh config from the lab's defaults, --values and
+// --set, checked before anything starts; it says which values it does not
+// read.
+func meshValues(c *cli.Context) (string, error) {
+	v, err := values.Load(c.StringSlice("values"), c.StringSlice("set"))
+	if err != nil {
+		return "", cli.Exit(err.Error(), 2)
+	}
+	for _, k := range v.Ignored {
+		fmt.Fprintf(c.App.ErrWriter, "warning: values: %s is not read by meshlab (it takes istiod's meshConfig.*); ignored\n", k)
+	}
+	mesh, err := v.MeshConfig()
+	if err != nil {
+		return "", cli.Exit(err.Error(), 2)
+	}
+	return mesh, nil
 }
 
 // pickRuntime chooses the runtime and says why. auto picks kind only when an
@@ -165,6 +199,16 @@ func LabDaemon() *cli.Command {
 			if err != nil {
 				return err
 			}
+			var mesh string
+			if f := c.String("mesh-config-file"); f != "" {
+				b, err := os.ReadFile(f)
+				if err != nil {
+					return fmt.Errorf("read the mesh config: %w", err)
+				}
+				mesh = string(b)
+			} else if mesh, err = meshValues(c); err != nil {
+				return err
+			}
 			// Checked again here: the runtime may be started without up.
 			if err := lab.PrepareStateDir(dir); err != nil {
 				return err
@@ -190,6 +234,7 @@ func LabDaemon() *cli.Command {
 				HTTPSPort:         c.Int("https-port"),
 				APIPort:           c.Int("api-port"),
 				WorkloadCertTTL:   ttl,
+				MeshConfig:        mesh,
 				Logger:            log,
 			})
 			if err != nil && !errors.Is(err, context.Canceled) {

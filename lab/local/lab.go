@@ -18,6 +18,7 @@ import (
 
 	"github.com/meshlab/meshlab/controlplane/api"
 	"github.com/meshlab/meshlab/lab"
+	"github.com/meshlab/meshlab/lab/values"
 )
 
 // Lab is the client side of the local runtime: what the CLI drives, as a
@@ -97,6 +98,14 @@ func (l *Lab) Up(ctx context.Context, o lab.UpOptions) error {
 	}
 	if st, err := lab.ReadStatus(l.dir); err == nil {
 		fmt.Fprintf(out, "The lab is already up (runtime %s, %s, pid %d).\n", st.Runtime, st.Phase, st.PID)
+		if o.MeshConfigGiven {
+			// As helm upgrade: the values given replace the mesh config.
+			// What proxies take at start reaches them on a restart.
+			if err := l.applyMeshConfig(ctx, o.MeshConfig); err != nil {
+				return err
+			}
+			fmt.Fprintln(out, "Mesh config applied (configmap istio-system/istio); proxies take defaultConfig when they start: `meshlab rollout restart deployment -n <ns>`.")
+		}
 		printURLs(out, st, l.dir)
 		fmt.Fprintln(out, "`meshlab status` shows it; `meshlab down` stops it.")
 		return nil
@@ -130,6 +139,26 @@ func (l *Lab) Up(ctx context.Context, o lab.UpOptions) error {
 		return fmt.Errorf("read the lab's status: %w", err)
 	}
 	printURLs(out, st, l.dir)
+	return nil
+}
+
+// MeshConfigFile is where up leaves the mesh config for the runtime
+// process, in the state directory.
+const MeshConfigFile = "mesh-config.yaml"
+
+// applyMeshConfig applies mesh as the istio ConfigMap of the running lab.
+func (l *Lab) applyMeshConfig(ctx context.Context, mesh string) error {
+	cm, err := values.ConfigMap(mesh)
+	if err != nil {
+		return err
+	}
+	docs, err := api.Documents("mesh config", cm, "default")
+	if err != nil {
+		return err
+	}
+	if _, err := l.client().Apply(ctx, api.ApplyRequest{Documents: docs}); err != nil {
+		return fmt.Errorf("apply the mesh config: %w", err)
+	}
 	return nil
 }
 
@@ -180,7 +209,15 @@ func (l *Lab) startDaemon(ctx context.Context, o lab.UpOptions, out io.Writer) e
 	if err := os.Remove(filepath.Join(l.dir, lab.StatusFile)); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("remove the last lab's status: %w", err)
 	}
-	cmd := exec.Command(l.self, daemonArgs(l.dir, o)...)
+	args := daemonArgs(l.dir, o)
+	if o.MeshConfig != "" {
+		f := filepath.Join(l.dir, MeshConfigFile)
+		if err := lab.WriteFile(f, []byte(o.MeshConfig), 0o600); err != nil {
+			return fmt.Errorf("write the mesh config: %w", err)
+		}
+		args = append(args, "--mesh-config-file", f)
+	}
+	cmd := exec.Command(l.self, args...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	if err := cmd.Start(); err != nil {
@@ -343,6 +380,12 @@ func printSteps(w io.Writer, st lab.Status, printed *int) {
 
 func printURLs(w io.Writer, st lab.Status, dir string) {
 	fmt.Fprintf(w, "productpage:   %s\n", st.URLs.ProductPage)
+	if st.URLs.Prometheus != "" {
+		fmt.Fprintf(w, "prometheus:    %s\n", st.URLs.Prometheus)
+	}
+	if st.URLs.Zipkin != "" {
+		fmt.Fprintf(w, "zipkin:        %s (Zipkin v2 API: %sapi/v2/traces)\n", st.URLs.Zipkin, st.URLs.Zipkin)
+	}
 	fmt.Fprintf(w, "control plane: %s (its API wants the token in %s, which meshlab sends)\n", st.URLs.ControlPlane, filepath.Join(dir, lab.APITokenFile))
 }
 

@@ -29,6 +29,7 @@ import (
 	"github.com/meshlab/meshlab/lab"
 	"github.com/meshlab/meshlab/lab/podnet"
 	"github.com/meshlab/meshlab/lab/process"
+	"github.com/meshlab/meshlab/lab/values"
 )
 
 // Options configure the local runtime.
@@ -53,7 +54,14 @@ type Options struct {
 	// certificates really live that long: a proxy asks for its own
 	// SECRET_TTL, which the CA honours over its default.
 	WorkloadCertTTL time.Duration
-	Logger          *slog.Logger
+	// MeshConfig is the mesh config (MeshConfig YAML) applied as the
+	// istio ConfigMap once istiod is up, before any proxy starts: what a
+	// proxy takes at start (its ProxyConfig) is there from the first.
+	MeshConfig string
+	// Addons are the telemetry components (zipkin, prometheus) started
+	// in istio-system once the gateway is up.
+	Addons []Addon
+	Logger *slog.Logger
 }
 
 // Network is the local runtime's pod network.
@@ -234,10 +242,35 @@ func (r *Runtime) up(ctx context.Context) error {
 	if err := r.step(ctx, "istiod", "", func() error { return r.startControlPlane(ctx) }); err != nil {
 		return err
 	}
+	if r.opts.MeshConfig != "" {
+		if err := r.step(ctx, "mesh config", "configmap istio-system/istio", func() error {
+			cm, err := values.ConfigMap(r.opts.MeshConfig)
+			if err != nil {
+				return err
+			}
+			return r.applyManifest(ctx, "mesh config", cm)
+		}); err != nil {
+			return err
+		}
+	}
 	if err := r.step(ctx, "istio-ingressgateway", fmt.Sprintf("%s:%d", r.opts.HostAddr, r.opts.HTTPPort), func() error {
 		return r.startGateway(ctx)
 	}); err != nil {
 		return err
+	}
+	for _, a := range r.opts.Addons {
+		if err := r.step(ctx, a.Name, r.addonURL(a), func() error { return r.startAddon(ctx, a) }); err != nil {
+			return err
+		}
+		url := r.addonURL(a)
+		r.mu.Lock()
+		switch a.Name {
+		case "prometheus":
+			r.status.URLs.Prometheus = url
+		case "zipkin":
+			r.status.URLs.Zipkin = url
+		}
+		r.mu.Unlock()
 	}
 	r.runController(ctx)
 	if !r.opts.NoBookinfo {
