@@ -165,7 +165,10 @@ type UpOptions struct {
 	// takes them too.
 	MeshConfig      string
 	MeshConfigGiven bool
-	Out             io.Writer
+	// PrometheusPort and ZipkinPort publish the lab's Prometheus and
+	// trace store on the host (local runtime); 0 does not.
+	PrometheusPort, ZipkinPort int
+	Out                        io.Writer
 }
 
 // DownOptions is one `meshlab down`.

@@ -30,6 +30,8 @@ var upFlags = []cli.Flag{
 	&cli.BoolFlag{Name: "no-bookinfo", Usage: "leave bookinfo out (the control plane and gateway only, plus --manifest)"},
 	&cli.IntFlag{Name: "nodes", Aliases: []string{"kind-workers"}, Usage: "kind runtime: `N` worker nodes besides the control plane"},
 	&cli.StringFlag{Name: "allow-shared-ip", Usage: "kind runtime: MetalLB sharing `KEY` for the gateway Service (metallb.universe.tf/allow-shared-ip)"},
+	&cli.IntFlag{Name: "prometheus-port", Value: 9090, Usage: "host port of the lab's Prometheus (9090; 0: not published). Local runtime"},
+	&cli.IntFlag{Name: "zipkin-port", Value: 9411, Usage: "host port of the lab's trace store, Zipkin's API (9411; 0: not published). Local runtime"},
 	&cli.StringSliceFlag{Name: "values", Usage: "istiod's helm values `FILE` (its meshConfig: tracing, access log, extension providers, …), as helm install -f; repeatable, later files win"},
 	&cli.StringSliceFlag{Name: "set", Usage: "one of istiod's helm values, `KEY=VALUE` as helm --set (e.g. meshConfig.defaultConfig.tracing.sampling=10); repeatable, applied after --values"},
 	&cli.StringFlag{Name: "mesh-config-file", Hidden: true, Usage: "lab-daemon: the mesh config up wrote"},
@@ -132,6 +134,8 @@ Examples:
 				WorkloadCertTTL:   ttl,
 				MeshConfig:        mesh,
 				MeshConfigGiven:   c.IsSet("values") || c.IsSet("set"),
+				PrometheusPort:    c.Int("prometheus-port"),
+				ZipkinPort:        c.Int("zipkin-port"),
 				Out:               c.App.Writer,
 			})
 		},
@@ -235,6 +239,7 @@ func LabDaemon() *cli.Command {
 				APIPort:           c.Int("api-port"),
 				WorkloadCertTTL:   ttl,
 				MeshConfig:        mesh,
+				Addons:            telemetryAddons(c),
 				Logger:            log,
 			})
 			if err != nil && !errors.Is(err, context.Canceled) {

@@ -281,6 +281,7 @@ func daemonArgs(dir string, o lab.UpOptions) []string {
 		}
 		args = append(args, "--"+f.name, strconv.Itoa(f.v))
 	}
+	args = append(args, "--prometheus-port", strconv.Itoa(o.PrometheusPort), "--zipkin-port", strconv.Itoa(o.ZipkinPort))
 	if o.NoBookinfo {
 		args = append(args, "--no-bookinfo")
 	}
