@@ -76,7 +76,7 @@ func main() {
 	flag.DurationVar(&h.maxDuration, "max-duration", 0, "length of each open-throttle run, 0 for the default (10s; 3s with -quick); negative skips them")
 	flag.IntVar(&h.labRounds, "lab-rounds", 0, "rounds of up and down (default 3; 1 with -quick)")
 	flag.IntVar(&h.cpRounds, "cp-rounds", 0, "applies per control-plane scenario (default 20; 5 with -quick)")
-	flag.StringVar(&sections, "sections", "lab,sandbox,dataplane,controlplane,gobench", "sections to run, comma-separated")
+	flag.StringVar(&sections, "sections", "lab,sandbox,dataplane,telemetry,controlplane,gobench", "sections to run, comma-separated")
 	flag.StringVar(&h.out, "out", "docs/bench", "directory of the raw results")
 	flag.StringVar(&h.doc, "doc", "docs/BENCHMARKS.md", "the document to regenerate (empty: none)")
 	flag.StringVar(&h.cache, "cache", "", "where fortio and the meshlab build go (default $XDG_CACHE_HOME/meshlab/bench)")
@@ -204,6 +204,8 @@ func (h *harness) run(ctx context.Context, sections []string, wait time.Duration
 			err = withLab(ctx, wait, h.sandboxBench)
 		case "dataplane":
 			err = withLab(ctx, wait, h.dataplaneBench)
+		case "telemetry":
+			err = withLab(ctx, wait, h.telemetryBench)
 		case "controlplane":
 			err = h.controlPlaneBench(ctx)
 		case "gobench":
@@ -211,7 +213,7 @@ func (h *harness) run(ctx context.Context, sections []string, wait time.Duration
 		case "":
 			continue
 		default:
-			err = fmt.Errorf("unknown section %q (want lab, sandbox, dataplane, controlplane, gobench)", s)
+			err = fmt.Errorf("unknown section %q (want lab, sandbox, dataplane, telemetry, controlplane, gobench)", s)
 		}
 		h.observeLoad()
 		if err != nil {

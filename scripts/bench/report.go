@@ -183,6 +183,22 @@ func render(r Results, jsonPath string) string {
 		w("\nThe rollout restart includes the lab's 1 s pause between a pod leaving its endpoints and its SIGTERM (what a preStop sleep gives on Kubernetes). Pss counts each process's share of the one meshlab binary's pages, so it is what a pod really adds.\n")
 	}
 
+	if tm := r.Telemetry; tm != nil {
+		w("\n## Telemetry (issue 12)\n\nMeasured %s (`go run ./scripts/bench -sections telemetry`)", tm.Measured.Format("2006-01-02 15:04 UTC"))
+		if tm.Raw != "" {
+			w(", raw results: [`%s`](%s)", tm.Raw, relDoc(tm.Raw))
+		}
+		w(".\n\nThe mesh path (client → client sidecar → server sidecar → server) at %.0f rps, each configuration a mesh-wide Telemetry resource applied between interleaved chunks (spans to the lab's trace store):\n\n", r.Settings.QPS)
+		w("| configuration | requests | p50 ms | p90 ms | p99 ms | added p90 | client sidecar vCPU | server sidecar vCPU | errors |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+		for _, v := range tm.Variants {
+			w("| %s | %d | %.3f | %.3f | %.3f | %+.3f | %.3f | %.3f | %d |\n", v.Title, v.Requests, v.P50, v.P90, v.P99, v.AddedP90, v.ClientCPU, v.ServerCPU, v.Errors)
+		}
+		if pc := tm.Prometheus; pc != nil {
+			w("\nThe lab's Prometheus (Prometheus's engine as `meshlab prometheus`) scraping a bookinfo lab every %s under a 10 rps loop through the gateway, over %.0f s: %d targets, %d series, %.3f vCPU, RSS %.1f MB (peak %.1f MB).\n",
+				pc.ScrapeInterval, pc.Seconds, pc.Targets, pc.Series, pc.VCPU, pc.RSSMB, pc.PeakRSSMB)
+		}
+	}
+
 	if len(r.GoBench) > 0 {
 		w("\n## Go micro-benchmarks\n\nRaw output, for `benchstat`: [`docs/bench/%s`](bench/%s).\n\n", r.GoBenchRaw, r.GoBenchRaw)
 		w("| package | benchmark | what it measures | runs | ns/op (median) | B/op | allocs/op |\n|---|---|---|---:|---:|---:|---:|\n")
@@ -271,6 +287,26 @@ func goals(r Results, paths map[string]PathResult) [][3]string {
 			out = append(out, [3]string{"1,000 services / 10,000 endpoints translate < 1 s", fmt.Sprintf("build p99 %.1f ms; apply→ACK p99 %.1f ms", s.BuildP99ms, s.PushP99ms),
 				verdict(s.BuildP99ms < 1000 && s.PushP99ms < 1000)})
 			out = append(out, [3]string{"… with the control plane < 300 MB", fmt.Sprintf("%.1f MB RSS (peak %.1f)", s.RSSMB, s.PeakRSSMB), verdict(s.PeakRSSMB < 300)})
+		}
+	}
+	if tm := r.Telemetry; tm != nil {
+		var off, full *TelemetryVariant
+		for i := range tm.Variants {
+			switch tm.Variants[i].Name {
+			case "metrics":
+				off = &tm.Variants[i]
+			case "trace-100":
+				full = &tm.Variants[i]
+			}
+		}
+		if off != nil && full != nil {
+			if c := off.ClientCPU + off.ServerCPU; c > 0 {
+				extra := (full.ClientCPU + full.ServerCPU - c) / c * 100
+				out = append(out, [3]string{"tracing at 100 % adds ≤ 10 % sidecar CPU (both sidecars)", fmt.Sprintf("%+.1f %%%s", extra, mark), verdict(extra <= 10)})
+			}
+		}
+		if pc := tm.Prometheus; pc != nil {
+			out = append(out, [3]string{"the lab's Prometheus ≤ 100 MB scraping bookinfo", fmt.Sprintf("%.1f MB RSS (peak %.1f)", pc.RSSMB, pc.PeakRSSMB), verdict(pc.PeakRSSMB <= 100)})
 		}
 	}
 	if l := r.Lab; l != nil {

@@ -12,14 +12,15 @@ type Results struct {
 	Settings Settings  `json:"settings"`
 	Commands []string  `json:"commands"`
 
-	Paths        []PathResult   `json:"paths,omitempty"`
-	ControlPlane *ControlPlane  `json:"controlPlane,omitempty"`
-	Lab          *LabResult     `json:"lab,omitempty"`
-	Sandbox      *SandboxResult `json:"sandbox,omitempty"`
-	GoBench      []GoBenchmark  `json:"goBench,omitempty"`
-	GoBenchRaw   string         `json:"goBenchRaw,omitempty"` // file name of the benchstat-comparable text
-	Profiles     []string       `json:"profiles,omitempty"`
-	Errors       []SectionError `json:"errors,omitempty"`
+	Paths        []PathResult     `json:"paths,omitempty"`
+	ControlPlane *ControlPlane    `json:"controlPlane,omitempty"`
+	Lab          *LabResult       `json:"lab,omitempty"`
+	Sandbox      *SandboxResult   `json:"sandbox,omitempty"`
+	Telemetry    *TelemetryResult `json:"telemetry,omitempty"`
+	GoBench      []GoBenchmark    `json:"goBench,omitempty"`
+	GoBenchRaw   string           `json:"goBenchRaw,omitempty"` // file name of the benchstat-comparable text
+	Profiles     []string         `json:"profiles,omitempty"`
+	Errors       []SectionError   `json:"errors,omitempty"`
 }
 
 // SectionError is a section that could not run, and why.
