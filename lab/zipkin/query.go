@@ -1,6 +1,7 @@
 package zipkin
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"slices"
@@ -150,7 +151,14 @@ func (s *Store) Traces(q Query) ([][]*model.SpanModel, error) {
 	for _, t := range s.traces {
 		ts = append(ts, t)
 	}
-	slices.SortFunc(ts, compareTrace)
+	// Newest first by their latest span, as Zipkin walks its
+	// (trace, timestamp) index from the top.
+	slices.SortFunc(ts, func(a, b *trace) int {
+		if a.newest != b.newest {
+			return cmp.Compare(b.newest, a.newest)
+		}
+		return cmp.Compare(b.low, a.low)
+	})
 	out := [][]*model.SpanModel{}
 	for _, t := range ts {
 		if len(out) >= q.Limit {
