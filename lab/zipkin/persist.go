@@ -71,6 +71,13 @@ func (s *Store) Save(dir string) error {
 // spans.json.gz.corrupt and reported, and the store starts empty: old traces
 // are not worth refusing to start for.
 func (s *Store) Load(dir string) (int, error) {
+	// A crash mid-Save leaves its temporary file; the snapshot it was
+	// replacing is still whole.
+	if stale, _ := filepath.Glob(filepath.Join(dir, SnapshotFile+".tmp-*")); len(stale) > 0 {
+		for _, p := range stale {
+			_ = os.Remove(p)
+		}
+	}
 	path := filepath.Join(dir, SnapshotFile)
 	f, err := os.Open(path)
 	if errors.Is(err, fs.ErrNotExist) {
