@@ -17,10 +17,11 @@ import (
 )
 
 // Lab defaults: a lab's traces are for looking at what just happened, and
-// the store must stay small next to the proxies it serves (about 1 KiB a
-// span in memory, see BenchmarkMemory).
+// the store must stay small next to the proxies it serves: an Envoy span
+// with Istio's tags takes about 1.5 KiB in memory (BenchmarkMemory), so the
+// default bound is about 75 MiB.
 const (
-	DefaultMaxSpans = 100000
+	DefaultMaxSpans = 50000
 	DefaultMaxAge   = 6 * time.Hour
 	// DefaultSnapshotInterval bounds what a crash loses.
 	DefaultSnapshotInterval = time.Minute

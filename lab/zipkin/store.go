@@ -43,6 +43,7 @@ type Store struct {
 	traces map[uint64]*trace // by the low 64 bits of the trace id
 	order  traceHeap         // eldest trace (by timestamp) on top
 	spans  int
+	strings map[string]string // interned names and tags
 	// changed counts accepted or evicted spans, so a snapshot is written
 	// only when there is something new.
 	changed uint64
@@ -70,7 +71,7 @@ func New(opts Options) *Store {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	return &Store{opts: opts, traces: map[uint64]*trace{}}
+	return &Store{opts: opts, traces: map[uint64]*trace{}, strings: map[string]string{}}
 }
 
 // micros is a span's timestamp in microseconds since the epoch; 0 when the
@@ -84,14 +85,39 @@ func micros(t time.Time) int64 {
 
 // normalize lower-cases what Zipkin lower-cases on the way in (span and
 // service names), so queries compare as Zipkin's do.
-func normalize(s *model.SpanModel) {
-	s.Name = strings.ToLower(s.Name)
+//
+// It also interns the strings: a proxy's spans repeat the same tag keys,
+// node_id, cluster names and istio.* values, and a decoded span owns a copy
+// of each; sharing them is most of what keeps a span small in the store.
+func (st *Store) normalize(s *model.SpanModel) {
+	s.Name = st.intern(strings.ToLower(s.Name))
 	if s.LocalEndpoint != nil {
-		s.LocalEndpoint.ServiceName = strings.ToLower(s.LocalEndpoint.ServiceName)
+		s.LocalEndpoint.ServiceName = st.intern(strings.ToLower(s.LocalEndpoint.ServiceName))
 	}
 	if s.RemoteEndpoint != nil {
-		s.RemoteEndpoint.ServiceName = strings.ToLower(s.RemoteEndpoint.ServiceName)
+		s.RemoteEndpoint.ServiceName = st.intern(strings.ToLower(s.RemoteEndpoint.ServiceName))
 	}
+	for k, v := range s.Tags {
+		// Same key, so the map is rewritten in place: only the strings move.
+		s.Tags[st.intern(k)] = st.intern(v)
+	}
+}
+
+// internCap bounds the interning table: request ids and URLs are mostly
+// unique, and the table is only a cache (spans keep their strings when it is
+// cleared).
+const internCap = 1 << 16
+
+// intern returns the table's copy of v. Called with s.mu held.
+func (s *Store) intern(v string) string {
+	if c, ok := s.strings[v]; ok {
+		return c
+	}
+	if len(s.strings) >= internCap {
+		clear(s.strings)
+	}
+	s.strings[v] = v
+	return v
 }
 
 // Accept stores spans. A span the store already holds (the same trace, id,
@@ -105,7 +131,7 @@ func (s *Store) Accept(spans []*model.SpanModel) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, sp := range spans {
-		normalize(sp)
+		s.normalize(sp)
 		ts := micros(sp.Timestamp)
 		if ts == 0 {
 			// Without a timestamp Zipkin files a span at 0, first out; here it
