@@ -134,6 +134,9 @@ func (a *api) write(w http.ResponseWriter, v any) {
 		return
 	}
 	w.Header().Set("Content-Type", "application/json")
+	// Zipkin's QUERY_ALLOWED_ORIGINS defaults to "*": a UI served from
+	// elsewhere (a Zipkin UI on the host, Grafana in the browser) can read.
+	w.Header().Set("Access-Control-Allow-Origin", "*")
 	_, _ = w.Write(b) // a client that went away is not an error of ours
 }
 

@@ -305,3 +305,24 @@ func TestDuplicateReport(t *testing.T) {
 		t.Errorf("trace: %d spans (%v), want 8", len(got), err)
 	}
 }
+
+// TestProtoWithoutKindOrTimestamp: proto3 has no absent fields; a span
+// without kind or timestamp must read back as JSON without them, not fail
+// to encode (zipkin-go refuses a timestamp at the epoch).
+func TestProtoWithoutKindOrTimestamp(t *testing.T) {
+	one := []*model.SpanModel{{
+		SpanContext: model.SpanContext{TraceID: model.TraceID{Low: 0x1234}, ID: 0x99},
+		Name:        "Local-Work",
+	}}
+	body, err := zipkin_proto3.SpanSerializer{}.Serialize(one)
+	if err != nil {
+		t.Fatal(err)
+	}
+	base, _ := serve(t, Options{})
+	post(t, base, "application/x-protobuf", "", body, http.StatusAccepted)
+	status, got := get(t, base+"/api/v2/trace/1234")
+	want := `[{"traceId":"0000000000001234","id":"0000000000000099","name":"local-work"}]`
+	if status != 200 || string(got) != want {
+		t.Errorf("GET trace: %d %s\nwant 200 %s", status, got, want)
+	}
+}

@@ -89,15 +89,14 @@ func BenchmarkIngestHTTP(b *testing.B) {
 // BenchmarkMemory reports the heap the store holds per 100k Envoy-shaped
 // spans, decoded from JSON bodies as the API does.
 func BenchmarkMemory(b *testing.B) {
-	batches := envoyBatches(b, 100000/8)
-	bodies := make([][]byte, len(batches))
-	for i, bt := range batches {
-		var err error
-		if bodies[i], err = json.Marshal(bt); err != nil {
+	var bodies [][]byte
+	for _, bt := range envoyBatches(b, 100000/8) {
+		body, err := json.Marshal(bt)
+		if err != nil {
 			b.Fatal(err)
 		}
+		bodies = append(bodies, body)
 	}
-	batches = nil
 	b.ResetTimer()
 	for range b.N {
 		runtime.GC()

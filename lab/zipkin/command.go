@@ -54,6 +54,9 @@ func Run(ctx context.Context, o RunOptions) error {
 	}
 	st := New(o.Store)
 	if o.StoragePath != "" {
+		if err := os.MkdirAll(o.StoragePath, 0o755); err != nil {
+			return fmt.Errorf("creating --storage.path %s: %w", o.StoragePath, err)
+		}
 		n, err := st.Load(o.StoragePath)
 		if err != nil {
 			log.Warn("the previous traces are lost", "err", err)

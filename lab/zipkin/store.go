@@ -90,6 +90,21 @@ func micros(t time.Time) int64 {
 // node_id, cluster names and istio.* values, and a decoded span owns a copy
 // of each; sharing them is most of what keeps a span small in the store.
 func (st *Store) normalize(s *model.SpanModel) {
+	switch s.Kind {
+	case model.Client, model.Server, model.Producer, model.Consumer:
+	default:
+		// proto3's SPAN_KIND_UNSPECIFIED, as zipkin-go's decoder spells it.
+		s.Kind = model.Undetermined
+	}
+	if s.ParentID != nil && *s.ParentID == 0 {
+		// An all-zero parent is no parent (Zipkin's reading; zipkin-go's
+		// proto3 decoder hands back a zero for an absent one).
+		s.ParentID = nil
+	}
+	if !s.Timestamp.IsZero() && s.Timestamp.UnixMicro() <= 0 {
+		// proto3 has no "absent": 0 is no timestamp, as in JSON.
+		s.Timestamp = time.Time{}
+	}
 	s.Name = st.intern(strings.ToLower(s.Name))
 	if s.LocalEndpoint != nil {
 		s.LocalEndpoint.ServiceName = st.intern(strings.ToLower(s.LocalEndpoint.ServiceName))
