@@ -267,6 +267,9 @@ func TestPostFormats(t *testing.T) {
 		{"bad-gzip", "application/json", "gzip", fixture, 400, "gzip"},
 		{"thrift", "application/x-thrift", "", []byte{1}, 400, "unsupported Content-Type"},
 		{"brotli", "application/json", "br", fixture, 400, "unsupported Content-Encoding"},
+		// A small gzip body that inflates past the bound is refused, not
+		// inflated into memory.
+		{"gzip-bomb", "application/json", "gzip", gz(bytes.Repeat([]byte(" "), maxBody+1)), 400, "smaller batches"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			base, st := serve(t, Options{})
