@@ -39,10 +39,10 @@ type Options struct {
 type Store struct {
 	opts Options
 
-	mu     sync.RWMutex
-	traces map[uint64]*trace // by the low 64 bits of the trace id
-	order  traceHeap         // eldest trace (by timestamp) on top
-	spans  int
+	mu      sync.RWMutex
+	traces  map[uint64]*trace // by the low 64 bits of the trace id
+	order   traceHeap         // eldest trace (by timestamp) on top
+	spans   int
 	strings map[string]string // interned names and tags
 	// changed counts accepted or evicted spans, so a snapshot is written
 	// only when there is something new.
