@@ -207,3 +207,59 @@ func TestSnapshotCorruptOrTorn(t *testing.T) {
 		})
 	}
 }
+
+// TestConcurrentIngestAndQuery: writers, readers, eviction and snapshots at
+// once (run with -race to make it mean something).
+func TestConcurrentIngestAndQuery(t *testing.T) {
+	base := time.Unix(1767225600, 0)
+	st := New(Options{MaxSpans: 500, MaxAge: time.Hour, AutocompleteKeys: []string{"http.method"}, Now: func() time.Time { return base }})
+	dir := t.TempDir()
+	done := make(chan struct{})
+	errs := make(chan error, 8)
+	for w := range 4 {
+		go func() {
+			defer func() { done <- struct{}{} }()
+			for i := range 300 {
+				low := uint64(w*1000 + i + 1)
+				st.Accept(mkTrace(low, 5, base.Add(time.Duration(low)*time.Millisecond)))
+			}
+		}()
+	}
+	for range 3 {
+		go func() {
+			defer func() { done <- struct{}{} }()
+			for range 50 {
+				if _, err := st.Traces(Query{EndTs: base.Add(time.Hour).UnixMilli(), Lookback: time.Hour.Milliseconds(), Limit: 10, ServiceName: "svc-1.default"}); err != nil {
+					errs <- err
+					return
+				}
+				if _, err := st.Dependencies(base.Add(time.Hour).UnixMilli(), time.Hour.Milliseconds()); err != nil {
+					errs <- err
+					return
+				}
+				_ = st.Services()
+				_ = st.AutocompleteValues("http.method")
+			}
+		}()
+	}
+	go func() {
+		defer func() { done <- struct{}{} }()
+		for range 5 {
+			if err := st.Save(dir); err != nil {
+				errs <- err
+				return
+			}
+			st.Expire()
+		}
+	}()
+	for range 8 {
+		<-done
+	}
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	if spans, _ := st.Len(); spans > 500 {
+		t.Errorf("%d spans held, bound 500", spans)
+	}
+}
