@@ -17,6 +17,7 @@ import (
 	"github.com/meshlab/meshlab/dataplane/capture"
 	"github.com/meshlab/meshlab/lab/cmd"
 	"github.com/meshlab/meshlab/lab/process"
+	"github.com/meshlab/meshlab/lab/zipkin"
 	"github.com/meshlab/meshlab/samples"
 )
 
@@ -59,6 +60,7 @@ func main() {
 			cmd.VersionCommand(),
 			cmd.LabDaemon(),
 			process.NSExecCommand(),
+			zipkin.Command(),
 		},
 	}
 	// The one place termination signals are caught: every long-running mode

@@ -105,6 +105,11 @@ func TestSIGTERMDrains(t *testing.T) {
 			return mode{args: []string{"sample", "bookinfo", "ratings", "--addr", addr},
 				up: "http://" + addr + "/health"}
 		}},
+		{"zipkin", func(t *testing.T) mode {
+			addr := freeAddr(t)
+			return mode{args: []string{"zipkin", "--listen", addr, "--storage.path", t.TempDir()},
+				up: "http://" + addr + "/health", target: addr}
+		}},
 		{"controlplane", func(t *testing.T) mode {
 			api := freeAddr(t)
 			return mode{args: []string{"controlplane", "--state-dir", t.TempDir(), "--xds-addr", freeAddr(t),
