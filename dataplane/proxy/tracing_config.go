@@ -6,8 +6,8 @@ import (
 	"sync/atomic"
 
 	tracev3 "github.com/envoyproxy/go-control-plane/envoy/config/trace/v3"
-	uuidv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/request_id/uuid/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	uuidv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/request_id/uuid/v3"
 	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
 
 	"github.com/meshlab/meshlab/dataplane/fieldcheck"

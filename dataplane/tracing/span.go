@@ -116,7 +116,7 @@ type Span struct {
 	// single: the request carried B3's single header, which is rewritten
 	// along with the multi headers; w3c: traceparent is injected too.
 	single, w3c bool
-	rep        *Reporter
+	rep         *Reporter
 }
 
 // Egress reports whether the span is an egress (CLIENT) one.
