@@ -127,7 +127,9 @@ func (r *Reporter) start() {
 	if r.ctx.Err() != nil {
 		return
 	}
-	batches := make(chan []*Span)
+	// As many batches may wait as are being sent; past that a batch is
+	// dropped.
+	batches := make(chan []*Span, r.cfg.InFlight)
 	r.wg.Add(1 + r.cfg.InFlight)
 	for range r.cfg.InFlight {
 		go func() {
