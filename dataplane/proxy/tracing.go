@@ -196,6 +196,8 @@ func (p *Proxy) finishSpan(ex *exchange, r *http.Request) {
 	end := time.Now()
 	t := ex.hcm.tracing
 	ts := &p.traces
+	// Envoy's tags and the custom ones, in one allocation.
+	s.Tags = make([]tracing.Tag, 0, 24+len(t.tags))
 	s.SetTag("node_id", ts.nodeID)
 	s.SetTag("zone", ts.zone)
 	h := r.Header

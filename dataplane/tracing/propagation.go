@@ -242,39 +242,61 @@ func parseTraceparent(tp string) (Context, error) {
 // is rewritten to this span, so that the next hop, for which it wins over
 // the multi headers, does not read the caller's context.
 func (s *Span) Inject(h http.Header) {
-	var buf [68]byte
-	h[HeaderTraceID] = []string{string(s.TraceID.appendHex(buf[:0]))}
-	h[HeaderSpanID] = []string{IDString(s.ID)}
+	flag := byte('0')
+	if s.Sampled {
+		flag = '1'
+	}
+	// One string holds every value and one array every header's slice:
+	// two allocations, however many headers.
+	var buf [32 + 16 + 16 + 1 + 68 + 55]byte
+	b := s.TraceID.appendHex(buf[:0])
+	tEnd := len(b)
+	b = appendID(b, s.ID)
+	sEnd := len(b)
 	if s.ParentID != 0 {
-		h[HeaderParentSpanID] = []string{IDString(s.ParentID)}
+		b = appendID(b, s.ParentID)
+	}
+	pEnd := len(b)
+	b = append(b, flag)
+	fEnd := len(b)
+	if s.single {
+		b = append(b, buf[:tEnd]...)
+		b = append(b, '-')
+		b = append(b, buf[tEnd:sEnd]...)
+		b = append(b, '-', flag)
+		if s.ParentID != 0 {
+			b = append(b, '-')
+			b = append(b, buf[sEnd:pEnd]...)
+		}
+	}
+	oEnd := len(b)
+	if s.w3c {
+		b = append(b, "00-"...)
+		if !s.TraceID.Is128 {
+			b = append(b, "0000000000000000"...) // W3C's ids are 128-bit
+		}
+		b = append(b, buf[:tEnd]...)
+		b = append(b, '-')
+		b = append(b, buf[tEnd:sEnd]...)
+		b = append(b, '-', '0', flag)
+	}
+	all := string(b)
+	vs := make([]string, 6)
+	vs[0], vs[1], vs[2], vs[3] = all[:tEnd], all[tEnd:sEnd], all[sEnd:pEnd], all[pEnd:fEnd]
+	h[HeaderTraceID] = vs[0:1:1]
+	h[HeaderSpanID] = vs[1:2:2]
+	if s.ParentID != 0 {
+		h[HeaderParentSpanID] = vs[2:3:3]
 	} else {
 		delete(h, HeaderParentSpanID)
 	}
-	flag := "0"
-	if s.Sampled {
-		flag = "1"
-	}
-	h[HeaderSampled] = []string{flag}
+	h[HeaderSampled] = vs[3:4:4]
 	if s.single {
-		b := s.TraceID.appendHex(buf[:0])
-		b = append(b, '-')
-		b = appendID(b, s.ID)
-		b = append(b, '-', flag[0])
-		if s.ParentID != 0 {
-			b = append(b, '-')
-			b = appendID(b, s.ParentID)
-		}
-		h[HeaderB3] = []string{string(b)}
+		vs[4] = all[fEnd:oEnd]
+		h[HeaderB3] = vs[4:5:5]
 	}
 	if s.w3c {
-		b := append(buf[:0], "00-"...)
-		t := s.TraceID
-		b = appendID(b, t.High) // a 64-bit id is zero-padded to W3C's 128
-		b = appendID(b, t.Low)
-		b = append(b, '-')
-		b = appendID(b, s.ID)
-		b = append(b, "-0"...)
-		b = append(b, flag[0])
-		h[HeaderTraceparent] = []string{string(b)}
+		vs[5] = all[oEnd:]
+		h[HeaderTraceparent] = vs[5:6:6]
 	}
 }

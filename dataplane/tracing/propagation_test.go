@@ -219,3 +219,25 @@ func TestSpanJSON(t *testing.T) {
 		t.Errorf("tags %v", g.Tags)
 	}
 }
+
+// BenchmarkRequestPath is what a traced request costs the proxy before
+// and after its upstream call: the decision, the span, the injection.
+func BenchmarkRequestPath(b *testing.B) {
+	for _, sampled := range []bool{false, true} {
+		name := "unsampled"
+		s := Sampling{Client: 10000, Overall: 10000}
+		if sampled {
+			name, s.Random = "sampled", 10000
+		}
+		b.Run(name, func(b *testing.B) {
+			tr := &Tracer{TraceID128: true, Local: &Endpoint{ServiceName: "a.b"}}
+			b.ReportAllocs()
+			for b.Loop() {
+				h := http.Header{"X-Request-Id": {"00001387-9a2b-4c3d-8e4f-0123456789ab"}, "User-Agent": {"x"}}
+				r := Decide(h, s, DefaultRequestID)
+				sp := tr.Start(h, "host", true, r != NotTraceable, time.Now())
+				sp.Inject(h)
+			}
+		})
+	}
+}

@@ -19,8 +19,7 @@ const (
 	// DefaultQueue bounds the spans waiting for the reporter; past it new
 	// spans are dropped (Envoy drops a span its full buffer cannot take).
 	DefaultQueue = 1024
-	// DefaultInFlight bounds the reports being sent at once; a batch
-	// that finds them all busy is dropped.
+	// DefaultInFlight bounds the reports being sent at once.
 	DefaultInFlight = 2
 )
 
@@ -146,36 +145,44 @@ func (r *Reporter) start() {
 	}()
 }
 
-// run buffers spans and hands full batches, and on each tick whatever is
-// buffered, to an idle sender; with none idle the batch is dropped.
+// maxBatch bounds a report: while every sender is busy, spans gather in
+// the buffer up to this many, then new ones are dropped.
+const maxBatch = 256
+
+// run buffers spans and hands a batch to a sender once it holds
+// min_flush_spans, or on each tick whatever is buffered. While the senders
+// are busy (a slow collector, a burst) the batch grows, up to maxBatch,
+// rather than being dropped: Envoy would open another request instead.
 func (r *Reporter) run(batches chan<- []*Span) {
 	t := time.NewTicker(r.cfg.FlushInterval)
 	defer t.Stop()
 	buf := make([]*Span, 0, r.cfg.MinFlushSpans)
-	flush := func() {
-		if len(buf) == 0 {
-			return
-		}
-		select {
-		case batches <- buf:
-			buf = make([]*Span, 0, r.cfg.MinFlushSpans)
-		default:
-			r.cfg.Stats.SpansDropped.Add(uint64(len(buf)))
-			buf = buf[:0]
-		}
-	}
+	due := false // the interval passed with spans buffered
 	for {
+		var out chan<- []*Span
+		if len(buf) >= r.cfg.MinFlushSpans || due && len(buf) > 0 {
+			out = batches
+			select {
+			case out <- buf:
+				buf, due = make([]*Span, 0, r.cfg.MinFlushSpans), false
+				continue
+			default:
+			}
+		}
 		select {
 		case <-r.ctx.Done():
 			return
+		case out <- buf:
+			buf, due = make([]*Span, 0, r.cfg.MinFlushSpans), false
 		case s := <-r.queue:
-			buf = append(buf, s)
-			if len(buf) >= r.cfg.MinFlushSpans {
-				flush()
+			if len(buf) >= maxBatch {
+				r.cfg.Stats.SpansDropped.Add(1)
+				continue
 			}
+			buf = append(buf, s)
 		case <-t.C:
 			r.cfg.Stats.TimerFlushed.Add(1)
-			flush()
+			due = len(buf) > 0
 		}
 	}
 }
