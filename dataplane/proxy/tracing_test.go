@@ -10,7 +10,9 @@ import (
 	"testing"
 	"time"
 
+	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	tracev3 "github.com/envoyproxy/go-control-plane/envoy/config/trace/v3"
@@ -19,9 +21,11 @@ import (
 	tracingv3 "github.com/envoyproxy/go-control-plane/envoy/type/tracing/v3"
 	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
 	"github.com/openzipkin/zipkin-go/model"
+	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/structpb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
+	"github.com/meshlab/meshlab/dataplane/tracing"
 	"github.com/meshlab/meshlab/dataplane/xdsclient"
 )
 
@@ -520,3 +524,48 @@ func TestTracingNACK(t *testing.T) {
 	}
 }
 
+
+// TestTracingGateway: a gateway (an OUTBOUND listener) reports CLIENT
+// spans as istio-ingressgateway.istio-system to a collector named by a
+// host outside the mesh — Istio's "zipkin" cluster, STRICT_DNS; a
+// collector cluster the proxy does not have counts skipped reports.
+func TestTracingGateway(t *testing.T) {
+	z := newZipkinReceiver(t, "127.0.0.5")
+	app := handlerBackend(t, "127.0.0.3", func(w http.ResponseWriter, r *http.Request) {})
+	r := &loopbackResolver{names: map[string]netip.Addr{"tempo.example.internal": netip.MustParseAddr("127.0.0.5")}}
+	dns := &clusterv3.Cluster{Name: "zipkin", ClusterDiscoveryType: &clusterv3.Cluster_Type{Type: clusterv3.Cluster_STRICT_DNS},
+		ConnectTimeout: durationpb.New(time.Second), DnsLookupFamily: clusterv3.Cluster_V4_ONLY,
+		LoadAssignment: &endpointv3.ClusterLoadAssignment{ClusterName: "zipkin", Endpoints: []*endpointv3.LocalityLbEndpoints{{LbEndpoints: []*endpointv3.LbEndpoint{{
+			HostIdentifier: &endpointv3.LbEndpoint_Endpoint{Endpoint: &endpointv3.Endpoint{Address: sockAddr("tempo.example.internal", uint32(z.addr.Port()))}}}}}}}}
+	listener := func(name, collector string) *listenerv3.Listener {
+		h := &hcmv3.HttpConnectionManager{StatPrefix: "outbound_0.0.0.0_8080", Tracing: zipkinTracing(collector, 100), RequestIdExtension: uuidExtension(),
+			RouteSpecifier: &hcmv3.HttpConnectionManager_Rds{Rds: &hcmv3.Rds{ConfigSource: ads(), RouteConfigName: "http.8080"}}}
+		return &listenerv3.Listener{Name: name, Address: sockAddr("127.0.0.1", 0), TrafficDirection: corev3.TrafficDirection_OUTBOUND,
+			FilterChains: []*listenerv3.FilterChain{{Filters: []*listenerv3.Filter{hcmFilter(h)}}}}
+	}
+	cp := newControlPlane(t, "127.0.0.1:0")
+	cp.set("1", listener("0.0.0.0_8080", "zipkin"), listener("missing", "outbound|9411||nowhere.istio-system.svc.cluster.local"),
+		&routev3.RouteConfiguration{Name: "http.8080", VirtualHosts: []*routev3.VirtualHost{{Name: "bookinfo", Domains: []string{"*"},
+			Routes: []*routev3.Route{{Match: prefix("/productpage"), Action: toCluster("app"),
+				Decorator: &routev3.Decorator{Operation: "productpage.default.svc.cluster.local:9080/productpage"}}}}}},
+		staticCluster("app", app), dns)
+	md, err := structpb.NewStruct(map[string]any{"NAMESPACE": "istio-system", "WORKLOAD_NAME": "istio-ingressgateway",
+		"LABELS": map[string]any{"app": "istio-ingressgateway", "istio": "ingressgateway"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := runProxy(t, cp.addr, Config{Resolver: r, TraceFlushInterval: 50 * time.Millisecond,
+		Node: &corev3.Node{Id: "router~10.0.0.9~istio-ingressgateway-abc.istio-system~istio-system.svc.cluster.local", Metadata: md}})
+	get(t, http.DefaultClient, p.addr(t, "0.0.0.0_8080"), "bookinfo.example.com", "/productpage", "X-B3-TraceId", tid(1), "X-B3-SpanId", "0000000000000001", "X-B3-Sampled", "1")
+	s := z.trace(tid(1), 1)[0]
+	if s.Kind != model.Client || s.Name != "productpage.default.svc.cluster.local:9080/productpage" ||
+		s.LocalEndpoint.ServiceName != "istio-ingressgateway.istio-system" || s.LocalEndpoint.IPv4.String() != "10.0.0.9" {
+		t.Errorf("gateway span %s %q from %+v", s.Kind, s.Name, s.LocalEndpoint)
+	}
+	get(t, http.DefaultClient, p.addr(t, "missing"), "bookinfo.example.com", "/productpage")
+	waitFor(t, "reports_skipped_no_cluster", func() bool {
+		return scrapeCounter(t, p, "envoy_tracing_zipkin_reports_skipped_no_cluster") == 1
+	})
+}
+
+func tid(n int) string { return "463ac35c9f6413ad" + tracing.IDString(uint64(n)) }
