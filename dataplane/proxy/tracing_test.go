@@ -16,8 +16,8 @@ import (
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	tracev3 "github.com/envoyproxy/go-control-plane/envoy/config/trace/v3"
-	uuidv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/request_id/uuid/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	uuidv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/request_id/uuid/v3"
 	tracingv3 "github.com/envoyproxy/go-control-plane/envoy/type/tracing/v3"
 	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
 	"github.com/openzipkin/zipkin-go/model"
@@ -523,7 +523,6 @@ func TestTracingNACK(t *testing.T) {
 		t.Errorf("Istio's tracing refused: %v", err)
 	}
 }
-
 
 // TestTracingGateway: a gateway (an OUTBOUND listener) reports CLIENT
 // spans as istio-ingressgateway.istio-system to a collector named by a
