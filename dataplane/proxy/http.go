@@ -561,9 +561,6 @@ func (p *Proxy) rewrite(pr *httputil.ProxyRequest) {
 	pr.Out.Host = pr.In.Host
 	forwardedHeaders(pr.Out.Header, pr.In.Header, ex.conn.peer, pr.In.TLS != nil || ex.conn.id != nil)
 	applyXFCC(pr.Out.Header, ex.hcm, ex.conn.id)
-	if ex.span != nil {
-		ex.span.Inject(pr.Out.Header)
-	}
 	rt := ex.route
 	if rt.HostRewrite != "" {
 		pr.Out.Host = rt.HostRewrite
@@ -587,6 +584,11 @@ func (p *Proxy) rewrite(pr *httputil.ProxyRequest) {
 	rt.Request.Apply(pr.Out.Header)
 	if wc := ex.weighted; wc != nil {
 		wc.Request.Apply(pr.Out.Header)
+	}
+	if ex.span != nil {
+		// Last, as Envoy's upstream request injects the span's context
+		// after the route's header mutations.
+		ex.span.Inject(pr.Out.Header)
 	}
 }
 
