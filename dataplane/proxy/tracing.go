@@ -154,11 +154,18 @@ func (p *Proxy) startSpan(ex *exchange, r *http.Request, t *hcmTracing, egress b
 		if s.Decorated != "" && s.Propagate {
 			r.Header[tracing.HeaderOperation] = []string{s.Decorated}
 		}
-	} else if v, ok := r.Header[tracing.HeaderOperation]; ok {
-		if len(v) > 0 && v[0] != "" {
-			s.Name, s.Decorated = v[0], ""
+	} else {
+		if v, ok := r.Header[tracing.HeaderOperation]; ok {
+			if len(v) > 0 && v[0] != "" {
+				s.Name, s.Decorated = v[0], ""
+			}
+			delete(r.Header, tracing.HeaderOperation)
 		}
-		delete(r.Header, tracing.HeaderOperation)
+		if s.Decorated != "" && s.Propagate {
+			// Every response carries it, the proxy's own replies too
+			// (traceResponse sets it on an upstream's).
+			ex.Header()[tracing.HeaderOperation] = []string{s.Decorated}
+		}
 	}
 	ex.span = s
 }

@@ -401,6 +401,13 @@ func TestTracingDecoratorNoPropagate(t *testing.T) {
 	if hdr.Get("X-Envoy-Decorator-Operation") != "" {
 		t.Error("the client app got x-envoy-decorator-operation")
 	}
+
+	// Called directly, with no decorator arriving, the server sends its
+	// own back to its caller.
+	_, _, hdr = get(t, http.DefaultClient, m.in.String(), "reviews:9080", "/reviews/direct")
+	if got := hdr.Get("X-Envoy-Decorator-Operation"); got != serverOp {
+		t.Errorf("inbound response x-envoy-decorator-operation = %q, want %q", got, serverOp)
+	}
 }
 
 // TestTracingCollectorDown: with the collector refusing, traced requests
