@@ -245,6 +245,7 @@ func (p *Proxy) serveStats(w http.ResponseWriter, r *http.Request) {
 	metric("envoy_cluster_membership_healthy", "gauge", func(n string) uint64 { return uint64(len(rt.clusters[n].Endpoints())) })
 	p.writeAuthzProm(bw)
 	p.writeTLSStats(bw)
+	p.writeTracingStats(bw)
 	families, err := p.metrics.Gatherer().Gather()
 	if err != nil {
 		p.log.Warn("gather istio metrics", "err", err)

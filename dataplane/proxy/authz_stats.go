@@ -36,6 +36,11 @@ func (p *Proxy) serveEnvoyStats(w http.ResponseWriter, r *http.Request) {
 	defer func() { _ = bw.Flush() }()
 	filter := r.URL.Query().Get("filter")
 	names, values := p.authzCounters()
+	p.traces.stats.Each(func(n string, v uint64) {
+		names = append(names, n)
+		values[n] = v
+	})
+	sort.Strings(names)
 	for _, n := range names {
 		if filter == "" || strings.Contains(n, filter) {
 			fmt.Fprintf(bw, "%s: %d\n", n, values[n])

@@ -25,6 +25,7 @@ import (
 
 	"github.com/meshlab/meshlab/dataplane/router"
 	"github.com/meshlab/meshlab/dataplane/telemetry"
+	"github.com/meshlab/meshlab/dataplane/tracing"
 	"github.com/meshlab/meshlab/dataplane/upstream"
 )
 
@@ -146,6 +147,10 @@ type exchange struct {
 	// reverse proxy's hook from their own goroutines).
 	interim     atomic.Int32
 	stopAttempt context.CancelFunc
+	// span is the request's span when its connection manager traces;
+	// forceTrace: it came with x-envoy-force-trace (tracing.go).
+	span       *tracing.Span
+	forceTrace bool
 }
 
 func (e *exchange) WriteHeader(code int) {
@@ -310,6 +315,9 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	p.route(ex, r)
 	p.stats.requests.Add(1)
 	p.record(ex, r, time.Since(start))
+	if ex.span != nil {
+		p.finishSpan(ex, r)
+	}
 	if p.accessLog != nil {
 		p.accessLog.http(start, r, ex)
 	}
@@ -353,6 +361,11 @@ func (p *Proxy) route(ex *exchange, r *http.Request) {
 	table := h.inline
 	if table == nil {
 		table = rt.routes[h.rds]
+	}
+	if t := h.tracing; t != nil {
+		// Envoy starts the span before its filters run, named by the
+		// route matched then.
+		p.startSpan(ex, r, t, h.egress, table.Match(r))
 	}
 	if len(h.authz) > 0 && !p.authorize(ex, r, h.authz, h.xffTrustedHops) {
 		return
@@ -572,6 +585,11 @@ func (p *Proxy) rewrite(pr *httputil.ProxyRequest) {
 	if wc := ex.weighted; wc != nil {
 		wc.Request.Apply(pr.Out.Header)
 	}
+	if ex.span != nil {
+		// Last, as Envoy's upstream request injects the span's context
+		// after the route's header mutations.
+		ex.span.Inject(pr.Out.Header)
+	}
 }
 
 // modifyResponse shapes the upstream response for the downstream: the
@@ -586,6 +604,9 @@ func (p *Proxy) modifyResponse(resp *http.Response) error {
 			ex.upTLS = resp.TLS
 		}
 		resp.Header["X-Envoy-Upstream-Service-Time"] = serviceTime(ex.upstreamDur)
+		if ex.span != nil || ex.forceTrace {
+			traceResponse(ex, resp)
+		}
 		ex.route.Response.Apply(resp.Header)
 		if wc := ex.weighted; wc != nil {
 			wc.Response.Apply(resp.Header)

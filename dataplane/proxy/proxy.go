@@ -61,6 +61,11 @@ type Config struct {
 	// clusters; the system resolver by default. Tests map names to
 	// loopback with their own.
 	Resolver upstream.Resolver
+	// TraceFlushSpans and TraceFlushInterval override Envoy's Zipkin
+	// reporter defaults (tracing.zipkin.min_flush_spans = 5,
+	// flush_interval_ms = 5000), as Envoy's runtime keys do; tests shorten them.
+	TraceFlushSpans    int
+	TraceFlushInterval time.Duration
 	// Identity is the workload's certificate and the mesh's roots: the
 	// SDS secrets "default" and "ROOTCA". nil: they are not available,
 	// and the filter chains and clusters that need them fail their
@@ -124,6 +129,8 @@ type Proxy struct {
 	// tlsStats are the ssl.* counters by listener and cluster name, kept
 	// across configuration updates as Envoy's stats are.
 	tlsStats tlsStatsSet
+	// traces are the Zipkin reporters and their counters (tracing.go).
+	traces traceSet
 }
 
 // New returns a proxy that serves nothing until it is given a snapshot.

@@ -115,6 +115,11 @@ type hcm struct {
 	// Envoy's), details set_current_client_cert_details.
 	fcc     hcmv3.HttpConnectionManager_ForwardClientCertDetails
 	details xfccDetails
+	// tracing is the connection manager's tracing (nil: none); egress
+	// says its spans are CLIENT spans: its listener's traffic_direction
+	// is OUTBOUND (sidecar outbound, every gateway listener).
+	tracing *hcmTracing
+	egress  bool
 }
 
 // h1Limits are a connection manager's bounds on what a client may send
@@ -472,6 +477,9 @@ func compileListener(l *listenerv3.Listener, creds *credentials, stats *tlsStats
 			return nil, fmt.Errorf("listener %q: filter chain %d (%q): %w", l.GetName(), i, fc.GetName(), err)
 		}
 		if ok {
+			if c.http != nil {
+				c.http.egress = l.GetTrafficDirection() == corev3.TrafficDirection_OUTBOUND
+			}
 			c.tlsStats = ls
 			out.chains = append(out.chains, c)
 			out.inspect = out.inspect || len(c.serverNames) > 0 || c.transport != "" || len(c.alpn) > 0 || c.tls != nil
@@ -573,6 +581,11 @@ func compileChain(fc *listenerv3.FilterChain, creds *credentials, stats *upstrea
 		if err := c.http.filters(h.GetHttpFilters()); err != nil {
 			return nil, false, err
 		}
+		t, err := compileTracing(h)
+		if err != nil {
+			return nil, false, err
+		}
+		c.http.tracing = t
 		switch {
 		case h.GetRds() != nil:
 			c.http.rds = h.GetRds().GetRouteConfigName()

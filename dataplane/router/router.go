@@ -78,6 +78,12 @@ type Route struct {
 	// HashPolicy is the route's hash policy, for hashing load balancers
 	// (see upstream.RequestHash).
 	HashPolicy []*routev3.RouteAction_HashPolicy
+	// Operation is the route decorator's operation, which names the
+	// request's span (Istio's host:port/path); PropagateOperation whether
+	// it travels in x-envoy-decorator-operation (decorator.propagate,
+	// true by default).
+	Operation          string
+	PropagateOperation bool
 }
 
 // WeightedCluster is one destination of a split, with its own header
@@ -168,6 +174,10 @@ func Compile(rc *routev3.RouteConfiguration) (*Table, error) {
 func compileRoute(r *routev3.Route) (*Route, error) {
 	m := r.GetMatch()
 	cr := &Route{Name: r.GetName(), caseSensitive: true}
+	if d := r.GetDecorator(); d != nil {
+		cr.Operation = d.GetOperation()
+		cr.PropagateOperation = d.GetPropagate() == nil || d.GetPropagate().GetValue()
+	}
 	if cs := m.GetCaseSensitive(); cs != nil {
 		cr.caseSensitive = cs.GetValue()
 	}

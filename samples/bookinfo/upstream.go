@@ -13,28 +13,35 @@ import (
 
 // forwardHeaders are copied from an inbound request to every upstream call.
 // The mesh can only stitch a trace together, and route by end-user, if the
-// application carries these across its own hop; Istio's samples keep the same
-// list. cookie is deliberately absent: productpage turns its session into
-// end-user instead.
+// application carries these across its own hop. The list is Istio's bookinfo
+// one (reviews' LibertyRestEndpoint.java and details.rb; productpage.py the
+// same with B3 through OpenTelemetry's propagator): the tracing headers of
+// every tracer Istio supports, then the application's own — the session
+// (cookie, authorization, jwt) included, so a user's request stays one
+// user's all the way to ratings. Only the multi-header B3 form travels, as in
+// Istio's: the sidecar in front of each app hands it the span's context in
+// those headers.
 var forwardHeaders = []string{
 	"x-request-id",
+	"x-ot-span-context",
+	"x-datadog-trace-id",
+	"x-datadog-parent-id",
+	"x-datadog-sampling-priority",
+	"traceparent",
+	"tracestate",
+	"x-cloud-trace-context",
+	"grpc-trace-bin",
 	"x-b3-traceid",
 	"x-b3-spanid",
 	"x-b3-parentspanid",
 	"x-b3-sampled",
 	"x-b3-flags",
-	"b3",
-	"x-ot-span-context",
-	"traceparent",
-	"tracestate",
-	"x-cloud-trace-context",
-	"grpc-trace-bin",
-	"x-datadog-trace-id",
-	"x-datadog-parent-id",
-	"x-datadog-sampling-priority",
 	"sw8",
 	"end-user",
 	"user-agent",
+	"cookie",
+	"authorization",
+	"jwt",
 }
 
 // propagate returns the headers of in that must travel to upstream calls.
