@@ -64,6 +64,8 @@ type connInfo struct {
 	// read, to find the connection's chain again after an update.
 	sni   string
 	hello helloInfo
+	// tcp are a tcp_proxy connection's byte counts (tcp.go).
+	tcp *tcpStats
 }
 
 type httpConn struct {
@@ -310,9 +312,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	p.route(ex, r)
 	p.stats.requests.Add(1)
 	p.record(ex, r, time.Since(start))
-	if p.accessLog != nil {
-		p.accessLog.http(start, r, ex)
-	}
+	p.logHTTP(start, r, ex)
 	if ex.abort {
 		// What was received goes out, then the stream is reset rather
 		// than ended, so that the client cannot take a cut response for a

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	accesslogv3 "github.com/envoyproxy/go-control-plane/envoy/config/accesslog/v3"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
@@ -115,6 +116,10 @@ type hcm struct {
 	// Envoy's), details set_current_client_cert_details.
 	fcc     hcmv3.HttpConnectionManager_ForwardClientCertDetails
 	details xfccDetails
+	// logs are its access_log entries; stats its istio.stats filter
+	// (nil: none, every metric as before it existed).
+	logs  []*accessLogger
+	stats *statsConfig
 }
 
 // h1Limits are a connection manager's bounds on what a client may send
@@ -174,11 +179,31 @@ func hcmLimits(h *hcmv3.HttpConnectionManager) h1Limits {
 	return l
 }
 
+// accessLogs compiles access_log entries with o's destinations.
+func (o buildOptions) accessLogs(entries []*accesslogv3.AccessLog) ([]*accessLogger, error) {
+	if len(entries) == 0 {
+		return nil, nil
+	}
+	if o.logs == nil {
+		return compileAccessLogs(entries, noSinks{})
+	}
+	return compileAccessLogs(entries, o.logs)
+}
+
+// noSinks checks entries without opening anything.
+type noSinks struct{}
+
+func (noSinks) sink(string) (*logWriter, error) { return nil, nil }
+
 type tcpProxy struct {
 	statPrefix string
 	cluster    string
 	weighted   []router.WeightedCluster
 	total      uint32
+	// logs are its access_log entries; stats the chain's istio.stats
+	// network filter (nil: none, every metric as before it existed).
+	logs  []*accessLogger
+	stats *statsConfig
 }
 
 // chain picks the filter chain for a destination as Envoy narrows its
@@ -334,6 +359,9 @@ type buildOptions struct {
 	resolver upstream.Resolver
 	metrics  *telemetry.Metrics
 	tls      *tlsStatsSet
+	// logs opens the access logs' destinations; nil: none (tests of
+	// building alone).
+	logs logSinks
 }
 
 func build(s *xdsclient.Snapshot, prev *runtime, o buildOptions) (*runtime, error) {
@@ -374,7 +402,7 @@ func build(s *xdsclient.Snapshot, prev *runtime, o buildOptions) (*runtime, erro
 			rt.listeners[name] = prev.listeners[name]
 			continue
 		}
-		cl, err := compileListener(l, o.creds, o.tls)
+		cl, err := compileListener(l, o)
 		if err != nil {
 			errs = append(errs, err)
 			continue
@@ -452,7 +480,8 @@ func (rt *runtime) commit() {
 	rt.assign = nil
 }
 
-func compileListener(l *listenerv3.Listener, creds *credentials, stats *tlsStatsSet) (*listener, error) {
+func compileListener(l *listenerv3.Listener, o buildOptions) (*listener, error) {
+	stats := o.tls
 	out := &listener{
 		name:    l.GetName(),
 		bind:    l.GetBindToPort() == nil || l.GetBindToPort().GetValue(),
@@ -467,7 +496,7 @@ func compileListener(l *listenerv3.Listener, creds *credentials, stats *tlsStats
 	// Envoy names a listener's stats by its address (listener.0.0.0.0_15006.ssl.*).
 	ls := stats.get("listener", sa.GetAddress()+"_"+strconv.FormatUint(uint64(sa.GetPortValue()), 10))
 	for i, fc := range xdsclient.FilterChains(l) {
-		c, ok, err := compileChain(fc, creds, ls)
+		c, ok, err := compileChain(fc, o, ls)
 		if err != nil {
 			return nil, fmt.Errorf("listener %q: filter chain %d (%q): %w", l.GetName(), i, fc.GetName(), err)
 		}
@@ -482,7 +511,8 @@ func compileListener(l *listenerv3.Listener, creds *credentials, stats *tlsStats
 
 // compileChain builds a filter chain; ok is false for chains that can
 // never match (an unknown transport protocol), which are skipped.
-func compileChain(fc *listenerv3.FilterChain, creds *credentials, stats *upstream.TLSStats) (*chain, bool, error) {
+func compileChain(fc *listenerv3.FilterChain, o buildOptions, stats *upstream.TLSStats) (*chain, bool, error) {
+	creds := o.creds
 	m := fc.GetFilterChainMatch()
 	// A criterion the proxy does not match on would make the chain take
 	// connections it must not (a source range, say): refused.
@@ -573,6 +603,11 @@ func compileChain(fc *listenerv3.FilterChain, creds *credentials, stats *upstrea
 		if err := c.http.filters(h.GetHttpFilters()); err != nil {
 			return nil, false, err
 		}
+		logs, err := o.accessLogs(h.GetAccessLog())
+		if err != nil {
+			return nil, false, fmt.Errorf("http_connection_manager: %w", err)
+		}
+		c.http.logs = logs
 		switch {
 		case h.GetRds() != nil:
 			c.http.rds = h.GetRds().GetRouteConfigName()
@@ -594,6 +629,11 @@ func compileChain(fc *listenerv3.FilterChain, creds *credentials, stats *upstrea
 			return nil, false, fmt.Errorf("decode tcp_proxy: %w", err)
 		}
 		c.tcp = &tcpProxy{statPrefix: tp.GetStatPrefix()}
+		logs, err := o.accessLogs(tp.GetAccessLog())
+		if err != nil {
+			return nil, false, fmt.Errorf("tcp_proxy: %w", err)
+		}
+		c.tcp.logs = logs
 		switch cs := tp.GetClusterSpecifier().(type) {
 		case *tcpv3.TcpProxy_Cluster:
 			c.tcp.cluster = cs.Cluster
