@@ -102,16 +102,16 @@ type Proxy struct {
 	wg     sync.WaitGroup // accept loops and TCP connections
 	conns  connSet
 
-	httpSrv   *http.Server
-	h1        *h1Server // plaintext HTTP/1.x connections (h1server.go)
-	httpLn    *chanListener
-	rp        *httputil.ReverseProxy
+	httpSrv *http.Server
+	h1      *h1Server // plaintext HTTP/1.x connections (h1server.go)
+	httpLn  *chanListener
+	rp      *httputil.ReverseProxy
 	// sinks are the access log destinations by path; logKick wakes
 	// their flusher when one fills.
 	sinks   logSinkSet
 	logKick chan struct{}
-	stats     stats
-	creds     *credentials
+	stats   stats
+	creds   *credentials
 	// node is what the proxy tells its peers of itself; metrics are its
 	// Istio metrics.
 	node    *telemetry.Node

@@ -97,10 +97,10 @@ type tcpStats struct {
 	series         atomic.Pointer[telemetry.ConnSeries]
 	every          time.Duration
 
-	mu                 sync.Mutex
-	next               time.Time
-	reportedReceived   int64
-	reportedSent       int64
+	mu               sync.Mutex
+	next             time.Time
+	reportedReceived int64
+	reportedSent     int64
 }
 
 // report adds the bytes moved since the last report to the series.
