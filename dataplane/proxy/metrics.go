@@ -82,6 +82,18 @@ func (p *Proxy) record(ex *exchange, r *http.Request, d time.Duration) {
 	if ex.flags != 0 {
 		k.Flags = ex.flags.String()
 	}
+	h := ex.hcm
+	if h == nil {
+		h = ex.conn.chain.http
+	}
+	if sc := h.stats; sc != nil {
+		if sc.hostFallback && k.Reporter == telemetry.Source && (k.Service == nil || k.Service.Host == telemetry.Unknown) && r.Host != "" {
+			// Istio's stats filter names a destination it cannot tell
+			// by the request's host.
+			k.Service = p.metrics.HostService(r.Host)
+		}
+		sc.httpDims(&k, r, ex)
+	}
 	if ct := r.Header["Content-Type"]; len(ct) > 0 && strings.HasPrefix(ct[0], "application/grpc") {
 		k.GRPC = true
 		if v := ex.Header()["Grpc-Status"]; len(v) > 0 {

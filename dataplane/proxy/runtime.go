@@ -566,6 +566,7 @@ func compileChain(fc *listenerv3.FilterChain, o buildOptions, stats *upstream.TL
 		}
 		c.prefixes = append(c.prefixes, p)
 	}
+	var netStats *statsConfig
 	// The filters before the terminal one: the network RBAC and ext_authz
 	// filters (AuthorizationPolicy on TCP), in order. Any other is refused, so
 	// that a restriction the proxy does not implement is never skipped.
@@ -591,16 +592,31 @@ func compileChain(fc *listenerv3.FilterChain, o buildOptions, stats *upstream.TL
 				return nil, false, fmt.Errorf("%s: %w", f.GetName(), err)
 			}
 			c.authz = append(c.authz, netAuthz{ext: x})
+		case istioStatsFilter:
+			m := o.metrics
+			if m == nil {
+				m = telemetry.New()
+			}
+			sc, err := compileStats(f.GetTypedConfig(), m)
+			if err != nil {
+				return nil, false, fmt.Errorf("network filter: %w", err)
+			}
+			netStats = sc
 		default:
 			return nil, false, fmt.Errorf("network filter %q is not one this proxy implements", f.GetName())
 		}
 	}
 	last := fs[len(fs)-1]
 	if h, ok := xdsclient.HCM(last); ok {
+		if netStats != nil {
+			// Envoy would count the HTTP connections as TCP ones; Istio
+			// never puts the network filter before a connection manager.
+			return nil, false, fmt.Errorf("network filter %s before http_connection_manager is not supported", istioStatsFilter)
+		}
 		c.http = &hcm{statPrefix: h.GetStatPrefix(), useRemoteAddress: h.GetUseRemoteAddress().GetValue(), lim: hcmLimits(h),
 			xffTrustedHops: int(h.GetXffNumTrustedHops()),
 			fcc:            h.GetForwardClientCertDetails(), details: xfccDetailsOf(h.GetSetCurrentClientCertDetails())}
-		if err := c.http.filters(h.GetHttpFilters()); err != nil {
+		if err := c.http.filters(h.GetHttpFilters(), o.metrics); err != nil {
 			return nil, false, err
 		}
 		logs, err := o.accessLogs(h.GetAccessLog())
@@ -628,7 +644,7 @@ func compileChain(fc *listenerv3.FilterChain, o buildOptions, stats *upstream.TL
 		if err := tc.UnmarshalTo(&tp); err != nil {
 			return nil, false, fmt.Errorf("decode tcp_proxy: %w", err)
 		}
-		c.tcp = &tcpProxy{statPrefix: tp.GetStatPrefix()}
+		c.tcp = &tcpProxy{statPrefix: tp.GetStatPrefix(), stats: netStats}
 		logs, err := o.accessLogs(tp.GetAccessLog())
 		if err != nil {
 			return nil, false, fmt.Errorf("tcp_proxy: %w", err)
@@ -659,9 +675,18 @@ func compileChain(fc *listenerv3.FilterChain, o buildOptions, stats *upstream.TL
 // proxy does not implement is refused (the listener is NACKed) unless the
 // config marks it optional, as Envoy does: a skipped authorization filter
 // would fail open.
-func (h *hcm) filters(fs []*hcmv3.HttpFilter) error {
+func (h *hcm) filters(fs []*hcmv3.HttpFilter, m *telemetry.Metrics) error {
 	for i, f := range fs {
 		switch f.GetName() {
+		case istioStatsFilter:
+			if m == nil {
+				m = telemetry.New() // checking alone: compiled, not recorded
+			}
+			sc, err := compileStats(f.GetTypedConfig(), m)
+			if err != nil {
+				return fmt.Errorf("http filter %d: %w", i, err)
+			}
+			h.stats = sc
 		case wellknown.Fault:
 			h.fault = true
 		case wellknown.CORS:

@@ -39,12 +39,12 @@ func (p *Proxy) serveTCP(c net.Conn, ci *connInfo) {
 		if series == nil {
 			// Never connected upstream: opened and closed at once, with
 			// the flag that says why.
-			series = p.openTCP(ci, rt.services[name], flags, nil)
+			series = p.openTCP(ci, name, rt.services[name], flags, nil)
 			ts.series.Store(series)
 		}
 		// What the ticker has not reported yet, then the close.
 		ts.report()
-		series.Closed.Inc()
+		series.Close()
 		p.logTCP(start, ci, name, ep, flags, ts.received.Load(), ts.sent.Load())
 	}()
 	p.stats.tcpConns.Add(1)
@@ -68,7 +68,7 @@ func (p *Proxy) serveTCP(c net.Conn, ci *connInfo) {
 		return
 	}
 	cl.RequestsTotal.Add(1)
-	ts.series.Store(p.openTCP(ci, rt.services[name], flags, up))
+	ts.series.Store(p.openTCP(ci, name, rt.services[name], flags, up))
 	ep.Active.Add(1)
 	ep.Total.Add(1)
 	defer ep.Active.Add(-1)
@@ -112,11 +112,11 @@ func (s *tcpStats) report() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if r := s.received.Load(); r > s.reportedReceived {
-		series.Received.Add(float64(r - s.reportedReceived))
+		series.AddReceived(r - s.reportedReceived)
 		s.reportedReceived = r
 	}
 	if n := s.sent.Load(); n > s.reportedSent {
-		series.Sent.Add(float64(n - s.reportedSent))
+		series.AddSent(n - s.reportedSent)
 		s.reportedSent = n
 	}
 }
@@ -191,7 +191,7 @@ func (p *Proxy) tcpTick() time.Duration {
 // series its bytes and close go to. Without mTLS there is no TCP metadata
 // exchange, so the other side's workload is unknown; with mutual TLS its
 // principal is known. up is the upstream connection, when there is one.
-func (p *Proxy) openTCP(ci *connInfo, svc *telemetry.Service, flags string, up net.Conn) *telemetry.ConnSeries {
+func (p *Proxy) openTCP(ci *connInfo, cluster string, svc *telemetry.Service, flags string, up net.Conn) *telemetry.ConnSeries {
 	k := telemetry.Conn{Service: svc, Flags: flags, Source: p.node.Peer, Destination: telemetry.UnknownPeer}
 	if ci.inbound {
 		k.Reporter, k.Source, k.Destination = telemetry.Destination, telemetry.UnknownPeer, p.node.Peer
@@ -211,6 +211,7 @@ func (p *Proxy) openTCP(ci *connInfo, svc *telemetry.Service, flags string, up n
 			}
 		}
 	}
+	ci.chain.tcp.stats.tcpDims(&k, ci, cluster)
 	return p.metrics.OpenConn(k)
 }
 

@@ -177,16 +177,16 @@ func TestRecordTCP(t *testing.T) {
 	svc := m.Service("mongodb.default.svc.cluster.local", "mongodb", "default")
 	k := Conn{Reporter: Source, Source: UnknownPeer, Destination: UnknownPeer, Service: svc, Flags: "-"}
 	s := m.OpenConn(k)
-	s.Received.Add(100)
-	s.Sent.Add(2000)
-	s.Closed.Inc()
+	s.AddReceived(100)
+	s.AddSent(2000)
+	s.Close()
 	if m.OpenConn(k) != s {
 		t.Error("the same connection key made a new series")
 	}
 	if got := testutil.ToFloat64(s.opened); got != 2 {
 		t.Errorf("opened = %v, want 2", got)
 	}
-	if got := testutil.ToFloat64(s.Sent); got != 2000 {
+	if got := testutil.ToFloat64(s.sent); got != 2000 {
 		t.Errorf("sent = %v, want 2000", got)
 	}
 	if n := testutil.CollectAndCount(m.tcpOpened); n != 1 {
