@@ -99,11 +99,11 @@ func (cp *controlPlane) set(version string, res ...types.Resource) {
 	m := map[string][]types.Resource{}
 	for _, r := range res {
 		var typ string
-		switch r.(type) {
+		switch l := r.(type) {
 		case *listenerv3.Listener:
 			typ = resourcev3.ListenerType
 			if !cp.rawListeners {
-				r = withAccessLog(cp.t, r.(*listenerv3.Listener), cp.logFormat)
+				r = withAccessLog(cp.t, l, cp.logFormat)
 			}
 		case *clusterv3.Cluster:
 			typ = resourcev3.ClusterType

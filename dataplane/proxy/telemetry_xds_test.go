@@ -276,8 +276,9 @@ func TestAccessLogNACK(t *testing.T) {
 	cel := &accesslogv3.AccessLog{Name: fileAccessLogName, ConfigType: &accesslogv3.AccessLog_TypedConfig{TypedConfig: mustAny(&filev3.FileAccessLog{Path: stdoutPath})},
 		Filter: &accesslogv3.AccessLogFilter{FilterSpecifier: &accesslogv3.AccessLogFilter_ExtensionFilter{ExtensionFilter: &accesslogv3.ExtensionFilter{
 			Name: celFilterName, ConfigType: &accesslogv3.ExtensionFilter_TypedConfig{TypedConfig: mustAny(&celv3.ExpressionFilter{Expression: "response.code >= 400"})}}}}}
-	typedJSON := &accesslogv3.AccessLog{Name: fileAccessLogName, ConfigType: &accesslogv3.AccessLog_TypedConfig{TypedConfig: mustAny(&filev3.FileAccessLog{
-		Path: stdoutPath, AccessLogFormat: &filev3.FileAccessLog_Format{Format: "%START_TIME%"}})}}
+	omitEmpty := textFormat("%START_TIME%\n")
+	omitEmpty.OmitEmptyValues = true
+	typedJSON := fileLog(stdoutPath, omitEmpty)
 	badOp := fileLog(stdoutPath, textFormat("%NOT_AN_OPERATOR%\n"))
 	noDir := fileLog("/nonexistent-dir/access.log", nil)
 	tcp := func(al *accesslogv3.AccessLog) *listenerv3.Listener {
@@ -291,7 +292,7 @@ func TestAccessLogNACK(t *testing.T) {
 		want string
 	}{
 		{"cel filter", loggedListener("gw", cel), "CEL evaluator"},
-		{"deprecated format field", loggedListener("gw", typedJSON), "format is not supported"},
+		{"omit_empty_values not honoured", loggedListener("gw", typedJSON), "omit_empty_values is not supported"},
 		{"unknown operator", loggedListener("gw", badOp), "NOT_AN_OPERATOR"},
 		{"file that cannot open", loggedListener("gw", noDir), "open access log file"},
 		{"tcp cel filter", tcp(cel), "CEL evaluator"},
