@@ -18,7 +18,13 @@ func Command() *cli.Command {
 	return command(ModeSidecar, "proxy", "run the sidecar proxy (the istio-proxy analogue)", `Runs next to an application in its pod: connections the capture rules
 redirect to 15001 (outbound) and 15006 (inbound) are routed by the
 configuration the control plane serves over xDS, DNS on 15053 answers for
-mesh services, the admin API is on 127.0.0.1:15000 and readiness on :15021.
+mesh services, the admin API is on 127.0.0.1:15000, readiness on :15021,
+the proxy's Prometheus stats on :15090 and, on :15020, Istio's merged
+/stats/prometheus: the agent's istio_agent_* metrics, the proxy's stats and
+the app's own metrics from ISTIO_PROMETHEUS_ANNOTATIONS (the app's original
+prometheus.io/* annotations, which the injector moves there). Access logs
+are what the control plane's access_log entries say (meshConfig.accessLogFile
+/dev/stdout writes to this process's stdout).
 On SIGTERM it drains as Istio's sidecar does: readiness answers 503, inbound
 listeners close, requests in flight get --termination-drain-duration.
 
@@ -29,6 +35,8 @@ Examples:
        --discovery-address 127.0.0.1:15010 --admin-addr 127.0.0.1:15000
    meshlab proxy --pod reviews-v1-0 --ip 198.18.0.12 --discovery-address 198.18.0.2:15012 \
        --istiod-san istiod.istio-system.svc --secret-ttl 1h
+   ISTIO_PROMETHEUS_ANNOTATIONS='{"scrape":"true","path":"/metrics","port":"9080"}' \
+       meshlab proxy --pod ratings-0 --ip 198.18.0.9
 
 On 15012 (the default, as Istio) the proxy first gets its workload
 certificate from the CSR API with the token at --token-path (Istio's
