@@ -379,7 +379,7 @@ func TestIstioStatsOverrides(t *testing.T) {
 
 	for name, bad := range map[string]*statsv1.PluginConfig{
 		"cel beyond one attribute": {Metrics: []*statsv1.MetricConfig{{Dimensions: map[string]string{"big": "request.size > 10"}}}},
-		"unknown metric":           {Metrics: []*statsv1.MetricConfig{{Name: "requests_per_fortnight", Drop: true}}},
+		"invalid label":            {Metrics: []*statsv1.MetricConfig{{Name: "requests_total", Dimensions: map[string]string{"bad-label": "request.host"}}}},
 		"field not honoured":       {StatPrefix: "custom_"},
 		"match":                    {Metrics: []*statsv1.MetricConfig{{Name: "requests_total", Match: "response.code == 200"}}},
 	} {
@@ -389,5 +389,63 @@ func TestIstioStatsOverrides(t *testing.T) {
 			cp.set("1", filteredListener("gw", []*hcmv3.HttpFilter{statsHTTPFilter(bad)}), routes)
 			waitFor(t, "the NACK", func() bool { return cp.nacked(xdsclient.ListenerType) != nil })
 		})
+	}
+}
+
+// TestTCPAccessLogJSON: a tcp_proxy's access_log, in JSON: the bytes
+// received from and sent to the downstream, which a request's fields
+// leave null.
+func TestTCPAccessLogJSON(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.4:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				if _, err := bufio.NewReader(c).ReadString('\n'); err == nil {
+					c.Write([]byte("a longer answer\n"))
+				}
+			}()
+		}
+	}()
+	const cluster = "outbound|6379||redis.default.svc.cluster.local"
+	cp := newControlPlane(t, "127.0.0.1:0")
+	cp.rawListeners = true
+	stdout := &syncBuffer{}
+	p := runProxy(t, cp.addr, Config{AccessLog: stdout})
+	tp := &tcpv3.TcpProxy{StatPrefix: cluster, ClusterSpecifier: &tcpv3.TcpProxy_Cluster{Cluster: cluster},
+		AccessLog: []*accesslogv3.AccessLog{fileLog(stdoutPath, jsonLogFormat(t, map[string]any{
+			"bytes_received": "%BYTES_RECEIVED%", "bytes_sent": "%BYTES_SENT%", "upstream_cluster": "%UPSTREAM_CLUSTER%",
+			"method": "%REQ(:METHOD)%", "response_code": "%RESPONSE_CODE%", "protocol": "%PROTOCOL%"}))}}
+	cp.set("1", &listenerv3.Listener{Name: "redis", Address: sockAddr("127.0.0.1", 0),
+		FilterChains: []*listenerv3.FilterChain{{Filters: []*listenerv3.Filter{{Name: wellknown.TCPProxy,
+			ConfigType: &listenerv3.Filter_TypedConfig{TypedConfig: mustAny(tp)}}}}}},
+		staticCluster(cluster, netip.MustParseAddrPort(ln.Addr().String())))
+	c, err := net.Dial("tcp", p.addr(t, "redis"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Write([]byte("PING\n"))
+	c.SetReadDeadline(time.Now().Add(3 * time.Second))
+	if got, err := bufio.NewReader(c).ReadString('\n'); got != "a longer answer\n" {
+		t.Fatalf("answer %q, %v", got, err)
+	}
+	c.Close()
+	var line string
+	waitFor(t, "the connection's line", func() bool { p.flushLogs(); line = stdout.String(); return line != "" })
+	var got map[string]any
+	if err := json.Unmarshal([]byte(line), &got); err != nil {
+		t.Fatalf("line %q: %v", line, err)
+	}
+	want := `{"bytes_received":5,"bytes_sent":16,"method":null,"protocol":null,"response_code":0,"upstream_cluster":"` + cluster + `"}`
+	if b, _ := json.Marshal(got); string(b) != want {
+		t.Fatalf("line %s\nwant %s", b, want)
 	}
 }

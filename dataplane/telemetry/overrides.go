@@ -49,11 +49,6 @@ var metricDefs = [numMetrics]metricDef{
 	metricTCPClosed:     {name: "tcp_connections_closed_total", help: "TCP connections closed.", tcp: true},
 }
 
-// unrecorded are Istio's standard metrics this proxy does not record
-// (gRPC streaming message counts): configuring them is honoured
-// trivially.
-var unrecorded = []string{"request_messages_total", "response_messages_total"}
-
 func (d metricDef) newVec(labelNames []string) prometheus.Collector {
 	if d.hist {
 		return prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "istio_" + d.name, Help: d.help, Buckets: Buckets}, labelNames)
@@ -100,13 +95,12 @@ type variantKey struct {
 }
 
 // NewOverrides compiles a filter's metrics[] entries, applied in order.
-// It fails on a metric name Istio does not define, a label name
-// Prometheus does not accept, and a dimension index past MaxDims.
+// It fails on a label name Prometheus does not accept and a dimension
+// index past MaxDims.
 func (m *Metrics) NewOverrides(cfgs []MetricConfig) (*Overrides, error) {
 	for _, c := range cfgs {
-		if c.Name != "" && !slices.Contains(unrecorded, c.Name) && !slices.ContainsFunc(metricDefs[:], func(d metricDef) bool { return d.name == c.Name }) {
-			return nil, fmt.Errorf("metric %q is not one of Istio's standard metrics", c.Name)
-		}
+		// A name that is none of the metrics recorded (gRPC message
+		// counts, a custom metric) matches nothing, as in Istio's filter.
 		for name, i := range c.Dimensions {
 			if !model.LegacyValidation.IsValidLabelName(name) {
 				return nil, fmt.Errorf("metric %q: dimension %q is not a valid label name", c.Name, name)
