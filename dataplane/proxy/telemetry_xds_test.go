@@ -449,3 +449,51 @@ func TestTCPAccessLogJSON(t *testing.T) {
 		t.Fatalf("line %s\nwant %s", b, want)
 	}
 }
+
+// TestStatsHostFallback: with the host header fallback on (Istio's
+// default on sidecar outbound), a request to no known service is
+// labelled with its host; with it off (inbound, gateways), unknown.
+func TestStatsHostFallback(t *testing.T) {
+	_, be := backend(t, "127.0.0.2", "external")
+	routes := &routev3.RouteConfiguration{Name: "r", VirtualHosts: []*routev3.VirtualHost{{Name: "all", Domains: []string{"*"},
+		Routes: []*routev3.Route{{Match: prefix("/"), Action: toCluster("PassthroughCluster")}}}}}
+	for _, tt := range []struct {
+		disable bool
+		want    string
+	}{{false, "httpbin.org"}, {true, "unknown"}} {
+		cp := newControlPlane(t, "127.0.0.1:0")
+		p := startProxy(t, cp.addr, nil)
+		cp.set("1", filteredListener("gw", []*hcmv3.HttpFilter{statsHTTPFilter(&statsv1.PluginConfig{DisableHostHeaderFallback: tt.disable})}), routes,
+			staticCluster("PassthroughCluster", be))
+		if code, _, _ := get(t, http.DefaultClient, p.addr(t, "gw"), "httpbin.org:80", "/"); code != 200 {
+			t.Fatalf("status %d", code)
+		}
+		if n := sample(t, p, "istio_requests_total", map[string]string{"destination_service": tt.want}); n != 1 {
+			t.Errorf("disable_host_header_fallback %v: destination_service %q count %v, want 1", tt.disable, tt.want, n)
+		}
+	}
+}
+
+// TestIstioJSONFormatCompiles: Istio's default JSON access log keys
+// (meshConfig.accessLogEncoding JSON) use only operators the proxy has.
+func TestIstioJSONFormatCompiles(t *testing.T) {
+	istio := map[string]any{
+		"start_time": "%START_TIME%", "route_name": "%ROUTE_NAME%", "method": "%REQ(:METHOD)%",
+		"path": "%REQ(X-ENVOY-ORIGINAL-PATH?:PATH)%", "protocol": "%PROTOCOL%", "response_code": "%RESPONSE_CODE%",
+		"response_flags": "%RESPONSE_FLAGS%", "response_code_details": "%RESPONSE_CODE_DETAILS%",
+		"connection_termination_details": "%CONNECTION_TERMINATION_DETAILS%", "bytes_received": "%BYTES_RECEIVED%",
+		"bytes_sent": "%BYTES_SENT%", "duration": "%DURATION%", "upstream_service_time": "%RESP(X-ENVOY-UPSTREAM-SERVICE-TIME)%",
+		"x_forwarded_for": "%REQ(X-FORWARDED-FOR)%", "user_agent": "%REQ(USER-AGENT)%", "request_id": "%REQ(X-REQUEST-ID)%",
+		"authority": "%REQ(:AUTHORITY)%", "upstream_host": "%UPSTREAM_HOST%", "upstream_cluster": "%UPSTREAM_CLUSTER%",
+		"upstream_local_address": "%UPSTREAM_LOCAL_ADDRESS%", "downstream_local_address": "%DOWNSTREAM_LOCAL_ADDRESS%",
+		"downstream_remote_address": "%DOWNSTREAM_REMOTE_ADDRESS%", "requested_server_name": "%REQUESTED_SERVER_NAME%",
+		"upstream_transport_failure_reason": "%UPSTREAM_TRANSPORT_FAILURE_REASON%",
+	}
+	s, err := structpb.NewStruct(istio)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := compileJSONFormat(s); err != nil {
+		t.Fatalf("Istio's default JSON format: %v", err)
+	}
+}
