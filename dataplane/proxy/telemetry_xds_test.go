@@ -497,3 +497,49 @@ func TestIstioJSONFormatCompiles(t *testing.T) {
 		t.Fatalf("Istio's default JSON format: %v", err)
 	}
 }
+
+// stuckWriter blocks every write until released, as a stdout nobody
+// reads.
+type stuckWriter struct{ release chan struct{} }
+
+func (w stuckWriter) Write(p []byte) (int, error) {
+	<-w.release
+	return len(p), nil
+}
+
+// TestAccessLogNeverBlocks: with a destination that does not take its
+// lines, requests go on at full speed and the buffer stays bounded: lines
+// past it are dropped and counted.
+func TestAccessLogNeverBlocks(t *testing.T) {
+	_, be := backend(t, "127.0.0.2", "reviews")
+	routes := &routev3.RouteConfiguration{Name: "r", VirtualHosts: []*routev3.VirtualHost{{Name: "all", Domains: []string{"*"},
+		Routes: []*routev3.Route{{Match: prefix("/"), Action: toCluster("reviews")}}}}}
+	cp := newControlPlane(t, "127.0.0.1:0")
+	stuck := stuckWriter{release: make(chan struct{})}
+	p := runProxy(t, cp.addr, Config{AccessLog: stuck})
+	t.Cleanup(func() { close(stuck.release) }) // before the proxy's cleanup: it flushes on the way out
+	cp.set("1", gatewayListener("gw", "r"), routes, staticCluster("reviews", be))
+	addr := p.addr(t, "gw")
+	ua := strings.Repeat("u", 4096)
+	start := time.Now()
+	for range 400 {
+		if code, _, _ := get(t, http.DefaultClient, addr, "reviews:9080", "/", "User-Agent", ua); code != 200 {
+			t.Fatalf("status %d", code)
+		}
+	}
+	if d := time.Since(start); d > 20*time.Second {
+		t.Fatalf("400 requests took %v with a stuck access log", d)
+	}
+	p.mu.Lock()
+	w := p.sinks.m[stdoutPath]
+	p.mu.Unlock()
+	w.mu.Lock()
+	pending := len(w.pending)
+	w.mu.Unlock()
+	if pending > maxPending {
+		t.Errorf("pending %d bytes, past the bound %d", pending, maxPending)
+	}
+	if w.dropped.Load() == 0 {
+		t.Error("1.6 MB of lines into a stuck destination and none dropped")
+	}
+}
