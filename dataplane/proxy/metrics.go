@@ -86,13 +86,15 @@ func (p *Proxy) record(ex *exchange, r *http.Request, d time.Duration) {
 	if h == nil {
 		h = ex.conn.chain.http
 	}
+	var dims telemetry.Dims
+	withDims := false
 	if sc := h.stats; sc != nil {
 		if sc.hostFallback && k.Reporter == telemetry.Source && (k.Service == nil || k.Service.Host == telemetry.Unknown) && r.Host != "" {
 			// Istio's stats filter names a destination it cannot tell
 			// by the request's host.
 			k.Service = p.metrics.HostService(r.Host)
 		}
-		sc.httpDims(&k, r, ex)
+		withDims = sc.httpDims(&k, &dims, r, ex)
 	}
 	if ct := r.Header["Content-Type"]; len(ct) > 0 && strings.HasPrefix(ct[0], "application/grpc") {
 		k.GRPC = true
@@ -101,6 +103,10 @@ func (p *Proxy) record(ex *exchange, r *http.Request, d time.Duration) {
 				k.GRPCStatus = n
 			}
 		}
+	}
+	if withDims {
+		p.metrics.RecordRequestDims(k, &dims, d, requestSize(r), responseSize(ex))
+		return
 	}
 	p.metrics.RecordRequest(k, d, requestSize(r), responseSize(ex))
 }

@@ -223,16 +223,18 @@ func statusString(code int) string {
 	return strconv.Itoa(code)
 }
 
-// httpDims fills k's overrides and dimensions from the connection
-// manager's istio.stats filter, if it has one.
-func (sc *statsConfig) httpDims(k *telemetry.Request, r *http.Request, ex *exchange) {
+// httpDims sets k's overrides from the connection manager's istio.stats
+// filter, if it has one, and fills dims with its dimensions' values;
+// false when there are none.
+func (sc *statsConfig) httpDims(k *telemetry.Request, dims *telemetry.Dims, r *http.Request, ex *exchange) bool {
 	if sc == nil || sc.overrides == nil {
-		return
+		return false
 	}
 	k.Overrides = sc.overrides
 	for i, d := range sc.dims {
-		k.Dims[i] = d.http(r, ex)
+		dims[i] = d.http(r, ex)
 	}
+	return len(sc.dims) > 0
 }
 
 // tcpDims is httpDims for a TCP connection.

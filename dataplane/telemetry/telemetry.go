@@ -108,9 +108,10 @@ type Request struct {
 	Flags    string
 	Security Security
 	// Overrides are the istio.stats filter's changes (nil: none, every
-	// metric with Istio's labels); Dims the values of its dimensions.
+	// metric with Istio's labels). The values of its dimensions, if it
+	// has any, go to RecordRequestDims, so that the common key stays
+	// small to hash.
 	Overrides *Overrides
-	Dims      Dims
 }
 
 // Conn identifies a TCP connection series.
@@ -201,8 +202,10 @@ type Metrics struct {
 	tcpOpened     *prometheus.CounterVec
 	tcpClosed     *prometheus.CounterVec
 
-	mu       sync.RWMutex
-	reqs     map[Request]*requestSeries
+	mu   sync.RWMutex
+	reqs map[Request]*requestSeries
+	// reqsDims are the series of requests with dimension values.
+	reqsDims map[dimsKey]*requestSeries
 	conns    map[Conn]*ConnSeries
 	services map[string]*Service
 	peers    map[string]*Peer
@@ -224,6 +227,7 @@ func New() *Metrics {
 	m := &Metrics{
 		reg:        prometheus.NewRegistry(),
 		reqs:       map[Request]*requestSeries{},
+		reqsDims:   map[dimsKey]*requestSeries{},
 		conns:      map[Conn]*ConnSeries{},
 		services:   map[string]*Service{},
 		peers:      map[string]*Peer{},
@@ -296,6 +300,12 @@ func (m *Metrics) HostService(host string) *Service {
 	return s
 }
 
+// dimsKey identifies a request series with dimension values.
+type dimsKey struct {
+	r    Request
+	dims Dims
+}
+
 // RecordRequest counts one finished request and observes its duration
 // and sizes.
 func (m *Metrics) RecordRequest(r Request, d time.Duration, requestBytes, responseBytes int64) {
@@ -303,8 +313,24 @@ func (m *Metrics) RecordRequest(r Request, d time.Duration, requestBytes, respon
 	s := m.reqs[r]
 	m.mu.RUnlock()
 	if s == nil {
-		s = m.newRequestSeries(r)
+		s = m.newRequestSeries(r, nil)
 	}
+	s.record(d, requestBytes, responseBytes)
+}
+
+// RecordRequestDims is RecordRequest for a request whose stats filter
+// has dimensions, with their values.
+func (m *Metrics) RecordRequestDims(r Request, dims *Dims, d time.Duration, requestBytes, responseBytes int64) {
+	m.mu.RLock()
+	s := m.reqsDims[dimsKey{r, *dims}]
+	m.mu.RUnlock()
+	if s == nil {
+		s = m.newRequestSeries(r, dims)
+	}
+	s.record(d, requestBytes, responseBytes)
+}
+
+func (s *requestSeries) record(d time.Duration, requestBytes, responseBytes int64) {
 	if s.requests != nil {
 		s.requests.Inc()
 	}
@@ -319,10 +345,14 @@ func (m *Metrics) RecordRequest(r Request, d time.Duration, requestBytes, respon
 	}
 }
 
-func (m *Metrics) newRequestSeries(r Request) *requestSeries {
+func (m *Metrics) newRequestSeries(r Request, dims *Dims) *requestSeries {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if s := m.reqs[r]; s != nil {
+	if dims == nil {
+		if s := m.reqs[r]; s != nil {
+			return s
+		}
+	} else if s := m.reqsDims[dimsKey{r, *dims}]; s != nil {
 		return s
 	}
 	proto := "http"
@@ -337,17 +367,25 @@ func (m *Metrics) newRequestSeries(r Request) *requestSeries {
 		proto, strconv.Itoa(r.Code), grpc, flagsOr(r.Flags), r.Security.String())
 	s := &requestSeries{}
 	if o := r.Overrides; o != nil {
-		s.requests = o.counter(metricRequests, lv, &r.Dims)
-		s.duration = o.observer(metricDuration, lv, &r.Dims)
-		s.requestBytes = o.observer(metricRequestBytes, lv, &r.Dims)
-		s.responseBytes = o.observer(metricResponseBytes, lv, &r.Dims)
+		dv := dims
+		if dv == nil {
+			dv = &Dims{}
+		}
+		s.requests = o.counter(metricRequests, lv, dv)
+		s.duration = o.observer(metricDuration, lv, dv)
+		s.requestBytes = o.observer(metricRequestBytes, lv, dv)
+		s.responseBytes = o.observer(metricResponseBytes, lv, dv)
 	} else {
 		s.requests = m.requests.WithLabelValues(lv...)
 		s.duration = m.duration.WithLabelValues(lv...)
 		s.requestBytes = m.requestBytes.WithLabelValues(lv...)
 		s.responseBytes = m.responseBytes.WithLabelValues(lv...)
 	}
-	m.reqs[r] = s
+	if dims == nil {
+		m.reqs[r] = s
+	} else {
+		m.reqsDims[dimsKey{r, *dims}] = s
+	}
 	return s
 }
 

@@ -247,17 +247,18 @@ func TestOverrides(t *testing.T) {
 	svc := m.Service("a.b.svc.cluster.local", "a", "b")
 	for _, code := range []int{200, 404, 200} {
 		k := Request{Reporter: Source, Source: UnknownPeer, Destination: UnknownPeer, Service: svc, Code: code, GRPCStatus: -1, Flags: "-",
-			Overrides: o, Dims: Dims{"a.b:80"}}
-		m.RecordRequest(k, time.Millisecond, 10, 10)
+			Overrides: o}
+		m.RecordRequestDims(k, &Dims{"a.b:80"}, time.Millisecond, 10, 10)
 	}
-	k := Request{Reporter: Source, Source: UnknownPeer, Destination: UnknownPeer, Service: svc, Code: 200, GRPCStatus: -1, Flags: "-", Overrides: o, Dims: Dims{"a.b:80"}}
-	if n := testing.AllocsPerRun(1000, func() { m.RecordRequest(k, time.Millisecond, 100, 100) }); n != 0 {
+	k := Request{Reporter: Source, Source: UnknownPeer, Destination: UnknownPeer, Service: svc, Code: 200, GRPCStatus: -1, Flags: "-", Overrides: o}
+	dims := &Dims{"a.b:80"}
+	if n := testing.AllocsPerRun(1000, func() { m.RecordRequestDims(k, dims, time.Millisecond, 100, 100) }); n != 0 {
 		t.Errorf("RecordRequest with overrides allocates %v times per request", n)
 	}
 	// A chain without the filter records the standard series beside
 	// them: one family each, whose series differ in their labels.
 	plain := k
-	plain.Overrides, plain.Dims = nil, Dims{}
+	plain.Overrides = nil
 	m.RecordRequest(plain, time.Millisecond, 10, 10)
 	fams, err := m.Gatherer().Gather()
 	if err != nil {
@@ -303,11 +304,12 @@ func BenchmarkRecordRequestOverrides(b *testing.B) {
 	}
 	k := Request{Reporter: Destination, Source: UnknownPeer, Destination: UnknownPeer,
 		Service: m.Service("reviews.default.svc.cluster.local", "reviews", "default"), Code: 200, GRPCStatus: -1, Flags: "-", Security: SecurityNone,
-		Overrides: o, Dims: Dims{"reviews:9080"}}
+		Overrides: o}
+	dims := &Dims{"reviews:9080"}
 	b.ReportAllocs()
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
-			m.RecordRequest(k, 1500*time.Microsecond, 250, 1300)
+			m.RecordRequestDims(k, dims, 1500*time.Microsecond, 250, 1300)
 		}
 	})
 }
