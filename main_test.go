@@ -16,11 +16,13 @@ import (
 	"testing"
 	"time"
 
+	accesslogv3 "github.com/envoyproxy/go-control-plane/envoy/config/accesslog/v3"
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	filev3 "github.com/envoyproxy/go-control-plane/envoy/extensions/access_loggers/file/v3"
 	routerv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/router/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
@@ -270,6 +272,10 @@ func proxyMode(t *testing.T, command, nodeType string) mode {
 				Action: &routev3.Route_Route{Route: &routev3.RouteAction{ClusterSpecifier: &routev3.RouteAction_Cluster{Cluster: cluster}}},
 			}}}}}},
 		HttpFilters: []*hcmv3.HttpFilter{{Name: wellknown.Router, ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: mustAny(t, &routerv3.Router{})}}},
+		// The access log to stdout, as istiod sends it with
+		// meshConfig.accessLogFile /dev/stdout, in Envoy's default format.
+		AccessLog: []*accesslogv3.AccessLog{{Name: "envoy.access_loggers.file", ConfigType: &accesslogv3.AccessLog_TypedConfig{
+			TypedConfig: mustAny(t, &filev3.FileAccessLog{Path: "/dev/stdout"})}}},
 	}
 	l := &listenerv3.Listener{Name: "0.0.0.0_" + strconv.Itoa(lport), Address: sockAddr("127.0.0.1", uint32(lport)),
 		TrafficDirection: corev3.TrafficDirection_INBOUND,
@@ -285,7 +291,7 @@ func proxyMode(t *testing.T, command, nodeType string) mode {
 	ready := freeAddr(t)
 	return mode{
 		args: []string{command, "--node-id", node, "--discovery-address", xds, "--control-plane-auth-policy", "NONE",
-			"--admin-addr", freeAddr(t), "--ready-addr", ready, "--stats-addr", "-", "--dns-addr", "-", "--labels-file", "-"},
+			"--admin-addr", freeAddr(t), "--ready-addr", ready, "--stats-addr", "-", "--status-addr", "-", "--dns-addr", "-", "--labels-file", "-"},
 		up:     "http://" + listen + "/",
 		slow:   "http://" + listen + "/slow",
 		target: listen,

@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"net/http"
 	"sort"
-	"time"
 
 	adminv3 "github.com/envoyproxy/go-control-plane/envoy/admin/v3"
 	"google.golang.org/protobuf/types/known/anypb"
@@ -22,7 +21,6 @@ import (
 func adminHandler(p *proxy.Proxy, agent *identity.Agent) http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("/", p.AdminHandler())
-	mux.Handle("/stats/prometheus", statsHandler(p.AdminHandler(), agent))
 	mux.HandleFunc("/config_dump", func(w http.ResponseWriter, r *http.Request) {
 		dump, err := configDump(p, agent)
 		if err != nil {
@@ -71,19 +69,4 @@ func configDump(p *proxy.Proxy, agent *identity.Agent) (*adminv3.ConfigDump, err
 	}
 	dump.Configs = append(dump.Configs, a)
 	return dump, nil
-}
-
-// statsHandler is h's /stats/prometheus with the agent's
-// istio_agent_cert_expiry_seconds{resource_name="default"} after it, as
-// Istio merges the agent's metrics into the proxy's.
-func statsHandler(h http.Handler, agent *identity.Agent) http.Handler {
-	if agent == nil {
-		return h
-	}
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		h.ServeHTTP(w, r)
-		if exp, ok := agent.CertExpiry(); ok {
-			fmt.Fprintf(w, "# TYPE istio_agent_cert_expiry_seconds gauge\nistio_agent_cert_expiry_seconds{resource_name=\"default\"} %g\n", time.Until(exp).Seconds())
-		}
-	})
 }

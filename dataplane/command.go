@@ -18,7 +18,13 @@ func Command() *cli.Command {
 	return command(ModeSidecar, "proxy", "run the sidecar proxy (the istio-proxy analogue)", `Runs next to an application in its pod: connections the capture rules
 redirect to 15001 (outbound) and 15006 (inbound) are routed by the
 configuration the control plane serves over xDS, DNS on 15053 answers for
-mesh services, the admin API is on 127.0.0.1:15000 and readiness on :15021.
+mesh services, the admin API is on 127.0.0.1:15000, readiness on :15021,
+the proxy's Prometheus stats on :15090 and, on :15020, Istio's merged
+/stats/prometheus: the agent's istio_agent_* metrics, the proxy's stats and
+the app's own metrics from ISTIO_PROMETHEUS_ANNOTATIONS (the app's original
+prometheus.io/* annotations, which the injector moves there). Access logs
+are what the control plane's access_log entries say (meshConfig.accessLogFile
+/dev/stdout writes to this process's stdout).
 On SIGTERM it drains as Istio's sidecar does: readiness answers 503, inbound
 listeners close, requests in flight get --termination-drain-duration.
 
@@ -29,6 +35,8 @@ Examples:
        --discovery-address 127.0.0.1:15010 --admin-addr 127.0.0.1:15000
    meshlab proxy --pod reviews-v1-0 --ip 198.18.0.12 --discovery-address 198.18.0.2:15012 \
        --istiod-san istiod.istio-system.svc --secret-ttl 1h
+   ISTIO_PROMETHEUS_ANNOTATIONS='{"scrape":"true","path":"/metrics","port":"9080"}' \
+       meshlab proxy --pod ratings-0 --ip 198.18.0.9
 
 On 15012 (the default, as Istio) the proxy first gets its workload
 certificate from the CSR API with the token at --token-path (Istio's
@@ -80,8 +88,10 @@ func command(mode, name, usage, desc string) *cli.Command {
 			&cli.StringFlag{Name: "admin-addr", Value: "127.0.0.1:15000", Usage: "admin API address"},
 			&cli.StringFlag{Name: "ready-addr", Value: "0.0.0.0:15021", Usage: "readiness address (/healthz/ready)"},
 			&cli.StringFlag{Name: "stats-addr", Value: "0.0.0.0:15090", Usage: "Prometheus stats address (/stats/prometheus); - disables"},
+			&cli.StringFlag{Name: "status-addr", Value: DefaultStatusAddr, Usage: "agent status address: the merged /stats/prometheus (agent, proxy and app metrics) and /healthz/ready; - disables"},
+			&cli.StringFlag{Name: "prometheus-annotations", Usage: "the app's original prometheus.io/{scrape,path,port} as JSON, whose metrics the merged endpoint adds (sidecar only)", EnvVars: []string{"ISTIO_PROMETHEUS_ANNOTATIONS"}},
 			&cli.StringFlag{Name: "dns-addr", Value: "127.0.0.1:15053", Usage: "DNS address (sidecar only); - disables"},
-			&cli.BoolFlag{Name: "no-access-log", Usage: "do not write the access log to stdout"},
+			&cli.BoolFlag{Name: "no-access-log", Usage: "drop the access log lines the control plane sends to /dev/stdout"},
 			drain.Flag(),
 		},
 		Action: func(c *cli.Context) error {
@@ -172,16 +182,18 @@ func optionsFrom(c *cli.Context, mode string) (Options, error) {
 			GraceJitter: jitterFlag(c.Float64("secret-grace-period-ratio-jitter")),
 			KeyType:     strings.ToUpper(c.String("key-type")), RSAKeySize: c.Int("workload-rsa-key-size"),
 		},
-		Mode:             mode,
-		NodeID:           id,
-		Metadata:         md,
-		Labels:           labels,
-		DiscoveryAddress: disc,
-		AdminAddr:        c.String("admin-addr"),
-		ReadyAddr:        c.String("ready-addr"),
-		StatsAddr:        c.String("stats-addr"),
-		DNSAddr:          c.String("dns-addr"),
-		DrainTimeout:     drain.FromFlag(c),
+		Mode:                  mode,
+		NodeID:                id,
+		Metadata:              md,
+		Labels:                labels,
+		DiscoveryAddress:      disc,
+		AdminAddr:             c.String("admin-addr"),
+		ReadyAddr:             c.String("ready-addr"),
+		StatsAddr:             c.String("stats-addr"),
+		StatusAddr:            c.String("status-addr"),
+		PrometheusAnnotations: c.String("prometheus-annotations"),
+		DNSAddr:               c.String("dns-addr"),
+		DrainTimeout:          drain.FromFlag(c),
 	}
 	if !c.Bool("no-access-log") {
 		o.AccessLog = c.App.Writer

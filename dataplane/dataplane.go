@@ -17,6 +17,7 @@ import (
 	"time"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/protobuf/types/known/structpb"
 
 	"github.com/meshlab/meshlab/dataplane/dns"
@@ -57,6 +58,14 @@ type Options struct {
 	// 0.0.0.0:15021), StatsAddr (default 0.0.0.0:15090) and DNSAddr
 	// (default 127.0.0.1:15053; sidecar only). "-" disables one.
 	AdminAddr, ReadyAddr, StatsAddr, DNSAddr string
+	// StatusAddr is the agent's status port (default 0.0.0.0:15020):
+	// the merged /stats/prometheus and /healthz/ready. "-" disables it.
+	StatusAddr string
+	// PrometheusAnnotations is Istio's ISTIO_PROMETHEUS_ANNOTATIONS, the
+	// app's original prometheus.io/* annotations as JSON
+	// {"scrape","path","port"}: a sidecar's merged endpoint adds the
+	// app's metrics from there.
+	PrometheusAnnotations string
 	// AccessLog receives the access log; nil disables it.
 	AccessLog io.Writer
 	// Logger defaults to slog.Default().
@@ -112,9 +121,22 @@ func Run(ctx context.Context, o Options) error {
 	if err != nil {
 		return err
 	}
-	agent, err := o.identityAgent(log)
+	statusAddr := orDefault(o.StatusAddr, DefaultStatusAddr)
+	var appScrape *PrometheusScrape
+	if o.Mode != ModeRouter {
+		// Only a sidecar's, as Istio's agent: a gateway's 15020 is
+		// exposed by its Service.
+		if appScrape, err = parsePrometheusScrape(o.PrometheusAnnotations, statusAddr); err != nil {
+			return fmt.Errorf("run proxy: %w", err)
+		}
+	}
+	am := newAgentMetrics()
+	agent, err := o.identityAgent(log, am.onCSR)
 	if err != nil {
 		return err
+	}
+	if agent != nil {
+		prometheus.WrapRegistererWithPrefix("istio_agent_", am.reg).MustRegister(newCertExpiry(agent))
 	}
 	pc := proxy.Config{Node: node, AccessLog: o.AccessLog, Logger: log, DrainTimeout: o.DrainTimeout}
 	if agent != nil {
@@ -133,7 +155,10 @@ func Run(ctx context.Context, o Options) error {
 		Address: o.DiscoveryAddress,
 		TLS:     xdsTLS,
 		Node:    node,
-		Check:   p.Check,
+		Check: func(s *xdsclient.Snapshot, typeURL string) error {
+			am.xdsResponses.Inc()
+			return p.Check(s, typeURL)
+		},
 		OnUpdate: func(s *xdsclient.Snapshot) {
 			p.Apply(s)
 			if dnsSrv != nil {
@@ -188,12 +213,20 @@ func Run(ctx context.Context, o Options) error {
 		wg.Wait()
 		return err
 	}
-	if err := serve("readiness", orDefault(o.ReadyAddr, "0.0.0.0:15021"), p.ReadyHandler()); err != nil {
+	ready := readyHandler(p, am)
+	if err := serve("readiness", orDefault(o.ReadyAddr, "0.0.0.0:15021"), ready); err != nil {
 		cancelAux()
 		wg.Wait()
 		return err
 	}
-	if err := serve("stats", orDefault(o.StatsAddr, "0.0.0.0:15090"), statsHandler(p.StatsHandler(), agent)); err != nil {
+	if err := serve("stats", orDefault(o.StatsAddr, "0.0.0.0:15090"), p.StatsHandler()); err != nil {
+		cancelAux()
+		wg.Wait()
+		return err
+	}
+	status := &statusServer{metrics: am, proxyStats: p.StatsHandler(), ready: ready, app: appScrape, appHost: "localhost",
+		client: &http.Client{Timeout: 30 * time.Second}, log: log}
+	if err := serve("status", statusAddr, status.handler()); err != nil {
 		cancelAux()
 		wg.Wait()
 		return err
@@ -229,9 +262,21 @@ func Run(ctx context.Context, o Options) error {
 	}
 }
 
+// readyHandler is the proxy's readiness, which also records the agent's
+// time to the first ready answer, as Istio's agent does on its probe.
+func readyHandler(p *proxy.Proxy, am *agentMetrics) http.Handler {
+	h := p.ReadyHandler()
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if p.Ready() {
+			am.ready()
+		}
+		h.ServeHTTP(w, r)
+	})
+}
+
 // identityAgent is the workload identity agent o asks for: required with
 // mutual TLS xDS, optional (when its token is there) with plaintext.
-func (o Options) identityAgent(log *slog.Logger) (*identity.Agent, error) {
+func (o Options) identityAgent(log *slog.Logger, onCSR func(time.Duration, error)) (*identity.Agent, error) {
 	if o.Identity == nil {
 		if !o.XDSPlaintext {
 			return nil, errors.New("run proxy: xDS over mutual TLS needs a workload identity (token and root certificate)")
@@ -250,6 +295,7 @@ func (o Options) identityAgent(log *slog.Logger) (*identity.Agent, error) {
 		}
 	}
 	cfg.Logger = log
+	cfg.OnCSR = onCSR
 	a, err := identity.New(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("run proxy: %w", err)

@@ -44,7 +44,7 @@ func TestRunStops(t *testing.T) {
 	done := make(chan error, 1)
 	go func() {
 		done <- Run(ctx, Options{Mode: ModeSidecar, NodeID: "sidecar~127.0.0.1~p.ns~ns.svc.cluster.local", DiscoveryAddress: addr, XDSPlaintext: true,
-			AdminAddr: "127.0.0.1:0", ReadyAddr: "127.0.0.1:0", StatsAddr: "-", DNSAddr: "127.0.0.1:0", DrainTimeout: time.Second})
+			AdminAddr: "127.0.0.1:0", ReadyAddr: "127.0.0.1:0", StatsAddr: "-", DNSAddr: "127.0.0.1:0", StatusAddr: "127.0.0.1:0", DrainTimeout: time.Second})
 	}()
 	time.Sleep(100 * time.Millisecond)
 	cancel()

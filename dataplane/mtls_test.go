@@ -102,7 +102,7 @@ func TestRunXDSOverMTLS(t *testing.T) {
 	if err := os.WriteFile(rootPath, root.RootPEM(), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	admin := freeAddr(t)
+	admin, status := freeAddr(t), freeAddr(t)
 	node := "sidecar~127.0.0.1~httpbin-0.foo~foo.svc.cluster.local"
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
@@ -112,7 +112,7 @@ func TestRunXDSOverMTLS(t *testing.T) {
 			DiscoveryAddress: addr, XDSServerName: "istiod.istio-system.svc",
 			Identity: &identity.Config{CAAddress: addr, CAServerName: "istiod.istio-system.svc", TokenPath: tokenPath, RootCertPath: rootPath,
 				Namespace: "foo", ServiceAccount: "httpbin", TTL: time.Hour},
-			AdminAddr: admin, ReadyAddr: "127.0.0.1:0", StatsAddr: "-", DNSAddr: "-", DrainTimeout: time.Second,
+			AdminAddr: admin, ReadyAddr: "127.0.0.1:0", StatsAddr: "-", DNSAddr: "-", StatusAddr: status, DrainTimeout: time.Second,
 			Logger: slog.New(slog.DiscardHandler),
 		})
 	}()
@@ -213,8 +213,9 @@ func TestRunXDSOverMTLS(t *testing.T) {
 		t.Errorf("secrets in the config dump: %v, want default and ROOTCA", names)
 	}
 
-	// The agent's istio_agent_cert_expiry_seconds, merged in the stats.
-	resp, err = http.Get("http://" + admin + "/stats/prometheus")
+	// The agent's metrics, merged on the status port: the certificate's
+	// expiry, the CSR that got it, the xDS responses taken.
+	resp, err = http.Get("http://" + status + "/stats/prometheus")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -223,17 +224,29 @@ func TestRunXDSOverMTLS(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var left float64
-	for _, line := range strings.Split(string(stats), "\n") {
-		if v, ok := strings.CutPrefix(line, `istio_agent_cert_expiry_seconds{resource_name="default"} `); ok {
-			left, err = strconv.ParseFloat(v, 64)
-			if err != nil {
-				t.Fatal(err)
+	value := func(series string) float64 {
+		for _, line := range strings.Split(string(stats), "\n") {
+			if v, ok := strings.CutPrefix(line, series+" "); ok {
+				f, err := strconv.ParseFloat(v, 64)
+				if err != nil {
+					t.Fatal(err)
+				}
+				return f
 			}
 		}
+		return -1
 	}
-	if left < 3500 || left > 3600 {
+	if left := value(`istio_agent_cert_expiry_seconds{resource_name="default"}`); left < 3500 || left > 3600 {
 		t.Errorf("istio_agent_cert_expiry_seconds = %v, want about 3600 (1h certificate)\n%s", left, stats)
+	}
+	if n := value(`istio_agent_num_outgoing_requests{request_type="csr"}`); n != 1 {
+		t.Errorf("istio_agent_num_outgoing_requests{csr} = %v, want 1", n)
+	}
+	if n := value(`istio_agent_xds_proxy_responses`); n < 2 {
+		t.Errorf("istio_agent_xds_proxy_responses = %v, want the listeners and clusters at least", n)
+	}
+	if n := value(`envoy_server_live`); n != 1 {
+		t.Errorf("envoy_server_live = %v on the merged endpoint, want the proxy's 1", n)
 	}
 }
 

@@ -1,41 +1,96 @@
 package proxy
 
 import (
-	"bufio"
 	"io"
 	"net/http"
+	"os"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/meshlab/meshlab/dataplane/upstream"
 )
 
-// logWriter buffers access log lines; Run flushes it every second.
+// logWriter is one access log destination, Envoy's FileAccessLog path:
+// /dev/stdout (the proxy's Config.AccessLog writer) or a file. Lines are
+// formatted into pending, bounded by maxPending, and written out by the
+// proxy's flusher (flushLogs), never on a request's path: a slow or
+// stuck destination costs lines (counted in dropped), never a request's
+// time.
 type logWriter struct {
-	mu  sync.Mutex
-	w   *bufio.Writer
-	buf []byte
+	path string
+
+	mu      sync.Mutex
+	pending []byte
 	// sec and stamp cache %START_TIME% up to the seconds: formatting a
 	// time was a third of the line's cost, and the lines of one second
 	// share all but their milliseconds.
 	sec   int64
 	stamp []byte
-	// format is a custom format (Config.AccessLogFormat); nil: Istio's
-	// default line.
-	format *logFormat
+	// scratch holds a JSON value while it is escaped.
+	scratch []byte
+	dropped atomic.Uint64
+
+	// outMu serializes writes out and reopens.
+	outMu sync.Mutex
+	out   io.Writer
+	file  *os.File
+	spare []byte
+	// kick asks the flusher for a write before the next tick.
+	kick chan<- struct{}
 }
+
+// Bounds of a destination's buffer: past flushAt the flusher is woken,
+// past maxPending lines are dropped until it has written.
+const (
+	flushAt    = 64 << 10
+	maxPending = 1 << 20
+)
 
 func newLogWriter(w io.Writer) *logWriter {
-	return &logWriter{w: bufio.NewWriterSize(w, 64<<10)}
+	return &logWriter{path: stdoutPath, out: w}
 }
 
-func (l *logWriter) Flush() {
+// begin locks l and returns its pending buffer, the line to be appended
+// at its end.
+func (l *logWriter) begin() []byte {
 	l.mu.Lock()
-	// A sink that fails keeps its error in the writer; requests never
-	// wait on, or fail for, their log line.
-	_ = l.w.Flush()
+	return l.pending
+}
+
+// end keeps the line appended to b past n, unless that outgrows the
+// buffer, and unlocks l.
+func (l *logWriter) end(b []byte, n int) {
+	if len(b) > maxPending {
+		b = b[:n]
+		l.dropped.Add(1)
+	}
+	l.pending = b
+	full := len(b) >= flushAt
 	l.mu.Unlock()
+	if full && l.kick != nil {
+		select {
+		case l.kick <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// Flush writes what is pending out.
+func (l *logWriter) Flush() {
+	l.outMu.Lock()
+	defer l.outMu.Unlock()
+	l.mu.Lock()
+	b := l.pending
+	l.pending = l.spare[:0]
+	l.mu.Unlock()
+	if len(b) > 0 && l.out != nil {
+		// A destination that fails loses the lines; requests never wait
+		// on, or fail for, their log line.
+		_, _ = l.out.Write(b)
+	}
+	l.spare = b[:0]
 }
 
 // http writes Istio's default access log line (Envoy's format plus the
@@ -46,14 +101,7 @@ func (l *logWriter) Flush() {
 //	%BYTES_SENT% %DURATION% %RESP(X-ENVOY-UPSTREAM-SERVICE-TIME)% "%REQ(X-FORWARDED-FOR)%" "%REQ(USER-AGENT)%"
 //	"%REQ(X-REQUEST-ID)%" "%REQ(:AUTHORITY)%" "%UPSTREAM_HOST%" %UPSTREAM_CLUSTER% %UPSTREAM_LOCAL_ADDRESS%
 //	%DOWNSTREAM_LOCAL_ADDRESS% %DOWNSTREAM_REMOTE_ADDRESS% %REQUESTED_SERVER_NAME% %ROUTE_NAME%
-func (l *logWriter) http(start time.Time, r *http.Request, ex *exchange) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.format != nil {
-		l.format.write(l, &logEntry{start: start, r: r, ex: ex, ci: ex.conn})
-		return
-	}
-	b := l.buf[:0]
+func (l *logWriter) http(b []byte, start time.Time, r *http.Request, ex *exchange) []byte {
 	b = append(b, '[')
 	b = l.appendStart(b, start)
 	b = append(b, "] \""...)
@@ -114,20 +162,11 @@ func (l *logWriter) http(start time.Time, r *http.Request, ex *exchange) {
 	} else {
 		b = append(b, '-')
 	}
-	b = append(b, '\n')
-	_, _ = l.w.Write(b) // see Flush
-	l.buf = b
+	return append(b, '\n')
 }
 
 // tcp writes the line of a proxied TCP connection in the same format.
-func (l *logWriter) tcp(start time.Time, ci *connInfo, cluster string, ep *upstream.Endpoint, flags string, received, sent int64) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.format != nil {
-		l.format.write(l, &logEntry{start: start, ci: ci, cluster: cluster, ep: ep, flags: flags, received: received, sent: sent})
-		return
-	}
-	b := l.buf[:0]
+func (l *logWriter) tcp(b []byte, start time.Time, ci *connInfo, cluster string, ep *upstream.Endpoint, flags string, received, sent int64) []byte {
 	b = append(b, '[')
 	b = l.appendStart(b, start)
 	b = append(b, "] \"- - -\" 0 "...)
@@ -148,9 +187,7 @@ func (l *logWriter) tcp(start time.Time, ci *connInfo, cluster string, ep *upstr
 	b = ci.remote.AppendTo(b)
 	b = append(b, ' ')
 	b = dash(b, ci.sni)
-	b = append(b, " -\n"...)
-	_, _ = l.w.Write(b) // see Flush
-	l.buf = b
+	return append(b, " -\n"...)
 }
 
 // appendStart appends t as Envoy's %START_TIME%, 2006-01-02T15:04:05.000Z

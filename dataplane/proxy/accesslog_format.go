@@ -33,8 +33,26 @@ type logEntry struct {
 
 type logOp func(b []byte, e *logEntry) []byte
 
+// valueKind is how an operator's value goes into a JSON log (Envoy's
+// typed JSON values): a number, a string, or a string that is null when
+// absent (what a text line shows as "-").
+type valueKind uint8
+
+const (
+	kindNullable valueKind = iota
+	kindString
+	kindNumber
+)
+
 // logFormat is a compiled format.
-type logFormat struct{ ops []logOp }
+type logFormat struct {
+	ops []logOp
+	// kinds are the ops' value kinds; literal ops are kindString.
+	kinds []valueKind
+	// literals counts the literal ops: a format that is one operator and
+	// nothing else gives a typed JSON value.
+	literals int
+}
 
 // ParseAccessLogFormat checks an Envoy text access log format: every
 // %OPERATOR% must be one the proxy implements.
@@ -49,11 +67,11 @@ func compileLogFormat(format string) (*logFormat, error) {
 	for rest != "" {
 		i := strings.IndexByte(rest, '%')
 		if i < 0 {
-			f.ops = append(f.ops, literal(rest))
+			f.literal(rest)
 			break
 		}
 		if i > 0 {
-			f.ops = append(f.ops, literal(rest[:i]))
+			f.literal(rest[:i])
 		}
 		rest = rest[i+1:]
 		j := strings.IndexByte(rest, '%')
@@ -63,16 +81,23 @@ func compileLogFormat(format string) (*logFormat, error) {
 		cmd := rest[:j]
 		rest = rest[j+1:]
 		if cmd == "" {
-			f.ops = append(f.ops, literal("%")) // %% is a literal percent
+			f.literal("%") // %% is a literal percent
 			continue
 		}
-		op, err := logOperator(cmd)
+		op, kind, err := logOperator(cmd)
 		if err != nil {
 			return nil, fmt.Errorf("access log format: %w", err)
 		}
 		f.ops = append(f.ops, op)
+		f.kinds = append(f.kinds, kind)
 	}
 	return f, nil
+}
+
+func (f *logFormat) literal(s string) {
+	f.ops = append(f.ops, literal(s))
+	f.kinds = append(f.kinds, kindString)
+	f.literals++
 }
 
 func literal(s string) logOp {
@@ -82,18 +107,19 @@ func literal(s string) logOp {
 // logOperator compiles one command: Envoy's name, with REQ(...) and
 // RESP(...) taking a header (an alternative after '?'), and an optional
 // :N length limit.
-func logOperator(cmd string) (logOp, error) {
+func logOperator(cmd string) (logOp, valueKind, error) {
 	limit := -1
 	if k := strings.LastIndexByte(cmd, ':'); k > 0 && strings.HasSuffix(cmd[:k], ")") {
 		n, err := strconv.Atoi(cmd[k+1:])
 		if err != nil {
-			return nil, fmt.Errorf("%%%s%%: bad length", cmd)
+			return nil, 0, fmt.Errorf("%%%s%%: bad length", cmd)
 		}
 		cmd, limit = cmd[:k], n
 	}
 	op, err := baseOperator(cmd)
+	kind := operatorKind(cmd)
 	if err != nil || limit < 0 {
-		return op, err
+		return op, kind, err
 	}
 	return func(b []byte, e *logEntry) []byte {
 		n := len(b)
@@ -102,7 +128,21 @@ func logOperator(cmd string) (logOp, error) {
 			b = b[:n+limit]
 		}
 		return b
-	}, nil
+	}, kind, nil
+}
+
+// operatorKind is the JSON type of a command's value, as Envoy's
+// formatters give it: counts and codes are numbers, the start time,
+// flags and the downstream addresses always strings, the rest strings
+// or null.
+func operatorKind(cmd string) valueKind {
+	switch cmd {
+	case "RESPONSE_CODE", "BYTES_RECEIVED", "BYTES_SENT", "DURATION":
+		return kindNumber
+	case "START_TIME", "RESPONSE_FLAGS", "DOWNSTREAM_LOCAL_ADDRESS", "DOWNSTREAM_REMOTE_ADDRESS":
+		return kindString
+	}
+	return kindNullable
 }
 
 func baseOperator(cmd string) (logOp, error) {
@@ -303,13 +343,11 @@ func tlsVersionName(v uint16) string {
 	return ""
 }
 
-// write writes e's line in format f. Requires l.mu.
-func (f *logFormat) write(l *logWriter, e *logEntry) {
-	b := l.buf[:0]
+// append appends e's line in format f to b. Envoy adds nothing to a
+// text format: its newline is the format's (Istio's formats end in one).
+func (f *logFormat) append(b []byte, e *logEntry) []byte {
 	for _, op := range f.ops {
 		b = op(b, e)
 	}
-	b = append(b, '\n')
-	_, _ = l.w.Write(b) // see Flush
-	l.buf = b
+	return b
 }

@@ -9,15 +9,18 @@ import (
 	"net/http/httptest"
 	"net/netip"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	accesslogv3 "github.com/envoyproxy/go-control-plane/envoy/config/accesslog/v3"
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	filev3 "github.com/envoyproxy/go-control-plane/envoy/extensions/access_loggers/file/v3"
 	routerv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/router/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	tcpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/tcp_proxy/v3"
@@ -48,6 +51,14 @@ type controlPlane struct {
 
 	mu       sync.Mutex
 	requests []*discoveryv3.DiscoveryRequest
+
+	// As istiod with meshConfig.accessLogFile /dev/stdout (the lab's
+	// default), set gives every connection manager and tcp_proxy
+	// without an access_log one to /dev/stdout, in logFormat (Istio's
+	// default when empty; a newline is added, as Istio adds one), unless
+	// rawListeners.
+	logFormat    string
+	rawListeners bool
 }
 
 func newBenchControlPlane(t testing.TB) *controlPlane { return newControlPlane(t, "127.0.0.1:0") }
@@ -88,9 +99,12 @@ func (cp *controlPlane) set(version string, res ...types.Resource) {
 	m := map[string][]types.Resource{}
 	for _, r := range res {
 		var typ string
-		switch r.(type) {
+		switch l := r.(type) {
 		case *listenerv3.Listener:
 			typ = resourcev3.ListenerType
+			if !cp.rawListeners {
+				r = withAccessLog(cp.t, l, cp.logFormat)
+			}
 		case *clusterv3.Cluster:
 			typ = resourcev3.ClusterType
 		case *routev3.RouteConfiguration:
@@ -362,3 +376,50 @@ func get(t testing.TB, c *http.Client, addr, host, path string, hdr ...string) (
 }
 
 func port(a netip.AddrPort) string { return strconv.Itoa(int(a.Port())) }
+
+// withAccessLog is a copy of l whose connection managers and tcp_proxies
+// without access_log write to /dev/stdout in format (Istio's default when
+// empty).
+func withAccessLog(t testing.TB, l *listenerv3.Listener, format string) *listenerv3.Listener {
+	t.Helper()
+	if format == "" {
+		format = istioTextFormat
+	} else if !strings.HasSuffix(format, "\n") {
+		format += "\n"
+	}
+	entry := []*accesslogv3.AccessLog{{Name: fileAccessLogName, ConfigType: &accesslogv3.AccessLog_TypedConfig{TypedConfig: mustAny(&filev3.FileAccessLog{
+		Path: stdoutPath, AccessLogFormat: &filev3.FileAccessLog_LogFormat{LogFormat: &corev3.SubstitutionFormatString{
+			Format: &corev3.SubstitutionFormatString_TextFormatSource{TextFormatSource: &corev3.DataSource{
+				Specifier: &corev3.DataSource_InlineString{InlineString: format}}}}}})}}}
+	l = proto.Clone(l).(*listenerv3.Listener)
+	chains := append([]*listenerv3.FilterChain{}, l.GetFilterChains()...)
+	if l.GetDefaultFilterChain() != nil {
+		chains = append(chains, l.GetDefaultFilterChain())
+	}
+	for _, fc := range chains {
+		for _, f := range fc.GetFilters() {
+			tc := f.GetTypedConfig()
+			switch {
+			case tc.MessageIs((*hcmv3.HttpConnectionManager)(nil)):
+				var h hcmv3.HttpConnectionManager
+				if err := tc.UnmarshalTo(&h); err != nil {
+					t.Fatal(err)
+				}
+				if len(h.AccessLog) == 0 {
+					h.AccessLog = entry
+					f.ConfigType = &listenerv3.Filter_TypedConfig{TypedConfig: mustAny(&h)}
+				}
+			case tc.MessageIs((*tcpv3.TcpProxy)(nil)):
+				var tp tcpv3.TcpProxy
+				if err := tc.UnmarshalTo(&tp); err != nil {
+					t.Fatal(err)
+				}
+				if len(tp.AccessLog) == 0 {
+					tp.AccessLog = entry
+					f.ConfigType = &listenerv3.Filter_TypedConfig{TypedConfig: mustAny(&tp)}
+				}
+			}
+		}
+	}
+	return l
+}

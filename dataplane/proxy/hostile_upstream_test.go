@@ -296,7 +296,7 @@ func TestDownstreamFailuresSpareUpstream(t *testing.T) {
 					t.Fatalf("the client read %q, want %q", reply, tc.reply)
 				}
 				waitFor(t, "the access log line", func() bool {
-					p.accessLog.Flush()
+					p.flushLogs()
 					return strings.Count(log.String(), "\n") > 0 && strings.Contains(p.lastLog(log), "POST")
 				})
 				if got := logCode(p.lastLog(log)); !strings.HasPrefix(got, tc.want) {

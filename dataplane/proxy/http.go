@@ -65,6 +65,8 @@ type connInfo struct {
 	// read, to find the connection's chain again after an update.
 	sni   string
 	hello helloInfo
+	// tcp are a tcp_proxy connection's byte counts (tcp.go).
+	tcp *tcpStats
 }
 
 type httpConn struct {
@@ -318,9 +320,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if ex.span != nil {
 		p.finishSpan(ex, r)
 	}
-	if p.accessLog != nil {
-		p.accessLog.http(start, r, ex)
-	}
+	p.logHTTP(start, r, ex)
 	if ex.abort {
 		// What was received goes out, then the stream is reset rather
 		// than ended, so that the client cannot take a cut response for a

@@ -82,6 +82,20 @@ func (p *Proxy) record(ex *exchange, r *http.Request, d time.Duration) {
 	if ex.flags != 0 {
 		k.Flags = ex.flags.String()
 	}
+	h := ex.hcm
+	if h == nil {
+		h = ex.conn.chain.http
+	}
+	var dims telemetry.Dims
+	withDims := false
+	if sc := h.stats; sc != nil {
+		if sc.hostFallback && k.Reporter == telemetry.Source && (k.Service == nil || k.Service.Host == telemetry.Unknown) && r.Host != "" {
+			// Istio's stats filter names a destination it cannot tell
+			// by the request's host.
+			k.Service = p.metrics.HostService(r.Host)
+		}
+		withDims = sc.httpDims(&k, &dims, r, ex)
+	}
 	if ct := r.Header["Content-Type"]; len(ct) > 0 && strings.HasPrefix(ct[0], "application/grpc") {
 		k.GRPC = true
 		if v := ex.Header()["Grpc-Status"]; len(v) > 0 {
@@ -89,6 +103,10 @@ func (p *Proxy) record(ex *exchange, r *http.Request, d time.Duration) {
 				k.GRPCStatus = n
 			}
 		}
+	}
+	if withDims {
+		p.metrics.RecordRequestDims(k, &dims, d, requestSize(r), responseSize(ex))
+		return
 	}
 	p.metrics.RecordRequest(k, d, requestSize(r), responseSize(ex))
 }

@@ -152,8 +152,9 @@ func newMTLSMesh(t testing.TB, o mtlsOpts) *mtlsMesh {
 		filter = inboundHCM(inName, o.serverFilters...)
 	}
 	cpS := newControlPlane(t, "127.0.0.1:0")
+	cpS.logFormat = o.serverFormat
 	m.server = runProxy(t, cpS.addr, Config{Node: sidecarNode(t, "reviews-v2", map[string]any{"app": "reviews", "version": "v2"}), Identity: serverID,
-		AccessLog: o.serverLog, AccessLogFormat: o.serverFormat})
+		AccessLog: o.serverLog})
 	inCluster := staticCluster(inName, appAddr)
 	inCluster.Metadata = &corev3.Metadata{FilterMetadata: map[string]*structpb.Struct{"istio": mustStruct(map[string]any{"services": []any{map[string]any{
 		"host": "reviews.default.svc.cluster.local", "name": "reviews", "namespace": "default"}}})}}
@@ -174,8 +175,9 @@ func newMTLSMesh(t testing.TB, o mtlsOpts) *mtlsMesh {
 
 	// The client sidecar.
 	cpC := newControlPlane(t, "127.0.0.1:0")
+	cpC.logFormat = o.clientFormat
 	m.client = runProxy(t, cpC.addr, Config{Node: sidecarNode(t, "productpage-v1", map[string]any{"app": "productpage", "version": "v1"}), Identity: clientID,
-		AccessLog: o.clientLog, AccessLogFormat: o.clientFormat})
+		AccessLog: o.clientLog})
 	cl := autoMTLS(edsCluster(outCluster), reviewsSNI, istioOutboundALPN, o.sans...)
 	if o.http2 {
 		cl.TypedExtensionProtocolOptions = map[string]*anypb.Any{"envoy.extensions.upstreams.http.v3.HttpProtocolOptions": mustAny(&httpv3.HttpProtocolOptions{
@@ -736,7 +738,7 @@ func TestUnsupportedTLSNACKed(t *testing.T) {
 		t.Run("listener/"+tt.name, func(t *testing.T) {
 			l := inboundListener("STRICT", inboundHCM("inbound|9080||"), istioInboundHTTP, []string{"h2", "http/1.1"})
 			tt.mutate(l.FilterChains[0])
-			_, err := compileListener(l, &credentials{rt: &atomic.Pointer[runtime]{}}, nil)
+			_, err := compileListener(l, buildOptions{creds: &credentials{rt: &atomic.Pointer[runtime]{}}})
 			if (err == nil) != tt.ok {
 				t.Fatalf("err = %v, want ok=%v", err, tt.ok)
 			}
@@ -848,15 +850,12 @@ func TestServerFirstPortNotInspected(t *testing.T) {
 // TestAccessLogTLSFields: Istio's default line carries the requested
 // server name and the upstream transport failure reason.
 func TestAccessLogTLSFields(t *testing.T) {
-	var buf strings.Builder
-	l := newLogWriter(&buf)
+	l := newLogWriter(io.Discard)
 	r, _ := http.NewRequest(http.MethodGet, "http://reviews:9080/", nil)
 	r.RequestURI = "/"
 	ex := &exchange{status: 503, flags: flagUF, transportFailure: "TLS_error:|x509: certificate signed by unknown authority:TLS_error_end",
 		conn: &connInfo{sni: reviewsSNI, local: netip.MustParseAddrPort("10.0.0.2:15006"), remote: netip.MustParseAddrPort("10.0.0.1:40000")}}
-	l.http(time.Now(), r, ex)
-	l.Flush()
-	line := buf.String()
+	line := string(l.http(nil, time.Now(), r, ex))
 	for _, want := range []string{` "TLS_error:|x509: certificate signed by unknown authority:TLS_error_end" `, " 10.0.0.1:40000 " + reviewsSNI + " -\n"} {
 		if !strings.Contains(line, want) {
 			t.Errorf("access log line %q lacks %q", line, want)

@@ -40,15 +40,12 @@ type Config struct {
 	// OriginalDst reads a redirected connection's original destination;
 	// capture.OriginalDst by default. Tests inject their own.
 	OriginalDst func(*net.TCPConn) (netip.AddrPort, error)
-	// AccessLog receives one line per request and TCP connection in
-	// Envoy's default format; nil disables it. Writes are buffered.
+	// AccessLog is the proxy's stdout: where the access_log entries with
+	// path /dev/stdout write (the container log). Which listeners log,
+	// and how, is the control plane's to say (Istio's accessLogFile,
+	// accessLogFormat, accessLogEncoding and Telemetry accessLogging); nil
+	// drops the /dev/stdout entries. Writes are buffered and bounded.
 	AccessLog io.Writer
-	// AccessLogFormat is an Envoy text format for it (Istio's
-	// meshConfig.accessLogFormat), with the TLS operators such as
-	// %DOWNSTREAM_PEER_URI_SAN%; empty: Istio's default line. Check it
-	// with ParseAccessLogFormat: a format that does not parse is logged
-	// and the default line used.
-	AccessLogFormat string
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger
 	// WarmTimeout bounds how long a snapshot waits for the routes and
@@ -110,13 +107,16 @@ type Proxy struct {
 	wg     sync.WaitGroup // accept loops and TCP connections
 	conns  connSet
 
-	httpSrv   *http.Server
-	h1        *h1Server // plaintext HTTP/1.x connections (h1server.go)
-	httpLn    *chanListener
-	rp        *httputil.ReverseProxy
-	accessLog *logWriter
-	stats     stats
-	creds     *credentials
+	httpSrv *http.Server
+	h1      *h1Server // plaintext HTTP/1.x connections (h1server.go)
+	httpLn  *chanListener
+	rp      *httputil.ReverseProxy
+	// sinks are the access log destinations by path; logKick wakes
+	// their flusher when one fills.
+	sinks   logSinkSet
+	logKick chan struct{}
+	stats   stats
+	creds   *credentials
 	// node is what the proxy tells its peers of itself; metrics are its
 	// Istio metrics.
 	node    *telemetry.Node
@@ -159,16 +159,8 @@ func New(cfg Config) *Proxy {
 	p.node, p.metrics = node, telemetry.New()
 	p.ctx, p.cancel = context.WithCancel(context.Background())
 	p.rt.Store(&runtime{snap: emptySnapshot(), listeners: map[string]*listener{}, routes: map[string]*router.Table{}, clusters: map[string]*upstream.Cluster{}})
-	if cfg.AccessLog != nil {
-		p.accessLog = newLogWriter(cfg.AccessLog)
-		if cfg.AccessLogFormat != "" {
-			f, err := compileLogFormat(cfg.AccessLogFormat)
-			if err != nil {
-				p.log.Error("access log format; using Istio's default", "err", err)
-			}
-			p.accessLog.format = f
-		}
-	}
+	p.sinks = logSinkSet{p: p, m: map[string]*logWriter{}}
+	p.logKick = make(chan struct{}, 1)
 	p.httpLn = newChanListener()
 	p.rp = &httputil.ReverseProxy{
 		Rewrite:        p.rewrite,
@@ -201,7 +193,7 @@ func New(cfg Config) *Proxy {
 }
 
 func (p *Proxy) buildOptions() buildOptions {
-	return buildOptions{creds: p.creds, resolver: p.cfg.Resolver, metrics: p.metrics, tls: &p.tlsStats}
+	return buildOptions{creds: p.creds, resolver: p.cfg.Resolver, metrics: p.metrics, tls: &p.tlsStats, logs: &p.sinks}
 }
 
 func emptySnapshot() *xdsclient.Snapshot {
@@ -277,6 +269,7 @@ func (p *Proxy) apply(s *xdsclient.Snapshot, rt *runtime) {
 	}
 	rt.commit()
 	old := p.rt.Swap(rt)
+	p.sinks.applied(rt)
 	for name, c := range old.clusters {
 		if rt.clusters[name] != c {
 			c.Close()
@@ -546,12 +539,16 @@ const (
 func (p *Proxy) Run(ctx context.Context) error {
 	errc := make(chan error, 1)
 	go func() { errc <- p.httpSrv.Serve(p.httpLn) }()
-	var flush <-chan time.Time
-	if p.accessLog != nil {
-		t := time.NewTicker(time.Second)
-		defer t.Stop()
-		flush = t.C
-	}
+	p.wg.Add(1)
+	go func() {
+		defer p.wg.Done()
+		p.reportTCP(p.ctx) // stop's cancel ends it
+	}()
+	p.wg.Add(1)
+	go func() {
+		defer p.wg.Done()
+		p.runLogFlusher(p.ctx, p.logKick)
+	}()
 	for done := false; !done; {
 		select {
 		case <-ctx.Done():
@@ -559,8 +556,6 @@ func (p *Proxy) Run(ctx context.Context) error {
 		case err := <-errc:
 			p.stop()
 			return fmt.Errorf("serve http: %w", err)
-		case <-flush:
-			p.accessLog.Flush()
 		}
 	}
 	p.draining.Store(true)
@@ -620,9 +615,7 @@ func (p *Proxy) Run(ctx context.Context) error {
 	for _, c := range p.rt.Load().clusters {
 		c.Close()
 	}
-	if p.accessLog != nil {
-		p.accessLog.Flush()
-	}
+	p.closeLogs()
 	return nil
 }
 

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	accesslogv3 "github.com/envoyproxy/go-control-plane/envoy/config/accesslog/v3"
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
@@ -120,6 +121,10 @@ type hcm struct {
 	// is OUTBOUND (sidecar outbound, every gateway listener).
 	tracing *hcmTracing
 	egress  bool
+	// logs are its access_log entries; stats its istio.stats filter
+	// (nil: none, every metric as before it existed).
+	logs  []*accessLogger
+	stats *statsConfig
 }
 
 // h1Limits are a connection manager's bounds on what a client may send
@@ -179,11 +184,31 @@ func hcmLimits(h *hcmv3.HttpConnectionManager) h1Limits {
 	return l
 }
 
+// accessLogs compiles access_log entries with o's destinations.
+func (o buildOptions) accessLogs(entries []*accesslogv3.AccessLog) ([]*accessLogger, error) {
+	if len(entries) == 0 {
+		return nil, nil
+	}
+	if o.logs == nil {
+		return compileAccessLogs(entries, noSinks{})
+	}
+	return compileAccessLogs(entries, o.logs)
+}
+
+// noSinks checks entries without opening anything.
+type noSinks struct{}
+
+func (noSinks) sink(string) (*logWriter, error) { return nil, nil }
+
 type tcpProxy struct {
 	statPrefix string
 	cluster    string
 	weighted   []router.WeightedCluster
 	total      uint32
+	// logs are its access_log entries; stats the chain's istio.stats
+	// network filter (nil: none, every metric as before it existed).
+	logs  []*accessLogger
+	stats *statsConfig
 }
 
 // chain picks the filter chain for a destination as Envoy narrows its
@@ -339,6 +364,9 @@ type buildOptions struct {
 	resolver upstream.Resolver
 	metrics  *telemetry.Metrics
 	tls      *tlsStatsSet
+	// logs opens the access logs' destinations; nil: none (tests of
+	// building alone).
+	logs logSinks
 }
 
 func build(s *xdsclient.Snapshot, prev *runtime, o buildOptions) (*runtime, error) {
@@ -379,7 +407,7 @@ func build(s *xdsclient.Snapshot, prev *runtime, o buildOptions) (*runtime, erro
 			rt.listeners[name] = prev.listeners[name]
 			continue
 		}
-		cl, err := compileListener(l, o.creds, o.tls)
+		cl, err := compileListener(l, o)
 		if err != nil {
 			errs = append(errs, err)
 			continue
@@ -457,7 +485,8 @@ func (rt *runtime) commit() {
 	rt.assign = nil
 }
 
-func compileListener(l *listenerv3.Listener, creds *credentials, stats *tlsStatsSet) (*listener, error) {
+func compileListener(l *listenerv3.Listener, o buildOptions) (*listener, error) {
+	stats := o.tls
 	out := &listener{
 		name:    l.GetName(),
 		bind:    l.GetBindToPort() == nil || l.GetBindToPort().GetValue(),
@@ -472,7 +501,7 @@ func compileListener(l *listenerv3.Listener, creds *credentials, stats *tlsStats
 	// Envoy names a listener's stats by its address (listener.0.0.0.0_15006.ssl.*).
 	ls := stats.get("listener", sa.GetAddress()+"_"+strconv.FormatUint(uint64(sa.GetPortValue()), 10))
 	for i, fc := range xdsclient.FilterChains(l) {
-		c, ok, err := compileChain(fc, creds, ls)
+		c, ok, err := compileChain(fc, o, ls)
 		if err != nil {
 			return nil, fmt.Errorf("listener %q: filter chain %d (%q): %w", l.GetName(), i, fc.GetName(), err)
 		}
@@ -490,7 +519,8 @@ func compileListener(l *listenerv3.Listener, creds *credentials, stats *tlsStats
 
 // compileChain builds a filter chain; ok is false for chains that can
 // never match (an unknown transport protocol), which are skipped.
-func compileChain(fc *listenerv3.FilterChain, creds *credentials, stats *upstream.TLSStats) (*chain, bool, error) {
+func compileChain(fc *listenerv3.FilterChain, o buildOptions, stats *upstream.TLSStats) (*chain, bool, error) {
+	creds := o.creds
 	m := fc.GetFilterChainMatch()
 	// A criterion the proxy does not match on would make the chain take
 	// connections it must not (a source range, say): refused.
@@ -544,6 +574,7 @@ func compileChain(fc *listenerv3.FilterChain, creds *credentials, stats *upstrea
 		}
 		c.prefixes = append(c.prefixes, p)
 	}
+	var netStats *statsConfig
 	// The filters before the terminal one: the network RBAC and ext_authz
 	// filters (AuthorizationPolicy on TCP), in order. Any other is refused, so
 	// that a restriction the proxy does not implement is never skipped.
@@ -569,16 +600,31 @@ func compileChain(fc *listenerv3.FilterChain, creds *credentials, stats *upstrea
 				return nil, false, fmt.Errorf("%s: %w", f.GetName(), err)
 			}
 			c.authz = append(c.authz, netAuthz{ext: x})
+		case istioStatsFilter:
+			m := o.metrics
+			if m == nil {
+				m = telemetry.New()
+			}
+			sc, err := compileStats(f.GetTypedConfig(), m)
+			if err != nil {
+				return nil, false, fmt.Errorf("network filter: %w", err)
+			}
+			netStats = sc
 		default:
 			return nil, false, fmt.Errorf("network filter %q is not one this proxy implements", f.GetName())
 		}
 	}
 	last := fs[len(fs)-1]
 	if h, ok := xdsclient.HCM(last); ok {
+		if netStats != nil {
+			// Envoy would count the HTTP connections as TCP ones; Istio
+			// never puts the network filter before a connection manager.
+			return nil, false, fmt.Errorf("network filter %s before http_connection_manager is not supported", istioStatsFilter)
+		}
 		c.http = &hcm{statPrefix: h.GetStatPrefix(), useRemoteAddress: h.GetUseRemoteAddress().GetValue(), lim: hcmLimits(h),
 			xffTrustedHops: int(h.GetXffNumTrustedHops()),
 			fcc:            h.GetForwardClientCertDetails(), details: xfccDetailsOf(h.GetSetCurrentClientCertDetails())}
-		if err := c.http.filters(h.GetHttpFilters()); err != nil {
+		if err := c.http.filters(h.GetHttpFilters(), o.metrics); err != nil {
 			return nil, false, err
 		}
 		t, err := compileTracing(h)
@@ -586,6 +632,11 @@ func compileChain(fc *listenerv3.FilterChain, creds *credentials, stats *upstrea
 			return nil, false, err
 		}
 		c.http.tracing = t
+		logs, err := o.accessLogs(h.GetAccessLog())
+		if err != nil {
+			return nil, false, fmt.Errorf("http_connection_manager: %w", err)
+		}
+		c.http.logs = logs
 		switch {
 		case h.GetRds() != nil:
 			c.http.rds = h.GetRds().GetRouteConfigName()
@@ -606,7 +657,12 @@ func compileChain(fc *listenerv3.FilterChain, creds *credentials, stats *upstrea
 		if err := tc.UnmarshalTo(&tp); err != nil {
 			return nil, false, fmt.Errorf("decode tcp_proxy: %w", err)
 		}
-		c.tcp = &tcpProxy{statPrefix: tp.GetStatPrefix()}
+		c.tcp = &tcpProxy{statPrefix: tp.GetStatPrefix(), stats: netStats}
+		logs, err := o.accessLogs(tp.GetAccessLog())
+		if err != nil {
+			return nil, false, fmt.Errorf("tcp_proxy: %w", err)
+		}
+		c.tcp.logs = logs
 		switch cs := tp.GetClusterSpecifier().(type) {
 		case *tcpv3.TcpProxy_Cluster:
 			c.tcp.cluster = cs.Cluster
@@ -632,9 +688,18 @@ func compileChain(fc *listenerv3.FilterChain, creds *credentials, stats *upstrea
 // proxy does not implement is refused (the listener is NACKed) unless the
 // config marks it optional, as Envoy does: a skipped authorization filter
 // would fail open.
-func (h *hcm) filters(fs []*hcmv3.HttpFilter) error {
+func (h *hcm) filters(fs []*hcmv3.HttpFilter, m *telemetry.Metrics) error {
 	for i, f := range fs {
 		switch f.GetName() {
+		case istioStatsFilter:
+			if m == nil {
+				m = telemetry.New() // checking alone: compiled, not recorded
+			}
+			sc, err := compileStats(f.GetTypedConfig(), m)
+			if err != nil {
+				return fmt.Errorf("http filter %d: %w", i, err)
+			}
+			h.stats = sc
 		case wellknown.Fault:
 			h.fault = true
 		case wellknown.CORS:

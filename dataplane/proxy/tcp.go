@@ -1,11 +1,13 @@
 package proxy
 
 import (
+	"context"
 	"crypto/tls"
 	"io"
 	"math/rand/v2"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/meshlab/meshlab/dataplane/telemetry"
@@ -29,22 +31,21 @@ func (p *Proxy) serveTCP(c net.Conn, ci *connInfo) {
 	if cl != nil {
 		ep = cl.Pick(ci.orig)
 	}
-	var sent, received int64
 	flags := "-"
-	var series *telemetry.ConnSeries
+	ts := &tcpStats{every: tp.reportEvery()}
+	ci.tcp = ts
 	defer func() {
+		series := ts.series.Load()
 		if series == nil {
 			// Never connected upstream: opened and closed at once, with
 			// the flag that says why.
-			series = p.openTCP(ci, rt.services[name], flags, nil)
+			series = p.openTCP(ci, name, rt.services[name], flags, nil)
+			ts.series.Store(series)
 		}
-		// sent went upstream: it is what the downstream sent us.
-		series.Received.Add(float64(sent))
-		series.Sent.Add(float64(received))
-		series.Closed.Inc()
-		if p.accessLog != nil {
-			p.accessLog.tcp(start, ci, name, ep, flags, received, sent)
-		}
+		// What the ticker has not reported yet, then the close.
+		ts.report()
+		series.Close()
+		p.logTCP(start, ci, name, ep, flags, ts.received.Load(), ts.sent.Load())
 	}()
 	p.stats.tcpConns.Add(1)
 	if ep == nil {
@@ -67,7 +68,7 @@ func (p *Proxy) serveTCP(c net.Conn, ci *connInfo) {
 		return
 	}
 	cl.RequestsTotal.Add(1)
-	series = p.openTCP(ci, rt.services[name], flags, up)
+	ts.series.Store(p.openTCP(ci, name, rt.services[name], flags, up))
 	ep.Active.Add(1)
 	ep.Total.Add(1)
 	defer ep.Active.Add(-1)
@@ -78,19 +79,119 @@ func (p *Proxy) serveTCP(c net.Conn, ci *connInfo) {
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		sent = pipe(up, c)
+		// What goes upstream is what the downstream sent: received.
+		pipe(up, c, &ts.received)
 	}()
-	received = pipe(c, up)
+	pipe(c, up, &ts.sent)
 	wg.Wait()
+}
+
+// tcpStats are a proxied connection's byte counts as its copy loops move
+// them, and what of them the Istio metrics have been told: Istio's stats
+// filter reports a live TCP connection every tcp_reporting_duration
+// (5s) and at its close, so a long connection shows in the counters
+// while it lives. The proxy's one reporter (reportTCP) walks the live
+// connections; nothing runs per connection.
+type tcpStats struct {
+	received, sent atomic.Int64
+	series         atomic.Pointer[telemetry.ConnSeries]
+	every          time.Duration
+
+	mu               sync.Mutex
+	next             time.Time
+	reportedReceived int64
+	reportedSent     int64
+}
+
+// report adds the bytes moved since the last report to the series.
+func (s *tcpStats) report() {
+	series := s.series.Load()
+	if series == nil {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if r := s.received.Load(); r > s.reportedReceived {
+		series.AddReceived(r - s.reportedReceived)
+		s.reportedReceived = r
+	}
+	if n := s.sent.Load(); n > s.reportedSent {
+		series.AddSent(n - s.reportedSent)
+		s.reportedSent = n
+	}
+}
+
+// due reports whether s is to be reported at now, and schedules the next.
+func (s *tcpStats) due(now time.Time) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.next.IsZero() {
+		s.next = now.Add(s.every)
+		return false
+	}
+	if now.Before(s.next) {
+		return false
+	}
+	s.next = now.Add(s.every)
+	return true
+}
+
+// defaultTCPReport is Istio's tcp_reporting_duration default.
+const defaultTCPReport = 5 * time.Second
+
+func (t *tcpProxy) reportEvery() time.Duration {
+	if t.stats != nil && t.stats.tcpReport > 0 {
+		return t.stats.tcpReport
+	}
+	return defaultTCPReport
+}
+
+// reportTCP reports the live TCP connections' bytes as their reporting
+// intervals come due, until ctx ends: one goroutine for the proxy, its
+// tick the shortest interval of the chains in the configuration served.
+func (p *Proxy) reportTCP(ctx context.Context) {
+	every := p.tcpTick()
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-t.C:
+			p.conns.mu.Lock()
+			for _, ci := range p.conns.m {
+				if ci != nil && ci.tcp != nil && ci.tcp.due(now) {
+					ci.tcp.report()
+				}
+			}
+			p.conns.mu.Unlock()
+			if d := p.tcpTick(); d != every {
+				every = d
+				t.Reset(d)
+			}
+		}
+	}
+}
+
+// tcpTick is the reporter's period: the shortest tcp_reporting_duration
+// of the served configuration's TCP chains, at most the default.
+func (p *Proxy) tcpTick() time.Duration {
+	d := defaultTCPReport
+	for _, l := range p.rt.Load().listeners {
+		for _, c := range l.chains {
+			if c.tcp != nil {
+				d = min(d, c.tcp.reportEvery())
+			}
+		}
+	}
+	return d
 }
 
 // openTCP counts a connection in the Istio TCP metrics and returns the
 // series its bytes and close go to. Without mTLS there is no TCP metadata
 // exchange, so the other side's workload is unknown; with mutual TLS its
-// principal is known. The bytes are added when the connection ends (Istio
-// also reports long connections periodically). up is the upstream
-// connection, when there is one.
-func (p *Proxy) openTCP(ci *connInfo, svc *telemetry.Service, flags string, up net.Conn) *telemetry.ConnSeries {
+// principal is known. up is the upstream connection, when there is one.
+func (p *Proxy) openTCP(ci *connInfo, cluster string, svc *telemetry.Service, flags string, up net.Conn) *telemetry.ConnSeries {
 	k := telemetry.Conn{Service: svc, Flags: flags, Source: p.node.Peer, Destination: telemetry.UnknownPeer}
 	if ci.inbound {
 		k.Reporter, k.Source, k.Destination = telemetry.Destination, telemetry.UnknownPeer, p.node.Peer
@@ -110,13 +211,18 @@ func (p *Proxy) openTCP(ci *connInfo, svc *telemetry.Service, flags string, up n
 			}
 		}
 	}
+	ci.chain.tcp.stats.tcpDims(&k, ci, cluster)
 	return p.metrics.OpenConn(k)
 }
 
-// pipe copies src to dst until src ends, then half-closes dst so the
-// other side sees the end of the stream while its replies keep flowing.
-func pipe(dst, src net.Conn) int64 {
-	n, err := io.Copy(dst, src)
+// pipe copies src to dst until src ends, counting what it wrote in n
+// as it goes, then half-closes dst so the other side sees the end of the
+// stream while its replies keep flowing. The loop is its own rather than
+// io.Copy's: a kernel splice would move the bytes without telling
+// anyone until the connection ends, and Istio reports them while it
+// lives (Envoy copies in user space too).
+func pipe(dst, src net.Conn, n *atomic.Int64) {
+	err := copyCounting(dst, src, n)
 	if cw, ok := dst.(interface{ CloseWrite() error }); ok && err == nil {
 		// It fails only on a broken dst, which the other direction's
 		// read then reports, ending both.
@@ -126,7 +232,32 @@ func pipe(dst, src net.Conn) int64 {
 		_ = dst.Close()
 		_ = src.Close()
 	}
-	return n
+}
+
+// copyCounting is io.Copy's loop with a pooled buffer, adding each write
+// to n. Its error is nil at src's EOF.
+func copyCounting(dst io.Writer, src io.Reader, n *atomic.Int64) error {
+	buf := bufferPool{}.Get()
+	defer bufferPool{}.Put(buf)
+	for {
+		nr, rerr := src.Read(buf)
+		if nr > 0 {
+			nw, werr := dst.Write(buf[:nr])
+			n.Add(int64(nw))
+			if werr != nil {
+				return werr
+			}
+			if nw != nr {
+				return io.ErrShortWrite
+			}
+		}
+		if rerr == io.EOF {
+			return nil
+		}
+		if rerr != nil {
+			return rerr
+		}
+	}
 }
 
 func (t *tcpProxy) pick() string {

@@ -517,7 +517,7 @@ func TestTracingNACK(t *testing.T) {
 			h := &hcmv3.HttpConnectionManager{StatPrefix: "x", Tracing: tt.tr, RequestIdExtension: tt.rid,
 				RouteSpecifier: &hcmv3.HttpConnectionManager_Rds{Rds: &hcmv3.Rds{ConfigSource: ads(), RouteConfigName: "r"}}}
 			l := &listenerv3.Listener{Name: "gw", Address: sockAddr("127.0.0.1", 0), FilterChains: []*listenerv3.FilterChain{{Filters: []*listenerv3.Filter{hcmFilter(h)}}}}
-			if _, err := compileListener(l, nil, &tlsStatsSet{}); err == nil {
+			if _, err := compileListener(l, buildOptions{tls: &tlsStatsSet{}}); err == nil {
 				t.Error("accepted")
 			}
 		})
@@ -526,7 +526,7 @@ func TestTracingNACK(t *testing.T) {
 	ok := &hcmv3.HttpConnectionManager{StatPrefix: "x", Tracing: zipkinTracing("zipkin", 1), RequestIdExtension: uuidExtension(),
 		RouteSpecifier: &hcmv3.HttpConnectionManager_Rds{Rds: &hcmv3.Rds{ConfigSource: ads(), RouteConfigName: "r"}}}
 	l := &listenerv3.Listener{Name: "gw", Address: sockAddr("127.0.0.1", 0), FilterChains: []*listenerv3.FilterChain{{Filters: []*listenerv3.Filter{hcmFilter(ok)}}}}
-	if _, err := compileListener(l, nil, &tlsStatsSet{}); err != nil {
+	if _, err := compileListener(l, buildOptions{tls: &tlsStatsSet{}}); err != nil {
 		t.Errorf("Istio's tracing refused: %v", err)
 	}
 }

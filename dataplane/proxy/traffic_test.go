@@ -59,7 +59,7 @@ func startLoggingProxy(t testing.TB, cpAddr string) (*testProxy, *syncBuffer) {
 
 // lastLog flushes the access log and returns its last line.
 func (tp *testProxy) lastLog(log *syncBuffer) string {
-	tp.accessLog.Flush()
+	tp.flushLogs()
 	lines := strings.Split(strings.TrimSpace(log.String()), "\n")
 	return lines[len(lines)-1]
 }

@@ -117,7 +117,7 @@ func TestCircuitBreakingOverflow(t *testing.T) {
 	if n := p.rt.Load().clusters["httpbin"].Overflows(); n != uint64(got[503]+1) {
 		t.Errorf("cluster counted %d overflows, want %d", n, got[503]+1)
 	}
-	p.accessLog.Flush()
+	p.flushLogs()
 	if n := strings.Count(log.String(), " 503 UO upstream_reset_before_response_started{overflow} "); n != got[503]+1 {
 		t.Errorf("access log has %d 503 UO lines, want %d:\n%s", n, got[503]+1, log.String())
 	}
@@ -200,7 +200,7 @@ func TestOutlierDetection(t *testing.T) {
 					t.Errorf("never saw %q after the error (saw %v)", body, seen)
 				}
 			}
-			p.accessLog.Flush()
+			p.flushLogs()
 			if n, want := strings.Count(log.String(), " 503 UH no_healthy_upstream "), seen[bodyNoHealthy]; n != want {
 				t.Errorf("access log has %d 503 UH lines, want %d", n, want)
 			}

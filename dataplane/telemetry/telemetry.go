@@ -12,6 +12,7 @@ package telemetry
 
 import (
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -106,6 +107,11 @@ type Request struct {
 	// Flags are Envoy's response flags, "-" for none.
 	Flags    string
 	Security Security
+	// Overrides are the istio.stats filter's changes (nil: none, every
+	// metric with Istio's labels). The values of its dimensions, if it
+	// has any, go to RecordRequestDims, so that the common key stays
+	// small to hash.
+	Overrides *Overrides
 }
 
 // Conn identifies a TCP connection series.
@@ -116,6 +122,8 @@ type Conn struct {
 	Service     *Service
 	Flags       string
 	Security    Security
+	Overrides   *Overrides
+	Dims        Dims
 }
 
 // Buckets are Envoy's default histogram bounds, which Istio's request
@@ -140,6 +148,8 @@ var labels = []string{
 // tcpLabels are labels without the request-only ones.
 var tcpLabels = append(append([]string{}, labels[:len(labels)-5]...), "request_protocol", "response_flags", "connection_security_policy")
 
+// requestSeries are one request series' metrics; a metric the stats
+// filter drops is nil.
 type requestSeries struct {
 	requests      prometheus.Counter
 	duration      prometheus.Observer
@@ -148,12 +158,34 @@ type requestSeries struct {
 }
 
 // ConnSeries are the counters of one TCP series; add to them as the
-// connection goes (Opened is done by Metrics.OpenConn).
+// connection goes (the open is counted by Metrics.OpenConn). A metric the
+// stats filter drops is nil, and adding to it does nothing.
 type ConnSeries struct {
-	Sent     prometheus.Counter
-	Received prometheus.Counter
-	Closed   prometheus.Counter
+	sent     prometheus.Counter
+	received prometheus.Counter
+	closed   prometheus.Counter
 	opened   prometheus.Counter
+}
+
+// AddSent adds bytes sent to the downstream.
+func (s *ConnSeries) AddSent(n int64) {
+	if s.sent != nil {
+		s.sent.Add(float64(n))
+	}
+}
+
+// AddReceived adds bytes received from the downstream.
+func (s *ConnSeries) AddReceived(n int64) {
+	if s.received != nil {
+		s.received.Add(float64(n))
+	}
+}
+
+// Close counts the connection's close.
+func (s *ConnSeries) Close() {
+	if s.closed != nil {
+		s.closed.Inc()
+	}
 }
 
 // Metrics is one proxy's Istio metrics. The zero value is not usable;
@@ -170,13 +202,20 @@ type Metrics struct {
 	tcpOpened     *prometheus.CounterVec
 	tcpClosed     *prometheus.CounterVec
 
-	mu       sync.RWMutex
-	reqs     map[Request]*requestSeries
+	mu   sync.RWMutex
+	reqs map[Request]*requestSeries
+	// reqsDims are the series of requests with dimension values.
+	reqsDims map[dimsKey]*requestSeries
 	conns    map[Conn]*ConnSeries
 	services map[string]*Service
 	peers    map[string]*Peer
 	// principals interns peers with their mutual TLS principal.
 	principals map[principalKey]*Peer
+	// variants are the metrics with the label sets stats filters asked
+	// for, by metric and label names (overrides.go).
+	variants map[variantKey]prometheus.Collector
+	// hosts are the services HostService named.
+	hosts map[string]*Service
 }
 
 // maxPeers bounds the decoded-metadata cache: the header comes from the
@@ -188,25 +227,22 @@ func New() *Metrics {
 	m := &Metrics{
 		reg:        prometheus.NewRegistry(),
 		reqs:       map[Request]*requestSeries{},
+		reqsDims:   map[dimsKey]*requestSeries{},
 		conns:      map[Conn]*ConnSeries{},
 		services:   map[string]*Service{},
 		peers:      map[string]*Peer{},
 		principals: map[principalKey]*Peer{},
+		variants:   map[variantKey]prometheus.Collector{},
+		hosts:      map[string]*Service{},
 	}
-	hist := func(name, help string) *prometheus.HistogramVec {
-		return prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: name, Help: help, Buckets: Buckets}, labels)
-	}
-	m.requests = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "istio_requests_total", Help: "Requests handled by the proxy."}, labels)
-	m.duration = hist("istio_request_duration_milliseconds", "Request duration in milliseconds.")
-	m.requestBytes = hist("istio_request_bytes", "Request sizes in bytes (headers and body).")
-	m.responseBytes = hist("istio_response_bytes", "Response sizes in bytes (headers and body).")
-	counter := func(name, help string) *prometheus.CounterVec {
-		return prometheus.NewCounterVec(prometheus.CounterOpts{Name: name, Help: help}, tcpLabels)
-	}
-	m.tcpSent = counter("istio_tcp_sent_bytes_total", "Bytes sent to the downstream of TCP connections.")
-	m.tcpReceived = counter("istio_tcp_received_bytes_total", "Bytes received from the downstream of TCP connections.")
-	m.tcpOpened = counter("istio_tcp_connections_opened_total", "TCP connections opened.")
-	m.tcpClosed = counter("istio_tcp_connections_closed_total", "TCP connections closed.")
+	m.requests = metricDefs[metricRequests].newVec(labels).(*prometheus.CounterVec)
+	m.duration = metricDefs[metricDuration].newVec(labels).(*prometheus.HistogramVec)
+	m.requestBytes = metricDefs[metricRequestBytes].newVec(labels).(*prometheus.HistogramVec)
+	m.responseBytes = metricDefs[metricResponseBytes].newVec(labels).(*prometheus.HistogramVec)
+	m.tcpSent = metricDefs[metricTCPSent].newVec(tcpLabels).(*prometheus.CounterVec)
+	m.tcpReceived = metricDefs[metricTCPReceived].newVec(tcpLabels).(*prometheus.CounterVec)
+	m.tcpOpened = metricDefs[metricTCPOpened].newVec(tcpLabels).(*prometheus.CounterVec)
+	m.tcpClosed = metricDefs[metricTCPClosed].newVec(tcpLabels).(*prometheus.CounterVec)
 	m.reg.MustRegister(m.requests, m.duration, m.requestBytes, m.responseBytes, m.tcpSent, m.tcpReceived, m.tcpOpened, m.tcpClosed)
 	return m
 }
@@ -233,6 +269,43 @@ func (m *Metrics) Service(host, name, namespace string) *Service {
 	return s
 }
 
+// maxHostServices bounds the services named by a request's host (the
+// stats filter's host header fallback): the host comes from the app.
+const maxHostServices = 1024
+
+// HostService is the service a request to no known service is labelled
+// with: its host, without the port, as Istio's stats filter falls back
+// to the Host header. Past maxHostServices distinct hosts, unknown.
+func (m *Metrics) HostService(host string) *Service {
+	m.mu.RLock()
+	s := m.hosts[host]
+	m.mu.RUnlock()
+	if s != nil {
+		return s
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if s = m.hosts[host]; s != nil {
+		return s
+	}
+	if len(m.hosts) >= maxHostServices {
+		return unknownService
+	}
+	h := host
+	if i := strings.LastIndexByte(h, ':'); i > 0 && !strings.HasSuffix(h, "]") {
+		h = h[:i]
+	}
+	s = &Service{Host: h, Name: h, Namespace: Unknown}
+	m.hosts[host] = s
+	return s
+}
+
+// dimsKey identifies a request series with dimension values.
+type dimsKey struct {
+	r    Request
+	dims Dims
+}
+
 // RecordRequest counts one finished request and observes its duration
 // and sizes.
 func (m *Metrics) RecordRequest(r Request, d time.Duration, requestBytes, responseBytes int64) {
@@ -240,18 +313,46 @@ func (m *Metrics) RecordRequest(r Request, d time.Duration, requestBytes, respon
 	s := m.reqs[r]
 	m.mu.RUnlock()
 	if s == nil {
-		s = m.newRequestSeries(r)
+		s = m.newRequestSeries(r, nil)
 	}
-	s.requests.Inc()
-	s.duration.Observe(float64(d) / float64(time.Millisecond))
-	s.requestBytes.Observe(float64(requestBytes))
-	s.responseBytes.Observe(float64(responseBytes))
+	s.record(d, requestBytes, responseBytes)
 }
 
-func (m *Metrics) newRequestSeries(r Request) *requestSeries {
+// RecordRequestDims is RecordRequest for a request whose stats filter
+// has dimensions, with their values.
+func (m *Metrics) RecordRequestDims(r Request, dims *Dims, d time.Duration, requestBytes, responseBytes int64) {
+	m.mu.RLock()
+	s := m.reqsDims[dimsKey{r, *dims}]
+	m.mu.RUnlock()
+	if s == nil {
+		s = m.newRequestSeries(r, dims)
+	}
+	s.record(d, requestBytes, responseBytes)
+}
+
+func (s *requestSeries) record(d time.Duration, requestBytes, responseBytes int64) {
+	if s.requests != nil {
+		s.requests.Inc()
+	}
+	if s.duration != nil {
+		s.duration.Observe(float64(d) / float64(time.Millisecond))
+	}
+	if s.requestBytes != nil {
+		s.requestBytes.Observe(float64(requestBytes))
+	}
+	if s.responseBytes != nil {
+		s.responseBytes.Observe(float64(responseBytes))
+	}
+}
+
+func (m *Metrics) newRequestSeries(r Request, dims *Dims) *requestSeries {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if s := m.reqs[r]; s != nil {
+	if dims == nil {
+		if s := m.reqs[r]; s != nil {
+			return s
+		}
+	} else if s := m.reqsDims[dimsKey{r, *dims}]; s != nil {
 		return s
 	}
 	proto := "http"
@@ -264,13 +365,27 @@ func (m *Metrics) newRequestSeries(r Request) *requestSeries {
 	}
 	lv := append(peerValues(r.Reporter, r.Source, r.Destination, r.Service),
 		proto, strconv.Itoa(r.Code), grpc, flagsOr(r.Flags), r.Security.String())
-	s := &requestSeries{
-		requests:      m.requests.WithLabelValues(lv...),
-		duration:      m.duration.WithLabelValues(lv...),
-		requestBytes:  m.requestBytes.WithLabelValues(lv...),
-		responseBytes: m.responseBytes.WithLabelValues(lv...),
+	s := &requestSeries{}
+	if o := r.Overrides; o != nil {
+		dv := dims
+		if dv == nil {
+			dv = &Dims{}
+		}
+		s.requests = o.counter(metricRequests, lv, dv)
+		s.duration = o.observer(metricDuration, lv, dv)
+		s.requestBytes = o.observer(metricRequestBytes, lv, dv)
+		s.responseBytes = o.observer(metricResponseBytes, lv, dv)
+	} else {
+		s.requests = m.requests.WithLabelValues(lv...)
+		s.duration = m.duration.WithLabelValues(lv...)
+		s.requestBytes = m.requestBytes.WithLabelValues(lv...)
+		s.responseBytes = m.responseBytes.WithLabelValues(lv...)
 	}
-	m.reqs[r] = s
+	if dims == nil {
+		m.reqs[r] = s
+	} else {
+		m.reqsDims[dimsKey{r, *dims}] = s
+	}
 	return s
 }
 
@@ -283,7 +398,9 @@ func (m *Metrics) OpenConn(c Conn) *ConnSeries {
 	if s == nil {
 		s = m.newConnSeries(c)
 	}
-	s.opened.Inc()
+	if s.opened != nil {
+		s.opened.Inc()
+	}
 	return s
 }
 
@@ -294,11 +411,17 @@ func (m *Metrics) newConnSeries(c Conn) *ConnSeries {
 		return s
 	}
 	lv := append(peerValues(c.Reporter, c.Source, c.Destination, c.Service), "tcp", flagsOr(c.Flags), c.Security.String())
-	s := &ConnSeries{
-		Sent:     m.tcpSent.WithLabelValues(lv...),
-		Received: m.tcpReceived.WithLabelValues(lv...),
-		Closed:   m.tcpClosed.WithLabelValues(lv...),
-		opened:   m.tcpOpened.WithLabelValues(lv...),
+	s := &ConnSeries{}
+	if o := c.Overrides; o != nil {
+		s.sent = o.counter(metricTCPSent, lv, &c.Dims)
+		s.received = o.counter(metricTCPReceived, lv, &c.Dims)
+		s.closed = o.counter(metricTCPClosed, lv, &c.Dims)
+		s.opened = o.counter(metricTCPOpened, lv, &c.Dims)
+	} else {
+		s.sent = m.tcpSent.WithLabelValues(lv...)
+		s.received = m.tcpReceived.WithLabelValues(lv...)
+		s.closed = m.tcpClosed.WithLabelValues(lv...)
+		s.opened = m.tcpOpened.WithLabelValues(lv...)
 	}
 	m.conns[c] = s
 	return s
