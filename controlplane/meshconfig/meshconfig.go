@@ -30,9 +30,8 @@ const (
 	Key           = "mesh"
 )
 
-// Parse reads the YAML of a MeshConfig strictly. An empty document is
-// the empty MeshConfig (istiod then applies its defaults, which meshlab
-// does not need for the fields it reads).
+// Parse reads the YAML of a MeshConfig strictly, as written, without
+// defaults (Apply adds them). An empty document is the empty MeshConfig.
 func Parse(data []byte) (*meshv1.MeshConfig, error) {
 	js, err := yaml.YAMLToJSON(data)
 	if err != nil {
@@ -110,6 +109,9 @@ func validate(mc *meshv1.MeshConfig) error {
 				}
 			}
 		}
+		if z := p.GetZipkin(); z != nil {
+			errs = append(errs, service(field+".zipkin", z.GetService(), z.GetPort()))
+		}
 		if g := p.GetEnvoyExtAuthzGrpc(); g != nil {
 			f := field + ".envoyExtAuthzGrpc"
 			errs = append(errs, service(f, g.GetService(), g.GetPort()), statusOnError(f, g.GetStatusOnError()))
@@ -144,15 +146,14 @@ func IsMeshConfigMap(r config.Resource) bool {
 	return r.Kind == config.ConfigMap && r.Namespace == Namespace && r.Name == ConfigMapName
 }
 
-// FromResource parses the mesh ConfigMap's `mesh` key; a ConfigMap
-// without the key is the empty MeshConfig, as istiod falls back to its
-// defaults.
+// FromResource reads the mesh ConfigMap's `mesh` key over Istio's
+// defaults (Apply); a ConfigMap without the key is the defaults.
 func FromResource(r config.Resource) (*meshv1.MeshConfig, error) {
 	cm, ok := r.Object.(*corev1.ConfigMap)
 	if !ok {
 		return nil, fmt.Errorf("configmap %s/%s: not a ConfigMap object", r.Namespace, r.Name)
 	}
-	mc, err := Parse([]byte(cm.Data[Key]))
+	mc, err := Apply([]byte(cm.Data[Key]))
 	if err != nil {
 		return nil, fmt.Errorf("configmap %s/%s key %q: %w", r.Namespace, r.Name, Key, err)
 	}
