@@ -269,6 +269,18 @@ func (s *Server) Update(ctx context.Context, in Input, version string) error {
 
 // setSnapshot builds p's resources and hands them to the cache; buildMu held.
 func (s *Server) setSnapshot(ctx context.Context, x *index, p Proxy) error {
+	key := p.cacheKey()
+	if p.ProxyConfig == nil {
+		// Its first build since it connected: its ProxyConfig is fixed
+		// now, from the mesh's defaultConfig of this moment, for as long
+		// as it stays connected (Istio's proxies read theirs at start).
+		p.ProxyConfig = resolveProxyConfig(x.mesh.GetDefaultConfig(), p)
+		s.mu.Lock()
+		if n := s.nodes[key]; n != nil {
+			n.proxy.ProxyConfig = p.ProxyConfig
+		}
+		s.mu.Unlock()
+	}
 	res, err := x.build(p)
 	if err != nil {
 		return err
@@ -276,7 +288,6 @@ func (s *Server) setSnapshot(ctx context.Context, x *index, p Proxy) error {
 	if s.sumsIndex != x {
 		s.sums, s.sumsIndex = map[types.Resource]resourceSum{}, x
 	}
-	key := p.cacheKey()
 	prev := s.snaps[key]
 	if prev == nil {
 		prev = &snapState{}
@@ -522,6 +533,15 @@ func (s *Server) nodeFor(streamID int64, cn *corev3.Node) (n *node, connected bo
 		return nil, false, fmt.Errorf("unknown node id %q: want sidecar~<ip>~<pod>.<ns>~<ns>.svc.cluster.local", cn.GetId())
 	}
 	p.Labels = metadataLabels(cn)
+	md := cn.GetMetadata().GetFields()
+	p.ClusterID, p.MeshID = md["CLUSTER_ID"].GetStringValue(), md["MESH_ID"].GetStringValue()
+	if pc, set, err := proxyConfigMetadata(md["PROXY_CONFIG"]); err != nil {
+		// Istio's agent would not start with it; the proxy runs, with
+		// the mesh's defaults.
+		s.log.Warn("ignoring the proxy's PROXY_CONFIG metadata", "node", p.ID, "err", err)
+	} else {
+		p.proxyConfigMeta, p.proxyConfigMetaSet = pc, set
+	}
 	sp, ok := s.peers[streamID]
 	if !ok {
 		return nil, false, status.Error(codes.Unauthenticated, "authentication failure: stream not opened")
@@ -543,6 +563,8 @@ func (s *Server) nodeFor(streamID int64, cn *corev3.Node) (n *node, connected bo
 		n = &node{types: map[string]*typeState{}}
 		s.nodes[key] = n
 	}
+	// Another stream of a connected proxy keeps its ProxyConfig.
+	p.ProxyConfig = n.proxy.ProxyConfig
 	n.proxy = p
 	s.streams[streamID] = key
 	n.streams++

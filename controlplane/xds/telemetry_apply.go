@@ -42,14 +42,14 @@ type proxyTelemetry struct {
 	key string
 }
 
-// ProxyConfigFor is a proxy's ProxyConfig as translation uses it: the one
-// fixed when it connected (Proxy.ProxyConfig), else the mesh's
-// defaultConfig.
+// proxyConfig is a proxy's ProxyConfig as translation uses it: the one
+// fixed when it connected (Proxy.ProxyConfig), else the mesh's current
+// defaultConfig overlaid with its PROXY_CONFIG metadata.
 func (x *index) proxyConfig(p Proxy) *meshv1.ProxyConfig {
 	if p.ProxyConfig != nil {
 		return p.ProxyConfig
 	}
-	return x.mesh.GetDefaultConfig()
+	return resolveProxyConfig(x.mesh.GetDefaultConfig(), p)
 }
 
 // telemetryFor computes p's telemetry; memoized by what decides it: the

@@ -47,6 +47,10 @@ type Proxy struct {
 	// as Istio's proxies take theirs at start; nil: the mesh's current
 	// defaultConfig.
 	ProxyConfig *meshv1.ProxyConfig
+	// proxyConfigMeta is its PROXY_CONFIG node metadata, parsed, and the
+	// fields it sets.
+	proxyConfigMeta    *meshv1.ProxyConfig
+	proxyConfigMetaSet map[string]struct{}
 	// key is its snapshot's key: the ID, and another for unverified
 	// streams, so that a plaintext client claiming a verified proxy's ID
 	// never shares its snapshot.
