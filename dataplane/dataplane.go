@@ -6,6 +6,7 @@ package dataplane
 import (
 	"context"
 	"crypto/tls"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -41,6 +42,11 @@ type Options struct {
 	// WORKLOAD_NAME, ...); Labels go in the LABELS struct.
 	Metadata map[string]string
 	Labels   map[string]string
+	// ProxyConfig is the pod's ProxyConfig as JSON (the istio-proxy
+	// container's PROXY_CONFIG env, from its proxy.istio.io/config
+	// annotation), sent as node metadata PROXY_CONFIG: the control plane
+	// lays it over the mesh's defaultConfig. Empty: none.
+	ProxyConfig string
 	// DiscoveryAddress is the control plane's xDS address (host:port).
 	DiscoveryAddress string
 	// XDSPlaintext dials it without TLS (istiod's 15010); otherwise xDS
@@ -77,6 +83,16 @@ func (o Options) Node() (*corev3.Node, error) {
 		labels[k] = v
 	}
 	fields["LABELS"] = labels
+	if o.ProxyConfig != "" {
+		// An object, as Istio's agent sends it; the control plane reads a
+		// string holding one too, and says what is wrong with either.
+		var pc map[string]any
+		if err := json.Unmarshal([]byte(o.ProxyConfig), &pc); err == nil {
+			fields["PROXY_CONFIG"] = pc
+		} else {
+			fields["PROXY_CONFIG"] = o.ProxyConfig
+		}
+	}
 	md, err := structpb.NewStruct(fields)
 	if err != nil {
 		return nil, fmt.Errorf("build node metadata: %w", err)

@@ -3,6 +3,7 @@ package xds
 import (
 	"bytes"
 	"context"
+	"strings"
 	"testing"
 	"time"
 
@@ -11,6 +12,7 @@ import (
 	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/protobuf/types/known/structpb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 	typev1beta1 "istio.io/api/type/v1beta1"
 	tpb "istio.io/api/telemetry/v1alpha1"
@@ -197,4 +199,38 @@ func reversed(s []string) []string {
 		out[len(s)-1-i] = v
 	}
 	return out
+}
+
+func TestProxyConfigMetadata(t *testing.T) {
+	obj, _ := structpb.NewStruct(map[string]any{"tracing": map[string]any{"sampling": 30.0}})
+	tests := []struct {
+		name    string
+		v       *structpb.Value
+		want    float64
+		wantErr string
+	}{
+		{name: "none", v: nil},
+		{name: "object, as the proxy sends it", v: structpb.NewStructValue(obj), want: 30},
+		{name: "string", v: structpb.NewStringValue(`{"tracing": {"sampling": 40}}`), want: 40},
+		{name: "yaml string", v: structpb.NewStringValue("tracing:\n  sampling: 45\n"), want: 45},
+		{name: "misspelt", v: structpb.NewStringValue(`{"tracing": {"samplin": 40}}`), wantErr: "samplin"},
+		{name: "a number", v: structpb.NewNumberValue(3), wantErr: "want a ProxyConfig object"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			pc, _, err := proxyConfigMetadata(tc.v)
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("err = %v, want %q", err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := pc.GetTracing().GetSampling(); got != tc.want {
+				t.Errorf("sampling = %v, want %v", got, tc.want)
+			}
+		})
+	}
 }
