@@ -16,6 +16,7 @@ import (
 
 	"google.golang.org/protobuf/encoding/protojson"
 	meshv1 "istio.io/api/mesh/v1alpha1"
+	telemetry "istio.io/api/telemetry/v1alpha1"
 	corev1 "k8s.io/api/core/v1"
 	"sigs.k8s.io/yaml"
 
@@ -180,4 +181,50 @@ func Find(rs []config.Resource) (*meshv1.MeshConfig, error) {
 		}
 	}
 	return nil, nil
+}
+
+// CheckTelemetry refuses a Telemetry naming a provider mc does not define
+// (Istio's built-ins prometheus, stackdriver and envoy are always
+// defined): istiod would configure nothing for it, and only say so in its
+// log. Names match ignoring case, as istiod looks them up. Other
+// resources pass.
+func CheckTelemetry(r config.Resource, mc *meshv1.MeshConfig) error {
+	tel, ok := r.Spec.(*telemetry.Telemetry)
+	if !ok {
+		return nil
+	}
+	if mc == nil {
+		mc = Default()
+	}
+	var errs []error
+	check := func(field string, ps []*telemetry.ProviderRef) {
+		for i, p := range ps {
+			if !slices.ContainsFunc(mc.GetExtensionProviders(), func(e *meshv1.MeshConfig_ExtensionProvider) bool {
+				return strings.EqualFold(e.GetName(), p.GetName())
+			}) {
+				errs = append(errs, fmt.Errorf("%s.providers[%d].name: provider %q is not among the mesh config's extensionProviders (%s); define it in the mesh key of ConfigMap %s/%s", field, i, p.GetName(), providerList(mc), Namespace, ConfigMapName))
+			}
+		}
+	}
+	for i, t := range tel.GetTracing() {
+		check(fmt.Sprintf("spec.tracing[%d]", i), t.GetProviders())
+	}
+	for i, m := range tel.GetMetrics() {
+		check(fmt.Sprintf("spec.metrics[%d]", i), m.GetProviders())
+	}
+	for i, l := range tel.GetAccessLogging() {
+		check(fmt.Sprintf("spec.accessLogging[%d]", i), l.GetProviders())
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("Telemetry %s/%s: %w", r.Namespace, r.Name, err)
+	}
+	return nil
+}
+
+func providerList(mc *meshv1.MeshConfig) string {
+	var names []string
+	for _, p := range mc.GetExtensionProviders() {
+		names = append(names, p.GetName())
+	}
+	return strings.Join(names, ", ")
 }
