@@ -156,6 +156,39 @@ func TestServerProxyConfigAtConnect(t *testing.T) {
 	if s.target(later, resource.ListenerType) != otherBefore {
 		t.Error("a Telemetry for productpage changed ratings' listeners")
 	}
+
+	// The mesh config's other fields apply at once too: accessLogFile
+	// puts an access log on every connected proxy's connection managers,
+	// and leaves routes and clusters as they were.
+	cdsBefore := s.target(first, resource.ClusterType)
+	mc, err = meshconfig.Apply([]byte("accessLogFile: /dev/stdout\ndefaultConfig: {tracing: {sampling: 20, zipkin: {address: zipkin.istio-system:9411}}}\nextensionProviders: [{name: zipkin, zipkin: {service: productpage.default.svc.cluster.local, port: 9080}}]"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	in.Mesh = mc
+	if err := s.Update(ctx, in, "4.1"); err != nil {
+		t.Fatal(err)
+	}
+	a.until(s)
+	for _, r := range s.snapListeners(first) {
+		for _, fc := range r.(*listenerv3.Listener).GetFilterChains() {
+			for _, f := range fc.GetFilters() {
+				h := &hcmv3.HttpConnectionManager{}
+				if f.GetTypedConfig().MessageIs(h) {
+					_ = f.GetTypedConfig().UnmarshalTo(h)
+					if len(h.GetAccessLog()) != 1 {
+						t.Errorf("listener %s: %d access logs after accessLogFile was set, want 1", r.(*listenerv3.Listener).GetName(), len(h.GetAccessLog()))
+					}
+				}
+			}
+		}
+	}
+	if got := samplings(t, s.snapListeners(first)); !allEqual(got, 75) {
+		t.Errorf("after a mesh change, productpage's sampling = %v, want still its Telemetry's 75", got)
+	}
+	if s.target(first, resource.RouteType) != rdsBefore || s.target(first, resource.ClusterType) != cdsBefore {
+		t.Error("an accessLogFile change changed routes or clusters")
+	}
 }
 
 func grpcInsecure() grpc.DialOption { return grpc.WithTransportCredentials(insecure.NewCredentials()) }
