@@ -3,6 +3,8 @@ package meshconfig
 import (
 	"encoding/json"
 	"fmt"
+	"os"
+	"strconv"
 	"time"
 
 	"google.golang.org/protobuf/encoding/protojson"
@@ -20,6 +22,19 @@ const DefaultZipkinAddress = "zipkin." + Namespace + ":9411"
 // DefaultTraceSampling is PILOT_TRACE_SAMPLING's default (pilot/pkg/features):
 // the percentage of requests traced when nothing else says.
 const DefaultTraceSampling = 1.0
+
+// TraceSampling is istiod's PILOT_TRACE_SAMPLING, read from the control
+// plane's environment as istiod reads it: a percentage in [0, 100],
+// DefaultTraceSampling when unset or out of range.
+var TraceSampling = traceSamplingFromEnv(os.Getenv("PILOT_TRACE_SAMPLING"))
+
+func traceSamplingFromEnv(v string) float64 {
+	f, err := strconv.ParseFloat(v, 64)
+	if err != nil || f < 0 || f > 100 {
+		return DefaultTraceSampling
+	}
+	return f
+}
 
 // DefaultProxyConfig is Istio 1.24's mesh.DefaultProxyConfig, in the
 // fields meshlab reads or shows: a proxy's settings when neither the mesh

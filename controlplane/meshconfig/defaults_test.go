@@ -73,3 +73,11 @@ func TestMergeProxyConfig(t *testing.T) {
 		t.Errorf("bad annotation: %v", err)
 	}
 }
+
+func TestTraceSamplingFromEnv(t *testing.T) {
+	for v, want := range map[string]float64{"": 1, "100": 100, "0.5": 0.5, "101": 1, "-1": 1, "lots": 1, "0": 0} {
+		if got := traceSamplingFromEnv(v); got != want {
+			t.Errorf("PILOT_TRACE_SAMPLING=%q: %v, want %v", v, got, want)
+		}
+	}
+}

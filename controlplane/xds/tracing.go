@@ -11,6 +11,9 @@ package xds
 // proxy's bootstrap (cluster `zipkin`), meshlab has no bootstrap and
 // puts it in the connection manager, with the same cluster.
 //
+// The endpoint is the provider's path, /api/v2/spans by default, as
+// Istio's zipkinConfig.
+//
 // Differences: Istio's four optional dry-run tags read RBAC dynamic
 // metadata (metadata tags), which meshlab's proxy does not implement, so
 // they are left out; tracing providers other than Zipkin (OpenTelemetry,
@@ -19,6 +22,7 @@ package xds
 import (
 	"net"
 	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -103,7 +107,7 @@ func istioTags(m proxyMeta) []*tracingv3.CustomTag {
 func samplingFromProxyConfig(pc *meshv1.ProxyConfig) float64 {
 	s := pc.GetTracing().GetSampling()
 	if s == 0 {
-		return meshconfig.DefaultTraceSampling
+		return meshconfig.TraceSampling
 	}
 	if s > 100 {
 		return 1
@@ -143,7 +147,7 @@ func (x *index) tracing(spec *tracingSpec, pc *meshv1.ProxyConfig, meta proxyMet
 		if col == nil {
 			return nil, requestIDExtension(true), nil
 		}
-		t := &hcmv3.HttpConnectionManager_Tracing{Provider: zipkinProvider(col, true)}
+		t := &hcmv3.HttpConnectionManager_Tracing{Provider: zipkinProvider(col, true, zipkinEndpoint)}
 		sampling(t, samplingFromProxyConfig(pc))
 		t.CustomTags = customTags(pc, nil, meta, pc.GetTracing().GetEnableIstioTags() == nil || pc.GetTracing().GetEnableIstioTags().GetValue())
 		if n := pc.GetTracing().GetMaxPathTagLength(); n != 0 {
@@ -163,13 +167,11 @@ func (x *index) tracing(spec *tracingSpec, pc *meshv1.ProxyConfig, meta proxyMet
 		// Istio: "could not find cluster for tracing provider": no tracing.
 		return nil, requestIDExtension(true), nil
 	}
-	t := &hcmv3.HttpConnectionManager_Tracing{Provider: zipkinProvider(col, !z.GetEnable_64BitTraceId())}
-	if z.GetPath() != "" {
-		zc := &tracev3.ZipkinConfig{}
-		_ = t.Provider.GetTypedConfig().UnmarshalTo(zc)
-		zc.CollectorEndpoint = z.GetPath()
-		t.Provider.ConfigType = &tracev3.Tracing_Http_TypedConfig{TypedConfig: mustAny(zc)}
+	endpoint := z.GetPath()
+	if endpoint == "" {
+		endpoint = zipkinEndpoint
 	}
+	t := &hcmv3.HttpConnectionManager_Tracing{Provider: zipkinProvider(col, !z.GetEnable_64BitTraceId(), endpoint)}
 	if n := z.GetMaxTagLength(); n != 0 {
 		t.MaxPathTagLength = wrapperspb.UInt32(n)
 	}
@@ -185,12 +187,12 @@ func (x *index) tracing(spec *tracingSpec, pc *meshv1.ProxyConfig, meta proxyMet
 	return t, requestIDExtension(spec.useRequestIDSampling), col
 }
 
-func zipkinProvider(col *collector, traceID128 bool) *tracev3.Tracing_Http {
+func zipkinProvider(col *collector, traceID128 bool, endpoint string) *tracev3.Tracing_Http {
 	return &tracev3.Tracing_Http{
 		Name: zipkinTracer,
 		ConfigType: &tracev3.Tracing_Http_TypedConfig{TypedConfig: mustAny(&tracev3.ZipkinConfig{
 			CollectorCluster:         col.cluster,
-			CollectorEndpoint:        zipkinEndpoint,
+			CollectorEndpoint:        endpoint,
 			CollectorEndpointVersion: tracev3.ZipkinConfig_HTTP_JSON,
 			TraceId_128Bit:           traceID128,
 			SharedSpanContext:        wrapperspb.Bool(false),
@@ -230,16 +232,8 @@ func customTags(pc *meshv1.ProxyConfig, spec *tracingSpec, meta proxyMeta, istio
 			}
 		}
 	}
-	sortTags(tags)
+	slices.SortFunc(tags, func(a, b *tracingv3.CustomTag) int { return strings.Compare(a.GetTag(), b.GetTag()) })
 	return tags
-}
-
-func sortTags(tags []*tracingv3.CustomTag) {
-	for i := 1; i < len(tags); i++ {
-		for j := i; j > 0 && tags[j].GetTag() < tags[j-1].GetTag(); j-- {
-			tags[j], tags[j-1] = tags[j-1], tags[j]
-		}
-	}
 }
 
 // serviceCollector is Istio's LookupCluster for a provider's service: a
