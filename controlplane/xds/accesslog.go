@@ -153,13 +153,21 @@ func (x *index) accessLogs(a applicable, mode tpb.WorkloadMode) []*accesslogv3.A
 		var f *corev3.SubstitutionFormatString
 		switch lf := p.GetLogFormat().GetLogFormat().(type) {
 		case *meshv1.MeshConfig_ExtensionProvider_EnvoyFileAccessLogProvider_LogFormat_Labels:
-			f = jsonLogFormat(lf.Labels, p.GetOmitEmptyValues())
+			labels := lf.Labels
+			if len(labels.GetFields()) == 0 {
+				labels = defaultJSONFormat
+			}
+			f = jsonLogFormat(labels, p.GetOmitEmptyValues())
 		case *meshv1.MeshConfig_ExtensionProvider_EnvoyFileAccessLogProvider_LogFormat_Text:
 			f = textLogFormat(lf.Text, p.GetOmitEmptyValues())
 		default:
 			f = textLogFormat("", p.GetOmitEmptyValues())
 		}
-		out = append(out, fileLogger(p.GetPath(), f, providers[name]))
+		path := p.GetPath()
+		if path == "" {
+			path = "/dev/stdout" // Istio's default; Envoy needs one
+		}
+		out = append(out, fileLogger(path, f, providers[name]))
 	}
 	return out
 }
