@@ -69,7 +69,7 @@ spec:
   accessLogging: [{providers: [{name: envoy}]}]
   tracing: [{providers: [{name: zipkin}], randomSamplingPercentage: 100}]
 `
-	if err := apply("tel.yaml", tel); err == nil || !strings.Contains(err.Error(), `tel.yaml: document 1: Telemetry istio-system/mesh-default: spec.tracing[0].providers[0].name: provider "zipkin" is not among the mesh config's extensionProviders (prometheus, stackdriver, envoy)`) {
+	if err := apply("tel.yaml", tel); err == nil || !strings.Contains(err.Error(), `tel.yaml: document 1: telemetry istio-system/mesh-default: spec.tracing[0].providers[0].name: provider "zipkin" is not among the mesh config's extensionProviders (prometheus, stackdriver, envoy)`) {
 		t.Fatalf("apply of a Telemetry naming an undefined provider: %v", err)
 	}
 	const mesh = `apiVersion: v1

@@ -216,7 +216,7 @@ func CheckTelemetry(r config.Resource, mc *meshv1.MeshConfig) error {
 		check(fmt.Sprintf("spec.accessLogging[%d]", i), l.GetProviders())
 	}
 	if err := errors.Join(errs...); err != nil {
-		return fmt.Errorf("Telemetry %s/%s: %w", r.Namespace, r.Name, err)
+		return fmt.Errorf("telemetry %s/%s: %w", r.Namespace, r.Name, err)
 	}
 	return nil
 }
