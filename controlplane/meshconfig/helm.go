@@ -3,6 +3,8 @@ package meshconfig
 import (
 	"fmt"
 
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/yaml"
 )
 
@@ -59,4 +61,14 @@ func mergeOverwrite(dst, src map[string]any) map[string]any {
 		out[k] = v
 	}
 	return out
+}
+
+// ConfigMap is the istio ConfigMap holding mesh (FromHelmValues' output),
+// as istiod's chart installs it.
+func ConfigMap(mesh []byte) *corev1.ConfigMap {
+	return &corev1.ConfigMap{
+		TypeMeta:   metav1.TypeMeta{APIVersion: "v1", Kind: "ConfigMap"},
+		ObjectMeta: metav1.ObjectMeta{Name: ConfigMapName, Namespace: Namespace, Labels: map[string]string{"app": "istiod", "istio.io/rev": "default"}},
+		Data:       map[string]string{Key: string(mesh)},
+	}
 }

@@ -5,6 +5,8 @@ import (
 	"testing"
 
 	"sigs.k8s.io/yaml"
+
+	"github.com/meshlab/meshlab/controlplane/config"
 )
 
 // walkthroughValues are the meshConfig of the walkthrough's istiod values.
@@ -86,6 +88,14 @@ func TestFromHelmValues(t *testing.T) {
 				t.Fatal(err)
 			}
 			tc.check(t, string(out))
+			// The ConfigMap made of it is the one istiod (and Check) reads.
+			r := config.Resource{Kind: config.ConfigMap, Namespace: Namespace, Name: ConfigMapName, Object: ConfigMap(out)}
+			if !IsMeshConfigMap(r) {
+				t.Fatal("ConfigMap is not the mesh ConfigMap")
+			}
+			if err := Check(r); err != nil {
+				t.Fatal(err)
+			}
 		})
 	}
 }
