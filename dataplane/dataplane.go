@@ -5,7 +5,9 @@ package dataplane
 
 import (
 	"context"
+	"crypto/rand"
 	"crypto/tls"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -72,6 +74,13 @@ type Options struct {
 	DrainTimeout time.Duration
 }
 
+// bootID identifies this process among the starts of a proxy.
+var bootID = func() string {
+	var b [8]byte
+	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails
+	return hex.EncodeToString(b[:])
+}()
+
 // Node builds the xDS node from o.
 func (o Options) Node() (*corev3.Node, error) {
 	fields := map[string]any{}
@@ -83,6 +92,10 @@ func (o Options) Node() (*corev3.Node, error) {
 		labels[k] = v
 	}
 	fields["LABELS"] = labels
+	// One value per proxy process: the control plane keeps the
+	// ProxyConfig it fixed at this process's first connect across its
+	// reconnects, as Istio's proxy keeps the one it started with.
+	fields["PROXY_BOOT_ID"] = bootID
 	if o.ProxyConfig != "" {
 		// An object, as Istio's agent sends it; the control plane reads a
 		// string holding one too, and says what is wrong with either.

@@ -29,6 +29,9 @@ func TestNode(t *testing.T) {
 	if f["NAMESPACE"].GetStringValue() != "b" || f["LABELS"].GetStructValue().GetFields()["app"].GetStringValue() != "a" {
 		t.Errorf("metadata = %v", n.GetMetadata())
 	}
+	if b := f["PROXY_BOOT_ID"].GetStringValue(); len(b) != 16 {
+		t.Errorf("PROXY_BOOT_ID = %q, want 16 hex digits", b)
+	}
 	if _, ok := f["PROXY_CONFIG"]; ok {
 		t.Errorf("PROXY_CONFIG sent without one: %v", f["PROXY_CONFIG"])
 	}

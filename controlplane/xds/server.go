@@ -27,6 +27,7 @@ import (
 	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
+	meshv1 "istio.io/api/mesh/v1alpha1"
 )
 
 // Server serves each connected proxy its resources over ADS and tracks
@@ -62,7 +63,24 @@ type Server struct {
 	peers   map[int64]streamPeer
 	pushed  string        // version of the last Update applied to every node
 	changed chan struct{} // closed and replaced on every status change
+	// retained are the ProxyConfigs of proxies whose streams all closed,
+	// by snapshot key, for when the same process (PROXY_BOOT_ID)
+	// reconnects; s.mu.
+	retained map[string]retainedProxyConfig
 }
+
+type retainedProxyConfig struct {
+	bootID string
+	pc     *meshv1.ProxyConfig
+	at     time.Time
+}
+
+// Retention of a disconnected proxy's ProxyConfig: long enough for any
+// reconnect, bounded in count for proxies that come and go.
+const (
+	retainProxyConfigFor = time.Hour
+	maxRetainedConfigs   = 10000
+)
 
 type node struct {
 	proxy   Proxy
@@ -169,13 +187,14 @@ func NewServer(logger *slog.Logger) *Server {
 		logger = slog.New(slog.DiscardHandler)
 	}
 	return &Server{
-		log:     logger,
-		cache:   cachev3.NewSnapshotCache(true, cachev3.IDHash{}, cacheLogger{logger}),
-		nodes:   map[string]*node{},
-		streams: map[int64]string{},
-		peers:   map[int64]streamPeer{},
-		snaps:   map[string]*snapState{},
-		changed: make(chan struct{}),
+		log:      logger,
+		cache:    cachev3.NewSnapshotCache(true, cachev3.IDHash{}, cacheLogger{logger}),
+		nodes:    map[string]*node{},
+		streams:  map[int64]string{},
+		peers:    map[int64]streamPeer{},
+		snaps:    map[string]*snapState{},
+		changed:  make(chan struct{}),
+		retained: map[string]retainedProxyConfig{},
 	}
 }
 
@@ -535,6 +554,7 @@ func (s *Server) nodeFor(streamID int64, cn *corev3.Node) (n *node, connected bo
 	p.Labels = metadataLabels(cn)
 	md := cn.GetMetadata().GetFields()
 	p.ClusterID, p.MeshID = md["CLUSTER_ID"].GetStringValue(), md["MESH_ID"].GetStringValue()
+	p.bootID = md["PROXY_BOOT_ID"].GetStringValue()
 	if pc, set, err := proxyConfigMetadata(md["PROXY_CONFIG"]); err != nil {
 		// Istio's agent would not start with it; the proxy runs, with
 		// the mesh's defaults.
@@ -563,8 +583,15 @@ func (s *Server) nodeFor(streamID int64, cn *corev3.Node) (n *node, connected bo
 		n = &node{types: map[string]*typeState{}}
 		s.nodes[key] = n
 	}
-	// Another stream of a connected proxy keeps its ProxyConfig.
+	// Another stream of a connected proxy keeps its ProxyConfig, and so
+	// does the same process reconnecting.
 	p.ProxyConfig = n.proxy.ProxyConfig
+	if r, ok := s.retained[key]; ok {
+		if p.ProxyConfig == nil && r.bootID != "" && r.bootID == p.bootID {
+			p.ProxyConfig = r.pc
+		}
+		delete(s.retained, key)
+	}
 	n.proxy = p
 	s.streams[streamID] = key
 	n.streams++
@@ -620,6 +647,7 @@ func (s *Server) onClosed(streamID int64, _ *corev3.Node) {
 	gone := n.streams == 0 && s.nodes[id] == n
 	if gone {
 		delete(s.nodes, id)
+		s.retain(id, n.proxy)
 		s.notify()
 	}
 	s.mu.Unlock()
@@ -628,6 +656,21 @@ func (s *Server) onClosed(streamID int64, _ *corev3.Node) {
 		s.cache.ClearSnapshot(id)
 		delete(s.snaps, id)
 	}
+}
+
+// retain keeps a departed proxy's ProxyConfig for its process's
+// reconnect, dropping what is too old or too many; s.mu held.
+func (s *Server) retain(key string, p Proxy) {
+	now := time.Now()
+	for k, r := range s.retained {
+		if now.Sub(r.at) > retainProxyConfigFor {
+			delete(s.retained, k)
+		}
+	}
+	if p.bootID == "" || p.ProxyConfig == nil || len(s.retained) >= maxRetainedConfigs {
+		return
+	}
+	s.retained[key] = retainedProxyConfig{bootID: p.bootID, pc: p.ProxyConfig, at: now}
 }
 
 // nodeByID is the node of a node ID: the authenticated one, else the

@@ -267,3 +267,53 @@ func TestProxyConfigMetadata(t *testing.T) {
 		})
 	}
 }
+
+// The ProxyConfig fixed at a proxy's first connect survives its stream's
+// reconnects as long as it is the same process (PROXY_BOOT_ID); a
+// restarted proxy (a new boot ID) takes the defaultConfig of its start.
+func TestServerProxyConfigAcrossReconnects(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	s := NewServer(nil)
+	addr := startServer(ctx, t, s)
+	in := bookinfoInput(t)
+	mesh := func(sampling string) {
+		mc, err := meshconfig.Apply([]byte("defaultConfig: {tracing: {sampling: " + sampling + ", zipkin: {address: zipkin.istio-system:9411}}}"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		in.Mesh = mc
+	}
+	const id = "sidecar~198.18.0.10~productpage-v1-0.default~default.svc.cluster.local"
+	connect := func(boot string) (*adsClient, context.CancelFunc) {
+		sctx, stop := context.WithCancel(ctx)
+		c := newADSClientWith(sctx, t, addr, id, map[string]string{"PROXY_BOOT_ID": boot}, grpcInsecure())
+		c.until(s)
+		return c, stop
+	}
+	gone := func() {
+		waitStatus(ctx, t, s, func(st []ProxyStatus) bool { return len(st) == 0 })
+	}
+	mesh("10")
+	if err := s.Update(ctx, in, "1.1"); err != nil {
+		t.Fatal(err)
+	}
+	_, stop := connect("aaaa")
+	stop()
+	gone()
+	mesh("20")
+	if err := s.Update(ctx, in, "2.1"); err != nil {
+		t.Fatal(err)
+	}
+	_, stop = connect("aaaa")
+	if got := samplings(t, s.snapListeners(id)); !allEqual(got, 10) {
+		t.Errorf("the same process reconnecting has sampling %v, want its first connect's 10", got)
+	}
+	stop()
+	gone()
+	_, stop = connect("bbbb")
+	defer stop()
+	if got := samplings(t, s.snapListeners(id)); !allEqual(got, 20) {
+		t.Errorf("a restarted proxy has sampling %v, want the current defaultConfig's 20", got)
+	}
+}

@@ -51,6 +51,8 @@ type Proxy struct {
 	// fields it sets.
 	proxyConfigMeta    *meshv1.ProxyConfig
 	proxyConfigMetaSet map[string]struct{}
+	// bootID is its PROXY_BOOT_ID metadata, one value per proxy process.
+	bootID string
 	// key is its snapshot's key: the ID, and another for unverified
 	// streams, so that a plaintext client claiming a verified proxy's ID
 	// never shares its snapshot.
