@@ -168,6 +168,10 @@ func (s *Server) handleApply(w http.ResponseWriter, r *http.Request) {
 	}
 	s.applyMu.Lock()
 	defer s.applyMu.Unlock()
+	if errs := s.checkTelemetryProviders(req.Documents, rs); len(errs) > 0 {
+		writeError(w, http.StatusUnprocessableEntity, "nothing was applied: the batch has invalid documents", errs...)
+		return
+	}
 	if s.kube == nil {
 		if errs := s.admitWorkloads(req.Documents, rs); len(errs) > 0 {
 			writeError(w, http.StatusUnprocessableEntity, "nothing was applied: the batch has invalid documents", errs...)
@@ -198,6 +202,31 @@ func (s *Server) handleApply(w http.ResponseWriter, r *http.Request) {
 	}
 	out := apiResult(res)
 	writeJSON(w, http.StatusOK, out)
+}
+
+// checkTelemetryProviders refuses Telemetry resources naming providers
+// the mesh config (the batch's istio ConfigMap, else the stored one)
+// does not define (meshconfig.CheckTelemetry). docs and rs are one to
+// one: resources returned no error.
+func (s *Server) checkTelemetryProviders(docs []api.Document, rs []config.Resource) []string {
+	mesh, err := meshconfig.Find(rs)
+	if err == nil && mesh == nil {
+		if cm, ok, gerr := s.store.Get(config.ConfigMap, meshconfig.Namespace, meshconfig.ConfigMapName); gerr != nil {
+			err = gerr
+		} else if ok {
+			mesh, err = meshconfig.FromResource(cm)
+		}
+	}
+	if err != nil {
+		return []string{fmt.Sprintf("read the mesh config to check Telemetry providers: %v", err)}
+	}
+	var errs []string
+	for i, r := range rs {
+		if err := meshconfig.CheckTelemetry(r, mesh); err != nil {
+			errs = append(errs, fmt.Sprintf("%s: document %d: %v", docs[i].Source, docs[i].Index+1, err))
+		}
+	}
+	return errs
 }
 
 // writeApplyError answers a failed apply: 409 for a stale resourceVersion,

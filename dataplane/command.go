@@ -186,6 +186,7 @@ func optionsFrom(c *cli.Context, mode string) (Options, error) {
 		NodeID:                id,
 		Metadata:              md,
 		Labels:                labels,
+		ProxyConfig:           os.Getenv("PROXY_CONFIG"),
 		DiscoveryAddress:      disc,
 		AdminAddr:             c.String("admin-addr"),
 		ReadyAddr:             c.String("ready-addr"),

@@ -5,7 +5,10 @@ package dataplane
 
 import (
 	"context"
+	"crypto/rand"
 	"crypto/tls"
+	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -42,6 +45,11 @@ type Options struct {
 	// WORKLOAD_NAME, ...); Labels go in the LABELS struct.
 	Metadata map[string]string
 	Labels   map[string]string
+	// ProxyConfig is the pod's ProxyConfig as JSON (the istio-proxy
+	// container's PROXY_CONFIG env, from its proxy.istio.io/config
+	// annotation), sent as node metadata PROXY_CONFIG: the control plane
+	// lays it over the mesh's defaultConfig. Empty: none.
+	ProxyConfig string
 	// DiscoveryAddress is the control plane's xDS address (host:port).
 	DiscoveryAddress string
 	// XDSPlaintext dials it without TLS (istiod's 15010); otherwise xDS
@@ -75,6 +83,13 @@ type Options struct {
 	DrainTimeout time.Duration
 }
 
+// bootID identifies this process among the starts of a proxy.
+var bootID = func() string {
+	var b [8]byte
+	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails
+	return hex.EncodeToString(b[:])
+}()
+
 // Node builds the xDS node from o.
 func (o Options) Node() (*corev3.Node, error) {
 	fields := map[string]any{}
@@ -86,6 +101,20 @@ func (o Options) Node() (*corev3.Node, error) {
 		labels[k] = v
 	}
 	fields["LABELS"] = labels
+	// One value per proxy process: the control plane keeps the
+	// ProxyConfig it fixed at this process's first connect across its
+	// reconnects, as Istio's proxy keeps the one it started with.
+	fields["PROXY_BOOT_ID"] = bootID
+	if o.ProxyConfig != "" {
+		// An object, as Istio's agent sends it; the control plane reads a
+		// string holding one too, and says what is wrong with either.
+		var pc map[string]any
+		if err := json.Unmarshal([]byte(o.ProxyConfig), &pc); err == nil {
+			fields["PROXY_CONFIG"] = pc
+		} else {
+			fields["PROXY_CONFIG"] = o.ProxyConfig
+		}
+	}
 	md, err := structpb.NewStruct(fields)
 	if err != nil {
 		return nil, fmt.Errorf("build node metadata: %w", err)

@@ -29,6 +29,22 @@ func TestNode(t *testing.T) {
 	if f["NAMESPACE"].GetStringValue() != "b" || f["LABELS"].GetStructValue().GetFields()["app"].GetStringValue() != "a" {
 		t.Errorf("metadata = %v", n.GetMetadata())
 	}
+	if b := f["PROXY_BOOT_ID"].GetStringValue(); len(b) != 16 {
+		t.Errorf("PROXY_BOOT_ID = %q, want 16 hex digits", b)
+	}
+	if _, ok := f["PROXY_CONFIG"]; ok {
+		t.Errorf("PROXY_CONFIG sent without one: %v", f["PROXY_CONFIG"])
+	}
+
+	// The pod's ProxyConfig goes as an object, as Istio's agent sends it.
+	n, err = Options{NodeID: "sidecar~1.2.3.4~a.b~b.svc.cluster.local", ProxyConfig: `{"tracing":{"sampling":50}}`}.Node()
+	if err != nil {
+		t.Fatal(err)
+	}
+	pc := n.GetMetadata().GetFields()["PROXY_CONFIG"].GetStructValue()
+	if got := pc.GetFields()["tracing"].GetStructValue().GetFields()["sampling"].GetNumberValue(); got != 50 {
+		t.Errorf("PROXY_CONFIG = %v, want tracing.sampling 50", pc)
+	}
 }
 
 // TestRunStops runs the whole proxy against a control plane that is not

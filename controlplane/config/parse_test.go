@@ -32,6 +32,7 @@ func TestParseFixtures(t *testing.T) {
 		"valid/sidecar.yaml":                        3,
 		"valid/stream.json":                         2,
 		"valid/virtual-service.yaml":                3,
+		"valid/telemetry.yaml":                      3,
 		"walkthrough/authorization-policy.yaml":     1,
 		"walkthrough/calc-circuit-breaker.yaml":     2,
 		"walkthrough/http-book-gateway.yaml":        1,
@@ -193,6 +194,7 @@ func TestParseErrors(t *testing.T) {
 	const paHead = "apiVersion: security.istio.io/v1\nkind: PeerAuthentication\nmetadata: {name: p, namespace: foo}\n"
 	const gwHead = "apiVersion: networking.istio.io/v1\nkind: Gateway\nmetadata: {name: gw}\nspec:\n  servers:\n  - port: {number: 443, name: https, protocol: HTTPS}\n    hosts: [\"*\"]\n"
 	const drHead = "apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: r}\n"
+	const telHead = "apiVersion: telemetry.istio.io/v1\nkind: Telemetry\nmetadata: {name: t}\n"
 	tests := []struct {
 		name    string
 		file    string // a fixture under testdata/, or
@@ -210,6 +212,42 @@ func TestParseErrors(t *testing.T) {
 		name:    "walkthrough: NodePort Service with a misspelt field",
 		file:    "invalid/reviews-nodeport-misspelt.yaml",
 		wantErr: `reviews-nodeport-misspelt.yaml: document 1 (Service book-demo/reviews-nodeport): spec.ports[0].nodeport: unknown field`,
+	}, {
+		name:    "Telemetry: selector and targetRef",
+		input:   telHead + "spec:\n  selector: {matchLabels: {app: a}}\n  targetRef: {kind: Gateway, group: gateway.networking.k8s.io, name: g}\n",
+		wantErr: `in.yaml: document 1 (Telemetry default/t): spec: only one of targetRefs or selector can be set`,
+	}, {
+		name:    "Telemetry: sampling over 100",
+		input:   telHead + "spec:\n  tracing:\n  - randomSamplingPercentage: 101\n",
+		wantErr: `in.yaml: document 1 (Telemetry default/t): spec.tracing[0].randomSamplingPercentage: must be in range [0.0, 100.0], got 101`,
+	}, {
+		name:    "Telemetry: provider without a name",
+		input:   telHead + "spec:\n  metrics:\n  - providers: [{}]\n",
+		wantErr: `in.yaml: document 1 (Telemetry default/t): spec.metrics[0].providers[0].name: may not be empty`,
+	}, {
+		name:    "Telemetry: empty literal tag",
+		input:   telHead + "spec:\n  tracing:\n  - customTags:\n      a: {literal: {value: \"\"}}\n",
+		wantErr: `in.yaml: document 1 (Telemetry default/t): spec.tracing[0].customTags[a].literal.value: literal tag value may not be empty`,
+	}, {
+		name:    "Telemetry: empty header tag",
+		input:   telHead + "spec:\n  tracing:\n  - customTags:\n      a: {header: {defaultValue: x}}\n",
+		wantErr: `in.yaml: document 1 (Telemetry default/t): spec.tracing[0].customTags[a].header.name: header tag name may not be empty`,
+	}, {
+		name:    "Telemetry: empty access log filter",
+		input:   telHead + "spec:\n  accessLogging:\n  - filter: {expression: \" \"}\n",
+		wantErr: `in.yaml: document 1 (Telemetry default/t): spec.accessLogging[0].filter.expression: must be a non-empty CEL expression`,
+	}, {
+		name:    "Telemetry: UPSERT without a value",
+		input:   telHead + "spec:\n  metrics:\n  - overrides:\n    - tagOverrides: {a: {operation: UPSERT}}\n",
+		wantErr: `in.yaml: document 1 (Telemetry default/t): spec.metrics[0].overrides[0].tagOverrides[a].value: must be set when operation is UPSERT`,
+	}, {
+		name:    "Telemetry: misspelt field",
+		input:   telHead + "spec:\n  tracing:\n  - randomSamplingPercent: 10\n",
+		wantErr: `in.yaml: document 1 (Telemetry default/t): spec.tracing[0].randomSamplingPercent: unknown field "randomSamplingPercent"; did you mean "randomSamplingPercentage"?`,
+	}, {
+		name:    "Telemetry: unknown metric",
+		input:   telHead + "spec:\n  metrics:\n  - overrides:\n    - match: {metric: REQUESTS}\n",
+		wantErr: `in.yaml: document 1 (Telemetry default/t): spec.metrics[0].overrides[0].match.metric: invalid value "REQUESTS"; expected one of "ALL_METRICS", "REQUEST_COUNT", "REQUEST_DURATION", "REQUEST_SIZE", "RESPONSE_SIZE", "TCP_OPENED_CONNECTIONS", "TCP_CLOSED_CONNECTIONS", "TCP_SENT_BYTES", "TCP_RECEIVED_BYTES", "GRPC_REQUEST_MESSAGES", "GRPC_RESPONSE_MESSAGES"`,
 	}, {
 		name:    "bad enum value",
 		input:   "apiVersion: security.istio.io/v1\nkind: PeerAuthentication\nmetadata: {name: default}\nspec:\n  mtls:\n    mode: STRIKT\n",
@@ -261,7 +299,7 @@ func TestParseErrors(t *testing.T) {
 	}, {
 		name:    "Istio kind meshlab does not support",
 		input:   "apiVersion: networking.istio.io/v1alpha3\nkind: EnvoyFilter\nmetadata: {name: f}\nspec: {}\n",
-		wantErr: `in.yaml: document 1 (EnvoyFilter default/f): kind EnvoyFilter of networking.istio.io is not supported by meshlab; it accepts VirtualService, DestinationRule, Gateway, ServiceEntry, Sidecar, PeerAuthentication, AuthorizationPolicy, RequestAuthentication`,
+		wantErr: `in.yaml: document 1 (EnvoyFilter default/f): kind EnvoyFilter of networking.istio.io is not supported by meshlab; it accepts VirtualService, DestinationRule, Gateway, ServiceEntry, Sidecar, PeerAuthentication, AuthorizationPolicy, RequestAuthentication, Telemetry`,
 	}, {
 		name:    "label value that YAML reads as a number",
 		input:   "apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata:\n  name: r\n  labels: {version: 2}\nspec: {host: r}\n",
@@ -293,7 +331,7 @@ func TestParseErrors(t *testing.T) {
 			"apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: r}\nspec: {host: r, subset: []}\n" +
 			"---\napiVersion: v1\nkind: Pod\nmetadata: {name: c}\n",
 		wantErr: "in.yaml: document 2 (DestinationRule default/r): spec.subset: unknown field \"subset\"; did you mean \"subsets\"?\n" +
-			"in.yaml: document 3 (Pod default/c): kind Pod (v1) is not a kind meshlab accepts; it takes Istio's VirtualService, DestinationRule, Gateway, ServiceEntry, Sidecar, PeerAuthentication, AuthorizationPolicy, RequestAuthentication and Kubernetes' v1 Namespace, v1 ServiceAccount, v1 ConfigMap, v1 Secret, v1 Service, apps/v1 Deployment",
+			"in.yaml: document 3 (Pod default/c): kind Pod (v1) is not a kind meshlab accepts; it takes Istio's VirtualService, DestinationRule, Gateway, ServiceEntry, Sidecar, PeerAuthentication, AuthorizationPolicy, RequestAuthentication, Telemetry and Kubernetes' v1 Namespace, v1 ServiceAccount, v1 ConfigMap, v1 Secret, v1 Service, apps/v1 Deployment",
 	}, {
 		name:    "regex RE2 refuses: unbalanced parenthesis",
 		input:   vsHead + "spec:\n  hosts: [reviews]\n  http:\n  - match:\n    - uri: {regex: \"(\"}\n" + "    route:\n    - destination:\n        host: reviews\n",

@@ -10,6 +10,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	networking "istio.io/api/networking/v1alpha3"
 	security "istio.io/api/security/v1beta1"
+	telemetry "istio.io/api/telemetry/v1alpha1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 )
@@ -27,6 +28,7 @@ const (
 	PeerAuthentication    Kind = "PeerAuthentication"
 	AuthorizationPolicy   Kind = "AuthorizationPolicy"
 	RequestAuthentication Kind = "RequestAuthentication"
+	Telemetry             Kind = "Telemetry"
 )
 
 // KindInfo describes a kind: its API group, the versions accepted in
@@ -55,11 +57,13 @@ var Kinds = []KindInfo{
 	{PeerAuthentication, "security.istio.io", []string{"v1", "v1beta1"}, "peerauthentications", []string{"pa"}, func() proto.Message { return &security.PeerAuthentication{} }, nil, false},
 	{AuthorizationPolicy, "security.istio.io", []string{"v1", "v1beta1"}, "authorizationpolicies", []string{"ap"}, func() proto.Message { return &security.AuthorizationPolicy{} }, nil, false},
 	{RequestAuthentication, "security.istio.io", []string{"v1", "v1beta1"}, "requestauthentications", []string{"ra"}, func() proto.Message { return &security.RequestAuthentication{} }, nil, false},
+	{Telemetry, "telemetry.istio.io", []string{"v1", "v1alpha1"}, "telemetries", []string{"telemetry"}, func() proto.Message { return &telemetry.Telemetry{} }, nil, false},
 }
 
 // Resource is one Istio resource: its identity and its typed spec.
-// Spec is always the v1alpha3 (networking) or v1beta1 (security) Go type;
-// the v1 and v1beta1 packages of istio.io/api alias them.
+// Spec is always the v1alpha3 (networking), v1beta1 (security) or
+// v1alpha1 (telemetry) Go type; the v1 and v1beta1 packages of
+// istio.io/api alias them.
 type Resource struct {
 	APIVersion  string            // as written, e.g. networking.istio.io/v1
 	Kind        Kind              // e.g. VirtualService

@@ -9,6 +9,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	networking "istio.io/api/networking/v1alpha3"
 	security "istio.io/api/security/v1beta1"
+	telemetry "istio.io/api/telemetry/v1alpha1"
 	"k8s.io/apimachinery/pkg/util/validation"
 )
 
@@ -44,6 +45,8 @@ func validate(r Resource) ErrorList {
 		v.peerAuthentication(s)
 	case *security.RequestAuthentication:
 		v.requestAuthentication(s)
+	case *telemetry.Telemetry:
+		v.telemetry(s)
 	case *networking.ServiceEntry:
 		if len(s.GetHosts()) == 0 {
 			v.fail("spec.hosts", "required: a ServiceEntry needs at least one host")

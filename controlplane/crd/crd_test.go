@@ -21,6 +21,7 @@ func TestCRDs(t *testing.T) {
 		{"peerauthentications.security.istio.io", "security.istio.io", "PeerAuthentication", []string{"pa"}, []string{"v1", "v1beta1"}},
 		{"authorizationpolicies.security.istio.io", "security.istio.io", "AuthorizationPolicy", []string{"ap"}, []string{"v1", "v1beta1"}},
 		{"requestauthentications.security.istio.io", "security.istio.io", "RequestAuthentication", []string{"ra"}, []string{"v1", "v1beta1"}},
+		{"telemetries.telemetry.istio.io", "telemetry.istio.io", "Telemetry", []string{"telemetry"}, []string{"v1", "v1alpha1"}},
 	}
 	byName := map[string]*apiextensionsv1.CustomResourceDefinition{}
 	for _, c := range CRDs() {

@@ -23,7 +23,7 @@ func TestKubectl(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	install(ctx, t, env)
-	for _, ns := range []string{"foo", "spring", "book-demo", "bookinfo"} {
+	for _, ns := range []string{"foo", "spring", "book-demo", "bookinfo", "istio-system"} {
 		if out, err := env.KubectlRun(ctx, nil, "create", "namespace", ns); err != nil {
 			t.Fatalf("%v: %s", err, out)
 		}

@@ -12,6 +12,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
+	"sigs.k8s.io/yaml"
 )
 
 // Names Istio's tools and dashboards know the injected parts by.
@@ -40,6 +41,9 @@ const (
 	InjectKey = "sidecar.istio.io/inject"
 	// StatusAnnotation marks an injected pod and says what was added.
 	StatusAnnotation = "sidecar.istio.io/status"
+	// ProxyConfigAnnotation overrides the mesh's defaultConfig for one
+	// pod's proxy, as a ProxyConfig in YAML or JSON.
+	ProxyConfigAnnotation = "proxy.istio.io/config"
 
 	TLSModeLabel           = "security.istio.io/tlsMode"
 	CanonicalNameLabel     = "service.istio.io/canonical-name"
@@ -207,7 +211,19 @@ func apply(meta *podMeta, spec *corev1.PodSpec, p Params) {
 	setDefault(meta.Labels, CanonicalRevisionLabel, canonicalRevision(meta.Labels))
 
 	spec.InitContainers = append(spec.InitContainers, initContainer(p))
-	spec.Containers = append(spec.Containers, proxyContainer(p))
+	proxy := proxyContainer(p)
+	if pc, ok := meta.Annotations[ProxyConfigAnnotation]; ok {
+		// As Istio's injection template, the pod's ProxyConfig reaches
+		// the proxy in PROXY_CONFIG (Istio's holds the mesh defaultConfig
+		// merged with the annotation; meshlab's the annotation alone, the
+		// control plane adding the defaultConfig the proxy connects
+		// under). JSON, whether the annotation was written as JSON or YAML.
+		if js, err := yaml.YAMLToJSON([]byte(pc)); err == nil {
+			pc = string(js)
+		}
+		proxy.Env = append(proxy.Env, corev1.EnvVar{Name: "PROXY_CONFIG", Value: pc})
+	}
+	spec.Containers = append(spec.Containers, proxy)
 	spec.Volumes = append(spec.Volumes, corev1.Volume{
 		Name: PodInfoVolume,
 		VolumeSource: corev1.VolumeSource{DownwardAPI: &corev1.DownwardAPIVolumeSource{Items: []corev1.DownwardAPIVolumeFile{

@@ -289,3 +289,40 @@ func TestWebhookRejectsGarbage(t *testing.T) {
 		t.Fatalf("an undecodable pod: %+v", resp)
 	}
 }
+
+// The pod's proxy.istio.io/config reaches its proxy as PROXY_CONFIG, in
+// JSON whether written as YAML or JSON; a pod without it gets none.
+func TestInjectProxyConfigEnv(t *testing.T) {
+	tests := []struct{ name, annotation, want string }{
+		{name: "yaml", annotation: "tracing:\n  sampling: 50\n", want: `{"tracing":{"sampling":50}}`},
+		{name: "json", annotation: `{"holdApplicationUntilProxyStarts": true}`, want: `{"holdApplicationUntilProxyStarts":true}`},
+		{name: "none"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "ratings-v1-0", Labels: map[string]string{"app": "ratings"}},
+				Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "ratings", Image: "ratings"}}}}
+			if tc.annotation != "" {
+				pod.Annotations = map[string]string{ProxyConfigAnnotation: tc.annotation}
+			}
+			if d := Pod(pod, "default", nil, false, testParams); !d.Inject {
+				t.Fatalf("not injected: %s", d.Reason)
+			}
+			var got string
+			found := false
+			for _, c := range pod.Spec.Containers {
+				for _, e := range c.Env {
+					if e.Name == "PROXY_CONFIG" {
+						if c.Name != ProxyContainer {
+							t.Errorf("PROXY_CONFIG on container %s", c.Name)
+						}
+						got, found = e.Value, true
+					}
+				}
+			}
+			if found != (tc.want != "") || got != tc.want {
+				t.Errorf("PROXY_CONFIG = %q (set: %v), want %q", got, found, tc.want)
+			}
+		})
+	}
+}

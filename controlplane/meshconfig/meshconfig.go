@@ -16,6 +16,7 @@ import (
 
 	"google.golang.org/protobuf/encoding/protojson"
 	meshv1 "istio.io/api/mesh/v1alpha1"
+	telemetry "istio.io/api/telemetry/v1alpha1"
 	corev1 "k8s.io/api/core/v1"
 	"sigs.k8s.io/yaml"
 
@@ -30,9 +31,8 @@ const (
 	Key           = "mesh"
 )
 
-// Parse reads the YAML of a MeshConfig strictly. An empty document is
-// the empty MeshConfig (istiod then applies its defaults, which meshlab
-// does not need for the fields it reads).
+// Parse reads the YAML of a MeshConfig strictly, as written, without
+// defaults (Apply adds them). An empty document is the empty MeshConfig.
 func Parse(data []byte) (*meshv1.MeshConfig, error) {
 	js, err := yaml.YAMLToJSON(data)
 	if err != nil {
@@ -110,6 +110,9 @@ func validate(mc *meshv1.MeshConfig) error {
 				}
 			}
 		}
+		if z := p.GetZipkin(); z != nil {
+			errs = append(errs, service(field+".zipkin", z.GetService(), z.GetPort()))
+		}
 		if g := p.GetEnvoyExtAuthzGrpc(); g != nil {
 			f := field + ".envoyExtAuthzGrpc"
 			errs = append(errs, service(f, g.GetService(), g.GetPort()), statusOnError(f, g.GetStatusOnError()))
@@ -144,15 +147,14 @@ func IsMeshConfigMap(r config.Resource) bool {
 	return r.Kind == config.ConfigMap && r.Namespace == Namespace && r.Name == ConfigMapName
 }
 
-// FromResource parses the mesh ConfigMap's `mesh` key; a ConfigMap
-// without the key is the empty MeshConfig, as istiod falls back to its
-// defaults.
+// FromResource reads the mesh ConfigMap's `mesh` key over Istio's
+// defaults (Apply); a ConfigMap without the key is the defaults.
 func FromResource(r config.Resource) (*meshv1.MeshConfig, error) {
 	cm, ok := r.Object.(*corev1.ConfigMap)
 	if !ok {
 		return nil, fmt.Errorf("configmap %s/%s: not a ConfigMap object", r.Namespace, r.Name)
 	}
-	mc, err := Parse([]byte(cm.Data[Key]))
+	mc, err := Apply([]byte(cm.Data[Key]))
 	if err != nil {
 		return nil, fmt.Errorf("configmap %s/%s key %q: %w", r.Namespace, r.Name, Key, err)
 	}
@@ -179,4 +181,50 @@ func Find(rs []config.Resource) (*meshv1.MeshConfig, error) {
 		}
 	}
 	return nil, nil
+}
+
+// CheckTelemetry refuses a Telemetry naming a provider mc does not define
+// (Istio's built-ins prometheus, stackdriver and envoy are always
+// defined): istiod would configure nothing for it, and only say so in its
+// log. Names match ignoring case, as istiod looks them up. Other
+// resources pass.
+func CheckTelemetry(r config.Resource, mc *meshv1.MeshConfig) error {
+	tel, ok := r.Spec.(*telemetry.Telemetry)
+	if !ok {
+		return nil
+	}
+	if mc == nil {
+		mc = Default()
+	}
+	var errs []error
+	check := func(field string, ps []*telemetry.ProviderRef) {
+		for i, p := range ps {
+			if !slices.ContainsFunc(mc.GetExtensionProviders(), func(e *meshv1.MeshConfig_ExtensionProvider) bool {
+				return strings.EqualFold(e.GetName(), p.GetName())
+			}) {
+				errs = append(errs, fmt.Errorf("%s.providers[%d].name: provider %q is not among the mesh config's extensionProviders (%s); define it in the mesh key of ConfigMap %s/%s", field, i, p.GetName(), providerList(mc), Namespace, ConfigMapName))
+			}
+		}
+	}
+	for i, t := range tel.GetTracing() {
+		check(fmt.Sprintf("spec.tracing[%d]", i), t.GetProviders())
+	}
+	for i, m := range tel.GetMetrics() {
+		check(fmt.Sprintf("spec.metrics[%d]", i), m.GetProviders())
+	}
+	for i, l := range tel.GetAccessLogging() {
+		check(fmt.Sprintf("spec.accessLogging[%d]", i), l.GetProviders())
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("telemetry %s/%s: %w", r.Namespace, r.Name, err)
+	}
+	return nil
+}
+
+func providerList(mc *meshv1.MeshConfig) string {
+	var names []string
+	for _, p := range mc.GetExtensionProviders() {
+		names = append(names, p.GetName())
+	}
+	return strings.Join(names, ", ")
 }

@@ -79,7 +79,7 @@ func TestCheckAndFind(t *testing.T) {
 		t.Errorf("Check(istio-system/other) = %v", err)
 	}
 	mc, err := Find([]config.Resource{cm("default", "istio", bad), cm("istio-system", "istio", "extensionProviders: [{name: a, envoyExtAuthzGrpc: {service: s, port: 1}}]")})
-	if err != nil || len(mc.GetExtensionProviders()) != 1 {
+	if err != nil || len(mc.GetExtensionProviders()) != 4 { // Istio's three and a
 		t.Errorf("Find = %v, %v", mc, err)
 	}
 	if mc, err := Find(nil); mc != nil || err != nil {

@@ -61,9 +61,10 @@ func TestBigMesh(t *testing.T) {
 		t.Fatal(err)
 	}
 	checkValid(t, res)
-	// 1,000 services × (1 + 2 subsets) + 4 fixed/inbound.
-	if got := len(res["type.googleapis.com/envoy.config.cluster.v3.Cluster"]); got != 3004 {
-		t.Errorf("%d clusters, want 3004", got)
+	// 1,000 services × (1 + 2 subsets) + 4 fixed/inbound + the legacy
+	// zipkin collector.
+	if got := len(res["type.googleapis.com/envoy.config.cluster.v3.Cluster"]); got != 3005 {
+		t.Errorf("%d clusters, want 3005", got)
 	}
 }
 

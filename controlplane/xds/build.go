@@ -25,13 +25,13 @@ func (x *index) build(p Proxy) (Resources, error) {
 	w := x.workload(p)
 	switch p.Type {
 	case SidecarProxy:
-		return x.buildSidecar(w)
+		return x.buildSidecar(p, w)
 	case RouterProxy:
 		authz, need, err := x.routerAuthz(w)
 		if err != nil {
 			return nil, err
 		}
-		res := x.buildRouter(w, authz, need)
+		res := x.buildRouter(w, authz, need, x.telemetryFor(p, w))
 		if entitledToSecrets(p, w) {
 			if sec := x.gatewaySecrets(w.Namespace, res[resource.ListenerType], res[resource.ClusterType]); len(sec) > 0 {
 				res[resource.SecretType] = sec
@@ -73,7 +73,7 @@ type outbound struct {
 	endpoints []types.Resource // sorted by cluster name
 }
 
-func (x *index) buildSidecar(w registry.Workload) (Resources, error) {
+func (x *index) buildSidecar(p Proxy, w registry.Workload) (Resources, error) {
 	ob := x.outbound(w.Namespace)
 	// The AuthorizationPolicies that apply to this workload, as Envoy RBAC
 	// filters on every inbound chain (authz.go); a policy that cannot be
@@ -111,6 +111,14 @@ func (x *index) buildSidecar(w registry.Workload) (Resources, error) {
 	// accept mTLS, plaintext or both (peerauthn.go).
 	pp := x.peer.forWorkload(w.Namespace, w.Labels)
 	listeners := append(slices.Clone(x.outboundListeners(workloadSource(w))), x.virtualInbound(inbound, authz, pp), virtualOutbound())
+	// Tracing, access logs and metrics on every connection manager and
+	// TCP proxy (telemetry_apply.go); the legacy `zipkin` cluster sorts
+	// after every other.
+	pt := x.telemetryFor(p, w)
+	listeners = x.withTelemetry(listeners, pt)
+	for _, c := range pt.legacyClusters() {
+		clusters = append(clusters, c)
+	}
 
 	return Resources{
 		resource.ListenerType: listeners,
@@ -172,7 +180,11 @@ func (x *index) inboundPorts(w registry.Workload) []inboundPort {
 // everything to cluster, with Istio's sidecar inbound client certificate
 // handling (buildSidecarInboundHTTPOpts): the app gets the client's
 // identity in X-Forwarded-Client-Cert, appended to what came in.
-func inboundHCM(authz AuthzFilters, statPrefix, cluster, vhost string) *listenerv3.Filter {
+func inboundHCM(authz AuthzFilters, statPrefix, cluster, vhost, operation string) *listenerv3.Filter {
+	route := catchAllRoute("default", cluster)
+	if operation != "" {
+		route.Decorator = &routev3.Decorator{Operation: operation}
+	}
 	return hcmFilterWith(authz.HTTP, &hcmv3.HttpConnectionManager{
 		StatPrefix: statPrefix,
 		RouteSpecifier: &hcmv3.HttpConnectionManager_RouteConfig{RouteConfig: &routev3.RouteConfiguration{
@@ -180,7 +192,7 @@ func inboundHCM(authz AuthzFilters, statPrefix, cluster, vhost string) *listener
 			VirtualHosts: []*routev3.VirtualHost{{
 				Name:    vhost,
 				Domains: []string{"*"},
-				Routes:  []*routev3.Route{catchAllRoute("default", cluster)},
+				Routes:  []*routev3.Route{route},
 			}},
 		}},
 		ForwardClientCertDetails: hcmv3.HttpConnectionManager_APPEND_FORWARD,
@@ -188,6 +200,19 @@ func inboundHCM(authz AuthzFilters, statPrefix, cluster, vhost string) *listener
 			Subject: wrapperspb.Bool(true), Dns: true, Uri: true,
 		},
 	})
+}
+
+// inboundOperation is the span name of an inbound port's route, Istio's
+// TraceOperation of the first service's host and the service port that
+// targets it.
+func inboundOperation(p inboundPort) string {
+	s := p.services[0]
+	for _, sp := range s.Ports {
+		if sp.Target() == p.target {
+			return traceOperation(s.host, sp.Port)
+		}
+	}
+	return traceOperation(s.host, p.target)
 }
 
 // virtualInbound is Istio's inbound listener (listener_inbound.go
@@ -214,7 +239,7 @@ func (x *index) virtualInbound(ports []inboundPort, authz AuthzFilters, pp peerP
 		statPrefix := "inbound_0.0.0.0_" + strconv.FormatUint(uint64(p.target), 10)
 		var filters []*listenerv3.Filter
 		if p.http {
-			filters = []*listenerv3.Filter{inboundHCM(authz, statPrefix, name, "inbound|http|"+strconv.FormatUint(uint64(p.target), 10))}
+			filters = []*listenerv3.Filter{inboundHCM(authz, statPrefix, name, "inbound|http|"+strconv.FormatUint(uint64(p.target), 10), inboundOperation(p))}
 		} else {
 			// Istio's network RBAC filters go before tcp_proxy.
 			filters = append(slices.Clone(authz.TCP), tcpProxyFilter(name, []weighted{{cluster: name}}))
@@ -233,7 +258,7 @@ func (x *index) virtualInbound(ports []inboundPort, authz AuthzFilters, pp peerP
 	// says HTTP, so HTTP rules apply); a portLevelMtls port no Service
 	// names gets its own.
 	tcpPassthrough := append(slices.Clone(authz.TCP), tcpProxyFilter(inboundPassthroughCluster, []weighted{{cluster: inboundPassthroughCluster}}))
-	httpPassthrough := []*listenerv3.Filter{inboundHCM(authz, inboundPassthroughCluster, inboundPassthroughCluster, "inbound|http|0")}
+	httpPassthrough := []*listenerv3.Filter{inboundHCM(authz, inboundPassthroughCluster, inboundPassthroughCluster, "inbound|http|0", "")}
 	extra := []uint32{0}
 	for port := range pp.perPort {
 		if !declared[port] {
@@ -459,6 +484,7 @@ func (x *index) serviceRoutes(s *service, port uint32, src source, srcKey string
 	if len(r) == 0 {
 		r = []*routev3.Route{defaultOutboundRoute(outboundClusterName(port, "", s.host))}
 		r[0].GetRoute().HashPolicy = x.serviceHashPolicies(s, port)
+		r[0].Decorator = &routev3.Decorator{Operation: traceOperation(s.host, port)}
 	}
 	x.mu.Lock()
 	x.vhRoutesMemo[key] = r

@@ -84,7 +84,7 @@ func loadFixture(t testing.TB, path string) (Input, map[string]string) {
 		in.Config = append(in.Config, config.Resource{Kind: c.Kind, Namespace: c.Namespace, Name: c.Name, Spec: spec, APIVersion: info.Group + "/v1", Annotations: c.Annotations, CreationTimestamp: c.CreationTimestamp})
 	}
 	if f.Mesh != "" {
-		mc, err := meshconfig.Parse([]byte(f.Mesh))
+		mc, err := meshconfig.Apply([]byte(f.Mesh))
 		if err != nil {
 			t.Fatalf("%s: %v", path, err)
 		}

@@ -70,7 +70,7 @@ func (k serverKind) plaintext() bool { return k == kindHTTP || k == kindTCP }
 // TLS; servers of the
 // other kind on it are dropped, as Istio rejects conflicting servers.
 // Clusters are those the routes name.
-func (x *index) buildRouter(w registry.Workload, authz AuthzFilters, authzNeed []destination) Resources {
+func (x *index) buildRouter(w registry.Workload, authz AuthzFilters, authzNeed []destination, pt *proxyTelemetry) Resources {
 	byPort := map[uint32][]boundServer{}
 	kinds := map[uint32]serverKind{}
 	var ports []uint32
@@ -103,6 +103,11 @@ func (x *index) buildRouter(w registry.Workload, authz AuthzFilters, authzNeed [
 	need := func(d destination) { needed[outboundClusterName(d.port, d.subset, d.host)] = d }
 	for _, d := range authzNeed {
 		need(d)
+	}
+	for _, c := range pt.collectors {
+		if c.svc != nil {
+			need(*c.svc) // the tracing collector's cluster
+		}
 	}
 	listeners, routes := []types.Resource{}, []types.Resource{}
 	for _, port := range ports {
@@ -160,7 +165,11 @@ func (x *index) buildRouter(w registry.Workload, authz AuthzFilters, authzNeed [
 		listeners = append(listeners, l)
 	}
 
+	listeners = x.withTelemetry(listeners, pt)
 	clusters, endpoints := []types.Resource{}, []types.Resource{}
+	for _, c := range pt.legacyClusters() {
+		clusters = append(clusters, c)
+	}
 	for _, name := range sortedKeys(needed) {
 		d := needed[name]
 		s := x.byHost[d.host]
@@ -182,6 +191,7 @@ func (x *index) buildRouter(w registry.Workload, authz AuthzFilters, authzNeed [
 	}
 	sortByName(listeners)
 	sortByName(routes)
+	sortByName(clusters)
 	return Resources{
 		resource.ListenerType: listeners,
 		resource.RouteType:    routes,

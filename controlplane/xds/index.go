@@ -7,8 +7,10 @@ import (
 	"strings"
 	"sync"
 
+	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
+	meshv1 "istio.io/api/mesh/v1alpha1"
 	networking "istio.io/api/networking/v1alpha3"
 	security "istio.io/api/security/v1beta1"
 
@@ -22,6 +24,10 @@ import (
 // of the mesh plus N small per-proxy parts.
 type index struct {
 	in Input
+	// mesh is in.Mesh, or Istio's defaults when there is none.
+	mesh *meshv1.MeshConfig
+	// tel are the Telemetry resources (telemetry.go).
+	tel telemetries
 
 	services []*service            // sorted by hostname
 	byHost   map[string]*service   // FQDN → service
@@ -52,6 +58,10 @@ type index struct {
 	vhRoutesMemo map[string][]*routev3.Route // by host|port|sourceKey
 	clusterMemo  map[clusterKey]*outbound    // one service's clusters under one DestinationRule
 	vhostMemo    map[vhostKey]*routev3.VirtualHost
+	// telemetryMemo and decoratedMemo: each proxy's telemetry, and the
+	// shared listeners with one telemetry applied (telemetry_apply.go).
+	telemetryMemo map[string]*proxyTelemetry
+	decoratedMemo map[decoratedKey]*listenerv3.Listener
 
 	// tlsMu guards istioTLSMemo apart from mu: cluster TLS is built both
 	// with mu held (sidecar clusters) and without (gateway clusters).
@@ -108,20 +118,24 @@ type gateway struct {
 
 func newIndex(in Input) *index {
 	x := &index{
-		in:           in,
-		byHost:       map[string]*service{},
-		byPort:       map[uint32][]*service{},
-		byIP:         map[netip.Addr]*registry.Workload{},
-		vsByHost:     map[string][]*virtualService{},
-		drByHost:     map[string]map[string]*destinationRule{},
-		drWildcard:   map[string][]*destinationRule{},
-		outboundMemo: map[string]*outbound{},
-		clusterMemo:  map[clusterKey]*outbound{},
-		vhostMemo:    map[vhostKey]*routev3.VirtualHost{},
-		routesMemo:   map[string][]types.Resource{},
-		listenerMemo: map[string][]types.Resource{},
-		vhRoutesMemo: map[string][]*routev3.Route{},
-		istioTLSMemo: map[istioTLSKey][]byte{},
+		in:            in,
+		mesh:          meshOrDefault(in.Mesh),
+		tel:           newTelemetries(in.Config),
+		telemetryMemo: map[string]*proxyTelemetry{},
+		decoratedMemo: map[decoratedKey]*listenerv3.Listener{},
+		byHost:        map[string]*service{},
+		byPort:        map[uint32][]*service{},
+		byIP:          map[netip.Addr]*registry.Workload{},
+		vsByHost:      map[string][]*virtualService{},
+		drByHost:      map[string]map[string]*destinationRule{},
+		drWildcard:    map[string][]*destinationRule{},
+		outboundMemo:  map[string]*outbound{},
+		clusterMemo:   map[clusterKey]*outbound{},
+		vhostMemo:     map[vhostKey]*routev3.VirtualHost{},
+		routesMemo:    map[string][]types.Resource{},
+		listenerMemo:  map[string][]types.Resource{},
+		vhRoutesMemo:  map[string][]*routev3.Route{},
+		istioTLSMemo:  map[istioTLSKey][]byte{},
 	}
 
 	// Label index of ready workloads, so selecting endpoints is linear in

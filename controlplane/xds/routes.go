@@ -243,6 +243,7 @@ func (x *index) translateRoute(vs *virtualService, hr *networking.HTTPRoute, m *
 		}
 		r.Action = &routev3.Route_Route{Route: a}
 	}
+	r.Decorator = &routev3.Decorator{Operation: routeOperation(r, vs.res.Name, listenerPort)}
 	if f := faultConfig(hr.GetFault()); f != nil {
 		r.TypedPerFilterConfig = map[string]*anypb.Any{wellknown.Fault: mustAny(f)}
 	}

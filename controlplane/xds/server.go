@@ -27,6 +27,7 @@ import (
 	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
+	meshv1 "istio.io/api/mesh/v1alpha1"
 )
 
 // Server serves each connected proxy its resources over ADS and tracks
@@ -62,7 +63,24 @@ type Server struct {
 	peers   map[int64]streamPeer
 	pushed  string        // version of the last Update applied to every node
 	changed chan struct{} // closed and replaced on every status change
+	// retained are the ProxyConfigs of proxies whose streams all closed,
+	// by snapshot key, for when the same process (PROXY_BOOT_ID)
+	// reconnects; s.mu.
+	retained map[string]retainedProxyConfig
 }
+
+type retainedProxyConfig struct {
+	bootID string
+	pc     *meshv1.ProxyConfig
+	at     time.Time
+}
+
+// Retention of a disconnected proxy's ProxyConfig: long enough for any
+// reconnect, bounded in count for proxies that come and go.
+const (
+	retainProxyConfigFor = time.Hour
+	maxRetainedConfigs   = 10000
+)
 
 type node struct {
 	proxy   Proxy
@@ -169,13 +187,14 @@ func NewServer(logger *slog.Logger) *Server {
 		logger = slog.New(slog.DiscardHandler)
 	}
 	return &Server{
-		log:     logger,
-		cache:   cachev3.NewSnapshotCache(true, cachev3.IDHash{}, cacheLogger{logger}),
-		nodes:   map[string]*node{},
-		streams: map[int64]string{},
-		peers:   map[int64]streamPeer{},
-		snaps:   map[string]*snapState{},
-		changed: make(chan struct{}),
+		log:      logger,
+		cache:    cachev3.NewSnapshotCache(true, cachev3.IDHash{}, cacheLogger{logger}),
+		nodes:    map[string]*node{},
+		streams:  map[int64]string{},
+		peers:    map[int64]streamPeer{},
+		snaps:    map[string]*snapState{},
+		changed:  make(chan struct{}),
+		retained: map[string]retainedProxyConfig{},
 	}
 }
 
@@ -269,6 +288,18 @@ func (s *Server) Update(ctx context.Context, in Input, version string) error {
 
 // setSnapshot builds p's resources and hands them to the cache; buildMu held.
 func (s *Server) setSnapshot(ctx context.Context, x *index, p Proxy) error {
+	key := p.cacheKey()
+	if p.ProxyConfig == nil {
+		// Its first build since it connected: its ProxyConfig is fixed
+		// now, from the mesh's defaultConfig of this moment, for as long
+		// as it stays connected (Istio's proxies read theirs at start).
+		p.ProxyConfig = resolveProxyConfig(x.mesh.GetDefaultConfig(), p)
+		s.mu.Lock()
+		if n := s.nodes[key]; n != nil {
+			n.proxy.ProxyConfig = p.ProxyConfig
+		}
+		s.mu.Unlock()
+	}
 	res, err := x.build(p)
 	if err != nil {
 		return err
@@ -276,7 +307,6 @@ func (s *Server) setSnapshot(ctx context.Context, x *index, p Proxy) error {
 	if s.sumsIndex != x {
 		s.sums, s.sumsIndex = map[types.Resource]resourceSum{}, x
 	}
-	key := p.cacheKey()
 	prev := s.snaps[key]
 	if prev == nil {
 		prev = &snapState{}
@@ -522,6 +552,16 @@ func (s *Server) nodeFor(streamID int64, cn *corev3.Node) (n *node, connected bo
 		return nil, false, fmt.Errorf("unknown node id %q: want sidecar~<ip>~<pod>.<ns>~<ns>.svc.cluster.local", cn.GetId())
 	}
 	p.Labels = metadataLabels(cn)
+	md := cn.GetMetadata().GetFields()
+	p.ClusterID, p.MeshID = md["CLUSTER_ID"].GetStringValue(), md["MESH_ID"].GetStringValue()
+	p.bootID = md["PROXY_BOOT_ID"].GetStringValue()
+	if pc, set, err := proxyConfigMetadata(md["PROXY_CONFIG"]); err != nil {
+		// Istio's agent would not start with it; the proxy runs, with
+		// the mesh's defaults.
+		s.log.Warn("ignoring the proxy's PROXY_CONFIG metadata", "node", p.ID, "err", err)
+	} else {
+		p.proxyConfigMeta, p.proxyConfigMetaSet = pc, set
+	}
 	sp, ok := s.peers[streamID]
 	if !ok {
 		return nil, false, status.Error(codes.Unauthenticated, "authentication failure: stream not opened")
@@ -542,6 +582,15 @@ func (s *Server) nodeFor(streamID int64, cn *corev3.Node) (n *node, connected bo
 	if n == nil {
 		n = &node{types: map[string]*typeState{}}
 		s.nodes[key] = n
+	}
+	// Another stream of a connected proxy keeps its ProxyConfig, and so
+	// does the same process reconnecting.
+	p.ProxyConfig = n.proxy.ProxyConfig
+	if r, ok := s.retained[key]; ok {
+		if p.ProxyConfig == nil && r.bootID != "" && r.bootID == p.bootID {
+			p.ProxyConfig = r.pc
+		}
+		delete(s.retained, key)
 	}
 	n.proxy = p
 	s.streams[streamID] = key
@@ -598,6 +647,7 @@ func (s *Server) onClosed(streamID int64, _ *corev3.Node) {
 	gone := n.streams == 0 && s.nodes[id] == n
 	if gone {
 		delete(s.nodes, id)
+		s.retain(id, n.proxy)
 		s.notify()
 	}
 	s.mu.Unlock()
@@ -606,6 +656,21 @@ func (s *Server) onClosed(streamID int64, _ *corev3.Node) {
 		s.cache.ClearSnapshot(id)
 		delete(s.snaps, id)
 	}
+}
+
+// retain keeps a departed proxy's ProxyConfig for its process's
+// reconnect, dropping what is too old or too many; s.mu held.
+func (s *Server) retain(key string, p Proxy) {
+	now := time.Now()
+	for k, r := range s.retained {
+		if now.Sub(r.at) > retainProxyConfigFor {
+			delete(s.retained, k)
+		}
+	}
+	if p.bootID == "" || p.ProxyConfig == nil || len(s.retained) >= maxRetainedConfigs {
+		return
+	}
+	s.retained[key] = retainedProxyConfig{bootID: p.bootID, pc: p.ProxyConfig, at: now}
 }
 
 // nodeByID is the node of a node ID: the authenticated one, else the

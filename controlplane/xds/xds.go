@@ -39,6 +39,20 @@ type Proxy struct {
 	// the node's namespace and service account; nil on plaintext 15010.
 	// Only a verified proxy is served secrets.
 	Verified *Identity
+	// ClusterID and MeshID are its node metadata's CLUSTER_ID and
+	// MESH_ID, which its spans' istio.* tags report.
+	ClusterID, MeshID string
+	// ProxyConfig is its ProxyConfig as fixed when it connected (the
+	// mesh defaultConfig then, overlaid with its PROXY_CONFIG metadata),
+	// as Istio's proxies take theirs at start; nil: the mesh's current
+	// defaultConfig.
+	ProxyConfig *meshv1.ProxyConfig
+	// proxyConfigMeta is its PROXY_CONFIG node metadata, parsed, and the
+	// fields it sets.
+	proxyConfigMeta    *meshv1.ProxyConfig
+	proxyConfigMetaSet map[string]struct{}
+	// bootID is its PROXY_BOOT_ID metadata, one value per proxy process.
+	bootID string
 	// key is its snapshot's key: the ID, and another for unverified
 	// streams, so that a plaintext client claiming a verified proxy's ID
 	// never shares its snapshot.

@@ -155,7 +155,8 @@ func Apply() *cli.Command {
 		Description: `Takes the same YAML as kubectl apply with Istio's CRDs: VirtualService,
 DestinationRule, Gateway, ServiceEntry, Sidecar, PeerAuthentication,
 AuthorizationPolicy, RequestAuthentication, in networking.istio.io and
-security.istio.io v1, v1beta1 and v1alpha3; and Kubernetes' Namespace,
+security.istio.io v1, v1beta1 and v1alpha3; Telemetry in telemetry.istio.io
+v1 and v1alpha1; and Kubernetes' Namespace,
 ServiceAccount, Service, ConfigMap, Secret (v1) and Deployment (apps/v1),
 checked as the API server checks them and run by the lab (docs/sandbox.md).
 If any document is invalid, nothing is stored and every error names its

@@ -95,7 +95,7 @@ const getUsage = "usage: meshlab get KIND[,KIND...] [NAME...] | KIND/NAME... [-n
 
 const knownKinds = "pods (po), deployments (deploy), services (svc), namespaces (ns), secrets, " +
 	"and Istio's virtualservices (vs), destinationrules (dr), gateways (gw), serviceentries (se), sidecars, " +
-	"peerauthentications (pa), authorizationpolicies (ap), requestauthentications (ra), or all (every Istio kind)"
+	"peerauthentications (pa), authorizationpolicies (ap), requestauthentications (ra), telemetries (telemetry), or all (every Istio kind)"
 
 func usageErr(format string, a ...any) error {
 	return cli.Exit(fmt.Sprintf(format, a...)+"\n"+getUsage, 2)

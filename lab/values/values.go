@@ -78,19 +78,17 @@ func Load(files, sets []string) (Values, error) {
 }
 
 // MeshConfig is the `mesh` key of the istio ConfigMap: the meshConfig
-// subtree as YAML, checked as istiod loads it (strictly: an unknown or
-// mistyped field is an error naming it under meshConfig).
+// subtree rendered as istiod's chart renders it (its own defaults under
+// the values given) and checked as istiod loads it, strictly: an unknown
+// or mistyped field is an error naming it under meshConfig.
 func (v Values) MeshConfig() (string, error) {
 	mc, _ := v.tree["meshConfig"].(map[string]any)
 	if raw, ok := v.tree["meshConfig"]; ok && raw != nil && mc == nil {
-		return "", fmt.Errorf("values: meshConfig: want a map of MeshConfig fields, found %T", raw)
+		return "", fmt.Errorf("helm values meshConfig: want a map of MeshConfig fields, found %T", raw)
 	}
-	out, err := yaml.Marshal(mc)
+	out, err := meshconfig.FromHelmValues(mc)
 	if err != nil {
-		return "", fmt.Errorf("values: meshConfig: %w", err)
-	}
-	if _, err := meshconfig.Parse(out); err != nil {
-		return "", fmt.Errorf("values: meshConfig: %w", err)
+		return "", err
 	}
 	return string(out), nil
 }
@@ -278,19 +276,9 @@ func typed(s string) any {
 }
 
 // ConfigMap is the istio ConfigMap holding mesh (the YAML of
-// MeshConfig), as istiod's chart renders it, for an apply.
+// MeshConfig), as istiod's chart installs it, for an apply.
 func ConfigMap(mesh string) ([]byte, error) {
-	cm := map[string]any{
-		"apiVersion": "v1",
-		"kind":       "ConfigMap",
-		"metadata": map[string]any{
-			"name":      meshconfig.ConfigMapName,
-			"namespace": meshconfig.Namespace,
-			"labels":    map[string]any{"app": "istiod", "release": "istiod"},
-		},
-		"data": map[string]any{meshconfig.Key: mesh},
-	}
-	out, err := yaml.Marshal(cm)
+	out, err := yaml.Marshal(meshconfig.ConfigMap([]byte(mesh)))
 	if err != nil {
 		return nil, fmt.Errorf("render the istio ConfigMap: %w", err)
 	}
