@@ -19,6 +19,9 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/dynamic/dynamicinformer"
@@ -29,6 +32,7 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/meshlab/meshlab/controlplane/config"
+	"github.com/meshlab/meshlab/controlplane/meshconfig"
 	"github.com/meshlab/meshlab/controlplane/registry"
 	"github.com/meshlab/meshlab/controlplane/store"
 )
@@ -78,6 +82,10 @@ type Controller struct {
 	pods     cache.SharedIndexInformer
 	nss      cache.SharedIndexInformer
 	istio    map[config.Kind]cache.SharedIndexInformer
+	// mesh watches the one ConfigMap istiod reads its mesh config from
+	// (istio-system/istio), mirrored into the store as an apply would.
+	meshFactory informers.SharedInformerFactory
+	mesh        cache.SharedIndexInformer
 
 	dirty  chan struct{}
 	synced chan struct{}
@@ -118,7 +126,10 @@ func New(opts Options) (*Controller, error) {
 	c.pods = c.factory.Core().V1().Pods().Informer()
 	c.nss = c.factory.Core().V1().Namespaces().Informer()
 	c.slices = c.factory.Discovery().V1().EndpointSlices().Informer()
-	for _, inf := range []cache.SharedIndexInformer{c.services, c.pods, c.slices} {
+	c.meshFactory = informers.NewSharedInformerFactoryWithOptions(client, 0, informers.WithNamespace(meshconfig.Namespace),
+		informers.WithTweakListOptions(func(o *metav1.ListOptions) { o.FieldSelector = "metadata.name=" + meshconfig.ConfigMapName }))
+	c.mesh = c.meshFactory.Core().V1().ConfigMaps().Informer()
+	for _, inf := range []cache.SharedIndexInformer{c.services, c.pods, c.slices, c.mesh} {
 		if _, err := inf.AddEventHandler(c.handler()); err != nil {
 			return nil, fmt.Errorf("watch: %w", err)
 		}
@@ -196,13 +207,15 @@ func (c *Controller) Run(ctx context.Context) error {
 	defer cancel()
 	c.factory.Start(ctx.Done())
 	c.dfactory.Start(ctx.Done())
+	c.meshFactory.Start(ctx.Done())
 	// The factories' goroutines stop with ctx; wait for them so Run's
 	// return means nothing is left running.
+	defer c.meshFactory.Shutdown()
 	defer c.dfactory.Shutdown()
 	defer c.factory.Shutdown()
 	defer cancel()
 
-	syncs := []cache.InformerSynced{c.services.HasSynced, c.slices.HasSynced, c.pods.HasSynced, c.nss.HasSynced}
+	syncs := []cache.InformerSynced{c.services.HasSynced, c.slices.HasSynced, c.pods.HasSynced, c.nss.HasSynced, c.mesh.HasSynced}
 	for _, inf := range c.istio {
 		syncs = append(syncs, inf.HasSynced)
 	}
@@ -354,12 +367,30 @@ func (c *Controller) reconcileConfig(ctx context.Context) error {
 			keep[r.Key()] = true
 		}
 	}
+	for _, o := range c.mesh.GetStore().List() {
+		r, rv, err := meshResource(o)
+		if err == nil {
+			err = meshconfig.Check(r)
+		}
+		if err != nil {
+			c.reportInvalid(r.Key(), rv, err)
+			keep[r.Key()] = true
+			continue
+		}
+		want = append(want, r)
+		keep[r.Key()] = true
+	}
 	if len(want) > 0 {
 		if _, err := c.opts.Store.Apply(ctx, want); err != nil {
 			return err
 		}
 	}
 	var gone []string
+	if r, have, err := c.opts.Store.Get(config.ConfigMap, meshconfig.Namespace, meshconfig.ConfigMapName); err != nil {
+		return err
+	} else if have && !keep[r.Key()] {
+		gone = append(gone, r.Key())
+	}
 	for kind := range c.istio {
 		have, err := c.opts.Store.List(kind, "")
 		if err != nil {
@@ -377,6 +408,22 @@ func (c *Controller) reconcileConfig(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// meshResource is the istio ConfigMap as the store keeps it.
+func meshResource(o any) (config.Resource, string, error) {
+	cm, ok := o.(*corev1.ConfigMap)
+	if !ok {
+		return config.Resource{}, "", fmt.Errorf("unexpected object %T", o)
+	}
+	m, err := runtime.DefaultUnstructuredConverter.ToUnstructured(cm.DeepCopy())
+	if err != nil {
+		return config.Resource{Kind: config.ConfigMap, Namespace: cm.Namespace, Name: cm.Name}, cm.ResourceVersion, err
+	}
+	u := &unstructured.Unstructured{Object: m}
+	u.SetAPIVersion("v1")
+	u.SetKind("ConfigMap")
+	return Resource(u)
 }
 
 func (c *Controller) reportInvalid(key, rv string, err error) {

@@ -33,6 +33,7 @@ import (
 
 	"github.com/meshlab/meshlab/controlplane"
 	"github.com/meshlab/meshlab/controlplane/crd"
+	"github.com/meshlab/meshlab/controlplane/meshconfig"
 	"github.com/meshlab/meshlab/dataplane/capture"
 	"github.com/meshlab/meshlab/lab/kube/kubetest"
 	"github.com/meshlab/meshlab/lab/labtest"
@@ -111,6 +112,15 @@ func TestTrafficFromCluster(t *testing.T) {
 	kc := kubernetes.NewForConfigOrDie(env.Config)
 	dyn := dynamic.NewForConfigOrDie(env.Config)
 	installCRDs(ctx, t, env.Config)
+	// The mesh config istiod reads from the cluster: access logs on, as
+	// the test reads them, and no tracing, as there is no trace store
+	// (Istio's default would send spans to zipkin.istio-system).
+	if _, err := kc.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: meshconfig.Namespace}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := kc.CoreV1().ConfigMaps(meshconfig.Namespace).Create(ctx, meshconfig.ConfigMap([]byte("accessLogFile: /dev/stdout\nenableTracing: false\n")), metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
 
 	// The pods reach the host through the bridge's address, not through
 	// the host's loopback, so that is where xDS listens.
