@@ -17,6 +17,7 @@ import (
 	"github.com/meshlab/meshlab/dataplane/capture"
 	"github.com/meshlab/meshlab/lab/cmd"
 	"github.com/meshlab/meshlab/lab/process"
+	"github.com/meshlab/meshlab/lab/prometheus"
 	"github.com/meshlab/meshlab/samples"
 )
 
@@ -56,6 +57,7 @@ func main() {
 			dataplane.GatewayCommand(),
 			capture.Command(),
 			samples.Command(),
+			prometheus.Command(),
 			cmd.VersionCommand(),
 			cmd.LabDaemon(),
 			process.NSExecCommand(),
