@@ -58,6 +58,7 @@ func main() {
 			capture.Command(),
 			samples.Command(),
 			prometheus.Command(),
+			prometheus.ConfigCommand(),
 			cmd.VersionCommand(),
 			cmd.LabDaemon(),
 			process.NSExecCommand(),

@@ -125,3 +125,50 @@ func optionsFromFlags(c *cli.Context) (Options, error) {
 	}
 	return opts, nil
 }
+
+// ConfigCommand is `meshlab prometheus-config`: the lab's scrape config as
+// a complete file, for a Prometheus of your own.
+func ConfigCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "prometheus-config",
+		Usage: "print a Prometheus config file with the lab's scrape jobs (the Istio walkthrough's istiod and envoy-stats)",
+		Description: `Prints the config the lab's own Prometheus runs, for a stock Prometheus (or
+Grafana Agent, or promtool check config). On the local runtime the jobs
+discover targets through the control plane's HTTP SD endpoint
+(/debug/prometheus/sd on istiod's 15014), which gives them the same
+__meta_kubernetes_* labels Kubernetes SD would, so the walkthrough's relabel
+rules work as written; on a cluster they use kubernetes_sd_configs.
+
+Examples:
+   # a Prometheus on the host, against a local lab
+   meshlab prometheus-config > prom.yml
+   prometheus --config.file prom.yml
+
+   # the lab's SD reached at another address
+   meshlab prometheus-config --sd-url http://192.0.2.10:15014
+
+   # the cluster config (what the kube runtime's prometheus pod runs)
+   meshlab prometheus-config --runtime kube`,
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "runtime", Value: "local", Usage: "local (HTTP SD from the control plane) or kube (kubernetes_sd_configs)"},
+			&cli.StringFlag{Name: "sd-url", Value: "http://127.0.0.1:15014", Usage: "the control plane's monitoring address, where it serves HTTP SD (local runtime)"},
+			&cli.DurationFlag{Name: "sd-refresh", Value: DefaultSDRefresh, Usage: "how often Prometheus asks the HTTP SD for targets"},
+		},
+		Action: func(c *cli.Context) error {
+			var out []byte
+			switch c.String("runtime") {
+			case "local":
+				var err error
+				if out, err = LocalConfig(c.String("sd-url"), c.Duration("sd-refresh")); err != nil {
+					return cli.Exit("--sd-url: "+err.Error(), 2)
+				}
+			case "kube":
+				out = KubeConfig()
+			default:
+				return cli.Exit(fmt.Sprintf("--runtime %q: want local or kube", c.String("runtime")), 2)
+			}
+			_, err := c.App.Writer.Write(out)
+			return err
+		},
+	}
+}

@@ -172,9 +172,11 @@ func TestTelemetryAddons(t *testing.T) {
 	mkPod(Namespace, "istiod-5d9c8f-abcde", "10.244.0.2", map[string][]corev1.ContainerPort{
 		"app": {containerPort("grpc-xds", 15010), containerPort("http-monitoring", 15014)},
 	})
-	eps := &corev1.Endpoints{
+	// The walkthrough's istiod job is role endpoints, which reads the
+	// v1 Endpoints API that the endpoints controller still mirrors.
+	eps := &corev1.Endpoints{ //nolint:staticcheck // role endpoints reads exactly this API
 		ObjectMeta: metav1.ObjectMeta{Name: Istiod, Namespace: Namespace},
-		Subsets: []corev1.EndpointSubset{{
+		Subsets: []corev1.EndpointSubset{{ //nolint:staticcheck // as above
 			Addresses: []corev1.EndpointAddress{{IP: "10.244.0.2", TargetRef: &corev1.ObjectReference{Kind: "Pod", Namespace: Namespace, Name: "istiod-5d9c8f-abcde"}}},
 			Ports: []corev1.EndpointPort{
 				{Name: "grpc-xds", Port: 15010, Protocol: corev1.ProtocolTCP},
