@@ -29,6 +29,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/alecthomas/units"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -170,9 +171,11 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 
 	// As Prometheus's main: the flags are the retention default, a
 	// storage.tsdb.retention block in the file overrides them.
+	// Every load fills the file's retention from this default, and every
+	// apply hands it to the TSDB, so both bounds must be in it.
 	config.DefaultTSDBRetentionConfig = config.TSDBRetentionConfig{
 		Time: model.Duration(opts.RetentionTime),
-		Size: 0,
+		Size: units.Base2Bytes(opts.RetentionSize),
 	}
 	cfg, err := s.loadConfig()
 	if err != nil {
@@ -187,9 +190,7 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 	tsdbOpts.MaxBytes = opts.RetentionSize
 	if r := cfg.StorageConfig.TSDBConfig; r != nil && r.Retention != nil {
 		tsdbOpts.RetentionDuration = int64(time.Duration(r.Retention.Time) / time.Millisecond)
-		if r.Retention.Size > 0 {
-			tsdbOpts.MaxBytes = int64(r.Retention.Size)
-		}
+		tsdbOpts.MaxBytes = int64(r.Retention.Size)
 	}
 	// Prometheus's main caps blocks at a tenth of the retention so that
 	// retention removes data in small steps; never below the 2h head block.
@@ -531,16 +532,23 @@ func (s *Server) runtimeInfo() (apiv1.RuntimeInfo, error) {
 	cwd, _ := os.Getwd()
 	host, _ := os.Hostname()
 	info := apiv1.RuntimeInfo{
-		StartTime:        s.birth,
-		CWD:              cwd,
-		Hostname:         host,
-		ServerTime:       time.Now().UTC(),
-		GoroutineCount:   runtime.NumGoroutine(),
-		GOMAXPROCS:       runtime.GOMAXPROCS(0),
-		GOMEMLIMIT:       debug.SetMemoryLimit(-1),
-		GOGC:             os.Getenv("GOGC"),
-		GODEBUG:          os.Getenv("GODEBUG"),
-		StorageRetention: s.retentionDesc,
+		StartTime:      s.birth,
+		CWD:            cwd,
+		Hostname:       host,
+		ServerTime:     time.Now().UTC(),
+		GoroutineCount: runtime.NumGoroutine(),
+		GOMAXPROCS:     runtime.GOMAXPROCS(0),
+		GOMEMLIMIT:     debug.SetMemoryLimit(-1),
+		GOGC:           os.Getenv("GOGC"),
+		GODEBUG:        os.Getenv("GODEBUG"),
+	}
+	// The bounds the TSDB enforces now: the applied config's, which a
+	// reload may have changed.
+	if r := s.config().StorageConfig.TSDBConfig; r != nil && r.Retention != nil {
+		info.StorageRetention = retentionString(&tsdb.Options{
+			RetentionDuration: int64(time.Duration(r.Retention.Time) / time.Millisecond),
+			MaxBytes:          int64(r.Retention.Size),
+		})
 	}
 	mfs, err := s.reg.Gather()
 	if err != nil {
@@ -572,7 +580,7 @@ func retentionString(o *tsdb.Options) string {
 		parts = append(parts, model.Duration(time.Duration(o.RetentionDuration)*time.Millisecond).String())
 	}
 	if o.MaxBytes > 0 {
-		parts = append(parts, strconv.FormatInt(o.MaxBytes, 10)+"B")
+		parts = append(parts, units.Base2Bytes(o.MaxBytes).String())
 	}
 	return strings.Join(parts, " or ")
 }

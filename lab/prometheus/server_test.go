@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"math"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -475,12 +474,24 @@ func TestRetentionDeletesOldBlocks(t *testing.T) {
 // both bounds as Prometheus words them.
 func TestRetentionBySize(t *testing.T) {
 	r := start(t, "scrape_configs: []\n", Options{RetentionTime: 2 * time.Hour, RetentionSize: 200 << 20})
-	if got := r.s.db.Head().MinTime(); got != math.MaxInt64 && got < 0 {
-		t.Errorf("head min time %d", got)
+	// What the TSDB enforces after the config was applied (it reads the
+	// bounds from every config it is given), by its own metrics.
+	mfs, err := r.s.Registry().Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	limits := map[string]float64{}
+	for _, mf := range mfs {
+		if strings.HasPrefix(mf.GetName(), "prometheus_tsdb_retention_limit_") {
+			limits[mf.GetName()] = mf.GetMetric()[0].GetGauge().GetValue()
+		}
+	}
+	if limits["prometheus_tsdb_retention_limit_bytes"] != 200<<20 || limits["prometheus_tsdb_retention_limit_seconds"] != 7200 {
+		t.Errorf("TSDB retention limits %v; want 209715200 bytes and 7200 s", limits)
 	}
 	ri, err := r.api.Runtimeinfo(context.Background())
-	if err != nil || ri.StorageRetention != "2h or 209715200B" {
-		t.Errorf("runtimeinfo retention %q, %v; want 2h or 209715200B", ri.StorageRetention, err)
+	if err != nil || ri.StorageRetention != "2h or 200MiB" {
+		t.Errorf("runtimeinfo retention %q, %v; want 2h or 200MiB", ri.StorageRetention, err)
 	}
 }
 
