@@ -17,6 +17,7 @@ import (
 	"github.com/meshlab/meshlab/dataplane/capture"
 	"github.com/meshlab/meshlab/lab/cmd"
 	"github.com/meshlab/meshlab/lab/process"
+	"github.com/meshlab/meshlab/lab/prometheus"
 	"github.com/meshlab/meshlab/lab/zipkin"
 	"github.com/meshlab/meshlab/samples"
 )
@@ -57,6 +58,8 @@ func main() {
 			dataplane.GatewayCommand(),
 			capture.Command(),
 			samples.Command(),
+			prometheus.Command(),
+			prometheus.ConfigCommand(),
 			cmd.VersionCommand(),
 			cmd.LabDaemon(),
 			process.NSExecCommand(),

@@ -1,9 +1,11 @@
 // Package install owns what meshlab puts on a Kubernetes cluster: the Istio
 // CRDs, istiod (the meshlab control plane) with least-privilege RBAC and the
-// sidecar-injection and validation webhooks, the ingress gateway, and
-// optionally Bookinfo with its gateway routes. Objects are typed client-go
-// objects, rendered to YAML or applied with server-side apply (field manager
-// "meshlab"); Uninstall deletes what Install created.
+// sidecar-injection and validation webhooks, the ingress gateway, the
+// istio mesh-config ConfigMap, the telemetry addons (a Prometheus with the
+// walkthrough's Kubernetes SD jobs and a Zipkin trace store, both the
+// meshlab image), and optionally Bookinfo with its gateway routes. Objects
+// are typed client-go objects, rendered to YAML or applied with server-side
+// apply (field manager "meshlab"); Uninstall deletes what Install created.
 package install
 
 import (
@@ -71,6 +73,16 @@ type Options struct {
 	BookinfoNamespace string
 	// ControlPlaneArgs are appended to `meshlab controlplane ...`.
 	ControlPlaneArgs []string
+	// MeshConfig, when set, is the mesh config (YAML of Istio's
+	// MeshConfig) put in the istio ConfigMap's "mesh" key, which istiod
+	// reads at start and watches. Unset, no ConfigMap is made and istiod
+	// keeps Istio's defaults.
+	MeshConfig string
+	// PrometheusConfig is the prometheus addon's config file; nil is the
+	// walkthrough's jobs over Kubernetes SD (prometheus.KubeConfig).
+	PrometheusConfig []byte
+	// NoTelemetryAddons leaves out the zipkin and prometheus addons.
+	NoTelemetryAddons bool
 }
 
 func (o Options) validate() error {
@@ -79,6 +91,10 @@ func (o Options) validate() error {
 	}
 	if o.WebhookURLBase != "" && !strings.HasPrefix(o.WebhookURLBase, "https://") {
 		return fmt.Errorf("install: webhook URL base %q must start with https://", o.WebhookURLBase)
+	}
+	var mesh map[string]any
+	if err := yaml.Unmarshal([]byte(o.MeshConfig), &mesh); err != nil {
+		return fmt.Errorf("install: the mesh config is not a YAML mapping (Istio's MeshConfig): %w", err)
 	}
 	return nil
 }
@@ -138,11 +154,17 @@ func plan(o Options) ([]step, error) {
 	if o.CACerts != nil {
 		steps = append(steps, step{"mesh CA", []runtime.Object{caSecret(o.CACerts)}})
 	}
+	if o.MeshConfig != "" {
+		steps = append(steps, step{"mesh config", []runtime.Object{meshConfig(o.MeshConfig)}})
+	}
 	steps = append(steps, []step{
 		{"istiod", istiod(o)},
 		{"webhooks", []runtime.Object{injector(o), validator(o)}},
 		{"ingress gateway", ingressGateway(o)},
 	}...)
+	if !o.NoTelemetryAddons {
+		steps = append(steps, step{"telemetry addons (prometheus, zipkin)", telemetryAddons(o)})
+	}
 	if ns := o.BookinfoNamespace; ns != "" {
 		app, err := bookinfo(o)
 		if err != nil {
@@ -269,7 +291,12 @@ func istiod(o Options) []runtime.Object {
 			Strategy: appsv1.DeploymentStrategy{Type: appsv1.RecreateDeploymentStrategyType},
 			Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"app": Istiod}},
 			Template: corev1.PodTemplateSpec{
-				ObjectMeta: metav1.ObjectMeta{Labels: podLabels},
+				ObjectMeta: metav1.ObjectMeta{Labels: podLabels, Annotations: map[string]string{
+					// As Istio's chart: annotation-driven scrapers find
+					// istiod's /metrics.
+					"prometheus.io/scrape": "true",
+					"prometheus.io/port":   "15014",
+				}},
 				Spec: corev1.PodSpec{
 					ServiceAccountName: Istiod,
 					Containers: []corev1.Container{{
