@@ -56,13 +56,13 @@ func buildImage(ctx context.Context, dir string) (kind.Image, error) {
 
 // installMesh is lab/kube/install for the kind lab, with the cluster's
 // mesh CA (the cacerts Secret, made on the first up and kept after).
-func installMesh(ctx context.Context, cfg *rest.Config, ref, bookinfoNamespace string) error {
+func installMesh(ctx context.Context, cfg *rest.Config, ref, bookinfoNamespace, meshConfig string) error {
 	in, err := install.New(cfg)
 	if err != nil {
 		return err
 	}
 	in.Wait = true
-	o, err := in.MeshCA(ctx, install.Options{Image: ref, BookinfoNamespace: bookinfoNamespace})
+	o, err := in.MeshCA(ctx, install.Options{Image: ref, BookinfoNamespace: bookinfoNamespace, MeshConfig: meshConfig})
 	if err != nil {
 		return err
 	}

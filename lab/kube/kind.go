@@ -44,7 +44,7 @@ const (
 // bookinfoNamespace is set, bookinfo onto the cluster of cfg, every container
 // running image, and returns once the Deployments have rolled out.
 // lab/kube/install provides it.
-type MeshInstaller func(ctx context.Context, cfg *rest.Config, image, bookinfoNamespace string) error
+type MeshInstaller func(ctx context.Context, cfg *rest.Config, image, bookinfoNamespace, meshConfig string) error
 
 // Options are the parameters of a kind lab.
 type Options struct {
@@ -57,6 +57,8 @@ type Options struct {
 	// Install installs the mesh.
 	Install           MeshInstaller
 	BookinfoNamespace string // "" leaves bookinfo out
+	// MeshConfig is the istio ConfigMap's mesh (from up's values).
+	MeshConfig string
 	// SharedIPKey, when set, lets the gateway share its MetalLB address
 	// with other Services carrying the same key.
 	SharedIPKey string
@@ -231,7 +233,7 @@ func Up(ctx context.Context, o Options, p kind.Provider) (err error) {
 
 	var ip string
 	if err := s.step("istiod + gateway", func() (string, error) {
-		if err := o.Install(ctx, cfg, img.Ref, o.BookinfoNamespace); err != nil {
+		if err := o.Install(ctx, cfg, img.Ref, o.BookinfoNamespace, o.MeshConfig); err != nil {
 			return "", err
 		}
 		if err := publishGateway(ctx, clients.Kube, o.SharedIPKey); err != nil {

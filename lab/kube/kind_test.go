@@ -115,7 +115,7 @@ func newRun(t *testing.T, containers int) *run {
 		Subnets: func(context.Context) ([]netip.Prefix, error) {
 			return []netip.Prefix{netip.MustParsePrefix("172.18.0.0/16"), netip.MustParsePrefix("fc00:f853:ccd:e793::/64")}, nil
 		},
-		Install: func(_ context.Context, cfg *rest.Config, image, ns string) error {
+		Install: func(_ context.Context, cfg *rest.Config, image, ns, _ string) error {
 			r.installed = append(r.installed, cfg.Host+" "+image+" "+ns)
 			return nil
 		},

@@ -222,7 +222,7 @@ func (r *Runtime) Up(ctx context.Context, o lab.UpOptions) error {
 			HostAddr: o.HostAddr, HTTPPort: o.HTTPPort, HTTPSPort: o.HTTPSPort,
 		},
 		StateDir: r.stateDir, Image: d.Image, Subnets: subnets, Install: d.Install,
-		BookinfoNamespace: ns, SharedIPKey: o.SharedIPKey, Out: o.Out,
+		BookinfoNamespace: ns, SharedIPKey: o.SharedIPKey, MeshConfig: o.MeshConfig, Out: o.Out,
 	}, p); err != nil {
 		return err
 	}
