@@ -19,6 +19,7 @@ import (
 	"github.com/meshlab/meshlab/controlplane/api"
 	"github.com/meshlab/meshlab/controlplane/config"
 	"github.com/meshlab/meshlab/controlplane/meshconfig"
+	"github.com/meshlab/meshlab/controlplane/monitoring"
 	"github.com/meshlab/meshlab/controlplane/registry"
 	"github.com/meshlab/meshlab/controlplane/store"
 	"github.com/meshlab/meshlab/controlplane/xds"
@@ -62,7 +63,27 @@ func (s *Server) Handler() http.Handler {
 		_, _ = w.Write([]byte("ready\n"))
 	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(s.metrics(), promhttp.HandlerOpts{}))
+	mux.HandleFunc("GET "+monitoring.PathSD, s.handlePrometheusSD)
 	return protect(mux)
+}
+
+// handlePrometheusSD answers Prometheus's HTTP SD with what its Kubernetes
+// SD would find for ?role=pod|endpoints, in the ?namespace= given (all
+// when none). Open, as /metrics: Prometheus's scrape config takes no
+// credential for it, and the pod labels it shows are what Kubernetes SD
+// shows any Prometheus with list rights.
+func (s *Server) handlePrometheusSD(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	role := q.Get("role")
+	if role != monitoring.RolePod && role != monitoring.RoleEndpoints {
+		writeError(w, http.StatusBadRequest, fmt.Sprintf("role %q: want role=%s or role=%s, as kubernetes_sd_configs", role, monitoring.RolePod, monitoring.RoleEndpoints))
+		return
+	}
+	groups := monitoring.Targets(s.reg.Snapshot(), role, q["namespace"])
+	if groups == nil {
+		groups = []monitoring.TargetGroup{} // Prometheus wants a list, even empty
+	}
+	writeJSON(w, http.StatusOK, groups)
 }
 
 func (s *Server) metrics() *prometheus.Registry {

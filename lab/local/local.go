@@ -23,6 +23,9 @@ import (
 	"sync"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
 	"github.com/meshlab/meshlab/controlplane"
 	"github.com/meshlab/meshlab/controlplane/api"
 	"github.com/meshlab/meshlab/controlplane/registry"
@@ -445,6 +448,38 @@ func Cleanup(ctx context.Context) error {
 }
 
 func (r *Runtime) workload(p *pod, ready bool) registry.Workload {
+	r.mu.Lock()
+	shown := toPod(p.Pod, nodeName(), time.Now())
+	r.mu.Unlock()
 	return registry.Workload{Name: p.Name, Namespace: p.Namespace, IP: netip.MustParseAddr(p.IP),
-		Labels: p.Labels, ServiceAccount: p.serviceAccount, Ready: ready}
+		Labels: p.Labels, ServiceAccount: p.serviceAccount, Ready: ready, Pod: registryPod(&shown)}
+}
+
+// registryPod is what the control plane's Prometheus service discovery
+// reports of a pod: the pod as `meshlab get pods -o yaml` shows it.
+func registryPod(pod *corev1.Pod) *registry.Pod {
+	out := &registry.Pod{Annotations: pod.Annotations, Phase: string(pod.Status.Phase),
+		NodeName: pod.Spec.NodeName, HostIP: pod.Status.HostIP, UID: string(pod.UID), Terminating: pod.DeletionTimestamp != nil}
+	if ref := metav1.GetControllerOf(pod); ref != nil {
+		out.ControllerKind, out.ControllerName = ref.Kind, ref.Name
+	}
+	containers := func(cs []corev1.Container, statuses []corev1.ContainerStatus) []registry.Container {
+		var out []registry.Container
+		for _, c := range cs {
+			rc := registry.Container{Name: c.Name, Image: c.Image}
+			for _, st := range statuses {
+				if st.Name == c.Name {
+					rc.ID = st.ContainerID
+				}
+			}
+			for _, cp := range c.Ports {
+				rc.Ports = append(rc.Ports, registry.ContainerPort{Name: cp.Name, ContainerPort: uint32(cp.ContainerPort), Protocol: string(cp.Protocol)})
+			}
+			out = append(out, rc)
+		}
+		return out
+	}
+	out.Containers = containers(pod.Spec.Containers, pod.Status.ContainerStatuses)
+	out.InitContainers = containers(pod.Spec.InitContainers, pod.Status.InitContainerStatuses)
+	return out
 }
