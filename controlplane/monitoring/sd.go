@@ -59,8 +59,6 @@ const (
 	labelEpTarget   = meta + "endpoint_address_target_name"
 	labelEpNode     = meta + "endpoint_node_name"
 	labelSvcName    = meta + "service_name"
-
-	addressLabel = "__address__"
 )
 
 // invalidLabelChar is Prometheus's strutil.SanitizeLabelName.

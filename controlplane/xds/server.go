@@ -27,6 +27,8 @@ import (
 	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
+
+	"github.com/meshlab/meshlab/controlplane/registry"
 )
 
 // Server serves each connected proxy its resources over ADS and tracks
@@ -62,12 +64,74 @@ type Server struct {
 	peers   map[int64]streamPeer
 	pushed  string        // version of the last Update applied to every node
 	changed chan struct{} // closed and replaced on every status change
+
+	obs       Observer
+	pushStart time.Time // when the last Update started; mu
+}
+
+// Observer hears the server's events for istiod's metrics (package
+// monitoring). It is called with the server's locks held: it must be
+// quick and must not call back.
+type Observer interface {
+	// Pushed: a response of typeURL, bytes long, went to a proxy, since
+	// after the push or request it answers.
+	Pushed(typeURL string, bytes int, since time.Duration)
+	// SendFailed: a proxy's resources of typeURL could not be sent.
+	SendFailed(typeURL string)
+	// Rejected: a proxy NACKed typeURL.
+	Rejected(typeURL string)
+	// ExpiredNonce: a proxy answered a nonce other than the last sent.
+	ExpiredNonce(typeURL string)
+	// Converged: a proxy acknowledged every type a push changed, d
+	// after that push started.
+	Converged(d time.Duration)
+	// Queued: a proxy's turn in a push came d after it started.
+	Queued(d time.Duration)
+	// PushContextInit: a push's shared index took d to build.
+	PushContextInit(d time.Duration)
+	// InternalError: a proxy's configuration failed to build.
+	InternalError()
+}
+
+type nopObserver struct{}
+
+func (nopObserver) Pushed(string, int, time.Duration) {}
+func (nopObserver) SendFailed(string)                 {}
+func (nopObserver) Rejected(string)                   {}
+func (nopObserver) ExpiredNonce(string)               {}
+func (nopObserver) Converged(time.Duration)           {}
+func (nopObserver) Queued(time.Duration)              {}
+func (nopObserver) PushContextInit(time.Duration)     {}
+func (nopObserver) InternalError()                    {}
+
+// IsHTTPPort is the protocol rule the inbound listeners follow, for the
+// control plane's pilot_conflict_inbound_listener.
+func IsHTTPPort(p registry.Port) bool { return isHTTP(p) }
+
+// SetObserver makes o hear the server's events; call it before serving.
+func (s *Server) SetObserver(o Observer) { s.obs = o }
+
+// ConnectedVersions counts the connected proxies by the ISTIO_VERSION
+// their node metadata gives ("" when none), istiod's pilot_xds{version}.
+func (s *Server) ConnectedVersions() map[string]int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := map[string]int{}
+	for _, n := range s.nodes {
+		if n.streams > 0 {
+			out[n.version]++
+		}
+	}
+	return out
 }
 
 type node struct {
 	proxy   Proxy
 	streams int
 	types   map[string]*typeState
+	version string // ISTIO_VERSION of its metadata
+	// since is when the oldest push it has not acknowledged started.
+	since time.Time
 }
 
 type typeState struct {
@@ -76,6 +140,7 @@ type typeState struct {
 	nonceVersion                   string
 	last                           *discoveryv3.DiscoveryResponse
 	lastAt                         time.Time
+	requestedAt                    time.Time // of its last request
 	// target is the version of this type in the node's snapshot: what
 	// the node should end up acknowledging, once it subscribed.
 	target     string
@@ -176,6 +241,7 @@ func NewServer(logger *slog.Logger) *Server {
 		peers:   map[int64]streamPeer{},
 		snaps:   map[string]*snapState{},
 		changed: make(chan struct{}),
+		obs:     nopObserver{},
 	}
 }
 
@@ -242,10 +308,13 @@ func (s *Server) Serve(ctx context.Context, lis net.Listener) error {
 func (s *Server) Update(ctx context.Context, in Input, version string) error {
 	s.buildMu.Lock()
 	defer s.buildMu.Unlock()
+	start := time.Now()
 	x := newIndex(in)
+	s.obs.PushContextInit(time.Since(start))
 	s.index, s.version = x, version
 
 	s.mu.Lock()
+	s.pushStart = start
 	var proxies []Proxy
 	for _, n := range s.nodes {
 		if n.streams > 0 {
@@ -256,7 +325,8 @@ func (s *Server) Update(ctx context.Context, in Input, version string) error {
 
 	var errs []error
 	for _, p := range proxies {
-		if err := s.setSnapshot(ctx, x, p); err != nil {
+		s.obs.Queued(time.Since(start))
+		if err := s.setSnapshot(ctx, x, p, start); err != nil {
 			errs = append(errs, err)
 		}
 	}
@@ -267,10 +337,13 @@ func (s *Server) Update(ctx context.Context, in Input, version string) error {
 	return errors.Join(errs...)
 }
 
-// setSnapshot builds p's resources and hands them to the cache; buildMu held.
-func (s *Server) setSnapshot(ctx context.Context, x *index, p Proxy) error {
+// setSnapshot builds p's resources and hands them to the cache; buildMu
+// held. pushStart is when the push it is part of started; zero for a
+// proxy's first snapshot.
+func (s *Server) setSnapshot(ctx context.Context, x *index, p Proxy, pushStart time.Time) error {
 	res, err := x.build(p)
 	if err != nil {
+		s.obs.InternalError()
 		return err
 	}
 	if s.sumsIndex != x {
@@ -322,11 +395,16 @@ func (s *Server) setSnapshot(ctx context.Context, x *index, p Proxy) error {
 	}
 	{
 		for url, st := range next.types {
-			s.typeState(n, url).target = st.version
+			ts := s.typeState(n, url)
+			if ts.target != st.version && ts.subscribed && !pushStart.IsZero() && n.since.IsZero() {
+				n.since = pushStart
+			}
+			ts.target = st.version
 		}
 		for url := range res {
 			ts := s.typeState(n, url)
 			if msg, ok := failed[url]; ok {
+				s.obs.SendFailed(url)
 				ts.undeliverable, ts.undeliverableVersion = msg, s.version
 			} else {
 				ts.undeliverable, ts.undeliverableVersion = "", ""
@@ -474,6 +552,7 @@ func (s *Server) onRequest(streamID int64, req *discoveryv3.DiscoveryRequest) er
 	}
 	ts := s.typeState(n, req.GetTypeUrl())
 	ts.subscribed = true
+	ts.requestedAt = time.Now()
 	switch {
 	case req.GetResponseNonce() == "":
 		// A reconnecting proxy tells what it already runs.
@@ -482,13 +561,19 @@ func (s *Server) onRequest(streamID int64, req *discoveryv3.DiscoveryRequest) er
 		}
 	case req.GetResponseNonce() != ts.nonce:
 		// Stale nonce: the server ignores it, and so do we.
+		s.obs.ExpiredNonce(req.GetTypeUrl())
 	case req.GetErrorDetail() != nil:
+		s.obs.Rejected(req.GetTypeUrl())
 		ts.nacked, ts.nackError = ts.nonceVersion, req.GetErrorDetail().GetMessage()
 		s.log.Warn("proxy rejected config", "node", id, "type", req.GetTypeUrl(), "version", ts.nonceVersion, "error", ts.nackError)
 	default:
 		ts.acked = req.GetVersionInfo()
 		if ts.acked == ts.nacked {
 			ts.nacked, ts.nackError = "", ""
+		}
+		if !n.since.IsZero() && converged(n) {
+			s.obs.Converged(time.Since(n.since))
+			n.since = time.Time{}
 		}
 	}
 	s.notify()
@@ -502,7 +587,7 @@ func (s *Server) onRequest(streamID int64, req *discoveryv3.DiscoveryRequest) er
 		if s.index != nil {
 			// The index memoizes what proxies share, so a crowd of proxies
 			// connecting at once costs one translation of the mesh.
-			if err := s.setSnapshot(context.Background(), s.index, proxy); err != nil {
+			if err := s.setSnapshot(context.Background(), s.index, proxy, time.Time{}); err != nil {
 				s.log.Error("build config for new proxy", "node", id, "err", err)
 			}
 		}
@@ -544,6 +629,7 @@ func (s *Server) nodeFor(streamID int64, cn *corev3.Node) (n *node, connected bo
 		s.nodes[key] = n
 	}
 	n.proxy = p
+	n.version = cn.GetMetadata().GetFields()["ISTIO_VERSION"].GetStringValue()
 	s.streams[streamID] = key
 	n.streams++
 	return n, n.streams == 1, nil
@@ -571,7 +657,28 @@ func (s *Server) onResponse(_ context.Context, streamID int64, req *discoveryv3.
 	ts := s.typeState(n, resp.GetTypeUrl())
 	ts.sent, ts.nonce, ts.nonceVersion = resp.GetVersionInfo(), resp.GetNonce(), resp.GetVersionInfo()
 	ts.last, ts.lastAt = resp, time.Now()
+	// The resources are already encoded: their sizes cost a sum.
+	size := 0
+	for _, r := range resp.GetResources() {
+		size += len(r.GetValue())
+	}
+	start := s.pushStart
+	if ts.requestedAt.After(start) {
+		start = ts.requestedAt
+	}
+	s.obs.Pushed(resp.GetTypeUrl(), size, ts.lastAt.Sub(start))
 	s.notify()
+}
+
+// converged reports whether n acknowledged the version its snapshot
+// holds of every type it subscribed to; s.mu held.
+func converged(n *node) bool {
+	for _, ts := range n.types {
+		if ts.subscribed && ts.target != "" && ts.acked != ts.target {
+			return false
+		}
+	}
+	return true
 }
 
 func (s *Server) onClosed(streamID int64, _ *corev3.Node) {
