@@ -265,8 +265,12 @@ func (s *Server) WebhookHandler() http.Handler {
 	if s.kube != nil {
 		namespaces = s.kube.Namespace
 	}
+	p := s.opts.Inject
+	if p.EnablePrometheusMerge == nil {
+		p.EnablePrometheusMerge = s.prometheusMerge
+	}
 	mux := http.NewServeMux()
-	mux.Handle("POST "+webhook.PathInject, webhook.Serve(inject.Webhook(s.opts.Inject, namespaces)))
+	mux.Handle("POST "+webhook.PathInject, webhook.Serve(inject.Webhook(p, namespaces)))
 	mux.Handle("POST "+webhook.PathValidate, webhook.Serve(s.validate))
 	return mux
 }

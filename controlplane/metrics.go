@@ -12,6 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/meshlab/meshlab/controlplane/config"
+	"github.com/meshlab/meshlab/controlplane/meshconfig"
 	"github.com/meshlab/meshlab/controlplane/monitoring"
 	"github.com/meshlab/meshlab/controlplane/registry"
 	"github.com/meshlab/meshlab/controlplane/store"
@@ -226,4 +227,19 @@ func (s *Server) validate(req *admissionv1.AdmissionRequest) *admissionv1.Admiss
 		s.metrics.Validated(req.Resource.Group, req.Resource.Version, req.Resource.Resource, reason)
 	}
 	return resp
+}
+
+// prometheusMerge is the mesh config's enablePrometheusMerge as the
+// injector reads it at each pod: on unless the istio ConfigMap turns it
+// off (Istio's default); a store that cannot be read keeps the default.
+func (s *Server) prometheusMerge() bool {
+	cm, ok, err := s.store.Get(config.ConfigMap, meshconfig.Namespace, meshconfig.ConfigMapName)
+	if err != nil || !ok {
+		return true
+	}
+	mc, err := meshconfig.FromResource(cm)
+	if err != nil || mc.GetEnablePrometheusMerge() == nil {
+		return true
+	}
+	return mc.GetEnablePrometheusMerge().GetValue()
 }

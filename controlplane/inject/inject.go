@@ -70,6 +70,9 @@ type Params struct {
 	// Binary is meshlab's path in the image; empty means /meshlab, where
 	// the meshlab image keeps it.
 	Binary string
+	// EnablePrometheusMerge says, at each injection, whether the mesh
+	// config's enablePrometheusMerge is on; nil means on, Istio's default.
+	EnablePrometheusMerge func() bool
 }
 
 // DefaultBinary is meshlab's path in the meshlab image.
@@ -193,9 +196,6 @@ func apply(meta *podMeta, spec *corev1.PodSpec, p Params) {
 		setDefault(meta.Annotations, "kubectl.kubernetes.io/default-container", spec.Containers[0].Name)
 		setDefault(meta.Annotations, "kubectl.kubernetes.io/default-logs-container", spec.Containers[0].Name)
 	}
-	setDefault(meta.Annotations, "prometheus.io/scrape", "true")
-	setDefault(meta.Annotations, "prometheus.io/port", itoa(MetricsPort))
-	setDefault(meta.Annotations, "prometheus.io/path", "/stats/prometheus")
 	st, _ := json.Marshal(status{
 		InitContainers: []string{InitContainer}, Containers: []string{ProxyContainer},
 		Volumes: []string{PodInfoVolume, TokenVolume, RootCertVolume}, Revision: p.Revision,
@@ -208,6 +208,8 @@ func apply(meta *podMeta, spec *corev1.PodSpec, p Params) {
 
 	spec.InitContainers = append(spec.InitContainers, initContainer(p))
 	spec.Containers = append(spec.Containers, proxyContainer(p))
+	merge := p.EnablePrometheusMerge == nil || p.EnablePrometheusMerge()
+	prometheusMerge(meta.Annotations, &spec.Containers[len(spec.Containers)-1], merge)
 	spec.Volumes = append(spec.Volumes, corev1.Volume{
 		Name: PodInfoVolume,
 		VolumeSource: corev1.VolumeSource{DownwardAPI: &corev1.DownwardAPIVolumeSource{Items: []corev1.DownwardAPIVolumeFile{
