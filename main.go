@@ -49,6 +49,7 @@ func main() {
 			cmd.ProxyConfig(),
 			cmd.Experimental(),
 			cmd.Inject(),
+			cmd.PrometheusConfig(),
 			cmd.Install(),
 			cmd.Uninstall(),
 			controlplane.Command(cmd.Version),
