@@ -7,7 +7,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"sort"
 	"testing"
 	"time"
@@ -31,8 +30,12 @@ func TestAgainstKubernetesSD(t *testing.T) {
 
 	// Prometheus's discovery is a module of its own; the Go build cache
 	// keeps it after the first build.
+	goBin, err := exec.LookPath("go")
+	if err != nil {
+		t.Fatal("the go command is needed to build testdata/kubesd: put it on PATH")
+	}
 	bin := filepath.Join(t.TempDir(), "kubesd")
-	build := exec.CommandContext(ctx, filepath.Join(runtime.GOROOT(), "bin", "go"), "build", "-o", bin, ".")
+	build := exec.CommandContext(ctx, goBin, "build", "-o", bin, ".")
 	build.Dir = filepath.Join("testdata", "kubesd")
 	build.Env = append(os.Environ(), "GOWORK=off", "GOFLAGS=-mod=mod", "CGO_ENABLED=0")
 	if out, err := build.CombinedOutput(); err != nil {
@@ -72,9 +75,11 @@ func TestAgainstKubernetesSD(t *testing.T) {
 		t.Fatal(err)
 	}
 	// What the endpoints controller (not run by the test API server) keeps.
+	// Endpoints, deprecated for EndpointSlice, is what the walkthrough's
+	// role: endpoints reads.
 	node := "node1"
-	eps := &corev1.Endpoints{ObjectMeta: metav1.ObjectMeta{Name: "productpage", Namespace: "default", Labels: svc.Labels},
-		Subsets: []corev1.EndpointSubset{{
+	eps := &corev1.Endpoints{ //nolint:staticcheck // role: endpoints reads EndpointsObjectMeta: metav1.ObjectMeta{Name: "productpage", Namespace: "default", Labels: svc.Labels},
+		Subsets: []corev1.EndpointSubset{{ //nolint:staticcheck // as above
 			Addresses: []corev1.EndpointAddress{{IP: "198.18.0.7", NodeName: &node,
 				TargetRef: &corev1.ObjectReference{Kind: "Pod", Namespace: "default", Name: pod.Name, UID: created.UID}}},
 			Ports: []corev1.EndpointPort{{Name: "http", Port: 9080, Protocol: corev1.ProtocolTCP}},
