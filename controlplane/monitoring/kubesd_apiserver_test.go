@@ -78,7 +78,7 @@ func TestAgainstKubernetesSD(t *testing.T) {
 	// Endpoints, deprecated for EndpointSlice, is what the walkthrough's
 	// role: endpoints reads.
 	node := "node1"
-	eps := &corev1.Endpoints{ //nolint:staticcheck // role: endpoints reads EndpointsObjectMeta: metav1.ObjectMeta{Name: "productpage", Namespace: "default", Labels: svc.Labels},
+	eps := &corev1.Endpoints{ObjectMeta: metav1.ObjectMeta{Name: "productpage", Namespace: "default", Labels: svc.Labels}, //nolint:staticcheck // role: endpoints reads Endpoints
 		Subsets: []corev1.EndpointSubset{{ //nolint:staticcheck // as above
 			Addresses: []corev1.EndpointAddress{{IP: "198.18.0.7", NodeName: &node,
 				TargetRef: &corev1.ObjectReference{Kind: "Pod", Namespace: "default", Name: pod.Name, UID: created.UID}}},
