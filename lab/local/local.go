@@ -354,6 +354,27 @@ func (r *Runtime) startContainer(ctx context.Context, p *pod, name string, argv,
 	return nil
 }
 
+// shown is p as the lab's record shows it: with its containers' states
+// and the phase they make; r.mu held.
+func (p *pod) shown() lab.Pod {
+	lp := p.Pod
+	lp.Containers = nil
+	running := len(p.containers) > 0
+	for i, c := range p.containers {
+		cs := c.State()
+		lp.Containers = append(lp.Containers, lab.Container{Name: p.names[i], Running: cs.Running, PID: cs.PID,
+			Restarts: cs.Restarts, LastExit: cs.LastExit, Log: p.logs[i], UID: p.ids[i].uid, GID: p.ids[i].gid})
+		running = running && cs.Running
+	}
+	if running {
+		lp.Phase = "Running"
+	}
+	if p.failed != "" {
+		lp.Phase, lp.Message = "Failed", p.failed
+	}
+	return lp
+}
+
 // writeStatus records the lab's state for `status`, `exec` and `logs`.
 func (r *Runtime) writeStatus() {
 	// One writer at a time, so a later snapshot is never replaced by an
@@ -365,22 +386,7 @@ func (r *Runtime) writeStatus() {
 	st.Steps = append([]lab.Step(nil), r.status.Steps...)
 	st.Pods = nil
 	for _, p := range r.pods {
-		lp := p.Pod
-		lp.Containers = nil
-		running := len(p.containers) > 0
-		for i, c := range p.containers {
-			cs := c.State()
-			lp.Containers = append(lp.Containers, lab.Container{Name: p.names[i], Running: cs.Running, PID: cs.PID,
-				Restarts: cs.Restarts, LastExit: cs.LastExit, Log: p.logs[i], UID: p.ids[i].uid, GID: p.ids[i].gid})
-			running = running && cs.Running
-		}
-		if running {
-			lp.Phase = "Running"
-		}
-		if p.failed != "" {
-			lp.Phase, lp.Message = "Failed", p.failed
-		}
-		st.Pods = append(st.Pods, lp)
+		st.Pods = append(st.Pods, p.shown())
 	}
 	r.mu.Unlock()
 	sort.Slice(st.Pods, func(i, j int) bool {
@@ -449,7 +455,7 @@ func Cleanup(ctx context.Context) error {
 
 func (r *Runtime) workload(p *pod, ready bool) registry.Workload {
 	r.mu.Lock()
-	shown := toPod(p.Pod, nodeName(), time.Now())
+	shown := toPod(p.shown(), nodeName(), time.Now())
 	r.mu.Unlock()
 	return registry.Workload{Name: p.Name, Namespace: p.Namespace, IP: netip.MustParseAddr(p.IP),
 		Labels: p.Labels, ServiceAccount: p.serviceAccount, Ready: ready, Pod: registryPod(&shown)}
