@@ -195,6 +195,7 @@ spec:
 			"pilot_xds_pushes{type=cds}": 1, "pilot_xds_pushes{type=lds}": 1,
 			"pilot_xds_push_time{type=cds}": 1, "pilot_xds_push_time{type=lds}": 1,
 			"pilot_xds_config_size_bytes{type=cds}": 1, "pilot_xds_config_size_bytes{type=lds}": 1,
+			"pilot_xds_send_time": 2,
 		},
 		equal: map[string]float64{"pilot_xds{version=1.24.6}": 1},
 	}, {

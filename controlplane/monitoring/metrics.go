@@ -56,6 +56,7 @@ type Metrics struct {
 
 	pushes, rejects, expiredNonce, triggers, inbound, cfgEvents *prometheus.CounterVec
 	pushTime, configSize                                        *prometheus.HistogramVec
+	sendTime                                                    prometheus.Histogram
 	convergence, queueTime, debounce, pushContextInit           prometheus.Histogram
 	internalErrors, pushContextErrors                           prometheus.Counter
 	jwksSuccess, jwksFail                                       prometheus.Counter
@@ -95,6 +96,7 @@ func NewMetrics(version string) *Metrics {
 			Help: "Total time in seconds Pilot takes to push lds, rds, cds and eds.", Buckets: pushTimeBuckets}, []string{"type"}),
 		configSize: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "pilot_xds_config_size_bytes",
 			Help: "Distribution of configuration sizes pushed to clients", Buckets: configSizeBuckets}, []string{"type"}),
+		sendTime:          hist("pilot_xds_send_time", "Total time in seconds Pilot takes to send generated configuration.", pushTimeBuckets),
 		convergence:       hist("pilot_proxy_convergence_time", "Delay in seconds between config change and a proxy receiving all required configuration.", convergenceBuckets),
 		queueTime:         hist("pilot_proxy_queue_time", "Time in seconds, a proxy is in the push queue before being dequeued.", convergenceBuckets),
 		debounce:          hist("pilot_debounce_time", "Delay in seconds between the first config enters debouncing and the merged push request is pushed into the push queue.", pushTimeBuckets),
@@ -118,7 +120,7 @@ func NewMetrics(version string) *Metrics {
 	info := prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "pilot_info", Help: "Pilot version and build information."}, []string{"version"})
 	info.WithLabelValues(version).Set(1)
 	m.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), info,
-		m.pushes, m.rejects, m.expiredNonce, m.triggers, m.inbound, m.cfgEvents, m.pushTime, m.configSize,
+		m.pushes, m.rejects, m.expiredNonce, m.triggers, m.inbound, m.cfgEvents, m.pushTime, m.configSize, m.sendTime,
 		m.convergence, m.queueTime, m.debounce, m.pushContextInit, m.internalErrors, m.pushContextErrors,
 		m.jwksSuccess, m.jwksFail, m.validationPassed, m.validationFailed,
 		m.services, m.virtServices, m.destruleSubsets, m.duplicateClusters, m.vsDupDomain, m.conflictInbound,
@@ -204,6 +206,13 @@ func (m *Metrics) Queued(d time.Duration) {
 func (m *Metrics) PushContextInit(d time.Duration) {
 	if m != nil {
 		m.pushContextInit.Observe(d.Seconds())
+	}
+}
+
+// Sent records the time one response took to write to its stream.
+func (m *Metrics) Sent(d time.Duration) {
+	if m != nil {
+		m.sendTime.Observe(d.Seconds())
 	}
 }
 

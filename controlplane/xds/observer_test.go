@@ -51,6 +51,7 @@ func (r *recorder) Converged(time.Duration)       { r.add("converged") }
 func (r *recorder) Queued(time.Duration)          { r.add("queued") }
 func (r *recorder) PushContextInit(time.Duration) { r.add("init") }
 func (r *recorder) InternalError()                { r.add("internal") }
+func (r *recorder) Sent(time.Duration)            { r.add("sent") }
 
 // TestServerObserver: each event of the xDS server reaches its observer
 // when it happens, driven by a real ADS client on loopback.
@@ -86,7 +87,7 @@ func TestServerObserver(t *testing.T) {
 	}{{
 		name: "a proxy connects: every type is pushed, with its size",
 		do:   func() { c.until(s) },
-		want: map[string]int{"pushed CDS": 1, "pushed LDS": 1, "pushed EDS": 1, "pushed RDS": 1},
+		want: map[string]int{"pushed CDS": 1, "pushed LDS": 1, "pushed EDS": 1, "pushed RDS": 1, "sent": 4},
 		same: []string{"converged", "bad push CDS", "bad push LDS", "rejected LDS"},
 	}, {
 		name: "a push: queued, its index built, the proxy converges once it ACKs",

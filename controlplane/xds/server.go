@@ -91,6 +91,8 @@ type Observer interface {
 	PushContextInit(d time.Duration)
 	// InternalError: a proxy's configuration failed to build.
 	InternalError()
+	// Sent: writing one response to a proxy's stream took d.
+	Sent(d time.Duration)
 }
 
 type nopObserver struct{}
@@ -103,6 +105,31 @@ func (nopObserver) Converged(time.Duration)           {}
 func (nopObserver) Queued(time.Duration)              {}
 func (nopObserver) PushContextInit(time.Duration)     {}
 func (nopObserver) InternalError()                    {}
+func (nopObserver) Sent(time.Duration)                {}
+
+// timedADS times each response's write to the stream (istiod's
+// pilot_xds_send_time), which go-control-plane does after the response
+// callback; the stream wrapper is made once per stream.
+type timedADS struct {
+	serverv3.Server
+	s *Server
+}
+
+func (t timedADS) StreamAggregatedResources(stream discoveryv3.AggregatedDiscoveryService_StreamAggregatedResourcesServer) error {
+	return t.Server.StreamAggregatedResources(timedStream{stream, t.s})
+}
+
+type timedStream struct {
+	discoveryv3.AggregatedDiscoveryService_StreamAggregatedResourcesServer
+	s *Server
+}
+
+func (t timedStream) Send(resp *discoveryv3.DiscoveryResponse) error {
+	start := time.Now()
+	err := t.AggregatedDiscoveryService_StreamAggregatedResourcesServer.Send(resp)
+	t.s.obs.Sent(time.Since(start))
+	return err
+}
 
 // IsHTTPPort is the protocol rule the inbound listeners follow, for the
 // control plane's pilot_conflict_inbound_listener.
@@ -261,7 +288,7 @@ func GRPCOptions() []grpc.ServerOption {
 // node's namespace and service account, and then it may be served
 // secrets. Streams end with ctx.
 func (s *Server) Register(ctx context.Context, g *grpc.Server) {
-	discoveryv3.RegisterAggregatedDiscoveryServiceServer(g, s.adsServer(ctx))
+	discoveryv3.RegisterAggregatedDiscoveryServiceServer(g, timedADS{s.adsServer(ctx), s})
 }
 
 func (s *Server) adsServer(ctx context.Context) serverv3.Server {
@@ -274,7 +301,7 @@ func (s *Server) adsServer(ctx context.Context) serverv3.Server {
 // their configuration but never a secret.
 func (s *Server) Serve(ctx context.Context, lis net.Listener) error {
 	g := grpc.NewServer(GRPCOptions()...)
-	discoveryv3.RegisterAggregatedDiscoveryServiceServer(g, s.adsServer(ctx))
+	discoveryv3.RegisterAggregatedDiscoveryServiceServer(g, timedADS{s.adsServer(ctx), s})
 
 	errc := make(chan error, 1)
 	go func() { errc <- g.Serve(lis) }()
