@@ -24,6 +24,9 @@ import (
 // the CSR server's citadel_server_* were made with it.
 func (s *Server) initMetrics() {
 	s.metrics = monitoring.NewMetrics(s.opts.Version)
+	// What the store held before this control plane started is no event
+	// of this one: its history is not replayed into the counters.
+	s.pushState.rev = s.store.Revision()
 	s.xds.SetObserver(s.metrics)
 	s.metrics.Register(s.csr.Collectors()...)
 	s.metrics.Register(&connectedCollector{s: s, desc: prometheus.NewDesc("pilot_xds",
