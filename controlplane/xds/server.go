@@ -128,6 +128,11 @@ func (t timedStream) Send(resp *discoveryv3.DiscoveryResponse) error {
 	start := time.Now()
 	err := t.AggregatedDiscoveryService_StreamAggregatedResourcesServer.Send(resp)
 	t.s.obs.Sent(time.Since(start))
+	// A stream closing (Unavailable, Canceled) is normal; anything else
+	// is a failed push, as istiod's recordSendError counts it.
+	if c := status.Code(err); err != nil && c != codes.Unavailable && c != codes.Canceled {
+		t.s.obs.SendFailed(resp.GetTypeUrl())
+	}
 	return err
 }
 
