@@ -31,6 +31,7 @@ import (
 	"github.com/meshlab/meshlab/controlplane/jwks"
 	"github.com/meshlab/meshlab/controlplane/kube"
 	"github.com/meshlab/meshlab/controlplane/meshconfig"
+	"github.com/meshlab/meshlab/controlplane/monitoring"
 	"github.com/meshlab/meshlab/controlplane/registry"
 	"github.com/meshlab/meshlab/controlplane/store"
 	"github.com/meshlab/meshlab/controlplane/webhook"
@@ -129,6 +130,11 @@ type Server struct {
 	svcMu     sync.Mutex
 	fromStore map[string]bool
 
+	// metrics are istiod's series on /metrics; pushState is the push
+	// loop's memory of what it pushed, to say what triggered a push.
+	metrics   *monitoring.Metrics
+	pushState pushState
+
 	listening chan struct{} // closed once Serve's listeners are open
 	webhook   net.Addr      // set before listening closes; nil without webhooks
 	csrAddr   net.Addr      // likewise, for the certificate service
@@ -177,7 +183,8 @@ func New(opts Options) (*Server, error) {
 		secretWake: make(chan struct{}, 1),
 	}
 	// A refreshed key set is pushed like a changed secret.
-	s.jwks = jwks.New(jwks.Options{Logger: opts.Logger, OnChange: s.secretsChanged})
+	s.jwks = jwks.New(jwks.Options{Logger: opts.Logger, OnChange: s.secretsChanged,
+		Fetched: func(err error) { s.metrics.JWKSFetched(err) }})
 	if opts.CADir != "" && ca.InDir(opts.CADir) {
 		if s.ca, err = ca.LoadDir(opts.CADir); err == nil {
 			s.log.Info("mesh CA plugged in", "dir", opts.CADir)
@@ -199,6 +206,7 @@ func New(opts Options) (*Server, error) {
 		_ = st.Close()
 		return nil, err
 	}
+	s.initMetrics()
 	if opts.Kube != nil {
 		// The cluster is the registry's only source: nothing is loaded
 		// from the store, and the controller bumps the push version.
@@ -257,9 +265,13 @@ func (s *Server) WebhookHandler() http.Handler {
 	if s.kube != nil {
 		namespaces = s.kube.Namespace
 	}
+	p := s.opts.Inject
+	if p.EnablePrometheusMerge == nil {
+		p.EnablePrometheusMerge = s.prometheusMerge
+	}
 	mux := http.NewServeMux()
-	mux.Handle("POST "+webhook.PathInject, webhook.Serve(inject.Webhook(s.opts.Inject, namespaces)))
-	mux.Handle("POST "+webhook.PathValidate, webhook.Serve(webhook.Validate))
+	mux.Handle("POST "+webhook.PathInject, webhook.Serve(inject.Webhook(p, namespaces)))
+	mux.Handle("POST "+webhook.PathValidate, webhook.Serve(s.validate))
 	return mux
 }
 
@@ -405,6 +417,7 @@ func (s *Server) pushLoop(ctx context.Context) {
 		case <-revs:
 		case <-s.reg.Changed():
 		case <-s.secretWake:
+			s.pushState.secret = true
 		}
 		s.push(ctx)
 	}
@@ -422,6 +435,7 @@ func (s *Server) push(ctx context.Context) {
 	for _, k := range config.Kinds {
 		rs, err := s.store.List(k.Kind, "")
 		if err != nil {
+			s.metrics.PushContextError()
 			s.log.Error("list config for push", "kind", k.Kind, "err", err)
 			return
 		}
@@ -429,6 +443,7 @@ func (s *Server) push(ctx context.Context) {
 	}
 	secrets, err := s.xdsSecrets()
 	if err != nil {
+		s.metrics.PushContextError()
 		s.log.Error("list secrets for push", "err", err)
 		return
 	}
@@ -436,10 +451,12 @@ func (s *Server) push(ctx context.Context) {
 	// one was refused at apply, so an error here is a store failure.
 	var mesh *meshv1.MeshConfig
 	if cm, ok, err := s.store.Get(config.ConfigMap, meshconfig.Namespace, meshconfig.ConfigMapName); err != nil {
+		s.metrics.PushContextError()
 		s.log.Error("read mesh config for push", "err", err)
 		return
 	} else if ok {
 		if mesh, err = meshconfig.FromResource(cm); err != nil {
+			s.metrics.PushContextError()
 			s.log.Error("read mesh config for push", "err", err)
 			return
 		}
@@ -449,6 +466,8 @@ func (s *Server) push(ctx context.Context) {
 	// other changes (secrets, the cluster's) and is read before them.
 	version := fmt.Sprintf("%d.%d", rev, reg.Generation+gen)
 	start := time.Now()
+	s.recordTriggers(rev, reg, start)
+	s.metrics.MeshState(meshState(cfg, reg))
 	// Keys never fetched are fetched now, bounded by each rule's timeout,
 	// as istiod does while it builds; what fails is inlined as fake keys.
 	keys := s.jwks.Resolve(ctx, xds.JWKSRequests(cfg))

@@ -11,14 +11,13 @@ import (
 	"strings"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"google.golang.org/protobuf/encoding/protojson"
 
 	"github.com/meshlab/meshlab/controlplane/api"
 	"github.com/meshlab/meshlab/controlplane/config"
 	"github.com/meshlab/meshlab/controlplane/meshconfig"
+	"github.com/meshlab/meshlab/controlplane/monitoring"
 	"github.com/meshlab/meshlab/controlplane/registry"
 	"github.com/meshlab/meshlab/controlplane/store"
 	"github.com/meshlab/meshlab/controlplane/xds"
@@ -61,29 +60,28 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET "+api.PathReady, func(w http.ResponseWriter, r *http.Request) {
 		_, _ = w.Write([]byte("ready\n"))
 	})
-	mux.Handle("GET /metrics", promhttp.HandlerFor(s.metrics(), promhttp.HandlerOpts{}))
+	mux.Handle("GET /metrics", promhttp.HandlerFor(s.metrics.Registry(), promhttp.HandlerOpts{}))
+	mux.HandleFunc("GET "+monitoring.PathSD, s.handlePrometheusSD)
 	return protect(mux)
 }
 
-func (s *Server) metrics() *prometheus.Registry {
-	r := prometheus.NewRegistry()
-	r.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	r.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-		Name: "pilot_xds", Help: "Number of proxies connected to this control plane.",
-	}, func() float64 {
-		n := 0
-		for _, p := range s.xds.Status() {
-			if p.Connected {
-				n++
-			}
-		}
-		return float64(n)
-	}))
-	r.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-		Name: "meshlab_store_revision", Help: "The store's current revision.",
-	}, func() float64 { return float64(s.store.Revision()) }))
-	r.MustRegister(s.csr.Collectors()...)
-	return r
+// handlePrometheusSD answers Prometheus's HTTP SD with what its Kubernetes
+// SD would find for ?role=pod|endpoints, in the ?namespace= given (all
+// when none). Open, as /metrics: Prometheus's scrape config takes no
+// credential for it, and the pod labels it shows are what Kubernetes SD
+// shows any Prometheus with list rights.
+func (s *Server) handlePrometheusSD(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	role := q.Get("role")
+	if role != monitoring.RolePod && role != monitoring.RoleEndpoints {
+		writeError(w, http.StatusBadRequest, fmt.Sprintf("role %q: want role=%s or role=%s, as kubernetes_sd_configs", role, monitoring.RolePod, monitoring.RoleEndpoints))
+		return
+	}
+	groups := monitoring.Targets(s.reg.Snapshot(), role, q["namespace"])
+	if groups == nil {
+		groups = []monitoring.TargetGroup{} // Prometheus wants a list, even empty
+	}
+	writeJSON(w, http.StatusOK, groups)
 }
 
 func writeJSON(w http.ResponseWriter, code int, v any) {
@@ -130,13 +128,23 @@ func writeTooLarge(w http.ResponseWriter, size int64) {
 
 // resources turns documents into validated resources; every bad document is
 // reported, and none is stored if any is bad.
-func resources(docs []api.Document) ([]config.Resource, []string) {
+// Istio config is counted as istiod's validating webhook counts it
+// (galley_validation_*): `meshlab apply` is the local runtime's kubectl.
+func resources(docs []api.Document, m *monitoring.Metrics) ([]config.Resource, []string) {
 	var out []config.Resource
 	var errs []string
 	for _, d := range docs {
 		r, err := config.Unmarshal(d.Object)
 		if err == nil {
 			err = config.Validate(r)
+			if info, ok := config.LookupKind(string(r.Kind)); ok && config.IsIstioKind(r.APIVersion, string(r.Kind)) {
+				reason := ""
+				if err != nil {
+					reason = "invalid_resource"
+				}
+				_, version, _ := strings.Cut(r.APIVersion, "/")
+				m.Validated(info.Group, version, info.Plural, reason)
+			}
 		}
 		if err == nil {
 			// What the proxies could not enforce is refused here, not
@@ -161,7 +169,7 @@ func (s *Server) handleApply(w http.ResponseWriter, r *http.Request) {
 	if !decode(w, r, &req) {
 		return
 	}
-	rs, errs := resources(req.Documents)
+	rs, errs := resources(req.Documents, s.metrics)
 	if len(errs) > 0 {
 		writeError(w, http.StatusUnprocessableEntity, "nothing was applied: the batch has invalid documents", errs...)
 		return
@@ -405,6 +413,7 @@ func (s *Server) handlePutService(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.reg.PutService(svc)
+	s.metrics.Inbound(monitoring.InboundService)
 	writeJSON(w, http.StatusOK, svc)
 }
 
@@ -422,6 +431,7 @@ func (s *Server) handlePutWorkload(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.reg.PutWorkload(wl)
+	s.metrics.Inbound(monitoring.InboundEDS)
 	writeJSON(w, http.StatusOK, wl)
 }
 
@@ -442,6 +452,7 @@ func (s *Server) handleDeleteWorkload(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		s.reg.DeleteWorkload(wl.Namespace, wl.Name)
+		s.metrics.Inbound(monitoring.InboundEDS)
 	}
 	w.WriteHeader(http.StatusNoContent)
 }

@@ -14,6 +14,7 @@ import (
 
 	"github.com/meshlab/meshlab/controlplane/api"
 	"github.com/meshlab/meshlab/controlplane/config"
+	"github.com/meshlab/meshlab/controlplane/monitoring"
 	"github.com/meshlab/meshlab/controlplane/registry"
 )
 
@@ -207,6 +208,7 @@ func (s *Server) syncServices() error {
 			continue
 		}
 		s.reg.PutService(out)
+		s.metrics.Inbound(monitoring.InboundService)
 	}
 	for key := range s.fromStore {
 		if want[key] {
@@ -214,6 +216,7 @@ func (s *Server) syncServices() error {
 		}
 		ns, name, _ := strings.Cut(key, "/")
 		s.reg.DeleteService(ns, name)
+		s.metrics.Inbound(monitoring.InboundServiceDelete)
 		if err := s.store.ReleaseVIP(key); err != nil {
 			return fmt.Errorf("free the VIP of %s: %w", key, err)
 		}

@@ -74,6 +74,9 @@ type Params struct {
 	// Binary is meshlab's path in the image; empty means /meshlab, where
 	// the meshlab image keeps it.
 	Binary string
+	// EnablePrometheusMerge says, at each injection, whether the mesh
+	// config's enablePrometheusMerge is on; nil means on, Istio's default.
+	EnablePrometheusMerge func() bool
 }
 
 // DefaultBinary is meshlab's path in the meshlab image.
@@ -197,9 +200,6 @@ func apply(meta *podMeta, spec *corev1.PodSpec, p Params) {
 		setDefault(meta.Annotations, "kubectl.kubernetes.io/default-container", spec.Containers[0].Name)
 		setDefault(meta.Annotations, "kubectl.kubernetes.io/default-logs-container", spec.Containers[0].Name)
 	}
-	setDefault(meta.Annotations, "prometheus.io/scrape", "true")
-	setDefault(meta.Annotations, "prometheus.io/port", itoa(MetricsPort))
-	setDefault(meta.Annotations, "prometheus.io/path", "/stats/prometheus")
 	st, _ := json.Marshal(status{
 		InitContainers: []string{InitContainer}, Containers: []string{ProxyContainer},
 		Volumes: []string{PodInfoVolume, TokenVolume, RootCertVolume}, Revision: p.Revision,
@@ -224,6 +224,8 @@ func apply(meta *podMeta, spec *corev1.PodSpec, p Params) {
 		proxy.Env = append(proxy.Env, corev1.EnvVar{Name: "PROXY_CONFIG", Value: pc})
 	}
 	spec.Containers = append(spec.Containers, proxy)
+	merge := p.EnablePrometheusMerge == nil || p.EnablePrometheusMerge()
+	prometheusMerge(meta.Annotations, &spec.Containers[len(spec.Containers)-1], merge)
 	spec.Volumes = append(spec.Volumes, corev1.Volume{
 		Name: PodInfoVolume,
 		VolumeSource: corev1.VolumeSource{DownwardAPI: &corev1.DownwardAPIVolumeSource{Items: []corev1.DownwardAPIVolumeFile{

@@ -61,6 +61,9 @@ type Options struct {
 	// OnChange is called after a refresh changed a cached set (or
 	// fetched one the push could not): the caller pushes again.
 	OnChange func()
+	// Fetched is told the outcome of every network fetch, retries
+	// included (istiod's pilot_jwks_resolver_network_fetch_*_total).
+	Fetched func(err error)
 }
 
 type entry struct {
@@ -105,6 +108,9 @@ func New(opts Options) *Resolver {
 	}
 	if opts.OnChange == nil {
 		opts.OnChange = func() {}
+	}
+	if opts.Fetched == nil {
+		opts.Fetched = func(error) {}
 	}
 	return &Resolver{opts: opts, entries: map[xds.JWKSKey]*entry{}, retry: make(chan struct{}, 1), now: time.Now}
 }
@@ -300,6 +306,12 @@ func (r *Resolver) fetch(ctx context.Context, k xds.JWKSKey, timeout time.Durati
 }
 
 func (r *Resolver) get(ctx context.Context, uri string, timeout time.Duration, retries int) ([]byte, error) {
+	b, err := r.getRetrying(ctx, uri, timeout, retries)
+	r.opts.Fetched(err)
+	return b, err
+}
+
+func (r *Resolver) getRetrying(ctx context.Context, uri string, timeout time.Duration, retries int) ([]byte, error) {
 	u, err := url.Parse(uri)
 	if err != nil {
 		return nil, fmt.Errorf("parse %q: %w", uri, err)

@@ -69,6 +69,43 @@ type Workload struct {
 	// Ready is false while the pod's containers are starting; endpoints of
 	// unready workloads are not served, as with Kubernetes readiness.
 	Ready bool `json:"ready"`
+	// Pod is the rest of the pod as Kubernetes shows it, which the mesh
+	// does not need but Prometheus's service discovery reports (the
+	// control plane's HTTP SD); nil when the runtime does not say.
+	Pod *Pod `json:"pod,omitempty"`
+}
+
+// Pod is what Prometheus's Kubernetes SD reads of a pod beyond the
+// workload's name, namespace, IP, labels and readiness.
+type Pod struct {
+	Annotations map[string]string `json:"annotations,omitempty"`
+	Phase       string            `json:"phase,omitempty"` // Pending, Running, Failed, Succeeded
+	NodeName    string            `json:"nodeName,omitempty"`
+	HostIP      string            `json:"hostIP,omitempty"`
+	UID         string            `json:"uid,omitempty"`
+	// Terminating pods have left their Services' endpoints.
+	Terminating bool `json:"terminating,omitempty"`
+	// The controller of its ownerReferences: ReplicaSet <deployment>-<hash>
+	// for a Deployment's pod.
+	ControllerKind string      `json:"controllerKind,omitempty"`
+	ControllerName string      `json:"controllerName,omitempty"`
+	Containers     []Container `json:"containers,omitempty"`
+	InitContainers []Container `json:"initContainers,omitempty"`
+}
+
+// Container is one container of a pod's spec, with the ID its status gives.
+type Container struct {
+	Name  string          `json:"name"`
+	Image string          `json:"image,omitempty"`
+	ID    string          `json:"id,omitempty"`
+	Ports []ContainerPort `json:"ports,omitempty"`
+}
+
+// ContainerPort is a port a container declares, as Kubernetes spells it.
+type ContainerPort struct {
+	Name          string `json:"name,omitempty"`
+	ContainerPort uint32 `json:"containerPort"`
+	Protocol      string `json:"protocol,omitempty"` // TCP when empty, as Kubernetes defaults it
 }
 
 // Key is namespace/name.

@@ -28,6 +28,8 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 	meshv1 "istio.io/api/mesh/v1alpha1"
+
+	"github.com/meshlab/meshlab/controlplane/registry"
 )
 
 // Server serves each connected proxy its resources over ADS and tracks
@@ -67,6 +69,97 @@ type Server struct {
 	// by snapshot key, for when the same process (PROXY_BOOT_ID)
 	// reconnects; s.mu.
 	retained map[string]retainedProxyConfig
+
+	obs       Observer
+	pushStart time.Time // when the last Update started; mu
+}
+
+// Observer hears the server's events for istiod's metrics (package
+// monitoring). It is called with the server's locks held: it must be
+// quick and must not call back.
+type Observer interface {
+	// Pushed: a response of typeURL, bytes long, went to a proxy, since
+	// after the push or request it answers.
+	Pushed(typeURL string, bytes int, since time.Duration)
+	// SendFailed: a proxy's resources of typeURL could not be sent.
+	SendFailed(typeURL string)
+	// Rejected: a proxy NACKed typeURL.
+	Rejected(typeURL string)
+	// ExpiredNonce: a proxy answered a nonce other than the last sent.
+	ExpiredNonce(typeURL string)
+	// Converged: a proxy acknowledged every type a push changed, d
+	// after that push started.
+	Converged(d time.Duration)
+	// Queued: a proxy's turn in a push came d after it started.
+	Queued(d time.Duration)
+	// PushContextInit: a push's shared index took d to build.
+	PushContextInit(d time.Duration)
+	// InternalError: a proxy's configuration failed to build.
+	InternalError()
+	// Sent: writing one response to a proxy's stream took d.
+	Sent(d time.Duration)
+}
+
+type nopObserver struct{}
+
+func (nopObserver) Pushed(string, int, time.Duration) {}
+func (nopObserver) SendFailed(string)                 {}
+func (nopObserver) Rejected(string)                   {}
+func (nopObserver) ExpiredNonce(string)               {}
+func (nopObserver) Converged(time.Duration)           {}
+func (nopObserver) Queued(time.Duration)              {}
+func (nopObserver) PushContextInit(time.Duration)     {}
+func (nopObserver) InternalError()                    {}
+func (nopObserver) Sent(time.Duration)                {}
+
+// timedADS times each response's write to the stream (istiod's
+// pilot_xds_send_time), which go-control-plane does after the response
+// callback; the stream wrapper is made once per stream.
+type timedADS struct {
+	serverv3.Server
+	s *Server
+}
+
+func (t timedADS) StreamAggregatedResources(stream discoveryv3.AggregatedDiscoveryService_StreamAggregatedResourcesServer) error {
+	return t.Server.StreamAggregatedResources(timedStream{stream, t.s})
+}
+
+type timedStream struct {
+	discoveryv3.AggregatedDiscoveryService_StreamAggregatedResourcesServer
+	s *Server
+}
+
+func (t timedStream) Send(resp *discoveryv3.DiscoveryResponse) error {
+	start := time.Now()
+	err := t.AggregatedDiscoveryService_StreamAggregatedResourcesServer.Send(resp)
+	t.s.obs.Sent(time.Since(start))
+	// A stream closing (Unavailable, Canceled) is normal; anything else
+	// is a failed push, as istiod's recordSendError counts it.
+	if c := status.Code(err); err != nil && c != codes.Unavailable && c != codes.Canceled {
+		t.s.obs.SendFailed(resp.GetTypeUrl())
+	}
+	return err
+}
+
+// IsHTTPPort is the protocol rule the inbound listeners follow, for the
+// control plane's pilot_conflict_inbound_listener.
+func IsHTTPPort(p registry.Port) bool { return isHTTP(p) }
+
+// SetObserver makes o hear the server's events; call it before serving.
+func (s *Server) SetObserver(o Observer) { s.obs = o }
+
+// ConnectedVersions counts the connected proxies by the ISTIO_VERSION
+// their node metadata gives ("" when none), istiod's pilot_xds{version}.
+func (s *Server) ConnectedVersions() map[string]int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := map[string]int{}
+	for _, n := range s.nodes {
+		if n.streams > 0 {
+			out[n.version]++
+		}
+	}
+	return out
 }
 
 type retainedProxyConfig struct {
@@ -86,6 +179,9 @@ type node struct {
 	proxy   Proxy
 	streams int
 	types   map[string]*typeState
+	version string // ISTIO_VERSION of its metadata
+	// since is when the oldest push it has not acknowledged started.
+	since time.Time
 }
 
 type typeState struct {
@@ -94,6 +190,7 @@ type typeState struct {
 	nonceVersion                   string
 	last                           *discoveryv3.DiscoveryResponse
 	lastAt                         time.Time
+	requestedAt                    time.Time // of its last request
 	// target is the version of this type in the node's snapshot: what
 	// the node should end up acknowledging, once it subscribed.
 	target     string
@@ -195,6 +292,7 @@ func NewServer(logger *slog.Logger) *Server {
 		snaps:    map[string]*snapState{},
 		changed:  make(chan struct{}),
 		retained: map[string]retainedProxyConfig{},
+		obs:      nopObserver{},
 	}
 }
 
@@ -214,7 +312,7 @@ func GRPCOptions() []grpc.ServerOption {
 // node's namespace and service account, and then it may be served
 // secrets. Streams end with ctx.
 func (s *Server) Register(ctx context.Context, g *grpc.Server) {
-	discoveryv3.RegisterAggregatedDiscoveryServiceServer(g, s.adsServer(ctx))
+	discoveryv3.RegisterAggregatedDiscoveryServiceServer(g, timedADS{s.adsServer(ctx), s})
 }
 
 func (s *Server) adsServer(ctx context.Context) serverv3.Server {
@@ -227,7 +325,7 @@ func (s *Server) adsServer(ctx context.Context) serverv3.Server {
 // their configuration but never a secret.
 func (s *Server) Serve(ctx context.Context, lis net.Listener) error {
 	g := grpc.NewServer(GRPCOptions()...)
-	discoveryv3.RegisterAggregatedDiscoveryServiceServer(g, s.adsServer(ctx))
+	discoveryv3.RegisterAggregatedDiscoveryServiceServer(g, timedADS{s.adsServer(ctx), s})
 
 	errc := make(chan error, 1)
 	go func() { errc <- g.Serve(lis) }()
@@ -261,10 +359,13 @@ func (s *Server) Serve(ctx context.Context, lis net.Listener) error {
 func (s *Server) Update(ctx context.Context, in Input, version string) error {
 	s.buildMu.Lock()
 	defer s.buildMu.Unlock()
+	start := time.Now()
 	x := newIndex(in)
+	s.obs.PushContextInit(time.Since(start))
 	s.index, s.version = x, version
 
 	s.mu.Lock()
+	s.pushStart = start
 	var proxies []Proxy
 	for _, n := range s.nodes {
 		if n.streams > 0 {
@@ -275,7 +376,8 @@ func (s *Server) Update(ctx context.Context, in Input, version string) error {
 
 	var errs []error
 	for _, p := range proxies {
-		if err := s.setSnapshot(ctx, x, p); err != nil {
+		s.obs.Queued(time.Since(start))
+		if err := s.setSnapshot(ctx, x, p, start); err != nil {
 			errs = append(errs, err)
 		}
 	}
@@ -286,8 +388,10 @@ func (s *Server) Update(ctx context.Context, in Input, version string) error {
 	return errors.Join(errs...)
 }
 
-// setSnapshot builds p's resources and hands them to the cache; buildMu held.
-func (s *Server) setSnapshot(ctx context.Context, x *index, p Proxy) error {
+// setSnapshot builds p's resources and hands them to the cache; buildMu
+// held. pushStart is when the push it is part of started; zero for a
+// proxy's first snapshot.
+func (s *Server) setSnapshot(ctx context.Context, x *index, p Proxy, pushStart time.Time) error {
 	key := p.cacheKey()
 	if p.ProxyConfig == nil {
 		// Its first build since it connected: its ProxyConfig is fixed
@@ -302,6 +406,7 @@ func (s *Server) setSnapshot(ctx context.Context, x *index, p Proxy) error {
 	}
 	res, err := x.build(p)
 	if err != nil {
+		s.obs.InternalError()
 		return err
 	}
 	if s.sumsIndex != x {
@@ -352,11 +457,16 @@ func (s *Server) setSnapshot(ctx context.Context, x *index, p Proxy) error {
 	}
 	{
 		for url, st := range next.types {
-			s.typeState(n, url).target = st.version
+			ts := s.typeState(n, url)
+			if ts.target != st.version && ts.subscribed && !pushStart.IsZero() && n.since.IsZero() {
+				n.since = pushStart
+			}
+			ts.target = st.version
 		}
 		for url := range res {
 			ts := s.typeState(n, url)
 			if msg, ok := failed[url]; ok {
+				s.obs.SendFailed(url)
 				ts.undeliverable, ts.undeliverableVersion = msg, s.version
 			} else {
 				ts.undeliverable, ts.undeliverableVersion = "", ""
@@ -504,6 +614,7 @@ func (s *Server) onRequest(streamID int64, req *discoveryv3.DiscoveryRequest) er
 	}
 	ts := s.typeState(n, req.GetTypeUrl())
 	ts.subscribed = true
+	ts.requestedAt = time.Now()
 	switch {
 	case req.GetResponseNonce() == "":
 		// A reconnecting proxy tells what it already runs.
@@ -512,13 +623,19 @@ func (s *Server) onRequest(streamID int64, req *discoveryv3.DiscoveryRequest) er
 		}
 	case req.GetResponseNonce() != ts.nonce:
 		// Stale nonce: the server ignores it, and so do we.
+		s.obs.ExpiredNonce(req.GetTypeUrl())
 	case req.GetErrorDetail() != nil:
+		s.obs.Rejected(req.GetTypeUrl())
 		ts.nacked, ts.nackError = ts.nonceVersion, req.GetErrorDetail().GetMessage()
 		s.log.Warn("proxy rejected config", "node", id, "type", req.GetTypeUrl(), "version", ts.nonceVersion, "error", ts.nackError)
 	default:
 		ts.acked = req.GetVersionInfo()
 		if ts.acked == ts.nacked {
 			ts.nacked, ts.nackError = "", ""
+		}
+		if !n.since.IsZero() && converged(n) {
+			s.obs.Converged(time.Since(n.since))
+			n.since = time.Time{}
 		}
 	}
 	s.notify()
@@ -532,7 +649,7 @@ func (s *Server) onRequest(streamID int64, req *discoveryv3.DiscoveryRequest) er
 		if s.index != nil {
 			// The index memoizes what proxies share, so a crowd of proxies
 			// connecting at once costs one translation of the mesh.
-			if err := s.setSnapshot(context.Background(), s.index, proxy); err != nil {
+			if err := s.setSnapshot(context.Background(), s.index, proxy, time.Time{}); err != nil {
 				s.log.Error("build config for new proxy", "node", id, "err", err)
 			}
 		}
@@ -593,6 +710,7 @@ func (s *Server) nodeFor(streamID int64, cn *corev3.Node) (n *node, connected bo
 		delete(s.retained, key)
 	}
 	n.proxy = p
+	n.version = cn.GetMetadata().GetFields()["ISTIO_VERSION"].GetStringValue()
 	s.streams[streamID] = key
 	n.streams++
 	return n, n.streams == 1, nil
@@ -620,7 +738,28 @@ func (s *Server) onResponse(_ context.Context, streamID int64, req *discoveryv3.
 	ts := s.typeState(n, resp.GetTypeUrl())
 	ts.sent, ts.nonce, ts.nonceVersion = resp.GetVersionInfo(), resp.GetNonce(), resp.GetVersionInfo()
 	ts.last, ts.lastAt = resp, time.Now()
+	// The resources are already encoded: their sizes cost a sum.
+	size := 0
+	for _, r := range resp.GetResources() {
+		size += len(r.GetValue())
+	}
+	start := s.pushStart
+	if ts.requestedAt.After(start) {
+		start = ts.requestedAt
+	}
+	s.obs.Pushed(resp.GetTypeUrl(), size, ts.lastAt.Sub(start))
 	s.notify()
+}
+
+// converged reports whether n acknowledged the version its snapshot
+// holds of every type it subscribed to; s.mu held.
+func converged(n *node) bool {
+	for _, ts := range n.types {
+		if ts.subscribed && ts.target != "" && ts.acked != ts.target {
+			return false
+		}
+	}
+	return true
 }
 
 func (s *Server) onClosed(streamID int64, _ *corev3.Node) {

@@ -203,6 +203,10 @@ func LabDaemon() *cli.Command {
 			if err != nil {
 				return err
 			}
+			addons, err := telemetryAddons(c)
+			if err != nil {
+				return err
+			}
 			var mesh string
 			if f := c.String("mesh-config-file"); f != "" {
 				b, err := os.ReadFile(f)
@@ -239,7 +243,7 @@ func LabDaemon() *cli.Command {
 				APIPort:           c.Int("api-port"),
 				WorkloadCertTTL:   ttl,
 				MeshConfig:        mesh,
-				Addons:            telemetryAddons(c),
+				Addons:            addons,
 				Logger:            log,
 			})
 			if err != nil && !errors.Is(err, context.Canceled) {

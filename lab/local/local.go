@@ -23,6 +23,9 @@ import (
 	"sync"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
 	"github.com/meshlab/meshlab/controlplane"
 	"github.com/meshlab/meshlab/controlplane/api"
 	"github.com/meshlab/meshlab/controlplane/registry"
@@ -384,6 +387,27 @@ func (r *Runtime) startContainer(ctx context.Context, p *pod, name string, argv,
 	return nil
 }
 
+// shown is p as the lab's record shows it: with its containers' states
+// and the phase they make; r.mu held.
+func (p *pod) shown() lab.Pod {
+	lp := p.Pod
+	lp.Containers = nil
+	running := len(p.containers) > 0
+	for i, c := range p.containers {
+		cs := c.State()
+		lp.Containers = append(lp.Containers, lab.Container{Name: p.names[i], Running: cs.Running, PID: cs.PID,
+			Restarts: cs.Restarts, LastExit: cs.LastExit, Log: p.logs[i], UID: p.ids[i].uid, GID: p.ids[i].gid})
+		running = running && cs.Running
+	}
+	if running {
+		lp.Phase = "Running"
+	}
+	if p.failed != "" {
+		lp.Phase, lp.Message = "Failed", p.failed
+	}
+	return lp
+}
+
 // writeStatus records the lab's state for `status`, `exec` and `logs`.
 func (r *Runtime) writeStatus() {
 	// One writer at a time, so a later snapshot is never replaced by an
@@ -395,22 +419,7 @@ func (r *Runtime) writeStatus() {
 	st.Steps = append([]lab.Step(nil), r.status.Steps...)
 	st.Pods = nil
 	for _, p := range r.pods {
-		lp := p.Pod
-		lp.Containers = nil
-		running := len(p.containers) > 0
-		for i, c := range p.containers {
-			cs := c.State()
-			lp.Containers = append(lp.Containers, lab.Container{Name: p.names[i], Running: cs.Running, PID: cs.PID,
-				Restarts: cs.Restarts, LastExit: cs.LastExit, Log: p.logs[i], UID: p.ids[i].uid, GID: p.ids[i].gid})
-			running = running && cs.Running
-		}
-		if running {
-			lp.Phase = "Running"
-		}
-		if p.failed != "" {
-			lp.Phase, lp.Message = "Failed", p.failed
-		}
-		st.Pods = append(st.Pods, lp)
+		st.Pods = append(st.Pods, p.shown())
 	}
 	r.mu.Unlock()
 	sort.Slice(st.Pods, func(i, j int) bool {
@@ -478,6 +487,38 @@ func Cleanup(ctx context.Context) error {
 }
 
 func (r *Runtime) workload(p *pod, ready bool) registry.Workload {
+	r.mu.Lock()
+	shown := toPod(p.shown(), nodeName(), time.Now())
+	r.mu.Unlock()
 	return registry.Workload{Name: p.Name, Namespace: p.Namespace, IP: netip.MustParseAddr(p.IP),
-		Labels: p.Labels, ServiceAccount: p.serviceAccount, Ready: ready}
+		Labels: p.Labels, ServiceAccount: p.serviceAccount, Ready: ready, Pod: registryPod(&shown)}
+}
+
+// registryPod is what the control plane's Prometheus service discovery
+// reports of a pod: the pod as `meshlab get pods -o yaml` shows it.
+func registryPod(pod *corev1.Pod) *registry.Pod {
+	out := &registry.Pod{Annotations: pod.Annotations, Phase: string(pod.Status.Phase),
+		NodeName: pod.Spec.NodeName, HostIP: pod.Status.HostIP, UID: string(pod.UID), Terminating: pod.DeletionTimestamp != nil}
+	if ref := metav1.GetControllerOf(pod); ref != nil {
+		out.ControllerKind, out.ControllerName = ref.Kind, ref.Name
+	}
+	containers := func(cs []corev1.Container, statuses []corev1.ContainerStatus) []registry.Container {
+		var out []registry.Container
+		for _, c := range cs {
+			rc := registry.Container{Name: c.Name, Image: c.Image}
+			for _, st := range statuses {
+				if st.Name == c.Name {
+					rc.ID = st.ContainerID
+				}
+			}
+			for _, cp := range c.Ports {
+				rc.Ports = append(rc.Ports, registry.ContainerPort{Name: cp.Name, ContainerPort: uint32(cp.ContainerPort), Protocol: string(cp.Protocol)})
+			}
+			out = append(out, rc)
+		}
+		return out
+	}
+	out.Containers = containers(pod.Spec.Containers, pod.Status.ContainerStatuses)
+	out.InitContainers = containers(pod.Spec.InitContainers, pod.Status.InitContainerStatuses)
+	return out
 }

@@ -49,6 +49,11 @@ func (r *Runtime) startControlPlane(ctx context.Context) error {
 	}
 	p.serviceAccount = "istiod"
 	r.istiodIP = netip.MustParseAddr(p.IP)
+	// The ports it serves, as istiod's container declares its own: what
+	// Prometheus's pod and endpoints discovery report of it.
+	p.Spec = &corev1.PodSpec{Containers: []corev1.Container{{Name: "discovery", Image: Image,
+		Ports: []corev1.ContainerPort{{ContainerPort: XDSPort, Protocol: corev1.ProtocolTCP},
+			{ContainerPort: XDSTLSPort, Protocol: corev1.ProtocolTCP}, {ContainerPort: MonitorPort, Protocol: corev1.ProtocolTCP}}}}}
 	// The lab's own control plane keeps root: it owns the store in the
 	// state directory, which no pod may read.
 	cpDir := filepath.Join(r.opts.StateDir, lab.ControlPlaneDir)

@@ -8,7 +8,6 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"strings"
 	"testing"
 	"time"
 
@@ -108,29 +107,4 @@ func asExit(err error, ec *cli.ExitCoder) bool {
 		*ec = e
 	}
 	return ok && fmt.Sprint(e) != ""
-}
-
-func TestConfigCommand(t *testing.T) {
-	for _, tt := range []struct {
-		args []string
-		want string
-	}{
-		{nil, "http://127.0.0.1:15014/debug/prometheus/sd?role=pod"},
-		{[]string{"--sd-url", "http://192.0.2.10:15014"}, "http://192.0.2.10:15014/debug/prometheus/sd?role=endpoints&namespace=istio-system"},
-		{[]string{"--runtime", "kube"}, "kubernetes_sd_configs"},
-	} {
-		var out strings.Builder
-		app := &cli.App{Name: "meshlab", Writer: &out, Commands: []*cli.Command{ConfigCommand()}}
-		if err := app.Run(append([]string{"meshlab", "prometheus-config"}, tt.args...)); err != nil {
-			t.Fatal(err)
-		}
-		cfg := load(t, []byte(out.String()))
-		if len(cfg.ScrapeConfigs) != 2 || !strings.Contains(out.String(), tt.want) {
-			t.Errorf("%v: want 2 jobs and %q in\n%s", tt.args, tt.want, out.String())
-		}
-	}
-	app := &cli.App{Name: "meshlab", Commands: []*cli.Command{ConfigCommand()}, ExitErrHandler: func(*cli.Context, error) {}}
-	if err := app.Run([]string{"meshlab", "prometheus-config", "--runtime", "nomad"}); err == nil {
-		t.Error("--runtime nomad accepted")
-	}
 }
