@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 
 	corev1 "k8s.io/api/core/v1"
+
+	"github.com/meshlab/meshlab/lab/process"
 )
 
 // Addon is one of the lab's telemetry components in istio-system, as
@@ -25,15 +27,19 @@ type Addon struct {
 	// ReadyPath is the HTTP readiness probe's path on Port.
 	ReadyPath string
 	// Args runs the mode (without the binary), given the addon's data
-	// directory, which it alone may write.
+	// directory as its container sees it, which it alone may write.
 	Args func(dataDir string) []string
 	// Files are written into the data directory before the mode starts
 	// (its configuration), name → content.
 	Files map[string][]byte
 }
 
-// AddonsDir holds each addon's data directory, in the state directory.
-const AddonsDir = "addons"
+// AddonsDir holds each addon's data directory, in the state directory;
+// AddonDataDir is where an addon's container sees its own.
+const (
+	AddonsDir    = "addons"
+	AddonDataDir = "/var/lib/meshlab"
+)
 
 func (r *Runtime) startAddon(ctx context.Context, a Addon) error {
 	labels := map[string]string{"app": a.Name}
@@ -42,8 +48,21 @@ func (r *Runtime) startAddon(ctx context.Context, a Addon) error {
 		return err
 	}
 	p.serviceAccount = a.Name
+	p.noSidecar = true
 	p.probe = &probe{port: a.Port, path: a.ReadyPath}
+	// Out of the mesh, as Istio's addons: the cluster's DNS and Service
+	// VIPs, as CoreDNS and kube-proxy give a pod (Prometheus reaches istiod
+	// by name).
+	if err := podDNS(p.Netns); err != nil {
+		return fmt.Errorf("pod %s/%s: %w", p.Namespace, p.Name, err)
+	}
+	if err := r.podServices(p.Netns); err != nil {
+		return fmt.Errorf("pod %s/%s: %w", p.Namespace, p.Name, err)
+	}
 	uid := r.allocUID()
+	// The data stays in the (private) state directory and is mounted in
+	// the addon's container where Istio's addons keep theirs, as a volume
+	// is, so its uid reaches it without opening the state directory.
 	dir := filepath.Join(r.opts.StateDir, AddonsDir, a.Name)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return fmt.Errorf("create %s's data dir: %w", a.Name, err)
@@ -67,12 +86,13 @@ func (r *Runtime) startAddon(ctx context.Context, a Addon) error {
 			return fmt.Errorf("hand %s's %s to its uid: %w", a.Name, name, err)
 		}
 	}
-	argv := append([]string{r.opts.Self}, a.Args(dir)...)
+	mount := process.Mount{Source: dir, Target: AddonDataDir + "/" + a.Name}
+	argv := append([]string{r.opts.Self}, a.Args(mount.Target)...)
 	p.Spec = &corev1.PodSpec{ServiceAccountName: a.Name, Containers: []corev1.Container{{
 		Name: a.Name, Image: "meshlab.local/meshlab", Args: argv[1:],
 		Ports: []corev1.ContainerPort{{Name: a.PortName, ContainerPort: int32(a.Port), Protocol: corev1.ProtocolTCP}},
 	}}}
-	if err := r.startContainer(ctx, p, a.Name, argv, nil, identity{uid, uid}, dir); err != nil {
+	if err := r.startContainer(ctx, p, a.Name, argv, nil, identity{uid, uid}, "", mount); err != nil {
 		return err
 	}
 	svc := fmt.Sprintf(`apiVersion: v1
