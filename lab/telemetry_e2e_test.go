@@ -58,7 +58,7 @@ func TestTelemetry(t *testing.T) {
 
 	t.Run("targets", func(t *testing.T) {
 		var pods []string
-		for _, line := range strings.Split(strings.TrimSpace(l.MustRun("get", "pods", "-A", "-o", "name")), "\n") {
+		for _, line := range strings.Split(strings.TrimSpace(mustRun(t, l, "get", "pods", "-A", "-o", "name")), "\n") {
 			pods = append(pods, line)
 		}
 		want := 7 // six bookinfo sidecars and the gateway
@@ -228,31 +228,38 @@ func TestTelemetry(t *testing.T) {
 		// it starts: up --set on the running lab changes the ConfigMap, the
 		// running sidecar keeps 100 %, a restarted one takes 1 %.
 		sampling := func() string {
-			out := l.MustRun("proxy-config", "listeners", "-n", "book-demo", "deploy/details-v1", "-o", "json")
+			pod, err := l.Run("get", "pod", "-l", "app=details", "-o", "jsonpath={.items[0].metadata.name}", "-n", "book-demo")
+			if err != nil {
+				return err.Error()
+			}
+			out, err := l.Run("proxy-config", "listeners", "-n", "book-demo", strings.TrimSpace(pod), "-o", "json")
+			if err != nil {
+				return err.Error() + out
+			}
 			i := strings.Index(out, `"random_sampling"`)
 			if i < 0 {
 				return "none"
 			}
 			end := strings.Index(out[i:], "}")
-			return strings.Join(strings.Fields(out[i:i+end]), "")
+			return strings.Join(strings.Fields(out[i:i+end+1]), "")
 		}
 		before := sampling()
-		if !strings.Contains(before, "100") {
+		if before != `"random_sampling":{"value":100}` {
 			t.Fatalf("details' random_sampling = %s, want the lab's 100", before)
 		}
-		l.MustRun("up", "--set", "meshConfig.defaultConfig.tracing.sampling=1", "--api-port", apiPort)
+		mustRun(t, l, "up", "--set", "meshConfig.defaultConfig.tracing.sampling=1", "--api-port", apiPort)
 		time.Sleep(2 * time.Second)
 		if got := sampling(); got != before {
 			t.Errorf("a running sidecar's sampling moved to %s before a restart", got)
 		}
-		l.MustRun("rollout", "restart", "deployment/details-v1", "-n", "book-demo")
+		mustRun(t, l, "rollout", "restart", "deployment/details-v1", "-n", "book-demo")
 		poll(t, "the restarted details to sample 1 %", 60*time.Second, func() (bool, string) {
 			s := sampling()
-			return strings.Contains(s, `"value":1}`) || strings.Contains(s, `"value":1,`) || s == `"random_sampling":{"value":1`, s
+			return s == `"random_sampling":{"value":1}`, s
 		})
 		// Back to the lab's values for what follows.
-		l.MustRun("up", "--set", "meshConfig.defaultConfig.tracing.sampling=100", "--api-port", apiPort)
-		l.MustRun("rollout", "restart", "deployment/details-v1", "-n", "book-demo")
+		mustRun(t, l, "up", "--set", "meshConfig.defaultConfig.tracing.sampling=100", "--api-port", apiPort)
+		mustRun(t, l, "rollout", "restart", "deployment/details-v1", "-n", "book-demo")
 	})
 
 	// The Telemetry API's providers, given to the running lab as helm
@@ -266,7 +273,7 @@ func TestTelemetry(t *testing.T) {
 		"--set", "meshConfig.extensionProviders[1].zipkin.port=9411")
 
 	t.Run("forced at 0 %", func(t *testing.T) {
-		l.MustRun("apply", "-f", "testdata/telemetry/sampling-0.yaml")
+		mustRun(t, l, "apply", "-f", "testdata/telemetry/sampling-0.yaml")
 		time.Sleep(3 * time.Second)
 		// Not sampled: a new trace the gateway decides on.
 		plain := randomHex(16)
@@ -291,13 +298,13 @@ func TestTelemetry(t *testing.T) {
 		if len(spans) != 0 {
 			t.Errorf("at 0 %% sampling an unforced request was traced: %s", spanList(spans))
 		}
-		l.MustRun("delete", "-f", "testdata/telemetry/sampling-0.yaml")
+		mustRun(t, l, "delete", "-f", "testdata/telemetry/sampling-0.yaml")
 	})
 
 	t.Run("collector down", func(t *testing.T) {
 		// Every span to a collector that does not answer: requests are
 		// unaffected and the gateway's memory stays bounded.
-		l.MustRun("apply", "-f", "testdata/telemetry/collector-down.yaml")
+		mustRun(t, l, "apply", "-f", "testdata/telemetry/collector-down.yaml")
 		time.Sleep(3 * time.Second)
 		gw := gatewayPID(t, l)
 		before := rssKB(t, gw)
@@ -311,11 +318,11 @@ func TestTelemetry(t *testing.T) {
 		if after-before > 30*1024 {
 			t.Errorf("gateway RSS grew by %d kB with the collector down: spans are not bounded", after-before)
 		}
-		stats := l.MustRun("exec", "-n", "istio-system", "deploy/istio-ingressgateway", "--", "curl", "-sS", "localhost:15000/stats")
+		stats := mustRun(t, l, "exec", "-n", "istio-system", "deploy/istio-ingressgateway", "--", "curl", "-sS", "localhost:15000/stats")
 		if !strings.Contains(stats, "tracing.zipkin.reports_failed") && !strings.Contains(stats, "tracing.zipkin.reports_dropped") {
 			t.Errorf("the gateway's stats say nothing of failed reports:\n%s", stats)
 		}
-		l.MustRun("delete", "-f", "testdata/telemetry/collector-down.yaml")
+		mustRun(t, l, "delete", "-f", "testdata/telemetry/collector-down.yaml")
 	})
 
 	t.Run("stock prometheus", func(t *testing.T) {
@@ -330,7 +337,7 @@ func TestTelemetry(t *testing.T) {
 		}
 		dir := t.TempDir()
 		cfg := filepath.Join(dir, "prometheus.yml")
-		if err := os.WriteFile(cfg, []byte(l.MustRun("prometheus-config")), 0o644); err != nil {
+		if err := os.WriteFile(cfg, []byte(mustRun(t, l, "prometheus-config")), 0o644); err != nil {
 			t.Fatal(err)
 		}
 		const addr = "127.0.0.1:19191"
@@ -554,7 +561,7 @@ func gatewayPID(t *testing.T, l *labtest.Lab) string {
 			}
 		}
 	}
-	if err := json.Unmarshal([]byte(l.MustRun("status", "-o", "json")), &st); err != nil {
+	if err := json.Unmarshal([]byte(mustRun(t, l, "status", "-o", "json")), &st); err != nil {
 		t.Fatal(err)
 	}
 	for _, p := range st.Pods {
@@ -585,4 +592,15 @@ func rssKB(t *testing.T, pid string) int {
 	}
 	t.Fatalf("no VmRSS in /proc/%s/status", pid)
 	return 0
+}
+
+// mustRun is l.MustRun failing t, the subtest, rather than the test that
+// made l.
+func mustRun(t *testing.T, l *labtest.Lab, args ...string) string {
+	t.Helper()
+	out, err := l.Run(args...)
+	if err != nil {
+		t.Fatalf("meshlab %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	return out
 }
