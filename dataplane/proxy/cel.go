@@ -1,0 +1,663 @@
+package proxy
+
+import (
+	"crypto/sha256"
+	"crypto/tls"
+	"encoding/hex"
+	"fmt"
+	"net"
+	"net/http"
+	"net/textproto"
+	"reflect"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/google/cel-go/cel"
+	"github.com/google/cel-go/common/types"
+	"github.com/google/cel-go/common/types/ref"
+	"github.com/google/cel-go/common/types/traits"
+	"github.com/google/cel-go/interpreter"
+)
+
+// CEL as Envoy evaluates it (source/extensions/filters/common/expr):
+// an expression is parsed, not type-checked, and evaluated against
+// Envoy's attribute vocabulary — request, response, source, destination,
+// connection, upstream and xds — each a map whose entries are computed
+// when the expression reads them. An attribute the proxy does not know,
+// or one that has no value for this request (a header not sent, the
+// response code of a request that got none, any request.* of a TCP
+// connection), is absent, and reading it is an error, as in Envoy: the
+// access log filter then does not match and the dimension is "unknown".
+
+// celEnv is the one environment: the standard functions and macros,
+// which is what Envoy's builder registers.
+var celEnv = sync.OnceValues(func() (*cel.Env, error) { return cel.NewEnv() })
+
+// celExpr is a compiled expression.
+type celExpr struct {
+	src string
+	prg cel.Program
+}
+
+// compileCEL parses expr and plans its evaluation, once per
+// configuration. A parse error is the configuration's error, as Envoy
+// refuses it.
+func compileCEL(expr string) (*celExpr, error) {
+	env, err := celEnv()
+	if err != nil {
+		return nil, fmt.Errorf("CEL environment: %w", err)
+	}
+	ast, iss := env.Parse(expr)
+	if iss.Err() != nil {
+		return nil, fmt.Errorf("CEL expression %q: %w", expr, iss.Err())
+	}
+	prg, err := env.Program(ast, cel.EvalOptions(cel.OptOptimize))
+	if err != nil {
+		return nil, fmt.Errorf("CEL expression %q: %w", expr, err)
+	}
+	return &celExpr{src: expr, prg: prg}, nil
+}
+
+// eval evaluates c for the request or connection of e and hands the
+// result to f while the activation is still valid (values such as
+// request.headers point into it). A nil or error value is an error.
+func (c *celExpr) eval(e *logEntry, f func(ref.Val)) {
+	v := celVarsPool.Get().(*celVars)
+	v.e = e
+	v.reqH.h, v.reqH.r = nil, nil
+	v.respH.h, v.respH.r = nil, nil
+	out, _, err := c.prg.Eval(v)
+	if err != nil || out == nil || types.IsError(out) || types.IsUnknown(out) {
+		out = nil
+	}
+	f(out)
+	v.e = nil
+	v.reqH.h, v.reqH.r, v.respH.h = nil, nil, nil
+	celVarsPool.Put(v)
+}
+
+// matches is the access log filter's verdict: true only for a true
+// bool; an error or any other value is false (Envoy's
+// CELAccessLogExtensionFilter::evaluate).
+func (c *celExpr) matches(e *logEntry) bool {
+	ok := false
+	c.eval(e, func(v ref.Val) {
+		b, isBool := v.(types.Bool)
+		ok = isBool && bool(b)
+	})
+	return ok
+}
+
+// label is the dimension's value as Istio's stats filter prints it
+// (Envoy's Filters::Common::Expr::print); "" on an error, which the
+// metrics turn into "unknown" as Istio does.
+func (c *celExpr) label(e *logEntry) string {
+	s := ""
+	c.eval(e, func(v ref.Val) {
+		if v != nil {
+			s = celPrint(v)
+		}
+	})
+	return s
+}
+
+// celPrint is Envoy's print(CelValue).
+func celPrint(v ref.Val) string {
+	switch x := v.(type) {
+	case types.Bool:
+		return strconv.FormatBool(bool(x))
+	case types.Int:
+		return strconv.FormatInt(int64(x), 10)
+	case types.Uint:
+		return strconv.FormatUint(uint64(x), 10)
+	case types.Double:
+		// absl::StrCat of a double: six significant digits.
+		return strconv.FormatFloat(float64(x), 'g', 6, 64)
+	case types.String:
+		return string(x)
+	case types.Bytes:
+		return string(x)
+	case types.Duration:
+		return x.Duration.String()
+	case types.Timestamp:
+		return x.UTC().Format("2006-01-02T15:04:05.999999999-07:00")
+	case types.Null:
+		return "NULL"
+	}
+	switch v.Type() {
+	case types.MapType:
+		return "map value"
+	case types.ListType:
+		return "list value"
+	}
+	return v.Type().TypeName() + " value"
+}
+
+// celRootKind is one of Envoy's top-level attribute names.
+type celRootKind uint8
+
+const (
+	celRequest celRootKind = iota
+	celResponse
+	celSource
+	celDestination
+	celConnection
+	celUpstream
+	celXDS
+	numCELRoots
+)
+
+func celRootOf(name string) (celRootKind, bool) {
+	switch name {
+	case "request":
+		return celRequest, true
+	case "response":
+		return celResponse, true
+	case "source":
+		return celSource, true
+	case "destination":
+		return celDestination, true
+	case "connection":
+		return celConnection, true
+	case "upstream":
+		return celUpstream, true
+	case "xds":
+		return celXDS, true
+	}
+	return 0, false
+}
+
+// celVars is the activation of one evaluation: the request's or
+// connection's log entry, and the maps the expression may read, kept
+// here (and the whole pooled) so that handing them to CEL allocates
+// nothing.
+type celVars struct {
+	e     *logEntry
+	roots [numCELRoots]celRoot
+	reqH  celHeaders
+	respH celHeaders
+}
+
+var celVarsPool = sync.Pool{New: func() any {
+	v := &celVars{}
+	for i := range v.roots {
+		v.roots[i] = celRoot{v: v, kind: celRootKind(i)}
+	}
+	return v
+}}
+
+// ResolveName is the activation's lookup. cel-go asks for the most
+// qualified name first ("request.url_path"), then the shorter ones with
+// the rest as map keys, so an attribute the proxy has is answered in one
+// step and an absent one falls through to the map, whose lookup fails
+// with "no such key" as Envoy's does.
+func (v *celVars) ResolveName(name string) (any, bool) {
+	root, field, dotted := strings.Cut(name, ".")
+	k, ok := celRootOf(root)
+	if !ok {
+		return nil, false
+	}
+	if !dotted {
+		return &v.roots[k], true
+	}
+	if strings.IndexByte(field, '.') >= 0 {
+		return nil, false
+	}
+	val, ok := v.attr(k, field)
+	if !ok {
+		return nil, false
+	}
+	return val, true
+}
+
+func (v *celVars) Parent() interpreter.Activation { return nil }
+
+// attr is attribute root.field of the entry; false when it has none.
+func (v *celVars) attr(root celRootKind, field string) (ref.Val, bool) {
+	e := v.e
+	switch root {
+	case celRequest:
+		return v.requestAttr(field)
+	case celResponse:
+		return v.responseAttr(field)
+	case celSource:
+		return addrAttr(e.ci.remote.String(), field)
+	case celDestination:
+		if e.ci.orig.IsValid() {
+			return addrAttr(e.ci.orig.String(), field)
+		}
+		return addrAttr(e.ci.local.String(), field)
+	case celConnection:
+		return connectionAttr(e.ci, field)
+	case celUpstream:
+		return upstreamAttr(e, field)
+	case celXDS:
+		return xdsAttr(e, field)
+	}
+	return nil, false
+}
+
+func (v *celVars) requestAttr(field string) (ref.Val, bool) {
+	e := v.e
+	// What a TCP connection has too (Envoy's RequestWrapper reads them
+	// from the stream info, not the headers).
+	switch field {
+	case "time":
+		return types.Timestamp{Time: e.start}, true
+	case "duration":
+		return types.Duration{Duration: time.Since(e.start)}, true
+	case "size":
+		if e.r == nil {
+			return types.Int(e.received), true
+		}
+		return types.Int(max(e.r.ContentLength, 0)), true
+	case "total_size":
+		if e.r == nil {
+			return types.Int(e.received), true
+		}
+		return types.Int(requestSize(e.r)), true
+	}
+	r := e.r
+	if r == nil {
+		return nil, false
+	}
+	switch field {
+	case "path":
+		return types.String(r.RequestURI), true
+	case "url_path":
+		p, _, _ := strings.Cut(r.RequestURI, "?")
+		return types.String(p), true
+	case "query":
+		_, q, _ := strings.Cut(r.RequestURI, "?")
+		return types.String(q), true
+	case "host":
+		return types.String(r.Host), true
+	case "scheme":
+		return types.String(requestScheme(r, e.ci)), true
+	case "method":
+		return types.String(r.Method), true
+	case "headers":
+		v.reqH.h, v.reqH.r, v.reqH.ci = r.Header, r, e.ci
+		return &v.reqH, true
+	case "referer":
+		return headerAttr(r.Header, "Referer")
+	case "useragent":
+		return headerAttr(r.Header, "User-Agent")
+	case "id":
+		return headerAttr(r.Header, "X-Request-Id")
+	case "protocol":
+		return types.String(requestProtocol(r)), true
+	}
+	return nil, false
+}
+
+func requestScheme(r *http.Request, ci *connInfo) string {
+	if r.TLS != nil || (ci != nil && ci.id != nil) {
+		return "https"
+	}
+	return "http"
+}
+
+// requestProtocol is Envoy's protocol name: HTTP/1.0, HTTP/1.1, HTTP/2.
+func requestProtocol(r *http.Request) string {
+	if r.ProtoMajor == 2 {
+		return "HTTP/2"
+	}
+	return r.Proto
+}
+
+func (v *celVars) responseAttr(field string) (ref.Val, bool) {
+	e := v.e
+	ex := e.ex
+	if ex == nil {
+		// A TCP connection: no response, but its flags and the bytes sent.
+		switch field {
+		case "flags":
+			return types.Int(envoyFlagBits(parseFlags(e.flags))), true
+		case "size", "total_size":
+			return types.Int(e.sent), true
+		}
+		return nil, false
+	}
+	switch field {
+	case "code":
+		if ex.status == 0 {
+			return nil, false
+		}
+		return types.Int(ex.status), true
+	case "code_details":
+		d := ex.details
+		if d == "" && ex.status != 0 {
+			d = "via_upstream"
+		}
+		if d == "" {
+			return nil, false
+		}
+		return types.String(d), true
+	case "flags":
+		return types.Int(envoyFlagBits(ex.flags)), true
+	case "grpc_status":
+		if s := first(ex.Header()["Grpc-Status"]); s != "" {
+			if n, err := strconv.Atoi(s); err == nil {
+				return types.Int(n), true
+			}
+		}
+		return nil, false
+	case "headers":
+		v.respH.h = ex.Header()
+		return &v.respH, true
+	case "trailers":
+		// The proxy keeps no response trailers apart: an empty map, as
+		// Envoy's for a response without any.
+		v.respH.h = nil
+		return &v.respH, true
+	case "size":
+		return types.Int(ex.bytes), true
+	case "total_size":
+		return types.Int(responseSize(ex)), true
+	}
+	return nil, false
+}
+
+// addrAttr is source.* or destination.*: address is ip:port.
+func addrAttr(addr, field string) (ref.Val, bool) {
+	switch field {
+	case "address":
+		return types.String(addr), true
+	case "port":
+		_, p, err := net.SplitHostPort(addr)
+		if err != nil {
+			return nil, false
+		}
+		n, err := strconv.Atoi(p)
+		if err != nil {
+			return nil, false
+		}
+		return types.Int(n), true
+	}
+	return nil, false
+}
+
+func connectionAttr(ci *connInfo, field string) (ref.Val, bool) {
+	switch field {
+	case "mtls":
+		return types.Bool(ci.id.mutualTLS()), true
+	case "requested_server_name":
+		return types.String(ci.sni), true
+	}
+	id := ci.id
+	if id == nil {
+		// Envoy: the TLS attributes of a plaintext connection are absent.
+		return nil, false
+	}
+	switch field {
+	case "tls_version":
+		return types.String(id.version), true
+	case "subject_peer_certificate":
+		return types.String(id.subject), true
+	case "uri_san_peer_certificate":
+		return firstAttr(id.uriSANs)
+	case "dns_san_peer_certificate":
+		return firstAttr(id.dnsSANs)
+	case "uri_san_local_certificate":
+		if id.localURI == "" {
+			return nil, false
+		}
+		return types.String(id.localURI), true
+	case "sha256_peer_certificate_digest":
+		if id.hash == "" {
+			return nil, false
+		}
+		return types.String(id.hash), true
+	}
+	return nil, false
+}
+
+func upstreamAttr(e *logEntry, field string) (ref.Val, bool) {
+	ep := e.ep
+	var cs *tls.ConnectionState
+	if e.ex != nil {
+		ep, cs = e.ex.endpoint, e.ex.upTLS
+		if field == "transport_failure_reason" && e.ex.transportFailure != "" {
+			return types.String(e.ex.transportFailure), true
+		}
+	}
+	switch field {
+	case "address", "port":
+		if ep == nil {
+			return nil, false
+		}
+		return addrAttr(ep.Addr, field)
+	}
+	if cs == nil {
+		return nil, false
+	}
+	switch field {
+	case "tls_version":
+		return types.String(tlsVersionName(cs.Version)), true
+	}
+	if len(cs.PeerCertificates) == 0 {
+		return nil, false
+	}
+	c := cs.PeerCertificates[0]
+	switch field {
+	case "subject_peer_certificate":
+		return types.String(c.Subject.String()), true
+	case "uri_san_peer_certificate":
+		if len(c.URIs) == 0 {
+			return nil, false
+		}
+		return types.String(c.URIs[0].String()), true
+	case "dns_san_peer_certificate":
+		return firstAttr(c.DNSNames)
+	case "sha256_peer_certificate_digest":
+		sum := sha256.Sum256(c.Raw)
+		return types.String(hex.EncodeToString(sum[:])), true
+	}
+	return nil, false
+}
+
+func xdsAttr(e *logEntry, field string) (ref.Val, bool) {
+	switch field {
+	case "cluster_name":
+		name := e.cluster
+		if e.ex != nil {
+			name = ""
+			if e.ex.cluster != nil {
+				name = e.ex.cluster.Name
+			}
+		}
+		if name == "" {
+			return nil, false
+		}
+		return types.String(name), true
+	case "route_name":
+		if e.ex == nil || e.ex.route == nil {
+			return nil, false
+		}
+		return types.String(e.ex.route.Name), true
+	case "listener_direction":
+		// envoy.config.core.v3.TrafficDirection: INBOUND 1, OUTBOUND 2.
+		if e.ci.inbound {
+			return types.Int(1), true
+		}
+		return types.Int(2), true
+	case "filter_chain_name":
+		if e.ci.chain == nil {
+			return nil, false
+		}
+		return types.String(e.ci.chain.name), true
+	}
+	return nil, false
+}
+
+func firstAttr(vs []string) (ref.Val, bool) {
+	if len(vs) == 0 {
+		return nil, false
+	}
+	return types.String(vs[0]), true
+}
+
+// headerAttr is a header's value, several joined with "," as Envoy
+// joins them; absent when the header was not sent.
+func headerAttr(h http.Header, key string) (ref.Val, bool) {
+	vs := h[key]
+	switch len(vs) {
+	case 0:
+		return nil, false
+	case 1:
+		return types.String(vs[0]), true
+	}
+	return types.String(strings.Join(vs, ",")), true
+}
+
+// envoyFlagBits are the flags as Envoy's legacy ResponseFlag bit set,
+// the value of response.flags.
+func envoyFlagBits(f responseFlags) int64 {
+	var bits int64
+	for i, b := range envoyFlagBit {
+		if f&(1<<i) != 0 {
+			bits |= b
+		}
+	}
+	return bits
+}
+
+// envoyFlagBit is Envoy's bit of each of flagNames.
+var envoyFlagBit = [len(flagNames)]int64{
+	0x2,      // UH NoHealthyUpstream
+	0x4,      // UT UpstreamRequestTimeout
+	0x20,     // UF UpstreamConnectionFailure
+	0x40,     // UC UpstreamConnectionTermination
+	0x100,    // NR NoRouteFound
+	0x200,    // DI DelayInjected
+	0x400,    // FI FaultInjected
+	0x4000,   // DC DownstreamConnectionTermination
+	0x8000,   // URX UpstreamRetryLimitExceeded
+	0x80,     // UO UpstreamOverflow
+	0x800000, // UPE UpstreamProtocolError
+	0x40000,  // DPE DownstreamProtocolError
+	0x10000,  // SI StreamIdleTimeout
+	0x1000,   // UAEX UnauthorizedExternalService
+}
+
+// parseFlags reads a TCP connection's flags string (e.g. "UF").
+func parseFlags(s string) responseFlags {
+	var f responseFlags
+	for n := range strings.SplitSeq(s, ",") {
+		for i, name := range flagNames {
+			if n == name {
+				f |= 1 << i
+			}
+		}
+	}
+	return f
+}
+
+// celRoot is one top-level attribute map, computed as it is read.
+type celRoot struct {
+	v    *celVars
+	kind celRootKind
+}
+
+func (m *celRoot) Find(key ref.Val) (ref.Val, bool) {
+	s, ok := key.(types.String)
+	if !ok {
+		return nil, false
+	}
+	return m.v.attr(m.kind, string(s))
+}
+
+func (m *celRoot) Get(key ref.Val) ref.Val          { return mapGet(m, key) }
+func (m *celRoot) Contains(key ref.Val) ref.Val     { return mapContains(m, key) }
+func (m *celRoot) Iterator() traits.Iterator        { return emptyIterator() }
+func (m *celRoot) Size() ref.Val                    { return types.Int(0) }
+func (m *celRoot) Type() ref.Type                   { return types.MapType }
+func (m *celRoot) Value() any                       { return m }
+func (m *celRoot) Equal(o ref.Val) ref.Val          { return types.Bool(o == ref.Val(m)) }
+func (m *celRoot) ConvertToType(t ref.Type) ref.Val { return convertMap(m, t) }
+func (m *celRoot) ConvertToNative(t reflect.Type) (any, error) {
+	return nil, fmt.Errorf("CEL attribute map: no conversion to %v", t)
+}
+
+// celHeaders is request.headers or response.headers: lookups are by
+// lower-case name, as Envoy's header map, and a request's pseudo
+// headers are there too.
+type celHeaders struct {
+	h  http.Header
+	r  *http.Request
+	ci *connInfo
+}
+
+func (m *celHeaders) Find(key ref.Val) (ref.Val, bool) {
+	s, ok := key.(types.String)
+	if !ok {
+		return nil, false
+	}
+	name := string(s)
+	if m.r != nil && strings.HasPrefix(name, ":") {
+		switch strings.ToLower(name) {
+		case ":method":
+			return types.String(m.r.Method), true
+		case ":path":
+			return types.String(m.r.RequestURI), true
+		case ":authority":
+			return types.String(m.r.Host), true
+		case ":scheme":
+			return types.String(requestScheme(m.r, m.ci)), true
+		}
+		return nil, false
+	}
+	if m.r != nil && strings.EqualFold(name, "host") {
+		// Envoy's HTTP/1 codec turns Host into :authority; Go keeps it apart.
+		return nil, false
+	}
+	return headerAttr(m.h, textproto.CanonicalMIMEHeaderKey(name))
+}
+
+func (m *celHeaders) Get(key ref.Val) ref.Val      { return mapGet(m, key) }
+func (m *celHeaders) Contains(key ref.Val) ref.Val { return mapContains(m, key) }
+func (m *celHeaders) Iterator() traits.Iterator    { return emptyIterator() }
+func (m *celHeaders) Size() ref.Val                { return types.Int(len(m.h)) }
+func (m *celHeaders) Type() ref.Type               { return types.MapType }
+func (m *celHeaders) Value() any                   { return m }
+func (m *celHeaders) Equal(o ref.Val) ref.Val      { return types.Bool(o == ref.Val(m)) }
+func (m *celHeaders) ConvertToType(t ref.Type) ref.Val {
+	return convertMap(m, t)
+}
+func (m *celHeaders) ConvertToNative(t reflect.Type) (any, error) {
+	return nil, fmt.Errorf("CEL header map: no conversion to %v", t)
+}
+
+type finder interface {
+	Find(ref.Val) (ref.Val, bool)
+}
+
+func mapGet(m finder, key ref.Val) ref.Val {
+	if v, ok := m.Find(key); ok {
+		return v
+	}
+	return types.NewErr("no such key: %v", key)
+}
+
+func mapContains(m finder, key ref.Val) ref.Val {
+	_, ok := m.Find(key)
+	return types.Bool(ok)
+}
+
+func convertMap(m ref.Val, t ref.Type) ref.Val {
+	if t == types.TypeType {
+		return types.MapType
+	}
+	if t == types.MapType {
+		return m
+	}
+	return types.NewErr("type conversion error from map to '%s'", t)
+}
+
+// emptyIterator: Envoy's attribute maps list no keys either.
+func emptyIterator() traits.Iterator {
+	return types.NewStringList(types.DefaultTypeAdapter, nil).(traits.Lister).Iterator()
+}
