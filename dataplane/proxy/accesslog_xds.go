@@ -72,10 +72,17 @@ func compileLogFilter(f *accesslogv3.AccessLogFilter) (*celExpr, error) {
 	if err := tc.UnmarshalTo(&ef); err != nil {
 		return nil, fmt.Errorf("filter %s: decode ExpressionFilter: %w", x.GetName(), err)
 	}
-	if err := fieldcheck.Only(&ef, "expression"); err != nil {
+	if err := fieldcheck.Only(&ef, "expression", "cel_config"); err != nil {
 		return nil, fmt.Errorf("filter %s: %w", x.GetName(), err)
 	}
-	c, err := compileCEL(ef.GetExpression())
+	o := envoyFilterCEL
+	if cfg := ef.GetCelConfig(); cfg != nil {
+		if err := fieldcheck.Only(cfg, "enable_string_conversion", "enable_string_concat"); err != nil {
+			return nil, fmt.Errorf("filter %s: cel_config: %w", x.GetName(), err)
+		}
+		o.stringConversion, o.stringConcat = cfg.GetEnableStringConversion(), cfg.GetEnableStringConcat()
+	}
+	c, err := compileCEL(ef.GetExpression(), o)
 	if err != nil {
 		return nil, fmt.Errorf("filter %s: %w", x.GetName(), err)
 	}

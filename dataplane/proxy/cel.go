@@ -15,6 +15,10 @@ import (
 	"time"
 
 	"github.com/google/cel-go/cel"
+	celast "github.com/google/cel-go/common/ast"
+	celenv "github.com/google/cel-go/common/env"
+	"github.com/google/cel-go/common/operators"
+	"github.com/google/cel-go/common/overloads"
 	"github.com/google/cel-go/common/types"
 	"github.com/google/cel-go/common/types/ref"
 	"github.com/google/cel-go/common/types/traits"
@@ -31,9 +35,92 @@ import (
 // connection), is absent, and reading it is an error, as in Envoy: the
 // access log filter then does not match and the dimension is "unknown".
 
-// celEnv is the one environment: the standard functions and macros,
-// which is what Envoy's builder registers.
-var celEnv = sync.OnceValues(func() (*cel.Env, error) { return cel.NewEnv() })
+// celOptions are the CEL features an evaluator enables; Envoy's and
+// Istio's differ.
+type celOptions struct {
+	// comprehensions: the macros that loop (all, exists, exists_one,
+	// map, filter).
+	comprehensions bool
+	// stringConversion is string(x); stringConcat is string + string,
+	// listConcat list + list. Neither evaluator has the strings extension
+	// (split, join, ...).
+	stringConversion, stringConcat, listConcat bool
+}
+
+// envoyFilterCEL is Envoy's expression builder for an access log filter
+// without cel_config (source/extensions/filters/common/expr/evaluator.cc
+// createBuilder): no comprehensions, no string conversion, no string or
+// list concatenation (its cel_config may enable the first two).
+var envoyFilterCEL = celOptions{}
+
+// istioStatsCEL is Istio's stats filter's builder: the interpreter's
+// defaults, which allow all of them.
+var istioStatsCEL = celOptions{comprehensions: true, stringConversion: true, stringConcat: true, listConcat: true}
+
+var celEnvs sync.Map // celOptions → *cel.Env
+
+// celEnv is the environment of o: the standard functions and macros, less
+// what o disables.
+func celEnv(o celOptions) (*cel.Env, error) {
+	if e, ok := celEnvs.Load(o); ok {
+		return e.(*cel.Env), nil
+	}
+	sub := celenv.NewLibrarySubset()
+	if !o.stringConversion {
+		sub.AddExcludedFunctions(celenv.NewFunction(overloads.TypeConvertString))
+	}
+	opts := []cel.EnvOption{}
+	if !o.stringConcat || !o.listConcat {
+		// Unchecked, + dispatches on its operands, not on its declared
+		// overloads: it is replaced by one that refuses what o disables,
+		// at evaluation, as Envoy's runtime finds no overload for it.
+		sub.AddExcludedFunctions(celenv.NewFunction(operators.Add))
+		opts = append(opts, celAdd(o))
+	}
+	e, err := cel.NewCustomEnv(append(opts, cel.StdLib(cel.StdLibSubset(sub)))...)
+	if err != nil {
+		return nil, err
+	}
+	celEnvs.Store(o, e)
+	return e, nil
+}
+
+// celAdd is the + of o.
+func celAdd(o celOptions) cel.EnvOption {
+	bin := func(id string, l, r, out *cel.Type) cel.FunctionOpt {
+		return cel.Overload(id, []*cel.Type{l, r}, out)
+	}
+	fns := []cel.FunctionOpt{
+		bin(overloads.AddBytes, cel.BytesType, cel.BytesType, cel.BytesType),
+		bin(overloads.AddDouble, cel.DoubleType, cel.DoubleType, cel.DoubleType),
+		bin(overloads.AddDurationDuration, cel.DurationType, cel.DurationType, cel.DurationType),
+		bin(overloads.AddDurationTimestamp, cel.DurationType, cel.TimestampType, cel.TimestampType),
+		bin(overloads.AddTimestampDuration, cel.TimestampType, cel.DurationType, cel.TimestampType),
+		bin(overloads.AddInt64, cel.IntType, cel.IntType, cel.IntType),
+		bin(overloads.AddUint64, cel.UintType, cel.UintType, cel.UintType),
+	}
+	if o.stringConcat {
+		fns = append(fns, bin(overloads.AddString, cel.StringType, cel.StringType, cel.StringType))
+	}
+	if o.listConcat {
+		a := cel.ListType(cel.TypeParamType("A"))
+		fns = append(fns, bin(overloads.AddList, a, a, a))
+	}
+	fns = append(fns, cel.SingletonBinaryBinding(func(l, r ref.Val) ref.Val {
+		switch l.(type) {
+		case types.String:
+			if !o.stringConcat {
+				return types.NewErr("no matching overload for '_+_' applied to (string, string): string concatenation is disabled")
+			}
+		case traits.Lister:
+			if !o.listConcat {
+				return types.NewErr("no matching overload for '_+_' applied to (list, list): list concatenation is disabled")
+			}
+		}
+		return l.(traits.Adder).Add(r)
+	}, traits.AdderType))
+	return cel.Function(operators.Add, fns...)
+}
 
 // celExpr is a compiled expression.
 type celExpr struct {
@@ -42,18 +129,39 @@ type celExpr struct {
 }
 
 // compileCEL parses expr and plans its evaluation, once per
-// configuration. A parse error is the configuration's error, as Envoy
-// refuses it.
-func compileCEL(expr string) (*celExpr, error) {
-	env, err := celEnv()
+// configuration. What Envoy's builder refuses is the configuration's
+// error: a parse error, a comprehension where o disables them, a call of
+// a function o does not have. Nothing is type-checked, as in Envoy.
+func compileCEL(expr string, o celOptions) (*celExpr, error) {
+	env, err := celEnv(o)
 	if err != nil {
 		return nil, fmt.Errorf("CEL environment: %w", err)
 	}
-	ast, iss := env.Parse(expr)
+	parsed, iss := env.Parse(expr)
 	if iss.Err() != nil {
 		return nil, fmt.Errorf("CEL expression %q: %w", expr, iss.Err())
 	}
-	prg, err := env.Program(ast, cel.EvalOptions(cel.OptOptimize))
+	fns := env.Functions()
+	var bad error
+	celast.PostOrderVisit(parsed.NativeRep().Expr(), celast.NewExprVisitor(func(e celast.Expr) {
+		if bad != nil {
+			return
+		}
+		switch e.Kind() {
+		case celast.ComprehensionKind:
+			if !o.comprehensions {
+				bad = fmt.Errorf("comprehensions (all, exists, map, filter) are disabled in this CEL evaluator, as in Envoy's")
+			}
+		case celast.CallKind:
+			if name := e.AsCall().FunctionName(); fns[name] == nil {
+				bad = fmt.Errorf("no function %s", name)
+			}
+		}
+	}))
+	if bad != nil {
+		return nil, fmt.Errorf("CEL expression %q: %w", expr, bad)
+	}
+	prg, err := env.Program(parsed, cel.EvalOptions(cel.OptOptimize))
 	if err != nil {
 		return nil, fmt.Errorf("CEL expression %q: %w", expr, err)
 	}

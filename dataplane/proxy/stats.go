@@ -110,7 +110,7 @@ func compileDimension(expr string) (dimension, error) {
 	if d, ok := fastDimension(expr); ok {
 		return d, nil
 	}
-	c, err := compileCEL(expr)
+	c, err := compileCEL(expr, istioStatsCEL)
 	if err != nil {
 		return dimension{}, err
 	}

@@ -379,6 +379,7 @@ func TestIstioStatsOverrides(t *testing.T) {
 
 	for name, bad := range map[string]*statsv1.PluginConfig{
 		"cel that does not parse": {Metrics: []*statsv1.MetricConfig{{Dimensions: map[string]string{"big": "request.size >"}}}},
+		"cel unknown function":    {Metrics: []*statsv1.MetricConfig{{Dimensions: map[string]string{"part": "xds.cluster_name.split('|')[3]"}}}},
 		"invalid label":           {Metrics: []*statsv1.MetricConfig{{Name: "requests_total", Dimensions: map[string]string{"bad-label": "request.host"}}}},
 		"field not honoured":      {StatPrefix: "custom_"},
 		"match":                   {Metrics: []*statsv1.MetricConfig{{Name: "requests_total", Match: "response.code == 200"}}},
