@@ -192,7 +192,7 @@ func (p *Proxy) logHTTP(start time.Time, r *http.Request, ex *exchange) {
 		return e
 	}
 	for _, al := range h.logs {
-		if al.filter != nil && !al.filter.matches(entry()) {
+		if al.filter != nil && !al.filter.matches(&logEntry{start: start, r: r, ex: ex, ci: ex.conn}) {
 			continue
 		}
 		w := al.w
@@ -220,7 +220,7 @@ func (p *Proxy) logTCP(start time.Time, ci *connInfo, cluster string, ep *upstre
 		return le
 	}
 	for _, al := range ci.chain.tcp.logs {
-		if al.filter != nil && !al.filter.matches(e()) {
+		if al.filter != nil && !al.filter.matches(&logEntry{start: start, ci: ci, cluster: cluster, ep: ep, flags: flags, received: received, sent: sent}) {
 			continue
 		}
 		w := al.w

@@ -173,16 +173,16 @@ func compileCEL(expr string, o celOptions) (*celExpr, error) {
 // request.headers point into it). A nil or error value is an error.
 func (c *celExpr) eval(e *logEntry, f func(ref.Val)) {
 	v := celVarsPool.Get().(*celVars)
-	v.e = e
-	v.reqH.h, v.reqH.r = nil, nil
-	v.respH.h, v.respH.r = nil, nil
+	// A copy, so that e itself need not live on the heap.
+	v.e = *e
 	out, _, err := c.prg.Eval(v)
 	if err != nil || out == nil || types.IsError(out) || types.IsUnknown(out) {
 		out = nil
 	}
 	f(out)
-	v.e = nil
-	v.reqH.h, v.reqH.r, v.respH.h = nil, nil, nil
+	v.e = logEntry{}
+	v.reqH = celHeaders{}
+	v.respH = celHeaders{}
 	celVarsPool.Put(v)
 }
 
@@ -228,7 +228,7 @@ func celPrint(v ref.Val) string {
 	case types.Bytes:
 		return string(x)
 	case types.Duration:
-		return x.Duration.String()
+		return x.String()
 	case types.Timestamp:
 		return x.UTC().Format("2006-01-02T15:04:05.999999999-07:00")
 	case types.Null:
@@ -282,7 +282,7 @@ func celRootOf(name string) (celRootKind, bool) {
 // here (and the whole pooled) so that handing them to CEL allocates
 // nothing.
 type celVars struct {
-	e     *logEntry
+	e     logEntry
 	roots [numCELRoots]celRoot
 	reqH  celHeaders
 	respH celHeaders
@@ -324,7 +324,7 @@ func (v *celVars) Parent() interpreter.Activation { return nil }
 
 // attr is attribute root.field of the entry; false when it has none.
 func (v *celVars) attr(root celRootKind, field string) (ref.Val, bool) {
-	e := v.e
+	e := &v.e
 	switch root {
 	case celRequest:
 		return v.requestAttr(field)
@@ -348,7 +348,7 @@ func (v *celVars) attr(root celRootKind, field string) (ref.Val, bool) {
 }
 
 func (v *celVars) requestAttr(field string) (ref.Val, bool) {
-	e := v.e
+	e := &v.e
 	// What a TCP connection has too (Envoy's RequestWrapper reads them
 	// from the stream info, not the headers).
 	switch field {
@@ -417,7 +417,7 @@ func requestProtocol(r *http.Request) string {
 }
 
 func (v *celVars) responseAttr(field string) (ref.Val, bool) {
-	e := v.e
+	e := &v.e
 	ex := e.ex
 	if ex == nil {
 		// A TCP connection: no response, but its flags and the bytes sent.
@@ -767,5 +767,5 @@ func convertMap(m ref.Val, t ref.Type) ref.Val {
 
 // emptyIterator: Envoy's attribute maps list no keys either.
 func emptyIterator() traits.Iterator {
-	return types.NewStringList(types.DefaultTypeAdapter, nil).(traits.Lister).Iterator()
+	return types.NewStringList(types.DefaultTypeAdapter, nil).Iterator()
 }

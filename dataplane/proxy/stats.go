@@ -247,16 +247,16 @@ func (sc *statsConfig) httpDims(k *telemetry.Request, dims *telemetry.Dims, r *h
 		return false
 	}
 	k.Overrides = sc.overrides
-	var e *logEntry
+	var e logEntry
 	for i, dim := range sc.dims {
 		if dim.cel == nil {
 			dims[i] = dim.http(r, ex)
 			continue
 		}
-		if e == nil {
-			e = &logEntry{start: time.Now().Add(-d), r: r, ex: ex, ci: ex.conn}
+		if e.r == nil {
+			e = logEntry{start: time.Now().Add(-d), r: r, ex: ex, ci: ex.conn}
 		}
-		dims[i] = dim.cel.label(e)
+		dims[i] = dim.cel.label(&e)
 	}
 	return len(sc.dims) > 0
 }
@@ -267,16 +267,16 @@ func (sc *statsConfig) tcpDims(k *telemetry.Conn, ci *connInfo, cluster string) 
 		return
 	}
 	k.Overrides = sc.overrides
-	var e *logEntry
+	var e logEntry
 	for i, dim := range sc.dims {
 		if dim.cel == nil {
 			k.Dims[i] = dim.tcp(ci, cluster)
 			continue
 		}
-		if e == nil {
+		if e.ci == nil {
 			// At the connection's start, when its series is chosen.
-			e = &logEntry{start: time.Now(), ci: ci, cluster: cluster, flags: k.Flags}
+			e = logEntry{start: time.Now(), ci: ci, cluster: cluster, flags: k.Flags}
 		}
-		k.Dims[i] = dim.cel.label(e)
+		k.Dims[i] = dim.cel.label(&e)
 	}
 }
