@@ -228,7 +228,7 @@ func celPrint(v ref.Val) string {
 	case types.Bytes:
 		return string(x)
 	case types.Duration:
-		return x.String()
+		return abslDuration(x.Duration)
 	case types.Timestamp:
 		return x.UTC().Format("2006-01-02T15:04:05.999999999-07:00")
 	case types.Null:
@@ -241,6 +241,25 @@ func celPrint(v ref.Val) string {
 		return "list value"
 	}
 	return v.Type().TypeName() + " value"
+}
+
+// abslDuration is absl::FormatDuration: Go's form without its zero
+// units ("1h", not "1h0m0s"), "us" for microseconds, "0" for zero.
+func abslDuration(d time.Duration) string {
+	if d == 0 {
+		return "0"
+	}
+	s := strings.Replace(d.String(), "µs", "us", 1)
+	if d.Abs() < time.Second {
+		return s
+	}
+	if h, rest, ok := strings.Cut(s, "h"); ok && strings.HasPrefix(rest, "0m") {
+		s = h + "h" + rest[2:]
+	}
+	if strings.HasSuffix(s, "m0s") || strings.HasSuffix(s, "h0s") {
+		s = s[:len(s)-2]
+	}
+	return s
 }
 
 // celRootKind is one of Envoy's top-level attribute names.
