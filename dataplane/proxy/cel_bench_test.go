@@ -73,3 +73,21 @@ func BenchmarkStatsDimension(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkCELCompile is an expression's compilation, which a build of
+// a configuration that names it does unless it is in the cache.
+func BenchmarkCELCompile(b *testing.B) {
+	for _, tt := range []struct {
+		name    string
+		compile func(string, celOptions) (*celExpr, error)
+	}{{"uncached", compileCELUncached}, {"cached", compileCEL}} {
+		b.Run(tt.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := tt.compile("response.code >= 400 && request.url_path.startsWith('/api')", envoyFilterCEL); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}

@@ -289,3 +289,25 @@ func TestCELStringConcat(t *testing.T) {
 		}
 	}
 }
+
+// TestCELCache: an expression compiled again (a listener update) is the
+// same program; another evaluator's is not; the cache stays bounded.
+func TestCELCache(t *testing.T) {
+	a, _ := compileCEL("response.code >= 400", envoyFilterCEL)
+	b, _ := compileCEL("response.code >= 400", envoyFilterCEL)
+	c, _ := compileCEL("response.code >= 400", istioStatsCEL)
+	if a == nil || a != b || a == c {
+		t.Fatalf("same expression and options: %p %p; other options %p", a, b, c)
+	}
+	for i := range maxCELCache + 10 {
+		if _, err := compileCEL("response.code == "+strconv.Itoa(i), envoyFilterCEL); err != nil {
+			t.Fatal(err)
+		}
+	}
+	celCache.mu.Lock()
+	n := len(celCache.m)
+	celCache.mu.Unlock()
+	if n > maxCELCache {
+		t.Fatalf("%d cached, want at most %d", n, maxCELCache)
+	}
+}
