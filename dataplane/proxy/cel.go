@@ -77,6 +77,10 @@ func celEnv(o celOptions) (*cel.Env, error) {
 		sub.AddExcludedFunctions(celenv.NewFunction(operators.Add))
 		opts = append(opts, celAdd(o))
 	}
+	// The roots, as dyn, for the checker (see compileCELUncached).
+	for _, name := range celRootNames {
+		opts = append(opts, cel.Variable(name, cel.DynType))
+	}
 	e, err := cel.NewCustomEnv(append(opts, cel.StdLib(cel.StdLibSubset(sub)))...)
 	if err != nil {
 		return nil, err
@@ -199,7 +203,16 @@ func compileCELUncached(expr string, o celOptions) (*celExpr, error) {
 	if bad != nil {
 		return nil, fmt.Errorf("CEL expression %q: %w", expr, bad)
 	}
-	prg, err := env.Program(parsed, cel.EvalOptions(cel.OptOptimize))
+	// Envoy does not type-check. An expression the checker takes (with
+	// every root dyn) is planned from its checked form, which reads
+	// request.url_path as root and key, no more; one it does not (1 +
+	// 'a', an unknown root) runs unchecked and fails as it runs, as in
+	// Envoy.
+	ast := parsed
+	if checked, iss := env.Check(parsed); iss.Err() == nil {
+		ast = checked
+	}
+	prg, err := env.Program(ast, cel.EvalOptions(cel.OptOptimize))
 	if err != nil {
 		return nil, fmt.Errorf("CEL expression %q: %w", expr, err)
 	}
@@ -314,6 +327,8 @@ const (
 	numCELRoots
 )
 
+var celRootNames = [numCELRoots]string{"request", "response", "source", "destination", "connection", "upstream", "xds"}
+
 func celRootOf(name string) (celRootKind, bool) {
 	switch name {
 	case "request":
@@ -353,28 +368,16 @@ var celVarsPool = sync.Pool{New: func() any {
 	return v
 }}
 
-// ResolveName is the activation's lookup. cel-go asks for the most
-// qualified name first ("request.url_path"), then the shorter ones with
-// the rest as map keys, so an attribute the proxy has is answered in one
-// step and an absent one falls through to the map, whose lookup fails
-// with "no such key" as Envoy's does.
+// ResolveName is the activation's lookup: the roots only, so an
+// attribute is always a map lookup, whose failure is "no such key" as
+// Envoy's. (Unchecked, cel-go asks for "request.url_path" first; to
+// answer it would make has(request.url_path) the value, not true.)
 func (v *celVars) ResolveName(name string) (any, bool) {
-	root, field, dotted := strings.Cut(name, ".")
-	k, ok := celRootOf(root)
+	k, ok := celRootOf(name)
 	if !ok {
 		return nil, false
 	}
-	if !dotted {
-		return &v.roots[k], true
-	}
-	if strings.IndexByte(field, '.') >= 0 {
-		return nil, false
-	}
-	val, ok := v.attr(k, field)
-	if !ok {
-		return nil, false
-	}
-	return val, true
+	return &v.roots[k], true
 }
 
 func (v *celVars) Parent() interpreter.Activation { return nil }

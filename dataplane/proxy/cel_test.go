@@ -79,6 +79,9 @@ func TestCELFilter(t *testing.T) {
 		{"!(request.headers['x-absent'] == 'true')", h, false},                             // still an error, not true
 		{"'x-absent' in request.headers || request.headers['x-debug'] == 'true'", h, true}, // membership is not an error
 		{"has(request.headers.x_absent)", h, false},
+		{"has(request.url_path) && !has(request.referer) && !has(response.grpc_status)", h, true},
+		{"has(request.url_path) || 1 + 'a' == 2", h, true}, // unchecked (the checker refuses 1 + 'a'): has() is still a bool
+		{"1 + 'a' == 2", h, false},
 		{"request.headers['x-multi'] == 'a,b'", h, true},
 		{"request.headers[':authority'] == 'reviews:9080' && request.headers[':method'] == 'GET'", h, true},
 		{"connection.mtls", h, true},
