@@ -11,6 +11,7 @@ import (
 	"unicode/utf8"
 
 	accesslogv3 "github.com/envoyproxy/go-control-plane/envoy/config/accesslog/v3"
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	filev3 "github.com/envoyproxy/go-control-plane/envoy/extensions/access_loggers/file/v3"
 	celv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/access_loggers/filters/cel/v3"
 	"google.golang.org/protobuf/types/known/structpb"
@@ -53,7 +54,7 @@ type accessLogger struct {
 // extension filter is the one the proxy implements (the Telemetry API's
 // accessLogging[].filter); any other is refused, since skipping it would
 // log what the user asked to keep out.
-func compileLogFilter(f *accesslogv3.AccessLogFilter) (*celExpr, error) {
+func compileLogFilter(f *accesslogv3.AccessLogFilter, node *corev3.Node) (*celExpr, error) {
 	if f == nil {
 		return nil, nil
 	}
@@ -82,7 +83,7 @@ func compileLogFilter(f *accesslogv3.AccessLogFilter) (*celExpr, error) {
 		}
 		o.stringConversion, o.stringConcat = cfg.GetEnableStringConversion(), cfg.GetEnableStringConcat()
 	}
-	c, err := compileCEL(ef.GetExpression(), o)
+	c, err := compileCEL(ef.GetExpression(), o, node)
 	if err != nil {
 		return nil, fmt.Errorf("filter %s: %w", x.GetName(), err)
 	}
@@ -98,13 +99,14 @@ type logSinks interface {
 // compileAccessLogs compiles a connection manager's or tcp_proxy's
 // access_log entries. An entry the proxy cannot honour is refused: a
 // filter skipped would log what the user asked to keep out.
-func compileAccessLogs(entries []*accesslogv3.AccessLog, sinks logSinks) ([]*accessLogger, error) {
+// node is the proxy's, which a filter reads as xds.node.
+func compileAccessLogs(entries []*accesslogv3.AccessLog, sinks logSinks, node *corev3.Node) ([]*accessLogger, error) {
 	var out []*accessLogger
 	for i, e := range entries {
 		if err := fieldcheck.Only(e, "name", "typed_config", "filter"); err != nil {
 			return nil, fmt.Errorf("access_log %d: %w", i, err)
 		}
-		filter, err := compileLogFilter(e.GetFilter())
+		filter, err := compileLogFilter(e.GetFilter(), node)
 		if err != nil {
 			return nil, fmt.Errorf("access_log %d: %w", i, err)
 		}

@@ -14,6 +14,7 @@ import (
 	"sync"
 	"time"
 
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	"github.com/google/cel-go/cel"
 	celast "github.com/google/cel-go/common/ast"
 	celenv "github.com/google/cel-go/common/env"
@@ -45,6 +46,9 @@ type celOptions struct {
 	// listConcat list + list. Neither evaluator has the strings extension
 	// (split, join, ...).
 	stringConversion, stringConcat, listConcat bool
+	// nodeRoot: the proxy's Node is the root "node" too (Istio's stats
+	// filter adds it to Envoy's xds.node).
+	nodeRoot bool
 }
 
 // envoyFilterCEL is Envoy's expression builder for an access log filter
@@ -55,7 +59,7 @@ var envoyFilterCEL = celOptions{}
 
 // istioStatsCEL is Istio's stats filter's builder: the interpreter's
 // defaults, which allow all of them.
-var istioStatsCEL = celOptions{comprehensions: true, stringConversion: true, stringConcat: true, listConcat: true}
+var istioStatsCEL = celOptions{comprehensions: true, stringConversion: true, stringConcat: true, listConcat: true, nodeRoot: true}
 
 var celEnvs sync.Map // celOptions → *cel.Env
 
@@ -78,9 +82,13 @@ func celEnv(o celOptions) (*cel.Env, error) {
 		opts = append(opts, celAdd(o))
 	}
 	// The roots, as dyn, for the checker (see compileCELUncached).
-	for _, name := range celRootNames {
-		opts = append(opts, cel.Variable(name, cel.DynType))
+	for k, name := range celRootNames {
+		if celRootKind(k) != celNode || o.nodeRoot {
+			opts = append(opts, cel.Variable(name, cel.DynType))
+		}
 	}
+	// The Node proto, so that node.metadata['CLUSTER_ID'] reads it.
+	opts = append(opts, cel.Types(&corev3.Node{}))
 	e, err := cel.NewCustomEnv(append(opts, cel.StdLib(cel.StdLibSubset(sub)))...)
 	if err != nil {
 		return nil, err
@@ -126,35 +134,46 @@ func celAdd(o celOptions) cel.EnvOption {
 	return cel.Function(operators.Add, fns...)
 }
 
-// celExpr is a compiled expression.
+// celExpr is a compiled expression and the proxy's Node it reads as
+// xds.node (and node).
 type celExpr struct {
-	src string
-	prg cel.Program
+	src  string
+	prg  cel.Program
+	o    celOptions
+	node ref.Val
 }
 
 // compileCEL parses expr and plans its evaluation, once per
 // configuration. What Envoy's builder refuses is the configuration's
 // error: a parse error, a comprehension where o disables them, a call of
 // a function o does not have. Nothing is type-checked, as in Envoy.
-func compileCEL(expr string, o celOptions) (*celExpr, error) {
+func compileCEL(expr string, o celOptions, node *corev3.Node) (*celExpr, error) {
 	k := celKey{expr, o}
 	celCache.mu.Lock()
 	c := celCache.m[k]
 	celCache.mu.Unlock()
-	if c != nil {
+	if c == nil {
+		var err error
+		if c, err = compileCELUncached(expr, o); err != nil {
+			return nil, err
+		}
+		celCache.mu.Lock()
+		if len(celCache.m) >= maxCELCache {
+			clear(celCache.m)
+		}
+		celCache.m[k] = c
+		celCache.mu.Unlock()
+	}
+	if node == nil {
 		return c, nil
 	}
-	c, err := compileCELUncached(expr, o)
+	env, err := celEnv(o)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("CEL environment: %w", err)
 	}
-	celCache.mu.Lock()
-	if len(celCache.m) >= maxCELCache {
-		clear(celCache.m)
-	}
-	celCache.m[k] = c
-	celCache.mu.Unlock()
-	return c, nil
+	withNode := *c
+	withNode.node = env.CELTypeAdapter().NativeToValue(node)
+	return &withNode, nil
 }
 
 // celCache keeps the compiled expressions across builds: a listener
@@ -216,7 +235,7 @@ func compileCELUncached(expr string, o celOptions) (*celExpr, error) {
 	if err != nil {
 		return nil, fmt.Errorf("CEL expression %q: %w", expr, err)
 	}
-	return &celExpr{src: expr, prg: prg}, nil
+	return &celExpr{src: expr, prg: prg, o: o}, nil
 }
 
 // eval evaluates c for the request or connection of e and hands the
@@ -226,12 +245,14 @@ func (c *celExpr) eval(e *logEntry, f func(ref.Val)) {
 	v := celVarsPool.Get().(*celVars)
 	// A copy, so that e itself need not live on the heap.
 	v.e = *e
+	v.node, v.nodeRoot = c.node, c.o.nodeRoot
 	out, _, err := c.prg.Eval(v)
 	if err != nil || out == nil || types.IsError(out) || types.IsUnknown(out) {
 		out = nil
 	}
 	f(out)
 	v.e = logEntry{}
+	v.node = nil
 	v.reqH = celHeaders{}
 	v.respH = celHeaders{}
 	celVarsPool.Put(v)
@@ -324,10 +345,11 @@ const (
 	celConnection
 	celUpstream
 	celXDS
+	celNode
 	numCELRoots
 )
 
-var celRootNames = [numCELRoots]string{"request", "response", "source", "destination", "connection", "upstream", "xds"}
+var celRootNames = [numCELRoots]string{"request", "response", "source", "destination", "connection", "upstream", "xds", "node"}
 
 func celRootOf(name string) (celRootKind, bool) {
 	switch name {
@@ -345,6 +367,8 @@ func celRootOf(name string) (celRootKind, bool) {
 		return celUpstream, true
 	case "xds":
 		return celXDS, true
+	case "node":
+		return celNode, true
 	}
 	return 0, false
 }
@@ -354,10 +378,14 @@ func celRootOf(name string) (celRootKind, bool) {
 // here (and the whole pooled) so that handing them to CEL allocates
 // nothing.
 type celVars struct {
-	e     logEntry
-	roots [numCELRoots]celRoot
-	reqH  celHeaders
-	respH celHeaders
+	e logEntry
+	// node is the proxy's Node as a CEL message (nil: none); nodeRoot
+	// makes it the root "node" too.
+	node     ref.Val
+	nodeRoot bool
+	roots    [numCELRoots]celRoot
+	reqH     celHeaders
+	respH    celHeaders
 }
 
 var celVarsPool = sync.Pool{New: func() any {
@@ -376,6 +404,12 @@ func (v *celVars) ResolveName(name string) (any, bool) {
 	k, ok := celRootOf(name)
 	if !ok {
 		return nil, false
+	}
+	if k == celNode {
+		if !v.nodeRoot || v.node == nil {
+			return nil, false
+		}
+		return v.node, true
 	}
 	return &v.roots[k], true
 }
@@ -402,6 +436,9 @@ func (v *celVars) attr(root celRootKind, field string) (ref.Val, bool) {
 	case celUpstream:
 		return upstreamAttr(e, field)
 	case celXDS:
+		if field == "node" && v.node != nil {
+			return v.node, true
+		}
 		return xdsAttr(e, field)
 	}
 	return nil, false

@@ -27,7 +27,7 @@ func BenchmarkAccessLogCELFilter(b *testing.B) {
 			l := newLogWriter(io.Discard)
 			al := &accessLogger{w: l}
 			if tt.expr != "" {
-				c, err := compileCEL(tt.expr, envoyFilterCEL)
+				c, err := compileCEL(tt.expr, envoyFilterCEL, nil)
 				if err != nil {
 					b.Fatal(err)
 				}
@@ -59,7 +59,7 @@ func BenchmarkStatsDimension(b *testing.B) {
 	} {
 		b.Run(tt.name, func(b *testing.B) {
 			e := celHTTPEntry(true, 503)
-			d, err := compileDimension(tt.expr)
+			d, err := compileDimension(tt.expr, nil)
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -80,7 +80,7 @@ func BenchmarkCELCompile(b *testing.B) {
 	for _, tt := range []struct {
 		name    string
 		compile func(string, celOptions) (*celExpr, error)
-	}{{"uncached", compileCELUncached}, {"cached", compileCEL}} {
+	}{{"uncached", compileCELUncached}, {"cached", func(e string, o celOptions) (*celExpr, error) { return compileCEL(e, o, nil) }}} {
 		b.Run(tt.name, func(b *testing.B) {
 			b.ReportAllocs()
 			for b.Loop() {

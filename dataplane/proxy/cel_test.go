@@ -1,6 +1,8 @@
 package proxy
 
 import (
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	"google.golang.org/protobuf/types/known/structpb"
 	"net/http/httptest"
 	"net/netip"
 	"strconv"
@@ -128,7 +130,7 @@ func TestCELFilter(t *testing.T) {
 		{"connection.mtls", tcp, false},
 	}
 	for _, tt := range tests {
-		c, err := compileCEL(tt.expr, envoyFilterCEL)
+		c, err := compileCEL(tt.expr, envoyFilterCEL, nil)
 		if err != nil {
 			t.Errorf("%s: %v", tt.expr, err)
 			continue
@@ -202,7 +204,7 @@ func TestCELDimension(t *testing.T) {
 		{"upstream.address", tcp, "127.0.0.4:6379", false},
 	}
 	for _, tt := range tests {
-		d, err := compileDimension(tt.expr)
+		d, err := compileDimension(tt.expr, nil)
 		if err != nil {
 			t.Errorf("%s: %v", tt.expr, err)
 			continue
@@ -210,7 +212,7 @@ func TestCELDimension(t *testing.T) {
 		if fast := d.cel == nil; fast != tt.fastHTTP {
 			t.Errorf("%s: fast path %v, want %v", tt.expr, fast, tt.fastHTTP)
 		}
-		c, err := compileCEL(tt.expr, istioStatsCEL)
+		c, err := compileCEL(tt.expr, istioStatsCEL, nil)
 		if err != nil {
 			t.Errorf("%s: %v", tt.expr, err)
 			continue
@@ -260,7 +262,7 @@ func TestCELCompileError(t *testing.T) {
 		{"has(request.headers.x) && request.path.startsWith('/') && 'a' in request.headers && int(request.size) > 0 ? true : false", envoyFilterCEL, ""},
 	}
 	for _, tt := range tests {
-		_, err := compileCEL(tt.expr, tt.o)
+		_, err := compileCEL(tt.expr, tt.o, nil)
 		switch {
 		case tt.want == "" && err != nil:
 			t.Errorf("%q: %v", tt.expr, err)
@@ -283,7 +285,7 @@ func TestCELStringConcat(t *testing.T) {
 		o    celOptions
 		want bool
 	}{{envoyFilterCEL, false}, {concat, true}, {istioStatsCEL, true}} {
-		c, err := compileCEL("request.method + '!' == 'GET!'", tt.o)
+		c, err := compileCEL("request.method + '!' == 'GET!'", tt.o, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -296,14 +298,14 @@ func TestCELStringConcat(t *testing.T) {
 // TestCELCache: an expression compiled again (a listener update) is the
 // same program; another evaluator's is not; the cache stays bounded.
 func TestCELCache(t *testing.T) {
-	a, _ := compileCEL("response.code >= 400", envoyFilterCEL)
-	b, _ := compileCEL("response.code >= 400", envoyFilterCEL)
-	c, _ := compileCEL("response.code >= 400", istioStatsCEL)
+	a, _ := compileCEL("response.code >= 400", envoyFilterCEL, nil)
+	b, _ := compileCEL("response.code >= 400", envoyFilterCEL, nil)
+	c, _ := compileCEL("response.code >= 400", istioStatsCEL, nil)
 	if a == nil || a != b || a == c {
 		t.Fatalf("same expression and options: %p %p; other options %p", a, b, c)
 	}
 	for i := range maxCELCache + 10 {
-		if _, err := compileCEL("response.code == "+strconv.Itoa(i), envoyFilterCEL); err != nil {
+		if _, err := compileCEL("response.code == "+strconv.Itoa(i), envoyFilterCEL, nil); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -312,5 +314,40 @@ func TestCELCache(t *testing.T) {
 	celCache.mu.Unlock()
 	if n > maxCELCache {
 		t.Fatalf("%d cached, want at most %d", n, maxCELCache)
+	}
+}
+
+// TestCELNode: the proxy's Node is xds.node in both evaluators and node
+// in Istio's stats filter only; without one, reading it is an error.
+func TestCELNode(t *testing.T) {
+	h, _ := celFixture(t)
+	md, err := structpb.NewStruct(map[string]any{"CLUSTER_ID": "Kubernetes", "NAMESPACE": "default"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	node := &corev3.Node{Id: "sidecar~10.0.0.2~reviews-v2-0.default~default.svc.cluster.local", Metadata: md}
+	tests := []struct {
+		expr string
+		o    celOptions
+		node *corev3.Node
+		want string
+	}{
+		{"xds.node.metadata['CLUSTER_ID']", istioStatsCEL, node, "Kubernetes"},
+		{"node.metadata['NAMESPACE']", istioStatsCEL, node, "default"},
+		{"xds.node.id.startsWith('sidecar~')", envoyFilterCEL, node, "true"},
+		{"node.id.startsWith('sidecar~')", envoyFilterCEL, node, ""}, // no root "node" in Envoy's
+		{"xds.node.metadata['ABSENT']", istioStatsCEL, node, ""},
+		{"xds.node.id", istioStatsCEL, nil, ""},
+		{"node.id", istioStatsCEL, nil, ""},
+	}
+	for _, tt := range tests {
+		c, err := compileCEL(tt.expr, tt.o, tt.node)
+		if err != nil {
+			t.Errorf("%s: %v", tt.expr, err)
+			continue
+		}
+		if got := c.label(h); got != tt.want {
+			t.Errorf("%s (node %v): %q, want %q", tt.expr, tt.node != nil, got, tt.want)
+		}
 	}
 }

@@ -150,20 +150,22 @@ func TestCELAccessLogFilterTCP(t *testing.T) {
 
 // TestCELOverMTLS: on a PERMISSIVE inbound listener, connection.mtls is
 // true for the request that came over the mesh's mTLS and false for the
-// plaintext one, in an access log filter and in a metric dimension.
+// plaintext one, in an access log filter and in a metric dimension; the
+// proxy's Node is xds.node (and node, in Istio's stats filter).
 func TestCELOverMTLS(t *testing.T) {
 	var serverLog syncBuffer
 	m := newMTLSMesh(t, mtlsOpts{mode: "PERMISSIVE", serverLog: &serverLog})
 	pc := &statsv1.PluginConfig{Metrics: []*statsv1.MetricConfig{{Name: "requests_total", Dimensions: map[string]string{
 		"peer_mtls": "connection.mtls ? 'mtls:' + connection.uri_san_peer_certificate : 'plaintext'",
 		"fast_mtls": "connection.mtls",
+		"workload":  "node.metadata['WORKLOAD_NAME'] + '/' + xds.node.metadata['NAMESPACE']",
 	}}}}
 	hcm := inboundHCM("inbound|9080||", statsHTTPFilter(pc))
 	var h hcmv3.HttpConnectionManager
 	if err := hcm.GetTypedConfig().UnmarshalTo(&h); err != nil {
 		t.Fatal(err)
 	}
-	h.AccessLog = []*accesslogv3.AccessLog{celLog(fileLog(stdoutPath, textFormat("%REQ(:PATH)% peer=%DOWNSTREAM_PEER_URI_SAN%\n")), "connection.mtls && connection.tls_version == 'TLSv1.3'")}
+	h.AccessLog = []*accesslogv3.AccessLog{celLog(fileLog(stdoutPath, textFormat("%REQ(:PATH)% peer=%DOWNSTREAM_PEER_URI_SAN%\n")), "connection.mtls && connection.tls_version == 'TLSv1.3' && xds.node.id.startsWith('sidecar~')")}
 	hcm.ConfigType = &listenerv3.Filter_TypedConfig{TypedConfig: mustAny(&h)}
 	m.setServer("2", "PERMISSIVE", hcm)
 	m.server.waitVersion(t, xdsclient.ListenerType, "2")
@@ -181,8 +183,8 @@ func TestCELOverMTLS(t *testing.T) {
 	for _, tt := range []struct {
 		labels map[string]string
 	}{
-		{map[string]string{"reporter": "destination", "peer_mtls": "mtls:" + spiffeProductpage, "fast_mtls": "true"}},
-		{map[string]string{"reporter": "destination", "peer_mtls": "plaintext", "fast_mtls": "false"}},
+		{map[string]string{"reporter": "destination", "peer_mtls": "mtls:" + spiffeProductpage, "fast_mtls": "true", "workload": "reviews-v2/default"}},
+		{map[string]string{"reporter": "destination", "peer_mtls": "plaintext", "fast_mtls": "false", "workload": "reviews-v2/default"}},
 	} {
 		if n := sample(t, m.server, "istio_requests_total", tt.labels); n != 1 {
 			t.Errorf("requests with %v: %v, want 1", tt.labels, n)

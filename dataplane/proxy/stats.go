@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	"google.golang.org/protobuf/types/known/anypb"
 	statsv1 "istio.io/api/envoy/extensions/stats"
 
@@ -36,7 +37,8 @@ type statsConfig struct {
 
 // compileStats decodes and compiles an istio.stats filter's config.
 // Every field it does not honour is refused.
-func compileStats(tc *anypb.Any, m *telemetry.Metrics) (*statsConfig, error) {
+// node is the proxy's, which a dimension reads as node or xds.node.
+func compileStats(tc *anypb.Any, m *telemetry.Metrics, node *corev3.Node) (*statsConfig, error) {
 	var pc statsv1.PluginConfig
 	if tc == nil || !tc.MessageIs(&pc) {
 		return nil, fmt.Errorf("%s: typed_config must be stats.PluginConfig", istioStatsFilter)
@@ -66,7 +68,7 @@ func compileStats(tc *anypb.Any, m *telemetry.Metrics) (*statsConfig, error) {
 		for label, expr := range mc.GetDimensions() {
 			idx, ok := exprs[expr]
 			if !ok {
-				d, err := compileDimension(expr)
+				d, err := compileDimension(expr, node)
 				if err != nil {
 					return nil, fmt.Errorf("%s: metrics[%d] dimension %s: %w", istioStatsFilter, i, label, err)
 				}
@@ -106,11 +108,11 @@ type dimension struct {
 // compileDimension compiles a dimension's CEL expression; one that does
 // not parse is refused (Istio's filter logs it and drops the dimension;
 // a NACK tells the user instead).
-func compileDimension(expr string) (dimension, error) {
+func compileDimension(expr string, node *corev3.Node) (dimension, error) {
 	if d, ok := fastDimension(expr); ok {
 		return d, nil
 	}
-	c, err := compileCEL(expr, istioStatsCEL)
+	c, err := compileCEL(expr, istioStatsCEL, node)
 	if err != nil {
 		return dimension{}, err
 	}
