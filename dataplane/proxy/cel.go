@@ -27,14 +27,16 @@ import (
 )
 
 // CEL as Envoy evaluates it (source/extensions/filters/common/expr):
-// an expression is parsed, not type-checked, and evaluated against
-// Envoy's attribute vocabulary — request, response, source, destination,
-// connection, upstream and xds — each a map whose entries are computed
-// when the expression reads them. An attribute the proxy does not know,
-// or one that has no value for this request (a header not sent, the
-// response code of a request that got none, any request.* of a TCP
-// connection), is absent, and reading it is an error, as in Envoy: the
-// access log filter then does not match and the dimension is "unknown".
+// an expression is parsed (a parse error refuses the configuration), not
+// type-checked, and evaluated against Envoy's attribute vocabulary —
+// request, response, source, destination, connection, upstream and xds
+// (and Istio's node) — each a map whose entries are computed only when
+// the expression reads them. An attribute the proxy does not know, or
+// one that has no value for this request (a header not sent, the response
+// code of a request that got none, request.path or response.code of a
+// TCP connection), is absent, and reading it is an error, as in Envoy:
+// the access log filter then does not match and the dimension is
+// "unknown".
 
 // celOptions are the CEL features an evaluator enables; Envoy's and
 // Istio's differ.
