@@ -11,7 +11,9 @@ import (
 	"unicode/utf8"
 
 	accesslogv3 "github.com/envoyproxy/go-control-plane/envoy/config/accesslog/v3"
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	filev3 "github.com/envoyproxy/go-control-plane/envoy/extensions/access_loggers/file/v3"
+	celv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/access_loggers/filters/cel/v3"
 	"google.golang.org/protobuf/types/known/structpb"
 
 	"github.com/meshlab/meshlab/dataplane/fieldcheck"
@@ -44,6 +46,48 @@ type accessLogger struct {
 	// text or json is the format; neither: Istio's default line.
 	text *logFormat
 	json *jsonFormat
+	// filter is the entry's CEL filter (nil: every line is written).
+	filter *celExpr
+}
+
+// compileLogFilter compiles an access_log entry's filter: Envoy's CEL
+// extension filter is the one the proxy implements (the Telemetry API's
+// accessLogging[].filter); any other is refused, since skipping it would
+// log what the user asked to keep out.
+func compileLogFilter(f *accesslogv3.AccessLogFilter, node *corev3.Node) (*celExpr, error) {
+	if f == nil {
+		return nil, nil
+	}
+	x := f.GetExtensionFilter()
+	if x == nil {
+		return nil, fmt.Errorf("filter %T is not one this proxy implements", f.GetFilterSpecifier())
+	}
+	if err := fieldcheck.Only(x, "name", "typed_config"); err != nil {
+		return nil, fmt.Errorf("filter %s: %w", x.GetName(), err)
+	}
+	var ef celv3.ExpressionFilter
+	tc := x.GetTypedConfig()
+	if tc == nil || !tc.MessageIs(&ef) {
+		return nil, fmt.Errorf("filter %s: only %s (ExpressionFilter) is supported", x.GetName(), celFilterName)
+	}
+	if err := tc.UnmarshalTo(&ef); err != nil {
+		return nil, fmt.Errorf("filter %s: decode ExpressionFilter: %w", x.GetName(), err)
+	}
+	if err := fieldcheck.Only(&ef, "expression", "cel_config"); err != nil {
+		return nil, fmt.Errorf("filter %s: %w", x.GetName(), err)
+	}
+	o := envoyFilterCEL
+	if cfg := ef.GetCelConfig(); cfg != nil {
+		if err := fieldcheck.Only(cfg, "enable_string_conversion", "enable_string_concat"); err != nil {
+			return nil, fmt.Errorf("filter %s: cel_config: %w", x.GetName(), err)
+		}
+		o.stringConversion, o.stringConcat = cfg.GetEnableStringConversion(), cfg.GetEnableStringConcat()
+	}
+	c, err := compileCEL(ef.GetExpression(), o, node)
+	if err != nil {
+		return nil, fmt.Errorf("filter %s: %w", x.GetName(), err)
+	}
+	return c, nil
 }
 
 // logSinks hands out the destinations of access_log entries while a
@@ -55,17 +99,16 @@ type logSinks interface {
 // compileAccessLogs compiles a connection manager's or tcp_proxy's
 // access_log entries. An entry the proxy cannot honour is refused: a
 // filter skipped would log what the user asked to keep out.
-func compileAccessLogs(entries []*accesslogv3.AccessLog, sinks logSinks) ([]*accessLogger, error) {
+// node is the proxy's, which a filter reads as xds.node.
+func compileAccessLogs(entries []*accesslogv3.AccessLog, sinks logSinks, node *corev3.Node) ([]*accessLogger, error) {
 	var out []*accessLogger
 	for i, e := range entries {
 		if err := fieldcheck.Only(e, "name", "typed_config", "filter"); err != nil {
 			return nil, fmt.Errorf("access_log %d: %w", i, err)
 		}
-		if f := e.GetFilter(); f != nil {
-			if x := f.GetExtensionFilter(); x != nil && x.GetName() == celFilterName {
-				return nil, fmt.Errorf("access_log %d: filter %s: this proxy has no CEL evaluator (github.com/google/cel-go is not in its build), so it cannot honour the expression", i, celFilterName)
-			}
-			return nil, fmt.Errorf("access_log %d: filter %T is not one this proxy implements", i, f.GetFilterSpecifier())
+		filter, err := compileLogFilter(e.GetFilter(), node)
+		if err != nil {
+			return nil, fmt.Errorf("access_log %d: %w", i, err)
 		}
 		tc := e.GetTypedConfig()
 		if tc == nil || !tc.MessageIs((*filev3.FileAccessLog)(nil)) {
@@ -80,6 +123,7 @@ func compileAccessLogs(entries []*accesslogv3.AccessLog, sinks logSinks) ([]*acc
 			return nil, fmt.Errorf("access_log %d (%s): %w", i, fal.GetPath(), err)
 		}
 		if al != nil {
+			al.filter = filter
 			out = append(out, al)
 		}
 	}
@@ -142,15 +186,25 @@ func (p *Proxy) logHTTP(start time.Time, r *http.Request, ex *exchange) {
 	if h == nil {
 		h = ex.conn.chain.http
 	}
+	var e *logEntry
+	entry := func() *logEntry {
+		if e == nil {
+			e = &logEntry{start: start, r: r, ex: ex, ci: ex.conn}
+		}
+		return e
+	}
 	for _, al := range h.logs {
+		if al.filter != nil && !al.filter.matches(&logEntry{start: start, r: r, ex: ex, ci: ex.conn}) {
+			continue
+		}
 		w := al.w
 		b := w.begin()
 		n := len(b)
 		switch {
 		case al.json != nil:
-			b = al.json.line(b, w, &logEntry{start: start, r: r, ex: ex, ci: ex.conn})
+			b = al.json.line(b, w, entry())
 		case al.text != nil:
-			b = al.text.append(b, &logEntry{start: start, r: r, ex: ex, ci: ex.conn})
+			b = al.text.append(b, entry())
 		default:
 			b = w.http(b, start, r, ex)
 		}
@@ -160,13 +214,20 @@ func (p *Proxy) logHTTP(start time.Time, r *http.Request, ex *exchange) {
 
 // logTCP writes a proxied connection's line to its tcp_proxy's logs.
 func (p *Proxy) logTCP(start time.Time, ci *connInfo, cluster string, ep *upstream.Endpoint, flags string, received, sent int64) {
+	var le *logEntry
+	e := func() *logEntry {
+		if le == nil {
+			le = &logEntry{start: start, ci: ci, cluster: cluster, ep: ep, flags: flags, received: received, sent: sent}
+		}
+		return le
+	}
 	for _, al := range ci.chain.tcp.logs {
+		if al.filter != nil && !al.filter.matches(&logEntry{start: start, ci: ci, cluster: cluster, ep: ep, flags: flags, received: received, sent: sent}) {
+			continue
+		}
 		w := al.w
 		b := w.begin()
 		n := len(b)
-		e := func() *logEntry {
-			return &logEntry{start: start, ci: ci, cluster: cluster, ep: ep, flags: flags, received: received, sent: sent}
-		}
 		switch {
 		case al.json != nil:
 			b = al.json.line(b, w, e())

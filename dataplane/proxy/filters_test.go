@@ -55,7 +55,7 @@ func TestHTTPFilters(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			var h hcm
-			err := h.filters(tt.filters, nil)
+			err := h.filters(tt.filters, nil, nil)
 			if tt.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
 					t.Fatalf("filters = %v; want an error with %q", err, tt.wantErr)

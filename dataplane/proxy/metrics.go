@@ -94,7 +94,7 @@ func (p *Proxy) record(ex *exchange, r *http.Request, d time.Duration) {
 			// by the request's host.
 			k.Service = p.metrics.HostService(r.Host)
 		}
-		withDims = sc.httpDims(&k, &dims, r, ex)
+		withDims = sc.httpDims(&k, &dims, r, ex, d)
 	}
 	if ct := r.Header["Content-Type"]; len(ct) > 0 && strings.HasPrefix(ct[0], "application/grpc") {
 		k.GRPC = true

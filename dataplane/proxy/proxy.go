@@ -193,7 +193,7 @@ func New(cfg Config) *Proxy {
 }
 
 func (p *Proxy) buildOptions() buildOptions {
-	return buildOptions{creds: p.creds, resolver: p.cfg.Resolver, metrics: p.metrics, tls: &p.tlsStats, logs: &p.sinks}
+	return buildOptions{creds: p.creds, resolver: p.cfg.Resolver, metrics: p.metrics, tls: &p.tlsStats, logs: &p.sinks, node: p.cfg.Node}
 }
 
 func emptySnapshot() *xdsclient.Snapshot {

@@ -190,9 +190,9 @@ func (o buildOptions) accessLogs(entries []*accesslogv3.AccessLog) ([]*accessLog
 		return nil, nil
 	}
 	if o.logs == nil {
-		return compileAccessLogs(entries, noSinks{})
+		return compileAccessLogs(entries, noSinks{}, o.node)
 	}
-	return compileAccessLogs(entries, o.logs)
+	return compileAccessLogs(entries, o.logs, o.node)
 }
 
 // noSinks checks entries without opening anything.
@@ -367,6 +367,8 @@ type buildOptions struct {
 	// logs opens the access logs' destinations; nil: none (tests of
 	// building alone).
 	logs logSinks
+	// node is the proxy's, for CEL's xds.node.
+	node *corev3.Node
 }
 
 func build(s *xdsclient.Snapshot, prev *runtime, o buildOptions) (*runtime, error) {
@@ -605,7 +607,7 @@ func compileChain(fc *listenerv3.FilterChain, o buildOptions, stats *upstream.TL
 			if m == nil {
 				m = telemetry.New()
 			}
-			sc, err := compileStats(f.GetTypedConfig(), m)
+			sc, err := compileStats(f.GetTypedConfig(), m, o.node)
 			if err != nil {
 				return nil, false, fmt.Errorf("network filter: %w", err)
 			}
@@ -624,7 +626,7 @@ func compileChain(fc *listenerv3.FilterChain, o buildOptions, stats *upstream.TL
 		c.http = &hcm{statPrefix: h.GetStatPrefix(), useRemoteAddress: h.GetUseRemoteAddress().GetValue(), lim: hcmLimits(h),
 			xffTrustedHops: int(h.GetXffNumTrustedHops()),
 			fcc:            h.GetForwardClientCertDetails(), details: xfccDetailsOf(h.GetSetCurrentClientCertDetails())}
-		if err := c.http.filters(h.GetHttpFilters(), o.metrics); err != nil {
+		if err := c.http.filters(h.GetHttpFilters(), o.metrics, o.node); err != nil {
 			return nil, false, err
 		}
 		t, err := compileTracing(h)
@@ -688,14 +690,14 @@ func compileChain(fc *listenerv3.FilterChain, o buildOptions, stats *upstream.TL
 // proxy does not implement is refused (the listener is NACKed) unless the
 // config marks it optional, as Envoy does: a skipped authorization filter
 // would fail open.
-func (h *hcm) filters(fs []*hcmv3.HttpFilter, m *telemetry.Metrics) error {
+func (h *hcm) filters(fs []*hcmv3.HttpFilter, m *telemetry.Metrics, node *corev3.Node) error {
 	for i, f := range fs {
 		switch f.GetName() {
 		case istioStatsFilter:
 			if m == nil {
 				m = telemetry.New() // checking alone: compiled, not recorded
 			}
-			sc, err := compileStats(f.GetTypedConfig(), m)
+			sc, err := compileStats(f.GetTypedConfig(), m, node)
 			if err != nil {
 				return fmt.Errorf("http filter %d: %w", i, err)
 			}

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	"google.golang.org/protobuf/types/known/anypb"
 	statsv1 "istio.io/api/envoy/extensions/stats"
 
@@ -36,7 +37,8 @@ type statsConfig struct {
 
 // compileStats decodes and compiles an istio.stats filter's config.
 // Every field it does not honour is refused.
-func compileStats(tc *anypb.Any, m *telemetry.Metrics) (*statsConfig, error) {
+// node is the proxy's, which a dimension reads as node or xds.node.
+func compileStats(tc *anypb.Any, m *telemetry.Metrics, node *corev3.Node) (*statsConfig, error) {
 	var pc statsv1.PluginConfig
 	if tc == nil || !tc.MessageIs(&pc) {
 		return nil, fmt.Errorf("%s: typed_config must be stats.PluginConfig", istioStatsFilter)
@@ -66,7 +68,7 @@ func compileStats(tc *anypb.Any, m *telemetry.Metrics) (*statsConfig, error) {
 		for label, expr := range mc.GetDimensions() {
 			idx, ok := exprs[expr]
 			if !ok {
-				d, err := compileDimension(expr)
+				d, err := compileDimension(expr, node)
 				if err != nil {
 					return nil, fmt.Errorf("%s: metrics[%d] dimension %s: %w", istioStatsFilter, i, label, err)
 				}
@@ -93,18 +95,34 @@ func compileStats(tc *anypb.Any, m *telemetry.Metrics) (*statsConfig, error) {
 }
 
 // dimension is a compiled dimension expression: its value for a request,
-// and for a TCP connection.
+// and for a TCP connection. The common expressions, one attribute of
+// Envoy's or a string literal, have functions of their own that compute
+// the value without an evaluator and without allocating; any other is
+// evaluated by CEL (cel), with the same result.
 type dimension struct {
 	http func(r *http.Request, ex *exchange) string
 	tcp  func(ci *connInfo, cluster string) string
+	cel  *celExpr
 }
 
-// compileDimension compiles a dimension's CEL expression. The proxy has
-// no CEL evaluator (github.com/google/cel-go is not in its build), so it
-// takes the expressions that are one attribute of Envoy's (the common
-// case, such as request.host) or a string literal, and refuses any
-// other rather than export a wrong value.
-func compileDimension(expr string) (dimension, error) {
+// compileDimension compiles a dimension's CEL expression; one that does
+// not parse is refused (Istio's filter logs it and drops the dimension;
+// a NACK tells the user instead).
+func compileDimension(expr string, node *corev3.Node) (dimension, error) {
+	if d, ok := fastDimension(expr); ok {
+		return d, nil
+	}
+	c, err := compileCEL(expr, istioStatsCEL, node)
+	if err != nil {
+		return dimension{}, err
+	}
+	return dimension{cel: c}, nil
+}
+
+// fastDimension is the allocation-free evaluation of the expressions
+// that are one attribute, each the same value CEL gives (an absent one
+// is "", which the metrics label "unknown", as Istio labels an error).
+func fastDimension(expr string) (dimension, bool) {
 	e := strings.TrimSpace(expr)
 	none := func(*connInfo, string) string { return "" }
 	if len(e) >= 2 && (e[0] == '\'' || e[0] == '"') && e[len(e)-1] == e[0] && !strings.ContainsAny(e[1:len(e)-1], `\'"`) {
@@ -112,61 +130,59 @@ func compileDimension(expr string) (dimension, error) {
 		return dimension{
 			http: func(*http.Request, *exchange) string { return lit },
 			tcp:  func(*connInfo, string) string { return lit },
-		}, nil
+		}, true
+	}
+	header := func(key string) dimension {
+		return dimension{http: func(r *http.Request, _ *exchange) string { return headerLabel(r.Header, key) }, tcp: none}
 	}
 	if arg, ok := strings.CutPrefix(e, "request.headers["); ok && strings.HasSuffix(arg, "]") {
 		name := strings.TrimSuffix(arg, "]")
 		if len(name) < 2 || (name[0] != '\'' && name[0] != '"') || name[len(name)-1] != name[0] {
-			return dimension{}, fmt.Errorf("%q: want request.headers['name']", expr)
+			return dimension{}, false
 		}
-		key := textproto.CanonicalMIMEHeaderKey(name[1 : len(name)-1])
-		return dimension{http: func(r *http.Request, _ *exchange) string { return first(r.Header[key]) }, tcp: none}, nil
-	}
-	header := func(key string) dimension {
-		return dimension{http: func(r *http.Request, _ *exchange) string { return first(r.Header[key]) }, tcp: none}
+		name = name[1 : len(name)-1]
+		if name == "" || strings.ContainsAny(name, `:\'" `) || strings.EqualFold(name, "host") {
+			return dimension{}, false
+		}
+		return header(textproto.CanonicalMIMEHeaderKey(name)), true
 	}
 	switch e {
 	case "request.host":
-		return dimension{http: func(r *http.Request, _ *exchange) string { return r.Host }, tcp: none}, nil
+		return dimension{http: func(r *http.Request, _ *exchange) string { return r.Host }, tcp: none}, true
 	case "request.method":
-		return dimension{http: func(r *http.Request, _ *exchange) string { return r.Method }, tcp: none}, nil
+		return dimension{http: func(r *http.Request, _ *exchange) string { return r.Method }, tcp: none}, true
 	case "request.path":
-		return dimension{http: func(r *http.Request, _ *exchange) string { return r.RequestURI }, tcp: none}, nil
+		return dimension{http: func(r *http.Request, _ *exchange) string { return r.RequestURI }, tcp: none}, true
 	case "request.url_path":
 		return dimension{http: func(r *http.Request, _ *exchange) string {
 			p, _, _ := strings.Cut(r.RequestURI, "?")
 			return p
-		}, tcp: none}, nil
+		}, tcp: none}, true
 	case "request.scheme":
-		return dimension{http: func(r *http.Request, _ *exchange) string {
-			if r.TLS != nil {
-				return "https"
-			}
-			return "http"
-		}, tcp: none}, nil
+		return dimension{http: func(r *http.Request, ex *exchange) string { return requestScheme(r, ex.conn) }, tcp: none}, true
 	case "request.protocol":
-		return dimension{http: func(r *http.Request, _ *exchange) string {
-			if r.ProtoMajor == 2 {
-				return "HTTP/2"
-			}
-			return r.Proto
-		}, tcp: none}, nil
+		return dimension{http: func(r *http.Request, _ *exchange) string { return requestProtocol(r) }, tcp: none}, true
 	case "request.useragent":
-		return header("User-Agent"), nil
+		return header("User-Agent"), true
 	case "request.referer":
-		return header("Referer"), nil
+		return header("Referer"), true
 	case "request.id":
-		return header("X-Request-Id"), nil
+		return header("X-Request-Id"), true
 	case "response.code":
-		return dimension{http: func(_ *http.Request, ex *exchange) string { return statusString(ex.status) }, tcp: none}, nil
+		return dimension{http: func(_ *http.Request, ex *exchange) string {
+			if ex.status == 0 {
+				return ""
+			}
+			return statusString(ex.status)
+		}, tcp: none}, true
 	case "connection.requested_server_name":
 		return dimension{
 			http: func(_ *http.Request, ex *exchange) string { return ex.conn.sni },
 			tcp:  func(ci *connInfo, _ string) string { return ci.sni },
-		}, nil
+		}, true
 	case "connection.mtls":
 		mtls := func(ci *connInfo) string {
-			if ci.id != nil && ci.id.mutualTLS() {
+			if ci.id.mutualTLS() {
 				return "true"
 			}
 			return "false"
@@ -174,7 +190,7 @@ func compileDimension(expr string) (dimension, error) {
 		return dimension{
 			http: func(_ *http.Request, ex *exchange) string { return mtls(ex.conn) },
 			tcp:  func(ci *connInfo, _ string) string { return mtls(ci) },
-		}, nil
+		}, true
 	case "xds.cluster_name":
 		return dimension{
 			http: func(_ *http.Request, ex *exchange) string {
@@ -184,19 +200,21 @@ func compileDimension(expr string) (dimension, error) {
 				return ex.cluster.Name
 			},
 			tcp: func(_ *connInfo, cluster string) string { return cluster },
-		}, nil
-	case "upstream.address":
-		return dimension{
-			http: func(_ *http.Request, ex *exchange) string {
-				if ex.endpoint == nil {
-					return ""
-				}
-				return ex.endpoint.Addr
-			},
-			tcp: none,
-		}, nil
+		}, true
 	}
-	return dimension{}, fmt.Errorf("%q: the proxy evaluates a single Envoy attribute (request.host, request.headers['x'], response.code, connection.mtls, xds.cluster_name, ...) or a string literal, not CEL at large (github.com/google/cel-go is not in its build)", expr)
+	return dimension{}, false
+}
+
+// headerLabel is headerAttr as a label value ("" when absent).
+func headerLabel(h http.Header, key string) string {
+	switch vs := h[key]; len(vs) {
+	case 0:
+		return ""
+	case 1:
+		return vs[0]
+	default:
+		return strings.Join(vs, ",")
+	}
 }
 
 func first(vs []string) string {
@@ -226,13 +244,21 @@ func statusString(code int) string {
 // httpDims sets k's overrides from the connection manager's istio.stats
 // filter, if it has one, and fills dims with its dimensions' values;
 // false when there are none.
-func (sc *statsConfig) httpDims(k *telemetry.Request, dims *telemetry.Dims, r *http.Request, ex *exchange) bool {
+func (sc *statsConfig) httpDims(k *telemetry.Request, dims *telemetry.Dims, r *http.Request, ex *exchange, d time.Duration) bool {
 	if sc == nil || sc.overrides == nil {
 		return false
 	}
 	k.Overrides = sc.overrides
-	for i, d := range sc.dims {
-		dims[i] = d.http(r, ex)
+	var e logEntry
+	for i, dim := range sc.dims {
+		if dim.cel == nil {
+			dims[i] = dim.http(r, ex)
+			continue
+		}
+		if e.r == nil {
+			e = logEntry{start: time.Now().Add(-d), r: r, ex: ex, ci: ex.conn}
+		}
+		dims[i] = dim.cel.label(&e)
 	}
 	return len(sc.dims) > 0
 }
@@ -243,7 +269,16 @@ func (sc *statsConfig) tcpDims(k *telemetry.Conn, ci *connInfo, cluster string) 
 		return
 	}
 	k.Overrides = sc.overrides
-	for i, d := range sc.dims {
-		k.Dims[i] = d.tcp(ci, cluster)
+	var e logEntry
+	for i, dim := range sc.dims {
+		if dim.cel == nil {
+			k.Dims[i] = dim.tcp(ci, cluster)
+			continue
+		}
+		if e.ci == nil {
+			// At the connection's start, when its series is chosen.
+			e = logEntry{start: time.Now(), ci: ci, cluster: cluster, flags: k.Flags}
+		}
+		k.Dims[i] = dim.cel.label(&e)
 	}
 }

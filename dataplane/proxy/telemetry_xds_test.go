@@ -275,7 +275,7 @@ func TestAccessLogFromXDS(t *testing.T) {
 func TestAccessLogNACK(t *testing.T) {
 	cel := &accesslogv3.AccessLog{Name: fileAccessLogName, ConfigType: &accesslogv3.AccessLog_TypedConfig{TypedConfig: mustAny(&filev3.FileAccessLog{Path: stdoutPath})},
 		Filter: &accesslogv3.AccessLogFilter{FilterSpecifier: &accesslogv3.AccessLogFilter_ExtensionFilter{ExtensionFilter: &accesslogv3.ExtensionFilter{
-			Name: celFilterName, ConfigType: &accesslogv3.ExtensionFilter_TypedConfig{TypedConfig: mustAny(&celv3.ExpressionFilter{Expression: "response.code >= 400"})}}}}}
+			Name: celFilterName, ConfigType: &accesslogv3.ExtensionFilter_TypedConfig{TypedConfig: mustAny(&celv3.ExpressionFilter{Expression: "response.code >= "})}}}}}
 	omitEmpty := textFormat("%START_TIME%\n")
 	omitEmpty.OmitEmptyValues = true
 	typedJSON := fileLog(stdoutPath, omitEmpty)
@@ -291,11 +291,11 @@ func TestAccessLogNACK(t *testing.T) {
 		l    *listenerv3.Listener
 		want string
 	}{
-		{"cel filter", loggedListener("gw", cel), "CEL evaluator"},
+		{"cel filter that does not parse", loggedListener("gw", cel), `CEL expression "response.code >= ": ERROR`},
 		{"omit_empty_values not honoured", loggedListener("gw", typedJSON), "omit_empty_values is not supported"},
 		{"unknown operator", loggedListener("gw", badOp), "NOT_AN_OPERATOR"},
 		{"file that cannot open", loggedListener("gw", noDir), "open access log file"},
-		{"tcp cel filter", tcp(cel), "CEL evaluator"},
+		{"tcp cel filter that does not parse", tcp(cel), `CEL expression "response.code >= "`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -378,10 +378,11 @@ func TestIstioStatsOverrides(t *testing.T) {
 	}
 
 	for name, bad := range map[string]*statsv1.PluginConfig{
-		"cel beyond one attribute": {Metrics: []*statsv1.MetricConfig{{Dimensions: map[string]string{"big": "request.size > 10"}}}},
-		"invalid label":            {Metrics: []*statsv1.MetricConfig{{Name: "requests_total", Dimensions: map[string]string{"bad-label": "request.host"}}}},
-		"field not honoured":       {StatPrefix: "custom_"},
-		"match":                    {Metrics: []*statsv1.MetricConfig{{Name: "requests_total", Match: "response.code == 200"}}},
+		"cel that does not parse": {Metrics: []*statsv1.MetricConfig{{Dimensions: map[string]string{"big": "request.size >"}}}},
+		"cel unknown function":    {Metrics: []*statsv1.MetricConfig{{Dimensions: map[string]string{"part": "xds.cluster_name.split('|')[3]"}}}},
+		"invalid label":           {Metrics: []*statsv1.MetricConfig{{Name: "requests_total", Dimensions: map[string]string{"bad-label": "request.host"}}}},
+		"field not honoured":      {StatPrefix: "custom_"},
+		"match":                   {Metrics: []*statsv1.MetricConfig{{Name: "requests_total", Match: "response.code == 200"}}},
 	} {
 		t.Run(name, func(t *testing.T) {
 			cp := newControlPlane(t, "127.0.0.1:0")
