@@ -20,6 +20,8 @@ import (
 	"time"
 
 	"github.com/meshlab/meshlab/lab/labtest"
+	"github.com/meshlab/meshlab/lab/local"
+	"github.com/meshlab/meshlab/lab/zipkin/jaegertest"
 )
 
 // TestTelemetry is the walkthrough's observability chapter on a real
@@ -371,6 +373,45 @@ func TestTelemetry(t *testing.T) {
 		poll(t, "Debian's Prometheus to find the lab's targets", 60*time.Second, func() (bool, string) {
 			got := targets("http://" + addr)
 			return len(want) > 0 && slices.Equal(got, want), fmt.Sprintf("got %v, want %v", got, want)
+		})
+	})
+
+	t.Run("jaeger", func(t *testing.T) {
+		// The walkthrough's Tempo setting, pointed at a real Zipkin-protocol
+		// receiver (Jaeger v2's) listening on the lab's bridge: the mesh
+		// config's address, taken by the proxies when they restart.
+		j := jaegertest.StartOn(t, local.Network.Gateway.String())
+		mustRun(t, l, "up", "--set", "meshConfig.defaultConfig.tracing.zipkin.address="+j.ZipkinAddr)
+		mustRun(t, l, "rollout", "restart", "deployment", "-n", "book-demo")
+		poll(t, "productpage's restarted pod to answer", 60*time.Second, func() (bool, string) {
+			_, err := httpGet(gateway+"/productpage", nil)
+			return err == nil, fmt.Sprint(err)
+		})
+		ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+		defer cancel()
+		poll(t, "a bookinfo trace in Jaeger", 60*time.Second, func() (bool, string) {
+			// From the restarted ratings, through the restarted sidecars,
+			// which send to Jaeger.
+			pod, _ := l.Run("get", "pod", "-l", "app=ratings", "-o", "jsonpath={.items[0].metadata.name}", "-n", "book-demo")
+			_, _ = l.Run("exec", "-n", "book-demo", strings.TrimSpace(pod), "-c", "ratings", "--", "curl", "-sS", "-o", "/dev/null", "productpage:9080/productpage")
+			traces, err := j.Traces(ctx, "productpage.book-demo")
+			if err != nil {
+				return false, err.Error()
+			}
+			for _, tr := range traces {
+				services := map[string]bool{}
+				linked := 0
+				for _, sp := range tr.Spans {
+					services[tr.Processes[sp.ProcessID].ServiceName] = true
+					if sp.Parent() != "" {
+						linked++
+					}
+				}
+				if services["productpage.book-demo"] && services["details.book-demo"] && linked >= 2 {
+					return true, ""
+				}
+			}
+			return false, fmt.Sprintf("%d traces, none from productpage to details", len(traces))
 		})
 	})
 }

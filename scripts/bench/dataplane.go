@@ -308,27 +308,10 @@ func (h *harness) measure(ctx context.Context, ps []*path) error {
 		// on every path alike.
 		for i := range live {
 			p := live[(i+c)%len(live)]
-			s := p.spec
-			s.Requests = per
-			before, err := cpuOf(p.proxies)
+			r, err := h.chunk(ctx, p, per)
 			if err != nil {
 				return err
 			}
-			r, err := h.load(ctx, p, s)
-			if err != nil {
-				return fmt.Errorf("load %s: %w", p.name, err)
-			}
-			after, err := cpuOf(p.proxies)
-			if err != nil {
-				return err
-			}
-			for k := range after {
-				p.cpu[k] += after[k] - before[k]
-			}
-			p.hist.merge(r.DurationHistogram)
-			p.ok += r.ok()
-			p.errs += r.errs()
-			p.elapsed += float64(r.ActualDuration) / 1e9
 			slog.Info("chunk", "path", p.name, "chunk", c+1, "of", h.chunks, "qps", fmt.Sprintf("%.0f", r.ActualQPS),
 				"p50ms", fmt.Sprintf("%.3f", r.DurationHistogram.percentile(50)*1e3), "p99ms", fmt.Sprintf("%.3f", r.DurationHistogram.percentile(99)*1e3))
 		}
@@ -380,6 +363,33 @@ func (h *harness) measure(ctx context.Context, ps []*path) error {
 		h.res.Paths = append(h.res.Paths, p.res)
 	}
 	return nil
+}
+
+// chunk runs n requests of p's fixed-rate load and adds them, and the CPU
+// its proxies used, to p's totals.
+func (h *harness) chunk(ctx context.Context, p *path, n int) (fortioResult, error) {
+	s := p.spec
+	s.Requests = n
+	before, err := cpuOf(p.proxies)
+	if err != nil {
+		return fortioResult{}, err
+	}
+	r, err := h.load(ctx, p, s)
+	if err != nil {
+		return r, fmt.Errorf("load %s: %w", p.name, err)
+	}
+	after, err := cpuOf(p.proxies)
+	if err != nil {
+		return r, err
+	}
+	for k := range after {
+		p.cpu[k] += after[k] - before[k]
+	}
+	p.hist.merge(r.DurationHistogram)
+	p.ok += r.ok()
+	p.errs += r.errs()
+	p.elapsed += float64(r.ActualDuration) / 1e9
+	return r, nil
 }
 
 // maxThroughput runs the open throttle with the path's proxies pinned to the

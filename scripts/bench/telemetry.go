@@ -164,27 +164,25 @@ func (h *harness) telemetryPaths(ctx context.Context, res *TelemetryResult) erro
 		return cp.WaitSynced(wctx, r.Revision)
 	}
 	h.cmd("meshlab", "apply", "-f", "telemetry.yaml  # each variant's mesh-wide Telemetry, switched between chunks")
-	p := &path{name: "mesh", netns: client.Netns, cpu: map[string]float64{},
+	p := &path{name: "mesh", netns: client.Netns,
 		spec:    loadSpec{QPS: h.qps, Conns: h.conns, URL: "http://" + vip + ":8080" + fmt.Sprintf("/?size=%d", h.size), CPU: -1},
 		proxies: []proxyRef{{"client sidecar", clientPID}, {"server sidecar", serverPID}}}
 	if err := waitPodGet(ctx, p.netns, p.spec.URL, "", 30*time.Second); err != nil {
 		return err
 	}
-	type acc struct {
-		hist    histogram
-		ok, bad int64
-		elapsed float64
-		cpu     map[string]float64
-	}
-	accs := make([]*acc, len(telemetryVariants))
+	// One path a variant: the same client, server and sidecars, each
+	// with its own totals.
+	ps := make([]*path, len(telemetryVariants))
 	for i, v := range telemetryVariants {
-		accs[i] = &acc{cpu: map[string]float64{}}
+		vp := *p
+		vp.name, vp.cpu = v.name, map[string]float64{}
+		ps[i] = &vp
 		if err := apply(v.spec); err != nil {
 			return err
 		}
 		s := p.spec
 		s.Requests = h.warmup
-		if _, err := h.load(ctx, p, s); err != nil {
+		if _, err := h.load(ctx, ps[i], s); err != nil {
 			return fmt.Errorf("warm up %s: %w", v.name, err)
 		}
 	}
@@ -192,39 +190,21 @@ func (h *harness) telemetryPaths(ctx context.Context, res *TelemetryResult) erro
 	for c := 0; c < h.chunks; c++ {
 		for j := range telemetryVariants {
 			i := (j + c) % len(telemetryVariants)
-			v, a := telemetryVariants[i], accs[i]
-			if err := apply(v.spec); err != nil {
+			if err := apply(telemetryVariants[i].spec); err != nil {
 				return err
 			}
-			s := p.spec
-			s.Requests = per
-			before, err := cpuOf(p.proxies)
+			r, err := h.chunk(ctx, ps[i], per)
 			if err != nil {
 				return err
 			}
-			r, err := h.load(ctx, p, s)
-			if err != nil {
-				return fmt.Errorf("load %s: %w", v.name, err)
-			}
-			after, err := cpuOf(p.proxies)
-			if err != nil {
-				return err
-			}
-			for k := range after {
-				a.cpu[k] += after[k] - before[k]
-			}
-			a.hist.merge(r.DurationHistogram)
-			a.ok += r.ok()
-			a.bad += r.errs()
-			a.elapsed += float64(r.ActualDuration) / 1e9
-			slog.Info("telemetry chunk", "variant", v.name, "chunk", c+1, "p90ms", fmt.Sprintf("%.3f", r.DurationHistogram.percentile(90)*1e3))
+			slog.Info("telemetry chunk", "variant", ps[i].name, "chunk", c+1, "p90ms", fmt.Sprintf("%.3f", r.DurationHistogram.percentile(90)*1e3))
 		}
 	}
 	for i, v := range telemetryVariants {
-		a := accs[i]
+		a := ps[i]
 		ms := func(q float64) float64 { return round3(a.hist.percentile(q) * 1e3) }
 		n := float64(a.hist.Count)
-		res.Variants = append(res.Variants, TelemetryVariant{Name: v.name, Title: v.title, Requests: a.hist.Count, Errors: a.bad,
+		res.Variants = append(res.Variants, TelemetryVariant{Name: v.name, Title: v.title, Requests: a.hist.Count, Errors: a.errs,
 			QPS: round1(n / a.elapsed), P50: ms(50), P90: ms(90), P99: ms(99),
 			ClientCPU: round3(a.cpu["client sidecar"] / n * 1000), ServerCPU: round3(a.cpu["server sidecar"] / n * 1000)})
 	}

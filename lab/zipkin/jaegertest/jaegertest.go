@@ -88,6 +88,14 @@ exporters:
 // where it fails: CI must run what it claims to.
 func Start(t testing.TB) *Jaeger {
 	t.Helper()
+	return StartOn(t, "127.0.0.1")
+}
+
+// StartOn is Start with the zipkin receiver on host (an address of this
+// machine, such as a lab's bridge, so pods can send to it); the query API
+// stays on loopback.
+func StartOn(t testing.TB, host string) *Jaeger {
+	t.Helper()
 	bin := filepath.Join(CacheDir(), "jaeger")
 	if _, err := os.Stat(bin); err != nil {
 		msg := fmt.Sprintf("jaegertest: %s is missing: run scripts/jaeger-testenv (it builds Jaeger %s into %s)", bin, JaegerVersion, CacheDir())
@@ -97,7 +105,7 @@ func Start(t testing.TB) *Jaeger {
 		t.Skip(msg)
 	}
 	dir := t.TempDir()
-	ports := freePorts(t, 3)
+	ports := append(freePorts(t, "127.0.0.1", 2), freePorts(t, host, 1)...)
 	cfg := filepath.Join(dir, "config.yaml")
 	if err := os.WriteFile(cfg, fmt.Appendf(nil, config, ports[0], ports[1], ports[2]), 0o644); err != nil {
 		t.Fatal(err)
@@ -331,13 +339,13 @@ func start(t testing.TB, bin, dir string, args ...string) *proc {
 	return p
 }
 
-// freePorts returns n distinct loopback addresses whose ports were free a
+// freePorts returns n distinct addresses of host whose ports were free a
 // moment ago (every listener stays open until all are chosen).
-func freePorts(t testing.TB, n int) []string {
+func freePorts(t testing.TB, host string, n int) []string {
 	t.Helper()
 	addrs := make([]string, 0, n)
 	for range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
+		l, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
 		if err != nil {
 			t.Fatalf("jaegertest: finding a free port: %v", err)
 		}
