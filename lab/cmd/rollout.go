@@ -11,8 +11,10 @@ import (
 
 // deploymentArgs reads the Deployments a rollout or scale names, as kubectl
 // takes them: deployment/NAME... (also deploy/, deployments/,
-// deployment.apps/), or deployment NAME....
-func deploymentArgs(args []string, usage string) ([]string, error) {
+// deployment.apps/), or deployment NAME.... With all, the kind alone
+// names every Deployment of the namespace (all is then true), as
+// kubectl rollout restart deployment does.
+func deploymentArgs(args []string, usage string, allowAll bool) ([]string, bool, error) {
 	bad := func(format string, a ...any) error {
 		return cli.Exit(fmt.Sprintf(format, a...)+"\n"+usage, 2)
 	}
@@ -21,35 +23,38 @@ func deploymentArgs(args []string, usage string) ([]string, error) {
 		return ok && kind == deploymentKind
 	}
 	if len(args) == 0 {
-		return nil, bad("name a Deployment: deployment/NAME, deploy/NAME or deployment NAME")
+		return nil, false, bad("name a Deployment: deployment/NAME, deploy/NAME or deployment NAME")
 	}
 	var names []string
 	if !strings.Contains(args[0], "/") {
 		if !isDeployment(args[0]) {
-			return nil, bad("%q: meshlab acts on Deployments only; want deployment/NAME, deploy/NAME or deployment NAME", args[0])
+			return nil, false, bad("%q: meshlab acts on Deployments only; want deployment/NAME, deploy/NAME or deployment NAME", args[0])
 		}
 		if len(args) == 1 {
-			return nil, bad("name the Deployment: %s NAME", args[0])
+			if allowAll {
+				return nil, true, nil
+			}
+			return nil, false, bad("name the Deployment: %s NAME", args[0])
 		}
 		for _, n := range args[1:] {
 			if strings.Contains(n, "/") {
-				return nil, bad("%q: after a kind, give bare names (deployment NAME...), or give every one as deployment/NAME", n)
+				return nil, false, bad("%q: after a kind, give bare names (deployment NAME...), or give every one as deployment/NAME", n)
 			}
 			names = append(names, n)
 		}
-		return names, nil
+		return names, false, nil
 	}
 	for _, a := range args {
 		k, n, ok := strings.Cut(a, "/")
 		if !ok || n == "" || strings.Contains(n, "/") {
-			return nil, bad("%q: want deployment/NAME", a)
+			return nil, false, bad("%q: want deployment/NAME", a)
 		}
 		if !isDeployment(k) {
-			return nil, bad("%q: meshlab acts on Deployments only; want deployment/NAME", a)
+			return nil, false, bad("%q: meshlab acts on Deployments only; want deployment/NAME", a)
 		}
 		names = append(names, n)
 	}
-	return names, nil
+	return names, false, nil
 }
 
 // flagUsageError makes a flag urfave/cli could not parse (--replicas abc,
@@ -62,7 +67,7 @@ func flagUsageError(usage string) cli.OnUsageErrorFunc {
 
 // Rollout is `meshlab rollout` (restart), as kubectl's.
 func Rollout() *cli.Command {
-	const usage = "usage: meshlab rollout restart deployment/NAME... [-n NAMESPACE]"
+	const usage = "usage: meshlab rollout restart deployment/NAME... | deployment [-n NAMESPACE]"
 	return &cli.Command{
 		Name:  "rollout",
 		Usage: "manage a Deployment's rollout, as kubectl rollout",
@@ -92,11 +97,14 @@ once the restart has been asked for; watch it with meshlab get pods.
 Examples:
    meshlab rollout restart deployment/reviews-v1 -n default
    meshlab rollout restart deploy/productpage-v1 deploy/details-v1
-   meshlab rollout restart deployment ratings-v1 -n book-demo`,
+   meshlab rollout restart deployment ratings-v1 -n book-demo
+
+   # every Deployment of the namespace, as kubectl (after a defaultConfig change)
+   meshlab rollout restart deployment -n book-demo`,
 			Flags:        []cli.Flag{namespaceFlag, stateDirFlag, cpFlag, tokenFlag},
 			OnUsageError: flagUsageError(usage),
 			Action: func(c *cli.Context) error {
-				return eachDeployment(c, usage, "restarted", func(rt lab.Runtime, ns, n string) error {
+				return eachDeployment(c, usage, "restarted", true, func(rt lab.Runtime, ns, n string) error {
 					if err := rt.RolloutRestart(c.Context, ns, n); err != nil {
 						return fmt.Errorf("rollout restart deployment %s/%s: %w", ns, n, err)
 					}
@@ -133,7 +141,7 @@ Examples:
 			if replicas < 0 || replicas > 1<<31-1 {
 				return cli.Exit(fmt.Sprintf("--replicas %d: want 0 or more\n%s", replicas, usage), 2)
 			}
-			return eachDeployment(c, usage, "scaled", func(rt lab.Runtime, ns, n string) error {
+			return eachDeployment(c, usage, "scaled", false, func(rt lab.Runtime, ns, n string) error {
 				if err := rt.Scale(c.Context, ns, n, int32(replicas)); err != nil {
 					return fmt.Errorf("scale deployment %s/%s to %d: %w", ns, n, replicas, err)
 				}
@@ -146,8 +154,8 @@ Examples:
 // eachDeployment does fn to every Deployment the arguments name, in the
 // runtime of the lab, saying `deployment.apps/NAME done` for each as
 // kubectl does.
-func eachDeployment(c *cli.Context, usage, done string, fn func(rt lab.Runtime, ns, name string) error) error {
-	names, err := deploymentArgs(c.Args().Slice(), usage)
+func eachDeployment(c *cli.Context, usage, done string, all bool, fn func(rt lab.Runtime, ns, name string) error) error {
+	names, every, err := deploymentArgs(c.Args().Slice(), usage, all)
 	if err != nil {
 		return err
 	}
@@ -156,6 +164,18 @@ func eachDeployment(c *cli.Context, usage, done string, fn func(rt lab.Runtime, 
 		return err
 	}
 	ns := c.String("namespace")
+	if every {
+		ds, err := rt.Deployments(c.Context, ns)
+		if err != nil {
+			return explain(err)
+		}
+		for _, d := range ds {
+			names = append(names, d.Name)
+		}
+		if len(names) == 0 {
+			return cli.Exit(fmt.Sprintf("no Deployments in namespace %q", ns), 1)
+		}
+	}
 	for _, n := range names {
 		if err := fn(rt, ns, n); err != nil {
 			return explain(err)
