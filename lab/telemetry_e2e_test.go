@@ -59,10 +59,7 @@ func TestTelemetry(t *testing.T) {
 	t.Cleanup(func() { stop(); wg.Wait() })
 
 	t.Run("targets", func(t *testing.T) {
-		var pods []string
-		for _, line := range strings.Split(strings.TrimSpace(mustRun(t, l, "get", "pods", "-A", "-o", "name")), "\n") {
-			pods = append(pods, line)
-		}
+		pods := strings.Split(strings.TrimSpace(mustRun(t, l, "get", "pods", "-A", "-o", "name")), "\n")
 		want := 7 // six bookinfo sidecars and the gateway
 		poll(t, "every sidecar, the gateway and istiod up in Prometheus's targets", 90*time.Second, func() (bool, string) {
 			var res struct {
