@@ -30,9 +30,9 @@ func TestPrometheusConfigCommand(t *testing.T) {
 		noPromtool bool
 	}{
 		{name: "http SD, yaml", args: []string{"--controlplane", "127.0.0.1:15014", "--sd", "http"},
-			want: []string{"http://127.0.0.1:15014/debug/prometheus/sd?namespace=istio-system&role=endpoints", "http://127.0.0.1:15014/debug/prometheus/sd?role=pod"}},
+			want: []string{"http://127.0.0.1:15014/debug/prometheus/sd?role=endpoints&namespace=istio-system", "http://127.0.0.1:15014/debug/prometheus/sd?role=pod"}},
 		{name: "http SD, json", args: []string{"--controlplane", "http://127.0.0.1:25014", "--sd", "http", "-o", "json"},
-			want: []string{`"url": "http://127.0.0.1:25014/debug/prometheus/sd?role=pod"`}},
+			want: []string{`"url":"http://127.0.0.1:25014/debug/prometheus/sd?role=pod"`}},
 		{name: "kubernetes SD", args: []string{"--sd", "kubernetes"}, want: []string{"kubernetes_sd_configs", "role: endpoints", "- istio-system"}, noPromtool: true},
 		{name: "bad sd", args: []string{"--sd", "dns"}, err: `--sd "dns"`},
 		{name: "bad output", args: []string{"-o", "table"}, err: `--output "table"`},
