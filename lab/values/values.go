@@ -15,6 +15,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"unicode"
+	"unicode/utf8"
 
 	"sigs.k8s.io/yaml"
 
@@ -117,6 +119,10 @@ func merge(dst, src map[string]any) {
 // typed as helm types them (true, false, null, integers; anything else a
 // string) and `{a,b}` a list of such values.
 func Set(tree map[string]any, arg string) error {
+	if i := strings.IndexFunc(arg, unicode.IsControl); i >= 0 {
+		r, _ := utf8.DecodeRuneInString(arg[i:])
+		return fmt.Errorf("control character %q at byte %d: values files and --set hold text", r, i)
+	}
 	for _, pair := range splitUnescaped(arg, ',', true) {
 		key, val, ok := strings.Cut(pair, "=")
 		if !ok || key == "" {

@@ -133,3 +133,20 @@ func TestBadMeshConfigNamesTheField(t *testing.T) {
 		t.Errorf("missing file: %v", err)
 	}
 }
+
+// FuzzSet: whatever a --set argument holds, Set answers with a tree or an
+// error, never a panic, and a tree it built marshals.
+func FuzzSet(f *testing.F) {
+	for _, s := range []string{"a=1", "a.b[0].c=x,d={1,2}", `a\.b=c\,d`, "a[3]=", "=", "a[x]=1", "a=1,a.b=2", "a[0][1]=z"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, arg string) {
+		tree := map[string]any{}
+		if err := Set(tree, arg); err != nil {
+			return
+		}
+		if _, err := yaml.Marshal(tree); err != nil {
+			t.Fatalf("Set(%q) built a tree that does not marshal: %v", arg, err)
+		}
+	})
+}
