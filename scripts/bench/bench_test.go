@@ -120,7 +120,10 @@ func TestCPUAccount(t *testing.T) {
 	if _, err := os.Stat("/proc/stat"); err != nil {
 		t.Skip("no /proc")
 	}
-	spin := "end=$(($(date +%s)+2)); while [ $(date +%s) -lt $end ]; do :; done"
+	// date +%s has whole seconds, so this spins between 2 and 3 s
+	// (the first version ran "+2", between 1 and 2 s, and a spin of
+	// just over 1 s could read as less than the 1 s asked below).
+	spin := "end=$(($(date +%s)+3)); while [ $(date +%s) -lt $end ]; do :; done"
 	measure := func(cmd *exec.Cmd, wait time.Duration) (other, own float64) {
 		t.Helper()
 		a := newCPUAccount(os.Getpid(), "")
@@ -154,13 +157,13 @@ func TestCPUAccount(t *testing.T) {
 		}
 		return (a.busy - busy0) - a.own, a.own
 	}
-	other, own := measure(exec.Command("sh", "-c", spin), 2500*time.Millisecond)
+	other, own := measure(exec.Command("sh", "-c", spin), 3500*time.Millisecond)
 	if own < 1 || other > 0.8 {
-		t.Errorf("a child spinning 2 s: own %.2f s, other %.2f s; want own ≥ 1, other < 0.8", own, other)
+		t.Errorf("a child spinning 2-3 s: own %.2f s, other %.2f s; want own ≥ 1, other < 0.8", own, other)
 	}
-	other, _ = measure(exec.Command("setsid", "-f", "sh", "-c", spin), 2500*time.Millisecond)
+	other, _ = measure(exec.Command("setsid", "-f", "sh", "-c", spin), 3500*time.Millisecond)
 	if other < 1 {
-		t.Errorf("a detached process spinning 2 s: other %.2f s, want ≥ 1", other)
+		t.Errorf("a detached process spinning 2-3 s: other %.2f s, want ≥ 1", other)
 	}
 }
 
