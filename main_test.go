@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
@@ -346,13 +347,33 @@ func sockAddr(ip string, port uint32) *corev3.Address {
 }
 
 // freeAddr returns a loopback address nothing listens on now.
+// freeAddr is a loopback address whose port was free a moment ago, taken
+// below the kernel's ephemeral range: a port from that range (what
+// listening on :0 gives) can be handed to some process's outgoing
+// connection before the mode under test binds it, as CI once saw
+// ("bind: address already in use").
 func freeAddr(t *testing.T) string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	t.Helper()
+	low := 32768
+	if b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range"); err == nil {
+		if f := strings.Fields(string(b)); len(f) == 2 {
+			if n, err := strconv.Atoi(f[0]); err == nil && n > 11000 {
+				low = n
+			}
+		}
 	}
-	defer func() { _ = ln.Close() }()
-	return ln.Addr().String()
+	for range 1000 {
+		port := 10000 + rand.IntN(low-10000)
+		ln, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
+		if err != nil {
+			continue
+		}
+		addr := ln.Addr().String()
+		_ = ln.Close()
+		return addr
+	}
+	t.Fatal("no free port below the ephemeral range")
+	return ""
 }
 
 func fetch(c *http.Client, url string) (int, string, error) {
