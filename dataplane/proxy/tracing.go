@@ -208,7 +208,7 @@ func (p *Proxy) finishSpan(ex *exchange, r *http.Request) {
 	s.SetTag("node_id", ts.nodeID)
 	s.SetTag("zone", ts.zone)
 	h := r.Header
-	s.SetTag("guid:x-request-id", firstHeader(h, tracing.HeaderRequestID))
+	s.SetTag("guid:x-request-id", first(h[tracing.HeaderRequestID]))
 	s.SetTag("http.url", traceURL(ex, r, t.maxPath))
 	s.SetTag("http.method", r.Method)
 	s.SetTag("downstream_cluster", headerOr(h, "X-Envoy-Downstream-Service-Cluster", "-"))
@@ -219,18 +219,18 @@ func (p *Proxy) finishSpan(ex *exchange, r *http.Request) {
 	}
 	s.SetTag("http.protocol", proto)
 	s.SetTag("peer.address", ex.conn.remote.Addr().Unmap().String())
-	s.SetTag("guid:x-client-trace-id", firstHeader(h, tracing.HeaderClientTrace))
-	grpc := strings.HasPrefix(firstHeader(h, "Content-Type"), "application/grpc")
+	s.SetTag("guid:x-client-trace-id", first(h[tracing.HeaderClientTrace]))
+	grpc := strings.HasPrefix(first(h["Content-Type"]), "application/grpc")
 	if grpc {
 		s.SetTag("grpc.path", requestPath(r))
 		s.SetTag("grpc.authority", r.Host)
-		s.SetTag("grpc.content_type", firstHeader(h, "Content-Type"))
-		s.SetTag("grpc.timeout", firstHeader(h, "Grpc-Timeout"))
+		s.SetTag("grpc.content_type", first(h["Content-Type"]))
+		s.SetTag("grpc.timeout", first(h["Grpc-Timeout"]))
 	}
 	for _, c := range t.tags {
 		v := c.value
 		if c.header != "" {
-			if hv, ok := h[http.CanonicalHeaderKey(c.header)]; ok && len(hv) > 0 {
+			if hv, ok := h[c.header]; ok && len(hv) > 0 {
 				v = hv[0]
 			}
 		}
@@ -239,7 +239,7 @@ func (p *Proxy) finishSpan(ex *exchange, r *http.Request) {
 	s.SetTag("request_size", strconv.FormatInt(max(r.ContentLength, 0), 10))
 	s.SetTag("response_size", strconv.FormatInt(ex.bytes, 10))
 	s.SetTag("component", "proxy")
-	s.SetTag("http.status_code", strconv.Itoa(ex.status))
+	s.SetTag("http.status_code", statusString(ex.status))
 	flags := "-"
 	if ex.flags != 0 {
 		flags = ex.flags.String()
@@ -277,7 +277,7 @@ func traceURL(ex *exchange, r *http.Request, maxPath int) string {
 	if r.TLS != nil || ex.conn.id != nil {
 		scheme = "https"
 	}
-	if v := firstHeader(r.Header, "X-Forwarded-Proto"); v != "" && !ex.hcm.useRemoteAddress {
+	if v := first(r.Header["X-Forwarded-Proto"]); v != "" && !ex.hcm.useRemoteAddress {
 		scheme = v
 	}
 	path := requestPath(r)
@@ -294,15 +294,8 @@ func requestPath(r *http.Request) string {
 	return r.URL.RequestURI()
 }
 
-func firstHeader(h http.Header, k string) string {
-	if v := h[k]; len(v) > 0 {
-		return v[0]
-	}
-	return ""
-}
-
 func headerOr(h http.Header, k, def string) string {
-	if v := firstHeader(h, k); v != "" {
+	if v := first(h[k]); v != "" {
 		return v
 	}
 	return def

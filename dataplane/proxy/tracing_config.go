@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"fmt"
+	"net/http"
 	"os"
 	"sync/atomic"
 
@@ -94,7 +95,8 @@ func compileTracing(h *hcmv3.HttpConnectionManager) (*hcmTracing, error) {
 				c.value = e.GetDefaultValue()
 			}
 		case ct.GetRequestHeader() != nil:
-			c.header, c.value = ct.GetRequestHeader().GetName(), ct.GetRequestHeader().GetDefaultValue()
+			// Canonical once here, not on every traced request.
+			c.header, c.value = http.CanonicalHeaderKey(ct.GetRequestHeader().GetName()), ct.GetRequestHeader().GetDefaultValue()
 		default:
 			return nil, fmt.Errorf("tracing: custom tag %d (%q) has no value", i, c.tag)
 		}
