@@ -299,8 +299,18 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		localReply(w, http.StatusBadRequest, bodyBadRequest)
 		return
 	}
-	if _, ok := r.Header["X-Request-Id"]; !ok {
-		r.Header["X-Request-Id"] = []string{newRequestID()}
+	if ci.chain.http.useRemoteAddress {
+		// An edge connection manager (Istio's gateways, no
+		// internal_address_config) takes every request as external and
+		// sanitizes it as Envoy does: a request id of its own (no
+		// preserve_external_request_id), so a client cannot pick the trace
+		// decision packed in it, and no x-envoy-force-trace or
+		// x-envoy-decorator-operation, which only the mesh may send.
+		delete(r.Header, tracing.HeaderForceTrace)
+		delete(r.Header, tracing.HeaderOperation)
+		r.Header[tracing.HeaderRequestID] = []string{newRequestID()}
+	} else if _, ok := r.Header[tracing.HeaderRequestID]; !ok {
+		r.Header[tracing.HeaderRequestID] = []string{newRequestID()}
 	}
 	ex := &exchange{ResponseWriter: w, conn: ci}
 	if viaNetHTTP && r.Body != nil && r.Body != http.NoBody {

@@ -575,3 +575,55 @@ func TestTracingGateway(t *testing.T) {
 }
 
 func tid(n int) string { return "463ac35c9f6413ad" + tracing.IDString(uint64(n)) }
+
+// TestTracingEdgeSanitizes: at the edge (use_remote_address, Istio's
+// gateways) every request is external, so, as Envoy, the proxy gives it a
+// request id of its own and drops x-envoy-force-trace and
+// x-envoy-decorator-operation: a client cannot force a trace at 0 %
+// sampling, neither with that header nor with a decision packed into the
+// x-request-id it sends. A sidecar's connection manager keeps both.
+func TestTracingEdgeSanitizes(t *testing.T) {
+	z := newZipkinReceiver(t, "127.0.0.5")
+	seen := make(chan http.Header, 4)
+	app := handlerBackend(t, "127.0.0.3", func(w http.ResponseWriter, r *http.Request) { seen <- r.Header.Clone() })
+	listener := func(name string, edge bool) *listenerv3.Listener {
+		h := &hcmv3.HttpConnectionManager{StatPrefix: name, Tracing: zipkinTracing("zipkin", 0), RequestIdExtension: uuidExtension(),
+			UseRemoteAddress: wrapperspb.Bool(edge),
+			RouteSpecifier:   &hcmv3.HttpConnectionManager_Rds{Rds: &hcmv3.Rds{ConfigSource: ads(), RouteConfigName: "http.8080"}}}
+		return &listenerv3.Listener{Name: name, Address: sockAddr("127.0.0.1", 0), TrafficDirection: corev3.TrafficDirection_OUTBOUND,
+			FilterChains: []*listenerv3.FilterChain{{Filters: []*listenerv3.Filter{hcmFilter(h)}}}}
+	}
+	cp := newControlPlane(t, "127.0.0.1:0")
+	cp.set("1", listener("edge", true), listener("mesh", false),
+		&routev3.RouteConfiguration{Name: "http.8080", VirtualHosts: []*routev3.VirtualHost{{Name: "any", Domains: []string{"*"},
+			Routes: []*routev3.Route{{Match: prefix("/"), Action: toCluster("app")}}}}},
+		staticCluster("app", app), staticCluster("zipkin", z.addr))
+	p := runProxy(t, cp.addr, Config{TraceFlushInterval: 50 * time.Millisecond})
+	const forcedID = "4e7ac0f8-4c3b-ad6e-9f5a-1f0d5b2e7c11" // 'a' at 14: forced
+	send := func(listener string) http.Header {
+		t.Helper()
+		if code, _, _ := get(t, http.DefaultClient, p.addr(t, listener), "app.example.com", "/",
+			"X-Request-Id", forcedID, "X-Envoy-Force-Trace", "true", "X-Envoy-Decorator-Operation", "spoofed"); code != http.StatusOK {
+			t.Fatalf("%s: status %d", listener, code)
+		}
+		return <-seen
+	}
+	edge := send("edge")
+	if got := edge.Get("X-Request-Id"); got == forcedID || got == "" {
+		t.Errorf("edge: the app got x-request-id %q, want one the proxy made", got)
+	}
+	for _, h := range []string{"X-Envoy-Force-Trace", "X-Envoy-Decorator-Operation"} {
+		if v := edge.Get(h); v != "" {
+			t.Errorf("edge: %s %q reached the app", h, v)
+		}
+	}
+	time.Sleep(300 * time.Millisecond) // several flush intervals
+	if n := scrapeCounter(t, p, "envoy_tracing_zipkin_spans_sent"); n != 0 {
+		t.Fatalf("edge at 0 %%: %v spans sent for a client's forced request", n)
+	}
+	mesh := send("mesh")
+	if got := mesh.Get("X-Request-Id"); got != forcedID {
+		t.Errorf("mesh: x-request-id %q, want the caller's %q", got, forcedID)
+	}
+	waitFor(t, "the mesh's forced span", func() bool { return scrapeCounter(t, p, "envoy_tracing_zipkin_spans_sent") == 1 })
+}
