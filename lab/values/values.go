@@ -174,6 +174,9 @@ func parseKey(key string) ([]segment, error) {
 		if name == "" {
 			return nil, fmt.Errorf("key %s: empty name in the path", key)
 		}
+		if i := strings.IndexFunc(name, func(r rune) bool { return !keyRune(r) }); i >= 0 {
+			return nil, fmt.Errorf("key %s: %q is not a values key (letters, digits and _ - . / only, as MeshConfig's fields and the label and env names under them)", key, name)
+		}
 		path = append(path, segment{key: name, idx: -1})
 		for rest != "" {
 			n, after, ok := strings.Cut(rest, "]")
@@ -189,6 +192,10 @@ func parseKey(key string) ([]segment, error) {
 		}
 	}
 	return path, nil
+}
+
+func keyRune(r rune) bool {
+	return r == '_' || r == '-' || r == '.' || r == '/' || unicode.IsLetter(r) || unicode.IsDigit(r)
 }
 
 // setPath sets the value at path, creating maps and growing lists on the
