@@ -2,7 +2,6 @@ package validation
 
 import (
 	"fmt"
-	"sort"
 
 	networking "istio.io/api/networking/v1alpha3"
 	security "istio.io/api/security/v1beta1"
@@ -23,30 +22,34 @@ type peer struct {
 // own (port level first), then its namespace's, then the mesh's; UNSET
 // defers to the next; among equals the oldest wins.
 func (m *mesh) peerMode(w registry.Workload, port uint32) peer {
-	var wl, nsw, mesh []config.Resource
-	for _, r := range m.of(config.PeerAuthentication) {
-		sel := paOf(r).GetSelector().GetMatchLabels()
-		switch {
-		case len(sel) > 0 && r.Namespace == w.Namespace && matches(sel, w.Labels):
-			wl = append(wl, r)
-		case len(sel) == 0 && r.Namespace == w.Namespace && r.Namespace != RootNamespace:
-			nsw = append(nsw, r)
-		case len(sel) == 0 && r.Namespace == RootNamespace:
-			mesh = append(mesh, r)
+	// m.pas is oldest first, so the first match of a level is the one.
+	first := func(rs []config.Resource, pred func(sel map[string]string) bool) *config.Resource {
+		for i := range rs {
+			if pred(paOf(rs[i]).GetSelector().GetMatchLabels()) {
+				return &rs[i]
+			}
 		}
+		return nil
 	}
-	for _, level := range [][]config.Resource{wl, nsw, mesh} {
-		if len(level) == 0 {
+	ns := m.pas[w.Namespace]
+	levels := []*config.Resource{
+		first(ns, func(sel map[string]string) bool { return len(sel) > 0 && matches(sel, w.Labels) }),
+		nil,
+		first(m.pas[RootNamespace], func(sel map[string]string) bool { return len(sel) == 0 }),
+	}
+	if w.Namespace != RootNamespace {
+		levels[1] = first(ns, func(sel map[string]string) bool { return len(sel) == 0 })
+	}
+	for _, r := range levels {
+		if r == nil {
 			continue
 		}
-		sort.SliceStable(level, func(i, j int) bool { return level[i].CreationTime().Before(level[j].CreationTime()) })
-		r := level[0]
-		pa := paOf(r)
+		pa := paOf(*r)
 		if pl, ok := pa.GetPortLevelMtls()[port]; ok && pl.GetMode() != security.PeerAuthentication_MutualTLS_UNSET {
-			return peer{pl.GetMode().String(), &r, fmt.Sprintf("spec/portLevelMtls[%d]/mode", port)}
+			return peer{pl.GetMode().String(), r, fmt.Sprintf("spec/portLevelMtls[%d]/mode", port)}
 		}
 		if mode := pa.GetMtls().GetMode(); mode != security.PeerAuthentication_MutualTLS_UNSET {
-			return peer{mode.String(), &r, "spec/mtls/mode"}
+			return peer{mode.String(), r, "spec/mtls/mode"}
 		}
 	}
 	return peer{mode: "PERMISSIVE"}

@@ -2,6 +2,7 @@ package validation
 
 import (
 	"fmt"
+	"slices"
 
 	networking "istio.io/api/networking/v1alpha3"
 	security "istio.io/api/security/v1beta1"
@@ -29,9 +30,13 @@ func selectorOf(r config.Resource) (labels map[string]string, path string, ok bo
 // selected lists the workloads a selector in ns applies to: its
 // namespace's, or every namespace's from the root namespace.
 func (m *mesh) selected(sel map[string]string, ns string) []registry.Workload {
+	ws := m.nsWorkloads[ns]
+	if ns == RootNamespace {
+		ws = m.workloads
+	}
 	var out []registry.Workload
-	for _, w := range m.workloads {
-		if (w.Namespace == ns || ns == RootNamespace) && matches(sel, w.Labels) {
+	for _, w := range ws {
+		if matches(sel, w.Labels) {
 			out = append(out, w)
 		}
 	}
@@ -53,13 +58,18 @@ func (m *mesh) selectors(add addFunc) {
 		}
 	}
 	for _, kind := range []config.Kind{config.PeerAuthentication, config.Sidecar} {
-		rs := m.of(kind)
-		for i, r := range rs {
+		byNS := map[string][]config.Resource{}
+		for _, r := range m.of(kind) {
+			byNS[r.Namespace] = append(byNS[r.Namespace], r)
+		}
+		for _, r := range m.of(kind) {
 			sel, path, _ := selectorOf(r)
-			for _, o := range rs[i+1:] {
-				if o.Namespace != r.Namespace {
-					continue
-				}
+			var mine []registry.Workload
+			if len(sel) > 0 {
+				mine = m.selected(sel, r.Namespace)
+			}
+			rs := byNS[r.Namespace]
+			for _, o := range rs[slices.IndexFunc(rs, func(x config.Resource) bool { return x.Key() == r.Key() })+1:] {
 				osel, opath, _ := selectorOf(o)
 				if len(sel) == 0 && len(osel) == 0 {
 					add(r, "KIA0002", Error, "spec", fmt.Sprintf("%s %s/%s also applies to the whole namespace", kind, o.Namespace, o.Name))
@@ -69,7 +79,7 @@ func (m *mesh) selectors(add addFunc) {
 				if len(sel) == 0 || len(osel) == 0 {
 					continue // a workload one refines a namespace-wide one: as meant
 				}
-				for _, w := range m.selected(sel, r.Namespace) {
+				for _, w := range mine {
 					if matches(osel, w.Labels) {
 						add(r, "KIA0003", Error, path, fmt.Sprintf("workload %s is also selected by %s %s/%s", w.Name, kind, o.Namespace, o.Name))
 						add(o, "KIA0003", Error, opath, fmt.Sprintf("workload %s is also selected by %s %s/%s", w.Name, kind, r.Namespace, r.Name))

@@ -15,17 +15,23 @@ import (
 func (m *mesh) destinationRules(add addFunc) {
 	drs := m.of(config.DestinationRule)
 	referenced := m.referencedSubsets()
-	for i, r := range drs {
+	byHost := map[string][]config.Resource{}
+	for _, r := range drs {
+		h := m.fqdn(drOf(r).GetHost(), r.Namespace)
+		byHost[h] = append(byHost[h], r)
+	}
+	for _, r := range drs {
 		dr := drOf(r)
 		host := m.fqdn(dr.GetHost(), r.Namespace)
+		same := byHost[host]
 		if !strings.HasPrefix(host, "*") && !m.known(host) {
 			add(r, "KIA0202", Error, "spec/host", fmt.Sprintf("%s is neither a service nor a ServiceEntry host", host))
 		}
 		// KIA0201: two rules for one host, unless they split its subsets
 		// between them; Istio keeps only one of them per subset.
-		for _, o := range drs[i+1:] {
+		for _, o := range same[slices.IndexFunc(same, func(x config.Resource) bool { return x.Key() == r.Key() })+1:] {
 			odr := drOf(o)
-			if dr.GetWorkloadSelector() != nil || odr.GetWorkloadSelector() != nil || m.fqdn(odr.GetHost(), o.Namespace) != host {
+			if dr.GetWorkloadSelector() != nil || odr.GetWorkloadSelector() != nil {
 				continue
 			}
 			if shared := overlap(dr, odr); shared != "" {
@@ -143,7 +149,10 @@ func (m *mesh) referencedSubsets() map[string]bool {
 
 // subsetDefined reports whether a DestinationRule for the host defines the subset.
 func (m *mesh) subsetDefined(host, subset string) bool {
-	for _, r := range m.of(config.DestinationRule) {
+	if m.subsets[host][subset] {
+		return true
+	}
+	for _, r := range m.wildDRs {
 		dr := drOf(r)
 		if !hostMatches(m.fqdn(dr.GetHost(), r.Namespace), host) {
 			continue
@@ -196,7 +205,17 @@ func (m *mesh) virtualServices(add addFunc) {
 		gws[g.Namespace+"/"+g.Name] = true
 	}
 	vss := m.of(config.VirtualService)
-	for i, r := range vss {
+	byHost := map[string][]config.Resource{}
+	for _, r := range vss {
+		seen := map[string]bool{}
+		for _, h := range vsOf(r).GetHosts() {
+			if f := m.fqdn(h, r.Namespace); !seen[f] {
+				seen[f] = true
+				byHost[f] = append(byHost[f], r)
+			}
+		}
+	}
+	for _, r := range vss {
 		vs := vsOf(r)
 		for j, g := range vs.GetGateways() {
 			if ref := gatewayRef(g, r.Namespace); ref != "" && !gws[ref] {
@@ -235,7 +254,15 @@ func (m *mesh) virtualServices(add addFunc) {
 		// KIA1106: two VirtualServices for one host bound to the same
 		// gateway (or both to the sidecars): Istio merges only for gateways,
 		// and then in no guaranteed order.
-		for _, o := range vss[i+1:] {
+		var others []config.Resource
+		for _, h := range vs.GetHosts() {
+			for _, o := range byHost[m.fqdn(h, r.Namespace)] {
+				if o.Key() > r.Key() && !slices.ContainsFunc(others, func(x config.Resource) bool { return x.Key() == o.Key() }) {
+					others = append(others, o)
+				}
+			}
+		}
+		for _, o := range others {
 			ovs := vsOf(o)
 			common := ""
 			for _, g := range appliesTo(vs, r.Namespace) {

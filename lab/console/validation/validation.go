@@ -129,10 +129,20 @@ type mesh struct {
 	namespaces map[string]bool
 	byHost     map[string]registry.Service // FQDN → service
 	seHosts    []string                    // ServiceEntry hosts, maybe wildcards
+
+	// Indexes, so a mesh of thousands of services checks in linear time.
+	byKind      map[config.Kind][]config.Resource
+	nsWorkloads map[string][]registry.Workload
+	endpointsOf map[string][]registry.Workload // service key → selected workloads
+	subsets     map[string]map[string]bool     // DR FQDN host → subset names
+	wildDRs     []config.Resource              // DRs with a wildcard host
+	pas         map[string][]config.Resource   // namespace → PeerAuthentications, oldest first
 }
 
 func newMesh(resources []config.Resource, services []registry.Service, workloads []registry.Workload) *mesh {
-	m := &mesh{services: services, workloads: workloads, namespaces: map[string]bool{}, byHost: map[string]registry.Service{}}
+	m := &mesh{services: services, workloads: workloads, namespaces: map[string]bool{}, byHost: map[string]registry.Service{},
+		byKind: map[config.Kind][]config.Resource{}, nsWorkloads: map[string][]registry.Workload{}, endpointsOf: map[string][]registry.Workload{},
+		subsets: map[string]map[string]bool{}, pas: map[string][]config.Resource{}}
 	for _, r := range resources {
 		if r.Spec == nil || r.Object != nil {
 			continue
@@ -150,19 +160,41 @@ func newMesh(resources []config.Resource, services []registry.Service, workloads
 	}
 	for _, w := range workloads {
 		m.namespaces[w.Namespace] = true
+		m.nsWorkloads[w.Namespace] = append(m.nsWorkloads[w.Namespace], w)
+	}
+	for _, s := range services {
+		for _, w := range m.nsWorkloads[s.Namespace] {
+			if s.Selects(w) {
+				m.endpointsOf[s.Key()] = append(m.endpointsOf[s.Key()], w)
+			}
+		}
+	}
+	for _, r := range m.resources {
+		m.byKind[r.Kind] = append(m.byKind[r.Kind], r)
+		switch r.Kind {
+		case config.DestinationRule:
+			host := m.fqdn(drOf(r).GetHost(), r.Namespace)
+			if strings.HasPrefix(host, "*") {
+				m.wildDRs = append(m.wildDRs, r)
+				continue
+			}
+			if m.subsets[host] == nil {
+				m.subsets[host] = map[string]bool{}
+			}
+			for _, ss := range drOf(r).GetSubsets() {
+				m.subsets[host][ss.GetName()] = true
+			}
+		case config.PeerAuthentication:
+			m.pas[r.Namespace] = append(m.pas[r.Namespace], r)
+		}
+	}
+	for _, rs := range m.pas {
+		sort.SliceStable(rs, func(i, j int) bool { return rs[i].CreationTime().Before(rs[j].CreationTime()) })
 	}
 	return m
 }
 
-func (m *mesh) of(kind config.Kind) []config.Resource {
-	var out []config.Resource
-	for _, r := range m.resources {
-		if r.Kind == kind {
-			out = append(out, r)
-		}
-	}
-	return out
-}
+func (m *mesh) of(kind config.Kind) []config.Resource { return m.byKind[kind] }
 
 // fqdn resolves a host as Istio does for a rule in ns: a short name is in
 // ns; "name.namespace" (of a known namespace) and "name.namespace.svc"
@@ -229,15 +261,7 @@ func (m *mesh) servicesFor(host string) []registry.Service {
 
 // endpoints are the workloads a service selects (ready or not: a config
 // check is about what exists).
-func (m *mesh) endpoints(s registry.Service) []registry.Workload {
-	var out []registry.Workload
-	for _, w := range m.workloads {
-		if s.Selects(w) {
-			out = append(out, w)
-		}
-	}
-	return out
-}
+func (m *mesh) endpoints(s registry.Service) []registry.Workload { return m.endpointsOf[s.Key()] }
 
 func matches(selector, labels map[string]string) bool {
 	for k, v := range selector {
