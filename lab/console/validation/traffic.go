@@ -264,14 +264,11 @@ func (m *mesh) virtualServices(add addFunc) {
 		}
 		for _, o := range others {
 			ovs := vsOf(o)
-			common := ""
+			shared := false // a gateway both bind to, "" being the sidecars
 			for _, g := range appliesTo(vs, r.Namespace) {
-				if slices.Contains(appliesTo(ovs, o.Namespace), g) {
-					common = g
-					break
-				}
+				shared = shared || slices.Contains(appliesTo(ovs, o.Namespace), g)
 			}
-			if common == "" && !(slices.Contains(appliesTo(vs, r.Namespace), "") && slices.Contains(appliesTo(ovs, o.Namespace), "")) {
+			if !shared {
 				continue
 			}
 			for a, h := range vs.GetHosts() {
@@ -303,7 +300,7 @@ func (m *mesh) gateways(add addFunc) {
 		// Istio's own gateways live in istio-system and are meant to be
 		// selected from any namespace.
 		isDefault := len(sel) == 1 && (sel["istio"] == "ingressgateway" || sel["istio"] == "egressgateway")
-		if !inNS && !(anywhere && isDefault) {
+		if !inNS && (!anywhere || !isDefault) {
 			detail := fmt.Sprintf("no workload in %s has labels %s", r.Namespace, labelString(sel))
 			if anywhere {
 				detail += " (some in other namespaces do; Istio may stop selecting across namespaces)"

@@ -15,7 +15,6 @@
 package validation
 
 import (
-	"fmt"
 	"slices"
 	"sort"
 	"strings"
@@ -270,17 +269,6 @@ func matches(selector, labels map[string]string) bool {
 		}
 	}
 	return true
-}
-
-func names(ws []registry.Workload) string {
-	var out []string
-	for _, w := range ws {
-		out = append(out, w.Name)
-	}
-	if len(out) > 3 {
-		out = append(out[:3], fmt.Sprintf("and %d more", len(out)-3))
-	}
-	return strings.Join(out, ", ")
 }
 
 func labelString(l map[string]string) string {
