@@ -8,6 +8,7 @@ package health
 import (
 	"regexp"
 	"sort"
+	"strings"
 )
 
 // Status is a health status, with Kiali's names.
@@ -96,10 +97,11 @@ func (r *Requests) add(inbound bool, protocol, code string, rate float64) {
 	(*m)[protocol][code] += rate
 }
 
-// anchored compiles a tolerance's expression to match a whole value, as
-// Kiali's config (written "5XX") means; a bad one matches nothing.
+// anchored compiles a tolerance's expression to match a whole value; an X
+// stands for a digit, so Kiali's config spelling "5XX" works too. A bad
+// expression matches nothing.
 func anchored(expr string) *regexp.Regexp {
-	re, err := regexp.Compile("^(?:" + expr + ")$")
+	re, err := regexp.Compile("^(?:" + strings.ReplaceAll(expr, "X", `\d`) + ")$")
 	if err != nil {
 		return regexp.MustCompile(`$.^`)
 	}

@@ -51,6 +51,15 @@ func TestRequestsEvaluate(t *testing.T) {
 	}
 }
 
+// Kiali's own config spelling of codes ("5XX") means the same.
+func TestToleranceKialiSpelling(t *testing.T) {
+	tol := []Tolerance{{Code: "5XX", Protocol: "http", Direction: ".*", Degraded: 1, Failure: 50}}
+	r := Requests{Inbound: map[string]map[string]float64{"http": codes("200", 98, "503", 2)}}
+	if s, pct := r.Evaluate(tol); s != Degraded || pct != 2 {
+		t.Errorf("2 %% 503 against 5XX 1/50: %s %v, want Degraded 2", s, pct)
+	}
+}
+
 func TestToleranceDirection(t *testing.T) {
 	tol := []Tolerance{{Code: `4\d\d`, Protocol: "http", Direction: "inbound", Degraded: 20, Failure: 30}}
 	r := Requests{Outbound: map[string]map[string]float64{"http": codes("200", 1, "404", 9)}}

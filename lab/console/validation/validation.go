@@ -2,7 +2,9 @@
 // Kiali's KIA codes where a user benefits: references that lead nowhere (a
 // DestinationRule host or subset, a route's host, subset or gateway, a
 // selector that matches no workload), ambiguous duplicates (two
-// DestinationRules, VirtualServices or Gateways for the same thing) and mTLS
+// DestinationRules, VirtualServices or Gateways for the same thing), an
+// AuthorizationPolicy naming a namespace or service account that does not
+// exist, and mTLS
 // settings that break traffic (a DestinationRule disabling TLS toward
 // workloads that accept only mTLS, and the converse). Schema and field
 // checks are the control plane's (controlplane/config.Validate, the IST
@@ -62,6 +64,8 @@ var messages = map[string]string{
 	"KIA0002": "More than one selector-less object in the same namespace",
 	"KIA0003": "More than one object applied to the same workload",
 	"KIA0004": "No matching workload found for the selector in this namespace",
+	"KIA0101": "Namespace not found for this rule",
+	"KIA0106": "Service Account not found for this principal",
 	"KIA0201": "More than one DestinationRules for the same host subset combination",
 	"KIA0202": "This host has no matching entry in the service registry (service, workload or service entries)",
 	"KIA0203": "This subset's labels are not found in any matching host",
@@ -112,6 +116,7 @@ func Validate(resources []config.Resource, services []registry.Service, workload
 	m.gateways(add)
 	m.selectors(add)
 	m.mtls(add)
+	m.authorizationPolicies(add)
 	for _, res := range out {
 		sort.SliceStable(res.Checks, func(i, j int) bool { return res.Checks[i].Path < res.Checks[j].Path })
 	}

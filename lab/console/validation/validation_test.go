@@ -30,7 +30,7 @@ func bookinfo() ([]registry.Service, []registry.Workload) {
 		for i := 0; i < len(labels); i += 2 {
 			l[labels[i]] = labels[i+1]
 		}
-		return registry.Workload{Name: name, Namespace: ns, Labels: l, Ready: true}
+		return registry.Workload{Name: name, Namespace: ns, Labels: l, Ready: true, ServiceAccount: "bookinfo-" + l["app"]}
 	}
 	wls := []registry.Workload{
 		wl("reviews-v1-7f9c", "book-demo", "app", "reviews", "version", "v1"),

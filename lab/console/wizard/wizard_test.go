@@ -2,6 +2,7 @@ package wizard
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"flag"
 	"io"
@@ -352,5 +353,34 @@ func TestErrors(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// The dialog posts JSON; its camelCase fields reach Generate.
+func TestRequestJSON(t *testing.T) {
+	body := `{"action":"request_routing","namespace":"book-demo","service":"reviews","apiVersion":"v1beta1",
+	  "versions":["v1","v2","v3"],
+	  "rules":[{"matches":[{"field":"headers","name":"end-user","op":"exact","value":"jason"}],"weights":[{"version":"v2","weight":100}],
+	            "fault":{"abort":{"httpStatus":500,"percentage":50}},"timeout":"3s","retries":{"attempts":5,"perTryTimeout":"1s","retryOn":"5xx"}},
+	           {"weights":[{"version":"v1","weight":90},{"version":"v3","weight":10},{"version":"v2","weight":25,"mirror":true}]}],
+	  "advanced":{"tls":{"mode":"ISTIO_MUTUAL"},"loadBalancer":{"consistentHash":{"useSourceIp":true}},
+	              "connectionPool":{"maxConnections":10,"http1MaxPendingRequests":5},"outlierDetection":{"consecutive5xxErrors":3,"interval":"10s"},
+	              "gateway":{"port":8080,"hosts":["reviews.example.com"]},"peerAuthentication":{"mode":"PERMISSIVE"}}}`
+	var r Request
+	dec := json.NewDecoder(strings.NewReader(body))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&r); err != nil {
+		t.Fatal(err)
+	}
+	out := string(generateYAML(t, r))
+	for _, want := range []string{
+		"apiVersion: networking.istio.io/v1beta1", "end-user:\n", "exact: jason", "httpStatus: 500", "timeout: 3s", "attempts: 5", "retryOn: 5xx",
+		"weight: 90", "mirrorPercentage:\n        value: 25", "useSourceIp: true", "maxConnections: 10", "http1MaxPendingRequests: 5",
+		"consecutive5xxErrors: 3", "number: 8080", "- reviews.example.com", "mode: PERMISSIVE", "apiVersion: security.istio.io/v1beta1",
+		"kiali_wizard_related: PeerAuthentication/reviews", "- book-demo/reviews-gateway",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("no %q in\n%s", want, out)
+		}
 	}
 }
