@@ -75,21 +75,28 @@ const (
 // Fold turns istio_requests_total rates into the namespace's per-entity
 // Requests. Inbound rates of a destination in ns come from the reports of
 // the destination's proxy, outbound rates of a source in ns from the
-// source's proxy — each request counted once — falling back to the other
-// proxy's report when the preferred one has none (the peer has no
-// sidecar, as a client outside the mesh or a service without one). gRPC
+// source's proxy — each request counted once — falling back, peer by
+// peer, to the other proxy's report when the preferred one has none: the
+// peer has no sidecar (a client outside the mesh, a service without one)
+// or the request never reached the destination's proxy (a plaintext
+// client refused by a STRICT server shows only in its own report). gRPC
 // requests are keyed by grpc_response_status; a request that got no
 // response (code 0) is "-".
 func Fold(ns string, samples model.Vector) NamespaceRequests {
+	// A pair is an entity and one peer it talks to; for each pair, only
+	// the reports of the proxy that best describes the direction count
+	// when there are any.
+	type pair struct {
+		e    entity
+		peer string
+	}
 	type report struct {
-		e                     entity
+		p                     pair
 		reporter, proto, code string
 		rate                  float64
 	}
 	var reports []report
-	// preferred[e] says whether e has reports from the proxy that best
-	// describes its direction; then only those count.
-	preferred := map[entity]bool{}
+	preferred := map[pair]bool{}
 	for _, s := range samples {
 		m := s.Metric
 		rate := float64(s.Value)
@@ -129,28 +136,35 @@ func Fold(ns string, samples model.Vector) NamespaceRequests {
 				es = append(es, entity{kindWorkload, wl, false})
 			}
 		}
+		src := string(m["source_workload_namespace"]) + "/" + string(m["source_workload"])
+		dst := string(m["destination_service_namespace"]) + "/" + string(m["destination_service_name"]) + "/" + string(m["destination_workload"])
 		for _, e := range es {
-			reports = append(reports, report{e, reporter, proto, code, rate})
+			p := pair{e, src}
+			if !e.inbound {
+				p.peer = dst
+			}
+			reports = append(reports, report{p, reporter, proto, code, rate})
 			if reporter == want(e) {
-				preferred[e] = true
+				preferred[p] = true
 			}
 		}
 	}
 	out := NamespaceRequests{Apps: map[string]Requests{}, Workloads: map[string]Requests{}, Services: map[string]Requests{}}
 	for _, r := range reports {
-		if preferred[r.e] && r.reporter != want(r.e) {
+		e := r.p.e
+		if preferred[r.p] && r.reporter != want(e) {
 			continue
 		}
 		m := out.Apps
-		switch r.e.kind {
+		switch e.kind {
 		case kindWorkload:
 			m = out.Workloads
 		case kindService:
 			m = out.Services
 		}
-		req := m[r.e.name]
-		req.add(r.e.inbound, r.proto, r.code, r.rate)
-		m[r.e.name] = req
+		req := m[e.name]
+		req.add(e.inbound, r.proto, r.code, r.rate)
+		m[e.name] = req
 	}
 	return out
 }

@@ -77,6 +77,8 @@ func bookDemo() []series {
 		series{reporter: "destination", src: "unknown", srcNS: "unknown", dst: "details-v1", dstNS: "book-demo", svc: "details", proto: "http", code: "404", rate: 1},
 		series{reporter: "destination", src: "unknown", srcNS: "unknown", dst: "details-v1", dstNS: "book-demo", svc: "details", proto: "http", code: "200", rate: 1},
 		series{reporter: "source", src: "productpage-v1", srcNS: "book-demo", dst: "unknown", dstNS: "book-demo", svc: "legacy", proto: "http", code: "0", rate: 2},
+		// A plaintext client refused by ratings' STRICT policy: only its own proxy reports.
+		series{reporter: "source", src: "details-v1", srcNS: "book-demo", dst: "ratings-v1", dstNS: "book-demo", svc: "ratings", proto: "http", code: "503", rate: 1},
 	)
 	out = append(out, both(series{src: "sleep", srcNS: "other", dst: "httpbin", dstNS: "other", svc: "httpbin", proto: "http", code: "500", rate: 3})...)
 	return out
@@ -96,19 +98,19 @@ func wantBookDemo() NamespaceRequests {
 				},
 			},
 			"reviews": {Inbound: h("200", 10, "503", 1), Outbound: h("200", 5, "500", 5)},
-			"ratings": {Inbound: h("200", 5, "500", 5)},
-			"details": {Inbound: map[string]map[string]float64{"http": codes("200", 1, "404", 1), "grpc": codes("0", 9, "14", 1)}},
+			"ratings": {Inbound: h("200", 5, "500", 5, "503", 1)},
+			"details": {Inbound: map[string]map[string]float64{"http": codes("200", 1, "404", 1), "grpc": codes("0", 9, "14", 1)}, Outbound: h("503", 1)},
 		},
 		Workloads: map[string]Requests{
 			"productpage-v1": {Inbound: h("200", 4), Outbound: map[string]map[string]float64{"http": codes("200", 10, "503", 1, "-", 2), "grpc": codes("0", 9, "14", 1)}},
 			"reviews-v2":     {Inbound: h("200", 10, "503", 1), Outbound: h("200", 5, "500", 5)},
-			"ratings-v1":     {Inbound: h("200", 5, "500", 5)},
-			"details-v1":     {Inbound: map[string]map[string]float64{"http": codes("200", 1, "404", 1), "grpc": codes("0", 9, "14", 1)}},
+			"ratings-v1":     {Inbound: h("200", 5, "500", 5, "503", 1)},
+			"details-v1":     {Inbound: map[string]map[string]float64{"http": codes("200", 1, "404", 1), "grpc": codes("0", 9, "14", 1)}, Outbound: h("503", 1)},
 		},
 		Services: map[string]Requests{
 			"productpage": {Inbound: h("200", 4)},
 			"reviews":     {Inbound: h("200", 10, "503", 1)},
-			"ratings":     {Inbound: h("200", 5, "500", 5)},
+			"ratings":     {Inbound: h("200", 5, "500", 5, "503", 1)},
 			"details":     {Inbound: map[string]map[string]float64{"http": codes("200", 1, "404", 1), "grpc": codes("0", 9, "14", 1)}},
 			"legacy":      {Inbound: h("-", 2)},
 		},
