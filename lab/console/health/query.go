@@ -95,7 +95,8 @@ func Fold(ns string, samples model.Vector) NamespaceRequests {
 		reporter, proto, code string
 		rate                  float64
 	}
-	var reports []report
+	// At most five entities per sample: its service, and app and workload at either end.
+	reports := make([]report, 0, 5*len(samples))
 	preferred := map[pair]bool{}
 	for _, s := range samples {
 		m := s.Metric
@@ -114,7 +115,7 @@ func Fold(ns string, samples model.Vector) NamespaceRequests {
 			code = "-"
 		}
 		reporter := string(m["reporter"])
-		var es []entity
+		es := make([]entity, 0, 5)
 		if string(m["destination_service_namespace"]) == ns {
 			if svc := string(m["destination_service_name"]); svc != "" && svc != "unknown" {
 				es = append(es, entity{kindService, svc, true})
