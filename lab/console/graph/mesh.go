@@ -220,7 +220,10 @@ type vsBadges struct {
 func (ix *meshIndex) virtualServiceBadges(host string) (b vsBadges, any bool) {
 	for _, r := range ix.vs {
 		vs, ok := r.Spec.(*networking.VirtualService)
-		if !ok {
+		// A VirtualService bound only to gateways routes the gateway's
+		// traffic, not the mesh's: its "*" would otherwise badge every
+		// service.
+		if !ok || (len(vs.GetGateways()) > 0 && !slices.Contains(vs.GetGateways(), "mesh")) {
 			continue
 		}
 		matched := false
