@@ -4,61 +4,81 @@ import (
 	"fmt"
 	"math"
 	"slices"
+	"strings"
 
 	"github.com/prometheus/common/model"
 )
 
-// The appenders' selectors per namespace: destination telemetry of the
-// namespace's workloads first, then source telemetry of its workloads.
-func appenderSelectors(ns string) []string {
+// edgeQueries are an appender's two queries for one namespace, PromQL
+// built by expr from a selector and a grouping: destination telemetry of
+// the namespace's workloads, then source telemetry of its workloads minus
+// what the first query of a requested namespace already returns (a
+// request between two proxies is reported by both). The subtraction runs
+// in Prometheus, so the console decodes each edge's series once; what is
+// left is source telemetry alone: destinations without a sidecar, outside
+// the requested namespaces, or requests that reached no workload.
+func (b *builder) edgeQueries(ns string, expr func(sel, group string) string, group string) []string {
+	in := fmt.Sprintf(`reporter="destination",destination_workload_namespace="%s"`, ns)
+	out := fmt.Sprintf(`reporter="source",source_workload_namespace="%s"`, ns)
+	covered := fmt.Sprintf(`reporter="destination",source_workload_namespace="%s",destination_workload_namespace=~"%s"`, ns, b.nsRegex())
 	return []string{
-		fmt.Sprintf(`reporter="destination",destination_workload_namespace="%s"`, ns),
-		fmt.Sprintf(`reporter="source",source_workload_namespace="%s"`, ns),
+		expr(in, group),
+		fmt.Sprintf(`%s unless on(%s) %s`, expr(out, group), group, expr(covered, group)),
 	}
 }
 
-// securitySelectors: the mTLS state of a request is what the destination
+// securityQueries: the mTLS state of a request is what the destination
 // proxy saw, so only destination telemetry: into the namespace, and from
-// it to other namespaces.
-func securitySelectors(ns string) []string {
+// it to namespaces not requested (the others' first query has those).
+func (b *builder) securityQueries(ns string, expr func(sel string) string) []string {
 	return []string{
-		fmt.Sprintf(`reporter="destination",destination_workload_namespace="%s"`, ns),
-		fmt.Sprintf(`reporter="destination",source_workload_namespace="%s"`, ns),
+		expr(fmt.Sprintf(`reporter="destination",destination_workload_namespace="%s"`, ns)),
+		expr(fmt.Sprintf(`reporter="destination",source_workload_namespace="%s",destination_workload_namespace!~"%s"`, ns, b.nsRegex())),
 	}
+}
+
+// nsRegex matches the requested namespaces (DNS labels: no regex
+// metacharacters to escape).
+func (b *builder) nsRegex() string {
+	return strings.Join(b.o.Namespaces, "|")
 }
 
 func (b *builder) appenderQueries(ns string, dur int) []query {
 	var qs []query
+	add := func(kind string, texts []string) {
+		for i, q := range texts {
+			qs = append(qs, query{fmt.Sprintf("%s/%s/%d", kind, ns, i), q})
+		}
+	}
 	group := edgeGroupBy + ",request_protocol"
+	rate := func(metric string) func(sel, group string) string {
+		return func(sel, group string) string {
+			return fmt.Sprintf(`sum(rate(%s{%s}[%ds])) by (%s)`, metric, sel, dur, group)
+		}
+	}
 	if b.o.appenders[AppenderResponseTime] {
-		for i, sel := range appenderSelectors(ns) {
-			if b.o.quantile != "" {
-				qs = append(qs, query{fmt.Sprintf("rtq/%s/%d", ns, i),
-					fmt.Sprintf(`histogram_quantile(%s, sum(rate(istio_request_duration_milliseconds_bucket{%s}[%ds])) by (%s,le))`, b.o.quantile, sel, dur, group)})
-				continue
-			}
+		if b.o.quantile != "" {
+			add("rtq", b.edgeQueries(ns, func(sel, group string) string {
+				return fmt.Sprintf(`histogram_quantile(%s, sum(rate(istio_request_duration_milliseconds_bucket{%s}[%ds])) by (%s,le))`, b.o.quantile, sel, dur, group)
+			}, group))
+		} else {
 			// Kiali's average is sum(rate(_sum))/sum(rate(_count)); the two
 			// sides are queried apart so that series falling into one edge
 			// (an app graph's versions) average by their weight.
-			qs = append(qs,
-				query{fmt.Sprintf("rtsum/%s/%d", ns, i), fmt.Sprintf(`sum(rate(istio_request_duration_milliseconds_sum{%s}[%ds])) by (%s)`, sel, dur, group)},
-				query{fmt.Sprintf("rtcount/%s/%d", ns, i), fmt.Sprintf(`sum(rate(istio_request_duration_milliseconds_count{%s}[%ds])) by (%s)`, sel, dur, group)})
+			add("rtsum", b.edgeQueries(ns, rate("istio_request_duration_milliseconds_sum"), group))
+			add("rtcount", b.edgeQueries(ns, rate("istio_request_duration_milliseconds_count"), group))
 		}
 	}
 	if b.o.appenders[AppenderThroughput] {
-		for i, sel := range appenderSelectors(ns) {
-			qs = append(qs, query{fmt.Sprintf("tp/%s/%d", ns, i),
-				fmt.Sprintf(`sum(rate(istio_%s_bytes_sum{%s}[%ds])) by (%s)`, b.o.Throughput, sel, dur, group)})
-		}
+		add("tp", b.edgeQueries(ns, rate("istio_"+b.o.Throughput+"_bytes_sum"), group))
 	}
 	if b.o.appenders[AppenderSecurityPolicy] {
-		for i, sel := range securitySelectors(ns) {
-			qs = append(qs,
-				query{fmt.Sprintf("sec/%s/%d", ns, i),
-					fmt.Sprintf(`sum(rate(istio_requests_total{%s}[%ds])) by (%s,source_principal,destination_principal,connection_security_policy) > 0`, sel, dur, group)},
-				query{fmt.Sprintf("sectcp/%s/%d", ns, i),
-					fmt.Sprintf(`sum(rate(%s{%s}[%ds])) by (%s,source_principal,destination_principal,connection_security_policy) > 0`, tcpMetric, sel, dur, edgeGroupBy)})
-		}
+		add("sec", b.securityQueries(ns, func(sel string) string {
+			return fmt.Sprintf(`sum(rate(istio_requests_total{%s}[%ds])) by (%s,source_principal,destination_principal,connection_security_policy) > 0`, sel, dur, group)
+		}))
+		add("sectcp", b.securityQueries(ns, func(sel string) string {
+			return fmt.Sprintf(`sum(rate(%s{%s}[%ds])) by (%s,source_principal,destination_principal,connection_security_policy) > 0`, tcpMetric, sel, dur, edgeGroupBy)
+		}))
 	}
 	return qs
 }
@@ -326,13 +346,10 @@ func (b *builder) appendIstio() {
 		}
 		// Circuit breakers: service nodes by any rule for their host, the
 		// others by the rules whose subsets select their workloads.
-		for _, r := range b.mesh.dr {
-			dr := destinationRule(r)
-			if dr == nil {
-				continue
-			}
+		for _, de := range b.mesh.dr {
+			dr := de.spec
 			for _, h := range hosts {
-				if !hostMatches(fqdn(dr.GetHost(), r.Namespace), h) {
+				if !hostMatches(de.host, h) {
 					continue
 				}
 				if d.NodeType == "service" {

@@ -37,7 +37,7 @@ func bookinfoTraffic() []request {
 		{src: productpage, dst: reviewsV3, svc: "reviews", svcNs: ns, code: "503", flags: "UF", rps: 1, ms: 30, reqBytes: 200, mtls: true},
 		{src: reviewsV2, dst: ratings, svc: "ratings", svcNs: ns, code: "200", rps: 3, ms: 2, reqBytes: 100, mtls: true},
 		{src: reviewsV3, dst: ratings, svc: "ratings", svcNs: ns, code: "200", rps: 2, ms: 2, reqBytes: 100, mtls: true},
-		{src: ratings, dst: mongodb, svc: "mongodb", svcNs: ns, protocol: "tcp", rps: 2048, mtls: true},
+		{src: ratings, dst: mongodb, svc: "mongodb", svcNs: ns, protocol: "tcp", rps: 2048, reporters: []string{"source"}},
 		// A probe from outside the mesh: only productpage's proxy sees it.
 		{src: unknownPeer, dst: productpage, svc: "productpage", svcNs: ns, code: "200", rps: 0.5, ms: 1, reqBytes: 100, reporters: []string{"destination"}},
 	}

@@ -2,7 +2,6 @@ package graph
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"math"
 	"sync"
@@ -217,7 +216,7 @@ func (b *builder) edge(src, dst *node, protocol string, create bool) *edge {
 
 // first reports whether a series is seen for the first time under kind.
 func (b *builder) first(kind string, m model.Metric) bool {
-	k := seenKey{kind, m.Fingerprint()}
+	k := seenKey{kind, m.FastFingerprint()}
 	if b.seen[k] {
 		return false
 	}
@@ -337,6 +336,3 @@ func addRates(src, dst *node, e *edge, protocol, code string, val float64) {
 		src.data.rates["tcpOut"] += val
 	}
 }
-
-// errNoProm is the reason when no Prometheus answered.
-var errNoProm = errors.New("no Prometheus client")

@@ -9,9 +9,6 @@ import (
 	"strings"
 
 	"github.com/prometheus/common/model"
-	networking "istio.io/api/networking/v1alpha3"
-
-	"github.com/meshlab/meshlab/controlplane/config"
 )
 
 // config finishes the graph (roots, outsiders, the service graph's
@@ -291,11 +288,6 @@ func fmtSelector(sel map[string]string) string {
 
 func joinNames(names []string) string {
 	return strings.Join(names, ", ")
-}
-
-func destinationRule(r config.Resource) *networking.DestinationRule {
-	dr, _ := r.Spec.(*networking.DestinationRule)
-	return dr
 }
 
 // fmtWindow is a duration as a user wrote it: 1m, 10m, 1h30m.

@@ -14,6 +14,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"regexp"
 	"slices"
 	"strings"
 	"time"
@@ -219,6 +220,10 @@ type EdgeData struct {
 	Traffic         ProtocolTraffic `json:"traffic"`
 }
 
+// namespaceName is a Kubernetes namespace name, a DNS label; it goes into
+// PromQL selectors and regexes, so nothing else may.
+var namespaceName = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$`)
+
 // options are Options checked and defaulted.
 type options struct {
 	Options
@@ -235,8 +240,8 @@ func (o Options) check() (options, error) {
 	out.Namespaces = nil
 	for _, ns := range o.Namespaces {
 		ns = strings.TrimSpace(ns)
-		if ns == "" || strings.ContainsAny(ns, "\"\\{}=~!,") {
-			return out, fmt.Errorf("%w: namespaces: %q is not a namespace name", ErrBadOptions, ns)
+		if !namespaceName.MatchString(ns) {
+			return out, fmt.Errorf("%w: namespaces: %q is not a namespace name (a DNS label: lower-case letters, digits and '-', at most 63)", ErrBadOptions, ns)
 		}
 		if !seen[ns] {
 			seen[ns] = true

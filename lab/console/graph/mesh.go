@@ -44,13 +44,26 @@ func (w *workloadInfo) isGateway() bool {
 	return w.labels["istio"] == "ingressgateway" || strings.Contains(w.name, "ingressgateway")
 }
 
+// vsEntry is a VirtualService with its hosts resolved in its namespace.
+type vsEntry struct {
+	spec  *networking.VirtualService
+	hosts []string // as written
+	fqdns []string
+}
+
+// drEntry is a DestinationRule with its host resolved in its namespace.
+type drEntry struct {
+	spec *networking.DestinationRule
+	host string
+}
+
 // meshIndex is Mesh indexed for lookups by the graph's identities.
 type meshIndex struct {
 	cluster   string
 	workloads map[string]*workloadInfo // namespace/name
 	services  map[string]registry.Service
-	vs        []config.Resource
-	dr        []config.Resource
+	vs        []vsEntry
+	dr        []drEntry
 	se        []config.Resource
 	gw        []config.Resource
 }
@@ -76,9 +89,23 @@ func indexMesh(m Mesh, cluster string) *meshIndex {
 	for _, r := range m.Config {
 		switch r.Kind {
 		case config.VirtualService:
-			ix.vs = append(ix.vs, r)
+			// A VirtualService bound only to gateways routes the gateway's
+			// traffic, not the mesh's: its "*" would otherwise badge every
+			// service.
+			vs, ok := r.Spec.(*networking.VirtualService)
+			if !ok || (len(vs.GetGateways()) > 0 && !slices.Contains(vs.GetGateways(), "mesh")) {
+				continue
+			}
+			e := vsEntry{spec: vs}
+			for _, h := range vs.GetHosts() {
+				e.hosts = append(e.hosts, h)
+				e.fqdns = append(e.fqdns, fqdn(h, r.Namespace))
+			}
+			ix.vs = append(ix.vs, e)
 		case config.DestinationRule:
-			ix.dr = append(ix.dr, r)
+			if dr, ok := r.Spec.(*networking.DestinationRule); ok {
+				ix.dr = append(ix.dr, drEntry{spec: dr, host: fqdn(dr.GetHost(), r.Namespace)})
+			}
 		case config.ServiceEntry:
 			ix.se = append(ix.se, r)
 		case config.Gateway:
@@ -218,20 +245,14 @@ type vsBadges struct {
 }
 
 func (ix *meshIndex) virtualServiceBadges(host string) (b vsBadges, any bool) {
-	for _, r := range ix.vs {
-		vs, ok := r.Spec.(*networking.VirtualService)
-		// A VirtualService bound only to gateways routes the gateway's
-		// traffic, not the mesh's: its "*" would otherwise badge every
-		// service.
-		if !ok || (len(vs.GetGateways()) > 0 && !slices.Contains(vs.GetGateways(), "mesh")) {
-			continue
-		}
+	for _, e := range ix.vs {
+		vs := e.spec
 		matched := false
-		for _, h := range vs.GetHosts() {
-			if hostMatches(fqdn(h, r.Namespace), host) {
+		for i, h := range e.fqdns {
+			if hostMatches(h, host) {
 				matched = true
-				if !slices.Contains(b.hosts, h) {
-					b.hosts = append(b.hosts, h)
+				if !slices.Contains(b.hosts, e.hosts[i]) {
+					b.hosts = append(b.hosts, e.hosts[i])
 				}
 			}
 		}

@@ -32,6 +32,7 @@ type promEnv struct {
 	db  *tsdb.DB
 	api promv1.API
 	url string
+	rec *recorder
 }
 
 func newPromEnv(tb testing.TB) *promEnv {
@@ -91,11 +92,12 @@ func newPromEnv(tb testing.TB) *promEnv {
 	mux.Handle("/api/v1/", http.StripPrefix("/api/v1", r))
 	srv := httptest.NewServer(mux)
 	tb.Cleanup(srv.Close)
-	client, err := api.NewClient(api.Config{Address: srv.URL})
+	rec := &recorder{rt: http.DefaultTransport, answers: map[string][]byte{}}
+	client, err := api.NewClient(api.Config{Address: srv.URL, RoundTripper: rec})
 	if err != nil {
 		tb.Fatalf("Prometheus client: %v", err)
 	}
-	return &promEnv{db: db, api: promv1.NewAPI(client), url: srv.URL}
+	return &promEnv{db: db, api: promv1.NewAPI(client), url: srv.URL, rec: rec}
 }
 
 // counter is one counter series growing at a constant rate per second.
