@@ -38,6 +38,8 @@ func bookinfoTraffic() []request {
 		{src: reviewsV2, dst: ratings, svc: "ratings", svcNs: ns, code: "200", rps: 3, ms: 2, reqBytes: 100, mtls: true},
 		{src: reviewsV3, dst: ratings, svc: "ratings", svcNs: ns, code: "200", rps: 2, ms: 2, reqBytes: 100, mtls: true},
 		{src: ratings, dst: mongodb, svc: "mongodb", svcNs: ns, protocol: "tcp", rps: 2048, reporters: []string{"source"}},
+		// details' external book API, a ServiceEntry: only details' proxy reports.
+		{src: details, dst: unknownPeer, svc: "api.example.com", svcNs: ns, host: "api.example.com", code: "200", rps: 1, ms: 120, reqBytes: 100, reporters: []string{"source"}},
 		// A probe from outside the mesh: only productpage's proxy sees it.
 		{src: unknownPeer, dst: productpage, svc: "productpage", svcNs: ns, code: "200", rps: 0.5, ms: 1, reqBytes: 100, reporters: []string{"destination"}},
 	}
@@ -112,6 +114,10 @@ func bookinfoMesh() Mesh {
 					Timeout: durationpb.New(2e9),
 					Route:   []*networking.HTTPRouteDestination{{Destination: &networking.Destination{Host: "ratings"}}},
 				}},
+			}},
+			{Kind: config.ServiceEntry, Namespace: ns, Name: "book-api", Spec: &networking.ServiceEntry{
+				Hosts: []string{"api.example.com"}, Location: networking.ServiceEntry_MESH_EXTERNAL,
+				Ports: []*networking.ServicePort{{Number: 443, Name: "https", Protocol: "HTTPS"}},
 			}},
 			{Kind: config.Gateway, Namespace: ns, Name: "bookinfo-gateway", Spec: &networking.Gateway{
 				Selector: map[string]string{"istio": "ingressgateway"},

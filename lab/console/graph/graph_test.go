@@ -200,6 +200,12 @@ func TestBookinfoWorkloadGraph(t *testing.T) {
 			}
 			return ""
 		}},
+		{"svc:Kubernetes:book-demo:api.example.com", func(n *NodeData) string {
+			if n.IsServiceEntry == nil || n.IsServiceEntry.Location != "MESH_EXTERNAL" {
+				return "api.example.com: want isServiceEntry MESH_EXTERNAL"
+			}
+			return expect(n.Traffic[0].Rates["httpIn"], "1.00")
+		}},
 		{idUnknown, func(n *NodeData) string {
 			if n.NodeType != "unknown" || !n.IsRoot || !strings.Contains(n.Explain, "outside the mesh") {
 				return "unknown: want nodeType unknown, isRoot and explain"

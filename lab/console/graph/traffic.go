@@ -128,9 +128,10 @@ func parseSeries(m model.Metric, requests bool, cluster string) (s series, ok bo
 		return s, false
 	}
 	s.fixDestination()
-	// During pod lifecycle changes a proxy may report the service's name as
-	// its host and no workload: incomplete, skipped as Kiali does.
-	if !isOK(s.dstWl) && isOK(s.dstSvc) && isOK(s.dstSvcName) && s.dstSvc == s.dstSvcName {
+	// During pod lifecycle changes a proxy may report the service's bare
+	// name as its host and no workload: incomplete, skipped as Kiali does.
+	// A ServiceEntry's host is its own name too, but a DNS name.
+	if !isOK(s.dstWl) && isOK(s.dstSvc) && s.dstSvc == s.dstSvcName && !strings.Contains(s.dstSvc, ".") {
 		return s, false
 	}
 	return s, true
