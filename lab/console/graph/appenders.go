@@ -335,10 +335,10 @@ func (b *builder) appendIstio() {
 	for _, n := range b.nodes {
 		d := n.data
 		var hosts []string
-		switch {
-		case d.NodeType == "service":
+		switch d.NodeType {
+		case "service":
 			hosts = []string{serviceHost(d.Namespace, d.Service)}
-		case d.NodeType == "workload" || d.NodeType == "app":
+		case "workload", "app":
 			for sn := range n.dest {
 				hosts = append(hosts, serviceHost(sn.Namespace, sn.Name))
 			}

@@ -30,7 +30,6 @@ type node struct {
 }
 
 type edge struct {
-	id        string
 	src, dst  *node
 	protocol  string
 	rates     map[string]float64
