@@ -8,6 +8,7 @@ import (
 	"flag"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -432,5 +433,43 @@ func TestCanceledContext(t *testing.T) {
 	cancel()
 	if _, err := Build(ctx, p.api, bookinfoMesh(), Options{Namespaces: []string{ns}, QueryTime: queryTime}); !errors.Is(err, context.Canceled) {
 		t.Errorf("err = %v, want context.Canceled", err)
+	}
+}
+
+func TestFocus(t *testing.T) {
+	p := bookinfoEnv(t)
+	c := build(t, p, bookinfoMesh(), Options{GraphType: TypeWorkload, InjectServiceNodes: true})
+	tests := []struct {
+		kind, name string
+		wantNodes  []string
+		wantEdges  int
+		empty      string
+	}{
+		// productpage → reviews service → v3, and v3 → ratings service;
+		// not reviews' other versions.
+		{"workloads", "reviews-v3", []string{idProductpage, idRatingsSvc, idReviewsSvc, idReviewsV3}, 3, ""},
+		// the service, its callers and its three workloads.
+		{"services", "reviews", []string{idProductpage, idReviewsSvc, "wl:Kubernetes:book-demo:reviews-v1", "wl:Kubernetes:book-demo:reviews-v2", idReviewsV3}, 4, ""},
+		{"applications", "ratings", []string{idRatingsSvc, "svc:Kubernetes:book-demo:mongodb", "wl:Kubernetes:book-demo:ratings-v1", "wl:Kubernetes:book-demo:reviews-v2", "wl:Kubernetes:book-demo:reviews-v3"}, 4, ""},
+		{"workloads", "nothing-here", nil, 0, "no requests to or from workload nothing-here in book-demo in the last 10m"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.kind+"/"+tc.name, func(t *testing.T) {
+			f, err := c.Focus(tc.kind, ns, tc.name)
+			if err != nil {
+				t.Fatal(err)
+			}
+			nodes, edges := sortedIDs(f)
+			want := slices.Sorted(slices.Values(tc.wantNodes))
+			if strings.Join(nodes, " ") != strings.Join(want, " ") || len(edges) != tc.wantEdges {
+				t.Errorf("nodes %v, edges %v; want nodes %v and %d edges", nodes, edges, tc.wantNodes, tc.wantEdges)
+			}
+			if tc.empty != "" && (f.EmptyReason == nil || !strings.Contains(f.EmptyReason.Message, tc.empty)) {
+				t.Errorf("emptyReason = %+v, want %q", f.EmptyReason, tc.empty)
+			}
+		})
+	}
+	if _, err := c.Focus("pods", ns, "x"); !errors.Is(err, ErrBadOptions) {
+		t.Errorf("Focus(pods) err = %v, want ErrBadOptions", err)
 	}
 }
