@@ -19,6 +19,9 @@ func (b *builder) config(ctx context.Context) (*Config, error) {
 	if b.o.GraphType == TypeService {
 		b.reduceToServiceGraph()
 	}
+	if b.o.appenders[AppenderHealth] {
+		b.appendHealth()
+	}
 	cfg := &Config{
 		Timestamp: b.o.QueryTime.Unix(),
 		Duration:  int64(b.o.Duration.Seconds()),
@@ -293,4 +296,36 @@ func joinNames(names []string) string {
 // fmtWindow is a duration as a user wrote it: 1m, 10m, 1h30m.
 func fmtWindow(b *builder) string {
 	return model.Duration(b.o.Duration).String()
+}
+
+// appendHealth sums each node's edges' responses into Kiali's health
+// requests: what came in, by code, and what went out.
+func (b *builder) appendHealth() {
+	add := func(m map[string]map[string]float64, protocol, code string, v float64) {
+		if m[protocol] == nil {
+			m[protocol] = map[string]float64{}
+		}
+		m[protocol][code] += v
+	}
+	for _, n := range b.nodes {
+		if n.data.HealthData == nil {
+			n.data.HealthData = &HealthData{Requests: HealthRequests{Inbound: map[string]map[string]float64{}, Outbound: map[string]map[string]float64{}}}
+		}
+	}
+	for _, n := range b.nodes {
+		for _, e := range n.out {
+			if e.protocol == "tcp" {
+				continue // Kiali: no request health for TCP
+			}
+			for code, r := range e.responses {
+				var v float64
+				for _, f := range r.flags {
+					v += f
+				}
+				v = roundRate(v)
+				add(n.data.HealthData.Requests.Outbound, e.protocol, code, v)
+				add(e.dst.data.HealthData.Requests.Inbound, e.protocol, code, v)
+			}
+		}
+	}
 }

@@ -39,6 +39,7 @@ const (
 // Appender names, as Kiali's appenders parameter spells them.
 const (
 	AppenderDeadNode       = "deadNode"
+	AppenderHealth         = "health"
 	AppenderIdleNode       = "idleNode"
 	AppenderIstio          = "istio"
 	AppenderResponseTime   = "responseTime"
@@ -51,10 +52,10 @@ const (
 // knownAppenders are the appenders Build runs when Options.Appenders is
 // nil. Kiali's others (health, labeler, ambient, ...) are accepted and
 // ignored, so a Kiali client's appenders list does not fail here.
-var knownAppenders = []string{AppenderDeadNode, AppenderIdleNode, AppenderIstio, AppenderResponseTime,
+var knownAppenders = []string{AppenderDeadNode, AppenderHealth, AppenderIdleNode, AppenderIstio, AppenderResponseTime,
 	AppenderSecurityPolicy, AppenderServiceEntry, AppenderSidecarsCheck, AppenderThroughput}
 
-var ignoredAppenders = []string{"aggregateNode", "ambient", "health", "labeler", "meshCheck", "outsider",
+var ignoredAppenders = []string{"aggregateNode", "ambient", "labeler", "meshCheck", "outsider",
 	"trafficGenerator", "workloadEntry"}
 
 // DefaultCluster is Istio's default cluster name, what source_cluster and
@@ -138,7 +139,7 @@ type NodeData struct {
 	Service               string             `json:"service,omitempty"`
 	DestServices          []ServiceName      `json:"destServices,omitempty"`
 	Traffic               []ProtocolTraffic  `json:"traffic,omitempty"`
-	HealthData            any                `json:"healthData,omitempty"`
+	HealthData            *HealthData        `json:"healthData,omitempty"`
 	HasCB                 bool               `json:"hasCB,omitempty"`
 	HasFaultInjection     bool               `json:"hasFaultInjection,omitempty"`
 	HasMirroring          bool               `json:"hasMirroring,omitempty"`
@@ -158,6 +159,19 @@ type NodeData struct {
 	IsServiceEntry        *ServiceEntryInfo  `json:"isServiceEntry,omitempty"`
 	Explain               string             `json:"explain,omitempty"`
 	rates                 map[string]float64 // node traffic, by Kiali's rate key
+}
+
+// HealthData is a node's request health as Kiali's health JSON has it:
+// request rates by direction, protocol and response code ("-" = no
+// response), from the graph's own edges; the UI applies the tolerances.
+type HealthData struct {
+	Requests HealthRequests `json:"requests"`
+}
+
+// HealthRequests are req/s by protocol and code, inbound and outbound.
+type HealthRequests struct {
+	Inbound  map[string]map[string]float64 `json:"inbound"`
+	Outbound map[string]map[string]float64 `json:"outbound"`
 }
 
 // ServiceName is one of destServices: a service a node was reached as.

@@ -193,6 +193,9 @@ func TestBookinfoWorkloadGraph(t *testing.T) {
 			if !n.HasCB || n.IsRoot || n.App != "reviews" || n.Version != "v3" {
 				return "reviews-v3: want hasCB (subset of a DR with outlier detection), app reviews, version v3"
 			}
+			if h := n.HealthData; h == nil || h.Requests.Inbound["http"]["503"] != 1 || h.Requests.Inbound["http"]["200"] != 2 {
+				return "reviews-v3: want healthData inbound http 200: 2, 503: 1"
+			}
 			return ""
 		}},
 		{"wl:Kubernetes:book-demo:mongodb-v1", func(n *NodeData) string {
