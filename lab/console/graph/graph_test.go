@@ -476,3 +476,26 @@ func TestFocus(t *testing.T) {
 		t.Errorf("Focus(pods) err = %v, want ErrBadOptions", err)
 	}
 }
+
+// TestIdleEdges: traffic that stopped an hour ago leaves flat counters;
+// with idleEdges the edges stay, at rate 0, instead of an empty graph.
+func TestIdleEdges(t *testing.T) {
+	p := newPromEnv(t)
+	p.writeStopped(t, istioSeries(bookinfoTraffic(), false), queryTime.Add(-2*time.Hour), queryTime.Add(-time.Hour), queryTime, 15*time.Second)
+	for _, tc := range []struct {
+		idle  bool
+		edges bool
+	}{{false, false}, {true, true}} {
+		c := build(t, p, bookinfoMesh(), Options{GraphType: TypeWorkload, InjectServiceNodes: true, IdleEdges: tc.idle, Duration: time.Minute})
+		if got := len(c.Elements.Edges) > 0; got != tc.edges {
+			t.Errorf("idleEdges=%v: %d edges, emptyReason %+v", tc.idle, len(c.Elements.Edges), c.EmptyReason)
+			continue
+		}
+		if tc.idle {
+			e := edgeBetween(c, idProductpage, idReviewsSvc, "http")
+			if e == nil || e.Traffic.Rates["http"] != "0.00" || c.EmptyReason != nil {
+				t.Errorf("idle productpage -> reviews = %+v, emptyReason %+v; want rate 0.00 and no reason", e, c.EmptyReason)
+			}
+		}
+	}
+}
