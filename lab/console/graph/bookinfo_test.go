@@ -40,6 +40,9 @@ func bookinfoTraffic() []request {
 		{src: ratings, dst: mongodb, svc: "mongodb", svcNs: ns, protocol: "tcp", rps: 2048, reporters: []string{"source"}},
 		// details' external book API, a ServiceEntry: only details' proxy reports.
 		{src: details, dst: unknownPeer, svc: "api.example.com", svcNs: ns, host: "api.example.com", code: "200", rps: 1, ms: 120, reqBytes: 100, reporters: []string{"source"}},
+		// Requests the gateway could not route (404, no route): only the
+		// gateway reports them, in istio-system.
+		{src: gateway, dst: unknownPeer, svc: "unknown", svcNs: "unknown", host: "unknown", code: "404", flags: "NR", rps: 0.2, ms: 1, reporters: []string{"source"}},
 		// A probe from outside the mesh: only productpage's proxy sees it.
 		{src: unknownPeer, dst: productpage, svc: "productpage", svcNs: ns, code: "200", rps: 0.5, ms: 1, reqBytes: 100, reporters: []string{"destination"}},
 	}

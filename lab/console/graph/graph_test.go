@@ -348,6 +348,15 @@ func TestMultipleNamespaces(t *testing.T) {
 	if e := edgeBetween(c, idGateway, "svc:Kubernetes:book-demo:productpage", "http"); e == nil || e.Traffic.Rates["http"] != "10.00" {
 		t.Errorf("gateway -> productpage = %+v, want 10.00 req/s", e)
 	}
+	// With istio-system requested, the gateway's unroutable requests show
+	// as an unknown destination, explained.
+	u := nodeByID(c, "unknown:Kubernetes:unknown")
+	if u == nil || u.NodeType != "unknown" || !strings.Contains(u.Explain, "reached no service") {
+		t.Errorf("unknown destination = %+v", u)
+	}
+	if e := edgeBetween(c, idGateway, "unknown:Kubernetes:unknown", "http"); e == nil || e.Traffic.Responses["404"] == nil || e.Traffic.Responses["404"].Flags["NR"] != "100.0" {
+		t.Errorf("gateway -> unknown = %+v, want 404 NR 100.0", e)
+	}
 }
 
 func TestEmptyReasons(t *testing.T) {
@@ -497,5 +506,28 @@ func TestIdleEdges(t *testing.T) {
 				t.Errorf("idle productpage -> reviews = %+v, emptyReason %+v; want rate 0.00 and no reason", e, c.EmptyReason)
 			}
 		}
+	}
+}
+
+func TestGRPC(t *testing.T) {
+	p := newPromEnv(t)
+	frontend := peer{ns, "frontend-v1", "frontend", "v1"}
+	backend := peer{ns, "backend-v1", "backend", "v1"}
+	p.load(t, []request{
+		{src: frontend, dst: backend, svc: "backend", svcNs: ns, protocol: "grpc", code: "200", rps: 9, ms: 5, mtls: true},
+		{src: frontend, dst: backend, svc: "backend", svcNs: ns, protocol: "grpc", code: "200", grpc: "14", rps: 1, ms: 5, mtls: true},
+	}, false)
+	c := build(t, p, Mesh{}, Options{GraphType: TypeWorkload, InjectServiceNodes: true})
+	e := edgeBetween(c, "svc:Kubernetes:book-demo:backend", "wl:Kubernetes:book-demo:backend-v1", "grpc")
+	if e == nil {
+		t.Fatalf("no grpc edge; edges %v", c.Elements.Edges)
+	}
+	if msg := expect(e.Traffic.Rates["grpc"], "10.00", e.Traffic.Rates["grpcErr"], "1.00", e.Traffic.Rates["grpcPercentErr"], "10.0",
+		e.Traffic.Responses["14"].Flags["-"], "10.0", e.Traffic.Responses["0"].Flags["-"], "90.0", e.IsMTLS, "100"); msg != "" {
+		t.Error(msg)
+	}
+	n := nodeByID(c, "wl:Kubernetes:book-demo:backend-v1")
+	if n == nil || len(n.Traffic) != 1 || n.Traffic[0].Rates["grpcInErr"] != "1.00" {
+		t.Errorf("backend-v1 = %+v, want grpcInErr 1.00", n)
 	}
 }

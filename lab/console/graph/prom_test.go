@@ -173,6 +173,7 @@ type request struct {
 	host      string // destination_service; "" = svc.svcNs.svc.cluster.local
 	protocol  string // http (default), grpc or tcp
 	code      string
+	grpc      string // grpc_response_status of a gRPC request; "" = "0"
 	flags     string
 	rps       float64
 	ms        float64
@@ -247,7 +248,7 @@ func istioSeries(reqs []request, withBuckets bool) []counter {
 			l["response_code"] = r.code
 			l["grpc_response_status"] = ""
 			if protocol == "grpc" {
-				l["grpc_response_status"] = "0"
+				l["grpc_response_status"] = cmpOr(r.grpc, "0")
 			}
 			cs = append(cs,
 				counter{with("istio_requests_total", nil), r.rps},
