@@ -157,28 +157,45 @@ func (b *builder) runAppenders() {
 
 // appendResponseTime sets the response time on the edge into the
 // workload: as Kiali (kiali-2297), not on the edge into an injected
-// service node, whose requests go to several workloads.
+// service node, whose requests go to several workloads. A service graph
+// keeps only the edges into services, so there the edge into the service
+// gets it too: the average of its workloads by their requests (for a
+// quantile, the slowest workload's).
 func (b *builder) appendResponseTime() {
+	legs := func(kind string, m model.Metric) []*edge {
+		leg1, leg2, ok := b.edgeSeries(kind, m)
+		if !ok {
+			return nil
+		}
+		if b.o.GraphType == TypeService {
+			return []*edge{leg1, leg2}
+		}
+		return []*edge{leg2}
+	}
 	if b.o.quantile != "" {
-		// Series falling into one edge cannot be merged into a quantile;
-		// the edge shows the slowest.
 		b.eachAppenderSample("rtq", func(m model.Metric, v float64) {
-			if _, e, ok := b.edgeSeries("rtq", m); ok && e != nil {
-				e.rtQ = max(e.rtQ, v)
-				e.rtSet = true
+			for _, e := range legs("rtq", m) {
+				if e != nil {
+					e.rtQ = max(e.rtQ, v)
+					e.rtSet = true
+				}
 			}
 		})
 		return
 	}
 	b.eachAppenderSample("rtsum", func(m model.Metric, v float64) {
-		if _, e, ok := b.edgeSeries("rtsum", m); ok && e != nil {
-			e.rtSum += v
+		for _, e := range legs("rtsum", m) {
+			if e != nil {
+				e.rtSum += v
+			}
 		}
 	})
 	b.eachAppenderSample("rtcount", func(m model.Metric, v float64) {
-		if _, e, ok := b.edgeSeries("rtcount", m); ok && e != nil {
-			e.rtCount += v
-			e.rtSet = true
+		for _, e := range legs("rtcount", m) {
+			if e != nil {
+				e.rtCount += v
+				e.rtSet = true
+			}
 		}
 	})
 }

@@ -280,6 +280,11 @@ func TestGraphTypes(t *testing.T) {
 				if e := edgeBetween(c, idReviewsSvc, idRatingsSvc, "http"); e != nil && e.Traffic.Rates["http"] != "5.00" {
 					t.Errorf("reviews -> ratings = %s req/s, want 5.00", e.Traffic.Rates["http"])
 				}
+				// productpage → reviews takes what reviews' versions take,
+				// weighed by their requests: (4*8 + 6*30) / 10 = 21.2.
+				if e := edgeBetween(c, "svc:Kubernetes:book-demo:productpage", idReviewsSvc, "http"); e == nil || e.ResponseTime != "21" {
+					t.Errorf("productpage -> reviews = %+v, want responseTime 21", e)
+				}
 			}
 			if tc.graphType == TypeApp {
 				// The app graph's reviews node merges v1, v2, v3: its
