@@ -427,6 +427,12 @@ func (b *builder) appendIstio() {
 					labels = map[string]string{"istio": "ingressgateway"}
 				}
 				d.IsGateway = &GatewayInfo{IngressInfo: GatewayHosts{Hostnames: b.mesh.gatewayHosts(labels)}}
+				if d.Explain == "" {
+					d.Explain = "ingress gateway: where requests from outside enter the mesh"
+					if hs := d.IsGateway.IngressInfo.Hostnames; len(hs) > 0 {
+						d.Explain += " (Gateway hosts " + strings.Join(hs, ", ") + ")"
+					}
+				}
 			}
 		}
 	}

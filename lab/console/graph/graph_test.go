@@ -536,3 +536,20 @@ func TestGRPC(t *testing.T) {
 		t.Errorf("backend-v1 = %+v, want grpcInErr 1.00", n)
 	}
 }
+
+// TestPassthrough: requests to an address outside the registry end on a
+// PassthroughCluster node that says what to do about it.
+func TestPassthrough(t *testing.T) {
+	p := newPromEnv(t)
+	p.load(t, []request{{src: productpage, dst: unknownPeer, svc: "PassthroughCluster", svcNs: "unknown", host: "PassthroughCluster",
+		code: "200", rps: 2, ms: 50, reporters: []string{"source"}}}, false)
+	c := build(t, p, bookinfoMesh(), Options{GraphType: TypeWorkload, InjectServiceNodes: true})
+	n := nodeByID(c, "svc:Kubernetes:unknown:PassthroughCluster")
+	if n == nil || !strings.Contains(n.Explain, "ServiceEntry") {
+		ids, _ := sortedIDs(c)
+		t.Fatalf("PassthroughCluster node = %+v in %v", n, ids)
+	}
+	if e := edgeBetween(c, idProductpage, n.ID, "http"); e == nil || e.Traffic.Rates["http"] != "2.00" || e.ResponseTime != "50" {
+		t.Errorf("productpage -> PassthroughCluster = %+v, want 2.00 req/s in 50 ms", e)
+	}
+}

@@ -131,7 +131,8 @@ func parseSeries(m model.Metric, requests bool, cluster string) (s series, ok bo
 	// During pod lifecycle changes a proxy may report the service's bare
 	// name as its host and no workload: incomplete, skipped as Kiali does.
 	// A ServiceEntry's host is its own name too, but a DNS name.
-	if !isOK(s.dstWl) && isOK(s.dstSvc) && s.dstSvc == s.dstSvcName && !strings.Contains(s.dstSvc, ".") {
+	if !isOK(s.dstWl) && isOK(s.dstSvc) && s.dstSvc == s.dstSvcName && !strings.Contains(s.dstSvc, ".") &&
+		s.dstSvc != passthrough && s.dstSvc != "BlackHoleCluster" {
 		return s, false
 	}
 	return s, true
@@ -253,6 +254,12 @@ func newNodeData(id, nodeType, graphType string, k nodeKey) *NodeData {
 		}
 	case "service":
 		n.Service = k.svc
+		switch k.svc {
+		case passthrough:
+			n.Explain = "requests to addresses outside the mesh's registry, passed through by the sidecar (PassthroughCluster): add a ServiceEntry to see their hosts"
+		case "BlackHoleCluster":
+			n.Explain = "requests the sidecar dropped: outboundTrafficPolicy REGISTRY_ONLY and no ServiceEntry for the host (BlackHoleCluster)"
+		}
 	case "unknown":
 		n.Workload = unknown
 		if strings.HasSuffix(id, ":source") {
