@@ -14,9 +14,10 @@ import (
 // to overlap their latency, few enough not to swamp a lab's Prometheus.
 const maxConcurrentQueries = 8
 
-// minRate is Kiali's floor: rates are rounded to 0.001 req/s, so a rate
-// below 0.0005 req/s (about 0.03 req/min) is not recorded.
-const minRate = 0.001
+// minRate is Kiali's floor (its FAQ: "Kiali only records request rates
+// >= .01 request-per-minute"): a series below it is not an edge, unless
+// idle edges are asked for.
+const minRate = 0.01 / 60
 
 type node struct {
 	data     *NodeData
@@ -223,9 +224,9 @@ func (b *builder) first(kind string, m model.Metric) bool {
 	return true
 }
 
-// roundRate is Kiali's round(…, 0.001).
+// roundRate rounds a rate to 0.001, as Kiali's queries round(…, 0.001).
 func roundRate(v float64) float64 {
-	return math.Round(v/minRate) * minRate
+	return math.Round(v*1000) / 1000
 }
 
 func (b *builder) addTraffic(kind string, vec model.Vector) {
@@ -235,8 +236,7 @@ func (b *builder) addTraffic(kind string, vec model.Vector) {
 		if math.IsNaN(val) || math.IsInf(val, 0) {
 			continue
 		}
-		val = roundRate(val)
-		if val <= 0 && !b.o.IdleEdges {
+		if val < minRate && !b.o.IdleEdges {
 			continue
 		}
 		s, ok := parseSeries(smp.Metric, requests, b.o.Cluster)

@@ -553,3 +553,21 @@ func TestPassthrough(t *testing.T) {
 		t.Errorf("productpage -> PassthroughCluster = %+v, want 2.00 req/s in 50 ms", e)
 	}
 }
+
+// TestMinimumRate: Kiali records rates from 0.01 req/min; below, no edge.
+// A request without a response (code 0) is "-" and httpNoResponse.
+func TestMinimumRate(t *testing.T) {
+	p := newPromEnv(t)
+	p.load(t, []request{
+		{src: productpage, dst: details, svc: "details", svcNs: ns, code: "0", flags: "UF", rps: 0.02 / 60, ms: 1},
+		{src: productpage, dst: reviewsV1, svc: "reviews", svcNs: ns, code: "200", rps: 0.005 / 60, ms: 1},
+	}, false)
+	c := build(t, p, bookinfoMesh(), Options{GraphType: TypeWorkload})
+	e := edgeBetween(c, idProductpage, "wl:Kubernetes:book-demo:details-v1", "http")
+	if e == nil || e.Traffic.Responses["-"] == nil || e.Traffic.Responses["-"].Flags["UF"] != "100.0" || e.Traffic.Rates["httpNoResponse"] == "" {
+		t.Errorf("productpage -> details at 0.02 req/min = %+v, want an edge with response \"-\" UF", e)
+	}
+	if e := edgeBetween(c, idProductpage, "wl:Kubernetes:book-demo:reviews-v1", "http"); e != nil {
+		t.Errorf("productpage -> reviews-v1 at 0.005 req/min = %+v, want no edge", e)
+	}
+}
