@@ -2,8 +2,10 @@ package graph
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math"
+	"net/url"
 	"sync"
 
 	promv1 "github.com/prometheus/client_golang/api/prometheus/v1"
@@ -98,21 +100,30 @@ func (b *builder) fetch(ctx context.Context, qs []query) error {
 		sem = make(chan struct{}, maxConcurrentQueries)
 	)
 	at := b.o.QueryTime
+	// A Prometheus that cannot be reached fails every query alike: the
+	// first such failure stops the rest, so an unreachable Prometheus is
+	// reported at once rather than after each query's timeout.
+	qctx, unreachable := context.WithCancel(ctx)
+	defer unreachable()
+loop:
 	for _, q := range qs {
 		select {
 		case sem <- struct{}{}:
-		case <-ctx.Done():
-			wg.Wait()
-			return ctx.Err()
+		case <-qctx.Done():
+			break loop
 		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			defer func() { <-sem }()
-			v, _, _, err := b.prom.Query(ctx, q.text, at)
+			v, _, _, err := b.prom.Query(qctx, q.text, at)
 			mu.Lock()
 			defer mu.Unlock()
 			if err != nil {
+				var ue *url.Error
+				if errors.As(err, &ue) && qctx.Err() == nil {
+					unreachable()
+				}
 				if b.promErr == nil {
 					b.promErr = fmt.Errorf("query %s: %w", q.text, err)
 				}
