@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"flag"
+	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
@@ -569,5 +570,45 @@ func TestMinimumRate(t *testing.T) {
 	}
 	if e := edgeBetween(c, idProductpage, "wl:Kubernetes:book-demo:reviews-v1", "http"); e != nil {
 		t.Errorf("productpage -> reviews-v1 at 0.005 req/min = %+v, want no edge", e)
+	}
+}
+
+func TestOptionsFromQuery(t *testing.T) {
+	tests := []struct {
+		query string
+		want  Options
+		field string // a bad parameter's name
+	}{
+		{"namespaces=book-demo,istio-system&graphType=versionedApp&duration=60s&idleNodes=true&responseTime=95",
+			Options{Namespaces: []string{"book-demo", "istio-system"}, GraphType: "versionedApp", Duration: time.Minute, InjectServiceNodes: true, IdleNodes: true, ResponseTime: "95"}, ""},
+		{"namespaces=a&duration=600&injectServiceNodes=false&queryTime=1796126400&appenders=responseTime,securityPolicy",
+			Options{Namespaces: []string{"a"}, Duration: 10 * time.Minute, QueryTime: time.Unix(1796126400, 0), Appenders: []string{"responseTime", "securityPolicy"}}, ""},
+		{"namespaces=a&duration=10m&appenders=", Options{Namespaces: []string{"a"}, Duration: 10 * time.Minute, InjectServiceNodes: true, Appenders: []string{}}, ""},
+		{"namespaces=a&duration=soon", Options{}, "duration"},
+		{"namespaces=a&idleEdges=maybe", Options{}, "idleEdges"},
+		{"namespaces=a&queryTime=yesterday", Options{}, "queryTime"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.query, func(t *testing.T) {
+			q, err := url.ParseQuery(tc.query)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := OptionsFromQuery(q)
+			if tc.field != "" {
+				if !errors.Is(err, ErrBadOptions) || !strings.Contains(err.Error(), tc.field+":") {
+					t.Errorf("err = %v, want ErrBadOptions naming %s", err, tc.field)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			g, _ := json.Marshal(got)
+			w, _ := json.Marshal(tc.want)
+			if !bytes.Equal(g, w) {
+				t.Errorf("got %s\nwant %s", g, w)
+			}
+		})
 	}
 }
