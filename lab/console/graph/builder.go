@@ -68,6 +68,9 @@ type builder struct {
 	results map[string]model.Vector
 }
 
+// errNoPrometheus is the reason when the console has no Prometheus client.
+var errNoPrometheus = errors.New("no Prometheus is configured")
+
 type seenKey struct {
 	kind string
 	fp   model.Fingerprint
@@ -99,6 +102,10 @@ func (b *builder) fetch(ctx context.Context, qs []query) error {
 		wg  sync.WaitGroup
 		sem = make(chan struct{}, maxConcurrentQueries)
 	)
+	if b.prom == nil {
+		b.promErr = errNoPrometheus
+		return ctx.Err()
+	}
 	at := b.o.QueryTime
 	// A Prometheus that cannot be reached fails every query alike: the
 	// first such failure stops the rest, so an unreachable Prometheus is

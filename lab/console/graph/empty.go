@@ -70,6 +70,10 @@ func (b *builder) emptyReason(ctx context.Context) (*EmptyReason, error) {
 // count runs a count() query: -1 when Prometheus failed (remembered in
 // promErr), 0 when it had no series.
 func (b *builder) count(ctx context.Context, q string) (int, error) {
+	if b.prom == nil {
+		b.promErr = errNoPrometheus
+		return -1, nil
+	}
 	v, _, _, err := b.prom.Query(ctx, q, b.o.QueryTime)
 	if err != nil {
 		if ctx.Err() != nil {

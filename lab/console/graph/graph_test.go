@@ -612,3 +612,10 @@ func TestOptionsFromQuery(t *testing.T) {
 		})
 	}
 }
+
+func TestNoPrometheusClient(t *testing.T) {
+	c, err := Build(context.Background(), nil, bookinfoMesh(), Options{Namespaces: []string{ns}})
+	if err != nil || c.EmptyReason == nil || c.EmptyReason.Code != ReasonPrometheusUnreachable || !strings.Contains(c.EmptyReason.Message, "no Prometheus is configured") {
+		t.Errorf("Build without a client = %+v, %v", c, err)
+	}
+}
