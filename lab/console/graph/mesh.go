@@ -116,10 +116,11 @@ func indexMesh(m Mesh, cluster string) *meshIndex {
 }
 
 // hasSidecar: the injector's status annotation, or a proxy container for
-// pods injected some other way.
+// pods injected some other way. A workload whose pod the runtime does not
+// describe is not accused of lacking one.
 func hasSidecar(w registry.Workload) bool {
 	if w.Pod == nil {
-		return false
+		return true
 	}
 	if _, ok := w.Pod.Annotations[inject.StatusAnnotation]; ok {
 		return true
