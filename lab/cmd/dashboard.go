@@ -3,6 +3,7 @@ package cmd
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"net/url"
 	"os/exec"
 	"sort"
@@ -93,7 +94,13 @@ Examples:
 			if err != nil {
 				return fmt.Errorf("dashboard %s: %w", name, err)
 			}
-			u := dashboardURL(fw.URL, d.path)
+			path := d.path
+			if fw.Wait != nil && path != "/" {
+				// A forward reaches the console's root, which redirects
+				// to its web root (a kind lab's --kiali-web-root).
+				path = webRootAt(c.Context, fw.URL, path)
+			}
+			u := dashboardURL(fw.URL, path)
 			if out == "json" {
 				if err := writeJSON(c.App.Writer, map[string]string{"url": u}); err != nil {
 					return err
@@ -125,6 +132,28 @@ func dashboardURL(base, path string) string {
 	}
 	u.Path = path
 	return u.String()
+}
+
+// webRootAt asks the server at base where its root redirects (the
+// console's web root), def when it does not say.
+func webRootAt(ctx context.Context, base, def string) string {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base, nil)
+	if err != nil {
+		return def
+	}
+	hc := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	resp, err := hc.Do(req)
+	if err != nil {
+		return def
+	}
+	_ = resp.Body.Close() // only the status and Location matter
+	loc := resp.Header.Get("Location")
+	if resp.StatusCode/100 != 3 || !strings.HasPrefix(loc, "/") || strings.HasPrefix(loc, "//") {
+		return def
+	}
+	return loc
 }
 
 // openBrowser opens u with xdg-open when there is one; a machine without

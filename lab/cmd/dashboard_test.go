@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -43,6 +45,11 @@ func runDashboard(t *testing.T, rt lab.Runtime, args ...string) (stdout, stderr 
 }
 
 func TestDashboard(t *testing.T) {
+	// Where a held kiali forward goes: a port nothing answers on, so the
+	// console's page is Kiali's default web root.
+	dead := httptest.NewServer(http.NotFoundHandler())
+	fwd := dead.URL + "/"
+	dead.Close()
 	held := 0
 	tests := []struct {
 		name    string
@@ -57,18 +64,18 @@ func TestDashboard(t *testing.T) {
 		{"local: the published console URL, with its web root", lab.Forward{URL: "http://127.0.0.1:20001/dashboards/kiali/"}, nil,
 			[]string{"kiali"}, lab.PortForwardOptions{Namespace: "istio-system", Service: "kiali", Port: 20001, Address: "127.0.0.1"},
 			"http://127.0.0.1:20001/dashboards/kiali/\n", "", 0},
-		{"kube: a forward, held, on Kiali's web root", lab.Forward{URL: "http://127.0.0.1:20001/", Wait: func() error { held++; return nil }}, nil,
+		{"kube: a forward, held, on Kiali's web root", lab.Forward{URL: fwd, Wait: func() error { held++; return nil }}, nil,
 			[]string{"kiali"}, lab.PortForwardOptions{Namespace: "istio-system", Service: "kiali", Port: 20001, Address: "127.0.0.1"},
-			"http://127.0.0.1:20001/kiali/\n", "", 1},
+			fwd + "kiali/\n", "", 1},
 		{"kube: another local port and address", lab.Forward{URL: "http://0.0.0.0:19090/", Wait: func() error { held++; return nil }}, nil,
 			[]string{"prometheus", "--port", "19090", "--address", "0.0.0.0"}, lab.PortForwardOptions{Namespace: "istio-system", Service: "prometheus", Port: 9090, Address: "0.0.0.0", LocalPort: 19090},
 			"http://0.0.0.0:19090/\n", "", 1},
 		{"json", lab.Forward{URL: "http://127.0.0.1:9411/"}, nil,
 			[]string{"zipkin", "-o", "json"}, lab.PortForwardOptions{Namespace: "istio-system", Service: "zipkin", Port: 9411, Address: "127.0.0.1"},
 			"{\n  \"url\": \"http://127.0.0.1:9411/\"\n}\n", "", 0},
-		{"a broken forward fails the command", lab.Forward{URL: "http://127.0.0.1:20001/", Wait: func() error { return errors.New("lost the pod") }}, nil,
+		{"a broken forward fails the command", lab.Forward{URL: fwd, Wait: func() error { return errors.New("lost the pod") }}, nil,
 			[]string{"kiali"}, lab.PortForwardOptions{Namespace: "istio-system", Service: "kiali", Port: 20001, Address: "127.0.0.1"},
-			"http://127.0.0.1:20001/kiali/\n", "lost the pod", 0},
+			fwd + "kiali/\n", "lost the pod", 0},
 		{"the runtime's refusal, named", lab.Forward{}, errors.New("kiali is not published on the host: the lab was started with --kiali-port 0"),
 			[]string{"kiali"}, lab.PortForwardOptions{Namespace: "istio-system", Service: "kiali", Port: 20001, Address: "127.0.0.1"},
 			"", "dashboard kiali: kiali is not published on the host: the lab was started with --kiali-port 0", 0},
@@ -102,6 +109,31 @@ func TestDashboard(t *testing.T) {
 				t.Errorf("held the forward %d times, want %d", held, tt.held)
 			}
 		})
+	}
+}
+
+// TestDashboardWebRoot: through a forward, the console's page is where its
+// root redirects (a kind lab's --kiali-web-root), else Kiali's /kiali/.
+func TestDashboardWebRoot(t *testing.T) {
+	redirecting := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/" {
+			http.Redirect(w, r, "/dashboards/kiali/", http.StatusFound)
+			return
+		}
+		http.NotFound(w, r)
+	}))
+	defer redirecting.Close()
+	silent := httptest.NewServer(http.NotFoundHandler())
+	defer silent.Close()
+	for _, c := range []struct{ base, want string }{
+		{redirecting.URL + "/", redirecting.URL + "/dashboards/kiali/\n"},
+		{silent.URL + "/", silent.URL + "/kiali/\n"},
+	} {
+		rt := &forwarder{fw: lab.Forward{URL: c.base, Wait: func() error { return nil }}}
+		out, _, err := runDashboard(t, rt, "kiali")
+		if err != nil || out != c.want {
+			t.Errorf("forward to %s: %v, printed %q, want %q", c.base, err, out, c.want)
+		}
 	}
 }
 

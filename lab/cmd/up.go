@@ -33,7 +33,7 @@ var upFlags = []cli.Flag{
 	&cli.IntFlag{Name: "prometheus-port", Value: 9090, Usage: "host port of the lab's Prometheus (9090; 0: not published). Local runtime"},
 	&cli.IntFlag{Name: "zipkin-port", Value: 9411, Usage: "host port of the lab's trace store, Zipkin's API (9411; 0: not published). Local runtime"},
 	&cli.IntFlag{Name: "kiali-port", Value: KialiPort, Usage: "host port of the lab's console, Kiali's (20001; 0: not published). Local runtime"},
-	&cli.StringFlag{Name: "kiali-web-root", Value: KialiWebRoot, Usage: "path the console serves under (Kiali's web_root; the walkthrough's is /dashboards/kiali). Local runtime"},
+	&cli.StringFlag{Name: "kiali-web-root", Value: KialiWebRoot, Usage: "path the console serves under (Kiali's web_root; the walkthrough's is /dashboards/kiali)"},
 	&cli.StringSliceFlag{Name: "values", Usage: "istiod's helm values `FILE` (its meshConfig: tracing, access log, extension providers, …), as helm install -f; repeatable, later files win"},
 	&cli.StringSliceFlag{Name: "set", Usage: "one of istiod's helm values, `KEY=VALUE` as helm --set (e.g. meshConfig.defaultConfig.tracing.sampling=10); repeatable, applied after --values"},
 	&cli.StringFlag{Name: "mesh-config-file", Hidden: true, Usage: "lab-daemon: the mesh config up wrote"},
