@@ -80,7 +80,9 @@ func (r *Runtime) PortForward(ctx context.Context, o lab.PortForwardOptions) (la
 		return lab.Forward{}, fmt.Errorf("port-forward %s:%d to pod %s/%s port %d: %w", addr, local, pod.Namespace, pod.Name, podPort, err)
 	case <-ctx.Done():
 		cancel()
-		<-done
+		if err := <-done; err != nil {
+			return lab.Forward{}, fmt.Errorf("port-forward to pod %s/%s: %w (%w)", pod.Namespace, pod.Name, ctx.Err(), err)
+		}
 		return lab.Forward{}, ctx.Err()
 	}
 	ports, err := fw.GetPorts()
