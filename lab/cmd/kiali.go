@@ -73,16 +73,17 @@ login page's cookie). It changes the mesh only through the control plane's
 API, with --token-file's credential.
 
 Examples:
-   # what the lab runs in the kiali pod (local runtime)
+   # what the lab runs in the kiali pod (local runtime; the state directory
+   # of sudo meshlab up, mounted read-only)
    meshlab kiali --listen :20001 --web-root /kiali \
-       --state-dir /var/lib/meshlab --token-file /var/lib/meshlab/api-token
+       --state-dir /root/.local/state/meshlab --token-file /root/.local/state/meshlab/api-token
 
    # the walkthrough's web root, behind the gateway
    meshlab kiali --web-root /dashboards/kiali --in-cluster
 
    # against a local lab from the host, with its published addons
-   meshlab kiali --listen 127.0.0.1:20002 \
-       --controlplane-url http://127.0.0.1:15014 --token-file ~/.local/state/meshlab/api-token \
+   sudo meshlab kiali --listen 127.0.0.1:20002 --state-dir /root/.local/state/meshlab \
+       --controlplane-url http://127.0.0.1:15014 --token-file /root/.local/state/meshlab/api-token \
        --prometheus-url http://127.0.0.1:9090 --tracing-url http://127.0.0.1:9411
    curl -s 'http://127.0.0.1:20002/kiali/api/namespaces/graph?namespaces=default&graphType=versionedApp&duration=60s'
 
