@@ -86,6 +86,7 @@ func TestPortForward(t *testing.T) {
 	// No kubelet serves the pod: the apiserver refuses, and the forward
 	// says so, naming the pod.
 	_, err = forward()
+	t.Logf("forward without a kubelet: %v", err)
 	if err == nil || !strings.Contains(err.Error(), "pod istio-system/kiali-ready") {
 		t.Errorf("forward without a kubelet: %v; want the apiserver's refusal, naming the pod", err)
 	}
