@@ -64,6 +64,8 @@ func main() {
 			cmd.LabDaemon(),
 			process.NSExecCommand(),
 			zipkin.Command(),
+			cmd.Kiali(),
+			cmd.Dashboard(),
 		},
 	}
 	// The one place termination signals are caught: every long-running mode

@@ -74,6 +74,10 @@ type URLs struct {
 	// the host.
 	Prometheus string `json:"prometheus,omitempty"`
 	Zipkin     string `json:"zipkin,omitempty"`
+	// Kiali is the lab's console (Service kiali in istio-system, a mode
+	// of this binary), published on the host: its web root, as Kiali's
+	// URL is, e.g. http://127.0.0.1:20001/kiali/.
+	Kiali string `json:"kiali,omitempty"`
 }
 
 // Step is one step of bringing the lab up.

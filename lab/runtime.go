@@ -63,6 +63,37 @@ type Runtime interface {
 	// code; Logs copies a container's log.
 	Exec(ctx context.Context, o ExecOptions) (int, error)
 	Logs(ctx context.Context, o LogOptions) error
+
+	// PortForward makes a Service's port reachable from this machine, as
+	// `kubectl port-forward svc/NAME` does (`meshlab dashboard`): a
+	// cluster's through the pods/portforward subresource to one of the
+	// Service's ready pods, held until ctx ends; the local runtime's
+	// addons are already published on the host, so it only says where.
+	PortForward(ctx context.Context, o PortForwardOptions) (Forward, error)
+}
+
+// PortForwardOptions is one `meshlab dashboard`.
+type PortForwardOptions struct {
+	Namespace string
+	Service   string
+	// Port is the Service's port.
+	Port int
+	// Address and LocalPort are where a forward listens on this machine
+	// (127.0.0.1; 0 for Port). A runtime that publishes the Service
+	// itself ignores them.
+	Address   string
+	LocalPort int
+}
+
+// Forward is where a Service answers on this machine.
+type Forward struct {
+	// URL is its HTTP address, http://HOST:PORT/, or the whole URL a
+	// person opens when the runtime knows it (the local runtime's console
+	// URL carries its web root).
+	URL string
+	// Wait blocks while the forward is held: until ctx ends (nil) or the
+	// forward breaks. Nil when nothing is held (the port is published).
+	Wait func() error
 }
 
 // Document is one document of an applied file, as JSON, and where it came
@@ -168,7 +199,12 @@ type UpOptions struct {
 	// PrometheusPort and ZipkinPort publish the lab's Prometheus and
 	// trace store on the host (local runtime); 0 does not.
 	PrometheusPort, ZipkinPort int
-	Out                        io.Writer
+	// KialiPort publishes the lab's console (Kiali's 20001) on the host
+	// (local runtime); 0 does not. KialiWebRoot is where it serves
+	// ("/kiali", Kiali's default; the walkthrough's "/dashboards/kiali").
+	KialiPort    int
+	KialiWebRoot string
+	Out          io.Writer
 }
 
 // DownOptions is one `meshlab down`.

@@ -1,7 +1,9 @@
 // Package cmd owns meshlab's user-facing commands: the lab's lifecycle (up,
-// down, status, exec, logs) and the control plane's client side (apply, get,
-// delete, analyze, proxy-status, proxy-config). Each command is a constructor
-// returning a *cli.Command; main wires them.
+// down, status, exec, logs, dashboard) and the control plane's client side
+// (apply, get, delete, analyze, proxy-status, proxy-config), and the modes
+// the lab runs as its components' pods where they have no package of their
+// own (kiali, the console). Each command is a constructor returning a
+// *cli.Command; main wires them.
 package cmd
 
 import (

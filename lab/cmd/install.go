@@ -24,6 +24,8 @@ func installFlags() []cli.Flag {
 		&cli.StringFlag{Name: "ca-bundle", Usage: "PEM `FILE` of the CA that signs the control plane's webhook certificate (default: the root of the cacerts Secret in istio-system, made on first install)"},
 		&cli.DurationFlag{Name: "timeout", Value: 3 * time.Minute, Usage: "how long to wait for each step"},
 		&cli.BoolFlag{Name: "dry-run", Usage: "send every request with dryRun=All: validated by the cluster, nothing stored"},
+		&cli.StringFlag{Name: "kiali-web-root", Value: KialiWebRoot, Usage: "path the console (Deployment kiali, 20001) serves under (Kiali's web_root)"},
+		&cli.BoolFlag{Name: "no-console", Usage: "leave the console (kiali) out"},
 	}
 }
 
@@ -34,8 +36,10 @@ func Install() *cli.Command {
 		Usage: "install the control plane, ingress gateway and bookinfo on a Kubernetes cluster",
 		Description: `Applies, with server-side apply (field manager "meshlab"), Istio's CRDs,
 istiod (meshlab controlplane) with its webhooks, istio-ingressgateway behind a
-LoadBalancer Service (8080, 8443) and bookinfo with its gateway and routes,
-then waits for every Deployment to roll out. Safe to run again.
+LoadBalancer Service (8080, 8443), the telemetry addons (prometheus, zipkin),
+the console (kiali on 20001, reached with meshlab dashboard kiali) and bookinfo
+with its gateway and routes, then waits for every Deployment to roll out. Safe
+to run again.
 
 The mesh CA is Istio's plugged-in cacerts Secret in istio-system (ca-cert.pem,
 ca-key.pem, root-cert.pem, cert-chain.pem), mounted into istiod at
@@ -49,6 +53,10 @@ Examples:
 
    # see what would be applied, without a cluster
    meshlab install --render > meshlab.yaml
+
+   # the console where the walkthrough has Kiali, behind the gateway
+   meshlab install --kiali-web-root /dashboards/kiali
+   meshlab apply -f samples/console/kiali-gateway.yaml
 
    # a control plane running on this host serves the webhooks, with the
    # cluster's mesh CA (the cacerts Secret, written to a directory)
@@ -125,7 +133,13 @@ func installOptions(c *cli.Context) (install.Options, error) {
 		Image:             c.String("image"),
 		BookinfoNamespace: c.String("bookinfo-namespace"),
 		WebhookURLBase:    c.String("webhook-url-base"),
+		NoConsole:         c.Bool("no-console"),
 	}
+	root, err := webRoot("kiali-web-root", c.String("kiali-web-root"))
+	if err != nil {
+		return o, cli.Exit(err.Error(), 2)
+	}
+	o.KialiWebRoot = root
 	if f := c.String("ca-bundle"); f != "" {
 		b, err := os.ReadFile(f)
 		if err != nil {

@@ -22,6 +22,10 @@ func TestInstallRender(t *testing.T) {
 		{[]string{"--render", "--bookinfo-namespace", "", "--webhook-url-base", "https://127.0.0.1:15017"},
 			[]string{"url: https://127.0.0.1:15017/inject", "url: https://127.0.0.1:15017/validate"},
 			[]string{"name: productpage", "kind: Gateway\nmetadata:"}},
+		{[]string{"--render", "--kiali-web-root", "/dashboards/kiali"},
+			[]string{"- --web-root=/dashboards/kiali", "path: /dashboards/kiali/healthz", "name: http-kiali"},
+			nil},
+		{[]string{"--render", "--no-console"}, nil, []string{"kiali"}},
 	}
 	for _, tt := range tests {
 		var out bytes.Buffer

@@ -43,7 +43,7 @@ func newRuntime(c *cli.Context, name, dir string) (lab.Runtime, error) {
 		if _, err := kube.ReadRecord(dir); err == nil {
 			return kube.Open(dir, c.String("kubeconfig"))
 		}
-		return kindRuntime(dir), nil
+		return kindRuntime(dir, c.String("kiali-web-root")), nil
 	}
 	return nil, fmt.Errorf("unknown runtime %q", name)
 }

@@ -32,6 +32,8 @@ var upFlags = []cli.Flag{
 	&cli.StringFlag{Name: "allow-shared-ip", Usage: "kind runtime: MetalLB sharing `KEY` for the gateway Service (metallb.universe.tf/allow-shared-ip)"},
 	&cli.IntFlag{Name: "prometheus-port", Value: 9090, Usage: "host port of the lab's Prometheus (9090; 0: not published). Local runtime"},
 	&cli.IntFlag{Name: "zipkin-port", Value: 9411, Usage: "host port of the lab's trace store, Zipkin's API (9411; 0: not published). Local runtime"},
+	&cli.IntFlag{Name: "kiali-port", Value: KialiPort, Usage: "host port of the lab's console, Kiali's (20001; 0: not published). Local runtime"},
+	&cli.StringFlag{Name: "kiali-web-root", Value: KialiWebRoot, Usage: "path the console serves under (Kiali's web_root; the walkthrough's is /dashboards/kiali)"},
 	&cli.StringSliceFlag{Name: "values", Usage: "istiod's helm values `FILE` (its meshConfig: tracing, access log, extension providers, …), as helm install -f; repeatable, later files win"},
 	&cli.StringSliceFlag{Name: "set", Usage: "one of istiod's helm values, `KEY=VALUE` as helm --set (e.g. meshConfig.defaultConfig.tracing.sampling=10); repeatable, applied after --values"},
 	&cli.StringFlag{Name: "mesh-config-file", Hidden: true, Usage: "lab-daemon: the mesh config up wrote"},
@@ -90,6 +92,11 @@ Examples:
                    --set meshConfig.defaultConfig.tracing.sampling=10
    meshlab get configmap istio -n istio-system -o yaml   # the mesh config istiod reads
 
+   # the console on the walkthrough's web root (it also routes
+   # samples/console/kiali-gateway.yaml through the gateway)
+   sudo meshlab up --kiali-web-root /dashboards/kiali
+   xdg-open http://127.0.0.1:20001/dashboards/kiali/
+
    # workload certificates that live 30s, so rotation happens every ~15s
    sudo meshlab up --workload-cert-ttl 30s
    meshlab proxy-config secret -n default productpage   # SERIAL NUMBER changes`,
@@ -105,6 +112,10 @@ Examples:
 			}
 			mesh, err := meshValues(c)
 			if err != nil {
+				return err
+			}
+			// Checked here too, before the runtime process starts.
+			if _, err := consoleAddon(c, dir); err != nil {
 				return err
 			}
 			// A lab already running here is the one up acts on (it says so);
@@ -136,6 +147,8 @@ Examples:
 				MeshConfigGiven:   c.IsSet("values") || c.IsSet("set"),
 				PrometheusPort:    c.Int("prometheus-port"),
 				ZipkinPort:        c.Int("zipkin-port"),
+				KialiPort:         c.Int("kiali-port"),
+				KialiWebRoot:      c.String("kiali-web-root"),
 				Out:               c.App.Writer,
 			})
 		},
@@ -207,6 +220,11 @@ func LabDaemon() *cli.Command {
 			if err != nil {
 				return err
 			}
+			kiali, err := consoleAddon(c, dir)
+			if err != nil {
+				return err
+			}
+			addons = append(addons, kiali)
 			var mesh string
 			if f := c.String("mesh-config-file"); f != "" {
 				b, err := os.ReadFile(f)

@@ -16,11 +16,14 @@ import (
 )
 
 // kindRuntime is the kind lab of dir as `up --runtime kind` makes it:
-// with this binary's image and the mesh installer.
-func kindRuntime(dir string) *kube.Runtime {
+// with this binary's image and the mesh installer, its console serving
+// under kialiWebRoot ("" for Kiali's /kiali).
+func kindRuntime(dir, kialiWebRoot string) *kube.Runtime {
 	return kube.NewKind(dir, kube.KindDeps{
-		Image:   func(ctx context.Context) (kind.Image, error) { return buildImage(ctx, dir) },
-		Install: installMesh,
+		Image: func(ctx context.Context) (kind.Image, error) { return buildImage(ctx, dir) },
+		Install: func(ctx context.Context, cfg *rest.Config, ref, bookinfoNamespace, meshConfig string) error {
+			return installMesh(ctx, cfg, ref, bookinfoNamespace, meshConfig, kialiWebRoot)
+		},
 	})
 }
 
@@ -56,13 +59,13 @@ func buildImage(ctx context.Context, dir string) (kind.Image, error) {
 
 // installMesh is lab/kube/install for the kind lab, with the cluster's
 // mesh CA (the cacerts Secret, made on the first up and kept after).
-func installMesh(ctx context.Context, cfg *rest.Config, ref, bookinfoNamespace, meshConfig string) error {
+func installMesh(ctx context.Context, cfg *rest.Config, ref, bookinfoNamespace, meshConfig, kialiWebRoot string) error {
 	in, err := install.New(cfg)
 	if err != nil {
 		return err
 	}
 	in.Wait = true
-	o, err := in.MeshCA(ctx, install.Options{Image: ref, BookinfoNamespace: bookinfoNamespace, MeshConfig: meshConfig})
+	o, err := in.MeshCA(ctx, install.Options{Image: ref, BookinfoNamespace: bookinfoNamespace, MeshConfig: meshConfig, KialiWebRoot: kialiWebRoot})
 	if err != nil {
 		return err
 	}

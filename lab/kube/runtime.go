@@ -48,6 +48,9 @@ type Runtime struct {
 	stateDir   string
 	kubeconfig string // "" for client-go's default loading rules
 	kindDeps   *KindDeps
+	// cfg, when set, is the cluster's config as given (in-cluster), in
+	// place of a kubeconfig.
+	cfg *rest.Config
 
 	mu      sync.Mutex
 	name    string
@@ -93,6 +96,22 @@ func NewKind(stateDir string, deps KindDeps) *Runtime {
 	return &Runtime{stateDir: stateDir, name: "kind", context: kind.Context(kind.DefaultName), kindDeps: &deps}
 }
 
+// InCluster returns the runtime of the cluster this process runs in, with
+// its pod's service account (client-go's in-cluster config): what the
+// console's Deployment reads pods, logs and config through.
+func InCluster() (*Runtime, error) {
+	cfg, err := rest.InClusterConfig()
+	if err != nil {
+		return nil, fmt.Errorf("load the in-cluster config (is this a pod with a service account?): %w", err)
+	}
+	return ForConfig(cfg), nil
+}
+
+// ForConfig returns the runtime of the cluster cfg reaches ("kube").
+func ForConfig(cfg *rest.Config) *Runtime {
+	return &Runtime{name: "kube", cfg: rest.CopyConfig(cfg)}
+}
+
 // Name is "kind" for a kind lab, "kube" for another cluster.
 func (r *Runtime) Name() string {
 	r.mu.Lock()
@@ -112,6 +131,9 @@ type clients struct {
 
 // restConfig loads the kubeconfig as kubectl does, with the lab's context.
 func (r *Runtime) restConfig() (*rest.Config, error) {
+	if r.cfg != nil {
+		return rest.CopyConfig(r.cfg), nil
+	}
 	rules := clientcmd.NewDefaultClientConfigLoadingRules()
 	if r.kubeconfig != "" {
 		rules.ExplicitPath = r.kubeconfig

@@ -194,6 +194,8 @@ func (st *Status) Print(w io.Writer) error {
 	if len(urls) > 0 {
 		fmt.Fprintln(w, strings.Join(urls, "\n"))
 	}
+	// The console is not published on a cluster: a forward reaches it.
+	fmt.Fprintln(w, "kiali:         meshlab dashboard kiali")
 	_, err := fmt.Fprintf(w, "kubectl:       kubectl --context %s get pods -A\n", st.Context)
 	return err
 }

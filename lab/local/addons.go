@@ -3,12 +3,15 @@ package local
 import (
 	"context"
 	"fmt"
+	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
+	"strconv"
 
 	corev1 "k8s.io/api/core/v1"
 
+	"github.com/meshlab/meshlab/lab"
 	"github.com/meshlab/meshlab/lab/process"
 )
 
@@ -32,6 +35,20 @@ type Addon struct {
 	// Files are written into the data directory before the mode starts
 	// (its configuration), name → content.
 	Files map[string][]byte
+	// URLPath is what a person opens on the published port ("/" when
+	// empty): the console's web root, e.g. /kiali/.
+	URLPath string
+	// Root keeps the addon's container root, as the lab's control plane
+	// is, instead of a uid of its own. Only for a lab component that
+	// reads the lab's own record: the console shows pods from lab.json
+	// and their logs, which live in the state directory (0700, root's),
+	// and acts with the lab's API token, which no pod's uid may read.
+	Root bool
+	// Mounts are further volumes of its container besides its data
+	// directory; the console's is the state directory itself, read-only
+	// at the same path (so the paths lab.json names are right), which
+	// keeps a root container from writing anything of the lab.
+	Mounts []process.Mount
 }
 
 // AddonsDir holds each addon's data directory, in the state directory;
@@ -88,11 +105,15 @@ func (r *Runtime) startAddon(ctx context.Context, a Addon) error {
 	}
 	mount := process.Mount{Source: dir, Target: AddonDataDir + "/" + a.Name}
 	argv := append([]string{r.opts.Self}, a.Args(mount.Target)...)
+	id := identity{uid, uid}
+	if a.Root {
+		id = identity{}
+	}
 	p.Spec = &corev1.PodSpec{ServiceAccountName: a.Name, Containers: []corev1.Container{{
 		Name: a.Name, Image: "meshlab.local/meshlab", Args: argv[1:],
 		Ports: []corev1.ContainerPort{{Name: a.PortName, ContainerPort: int32(a.Port), Protocol: corev1.ProtocolTCP}},
 	}}}
-	if err := r.startContainer(ctx, p, a.Name, argv, nil, identity{uid, uid}, "", mount); err != nil {
+	if err := r.startContainer(ctx, p, a.Name, argv, nil, id, "", append([]process.Mount{mount}, a.Mounts...)...); err != nil {
 		return err
 	}
 	svc := fmt.Sprintf(`apiVersion: v1
@@ -123,8 +144,49 @@ spec:
 
 // addonURL is where a person reaches a published addon.
 func (r *Runtime) addonURL(a Addon) string {
+	return AddonURL(r.opts.HostAddr, a)
+}
+
+// AddonURL is where a person reaches addon a published on host: "" when
+// it is not published.
+func AddonURL(host string, a Addon) string {
 	if a.HostPort == 0 {
 		return ""
 	}
-	return fmt.Sprintf("http://%s:%d/", r.opts.HostAddr, a.HostPort)
+	path := a.URLPath
+	if path == "" {
+		path = "/"
+	}
+	return "http://" + net.JoinHostPort(host, strconv.Itoa(a.HostPort)) + path
+}
+
+// publishedAddons are the addons up publishes, by Service, with the flag
+// that publishes each: the local runtime's answer to a port-forward.
+var publishedAddons = map[string]struct {
+	flag string
+	port int
+	url  func(lab.URLs) string
+}{
+	"kiali":      {"--kiali-port", 20001, func(u lab.URLs) string { return u.Kiali }},
+	"prometheus": {"--prometheus-port", 9090, func(u lab.URLs) string { return u.Prometheus }},
+	"zipkin":     {"--zipkin-port", 9411, func(u lab.URLs) string { return u.Zipkin }},
+}
+
+// PortForward says where an addon of istio-system answers on the host:
+// the local runtime publishes them itself (up's --kiali-port,
+// --prometheus-port and --zipkin-port), so nothing is held.
+func (l *Lab) PortForward(_ context.Context, o lab.PortForwardOptions) (lab.Forward, error) {
+	st, err := lab.ReadStatus(l.dir)
+	if err != nil {
+		return lab.Forward{}, err
+	}
+	a, ok := publishedAddons[o.Service]
+	if o.Namespace != systemNamespace || !ok {
+		return lab.Forward{}, fmt.Errorf("service %s/%s: the local runtime publishes only kiali, prometheus and zipkin of %s on the host; reach other Services from a pod (`meshlab exec`)", o.Namespace, o.Service, systemNamespace)
+	}
+	url := a.url(st.URLs)
+	if url == "" {
+		return lab.Forward{}, fmt.Errorf("%s is not published on the host: the lab was started with %s 0; start it again with it published: meshlab down && sudo meshlab up %s %d", o.Service, a.flag, a.flag, a.port)
+	}
+	return lab.Forward{URL: url}, nil
 }

@@ -281,7 +281,11 @@ func daemonArgs(dir string, o lab.UpOptions) []string {
 		}
 		args = append(args, "--"+f.name, strconv.Itoa(f.v))
 	}
-	args = append(args, "--prometheus-port", strconv.Itoa(o.PrometheusPort), "--zipkin-port", strconv.Itoa(o.ZipkinPort))
+	args = append(args, "--prometheus-port", strconv.Itoa(o.PrometheusPort), "--zipkin-port", strconv.Itoa(o.ZipkinPort),
+		"--kiali-port", strconv.Itoa(o.KialiPort))
+	if o.KialiWebRoot != "" {
+		args = append(args, "--kiali-web-root", o.KialiWebRoot)
+	}
 	if o.NoBookinfo {
 		args = append(args, "--no-bookinfo")
 	}
@@ -386,6 +390,9 @@ func printURLs(w io.Writer, st lab.Status, dir string) {
 	}
 	if st.URLs.Zipkin != "" {
 		fmt.Fprintf(w, "zipkin:        %s (Zipkin v2 API: %sapi/v2/traces)\n", st.URLs.Zipkin, st.URLs.Zipkin)
+	}
+	if st.URLs.Kiali != "" {
+		fmt.Fprintf(w, "kiali:         %s\n", st.URLs.Kiali)
 	}
 	fmt.Fprintf(w, "control plane: %s (its API wants the token in %s, which meshlab sends)\n", st.URLs.ControlPlane, filepath.Join(dir, lab.APITokenFile))
 }

@@ -61,8 +61,9 @@ type Options struct {
 	// istio ConfigMap once istiod is up, before any proxy starts: what a
 	// proxy takes at start (its ProxyConfig) is there from the first.
 	MeshConfig string
-	// Addons are the telemetry components (zipkin, prometheus) started
-	// in istio-system once the gateway is up.
+	// Addons are the telemetry components (zipkin, prometheus) and the
+	// console (kiali) started in istio-system once the gateway is up, in
+	// this order.
 	Addons []Addon
 	Logger *slog.Logger
 }
@@ -272,6 +273,8 @@ func (r *Runtime) up(ctx context.Context) error {
 			r.status.URLs.Prometheus = url
 		case "zipkin":
 			r.status.URLs.Zipkin = url
+		case "kiali":
+			r.status.URLs.Kiali = url
 		}
 		r.mu.Unlock()
 	}

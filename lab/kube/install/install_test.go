@@ -90,6 +90,8 @@ func TestOptionsInvalid(t *testing.T) {
 	for _, o := range []Options{
 		{},
 		{Image: "x", WebhookURLBase: "http://127.0.0.1:15017"},
+		{Image: "x", KialiWebRoot: "kiali"},
+		{Image: "x", KialiWebRoot: "/dashboards//kiali"},
 	} {
 		if _, err := Objects(o); err == nil {
 			t.Errorf("Objects(%+v) succeeded; want an error", o)

@@ -3,7 +3,7 @@
 // sidecar-injection and validation webhooks, the ingress gateway, the
 // istio mesh-config ConfigMap, the telemetry addons (a Prometheus with the
 // walkthrough's Kubernetes SD jobs and a Zipkin trace store, both the
-// meshlab image), and optionally Bookinfo with its gateway routes. Objects
+// meshlab image), the console (kiali, the meshlab image too), and optionally Bookinfo with its gateway routes. Objects
 // are typed client-go objects, rendered to YAML or applied with server-side
 // apply (field manager "meshlab"); Uninstall deletes what Install created.
 package install
@@ -14,6 +14,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"path"
 	"strings"
 
 	admissionv1 "k8s.io/api/admissionregistration/v1"
@@ -83,6 +84,10 @@ type Options struct {
 	PrometheusConfig []byte
 	// NoTelemetryAddons leaves out the zipkin and prometheus addons.
 	NoTelemetryAddons bool
+	// NoConsole leaves out the console (kiali); KialiWebRoot is where it
+	// serves, "" for Kiali's /kiali.
+	NoConsole    bool
+	KialiWebRoot string
 }
 
 func (o Options) validate() error {
@@ -91,6 +96,9 @@ func (o Options) validate() error {
 	}
 	if o.WebhookURLBase != "" && !strings.HasPrefix(o.WebhookURLBase, "https://") {
 		return fmt.Errorf("install: webhook URL base %q must start with https://", o.WebhookURLBase)
+	}
+	if r := o.KialiWebRoot; r != "" && (!strings.HasPrefix(r, "/") || path.Clean(r) != r) {
+		return fmt.Errorf("install: kiali web root %q: want a clean absolute path such as /kiali or /dashboards/kiali", r)
 	}
 	var mesh map[string]any
 	if err := yaml.Unmarshal([]byte(o.MeshConfig), &mesh); err != nil {
@@ -164,6 +172,9 @@ func plan(o Options) ([]step, error) {
 	}...)
 	if !o.NoTelemetryAddons {
 		steps = append(steps, step{"telemetry addons (prometheus, zipkin)", telemetryAddons(o)})
+	}
+	if !o.NoConsole {
+		steps = append(steps, step{"console (kiali)", console(o)})
 	}
 	if ns := o.BookinfoNamespace; ns != "" {
 		app, err := bookinfo(o)

@@ -60,13 +60,30 @@ func CacheDir() string {
 	return filepath.Join(home, ".cache", "meshlab", "kube-testenv", KubernetesVersion)
 }
 
+// Option configures Start.
+type Option func(*options)
+
+type options struct {
+	rbac bool
+}
+
+// WithRBAC makes the apiserver authorize with RBAC, as a cluster does,
+// instead of allowing everything: for tests of what a role lets a service
+// account do (SubjectAccessReview). The admin stays in system:masters.
+func WithRBAC() Option { return func(o *options) { o.rbac = true } }
+
 // Start starts etcd and kube-apiserver for t and returns once /readyz
 // answers. Both stop, and their data goes, when t ends. The apiserver
-// authorizes everything (RBAC objects are still validated and stored) and runs
-// the admission webhooks; the ServiceAccount admission plugin is off, since no
-// controller creates the default service accounts that pods would need.
-func Start(t testing.TB) *Env {
+// authorizes everything unless WithRBAC (RBAC objects are still validated
+// and stored) and runs the admission webhooks; the ServiceAccount admission
+// plugin is off, since no controller creates the default service accounts
+// that pods would need.
+func Start(t testing.TB, opt ...Option) *Env {
 	t.Helper()
+	var o options
+	for _, f := range opt {
+		f(&o)
+	}
 	cache := CacheDir()
 	bins := map[string]string{}
 	for _, b := range []string{"etcd", "kube-apiserver", "kubectl"} {
@@ -85,7 +102,11 @@ func Start(t testing.TB) *Env {
 		t.Fatalf("kubetest: %v", err)
 	}
 	etcdURL := startEtcd(ctx, t, bins["etcd"], dir)
-	host := startAPIServer(ctx, t, bins["kube-apiserver"], dir, etcdURL, pki)
+	authz := "AlwaysAllow"
+	if o.rbac {
+		authz = "RBAC"
+	}
+	host := startAPIServer(ctx, t, bins["kube-apiserver"], dir, etcdURL, pki, authz)
 
 	cfg := &rest.Config{
 		Host:            host,
@@ -127,7 +148,7 @@ func startEtcd(ctx context.Context, t testing.TB, bin, dir string) string {
 }
 
 // startAPIServer runs kube-apiserver against etcdURL and returns its URL.
-func startAPIServer(ctx context.Context, t testing.TB, bin, dir, etcdURL string, pki *pki) string {
+func startAPIServer(ctx context.Context, t testing.TB, bin, dir, etcdURL string, pki *pki, authz string) string {
 	t.Helper()
 	addr := freePorts(t, 1)[0]
 	_, port, _ := net.SplitHostPort(addr)
@@ -145,7 +166,7 @@ func startAPIServer(ctx context.Context, t testing.TB, bin, dir, etcdURL string,
 		"--service-account-signing-key-file="+pki.saKeyFile,
 		"--service-account-issuer=https://kubernetes.default.svc.cluster.local",
 		"--service-cluster-ip-range=10.96.0.0/16",
-		"--authorization-mode=AlwaysAllow",
+		"--authorization-mode="+authz,
 		"--enable-admission-plugins=MutatingAdmissionWebhook,ValidatingAdmissionWebhook",
 		"--disable-admission-plugins=ServiceAccount",
 		"--allow-privileged=true",
