@@ -1,0 +1,144 @@
+// Package web owns the console's browser UI: a single-page application of
+// plain HTML, CSS and JavaScript modules (no build step) plus the vendored
+// npm builds of cytoscape and cytoscape-dagre, embedded in the binary and
+// served by Handler. The API it calls lives in package console; every fetch
+// the UI makes is relative to the page so the console works under any web
+// root (/kiali/, /dashboards/kiali/).
+package web
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"embed"
+	"encoding/hex"
+	"io/fs"
+	"net/http"
+	"path"
+	"regexp"
+	"strings"
+	"time"
+)
+
+//go:embed ui vendor
+var files embed.FS
+
+// asset is one servable file, prepared once: the UI is immutable for the
+// life of the binary, so hashing and Content-Type detection happen at start.
+type asset struct {
+	body  []byte
+	ctype string
+	etag  string
+	hash  string // first 12 hex digits of the sha256, used as ?v= on vendor URLs
+}
+
+// site maps URL paths (no leading slash; "" = index.html) to assets.
+type site map[string]*asset
+
+var contentTypes = map[string]string{
+	".html": "text/html; charset=utf-8",
+	".js":   "text/javascript; charset=utf-8",
+	".css":  "text/css; charset=utf-8",
+	".svg":  "image/svg+xml",
+	".png":  "image/png",
+	".json": "application/json",
+}
+
+func contentType(name string) string {
+	if t, ok := contentTypes[path.Ext(name)]; ok {
+		return t
+	}
+	return "text/plain; charset=utf-8" // LICENSE, VERSIONS
+}
+
+// vendorRef matches the vendor URLs index.html names, so each gets its
+// content hash appended and can be cached for a year.
+var vendorRef = regexp.MustCompile(`(src|href)="(vendor/[^"?]+)"`)
+
+func load() (site, error) {
+	s := site{}
+	add := func(urlPath string, body []byte) {
+		sum := sha256.Sum256(body)
+		h := hex.EncodeToString(sum[:])
+		s[urlPath] = &asset{body: body, ctype: contentType(urlPath), etag: `"` + h[:20] + `"`, hash: h[:12]}
+	}
+	walk := func(root, prefix string) error {
+		return fs.WalkDir(files, root, func(p string, d fs.DirEntry, err error) error {
+			if err != nil || d.IsDir() {
+				return err
+			}
+			b, err := files.ReadFile(p)
+			if err != nil {
+				return err
+			}
+			add(prefix+strings.TrimPrefix(p, root+"/"), b)
+			return nil
+		})
+	}
+	if err := walk("ui", ""); err != nil {
+		return nil, err
+	}
+	if err := walk("vendor", "vendor/"); err != nil {
+		return nil, err
+	}
+	idx, ok := s["index.html"]
+	if !ok {
+		return nil, fs.ErrNotExist
+	}
+	body := vendorRef.ReplaceAllFunc(idx.body, func(m []byte) []byte {
+		sub := vendorRef.FindSubmatch(m)
+		a, ok := s[string(sub[2])]
+		if !ok {
+			return m
+		}
+		return []byte(string(sub[1]) + `="` + string(sub[2]) + "?v=" + a.hash + `"`)
+	})
+	add("", body)
+	delete(s, "index.html")
+	return s, nil
+}
+
+// Handler serves the SPA: index.html at "/" (never cached, so a new binary's
+// UI is picked up at once), the UI's own modules and styles revalidated by
+// ETag, and vendor files requested with their content hash (?v=) cached for
+// a year. Mount it under the web root with http.StripPrefix.
+func Handler() http.Handler {
+	s, err := load()
+	if err != nil {
+		// The files are embedded at build time; a missing index.html is a
+		// build defect, not a runtime condition.
+		panic("console web assets: " + err.Error())
+	}
+	return s
+}
+
+func (s site) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		w.Header().Set("Allow", "GET, HEAD")
+		http.Error(w, "method not allowed: the console's UI files are read-only", http.StatusMethodNotAllowed)
+		return
+	}
+	p := strings.TrimPrefix(path.Clean("/"+r.URL.Path), "/")
+	if p == "index.html" {
+		p = ""
+	}
+	a, ok := s[p]
+	if !ok {
+		http.NotFound(w, r)
+		return
+	}
+	h := w.Header()
+	h.Set("Content-Type", a.ctype)
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set("ETag", a.etag)
+	switch {
+	case strings.HasPrefix(p, "vendor/") && r.URL.Query().Get("v") == a.hash:
+		h.Set("Cache-Control", "public, max-age=31536000, immutable")
+	default:
+		h.Set("Cache-Control", "no-cache")
+	}
+	if inm := r.Header.Get("If-None-Match"); inm != "" && inm == a.etag {
+		w.WriteHeader(http.StatusNotModified)
+		return
+	}
+	http.ServeContent(w, r, "", time.Time{}, bytes.NewReader(a.body))
+}
