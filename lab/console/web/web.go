@@ -56,10 +56,10 @@ var vendorRef = regexp.MustCompile(`(src|href)="(vendor/[^"?]+)"`)
 
 func load() (site, error) {
 	s := site{}
-	add := func(urlPath string, body []byte) {
+	add := func(urlPath, name string, body []byte) {
 		sum := sha256.Sum256(body)
 		h := hex.EncodeToString(sum[:])
-		s[urlPath] = &asset{body: body, ctype: contentType(urlPath), etag: `"` + h[:20] + `"`, hash: h[:12]}
+		s[urlPath] = &asset{body: body, ctype: contentType(name), etag: `"` + h[:20] + `"`, hash: h[:12]}
 	}
 	walk := func(root, prefix string) error {
 		return fs.WalkDir(files, root, func(p string, d fs.DirEntry, err error) error {
@@ -70,7 +70,8 @@ func load() (site, error) {
 			if err != nil {
 				return err
 			}
-			add(prefix+strings.TrimPrefix(p, root+"/"), b)
+			u := prefix + strings.TrimPrefix(p, root+"/")
+			add(u, u, b)
 			return nil
 		})
 	}
@@ -92,7 +93,7 @@ func load() (site, error) {
 		}
 		return []byte(string(sub[1]) + `="` + string(sub[2]) + "?v=" + a.hash + `"`)
 	})
-	add("", body)
+	add("", "index.html", body)
 	delete(s, "index.html")
 	return s, nil
 }

@@ -123,7 +123,7 @@ function showLogin(message) {
   const submit = async () => {
     msg.textContent = 'logging in…';
     try {
-      await api('api/authenticate', { method: 'POST', headers: { 'Content-Type': 'application/x-www-form-urlencoded' }, body: new URLSearchParams({ token: token.value }).toString() });
+      await api('api/authenticate', { login: true, method: 'POST', headers: { 'Content-Type': 'application/x-www-form-urlencoded' }, body: new URLSearchParams({ token: token.value }).toString() });
       document.body.classList.remove('login');
       await start();
     } catch (err) {

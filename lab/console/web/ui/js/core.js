@@ -21,7 +21,7 @@ export async function api(path, opts = {}) {
   }
   if (!r.ok) {
     const msg = body && body.error ? body.error : (typeof body === 'string' && body ? body : `${r.status} ${r.statusText}`);
-    if (r.status === 401) window.dispatchEvent(new CustomEvent('meshlab-unauthorized'));
+    if (r.status === 401 && !opts.login) window.dispatchEvent(new CustomEvent('meshlab-unauthorized'));
     throw new ApiError(r.status, `${opts.method || 'GET'} ${path.split('?')[0]}: ${msg}`, msg);
   }
   return body;

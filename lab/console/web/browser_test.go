@@ -1,0 +1,694 @@
+package web
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"os"
+	"path"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+)
+
+const chromiumPath = "/usr/bin/chromium"
+
+// webRoot is where the test mounts the console, as the walkthrough's
+// gateway does: every UI fetch must be relative to it.
+const webRoot = "/dashboards/kiali/"
+
+// call is one request the fixture API saw.
+type call struct {
+	Method, Path, Query string
+	Body                []byte
+}
+
+// fixtureAPI serves testdata/api/<path>.json for GETs and records every
+// request, so the test can check what the UI posted. It stands in for
+// package console only in this package's own test; the lead's e2e test runs
+// the UI against the real console and lab.
+type fixtureAPI struct {
+	t          *testing.T
+	mu         sync.Mutex
+	calls      []call
+	missing    []string
+	failApply  string // when set, api/meshlab/apply answers 400 with this text
+	tokenAuth  bool   // api/auth/info asks for a token until POST api/authenticate
+	authorized bool
+}
+
+func (f *fixtureAPI) record(c call) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.calls = append(f.calls, c)
+}
+
+func (f *fixtureAPI) find(method, p string) []call {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var out []call
+	for _, c := range f.calls {
+		if c.Method == method && c.Path == p {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+// wizardRequest mirrors the contract's wizard.Request; decoding with
+// DisallowUnknownFields catches a UI posting fields package wizard lacks.
+type wizardRequest struct {
+	Action     string   `json:"action"`
+	Namespace  string   `json:"namespace"`
+	Service    string   `json:"service"`
+	APIVersion string   `json:"apiVersion"`
+	Versions   []string `json:"versions"`
+	Weights    []struct {
+		Version string `json:"version"`
+		Weight  int    `json:"weight"`
+		Mirror  bool   `json:"mirror"`
+	} `json:"weights"`
+	Rules    []json.RawMessage `json:"rules"`
+	Fault    json.RawMessage   `json:"fault"`
+	Timeouts json.RawMessage   `json:"timeouts"`
+	Advanced json.RawMessage   `json:"advanced"`
+}
+
+func (f *fixtureAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	body, _ := io.ReadAll(r.Body)
+	p := strings.TrimPrefix(r.URL.Path, webRoot)
+	f.record(call{Method: r.Method, Path: p, Query: r.URL.RawQuery, Body: body})
+	switch {
+	case p == "api/auth/info" && f.tokenAuth:
+		f.mu.Lock()
+		ok := f.authorized
+		f.mu.Unlock()
+		writeJSON(w, 200, map[string]any{"strategy": "token", "authenticated": ok})
+		return
+	case p == "api/authenticate" && r.Method == http.MethodPost:
+		v, _ := url.ParseQuery(string(body))
+		if v.Get("token") != "s3cret" {
+			writeJSON(w, 401, map[string]string{"error": "token refused"})
+			return
+		}
+		f.mu.Lock()
+		f.authorized = true
+		f.mu.Unlock()
+		writeJSON(w, 200, map[string]string{"strategy": "token"})
+		return
+	case p == "api/meshlab/wizard" && r.Method == http.MethodPost:
+		dec := json.NewDecoder(bytes.NewReader(body))
+		dec.DisallowUnknownFields()
+		var req wizardRequest
+		if err := dec.Decode(&req); err != nil {
+			writeJSON(w, 400, map[string]string{"error": "wizard request: " + err.Error()})
+			return
+		}
+		p = "api/meshlab/wizard"
+	case p == "api/meshlab/apply" && r.Method == http.MethodPost:
+		if f.failApply != "" {
+			writeJSON(w, 400, map[string]string{"error": f.failApply})
+			return
+		}
+	case r.Method == http.MethodDelete || r.Method == http.MethodPut:
+		writeJSON(w, 200, map[string]any{"changes": []any{}})
+		return
+	case p == "api/namespaces/graph" && r.URL.Query().Get("namespaces") == "empty":
+		p = "api/namespaces/graph-empty"
+	}
+	file := filepath.Join("testdata", filepath.FromSlash(path.Clean("/" + p))+".json")
+	b, err := os.ReadFile(file)
+	if err != nil {
+		f.mu.Lock()
+		f.missing = append(f.missing, r.Method+" "+p)
+		f.mu.Unlock()
+		writeJSON(w, 404, map[string]string{"error": "no fixture for " + p})
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	_, _ = w.Write(b)
+}
+
+// browser runs one headless Chromium against the UI and fixture API and
+// collects the page's JavaScript errors.
+type browser struct {
+	t    *testing.T
+	ctx  context.Context
+	base string
+	api  *fixtureAPI
+	mu       sync.Mutex
+	errs     []string
+	expected []string // substrings of console errors a test provoked on purpose
+}
+
+func newBrowser(t *testing.T, api *fixtureAPI) *browser {
+	t.Helper()
+	if _, err := os.Stat(chromiumPath); err != nil {
+		t.Skipf("headless UI test needs Debian's chromium at %s (apt-get install -y chromium): %v", chromiumPath, err)
+	}
+	if testing.Short() {
+		t.Skip("headless UI test skipped in -short mode")
+	}
+	mux := http.NewServeMux()
+	mux.Handle(webRoot+"api/", api)
+	mux.Handle(webRoot, http.StripPrefix(strings.TrimSuffix(webRoot, "/"), Handler()))
+	srv := httptest.NewServer(mux)
+	t.Cleanup(srv.Close)
+
+	opts := []chromedp.ExecAllocatorOption{
+		chromedp.ExecPath(chromiumPath),
+		chromedp.Headless, chromedp.NoSandbox, chromedp.DisableGPU, chromedp.NoFirstRun, chromedp.NoDefaultBrowserCheck,
+		chromedp.Flag("disable-background-networking", true),
+		chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-sync", true),
+		chromedp.Flag("disable-dev-shm-usage", true),
+		chromedp.Flag("disable-extensions", true),
+		chromedp.UserDataDir(t.TempDir()),
+		chromedp.WindowSize(1280, 800),
+	}
+	actx, cancelA := chromedp.NewExecAllocator(context.Background(), opts...)
+	ctx, cancel := chromedp.NewContext(actx)
+	t.Cleanup(func() { cancel(); cancelA() })
+	b := &browser{t: t, ctx: ctx, base: srv.URL + webRoot, api: api}
+	if err := chromedp.Do(ctx, chromedp.EmulateViewport(1280, 800)); err != nil {
+		t.Fatalf("start chromium: %v", err)
+	}
+	msgs := chromedp.Console(ctx)
+	go func() {
+		for m, err := range msgs {
+			if err != nil {
+				return
+			}
+			if m.Type == chromedp.ConsoleException || m.Type == chromedp.ConsoleError {
+				b.mu.Lock()
+				b.errs = append(b.errs, fmt.Sprintf("%s: %s (%s:%d)", m.Type, m.Text, m.URL, m.Line))
+				b.mu.Unlock()
+			}
+		}
+	}()
+	return b
+}
+
+// do runs actions with a generous bound, so a hung page fails instead of
+// hanging the test; it is a guard, not a timing assertion.
+func (b *browser) do(what string, actions ...chromedp.Action[chromedp.Void]) {
+	b.t.Helper()
+	ctx, cancel := context.WithTimeout(b.ctx, 45*time.Second)
+	defer cancel()
+	if err := chromedp.Do(ctx, actions...); err != nil {
+		b.t.Fatalf("%s: %v\n%s", what, err, b.jsErrors())
+	}
+}
+
+func eval[T any](b *browser, expr string) T {
+	b.t.Helper()
+	ctx, cancel := context.WithTimeout(b.ctx, 45*time.Second)
+	defer cancel()
+	v, err := chromedp.Run(ctx, chromedp.Evaluate[T](expr))
+	if err != nil {
+		b.t.Fatalf("evaluate %s: %v", expr, err)
+	}
+	return v
+}
+
+// waitTrue polls a JavaScript predicate until it holds.
+func (b *browser) waitTrue(what, expr string) {
+	b.t.Helper()
+	b.do(what, chromedp.Func(func(ctx context.Context, t *chromedp.Target) error {
+		_, err := chromedp.Poll[chromedp.Void](expr, chromedp.WithPollingInterval(50*time.Millisecond))(ctx, t)
+		return err
+	}))
+}
+
+// open loads the console at a hash route and waits until the page says its
+// data is shown.
+func (b *browser) open(hash, ready string) {
+	b.t.Helper()
+	loaded := eval[bool](b, `typeof document !== 'undefined' && !!document.getElementById('main') && location.href.startsWith(`+jsString(b.base)+`)`)
+	if !loaded {
+		b.do("navigate", chromedp.Navigate(b.base+hash))
+	} else {
+		b.do("route "+hash, chromedp.Evaluate[chromedp.Void](`document.body.dataset.ready = ''; location.hash = `+jsString(hash)))
+	}
+	b.do("wait for "+ready, chromedp.WaitReady(chromedp.CSS(`body[data-ready="`+ready+`"]`)))
+}
+
+func (b *browser) expectError(substr string) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.expected = append(b.expected, substr)
+}
+
+func (b *browser) forgetErrors() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.errs = nil
+	b.expected = nil
+}
+
+func (b *browser) jsErrors() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	var out []string
+next:
+	for _, e := range b.errs {
+		for _, x := range b.expected {
+			if strings.Contains(e, x) {
+				continue next
+			}
+		}
+		out = append(out, e)
+	}
+	return strings.Join(out, "\n")
+}
+
+// checkClean fails on JavaScript errors and on API calls without a fixture.
+func (b *browser) checkClean() {
+	b.t.Helper()
+	if e := b.jsErrors(); e != "" {
+		b.t.Errorf("JavaScript errors on the page:\n%s", e)
+	}
+	b.forgetErrors()
+	b.api.mu.Lock()
+	defer b.api.mu.Unlock()
+	if len(b.api.missing) > 0 {
+		b.t.Errorf("the UI called API paths without a fixture: %v", b.api.missing)
+	}
+}
+
+func (b *browser) screenshot(name string) {
+	b.t.Helper()
+	dir := os.Getenv("MESHLAB_SCREENSHOTS")
+	if dir == "" {
+		return
+	}
+	ctx, cancel := context.WithTimeout(b.ctx, 45*time.Second)
+	defer cancel()
+	png, err := chromedp.Run(ctx, chromedp.CaptureScreenshot())
+	if err != nil {
+		b.t.Fatalf("screenshot %s: %v", name, err)
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		b.t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, name+".png"), png, 0o644); err != nil {
+		b.t.Fatal(err)
+	}
+}
+
+func jsString(s string) string {
+	b, _ := json.Marshal(s)
+	return string(b)
+}
+
+func fixtureText(t *testing.T, file string, field ...string) string {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join("testdata", "api", file))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var v any
+	if err := json.Unmarshal(b, &v); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range field {
+		v = v.(map[string]any)[f]
+	}
+	return v.(string)
+}
+
+type graphState struct {
+	Nodes, Edges int
+	Labels       map[string]string
+	Classes      map[string]string
+	Empty        bool
+}
+
+const graphStateJS = `(() => {
+  const cy = window.meshlabGraph;
+  const labels = {}, classes = {};
+  cy.elements().forEach((e) => { labels[e.id()] = e.data('label') || ''; classes[e.id()] = e.classes().join(' '); });
+  return {nodes: cy.nodes().length, edges: cy.edges().length, labels, classes, empty: !document.getElementById('graph-empty').hidden};
+})()`
+
+func TestBrowserPages(t *testing.T) {
+	api := &fixtureAPI{t: t}
+	b := newBrowser(t, api)
+
+	t.Run("page errors fail the test", func(t *testing.T) {
+		b.t = t
+		b.open("#/mesh", "mesh")
+		b.do("throw", chromedp.Evaluate[chromedp.Void](`setTimeout(() => { throw new Error('provoked by the test') }, 0)`))
+		deadline := time.Now().Add(10 * time.Second)
+		for !strings.Contains(b.jsErrors(), "provoked by the test") && time.Now().Before(deadline) {
+			time.Sleep(20 * time.Millisecond)
+		}
+		if !strings.Contains(b.jsErrors(), "provoked by the test") {
+			t.Fatalf("an uncaught exception was not reported; got %q", b.jsErrors())
+		}
+		b.forgetErrors()
+	})
+
+	t.Run("overview", func(t *testing.T) {
+		b.t = t
+		b.open("#/overview", "overview")
+		cards := eval[[]string](b, `[...document.querySelectorAll('.ns-card[data-namespace]')].map(c => c.dataset.namespace)`)
+		if strings.Join(cards, ",") != "bookinfo,empty,istio-system" {
+			t.Errorf("namespace cards %v", cards)
+		}
+		tests := []struct{ sel, want string }{
+			{`.ns-card[data-namespace="bookinfo"] .mtls-lock`, "STRICT"},
+			{`.ns-card[data-namespace="empty"] .mtls-lock`, "PERMISSIVE"},
+		}
+		for _, tc := range tests {
+			if got := eval[string](b, `document.querySelector(`+jsString(tc.sel)+`).dataset.mode`); got != tc.want {
+				t.Errorf("%s: data-mode %q, want %q", tc.sel, got, tc.want)
+			}
+		}
+		h := eval[string](b, `document.querySelector('.ns-card[data-namespace="bookinfo"] .health').textContent`)
+		for _, want := range []string{"6 Workloads", "▲ 1", "■ 1"} {
+			if !strings.Contains(h, want) {
+				t.Errorf("bookinfo health %q lacks %q", h, want)
+			}
+		}
+		if v := eval[string](b, `document.querySelector('.ns-card[data-namespace="bookinfo"] .validations').dataset.errors`); v != "1" {
+			t.Errorf("bookinfo validations errors %q", v)
+		}
+		if n := eval[int](b, `document.querySelectorAll('.ns-card[data-namespace="bookinfo"] svg.sparkline path').length`); n != 2 {
+			t.Errorf("bookinfo sparkline has %d paths, want line and fill", n)
+		}
+		b.screenshot("overview")
+		b.checkClean()
+	})
+
+	t.Run("graph", func(t *testing.T) {
+		b.t = t
+		b.open("#/graph?namespaces=bookinfo&graphType=versionedApp&duration=600", "graph")
+		g := eval[graphState](b, graphStateJS)
+		if g.Nodes != 14 || g.Edges != 14 || g.Empty {
+			t.Fatalf("graph has %d nodes, %d edges, empty banner %v; want 14, 14, false", g.Nodes, g.Edges, g.Empty)
+		}
+		q := api.find("GET", "api/namespaces/graph")
+		if len(q) == 0 || !strings.Contains(q[len(q)-1].Query, "graphType=versionedApp") || !strings.Contains(q[len(q)-1].Query, "duration=600s") {
+			t.Errorf("graph query %v", q)
+		}
+		tests := []struct{ id, label, class, notClass string }{
+			{"e1", "🔒 4.00rps", "mtls", "failure"},
+			{"e2", "0.20rps", "", "mtls"},
+			{"e6", "🔒 4.20rps\n7.1%", "degraded", ""},
+			{"e9", "🔒 1.40rps\n21.4%", "failure", ""},
+			{"e13", "🔒 2.00kps", "tcp", ""},
+			{"s-reviews", "⚡ ⑂ ⇄\nreviews", "badge-cb", ""},
+			{"s-ratings", "⑂ ⚠\nratings", "badge-fault", "badge-cb"},
+			{"a-reviews-v3", "⚡\nreviews v3", "health-failure", ""},
+			{"a-legacy", "legacy v1 ⊘", "out-of-mesh", ""},
+			{"n-ingress", "istio-ingressgateway", "gateway", ""},
+		}
+		for _, tc := range tests {
+			if g.Labels[tc.id] != tc.label {
+				t.Errorf("%s label %q, want %q", tc.id, g.Labels[tc.id], tc.label)
+			}
+			cls := " " + g.Classes[tc.id] + " "
+			if tc.class != "" && !strings.Contains(cls, " "+tc.class+" ") {
+				t.Errorf("%s classes %q lack %s", tc.id, g.Classes[tc.id], tc.class)
+			}
+			if tc.notClass != "" && strings.Contains(cls, " "+tc.notClass+" ") {
+				t.Errorf("%s classes %q have %s", tc.id, g.Classes[tc.id], tc.notClass)
+			}
+		}
+		for _, c := range []string{"badge-vs", "badge-shift"} {
+			if !strings.Contains(g.Classes["s-reviews"], c) {
+				t.Errorf("reviews lacks %s: %q", c, g.Classes["s-reviews"])
+			}
+		}
+
+		// Edge label modes.
+		modes := []struct{ mode, id, want string }{
+			{"responseTime", "e1", "🔒 45ms"},
+			{"trafficDistribution", "e7", "🔒 33.3%"},
+			{"trafficDistribution", "e1", "🔒"},
+			{"throughput", "e1", "🔒 1.00kps"},
+		}
+		for _, m := range modes {
+			b.do("edge labels "+m.mode, chromedp.Evaluate[chromedp.Void](`(() => { const s = document.getElementById('edge-labels'); s.value = `+jsString(m.mode)+`; s.dispatchEvent(new Event('change')); })()`))
+			if got := eval[string](b, `meshlabGraph.getElementById(`+jsString(m.id)+`).data('label')`); got != m.want {
+				t.Errorf("%s label of %s %q, want %q", m.mode, m.id, got, m.want)
+			}
+		}
+		b.do("security off", chromedp.Click(chromedp.CSS("#security")))
+		if got := eval[string](b, `meshlabGraph.getElementById('e1').data('label')`); got != "1.00kps" {
+			t.Errorf("security off: e1 label %q", got)
+		}
+		b.do("security on, traffic rate", chromedp.Click(chromedp.CSS("#security")),
+			chromedp.Evaluate[chromedp.Void](`(() => { const s = document.getElementById('edge-labels'); s.value = 'trafficRate'; s.dispatchEvent(new Event('change')); })()`))
+
+		// Side panel of an edge with errors.
+		b.do("tap edge", chromedp.Evaluate[chromedp.Void](`void meshlabGraph.getElementById('e6').emit('tap')`))
+		panel := eval[string](b, `document.getElementById('side-panel').textContent`)
+		for _, want := range []string{"503", "UO", "🔒 100%", "spiffe://cluster.local/ns/bookinfo/sa/default", "25ms"} {
+			if !strings.Contains(panel, want) {
+				t.Errorf("edge panel lacks %q: %s", want, panel)
+			}
+		}
+		b.do("tap unknown node", chromedp.Evaluate[chromedp.Void](`void meshlabGraph.getElementById('n-unknown').emit('tap')`))
+		if panel := eval[string](b, `document.getElementById('side-panel').textContent`); !strings.Contains(panel, "no source workload reported") {
+			t.Errorf("unknown node panel does not explain it: %s", panel)
+		}
+
+		// Traffic animation draws on the overlay while on and clears when off.
+		b.do("animate on", chromedp.Click(chromedp.CSS("#animate")))
+		b.waitTrue("animation draws", `(() => { const c = document.getElementById('graph-anim'); if (!c.width) return false;
+		  const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data; for (let i = 3; i < d.length; i += 4) if (d[i]) return true; return false; })()`)
+		b.screenshot("graph")
+		b.do("animate off", chromedp.Click(chromedp.CSS("#animate")))
+		if drawn := eval[bool](b, `(() => { const c = document.getElementById('graph-anim'); const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data; for (let i = 3; i < d.length; i += 4) if (d[i]) return true; return false; })()`); drawn {
+			t.Errorf("animation overlay not cleared after toggling off")
+		}
+		b.checkClean()
+	})
+
+	t.Run("graph empty", func(t *testing.T) {
+		b.t = t
+		b.open("#/graph?namespaces=empty", "graph")
+		want := fixtureText(t, "namespaces/graph-empty.json", "emptyReason", "message")
+		got := eval[string](b, `(() => { const e = document.getElementById('graph-empty'); return e.hidden ? '' : e.textContent; })()`)
+		if !strings.Contains(got, want) {
+			t.Errorf("#graph-empty %q does not show %q", got, want)
+		}
+		b.screenshot("graph-empty")
+		b.checkClean()
+	})
+
+	t.Run("lists", func(t *testing.T) {
+		b.t = t
+		for _, tc := range []struct {
+			kind string
+			rows int
+		}{{"applications", 5}, {"workloads", 6}, {"services", 4}} {
+			b.open("#/"+tc.kind+"?namespaces=bookinfo", "list")
+			if n := eval[int](b, `document.querySelectorAll('.list-row').length`); n != tc.rows {
+				t.Errorf("%s: %d rows, want %d", tc.kind, n, tc.rows)
+			}
+			b.screenshot(tc.kind)
+		}
+		b.checkClean()
+	})
+
+	t.Run("service details and metrics", func(t *testing.T) {
+		b.t = t
+		b.open("#/namespaces/bookinfo/services/reviews?namespaces=bookinfo", "details")
+		if n := eval[int](b, `document.querySelectorAll('.pod-row').length`); n != 3 {
+			t.Errorf("%d pod rows, want 3", n)
+		}
+		if s := eval[string](b, `document.getElementById('tab-body').textContent`); !strings.Contains(s, "not synced") || !strings.Contains(s, "KIA0203") {
+			t.Errorf("details overview lacks proxy sync state or validations: %s", s)
+		}
+		b.screenshot("service-details")
+		b.open("#/namespaces/bookinfo/services/reviews?namespaces=bookinfo&tab=Inbound%20Metrics", "details")
+		if n := eval[int](b, `document.querySelectorAll('#tab-body figure.chart').length`); n != 7 {
+			t.Errorf("%d charts, want 7", n)
+		}
+		if n := eval[int](b, `[...document.querySelectorAll('#tab-body figure.chart')].filter(f => f.textContent.includes('p99')).length`); n != 1 {
+			t.Errorf("duration chart lacks the p99 series")
+		}
+		b.screenshot("service-metrics")
+		b.checkClean()
+	})
+
+	t.Run("wizard", func(t *testing.T) {
+		b.t = t
+		b.open("#/namespaces/bookinfo/services/reviews?namespaces=bookinfo", "details")
+		for _, a := range []string{"request_routing", "fault_injection", "traffic_shifting", "tcp_traffic_shifting", "request_timeouts"} {
+			if n := eval[int](b, `document.querySelectorAll('[data-wizard="`+a+`"]').length`); n != 1 {
+				t.Errorf("no wizard button for %s", a)
+			}
+		}
+		b.do("open wizard", chromedp.Click(chromedp.CSS(`[data-wizard="traffic_shifting"]`)), chromedp.WaitVisible(chromedp.CSS("#wizard[open]")))
+		split := eval[[]string](b, `['v1','v2','v3'].map(v => document.querySelector('input[data-weight="' + v + '"]').value)`)
+		if strings.Join(split, "/") != "33/33/34" {
+			t.Errorf("default split %v, want Kiali's 33/33/34", split)
+		}
+		if v := eval[string](b, `document.getElementById('wizard-api-version').value`); v != "v1" {
+			t.Errorf("API version default %q, want v1", v)
+		}
+		b.do("set 0/50/50", chromedp.Evaluate[chromedp.Void](`for (const [v, w] of [['v1', 0], ['v2', 50], ['v3', 50]]) {
+		  const i = document.querySelector('input[data-weight="' + v + '"]'); i.value = w; i.dispatchEvent(new Event('input')); }`))
+		b.do("preview", chromedp.Click(chromedp.CSS("#wizard-preview")))
+		b.waitTrue("yaml shown", `document.getElementById('wizard-yaml').textContent.includes('kind: VirtualService')`)
+		posts := api.find("POST", "api/meshlab/wizard")
+		if len(posts) != 1 {
+			t.Fatalf("%d wizard posts, want 1", len(posts))
+		}
+		var req wizardRequest
+		if err := json.Unmarshal(posts[0].Body, &req); err != nil {
+			t.Fatal(err)
+		}
+		got := fmt.Sprintf("%s %s/%s %s %v", req.Action, req.Namespace, req.Service, req.APIVersion, req.Versions)
+		if got != "traffic_shifting bookinfo/reviews v1 [v1 v2 v3]" {
+			t.Errorf("wizard request %s", got)
+		}
+		var ws []string
+		for _, w := range req.Weights {
+			ws = append(ws, fmt.Sprintf("%s=%d", w.Version, w.Weight))
+		}
+		if strings.Join(ws, ",") != "v1=0,v2=50,v3=50" {
+			t.Errorf("posted weights %v, want v1=0,v2=50,v3=50", ws)
+		}
+		b.screenshot("wizard")
+
+		b.do("apply", chromedp.Click(chromedp.CSS("#wizard-apply")))
+		b.waitTrue("applied", `document.getElementById('wizard-result').textContent === 'applied'`)
+		applies := api.find("POST", "api/meshlab/apply")
+		if len(applies) != 1 {
+			t.Fatalf("%d apply posts, want 1", len(applies))
+		}
+		var applied struct{ YAML string }
+		if err := json.Unmarshal(applies[0].Body, &applied); err != nil {
+			t.Fatal(err)
+		}
+		if want := fixtureText(t, "meshlab/wizard.json", "yaml"); applied.YAML != want {
+			t.Errorf("applied YAML differs from the preview:\n%s\nwant\n%s", applied.YAML, want)
+		}
+
+		// An apply error is shown as the API's text.
+		api.mu.Lock()
+		api.failApply = `VirtualService/bookinfo/reviews: spec.http[0].route: weights sum to 90, want 100`
+		api.mu.Unlock()
+		b.do("v1beta1, apply again", chromedp.Evaluate[chromedp.Void](`(() => { const s = document.getElementById('wizard-api-version'); s.value = 'v1beta1'; })()`),
+			chromedp.Click(chromedp.CSS("#wizard-apply")))
+		b.waitTrue("error shown", `document.getElementById('wizard-result').textContent.includes('weights sum to 90')`)
+		if got := eval[string](b, `document.getElementById('wizard-result').textContent`); got != api.failApply {
+			t.Errorf("#wizard-result %q, want the API's error text", got)
+		}
+		b.expectError("status of 400") // the browser logs the intended 400 as a failed resource load
+		if posts := api.find("POST", "api/meshlab/wizard"); !bytes.Contains(posts[len(posts)-1].Body, []byte(`"apiVersion":"v1beta1"`)) {
+			t.Errorf("API version select not posted: %s", posts[len(posts)-1].Body)
+		}
+
+		b.do("delete", chromedp.Click(chromedp.CSS("#wizard-delete")))
+		b.waitTrue("deleted", `document.getElementById('wizard-result').textContent === 'deleted'`)
+		if n := len(api.find("DELETE", "api/namespaces/bookinfo/services/reviews/wizard")); n != 1 {
+			t.Errorf("%d wizard deletes, want 1", n)
+		}
+		b.do("close", chromedp.Click(chromedp.CSS("#wizard-close")))
+		b.checkClean()
+	})
+
+	t.Run("traces", func(t *testing.T) {
+		b.t = t
+		b.open("#/traces?namespace=bookinfo&service=productpage", "traces")
+		ids := eval[[]string](b, `[...document.querySelectorAll('.trace-row[data-trace-id]')].map(r => r.dataset.traceId)`)
+		if len(ids) != 3 {
+			t.Fatalf("trace rows %v, want 3", ids)
+		}
+		if n := eval[int](b, `document.querySelectorAll('svg.scatter circle.dot.error').length`); n != 1 {
+			t.Errorf("%d red dots, want 1 (one trace has an error)", n)
+		}
+		b.do("open trace", chromedp.Click(chromedp.CSS(`.trace-row[data-trace-id="5af7183fb1d4cf5f7d5b2a3c9e1d0a11"]`)),
+			chromedp.WaitReady(chromedp.CSS(`#trace-detail[data-trace-id="5af7183fb1d4cf5f7d5b2a3c9e1d0a11"] .span-row`)))
+		if n := eval[int](b, `document.querySelectorAll('#trace-detail .span-row').length`); n != 7 {
+			t.Errorf("%d span rows, want 7", n)
+		}
+		if n := eval[int](b, `document.querySelectorAll('#trace-detail .span-row.error').length`); n != 2 {
+			t.Errorf("%d error spans, want 2", n)
+		}
+		b.do("span tags", chromedp.Click(chromedp.CSS(`#trace-detail .span-row[data-span-id="a5"]`)))
+		tags := eval[string](b, `(() => { const r = document.querySelector('#trace-detail .span-row[data-span-id="a5"]').nextElementSibling; return r.hidden ? '' : r.textContent; })()`)
+		if !strings.Contains(tags, "response_flags") || !strings.Contains(tags, "UO") {
+			t.Errorf("span tags not shown: %q", tags)
+		}
+		b.screenshot("traces")
+		b.checkClean()
+	})
+
+	t.Run("istio config", func(t *testing.T) {
+		b.t = t
+		b.open("#/istio?namespaces=bookinfo", "istio")
+		if n := eval[int](b, `document.querySelectorAll('.config-row[data-key]').length`); n != 4 {
+			t.Errorf("%d config rows, want 4", n)
+		}
+		valid := eval[map[string]string](b, `Object.fromEntries([...document.querySelectorAll('.config-row')].map(r => [r.dataset.key, r.querySelector('.validation').dataset.valid]))`)
+		if valid["VirtualService/bookinfo/reviews"] != "false" || valid["DestinationRule/bookinfo/reviews"] != "true" {
+			t.Errorf("validation states %v", valid)
+		}
+		b.do("open VS", chromedp.Click(chromedp.CSS(`.config-row[data-key="VirtualService/bookinfo/reviews"]`)), chromedp.WaitReady(chromedp.CSS("#config-yaml")))
+		editor := eval[string](b, `document.querySelector('.config-editor').textContent`)
+		for _, want := range []string{"KIA1107", "IST0101"} {
+			if !strings.Contains(editor, want) {
+				t.Errorf("editor lacks %s", want)
+			}
+		}
+		b.do("edit and apply", chromedp.Evaluate[chromedp.Void](`document.getElementById('config-yaml').value += '  gateways:\n  - mesh\n'`), chromedp.Click(chromedp.CSS("#config-apply")))
+		b.waitTrue("applied", `document.getElementById('config-result').textContent === 'applied'`)
+		puts := api.find("PUT", "api/namespaces/bookinfo/istio/VirtualService/reviews")
+		if len(puts) != 1 || !bytes.HasSuffix(puts[0].Body, []byte("  gateways:\n  - mesh\n")) || !bytes.HasPrefix(puts[0].Body, []byte("apiVersion: networking.istio.io/v1\n")) {
+			t.Errorf("PUT bodies %q", puts)
+		}
+		b.screenshot("istio-config")
+		b.checkClean()
+	})
+
+	t.Run("mesh", func(t *testing.T) {
+		b.t = t
+		b.open("#/mesh", "mesh")
+		if n := eval[int](b, `document.querySelectorAll('.component-row').length`); n != 5 {
+			t.Errorf("%d components, want 5", n)
+		}
+		if n := eval[int](b, `document.querySelectorAll('.proxy-row').length`); n != 3 {
+			t.Errorf("%d proxies, want 3", n)
+		}
+		b.screenshot("mesh")
+		b.checkClean()
+	})
+}
+
+func TestBrowserTokenLogin(t *testing.T) {
+	api := &fixtureAPI{t: t, tokenAuth: true}
+	b := newBrowser(t, api)
+	b.open("#/overview", "login")
+	b.screenshot("login")
+	b.do("wrong token", chromedp.SendKeys(chromedp.CSS("#login-token"), "nope"), chromedp.Click(chromedp.CSS("#login-submit")))
+	b.waitTrue("refused", `document.getElementById('login-result').textContent.includes('token refused')`)
+	b.expectError("status of 401") // the browser logs the intended 401 as a failed resource load
+	b.do("right token", chromedp.Evaluate[chromedp.Void](`document.getElementById('login-token').value = 's3cret'`), chromedp.Click(chromedp.CSS("#login-submit")))
+	b.do("overview after login", chromedp.WaitReady(chromedp.CSS(`body[data-ready="overview"]`)))
+	if n := len(api.find("GET", "api/overview")); n != 1 {
+		t.Errorf("overview fetched %d times after login, want 1", n)
+	}
+	b.checkClean()
+}
