@@ -44,6 +44,7 @@ type fixtureAPI struct {
 	failApply  string // when set, api/meshlab/apply answers 400 with this text
 	tokenAuth  bool   // api/auth/info asks for a token until POST api/authenticate
 	authorized bool
+	dropCB     bool // the graph fixture is served without hasCB, as after deleting the DR's outlier policy
 }
 
 func (f *fixtureAPI) record(c call) {
@@ -131,7 +132,7 @@ func (f *fixtureAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case p == "api/namespaces/graph" && r.URL.Query().Get("namespaces") == "empty":
 		p = "api/namespaces/graph-empty"
 	}
-	file := filepath.Join("testdata", filepath.FromSlash(path.Clean("/" + p))+".json")
+	file := filepath.Join("testdata", filepath.FromSlash(path.Clean("/"+p))+".json")
 	b, err := os.ReadFile(file)
 	if err != nil {
 		f.mu.Lock()
@@ -140,6 +141,19 @@ func (f *fixtureAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, 404, map[string]string{"error": "no fixture for " + p})
 		return
 	}
+	f.mu.Lock()
+	dropCB := f.dropCB
+	f.mu.Unlock()
+	if dropCB && p == "api/namespaces/graph" {
+		var g map[string]any
+		if err := json.Unmarshal(b, &g); err != nil {
+			f.t.Errorf("graph fixture: %v", err)
+		}
+		for _, n := range g["elements"].(map[string]any)["nodes"].([]any) {
+			delete(n.(map[string]any)["data"].(map[string]any), "hasCB")
+		}
+		b, _ = json.Marshal(g)
+	}
 	w.Header().Set("Content-Type", "application/json")
 	_, _ = w.Write(b)
 }
@@ -147,10 +161,10 @@ func (f *fixtureAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // browser runs one headless Chromium against the UI and fixture API and
 // collects the page's JavaScript errors.
 type browser struct {
-	t    *testing.T
-	ctx  context.Context
-	base string
-	api  *fixtureAPI
+	t        *testing.T
+	ctx      context.Context
+	base     string
+	api      *fixtureAPI
 	mu       sync.Mutex
 	errs     []string
 	expected []string // substrings of console errors a test provoked on purpose
@@ -413,8 +427,8 @@ func TestBrowserPages(t *testing.T) {
 			{"e6", "🔒 4.20rps\n7.1%", "degraded", ""},
 			{"e9", "🔒 1.40rps\n21.4%", "failure", ""},
 			{"e13", "🔒 2.00kps", "tcp", ""},
-			{"s-reviews", "⚡ ⑂ ⇄\nreviews", "badge-cb", ""},
-			{"s-ratings", "⑂ ⚠\nratings", "badge-fault", "badge-cb"},
+			{"s-reviews", "⚡ 🔀 ⚖\nreviews", "badge-cb", ""},
+			{"s-ratings", "🔀 ⚠\nratings", "badge-fault", "badge-cb"},
 			{"a-reviews-v3", "⚡\nreviews v3", "health-failure", ""},
 			{"a-legacy", "legacy v1 ⊘", "out-of-mesh", ""},
 			{"n-ingress", "istio-ingressgateway", "gateway", ""},
@@ -436,6 +450,30 @@ func TestBrowserPages(t *testing.T) {
 				t.Errorf("reviews lacks %s: %q", c, g.Classes["s-reviews"])
 			}
 		}
+
+		// A refresh keeps the layout and drops badges whose flag went away.
+		before := eval[map[string]float64](b, `meshlabGraph.getElementById('s-reviews').position()`)
+		api.mu.Lock()
+		api.dropCB = true
+		api.mu.Unlock()
+		calls := len(api.find("GET", "api/namespaces/graph"))
+		b.do("refresh", chromedp.Click(chromedp.CSS("#refresh-now")))
+		b.waitTrue("refreshed", `document.body.dataset.ready === 'graph' && !meshlabGraph.getElementById('s-reviews').hasClass('badge-cb')`)
+		if n := len(api.find("GET", "api/namespaces/graph")); n != calls+1 {
+			t.Errorf("refresh fetched the graph %d times, want once", n-calls)
+		}
+		after := eval[map[string]float64](b, `meshlabGraph.getElementById('s-reviews').position()`)
+		if before["x"] != after["x"] || before["y"] != after["y"] {
+			t.Errorf("refresh moved reviews from %v to %v", before, after)
+		}
+		if got := eval[string](b, `meshlabGraph.getElementById('s-reviews').data('label')`); got != "🔀 ⚖\nreviews" {
+			t.Errorf("after the CB went away reviews is labelled %q", got)
+		}
+		api.mu.Lock()
+		api.dropCB = false
+		api.mu.Unlock()
+		b.do("refresh back", chromedp.Click(chromedp.CSS("#refresh-now")))
+		b.waitTrue("CB back", `meshlabGraph.getElementById('s-reviews').hasClass('badge-cb')`)
 
 		// Edge label modes.
 		modes := []struct{ mode, id, want string }{

@@ -10,13 +10,13 @@ import {
 const BADGES = [
   // [data flag, class, glyph, title]
   ['hasCB', 'badge-cb', '⚡', 'Circuit breaker'],
-  ['hasVS', 'badge-vs', '⑂', 'VirtualService'],
+  ['hasVS', 'badge-vs', '🔀', 'VirtualService'],
   ['hasFaultInjection', 'badge-fault', '⚠', 'Fault injection'],
-  ['hasTrafficShifting', 'badge-shift', '⇄', 'Traffic shifting'],
-  ['hasTCPTrafficShifting', 'badge-shift', '⇄', 'TCP traffic shifting'],
+  ['hasTrafficShifting', 'badge-shift', '⚖', 'Traffic shifting'],
+  ['hasTCPTrafficShifting', 'badge-shift', '⚖', 'TCP traffic shifting'],
   ['hasRequestRouting', 'badge-routing', '⤳', 'Request routing'],
   ['hasRequestTimeout', 'badge-timeout', '⏱', 'Request timeout'],
-  ['hasMirroring', 'badge-mirror', '⧉', 'Mirroring'],
+  ['hasMirroring', 'badge-mirror', '🪞', 'Mirroring'],
 ];
 
 const COLORS = {
@@ -140,9 +140,11 @@ const STYLE = [
 function decorate(cy, opts) {
   const graphType = opts.graphType;
   cy.batch(() => {
+    const badgeClasses = [...new Set(BADGES.map((b) => b[1]))].join(' ');
     cy.nodes().forEach((n) => {
       const d = n.data();
       const glyphs = [];
+      n.removeClass(badgeClasses);
       for (const [flag, cls, glyph] of BADGES) {
         if (truthy(d[flag])) {
           n.addClass(cls);
@@ -467,10 +469,23 @@ export function renderGraph(main) {
     const els = (cfg && cfg.elements) || {};
     const nodes = (els.nodes || []).map((n) => ({ group: 'nodes', data: n.data }));
     const edges = (els.edges || []).map((e) => ({ group: 'edges', data: e.data }));
+    // A refresh of the same topology updates the data in place, so the
+    // user's layout, zoom and selection survive the refresh timer.
+    const all = [...nodes, ...edges];
+    const same = cy.elements().length === all.length && all.every((e) => cy.getElementById(e.data.id).nonempty());
     cy.batch(() => {
-      cy.elements().remove();
-      cy.add(nodes);
-      cy.add(edges);
+      if (same) {
+        for (const e of all) {
+          const ele = cy.getElementById(e.data.id);
+          const gone = Object.keys(ele.data()).filter((k) => !(k in e.data) && !['id', 'source', 'target', 'label'].includes(k));
+          if (gone.length) ele.removeData(gone.join(' '));
+          ele.data(e.data);
+        }
+      } else {
+        cy.elements().remove();
+        cy.add(nodes);
+        cy.add(edges);
+      }
     });
     decorate(cy, opts);
     const reason = cfg && cfg.emptyReason;
@@ -482,7 +497,7 @@ export function renderGraph(main) {
     } else {
       empty.hidden = true;
     }
-    if (nodes.length) {
+    if (nodes.length && !same) {
       cy.layout({ name: 'dagre', rankDir: 'LR', nodeSep: 30, rankSep: 90, edgeSep: 10, fit: true, padding: 30, animate: false }).run();
     }
     status.textContent = `${nodes.length} nodes, ${edges.length} edges · ${new Date((cfg.timestamp || Date.now() / 1000) * 1000).toLocaleTimeString()}`;
