@@ -84,10 +84,38 @@ type wizardRequest struct {
 		Weight  int    `json:"weight"`
 		Mirror  bool   `json:"mirror"`
 	} `json:"weights"`
-	Rules    []json.RawMessage `json:"rules"`
-	Fault    json.RawMessage   `json:"fault"`
-	Timeouts json.RawMessage   `json:"timeouts"`
-	Advanced json.RawMessage   `json:"advanced"`
+	Rules []struct {
+		Matches []struct {
+			Field string `json:"field"`
+			Name  string `json:"name,omitempty"`
+			Op    string `json:"op"`
+			Value string `json:"value"`
+		} `json:"matches"`
+		Weights []struct {
+			Version string `json:"version"`
+			Weight  int    `json:"weight"`
+			Mirror  bool   `json:"mirror"`
+		} `json:"weights"`
+	} `json:"rules"`
+	Fault *struct {
+		Delay *struct {
+			FixedDelay string  `json:"fixedDelay"`
+			Percentage float64 `json:"percentage"`
+		} `json:"delay"`
+		Abort *struct {
+			HTTPStatus int     `json:"httpStatus"`
+			Percentage float64 `json:"percentage"`
+		} `json:"abort"`
+	} `json:"fault"`
+	Timeouts *struct {
+		Timeout string `json:"timeout"`
+		Retries *struct {
+			Attempts      int    `json:"attempts"`
+			PerTryTimeout string `json:"perTryTimeout"`
+			RetryOn       string `json:"retryOn"`
+		} `json:"retries"`
+	} `json:"timeouts"`
+	Advanced json.RawMessage `json:"advanced"`
 }
 
 func (f *fixtureAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -644,6 +672,84 @@ func TestBrowserPages(t *testing.T) {
 			t.Errorf("%d wizard deletes, want 1", n)
 		}
 		b.do("close", chromedp.Click(chromedp.CSS("#wizard-close")))
+
+		lastWizard := func() wizardRequest {
+			posts := api.find("POST", "api/meshlab/wizard")
+			var req wizardRequest
+			if err := json.Unmarshal(posts[len(posts)-1].Body, &req); err != nil {
+				t.Fatal(err)
+			}
+			return req
+		}
+		preview := func(what string) {
+			n := len(api.find("POST", "api/meshlab/wizard"))
+			b.do(what, chromedp.Click(chromedp.CSS("#wizard-preview")))
+			b.waitTrue(what+" posted", `document.getElementById('wizard-result').textContent.includes('objects')`)
+			if got := len(api.find("POST", "api/meshlab/wizard")); got != n+1 {
+				t.Fatalf("%s: %d posts, want 1", what, got-n)
+			}
+		}
+
+		// Fault injection: Kiali's defaults, abort switched off, delay edited.
+		b.do("fault dialog", chromedp.Click(chromedp.CSS(`[data-wizard="fault_injection"]`)), chromedp.WaitVisible(chromedp.CSS("#fault-delay-fixed")))
+		if v := eval[string](b, `[document.getElementById('fault-delay-fixed').value, document.getElementById('fault-abort-status').value, document.getElementById('fault-delay-percentage').value].join(' ')`); v != "5s 503 100" {
+			t.Errorf("fault defaults %q, want Kiali's 5s 503 100", v)
+		}
+		b.do("abort off, 2s delay", chromedp.Click(chromedp.CSS("#fault-abort")),
+			chromedp.Evaluate[chromedp.Void](`document.getElementById('fault-delay-fixed').value = '2s'`))
+		preview("fault preview")
+		if req := lastWizard(); req.Action != "fault_injection" || req.Fault == nil || req.Fault.Abort != nil || req.Fault.Delay == nil ||
+			req.Fault.Delay.FixedDelay != "2s" || req.Fault.Delay.Percentage != 100 {
+			t.Errorf("fault request %s", api.find("POST", "api/meshlab/wizard")[len(api.find("POST", "api/meshlab/wizard"))-1].Body)
+		}
+		b.do("close fault", chromedp.Click(chromedp.CSS("#wizard-close")))
+
+		// Request timeouts: Kiali's defaults as they stand.
+		b.do("timeouts dialog", chromedp.Click(chromedp.CSS(`[data-wizard="request_timeouts"]`)), chromedp.WaitVisible(chromedp.CSS("#timeout")))
+		preview("timeouts preview")
+		if req := lastWizard(); req.Timeouts == nil || req.Timeouts.Timeout != "2s" || req.Timeouts.Retries == nil ||
+			req.Timeouts.Retries.Attempts != 3 || req.Timeouts.Retries.PerTryTimeout != "2s" || req.Timeouts.Retries.RetryOn != "gateway-error,connect-failure,refused-stream" {
+			t.Errorf("timeouts request %+v", req.Timeouts)
+		}
+		b.do("close timeouts", chromedp.Click(chromedp.CSS("#wizard-close")))
+
+		// Request routing: end-user jason goes to v2.
+		b.do("routing dialog", chromedp.Click(chromedp.CSS(`[data-wizard="request_routing"]`)), chromedp.WaitVisible(chromedp.CSS("#wizard-add-rule")))
+		b.do("match jason", chromedp.Click(chromedp.CSS(".rule button")), chromedp.Evaluate[chromedp.Void](`(() => {
+		  const r = document.querySelector('.match-row');
+		  r.querySelector('.match-name').value = 'end-user';
+		  r.querySelector('.match-value').value = 'jason';
+		  for (const [v, w] of [['v1', 0], ['v2', 100], ['v3', 0]]) { const i = document.querySelector('input[data-weight="' + v + '"]'); i.value = w; i.dispatchEvent(new Event('input')); }
+		})()`))
+		preview("routing preview")
+		req = lastWizard()
+		if len(req.Rules) != 1 || len(req.Rules[0].Matches) != 1 || len(req.Rules[0].Weights) != 1 {
+			t.Fatalf("routing rules %+v", req.Rules)
+		}
+		if m := req.Rules[0].Matches[0]; m.Field != "headers" || m.Name != "end-user" || m.Op != "exact" || m.Value != "jason" {
+			t.Errorf("routing match %+v", m)
+		}
+		if w := req.Rules[0].Weights[0]; w.Version != "v2" || w.Weight != 100 {
+			t.Errorf("routing weight %+v", w)
+		}
+		b.do("close routing", chromedp.Click(chromedp.CSS("#wizard-close")))
+		b.checkClean()
+	})
+
+	t.Run("workload tabs", func(t *testing.T) {
+		b.t = t
+		b.open("#/namespaces/bookinfo/workloads/reviews-v1?namespaces=bookinfo&tab=Logs", "details")
+		b.waitTrue("logs", `document.getElementById('logs').textContent.includes('GET /reviews/0 200')`)
+		if q := api.find("GET", "api/namespaces/bookinfo/pods/reviews-v1-7d8f9c-abcde/logs"); len(q) != 1 || !strings.Contains(q[0].Query, "container=reviews") {
+			t.Errorf("logs queries %v", q)
+		}
+		b.do("envoy tab", chromedp.Click(chromedp.CSS(`.tab[data-tab="Envoy"]`)))
+		b.waitTrue("listeners", `document.querySelectorAll('#envoy-out .envoy-row').length === 2`)
+		b.do("clusters", chromedp.Click(chromedp.CSS(`.tab[data-tab="clusters"]`)))
+		b.waitTrue("clusters", `document.querySelectorAll('#envoy-out .envoy-row').length === 1 && document.getElementById('envoy-out').textContent.includes('outbound|9080|v1|reviews')`)
+		b.screenshot("workload-envoy")
+		b.do("traffic tab", chromedp.Click(chromedp.CSS(`.tab[data-tab="Traffic"]`)))
+		b.waitTrue("traffic", `document.getElementById('tab-body').textContent.includes('productpage-v1') && document.getElementById('tab-body').textContent.includes('🔒')`)
 		b.checkClean()
 	})
 
