@@ -434,6 +434,9 @@ func TestBrowserPages(t *testing.T) {
 		if n := eval[int](b, `document.querySelectorAll('.ns-card[data-namespace="bookinfo"] svg.sparkline path').length`); n != 2 {
 			t.Errorf("bookinfo sparkline has %d paths, want line and fill", n)
 		}
+		// A figure for the report, not an assertion: how long the first load took.
+		nav := eval[map[string]float64](b, `(() => { const n = performance.getEntriesByType('navigation')[0]; return {dcl: n.domContentLoadedEventEnd, load: n.loadEventEnd, bytes: performance.getEntriesByType('resource').reduce((a, r) => a + (r.transferSize || 0), n.transferSize || 0)}; })()`)
+		t.Logf("first load on loopback: DOMContentLoaded %.0f ms, load %.0f ms, %.0f bytes transferred", nav["dcl"], nav["load"], nav["bytes"])
 		b.screenshot("overview")
 		b.checkClean()
 	})

@@ -2,6 +2,8 @@ package web
 
 import (
 	"bufio"
+	"bytes"
+	"compress/gzip"
 	"crypto/sha256"
 	"encoding/hex"
 	"io"
@@ -216,6 +218,48 @@ func mustVersion(t *testing.T, file string) string {
 	return ""
 }
 
+func TestHandlerGzip(t *testing.T) {
+	h := Handler()
+	tests := []struct {
+		name, accept string
+		gzipped      bool
+	}{
+		{"browser", "gzip, deflate, br", true},
+		{"no encoding", "", false},
+		{"gzip refused", "gzip;q=0, br", false},
+		{"only br", "br", false},
+	}
+	want, err := files.ReadFile("vendor/cytoscape/cytoscape.min.js")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			res := get(t, h, "/vendor/cytoscape/cytoscape.min.js", map[string]string{"Accept-Encoding": tc.accept})
+			if res.Header.Get("Vary") != "Accept-Encoding" {
+				t.Errorf("Vary %q", res.Header.Get("Vary"))
+			}
+			var r io.Reader = res.Body
+			if gz := res.Header.Get("Content-Encoding") == "gzip"; gz != tc.gzipped {
+				t.Fatalf("Content-Encoding %q, want gzip %v", res.Header.Get("Content-Encoding"), tc.gzipped)
+			} else if gz {
+				zr, err := gzip.NewReader(res.Body)
+				if err != nil {
+					t.Fatal(err)
+				}
+				r = zr
+			}
+			got, err := io.ReadAll(r)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(got, want) {
+				t.Errorf("body differs from the vendored file (%d bytes, want %d)", len(got), len(want))
+			}
+		})
+	}
+}
+
 func TestAssetBudget(t *testing.T) {
 	total := 0
 	for p, a := range Handler().(site) {
@@ -224,7 +268,15 @@ func TestAssetBudget(t *testing.T) {
 		}
 		total += len(a.body)
 	}
-	t.Logf("embedded UI: %d bytes", total)
+	gz := 0
+	for _, a := range Handler().(site) {
+		if a.gz != nil {
+			gz += len(a.gz)
+		} else {
+			gz += len(a.body)
+		}
+	}
+	t.Logf("embedded UI: %d bytes, %d bytes as served gzipped", total, gz)
 	if total > assetBudget {
 		t.Errorf("embedded UI is %d bytes, budget %d", total, assetBudget)
 	}

@@ -64,6 +64,7 @@ function nodeName(d, graphType) {
     case 'workload': return d.workload;
     case 'service': return d.service;
     case 'unknown': return 'unknown';
+    case 'box': return d.app || d.namespace || d.cluster;
     default: return d.workload || d.app || d.service || d.id;
   }
 }
@@ -115,6 +116,10 @@ const STYLE = [
   { selector: 'node[nodeType="app"]', style: { shape: 'round-rectangle', width: 40, height: 30 } },
   { selector: 'node[nodeType="workload"]', style: { shape: 'ellipse' } },
   { selector: 'node[nodeType="service"]', style: { shape: 'round-triangle', width: 36, height: 32 } },
+  { selector: 'node[nodeType="box"]', style: {
+    shape: 'round-rectangle', 'background-color': '#f5f5f5', 'background-opacity': 0.6, 'border-color': '#b8bbbe',
+    'border-width': 1, 'text-valign': 'top', 'text-halign': 'center', 'text-margin-y': -4, padding: 12,
+  } },
   { selector: 'node[nodeType="unknown"]', style: { shape: 'round-diamond', 'border-style': 'dashed' } },
   { selector: 'node.out-of-mesh', style: { 'border-style': 'dashed' } },
   { selector: 'node.service-entry', style: { shape: 'round-tag', 'background-color': '#f3faf2' } },
@@ -339,6 +344,7 @@ function edgePanel(edge) {
     return el('tr', { class: /^[45]/.test(code) || code === '-' ? 'bad' : '' }, el('td', null, code), el('td', null, flags), el('td', null, hosts));
   });
   const tl = tracesLink(dst);
+  const dl = detailsLink(dst), sl = detailsLink(src);
   return el('div', null,
     el('h3', null, `${nodeName(src, '') || src.id} → ${nodeName(dst, '') || dst.id}`),
     el('dl', { class: 'kv' },
@@ -354,7 +360,10 @@ function edgePanel(edge) {
     table(['key', 'value'], Object.entries(rates).map(([k, v]) => el('tr', null, el('td', null, k), el('td', null, String(v))))),
     el('h4', null, 'Response codes'),
     codeRows.length ? table(['code', 'flags', 'hosts'], codeRows) : el('p', { class: 'muted' }, 'no responses recorded'),
-    el('p', { class: 'links' }, tl && el('a', { href: tl }, 'Traces of ' + (nodeName(dst, '') || 'destination'))),
+    el('p', { class: 'links' },
+      sl && el('a', { href: sl[0] }, `Source: ${sl[1]}`),
+      dl && el('a', { href: dl[0] }, `Destination: ${dl[1]}`),
+      tl && el('a', { href: tl }, 'Traces of ' + (nodeName(dst, '') || 'destination'))),
   );
 }
 
