@@ -159,6 +159,16 @@ func (f *fixtureAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	case p == "api/namespaces/graph" && r.URL.Query().Get("namespaces") == "empty":
 		p = "api/namespaces/graph-empty"
+	case p == "api/namespaces/graph" && r.URL.Query().Get("namespaces") == "book-demo":
+		// package graph's own golden output for bookinfo, per graph type
+		b, err := os.ReadFile(filepath.Join("testdata", "graph-golden", "bookinfo-"+filepath.Base(r.URL.Query().Get("graphType"))+".json"))
+		if err != nil {
+			writeJSON(w, 404, map[string]string{"error": err.Error()})
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write(b)
+		return
 	}
 	file := filepath.Join("testdata", filepath.FromSlash(path.Clean("/"+p))+".json")
 	b, err := os.ReadFile(file)
@@ -547,6 +557,53 @@ func TestBrowserPages(t *testing.T) {
 		b.do("animate off", chromedp.Click(chromedp.CSS("#animate")))
 		if drawn := eval[bool](b, `(() => { const c = document.getElementById('graph-anim'); const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data; for (let i = 3; i < d.length; i += 4) if (d[i]) return true; return false; })()`); drawn {
 			t.Errorf("animation overlay not cleared after toggling off")
+		}
+		b.checkClean()
+	})
+
+	// The graph package's golden bookinfo JSON (testdata/graph-golden, copied
+	// from lab/console/graph/testdata) renders for every graph type.
+	t.Run("graph golden", func(t *testing.T) {
+		b.t = t
+		for _, gt := range []string{"app", "versionedApp", "workload", "service"} {
+			raw, err := os.ReadFile(filepath.Join("testdata", "graph-golden", "bookinfo-"+gt+".json"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			var g struct {
+				Elements struct {
+					Nodes []struct{ Data map[string]any } `json:"nodes"`
+					Edges []struct{ Data map[string]any } `json:"edges"`
+				} `json:"elements"`
+			}
+			if err := json.Unmarshal(raw, &g); err != nil {
+				t.Fatal(err)
+			}
+			b.open("#/graph?namespaces=book-demo&graphType="+gt+"&duration=600", "graph")
+			got := eval[graphState](b, graphStateJS)
+			if got.Nodes != len(g.Elements.Nodes) || got.Edges != len(g.Elements.Edges) || got.Empty {
+				t.Errorf("%s: %d nodes, %d edges, empty %v; golden has %d, %d", gt, got.Nodes, got.Edges, got.Empty, len(g.Elements.Nodes), len(g.Elements.Edges))
+			}
+			for _, e := range g.Elements.Edges {
+				id, _ := e.Data["id"].(string)
+				mtls, _ := e.Data["isMTLS"].(string)
+				locked := strings.HasPrefix(got.Labels[id], "🔒")
+				if (mtls != "" && mtls != "0") != locked {
+					t.Errorf("%s: edge %s isMTLS %q, label %q", gt, id, mtls, got.Labels[id])
+				}
+			}
+			for _, n := range g.Elements.Nodes {
+				id, _ := n.Data["id"].(string)
+				if cb, _ := n.Data["hasCB"].(bool); cb != strings.Contains(got.Classes[id], "badge-cb") {
+					t.Errorf("%s: node %s hasCB %v, classes %q", gt, id, cb, got.Classes[id])
+				}
+				if strings.Contains(got.Labels[id], "undefined") || got.Labels[id] == "" {
+					t.Errorf("%s: node %s label %q", gt, id, got.Labels[id])
+				}
+			}
+			if gt == "versionedApp" {
+				b.screenshot("graph-bookinfo-golden")
+			}
 		}
 		b.checkClean()
 	})

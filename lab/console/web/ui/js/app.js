@@ -78,7 +78,8 @@ const refreshSel = document.getElementById('refresh');
 function syncMasthead() {
   const chosen = selectedNamespaces();
   const explicit = !!parseHash().params.get('namespaces');
-  nsButton.textContent = explicit ? `Namespaces: ${chosen.join(', ') || 'none'}` : `Namespaces: ${chosen.length ? chosen.join(', ') : 'all'}`;
+  nsButton.textContent = `${(explicit ? chosen.join(', ') : chosen.join(', ') || 'all namespaces') || 'no namespace'} ▾`;
+  nsButton.title = `Namespaces: ${chosen.join(', ') || 'none'}`;
   nsMenu.replaceChildren(...state.allNamespaces.map((n) => el('label', { class: 'ns-option' },
     el('input', { type: 'checkbox', value: n.name, checked: chosen.includes(n.name), onchange: onNamespacesChanged }), n.name,
     n.injected ? el('span', { class: 'chip', title: 'sidecar injection enabled' }, 'injected') : null)));

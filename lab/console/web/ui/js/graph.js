@@ -109,7 +109,7 @@ const STYLE = [
   { selector: 'node', style: {
     'background-color': COLORS.nodeFill, 'border-color': COLORS.node, 'border-width': 2,
     label: 'data(label)', 'text-valign': 'bottom', 'text-halign': 'center', 'text-margin-y': 4,
-    'font-size': 11, 'font-family': 'system-ui, sans-serif', color: COLORS.text,
+    'font-size': 12, 'font-family': 'system-ui, sans-serif', color: COLORS.text,
     'text-wrap': 'wrap', 'text-background-color': '#ffffff', 'text-background-opacity': 0.85,
     'text-background-padding': 2, 'text-background-shape': 'roundrectangle', width: 34, height: 34,
   } },
@@ -131,7 +131,7 @@ const STYLE = [
   { selector: 'node:selected', style: { 'overlay-color': '#0066cc', 'overlay-opacity': 0.15, 'border-color': '#0066cc' } },
   { selector: 'edge', style: {
     width: 2, 'curve-style': 'bezier', 'line-color': COLORS.healthy, 'target-arrow-color': COLORS.healthy,
-    'target-arrow-shape': 'vee', 'arrow-scale': 0.9, label: 'data(label)', 'font-size': 9,
+    'target-arrow-shape': 'vee', 'arrow-scale': 0.9, label: 'data(label)', 'font-size': 10,
     'text-wrap': 'wrap', 'text-background-color': '#ffffff', 'text-background-opacity': 0.9,
     'text-background-padding': 1, color: '#151515', 'text-rotation': 'none',
   } },
@@ -507,7 +507,7 @@ export function renderGraph(main) {
       empty.hidden = true;
     }
     if (nodes.length && !same) {
-      cy.layout({ name: 'dagre', rankDir: 'LR', nodeSep: 30, rankSep: 90, edgeSep: 10, fit: true, padding: 30, animate: false }).run();
+      cy.layout({ name: 'dagre', rankDir: 'LR', nodeSep: 24, rankSep: 70, edgeSep: 10, fit: true, padding: 30, animate: false }).run();
     }
     status.textContent = `${nodes.length} nodes, ${edges.length} edges · ${new Date((cfg.timestamp || Date.now() / 1000) * 1000).toLocaleTimeString()}`;
     setReady('graph');

@@ -71,7 +71,8 @@ function toSeries(v, prefix) {
 async function metricsTab(box, ns, k, name, direction, signal) {
   box.append(loading(`${direction} metrics`));
   const m = await api(`api/namespaces/${ns}/${k.api}/${name}/metrics?direction=${direction}&duration=${durationSeconds()}s&step=15s`, { signal });
-  box.replaceChildren(el('div', { class: 'charts' },
+  const tracesHref = href(`/namespaces/${ns}/${k === KINDS.applications ? 'applications' : k === KINDS.workloads ? 'workloads' : 'services'}/${name}`, { tab: 'Traces' });
+  box.replaceChildren(el('p', null, el('a', { href: tracesHref }, `Traces of ${name} in this window`)), el('div', { class: 'charts' },
     lineChart('Request volume (rps)', toSeries(m.request_count), fmtRate),
     lineChart('Request errors (rps)', toSeries(m.request_error_count), fmtRate),
     lineChart('Request duration', toSeries(m.request_duration_millis), fmtMs),
