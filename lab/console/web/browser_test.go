@@ -129,6 +129,12 @@ func (f *fixtureAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		f.mu.Unlock()
 		writeJSON(w, 200, map[string]any{"strategy": "token", "authenticated": ok})
 		return
+	case p == "api/logout":
+		f.mu.Lock()
+		f.authorized = false
+		f.mu.Unlock()
+		writeJSON(w, 200, map[string]string{})
+		return
 	case p == "api/authenticate" && r.Method == http.MethodPost:
 		v, _ := url.ParseQuery(string(body))
 		if v.Get("token") != "s3cret" {
@@ -440,6 +446,9 @@ func TestBrowserPages(t *testing.T) {
 		}
 		if v := eval[string](b, `document.querySelector('.ns-card[data-namespace="bookinfo"] .validations').dataset.errors`); v != "1" {
 			t.Errorf("bookinfo validations errors %q", v)
+		}
+		if e := eval[string](b, `document.querySelector('.ns-card[data-namespace="empty"] .card-error').textContent`); !strings.Contains(e, "no data for namespace empty") {
+			t.Errorf("a card's partial error is not shown: %q", e)
 		}
 		if n := eval[int](b, `document.querySelectorAll('.ns-card[data-namespace="bookinfo"] svg.sparkline path').length`); n != 2 {
 			t.Errorf("bookinfo sparkline has %d paths, want line and fill", n)
@@ -893,6 +902,10 @@ func TestBrowserTokenLogin(t *testing.T) {
 	b.do("overview after login", chromedp.WaitReady(chromedp.CSS(`body[data-ready="overview"]`)))
 	if n := len(api.find("GET", "api/overview")); n != 1 {
 		t.Errorf("overview fetched %d times after login, want 1", n)
+	}
+	b.do("log out", chromedp.Click(chromedp.CSS("#logout")), chromedp.WaitReady(chromedp.CSS(`body[data-ready="login"]`)))
+	if n := len(api.find("GET", "api/logout")); n != 1 {
+		t.Errorf("logout called %d times, want 1", n)
 	}
 	b.checkClean()
 }

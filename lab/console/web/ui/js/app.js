@@ -149,6 +149,12 @@ async function start() {
       showLogin('');
       return;
     }
+    if (info && info.strategy === 'token' && !document.getElementById('logout')) {
+      document.querySelector('.controls').append(el('button', { type: 'button', id: 'logout', onclick: async () => {
+        try { await api('api/logout', { login: true }); } catch { /* the session is gone either way */ }
+        showLogin('Logged out.');
+      } }, 'Log out'));
+    }
   } catch (err) {
     if (err.status === 401) return; // the unauthorized event already shows the login
     main.replaceChildren(errorBox(err));

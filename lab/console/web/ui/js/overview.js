@@ -48,6 +48,7 @@ export async function renderOverview(main, signal) {
       el('dt', null, 'CPU'), el('dd', null, cp.cpu !== undefined && cp.cpu !== null ? `${Number(cp.cpu).toFixed(3)} cores` : '—'),
       el('dt', null, 'memory'), el('dd', null, cp.memoryBytes ? `${(cp.memoryBytes / 1048576).toFixed(1)} MiB` : '—'),
     ),
+    cp.error ? el('p', { class: 'warn card-error' }, cp.error) : null,
     el('a', { href: href('/mesh') }, 'Mesh status')));
   for (const ns of data.namespaces || []) {
     if (chosen && !chosen.has(ns.name)) continue;
@@ -65,6 +66,7 @@ export async function renderOverview(main, signal) {
         el('span', { class: (v.errors || 0) > 0 ? 'count failure' : 'count healthy' }, `✖ ${v.errors || 0}`), ' ',
         el('span', { class: (v.warnings || 0) > 0 ? 'count degraded' : 'count healthy' }, `⚠ ${v.warnings || 0}`)),
       sparkline(ns.sparkline),
+      Object.entries(ns.errors || {}).map(([what, msg]) => el('p', { class: 'warn card-error', dataset: { what } }, `${what}: ${msg}`)),
       el('div', { class: 'card-links' },
         el('a', { href: href('/graph', { namespaces: ns.name }) }, 'Graph'),
         el('a', { href: href('/traces', { namespace: ns.name }) }, 'Traces'))));
