@@ -37,14 +37,15 @@ type call struct {
 // package console only in this package's own test; the lead's e2e test runs
 // the UI against the real console and lab.
 type fixtureAPI struct {
-	t          *testing.T
+	t          testing.TB
 	mu         sync.Mutex
 	calls      []call
 	missing    []string
 	failApply  string // when set, api/meshlab/apply answers 400 with this text
 	tokenAuth  bool   // api/auth/info asks for a token until POST api/authenticate
 	authorized bool
-	dropCB     bool // the graph fixture is served without hasCB, as after deleting the DR's outlier policy
+	dropCB     bool   // the graph fixture is served without hasCB, as after deleting the DR's outlier policy
+	bigGraph   []byte // served for namespaces=big (the benchmark's generated mesh)
 }
 
 func (f *fixtureAPI) record(c call) {
@@ -165,6 +166,10 @@ func (f *fixtureAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	case p == "api/namespaces/graph" && r.URL.Query().Get("namespaces") == "empty":
 		p = "api/namespaces/graph-empty"
+	case p == "api/namespaces/graph" && r.URL.Query().Get("namespaces") == "big" && f.bigGraph != nil:
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write(f.bigGraph)
+		return
 	case p == "api/namespaces/graph" && r.URL.Query().Get("namespaces") == "book-demo":
 		// package graph's own golden output for bookinfo, per graph type
 		b, err := os.ReadFile(filepath.Join("testdata", "graph-golden", "bookinfo-"+filepath.Base(r.URL.Query().Get("graphType"))+".json"))
@@ -205,7 +210,7 @@ func (f *fixtureAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // browser runs one headless Chromium against the UI and fixture API and
 // collects the page's JavaScript errors.
 type browser struct {
-	t        *testing.T
+	t        testing.TB
 	ctx      context.Context
 	base     string
 	api      *fixtureAPI
@@ -214,7 +219,7 @@ type browser struct {
 	expected []string // substrings of console errors a test provoked on purpose
 }
 
-func newBrowser(t *testing.T, api *fixtureAPI) *browser {
+func newBrowser(t testing.TB, api *fixtureAPI) *browser {
 	t.Helper()
 	if _, err := os.Stat(chromiumPath); err != nil {
 		t.Skipf("headless UI test needs Debian's chromium at %s (apt-get install -y chromium): %v", chromiumPath, err)
@@ -499,6 +504,10 @@ func TestBrowserPages(t *testing.T) {
 			if !strings.Contains(g.Classes["s-reviews"], c) {
 				t.Errorf("reviews lacks %s: %q", c, g.Classes["s-reviews"])
 			}
+		}
+
+		if l := eval[string](b, `document.getElementById('graph-status').dataset.layout`); l != "dagre" {
+			t.Errorf("auto layout of bookinfo is %q, want dagre", l)
 		}
 
 		// A refresh keeps the layout and drops badges whose flag went away.

@@ -19,6 +19,9 @@ const BADGES = [
   ['hasMirroring', 'badge-mirror', '🪞', 'Mirroring'],
 ];
 
+// Beyond this many nodes+edges the auto layout leaves dagre (see runLayout).
+const DAGRE_MAX_ELEMENTS = 1200;
+
 const COLORS = {
   healthy: '#3e8635', degraded: '#f0ab00', failure: '#c9190b', tcp: '#0066cc', idle: '#b8bbbe',
   node: '#6a6e73', nodeFill: '#ffffff', text: '#151515',
@@ -234,12 +237,15 @@ class TrafficAnimation {
     ctx.clearRect(0, 0, w, h);
     const zoom = this.cy.zoom(), pan = this.cy.pan();
     const toScreen = (p) => ({ x: p.x * zoom + pan.x, y: p.y * zoom + pan.y });
-    this.cy.edges().forEach((e) => {
+    const edges = this.cy.edges();
+    // Big meshes share a bounded budget of dots, so a frame stays cheap.
+    const share = Math.min(1, 400 / Math.max(1, edges.length));
+    edges.forEach((e) => {
       const s = edgeStats(e.data());
       if (s.rate <= 0) return;
       const id = e.id();
       // per-second spawn: more dots for busier edges, bounded so big meshes stay light
-      const spawn = s.protocol === 'tcp' ? 1 : Math.min(12, 0.8 + Math.log2(1 + s.rate) * 1.5);
+      const spawn = share * (s.protocol === 'tcp' ? 1 : Math.min(12, 0.8 + Math.log2(1 + s.rate) * 1.5));
       const rt = num(e.data('responseTime'));
       const travel = Math.min(5, 1.2 + Math.log10(1 + rt) * 0.9); // seconds end to end
       let list = this.particles.get(id);
@@ -385,6 +391,7 @@ export function renderGraph(main) {
     idleEdges: boolParam(params, 'idleEdges', false),
     idleNodes: boolParam(params, 'idleNodes', false),
     serviceNodes: boolParam(params, 'injectServiceNodes', true),
+    layout: params.get('layout') || 'auto',
   };
   const select = (id, values, value, onchange) => el('select', { id, onchange },
     values.map(([v, label]) => el('option', { value: v, selected: v === value }, label)));
@@ -400,6 +407,7 @@ export function renderGraph(main) {
     el('label', null, 'Graph ', select('graph-type', [['app', 'App graph'], ['versionedApp', 'Versioned app graph'], ['workload', 'Workload graph'], ['service', 'Service graph']], opts.graphType, (ev) => { opts.graphType = ev.target.value; onOption('graphType'); })),
     el('label', null, 'Edge labels ', select('edge-labels', [['trafficRate', 'Traffic rate'], ['trafficDistribution', 'Traffic distribution'], ['responseTime', 'Response time'], ['throughput', 'Throughput']], opts.edgeLabels, (ev) => { opts.edgeLabels = ev.target.value; onOption('edgeLabels'); })),
     el('label', null, ' ', select('response-time', [['avg', 'avg'], ['50', 'p50'], ['95', 'p95'], ['99', 'p99']], opts.responseTime, (ev) => { opts.responseTime = ev.target.value; onOption('responseTime'); })),
+    el('label', null, 'Layout ', select('layout', [['auto', 'auto'], ['dagre', 'dagre'], ['breadthfirst', 'breadthfirst'], ['grid', 'grid'], ['concentric', 'concentric']], opts.layout, (ev) => { opts.layout = ev.target.value; onOption('layout'); })),
     el('span', { class: 'sep' }, 'Display:'),
     toggle('security', 'Security', 'security'),
     toggle('badges', 'Badges', 'badges'),
@@ -435,6 +443,7 @@ export function renderGraph(main) {
       security: opts.security ? '' : 'false', badges: opts.badges ? '' : 'false', animate: opts.animate ? 'true' : '',
       idleEdges: opts.idleEdges ? 'true' : '', idleNodes: opts.idleNodes ? 'true' : '',
       injectServiceNodes: opts.serviceNodes ? '' : 'false',
+      layout: opts.layout === 'auto' ? '' : opts.layout,
     });
   }
 
@@ -445,8 +454,27 @@ export function renderGraph(main) {
       if (opts.animate) anim.start(); else anim.stop();
       return;
     }
+    if (key === 'layout') { if (cy.nodes().length) runLayout(cy.elements().length); return; }
     if (['graphType', 'idleEdges', 'idleNodes', 'serviceNodes', 'responseTime'].includes(key)) load();
     else decorate(cy, opts);
+  }
+
+  // dagre (Kiali's layout) ranks a call graph best but grows steeply: a
+  // 1,000-service mesh takes seconds. "auto" keeps dagre while it is quick
+  // and switches to breadthfirst (also ranked, left to right) beyond that.
+  function runLayout(count) {
+    let name = opts.layout;
+    if (name === 'auto') name = count <= DAGRE_MAX_ELEMENTS ? 'dagre' : 'breadthfirst';
+    const common = { fit: true, padding: 30, animate: false };
+    const layouts = {
+      dagre: { name: 'dagre', rankDir: 'LR', nodeSep: 24, rankSep: 70, edgeSep: 10 },
+      breadthfirst: { name: 'breadthfirst', directed: true, spacingFactor: 1.1,
+        transform: (node, pos) => ({ x: pos.y, y: pos.x }) }, // ranks left to right, as dagre's LR
+      grid: { name: 'grid', avoidOverlap: true },
+      concentric: { name: 'concentric', minNodeSpacing: 20 },
+    };
+    status.dataset.layout = name;
+    cy.layout(Object.assign({}, layouts[name] || layouts.dagre, common)).run();
   }
 
   async function load() {
@@ -506,9 +534,7 @@ export function renderGraph(main) {
     } else {
       empty.hidden = true;
     }
-    if (nodes.length && !same) {
-      cy.layout({ name: 'dagre', rankDir: 'LR', nodeSep: 24, rankSep: 70, edgeSep: 10, fit: true, padding: 30, animate: false }).run();
-    }
+    if (nodes.length && !same) runLayout(all.length);
     status.textContent = `${nodes.length} nodes, ${edges.length} edges · ${new Date((cfg.timestamp || Date.now() / 1000) * 1000).toLocaleTimeString()}`;
     setReady('graph');
   }
