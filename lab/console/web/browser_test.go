@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"image/png"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -362,14 +363,17 @@ func (b *browser) screenshot(name string) {
 	}
 	ctx, cancel := context.WithTimeout(b.ctx, 45*time.Second)
 	defer cancel()
-	png, err := chromedp.Run(ctx, chromedp.CaptureScreenshot())
+	shot, err := chromedp.Run(ctx, chromedp.CaptureScreenshot())
 	if err != nil {
 		b.t.Fatalf("screenshot %s: %v", name, err)
+	}
+	if cfg, err := png.DecodeConfig(bytes.NewReader(shot)); err != nil || cfg.Width != 1280 || cfg.Height != 800 {
+		b.t.Errorf("screenshot %s: %dx%d (%v), want a 1280x800 PNG", name, cfg.Width, cfg.Height, err)
 	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		b.t.Fatal(err)
 	}
-	if err := os.WriteFile(filepath.Join(dir, name+".png"), png, 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(dir, name+".png"), shot, 0o644); err != nil {
 		b.t.Fatal(err)
 	}
 }
@@ -893,6 +897,9 @@ func TestBrowserPages(t *testing.T) {
 		}
 		if n := eval[int](b, `document.querySelectorAll('.proxy-row').length`); n != 3 {
 			t.Errorf("%d proxies, want 3", n)
+		}
+		if st := eval[string](b, `[...document.querySelectorAll('td[data-xds="RDS"]')].map(td => td.dataset.state).join(',')`); st != "SYNCED,SYNCED,STALE" {
+			t.Errorf("RDS states %q", st)
 		}
 		b.screenshot("mesh")
 		b.checkClean()

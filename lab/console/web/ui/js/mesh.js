@@ -21,13 +21,19 @@ export async function renderMesh(main, signal) {
       status.externalServices.map((s) => el('tr', null, el('td', null, s.name), el('td', { class: 'mono' }, s.url || ''),
         el('td', null, s.ok ? '✔' : '✖'), el('td', null, s.error || '')))));
   }
+  // api.ProxyStatus: {id, type, pod, namespace, ip, connected, identity, types: {CDS: {state, sent, acked, nacked, error}, ...}}
   const proxies = data.proxies || [];
-  const cols = proxies.length ? Object.keys(proxies[0]) : ['proxy'];
-  main.append(el('h2', null, `Proxies (${proxies.length})`), table(cols,
-    proxies.map((p) => el('tr', { class: 'proxy-row' }, cols.map((c) => {
-      const v = p[c];
-      const text = v === null || v === undefined ? '' : typeof v === 'object' ? JSON.stringify(v) : String(v);
-      return el('td', { class: /STALE|NOT SENT/.test(text) ? 'bad' : '' }, text);
-    })))));
+  const xds = ['CDS', 'LDS', 'EDS', 'RDS', 'SDS'].filter((t) => proxies.some((p) => p.types && p.types[t]));
+  main.append(el('h2', null, `Proxies (${proxies.length})`), table(['proxy', 'namespace', 'type', 'IP', 'connected', ...xds, 'identity'],
+    proxies.map((p) => el('tr', { class: 'proxy-row', dataset: { proxy: p.id } },
+      el('td', { class: 'mono' }, p.pod || p.id), el('td', null, p.namespace || ''), el('td', null, p.type || ''),
+      el('td', { class: 'mono' }, p.ip || ''), el('td', null, p.connected ? '✔' : el('span', { class: 'bad' }, '✖')),
+      xds.map((t) => {
+        const st = (p.types && p.types[t]) || {};
+        const state = st.state || '—';
+        const tip = [st.sent && `sent ${st.sent}`, st.acked && `acked ${st.acked}`, st.nacked && `nacked ${st.nacked}`, st.error].filter(Boolean).join('; ');
+        return el('td', { class: state === 'SYNCED' ? 'ok' : state === '—' ? 'muted' : 'bad', title: tip, dataset: { xds: t, state } }, state);
+      }),
+      el('td', { class: 'mono' }, p.identity || '')))));
   setReady('mesh');
 }
