@@ -13,6 +13,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -827,8 +828,22 @@ func TestBrowserPages(t *testing.T) {
 		}
 		b.do("envoy tab", chromedp.Click(chromedp.CSS(`.tab[data-tab="Envoy"]`)))
 		b.waitTrue("listeners", `document.querySelectorAll('#envoy-out .envoy-row').length === 2`)
-		b.do("clusters", chromedp.Click(chromedp.CSS(`.tab[data-tab="clusters"]`)))
-		b.waitTrue("clusters", `document.querySelectorAll('#envoy-out .envoy-row').length === 1 && document.getElementById('envoy-out').textContent.includes('outbound|9080|v1|reviews')`)
+		if got := eval[string](b, `document.querySelector('#envoy-out .envoy-row').textContent`); got != "0.0.0.0_90800.0.0.090802" {
+			t.Errorf("listener row %q", got)
+		}
+		// Each section as proxy-config shows it; clusters come in protojson's camelCase.
+		for _, tc := range []struct{ tab, row string }{
+			{"clusters", "outbound|9080|v1|reviews.bookinfo.svc.cluster.localoutbound9080v1reviews.bookinfo.svc.cluster.localEDS"},
+			{"routes", "9080reviews.bookinfo.svc.cluster.local:9080reviews.bookinfo.svc.cluster.local, reviews, reviews.bookinfo/*outbound|9080|v2|reviews.bookinfo.svc.cluster.local 50%, outbound|9080|v3|reviews.bookinfo.svc.cluster.local 50%"},
+			{"endpoints", "10.0.0.10:9080HEALTHYoutbound|9080|v1|reviews.bookinfo.svc.cluster.local"},
+			{"secrets", "defaultCert Chain2026-12-06T22:00:00Z2026-12-06T22:00:00Z"},
+		} {
+			b.do(tc.tab, chromedp.Click(chromedp.CSS(`.tab[data-tab="`+tc.tab+`"]`)))
+			b.waitTrue(tc.tab, `document.querySelector('#envoy-out .envoy-row') !== null && document.querySelector('#envoy-out details.raw pre').textContent.includes('`+tc.tab[:len(tc.tab)-1]+`')`)
+			if got := eval[[]string](b, `[...document.querySelectorAll('#envoy-out .envoy-row')].map(r => r.textContent)`); !slices.Contains(got, tc.row) {
+				t.Errorf("%s rows %q lack %q", tc.tab, got, tc.row)
+			}
+		}
 		b.screenshot("workload-envoy")
 		b.do("traffic tab", chromedp.Click(chromedp.CSS(`.tab[data-tab="Traffic"]`)))
 		b.waitTrue("traffic", `document.getElementById('tab-body').textContent.includes('productpage-v1') && document.getElementById('tab-body').textContent.includes('🔒')`)

@@ -125,21 +125,88 @@ async function logsTab(box, ns, pods, signal) {
   await load();
 }
 
-// envoyTable renders proxy-config JSON: an array of objects as a table of
-// its scalar columns, anything else as indented JSON.
-function envoyTable(data) {
-  let rows = data;
-  if (rows && !Array.isArray(rows) && typeof rows === 'object') {
-    const arr = Object.values(rows).find((v) => Array.isArray(v));
-    if (arr) rows = arr;
+// Envoy's admin config dump sections, as the API passes them through: the
+// field names are Envoy's snake_case, or protojson's lowerCamelCase; get()
+// reads either.
+function get(o, path) {
+  let v = o;
+  for (const k of path.split('.')) {
+    if (v === null || v === undefined) return undefined;
+    const camel = k.replace(/_([a-z])/g, (_, c) => c.toUpperCase());
+    v = v[k] !== undefined ? v[k] : v[camel];
   }
-  if (!Array.isArray(rows) || !rows.length || typeof rows[0] !== 'object') {
-    return el('pre', { class: 'json' }, JSON.stringify(data, null, 2));
+  return v;
+}
+const list = (o, path) => get(o, path) || [];
+
+function sockAddr(a) {
+  const sa = get(a, 'socket_address');
+  if (sa) return [get(sa, 'address') || '', get(sa, 'port_value') ?? ''];
+  const pipe = get(a, 'pipe');
+  return pipe ? [get(pipe, 'path') || '', ''] : ['', ''];
+}
+
+// envoyRows turns one section into proxy-config's columns.
+export function envoyRows(what, d) {
+  switch (what) {
+    case 'listeners': {
+      const ls = [...list(d, 'static_listeners').map((x) => get(x, 'listener')), ...list(d, 'dynamic_listeners').map((x) => get(x, 'active_state.listener') || get(x, 'warming_state.listener'))].filter(Boolean);
+      return { cols: ['name', 'address', 'port', 'filter chains'], rows: ls.map((l) => { const [a, p] = sockAddr(get(l, 'address') || {}); return [get(l, 'name'), a, p, list(l, 'filter_chains').length]; }) };
+    }
+    case 'routes': {
+      const rcs = [...list(d, 'static_route_configs'), ...list(d, 'dynamic_route_configs')].map((x) => get(x, 'route_config')).filter(Boolean);
+      const rows = [];
+      for (const rc of rcs) {
+        for (const vh of list(rc, 'virtual_hosts')) {
+          for (const r of list(vh, 'routes')) {
+            const m = get(r, 'match') || {};
+            const match = get(m, 'prefix') !== undefined ? `${get(m, 'prefix')}*` : get(m, 'path') || get(m, 'safe_regex.regex') || '';
+            const wc = list(r, 'route.weighted_clusters.clusters').map((c) => `${get(c, 'name')} ${get(c, 'weight')}%`).join(', ');
+            rows.push([get(rc, 'name'), get(vh, 'name'), list(vh, 'domains').slice(0, 3).join(', '), match, get(r, 'route.cluster') || wc || (get(r, 'direct_response') ? `direct ${get(r, 'direct_response.status')}` : '')]);
+          }
+        }
+      }
+      return { cols: ['name', 'virtual host', 'domains', 'match', 'destination'], rows };
+    }
+    case 'clusters': {
+      const cs = [...list(d, 'static_clusters'), ...list(d, 'dynamic_active_clusters'), ...list(d, 'dynamic_warming_clusters')].map((x) => get(x, 'cluster')).filter(Boolean);
+      return { cols: ['name', 'direction', 'port', 'subset', 'fqdn', 'type'], rows: cs.map((c) => {
+        const name = get(c, 'name') || '';
+        const parts = name.split('|'); // outbound|9080|v1|reviews.bookinfo.svc.cluster.local
+        return parts.length === 4 ? [name, parts[0], parts[1], parts[2], parts[3], get(c, 'type') || (get(c, 'eds_cluster_config') ? 'EDS' : '')]
+          : [name, '', '', '', '', get(c, 'type') || ''];
+      }) };
+    }
+    case 'endpoints': {
+      const ecs = [...list(d, 'static_endpoint_configs'), ...list(d, 'dynamic_endpoint_configs')].map((x) => get(x, 'endpoint_config')).filter(Boolean);
+      const rows = [];
+      for (const ec of ecs) {
+        for (const le of list(ec, 'endpoints')) {
+          for (const lb of list(le, 'lb_endpoints')) {
+            const [a, p] = sockAddr(get(lb, 'endpoint.address') || {});
+            rows.push([`${a}:${p}`, get(lb, 'health_status') || 'HEALTHY', get(ec, 'cluster_name')]);
+          }
+        }
+      }
+      return { cols: ['endpoint', 'status', 'cluster'], rows };
+    }
+    case 'secrets': {
+      const ss = [...list(d, 'static_secrets'), ...list(d, 'dynamic_active_secrets'), ...list(d, 'dynamic_warming_secrets')];
+      return { cols: ['name', 'type', 'version', 'last updated'], rows: ss.map((x) => {
+        const sec = get(x, 'secret') || {};
+        const type = get(sec, 'tls_certificate') ? 'Cert Chain' : get(sec, 'validation_context') ? 'CA' : '';
+        return [get(x, 'name') || get(sec, 'name'), type, get(x, 'version_info') || '', get(x, 'last_updated') || ''];
+      }) };
+    }
   }
-  const cols = [];
-  for (const r of rows.slice(0, 50)) for (const [k, v] of Object.entries(r)) if (!cols.includes(k) && (v === null || typeof v !== 'object')) cols.push(k);
-  if (!cols.length) return el('pre', { class: 'json' }, JSON.stringify(data, null, 2));
-  return table(cols.slice(0, 10), rows.map((r) => el('tr', { class: 'envoy-row' }, cols.slice(0, 10).map((c) => el('td', { class: 'mono' }, r[c] === undefined || r[c] === null ? '' : String(r[c]))))));
+  return { cols: [], rows: [] };
+}
+
+function envoyView(what, data) {
+  const { cols, rows } = envoyRows(what, data || {});
+  const raw = el('details', { class: 'raw' }, el('summary', null, 'JSON'), el('pre', { class: 'json' }, JSON.stringify(data, null, 2)));
+  if (!rows.length) return el('div', null, el('p', { class: 'muted' }, `No ${what} in this proxy's config.`), raw);
+  return el('div', null, table(cols, rows.map((r) => el('tr', { class: 'envoy-row' }, r.map((v) => el('td', { class: 'mono' }, v === undefined || v === null ? '' : String(v)))))), raw);
 }
 
 async function envoyTab(box, ns, pods, signal) {
@@ -152,7 +219,7 @@ async function envoyTab(box, ns, pods, signal) {
     out.replaceChildren(loading(what));
     try {
       const r = await api(`api/namespaces/${ns}/pods/${encodeURIComponent(podSel.value)}/config_dump/${what}`, { signal });
-      out.replaceChildren(envoyTable(r));
+      out.replaceChildren(envoyView(what, r));
     } catch (err) {
       out.replaceChildren(errorBox(err));
     }
