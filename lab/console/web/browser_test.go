@@ -118,7 +118,47 @@ type wizardRequest struct {
 			RetryOn       string `json:"retryOn"`
 		} `json:"retries"`
 	} `json:"timeouts"`
-	Advanced json.RawMessage `json:"advanced"`
+	Advanced *struct {
+		Hosts []string `json:"hosts"`
+		TLS   *struct {
+			Mode              string `json:"mode"`
+			ClientCertificate string `json:"clientCertificate,omitempty"`
+			PrivateKey        string `json:"privateKey,omitempty"`
+			CACertificates    string `json:"caCertificates,omitempty"`
+		} `json:"tls"`
+		LoadBalancer *struct {
+			Simple         string `json:"simple,omitempty"`
+			ConsistentHash *struct {
+				HTTPHeaderName string `json:"httpHeaderName,omitempty"`
+				HTTPCookie     *struct {
+					Name string `json:"name"`
+					Path string `json:"path,omitempty"`
+					TTL  string `json:"ttl"`
+				} `json:"httpCookie,omitempty"`
+				UseSourceIP bool `json:"useSourceIp,omitempty"`
+			} `json:"consistentHash,omitempty"`
+		} `json:"loadBalancer"`
+		ConnectionPool *struct {
+			MaxConnections          int32 `json:"maxConnections"`
+			HTTP1MaxPendingRequests int32 `json:"http1MaxPendingRequests"`
+		} `json:"connectionPool"`
+		OutlierDetection *struct {
+			Consecutive5xxErrors uint32 `json:"consecutive5xxErrors"`
+			Interval             string `json:"interval,omitempty"`
+			BaseEjectionTime     string `json:"baseEjectionTime,omitempty"`
+			MaxEjectionPercent   int32  `json:"maxEjectionPercent,omitempty"`
+		} `json:"outlierDetection"`
+		Gateway *struct {
+			Existing string   `json:"existing,omitempty"`
+			Port     uint32   `json:"port,omitempty"`
+			Hosts    []string `json:"hosts,omitempty"`
+			Mesh     bool     `json:"mesh"`
+		} `json:"gateway"`
+		PeerAuthentication *struct {
+			Mode string `json:"mode"`
+			App  string `json:"app,omitempty"`
+		} `json:"peerAuthentication"`
+	} `json:"advanced"`
 }
 
 func (f *fixtureAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -795,6 +835,46 @@ func TestBrowserPages(t *testing.T) {
 			t.Errorf("timeouts request %+v", req.Timeouts)
 		}
 		b.do("close timeouts", chromedp.Click(chromedp.CSS("#wizard-close")))
+
+		// Advanced options: the outlier policy that puts the CB badge on
+		// reviews, with TLS, a consistent-hash balancer, a gateway and a
+		// STRICT PeerAuthentication.
+		b.do("advanced dialog", chromedp.Click(chromedp.CSS(`[data-wizard="traffic_shifting"]`)), chromedp.WaitReady(chromedp.CSS("details.advanced")),
+			chromedp.Evaluate[chromedp.Void](`(() => {
+			  document.querySelector('details.advanced').open = true;
+			  const set = (id, v) => { const e = document.getElementById(id); e.value = v; e.dispatchEvent(new Event('change')); };
+			  const on = (id) => { const e = document.getElementById(id); e.checked = true; e.dispatchEvent(new Event('change')); };
+			  set('adv-tls', 'ISTIO_MUTUAL');
+			  on('adv-lb'); set('adv-lb-kind', 'header'); set('adv-lb-header', 'x-user');
+			  on('adv-od'); set('adv-od-5xx', '1'); set('adv-od-interval', '1s'); set('adv-od-ejection', '3m'); set('adv-od-max-percent', '100');
+			  on('adv-gateway'); set('adv-gateway-hosts', 'bookinfo.example.com');
+			  on('adv-pa'); set('adv-pa-mode', 'STRICT');
+			})()`))
+		b.screenshot("wizard-advanced")
+		preview("advanced preview")
+		adv := lastWizard().Advanced
+		switch {
+		case adv == nil:
+			t.Fatalf("no advanced options posted")
+		case adv.TLS == nil || adv.TLS.Mode != "ISTIO_MUTUAL":
+			t.Errorf("tls %+v", adv.TLS)
+		case adv.LoadBalancer == nil || adv.LoadBalancer.ConsistentHash == nil || adv.LoadBalancer.ConsistentHash.HTTPHeaderName != "x-user":
+			t.Errorf("load balancer %+v", adv.LoadBalancer)
+		case adv.OutlierDetection == nil || *adv.OutlierDetection != struct {
+			Consecutive5xxErrors uint32 `json:"consecutive5xxErrors"`
+			Interval             string `json:"interval,omitempty"`
+			BaseEjectionTime     string `json:"baseEjectionTime,omitempty"`
+			MaxEjectionPercent   int32  `json:"maxEjectionPercent,omitempty"`
+		}{1, "1s", "3m", 100}:
+			t.Errorf("outlier detection %+v", adv.OutlierDetection)
+		case adv.ConnectionPool != nil:
+			t.Errorf("connection pool posted though not chosen: %+v", adv.ConnectionPool)
+		case adv.Gateway == nil || !adv.Gateway.Mesh || adv.Gateway.Port != 80 || len(adv.Gateway.Hosts) != 1 || adv.Gateway.Hosts[0] != "bookinfo.example.com":
+			t.Errorf("gateway %+v", adv.Gateway)
+		case adv.PeerAuthentication == nil || adv.PeerAuthentication.Mode != "STRICT":
+			t.Errorf("peer authentication %+v", adv.PeerAuthentication)
+		}
+		b.do("close advanced", chromedp.Click(chromedp.CSS("#wizard-close")))
 
 		// Request routing: end-user jason goes to v2.
 		b.do("routing dialog", chromedp.Click(chromedp.CSS(`[data-wizard="request_routing"]`)), chromedp.WaitVisible(chromedp.CSS("#wizard-add-rule")))

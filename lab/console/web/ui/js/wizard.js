@@ -145,16 +145,23 @@ function advancedEditor(service) {
   const lbHeader = el('input', { type: 'text', id: 'adv-lb-header', placeholder: 'header name' });
   const lbCookie = el('input', { type: 'text', id: 'adv-lb-cookie', placeholder: 'cookie name' });
   const lbTTL = el('input', { type: 'text', id: 'adv-lb-ttl', placeholder: 'ttl e.g. 10s' });
+  const lbSync = () => {
+    lbSimple.hidden = lbKind.value !== 'simple';
+    lbHeader.hidden = lbKind.value !== 'header';
+    lbCookie.hidden = lbTTL.hidden = lbKind.value !== 'cookie';
+  };
+  lbKind.addEventListener('change', lbSync);
+  lbSync();
   const cpOn = el('input', { type: 'checkbox', id: 'adv-cp' });
   const cpMax = numberInput({ id: 'adv-cp-max-connections', min: 1, value: 1 });
   const cpPending = numberInput({ id: 'adv-cp-pending', min: 1, value: 1 });
   const odOn = el('input', { type: 'checkbox', id: 'adv-od' });
   const od5xx = numberInput({ id: 'adv-od-5xx', min: 1, value: 1 });
-  const odInterval = el('input', { type: 'text', id: 'adv-od-interval', placeholder: 'interval e.g. 10s' });
-  const odEject = el('input', { type: 'text', id: 'adv-od-ejection', placeholder: 'base ejection time e.g. 30s' });
-  const odMax = numberInput({ id: 'adv-od-max-percent', min: 0, max: 100, placeholder: 'max ejection %' });
+  const odInterval = el('input', { type: 'text', id: 'adv-od-interval', placeholder: 'e.g. 10s' });
+  const odEject = el('input', { type: 'text', id: 'adv-od-ejection', placeholder: 'e.g. 30s' });
+  const odMax = numberInput({ id: 'adv-od-max-percent', min: 0, max: 100 });
   const gwOn = el('input', { type: 'checkbox', id: 'adv-gateway' });
-  const gwExisting = el('input', { type: 'text', id: 'adv-gateway-existing', placeholder: 'existing namespace/name (empty = create one)' });
+  const gwExisting = el('input', { type: 'text', id: 'adv-gateway-existing', placeholder: 'namespace/name; empty = create one' });
   const gwPort = numberInput({ id: 'adv-gateway-port', value: 80 });
   const gwHosts = el('input', { type: 'text', id: 'adv-gateway-hosts', placeholder: '* (default)' });
   const gwMesh = el('input', { type: 'checkbox', id: 'adv-gateway-mesh', checked: true });
@@ -169,9 +176,9 @@ function advancedEditor(service) {
       el('fieldset', null, el('legend', null, el('label', { class: 'toggle' }, cpOn, 'Connection pool')),
         field('Max connections', cpMax), field('HTTP/1 max pending requests', cpPending)),
       el('fieldset', null, el('legend', null, el('label', { class: 'toggle' }, odOn, 'Outlier detection')),
-        field('Consecutive 5xx errors', od5xx), odInterval, odEject, odMax),
+        field('Consecutive 5xx errors', od5xx), field('Interval', odInterval), field('Base ejection time', odEject), field('Max ejection %', odMax)),
       el('fieldset', null, el('legend', null, el('label', { class: 'toggle' }, gwOn, 'Gateway')),
-        gwExisting, field('Port', gwPort), field('Hosts', gwHosts), el('label', { class: 'toggle' }, gwMesh, 'include mesh')),
+        field('Existing gateway', gwExisting), field('Port', gwPort), field('Hosts', gwHosts), el('label', { class: 'toggle' }, gwMesh, 'include mesh')),
       el('fieldset', null, el('legend', null, el('label', { class: 'toggle' }, paOn, 'PeerAuthentication')), field('Mode', paMode))),
     get: () => {
       const a = {};
