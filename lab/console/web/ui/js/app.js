@@ -46,6 +46,8 @@ async function mount() {
   if (dlg.open) dlg.close();
   const r = route();
   for (const a of document.querySelectorAll('#nav a')) a.classList.toggle('active', !!r && a.dataset.nav === r.nav);
+  const navLink = r && document.querySelector(`#nav a[data-nav="${r.nav}"]`);
+  document.title = navLink ? `${navLink.textContent} · meshlab console` : 'meshlab console';
   syncMasthead();
   if (!r) {
     main.append(el('h1', null, 'Not found'), el('p', null, `No page at ${location.hash}. `, el('a', { href: '#/overview' }, 'Overview')));
