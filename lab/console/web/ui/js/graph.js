@@ -424,9 +424,10 @@ export function renderGraph(main) {
 
   if (typeof window.cytoscape !== 'function') {
     main.prepend(errorBox('The graph library (vendor/cytoscape) did not load.'));
-    return () => {};
+    setReady('graph');
+    return null;
   }
-  const cy = window.cytoscape({ container: graphDiv, style: STYLE, elements: [], wheelSensitivity: 0.3, minZoom: 0.1, maxZoom: 4 });
+  const cy = window.cytoscape({ container: graphDiv, style: STYLE, elements: [], minZoom: 0.05, maxZoom: 4 });
   window.meshlabGraph = cy;
   const anim = new TrafficAnimation(cy, canvas);
   let abort = null;
