@@ -250,7 +250,8 @@ func (f *fixtureAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 // browser runs one headless Chromium against the UI and fixture API and
-// collects the page's JavaScript errors.
+// collects the page's exceptions, console errors and warnings (cytoscape
+// reports bad styles as warnings).
 type browser struct {
 	t        testing.TB
 	ctx      context.Context
@@ -299,7 +300,7 @@ func newBrowser(t testing.TB, api *fixtureAPI) *browser {
 			if err != nil {
 				return
 			}
-			if m.Type == chromedp.ConsoleException || m.Type == chromedp.ConsoleError {
+			if m.Type == chromedp.ConsoleException || m.Type == chromedp.ConsoleError || m.Type == chromedp.ConsoleWarning {
 				b.mu.Lock()
 				b.errs = append(b.errs, fmt.Sprintf("%s: %s (%s:%d)", m.Type, m.Text, m.URL, m.Line))
 				b.mu.Unlock()
@@ -613,6 +614,7 @@ func TestBrowserPages(t *testing.T) {
 		}
 
 		// Traffic animation draws on the overlay while on and clears when off.
+		b.expectError("willReadFrequently") // Chromium's hint about the test's own pixel reads
 		b.do("animate on", chromedp.Click(chromedp.CSS("#animate")))
 		b.waitTrue("animation draws", `(() => { const c = document.getElementById('graph-anim'); if (!c.width) return false;
 		  const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data; for (let i = 3; i < d.length; i += 4) if (d[i]) return true; return false; })()`)
