@@ -72,6 +72,12 @@ func contentType(name string) string {
 	return "text/plain; charset=utf-8" // LICENSE, VERSIONS
 }
 
+// contentSecurityPolicy keeps the page to its own scripts and API: the UI
+// shows what others wrote (YAML, logs, span tags), so even a slip into
+// markup could not load or run anything. Styles stay inline-capable because
+// cytoscape and the charts position elements with style attributes.
+const contentSecurityPolicy = "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; connect-src 'self'; base-uri 'self'; form-action 'self'; object-src 'none'"
+
 // vendorRef matches the vendor URLs index.html names, so each gets its
 // content hash appended and can be cached for a year.
 var vendorRef = regexp.MustCompile(`(src|href)="(vendor/[^"?]+)"`)
@@ -160,6 +166,9 @@ func (s site) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	h.Set("Content-Type", a.ctype)
 	h.Set("X-Content-Type-Options", "nosniff")
+	if p == "" {
+		h.Set("Content-Security-Policy", contentSecurityPolicy)
+	}
 	h.Set("ETag", etag)
 	switch {
 	case strings.HasPrefix(p, "vendor/") && r.URL.Query().Get("v") == a.hash:

@@ -52,6 +52,9 @@ func TestHandlerServesIndexAndEveryReferencedAsset(t *testing.T) {
 	if got := res.Header.Get("Cache-Control"); got != "no-cache" {
 		t.Errorf("GET /: Cache-Control %q, want no-cache", got)
 	}
+	if csp := res.Header.Get("Content-Security-Policy"); !strings.Contains(csp, "script-src 'self'") {
+		t.Errorf("GET /: Content-Security-Policy %q does not keep scripts to the console", csp)
+	}
 	body, _ := io.ReadAll(res.Body)
 	refs := refAttr.FindAllStringSubmatch(string(body), -1)
 	if len(refs) < 4 {
