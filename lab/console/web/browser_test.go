@@ -623,6 +623,23 @@ func TestBrowserPages(t *testing.T) {
 		if drawn := eval[bool](b, `(() => { const c = document.getElementById('graph-anim'); const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data; for (let i = 3; i < d.length; i += 4) if (d[i]) return true; return false; })()`); drawn {
 			t.Errorf("animation overlay not cleared after toggling off")
 		}
+
+		// Find highlights matching nodes.
+		b.do("find reviews", chromedp.SendKeys(chromedp.CSS("#graph-find"), "reviews"))
+		if found := eval[[]string](b, `meshlabGraph.nodes('.found').map(n => n.id()).sort()`); strings.Join(found, ",") != "a-reviews-v1,a-reviews-v2,a-reviews-v3,s-reviews" {
+			t.Errorf("find reviews: %v", found)
+		}
+
+		// A node's panel lists its latest traces; one opens the trace's timeline.
+		b.do("tap productpage", chromedp.Evaluate[chromedp.Void](`void meshlabGraph.getElementById('s-productpage').emit('tap')`))
+		b.waitTrue("panel traces", `document.querySelectorAll('#side-panel .trace-links a').length === 3`)
+		if q := api.find("GET", "api/namespaces/bookinfo/services/productpage/traces"); len(q) == 0 || !strings.Contains(q[len(q)-1].Query, "limit=5") {
+			t.Errorf("panel traces query %v", q)
+		}
+		b.do("open trace from panel", chromedp.Evaluate[chromedp.Void](`document.body.dataset.ready = ''`),
+			chromedp.Click(chromedp.CSS(`#side-panel .trace-links a[data-trace-id="5af7183fb1d4cf5f7d5b2a3c9e1d0a11"]`)),
+			chromedp.WaitReady(chromedp.CSS(`body[data-ready="traces"]`)),
+			chromedp.WaitReady(chromedp.CSS(`#trace-detail[data-trace-id="5af7183fb1d4cf5f7d5b2a3c9e1d0a11"] .span-row`)))
 		b.checkClean()
 	})
 

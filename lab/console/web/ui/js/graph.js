@@ -131,6 +131,7 @@ const STYLE = [
   { selector: 'node.idle', style: { 'border-color': COLORS.idle, color: '#8a8d90', 'border-style': 'dotted' } },
   { selector: 'node.health-degraded', style: { 'border-color': COLORS.degraded, 'border-width': 3 } },
   { selector: 'node.health-failure', style: { 'border-color': COLORS.failure, 'border-width': 3 } },
+  { selector: 'node.found', style: { 'border-color': '#0066cc', 'border-width': 5, 'underlay-color': '#73bcf7', 'underlay-opacity': 0.5, 'underlay-padding': 6 } },
   { selector: 'node:selected', style: { 'overlay-color': '#0066cc', 'overlay-opacity': 0.15, 'border-color': '#0066cc' } },
   { selector: 'edge', style: {
     width: 2, 'curve-style': 'bezier', 'line-color': COLORS.healthy, 'target-arrow-color': COLORS.healthy,
@@ -335,7 +336,31 @@ function nodePanel(node) {
     el('h4', null, 'Outbound'),
     el('p', null, `HTTP ${fmtRate(out.rate)} rps, ${out.err.toFixed(2)}% error` + (out.tcp ? `; TCP ${fmtBytesRate(out.tcp)}` : '')),
     el('p', { class: 'links' }, link && el('a', { href: link[0] }, `Details: ${link[1]}`), tl && el('a', { href: tl }, 'Traces')),
+    nodeTraces(d),
   );
+}
+
+// nodeTraces lists the node's latest traces in the panel (filled in when
+// the trace store answers), each opening the trace's timeline.
+function nodeTraces(d) {
+  const box = el('div', { class: 'panel-traces' });
+  const kind = d.nodeType === 'service' ? ['services', d.service] : d.nodeType === 'workload' ? ['workloads', d.workload] : d.app ? ['apps', d.app] : null;
+  if (!d.namespace || !kind || !kind[1] || d.nodeType === 'unknown') return box;
+  const name = d.service || d.app || d.workload;
+  const end = Date.now() * 1000;
+  const q = new URLSearchParams({ startMicros: String(Math.floor(end - durationSeconds() * 1e6)), endMicros: String(Math.floor(end)), limit: '5' });
+  box.append(el('h4', null, 'Latest traces'), el('p', { class: 'muted' }, 'loading…'));
+  api(`api/namespaces/${encodeURIComponent(d.namespace)}/${kind[0]}/${encodeURIComponent(kind[1])}/traces?${q}`).then((r) => {
+    const traces = ((r && r.data) || []).slice(0, 5);
+    box.replaceChildren(el('h4', null, 'Latest traces'), traces.length
+      ? el('ul', { class: 'trace-links' }, traces.map((t) => el('li', { class: t.error ? 'error' : '' },
+        el('a', { href: href('/traces', { namespace: d.namespace, service: name, trace: t.traceID }), dataset: { traceId: t.traceID } },
+          `${new Date(Number(t.startTime) / 1000).toLocaleTimeString()} ${fmtMs(Number(t.duration) / 1000)}${t.error ? ' error' : ''}`))))
+      : el('p', { class: 'muted' }, 'No traces in this window.'));
+  }, (err) => {
+    box.replaceChildren(el('h4', null, 'Latest traces'), el('p', { class: 'muted' }, String(err.text || err.message)));
+  });
+  return box;
 }
 
 function edgePanel(edge) {
@@ -415,6 +440,7 @@ export function renderGraph(main) {
     toggle('idle-edges', 'Idle edges', 'idleEdges'),
     toggle('idle-nodes', 'Idle nodes', 'idleNodes'),
     toggle('service-nodes', 'Service nodes', 'serviceNodes'),
+    el('input', { type: 'search', id: 'graph-find', placeholder: 'Find…', 'aria-label': 'find nodes', oninput: (ev) => find(ev.target.value) }),
     status,
   );
   const legend = el('div', { class: 'graph-legend' },
@@ -436,6 +462,15 @@ export function renderGraph(main) {
   cy.on('tap', 'node', (ev) => { panel.replaceChildren(nodePanel(ev.target)); });
   cy.on('tap', 'edge', (ev) => { panel.replaceChildren(edgePanel(ev.target)); });
   cy.on('tap', (ev) => { if (ev.target === cy) panel.replaceChildren(el('p', { class: 'muted' }, 'Select a node or an edge to see its traffic.')); });
+
+  // find highlights the nodes whose name contains the text, as Kiali's Find.
+  function find(text) {
+    const t = text.trim().toLowerCase();
+    cy.batch(() => {
+      cy.nodes().removeClass('found');
+      if (t) cy.nodes().filter((n) => String(n.data('label') || '').toLowerCase().includes(t)).addClass('found');
+    });
+  }
 
   function syncURL() {
     setHashParams({
