@@ -986,6 +986,11 @@ func TestBrowserPages(t *testing.T) {
 		if valid["VirtualService/bookinfo/reviews"] != "false" || valid["DestinationRule/bookinfo/reviews"] != "true" {
 			t.Errorf("validation states %v", valid)
 		}
+		b.do("only findings", chromedp.Click(chromedp.CSS("#config-invalid")))
+		if shown := eval[[]string](b, `[...document.querySelectorAll('.config-row')].filter(r => !r.hidden).map(r => r.dataset.key)`); strings.Join(shown, ",") != "DestinationRule/bookinfo/reviews,VirtualService/bookinfo/reviews" {
+			t.Errorf("rows with findings %v", shown)
+		}
+		b.do("all again", chromedp.Click(chromedp.CSS("#config-invalid")))
 		b.do("open VS", chromedp.Click(chromedp.CSS(`.config-row[data-key="VirtualService/bookinfo/reviews"]`)), chromedp.WaitReady(chromedp.CSS("#config-yaml")))
 		editor := eval[string](b, `document.querySelector('.config-editor').textContent`)
 		for _, want := range []string{"KIA1107", "IST0101"} {

@@ -82,7 +82,21 @@ export async function renderIstio(main, signal) {
       el('td', null, it.namespace), el('td', { class: 'mono' }, it.apiVersion || ''),
       el('td', null, st.checks.slice(0, 3).map((c) => el('div', { class: c.severity }, `${c.code}: ${c.message}`)), st.checks.length > 3 ? `+${st.checks.length - 3} more` : ''));
   });
-  main.append(el('p', { class: 'summary' }, `${items.length} objects · `, el('span', { class: 'count failure' }, `✖ ${sum.errors || 0}`), ' ', el('span', { class: 'count degraded' }, `⚠ ${sum.warnings || 0}`)),
+  const kinds = [...new Set(items.map((i) => i.kind))].sort();
+  const kindSel = el('select', { id: 'config-kind' }, el('option', { value: '' }, 'all kinds'), kinds.map((k) => el('option', { value: k }, k)));
+  const text = el('input', { type: 'search', id: 'config-filter', placeholder: 'Filter by name…' });
+  const onlyInvalid = el('input', { type: 'checkbox', id: 'config-invalid' });
+  const filter = () => {
+    const t = text.value.trim().toLowerCase();
+    for (const r of rows) {
+      const [kind, , name] = r.dataset.key.split('/');
+      const bad = r.querySelector('.validation').dataset.valid === 'false' || Number(r.querySelector('.validation').dataset.warnings) > 0;
+      r.hidden = (kindSel.value && kind !== kindSel.value) || (t && !name.toLowerCase().includes(t)) || (onlyInvalid.checked && !bad);
+    }
+  };
+  for (const c of [kindSel, text, onlyInvalid]) c.addEventListener(c === text ? 'input' : 'change', filter);
+  main.append(el('div', { class: 'toolbar' }, kindSel, text, el('label', { class: 'toggle' }, onlyInvalid, 'with findings only')),
+    el('p', { class: 'summary' }, `${items.length} objects · `, el('span', { class: 'count failure' }, `✖ ${sum.errors || 0}`), ' ', el('span', { class: 'count degraded' }, `⚠ ${sum.warnings || 0}`)),
     items.length ? table(['', 'kind', 'name', 'namespace', 'apiVersion', 'validation'], rows, { id: 'config-table' }) : el('p', { class: 'muted' }, 'No Istio config in the selected namespaces.'),
     edit);
   const want = parseHash().params.get('open');

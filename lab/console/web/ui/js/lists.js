@@ -46,6 +46,11 @@ export async function renderList(main, kind, signal) {
     }
   }
   const extraTitle = kind === 'applications' ? 'versions' : kind === 'workloads' ? 'services' : 'workloads';
+  const text = el('input', { type: 'search', id: 'list-filter', placeholder: 'Filter by name…', oninput: () => {
+    const t = text.value.trim().toLowerCase();
+    for (const r of rows) r.hidden = !!t && !r.dataset.name.toLowerCase().includes(t);
+  } });
+  main.append(el('div', { class: 'toolbar' }, text));
   main.append(rows.length ? table(['health', 'name', 'namespace', 'sidecar', 'labels', extraTitle], rows, { id: 'list-table' })
     : el('p', { class: 'muted' }, `No ${k.title.toLowerCase()} in ${namespaces.join(', ') || 'the selected namespaces'}.`));
   setReady('list');
