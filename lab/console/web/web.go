@@ -17,6 +17,7 @@ import (
 	"path"
 	"regexp"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -82,6 +83,10 @@ const contentSecurityPolicy = "default-src 'self'; script-src 'self'; style-src 
 // content hash appended and can be cached for a year.
 var vendorRef = regexp.MustCompile(`(src|href)="(vendor/[^"?]+)"`)
 
+// loadOnce shares the prepared assets between handlers: they never change,
+// and gzip at best compression is the costly part of start-up.
+var loadOnce = sync.OnceValues(load)
+
 func load() (site, error) {
 	s := site{}
 	add := func(urlPath, name string, body []byte) {
@@ -131,7 +136,7 @@ func load() (site, error) {
 // ETag, and vendor files requested with their content hash (?v=) cached for
 // a year. Mount it under the web root with http.StripPrefix.
 func Handler() http.Handler {
-	s, err := load()
+	s, err := loadOnce()
 	if err != nil {
 		// The files are embedded at build time; a missing index.html is a
 		// build defect, not a runtime condition.

@@ -284,3 +284,25 @@ func TestAssetBudget(t *testing.T) {
 		t.Errorf("embedded UI is %d bytes, budget %d", total, assetBudget)
 	}
 }
+
+// BenchmarkHandlerIndex serves index.html as a browser asks for it.
+func BenchmarkHandlerIndex(b *testing.B) {
+	h := Handler()
+	req := httptest.NewRequest(http.MethodGet, "/", nil)
+	req.Header.Set("Accept-Encoding", "gzip")
+	b.ReportAllocs()
+	for b.Loop() {
+		h.ServeHTTP(httptest.NewRecorder(), req)
+	}
+}
+
+// BenchmarkLoad is the start-up cost of preparing the assets (hashing and
+// gzip), paid once per process.
+func BenchmarkLoad(b *testing.B) {
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := load(); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
