@@ -246,7 +246,7 @@ function overviewTab(box, d, ns) {
       d.versions && [el('dt', null, 'versions'), el('dd', null, d.versions.join(', '))],
       d.workloads && [el('dt', null, 'workloads'), el('dd', null, d.workloads.map((w) => el('a', { href: href(`/namespaces/${ns}/workloads/${w}`) }, w, ' ')))],
       d.services && [el('dt', null, 'services'), el('dd', null, d.services.map((s) => el('a', { href: href(`/namespaces/${ns}/services/${s}`) }, s, ' ')))],
-      d.ports && [el('dt', null, 'ports'), el('dd', null, d.ports.map((p) => (typeof p === 'object' ? `${p.name || ''}:${p.port}/${p.protocol || ''}` : String(p))).join(', '))],
+      d.ports && [el('dt', null, 'ports'), el('dd', null, d.ports.map((p) => (typeof p === 'object' ? `${p.name ? p.name + ':' : ''}${p.port}${p.protocol ? '/' + p.protocol : ''}` : String(p))).join(', '))],
       el('dt', null, 'sidecar'), el('dd', null, sidecarCell(d))),
     el('h3', null, 'Pods'),
     pods.length ? table(['name', 'status', 'IP', 'containers', 'sidecar', 'proxy'], pods.map((p) => el('tr', { class: 'pod-row', dataset: { pod: p.name } },
