@@ -352,6 +352,10 @@ func (b *browser) open(hash, ready string) {
 		b.do("route "+hash, chromedp.Evaluate[chromedp.Void](`document.body.dataset.ready = ''; location.hash = `+jsString(hash)))
 	}
 	b.do("wait for "+ready, chromedp.WaitReady(chromedp.CSS(`body[data-ready="`+ready+`"]`)))
+	// A value the UI failed to format shows up as one of these words.
+	if bad := eval[string](b, `(document.getElementById('main').innerText.match(/\b(undefined|null|NaN)\b|\[object Object\]/) || [''])[0]`); bad != "" {
+		b.t.Errorf("%s shows %q", hash, bad)
+	}
 }
 
 func (b *browser) expectError(substr string) {
@@ -946,6 +950,13 @@ func TestBrowserPages(t *testing.T) {
 		b.screenshot("workload-envoy")
 		b.do("traffic tab", chromedp.Click(chromedp.CSS(`.tab[data-tab="Traffic"]`)))
 		b.waitTrue("traffic", `document.getElementById('tab-body').textContent.includes('productpage-v1') && document.getElementById('tab-body').textContent.includes('🔒')`)
+		if s := eval[string](b, `document.getElementById('tab-body').innerText`); strings.Contains(s, "null") || strings.Contains(s, "undefined") {
+			t.Errorf("the Traffic tab prints null/undefined: %q", s)
+		}
+		if n := eval[int](b, `document.querySelectorAll('#mini-graph canvas').length`); n == 0 {
+			t.Errorf("the Traffic tab draws no graph")
+		}
+		b.screenshot("workload-traffic")
 		b.checkClean()
 	})
 

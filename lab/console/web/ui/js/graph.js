@@ -398,6 +398,20 @@ function edgePanel(edge) {
   );
 }
 
+// miniGraph draws a node's neighbourhood (the per-node graph endpoint) in
+// the details page's Traffic tab, in the main graph's visual language.
+export function miniGraph(container, cfg) {
+  if (typeof window.cytoscape !== 'function') return null;
+  const els = (cfg && cfg.elements) || {};
+  const cy = window.cytoscape({
+    container, style: STYLE, minZoom: 0.2, maxZoom: 1.2,
+    elements: [...(els.nodes || []).map((n) => ({ group: 'nodes', data: { label: '', ...n.data } })), ...(els.edges || []).map((e) => ({ group: 'edges', data: { label: '', ...e.data } }))],
+  });
+  decorate(cy, { graphType: cfg.graphType || 'workload', edgeLabels: 'trafficRate', security: true, badges: true });
+  cy.layout({ name: 'dagre', rankDir: 'LR', nodeSep: 24, rankSep: 70, fit: true, padding: 20, animate: false }).run();
+  return cy;
+}
+
 function boolParam(params, name, dflt) {
   const v = params.get(name);
   if (v === null) return dflt;
@@ -540,8 +554,10 @@ export function renderGraph(main) {
     }
     if (disposed) return;
     const els = (cfg && cfg.elements) || {};
-    const nodes = (els.nodes || []).map((n) => ({ group: 'nodes', data: n.data }));
-    const edges = (els.edges || []).map((e) => ({ group: 'edges', data: e.data }));
+    // label is set by decorate(); an empty one keeps cytoscape's data(label)
+    // mapping defined in between.
+    const nodes = (els.nodes || []).map((n) => ({ group: 'nodes', data: { label: '', ...n.data } }));
+    const edges = (els.edges || []).map((e) => ({ group: 'edges', data: { label: '', ...e.data } }));
     // A refresh of the same topology updates the data in place, so the
     // user's layout, zoom and selection survive the refresh timer.
     const all = [...nodes, ...edges];

@@ -8,6 +8,7 @@ import {
 import { lineChart } from './charts.js';
 import { tracesView } from './traces.js';
 import { openWizard, WIZARD_ACTIONS } from './wizard.js';
+import { miniGraph } from './graph.js';
 
 // route kind (URL) -> API collection name and title
 export const KINDS = {
@@ -87,7 +88,7 @@ async function metricsTab(box, ns, k, name, direction, signal) {
     lineChart('TCP received', toSeries(m.tcp_received), fmtBytesRate)));
 }
 
-async function trafficTab(box, ns, kind, name, signal) {
+async function trafficTab(box, ns, kind, name, signal, graphs) {
   box.append(loading('traffic'));
   const g = await api(`api/namespaces/${ns}/${kind}/${name}/graph?graphType=workload&duration=${durationSeconds()}s&injectServiceNodes=true`, { signal });
   const nodes = new Map(((g.elements && g.elements.nodes) || []).map((n) => [n.data.id, n.data]));
@@ -99,10 +100,19 @@ async function trafficTab(box, ns, kind, name, signal) {
       el('td', null, proto), el('td', null, proto === 'tcp' ? fmtBytesRate(r.tcp) : `${fmtRate(r.http || r.grpc)} rps`),
       el('td', null, Number(e.data.isMTLS) > 0 ? '🔒' : ''), el('td', null, e.data.responseTime ? fmtMs(e.data.responseTime) : ''));
   });
-  box.replaceChildren(
-    g.emptyReason ? el('p', { class: 'muted' }, g.emptyReason.message) : null,
+  const mini = el('div', { class: 'mini-graph', id: 'mini-graph' });
+  // (el() drops null children; replaceChildren would print "null")
+  box.replaceChildren(el('div', null,
+    g.emptyReason ? el('p', { class: 'muted' }, g.emptyReason.message) : null),
+    mini,
     table(['source', 'destination', 'protocol', 'rate', 'mTLS', 'response time'], rows),
     el('a', { href: href('/graph', { namespaces: ns }) }, 'Open in the graph'));
+  if (nodes.size) {
+    const cy = miniGraph(mini, g);
+    if (cy) graphs.push(cy);
+  } else {
+    mini.remove();
+  }
 }
 
 async function logsTab(box, ns, pods, signal) {
@@ -299,8 +309,11 @@ export async function renderDetails(main, ns, kind, name, signal) {
   const box = el('div', { class: 'tab-body', id: 'tab-body' });
   let bar = tabs(names, tab, select);
   main.append(bar, box);
+  const graphs = []; // cytoscape instances of the Traffic tab, destroyed on leaving
+  const dropGraphs = () => { for (const cy of graphs.splice(0)) cy.destroy(); };
   async function select(n) {
     tab = n;
+    dropGraphs();
     setHashParams({ tab: n === 'Overview' ? '' : n });
     const nb = tabs(names, tab, select);
     bar.replaceWith(nb);
@@ -309,7 +322,7 @@ export async function renderDetails(main, ns, kind, name, signal) {
     try {
       switch (n) {
         case 'Overview': overviewTab(box, d, ns); break;
-        case 'Traffic': await trafficTab(box, ns, kind, name, signal); break;
+        case 'Traffic': await trafficTab(box, ns, kind, name, signal, graphs); break;
         case 'Inbound Metrics': await metricsTab(box, ns, k, name, 'inbound', signal); break;
         case 'Outbound Metrics': await metricsTab(box, ns, k, name, 'outbound', signal); break;
         case 'Traces': await tracesView(box, ns, k.api, name, signal); break;
@@ -322,4 +335,5 @@ export async function renderDetails(main, ns, kind, name, signal) {
     if (!signal.aborted) setReady('details');
   }
   await select(tab);
+  return { cleanup: dropGraphs };
 }
