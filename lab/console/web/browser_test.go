@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/chromedp/chromedp"
+	"github.com/chromedp/chromedp/kb"
 )
 
 const chromiumPath = "/usr/bin/chromium"
@@ -983,6 +984,12 @@ func TestBrowserPages(t *testing.T) {
 		if !strings.Contains(tags, "response_flags") || !strings.Contains(tags, "UO") {
 			t.Errorf("span tags not shown: %q", tags)
 		}
+		b.do("keyboard opens a trace", chromedp.Evaluate[chromedp.Void](`document.querySelector('.trace-row[data-trace-id="6c1d2e3f4a5b6c7d8e9f0a1b2c3d4e5f"]').focus()`),
+			chromedp.KeyEvent(kb.Enter),
+			chromedp.WaitReady(chromedp.CSS(`#trace-detail[data-trace-id="6c1d2e3f4a5b6c7d8e9f0a1b2c3d4e5f"] .span-row`)))
+		b.do("back to the error trace", chromedp.Click(chromedp.CSS(`.trace-row[data-trace-id="5af7183fb1d4cf5f7d5b2a3c9e1d0a11"]`)),
+			chromedp.WaitReady(chromedp.CSS(`#trace-detail[data-trace-id="5af7183fb1d4cf5f7d5b2a3c9e1d0a11"] .span-row`)),
+			chromedp.Click(chromedp.CSS(`#trace-detail .span-row[data-span-id="a5"]`)))
 		b.screenshot("traces")
 		b.checkClean()
 	})

@@ -174,4 +174,8 @@ async function start() {
 }
 
 window.addEventListener('hashchange', () => { if (!document.body.classList.contains('login')) mount(); });
+// Clickable rows (traces, spans, Istio config) open with Enter as with a click.
+document.addEventListener('keydown', (ev) => {
+  if (ev.key === 'Enter' && ev.target instanceof HTMLElement && ev.target.matches('.trace-row, .span-row, .config-row')) ev.target.click();
+});
 start();

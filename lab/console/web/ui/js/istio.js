@@ -77,7 +77,7 @@ export async function renderIstio(main, signal) {
   };
   const rows = items.map((it) => {
     const st = validationState(it);
-    return el('tr', { class: 'config-row', dataset: { key: keyOf(it) }, onclick: () => open(it) },
+    return el('tr', { class: 'config-row', tabindex: 0, dataset: { key: keyOf(it) }, onclick: () => open(it) },
       el('td', null, validationIcon(st)), el('td', null, it.kind), el('td', null, el('span', { class: 'link' }, it.name)),
       el('td', null, it.namespace), el('td', { class: 'mono' }, it.apiVersion || ''),
       el('td', null, st.checks.slice(0, 3).map((c) => el('div', { class: c.severity }, `${c.code}: ${c.message}`)), st.checks.length > 3 ? `+${st.checks.length - 3} more` : ''));

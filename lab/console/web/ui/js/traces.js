@@ -29,7 +29,7 @@ export function traceDetail(trace) {
     const width = Math.max((Number(s.duration) / total) * 100, 0.3);
     const tags = el('div', { class: 'span-tags', hidden: true },
       table(['tag', 'value'], Object.entries(s.tags || {}).sort().map(([k, v]) => el('tr', null, el('td', { class: 'mono' }, k), el('td', { class: 'mono' }, String(v))))));
-    const row = el('div', { class: s.error ? 'span-row error' : 'span-row', dataset: { spanId: s.spanID }, onclick: () => { tags.hidden = !tags.hidden; } },
+    const row = el('div', { class: s.error ? 'span-row error' : 'span-row', tabindex: 0, dataset: { spanId: s.spanID }, onclick: () => { tags.hidden = !tags.hidden; } },
       el('div', { class: 'span-label', style: `padding-left:${depth(s) * 12}px` },
         el('span', { class: 'span-service' }, s.serviceName || '?'), ' ', el('span', { class: 'span-op' }, s.operationName || ''), s.kind ? el('span', { class: 'muted' }, ` ${s.kind}`) : ''),
       el('div', { class: 'span-bar-track' },
@@ -76,7 +76,7 @@ export async function tracesView(box, ns, apiKind, name, signal, openID) {
     }
     const traces = (r && r.data) || [];
     const pick = (t) => { setHashParams({ trace: t.traceID }); showTrace(detail, t, signal); };
-    const rows = traces.map((t) => el('tr', { class: t.error ? 'trace-row error' : 'trace-row', dataset: { traceId: t.traceID }, onclick: () => pick(t) },
+    const rows = traces.map((t) => el('tr', { class: t.error ? 'trace-row error' : 'trace-row', tabindex: 0, dataset: { traceId: t.traceID }, onclick: () => pick(t) },
       el('td', null, new Date(Number(t.startTime) / 1000).toLocaleTimeString()),
       el('td', null, t.rootService || ''), el('td', null, t.rootOperation || ''),
       el('td', null, String((t.spans || []).length)), el('td', null, fmtMicros(t.duration)), el('td', null, t.error ? '✖' : '')));
