@@ -623,6 +623,11 @@ func TestBrowserPages(t *testing.T) {
 		b.do("animate on", chromedp.Click(chromedp.CSS("#animate")))
 		b.waitTrue("animation draws", `(() => { const c = document.getElementById('graph-anim'); if (!c.width) return false;
 		  const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data; for (let i = 3; i < d.length; i += 4) if (d[i]) return true; return false; })()`)
+		b.do("select reviews", chromedp.Evaluate[chromedp.Void](`void meshlabGraph.getElementById('s-reviews').select().emit('tap')`))
+		b.waitTrue("reviews panel", `document.querySelectorAll('#side-panel .trace-links a').length === 3`)
+		if panel := eval[string](b, `document.getElementById('side-panel').textContent`); !strings.Contains(panel, "Circuit breaker") || !strings.Contains(panel, "Traffic shifting") {
+			t.Errorf("reviews panel lacks its badges: %s", panel)
+		}
 		b.screenshot("graph")
 		b.do("animate off", chromedp.Click(chromedp.CSS("#animate")))
 		if drawn := eval[bool](b, `(() => { const c = document.getElementById('graph-anim'); const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data; for (let i = 3; i < d.length; i += 4) if (d[i]) return true; return false; })()`); drawn {
