@@ -285,16 +285,29 @@ func newBrowser(t testing.TB, api *fixtureAPI) *browser {
 		chromedp.Flag("disable-sync", true),
 		chromedp.Flag("disable-dev-shm-usage", true),
 		chromedp.Flag("disable-extensions", true),
-		chromedp.UserDataDir(t.TempDir()),
 		chromedp.WindowSize(1280, 800),
 	}
-	actx, cancelA := chromedp.NewExecAllocator(context.Background(), opts...)
-	ctx, cancel := chromedp.NewContext(actx)
-	t.Cleanup(func() { cancel(); cancelA() })
-	b := &browser{t: t, ctx: ctx, base: srv.URL + webRoot, api: api}
-	if err := chromedp.Do(ctx, chromedp.EmulateViewport(1280, 800)); err != nil {
-		t.Fatalf("start chromium: %v", err)
+	// Chromium now and then dies while starting on a loaded machine (its
+	// pipe closes before it answers); a fresh process is tried then, and
+	// anything after the start is never retried.
+	var ctx context.Context
+	for attempt := 1; ; attempt++ {
+		actx, cancelA := chromedp.NewExecAllocator(context.Background(), append(opts, chromedp.UserDataDir(t.TempDir()))...)
+		c, cancel := chromedp.NewContext(actx)
+		err := chromedp.Do(c, chromedp.EmulateViewport(1280, 800))
+		if err == nil {
+			ctx = c
+			t.Cleanup(func() { cancel(); cancelA() })
+			break
+		}
+		cancel()
+		cancelA()
+		if attempt == 3 || !strings.Contains(err.Error(), "failed to start") {
+			t.Fatalf("start chromium (attempt %d): %v", attempt, err)
+		}
+		t.Logf("chromium did not start (attempt %d), trying a fresh process: %v", attempt, err)
 	}
+	b := &browser{t: t, ctx: ctx, base: srv.URL + webRoot, api: api}
 	msgs := chromedp.Console(ctx)
 	go func() {
 		for m, err := range msgs {

@@ -67,6 +67,7 @@ export async function renderIstio(main, signal) {
     setReady('istio');
     return;
   }
+  if (signal.aborted) return; // the user already left this page
   const items = (data && data.items) || [];
   const sum = (data && data.summary) || {};
   const edit = el('div', { id: 'config-edit' });

@@ -12,6 +12,7 @@ export async function renderMesh(main, signal) {
     setReady('mesh');
     return;
   }
+  if (signal.aborted) return; // the user already left this page
   main.append(el('h2', null, 'Components'), table(['', 'name', 'namespace', 'status', 'detail'],
     (data.components || []).map((c) => el('tr', { class: 'component-row', dataset: { name: c.name, status: c.status } },
       el('td', null, healthIcon(c.status === 'Healthy' ? 'Healthy' : c.status === 'NotReady' ? 'Degraded' : 'Failure')),

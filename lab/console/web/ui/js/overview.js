@@ -36,6 +36,7 @@ export async function renderOverview(main, signal) {
     setReady('overview');
     return;
   }
+  if (signal.aborted) return; // the user already left this page
   const chosen = parseHash().params.get('namespaces') ? new Set(selectedNamespaces()) : null;
   const grid = el('div', { class: 'cards' });
   const cp = data.controlPlane || {};
