@@ -2,10 +2,8 @@ package web
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"fmt"
-	"image/png"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -21,9 +19,9 @@ import (
 
 	"github.com/chromedp/chromedp"
 	"github.com/chromedp/chromedp/kb"
-)
 
-const chromiumPath = "/usr/bin/chromium"
+	"github.com/meshlab/meshlab/lab/labtest"
+)
 
 // webRoot is where the test mounts the console, as the walkthrough's
 // gateway does: every UI fetch must be relative to it.
@@ -254,20 +252,14 @@ func (f *fixtureAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // collects the page's exceptions, console errors and warnings (cytoscape
 // reports bad styles as warnings).
 type browser struct {
-	t        testing.TB
-	ctx      context.Context
-	base     string
-	api      *fixtureAPI
-	mu       sync.Mutex
-	errs     []string
-	expected []string // substrings of console errors a test provoked on purpose
+	*labtest.Browser
+	t    testing.TB
+	base string
+	api  *fixtureAPI
 }
 
 func newBrowser(t testing.TB, api *fixtureAPI) *browser {
 	t.Helper()
-	if _, err := os.Stat(chromiumPath); err != nil {
-		t.Skipf("headless UI test needs Debian's chromium at %s (apt-get install -y chromium): %v", chromiumPath, err)
-	}
 	if testing.Short() {
 		t.Skip("headless UI test skipped in -short mode")
 	}
@@ -276,83 +268,23 @@ func newBrowser(t testing.TB, api *fixtureAPI) *browser {
 	mux.Handle(webRoot, http.StripPrefix(strings.TrimSuffix(webRoot, "/"), Handler()))
 	srv := httptest.NewServer(mux)
 	t.Cleanup(srv.Close)
-
-	opts := []chromedp.ExecAllocatorOption{
-		chromedp.ExecPath(chromiumPath),
-		chromedp.Headless, chromedp.NoSandbox, chromedp.DisableGPU, chromedp.NoFirstRun, chromedp.NoDefaultBrowserCheck,
-		chromedp.Flag("disable-background-networking", true),
-		chromedp.Flag("disable-component-update", true),
-		chromedp.Flag("disable-sync", true),
-		chromedp.Flag("disable-dev-shm-usage", true),
-		chromedp.Flag("disable-extensions", true),
-		chromedp.WindowSize(1280, 800),
-	}
-	// Chromium now and then dies while starting on a loaded machine (its
-	// pipe closes before it answers); a fresh process is tried then, and
-	// anything after the start is never retried.
-	var ctx context.Context
-	for attempt := 1; ; attempt++ {
-		actx, cancelA := chromedp.NewExecAllocator(context.Background(), append(opts, chromedp.UserDataDir(t.TempDir()))...)
-		c, cancel := chromedp.NewContext(actx)
-		err := chromedp.Do(c, chromedp.EmulateViewport(1280, 800))
-		if err == nil {
-			ctx = c
-			t.Cleanup(func() { cancel(); cancelA() })
-			break
-		}
-		cancel()
-		cancelA()
-		if attempt == 3 || !strings.Contains(err.Error(), "failed to start") {
-			t.Fatalf("start chromium (attempt %d): %v", attempt, err)
-		}
-		t.Logf("chromium did not start (attempt %d), trying a fresh process: %v", attempt, err)
-	}
-	b := &browser{t: t, ctx: ctx, base: srv.URL + webRoot, api: api}
-	msgs := chromedp.Console(ctx)
-	go func() {
-		for m, err := range msgs {
-			if err != nil {
-				return
-			}
-			if m.Type == chromedp.ConsoleException || m.Type == chromedp.ConsoleError || m.Type == chromedp.ConsoleWarning {
-				b.mu.Lock()
-				b.errs = append(b.errs, fmt.Sprintf("%s: %s (%s:%d)", m.Type, m.Text, m.URL, m.Line))
-				b.mu.Unlock()
-			}
-		}
-	}()
-	return b
+	return &browser{Browser: labtest.NewBrowser(t), t: t, base: srv.URL + webRoot, api: api}
 }
 
-// do runs actions with a generous bound, so a hung page fails instead of
-// hanging the test; it is a guard, not a timing assertion.
 func (b *browser) do(what string, actions ...chromedp.Action[chromedp.Void]) {
 	b.t.Helper()
-	ctx, cancel := context.WithTimeout(b.ctx, 45*time.Second)
-	defer cancel()
-	if err := chromedp.Do(ctx, actions...); err != nil {
-		b.t.Fatalf("%s: %v\n%s", what, err, b.jsErrors())
-	}
+	b.Do(b.t, what, actions...)
 }
 
 func eval[T any](b *browser, expr string) T {
 	b.t.Helper()
-	ctx, cancel := context.WithTimeout(b.ctx, 45*time.Second)
-	defer cancel()
-	v, err := chromedp.Run(ctx, chromedp.Evaluate[T](expr))
-	if err != nil {
-		b.t.Fatalf("evaluate %s: %v", expr, err)
-	}
-	return v
+	return labtest.Eval[T](b.t, b.Browser, expr)
 }
 
 // waitTrue polls a JavaScript predicate until it holds.
 func (b *browser) waitTrue(what, expr string) {
 	b.t.Helper()
-	b.do(what, chromedp.Func(func(ctx context.Context, t *chromedp.Target) error {
-		_, err := chromedp.Poll[chromedp.Void](expr, chromedp.WithPollingInterval(50*time.Millisecond))(ctx, t)
-		return err
-	}))
+	b.do(what, labtest.WaitJS(expr))
 }
 
 // open loads the console at a hash route and waits until the page says its
@@ -365,41 +297,16 @@ func (b *browser) open(hash, ready string) {
 	} else {
 		b.do("route "+hash, chromedp.Evaluate[chromedp.Void](`document.body.dataset.ready = ''; location.hash = `+jsString(hash)))
 	}
-	b.do("wait for "+ready, chromedp.WaitReady(chromedp.CSS(`body[data-ready="`+ready+`"]`)))
+	b.do("wait for "+ready, labtest.WaitReady(ready))
 	// A value the UI failed to format shows up as one of these words.
 	if bad := eval[string](b, `(document.getElementById('main').innerText.match(/\b(undefined|null|NaN)\b|\[object Object\]/) || [''])[0]`); bad != "" {
 		b.t.Errorf("%s shows %q", hash, bad)
 	}
 }
 
-func (b *browser) expectError(substr string) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	b.expected = append(b.expected, substr)
-}
-
-func (b *browser) forgetErrors() {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	b.errs = nil
-	b.expected = nil
-}
-
-func (b *browser) jsErrors() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	var out []string
-next:
-	for _, e := range b.errs {
-		for _, x := range b.expected {
-			if strings.Contains(e, x) {
-				continue next
-			}
-		}
-		out = append(out, e)
-	}
-	return strings.Join(out, "\n")
-}
+func (b *browser) expectError(substr string) { b.Expect(substr) }
+func (b *browser) forgetErrors()             { b.Forget() }
+func (b *browser) jsErrors() string          { return b.Errors() }
 
 // checkClean fails on JavaScript errors and on API calls without a fixture.
 func (b *browser) checkClean() {
@@ -417,31 +324,10 @@ func (b *browser) checkClean() {
 
 func (b *browser) screenshot(name string) {
 	b.t.Helper()
-	dir := os.Getenv("MESHLAB_SCREENSHOTS")
-	if dir == "" {
-		return
-	}
-	ctx, cancel := context.WithTimeout(b.ctx, 45*time.Second)
-	defer cancel()
-	shot, err := chromedp.Run(ctx, chromedp.CaptureScreenshot())
-	if err != nil {
-		b.t.Fatalf("screenshot %s: %v", name, err)
-	}
-	if cfg, err := png.DecodeConfig(bytes.NewReader(shot)); err != nil || cfg.Width != 1280 || cfg.Height != 800 {
-		b.t.Errorf("screenshot %s: %dx%d (%v), want a 1280x800 PNG", name, cfg.Width, cfg.Height, err)
-	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		b.t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(dir, name+".png"), shot, 0o644); err != nil {
-		b.t.Fatal(err)
-	}
+	b.do("screenshot "+name, labtest.Screenshot(os.Getenv("MESHLAB_SCREENSHOTS"), name))
 }
 
-func jsString(s string) string {
-	b, _ := json.Marshal(s)
-	return string(b)
-}
+var jsString = labtest.JSString
 
 func fixtureText(t *testing.T, file string, field ...string) string {
 	t.Helper()
