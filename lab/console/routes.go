@@ -6,7 +6,8 @@ import (
 
 // apiRoutes are the API's paths below the web root (the handler sees them
 // with the root stripped). Mutations are registered only for POST, PUT and
-// DELETE, so no GET can change anything.
+// DELETE, so no GET can change anything: the mux answers 405 for any
+// other method.
 func (s *server) apiRoutes() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /api/auth/info", handle(s.authInfo))
@@ -48,8 +49,5 @@ func (s *server) apiRoutes() http.Handler {
 	mux.HandleFunc("POST /api/meshlab/apply", handle(s.apply))
 	mux.HandleFunc("DELETE /api/namespaces/{ns}/services/{svc}/wizard", handle(s.wizardDelete))
 
-	mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, http.StatusNotFound, map[string]string{"error": "no API endpoint " + r.Method + " " + r.URL.Path})
-	})
 	return mux
 }
