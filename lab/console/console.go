@@ -129,6 +129,7 @@ type server struct {
 
 	meshMu sync.Mutex
 	mesh   *snapshot
+	ttl    time.Duration // how long a snapshot serves: snapshotTTL
 }
 
 // NewHandler builds the console's handler: the web UI under the web root,
@@ -164,7 +165,8 @@ func newServer(o Options) (*server, error) {
 	if o.ControlPlaneURL == "" {
 		return nil, errors.New("console: control plane URL is required (e.g. http://istiod.istio-system:15014)")
 	}
-	s := &server{o: o, log: logger(o), root: normalizeRoot(o.WebRoot), cp: api.NewClient(o.ControlPlaneURL)}
+	s := &server{o: o, log: logger(o), root: normalizeRoot(o.WebRoot),
+		cp: api.NewClient(o.ControlPlaneURL), ttl: snapshotTTL}
 	if o.TokenFile != "" {
 		t, err := readToken(o.TokenFile)
 		if err != nil {

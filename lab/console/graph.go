@@ -174,11 +174,31 @@ func (s *server) nodeGraph(r *http.Request, k entityKind) (any, error) {
 	for id := range focus {
 		keep[id] = true
 	}
+	nodeType := map[string]any{}
+	for _, n := range nodes {
+		d := dataOf(n)
+		nodeType[fmt.Sprint(d["id"])] = d["nodeType"]
+	}
+	// An injected service node next to the focus is only half a hop: the
+	// callers into it (when it leads to the focus) and what it leads to
+	// (when the focus calls it) are the node's real neighbours, as Kiali
+	// shows them.
+	upstream, downstream := map[string]bool{}, map[string]bool{}
+	for _, e := range edges {
+		d := dataOf(e)
+		src, dst := fmt.Sprint(d["source"]), fmt.Sprint(d["target"])
+		if focus[dst] && !focus[src] && nodeType[src] == "service" {
+			upstream[src] = true
+		}
+		if focus[src] && !focus[dst] && nodeType[dst] == "service" {
+			downstream[dst] = true
+		}
+	}
 	keptEdges := []any{}
 	for _, e := range edges {
 		d := dataOf(e)
 		src, dst := fmt.Sprint(d["source"]), fmt.Sprint(d["target"])
-		if focus[src] || focus[dst] {
+		if focus[src] || focus[dst] || upstream[dst] || downstream[src] {
 			keptEdges = append(keptEdges, e)
 			keep[src], keep[dst] = true, true
 		}

@@ -39,7 +39,7 @@ func (m *snapshot) graphMesh() graph.Mesh {
 func (s *server) meshSnapshot(ctx context.Context) (*snapshot, error) {
 	s.meshMu.Lock()
 	defer s.meshMu.Unlock()
-	if s.mesh != nil && time.Since(s.mesh.at) < snapshotTTL {
+	if s.mesh != nil && time.Since(s.mesh.at) < s.ttl {
 		return s.mesh, nil
 	}
 	list, err := s.cp.List(ctx, "all", "", "")

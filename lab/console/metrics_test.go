@@ -6,6 +6,8 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -31,7 +33,10 @@ func (m *meshMetrics) envoy(w http.ResponseWriter, _ *http.Request) {
 	peer := `destination_workload="reviews-v2",destination_workload_namespace="bookinfo",destination_canonical_service="reviews",` +
 		`destination_service_name="reviews",destination_service_namespace="bookinfo",destination_cluster="Kubernetes",` +
 		`source_workload="productpage-v1",source_workload_namespace="bookinfo",source_canonical_service="productpage",source_cluster="Kubernetes",` +
-		`request_protocol="http",connection_security_policy="mutual_tls"`
+		`request_protocol="http",connection_security_policy="mutual_tls",response_flags="-",grpc_response_status="",` +
+		`destination_service="reviews.bookinfo.svc.cluster.local",destination_canonical_revision="v2",destination_app="reviews",destination_version="v2",` +
+		`source_canonical_revision="v1",source_app="productpage",source_version="v1",` +
+		`source_principal="spiffe://cluster.local/ns/bookinfo/sa/bookinfo-productpage",destination_principal="spiffe://cluster.local/ns/bookinfo/sa/bookinfo-reviews"`
 	fmt.Fprintln(w, "# TYPE istio_requests_total counter")
 	fmt.Fprintln(w, "# TYPE istio_request_duration_milliseconds histogram")
 	for _, rep := range []string{"destination", "source"} {
@@ -351,5 +356,119 @@ func TestConfigDumpAndProxies(t *testing.T) {
 	code, body, _ = call(t, http.MethodGet, srv.URL+"/kiali/api/namespaces/bookinfo/pods/reviews-v2-5d8f7b9c4-xv2/logs", nil, nil)
 	if code != http.StatusNotImplemented || !strings.Contains(errorText(body), "runtime") {
 		t.Errorf("logs without a runtime: %d %s", code, body)
+	}
+}
+
+// graphIDs reads a graph answer's node workloads/services and its edges
+// as "source-workload>target" pairs of names.
+func graphNames(t *testing.T, g map[string]any) (nodes []string, edges []string, reason any) {
+	t.Helper()
+	elems, _ := g["elements"].(map[string]any)
+	ns, _ := elems["nodes"].([]any)
+	es, _ := elems["edges"].([]any)
+	name := map[string]string{}
+	for _, n := range ns {
+		d := n.(map[string]any)["data"].(map[string]any)
+		label := fmt.Sprint(d["nodeType"]) + ":"
+		for _, f := range []string{"workload", "service", "app"} {
+			if v, _ := d[f].(string); v != "" {
+				label += v
+				break
+			}
+		}
+		name[fmt.Sprint(d["id"])] = label
+		nodes = append(nodes, label)
+	}
+	for _, e := range es {
+		d := e.(map[string]any)["data"].(map[string]any)
+		edges = append(edges, name[fmt.Sprint(d["source"])]+">"+name[fmt.Sprint(d["target"])])
+	}
+	return nodes, edges, g["emptyReason"]
+}
+
+func TestGraphOverPrometheus(t *testing.T) {
+	skipIfPlaceholder(t, "graph")
+	l := startLab(t)
+	promURL := startPrometheus(t)
+	srv := l.console(t, Options{PrometheusURL: promURL})
+	base := srv.URL + "/kiali/api/namespaces/"
+	var edges []string
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+		var g map[string]any
+		getJSONT(t, base+"graph?namespaces=bookinfo&graphType=workload&duration=60s", &g)
+		_, edges, _ = graphNames(t, g)
+		if len(edges) > 0 || time.Now().After(deadline) {
+			break
+		}
+	}
+	mustContain(t, "namespace graph edges", strings.Join(edges, " "), "workload:productpage-v1>service:reviews", "service:reviews>workload:reviews-v2")
+
+	for _, tc := range []struct {
+		path       string
+		nodes      []string
+		emptyCause bool
+	}{
+		{"bookinfo/workloads/reviews-v2/graph?duration=60s", []string{"workload:productpage-v1", "service:reviews", "workload:reviews-v2"}, false},
+		{"bookinfo/services/reviews/graph?duration=60s", []string{"workload:productpage-v1", "service:reviews", "workload:reviews-v2"}, false},
+		{"bookinfo/workloads/productpage-v1/graph?duration=60s", []string{"workload:productpage-v1", "service:reviews", "workload:reviews-v2"}, false},
+		{"bookinfo/workloads/details-v1/graph?duration=60s", nil, true},
+	} {
+		t.Run(tc.path, func(t *testing.T) {
+			var g map[string]any
+			getJSONT(t, base+tc.path, &g)
+			nodes, _, reason := graphNames(t, g)
+			got := strings.Join(nodes, " ")
+			mustContain(t, "node graph", got, tc.nodes...)
+			if (reason != nil) != tc.emptyCause {
+				t.Errorf("emptyReason = %v, want one: %v", reason, tc.emptyCause)
+			}
+		})
+	}
+}
+
+// A graph refresh reads the control plane's lists once per snapshot, and
+// a change made through the console is seen at once.
+func TestSnapshotCache(t *testing.T) {
+	l := startLab(t)
+	var lists atomic.Int64
+	target, err := url.Parse(l.cpURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	proxy := httputil.NewSingleHostReverseProxy(target)
+	counting := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == api.PathResources {
+			lists.Add(1)
+		}
+		proxy.ServeHTTP(w, r)
+	}))
+	t.Cleanup(counting.Close)
+	s, err := newServer(Options{ControlPlaneURL: counting.URL, TokenFile: l.tokenFile, TracingURL: l.zipkinURL})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.ttl = time.Hour // the test is about what invalidates it, not about time
+	srv := httptest.NewServer(s.handler())
+	t.Cleanup(srv.Close)
+	for _, p := range []string{"namespaces", "namespaces/bookinfo/workloads", "istio/config", "overview"} {
+		var v any
+		getJSONT(t, srv.URL+"/kiali/api/"+p, &v)
+	}
+	if n := lists.Load(); n != 1 {
+		t.Errorf("4 pages listed the config %d times, want once", n)
+	}
+	code, body, _ := call(t, http.MethodDelete, srv.URL+"/kiali/api/namespaces/bookinfo/istio/virtualservices/reviews", nil, nil)
+	if code != http.StatusOK {
+		t.Fatalf("delete: %d %s", code, body)
+	}
+	var cfg struct{ Items []configItem }
+	getJSONT(t, srv.URL+"/kiali/api/istio/config", &cfg)
+	for _, it := range cfg.Items {
+		if it.Kind == "VirtualService" {
+			t.Errorf("the deleted VirtualService still shows")
+		}
+	}
+	if n := lists.Load(); n != 2 {
+		t.Errorf("after a delete, lists = %d, want 2", n)
 	}
 }
