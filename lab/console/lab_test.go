@@ -34,7 +34,7 @@ type testLab struct {
 	zipkinURL string
 }
 
-func freeAddr(t *testing.T) string {
+func freeAddr(t testing.TB) string {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -71,7 +71,7 @@ spec:
     - destination: {host: reviews, subset: v4}
 `
 
-func startLab(t *testing.T) *testLab {
+func startLab(t testing.TB) *testLab {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	cpDir := t.TempDir()
@@ -125,7 +125,7 @@ func startLab(t *testing.T) *testLab {
 
 // register puts bookinfo's services and pods into the registry and its
 // config into the store.
-func (l *testLab) register(t *testing.T) {
+func (l *testLab) register(t testing.TB) {
 	t.Helper()
 	ctx := t.Context()
 	svc := func(name string) {
@@ -172,7 +172,7 @@ func (l *testLab) register(t *testing.T) {
 }
 
 // console serves a console over the lab on an httptest server.
-func (l *testLab) console(t *testing.T, o Options) *httptest.Server {
+func (l *testLab) console(t testing.TB, o Options) *httptest.Server {
 	t.Helper()
 	o.ControlPlaneURL, o.TokenFile = l.cpURL, l.tokenFile
 	if o.TracingURL == "" {
@@ -188,7 +188,7 @@ func (l *testLab) console(t *testing.T, o Options) *httptest.Server {
 }
 
 // call makes one request and returns the status and body.
-func call(t *testing.T, method, url string, body io.Reader, hdr map[string]string) (int, []byte, http.Header) {
+func call(t testing.TB, method, url string, body io.Reader, hdr map[string]string) (int, []byte, http.Header) {
 	t.Helper()
 	req, err := http.NewRequestWithContext(t.Context(), method, url, body)
 	if err != nil {
@@ -211,7 +211,7 @@ func call(t *testing.T, method, url string, body io.Reader, hdr map[string]strin
 }
 
 // getJSONT fetches url and decodes a 200 answer into out.
-func getJSONT(t *testing.T, url string, out any) {
+func getJSONT(t testing.TB, url string, out any) {
 	t.Helper()
 	code, body, _ := call(t, http.MethodGet, url, nil, nil)
 	if code != http.StatusOK {
@@ -232,7 +232,7 @@ func errorText(body []byte) string {
 	return e.Error
 }
 
-func mustContain(t *testing.T, what, got string, wants ...string) {
+func mustContain(t testing.TB, what, got string, wants ...string) {
 	t.Helper()
 	for _, w := range wants {
 		if !strings.Contains(got, w) {

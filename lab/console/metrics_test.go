@@ -65,7 +65,7 @@ func (m *meshMetrics) istiod(w http.ResponseWriter, _ *http.Request) {
 
 // startPrometheus runs the lab's Prometheus scraping meshMetrics every
 // 200ms, and returns its URL once rates can be taken.
-func startPrometheus(t *testing.T) string {
+func startPrometheus(t testing.TB) string {
 	t.Helper()
 	var mm meshMetrics
 	envoy := httptest.NewServer(http.HandlerFunc(mm.envoy))
