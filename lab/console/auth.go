@@ -2,7 +2,9 @@ package console
 
 import (
 	"crypto/subtle"
+	"net"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"strings"
 )
@@ -21,6 +23,12 @@ func (s *server) guard(next http.Handler) http.Handler {
 				writeJSON(w, http.StatusForbidden, map[string]string{"error": "cross-site request refused: " + why})
 				return
 			}
+			if s.o.AuthStrategy == "anonymous" && !privateHost(r.Host) {
+				writeJSON(w, http.StatusForbidden, map[string]string{"error": "change refused: an anonymous console changes the mesh only for requests to " +
+					"an IP address, localhost or a private name (.local, .svc, ...), not to " + r.Host + " — a public name could be a DNS rebinding; " +
+					"run the console with the token strategy to change the mesh through it"})
+				return
+			}
 		}
 		rel := strings.TrimPrefix(r.URL.Path, s.root)
 		open := rel == "/api/auth/info" || rel == "/api/authenticate" || rel == "/api/logout"
@@ -31,6 +39,30 @@ func (s *server) guard(next http.Handler) http.Handler {
 		}
 		next.ServeHTTP(w, r)
 	})
+}
+
+// privateHost says whether a Host header names this machine or a private
+// network: an IP literal, localhost, a single label, or a suffix no public
+// DNS answers for. A page on a public name that rebinds its DNS to a
+// loopback console sends its own name, which is none of these.
+func privateHost(hostport string) bool {
+	host := hostport
+	if h, _, err := net.SplitHostPort(hostport); err == nil {
+		host = h
+	}
+	host = strings.TrimSuffix(strings.ToLower(strings.Trim(host, "[]")), ".")
+	if _, err := netip.ParseAddr(host); err == nil {
+		return true
+	}
+	if host == "localhost" || !strings.Contains(host, ".") {
+		return true
+	}
+	for _, suffix := range []string{".localhost", ".local", ".internal", ".svc", ".lan", ".home.arpa", ".test"} {
+		if strings.HasSuffix(host, suffix) {
+			return true
+		}
+	}
+	return false
 }
 
 func safeMethod(m string) bool {

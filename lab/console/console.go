@@ -231,7 +231,15 @@ func (s *server) handler() http.Handler {
 	})
 	apiMux := s.apiRoutes()
 	top.Handle(root+"/api/", s.guard(http.StripPrefix(root, apiMux)))
-	return top
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		// No page may frame the console: a framed console is driven by
+		// clicks the user means for the page around it.
+		h := w.Header()
+		h.Set("X-Frame-Options", "DENY")
+		h.Set("Content-Security-Policy", "frame-ancestors 'none'")
+		h.Set("X-Content-Type-Options", "nosniff")
+		top.ServeHTTP(w, r)
+	})
 }
 
 // apiError is an API failure with its HTTP status.
