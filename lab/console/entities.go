@@ -16,7 +16,6 @@ import (
 	"github.com/meshlab/meshlab/controlplane/config"
 	"github.com/meshlab/meshlab/controlplane/registry"
 	"github.com/meshlab/meshlab/lab/console/health"
-	"github.com/meshlab/meshlab/lab/console/validation"
 )
 
 // entityKind is what a list or details page shows.
@@ -76,9 +75,9 @@ type configRef struct {
 
 type details struct {
 	listItem
-	Pods        []podInfo                     `json:"pods"`
-	IstioConfig []configRef                   `json:"istioConfig"`
-	Validations map[string]*validation.Result `json:"validations"`
+	Pods        []podInfo                  `json:"pods"`
+	IstioConfig []configRef                `json:"istioConfig"`
+	Validations map[string]*itemValidation `json:"validations"`
 	// HealthDetail is the same as namespaces/{ns}/health's entry.
 	HealthDetail entityHealth `json:"healthDetail"`
 }
@@ -197,9 +196,10 @@ func (s *server) namespaceHealth(r *http.Request) (any, error) {
 func (s *server) items(ctx context.Context, m *snapshot, ns string, k entityKind, hs map[entityKind]map[string]entityHealth) []listItem {
 	out := []listItem{}
 	svcs := servicesIn(m, ns)
+	wls := workloadsIn(m, ns)
 	switch k {
 	case kindWorkload:
-		for _, w := range workloadsIn(m, ns) {
+		for _, w := range wls {
 			it := listItem{Name: w.Name, Namespace: w.Namespace, Labels: w.Labels, IstioSidecar: w.Sidecar,
 				Health: hs[k][w.Name].Status, Versions: nonEmpty(w.version()), Workloads: []string{w.Name}, Services: []string{}, Ports: []registry.Port{}}
 			for _, svc := range svcs {
@@ -239,7 +239,7 @@ func (s *server) items(ctx context.Context, m *snapshot, ns string, k entityKind
 				it.Ports = []registry.Port{}
 			}
 			any := false
-			for _, w := range workloadsIn(m, ns) {
+			for _, w := range wls {
 				if selects(svc, w) {
 					any = true
 					it.Workloads = append(it.Workloads, w.Name)
@@ -327,8 +327,8 @@ func (s *server) entityDetails(r *http.Request, k entityKind) (any, error) {
 		labels = append(labels, p.Labels)
 	}
 	d.IstioConfig = []configRef{}
-	d.Validations = map[string]*validation.Result{}
-	vals := validation.Validate(m.resources, m.services, m.workloads)
+	d.Validations = map[string]*itemValidation{}
+	vals := m.validations()
 	for _, res := range m.resources {
 		if appliesTo(res, ns, svcs, labels) {
 			d.IstioConfig = append(d.IstioConfig, configRef{Kind: string(res.Kind), Name: res.Name, Namespace: res.Namespace})

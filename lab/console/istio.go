@@ -136,7 +136,7 @@ func (s *server) istioConfig(r *http.Request) (any, error) {
 	}
 	var vals map[string]*itemValidation
 	if validate {
-		vals = validations(m)
+		vals = m.validations()
 	}
 	items := []configItem{}
 	var sum validationSummary
@@ -178,7 +178,7 @@ func (s *server) istioObject(r *http.Request) (any, error) {
 	key := string(info.Kind) + "/" + ns + "/" + name
 	for _, res := range m.resources {
 		if res.Key() == key {
-			return toItem(res, validations(m)[key])
+			return toItem(res, m.validations()[key])
 		}
 	}
 	return nil, notFound("%s %s/%s not found", info.Kind, ns, name)

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -27,7 +28,18 @@ type snapshot struct {
 	resources []config.Resource
 	services  []registry.Service
 	workloads []registry.Workload
-	proxies   []api.ProxyStatus // nil when the control plane would not say
+	proxies   []api.ProxyStatus          // nil when the control plane would not say
+	byPod     map[string]api.ProxyStatus // proxies by namespace/pod
+
+	valOnce sync.Once
+	vals    map[string]*itemValidation // validations(), computed once per snapshot
+}
+
+// validations are the snapshot's KIA checks and analyzer messages, worked
+// out on first use: a big mesh's checks are not redone for every page.
+func (m *snapshot) validations() map[string]*itemValidation {
+	m.valOnce.Do(func() { m.vals = validations(m) })
+	return m.vals
 }
 
 func (m *snapshot) graphMesh() graph.Mesh {
@@ -59,8 +71,12 @@ func (s *server) meshSnapshot(ctx context.Context) (*snapshot, error) {
 		return nil, fmt.Errorf("read the control plane's registry: %w", err)
 	}
 	m.services, m.workloads = reg.Services, reg.Workloads
+	m.byPod = map[string]api.ProxyStatus{}
 	if p, err := s.cp.Proxies(ctx); err == nil {
 		m.proxies = p
+		for _, ps := range p {
+			m.byPod[ps.Namespace+"/"+ps.Pod] = ps
+		}
 	} else {
 		s.log.Debug("proxy status", "err", err)
 	}
@@ -266,12 +282,8 @@ func (s *server) deployments(ctx context.Context, ns string) map[string]appsv1.D
 
 // proxyOf finds the proxy status of a pod.
 func proxyOf(m *snapshot, ns, pod string) (api.ProxyStatus, bool) {
-	for _, p := range m.proxies {
-		if p.Namespace == ns && p.Pod == pod {
-			return p, true
-		}
-	}
-	return api.ProxyStatus{}, false
+	p, ok := m.byPod[ns+"/"+pod]
+	return p, ok
 }
 
 func proxySynced(p api.ProxyStatus) bool {

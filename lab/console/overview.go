@@ -227,7 +227,7 @@ func (s *server) overview(r *http.Request) (any, error) {
 		return nil, err
 	}
 	nss := s.namespaces(ctx, m)
-	vals := validations(m)
+	vals := m.validations()
 	now := time.Now()
 	step := max(dur/30, 15*time.Second)
 	out := make([]nsOverview, len(nss))
