@@ -332,38 +332,14 @@ func TestApplyRefusesAsApply(t *testing.T) {
 }
 
 // The wizard's objects go through generate, apply and delete, and the
-// control plane has them in between and not after.
+// control plane has them in between and not after; another service's
+// group stays.
 func TestWizardRoundTrip(t *testing.T) {
 	skipIfPlaceholder(t, "wizard")
 	l := startLab(t)
 	srv := l.console(t, Options{})
-	req := wizard.Request{Action: "traffic_shifting", Namespace: "bookinfo", Service: "reviews", APIVersion: "v1",
-		Versions: []string{"v1", "v2", "v3"},
-		Weights:  []wizard.Weight{{Version: "v1", Weight: 0}, {Version: "v2", Weight: 50}, {Version: "v3", Weight: 50}}}
-	b, _ := json.Marshal(req)
-	var gen struct {
-		YAML    string      `json:"yaml"`
-		Objects []objectRef `json:"objects"`
-	}
-	code, body, _ := call(t, http.MethodPost, srv.URL+"/kiali/api/meshlab/wizard", strings.NewReader(string(b)), nil)
-	if code != http.StatusOK {
-		t.Fatalf("wizard: %d %s", code, body)
-	}
-	if err := json.Unmarshal(body, &gen); err != nil {
-		t.Fatal(err)
-	}
-	mustContain(t, "wizard yaml", gen.YAML, "kiali_wizard: traffic_shifting", "weight: 50")
-	if len(gen.Objects) < 2 {
-		t.Fatalf("objects = %v, want a DestinationRule and a VirtualService", gen.Objects)
-	}
-
-	ab, _ := json.Marshal(map[string]string{"yaml": gen.YAML})
-	code, body, _ = call(t, http.MethodPost, srv.URL+"/kiali/api/meshlab/apply", strings.NewReader(string(ab)), nil)
-	if code != http.StatusOK {
-		t.Fatalf("apply: %d %s", code, body)
-	}
 	labelled := func() []string {
-		list, err := l.cp.List(t.Context(), "all", "bookinfo", "")
+		list, err := l.cp.List(t.Context(), "all", "", "")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -379,28 +355,83 @@ func TestWizardRoundTrip(t *testing.T) {
 		}
 		return keys
 	}
-	got := labelled()
-	for _, o := range gen.Objects {
-		mustContain(t, "stored after apply", strings.Join(got, " "), o.Kind+"/"+o.Namespace+"/"+o.Name)
+	generate := func(t *testing.T, req string) []objectRef {
+		t.Helper()
+		var gen struct {
+			YAML    string      `json:"yaml"`
+			Objects []objectRef `json:"objects"`
+		}
+		code, body, _ := call(t, http.MethodPost, srv.URL+"/kiali/api/meshlab/wizard", strings.NewReader(req), nil)
+		if code != http.StatusOK {
+			t.Fatalf("wizard: %d %s", code, body)
+		}
+		if err := json.Unmarshal(body, &gen); err != nil {
+			t.Fatal(err)
+		}
+		mustContain(t, "wizard yaml", gen.YAML, "kiali_wizard: ")
+		ab, _ := json.Marshal(map[string]string{"yaml": gen.YAML})
+		code, body, _ = call(t, http.MethodPost, srv.URL+"/kiali/api/meshlab/apply", strings.NewReader(string(ab)), nil)
+		if code != http.StatusOK {
+			t.Fatalf("apply: %d %s\n%s", code, body, gen.YAML)
+		}
+		return gen.Objects
+	}
+	keys := func(objs []objectRef) []string {
+		var out []string
+		for _, o := range objs {
+			out = append(out, o.Kind+"/"+o.Namespace+"/"+o.Name)
+		}
+		return out
+	}
+	// ratings' group must outlive every deletion of reviews'.
+	ratings := keys(generate(t, `{"action":"request_routing","namespace":"bookinfo","service":"ratings","versions":["v1"]}`))
+	for _, tc := range []struct {
+		name, req string
+		kinds     []string
+	}{
+		{"traffic shifting 0/50/50", `{"action":"traffic_shifting","namespace":"bookinfo","service":"reviews","apiVersion":"v1","versions":["v1","v2","v3"],
+			"weights":[{"version":"v1","weight":0},{"version":"v2","weight":50},{"version":"v3","weight":50}]}`, []string{"DestinationRule", "VirtualService"}},
+		{"fault injection with a gateway and STRICT mTLS", `{"action":"fault_injection","namespace":"bookinfo","service":"reviews","apiVersion":"v1beta1","versions":["v1","v2","v3"],
+			"advanced":{"gateway":{"port":80,"hosts":["*"]},"peerAuthentication":{"mode":"STRICT"}}}`, []string{"DestinationRule", "VirtualService", "Gateway", "PeerAuthentication"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			objs := generate(t, tc.req)
+			var kinds []string
+			for _, o := range objs {
+				kinds = append(kinds, o.Kind)
+			}
+			if strings.Join(kinds, ",") != strings.Join(tc.kinds, ",") {
+				t.Errorf("objects %v, want kinds %v", objs, tc.kinds)
+			}
+			stored := strings.Join(labelled(), " ")
+			mustContain(t, "stored after apply", stored, keys(objs)...)
+			code, body, _ := call(t, http.MethodDelete, srv.URL+"/kiali/api/namespaces/bookinfo/services/reviews/wizard", nil, nil)
+			if code != http.StatusOK {
+				t.Fatalf("wizard delete: %d %s", code, body)
+			}
+			left := strings.Join(labelled(), " ")
+			for _, k := range keys(objs) {
+				if strings.Contains(left, k) {
+					t.Errorf("after the wizard delete, still stored: %s", k)
+				}
+			}
+			mustContain(t, "ratings' group after deleting reviews'", left, ratings...)
+		})
+	}
+	code, _, _ := call(t, http.MethodDelete, srv.URL+"/kiali/api/namespaces/bookinfo/services/reviews/wizard", nil, nil)
+	if code != http.StatusNotFound {
+		t.Errorf("wizard delete with nothing left: %d, want 404", code)
 	}
 	// Bad input for the wizard names the field.
-	bad, _ := json.Marshal(wizard.Request{Action: "traffic_shifting", Namespace: "bookinfo", Service: "reviews",
-		Versions: []string{"v1", "v2"}, Weights: []wizard.Weight{{Version: "v1", Weight: 10}, {Version: "v2", Weight: 10}}})
-	code, body, _ = call(t, http.MethodPost, srv.URL+"/kiali/api/meshlab/wizard", strings.NewReader(string(bad)), nil)
+	bad := `{"action":"traffic_shifting","namespace":"bookinfo","service":"reviews","versions":["v1","v2"],
+		"weights":[{"version":"v1","weight":10},{"version":"v2","weight":10}]}`
+	code, body, _ := call(t, http.MethodPost, srv.URL+"/kiali/api/meshlab/wizard", strings.NewReader(bad), nil)
 	if code != http.StatusBadRequest || !strings.Contains(errorText(body), "weights") {
 		t.Errorf("weights summing to 20: %d %s, want 400 naming weights", code, body)
 	}
-
-	code, body, _ = call(t, http.MethodDelete, srv.URL+"/kiali/api/namespaces/bookinfo/services/reviews/wizard", nil, nil)
-	if code != http.StatusOK {
-		t.Fatalf("wizard delete: %d %s", code, body)
-	}
-	if left := labelled(); len(left) != 0 {
-		t.Errorf("after the wizard delete, still stored: %v", left)
-	}
-	code, _, _ = call(t, http.MethodDelete, srv.URL+"/kiali/api/namespaces/bookinfo/services/reviews/wizard", nil, nil)
-	if code != http.StatusNotFound {
-		t.Errorf("second wizard delete: %d, want 404", code)
+	code, body, _ = call(t, http.MethodPost, srv.URL+"/kiali/api/meshlab/wizard", strings.NewReader(`{"action":"x","colour":"red"}`), nil)
+	if code != http.StatusBadRequest || !strings.Contains(errorText(body), "colour") {
+		t.Errorf("an unknown field: %d %s, want 400 naming it", code, body)
 	}
 }
 

@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	networking "istio.io/api/networking/v1alpha3"
+	security "istio.io/api/security/v1beta1"
 	"sigs.k8s.io/yaml"
 
 	"github.com/meshlab/meshlab/controlplane/analyze"
@@ -375,8 +376,9 @@ func (s *server) wizardGenerate(r *http.Request) (any, error) {
 }
 
 // wizardDelete removes what Kiali's wizards made for a service: the
-// kiali_wizard-labelled VirtualServices and DestinationRules for its host,
-// and the Gateway and PeerAuthentication named for it, in one batch.
+// kiali_wizard-labelled VirtualServices and DestinationRules named for it
+// or for its host, and the Gateway (<svc>-gateway) and PeerAuthentication
+// (<svc>) they made, in one batch.
 func (s *server) wizardDelete(r *http.Request) (any, error) {
 	ns, svc := r.PathValue("ns"), r.PathValue("svc")
 	m, err := s.meshSnapshot(r.Context())
@@ -392,14 +394,19 @@ func (s *server) wizardDelete(r *http.Request) (any, error) {
 		if _, ok := res.Labels[wizard.Label]; !ok {
 			continue
 		}
-		mine := res.Name == svc || strings.HasPrefix(res.Name, svc+"-")
+		mine := false
 		switch sp := res.Spec.(type) {
+		case *networking.Gateway:
+			mine = res.Name == svc+"-gateway"
+		case *security.PeerAuthentication:
+			mine = res.Name == svc
 		case *networking.VirtualService:
+			mine = res.Name == svc
 			for _, h := range sp.GetHosts() {
 				mine = mine || fqdn(h, ns) == host
 			}
 		case *networking.DestinationRule:
-			mine = mine || fqdn(sp.GetHost(), ns) == host
+			mine = res.Name == svc || fqdn(sp.GetHost(), ns) == host
 		}
 		if mine {
 			keys = append(keys, res.Key())
