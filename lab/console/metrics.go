@@ -70,7 +70,8 @@ func metricQueries(filter, rate, by string) (map[string]string, map[string]map[s
 	}
 	counters := map[string]string{
 		"request_count":       sumBy(rateOf("istio_requests_total", "")),
-		"request_error_count": sumBy(rateOf("istio_requests_total", `response_code=~"5.."`)),
+		// Kiali's errors: no response (0), 4xx and 5xx.
+		"request_error_count": sumBy(rateOf("istio_requests_total", `response_code=~"^0$|^[4-5][0-9][0-9]$"`)),
 		"tcp_sent":            sumBy(rateOf("istio_tcp_sent_bytes_total", "")),
 		"tcp_received":        sumBy(rateOf("istio_tcp_received_bytes_total", "")),
 		"tcp_opened":          sumBy(rateOf("istio_tcp_connections_opened_total", "")),
