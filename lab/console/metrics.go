@@ -69,7 +69,7 @@ func metricQueries(filter, rate, by string) (map[string]string, map[string]map[s
 		return fmt.Sprintf("rate(%s{%s}[%s])", metric, f, rate)
 	}
 	counters := map[string]string{
-		"request_count":       sumBy(rateOf("istio_requests_total", "")),
+		"request_count": sumBy(rateOf("istio_requests_total", "")),
 		// Kiali's errors: no response (0), 4xx and 5xx.
 		"request_error_count": sumBy(rateOf("istio_requests_total", `response_code=~"^0$|^[4-5][0-9][0-9]$"`)),
 		"tcp_sent":            sumBy(rateOf("istio_tcp_sent_bytes_total", "")),

@@ -10,6 +10,7 @@ import (
 	"sort"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/meshlab/meshlab/lab/zipkin/jaegertest"
 )
@@ -163,11 +164,12 @@ func TestTracesFromJaeger(t *testing.T) {
 	postSpans(t, "http://"+j.ZipkinAddr)
 	srv := l.console(t, Options{TracingProvider: "jaeger", TracingURL: j.QueryURL})
 	var a tracesAnswer
-	for range 50 { // the collector stores asynchronously
+	for range 100 { // the collector stores asynchronously
 		getJSONT(t, srv.URL+"/kiali/api/namespaces/bookinfo/apps/reviews/traces?"+spansWindow, &a)
 		if len(a.Data) == 2 {
 			break
 		}
+		time.Sleep(100 * time.Millisecond)
 	}
 	if len(a.Data) != 2 {
 		t.Fatalf("jaeger traces = %+v", a)
@@ -175,6 +177,25 @@ func TestTracesFromJaeger(t *testing.T) {
 	var tr Trace
 	getJSONT(t, srv.URL+"/kiali/api/traces/463ac35c9f6413ad48485a3953bb6124", &tr)
 	if len(tr.Spans) != 3 || tr.RootService != "productpage.bookinfo" || !tr.Error || tr.Duration != 50000 {
-		t.Errorf("trace = %+v", tr)
+		t.Fatalf("trace = %+v", tr)
+	}
+	// The same reading of each span as from Zipkin: parent, kind, tags,
+	// and error from error=true or a 5xx status alone.
+	for _, tc := range []struct {
+		i                    int
+		parent, kind, status string
+		err                  bool
+	}{
+		{0, "", "server", "200", false},
+		{1, "a000000000000001", "client", "503", true},
+		{2, "a000000000000002", "server", "503", true},
+	} {
+		sp := tr.Spans[tc.i]
+		if sp.ParentSpanID != tc.parent || sp.Kind != tc.kind || sp.Tags["http.status_code"] != tc.status || sp.Error != tc.err || sp.StartTime != 1767225600000000+int64(tc.i)*1000 {
+			t.Errorf("span %d = %+v, want parent %q kind %s status %s error %v", tc.i, sp, tc.parent, tc.kind, tc.status, tc.err)
+		}
+	}
+	if tr.Spans[2].Tags["response_flags"] != "UF" {
+		t.Errorf("reviews span tags = %v", tr.Spans[2].Tags)
 	}
 }
