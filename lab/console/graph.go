@@ -104,6 +104,7 @@ func (s *server) buildGraph(r *http.Request, o graph.Options) (*graph.Config, er
 	if o.Cluster == "" {
 		o.Cluster = s.o.Cluster
 	}
+	o.PrometheusURL = s.o.PrometheusURL
 	m, err := s.meshSnapshot(r.Context())
 	if err != nil {
 		return nil, err

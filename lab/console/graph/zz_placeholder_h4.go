@@ -23,6 +23,7 @@ type Options struct {
 	ResponseTime         string
 	Throughput           string
 	Cluster              string
+	PrometheusURL        string
 }
 
 type Mesh struct {
