@@ -37,7 +37,6 @@ func benchAPI(b *testing.B, path string, needsGraph bool) {
 	promURL := startPrometheus(b)
 	srv := l.console(b, Options{PrometheusURL: promURL})
 	if needsGraph {
-		skipIfPlaceholderTB(b, "graph")
 		// Wait for edges, so the benchmark measures a graph with traffic.
 		for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(200 * time.Millisecond) {
 			var g map[string]any

@@ -5,45 +5,15 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
-	"net/http/httptest"
 	"net/url"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/meshlab/meshlab/controlplane/config"
-	"github.com/meshlab/meshlab/controlplane/registry"
 	"github.com/meshlab/meshlab/lab/console/graph"
-	"github.com/meshlab/meshlab/lab/console/validation"
-	"github.com/meshlab/meshlab/lab/console/web"
 	"github.com/meshlab/meshlab/lab/console/wizard"
 )
-
-// The other helpers' packages may still be the compile-only placeholders
-// on this branch; the tests that need their logic say so and skip.
-func skipIfPlaceholder(t *testing.T, pkg string) { skipIfPlaceholderTB(t, pkg) }
-
-func skipIfPlaceholderTB(t testing.TB, pkg string) {
-	t.Helper()
-	real := true
-	switch pkg {
-	case "wizard":
-		_, err := wizard.Generate(wizard.Request{})
-		real = err == nil || err.Error() != "placeholder"
-	case "validation":
-		rs, err := config.Parse("x.yaml", []byte(fixtureConfig))
-		if err != nil {
-			t.Fatal(err)
-		}
-		real = validation.Validate(rs, []registry.Service{{Name: "reviews", Namespace: "bookinfo"}}, nil) != nil
-	case "graph":
-		_, err := graph.Build(t.Context(), nil, graph.Mesh{}, graph.Options{})
-		real = err == nil || err.Error() != "placeholder"
-	}
-	if !real {
-		t.Skipf("package %s is the compile-only placeholder on this branch; this runs once it is merged", pkg)
-	}
-}
 
 func TestWebRootAndHealthz(t *testing.T) {
 	l := startLab(t)
@@ -79,12 +49,6 @@ func TestWebRootAndHealthz(t *testing.T) {
 
 // The UI's files are served under the web root, index.html at its "/".
 func TestWebUIUnderRoot(t *testing.T) {
-	if rec := httptest.NewRecorder(); func() bool {
-		web.Handler().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/", nil))
-		return rec.Code == http.StatusNotFound
-	}() {
-		t.Skip("package web is the compile-only placeholder on this branch; this runs once it is merged")
-	}
 	l := startLab(t)
 	for _, root := range []string{"/kiali", "/dashboards/kiali"} {
 		srv := l.console(t, Options{WebRoot: root})
@@ -208,7 +172,6 @@ func TestIstioConfigValidations(t *testing.T) {
 		t.Fatalf("one object: %+v", one)
 	}
 	t.Run("KIA", func(t *testing.T) {
-		skipIfPlaceholder(t, "validation")
 		var kia []string
 		for _, c := range one.Validation.Checks {
 			kia = append(kia, c.Code)
@@ -335,7 +298,6 @@ func TestApplyRefusesAsApply(t *testing.T) {
 // control plane has them in between and not after; another service's
 // group stays.
 func TestWizardRoundTrip(t *testing.T) {
-	skipIfPlaceholder(t, "wizard")
 	l := startLab(t)
 	srv := l.console(t, Options{})
 	labelled := func() []string {
@@ -594,7 +556,6 @@ func TestGraphParams(t *testing.T) {
 		t.Errorf("node graph with a bad duration: %d %s", code, body)
 	}
 	t.Run("built", func(t *testing.T) {
-		skipIfPlaceholder(t, "graph")
 		var g graph.Config
 		getJSONT(t, srv.URL+"/kiali/api/namespaces/graph?namespaces=bookinfo&graphType=versionedApp&duration=60s", &g)
 		if g.GraphType != "versionedApp" || g.Duration != 60 {
