@@ -6,10 +6,8 @@ import (
 	"encoding/json"
 	"errors"
 	"flag"
-	"net/url"
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -454,46 +452,6 @@ func TestCanceledContext(t *testing.T) {
 	}
 }
 
-func TestFocus(t *testing.T) {
-	p := bookinfoEnv(t)
-	c := build(t, p, bookinfoMesh(), Options{GraphType: TypeWorkload, InjectServiceNodes: true})
-	tests := []struct {
-		kind, name string
-		wantNodes  []string
-		wantEdges  int
-		empty      string
-	}{
-		// productpage → reviews service → v3, and v3 → ratings service;
-		// not reviews' other versions.
-		{"workloads", "reviews-v3", []string{idProductpage, idRatingsSvc, idReviewsSvc, idReviewsV3}, 3, ""},
-		// the service, its callers and its three workloads.
-		{"services", "reviews", []string{idProductpage, idReviewsSvc, "wl:Kubernetes:book-demo:reviews-v1", "wl:Kubernetes:book-demo:reviews-v2", idReviewsV3}, 4, ""},
-		{"applications", "ratings", []string{idRatingsSvc, "svc:Kubernetes:book-demo:mongodb", "wl:Kubernetes:book-demo:ratings-v1", "wl:Kubernetes:book-demo:reviews-v2", "wl:Kubernetes:book-demo:reviews-v3"}, 4, ""},
-		{"workloads", "nothing-here", nil, 0, "no requests to or from workload nothing-here in book-demo in the last 10m"},
-	}
-	for _, tc := range tests {
-		t.Run(tc.kind+"/"+tc.name, func(t *testing.T) {
-			f, err := c.Focus(tc.kind, ns, tc.name)
-			if err != nil {
-				t.Fatal(err)
-			}
-			nodes, edges := sortedIDs(f)
-			want := slices.Sorted(slices.Values(tc.wantNodes))
-			if strings.Join(nodes, " ") != strings.Join(want, " ") || len(edges) != tc.wantEdges {
-				t.Errorf("nodes %v, edges %v; want nodes %v and %d edges", nodes, edges, tc.wantNodes, tc.wantEdges)
-			}
-			if tc.empty != "" && (f.EmptyReason == nil || !strings.Contains(f.EmptyReason.Message, tc.empty)) {
-				t.Errorf("emptyReason = %+v, want %q", f.EmptyReason, tc.empty)
-			}
-		})
-	}
-	if _, err := c.Focus("pods", ns, "x"); !errors.Is(err, ErrBadOptions) {
-		t.Errorf("Focus(pods) err = %v, want ErrBadOptions", err)
-	}
-}
-
-// TestIdleEdges: traffic that stopped an hour ago leaves flat counters;
-// with idleEdges the edges stay, at rate 0, instead of an empty graph.
 func TestIdleEdges(t *testing.T) {
 	p := newPromEnv(t)
 	p.writeStopped(t, istioSeries(bookinfoTraffic(), false), queryTime.Add(-2*time.Hour), queryTime.Add(-time.Hour), queryTime, 15*time.Second)
@@ -570,46 +528,6 @@ func TestMinimumRate(t *testing.T) {
 	}
 	if e := edgeBetween(c, idProductpage, "wl:Kubernetes:book-demo:reviews-v1", "http"); e != nil {
 		t.Errorf("productpage -> reviews-v1 at 0.005 req/min = %+v, want no edge", e)
-	}
-}
-
-func TestOptionsFromQuery(t *testing.T) {
-	tests := []struct {
-		query string
-		want  Options
-		field string // a bad parameter's name
-	}{
-		{"namespaces=book-demo,istio-system&graphType=versionedApp&duration=60s&idleNodes=true&responseTime=95",
-			Options{Namespaces: []string{"book-demo", "istio-system"}, GraphType: "versionedApp", Duration: time.Minute, InjectServiceNodes: true, IdleNodes: true, ResponseTime: "95"}, ""},
-		{"namespaces=a&duration=600&injectServiceNodes=false&queryTime=1796126400&appenders=responseTime,securityPolicy",
-			Options{Namespaces: []string{"a"}, Duration: 10 * time.Minute, QueryTime: time.Unix(1796126400, 0), Appenders: []string{"responseTime", "securityPolicy"}}, ""},
-		{"namespaces=a&duration=10m&appenders=", Options{Namespaces: []string{"a"}, Duration: 10 * time.Minute, InjectServiceNodes: true, Appenders: []string{}}, ""},
-		{"namespaces=a&duration=soon", Options{}, "duration"},
-		{"namespaces=a&idleEdges=maybe", Options{}, "idleEdges"},
-		{"namespaces=a&queryTime=yesterday", Options{}, "queryTime"},
-	}
-	for _, tc := range tests {
-		t.Run(tc.query, func(t *testing.T) {
-			q, err := url.ParseQuery(tc.query)
-			if err != nil {
-				t.Fatal(err)
-			}
-			got, err := OptionsFromQuery(q)
-			if tc.field != "" {
-				if !errors.Is(err, ErrBadOptions) || !strings.Contains(err.Error(), tc.field+":") {
-					t.Errorf("err = %v, want ErrBadOptions naming %s", err, tc.field)
-				}
-				return
-			}
-			if err != nil {
-				t.Fatal(err)
-			}
-			g, _ := json.Marshal(got)
-			w, _ := json.Marshal(tc.want)
-			if !bytes.Equal(g, w) {
-				t.Errorf("got %s\nwant %s", g, w)
-			}
-		})
 	}
 }
 
