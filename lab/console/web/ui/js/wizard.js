@@ -75,7 +75,7 @@ function routingEditor(versions) {
     const mbox = el('div', { class: 'matches' });
     const w = weightsEditor(versions, { idPrefix: '' });
     const rule = {
-      get: () => ({ matches: matches.map((m) => m.get()).filter((m) => m.value !== ''), weights: w.get().filter((x) => x.weight > 0 || x.mirror) }),
+      get: () => ({ matches: matches.map((m) => m.get()).filter((m) => m.value !== ''), weights: w.get() }),
     };
     const li = el('li', { class: 'rule' },
       el('div', null, el('strong', null, 'Matches'), ' ', el('button', { type: 'button', onclick: () => { const m = matchEditor(); matches.push(m); mbox.append(m.row); } }, '+ match'),
