@@ -132,7 +132,7 @@ func TestConsole(t *testing.T) {
 			t.Fatalf("the wizard's YAML is not the walkthrough's: %v\n%s", err, yamlText)
 		}
 		b.Do(t, "apply", chromedp.Click(chromedp.CSS(`#wizard-apply`)),
-			labtest.WaitJS(`document.querySelector('#wizard-result').textContent.trim() !== ''`))
+			labtest.WaitJS(`document.querySelector('#wizard-result.ok, #wizard-result.bad') !== null`))
 		result := labtest.Eval[string](t, b, `document.querySelector('#wizard-result').textContent`)
 		if !strings.Contains(result, "applied") {
 			t.Fatalf("wizard apply: %q", result)
