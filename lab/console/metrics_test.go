@@ -8,8 +8,6 @@ import (
 	"net/http/httptest"
 	"net/http/httputil"
 	"net/url"
-	"os"
-	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -19,7 +17,7 @@ import (
 
 	"github.com/meshlab/meshlab/controlplane/api"
 	"github.com/meshlab/meshlab/dataplane/xdsclient"
-	"github.com/meshlab/meshlab/lab/prometheus"
+	"github.com/meshlab/meshlab/lab/prometheus/promtest"
 )
 
 // meshMetrics serves what bookinfo's proxies and istiod would expose,
@@ -71,36 +69,18 @@ func startPrometheus(t testing.TB) string {
 	t.Cleanup(envoy.Close)
 	istiod := httptest.NewServer(http.HandlerFunc(mm.istiod))
 	t.Cleanup(istiod.Close)
-	dir := t.TempDir()
-	cfg := fmt.Sprintf(`global:
+	_, base := promtest.Start(t, fmt.Sprintf(`global:
   scrape_interval: 200ms
 scrape_configs:
 - job_name: istiod
   static_configs: [{targets: [%q]}]
 - job_name: envoy-stats
   static_configs: [{targets: [%q]}]
-`, strings.TrimPrefix(istiod.URL, "http://"), strings.TrimPrefix(envoy.URL, "http://"))
-	file := filepath.Join(dir, "prometheus.yml")
-	if err := os.WriteFile(file, []byte(cfg), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	s, err := prometheus.Start(ctx, prometheus.Options{ConfigFile: file, StoragePath: filepath.Join(dir, "data"),
-		ListenAddress: "127.0.0.1:0", Logger: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		cancel()
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		cancel()
-		if err := s.Wait(); err != nil {
-			t.Errorf("prometheus: %v", err)
-		}
-	})
+`, strings.TrimPrefix(istiod.URL, "http://"), strings.TrimPrefix(envoy.URL, "http://")), "")
 	for mm.scrapes.Load() < 4 {
 		time.Sleep(50 * time.Millisecond)
 	}
-	return "http://" + s.Addr()
+	return base
 }
 
 func TestMetricsOverviewAndStatus(t *testing.T) {

@@ -1,25 +1,20 @@
 package graph
 
 import (
-	"context"
 	"fmt"
 	"math"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/api"
-	promv1 "github.com/prometheus/client_golang/api/prometheus/v1"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/meshlab/meshlab/dataplane/telemetry"
-	labprom "github.com/meshlab/meshlab/lab/prometheus"
+	"github.com/meshlab/meshlab/lab/prometheus/promtest"
 )
 
 // proxyTarget is a proxy's /stats/prometheus as the lab's data plane
@@ -86,9 +81,7 @@ func TestScrapedByLabPrometheus(t *testing.T) {
 	srv := httptest.NewServer(mux)
 	t.Cleanup(srv.Close)
 
-	dir := t.TempDir()
-	cfg := filepath.Join(dir, "prometheus.yml")
-	yml := fmt.Sprintf(`global:
+	prom, promURL := promtest.Start(t, fmt.Sprintf(`global:
   scrape_interval: 1s
   scrape_timeout: 1s
 scrape_configs:
@@ -96,35 +89,16 @@ scrape_configs:
     metrics_path: /stats/prometheus
     static_configs:
       - targets: [%q]
-`, strings.TrimPrefix(srv.URL, "http://"))
-	if err := os.WriteFile(cfg, []byte(yml), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	s, err := labprom.Start(ctx, labprom.Options{ConfigFile: cfg, StoragePath: filepath.Join(dir, "data"), ListenAddress: "127.0.0.1:0"})
-	if err != nil {
-		cancel()
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		cancel()
-		if err := s.Wait(); err != nil {
-			t.Errorf("Prometheus: %v", err)
-		}
-	})
-	client, err := api.NewClient(api.Config{Address: "http://" + s.Addr()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	prom := promv1.NewAPI(client)
+`, strings.TrimPrefix(srv.URL, "http://")), "")
 
 	// Until a few scrapes are in, the graph is empty and says why; then
 	// it has the edges at their rates.
 	var c *Config
+	var err error
 	deadline := time.Now().Add(60 * time.Second)
 	for {
-		c, err = Build(ctx, prom, bookinfoMesh(), Options{Namespaces: []string{ns}, GraphType: TypeWorkload, InjectServiceNodes: true,
-			Duration: 4 * time.Second, PrometheusURL: "http://" + s.Addr()})
+		c, err = Build(t.Context(), prom, bookinfoMesh(), Options{Namespaces: []string{ns}, GraphType: TypeWorkload, InjectServiceNodes: true,
+			Duration: 4 * time.Second, PrometheusURL: promURL})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -4,19 +4,16 @@ import (
 	"context"
 	"log/slog"
 	"math"
-	"os"
 	"path/filepath"
 	"sort"
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/api"
-	promv1 "github.com/prometheus/client_golang/api/prometheus/v1"
 	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/tsdb"
 
-	"github.com/meshlab/meshlab/lab/prometheus"
+	"github.com/meshlab/meshlab/lab/prometheus/promtest"
 )
 
 // series is one istio_requests_total series of book-demo's traffic and
@@ -241,27 +238,9 @@ func TestQueryNamespacePrometheus(t *testing.T) {
 	data := filepath.Join(dir, "data")
 	end := time.Now().Add(-time.Minute).Truncate(time.Second)
 	writeCounters(t, data, bookDemo(), end)
-	cfg := filepath.Join(dir, "prometheus.yml")
-	if err := os.WriteFile(cfg, []byte("global:\n  scrape_interval: 1h\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	s, err := prometheus.Start(ctx, prometheus.Options{ConfigFile: cfg, StoragePath: data, ListenAddress: "127.0.0.1:0"})
-	if err != nil {
-		cancel()
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		cancel()
-		if err := s.Wait(); err != nil {
-			t.Errorf("prometheus shutdown: %v", err)
-		}
-	})
-	c, err := api.NewClient(api.Config{Address: "http://" + s.Addr()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	prom := promv1.NewAPI(c)
+	prom, _ := promtest.Start(t, "global:\n  scrape_interval: 1h\n", data)
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
 
 	got, err := QueryNamespace(ctx, prom, "book-demo", "Kubernetes", time.Minute, end)
 	if err != nil {
