@@ -107,7 +107,7 @@ func TestConsole(t *testing.T) {
 	})
 
 	t.Run("overview", func(t *testing.T) {
-		b.Do(t, "overview", chromedp.Navigate(console+"#/overview"), labtest.WaitReady("overview"), labtest.Screenshot(shots, "overview"))
+		b.Do(t, "overview", chromedp.Navigate(console+"#/overview"), labtest.WaitReady("overview"))
 		cards := labtest.Eval[int](t, b, `document.querySelectorAll('.ns-card[data-namespace="book-demo"]').length`)
 		if cards != 1 {
 			t.Errorf("overview shows %d cards for book-demo, want 1", cards)
@@ -229,6 +229,7 @@ spec: {mtls: {mode: STRICT}}
 			mode := labtest.Eval[string](t, b, `document.querySelector('.ns-card[data-namespace="book-demo"] .mtls-lock').dataset.mode`)
 			return mode == "STRICT", "mode " + mode
 		})
+		b.Do(t, "screenshot", labtest.Screenshot(shots, "overview"))
 	})
 
 	t.Run("trace", func(t *testing.T) {

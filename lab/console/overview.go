@@ -292,7 +292,11 @@ func (s *server) controlPlaneCard(ctx context.Context, m *snapshot, now time.Tim
 		}
 		return &v
 	}
+	// A quiet lab pushed nothing in the window (the rate is 0/0): then the
+	// average since istiod started, rather than no figure at all.
 	if v := get(`1000 * sum(rate(pilot_proxy_convergence_time_sum{job="istiod"}[10m])) / sum(rate(pilot_proxy_convergence_time_count{job="istiod"}[10m]))`); v != nil {
+		cp.PushTimeMs = v
+	} else if v := get(`1000 * sum(pilot_proxy_convergence_time_sum{job="istiod"}) / sum(pilot_proxy_convergence_time_count{job="istiod"})`); v != nil {
 		cp.PushTimeMs = v
 	}
 	if v := get(`sum(pilot_xds{job="istiod"})`); v != nil {
