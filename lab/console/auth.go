@@ -14,6 +14,8 @@ import (
 //     refused, whatever the strategy: the console acts with the lab's
 //     credential, and a page elsewhere must not drive it through a
 //     browser that can reach a loopback console;
+//   - an anonymous console answers only requests addressed to an IP, a
+//     local or a private name, so DNS rebinding cannot reach it;
 //   - under the token strategy every call but auth/info, authenticate and
 //     logout needs the console token, as a Bearer header or the cookie.
 func (s *server) guard(next http.Handler) http.Handler {
@@ -23,12 +25,14 @@ func (s *server) guard(next http.Handler) http.Handler {
 				writeJSON(w, http.StatusForbidden, map[string]string{"error": "cross-site request refused: " + why})
 				return
 			}
-			if s.o.AuthStrategy == "anonymous" && !privateHost(r.Host) {
-				writeJSON(w, http.StatusForbidden, map[string]string{"error": "change refused: an anonymous console changes the mesh only for requests to " +
-					"an IP address, localhost or a private name (.local, .svc, ...), not to " + r.Host + " — a public name could be a DNS rebinding; " +
-					"run the console with the token strategy to change the mesh through it"})
-				return
-			}
+		}
+		// Reads too: logs and config are not for a page that rebinds its
+		// public name to a loopback console.
+		if s.o.AuthStrategy == "anonymous" && !privateHost(r.Host) {
+			writeJSON(w, http.StatusForbidden, map[string]string{"error": "refused: an anonymous console answers only requests to " +
+				"an IP address, localhost or a private name (.local, .svc, ...), not to " + r.Host + " — a public name could be a DNS rebinding; " +
+				"run the console with the token strategy (meshlab kiali --auth-strategy token) to serve it under a public name"})
+			return
 		}
 		rel := strings.TrimPrefix(r.URL.Path, s.root)
 		open := rel == "/api/auth/info" || rel == "/api/authenticate" || rel == "/api/logout"

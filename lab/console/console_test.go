@@ -484,8 +484,8 @@ func TestAnonymousAndBadOptions(t *testing.T) {
 	if info.Strategy != "anonymous" || !info.Authenticated {
 		t.Errorf("auth/info = %+v", info)
 	}
-	// An anonymous console changes the mesh only when asked by a name a
-	// DNS rebinding cannot send; the body here is empty, so a request that
+	// An anonymous console answers only when asked by a name a DNS
+	// rebinding cannot send; the body here is empty, so a request that
 	// passes the guard is a 400.
 	for _, tc := range []struct {
 		host string
@@ -505,7 +505,11 @@ func TestAnonymousAndBadOptions(t *testing.T) {
 			t.Errorf("apply with Host %s: %d %s, want %d", tc.host, code, body, tc.code)
 		}
 	}
-	code, _, hdr := call(t, http.MethodGet, srv.URL+"/kiali/api/namespaces", nil, map[string]string{"Host": "evil.example.com"})
+	// Reads as well: logs and config are not for a rebound page either.
+	if code, body, _ := call(t, http.MethodGet, srv.URL+"/kiali/api/namespaces", nil, map[string]string{"Host": "evil.example.com"}); code != http.StatusForbidden {
+		t.Errorf("a read under a public name: %d %s, want 403", code, body)
+	}
+	code, _, hdr := call(t, http.MethodGet, srv.URL+"/kiali/api/namespaces", nil, map[string]string{"Host": "127.0.0.1:20001"})
 	if code != http.StatusOK || hdr.Get("X-Frame-Options") != "DENY" || !strings.Contains(hdr.Get("Content-Security-Policy"), "frame-ancestors 'none'") {
 		t.Errorf("a read: %d, frame headers %q %q", code, hdr.Get("X-Frame-Options"), hdr.Get("Content-Security-Policy"))
 	}
