@@ -4,6 +4,7 @@ import (
 	"math"
 	"os"
 	"os/exec"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -191,7 +192,7 @@ ok  	github.com/meshlab/meshlab/controlplane/xds	2.1s
 		t.Fatalf("%d benchmarks, want 2: %+v", len(got), got)
 	}
 	want0 := GoBenchmark{Package: "github.com/meshlab/meshlab/dataplane/proxy", Name: "BenchmarkProxyHTTP-2", Iterations: 20000, NsPerOp: 61234, BytesPerOp: 4096, AllocsPerOp: 41}
-	if got[0] != want0 {
+	if !reflect.DeepEqual(got[0], want0) {
 		t.Errorf("got %+v, want %+v", got[0], want0)
 	}
 	if got[1].Package != "github.com/meshlab/meshlab/controlplane/xds" || got[1].NsPerOp != 1.2e6 {

@@ -3,8 +3,11 @@
 // pod network namespaces with fortio (direct, one sidecar, two sidecars, the
 // gateway, nginx and haproxy), the proxies' CPU and memory, the control
 // plane's apply→ACK time with simulated ADS clients and its cost on a big
-// mesh, the lab's up and down, and the Go micro-benchmarks. It writes the
-// raw results as JSON under docs/bench/ and regenerates docs/BENCHMARKS.md.
+// mesh, the lab's up and down, the Go micro-benchmarks, and the console
+// (its benchmarks, and on a bookinfo lab its graph API, first page load in
+// headless Chromium and memory). It writes the raw results as JSON under
+// docs/bench/ and regenerates docs/BENCHMARKS.md; -merge puts a run of some
+// sections into an earlier run's results instead.
 //
 // Traffic goes only to the lab's own pods and to loopback.
 package main
@@ -29,18 +32,20 @@ import (
 
 // harness is one run: its settings, tools and results.
 type harness struct {
-	quick       bool
-	profile     bool
-	qps         float64
-	conns       int
-	size        int
-	requests    int
-	chunks      int
-	warmup      int
-	maxDuration time.Duration
-	labRounds   int
-	cpRounds    int
-	profileSecs int
+	quick          bool
+	profile        bool
+	qps            float64
+	conns          int
+	size           int
+	requests       int
+	chunks         int
+	warmup         int
+	maxDuration    time.Duration
+	labRounds      int
+	cpRounds       int
+	profileSecs    int
+	withConsoleLab bool
+	merge          string
 
 	// The CPU account (watchCPU) and the last observeLoad: when, the
 	// machine's CPU seconds, the benchmark's.
@@ -76,7 +81,9 @@ func main() {
 	flag.DurationVar(&h.maxDuration, "max-duration", 0, "length of each open-throttle run, 0 for the default (10s; 3s with -quick); negative skips them")
 	flag.IntVar(&h.labRounds, "lab-rounds", 0, "rounds of up and down (default 3; 1 with -quick)")
 	flag.IntVar(&h.cpRounds, "cp-rounds", 0, "applies per control-plane scenario (default 20; 5 with -quick)")
-	flag.StringVar(&sections, "sections", "lab,sandbox,dataplane,telemetry,controlplane,gobench", "sections to run, comma-separated")
+	flag.StringVar(&sections, "sections", "lab,sandbox,dataplane,telemetry,controlplane,gobench,console", "sections to run, comma-separated")
+	flag.BoolVar(&h.withConsoleLab, "console-lab", true, "the console section's real-lab part (a bookinfo lab: graph API, first page load, the console's memory); false runs its Go benchmarks only")
+	flag.StringVar(&h.merge, "merge", "", "a results JSON (docs/bench/latest.json) to merge this run's sections into: it is rewritten with them and the document rendered from it")
 	flag.StringVar(&h.out, "out", "docs/bench", "directory of the raw results")
 	flag.StringVar(&h.doc, "doc", "docs/BENCHMARKS.md", "the document to regenerate (empty: none)")
 	flag.StringVar(&h.cache, "cache", "", "where fortio and the meshlab build go (default $XDG_CACHE_HOME/meshlab/bench)")
@@ -210,10 +217,12 @@ func (h *harness) run(ctx context.Context, sections []string, wait time.Duration
 			err = h.controlPlaneBench(ctx)
 		case "gobench":
 			err = h.goBench(ctx)
+		case "console":
+			err = h.consoleBench(ctx, wait, h.withConsoleLab)
 		case "":
 			continue
 		default:
-			err = fmt.Errorf("unknown section %q (want lab, sandbox, dataplane, telemetry, controlplane, gobench)", s)
+			err = fmt.Errorf("unknown section %q (want lab, sandbox, dataplane, telemetry, controlplane, gobench, console)", s)
 		}
 		h.observeLoad()
 		if err != nil {
@@ -226,7 +235,7 @@ func (h *harness) run(ctx context.Context, sections []string, wait time.Duration
 	}
 	h.res.Machine.LoadEnd = loadAvg()
 	h.res.Finished = time.Now().UTC()
-	return h.write()
+	return h.write(sections)
 }
 
 // observeLoad records the machine's load since the last call: the
@@ -308,26 +317,113 @@ func (h *harness) newLab() *labCtl {
 }
 
 // write saves the JSON (a dated copy and latest.json) and the document.
-func (h *harness) write() error {
-	b, err := json.MarshalIndent(h.res, "", "  ")
-	if err != nil {
-		return err
+// With -merge, the dated copy is this run alone, and the merge file, with
+// this run's sections put in, is the one the document is rendered from.
+func (h *harness) write(sections []string) error {
+	name := filepath.Join(h.out, fmt.Sprintf("%s-%s.json", h.res.Started.Format("20060102T150405Z"), h.res.Mode))
+	files := []string{name, filepath.Join(h.out, "latest.json")}
+	if h.merge != "" {
+		files = files[:1]
 	}
-	name := fmt.Sprintf("%s-%s.json", h.res.Started.Format("20060102T150405Z"), h.res.Mode)
-	for _, n := range []string{name, "latest.json"} {
-		if err := os.WriteFile(filepath.Join(h.out, n), append(b, '\n'), 0o644); err != nil {
-			return fmt.Errorf("write results: %w", err)
+	for _, f := range files {
+		if err := writeResults(f, h.res); err != nil {
+			return err
 		}
 	}
-	slog.Info("results written", "json", filepath.Join(h.out, name))
+	slog.Info("results written", "json", name)
+	docResults, docJSON := h.res, name
+	if h.merge != "" {
+		b, err := os.ReadFile(h.merge)
+		if err != nil {
+			return fmt.Errorf("read the results to merge into: %w", err)
+		}
+		var into Results
+		if err := json.Unmarshal(b, &into); err != nil {
+			return fmt.Errorf("read %s: %w", h.merge, err)
+		}
+		mergeSections(&into, h.res, sections, filepath.ToSlash(name))
+		if err := writeResults(h.merge, into); err != nil {
+			return err
+		}
+		slog.Info("results merged", "into", h.merge)
+		docResults, docJSON = into, h.merge
+	}
 	if h.doc == "" {
 		return nil
 	}
-	if err := os.WriteFile(h.doc, []byte(render(h.res, filepath.ToSlash(filepath.Join(h.out, name)))), 0o644); err != nil {
+	if err := os.WriteFile(h.doc, []byte(render(docResults, filepath.ToSlash(docJSON))), 0o644); err != nil {
 		return fmt.Errorf("write %s: %w", h.doc, err)
 	}
 	slog.Info("document written", "doc", h.doc)
 	return nil
+}
+
+func writeResults(file string, r Results) error {
+	b, err := json.MarshalIndent(r, "", "  ")
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(file, append(b, '\n'), 0o644); err != nil {
+		return fmt.Errorf("write results: %w", err)
+	}
+	return nil
+}
+
+// mergeSections puts the sections of run that it ran into into: a
+// section run alone (say, after a change to the console) joins the last
+// full run's figures without redoing them. Sections that say when they
+// were measured get the run's results file as their Raw; the others are
+// marked in the machine's note. Errors of the merged sections are
+// replaced by the run's.
+func mergeSections(into *Results, run Results, sections []string, raw string) {
+	ran := map[string]bool{}
+	for _, s := range sections {
+		s = strings.TrimSpace(s)
+		if s == "" {
+			continue
+		}
+		ran[s] = true
+		unstamped := false
+		switch s {
+		case "lab":
+			into.Lab, unstamped = run.Lab, true
+		case "sandbox":
+			into.Sandbox = run.Sandbox
+			if into.Sandbox != nil {
+				into.Sandbox.Raw = raw
+			}
+		case "dataplane":
+			into.Paths, unstamped = run.Paths, true
+		case "telemetry":
+			into.Telemetry = run.Telemetry
+			if into.Telemetry != nil {
+				into.Telemetry.Raw = raw
+			}
+		case "controlplane":
+			into.ControlPlane, unstamped = run.ControlPlane, true
+		case "gobench":
+			into.GoBench, into.GoBenchRaw, unstamped = run.GoBench, run.GoBenchRaw, true
+		case "console":
+			into.Console = run.Console
+			if into.Console != nil {
+				into.Console.Raw, into.Console.Loaded = raw, run.Machine.Loaded
+			}
+		}
+		if unstamped {
+			note := fmt.Sprintf("the %s section is from the %s run (%s), merged in", s, run.Started.Format("2006-01-02 15:04 UTC"), raw)
+			into.Machine.ExternalNote = strings.TrimPrefix(into.Machine.ExternalNote+"; "+note, "; ")
+		}
+	}
+	errs := into.Errors[:0:0]
+	for _, e := range into.Errors {
+		if !ran[e.Section] {
+			errs = append(errs, e)
+		}
+	}
+	into.Errors = append(errs, run.Errors...)
+	if run.Machine.ExternalNote != "" {
+		into.Machine.ExternalNote = strings.TrimPrefix(into.Machine.ExternalNote+"; "+run.Machine.ExternalNote, "; ")
+	}
 }
 
 // renderFile regenerates the document from saved results, for when only

@@ -199,6 +199,10 @@ func render(r Results, jsonPath string) string {
 		}
 	}
 
+	if c := r.Console; c != nil {
+		renderConsole(w, c)
+	}
+
 	if len(r.GoBench) > 0 {
 		w("\n## Go micro-benchmarks\n\nRaw output, for `benchstat`: [`docs/bench/%s`](bench/%s).\n\n", r.GoBenchRaw, r.GoBenchRaw)
 		w("| package | benchmark | what it measures | runs | ns/op (median) | B/op | allocs/op |\n|---|---|---|---:|---:|---:|---:|\n")
@@ -309,6 +313,13 @@ func goals(r Results, paths map[string]PathResult) [][3]string {
 			out = append(out, [3]string{"the lab's Prometheus ≤ 100 MB scraping bookinfo", fmt.Sprintf("%.1f MB RSS (peak %.1f)", pc.RSSMB, pc.PeakRSSMB), verdict(pc.PeakRSSMB <= 100)})
 		}
 	}
+	if c := r.Console; c != nil {
+		cmark := mark
+		if c.Loaded {
+			cmark = " (loaded machine)"
+		}
+		out = append(out, consoleGoals(c, cmark)...)
+	}
 	if l := r.Lab; l != nil {
 		out = append(out, [3]string{"local `up` to productpage < 5 s", fmt.Sprintf("p50 %.2f s, max %.2f s%s", l.UpP50, l.UpMax, mark), verdict(l.UpP50 < 5)})
 	}
@@ -360,7 +371,8 @@ func relDoc(p string) string {
 }
 
 // medianBench folds the -count runs of each benchmark into one row: the
-// median of each figure, with Iterations holding the number of runs.
+// median of each figure (its own metrics too), with Iterations holding the
+// number of runs.
 func medianBench(bs []GoBenchmark) []GoBenchmark {
 	var order []string
 	runs := map[string][]GoBenchmark{}
@@ -382,10 +394,17 @@ func medianBench(bs []GoBenchmark) []GoBenchmark {
 	out := make([]GoBenchmark, 0, len(order))
 	for _, k := range order {
 		rs := runs[k]
-		out = append(out, GoBenchmark{Package: rs[0].Package, Name: rs[0].Name, Iterations: int64(len(rs)),
+		g := GoBenchmark{Package: rs[0].Package, Name: rs[0].Name, Iterations: int64(len(rs)),
 			NsPerOp:     med(rs, func(b GoBenchmark) float64 { return b.NsPerOp }),
 			BytesPerOp:  med(rs, func(b GoBenchmark) float64 { return b.BytesPerOp }),
-			AllocsPerOp: med(rs, func(b GoBenchmark) float64 { return b.AllocsPerOp })})
+			AllocsPerOp: med(rs, func(b GoBenchmark) float64 { return b.AllocsPerOp })}
+		for unit := range rs[0].Metrics {
+			if g.Metrics == nil {
+				g.Metrics = map[string]float64{}
+			}
+			g.Metrics[unit] = med(rs, func(b GoBenchmark) float64 { return b.Metrics[unit] })
+		}
+		out = append(out, g)
 	}
 	return out
 }

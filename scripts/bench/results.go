@@ -17,6 +17,7 @@ type Results struct {
 	Lab          *LabResult       `json:"lab,omitempty"`
 	Sandbox      *SandboxResult   `json:"sandbox,omitempty"`
 	Telemetry    *TelemetryResult `json:"telemetry,omitempty"`
+	Console      *ConsoleResult   `json:"console,omitempty"`
 	GoBench      []GoBenchmark    `json:"goBench,omitempty"`
 	GoBenchRaw   string           `json:"goBenchRaw,omitempty"` // file name of the benchstat-comparable text
 	Profiles     []string         `json:"profiles,omitempty"`
@@ -166,4 +167,6 @@ type GoBenchmark struct {
 	NsPerOp     float64 `json:"nsPerOp"`
 	BytesPerOp  float64 `json:"bytesPerOp"`
 	AllocsPerOp float64 `json:"allocsPerOp"`
+	// Metrics are the benchmark's own figures (b.ReportMetric), by unit.
+	Metrics map[string]float64 `json:"metrics,omitempty"`
 }
