@@ -366,8 +366,10 @@ func TestTelemetry(t *testing.T) {
 			sort.Strings(s)
 			return s
 		}
-		want := targets(prom)
 		poll(t, "Debian's Prometheus to find the lab's targets", 60*time.Second, func() (bool, string) {
+			// Both sides fresh each time: a pod an earlier subtest restarted
+			// reaches each Prometheus at its own service-discovery refresh.
+			want := targets(prom)
 			got := targets("http://" + addr)
 			return len(want) > 0 && slices.Equal(got, want), fmt.Sprintf("got %v, want %v", got, want)
 		})
