@@ -60,12 +60,7 @@ func console(o Options) []runtime.Object {
 			{APIGroups: consoleWriteGroups, Resources: istio, Verbs: []string{"get", "list", "watch", "create", "update", "patch", "delete"}},
 		},
 	}
-	binding := &rbacv1.ClusterRoleBinding{
-		TypeMeta:   metav1.TypeMeta{APIVersion: "rbac.authorization.k8s.io/v1", Kind: "ClusterRoleBinding"},
-		ObjectMeta: objectMeta(Kiali, "", labels),
-		RoleRef:    rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "ClusterRole", Name: role.Name},
-		Subjects:   []rbacv1.Subject{{Kind: "ServiceAccount", Name: sa.Name, Namespace: Namespace}},
-	}
+	binding := bindRole(objectMeta(Kiali, "", labels), role.Name, sa.Name)
 	svc := &corev1.Service{
 		TypeMeta:   metav1.TypeMeta{APIVersion: "v1", Kind: "Service"},
 		ObjectMeta: objectMeta(Kiali, Namespace, labels),

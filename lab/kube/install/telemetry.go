@@ -68,12 +68,7 @@ func prometheusAddon(o Options) []runtime.Object {
 			{NonResourceURLs: []string{"/metrics"}, Verbs: []string{"get"}},
 		},
 	}
-	binding := &rbacv1.ClusterRoleBinding{
-		TypeMeta:   metav1.TypeMeta{APIVersion: "rbac.authorization.k8s.io/v1", Kind: "ClusterRoleBinding"},
-		ObjectMeta: objectMeta(Prometheus, "", labels),
-		RoleRef:    rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "ClusterRole", Name: role.Name},
-		Subjects:   []rbacv1.Subject{{Kind: "ServiceAccount", Name: sa.Name, Namespace: Namespace}},
-	}
+	binding := bindRole(objectMeta(Prometheus, "", labels), role.Name, sa.Name)
 	cm := &corev1.ConfigMap{
 		TypeMeta:   metav1.TypeMeta{APIVersion: "v1", Kind: "ConfigMap"},
 		ObjectMeta: objectMeta(Prometheus, Namespace, labels),
