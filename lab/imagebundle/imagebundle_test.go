@@ -112,7 +112,9 @@ func engineID(t *testing.T, sock, ref string) string {
 	if resp.StatusCode == http.StatusNotFound {
 		return ""
 	}
-	var v struct{ ID string `json:"Id"` }
+	var v struct {
+		ID string `json:"Id"`
+	}
 	if err := json.NewDecoder(resp.Body).Decode(&v); err != nil {
 		t.Fatalf("inspect %s: %s: %v", ref, resp.Status, err)
 	}
@@ -280,4 +282,3 @@ func TestSaveErrors(t *testing.T) {
 		})
 	}
 }
-
