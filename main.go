@@ -65,6 +65,7 @@ func main() {
 			process.NSExecCommand(),
 			zipkin.Command(),
 			cmd.Kiali(),
+			cmd.Images(),
 			cmd.Dashboard(),
 		},
 	}

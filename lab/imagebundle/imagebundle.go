@@ -81,26 +81,8 @@ func Save(ctx context.Context, opts Options) (Result, error) {
 	if opts.MeshlabArchive != "" && opts.MeshlabRef == "" {
 		return Result{}, errors.New("images save: MeshlabRef is empty: want the reference of the meshlab image")
 	}
-	if len(opts.Refs) > 0 {
-		if err := image.Ping(opts.Sock); err != nil {
-			return Result{}, fmt.Errorf("images save: %w", err)
-		}
-	}
-	var missing []error
-	for _, ref := range opts.Refs {
-		if _, err := tagOf(ref); err != nil {
-			return Result{}, fmt.Errorf("images save: %w", err)
-		}
-		ok, err := inEngine(ctx, opts.Sock, ref)
-		if err != nil {
-			return Result{}, fmt.Errorf("images save: %w", err)
-		}
-		if !ok {
-			missing = append(missing, fmt.Errorf("%w at %s: %s; get it with `docker pull %s` on a machine with internet (then `docker save` it over), or build it offline (scripts/kind-nodebase for a node image)", ErrMissing, opts.Sock, ref, ref))
-		}
-	}
-	if len(missing) > 0 {
-		return Result{}, fmt.Errorf("images save: %w", errors.Join(missing...))
+	if err := Check(ctx, opts.Sock, opts.Refs); err != nil {
+		return Result{}, err
 	}
 	step("%d images in the engine", len(opts.Refs))
 
@@ -160,6 +142,34 @@ func Save(ctx context.Context, opts Options) (Result, error) {
 	step("wrote %s", opts.File)
 	res.File = opts.File
 	return res, nil
+}
+
+// Check reports, naming each and how to get it, the refs the engine at
+// sock does not hold (errors.Is ErrMissing); nil when it holds all.
+func Check(ctx context.Context, sock string, refs []string) error {
+	if len(refs) == 0 {
+		return nil
+	}
+	if err := image.Ping(sock); err != nil {
+		return fmt.Errorf("images save: %w", err)
+	}
+	var missing []error
+	for _, ref := range refs {
+		if _, err := tagOf(ref); err != nil {
+			return fmt.Errorf("images save: %w", err)
+		}
+		ok, err := inEngine(ctx, sock, ref)
+		if err != nil {
+			return fmt.Errorf("images save: %w", err)
+		}
+		if !ok {
+			missing = append(missing, fmt.Errorf("%w at %s: %s; get it with `docker pull %s` on a machine with internet (then `docker save` it over), or build it offline (scripts/kind-nodebase for a node image)", ErrMissing, sock, ref, ref))
+		}
+	}
+	if len(missing) > 0 {
+		return fmt.Errorf("images save: %w", errors.Join(missing...))
+	}
+	return nil
 }
 
 // tagOf is the tag an image is archived under: a docker-save manifest
