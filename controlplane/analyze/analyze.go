@@ -95,7 +95,7 @@ func newAnalysis(in Input) *analysis {
 		case *networking.ServiceEntry:
 			a.entries = append(a.entries, s.GetHosts()...)
 		case *networking.DestinationRule:
-			h := fqdn(s.GetHost(), r.Namespace)
+			h := registry.FQDN(s.GetHost(), r.Namespace)
 			if a.subsets[h] == nil {
 				a.subsets[h] = map[string]bool{}
 			}
@@ -114,46 +114,15 @@ func (a *analysis) report(t Type, r config.Resource, field, format string, args 
 		Kind: string(r.Kind), Namespace: r.Namespace, Name: r.Name, Field: field})
 }
 
-// fqdn expands a host as written in a resource of namespace ns the way the
-// mesh resolves it: a short name is a Service of ns; "svc.ns" and
-// "svc.ns.svc" are completed to the cluster domain; anything else (an
-// external name, a wildcard) is taken as written.
-func fqdn(host, ns string) string {
-	if strings.Contains(host, "*") || strings.HasSuffix(host, "."+registry.ClusterDomain) {
-		return host
-	}
-	switch parts := strings.Split(host, "."); {
-	case len(parts) == 1:
-		return host + "." + ns + ".svc." + registry.ClusterDomain
-	case len(parts) == 2:
-		return host + ".svc." + registry.ClusterDomain
-	case len(parts) == 3 && parts[2] == "svc":
-		return host + "." + registry.ClusterDomain
-	}
-	return host
-}
-
-// hostMatches reports whether a host pattern (possibly "*.example.com" or
-// "*") covers host.
-func hostMatches(pattern, host string) bool {
-	if pattern == host || pattern == "*" {
-		return true
-	}
-	if suffix, ok := strings.CutPrefix(pattern, "*"); ok {
-		return strings.HasSuffix(host, suffix)
-	}
-	return false
-}
-
 // known reports whether a destination host is served by a Service or a
 // ServiceEntry.
 func (a *analysis) known(host, ns string) bool {
-	h := fqdn(host, ns)
+	h := registry.FQDN(host, ns)
 	if _, ok := a.services[h]; ok {
 		return true
 	}
 	for _, e := range a.entries {
-		if hostMatches(e, host) || hostMatches(e, h) {
+		if registry.HostMatches(e, host) || registry.HostMatches(e, h) {
 			return true
 		}
 	}
@@ -287,7 +256,7 @@ func gatewayHasHost(gw *networking.Gateway, host, ns string) bool {
 				}
 				sh = h
 			}
-			if hostMatches(sh, host) || hostMatches(host, sh) {
+			if registry.HostMatches(sh, host) || registry.HostMatches(host, sh) {
 				return true
 			}
 		}
@@ -303,11 +272,11 @@ func (a *analysis) destination(r config.Resource, d dest) {
 	if len(a.services) > 0 && !a.known(host, r.Namespace) {
 		a.report(ReferencedResourceNotFound, r, d.field+".host", "Referenced host not found: %q", host)
 	}
-	if sub := d.d.GetSubset(); sub != "" && !a.subsets[fqdn(host, r.Namespace)][sub] {
+	if sub := d.d.GetSubset(); sub != "" && !a.subsets[registry.FQDN(host, r.Namespace)][sub] {
 		a.report(ReferencedResourceNotFound, r, d.field+".subset",
 			"Referenced host+subset in destinationrule not found: %q", host+"+"+sub)
 	}
-	if svc, ok := a.services[fqdn(host, r.Namespace)]; ok && len(svc.Ports) > 1 && d.d.GetPort() == nil {
+	if svc, ok := a.services[registry.FQDN(host, r.Namespace)]; ok && len(svc.Ports) > 1 && d.d.GetPort() == nil {
 		ports := make([]string, len(svc.Ports))
 		for i, p := range svc.Ports {
 			ports[i] = fmt.Sprint(p.Port)
@@ -333,7 +302,7 @@ func (a *analysis) destinationRule(r config.Resource, dr *networking.Destination
 	if a.in.Workloads == nil {
 		return
 	}
-	svc, ok := a.services[fqdn(dr.GetHost(), r.Namespace)]
+	svc, ok := a.services[registry.FQDN(dr.GetHost(), r.Namespace)]
 	if !ok {
 		return
 	}
@@ -406,7 +375,7 @@ func (a *analysis) conflicts() {
 				continue
 			}
 			for _, g := range gws {
-				k := [2]string{g, fqdn(h, r.Namespace)}
+				k := [2]string{g, registry.FQDN(h, r.Namespace)}
 				by[k] = append(by[k], use{r, fmt.Sprintf("spec.hosts[%d]", i)})
 			}
 		}

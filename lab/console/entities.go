@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net/http"
 	"sort"
-	"strings"
 	"time"
 
 	networking "istio.io/api/networking/v1alpha3"
@@ -387,25 +386,13 @@ func (s *server) podInfos(ctx context.Context, m *snapshot, ns string, pods []re
 	return out
 }
 
-// fqdn is a host as Istio resolves a short name: relative to the
-// resource's namespace.
-func fqdn(host, ns string) string {
-	switch strings.Count(host, ".") {
-	case 0:
-		return host + "." + ns + ".svc." + registry.ClusterDomain
-	case 1:
-		return host + ".svc." + registry.ClusterDomain
-	}
-	return host
-}
-
 // appliesTo says whether an Istio resource concerns the given services or
 // pods: routing (VS, DR) by host, policies by workload selector (none =
 // the whole namespace; the root namespace's apply mesh-wide).
 func appliesTo(r config.Resource, ns string, svcs []registry.Service, podLabels []map[string]string) bool {
 	hostOf := func(h string) bool {
 		for _, svc := range svcs {
-			if fqdn(h, r.Namespace) == svc.Hostname() {
+			if registry.FQDN(h, r.Namespace) == svc.Hostname() {
 				return true
 			}
 		}

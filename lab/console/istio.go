@@ -17,6 +17,7 @@ import (
 	"github.com/meshlab/meshlab/controlplane/analyze"
 	"github.com/meshlab/meshlab/controlplane/api"
 	"github.com/meshlab/meshlab/controlplane/config"
+	"github.com/meshlab/meshlab/controlplane/registry"
 	"github.com/meshlab/meshlab/lab"
 	"github.com/meshlab/meshlab/lab/console/validation"
 	"github.com/meshlab/meshlab/lab/console/wizard"
@@ -403,10 +404,10 @@ func (s *server) wizardDelete(r *http.Request) (any, error) {
 		case *networking.VirtualService:
 			mine = res.Name == svc
 			for _, h := range sp.GetHosts() {
-				mine = mine || fqdn(h, ns) == host
+				mine = mine || registry.FQDN(h, ns) == host
 			}
 		case *networking.DestinationRule:
-			mine = res.Name == svc || fqdn(sp.GetHost(), ns) == host
+			mine = res.Name == svc || registry.FQDN(sp.GetHost(), ns) == host
 		}
 		if mine {
 			keys = append(keys, res.Key())

@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/meshlab/meshlab/controlplane/registry"
 	"github.com/prometheus/common/model"
 )
 
@@ -366,7 +367,7 @@ func (b *builder) appendIstio() {
 		for _, de := range b.mesh.dr {
 			dr := de.spec
 			for _, h := range hosts {
-				if !hostMatches(de.host, h) {
+				if !registry.HostMatches(de.host, h) {
 					continue
 				}
 				if d.NodeType == "service" {

@@ -99,12 +99,12 @@ func indexMesh(m Mesh, cluster string) *meshIndex {
 			e := vsEntry{spec: vs}
 			for _, h := range vs.GetHosts() {
 				e.hosts = append(e.hosts, h)
-				e.fqdns = append(e.fqdns, fqdn(h, r.Namespace))
+				e.fqdns = append(e.fqdns, registry.FQDN(h, r.Namespace))
 			}
 			ix.vs = append(ix.vs, e)
 		case config.DestinationRule:
 			if dr, ok := r.Spec.(*networking.DestinationRule); ok {
-				ix.dr = append(ix.dr, drEntry{spec: dr, host: fqdn(dr.GetHost(), r.Namespace)})
+				ix.dr = append(ix.dr, drEntry{spec: dr, host: registry.FQDN(dr.GetHost(), r.Namespace)})
 			}
 		case config.ServiceEntry:
 			ix.se = append(ix.se, r)
@@ -157,35 +157,6 @@ func telemetryWorkload(w registry.Workload) string {
 		return strings.Join(parts[:n-1], "-")
 	}
 	return w.Name
-}
-
-// fqdn resolves a host as Istio does for a resource in namespace ns:
-// a short name is a service of ns.
-func fqdn(host, ns string) string {
-	switch strings.Count(host, ".") {
-	case 0:
-		if host == "*" {
-			return host
-		}
-		return host + "." + ns + ".svc." + registry.ClusterDomain
-	case 1:
-		if !strings.HasPrefix(host, "*") {
-			return host + ".svc." + registry.ClusterDomain
-		}
-	}
-	return host
-}
-
-// hostMatches reports whether a config host (maybe a wildcard) covers a
-// service's FQDN.
-func hostMatches(pattern, host string) bool {
-	if pattern == host || pattern == "*" {
-		return true
-	}
-	if strings.HasPrefix(pattern, "*.") {
-		return strings.HasSuffix(host, pattern[1:])
-	}
-	return false
 }
 
 func serviceHost(ns, name string) string {
@@ -250,7 +221,7 @@ func (ix *meshIndex) virtualServiceBadges(host string) (b vsBadges, any bool) {
 		vs := e.spec
 		matched := false
 		for i, h := range e.fqdns {
-			if hostMatches(h, host) {
+			if registry.HostMatches(h, host) {
 				matched = true
 				if !slices.Contains(b.hosts, e.hosts[i]) {
 					b.hosts = append(b.hosts, e.hosts[i])
@@ -320,7 +291,7 @@ func (ix *meshIndex) serviceEntry(host string) *ServiceEntryInfo {
 			continue
 		}
 		for _, h := range se.GetHosts() {
-			if hostMatches(fqdn(h, r.Namespace), host) || h == host {
+			if registry.HostMatches(registry.FQDN(h, r.Namespace), host) || h == host {
 				loc := "MESH_EXTERNAL"
 				if se.GetLocation() == networking.ServiceEntry_MESH_INTERNAL {
 					loc = "MESH_INTERNAL"

@@ -204,32 +204,19 @@ func (m *mesh) of(kind config.Kind) []config.Resource { return m.byKind[kind] }
 // ns; "name.namespace" (of a known namespace) and "name.namespace.svc"
 // are completed; anything else is taken as written.
 func (m *mesh) fqdn(host, ns string) string {
-	suffix := ".svc." + registry.ClusterDomain
-	switch parts := strings.Split(host, "."); {
-	case host == "*" || strings.HasSuffix(host, suffix):
+	// "name.other" is a Service only when other is a namespace of the mesh.
+	if parts := strings.Split(host, "."); len(parts) == 2 && !m.namespaces[parts[1]] {
 		return host
-	case len(parts) == 1:
-		return host + "." + ns + suffix
-	case len(parts) == 2 && m.namespaces[parts[1]]:
-		return host + suffix
-	case len(parts) == 3 && parts[2] == "svc":
-		return host + "." + registry.ClusterDomain
 	}
-	return host
+	return registry.FQDN(host, ns)
 }
 
 // hostMatches reports whether pattern (maybe "*.suffix" or "*") covers host.
 func hostMatches(pattern, host string) bool {
-	if pattern == host || pattern == "*" {
-		return true
-	}
-	if rest, ok := strings.CutPrefix(pattern, "*"); ok {
-		return strings.HasSuffix(host, rest)
-	}
-	if rest, ok := strings.CutPrefix(host, "*"); ok {
+	if rest, ok := strings.CutPrefix(host, "*"); ok && !strings.HasPrefix(pattern, "*") {
 		return strings.HasSuffix(pattern, rest)
 	}
-	return false
+	return registry.HostMatches(pattern, host)
 }
 
 // known reports whether a resolved host is a service or a ServiceEntry's.
