@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"sort"
-	"strings"
 	"sync"
 	"time"
 
@@ -12,7 +11,6 @@ import (
 
 	"github.com/meshlab/meshlab/controlplane/api"
 	"github.com/meshlab/meshlab/controlplane/config"
-	"github.com/meshlab/meshlab/controlplane/inject"
 	"github.com/meshlab/meshlab/controlplane/registry"
 	"github.com/meshlab/meshlab/lab/console/graph"
 )
@@ -92,40 +90,12 @@ func (s *server) invalidate() {
 	s.meshMu.Unlock()
 }
 
-// hasSidecar says whether a pod runs in the mesh: the injector's status
-// annotation, or an istio-proxy container.
-func hasSidecar(w registry.Workload) bool {
-	if w.Pod == nil {
-		return false
-	}
-	if _, ok := w.Pod.Annotations[inject.StatusAnnotation]; ok {
-		return true
-	}
-	for _, c := range w.Pod.Containers {
-		if c.Name == "istio-proxy" {
-			return true
-		}
-	}
-	return false
-}
+// hasSidecar says whether a pod runs in the mesh.
+func hasSidecar(w registry.Workload) bool { return graph.Injected(w.Pod) }
 
 // workloadName is the Kiali workload (the controller: Deployment, ...) a
-// pod belongs to: a Deployment's ReplicaSet without its template hash.
-func workloadName(w registry.Workload) string {
-	if w.Pod == nil || w.Pod.ControllerName == "" {
-		return w.Name
-	}
-	name := w.Pod.ControllerName
-	if w.Pod.ControllerKind == "ReplicaSet" {
-		if h := w.Labels["pod-template-hash"]; h != "" {
-			return strings.TrimSuffix(name, "-"+h)
-		}
-		if i := strings.LastIndexByte(name, '-'); i > 0 {
-			return name[:i]
-		}
-	}
-	return name
-}
+// pod belongs to, the name Istio's telemetry reports.
+func workloadName(w registry.Workload) string { return graph.TelemetryWorkload(w) }
 
 // workload is one Kiali workload: a controller and its pods.
 type workload struct {

@@ -71,7 +71,7 @@ type meshIndex struct {
 func indexMesh(m Mesh, cluster string) *meshIndex {
 	ix := &meshIndex{cluster: cluster, workloads: map[string]*workloadInfo{}, services: map[string]registry.Service{}}
 	for _, w := range m.Workloads {
-		name := telemetryWorkload(w)
+		name := TelemetryWorkload(w)
 		key := w.Namespace + "/" + name
 		wi := ix.workloads[key]
 		if wi == nil {
@@ -115,17 +115,21 @@ func indexMesh(m Mesh, cluster string) *meshIndex {
 	return ix
 }
 
-// hasSidecar: the injector's status annotation, or a proxy container for
-// pods injected some other way. A workload whose pod the runtime does not
-// describe is not accused of lacking one.
-func hasSidecar(w registry.Workload) bool {
-	if w.Pod == nil {
+// hasSidecar: a workload whose pod the runtime does not describe is not
+// accused of lacking one.
+func hasSidecar(w registry.Workload) bool { return w.Pod == nil || Injected(w.Pod) }
+
+// Injected reports whether a registered pod has a sidecar, as
+// inject.Injected does for a pod spec: the injector's status annotation, or
+// a proxy container for pods injected some other way.
+func Injected(p *registry.Pod) bool {
+	if p == nil {
+		return false
+	}
+	if _, ok := p.Annotations[inject.StatusAnnotation]; ok {
 		return true
 	}
-	if _, ok := w.Pod.Annotations[inject.StatusAnnotation]; ok {
-		return true
-	}
-	for _, c := range w.Pod.Containers {
+	for _, c := range p.Containers {
 		if c.Name == inject.ProxyContainer {
 			return true
 		}
@@ -133,10 +137,10 @@ func hasSidecar(w registry.Workload) bool {
 	return false
 }
 
-// telemetryWorkload is the workload name Istio's telemetry reports for a
+// TelemetryWorkload is the workload name Istio's telemetry reports for a
 // pod: its controller's (a ReplicaSet's Deployment), or the pod's name
 // without its generated suffixes.
-func telemetryWorkload(w registry.Workload) string {
+func TelemetryWorkload(w registry.Workload) string {
 	if p := w.Pod; p != nil && p.ControllerName != "" {
 		if p.ControllerKind != "ReplicaSet" {
 			return p.ControllerName
