@@ -11,9 +11,11 @@ import (
 	"net/netip"
 )
 
-// Pinned MetalLB images.
+// Pinned MetalLB images. v0.15.2 because the offline images are built from
+// the module go.universe.tf/metallb at that version (scripts/kind-testenv);
+// the objects in objects.go follow that release's manifests and binaries.
 const (
-	Version         = "v0.14.9"
+	Version         = "v0.15.2"
 	ControllerImage = "quay.io/metallb/controller:" + Version
 	SpeakerImage    = "quay.io/metallb/speaker:" + Version
 )

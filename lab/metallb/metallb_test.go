@@ -111,12 +111,12 @@ func TestObjectsGolden(t *testing.T) {
 			images[img] = true
 		}
 	}
-	for kind, n := range map[string]int{"Namespace": 1, "CustomResourceDefinition": 7, "Deployment": 1, "DaemonSet": 1, "ServiceAccount": 2, "Secret": 1} {
+	for kind, n := range map[string]int{"Namespace": 1, "CustomResourceDefinition": 8, "Deployment": 1, "DaemonSet": 1, "ServiceAccount": 2, "Secret": 1} {
 		if kinds[kind] != n {
 			t.Errorf("%d %s objects, want %d", kinds[kind], kind, n)
 		}
 	}
-	for _, img := range []string{"quay.io/metallb/controller:v0.14.9", "quay.io/metallb/speaker:v0.14.9"} {
+	for _, img := range []string{"quay.io/metallb/controller:v0.15.2", "quay.io/metallb/speaker:v0.15.2"} {
 		if !images[img] {
 			t.Errorf("no container runs %s (images: %v)", img, images)
 		}

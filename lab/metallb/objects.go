@@ -23,8 +23,12 @@ type Options struct {
 	MemberlistKey []byte
 }
 
-// kinds MetalLB v0.14 watches. Its controllers fail to start if any of these
-// CRDs is missing, even the BGP ones the L2 lab never uses.
+// kinds MetalLB v0.15 caches or watches. Both binaries give controller-runtime
+// a per-namespace cache of every kind but ServiceL2Status, and building that
+// cache asks the API server for each one, so a missing CRD stops the
+// controller and the speaker at start, even a BGP one the L2 lab never uses.
+// The speaker also writes ServiceBGPStatus objects in L2 mode (none come
+// about without BGP peers, but its reconciler is always set up).
 var crdKinds = []struct {
 	kind, plural string
 	versions     []string // served; the last is stored
@@ -35,6 +39,7 @@ var crdKinds = []struct {
 	{"Community", "communities", []string{"v1beta1"}},
 	{"IPAddressPool", "ipaddresspools", []string{"v1beta1"}},
 	{"L2Advertisement", "l2advertisements", []string{"v1beta1"}},
+	{"ServiceBGPStatus", "servicebgpstatuses", []string{"v1beta1"}},
 	{"ServiceL2Status", "servicel2statuses", []string{"v1beta1"}},
 }
 
@@ -158,7 +163,9 @@ func rbac() []runtime.Object {
 			rbacv1.PolicyRule{APIGroups: []string{""}, Resources: []string{"events"}, Verbs: write},
 		),
 		// The speakers announce them: they read Services, their endpoints and
-		// the nodes, and report what they announce.
+		// the nodes, and report what they announce. They watch
+		// ServiceL2Statuses in every namespace (that kind is not in their
+		// per-namespace cache), so its rule is cluster-wide.
 		role("metallb-system:speaker", "",
 			rbacv1.PolicyRule{APIGroups: []string{""}, Resources: []string{"services", "endpoints", "nodes", "namespaces"}, Verbs: read},
 			rbacv1.PolicyRule{APIGroups: []string{"discovery.k8s.io"}, Resources: []string{"endpointslices"}, Verbs: read},
@@ -168,11 +175,16 @@ func rbac() []runtime.Object {
 		role("controller", Namespace,
 			rbacv1.PolicyRule{APIGroups: []string{""}, Resources: []string{"secrets", "configmaps"}, Verbs: read},
 			rbacv1.PolicyRule{APIGroups: []string{Group}, Resources: crds, Verbs: read},
+			// It counts each pool's assigned and free addresses into the
+			// pool's status.
+			rbacv1.PolicyRule{APIGroups: []string{Group}, Resources: []string{"ipaddresspools/status"}, Verbs: []string{"update"}},
 		),
 		role("speaker", Namespace,
-			// memberlist finds the other speakers by listing pods.
+			// memberlist finds the other speakers by listing pods; the
+			// speaker reads its own to own the status objects it writes.
 			rbacv1.PolicyRule{APIGroups: []string{""}, Resources: []string{"pods", "secrets", "configmaps"}, Verbs: read},
 			rbacv1.PolicyRule{APIGroups: []string{Group}, Resources: crds, Verbs: read},
+			rbacv1.PolicyRule{APIGroups: []string{Group}, Resources: []string{"servicebgpstatuses", "servicebgpstatuses/status"}, Verbs: []string{"*"}},
 		),
 		bind("metallb-system:controller", "", "controller"),
 		bind("metallb-system:speaker", "", "speaker"),
@@ -210,7 +222,10 @@ func controller() *appsv1.Deployment {
 						// No admission webhook: meshlab writes MetalLB's only
 						// configuration itself, so the controller needs no
 						// serving certificate and no webhook Service.
-						Args:           []string{fmt.Sprintf("--port=%d", metricsPort), "--log-level=info", "--webhook-mode=disabled"},
+						Args: []string{fmt.Sprintf("--port=%d", metricsPort), "--log-level=info", "--webhook-mode=disabled"},
+						// No METALLB_ML_SECRET_NAME: Install writes the
+						// memberlist secret, so the controller need not make
+						// one (nor read its own Deployment to own it).
 						Env:            []corev1.EnvVar{{Name: "METALLB_NAMESPACE", Value: Namespace}},
 						Ports:          []corev1.ContainerPort{{Name: "monitoring", ContainerPort: metricsPort}},
 						ReadinessProbe: probe(),
