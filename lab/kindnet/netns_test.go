@@ -9,7 +9,6 @@ import (
 	"net"
 	"os"
 	"path/filepath"
-	"runtime"
 	"slices"
 	"testing"
 	"time"
@@ -17,7 +16,6 @@ import (
 	"github.com/google/nftables"
 	"github.com/google/nftables/expr"
 	"github.com/vishvananda/netlink"
-	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -37,36 +35,13 @@ func newTestNS(t *testing.T) testNS {
 	if os.Geteuid() != 0 {
 		t.Skip("needs root to create a network namespace of its own (run go test as root); the host's namespace is never touched")
 	}
-	type result struct {
-		h   netns.NsHandle
-		err error
-	}
-	done := make(chan result, 1)
-	go func() {
-		// Never unlocked: the thread, left in the new namespace, exits
-		// with the goroutine. The handle keeps the namespace alive.
-		runtime.LockOSThread()
-		h, err := netns.New()
-		done <- result{h, err}
-	}()
-	r := <-done
-	if r.err != nil {
-		t.Fatalf("create a network namespace: %v", r.err)
-	}
-	t.Cleanup(func() { _ = r.h.Close() }) // the last reference: the namespace goes with it
-	nl, err := netlink.NewHandleAt(r.h)
+	h := newNS(t)
+	nl, err := netlink.NewHandleAt(h)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(nl.Close)
-	nft, err := nftables.New(nftables.WithNetNSFd(int(r.h)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	lo, err := nl.LinkByName("lo")
-	if err == nil {
-		err = nl.LinkSetUp(lo)
-	}
+	nft, err := nftables.New(nftables.WithNetNSFd(int(h)))
 	if err != nil {
 		t.Fatal(err)
 	}
