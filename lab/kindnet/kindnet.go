@@ -192,18 +192,16 @@ func (s *syncer) syncConflist(nodes []*corev1.Node) error {
 		return err
 	}
 	s.waiting = false
+	wrote, err := writeIfChanged(s.conflist, b)
+	if err != nil || !wrote {
+		return err
+	}
 	cidrs, _ := podCIDRs(self)
+	s.log.Info("CNI conflist written", "path", s.conflist, "podCIDRs", cidrs)
 	for _, c := range cidrs {
 		if c.Addr().Is4() && !s.podSubnet.Contains(c.Addr()) {
 			s.log.Warn("the node's pod CIDR is outside --pod-subnet: its pods' traffic to other pods is masqueraded", "podCIDR", c, "podSubnet", s.podSubnet)
 		}
-	}
-	wrote, err := writeIfChanged(s.conflist, b)
-	if err != nil {
-		return err
-	}
-	if wrote {
-		s.log.Info("CNI conflist written", "path", s.conflist, "podCIDRs", cidrs)
 	}
 	return nil
 }

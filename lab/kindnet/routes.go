@@ -243,7 +243,7 @@ func (s *syncer) syncRoutes(nodes []*corev1.Node) error {
 			errs = append(errs, fmt.Errorf("route %s via %s (node %s): %w", r.Dst, r.Via, names[r.Dst], err))
 			continue
 		}
-		s.log.Info("route added", "node", names[r.Dst], "podCIDR", r.Dst, "via", r.Via)
+		s.log.Info("route set", "node", names[r.Dst], "podCIDR", r.Dst, "via", r.Via)
 	}
 	for _, r := range remove {
 		nr := &netlink.Route{Dst: toIPNet(r.Dst), Gw: r.Via.AsSlice(), LinkIndex: r.LinkIndex, Table: unix.RT_TABLE_MAIN, Protocol: RouteProtocol}
