@@ -67,6 +67,7 @@ func main() {
 			cmd.Kiali(),
 			cmd.Images(),
 			cmd.Dashboard(),
+			cmd.KindNet(),
 		},
 	}
 	// The one place termination signals are caught: every long-running mode
