@@ -186,6 +186,8 @@ type UpOptions struct {
 	// sharing key of the gateway Service (kind only).
 	Nodes       int
 	SharedIPKey string
+	// Kind is how a kind lab gets its images (kind only).
+	Kind KindImages
 	// WorkloadCertTTL is the lifetime of every workload certificate of
 	// the lab (istiod's DEFAULT_WORKLOAD_CERT_TTL and every proxy's
 	// SECRET_TTL); zero is Istio's 24h.
@@ -206,6 +208,20 @@ type UpOptions struct {
 	KialiWebRoot string
 	Out          io.Writer
 }
+
+// KindImages are where a kind lab's images come from, for a room with no
+// registry: an archive `meshlab images save` wrote, loaded into the engine
+// first, and the images to run in place of the pinned ones. Empty fields
+// keep the defaults.
+type KindImages struct {
+	Archive           string // docker-save archive loaded before the cluster is made
+	Node              string // kind node image
+	MetalLBController string
+	MetalLBSpeaker    string
+}
+
+// IsZero says no field is set.
+func (k KindImages) IsZero() bool { return k == KindImages{} }
 
 // DownOptions is one `meshlab down`.
 type DownOptions struct {

@@ -14,6 +14,7 @@ import (
 	"github.com/meshlab/meshlab/lab"
 	"github.com/meshlab/meshlab/lab/kind"
 	"github.com/meshlab/meshlab/lab/local"
+	"github.com/meshlab/meshlab/lab/metallb"
 	"github.com/meshlab/meshlab/lab/values"
 	"github.com/meshlab/meshlab/samples"
 )
@@ -29,6 +30,10 @@ var upFlags = []cli.Flag{
 	&cli.StringSliceFlag{Name: "manifest", Usage: "once the lab is up, apply this manifest `FILE` as meshlab apply -f would, and wait for its Deployments (repeatable)"},
 	&cli.BoolFlag{Name: "no-bookinfo", Usage: "leave bookinfo out (the control plane and gateway only, plus --manifest)"},
 	&cli.IntFlag{Name: "nodes", Aliases: []string{"kind-workers"}, Usage: "kind runtime: `N` worker nodes besides the control plane"},
+	nodeImageFlag(),
+	&cli.StringFlag{Name: "metallb-controller-image", Usage: "kind runtime: MetalLB controller image `REF` (default " + metallb.ControllerImage + ")"},
+	&cli.StringFlag{Name: "metallb-speaker-image", Usage: "kind runtime: MetalLB speaker image `REF` (default " + metallb.SpeakerImage + ")"},
+	&cli.StringFlag{Name: "images", Usage: "kind runtime: load this archive `FILE` (from meshlab images save) into the engine first, for a room without a registry"},
 	&cli.StringFlag{Name: "allow-shared-ip", Usage: "kind runtime: MetalLB sharing `KEY` for the gateway Service (metallb.universe.tf/allow-shared-ip)"},
 	&cli.IntFlag{Name: "prometheus-port", Value: 9090, Usage: "host port of the lab's Prometheus (9090; 0: not published). Local runtime"},
 	&cli.IntFlag{Name: "zipkin-port", Value: 9411, Usage: "host port of the lab's trace store, Zipkin's API (9411; 0: not published). Local runtime"},
@@ -97,6 +102,12 @@ Examples:
    sudo meshlab up --kiali-web-root /dashboards/kiali
    xdg-open http://127.0.0.1:20001/dashboards/kiali/
 
+   # kind, in a workshop room with no registry: the archive meshlab images
+   # save wrote on a machine that had the images (node image, MetalLB, meshlab)
+   sudo meshlab up --runtime kind --images lab-images.tar
+   # kind with a node image of your own (scripts/kind-testenv builds one offline)
+   sudo meshlab up --runtime kind --node-image meshlab.local/kind-node:v1.34.4
+
    # workload certificates that live 30s, so rotation happens every ~15s
    sudo meshlab up --workload-cert-ttl 30s
    meshlab proxy-config secret -n default productpage   # SERIAL NUMBER changes`,
@@ -128,6 +139,15 @@ Examples:
 				}
 				fmt.Fprintf(c.App.Writer, "Runtime: %s (%s)\n", name, why)
 			}
+			kindImages := lab.KindImages{
+				Archive:           c.String("images"),
+				Node:              c.String("node-image"),
+				MetalLBController: c.String("metallb-controller-image"),
+				MetalLBSpeaker:    c.String("metallb-speaker-image"),
+			}
+			if name != "kind" && !kindImages.IsZero() {
+				return cli.Exit(fmt.Sprintf("up: --images, --node-image and --metallb-*-image are for the kind runtime; this lab's runtime is %s (use --runtime kind)", name), 2)
+			}
 			rt, err := newRuntime(c, name, dir)
 			if err != nil {
 				return err
@@ -142,6 +162,7 @@ Examples:
 				APIPort:           c.Int("api-port"),
 				Nodes:             c.Int("nodes"),
 				SharedIPKey:       c.String("allow-shared-ip"),
+				Kind:              kindImages,
 				WorkloadCertTTL:   ttl,
 				MeshConfig:        mesh,
 				MeshConfigGiven:   c.IsSet("values") || c.IsSet("set"),

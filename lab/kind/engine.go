@@ -88,6 +88,28 @@ func (e Engine) NetworkSubnets(ctx context.Context, name string) ([]netip.Prefix
 	return ParseNetwork(body)
 }
 
+// RemoveNetwork removes an engine network (DELETE /networks/<name>). A
+// network that is gone already, or that other containers still use, is left
+// without an error: it is not the caller's to take.
+func (e Engine) RemoveNetwork(ctx context.Context, name string) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodDelete, "http://engine/networks/"+url.PathEscape(name), nil)
+	if err != nil {
+		return err
+	}
+	resp, err := image.UnixClient(e.Socket).Do(req)
+	if err != nil {
+		return fmt.Errorf("remove network %s at %s: %w", name, e.Socket, err)
+	}
+	defer func() { _ = resp.Body.Close() }() // read: ReadAll reports its errors
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<16))
+	switch resp.StatusCode {
+	case http.StatusOK, http.StatusNoContent, http.StatusNotFound, http.StatusForbidden, http.StatusConflict:
+		// 403/409: containers of someone else's are still attached.
+		return nil
+	}
+	return fmt.Errorf("remove network %s at %s: %s: %s", name, e.Socket, resp.Status, strings.TrimSpace(string(body)))
+}
+
 // ParseNetwork reads the subnets out of a network's inspect JSON.
 func ParseNetwork(body []byte) ([]netip.Prefix, error) {
 	var nw struct {

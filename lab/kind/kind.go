@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"os"
 	"strconv"
-	"time"
 
 	"sigs.k8s.io/kind/pkg/apis/config/defaults"
 	"sigs.k8s.io/kind/pkg/apis/config/v1alpha4"
@@ -42,6 +41,11 @@ const (
 	GatewayHTTPSNodePort = 30443
 )
 
+// PodSubnet is the cluster's pod network, kind's default. Each node gets a
+// /24 of it from the controller manager, and meshlab's pod network
+// (lab/kindnet) routes between them.
+const PodSubnet = "10.244.0.0/16"
+
 // Cluster describes the cluster meshlab wants.
 type Cluster struct {
 	Name      string
@@ -73,6 +77,11 @@ func Config(c Cluster) *v1alpha4.Cluster {
 		TypeMeta: v1alpha4.TypeMeta{Kind: "Cluster", APIVersion: "kind.x-k8s.io/v1alpha4"},
 		Name:     c.Name,
 		Nodes:    []v1alpha4.Node{cp},
+		// kind's own pod network, kindnetd, is an image from a registry
+		// (and not a Go module) that an offline room cannot have; meshlab
+		// brings its own, from the meshlab image, on every kind lab so that
+		// one pod network is what is tested.
+		Networking: v1alpha4.Networking{DisableDefaultCNI: true, PodSubnet: PodSubnet},
 	}
 	for i := 0; i < c.Workers; i++ {
 		cfg.Nodes = append(cfg.Nodes, v1alpha4.Node{Role: v1alpha4.WorkerRole, Image: img})
@@ -119,19 +128,16 @@ func NewProvider() (Provider, error) {
 
 type kindProvider struct{ p *cluster.Provider }
 
-// waitReady is how long Create waits for the control plane to be Ready.
-const waitReady = 3 * time.Minute
-
 func (k *kindProvider) Create(ctx context.Context, c Cluster) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
 	// The kubeconfig goes where kubectl looks ($KUBECONFIG, else
 	// ~/.kube/config) with context kind-<name>; a failed create leaves no
-	// nodes behind (kind deletes them unless told to retain).
+	// nodes behind (kind deletes them unless told to retain). No wait for
+	// Ready: no node is before the pod network, which comes after.
 	err := k.p.Create(c.Name,
 		cluster.CreateWithV1Alpha4Config(Config(c)),
-		cluster.CreateWithWaitForReady(waitReady),
 		cluster.CreateWithDisplayUsage(false),
 		cluster.CreateWithDisplaySalutation(false),
 	)
@@ -141,9 +147,23 @@ func (k *kindProvider) Create(ctx context.Context, c Cluster) error {
 	return nil
 }
 
-func (k *kindProvider) Delete(_ context.Context, name string) error {
+// Delete deletes the cluster and, when it was the last kind cluster, the
+// engine network kind made for it: kind keeps that network for the next
+// cluster, but a lab's down should leave the engine as it found it.
+func (k *kindProvider) Delete(ctx context.Context, name string) error {
 	if err := k.p.Delete(name, ""); err != nil {
 		return fmt.Errorf("delete kind cluster %s: %w", name, err)
+	}
+	left, err := k.p.List()
+	if err != nil || len(left) > 0 {
+		return nil //nolint:nilerr // the cluster is deleted; the network is only tidied when surely unused
+	}
+	e, err := FindEngine()
+	if err != nil {
+		return nil //nolint:nilerr // as above: nothing to tidy without an engine
+	}
+	if err := e.RemoveNetwork(ctx, NetworkName()); err != nil {
+		return fmt.Errorf("kind cluster %s is deleted, but its network is not: %w", name, err)
 	}
 	return nil
 }

@@ -30,7 +30,9 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/meshlab/meshlab/lab"
+	"github.com/meshlab/meshlab/lab/imagebundle"
 	"github.com/meshlab/meshlab/lab/kind"
+	"github.com/meshlab/meshlab/lab/kindnet"
 	"github.com/meshlab/meshlab/lab/metallb"
 )
 
@@ -63,8 +65,13 @@ type Options struct {
 	// with other Services carrying the same key.
 	SharedIPKey string
 
+	// PodNetwork installs the cluster's pod network from the meshlab
+	// image and waits for every node to be Ready; kindnet.Install when nil.
+	PodNetwork func(ctx context.Context, kube kubernetes.Interface, image, podSubnet string, timeout time.Duration) error
 	// MetalLB installs MetalLB with a pool; metallb.Install when nil.
-	MetalLB func(ctx context.Context, c metallb.Clients, r metallb.Range, timeout time.Duration) error
+	MetalLB func(ctx context.Context, c metallb.Clients, r metallb.Range, images metallb.Images, timeout time.Duration) error
+	// MetalLBImages replace MetalLB's pinned images where set.
+	MetalLBImages metallb.Images
 	// Clients makes the API clients from a rest config; real ones when nil.
 	Clients func(cfg *rest.Config) (metallb.Clients, error)
 
@@ -128,6 +135,9 @@ func Up(ctx context.Context, o Options, p kind.Provider) (err error) {
 	}
 	if o.MetalLB == nil {
 		o.MetalLB = metallb.Install
+	}
+	if o.PodNetwork == nil {
+		o.PodNetwork = kindnet.Install
 	}
 	if o.Clients == nil {
 		o.Clients = realClients
@@ -196,23 +206,6 @@ func Up(ctx context.Context, o Options, p kind.Provider) (err error) {
 		return err
 	}
 
-	var pool metallb.Range
-	if err := s.step("MetalLB pool", func() (string, error) {
-		subnets, err := o.Subnets(ctx)
-		if err != nil {
-			return "", err
-		}
-		if pool, err = metallb.PoolFor(subnets); err != nil {
-			return "", err
-		}
-		if err := o.MetalLB(ctx, clients, pool, o.Timeout); err != nil {
-			return "", err
-		}
-		return pool.String(), nil
-	}); err != nil {
-		return err
-	}
-
 	var img kind.Image
 	if err := s.step("image loaded", func() (string, error) {
 		var err error
@@ -227,6 +220,32 @@ func Up(ctx context.Context, o Options, p kind.Provider) (err error) {
 			return img.Ref + " (already on the nodes)", nil
 		}
 		return fmt.Sprintf("%s (%d node%s)", img.Ref, n, plural(n)), nil
+	}); err != nil {
+		return err
+	}
+
+	if err := s.step("pod network", func() (string, error) {
+		if err := o.PodNetwork(ctx, clients.Kube, img.Ref, kind.PodSubnet, o.Timeout); err != nil {
+			return "", err
+		}
+		return "meshlab-kindnet " + kind.PodSubnet + ", nodes Ready", nil
+	}); err != nil {
+		return err
+	}
+
+	var pool metallb.Range
+	if err := s.step("MetalLB pool", func() (string, error) {
+		subnets, err := o.Subnets(ctx)
+		if err != nil {
+			return "", err
+		}
+		if pool, err = metallb.PoolFor(subnets); err != nil {
+			return "", err
+		}
+		if err := o.MetalLB(ctx, clients, pool, o.MetalLBImages, o.Timeout); err != nil {
+			return "", err
+		}
+		return pool.String(), nil
 	}); err != nil {
 		return err
 	}
@@ -391,4 +410,20 @@ func realClients(cfg *rest.Config) (metallb.Clients, error) {
 		return metallb.Clients{}, fmt.Errorf("kubernetes client: %w", err)
 	}
 	return metallb.Clients{Kube: kube, Dynamic: dyn}, nil
+}
+
+// loadArchive loads an archive of `meshlab images save` into the engine at
+// sock, before kind looks for its node image there, and prints its step.
+func loadArchive(ctx context.Context, sock, file string, out io.Writer) error {
+	if out == nil {
+		out = io.Discard
+	}
+	s := &stepper{out: out, start: time.Now()}
+	return s.step("images archive", func() (string, error) {
+		refs, err := imagebundle.Load(ctx, sock, file)
+		if err != nil {
+			return "", fmt.Errorf("--images %s: %w", file, err)
+		}
+		return fmt.Sprintf("%d images from %s", len(refs), filepath.Base(file)), nil
+	})
 }

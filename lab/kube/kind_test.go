@@ -14,6 +14,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/client-go/kubernetes"
 	kubefake "k8s.io/client-go/kubernetes/fake"
 	"k8s.io/client-go/rest"
 
@@ -102,6 +103,8 @@ type run struct {
 	kube      *kubefake.Clientset
 	installed []string
 	pool      metallb.Range
+	// podNetwork is the image and pod subnet the pod network was given.
+	podNetwork string
 }
 
 func newRun(t *testing.T, containers int) *run {
@@ -120,8 +123,12 @@ func newRun(t *testing.T, containers int) *run {
 			return nil
 		},
 		BookinfoNamespace: "default",
-		MetalLB: func(_ context.Context, _ metallb.Clients, p metallb.Range, _ time.Duration) error {
+		MetalLB: func(_ context.Context, _ metallb.Clients, p metallb.Range, _ metallb.Images, _ time.Duration) error {
 			r.pool = p
+			return nil
+		},
+		PodNetwork: func(_ context.Context, _ kubernetes.Interface, image, podSubnet string, _ time.Duration) error {
+			r.podNetwork = image + " " + podSubnet
 			return nil
 		},
 		Clients: func(*rest.Config) (metallb.Clients, error) { return metallb.Clients{Kube: r.kube}, nil },
@@ -144,11 +151,15 @@ func TestUpCreates(t *testing.T) {
 	if r.pool.String() != "172.18.255.200-172.18.255.250" {
 		t.Errorf("MetalLB pool %s", r.pool)
 	}
+	// The pod network comes from the meshlab image, so after it is loaded.
+	if r.podNetwork != "meshlab.local/meshlab:test "+kind.PodSubnet {
+		t.Errorf("pod network got %q, want the meshlab image and %s", r.podNetwork, kind.PodSubnet)
+	}
 	if len(r.installed) != 1 || r.installed[0] != "https://127.0.0.1:6443 meshlab.local/meshlab:test default" {
 		t.Errorf("installs: %q", r.installed)
 	}
 	out := r.out.String()
-	for _, line := range []string{"✓ kind cluster", "created meshlab", "✓ MetalLB pool", "172.18.255.200-172.18.255.250", "✓ image loaded", "✓ istiod + gateway", "external IP 172.18.255.200", "✓ bookinfo pods", "4 pods 2/2 Ready", "http://127.0.0.1:8080/productpage"} {
+	for _, line := range []string{"✓ kind cluster", "created meshlab", "✓ MetalLB pool", "172.18.255.200-172.18.255.250", "✓ image loaded", "✓ pod network", "✓ istiod + gateway", "external IP 172.18.255.200", "✓ bookinfo pods", "4 pods 2/2 Ready", "http://127.0.0.1:8080/productpage"} {
 		if !strings.Contains(out, line) {
 			t.Errorf("output lacks %q:\n%s", line, out)
 		}
@@ -225,7 +236,7 @@ func TestUpFailureCleansUp(t *testing.T) {
 	}{
 		{"create fails", func(r *run, p *fakeProvider) { p.createErr = errors.New("node image pull failed") }, nil, true, "node image pull failed"},
 		{"MetalLB fails on a new cluster", func(r *run, p *fakeProvider) {
-			r.opts.MetalLB = func(context.Context, metallb.Clients, metallb.Range, time.Duration) error {
+			r.opts.MetalLB = func(context.Context, metallb.Clients, metallb.Range, metallb.Images, time.Duration) error {
 				return errors.New("metallb is not ready")
 			}
 		}, nil, true, "metallb is not ready"},

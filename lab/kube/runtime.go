@@ -29,6 +29,7 @@ import (
 
 	"github.com/meshlab/meshlab/lab"
 	"github.com/meshlab/meshlab/lab/kind"
+	"github.com/meshlab/meshlab/lab/metallb"
 )
 
 // FieldManager is the server-side apply field manager of what `meshlab
@@ -218,10 +219,15 @@ func (r *Runtime) Up(ctx context.Context, o lab.UpOptions) error {
 		return err
 	}
 	p, subnets := d.Provider, d.Subnets
-	if p == nil || subnets == nil {
+	if p == nil || subnets == nil || o.Kind.Archive != "" {
 		engine, err := kind.Usable()
 		if err != nil {
 			return fmt.Errorf("--runtime kind: %w", err)
+		}
+		if o.Kind.Archive != "" {
+			if err := loadArchive(ctx, engine.Socket, o.Kind.Archive, o.Out); err != nil {
+				return err
+			}
 		}
 		if subnets == nil {
 			subnets = func(ctx context.Context) ([]netip.Prefix, error) {
@@ -240,10 +246,11 @@ func (r *Runtime) Up(ctx context.Context, o lab.UpOptions) error {
 	}
 	if err := Up(ctx, Options{
 		Cluster: kind.Cluster{
-			Name: kind.DefaultName, Workers: o.Nodes,
+			Name: kind.DefaultName, Workers: o.Nodes, NodeImage: o.Kind.Node,
 			HostAddr: o.HostAddr, HTTPPort: o.HTTPPort, HTTPSPort: o.HTTPSPort,
 		},
 		StateDir: r.stateDir, Image: d.Image, Subnets: subnets, Install: d.Install,
+		MetalLBImages:     metallb.Images{Controller: o.Kind.MetalLBController, Speaker: o.Kind.MetalLBSpeaker},
 		BookinfoNamespace: ns, SharedIPKey: o.SharedIPKey, MeshConfig: o.MeshConfig, Out: o.Out,
 	}, p); err != nil {
 		return err

@@ -115,9 +115,15 @@ func lock(t testing.TB) {
 	t.Cleanup(func() { _ = f.Close() }) // only held for its lock
 }
 
-// Run runs meshlab with args against the lab's state directory.
+// Run runs meshlab with args against the lab's state directory, for up to
+// three minutes.
 func (l *Lab) Run(args ...string) (string, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	return l.RunFor(3*time.Minute, args...)
+}
+
+// RunFor is Run bounded by d, for what takes longer (a kind cluster).
+func (l *Lab) RunFor(d time.Duration, args ...string) (string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), d)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, l.Bin, args...)
 	cmd.Env = append(os.Environ(), "MESHLAB_STATE_DIR="+l.State)

@@ -26,13 +26,13 @@ type Clients struct {
 	Dynamic dynamic.Interface
 }
 
-// Install applies MetalLB and its pool r and waits until its controller and
-// speakers are ready, within timeout. Running it again converges: it keeps
-// the memberlist key of the first run.
-func Install(ctx context.Context, c Clients, r Range, timeout time.Duration) error {
+// Install applies MetalLB running images, and its pool r, and waits until
+// its controller and speakers are ready, within timeout. Running it again
+// converges: it keeps the memberlist key of the first run.
+func Install(ctx context.Context, c Clients, r Range, images Images, timeout time.Duration) error {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	if err := Apply(ctx, c); err != nil {
+	if err := Apply(ctx, c, images); err != nil {
 		return err
 	}
 	if err := WaitReady(ctx, c.Kube); err != nil {
@@ -42,12 +42,12 @@ func Install(ctx context.Context, c Clients, r Range, timeout time.Duration) err
 }
 
 // Apply applies MetalLB's objects and waits for its CRDs to be established.
-func Apply(ctx context.Context, c Clients) error {
+func Apply(ctx context.Context, c Clients, images Images) error {
 	key := make([]byte, 128)
 	if _, err := rand.Read(key); err != nil {
 		return fmt.Errorf("metallb: memberlist key: %w", err)
 	}
-	for _, obj := range Objects(Options{MemberlistKey: key}) {
+	for _, obj := range Objects(Options{MemberlistKey: key, Images: images}) {
 		u, err := ToUnstructured(obj)
 		if err != nil {
 			return err

@@ -30,7 +30,7 @@ func TestInstallAPIServer(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 
-	if err := Apply(ctx, c); err != nil {
+	if err := Apply(ctx, c, Images{}); err != nil {
 		t.Fatal(err)
 	}
 	r := Range{netip.MustParseAddr("172.18.255.200"), netip.MustParseAddr("172.18.255.250")}
@@ -58,7 +58,7 @@ func TestInstallAPIServer(t *testing.T) {
 	if err != nil || len(secret.Data[MemberlistKey]) != 128 {
 		t.Fatalf("memberlist secret: %v, %d-byte key", err, len(secret.Data[MemberlistKey]))
 	}
-	if err := Apply(ctx, c); err != nil {
+	if err := Apply(ctx, c, Images{}); err != nil {
 		t.Fatalf("second apply: %v", err)
 	}
 	again, _ := kube.CoreV1().Secrets(Namespace).Get(ctx, "memberlist", metav1.GetOptions{})

@@ -20,6 +20,26 @@ const (
 	SpeakerImage    = "quay.io/metallb/speaker:" + Version
 )
 
+// Images are the images MetalLB runs, for a room whose registry (or none)
+// has them under other names; an empty field is the pinned image.
+type Images struct {
+	Controller, Speaker string
+}
+
+func (i Images) controller() string {
+	if i.Controller == "" {
+		return ControllerImage
+	}
+	return i.Controller
+}
+
+func (i Images) speaker() string {
+	if i.Speaker == "" {
+		return SpeakerImage
+	}
+	return i.Speaker
+}
+
 // Names of what Install makes.
 const (
 	Namespace     = "metallb-system"

@@ -21,6 +21,9 @@ type Options struct {
 	// MemberlistKey is the speakers' shared memberlist key; random per
 	// install (Install makes one), fixed in tests.
 	MemberlistKey []byte
+	// Images are the controller's and speaker's images; the pinned ones
+	// where empty.
+	Images Images
 }
 
 // kinds MetalLB v0.15 caches or watches. Both binaries give controller-runtime
@@ -126,8 +129,8 @@ func Objects(o Options) []runtime.Object {
 			ObjectMeta: meta("metallb-excludel2", Namespace),
 			Data:       map[string]string{"excludel2.yaml": "announcedInterfacesToExclude: [\"^lo$\", \"^veth.*\", \"^docker.*\", \"^cni.*\", \"^kube-ipvs.*\"]\n"},
 		},
-		controller(),
-		speaker(),
+		controller(o.Images.controller()),
+		speaker(o.Images.speaker()),
 	)
 	return objs
 }
@@ -202,7 +205,7 @@ func probe() *corev1.Probe {
 	}
 }
 
-func controller() *appsv1.Deployment {
+func controller(image string) *appsv1.Deployment {
 	sel := map[string]string{"app": "metallb", "component": "controller"}
 	return &appsv1.Deployment{
 		TypeMeta:   metav1.TypeMeta{APIVersion: "apps/v1", Kind: "Deployment"},
@@ -218,7 +221,7 @@ func controller() *appsv1.Deployment {
 					SecurityContext:    &corev1.PodSecurityContext{RunAsNonRoot: ptr(true), RunAsUser: ptr(int64(65534)), FSGroup: ptr(int64(65534))},
 					Containers: []corev1.Container{{
 						Name:  "controller",
-						Image: ControllerImage,
+						Image: image,
 						// No admission webhook: meshlab writes MetalLB's only
 						// configuration itself, so the controller needs no
 						// serving certificate and no webhook Service.
@@ -240,7 +243,7 @@ func controller() *appsv1.Deployment {
 	}
 }
 
-func speaker() *appsv1.DaemonSet {
+func speaker(image string) *appsv1.DaemonSet {
 	sel := map[string]string{"app": "metallb", "component": "speaker"}
 	field := func(name, path string) corev1.EnvVar {
 		return corev1.EnvVar{Name: name, ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: path}}}
@@ -265,7 +268,7 @@ func speaker() *appsv1.DaemonSet {
 					TerminationGracePeriodSeconds: ptr(int64(2)),
 					Containers: []corev1.Container{{
 						Name:  "speaker",
-						Image: SpeakerImage,
+						Image: image,
 						// kind labels its control-plane node
 						// exclude-from-external-load-balancers; in a one-node
 						// lab it is the only node that can announce.
