@@ -10,6 +10,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 
+	"github.com/meshlab/meshlab/controlplane/api"
 	"github.com/meshlab/meshlab/controlplane/config"
 )
 
@@ -70,7 +71,23 @@ type Runtime interface {
 	// Service's ready pods, held until ctx ends; the local runtime's
 	// addons are already published on the host, so it only says where.
 	PortForward(ctx context.Context, o PortForwardOptions) (Forward, error)
+
+	// ControlPlane is a client of the lab's control-plane API (what
+	// proxy-status reads) and what reaching it holds open, to be released
+	// with done: nothing on the local runtime, whose API is on the host; a
+	// forward to istiod on a cluster, with a short-lived token of istiod's
+	// service account (as `kubectl create token istiod` would give).
+	ControlPlane(ctx context.Context) (cl *api.Client, done func(), err error)
+	// ProxyAdmin GETs path ("/config_dump") from the admin port (15000)
+	// of the proxy of a pod, named as Exec names one, as istioctl
+	// proxy-config reads it: in the pod's network namespace on the local
+	// runtime, through a port-forward to the pod on a cluster.
+	ProxyAdmin(ctx context.Context, ns, pod, path string) ([]byte, error)
 }
+
+// ProxyAdminPort is where a proxy's admin interface listens, on the pod's
+// loopback only (Envoy's and Istio's 15000).
+const ProxyAdminPort = 15000
 
 // PortForwardOptions is one `meshlab dashboard`.
 type PortForwardOptions struct {

@@ -117,20 +117,6 @@ The exit code is the command's.`,
 	}
 }
 
-// findPod finds a pod of the local lab's record by name, or a Deployment's
-// or app's (proxy-config reads its proxy's admin port in the pod's network).
-func findPod(c *cli.Context, name string) (lab.Pod, error) {
-	dir, err := lab.StateDir(c.String("state-dir"))
-	if err != nil {
-		return lab.Pod{}, err
-	}
-	st, err := lab.ReadStatus(dir)
-	if err != nil {
-		return lab.Pod{}, err
-	}
-	return st.FindPod(c.String("namespace"), name)
-}
-
 // Logs is `meshlab logs`.
 func Logs() *cli.Command {
 	return &cli.Command{

@@ -1,12 +1,9 @@
 package cmd
 
 import (
-	"bufio"
 	"fmt"
 	"io"
 	"maps"
-	"net"
-	"net/http"
 	"slices"
 	"sort"
 	"strings"
@@ -25,7 +22,6 @@ import (
 	"github.com/urfave/cli/v2"
 	"google.golang.org/protobuf/encoding/protojson"
 
-	"github.com/meshlab/meshlab/lab/podnet"
 )
 
 // ProxyStatus is `meshlab proxy-status`.
@@ -48,10 +44,15 @@ Examples:
 			if err != nil {
 				return err
 			}
-			cl, err := client(c)
+			rt, err := openRuntime(c)
 			if err != nil {
 				return err
 			}
+			cl, done, err := rt.ControlPlane(c.Context)
+			if err != nil {
+				return err
+			}
+			defer done()
 			ps, err := cl.Proxies(c.Context)
 			if err != nil {
 				return explain(err)
@@ -191,49 +192,22 @@ func proxyConfig(c *cli.Context, what string) error {
 }
 
 // configDumpOf reads and decodes the /config_dump of the named pod's
-// proxy (the -n namespace's).
+// proxy (the -n namespace's), through the lab's runtime.
 func configDumpOf(c *cli.Context, pod string) ([]byte, *adminv3.ConfigDump, error) {
-	p, err := findPod(c, pod)
+	rt, err := openRuntime(c)
 	if err != nil {
 		return nil, nil, err
 	}
-	raw, err := adminGet(p.Netns, "/config_dump")
+	ns := c.String("namespace")
+	raw, err := rt.ProxyAdmin(c.Context, ns, pod, "/config_dump")
 	if err != nil {
-		return nil, nil, fmt.Errorf("read the config dump of %s/%s: %w", p.Namespace, p.Name, err)
+		return nil, nil, err
 	}
 	var dump adminv3.ConfigDump
 	if err := (protojson.UnmarshalOptions{DiscardUnknown: true}).Unmarshal(raw, &dump); err != nil {
-		return nil, nil, fmt.Errorf("decode the config dump of %s/%s: %w", p.Namespace, p.Name, err)
+		return nil, nil, fmt.Errorf("decode the config dump of %s/%s: %w", ns, pod, err)
 	}
 	return raw, &dump, nil
-}
-
-// adminGet fetches path from the proxy's admin port on the pod's loopback.
-func adminGet(netnsPath, path string) ([]byte, error) {
-	var body []byte
-	err := podnet.Do(netnsPath, func() error {
-		conn, err := net.DialTimeout("tcp", "127.0.0.1:15000", 2*time.Second)
-		if err != nil {
-			return err
-		}
-		defer func() { _ = conn.Close() }()
-		// Without the deadline a stuck proxy would hang the command.
-		if err := conn.SetDeadline(time.Now().Add(10 * time.Second)); err != nil {
-			return err
-		}
-		fmt.Fprintf(conn, "GET %s HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n", path)
-		resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
-		if err != nil {
-			return err
-		}
-		defer func() { _ = resp.Body.Close() }()
-		if resp.StatusCode != http.StatusOK {
-			return fmt.Errorf("admin %s: %s", path, resp.Status)
-		}
-		body, err = io.ReadAll(resp.Body)
-		return err
-	})
-	return body, err
 }
 
 func printConfig(out io.Writer, what string, dump *adminv3.ConfigDump) error {

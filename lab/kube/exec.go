@@ -115,6 +115,7 @@ func resolve(ctx context.Context, kc kubernetes.Interface, ns, name, container s
 	if !ok {
 		kind, n = "pod", name
 	}
+	plain := !ok
 	if n == "" {
 		return nil, "", fmt.Errorf("%q names no pod; give a pod name or deploy/NAME", name)
 	}
@@ -126,6 +127,18 @@ func resolve(ctx context.Context, kc kubernetes.Interface, ns, name, container s
 		}
 	case "po", "pod", "pods":
 		p, err := kc.CoreV1().Pods(ns).Get(ctx, n, metav1.GetOptions{})
+		if apierrors.IsNotFound(err) && plain {
+			// As on the local runtime, a plain name may be a
+			// Deployment's or an app's: `meshlab exec ratings`.
+			if p, err = appPod(ctx, kc, ns, n); p != nil || err != nil {
+				if err != nil {
+					return nil, "", err
+				}
+				pod = p
+				break
+			}
+			err = apierrors.NewNotFound(corev1.Resource("pods"), n)
+		}
 		if apierrors.IsNotFound(err) {
 			return nil, "", fmt.Errorf("pod %s/%s not found; see `meshlab get pods -n %s`, or name a Deployment as deploy/NAME", ns, n, ns)
 		}
@@ -246,4 +259,31 @@ func readySince(p *corev1.Pod) metav1.Time {
 		}
 	}
 	return metav1.Time{}
+}
+
+// appPod is a pod of the Deployment named name, else one labelled app=name
+// (nil when there is neither): how a plain name that is no pod's is read.
+func appPod(ctx context.Context, kc kubernetes.Interface, ns, name string) (*corev1.Pod, error) {
+	if _, err := kc.AppsV1().Deployments(ns).Get(ctx, name, metav1.GetOptions{}); err == nil {
+		return deploymentPod(ctx, kc, ns, name)
+	} else if !apierrors.IsNotFound(err) {
+		return nil, fmt.Errorf("get deployment %s/%s: %w", ns, name, err)
+	}
+	pods, err := kc.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: "app=" + name})
+	if err != nil {
+		return nil, fmt.Errorf("list pods of app %s in %s: %w", name, ns, err)
+	}
+	var best *corev1.Pod
+	for i := range pods.Items {
+		p := &pods.Items[i]
+		if p.DeletionTimestamp != nil {
+			continue
+		}
+		// The oldest ready pod, as deploymentPod picks, for a stable choice.
+		if best == nil || (podReady(*p) && !podReady(*best)) ||
+			(podReady(*p) == podReady(*best) && p.CreationTimestamp.Before(&best.CreationTimestamp)) {
+			best = p
+		}
+	}
+	return best, nil
 }

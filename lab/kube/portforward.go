@@ -45,6 +45,13 @@ func (r *Runtime) PortForward(ctx context.Context, o lab.PortForwardOptions) (la
 	if local == 0 {
 		local = o.Port
 	}
+	return forwardPod(ctx, c, pod, addr, local, podPort)
+}
+
+// forwardPod forwards addr:local (0: any free port) on this machine to
+// podPort of pod, and returns once it listens; the forward holds until ctx
+// ends or the connection to the pod breaks.
+func forwardPod(ctx context.Context, c *clients, pod *corev1.Pod, addr string, local, podPort int) (lab.Forward, error) {
 	req := c.kube.CoreV1().RESTClient().Post().Resource("pods").Namespace(pod.Namespace).Name(pod.Name).SubResource("portforward")
 	transport, upgrader, err := spdy.RoundTripperFor(c.cfg)
 	if err != nil {
