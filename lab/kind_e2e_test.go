@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -12,7 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/meshlab/meshlab/lab"
+	"github.com/meshlab/meshlab/lab/kube"
 	"github.com/meshlab/meshlab/lab/labtest"
 )
 
@@ -53,26 +54,33 @@ func TestKindEndToEnd(t *testing.T) {
 		t.Fatalf("up --runtime kind: %v", err)
 	}
 
-	var st lab.Status
+	var st kube.Status
 	if err := json.Unmarshal([]byte(l.MustRun("status", "-o", "json")), &st); err != nil {
 		t.Fatalf("status -o json: %v", err)
 	}
-	if st.Runtime != "kind" {
-		t.Errorf("status says runtime %q, want kind", st.Runtime)
+	if st.Runtime != "kind" || st.Phase != "Running" || st.Context != "kind-meshlab" {
+		t.Errorf("status says runtime %q, phase %q, context %q; want kind, Running, kind-meshlab", st.Runtime, st.Phase, st.Context)
 	}
-	if len(st.Pods) < 8 {
-		t.Errorf("status lists %d pods, want istiod, the gateway and 6 bookinfo pods", len(st.Pods))
-	}
+	bookinfo := 0
 	for _, p := range st.Pods {
-		if !p.Ready || p.Phase != "Running" {
-			t.Errorf("pod %s/%s is %s, ready=%v", p.Namespace, p.Name, p.Phase, p.Ready)
+		if p.Status != "Running" || p.Ready != fmt.Sprintf("%d/%d", p.Containers, p.Containers) {
+			t.Errorf("pod %s/%s is %s, ready %s", p.Namespace, p.Name, p.Status, p.Ready)
 		}
-		if p.Namespace == "default" && len(p.Containers) != 2 {
-			t.Errorf("bookinfo pod %s has %d containers, want 2 (app + istio-proxy injected by istiod's webhook)", p.Name, len(p.Containers))
+		if p.Namespace == "default" {
+			bookinfo++
+			if p.Containers != 2 {
+				t.Errorf("bookinfo pod %s has %d containers, want 2 (app + istio-proxy injected by istiod's webhook)", p.Name, p.Containers)
+			}
 		}
+	}
+	if bookinfo != 6 {
+		t.Errorf("status lists %d bookinfo pods, want 6", bookinfo)
 	}
 	ip := kindExternalIP(t, kubectl)
 	t.Logf("gateway's MetalLB address: %s", ip)
+	if st.ExternalIP != ip {
+		t.Errorf("status says external IP %q, the gateway Service has %q", st.ExternalIP, ip)
+	}
 
 	// productpage from the host, through the MetalLB address and through
 	// the published port; every reviews version answers.
