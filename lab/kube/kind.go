@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -68,6 +69,8 @@ type Options struct {
 	// PodNetwork installs the cluster's pod network from the meshlab
 	// image and waits for every node to be Ready; kindnet.Install when nil.
 	PodNetwork func(ctx context.Context, kube kubernetes.Interface, image, podSubnet string, timeout time.Duration) error
+	// WaitURL waits until url answers 200; an HTTP poll when nil.
+	WaitURL func(ctx context.Context, url string) error
 	// MetalLB installs MetalLB with a pool; metallb.Install when nil.
 	MetalLB func(ctx context.Context, c metallb.Clients, r metallb.Range, images metallb.Images, timeout time.Duration) error
 	// MetalLBImages replace MetalLB's pinned images where set.
@@ -138,6 +141,9 @@ func Up(ctx context.Context, o Options, p kind.Provider) (err error) {
 	}
 	if o.PodNetwork == nil {
 		o.PodNetwork = kindnet.Install
+	}
+	if o.WaitURL == nil {
+		o.WaitURL = waitOK
 	}
 	if o.Clients == nil {
 		o.Clients = realClients
@@ -284,6 +290,22 @@ func Up(ctx context.Context, o Options, p kind.Provider) (err error) {
 	}
 
 	url := fmt.Sprintf("http://%s:%d/productpage", o.Cluster.HostAddr, o.Cluster.HTTPPort)
+	if o.BookinfoNamespace != "" {
+		// Ready pods are not yet a page: the published port goes through
+		// the engine's proxy and kube-proxy's NodePort rules, which follow
+		// the gateway's pods a moment later. Up returns once a person's
+		// first request would be answered.
+		if err := s.step("productpage", func() (string, error) {
+			wctx, cancel := context.WithTimeout(ctx, o.Timeout)
+			defer cancel()
+			if err := o.WaitURL(wctx, url); err != nil {
+				return "", err
+			}
+			return "200 through " + o.Cluster.HostAddr + ":" + strconv.Itoa(o.Cluster.HTTPPort), nil
+		}); err != nil {
+			return err
+		}
+	}
 	rec := Record{
 		Runtime: "kind", Cluster: name, Context: kind.Context(name), Image: img.Ref,
 		Pool: pool.String(), ExternalIP: ip, URL: url, BookinfoNamespace: o.BookinfoNamespace, CreatedAt: time.Now().UTC(),
@@ -426,4 +448,32 @@ func loadArchive(ctx context.Context, sock, file string, out io.Writer) error {
 		}
 		return fmt.Sprintf("%d images from %s", len(refs), filepath.Base(file)), nil
 	})
+}
+
+// waitOK polls url until it answers 200, and says what it last saw.
+func waitOK(ctx context.Context, url string) error {
+	last := "no answer yet"
+	cl := &http.Client{Timeout: 5 * time.Second}
+	err := wait.PollUntilContextCancel(ctx, 500*time.Millisecond, true, func(ctx context.Context) (bool, error) {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+		if err != nil {
+			return false, err
+		}
+		resp, err := cl.Do(req)
+		if err != nil {
+			last = err.Error()
+			return false, nil
+		}
+		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<20))
+		_ = resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			last = resp.Status
+			return false, nil
+		}
+		return true, nil
+	})
+	if err != nil {
+		return fmt.Errorf("GET %s: %s: %w", url, last, err)
+	}
+	return nil
 }

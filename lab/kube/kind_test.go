@@ -105,6 +105,8 @@ type run struct {
 	pool      metallb.Range
 	// podNetwork is the image and pod subnet the pod network was given.
 	podNetwork string
+	// waited are the URLs up waited for.
+	waited []string
 }
 
 func newRun(t *testing.T, containers int) *run {
@@ -131,6 +133,10 @@ func newRun(t *testing.T, containers int) *run {
 			r.podNetwork = image + " " + podSubnet
 			return nil
 		},
+		WaitURL: func(_ context.Context, url string) error {
+			r.waited = append(r.waited, url)
+			return nil
+		},
 		Clients: func(*rest.Config) (metallb.Clients, error) { return metallb.Clients{Kube: r.kube}, nil },
 		Out:     &r.out,
 		Timeout: 3 * time.Second,
@@ -154,6 +160,9 @@ func TestUpCreates(t *testing.T) {
 	// The pod network comes from the meshlab image, so after it is loaded.
 	if r.podNetwork != "meshlab.local/meshlab:test "+kind.PodSubnet {
 		t.Errorf("pod network got %q, want the meshlab image and %s", r.podNetwork, kind.PodSubnet)
+	}
+	if strings.Join(r.waited, " ") != "http://127.0.0.1:8080/productpage" {
+		t.Errorf("up waited for %q, want productpage on the published port", r.waited)
 	}
 	if len(r.installed) != 1 || r.installed[0] != "https://127.0.0.1:6443 meshlab.local/meshlab:test default" {
 		t.Errorf("installs: %q", r.installed)
