@@ -10,6 +10,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
@@ -26,6 +27,9 @@ import (
 // userAgent is what curl would send; servers and exercises that look at it
 // expect curl's product token.
 const userAgent = "curl/8.11.1"
+
+// tryHelp ends a usage error's message, as curl's does.
+const tryHelp = "curl: try 'curl --help' or 'curl --manual' for more information\n"
 
 // maxRedirects is curl's default --max-redirs.
 const maxRedirects = 50
@@ -53,11 +57,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, e env) in
 	}
 	o, err := parse(args)
 	if err != nil {
-		fmt.Fprintf(stderr, "curl: %v\ncurl: try 'curl --help' for more information\n", err)
+		fmt.Fprintf(stderr, "curl: %v\n%s", err, tryHelp)
 		return 2
 	}
 	if len(o.urls) == 0 {
-		fmt.Fprint(stderr, "curl: no URL specified\ncurl: try 'curl --help' for more information\n")
+		fmt.Fprint(stderr, "curl: no URL specified!\n"+tryHelp)
 		return 2
 	}
 	c := &client{o: o, env: e, stderr: stderr}
@@ -104,7 +108,7 @@ func (c *client) prepare() *curlError {
 	if o.head && len(o.data) > 0 {
 		// A warning, so -s hides it; the exit code is a usage error's.
 		if !o.silent {
-			fmt.Fprint(c.stderr, "Warning: You can only select one HTTP request method! You asked for both POST (-d, --data) and HEAD (-I, --head).\n")
+			fmt.Fprint(c.stderr, "Warning: You can only select one HTTP request method! You asked for both POST \nWarning: (-d, --data) and HEAD (-I, --head).\n")
 		}
 		return &curlError{code: 2}
 	}
@@ -297,7 +301,8 @@ func (c *client) fetch(ctx context.Context, raw string, out *sink, res *result) 
 			_, _ = out.Write(head)
 		}
 		var rerr *curlError
-		if !failed && !redirect {
+		// -I outputs the header only, even of a response with a body (-X GET).
+		if !failed && !redirect && !c.o.head {
 			if err := out.open(); err != nil {
 				_ = conn.Close()
 				return &curlError{23, "Failure writing output to destination"}
@@ -330,18 +335,20 @@ func (c *client) fetch(ctx context.Context, raw string, out *sink, res *result) 
 		res.redirects++
 		c.verbose("Issue another request to this URL: '%s'", next)
 		// curl's defaults: a POST becomes a GET after 301, 302 and 303,
-		// anything but HEAD after 303; -X keeps its method throughout.
-		if c.o.method == "" {
-			switch resp.StatusCode {
-			case http.StatusMovedPermanently, http.StatusFound:
-				if method == http.MethodPost {
-					method, body = http.MethodGet, nil
-				}
-			case http.StatusSeeOther:
-				if method != http.MethodHead {
-					method, body = http.MethodGet, nil
-				}
+		// anything but HEAD after 303. -X names the method throughout, but
+		// the body goes as it would without it.
+		switch resp.StatusCode {
+		case http.StatusMovedPermanently, http.StatusFound:
+			if len(c.o.data) > 0 && body != nil {
+				method, body = http.MethodGet, nil
 			}
+		case http.StatusSeeOther:
+			if method != http.MethodHead {
+				method, body = http.MethodGet, nil
+			}
+		}
+		if c.o.method != "" {
+			method = c.o.method
 		}
 		u = next
 	}
@@ -381,28 +388,7 @@ func recvError(err error) *curlError {
 // header. It returns the response's header block as received, for -i, -I
 // and -v, and the connection the body is still to be read from.
 func (c *client) roundTrip(ctx context.Context, u *url.URL, method string, body []byte, sameHost bool, res *result) (*http.Response, []byte, net.Conn, *curlError) {
-	var rd io.Reader
-	if body != nil {
-		rd = bytes.NewReader(body)
-	}
-	req, err := http.NewRequestWithContext(ctx, method, u.String(), rd)
-	if err != nil {
-		return nil, nil, nil, &curlError{3, "URL rejected: Malformed input to a URL function"}
-	}
-	req.Host = hostHeader(u)
-	req.Header.Set("User-Agent", userAgent)
-	req.Header.Set("Accept", "*/*")
-	if body != nil {
-		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	}
-	if c.o.userSet && sameHost {
-		user, pass, _ := strings.Cut(c.o.user, ":")
-		req.SetBasicAuth(user, pass)
-	}
-	for _, h := range c.o.headers {
-		applyHeader(req, h)
-	}
-
+	reqHead := c.requestHead(u, method, body, sameHost)
 	conn, cerr := c.dial(ctx, u, res)
 	if cerr != nil {
 		return nil, nil, nil, cerr
@@ -416,13 +402,16 @@ func (c *client) roundTrip(ctx context.Context, u *url.URL, method string, body 
 		_ = conn.Close()
 		return nil, nil, nil, c.requestError(ctx, err)
 	}
-	if err := req.Write(tap); err != nil {
+	if _, err := conn.Write(append([]byte(reqHead), body...)); err != nil {
 		return fail(err)
 	}
-	c.printHeaderBlock("> ", tap.sent.Bytes())
+	c.printHeaderBlock("> ", []byte(reqHead))
 	br := bufio.NewReader(tap)
+	// ReadResponse needs the method only: a HEAD's response has no body.
+	req := &http.Request{Method: method}
 	var resp *http.Response
 	for {
+		var err error
 		resp, err = http.ReadResponse(br, req)
 		if err != nil {
 			return fail(err)
@@ -492,42 +481,81 @@ func hostHeader(u *url.URL) string {
 	return u.Host
 }
 
-// applyHeader applies one -H as curl does: "Name: value" sets or replaces
-// (a Host replaces the request's host), "Name:" removes a header curl would
-// send, "Name;" sends it empty.
-func applyHeader(req *http.Request, h string) {
-	if name, ok := strings.CutSuffix(strings.TrimSpace(h), ";"); ok && !strings.Contains(name, ":") {
-		setHeader(req, name, "")
-		return
-	}
-	name, value, ok := strings.Cut(h, ":")
-	if !ok {
-		return // curl ignores a header without a colon
-	}
-	name, value = strings.TrimSpace(name), strings.TrimSpace(value)
-	if value == "" {
-		if strings.EqualFold(name, "User-Agent") {
-			req.Header["User-Agent"] = []string{""} // Request.Write sends none then
-			return
+// requestHead is the request line and header block as curl writes them:
+// Host, Authorization, User-Agent and Accept, then the -H headers in their
+// order, then the body's Content-Length and Content-Type. A -H header
+// replaces curl's own of that name ("Name:" with no value just removes it,
+// "Name;" sends it empty); a Host one takes the Host line's place.
+func (c *client) requestHead(u *url.URL, method string, body []byte, sameHost bool) string {
+	host := hostHeader(u)
+	custom := map[string]bool{}
+	noHost := false
+	var extra []string
+	for _, h := range c.o.headers {
+		name, value, ok := strings.Cut(h, ":")
+		empty := false
+		if !ok {
+			n, semi := strings.CutSuffix(strings.TrimSpace(h), ";")
+			if !semi {
+				continue // curl ignores a header with neither
+			}
+			name, empty = n, true
 		}
-		req.Header.Del(name)
-		return
+		name, value = strings.TrimSpace(name), strings.TrimSpace(value)
+		if name == "" {
+			continue
+		}
+		key := strings.ToLower(name)
+		custom[key] = true
+		switch {
+		case key == "host":
+			host, noHost = value, value == "" && !empty
+		case value != "" || empty:
+			extra = append(extra, name+": "+value)
+		}
 	}
-	setHeader(req, name, value)
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s %s HTTP/1.1\r\n", method, u.RequestURI())
+	if !noHost {
+		fmt.Fprintf(&b, "Host: %s\r\n", host)
+	}
+	if c.o.userSet && sameHost && !custom["authorization"] {
+		user, pass := c.credentials()
+		fmt.Fprintf(&b, "Authorization: Basic %s\r\n", base64.StdEncoding.EncodeToString([]byte(user+":"+pass)))
+	}
+	if !custom["user-agent"] {
+		fmt.Fprintf(&b, "User-Agent: %s\r\n", userAgent)
+	}
+	if !custom["accept"] {
+		b.WriteString("Accept: */*\r\n")
+	}
+	for _, h := range extra {
+		b.WriteString(h + "\r\n")
+	}
+	if body != nil {
+		if !custom["content-length"] {
+			fmt.Fprintf(&b, "Content-Length: %d\r\n", len(body))
+		}
+		if !custom["content-type"] {
+			b.WriteString("Content-Type: application/x-www-form-urlencoded\r\n")
+		}
+	}
+	b.WriteString("\r\n")
+	return b.String()
 }
 
-func setHeader(req *http.Request, name, value string) {
-	if strings.EqualFold(name, "Host") {
-		req.Host = value
-		return
+// credentials splits -u's user:password. Without a password curl asks for
+// one on the terminal; here the answer is read from stdin, once.
+func (c *client) credentials() (string, string) {
+	user, pass, ok := strings.Cut(c.o.user, ":")
+	if !ok {
+		fmt.Fprintf(c.stderr, "Enter host password for user '%s':", user)
+		line, _ := bufio.NewReader(c.env.stdin).ReadString('\n')
+		pass = strings.TrimRight(line, "\r\n")
+		fmt.Fprintln(c.stderr)
+		c.o.user = user + ":" + pass
 	}
-	// curl replaces its own headers but sends a header given twice twice.
-	switch http.CanonicalHeaderKey(name) {
-	case "User-Agent", "Accept", "Content-Type", "Authorization":
-		req.Header.Set(name, value)
-	default:
-		req.Header.Add(name, value)
-	}
+	return user, pass
 }
 
 // dial resolves the URL's host (through --resolve first) and connects, with
@@ -643,24 +671,12 @@ func parseURL(raw string) (*url.URL, *curlError) {
 	return u, nil
 }
 
-// tapConn keeps the bytes of a request's header block as sent and of the
-// response's header blocks as received, for -v, -i and -I: what the server
-// sent, in its order and case.
+// tapConn keeps the bytes of the response's header blocks as received, for
+// -v, -i and -I: what the server sent, in its order and case.
 type tapConn struct {
 	net.Conn
-	sent, recv         bytes.Buffer
-	sentDone, recvDone bool
-}
-
-func (t *tapConn) Write(p []byte) (int, error) {
-	if !t.sentDone {
-		t.sent.Write(p)
-		if i := bytes.Index(t.sent.Bytes(), []byte("\r\n\r\n")); i >= 0 {
-			t.sent.Truncate(i + 4)
-			t.sentDone = true
-		}
-	}
-	return t.Conn.Write(p)
+	recv     bytes.Buffer
+	recvDone bool
 }
 
 func (t *tapConn) Read(p []byte) (int, error) {

@@ -52,6 +52,12 @@ func testServer() http.Handler {
 	mux.HandleFunc("/redirect", func(w http.ResponseWriter, r *http.Request) {
 		http.Redirect(w, r, "/echo", http.StatusFound)
 	})
+	mux.HandleFunc("/r303", func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, "/echo", http.StatusSeeOther)
+	})
+	mux.HandleFunc("/r307", func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, "/echo", http.StatusTemporaryRedirect)
+	})
 	mux.HandleFunc("/sleep", func(w http.ResponseWriter, r *http.Request) {
 		select {
 		case <-r.Context().Done():
@@ -118,6 +124,7 @@ func TestRun(t *testing.T) {
 		stderr   string // exact, unless stderrRE is set
 		stderrRE string
 		file     string // what -o wrote to out
+		stdin    string
 		lookedUp []string
 	}
 	re := regexp.QuoteMeta
@@ -155,6 +162,23 @@ func TestRun(t *testing.T) {
 			stdout: "method=GET host=" + hostport + " body=\nAccept=*/*\nUser-Agent=" + userAgent + "\n"},
 		{name: "host header", args: []string{"-s", "-H", "Host: productpage.example", "-H", "X-A: 1", "--header", "X-A: 2", "-H", "Accept:", srv.URL + "/echo"},
 			stdout: "method=GET host=productpage.example body=\nUser-Agent=" + userAgent + "\nX-A=1,2\n"},
+		{name: "empty and removed headers", args: []string{"-s", "-H", "X-Empty;", "-H", "User-Agent:", srv.URL + "/echo"},
+			stdout: "method=GET host=" + hostport + " body=\nAccept=*/*\nX-Empty=\n"},
+		{name: "no host header", args: []string{"-s", "-H", "Host:", srv.URL + "/echo"},
+			stdoutRE: `^400 Bad Request`},
+		{name: "header order", args: []string{"-sv", "-o", "/dev/null", "-u", "a:b", "-H", "User-Agent: me", "-H", "Content-Type: text/plain", "-H", "X-A: 1", "-d", "x", srv.URL + "/echo"},
+			stderrRE: `\n> POST /echo HTTP/1\.1\r\n> Host: ` + re(hostport) + `\r\n> Authorization: Basic YTpi\r\n> Accept: \*/\*\r\n` +
+				`> User-Agent: me\r\n> Content-Type: text/plain\r\n> X-A: 1\r\n> Content-Length: 1\r\n> \r\n< `},
+		{name: "user without password reads it", args: []string{"-s", "-u", "user", srv.URL + "/auth"}, stdin: "pass\n",
+			stdout: "welcome\n", stderr: "Enter host password for user 'user':\n"},
+		{name: "head with a get", args: []string{"-s", "-I", "-X", "GET", srv.URL + "/"},
+			stdoutRE: `^HTTP/1\.1 200 OK\r\n(.+\r\n)*\r\n$`},
+		{name: "location after 303 keeps -X without the body", args: []string{"-s", "-L", "-X", "PUT", "-d", "x", srv.URL + "/r303"},
+			stdoutRE: `^method=PUT host=\S+ body=\n`},
+		{name: "location after 302 keeps -X POST without the body", args: []string{"-s", "-L", "-X", "POST", "-d", "x", srv.URL + "/redirect"},
+			stdoutRE: `^method=POST host=\S+ body=\n`},
+		{name: "location after 307 keeps the body", args: []string{"-s", "-L", "-d", "x", srv.URL + "/r307"},
+			stdoutRE: `^method=POST host=\S+ body=x\n`},
 		{name: "request", args: []string{"-s", "-X", "DELETE", srv.URL + "/echo"},
 			stdoutRE: `^method=DELETE `},
 		{name: "data", args: []string{"-s", "-d", "a=1", "--data", "b=2", srv.URL + "/echo"},
@@ -164,7 +188,7 @@ func TestRun(t *testing.T) {
 		{name: "data with its own type and method", args: []string{"-s", "-X", "PUT", "-H", "Content-Type: application/json", "-d", `{"a":1}`, srv.URL + "/echo"},
 			stdoutRE: `^method=PUT host=\S+ body=\{"a":1\}\n(.*\n)*Content-Type=application/json\n`},
 		{name: "data with head", args: []string{"-I", "-d", "a", srv.URL + "/echo"}, code: 2,
-			stderr: "Warning: You can only select one HTTP request method! You asked for both POST (-d, --data) and HEAD (-I, --head).\n"},
+			stderr: "Warning: You can only select one HTTP request method! You asked for both POST \nWarning: (-d, --data) and HEAD (-I, --head).\n"},
 		{name: "user", args: []string{"-s", "-u", "user:pass", srv.URL + "/auth"}, stdout: "welcome\n"},
 		{name: "no user", args: []string{"-s", "-w", "%{http_code}", srv.URL + "/auth"}, stdout: "401"},
 		{name: "no location", args: []string{"-s", "-o", "/dev/null", "-w", "%{http_code}", srv.URL + "/redirect"}, stdout: "302"},
@@ -203,15 +227,15 @@ func TestRun(t *testing.T) {
 		{name: "empty reply", args: []string{"-sS", srv.URL + "/empty"}, code: 52,
 			stderr: "curl: (52) Empty reply from server\n"},
 		{name: "unknown long option", args: []string{"--nope", srv.URL}, code: 2,
-			stderr: "curl: option --nope: is unknown\ncurl: try 'curl --help' for more information\n"},
-		{name: "unknown short option", args: []string{"-sZ", srv.URL}, code: 2,
-			stderr: "curl: option -sZ: is unknown\ncurl: try 'curl --help' for more information\n"},
+			stderr: "curl: option --nope: is unknown\ncurl: try 'curl --help' or 'curl --manual' for more information\n"},
+		{name: "unknown short option", args: []string{"-sW", srv.URL}, code: 2,
+			stderr: "curl: option -sW: is unknown\ncurl: try 'curl --help' or 'curl --manual' for more information\n"},
 		{name: "missing parameter", args: []string{srv.URL, "-o"}, code: 2,
-			stderr: "curl: option -o: requires parameter\ncurl: try 'curl --help' for more information\n"},
+			stderr: "curl: option -o: requires parameter\ncurl: try 'curl --help' or 'curl --manual' for more information\n"},
 		{name: "bad number", args: []string{"--max-time", "soon", srv.URL}, code: 2,
-			stderr: "curl: option --max-time: expected a proper numerical parameter\ncurl: try 'curl --help' for more information\n"},
+			stderr: "curl: option --max-time: expected a proper numerical parameter\ncurl: try 'curl --help' or 'curl --manual' for more information\n"},
 		{name: "no url", args: []string{"-s"}, code: 2,
-			stderr: "curl: no URL specified\ncurl: try 'curl --help' for more information\n"},
+			stderr: "curl: no URL specified!\ncurl: try 'curl --help' or 'curl --manual' for more information\n"},
 		{name: "bad port", args: []string{"http://127.0.0.1:99999/"}, code: 3,
 			stderr: "curl: (3) URL rejected: Port number was not a decimal number between 0 and 65535\n"},
 		{name: "no host", args: []string{"http:///x"}, code: 3,
@@ -233,7 +257,7 @@ func TestRun(t *testing.T) {
 					looked = append(looked, host)
 					return nil, &net.DNSError{Err: "no such host", Name: host, IsNotFound: true}
 				},
-				stdin: strings.NewReader(""),
+				stdin: strings.NewReader(c.stdin),
 			}
 			var stdout, stderr bytes.Buffer
 			code := run(context.Background(), c.args, &stdout, &stderr, e)
