@@ -328,9 +328,15 @@ func (c *client) fetch(ctx context.Context, raw string, out *sink, res *result) 
 		if res.redirects == maxRedirects {
 			return &curlError{47, fmt.Sprintf("Maximum (%d) redirects followed", maxRedirects)}
 		}
-		next, perr := u.Parse(loc)
+		ref, perr := u.Parse(loc)
 		if perr != nil {
 			return &curlError{3, "URL rejected: Malformed input to a URL function"}
+		}
+		// A redirect elsewhere than http or https is as unsupported as such
+		// a URL on the command line.
+		next, cerr := parseURL(ref.String())
+		if cerr != nil {
+			return cerr
 		}
 		res.redirects++
 		c.verbose("Issue another request to this URL: '%s'", next)
