@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"syscall"
 
 	"github.com/urfave/cli/v2"
@@ -16,6 +17,7 @@ import (
 	"github.com/meshlab/meshlab/dataplane"
 	"github.com/meshlab/meshlab/dataplane/capture"
 	"github.com/meshlab/meshlab/lab/cmd"
+	"github.com/meshlab/meshlab/lab/curl"
 	"github.com/meshlab/meshlab/lab/process"
 	"github.com/meshlab/meshlab/lab/prometheus"
 	"github.com/meshlab/meshlab/lab/zipkin"
@@ -76,6 +78,14 @@ func main() {
 	// Ctrl-C or SIGTERM ends a drain that takes too long.
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	context.AfterFunc(ctx, stop)
+	// The image links curl to this binary (it has no other curl), so
+	// `kubectl exec ... -- curl` in a pod runs meshlab's; `meshlab curl` is a
+	// subcommand and stays one.
+	if filepath.Base(os.Args[0]) == "curl" {
+		code := curl.Run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+		stop()
+		os.Exit(code)
+	}
 	err := app.RunContext(ctx, cmd.Intersperse(app, os.Args))
 	stop()
 	if err != nil {

@@ -124,8 +124,14 @@ func TestBuild(t *testing.T) {
 		names = append(names, n)
 	}
 	sort.Strings(names)
-	if got, want := strings.Join(names, " "), "etc/ etc/group etc/nsswitch.conf etc/passwd meshlab tmp/"; got != want {
+	if got, want := strings.Join(names, " "), "curl etc/ etc/group etc/nsswitch.conf etc/passwd meshlab tmp/ usr/ usr/bin/ usr/bin/curl"; got != want {
 		t.Errorf("layer holds %s, want %s", got, want)
+	}
+	// curl is meshlab by another name, on PATH=/ and at /usr/bin/curl.
+	for _, l := range []struct{ name, target string }{{"curl", "meshlab"}, {"usr/bin/curl", "/meshlab"}} {
+		if h := files[l.name]; h == nil || h.Typeflag != tar.TypeSymlink || h.Linkname != l.target {
+			t.Errorf("the layer's /%s is %+v, want a symlink to %s", l.name, h, l.target)
+		}
 	}
 	st, _ := os.Stat(bin)
 	if h := files["meshlab"]; h == nil || h.Size != st.Size() || h.Mode&0o111 == 0 {
@@ -243,6 +249,18 @@ func TestDockerRun(t *testing.T) {
 	}
 	if !strings.Contains(string(out), "meshlab "+testVersion) {
 		t.Errorf("docker run %s version printed %q, want meshlab %s", ref, out, testVersion)
+	}
+
+	// curl in the image is meshlab's: a refused loopback port is curl's
+	// exit 7 and code 000, by either of its names.
+	for _, entry := range []string{"curl", "/usr/bin/curl"} {
+		cmd := exec.CommandContext(ctx, docker, "-H", "unix://"+sock, "run", "--rm", "--network", "none", "--user", "1337:1337",
+			"--entrypoint", entry, ref, "-s", "-w", "%{http_code}", "http://127.0.0.1:1/")
+		out, err := cmd.Output()
+		var exit *exec.ExitError
+		if !errors.As(err, &exit) || exit.ExitCode() != 7 || string(out) != "000" {
+			t.Errorf("docker run --entrypoint %s %s: %v, printed %q; want exit 7 and 000", entry, ref, err, out)
+		}
 	}
 }
 
