@@ -26,6 +26,10 @@ type labCtl struct {
 	bin   string // the meshlab binary
 	state string // its state directory
 	ports [3]int // http, https, api
+	// env is added to the binary's environment; timeout bounds each
+	// command (3 minutes when zero).
+	env     []string
+	timeout time.Duration
 }
 
 func buildMeshlab(ctx context.Context, root, out string) error {
@@ -90,10 +94,14 @@ func acquireLab(ctx context.Context, max time.Duration) (release func(), err err
 }
 
 func (l *labCtl) run(ctx context.Context, args ...string) (string, error) {
-	ctx, cancel := context.WithTimeout(ctx, 3*time.Minute)
+	timeout := l.timeout
+	if timeout == 0 {
+		timeout = 3 * time.Minute
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, l.bin, args...)
-	cmd.Env = append(os.Environ(), "MESHLAB_STATE_DIR="+l.state)
+	cmd.Env = append(append(os.Environ(), l.env...), "MESHLAB_STATE_DIR="+l.state)
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	err := cmd.Run()

@@ -7,7 +7,9 @@
 // (its benchmarks, and on a bookinfo lab its graph API, first page load in
 // headless Chromium and memory). It writes the raw results as JSON under
 // docs/bench/ and regenerates docs/BENCHMARKS.md; -merge puts a run of some
-// sections into an earlier run's results instead.
+// sections into an earlier run's results instead. The kind section (the
+// kind runtime's up, memory and down, on scripts/kind-testenv's engine and
+// node image) runs only when asked for with -sections kind.
 //
 // Traffic goes only to the lab's own pods and to loopback.
 package main
@@ -43,6 +45,7 @@ type harness struct {
 	maxDuration    time.Duration
 	labRounds      int
 	cpRounds       int
+	kindRounds     int
 	profileSecs    int
 	withConsoleLab bool
 	merge          string
@@ -80,8 +83,9 @@ func main() {
 	flag.IntVar(&h.chunks, "chunks", 0, "interleaved chunks the requests of each path are split into (default 3; 1 with -quick)")
 	flag.DurationVar(&h.maxDuration, "max-duration", 0, "length of each open-throttle run, 0 for the default (10s; 3s with -quick); negative skips them")
 	flag.IntVar(&h.labRounds, "lab-rounds", 0, "rounds of up and down (default 3; 1 with -quick)")
+	flag.IntVar(&h.kindRounds, "kind-rounds", 0, "rounds of the kind section's up and down (default 2; 1 with -quick)")
 	flag.IntVar(&h.cpRounds, "cp-rounds", 0, "applies per control-plane scenario (default 20; 5 with -quick)")
-	flag.StringVar(&sections, "sections", "lab,sandbox,dataplane,telemetry,controlplane,gobench,console", "sections to run, comma-separated")
+	flag.StringVar(&sections, "sections", "lab,sandbox,dataplane,telemetry,controlplane,gobench,console", "sections to run, comma-separated (kind, not among them, needs scripts/kind-testenv's engine and node image)")
 	flag.BoolVar(&h.withConsoleLab, "console-lab", true, "the console section's real-lab part (a bookinfo lab: graph API, first page load, the console's memory); false runs its Go benchmarks only")
 	flag.StringVar(&h.merge, "merge", "", "a results JSON (docs/bench/latest.json) to merge this run's sections into: it is rewritten with them and the document rendered from it")
 	flag.StringVar(&h.out, "out", "docs/bench", "directory of the raw results")
@@ -126,6 +130,7 @@ func (h *harness) defaults() {
 	def(&h.chunks, 3, 1)
 	def(&h.labRounds, 3, 1)
 	def(&h.cpRounds, 20, 5)
+	def(&h.kindRounds, 2, 1)
 	def(&h.profileSecs, 30, 10)
 	h.warmup = max(h.requests/10, 500)
 	if h.maxDuration == 0 {
@@ -219,10 +224,12 @@ func (h *harness) run(ctx context.Context, sections []string, wait time.Duration
 			err = h.goBench(ctx)
 		case "console":
 			err = h.consoleBench(ctx, wait, h.withConsoleLab)
+		case "kind":
+			err = h.kindBench(ctx, wait)
 		case "":
 			continue
 		default:
-			err = fmt.Errorf("unknown section %q (want lab, sandbox, dataplane, telemetry, controlplane, gobench, console)", s)
+			err = fmt.Errorf("unknown section %q (want lab, sandbox, dataplane, telemetry, controlplane, gobench, console, kind)", s)
 		}
 		h.observeLoad()
 		if err != nil {
@@ -407,6 +414,11 @@ func mergeSections(into *Results, run Results, sections []string, raw string) {
 			into.Console = run.Console
 			if into.Console != nil {
 				into.Console.Raw, into.Console.Loaded = raw, run.Machine.Loaded
+			}
+		case "kind":
+			into.Kind = run.Kind
+			if into.Kind != nil {
+				into.Kind.Raw, into.Kind.Loaded = raw, run.Machine.Loaded
 			}
 		}
 		if unstamped {

@@ -203,6 +203,10 @@ func render(r Results, jsonPath string) string {
 		renderConsole(w, c)
 	}
 
+	if k := r.Kind; k != nil {
+		renderKind(w, k)
+	}
+
 	if len(r.GoBench) > 0 {
 		w("\n## Go micro-benchmarks\n\nRaw output, for `benchstat`: [`docs/bench/%s`](bench/%s).\n\n", r.GoBenchRaw, r.GoBenchRaw)
 		w("| package | benchmark | what it measures | runs | ns/op (median) | B/op | allocs/op |\n|---|---|---|---:|---:|---:|---:|\n")

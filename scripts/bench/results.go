@@ -18,6 +18,7 @@ type Results struct {
 	Sandbox      *SandboxResult   `json:"sandbox,omitempty"`
 	Telemetry    *TelemetryResult `json:"telemetry,omitempty"`
 	Console      *ConsoleResult   `json:"console,omitempty"`
+	Kind         *KindResult      `json:"kind,omitempty"`
 	GoBench      []GoBenchmark    `json:"goBench,omitempty"`
 	GoBenchRaw   string           `json:"goBenchRaw,omitempty"` // file name of the benchstat-comparable text
 	Profiles     []string         `json:"profiles,omitempty"`
