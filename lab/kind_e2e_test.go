@@ -47,8 +47,12 @@ func TestKindEndToEnd(t *testing.T) {
 	l := labtest.New(t, "..")
 	const httpPort = "18080"
 	start := time.Now()
+	// One worker besides the control plane: the pod network must route
+	// between nodes (the gateway's NodePort arrives on the control plane,
+	// the pods run on the worker; the API server calls istiod's webhook
+	// across the nodes too).
 	out, err := l.RunFor(20*time.Minute, "up", "--runtime", "kind", "--node-image", env["MESHLAB_KIND_NODE_IMAGE"],
-		"--http-port", httpPort, "--https-port", "18443")
+		"--nodes", "1", "--http-port", httpPort, "--https-port", "18443")
 	t.Logf("up (%s):\n%s", time.Since(start).Round(time.Second), out)
 	if err != nil {
 		t.Fatalf("up --runtime kind: %v", err)
@@ -75,6 +79,10 @@ func TestKindEndToEnd(t *testing.T) {
 	}
 	if bookinfo != 6 {
 		t.Errorf("status lists %d bookinfo pods, want 6", bookinfo)
+	}
+	if b, err := exec.Command(kubectl, "get", "nodes", "-o", `jsonpath={range .items[*]}{.metadata.name}={.status.conditions[?(@.type=="Ready")].status} {end}`).CombinedOutput(); err != nil ||
+		strings.Count(string(b), "=True") != 2 {
+		t.Errorf("want 2 Ready nodes, kubectl get nodes says: %s %v", b, err)
 	}
 	ip := kindExternalIP(t, kubectl)
 	t.Logf("gateway's MetalLB address: %s", ip)

@@ -9,10 +9,25 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/meshlab/meshlab/lab/imagebundle"
+	"github.com/meshlab/meshlab/lab/metallb"
 )
 
 func nodeImageFlag() cli.Flag {
 	return &cli.StringFlag{Name: "node-image", Usage: "kind node image `REF` (default: the one kind pins, lab/kind.NodeImage)"}
+}
+
+// metallbImageFlags are MetalLB's image overrides, the same on up and on
+// images list|save so that an archive holds what up runs.
+func metallbImageFlags() []cli.Flag {
+	return []cli.Flag{
+		&cli.StringFlag{Name: "metallb-controller-image", Usage: "kind runtime: MetalLB controller image `REF` (default " + metallb.ControllerImage + ")"},
+		&cli.StringFlag{Name: "metallb-speaker-image", Usage: "kind runtime: MetalLB speaker image `REF` (default " + metallb.SpeakerImage + ")"},
+	}
+}
+
+// metallbImages are the MetalLB images the flags name.
+func metallbImages(c *cli.Context) metallb.Images {
+	return metallb.Images{Controller: c.String("metallb-controller-image"), Speaker: c.String("metallb-speaker-image")}
 }
 
 // Images is `meshlab images`: the images a kind lab needs, for a workshop
@@ -32,8 +47,10 @@ Examples:
    meshlab images save lab-images.tar
    # another node image, from an engine on its own socket
    meshlab images save --node-image kindest/node:v1.37.0 --docker-host unix:///run/docker2.sock lab-images.tar
-   # in the room, without internet
-   docker load -i lab-images.tar`,
+   # in the room, without internet: up loads it first
+   sudo meshlab up --runtime kind --images lab-images.tar
+   # the offline node image scripts/kind-testenv builds
+   meshlab images save --node-image meshlab.local/kind-node:v1.34.4 lab-images.tar`,
 		Subcommands: []*cli.Command{imagesList(), imagesSave()},
 	}
 }
@@ -48,12 +65,12 @@ func imagesList() *cli.Command {
 Examples:
    meshlab images list
    meshlab images list --node-image kindest/node:v1.37.0 | xargs -n1 docker pull`,
-		Flags: []cli.Flag{nodeImageFlag()},
+		Flags: append([]cli.Flag{nodeImageFlag()}, metallbImageFlags()...),
 		Action: func(c *cli.Context) error {
 			if c.NArg() != 0 {
 				return cli.Exit(fmt.Sprintf("images list: takes no arguments, got %q", strings.Join(c.Args().Slice(), " ")), 2)
 			}
-			for _, r := range imagebundle.Refs(c.String("node-image")) {
+			for _, r := range imagebundle.Refs(c.String("node-image"), metallbImages(c)) {
 				if _, err := fmt.Fprintln(c.App.Writer, r); err != nil {
 					return err
 				}
@@ -77,11 +94,11 @@ missing; FILE appears only once complete.
 Examples:
    meshlab images save lab-images.tar
    meshlab images save -o json --node-image kindest/node:v1.37.0 lab-images.tar`,
-		Flags: []cli.Flag{
+		Flags: append([]cli.Flag{
 			nodeImageFlag(),
 			&cli.StringFlag{Name: "docker-host", Usage: "the Docker engine's `unix://SOCKET` (default: $DOCKER_HOST, else unix:///var/run/docker.sock)"},
 			&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Value: "text", Usage: "output format: text or json"},
-		},
+		}, metallbImageFlags()...),
 		Action: func(c *cli.Context) error {
 			out, err := checkOutput(c, "text", "json")
 			if err != nil {
@@ -94,7 +111,7 @@ Examples:
 			if err != nil {
 				return cli.Exit(err.Error(), 2)
 			}
-			refs := imagebundle.Refs(c.String("node-image"))
+			refs := imagebundle.Refs(c.String("node-image"), metallbImages(c))
 			// Before the build: a missing image is the likelier failure.
 			if err := imagebundle.Check(c.Context, sock, refs); err != nil {
 				return err

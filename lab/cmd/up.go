@@ -14,12 +14,11 @@ import (
 	"github.com/meshlab/meshlab/lab"
 	"github.com/meshlab/meshlab/lab/kind"
 	"github.com/meshlab/meshlab/lab/local"
-	"github.com/meshlab/meshlab/lab/metallb"
 	"github.com/meshlab/meshlab/lab/values"
 	"github.com/meshlab/meshlab/samples"
 )
 
-var upFlags = []cli.Flag{
+var upFlags = append([]cli.Flag{
 	stateDirFlag,
 	&cli.StringFlag{Name: "runtime", Value: "auto", Usage: "auto, local or kind"},
 	&cli.StringFlag{Name: "bookinfo-namespace", Value: "default", Usage: "namespace bookinfo runs in"},
@@ -31,8 +30,6 @@ var upFlags = []cli.Flag{
 	&cli.BoolFlag{Name: "no-bookinfo", Usage: "leave bookinfo out (the control plane and gateway only, plus --manifest)"},
 	&cli.IntFlag{Name: "nodes", Aliases: []string{"kind-workers"}, Usage: "kind runtime: `N` worker nodes besides the control plane"},
 	nodeImageFlag(),
-	&cli.StringFlag{Name: "metallb-controller-image", Usage: "kind runtime: MetalLB controller image `REF` (default " + metallb.ControllerImage + ")"},
-	&cli.StringFlag{Name: "metallb-speaker-image", Usage: "kind runtime: MetalLB speaker image `REF` (default " + metallb.SpeakerImage + ")"},
 	&cli.StringFlag{Name: "images", Usage: "kind runtime: load this archive `FILE` (from meshlab images save) into the engine first, for a room without a registry"},
 	&cli.StringFlag{Name: "allow-shared-ip", Usage: "kind runtime: MetalLB sharing `KEY` for the gateway Service (metallb.universe.tf/allow-shared-ip)"},
 	&cli.IntFlag{Name: "prometheus-port", Value: 9090, Usage: "host port of the lab's Prometheus (9090; 0: not published). Local runtime"},
@@ -43,7 +40,7 @@ var upFlags = []cli.Flag{
 	&cli.StringSliceFlag{Name: "set", Usage: "one of istiod's helm values, `KEY=VALUE` as helm --set (e.g. meshConfig.defaultConfig.tracing.sampling=10); repeatable, applied after --values"},
 	&cli.StringFlag{Name: "mesh-config-file", Hidden: true, Usage: "lab-daemon: the mesh config up wrote"},
 	&cli.DurationFlag{Name: "workload-cert-ttl", Value: ca.DefaultWorkloadTTL, Usage: "lifetime of every workload certificate (istiod's DEFAULT_WORKLOAD_CERT_TTL and each proxy's SECRET_TTL); proxies renew at half of it. Local runtime only; between " + minWorkloadCertTTL.String() + " and " + ca.MaxWorkloadTTL.String()},
-}
+}, metallbImageFlags()...)
 
 // minWorkloadCertTTL is the shortest lifetime up accepts: a proxy renews
 // at half its lifetime, and a CSR round trip plus Istio's jitter must fit

@@ -27,21 +27,22 @@ import (
 )
 
 // Refs are the images a kind lab takes from a container engine: the node
-// image (kind.NodeImage when nodeImage is empty) and MetalLB's two.
-// meshlab's own image is built from the binary, not pulled.
-func Refs(nodeImage string) []string {
+// image (kind.NodeImage when nodeImage is empty) and MetalLB's two (the
+// pinned ones where m leaves them empty). meshlab's own image is built from
+// the binary, not pulled.
+func Refs(nodeImage string, m metallb.Images) []string {
 	if nodeImage == "" {
 		nodeImage = kind.NodeImage
 	}
-	return []string{nodeImage, metallb.ControllerImage, metallb.SpeakerImage}
+	return []string{nodeImage, m.ControllerRef(), m.SpeakerRef()}
 }
 
 // Options says what Save writes.
 type Options struct {
 	File string // the archive to write
 	Sock string // unix socket of the Docker engine the Refs come from
-	// Refs are the images taken from the engine, in order (Refs("") for a
-	// lab's).
+	// Refs are the images taken from the engine, in order (Refs("",
+	// metallb.Images{}) for a lab's).
 	Refs []string
 	// MeshlabArchive is a docker-save tarball of one image (as lab/image
 	// writes meshlab's) added under MeshlabRef; skipped when empty.
@@ -295,4 +296,35 @@ func Load(ctx context.Context, sock, file string) ([]string, error) {
 			}
 		}
 	}
+}
+
+// Export writes the engine's docker-save tarball of ref to path and returns
+// the image's ID, for loading it into kind's nodes; ok is false (and
+// nothing written) when the engine does not hold ref.
+func Export(ctx context.Context, sock, ref, path string) (id string, ok bool, err error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://engine/images/"+ref+"/json", nil)
+	if err != nil {
+		return "", false, err
+	}
+	resp, err := image.UnixClient(sock).Do(req)
+	if err != nil {
+		return "", false, fmt.Errorf("look up %s in the engine at %s: %w", ref, sock, err)
+	}
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	_ = resp.Body.Close() // read whole
+	switch resp.StatusCode {
+	case http.StatusOK:
+	case http.StatusNotFound:
+		return "", false, nil
+	default:
+		return "", false, fmt.Errorf("look up %s in the engine at %s: %s: %s", ref, sock, resp.Status, strings.TrimSpace(string(b)))
+	}
+	var inspect struct{ Id string } //nolint:revive // the engine's field name
+	if err := json.Unmarshal(b, &inspect); err != nil || inspect.Id == "" {
+		return "", false, fmt.Errorf("look up %s in the engine at %s: no image ID in its answer", ref, sock)
+	}
+	if err := export(ctx, sock, ref, path); err != nil {
+		return "", false, err
+	}
+	return inspect.Id, true, nil
 }

@@ -42,13 +42,16 @@ func engine(t *testing.T) string {
 func TestRefs(t *testing.T) {
 	for _, tc := range []struct {
 		node string
+		m    metallb.Images
 		want []string
 	}{
-		{"", []string{kind.NodeImage, metallb.ControllerImage, metallb.SpeakerImage}},
-		{"example.local/node:v1", []string{"example.local/node:v1", metallb.ControllerImage, metallb.SpeakerImage}},
+		{"", metallb.Images{}, []string{kind.NodeImage, metallb.ControllerImage, metallb.SpeakerImage}},
+		{"example.local/node:v1", metallb.Images{}, []string{"example.local/node:v1", metallb.ControllerImage, metallb.SpeakerImage}},
+		{"", metallb.Images{Speaker: "mirror.local/speaker:1"}, []string{kind.NodeImage, metallb.ControllerImage, "mirror.local/speaker:1"}},
+		{"n:1", metallb.Images{Controller: "c:1", Speaker: "s:1"}, []string{"n:1", "c:1", "s:1"}},
 	} {
-		if got := Refs(tc.node); !slices.Equal(got, tc.want) {
-			t.Errorf("Refs(%q) = %v, want %v", tc.node, got, tc.want)
+		if got := Refs(tc.node, tc.m); !slices.Equal(got, tc.want) {
+			t.Errorf("Refs(%q, %+v) = %v, want %v", tc.node, tc.m, got, tc.want)
 		}
 	}
 }
@@ -56,7 +59,7 @@ func TestRefs(t *testing.T) {
 func TestTagOf(t *testing.T) {
 	for _, tc := range []struct{ ref, want, err string }{
 		{"kindest/node:v1.37.0@sha256:a1ed56cfb0e7b93589bdf97c8cd566405a265939e3620fc4f5de89adff580ae5", "kindest/node:v1.37.0", ""},
-		{"quay.io/metallb/speaker:v0.14.9", "quay.io/metallb/speaker:v0.14.9", ""},
+		{"quay.io/metallb/speaker:v0.15.2", "quay.io/metallb/speaker:v0.15.2", ""},
 		{"busybox", "busybox:latest", ""},
 		{"Bad Ref", "", "image reference"},
 	} {

@@ -66,6 +66,10 @@ type Options struct {
 	// with other Services carrying the same key.
 	SharedIPKey string
 
+	// EngineImages exports, of refs, those the container engine holds, for
+	// loading into the nodes: how MetalLB's images reach a node in a room
+	// without a registry (`--images`). Nil loads none.
+	EngineImages func(ctx context.Context, refs []string) ([]kind.Image, error)
 	// PodNetwork installs the cluster's pod network from the meshlab
 	// image and waits for every node to be Ready; kindnet.Install when nil.
 	PodNetwork func(ctx context.Context, kube kubernetes.Interface, image, podSubnet string, timeout time.Duration) error
@@ -222,10 +226,32 @@ func Up(ctx context.Context, o Options, p kind.Provider) (err error) {
 		if err != nil {
 			return "", err
 		}
-		if n == 0 {
-			return img.Ref + " (already on the nodes)", nil
+		detail := img.Ref + " (already on the nodes)"
+		if n > 0 {
+			detail = fmt.Sprintf("%s (%d node%s)", img.Ref, n, plural(n))
 		}
-		return fmt.Sprintf("%s (%d node%s)", img.Ref, n, plural(n)), nil
+		if o.EngineImages == nil {
+			return detail, nil
+		}
+		// MetalLB's images, from the engine when it has them (an archive
+		// of `meshlab images save` put them there); a node that holds
+		// them already, as the offline node image does, is skipped.
+		more, err := o.EngineImages(ctx, []string{o.MetalLBImages.ControllerRef(), o.MetalLBImages.SpeakerRef()})
+		if err != nil {
+			return "", err
+		}
+		loaded := 0
+		for _, m := range more {
+			n, err := p.LoadImage(ctx, name, m)
+			if err != nil {
+				return "", err
+			}
+			loaded += n
+		}
+		if loaded > 0 {
+			detail += fmt.Sprintf(", MetalLB's %d", loaded)
+		}
+		return detail, nil
 	}); err != nil {
 		return err
 	}
@@ -476,4 +502,23 @@ func waitOK(ctx context.Context, url string) error {
 		return fmt.Errorf("GET %s: %s: %w", url, last, err)
 	}
 	return nil
+}
+
+// engineImages exports into dir those of refs the engine at sock holds.
+func engineImages(ctx context.Context, sock, dir string, refs []string) ([]kind.Image, error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("images from the engine: %w", err)
+	}
+	var out []kind.Image
+	for i, ref := range refs {
+		path := filepath.Join(dir, fmt.Sprintf("engine-%d.tar", i))
+		id, ok, err := imagebundle.Export(ctx, sock, ref, path)
+		if err != nil {
+			return nil, err
+		}
+		if ok {
+			out = append(out, kind.Image{Archive: path, Ref: ref, ID: id})
+		}
+	}
+	return out, nil
 }

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/netip"
 	"os"
+	"path/filepath"
 	"sort"
 	"sync"
 	"time"
@@ -219,6 +220,7 @@ func (r *Runtime) Up(ctx context.Context, o lab.UpOptions) error {
 		return err
 	}
 	p, subnets := d.Provider, d.Subnets
+	var fromEngine func(ctx context.Context, refs []string) ([]kind.Image, error)
 	if p == nil || subnets == nil || o.Kind.Archive != "" {
 		engine, err := kind.Usable()
 		if err != nil {
@@ -228,6 +230,9 @@ func (r *Runtime) Up(ctx context.Context, o lab.UpOptions) error {
 			if err := loadArchive(ctx, engine.Socket, o.Kind.Archive, o.Out); err != nil {
 				return err
 			}
+		}
+		fromEngine = func(ctx context.Context, refs []string) ([]kind.Image, error) {
+			return engineImages(ctx, engine.Socket, filepath.Join(r.stateDir, "image"), refs)
 		}
 		if subnets == nil {
 			subnets = func(ctx context.Context) ([]netip.Prefix, error) {
@@ -250,6 +255,7 @@ func (r *Runtime) Up(ctx context.Context, o lab.UpOptions) error {
 			HostAddr: o.HostAddr, HTTPPort: o.HTTPPort, HTTPSPort: o.HTTPSPort,
 		},
 		StateDir: r.stateDir, Image: d.Image, Subnets: subnets, Install: d.Install,
+		EngineImages:      fromEngine,
 		MetalLBImages:     metallb.Images{Controller: o.Kind.MetalLBController, Speaker: o.Kind.MetalLBSpeaker},
 		BookinfoNamespace: ns, SharedIPKey: o.SharedIPKey, MeshConfig: o.MeshConfig, Out: o.Out,
 	}, p); err != nil {

@@ -26,6 +26,12 @@ type Images struct {
 	Controller, Speaker string
 }
 
+// ControllerRef and SpeakerRef are the images MetalLB runs with i.
+func (i Images) ControllerRef() string { return i.controller() }
+
+// SpeakerRef: see ControllerRef.
+func (i Images) SpeakerRef() string { return i.speaker() }
+
 func (i Images) controller() string {
 	if i.Controller == "" {
 		return ControllerImage

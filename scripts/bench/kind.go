@@ -436,12 +436,12 @@ func parseSteps(out string) []stepTime {
 // controller on this host (the engine is local), through docker stats when
 // that cannot be read.
 func nodeMemory(ctx context.Context, env kindEnv) (KindMemory, error) {
-	out, err := docker(ctx, env, "inspect", "--format", "{{.State.Pid}}", kindNode)
+	out, err := docker(ctx, env, "inspect", "--format", "{{.State.Pid}} {{.Id}}", kindNode)
 	if err != nil {
 		return KindMemory{}, fmt.Errorf("the node's memory: %w", err)
 	}
-	pid := strings.TrimSpace(out)
-	m, cerr := cgroupMemory("/proc/"+pid+"/cgroup", "/sys/fs/cgroup/memory")
+	pid, id, _ := strings.Cut(strings.TrimSpace(out), " ")
+	m, cerr := cgroupMemory("/proc/"+pid+"/cgroup", "/sys/fs/cgroup/memory", id)
 	if cerr == nil {
 		return m, nil
 	}
@@ -457,7 +457,11 @@ func nodeMemory(ctx context.Context, env kindEnv) (KindMemory, error) {
 	return KindMemory{Source: "docker stats MemUsage (the cgroup's usage less the page cache the docker CLI subtracts)", UsageMB: mib(b), NoCacheMB: mib(b)}, nil
 }
 
-func cgroupMemory(procCgroup, root string) (KindMemory, error) {
+// cgroupMemory reads the memory of the container id from the cgroup its
+// PID 1 is in: the node's systemd sits in a cgroup below the container's
+// (…/<id>/init.scope), so the path is cut after the id to take in the
+// whole node, its pods among it.
+func cgroupMemory(procCgroup, root, id string) (KindMemory, error) {
 	b, err := os.ReadFile(procCgroup)
 	if err != nil {
 		return KindMemory{}, fmt.Errorf("the node's memory cgroup: %w", err)
@@ -470,6 +474,9 @@ func cgroupMemory(procCgroup, root string) (KindMemory, error) {
 	// would be some other cgroup's figures, the machine's at worst.
 	if path == "/" || strings.Contains(path, "..") {
 		return KindMemory{}, fmt.Errorf("the node's memory cgroup: %s is not below this process's cgroup root", path)
+	}
+	if i := strings.Index(path, id); id != "" && i >= 0 {
+		path = path[:i+len(id)]
 	}
 	dir := filepath.Join(root, path)
 	usage, err := os.ReadFile(filepath.Join(dir, "memory.usage_in_bytes"))

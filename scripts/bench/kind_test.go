@@ -122,7 +122,7 @@ func TestCgroupMemory(t *testing.T) {
 		t.Fatal(err)
 	}
 	for f, s := range map[string]string{
-		root + "/cgroup":               "9:memory:/docker/abc\n",
+		root + "/cgroup":               "9:memory:/docker/abc/init.scope\n",
 		dir + "/memory.usage_in_bytes": "2097152\n",
 		dir + "/memory.stat":           "total_cache 1048576\ntotal_inactive_file 524288\n",
 		root + "/cgroup-v2":            "0::/x\n",
@@ -131,12 +131,14 @@ func TestCgroupMemory(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	m, err := cgroupMemory(root+"/cgroup", root)
+	// PID 1 (systemd) is in init.scope below the container's cgroup; the
+	// whole container is read.
+	m, err := cgroupMemory(root+"/cgroup", root, "abc")
 	if err != nil || m.UsageMB != 2 || m.NoCacheMB != 1 || m.WorkingSetMB != 1.5 {
 		t.Errorf("cgroupMemory = %+v, %v", m, err)
 	}
 	for _, f := range []string{"cgroup-v2", "cgroup-outside", "cgroup-root"} {
-		if m, err := cgroupMemory(root+"/"+f, root); err == nil {
+		if m, err := cgroupMemory(root+"/"+f, root, "abc"); err == nil {
 			t.Errorf("%s read: %+v", f, m)
 		}
 	}
