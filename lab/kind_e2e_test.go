@@ -15,6 +15,7 @@ import (
 
 	"github.com/meshlab/meshlab/lab/kube"
 	"github.com/meshlab/meshlab/lab/labtest"
+	"github.com/meshlab/meshlab/lab/metallb"
 )
 
 // TestKindEndToEnd brings a real kind lab up offline, on the node image
@@ -46,16 +47,48 @@ func TestKindEndToEnd(t *testing.T) {
 
 	l := labtest.New(t, "..")
 	const httpPort = "18080"
+
+	// The workshop room without a registry: every image the lab needs in
+	// one archive, the engine without them, and up loading it first. The
+	// MetalLB images go by other names (as a room's mirror would have
+	// them), which the node image does not hold, so they reach the nodes
+	// from the engine.
+	node := env["MESHLAB_KIND_NODE_IMAGE"]
+	ctrl, spk := "meshlab.local/metallb/controller:e2e", "meshlab.local/metallb/speaker:e2e"
+	docker("tag", metallb.ControllerImage, ctrl)
+	docker("tag", metallb.SpeakerImage, spk)
+	archive := filepath.Join(t.TempDir(), "lab-images.tar")
 	start := time.Now()
+	out, err := l.RunFor(10*time.Minute, "images", "save", "--node-image", node, "--metallb-controller-image", ctrl,
+		"--metallb-speaker-image", spk, "--docker-host", env["DOCKER_HOST"], archive)
+	t.Logf("images save (%s):\n%s", time.Since(start).Round(time.Second), out)
+	if err != nil {
+		t.Fatalf("images save: %v", err)
+	}
+	docker("rmi", node, ctrl, spk)
+
 	// One worker besides the control plane: the pod network must route
 	// between nodes (the gateway's NodePort arrives on the control plane,
 	// the pods run on the worker; the API server calls istiod's webhook
 	// across the nodes too).
-	out, err := l.RunFor(20*time.Minute, "up", "--runtime", "kind", "--node-image", env["MESHLAB_KIND_NODE_IMAGE"],
+	start = time.Now()
+	out, err = l.RunFor(20*time.Minute, "up", "--runtime", "kind", "--images", archive, "--node-image", node,
+		"--metallb-controller-image", ctrl, "--metallb-speaker-image", spk,
 		"--nodes", "1", "--http-port", httpPort, "--https-port", "18443")
 	t.Logf("up (%s):\n%s", time.Since(start).Round(time.Second), out)
 	if err != nil {
 		t.Fatalf("up --runtime kind: %v", err)
+	}
+	for _, want := range []string{"✓ images archive", "✓ kind cluster", "MetalLB's 4", "✓ pod network", "✓ productpage"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("up's output lacks %q", want)
+		}
+	}
+	for obj, want := range map[string]string{"deploy/controller": ctrl, "ds/speaker": spk} {
+		b, err := exec.Command(kubectl, "get", "-n", metallb.Namespace, obj, "-o", "jsonpath={.spec.template.spec.containers[0].image}").CombinedOutput()
+		if err != nil || string(b) != want {
+			t.Errorf("MetalLB's %s runs %q (%v), want %s", obj, b, err, want)
+		}
 	}
 
 	var st kube.Status
