@@ -71,6 +71,8 @@ func TestResolvePod(t *testing.T) {
 	pod("api-2", "api", 0, []string{"api", "istio-proxy"}, nil)
 	pod("annotated", "none", 0, []string{"app", "helper"}, map[string]string{DefaultContainerAnnotation: "helper"})
 	pod("annotated-wrong", "none", 0, []string{"istio-proxy", "app"}, map[string]string{DefaultContainerAnnotation: "gone"})
+	// A pod of an app without a Deployment of that name.
+	pod("solo", "lonely", time.Minute, []string{"lonely", "istio-proxy"}, nil)
 
 	for _, tt := range []struct {
 		name, container  string
@@ -83,6 +85,11 @@ func TestResolvePod(t *testing.T) {
 		{name: "web-new", pod: "web-new", want: "web"},
 		{name: "pod/annotated", pod: "annotated", want: "helper"},
 		{name: "annotated-wrong", pod: "annotated-wrong", want: "app"},
+		// A plain name that is no pod's is a Deployment's, as on the
+		// local runtime (`meshlab exec ratings -- curl ...`).
+		{name: "web", pod: "web-old", want: "web"},
+		{name: "api", container: "istio-proxy", pod: "api-2", want: "istio-proxy"},
+		{name: "lonely", pod: "solo", want: "lonely"},
 		{name: "deploy/web", container: "nope", error: "pod foo/web-old has no container nope; it has istio-proxy, web"},
 		{name: "deploy/nope", error: "deployment foo/nope not found; see `meshlab get deployments -n foo`"},
 		{name: "deploy/empty", error: "deployment foo/empty has no pods (replicas 1); see `meshlab get pods -n foo`"},
