@@ -8,6 +8,7 @@ import (
 	"sort"
 	"strings"
 
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -202,6 +203,12 @@ func deploymentPod(ctx context.Context, kc kubernetes.Interface, ns, name string
 	if err != nil {
 		return nil, fmt.Errorf("get deployment %s/%s: %w", ns, name, err)
 	}
+	return podOf(ctx, kc, d)
+}
+
+// podOf is the pod of d that deploymentPod picks.
+func podOf(ctx context.Context, kc kubernetes.Interface, d *appsv1.Deployment) (*corev1.Pod, error) {
+	ns, name := d.Namespace, d.Name
 	sel, err := metav1.LabelSelectorAsSelector(d.Spec.Selector)
 	if err != nil {
 		return nil, fmt.Errorf("deployment %s/%s: selector: %w", ns, name, err)
@@ -210,9 +217,18 @@ func deploymentPod(ctx context.Context, kc kubernetes.Interface, ns, name string
 	if err != nil {
 		return nil, fmt.Errorf("list the pods of deployment %s/%s: %w", ns, name, err)
 	}
+	if p := pickPod(l.Items); p != nil {
+		return p, nil
+	}
+	return nil, fmt.Errorf("deployment %s/%s has no pods (replicas %d); see `meshlab get pods -n %s`", ns, name, replicas(d.Spec.Replicas), ns)
+}
+
+// pickPod is, of pods, the one that has been ready longest, else, with none
+// ready, the newest; nil when every one is going away.
+func pickPod(pods []corev1.Pod) *corev1.Pod {
 	var ready, others []*corev1.Pod
-	for i := range l.Items {
-		p := &l.Items[i]
+	for i := range pods {
+		p := &pods[i]
 		switch {
 		case p.DeletionTimestamp != nil:
 		case podReady(*p):
@@ -229,7 +245,7 @@ func deploymentPod(ctx context.Context, kc kubernetes.Interface, ns, name string
 			}
 			return ready[i].Name < ready[j].Name
 		})
-		return ready[0], nil
+		return ready[0]
 	}
 	if len(others) > 0 {
 		sort.Slice(others, func(i, j int) bool {
@@ -239,9 +255,9 @@ func deploymentPod(ctx context.Context, kc kubernetes.Interface, ns, name string
 			}
 			return others[i].Name < others[j].Name
 		})
-		return others[0], nil
+		return others[0]
 	}
-	return nil, fmt.Errorf("deployment %s/%s has no pods (replicas %d); see `meshlab get pods -n %s`", ns, name, replicas(d.Spec.Replicas), ns)
+	return nil
 }
 
 func replicas(p *int32) int32 {
@@ -262,28 +278,19 @@ func readySince(p *corev1.Pod) metav1.Time {
 }
 
 // appPod is a pod of the Deployment named name, else one labelled app=name
-// (nil when there is neither): how a plain name that is no pod's is read.
+// (nil when there is neither), picked as deploymentPod picks: how a plain
+// name that is no pod's is read.
 func appPod(ctx context.Context, kc kubernetes.Interface, ns, name string) (*corev1.Pod, error) {
-	if _, err := kc.AppsV1().Deployments(ns).Get(ctx, name, metav1.GetOptions{}); err == nil {
-		return deploymentPod(ctx, kc, ns, name)
-	} else if !apierrors.IsNotFound(err) {
+	d, err := kc.AppsV1().Deployments(ns).Get(ctx, name, metav1.GetOptions{})
+	if err == nil {
+		return podOf(ctx, kc, d)
+	}
+	if !apierrors.IsNotFound(err) {
 		return nil, fmt.Errorf("get deployment %s/%s: %w", ns, name, err)
 	}
 	pods, err := kc.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: "app=" + name})
 	if err != nil {
 		return nil, fmt.Errorf("list pods of app %s in %s: %w", name, ns, err)
 	}
-	var best *corev1.Pod
-	for i := range pods.Items {
-		p := &pods.Items[i]
-		if p.DeletionTimestamp != nil {
-			continue
-		}
-		// The oldest ready pod, as deploymentPod picks, for a stable choice.
-		if best == nil || (podReady(*p) && !podReady(*best)) ||
-			(podReady(*p) == podReady(*best) && p.CreationTimestamp.Before(&best.CreationTimestamp)) {
-			best = p
-		}
-	}
-	return best, nil
+	return pickPod(pods.Items), nil
 }

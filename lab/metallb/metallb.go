@@ -26,20 +26,16 @@ type Images struct {
 	Controller, Speaker string
 }
 
-// ControllerRef and SpeakerRef are the images MetalLB runs with i.
-func (i Images) ControllerRef() string { return i.controller() }
-
-// SpeakerRef: see ControllerRef.
-func (i Images) SpeakerRef() string { return i.speaker() }
-
-func (i Images) controller() string {
+// ControllerRef is the controller's image with i.
+func (i Images) ControllerRef() string {
 	if i.Controller == "" {
 		return ControllerImage
 	}
 	return i.Controller
 }
 
-func (i Images) speaker() string {
+// SpeakerRef is the speaker's image with i.
+func (i Images) SpeakerRef() string {
 	if i.Speaker == "" {
 		return SpeakerImage
 	}

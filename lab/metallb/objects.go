@@ -129,8 +129,8 @@ func Objects(o Options) []runtime.Object {
 			ObjectMeta: meta("metallb-excludel2", Namespace),
 			Data:       map[string]string{"excludel2.yaml": "announcedInterfacesToExclude: [\"^lo$\", \"^veth.*\", \"^docker.*\", \"^cni.*\", \"^kube-ipvs.*\"]\n"},
 		},
-		controller(o.Images.controller()),
-		speaker(o.Images.speaker()),
+		controller(o.Images.ControllerRef()),
+		speaker(o.Images.SpeakerRef()),
 	)
 	return objs
 }
