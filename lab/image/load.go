@@ -7,7 +7,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"os"
 	"strings"
 	"time"
 
@@ -66,15 +65,16 @@ func UnixClient(sock string) *http.Client {
 	}}
 }
 
-// LoadNodes loads the image tarball at archive into every node that does not
-// hold image id under ref yet, through kind's own loading (containerd's
-// import on the node), as `kind load image-archive` does.
-func LoadNodes(archive, ref, id string, ns []nodes.Node) (loaded int, err error) {
+// LoadNodes loads the image tarball open reads into every node that does
+// not hold image id under ref yet, through kind's own loading (containerd's
+// import on the node), as `kind load image-archive` does. open is called
+// once per node that needs it, and not at all when none does.
+func LoadNodes(open func() (io.ReadCloser, error), ref, id string, ns []nodes.Node) (loaded int, err error) {
 	for _, n := range ns {
 		if have, err := nodeutils.ImageID(n, ref); err == nil && have == id {
 			continue
 		}
-		f, err := os.Open(archive)
+		f, err := open()
 		if err != nil {
 			return loaded, fmt.Errorf("load the image into node %s: %w", n, err)
 		}

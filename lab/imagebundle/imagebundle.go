@@ -223,26 +223,37 @@ func inEngine(ctx context.Context, sock, ref string) (bool, error) {
 	return false, fmt.Errorf("look up %s in the engine at %s: %s: %s", ref, sock, resp.Status, strings.TrimSpace(string(b)))
 }
 
-// export writes the engine's docker-save tarball of ref to path.
-func export(ctx context.Context, sock, ref, path string) error {
+// Open streams the engine's docker-save tarball of ref (GET
+// /images/<ref>/get, as `docker save`); the caller closes it.
+func Open(ctx context.Context, sock, ref string) (io.ReadCloser, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://engine/images/"+ref+"/get", nil)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	resp, err := image.UnixClient(sock).Do(req)
 	if err != nil {
-		return fmt.Errorf("export %s from the engine at %s: %w", ref, sock, err)
+		return nil, fmt.Errorf("export %s from the engine at %s: %w", ref, sock, err)
 	}
-	defer func() { _ = resp.Body.Close() }() // errors show in the copy
 	if resp.StatusCode != http.StatusOK {
 		b, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
-		return fmt.Errorf("export %s from the engine at %s: %s: %s", ref, sock, resp.Status, strings.TrimSpace(string(b)))
+		_ = resp.Body.Close() // read for the message
+		return nil, fmt.Errorf("export %s from the engine at %s: %s: %s", ref, sock, resp.Status, strings.TrimSpace(string(b)))
 	}
+	return resp.Body, nil
+}
+
+// export writes the engine's docker-save tarball of ref to path.
+func export(ctx context.Context, sock, ref, path string) error {
+	body, err := Open(ctx, sock, ref)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = body.Close() }() // errors show in the copy
 	f, err := os.Create(path)
 	if err != nil {
 		return fmt.Errorf("export %s: %w", ref, err)
 	}
-	if _, err := io.Copy(f, resp.Body); err != nil {
+	if _, err := io.Copy(f, body); err != nil {
 		_ = f.Close()
 		return fmt.Errorf("export %s from the engine at %s: %w", ref, sock, err)
 	}
@@ -298,10 +309,9 @@ func Load(ctx context.Context, sock, file string) ([]string, error) {
 	}
 }
 
-// Export writes the engine's docker-save tarball of ref to path and returns
-// the image's ID, for loading it into kind's nodes; ok is false (and
-// nothing written) when the engine does not hold ref.
-func Export(ctx context.Context, sock, ref, path string) (id string, ok bool, err error) {
+// ID is the engine's ID of ref (its config digest); ok is false when the
+// engine does not hold ref.
+func ID(ctx context.Context, sock, ref string) (id string, ok bool, err error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://engine/images/"+ref+"/json", nil)
 	if err != nil {
 		return "", false, err
@@ -322,9 +332,6 @@ func Export(ctx context.Context, sock, ref, path string) (id string, ok bool, er
 	var inspect struct{ Id string } //nolint:revive // the engine's field name
 	if err := json.Unmarshal(b, &inspect); err != nil || inspect.Id == "" {
 		return "", false, fmt.Errorf("look up %s in the engine at %s: no image ID in its answer", ref, sock)
-	}
-	if err := export(ctx, sock, ref, path); err != nil {
-		return "", false, err
 	}
 	return inspect.Id, true, nil
 }

@@ -7,6 +7,7 @@ package kind
 import (
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"strconv"
 
@@ -99,6 +100,9 @@ type Image struct {
 	Archive string // path of a docker-loadable tarball
 	Ref     string // the reference it is tagged with
 	ID      string // its config digest; nodes that hold it already are skipped
+	// Open, when set, reads the tarball instead of Archive (an engine's
+	// export, streamed): called only for a node that lacks the image.
+	Open func() (io.ReadCloser, error)
 }
 
 // Provider is what the kind runtime needs of kind. The real one is thin; the
@@ -195,7 +199,11 @@ func (k *kindProvider) LoadImage(_ context.Context, name string, img Image) (int
 	if len(nodes) == 0 {
 		return 0, fmt.Errorf("kind cluster %s has no nodes", name)
 	}
-	return image.LoadNodes(img.Archive, img.Ref, img.ID, nodes)
+	open := img.Open
+	if open == nil {
+		open = func() (io.ReadCloser, error) { return os.Open(img.Archive) }
+	}
+	return image.LoadNodes(open, img.Ref, img.ID, nodes)
 }
 
 // NetworkName is the engine network kind puts its nodes on.

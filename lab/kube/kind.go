@@ -504,20 +504,19 @@ func waitOK(ctx context.Context, url string) error {
 	return nil
 }
 
-// engineImages exports into dir those of refs the engine at sock holds.
-func engineImages(ctx context.Context, sock, dir string, refs []string) ([]kind.Image, error) {
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return nil, fmt.Errorf("images from the engine: %w", err)
-	}
+// engineImages are those of refs the engine at sock holds, each read from
+// the engine (streamed) only for a node that lacks it.
+func engineImages(ctx context.Context, sock string, refs []string) ([]kind.Image, error) {
 	var out []kind.Image
-	for i, ref := range refs {
-		path := filepath.Join(dir, fmt.Sprintf("engine-%d.tar", i))
-		id, ok, err := imagebundle.Export(ctx, sock, ref, path)
+	for _, ref := range refs {
+		id, ok, err := imagebundle.ID(ctx, sock, ref)
 		if err != nil {
 			return nil, err
 		}
 		if ok {
-			out = append(out, kind.Image{Archive: path, Ref: ref, ID: id})
+			out = append(out, kind.Image{Ref: ref, ID: id, Open: func() (io.ReadCloser, error) {
+				return imagebundle.Open(ctx, sock, ref)
+			}})
 		}
 	}
 	return out, nil

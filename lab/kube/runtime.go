@@ -8,7 +8,6 @@ import (
 	"io"
 	"net/netip"
 	"os"
-	"path/filepath"
 	"sort"
 	"sync"
 	"time"
@@ -232,7 +231,7 @@ func (r *Runtime) Up(ctx context.Context, o lab.UpOptions) error {
 			}
 		}
 		fromEngine = func(ctx context.Context, refs []string) ([]kind.Image, error) {
-			return engineImages(ctx, engine.Socket, filepath.Join(r.stateDir, "image"), refs)
+			return engineImages(ctx, engine.Socket, refs)
 		}
 		if subnets == nil {
 			subnets = func(ctx context.Context) ([]netip.Prefix, error) {
